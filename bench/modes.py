@@ -1,0 +1,515 @@
+"""Client modes: the same workloads driven through different client stacks.
+
+A mode opens connections (:meth:`Mode.open`) that push what the application would see to
+a :class:`Sink`, each through its library's normal receive API:
+
+* ``gemini-live``: :func:`gemini_live.connect`, ``async for event in session``,
+  ``await session.send_audio(pcm)``; picows or websockets backend.
+* ``google-genai``: the unmodified SDK pointed at ``ws://`` with the two-attribute recipe,
+  ``send_realtime_input(audio=Blob)`` and ``receive()`` re-entered after each turnComplete.
+* ``hand-written``: websockets + ``json`` + ``base64``, what a careful developer writes
+  by hand against the documented JSON.
+* ``transport floor``: picows native callbacks, pre-built frames, no codec at all (frames
+  are classified by their first bytes): the cost of the transport alone.
+
+Adding a client = one more :class:`Mode` subclass in :data:`MODES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar, Final
+
+from bench.common import (
+    FLOOR_AUDIO_FRAME,
+    FLOOR_GOAWAY_FRAME,
+    GOAWAY_TRIGGER,
+    IN_MIME,
+    MODEL,
+    PCM_OUT,
+    STAMP_WIDTH,
+    W2_STAMP_OFFSET,
+    parse_stamp,
+    setup_frame,
+)
+
+OPEN_TIMEOUT: Final = 15.0
+
+
+class Sink:
+    """What the application does with received events (override what you need)."""
+
+    def on_setup_complete(self) -> None:
+        pass
+
+    def on_audio(self, pcm: bytes) -> None:
+        pass
+
+    def on_transcript(self, text: str) -> None:
+        self.on_stamp(parse_stamp(text))
+
+    def on_stamp(self, sent_at: float) -> None:
+        pass
+
+    def on_turn_complete(self) -> None:
+        pass
+
+    def on_handle(self, handle: str) -> None:
+        pass
+
+    def on_go_away(self) -> None:
+        pass
+
+    def on_closed(self) -> None:
+        pass
+
+
+class Conn(ABC):
+    """One open session of some mode."""
+
+    #: Latest resumption handle seen on this session.
+    handle: str | None = None
+
+    @abstractmethod
+    async def send_audio(self, pcm: bytes) -> None: ...
+
+    @abstractmethod
+    async def send_go_away_trigger(self) -> None:
+        """Ask the benchmark server for a goAway on this connection."""
+
+    async def resume(self) -> None:
+        """After goAway: reconnect with the latest handle and wait for setupComplete.
+
+        Modes whose library resumes by itself (``Mode.auto_resume``) never get this call.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class Mode(ABC):
+    key: ClassVar[str]
+    label: ClassVar[str]
+    #: The library rotates the connection on goAway by itself.
+    auto_resume: ClassVar[bool] = False
+
+    async def prepare(self) -> None:
+        """Per-process setup (imports, client objects); not timed."""
+        self.prepared = True
+
+    @abstractmethod
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn: ...
+
+
+# -- gemini-live --------------------------------------------------------------------------
+
+
+class GeminiLiveMode(Mode):
+    auto_resume = True
+    backend: ClassVar[str] = "picows"
+
+    def _backend(self) -> Any:
+        """``backend=`` for build_config: a name, or a Backend object (a subclass may)."""
+        return self.backend
+
+    async def prepare(self) -> None:
+        import gemini_live
+
+        self._gl = gemini_live
+
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+        gl = self._gl
+        setup = gl.types.Setup(
+            model=MODEL,
+            generation_config=gl.types.GenerationConfig(response_modalities=["AUDIO"]),
+            session_resumption=gl.types.SessionResumptionConfig(handle=handle)
+            if handle
+            else gl.types.UNSET,
+        )
+        config = gl.build_config(setup=setup, url=url, backend=self._backend())
+        session = await asyncio.wait_for(gl.Session.connect(config), OPEN_TIMEOUT)
+        return _GeminiLiveConn(session, sink)
+
+
+class GeminiLivePicows(GeminiLiveMode):
+    key = "gemini-live-picows"
+    label = "gemini-live (picows)"
+    backend = "picows"
+
+
+class GeminiLiveWebsockets(GeminiLiveMode):
+    key = "gemini-live-websockets"
+    label = "gemini-live (websockets)"
+    backend = "websockets"
+
+
+class _GeminiLiveConn(Conn):
+    def __init__(self, session: Any, sink: Sink) -> None:
+        self.session = session
+        self.sink = sink
+        self._task = asyncio.get_running_loop().create_task(self._receive())
+
+    async def _receive(self) -> None:
+        from gemini_live import events as ev
+
+        audio_t, text_t, turn_t = ev.ModelAudio, ev.OutputTranscription, ev.TurnComplete
+        sru_t, goaway_t, setup_t = ev.SessionResumptionUpdate, ev.GoAway, ev.SetupComplete
+        closed_t = ev.Closed
+        sink = self.sink
+        try:
+            async for event in self.session:
+                t = type(event)
+                if t is audio_t:
+                    sink.on_audio(event.data)
+                elif t is text_t:
+                    sink.on_transcript(event.text)
+                elif t is turn_t:
+                    sink.on_turn_complete()
+                elif t is sru_t:
+                    if event.handle:
+                        self.handle = event.handle
+                        sink.on_handle(event.handle)
+                elif t is goaway_t:
+                    sink.on_go_away()
+                elif t is setup_t:
+                    sink.on_setup_complete()
+                elif t is closed_t:
+                    break
+        finally:
+            sink.on_closed()
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self.session.send_audio(pcm)
+
+    async def send_go_away_trigger(self) -> None:
+        await self.session.send_text(GOAWAY_TRIGGER)
+
+    async def close(self) -> None:
+        await self.session.close()
+        self._task.cancel()
+
+
+# -- google-genai ---------------------------------------------------------------------------
+
+
+class GoogleGenaiMode(Mode):
+    key = "google-genai"
+    label = "google-genai"
+
+    async def prepare(self) -> None:
+        from google import genai
+        from google.genai import types
+
+        self._types = types
+        self._url = ""
+        self.client = genai.Client(api_key="bench-not-a-key")
+        api = self.client._api_client
+        # peer-google-genai.md §2: the only plain ws:// recipe (the SDK forces wss://).
+        setattr(api, "_websocket_base_url", lambda http_options=None: self._url)  # noqa: B010
+        api._websocket_ssl_ctx = {}
+
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+        types = self._types
+        self._url = url  # the SDK appends /ws/google.ai....BidiGenerateContent
+        config = types.LiveConnectConfig(
+            response_modalities=[types.Modality.AUDIO],
+            session_resumption=types.SessionResumptionConfig(handle=handle),
+        )
+        cm = self.client.aio.live.connect(model=MODEL, config=config)
+        session = await asyncio.wait_for(cm.__aenter__(), OPEN_TIMEOUT)
+        conn = _GenaiConn(self, url, cm, session, sink)
+        sink.on_setup_complete()
+        return conn
+
+
+class _GenaiConn(Conn):
+    def __init__(self, mode: GoogleGenaiMode, url: str, cm: Any, session: Any, sink: Sink) -> None:
+        self.mode = mode
+        self.url = url
+        self.cm = cm
+        self.session = session
+        self.sink = sink
+        self._types = mode._types
+        self._task = asyncio.get_running_loop().create_task(self._receive(session))
+
+    async def _receive(self, session: Any) -> None:
+        sink = self.sink
+        try:
+            while True:
+                async for msg in session.receive():
+                    sc = msg.server_content
+                    if sc is not None:
+                        turn = sc.model_turn
+                        if turn is not None and turn.parts:
+                            for part in turn.parts:
+                                blob = part.inline_data
+                                if blob is not None and blob.data is not None:
+                                    sink.on_audio(blob.data)
+                        ot = sc.output_transcription
+                        if ot is not None and ot.text:
+                            sink.on_transcript(ot.text)
+                        if sc.turn_complete:
+                            sink.on_turn_complete()
+                    sru = msg.session_resumption_update
+                    if sru is not None and sru.new_handle:
+                        self.handle = sru.new_handle
+                        sink.on_handle(sru.new_handle)
+                    if msg.go_away is not None:
+                        sink.on_go_away()
+        except Exception:  # APIError on close: the session is over
+            sink.on_closed()
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self.session.send_realtime_input(audio=self._types.Blob(data=pcm, mime_type=IN_MIME))
+
+    async def send_go_away_trigger(self) -> None:
+        await self.session.send_realtime_input(text=GOAWAY_TRIGGER)
+
+    async def resume(self) -> None:
+        await self.close()
+        new = await self.mode.open(self.url, self.sink, self.handle)
+        assert isinstance(new, _GenaiConn)
+        self.cm, self.session, self._task = new.cm, new.session, new._task
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(Exception):
+            await self.cm.__aexit__(None, None, None)
+
+
+# -- hand-written websockets + json + base64 -------------------------------------------------
+
+
+class HandWrittenMode(Mode):
+    key = "hand-written"
+    label = "hand-written websockets + json + base64"
+
+    async def prepare(self) -> None:
+        from websockets.asyncio.client import connect
+
+        self._connect = connect
+
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+        conn = _HandWrittenConn(self, url, sink)
+        await asyncio.wait_for(conn.connect(handle), OPEN_TIMEOUT)
+        return conn
+
+
+class _HandWrittenConn(Conn):
+    def __init__(self, mode: HandWrittenMode, url: str, sink: Sink) -> None:
+        self.mode = mode
+        self.url = url
+        self.sink = sink
+        self.ws: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self, handle: str | None) -> None:
+        ws = await self.mode._connect(self.url)
+        resumption: dict[str, str] = {"handle": handle} if handle else {}
+        setup = {
+            "setup": {
+                "model": MODEL,
+                "generationConfig": {"responseModalities": ["AUDIO"]},
+                "sessionResumption": resumption,
+            }
+        }
+        await ws.send(json.dumps(setup))
+        first = json.loads(await ws.recv())
+        if "setupComplete" not in first:
+            raise RuntimeError(f"expected setupComplete, got {first!r:.200}")
+        self.ws = ws
+        self.sink.on_setup_complete()
+        self._task = asyncio.get_running_loop().create_task(self._receive(ws))
+
+    async def _receive(self, ws: Any) -> None:
+        sink = self.sink
+        loads, b64decode = json.loads, base64.b64decode
+        try:
+            async for raw in ws:
+                msg = loads(raw)
+                sc = msg.get("serverContent")
+                if sc is not None:
+                    turn = sc.get("modelTurn")
+                    if turn is not None:
+                        for part in turn.get("parts", ()):
+                            blob = part.get("inlineData")
+                            if blob is not None:
+                                sink.on_audio(b64decode(blob["data"]))
+                    ot = sc.get("outputTranscription")
+                    if ot is not None:
+                        sink.on_transcript(ot.get("text", ""))
+                    if sc.get("turnComplete"):
+                        sink.on_turn_complete()
+                sru = msg.get("sessionResumptionUpdate")
+                if sru is not None and sru.get("resumable") and sru.get("newHandle"):
+                    self.handle = sru["newHandle"]
+                    sink.on_handle(sru["newHandle"])
+                if "goAway" in msg:
+                    sink.on_go_away()
+        except Exception:  # ConnectionClosed: the session is over
+            pass
+        sink.on_closed()
+
+    async def send_audio(self, pcm: bytes) -> None:
+        data = base64.b64encode(pcm).decode("ascii")
+        await self.ws.send(
+            json.dumps({"realtimeInput": {"audio": {"data": data, "mimeType": IN_MIME}}})
+        )
+
+    async def send_go_away_trigger(self) -> None:
+        await self.ws.send(json.dumps({"realtimeInput": {"text": GOAWAY_TRIGGER}}))
+
+    async def resume(self) -> None:
+        await self.close()
+        await asyncio.wait_for(self.connect(self.handle), OPEN_TIMEOUT)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 5.0)
+
+
+# -- transport floor: picows callbacks, pre-built frames, no codec ------------------------
+
+
+class FloorMode(Mode):
+    key = "floor"
+    label = "transport floor (picows callbacks, no codec)"
+
+    async def prepare(self) -> None:
+        import picows
+
+        self._picows = picows
+
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+        conn = _FloorConn(self._picows, url, sink)
+        await asyncio.wait_for(conn.connect(handle), OPEN_TIMEOUT)
+        return conn
+
+
+_P_AUDIO: Final = b'{"serverContent":{"modelTurn"'
+_P_STAMPED: Final = b'{"serverContent":{"outputTranscription"'
+_P_TURN: Final = b'{"serverContent":{"turnComplete"'
+_P_SETUP: Final = b'{"setupComplete"'
+_P_HANDLE: Final = b'{"sessionResumptionUpdate"'
+_P_GOAWAY: Final = b'{"goAway"'
+
+
+def _make_floor_listener(picows: Any) -> type:
+    text_t, binary_t = picows.WSMsgType.TEXT, picows.WSMsgType.BINARY
+    close_t = picows.WSMsgType.CLOSE
+
+    class FloorListener(picows.WSListener):  # type: ignore[misc]
+        def __init__(self, conn: _FloorConn) -> None:
+            super().__init__()
+            self.conn = conn
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            mt = frame.msg_type
+            if mt != binary_t and mt != text_t:
+                if mt == close_t:
+                    transport.send_close(frame.get_close_code())
+                    transport.disconnect()
+                return
+            mv = frame.get_payload_as_memoryview()
+            head = bytes(mv[:40])
+            sink = self.conn.sink
+            if head.startswith(_P_AUDIO):
+                sink.on_audio(PCM_OUT)  # no decode: a constant stands for the audio
+            elif head.startswith(_P_STAMPED):
+                sink.on_stamp(float(mv[W2_STAMP_OFFSET : W2_STAMP_OFFSET + STAMP_WIDTH]))
+                sink.on_audio(PCM_OUT)
+            elif head.startswith(_P_TURN):
+                sink.on_turn_complete()
+            elif head.startswith(_P_SETUP):
+                self.conn.setup_done(None)
+            elif head.startswith(_P_HANDLE):
+                sru = json.loads(bytes(mv))["sessionResumptionUpdate"]
+                if sru.get("newHandle"):
+                    self.conn.handle = sru["newHandle"]
+                    sink.on_handle(sru["newHandle"])
+            elif head.startswith(_P_GOAWAY):
+                sink.on_go_away()
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            self.conn.setup_done(ConnectionError("disconnected"))
+            self.conn.sink.on_closed()
+
+    return FloorListener
+
+
+class _FloorConn(Conn):
+    _listener_cls: ClassVar[type | None] = None
+
+    def __init__(self, picows: Any, url: str, sink: Sink) -> None:
+        self.picows = picows
+        self.url = url
+        self.sink = sink
+        self.transport: Any = None
+        self._ready: asyncio.Future[None] | None = None
+        self._text = picows.WSMsgType.TEXT
+        if _FloorConn._listener_cls is None:
+            _FloorConn._listener_cls = _make_floor_listener(picows)
+
+    def setup_done(self, exc: BaseException | None) -> None:
+        fut = self._ready
+        if fut is not None and not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+        elif exc is None:
+            self.sink.on_setup_complete()
+
+    async def connect(self, handle: str | None) -> None:
+        cls = _FloorConn._listener_cls
+        assert cls is not None
+        factory: Callable[[], Any] = lambda: cls(self)  # noqa: E731
+        self._ready = asyncio.get_running_loop().create_future()
+        transport, _ = await self.picows.ws_connect(factory, self.url, enable_auto_pong=True)
+        self.transport = transport
+        transport.send(self._text, setup_frame(MODEL, handle))
+        await self._ready
+        self._ready = None
+        self.sink.on_setup_complete()
+
+    async def send_audio(self, pcm: bytes) -> None:
+        self.transport.send(self._text, FLOOR_AUDIO_FRAME)
+
+    async def send_go_away_trigger(self) -> None:
+        self.transport.send(self._text, FLOOR_GOAWAY_FRAME)
+
+    async def resume(self) -> None:
+        await self.close()
+        await asyncio.wait_for(self.connect(self.handle), OPEN_TIMEOUT)
+
+    async def close(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_disconnected:
+            t.send_close(self.picows.WSCloseCode.OK)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(t.wait_disconnected(), 5.0)
+            t.disconnect()
+
+
+MODES: Final[dict[str, type[Mode]]] = {
+    m.key: m
+    for m in (GeminiLivePicows, GeminiLiveWebsockets, GoogleGenaiMode, HandWrittenMode, FloorMode)
+}
+#: Modes not run by default (none at the moment); ``--modes`` can name them.
+EXTRA_MODES: Final[dict[str, type[Mode]]] = {}
+ALL_MODES: Final[dict[str, type[Mode]]] = {**MODES, **EXTRA_MODES}
+BASELINE_GENAI: Final = GoogleGenaiMode.key
+BASELINE_RAW: Final = HandWrittenMode.key
+
+
+def label(key: str) -> str:
+    return ALL_MODES[key].label

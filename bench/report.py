@@ -1,0 +1,257 @@
+"""Markdown tables and the W2 plot from a results dict (``bench/results/*.json``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.modes import ALL_MODES
+
+
+def _label(mode: str) -> str:
+    cls = ALL_MODES.get(mode)
+    return cls.label if cls is not None else mode
+
+
+def _f(x: Any, fmt: str = ".1f") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return format(x, fmt)
+
+
+def _failed(reason: str) -> str:
+    return "failed: " + reason.replace("|", "\\|")[:160]
+
+
+def meta_md(meta: dict[str, Any]) -> str:
+    pk = meta.get("packages", {})
+    pkgs = ", ".join(f"{k} {v}" for k, v in pk.items() if v)
+    load = meta.get("loadavg_start", [])
+    load_end = meta.get("loadavg_end", [])
+    return "\n".join(
+        [
+            f"* Machine: {meta.get('nproc')} CPUs, {meta.get('cpu_model')}; {meta.get('platform')}",
+            f"* Python {meta.get('python')} ({meta.get('implementation')}); {pkgs}",
+            f"* Load average at start {', '.join(f'{x:.2f}' for x in load)}; "
+            f"at end {', '.join(f'{x:.2f}' for x in load_end)}; {meta.get('date')}",
+            "* The benchmark server runs on the same machine (separate process, picows + "
+            "uvloop): it competes with the client for the same cores.",
+        ]
+    )
+
+
+def w1_md(w1: dict[str, Any]) -> str:
+    if "error" in w1:
+        return _failed(w1["error"])
+    rows = w1["summary"]
+    out = [
+        "| client | loop | CPU µs/chunk median (min) | wall ms median (min) | peak RSS MiB "
+        "| connect ms | google-genai CPU ÷ this | hand-written CPU ÷ this | ok runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        name, loop = _label(r["mode"]), r["loop"]
+        if "cpu_us_median" not in r:
+            dash = " – |" * 5
+            out.append(
+                f"| {name} | {loop} | {_failed(r.get('error', '?'))} |{dash} 0/{r['runs']} |"
+            )
+            continue
+        out.append(
+            f"| {name} | {loop} | {r['cpu_us_median']:.1f} ({r['cpu_us_min']:.1f}) "
+            f"| {r['wall_ms_median']:.0f} ({r['wall_ms_min']:.0f}) | {r['peak_rss_mib']:.0f} "
+            f"| {r['connect_ms']:.1f} | {_f(r.get('x_vs_genai'), '.2f')}× "
+            f"| {_f(r.get('x_vs_raw'), '.2f')}× | {r['ok']}/{r['runs']} |"
+        )
+    loops = list(dict.fromkeys(r["loop"] for r in rows))
+    if len(loops) > 1 and "asyncio" in loops and "uvloop" in loops:
+        out += [
+            "",
+            "uvloop effect on W1 (CPU µs/chunk, medians):",
+            "",
+            "| client | asyncio | uvloop | asyncio ÷ uvloop |",
+            "|---|---:|---:|---:|",
+        ]
+        for mode in dict.fromkeys(r["mode"] for r in rows):
+            a: dict[str, Any] = next(
+                (r for r in rows if r["mode"] == mode and r["loop"] == "asyncio"), {}
+            )
+            u: dict[str, Any] = next(
+                (r for r in rows if r["mode"] == mode and r["loop"] == "uvloop"), {}
+            )
+            if "cpu_us_median" in a and "cpu_us_median" in u:
+                out.append(
+                    f"| {_label(mode)} | {a['cpu_us_median']:.1f} | {u['cpu_us_median']:.1f} "
+                    f"| {a['cpu_us_median'] / u['cpu_us_median']:.2f}× |"
+                )
+            else:
+                out.append(f"| {_label(mode)} | failed | failed | – |")
+    return "\n".join(out)
+
+
+def w2_md(w2: dict[str, Any]) -> str:
+    if "error" in w2:
+        return _failed(w2["error"])
+    out = [
+        "| N | client | loop | client CPU % | server CPU % | send rate | recv rate "
+        "| latency p50 / p99 ms | send lag p99 ms | ramp-up s | real time |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in w2["runs"]:
+        head = f"| {r['sessions']} | {_label(r['mode'])} | {r['loop']} "
+        if "skipped" in r:
+            out.append(head + f"| skipped ({r['skipped']}) |" + " – |" * 8)
+            continue
+        if "error" in r:
+            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 7 + " no |")
+            continue
+        out.append(
+            head + f"| {r['cpu_pct']:.0f} | {_f(r.get('server_cpu_pct'), '.0f')} "
+            f"| {r['send_rate'] * 100:.1f}% | {r['recv_rate'] * 100:.1f}% "
+            f"| {r['latency_ms_p50']:.1f} / {r['latency_ms_p99']:.1f} "
+            f"| {r['send_lag_ms_p99']:.1f} | {r['ramp_s']:.1f} "
+            f"| {'yes' if r['real_time'] else 'no'} |"
+        )
+    out += [
+        "",
+        "Real time = send rate ≥ 98 %, receive rate ≥ 98 %, delivery p99 < 100 ms and send "
+        "lag p99 < 100 ms. CPU % is of one core; the machine's other core(s) also run the "
+        "server.",
+    ]
+    return "\n".join(out)
+
+
+def w3_md(w3: dict[str, Any]) -> str:
+    if "error" in w3:
+        return _failed(w3["error"])
+    out = [
+        "Import time (fresh interpreter, `time.perf_counter()` around the import):",
+        "",
+        "| module | median ms | min ms |",
+        "|---|---:|---:|",
+    ]
+    for r in w3["imports"]:
+        if "median_ms" in r:
+            out.append(f"| `import {r['module']}` | {r['median_ms']:.0f} | {r['min_ms']:.0f} |")
+        else:
+            out.append(f"| `import {r['module']}` | {_failed(r.get('error', '?'))} | – |")
+    out += [
+        "",
+        "| client | first connect+setup ms | connect+setup ms median (min) "
+        "| resume after goAway ms median (min) | resumed with handle (server count) "
+        "| idle KiB / session |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in w3["modes"]:
+        name = _label(r["mode"])
+        if "error" in r:
+            out.append(f"| {name} | {_failed(r['error'])} |" + " – |" * 4)
+            continue
+        c, rs = r["connect_ms"], r["resume_ms"]
+        out.append(
+            f"| {name} | {r['cold_connect_ms']:.1f} "
+            f"| {_med(c):.2f} ({min(c) if c else float('nan'):.2f}) "
+            f"| {_med(rs):.2f} ({min(rs) if rs else float('nan'):.2f}) "
+            f"| {r['server_resumed']}/{len(rs)} | {r['idle_kib_per_session']:.1f} |"
+        )
+    return "\n".join(out)
+
+
+def _med(xs: list[float]) -> float:
+    from bench.common import median
+
+    return median(xs)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    parts = ["## Environment", "", meta_md(results["meta"])]
+    if "w1" in results:
+        cfg = results.get("config", {})
+        parts += [
+            "",
+            f"## W1: one session, {cfg.get('chunks')} chunks back to back "
+            f"({cfg.get('rounds')} interleaved rounds, fresh process each)",
+            "",
+            w1_md(results["w1"]),
+        ]
+    if "w2" in results:
+        cfg = results.get("config", {})
+        parts += [
+            "",
+            f"## W2: N concurrent real-time sessions in one process "
+            f"({cfg.get('w2_window')} s measured after {cfg.get('w2_warmup')} s warm-up)",
+            "",
+            w2_md(results["w2"]),
+        ]
+    if "w3" in results:
+        parts += ["", "## W3: fixed costs", "", w3_md(results["w3"])]
+    if "micro" in results:
+        from bench.micro import tables
+
+        m = results["micro"]
+        parts += ["", "## Codec micro-benchmarks", ""]
+        parts.append(_failed(m["error"]) if "error" in m else tables(m))
+    if "profile" in results:
+        from bench.profile import profile_md
+
+        parts += ["", "## Profile of the W1 client", "", profile_md(results["profile"])]
+    return "\n".join(parts)
+
+
+def plot_w2(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in results["w2"]["runs"] if "cpu_pct" in r]
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        series.setdefault((r["mode"], r["loop"]), []).append(r)
+    fig, (ax_cpu, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for (mode, loop), rs in series.items():
+        rs.sort(key=lambda r: r["sessions"])
+        xs = [r["sessions"] for r in rs]
+        name = f"{_label(mode)} [{loop}]"
+        style = "--" if loop == "uvloop" else "-"
+        (line,) = ax_cpu.plot(xs, [r["cpu_pct"] for r in rs], style, marker="o", label=name)
+        ax_lat.plot(
+            xs,
+            [max(r["latency_ms_p99"], 0.01) for r in rs],
+            style,
+            marker="o",
+            color=line.get_color(),
+        )
+        bad = [r for r in rs if not r["real_time"]]
+        for ax, key in ((ax_cpu, "cpu_pct"), (ax_lat, "latency_ms_p99")):
+            ax.scatter(
+                [r["sessions"] for r in bad],
+                [max(r[key], 0.01) for r in bad],
+                s=120,
+                facecolors="none",
+                edgecolors="red",
+                zorder=3,
+            )
+    for ax in (ax_cpu, ax_lat):
+        ax.set_xscale("log")
+        ax.set_xlabel("concurrent sessions (N)")
+        ax.grid(True, which="both", alpha=0.3)
+    ax_cpu.set_ylabel("client CPU % (of one core)")
+    ax_cpu.set_title("W2: client CPU")
+    ax_lat.set_yscale("log")
+    ax_lat.set_ylabel("delivery latency p99 (ms)")
+    ax_lat.axhline(100, color="red", alpha=0.4, linestyle=":")
+    ax_lat.set_title("W2: server send -> event in app, p99")
+    ax_cpu.legend(fontsize=7, loc="upper left")
+    meta = results.get("meta", {})
+    fig.suptitle(
+        f"{meta.get('nproc')} CPUs, {meta.get('cpu_model')}, Python {meta.get('python')}; "
+        "red ring = real time not kept"
+        + (" (PRELIMINARY, noisy machine)" if meta.get("preliminary") else ""),
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

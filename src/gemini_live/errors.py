@@ -1,0 +1,302 @@
+"""Every exception gemini-live raises, under one root.
+
+Tree::
+
+    GeminiLiveError
+    ├── ConfigError                 local: a setting or argument is wrong (nothing was sent)
+    │   └── AudioFormatError        local: PCM/rate/dtype the Live API cannot take
+    ├── SessionClosedError          local: the session is closed (or closing)
+    ├── ProtocolStateError          local: this message is not allowed in the current state
+    ├── QueueFullError              local: the offline send buffer is full (nothing dropped)
+    ├── MalformedMessage            remote: a server frame is not valid Live API JSON
+    └── ConnectionError_            network / service failures
+        ├── ConnectError            the WebSocket could not be opened
+        ├── SetupTimeout            no setupComplete in time
+        └── ServiceError            the service closed the socket (code + reason + phase)
+            ├── InvalidConfig       1007 during setup, bad argument: fatal for this config
+            ├── AuthError           key/token rejected or location unsupported: fatal
+            ├── ModelNotFound       1008 "... not found ...": fatal
+            ├── SessionNotFound     stale resumption handle: start a fresh session
+            ├── PolicyViolation     other 1008 closes: fatal
+            ├── ContextExhausted    context too large: resuming the same context fails again
+            ├── QuotaExceeded       RESOURCE_EXHAUSTED / overloaded: retry with backoff
+            ├── ServerError         1011 internal / unavailable / deadline, 1006: retryable
+            └── ConnectionDropped   abnormal or normal close mid-stream (1000 after goAway, 1001,
+                                    1006): retryable
+
+Every :class:`ServiceError` carries ``code``, ``reason``, ``phase`` (``"connect"``, ``"setup"``
+or ``"stream"``), ``session_id`` (when the service told us one) and ``retryable``.
+Secrets never appear in messages: :func:`redact` scrubs anything that looks like an API key
+or token before it is put in a message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+__all__ = [
+    "AudioFormatError",
+    "AuthError",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionDropped",
+    "ConnectionError_",
+    "ContextExhausted",
+    "GeminiLiveError",
+    "InvalidConfig",
+    "MalformedMessage",
+    "ModelNotFound",
+    "Phase",
+    "PolicyViolation",
+    "ProtocolStateError",
+    "QueueFullError",
+    "QuotaExceeded",
+    "ServerError",
+    "ServiceError",
+    "SessionClosedError",
+    "SessionNotFound",
+    "SetupTimeout",
+    "classify_close",
+    "redact",
+    "register_secret",
+]
+
+Phase = Literal["connect", "setup", "stream"]
+
+# Google API keys start with "AIza"; ephemeral tokens are "auth_tokens/..."; OAuth access
+# tokens start with "ya29.". Query parameters key= / access_token= are scrubbed whatever
+# their value looks like.
+_SECRET_PATTERNS: Final = (
+    re.compile(r"AIza[0-9A-Za-z_\-]{10,}"),
+    re.compile(r"auth_tokens/[0-9A-Za-z_\-.]+"),
+    re.compile(r"ya29\.[0-9A-Za-z_\-.]+"),
+    re.compile(r"(?i)((?:key|access_token|token)=)[^&\s\"']+"),
+    # Authorization header values: "Bearer <tok>", "Token <tok>" (token-shaped words only,
+    # so prose like "token count" stays readable).
+    re.compile(r"(?i)(authorization\s*[:=]\s*(?:bearer|token)?\s*)[^\s,;\"']+"),
+    re.compile(r"((?:Bearer|Token)\s+)[A-Za-z0-9._~+/=-]{12,}"),
+)
+_extra_secrets: set[str] = set()
+
+
+def register_secret(secret: str) -> None:
+    """Remember a credential so :func:`redact` removes it wherever it appears.
+
+    Called by :mod:`gemini_live.auth` for every key or token it is given, so even a
+    credential with an unusual shape is never echoed back.
+    """
+    if len(secret) >= 4:
+        _extra_secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with API keys, tokens and registered secrets replaced by ``***``."""
+    for secret in _extra_secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + "***", text)
+        else:
+            text = pattern.sub("***", text)
+    return text
+
+
+class GeminiLiveError(Exception):
+    """Root of every exception raised by gemini-live."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(redact(message))
+
+
+class ConfigError(GeminiLiveError, ValueError):
+    """A setting or argument is invalid; raised before anything is sent."""
+
+
+class AudioFormatError(ConfigError):
+    """Audio the Live API cannot take: odd byte count, wrong dtype, rate outside 8–48 kHz."""
+
+
+class SessionClosedError(GeminiLiveError, RuntimeError):
+    """The session is closed or closing; nothing was sent."""
+
+
+class ProtocolStateError(GeminiLiveError, RuntimeError):
+    """The message is not allowed in the protocol's current state; nothing was sent."""
+
+
+class QueueFullError(GeminiLiveError):
+    """The send buffer used while disconnected is full; the message was not queued."""
+
+
+class MalformedMessage(GeminiLiveError):
+    """A frame from the server is not valid Live API JSON."""
+
+    def __init__(self, message: str, *, frame: bytes | None = None) -> None:
+        super().__init__(message)
+        #: The first bytes of the offending frame, for diagnostics.
+        self.frame = frame[:200] if frame is not None else None
+
+
+class ConnectionError_(GeminiLiveError):
+    """Base for network and service failures."""
+
+
+class ConnectError(ConnectionError_):
+    """The WebSocket could not be opened (DNS, TCP, TLS, HTTP upgrade refused)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status of a refused upgrade, when there was one.
+        self.status = status
+        if status is not None and status in (400, 401, 403, 404):
+            self.retryable = False
+
+
+class SetupTimeout(ConnectionError_):
+    """The service did not answer the setup with ``setupComplete`` in time."""
+
+    retryable = True
+
+
+class ServiceError(ConnectionError_):
+    """The service (or the network) closed the connection.
+
+    Attributes are the WebSocket close ``code`` and ``reason``, the ``phase`` it happened
+    in, the ``session_id`` from ``setupComplete`` when known, and whether it is
+    ``retryable``.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        *,
+        phase: Phase = "stream",
+        session_id: str | None = None,
+        local: bool = False,
+    ) -> None:
+        self.code = code
+        self.reason = redact(reason)
+        self.phase: Phase = phase
+        self.session_id = session_id
+        #: True when this side (not the service) produced the close, e.g. a keepalive timeout.
+        self.local = local
+        where = "locally " if local else ""
+        text = f"connection closed {where}during {phase} with code {code}"
+        if reason:
+            text += f": {self.reason}"
+        if session_id:
+            text += f" (session {session_id})"
+        super().__init__(text)
+
+
+class InvalidConfig(ServiceError):
+    """The service rejected the setup or a message as an invalid argument (1007)."""
+
+
+class AuthError(ServiceError):
+    """The key or token was rejected, expired, or the location is not supported."""
+
+
+class ModelNotFound(ServiceError):
+    """The model does not exist for this API version or does not support the Live API."""
+
+
+class SessionNotFound(ServiceError):
+    """The resumption handle is unknown or expired; a fresh session is needed."""
+
+
+class PolicyViolation(ServiceError):
+    """A 1008 close that is not "not found": the operation is not allowed."""
+
+
+class ContextExhausted(ServiceError):
+    """The conversation context is too large; resuming the same context fails again."""
+
+
+class QuotaExceeded(ServiceError):
+    """Quota, rate or concurrency limit reached; retry with backoff."""
+
+    retryable = True
+
+
+class ServerError(ServiceError):
+    """A transient fault on the service side (1011 internal, unavailable, deadline)."""
+
+    retryable = True
+
+
+class ConnectionDropped(ServiceError):
+    """The connection ended without an error report (1000/1001 after goAway, 1006)."""
+
+    retryable = True
+
+
+def _has(reason: str, *needles: str) -> bool:
+    return any(n in reason for n in needles)
+
+
+def classify_close(
+    code: int,
+    reason: str,
+    *,
+    phase: Phase = "stream",
+    session_id: str | None = None,
+    local: bool = False,
+) -> ServiceError:
+    """Map a close ``code`` + ``reason`` seen in ``phase`` to the most specific error.
+
+    The rules follow the close-code table in ``docs/protocol.md`` (§ close codes): the
+    reason text decides first, because the service reuses 1007/1008/1011 for very
+    different failures; the code decides otherwise.
+    """
+    low = reason.lower()
+    cls: type[ServiceError]
+    if _has(low, "resource_exhausted", "quota", "overloaded", "rate limit", "too many"):
+        cls = QuotaExceeded
+    elif _has(
+        low,
+        "api key",
+        "auth token",
+        "unregistered callers",
+        "permission",
+        "unauthenticated",
+        "credential",
+        "location is not supported",
+        "api_key",
+    ):
+        cls = AuthError
+    elif _has(low, "session not found"):
+        cls = SessionNotFound
+    elif _has(
+        low, "context", "too long", "token limit", "token count", "number of tokens"
+    ) and _has(low, "exhaust", "exceed", "too long", "limit"):
+        cls = ContextExhausted
+    elif _has(low, "operation was aborted") or (local and _has(low, "keepalive", "idle")):
+        # Mid-conversation aborts and our own liveness timeouts: the connection is gone,
+        # the session may well be fine.
+        cls = ConnectionDropped
+    elif code == 1007:
+        cls = InvalidConfig
+    elif code == 1008:
+        cls = ModelNotFound if _has(low, "not found", "is not supported for") else PolicyViolation
+        if cls is ModelNotFound and not _has(low, "model"):
+            # "Requested entity was not found." also follows stale handles / tool ids.
+            cls = SessionNotFound if phase == "setup" else PolicyViolation
+    elif code == 1011 or code == 1013 or code == 1014:
+        cls = ServerError
+    elif code in (1000, 1001, 1006, 1012):
+        cls = ConnectionDropped
+    elif code == 1002 or code == 1003 or code == 1009:
+        cls = PolicyViolation
+    else:
+        cls = ServerError if code >= 4000 else ConnectionDropped
+    return cls(code, reason, phase=phase, session_id=session_id, local=local)

@@ -1,0 +1,365 @@
+"""Semantic events: what the application sees.
+
+One server frame becomes an ordered list of events (:func:`from_server_message`). The
+order within a frame is fixed:
+
+1. ``SetupComplete``
+2. ``VoiceActivity`` / ``VadSignal`` (early barge-in hints)
+3. ``Interrupted`` (so playback is flushed before any audio of the same frame)
+4. ``ToolCallCancellation``
+5. ``InputTranscription`` (interim first, then final)
+6. every part of ``modelTurn`` in order: ``ModelText`` / ``ModelAudio`` / ``ModelPart``
+7. ``OutputTranscription``, ``Grounding``
+8. ``ToolCall``
+9. ``GenerationComplete``, ``TurnComplete``
+10. ``Usage``, ``SessionResumptionUpdate``, ``GoAway``, ``ErrorReport``
+
+Lifecycle events (``Reconnecting``, ``Resumed``, ``Lagged``, ``Closed``) come from the
+session, not from frames. All events are frozen msgspec Structs: cheap to build and
+usable in ``match`` statements with positional patterns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import msgspec
+import pybase64
+
+from gemini_live.audio import parse_pcm_rate
+from gemini_live.errors import MalformedMessage
+from gemini_live.types import (
+    UNSET,
+    FunctionCall,
+    Part,
+    ServerMessage,
+    UsageMetadata,
+    parse_duration,
+)
+
+__all__ = [
+    "Closed",
+    "ErrorReport",
+    "Event",
+    "GenerationComplete",
+    "GoAway",
+    "Grounding",
+    "InputTranscription",
+    "Interrupted",
+    "Lagged",
+    "ModelAudio",
+    "ModelPart",
+    "ModelText",
+    "OutputTranscription",
+    "Reconnecting",
+    "Resumed",
+    "SessionResumptionUpdate",
+    "SetupComplete",
+    "ToolCall",
+    "ToolCallCancellation",
+    "TurnComplete",
+    "Usage",
+    "VadSignal",
+    "VoiceActivity",
+    "from_server_message",
+]
+
+
+class _Event(msgspec.Struct, frozen=True):
+    pass
+
+
+class SetupComplete(_Event, frozen=True):
+    """The service accepted the setup; the connection is open."""
+
+    session_id: str | None = None
+
+
+class ModelText(_Event, frozen=True):
+    """Text from the model. ``thought`` marks thinking text (do not show or speak it)."""
+
+    text: str
+    thought: bool = False
+
+
+class ModelAudio(_Event, frozen=True):
+    """Model speech: PCM16 little-endian mono bytes at ``sample_rate`` (normally 24 kHz)."""
+
+    data: bytes
+    sample_rate: int = 24000
+
+
+class ModelPart(_Event, frozen=True):
+    """Any other model part (non-audio inline data, file data, code, code results)."""
+
+    part: Part
+
+
+class GenerationComplete(_Event, frozen=True):
+    """The model finished generating this response (not sent for interrupted turns)."""
+
+
+class TurnComplete(_Event, frozen=True):
+    """The turn is over. ``interaction_status`` IN_PROGRESS means more is coming (3.8 ET)."""
+
+    reason: str | None = None
+    interaction_status: str | None = None
+    waiting_for_input: bool = False
+
+
+class Interrupted(_Event, frozen=True):
+    """User activity cut the generation: flush queued playback now."""
+
+
+class InputTranscription(_Event, frozen=True):
+    """User speech transcript. ``interim`` fragments replace each other; finals append."""
+
+    text: str
+    finished: bool = False
+    interim: bool = False
+
+
+class OutputTranscription(_Event, frozen=True):
+    """Model speech transcript fragment (concatenate fragments)."""
+
+    text: str
+    finished: bool = False
+
+
+class Grounding(_Event, frozen=True):
+    """Search grounding or URL-context metadata attached to the model's answer."""
+
+    grounding_metadata: dict[str, Any] | None = None
+    url_context_metadata: dict[str, Any] | None = None
+
+
+class ToolCall(_Event, frozen=True):
+    """The model asks for one or more function calls; answer every id exactly once."""
+
+    calls: tuple[FunctionCall, ...]
+
+
+class ToolCallCancellation(_Event, frozen=True):
+    """These call ids are cancelled: stop them and do not answer them."""
+
+    ids: tuple[str, ...]
+
+
+class SessionResumptionUpdate(_Event, frozen=True):
+    """A new resumption handle (only usable when ``resumable``)."""
+
+    handle: str | None
+    resumable: bool
+    last_consumed_index: int | None = None
+
+
+class GoAway(_Event, frozen=True):
+    """The service will close this connection in ``time_left`` seconds."""
+
+    time_left: float
+
+
+class Usage(_Event, frozen=True):
+    """A token-count snapshot (cumulative, not a delta)."""
+
+    metadata: UsageMetadata
+
+
+class VoiceActivity(_Event, frozen=True):
+    """Server VAD: ``kind`` is ACTIVITY_START or ACTIVITY_END."""
+
+    kind: str
+    audio_offset: float | None = None
+
+
+class VadSignal(_Event, frozen=True):
+    """Explicit VAD signal (Vertex ``explicitVadSignal``)."""
+
+    kind: str
+
+
+class ErrorReport(_Event, frozen=True):
+    """A frame that carried an error body instead of content."""
+
+    body: dict[str, Any]
+
+
+class Reconnecting(_Event, frozen=True):
+    """The connection was lost or is being rotated; attempt ``attempt`` starts after ``delay``."""
+
+    attempt: int
+    delay: float
+    cause: str
+
+
+class Resumed(_Event, frozen=True):
+    """Connected again. ``state_restored`` False means a fresh session (history lost)."""
+
+    state_restored: bool
+
+
+class Lagged(_Event, frozen=True):
+    """This subscriber fell behind; ``count`` events were skipped for it."""
+
+    count: int
+
+
+class Closed(_Event, frozen=True):
+    """The session ended. Last event of every stream."""
+
+    code: int | None = None
+    reason: str = ""
+
+
+Event: TypeAlias = (
+    SetupComplete
+    | ModelText
+    | ModelAudio
+    | ModelPart
+    | GenerationComplete
+    | TurnComplete
+    | Interrupted
+    | InputTranscription
+    | OutputTranscription
+    | Grounding
+    | ToolCall
+    | ToolCallCancellation
+    | SessionResumptionUpdate
+    | GoAway
+    | Usage
+    | VoiceActivity
+    | VadSignal
+    | ErrorReport
+    | Reconnecting
+    | Resumed
+    | Lagged
+    | Closed
+)
+
+_GENERATION_COMPLETE = GenerationComplete()
+_INTERRUPTED = Interrupted()
+_b64decode = pybase64.b64decode
+
+
+def _audio_event(part: Part) -> ModelAudio | None:
+    blob = part.inline_data
+    if blob is UNSET:
+        return None
+    mime = blob.mime_type if blob.mime_type is not UNSET else ""
+    if not mime.startswith("audio/"):
+        return None
+    try:
+        data = _b64decode(blob.data, validate=True)
+    except ValueError:
+        try:
+            data = blob.decoded()
+        except ValueError as exc:
+            raise MalformedMessage("inline audio is not valid base64") from exc
+    rate = 24000 if mime == "audio/pcm;rate=24000" else parse_pcm_rate(mime, 24000)
+    return ModelAudio(data, rate)
+
+
+def from_server_message(msg: ServerMessage) -> list[Event]:
+    """Turn one decoded server frame into its ordered list of events."""
+    out: list[Event] = []
+    if msg.setup_complete is not UNSET:
+        sid = msg.setup_complete.session_id
+        out.append(SetupComplete(sid if sid is not UNSET else None))
+    va = msg.voice_activity
+    if va is not UNSET:
+        kind = va.voice_activity_type if va.voice_activity_type is not UNSET else ""
+        offset = None
+        if va.audio_offset is not UNSET:
+            try:
+                offset = parse_duration(va.audio_offset)
+            except ValueError as exc:
+                raise MalformedMessage(f"bad audioOffset {va.audio_offset!r}") from exc
+        out.append(VoiceActivity(kind, offset))
+    vs = msg.voice_activity_detection_signal
+    if vs is not UNSET:
+        out.append(VadSignal(vs.vad_signal_type if vs.vad_signal_type is not UNSET else ""))
+    sc = msg.server_content
+    if sc is not UNSET and sc.interrupted is True:
+        out.append(_INTERRUPTED)
+    tcc = msg.tool_call_cancellation
+    if tcc is not UNSET:
+        out.append(ToolCallCancellation(tuple(tcc.ids) if tcc.ids is not UNSET else ()))
+    if sc is not UNSET:
+        t = sc.interim_input_transcription
+        if t is not UNSET:
+            out.append(
+                InputTranscription(
+                    t.text if t.text is not UNSET else "", t.finished is True, interim=True
+                )
+            )
+        t = sc.input_transcription
+        if t is not UNSET:
+            out.append(
+                InputTranscription(t.text if t.text is not UNSET else "", t.finished is True)
+            )
+        turn = sc.model_turn
+        if turn is not UNSET and turn.parts is not UNSET:
+            for part in turn.parts:
+                if part.inline_data is not UNSET:
+                    audio = _audio_event(part)
+                    out.append(audio if audio is not None else ModelPart(part))
+                elif part.text is not UNSET:
+                    out.append(ModelText(part.text, part.thought is True))
+                else:
+                    out.append(ModelPart(part))
+        t = sc.output_transcription
+        if t is not UNSET:
+            out.append(
+                OutputTranscription(t.text if t.text is not UNSET else "", t.finished is True)
+            )
+        if sc.grounding_metadata is not UNSET or sc.url_context_metadata is not UNSET:
+            out.append(
+                Grounding(
+                    sc.grounding_metadata if sc.grounding_metadata is not UNSET else None,
+                    sc.url_context_metadata if sc.url_context_metadata is not UNSET else None,
+                )
+            )
+    tc = msg.tool_call
+    if tc is not UNSET:
+        out.append(ToolCall(tuple(tc.function_calls) if tc.function_calls is not UNSET else ()))
+    if sc is not UNSET:
+        if sc.generation_complete is True:
+            out.append(_GENERATION_COMPLETE)
+        if sc.turn_complete is True:
+            out.append(
+                TurnComplete(
+                    sc.turn_complete_reason if sc.turn_complete_reason is not UNSET else None,
+                    sc.interaction_status if sc.interaction_status is not UNSET else None,
+                    sc.waiting_for_input is True,
+                )
+            )
+    if msg.usage_metadata is not UNSET:
+        out.append(Usage(msg.usage_metadata))
+    sru = msg.session_resumption_update
+    if sru is not UNSET:
+        out.append(
+            SessionResumptionUpdate(
+                sru.new_handle if sru.new_handle is not UNSET and sru.new_handle else None,
+                sru.resumable is True,
+                sru.last_consumed_client_message_index
+                if sru.last_consumed_client_message_index is not UNSET
+                else None,
+            )
+        )
+    ga = msg.go_away
+    if ga is not UNSET:
+        try:
+            left = parse_duration(ga.time_left) if ga.time_left is not UNSET else 0.0
+        except ValueError as exc:
+            raise MalformedMessage(f"bad goAway.timeLeft {ga.time_left!r}") from exc
+        out.append(GoAway(max(0.0, left)))
+    if msg.error is not UNSET:
+        out.append(ErrorReport(msg.error))
+    elif msg.code is not UNSET or msg.message is not UNSET or msg.status is not UNSET:
+        body: dict[str, Any] = {}
+        for key in ("code", "message", "status"):
+            value = getattr(msg, key)
+            if value is not UNSET:
+                body[key] = value
+        out.append(ErrorReport(body))
+    return out

@@ -1,0 +1,70 @@
+"""Test kit: a scripted fake of the Gemini Live API server.
+
+:class:`FakeLiveServer` is a real WebSocket server on ``127.0.0.1`` that speaks the server
+side of the Live protocol (binary frames, real close codes and reasons, goAway,
+resumption handles, tool calls), and accepts what the official SDK sends (snake_case keys,
+URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same script in-process::
+
+    from gemini_live.testing import FakeLiveServer, ToolScript
+
+    async with FakeLiveServer(require_api_key="k") as server:
+        ...  # connect to server.url with header x-goog-api-key: k
+        await server.wait_for_messages(2)
+        server.received               # every decoded client message, per connection
+        await server.send_go_away(time_left=1.0)
+        await server.drop()           # abrupt close, no close frame (client sees 1006)
+        await server.close(1011, "Internal error encountered.")
+
+:func:`validate_server_frame` checks a frame against the official SDK's
+``LiveServerMessage`` model (test-only; needs ``google-genai``).
+"""
+
+from gemini_live.testing._core import (
+    API_KEY_INVALID,
+    BEARER_INVALID,
+    CANCELLED,
+    ENTITY_NOT_FOUND,
+    INTERNAL_ERROR,
+    INVALID_ARGUMENT,
+    SESSION_NOT_FOUND,
+    TOKEN_INVALID,
+    TONE_PCM,
+    UNREGISTERED_CALLER,
+    ConnectionRecord,
+    LiveServerCore,
+    ServerConn,
+    ServerConnectionClosed,
+    SessionState,
+    ToolScript,
+    parse_path,
+)
+from gemini_live.testing._memory import MemoryBackend, MemoryTransport
+from gemini_live.testing._normalize import decode_client_tolerant, normalize_keys
+from gemini_live.testing._oracle import validate_server_frame
+from gemini_live.testing._server import FakeLiveServer
+
+__all__ = [
+    "API_KEY_INVALID",
+    "BEARER_INVALID",
+    "CANCELLED",
+    "ENTITY_NOT_FOUND",
+    "INTERNAL_ERROR",
+    "INVALID_ARGUMENT",
+    "SESSION_NOT_FOUND",
+    "TOKEN_INVALID",
+    "TONE_PCM",
+    "UNREGISTERED_CALLER",
+    "ConnectionRecord",
+    "FakeLiveServer",
+    "LiveServerCore",
+    "MemoryBackend",
+    "MemoryTransport",
+    "ServerConn",
+    "ServerConnectionClosed",
+    "SessionState",
+    "ToolScript",
+    "decode_client_tolerant",
+    "normalize_keys",
+    "parse_path",
+    "validate_server_frame",
+]

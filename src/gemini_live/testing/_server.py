@@ -1,0 +1,300 @@
+"""``FakeLiveServer``: the scripted Live API core behind a real WebSocket server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Literal
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from gemini_live.testing._core import (
+    LiveServerCore,
+    ServerConnectionClosed,
+    ToolScript,
+    parse_path,
+)
+from gemini_live.testing._memory import MemoryBackend
+from gemini_live.transport import _library_logger
+
+__all__ = ["FakeLiveServer"]
+
+_GEMINI_FMT = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
+_VERTEX_FMT = "/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent"
+
+
+class _WsServerConn:
+    """The server end of a ``websockets`` connection (implements ``ServerConn``)."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._ws.send(data)  # bytes -> a binary frame, as the real service sends
+        except ConnectionClosed:
+            raise ServerConnectionClosed from None
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)
+
+    def abort(self) -> None:
+        self._ws.transport.abort()  # no close frame: the client sees 1006
+
+
+class FakeLiveServer(LiveServerCore):
+    """A local Gemini Live API server for tests, scripted and deterministic.
+
+    It listens on ``127.0.0.1`` on a free port and speaks the *server* side of the
+    protocol, every frame a binary WebSocket frame as the real service sends them::
+
+        async with FakeLiveServer(require_api_key="k") as server:
+            ...connect a client to server.url with header x-goog-api-key: k...
+            await server.wait_for_messages(2)
+            server.received          # every decoded client message, per connection
+
+    The same scripted behaviour is also reachable without sockets through
+    :meth:`memory_backend`.
+
+    Options:
+
+    * ``require_api_key``: Gemini API key, accepted from the ``x-goog-api-key`` header or a
+      ``?key=`` query parameter. A wrong or missing key closes 1007 "API key not valid...";
+      an ephemeral token on the plain method closes 1008 "Method doesn't allow unregistered
+      callers...".
+    * ``require_token``: ephemeral token for the ``BidiGenerateContentConstrained`` path,
+      from ``Authorization: Token <t>`` or ``?access_token=``; bad -> 1007 "Missing or
+      malformed auth token...".
+    * ``require_bearer``: OAuth token for the Vertex path (``Authorization: Bearer <t>``);
+      bad -> 1007 "Request had invalid authentication credentials." (``require_api_key``
+      also opens the Vertex path, as express mode does.) With no ``require_*`` at all,
+      every client is accepted.
+    * ``auth_on_connect``: check credentials right after the upgrade instead of when the
+      setup frame arrives (default: on setup, which is deterministic for clients).
+    * ``resumable``: ``sessionResumptionUpdate`` says ``resumable: true`` with a new handle
+      (default) or ``resumable: false`` without one (also while a blocking tool call is
+      pending). Updates are sent only when the setup had ``sessionResumption``, after
+      each turn. Resuming restores the session as of the handle: history, pending calls
+      and the input log after it are dropped (see ``ConnectionRecord.consumed``).
+    * ``transparent``: honour ``setup.sessionResumption.transparent``: updates then carry
+      ``lastConsumedClientMessageIndex`` (setup = 0, then 1, 2, ... per connection), as a
+      JSON string like the real int64 (``int64_as_string=False`` sends a number). One is
+      sent right after ``setupComplete`` and after every ``ack_every``-th client message
+      (default: every message), each with a fresh handle.
+    * ``setup_delay``: seconds before ``setupComplete``; ``send_setup_complete=False``
+      never answers the setup; ``reject_setup=(code, reason)`` closes instead.
+    * ``reply_chunks``: audio frames per reply turn, each 40 ms of a 24 kHz PCM16 tone
+      (:data:`~gemini_live.testing.TONE_PCM`), carrying one ``outputTranscription``
+      fragment when the setup enabled output transcription.
+    * ``go_away_after_messages`` (client messages after setup; 0 = right after
+      ``setupComplete``) / ``go_away_after_seconds``: send ``goAway`` with
+      ``timeLeft = go_away_time_left``; when that runs out and the client is still there,
+      close 1000 "The operation was cancelled.".
+    * ``tool_triggers``: word (case-insensitive) in user text -> :class:`ToolScript`.
+    * ``auto_reply``: answer user turns (text, ``clientContent`` with ``turnComplete``,
+      audio ended by ``audioStreamEnd`` / ``activityEnd``) and tool results. With
+      ``setup.historyConfig.initialHistoryInClientContent`` the first ``clientContent``
+      messages up to the one with ``turnComplete`` are history only (no reply).
+    * ``validate_frames``: check every outgoing frame with the official SDK's
+      ``LiveServerMessage`` (test-only, needs ``google-genai``); failures are raised as
+      ``AssertionError`` when the server exits (and by :meth:`check`).
+    * ``record_frames``: keep raw client frames and every sent frame on the records.
+    * :meth:`reject_next_setups` closes the next n setups instead of answering them.
+    * ``compression``: negotiate permessage-deflate (off by default).
+
+    Reply turn (text "hi" -> reply text "You said: hi"): ``reply_chunks`` audio frames,
+    then ``{"serverContent": {"generationComplete": true}}``, then ``turnComplete`` with
+    cumulative ``usageMetadata`` in the same frame, then a ``sessionResumptionUpdate``.
+    Audio turns first send ``inputTranscription`` "<n> ms of audio" (when enabled) and
+    reply "I heard <n> ms of audio.". Tool results are spoken as
+    ``"<name> returned <JSON of response.output>"``.
+
+    Undecodable frames, a first frame that is not ``setup`` and a second ``setup`` close
+    1007 "Request contains an invalid argument."; a ``toolResponse`` for an unknown id
+    closes 1008 "Requested entity was not found."; resuming with an unknown or expired
+    handle closes 1008 "BidiGenerateContent session not found". Client frames may use
+    camelCase or snake_case keys and either base64 alphabet.
+    """
+
+    def __init__(
+        self,
+        *,
+        require_api_key: str | None = None,
+        require_token: str | None = None,
+        require_bearer: str | None = None,
+        resumable: bool = True,
+        transparent: bool = False,
+        setup_delay: float = 0.0,
+        send_setup_complete: bool = True,
+        reject_setup: tuple[int, str] | None = None,
+        reply_chunks: int = 3,
+        go_away_after_messages: int | None = None,
+        go_away_after_seconds: float | None = None,
+        go_away_time_left: float = 1.0,
+        tool_triggers: Mapping[str, ToolScript] | None = None,
+        auto_reply: bool = True,
+        validate_frames: bool = False,
+        record_frames: bool = True,
+        auth_on_connect: bool = False,
+        ack_every: int = 1,
+        int64_as_string: bool = True,
+        compression: bool = False,
+        max_size: int | None = 16 * 1024 * 1024,
+    ) -> None:
+        super().__init__(
+            require_api_key=require_api_key,
+            require_token=require_token,
+            require_bearer=require_bearer,
+            resumable=resumable,
+            transparent=transparent,
+            setup_delay=setup_delay,
+            send_setup_complete=send_setup_complete,
+            reject_setup=reject_setup,
+            reply_chunks=reply_chunks,
+            go_away_after_messages=go_away_after_messages,
+            go_away_after_seconds=go_away_after_seconds,
+            go_away_time_left=go_away_time_left,
+            tool_triggers=tool_triggers,
+            auto_reply=auto_reply,
+            validate_frames=validate_frames,
+            record_frames=record_frames,
+            auth_on_connect=auth_on_connect,
+            ack_every=ack_every,
+            int64_as_string=int64_as_string,
+        )
+        self._compression = compression
+        self._max_size = max_size
+        self._server: Server | None = None
+        self._port: int | None = None
+        self._memory: MemoryBackend | None = None
+        #: True once the server has been stopped (memory connects are refused then).
+        self.stopped = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> FakeLiveServer:
+        """Start listening (``async with`` does this)."""
+        if self._server is not None:
+            return self
+        if self.validate_frames:
+            from gemini_live.testing._oracle import _live_server_message
+
+            _live_server_message()  # import google-genai now, not in the middle of a test
+        self._server = await serve(
+            self._handler,
+            "127.0.0.1",
+            0,
+            process_request=self._process_request,
+            compression="deflate" if self._compression else None,
+            ping_interval=None,
+            max_size=self._max_size,
+            close_timeout=2,
+            # websockets logs request headers (credentials) at DEBUG: keep those out.
+            logger=_library_logger("websockets.server"),
+        )
+        sockets = list(self._server.sockets)
+        self._port = int(sockets[0].getsockname()[1])
+        return self
+
+    async def stop(self) -> None:
+        """Close every connection (1001), stop listening and all timers. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        await self.shutdown_connections()
+        if self._server is not None:
+            self._server.close()
+            async with asyncio.timeout(5):
+                await self._server.wait_closed()
+        if self._memory is not None:
+            tasks = list(self._memory._tasks)
+            if tasks:
+                async with asyncio.timeout(5):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> FakeLiveServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+        if exc_type is None:
+            self.check()
+
+    # ------------------------------------------------------------------ addresses
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeLiveServer is not started (use `async with`)")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``ws://127.0.0.1:PORT``."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The Gemini API (v1beta) ``BidiGenerateContent`` URL."""
+        return self.url_for()
+
+    def url_for(
+        self,
+        kind: Literal["gemini", "constrained", "vertex"] = "gemini",
+        version: str | None = None,
+    ) -> str:
+        """The URL of one endpoint kind; ``version`` defaults to v1beta (v1beta1 on Vertex)."""
+        if kind == "vertex":
+            return self.base_url + _VERTEX_FMT.format(v=version or "v1beta1")
+        path = _GEMINI_FMT.format(v=version or "v1beta")
+        if kind == "constrained":
+            path += "Constrained"
+        return self.base_url + path
+
+    def memory_backend(self) -> MemoryBackend:
+        """A transport backend (``name="memory"``) connecting in-process to this server."""
+        if self._memory is None:
+            self._memory = MemoryBackend(self)
+        return self._memory
+
+    # ------------------------------------------------------------------ websockets adapter
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if parse_path(request.path) is None:
+            return connection.respond(404, "Not Found\n")
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        # Not urlsplit: a path starting with "//" would be read as a network location.
+        path, _, query_string = request.path.partition("?")
+        headers = {k.lower(): v for k, v in request.headers.raw_items()}
+        query = dict(urllib.parse.parse_qsl(query_string, keep_blank_values=True))
+        logic = self._open_connection(
+            _WsServerConn(ws), transport="websocket", path=path, headers=headers, query=query
+        )
+        try:
+            await logic.opened()
+            while not logic.finished:
+                data = await ws.recv(decode=False)
+                await logic.on_frame(data)
+        except ConnectionClosed:
+            pass
+        finally:
+            if not logic.finished:
+                # Connection ended by the client (or the network); make sure it is down.
+                with contextlib.suppress(Exception):
+                    await ws.wait_closed()
+            code = ws.close_code if ws.close_code is not None else 1006
+            logic.on_closed(code, ws.close_reason or "")

@@ -1,0 +1,380 @@
+"""Session over FakeLiveServer, on every backend (memory, picows, websockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, Callable
+
+import pytest
+
+import gemini_live as gl
+from gemini_live import errors
+from gemini_live import events as ev
+from gemini_live.testing import FakeLiveServer
+from gemini_live.types import (
+    FunctionCall,
+    FunctionDeclaration,
+    FunctionResponse,
+    Setup,
+    Tool,
+)
+
+from .conftest import KEY, MODEL, config_for
+
+Predicate = Callable[[ev.Event], bool]
+
+
+async def collect_until(
+    stream: AsyncIterable[ev.Event], stop: Predicate, *, within: float = 5.0
+) -> list[ev.Event]:
+    """Read events until one matches ``stop`` (included); bounded by ``within`` seconds."""
+    out: list[ev.Event] = []
+    async with asyncio.timeout(within):
+        async for event in stream:
+            out.append(event)
+            if stop(event):
+                return out
+    raise AssertionError(f"stream ended before the expected event; got {out}")
+
+
+def is_turn_complete(e: ev.Event) -> bool:
+    return isinstance(e, ev.TurnComplete)
+
+
+def texts(events: list[ev.Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, ev.OutputTranscription))
+
+
+async def test_text_turn_streams_every_event_kind(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        assert session.status == "open"
+        assert session.session_id
+        await session.send_text("hello there")
+        events = await collect_until(session, is_turn_complete)
+        # The trailing resumption update arrives after turnComplete and is not lost.
+        trailing = await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is ev.SetupComplete
+    assert ev.ModelAudio in kinds
+    assert ev.GenerationComplete in kinds
+    assert kinds.index(ev.GenerationComplete) < kinds.index(ev.TurnComplete)
+    assert "hello there" in texts(events)
+    audio = [e for e in events if isinstance(e, ev.ModelAudio)]
+    assert all(a.sample_rate == 24000 and len(a.data) == 1920 for a in audio)
+    assert isinstance(trailing[-1], ev.SessionResumptionUpdate)
+    assert trailing[-1].resumable
+    # Usage comes in the same frame as turnComplete, right after it.
+    usage = [e for e in events + trailing if isinstance(e, ev.Usage)]
+    assert usage and usage[0].metadata.total_token_count
+    received = server.received[0]
+    assert received[0].setup is not gl.types.UNSET
+    assert received[1].realtime_input.text == "hello there"  # type: ignore[union-attr]
+
+
+async def test_await_form_and_next_event(server: FakeLiveServer, backend_name: str) -> None:
+    session = await gl.connect(config_for(server, backend_name))
+    try:
+        first = await session.next_event()
+        assert isinstance(first, ev.SetupComplete)
+    finally:
+        await session.close()
+        await session.close()  # idempotent
+    assert session.status == "closed"
+    rest = []
+    async with asyncio.timeout(2):
+        while (item := await session.next_event()) is not None:
+            rest.append(item)
+    assert isinstance(rest[-1], ev.Closed)
+    with pytest.raises(errors.SessionClosedError):
+        await session.send_text("late")
+
+
+async def test_audio_round_trip(server: FakeLiveServer, backend_name: str) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        chunk = bytes(640)
+        for _ in range(5):
+            await session.send_audio(chunk)
+        await session.send_audio_stream_end()
+        events = await collect_until(session, is_turn_complete)
+    assert any(isinstance(e, ev.InputTranscription) for e in events)
+    assert sum(len(e.data) for e in events if isinstance(e, ev.ModelAudio)) > 0
+    audio_msgs = [
+        m.realtime_input.audio
+        for m in server.received[0]
+        if m.realtime_input is not gl.types.UNSET and m.realtime_input.audio is not gl.types.UNSET
+    ]
+    assert len(audio_msgs) == 5
+    assert all(a.mime_type == "audio/pcm;rate=16000" and a.decoded() == chunk for a in audio_msgs)
+
+
+async def test_bad_input_is_refused_before_sending(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        with pytest.raises(errors.AudioFormatError):
+            await session.send_audio(b"\x00\x01\x02")  # odd byte count
+        with pytest.raises(errors.ConfigError):
+            await session.send_audio(b"")
+        with pytest.raises(errors.ConfigError):
+            await session.send_video(b"\xff\xd8", mime_type="video/mp4")
+        with pytest.raises(errors.ConfigError):
+            await session.send_text("")
+        with pytest.raises(errors.ConfigError):
+            await session.send_raw(gl.types.ClientMessage())
+        with pytest.raises(errors.ConfigError, match="no id"):
+            await session.send_tool_response(FunctionResponse(name="f", response={}))
+        with pytest.raises(errors.ConfigError):
+            await session.send_raw(gl.types.ClientMessage(setup=Setup(model=MODEL)))
+        await session.send_text("still fine")
+        await collect_until(session, is_turn_complete)
+    assert len(server.received[0]) == 2  # setup + the one valid text
+
+
+@pytest.mark.parametrize("mode", ["header", "query"])
+async def test_api_key_auth(backend_name: str, mode: str) -> None:
+    async with FakeLiveServer(require_api_key=KEY) as server:
+        url = server.url + (f"?key={KEY}" if mode == "query" else "")
+        auth = gl.Auth.api_key(KEY) if mode == "header" else gl.Auth.none()
+        async with gl.connect(config_for(server, backend_name, url=url, auth=auth)) as session:
+            assert session.status == "open"
+        conn = server.connections[0]
+        if mode == "header":
+            assert conn.headers.get("x-goog-api-key") == KEY
+            assert "key=" not in conn.path
+
+
+async def test_wrong_key_is_auth_error_not_retried(backend_name: str) -> None:
+    async with FakeLiveServer(require_api_key=KEY) as server:
+        cfg = config_for(
+            server,
+            backend_name,
+            auth=gl.Auth.api_key("AIzaWRONGKEY000000000000000000"),
+            reconnect=gl.ReconnectPolicy(retry_initial=True, base_backoff=0.01),
+        )
+        with pytest.raises(errors.AuthError) as info:
+            await gl.connect(cfg)
+        assert info.value.code == 1007
+        assert "API key not valid" in info.value.reason
+        assert not info.value.retryable
+        assert len(server.connections) == 1
+        assert "WRONGKEY" not in str(info.value)
+
+
+@pytest.mark.parametrize("in_query", [False, True])
+async def test_ephemeral_token_on_constrained_endpoint(backend_name: str, in_query: bool) -> None:
+    token = "auth_tokens/abc123"
+    async with FakeLiveServer(require_token=token) as server:
+        url = server.url_for(kind="constrained", version="v1alpha")
+        auth = gl.Auth.ephemeral_token(token, in_query=in_query)
+        async with gl.connect(config_for(server, backend_name, url=url, auth=auth)) as session:
+            assert session.status == "open"
+        conn = server.connections[0]
+        if in_query:
+            assert "access_token" in conn.query
+        else:
+            assert conn.headers.get("authorization") == f"Token {token}"
+
+
+async def test_vertex_bearer_provider_is_called_on_every_connect(backend_name: str) -> None:
+    tokens = iter(["ya29.first", "ya29.second", "ya29.third"])
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return next(tokens)
+
+    async with FakeLiveServer(require_bearer=None) as server:
+        url = server.url_for(kind="vertex", version="v1beta1")
+        setup = Setup(model="projects/p/locations/us-central1/publishers/google/models/m")
+        cfg = config_for(
+            server, backend_name, url=url, auth=gl.Auth.bearer_provider(provider), setup=setup
+        )
+        async with gl.connect(cfg) as session:
+            await collect_until(session, lambda e: isinstance(e, ev.SetupComplete))
+            await server.drop()
+            await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+        assert calls == 2
+        auths = [c.headers.get("authorization") for c in server.connections]
+        assert auths == ["Bearer ya29.first", "Bearer ya29.second"]
+
+
+async def test_setup_timeout(backend_name: str) -> None:
+    async with FakeLiveServer(send_setup_complete=False) as server:
+        cfg = config_for(server, backend_name, setup_timeout=0.3)
+        with pytest.raises(errors.SetupTimeout):
+            await gl.connect(cfg)
+
+
+async def test_setup_rejected_is_invalid_config_not_retried(backend_name: str) -> None:
+    async with FakeLiveServer(reject_setup=(1007, "Request contains an invalid argument.")) as srv:
+        cfg = config_for(srv, backend_name, reconnect=gl.ReconnectPolicy(retry_initial=True))
+        with pytest.raises(errors.InvalidConfig) as info:
+            await gl.connect(cfg)
+        assert info.value.phase == "setup"
+        assert len(srv.connections) == 1
+
+
+async def test_concurrent_senders_and_subscribers(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    cfg = config_for(server, backend_name, subscriber_queue=16)
+    async with gl.connect(cfg) as session:
+        fast_a = session.events()
+        fast_b = session.events()
+        slow = session.events()
+
+        async def sender(task_id: int) -> None:
+            for i in range(20):
+                await session.send_audio(bytes([task_id, i]) * 320)
+
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(sender(t) for t in range(10)))
+            await session.send_text("done")
+            got_a = await collect_until(fast_a, is_turn_complete)
+            got_b = await collect_until(fast_b, is_turn_complete)
+            # Produce more than the slow subscriber can hold, then read it.
+            for _ in range(3):
+                await session.send_text("again")
+                await collect_until(fast_a, is_turn_complete)
+            lagged = await collect_until(slow, lambda e: isinstance(e, ev.Lagged))
+    assert got_a == got_b
+    assert isinstance(lagged[0], ev.Lagged) and lagged[0].count > 0
+    audio = [
+        m.realtime_input.audio.decoded()
+        for m in server.received[0]
+        if m.realtime_input is not gl.types.UNSET and m.realtime_input.audio is not gl.types.UNSET
+    ]
+    assert len(audio) == 200
+    per_task: dict[int, list[int]] = {}
+    for pcm in audio:
+        per_task.setdefault(pcm[0], []).append(pcm[1])
+    assert all(seq == list(range(20)) for seq in per_task.values())  # order per sender kept
+
+
+async def test_go_away_rotates_and_resumes(server: FakeLiveServer, backend_name: str) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        await session.send_text("first")
+        await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+        sid = session.session_id
+        await server.send_go_away(time_left=2.0)
+        events = await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+        assert isinstance(events[-1], ev.Resumed) and events[-1].state_restored
+        assert any(isinstance(e, ev.GoAway) for e in events)
+        await session.send_text("second")
+        await collect_until(session, is_turn_complete)
+        assert session.session_id == sid
+        assert session.stats.go_away_rotations == 1
+    assert len(server.connections) == 2
+    assert server.connections[1].resumed_from is not None
+    # The old socket was closed by us before the new one was opened.
+    assert server.connections[0].close_code == 1000
+
+
+async def test_messages_sent_while_disconnected_arrive_once_in_order(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        await session.send_text("warm up")
+        await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+        await server.drop()
+        await collect_until(session, lambda e: isinstance(e, ev.Reconnecting))
+        for i in range(5):
+            await session.send_text(f"queued {i}")
+        await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+        await server.wait_for_messages(6, connection=1)
+    texts_rx = [
+        m.realtime_input.text for m in server.received[1] if m.realtime_input is not gl.types.UNSET
+    ]
+    assert texts_rx[:5] == [f"queued {i}" for i in range(5)]
+
+
+async def test_offline_buffer_overflow_raises(server: FakeLiveServer, backend_name: str) -> None:
+    cfg = config_for(
+        server,
+        backend_name,
+        offline_buffer_bytes=4000,
+        reconnect=gl.ReconnectPolicy(base_backoff=5.0, max_backoff=5.0),
+    )
+    async with gl.connect(cfg) as session:
+        # Every reconnect attempt fails, so the session stays offline (5 s backoff).
+        server.reject_next_setups(100, (1011, "Internal error encountered."))
+        await server.close(1011, "Internal error encountered.")
+        await collect_until(session, lambda e: isinstance(e, ev.Reconnecting) and e.attempt == 2)
+        sent = 0
+        with pytest.raises(errors.QueueFullError):
+            for _ in range(100):
+                await session.send_audio(bytes(640))
+                sent += 1
+        assert 0 < sent < 100
+        assert session.stats.frames_queued_offline == sent
+
+
+async def test_server_errors_back_off_and_give_up(backend_name: str) -> None:
+    async with FakeLiveServer(reject_setup=None) as server:
+        cfg = config_for(
+            server,
+            backend_name,
+            reconnect=gl.ReconnectPolicy(base_backoff=0.01, max_backoff=0.02, max_attempts=3),
+        )
+        session = await gl.connect(cfg)
+        server.reject_next_setups(10, (1011, "Internal error encountered."))
+        await server.close(1011, "Internal error encountered.")
+        seen: list[ev.Event] = []
+        with pytest.raises(errors.ServerError):
+            async with asyncio.timeout(5):
+                seen.extend([event async for event in session])
+        attempts = [e.attempt for e in seen if isinstance(e, ev.Reconnecting)]
+        assert attempts == [1, 2, 3]
+        assert isinstance(seen[-1], ev.Closed)
+        assert session.status == "closed"
+
+
+async def test_stale_handle_starts_fresh_session(server: FakeLiveServer, backend_name: str) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        await session.send_text("remember me")
+        await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+        server.expire_handles()
+        await server.drop()
+        events = await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+        assert events[-1] == ev.Resumed(state_restored=False)
+        assert session.stats.fresh_sessions_after_loss == 1
+
+
+async def test_go_away_waits_for_pending_blocking_tool_call(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    setup = Setup(
+        model=MODEL,
+        tools=[Tool.functions(FunctionDeclaration(name="lookup", behavior="BLOCKING"))],
+    )
+    async with gl.connect(config_for(server, backend_name, setup=setup)) as session:
+        await server.send_tool_call(calls=[("call-9", "lookup", {"q": "x"})])
+        events = await collect_until(session, lambda e: isinstance(e, ev.ToolCall))
+        call = events[-1]
+        assert isinstance(call, ev.ToolCall)
+        assert call.calls == (FunctionCall(id="call-9", name="lookup", args={"q": "x"}),)
+        await server.send_go_away(time_left=3.0)
+        await collect_until(session, lambda e: isinstance(e, ev.GoAway))
+        await session.send_tool_response(
+            FunctionResponse(id="call-9", name="lookup", response={"output": "42"})
+        )
+        await collect_until(session, lambda e: isinstance(e, ev.Resumed), within=6)
+    first_conn = server.received[0]
+    assert any(m.tool_response is not gl.types.UNSET for m in first_conn)
+
+
+async def test_secrets_never_leak(backend_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "AIzaSECRETSECRETSECRET0123456789"
+    caplog.set_level(logging.DEBUG)
+    async with FakeLiveServer(require_api_key=KEY) as server:
+        cfg = config_for(server, backend_name, auth=gl.Auth.api_key(secret))
+        with pytest.raises(errors.AuthError) as info:
+            await gl.connect(cfg)
+        session = gl.Session(cfg)
+    texts_seen = [str(info.value), repr(info.value), repr(session), repr(cfg), caplog.text]
+    for text in texts_seen:
+        assert secret not in text
