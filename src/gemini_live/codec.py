@@ -125,7 +125,7 @@ class AudioFrameEncoder:
     :class:`~gemini_live.errors.AudioFormatError`).
     """
 
-    __slots__ = ("_prefix", "_suffix", "mime_type", "rate")
+    __slots__ = ("_prefix", "_suffix", "empty_frame_size", "mime_type", "rate")
 
     def __init__(self, rate: int = 16000) -> None:
         self.mime_type = pcm_mime(rate)
@@ -134,6 +134,8 @@ class AudioFrameEncoder:
             b'{"realtimeInput":{"audio":{"mimeType":"' + self.mime_type.encode() + (b'","data":"')
         )
         self._suffix = b'"}}}'
+        #: Length of a frame with no audio (to reject empty chunks cheaply).
+        self.empty_frame_size = len(self._prefix) + len(self._suffix)
 
     def encode(self, pcm: object) -> bytes:
         """One frame for ``pcm`` (bytes, memoryview, array('h'), numpy int16/float32)."""

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -40,6 +40,7 @@ from gemini_live.errors import (
     SessionNotFound,
     SetupTimeout,
 )
+from gemini_live.metrics import LatencyTracker, UsageMeter, observe, observe_input
 from gemini_live.protocol import ClientProtocol
 from gemini_live.transport.base import (
     Backend,
@@ -65,6 +66,9 @@ from gemini_live.types import (
     ToolResponse,
     ToolsUpdate,
 )
+
+if TYPE_CHECKING:
+    from gemini_live.tools import ToolRegistry, ToolRunner
 
 __all__ = [
     "ReconnectPolicy",
@@ -142,6 +146,8 @@ class SessionConfig:
     go_away_margin: float = 0.25
     #: Input sample rate for send_audio.
     input_rate: int = 16000
+    #: Keep ``session.usage`` (token meter) and ``session.latency`` (per-turn timings).
+    metrics: bool = True
 
 
 @dataclass
@@ -299,6 +305,10 @@ class Session:
         self._close_info: tuple[int | None, str] = (None, "")
         self._first_ready: asyncio.Future[None] | None = None
         self._main = self._subscribe()
+        #: Token usage per turn and per session (None when ``config.metrics`` is off).
+        self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
+        #: Latency of each turn: end of user input to first audio/text/turnComplete.
+        self.latency: LatencyTracker | None = LatencyTracker() if config.metrics else None
 
     # -- construction -------------------------------------------------------------------
 
@@ -399,6 +409,10 @@ class Session:
             self.stats.malformed_frames += 1
             logger.warning("ignoring a frame from the server: %s", exc)
             return
+        if self.usage is not None:
+            now = time.monotonic()
+            for event in events:
+                observe(self.usage, self.latency, event, now)
         for event in events:
             if isinstance(event, ev.SetupComplete):
                 w = self._setup_waiter
@@ -439,9 +453,10 @@ class Session:
         if enc is None:
             enc = self._audio_by_rate[rate] = AudioFrameEncoder(rate)
         frame = enc.encode(pcm)
-        if len(frame) == len(enc._prefix) + len(enc._suffix):
+        if len(frame) == enc.empty_frame_size:
             raise ConfigError("audio chunk is empty")
         await self._send_frame(frame)
+        self._user_input()
 
     async def send_video(self, frame: bytes, *, mime_type: str = "image/jpeg") -> None:
         """Send one still frame (JPEG/PNG/WebP), about one per second."""
@@ -517,19 +532,43 @@ class Session:
         await self.send_raw(
             ClientMessage(context_update=ContextUpdate(system_instruction=si, tools=tu))
         )
+        # A later resume sends the setup again: it must carry the updated context.
+        new = self.protocol.setup
+        if tools is not None:
+            new = msgspec.structs.replace(new, tools=list(tools) if tools else UNSET)
+        if si is not UNSET:
+            new = msgspec.structs.replace(new, system_instruction=si)
+        self.protocol.update_setup(new)
 
     async def send_raw(self, message: ClientMessage) -> None:
         """Send any client message (checked: one field, one realtime payload)."""
         if message.setup is not UNSET:
             raise ConfigError("setup is sent by the session itself; use update_setup()")
+        frame = encode_client(message)
         if message.tool_response is not UNSET:
             filtered = self.protocol.filter_tool_response(message.tool_response)
             if filtered is None:
                 return
             if filtered is not message.tool_response:
-                message = ClientMessage(tool_response=filtered)
+                frame = encode_client(ClientMessage(tool_response=filtered))
             self._poke()
-        await self._send_frame(encode_client(message))
+        await self._send_frame(frame)
+        if message.realtime_input is not UNSET or message.client_content is not UNSET:
+            self._user_input()
+
+    def _user_input(self) -> None:
+        if self.usage is not None:
+            observe_input(self.usage, self.latency, time.monotonic())
+
+    def run_tools(self, registry: ToolRegistry, **options: Any) -> ToolRunner:
+        """Answer this session's tool calls from ``registry`` (see :mod:`gemini_live.tools`).
+
+        Returns the started :class:`~gemini_live.tools.ToolRunner`; use it as an async
+        context manager or ``await runner.aclose()``.
+        """
+        from gemini_live.tools import run_tools
+
+        return run_tools(self, registry, **options)
 
     async def _send_frame(self, frame: bytes) -> None:
         if self._is_closing() or self.error is not None or self._runner is None:

@@ -326,7 +326,8 @@ async def test_server_errors_back_off_and_give_up(backend_name: str) -> None:
         seen: list[ev.Event] = []
         with pytest.raises(errors.ServerError):
             async with asyncio.timeout(5):
-                seen.extend([event async for event in session])
+                async for event in session:  # noqa: PERF401 - keep what came before the error
+                    seen.append(event)
         attempts = [e.attempt for e in seen if isinstance(e, ev.Reconnecting)]
         assert attempts == [1, 2, 3]
         assert isinstance(seen[-1], ev.Closed)
@@ -378,3 +379,21 @@ async def test_secrets_never_leak(backend_name: str, caplog: pytest.LogCaptureFi
     texts_seen = [str(info.value), repr(info.value), repr(session), repr(cfg), caplog.text]
     for text in texts_seen:
         assert secret not in text
+
+
+async def test_context_update_survives_a_resume(server: FakeLiveServer, backend_name: str) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        new_tools = [Tool.functions(FunctionDeclaration(name="fresh", behavior="NON_BLOCKING"))]
+        await session.send_context_update(system_instruction="Be brief.", tools=new_tools)
+        await session.send_text("hi")
+        await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+        await server.send_go_away(time_left=2.0)
+        await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+    update = server.received[0][1].context_update
+    assert update is not gl.types.UNSET and update.tools is not gl.types.UNSET
+    resumed_setup = server.connections[1].setup
+    assert resumed_setup is not None
+    assert resumed_setup.tools == new_tools
+    si = resumed_setup.system_instruction
+    assert si is not gl.types.UNSET and si.parts is not gl.types.UNSET
+    assert si.parts[0].text == "Be brief."

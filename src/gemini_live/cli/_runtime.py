@@ -28,6 +28,7 @@ from gemini_live.metrics import observe_input as _observe_input
 from gemini_live.transport.base import Backend
 
 if TYPE_CHECKING:
+    from gemini_live.cli._record import WireRecorder
     from gemini_live.testing import FakeLiveServer
     from gemini_live.tools import ToolRegistry
 
@@ -53,7 +54,9 @@ class UsageError(Exception):
 class Timeline:
     """Prints ``[  0.012s] message`` lines relative to its start."""
 
-    def __init__(self, out: IO[str] | None = None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, out: IO[str] | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._out = out
         self.clock = clock
         self.t0 = clock()
@@ -66,7 +69,7 @@ class Timeline:
         return self.clock() - self.t0
 
     def log(self, message: str) -> None:
-        print(f"[{self.elapsed():8.3f}s] {message}", file=self.out, flush=True)
+        print(f"[{self.elapsed():7.3f}s] {message}", file=self.out, flush=True)
 
     def plain(self, message: str = "") -> None:
         print(message, file=self.out, flush=True)
@@ -108,7 +111,7 @@ class Target:
     session: gl.Session
     mode: Mode
     fake: FakeLiveServer | None = None
-    recorder: Any = None
+    recorder: WireRecorder | None = None
 
     @property
     def offline(self) -> bool:
@@ -144,7 +147,7 @@ def weather_tools() -> ToolRegistry:
     return registry
 
 
-def _backend(args: argparse.Namespace, recorder: Any) -> str | Backend:
+def _backend(args: argparse.Namespace, recorder: WireRecorder | None) -> str | Backend:
     name: str = args.backend
     if recorder is None:
         return name
@@ -165,7 +168,7 @@ async def open_target(
 ) -> AsyncIterator[Target]:
     """Start the fake server if needed, connect a Session, and clean both up."""
     mode = resolve_mode(args)
-    recorder = None
+    recorder: WireRecorder | None = None
     if args.record:
         from gemini_live.cli._record import WireRecorder
 
