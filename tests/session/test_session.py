@@ -326,8 +326,8 @@ async def test_server_errors_back_off_and_give_up(backend_name: str) -> None:
         seen: list[ev.Event] = []
         with pytest.raises(errors.ServerError):
             async with asyncio.timeout(5):
-                async for event in session:  # noqa: PERF401 - keep what came before the error
-                    seen.append(event)
+                async for event in session:
+                    seen.append(event)  # noqa: PERF401 - keep what came before the error
         attempts = [e.attempt for e in seen if isinstance(e, ev.Reconnecting)]
         assert attempts == [1, 2, 3]
         assert isinstance(seen[-1], ev.Closed)
