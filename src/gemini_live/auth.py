@@ -13,15 +13,31 @@ Rules kept here and nowhere else:
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import ssl
+import time
+import urllib.error
 import urllib.parse
-from collections.abc import Awaitable, Callable
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from gemini_live.errors import ConfigError, register_secret
+import msgspec
+
+from gemini_live.errors import ConfigError, ConnectError, register_secret
 from gemini_live.protocol import ApiKind
+from gemini_live.types import Setup
 
-__all__ = ["Auth", "Endpoint", "vertex_model_path"]
+__all__ = [
+    "Auth",
+    "Endpoint",
+    "EphemeralToken",
+    "create_ephemeral_token",
+    "token_request_body",
+    "vertex_model_path",
+]
 
 GEMINI_HOST = "generativelanguage.googleapis.com"
 _GEMINI_PATH = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
@@ -171,8 +187,6 @@ class Auth:
             raise ConfigError(
                 "Auth.google_default() needs google-auth: pip install 'gemini-live[vertex]'"
             ) from exc
-        import asyncio
-
         creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
 
         async def provider() -> str:
@@ -210,3 +224,150 @@ class Auth:
         if self.quota_project:
             headers.append(("x-goog-user-project", self.quota_project))
         return url, headers
+
+
+# -- ephemeral tokens (REST) -----------------------------------------------------------------
+
+#: The longest lifetime the service accepts for a token (``expireTime`` < 20 h).
+MAX_TOKEN_LIFETIME = 20 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class EphemeralToken:
+    """A minted token. ``name`` (``auth_tokens/...``) is the credential; never log it."""
+
+    name: str = field(repr=False)
+    expire_time: str | None = None
+    new_session_expire_time: str | None = None
+
+    def __repr__(self) -> str:
+        return f"EphemeralToken(name='***', expire_time={self.expire_time!r})"
+
+    def auth(self, *, in_query: bool = False) -> Auth:
+        """The :class:`Auth` to connect with (use ``Endpoint.gemini(constrained=True)``)."""
+        return Auth.ephemeral_token(self.name, in_query=in_query)
+
+
+def _timestamp(value: datetime.datetime | float | None, default_s: float, now: float) -> str:
+    if value is None:
+        when = now + default_s
+    elif isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ConfigError("token times must be timezone-aware datetimes")
+        when = value.timestamp()
+    else:
+        when = now + float(value)
+    if when <= now:
+        raise ConfigError("token times must be in the future")
+    if when - now > MAX_TOKEN_LIFETIME:
+        raise ConfigError("token times must be less than 20 hours from now")
+    stamp = datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def token_request_body(
+    *,
+    uses: int = 1,
+    expire_time: datetime.datetime | float | None = None,
+    new_session_expire_time: datetime.datetime | float | None = None,
+    setup: Setup | None = None,
+    lock_fields: Sequence[str] | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The JSON body of ``POST .../auth_tokens`` (exposed for inspection and tests).
+
+    ``expire_time`` / ``new_session_expire_time`` take an aware datetime or seconds from
+    now (defaults: 30 min and 60 s). With a ``setup`` and no ``lock_fields``, every
+    top-level field the setup sets is locked *except* ``sessionResumption``: without an
+    explicit mask the service would ignore the client's whole setup, resume handle
+    included. ``lock_fields`` uses wire (camelCase) paths, e.g. ``"generationConfig.speechConfig"``.
+    """
+    if uses < 0:
+        raise ConfigError("uses must be >= 0 (0 means unlimited)")
+    t = time.time() if now is None else now
+    body: dict[str, Any] = {
+        "uses": uses,
+        "expireTime": _timestamp(expire_time, 30 * 60.0, t),
+        "newSessionExpireTime": _timestamp(new_session_expire_time, 60.0, t),
+    }
+    if setup is not None:
+        setup_json = msgspec.to_builtins(setup)
+        body["bidiGenerateContentSetup"] = setup_json
+        if lock_fields is None:
+            lock_fields = [k for k in setup_json if k != "sessionResumption"]
+    elif lock_fields:
+        raise ConfigError("lock_fields needs a setup to lock")
+    if lock_fields is not None:
+        body["fieldMask"] = ",".join(lock_fields)
+    return body
+
+
+async def create_ephemeral_token(
+    api_key: str,
+    *,
+    uses: int = 1,
+    expire_time: datetime.datetime | float | None = None,
+    new_session_expire_time: datetime.datetime | float | None = None,
+    setup: Setup | None = None,
+    lock_fields: Sequence[str] | None = None,
+    api_version: str = "v1beta",
+    base_url: str = f"https://{GEMINI_HOST}",
+    http_timeout: float = 10.0,
+) -> EphemeralToken:
+    """Mint an ephemeral token with a real API key (server side; hand the token to clients).
+
+    Mint one per (re)connection where possible: resuming with a used token has been seen
+    to fail. Raises :class:`~gemini_live.errors.ConnectError` (with ``status``) on HTTP
+    errors; the key never appears in messages.
+    """
+    if not api_key:
+        raise ConfigError("API key is empty")
+    register_secret(api_key)
+    body = msgspec.json.encode(
+        token_request_body(
+            uses=uses,
+            expire_time=expire_time,
+            new_session_expire_time=new_session_expire_time,
+            setup=setup,
+            lock_fields=lock_fields,
+        )
+    )
+    url = f"{base_url.rstrip('/')}/{api_version}/auth_tokens"
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("https", "http"):
+        raise ConfigError("base_url must be http(s)")
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"x-goog-api-key": api_key, "Content-Type": "application/json"},
+    )
+    context = ssl.create_default_context() if scheme == "https" else None
+
+    def call() -> bytes:
+        try:
+            with urllib.request.urlopen(request, timeout=http_timeout, context=context) as resp:
+                data: bytes = resp.read()
+                return data
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:500].decode("utf-8", "replace")
+            raise ConnectError(
+                f"creating an ephemeral token failed: HTTP {exc.code}: {detail}", status=exc.code
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConnectError(f"creating an ephemeral token failed: {exc}") from None
+
+    raw = await asyncio.to_thread(call)
+    try:
+        answer = msgspec.json.decode(raw, type=dict[str, Any])
+        name = answer["name"]
+        if not isinstance(name, str) or not name:
+            raise KeyError("name")
+    except (msgspec.DecodeError, KeyError) as exc:
+        raise ConnectError(f"unexpected answer from the token service: {exc}") from None
+    register_secret(name)
+    return EphemeralToken(
+        name=name,
+        expire_time=answer.get("expireTime"),
+        new_session_expire_time=answer.get("newSessionExpireTime"),
+    )

@@ -72,6 +72,16 @@ def test_record_demo_both_directions(run_cli: CliRunner, tmp_path: Path) -> None
     events = [r.get("event") for r in records if r["dir"] == "meta"]
     assert events.count("connect") == 2
     assert "close" in events
+    # The fake server reports running session totals: the CLI's session usage must equal
+    # the last snapshot on the wire (nothing double-counted across frames or turns).
+    usage = [f["usageMetadata"] for f in server if "usageMetadata" in f]
+    assert len(usage) == 4
+    m = re.search(r"usage, session \(4 turns\): prompt (\d+) .* total (\d+)", r.stdout)
+    assert m is not None, r.stdout
+    assert (int(m[1]), int(m[2])) == (
+        int(usage[-1]["promptTokenCount"]),
+        int(usage[-1]["totalTokenCount"]),
+    )
 
 
 async def test_key_is_sent_but_never_printed_logged_or_recorded(tmp_path: Path) -> None:

@@ -170,6 +170,7 @@ class RawPeer:
         self.payload_bytes = 0
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> RawPeer:
@@ -187,10 +188,13 @@ class RawPeer:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        # End every connection by closing it (not by cancelling): handlers see EOF and return.
+        self.reading.set()
+        for writer in self._writers:
+            writer.close()
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
 
     async def wait_payload(self, n: int) -> None:
         async with asyncio.timeout(WAIT):
@@ -202,6 +206,7 @@ class RawPeer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.append(writer)
         self.accepted.set()
         try:
             await self._serve(reader, writer)
@@ -407,6 +412,27 @@ async def test_client_close_is_local_and_idempotent(
     assert caught.value.info == CloseInfo(code, reason, local=True)
 
 
+async def test_close_checks_code_and_fits_the_reason(backend: Backend) -> None:
+    loop = asyncio.get_running_loop()
+    server_saw: asyncio.Future[str | None] = loop.create_future()
+
+    async def script(ws: ServerConnection) -> None:
+        await drain(ws)
+        server_saw.set_result(ws.close_reason)
+
+    rec = Recorder()
+    async with ws_server(script) as url:
+        t = await connect(backend, url, rec)
+        with pytest.raises(ConfigError):
+            await t.close(1006)
+        assert not rec.closes
+        await t.close(1000, "é" * 100)  # 200 bytes: more than a close frame holds
+        async with asyncio.timeout(WAIT):
+            reason = await server_saw
+    assert reason == "é" * 61
+    assert rec.closes == [CloseInfo(1000, "é" * 61, local=True)]
+
+
 async def test_abort_drops_the_connection(backend: Backend) -> None:
     loop = asyncio.get_running_loop()
     server_saw: asyncio.Future[int | None] = loop.create_future()
@@ -562,6 +588,7 @@ class ConnectProxy:
         self.url = ""
         self.targets: list[str] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> ConnectProxy:
@@ -573,21 +600,24 @@ class ConnectProxy:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        for writer in self._writers:
+            writer.close()
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.append(writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             target = head.split(b" ")[1].decode()
             self.targets.append(target)
             host, port = target.rsplit(":", 1)
             up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            self._writers.append(up_writer)
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             try:
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))

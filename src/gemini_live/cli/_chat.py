@@ -197,7 +197,9 @@ class _Chat:
         self.timeline = Timeline()
         self.console = _Console()
         self.printer = _ChatPrinter(self.console.write)
-        self.conv = Conversation(self.session, self.timeline, on_event=self.printer)
+        self.conv = Conversation(
+            self.session, self.timeline, on_event=self.printer, usage_scope=target.usage_scope
+        )
         self.pending: asyncio.Future[Any] | None = None
 
     def say(self, text: str) -> None:

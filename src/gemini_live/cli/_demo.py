@@ -122,7 +122,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             if not isinstance(event, ev.SetupComplete) or session.stats.connects > 1:
                 printer(event)
 
-        conv = Conversation(session, t, on_event=on_event)
+        conv = Conversation(session, t, on_event=on_event, usage_scope=target.usage_scope)
         async with conv, run_tools(session, registry, on_call=on_call, on_result=on_result):
             # 1. text
             t.plain("")

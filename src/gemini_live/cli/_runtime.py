@@ -117,6 +117,15 @@ class Target:
     def offline(self) -> bool:
         return self.mode == "fake"
 
+    @property
+    def usage_scope(self) -> Literal["turn", "session"]:
+        """How the peer's usage snapshots accumulate (see :class:`UsageMeter`).
+
+        The embedded fake server reports running session totals; the service is
+        treated as restarting its snapshots every turn.
+        """
+        return "session" if self.mode == "fake" else "turn"
+
     def describe(self) -> str:
         if self.mode == "fake":
             return "embedded fake server (offline)"
@@ -302,10 +311,11 @@ class Conversation:
         *,
         keep_audio: bool = True,
         on_event: Callable[[ev.Event], None] | None = None,
+        usage_scope: Literal["turn", "session"] = "turn",
     ) -> None:
         self.session = session
         self.timeline = timeline
-        self.meter = UsageMeter()
+        self.meter = UsageMeter(cumulative=usage_scope)
         self.tracker = LatencyTracker(clock=timeline.clock)
         self.keep_audio = keep_audio
         self.on_event = on_event

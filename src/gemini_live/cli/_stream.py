@@ -69,7 +69,9 @@ async def run_stream(args: argparse.Namespace) -> int:
     async with open_target(args, timeline=t) as target:
         session = target.session
         t.log(f"connected session={session.session_id} — {target.describe()}")
-        async with Conversation(session, t, on_event=on_event) as conv:
+        async with Conversation(
+            session, t, on_event=on_event, usage_scope=target.usage_scope
+        ) as conv:
             fut = conv.expect_turn()
             loop = asyncio.get_running_loop()
             start = loop.time()

@@ -186,7 +186,9 @@ async def run_talk(args: argparse.Namespace) -> int:
             t.log("offline fake server: it answers each pause with a tone, not with speech")
         t.log("speak (headphones avoid echo); Ctrl-C to stop")
 
-        async with Conversation(session, t, keep_audio=False, on_event=on_event) as conv:
+        async with Conversation(
+            session, t, keep_audio=False, on_event=on_event, usage_scope=target.usage_scope
+        ) as conv:
             done = asyncio.Event()
 
             async def report() -> None:

@@ -132,3 +132,18 @@ def _where(url: str) -> str:
     if port is None:
         port = 443 if parts.scheme.lower() == "wss" else 80
     return f"{host}:{port}"
+
+
+def _sendable(code: int) -> bool:
+    """True for a close code that may be sent in a CLOSE frame (RFC 6455 §7.4)."""
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+def _close_args(code: int, reason: str) -> str:
+    """Check a close code for :meth:`Transport.close`; return ``reason`` cut to fit the frame."""
+    if not _sendable(code):
+        raise ConfigError(f"close code {code} cannot be sent in a close frame")
+    raw = reason.encode()
+    if len(raw) > 123:  # a control frame carries at most 125 bytes, 2 of them the code
+        reason = raw[:123].decode("utf-8", "ignore")
+    return reason

@@ -30,10 +30,12 @@ from gemini_live.errors import ConnectError
 from gemini_live.transport import (
     WRITE_HIGH_WATER,
     WRITE_LOW_WATER,
+    _close_args,
     _close_timeout,
     _has_header,
     _library_logger,
     _scrub,
+    _sendable,
     _where,
 )
 from gemini_live.transport.base import (
@@ -64,11 +66,6 @@ _TIMEOUT_GRACE: Final = 0.5
 
 def _discard(data: bytes) -> None:
     """Replaces the frame handler once the connection failed locally."""
-
-
-def _sendable(code: int) -> bool:
-    """True for a close code that may appear in a CLOSE frame (RFC 6455 §7.4)."""
-    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
 
 
 class PicowsTransport(WSListener):
@@ -177,12 +174,13 @@ class PicowsTransport(WSListener):
 
     async def send(self, data: bytes) -> None:
         if self._closing:
-            raise TransportClosed(self._pending)
+            raise TransportClosed(self._pending or self._info)
         self._ws.send(_TEXT, data)
         if self._paused:
             await self._drained()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        reason = _close_args(code, reason)
         if not self._closing:
             self._closing = True
             ws = self._ws

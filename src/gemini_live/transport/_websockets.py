@@ -20,6 +20,7 @@ from websockets.protocol import State
 from gemini_live.errors import ConnectError
 from gemini_live.transport import (
     WRITE_HIGH_WATER,
+    _close_args,
     _close_timeout,
     _has_header,
     _library_logger,
@@ -100,6 +101,7 @@ class WebsocketsTransport:
             raise TransportClosed(self._info or self._info_from(exc)) from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        reason = _close_args(code, reason)
         if self._local is None and self._ws.state is State.OPEN:
             self._local = CloseInfo(code, reason, local=True)
             await self._ws.close(code, reason)
