@@ -39,6 +39,9 @@ def config_for(
     **options: Any,
 ) -> gl.SessionConfig:
     endpoint = gl.Endpoint.custom(url or server.url)
+    transport_keys = set(gl.TransportConfig.__dataclass_fields__)
+    transport_opts = {k: options.pop(k) for k in list(options) if k in transport_keys}
+    transport_opts.setdefault("open_timeout", 5.0)
     return gl.SessionConfig(
         setup=setup
         or gl.types.Setup(
@@ -51,7 +54,7 @@ def config_for(
             endpoint=endpoint,
             auth=auth if auth is not None else gl.Auth.none(),
             backend=backend_for(server, backend_name),
-            open_timeout=5.0,
+            **transport_opts,
         ),
         reconnect=reconnect or gl.ReconnectPolicy(base_backoff=0.01, max_backoff=0.05),
         setup_timeout=options.pop("setup_timeout", 5.0),

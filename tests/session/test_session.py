@@ -397,3 +397,18 @@ async def test_context_update_survives_a_resume(server: FakeLiveServer, backend_
     si = resumed_setup.system_instruction
     assert si is not gl.types.UNSET and si.parts is not gl.types.UNSET
     assert si.parts[0].text == "Be brief."
+
+
+async def test_idle_watchdog_reconnects_a_silent_connection(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    cfg = config_for(server, backend_name, idle_timeout=0.3)
+    async with gl.connect(cfg) as session:
+        await session.send_text("hi")
+        await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+        # The server now stays silent: the watchdog gives up on the socket and resumes.
+        events = await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+    reconnecting = [e for e in events if isinstance(e, ev.Reconnecting)]
+    assert reconnecting and "idle" in reconnecting[0].cause
+    assert events[-1] == ev.Resumed(state_restored=True)
+    assert session.stats.abrupt_drops == 1
