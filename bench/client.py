@@ -147,6 +147,7 @@ async def run_w1(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": t1 - t0,
         "peak_rss_mib": peak_rss_mib(),
         "connect_ms": connect_s * 1000,
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
@@ -253,7 +254,9 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     due = [(s, d, c) for s, d, c in rec.ticks if w0 <= s < w1]
     sent = sum(c for _, d, c in due if d <= w1)
     # How late the sends that went out during the window were.
-    lags = sorted(d - s for s, d, _ in rec.ticks if w0 <= d <= w1)
+    done_in_window = [(s, d, c) for s, d, c in rec.ticks if w0 <= d <= w1]
+    lags = sorted(d - s for s, d, _ in done_in_window)
+    handled = sum(c for _, _, c in done_in_window) + rec.replies
     out: dict[str, Any] = {
         "sessions": n,
         "ramp_s": ramp_s,
@@ -267,6 +270,8 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
         "latency_ms_max": (lat[-1] * 1000) if lat else float("nan"),
         "send_lag_ms_p99": percentile(lags, 99) * 1000,
         "replies": rec.replies,
+        "cpu_us_per_msg": (cpu1 - cpu0) / handled * 1e6 if handled else float("nan"),
+        "loadavg_1m": os.getloadavg()[0],
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": current_rss_bytes() / 2**20,
     }

@@ -47,7 +47,7 @@ def w1_md(w1: dict[str, Any]) -> str:
     rows = w1["summary"]
     out = [
         "| client | loop | CPU µs/chunk median (min) | wall ms median (min) | peak RSS MiB "
-        "| connect ms | google-genai CPU ÷ this | hand-written CPU ÷ this | ok runs |",
+        "| first connect ms | google-genai CPU ÷ this | hand-written CPU ÷ this | ok runs |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -94,31 +94,42 @@ def w2_md(w2: dict[str, Any]) -> str:
     if "error" in w2:
         return _failed(w2["error"])
     out = [
-        "| N | client | loop | client CPU % | server CPU % | send rate | recv rate "
-        "| latency p50 / p99 ms | send lag p99 ms | ramp-up s | real time |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| N | client | loop | client CPU % | CPU µs / msg | server CPU % | send rate "
+        "| recv rate | latency p50 / p99 ms | send lag p99 ms | load 1m | real time |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    skipped: dict[tuple[str, str], list[int]] = {}
+    reasons: dict[tuple[str, str], str] = {}
     for r in w2["runs"]:
-        head = f"| {r['sessions']} | {_label(r['mode'])} | {r['loop']} "
         if "skipped" in r:
-            out.append(head + f"| skipped ({r['skipped']}) |" + " – |" * 8)
+            key = (r["mode"], r["loop"])
+            skipped.setdefault(key, []).append(r["sessions"])
+            reasons[key] = r["skipped"]
             continue
+        head = f"| {r['sessions']} | {_label(r['mode'])} | {r['loop']} "
         if "error" in r:
-            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 7 + " no |")
+            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 8 + " no |")
             continue
         out.append(
-            head + f"| {r['cpu_pct']:.0f} | {_f(r.get('server_cpu_pct'), '.0f')} "
+            head + f"| {r['cpu_pct']:.0f} | {_f(r.get('cpu_us_per_msg'), '.1f')} "
+            f"| {_f(r.get('server_cpu_pct'), '.0f')} "
             f"| {r['send_rate'] * 100:.1f}% | {r['recv_rate'] * 100:.1f}% "
             f"| {r['latency_ms_p50']:.1f} / {r['latency_ms_p99']:.1f} "
-            f"| {r['send_lag_ms_p99']:.1f} | {r['ramp_s']:.1f} "
+            f"| {_f(r['send_lag_ms_p99'], '.1f')} | {_f(r.get('loadavg_1m'), '.1f')} "
             f"| {'yes' if r['real_time'] else 'no'} |"
         )
     out += [
         "",
         "Real time = send rate ≥ 98 %, receive rate ≥ 98 %, delivery p99 < 100 ms and send "
-        "lag p99 < 100 ms. CPU % is of one core; the machine's other core(s) also run the "
-        "server.",
+        "lag p99 < 100 ms. CPU % is of one core; CPU µs / msg = client CPU over the window ÷ "
+        "(chunks sent + replies received in it). The server runs on the same machine "
+        "(server CPU %); load 1m is the machine's load average when the run ended.",
     ]
+    for (mode, loop), ns in skipped.items():
+        out.append(
+            f"Not run: {_label(mode)} ({loop}) at N = {', '.join(map(str, ns))} "
+            f"({reasons[(mode, loop)]})."
+        )
     return "\n".join(out)
 
 
@@ -199,6 +210,13 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _plot_y(v: Any) -> float:
+    """NaN (skipped by matplotlib) for missing values; floored for log axes."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return float("nan")
+    return max(float(v), 0.01)
+
+
 def plot_w2(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -209,40 +227,41 @@ def plot_w2(results: dict[str, Any], path: Path) -> None:
     series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in runs:
         series.setdefault((r["mode"], r["loop"]), []).append(r)
-    fig, (ax_cpu, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (ax_cpu, ax_msg, ax_lat) = plt.subplots(1, 3, figsize=(16, 5))
+    panels = (
+        (ax_cpu, "cpu_pct", "client CPU % (of one core)", "client CPU"),
+        (ax_msg, "cpu_us_per_msg", "client CPU µs per message (sent + received)", "cost"),
+        (ax_lat, "latency_ms_p99", "delivery latency p99 (ms)", "server send -> event, p99"),
+    )
     for (mode, loop), rs in series.items():
         rs.sort(key=lambda r: r["sessions"])
         xs = [r["sessions"] for r in rs]
         name = f"{_label(mode)} [{loop}]"
         style = "--" if loop == "uvloop" else "-"
-        (line,) = ax_cpu.plot(xs, [r["cpu_pct"] for r in rs], style, marker="o", label=name)
-        ax_lat.plot(
-            xs,
-            [max(r["latency_ms_p99"], 0.01) for r in rs],
-            style,
-            marker="o",
-            color=line.get_color(),
-        )
-        bad = [r for r in rs if not r["real_time"]]
-        for ax, key in ((ax_cpu, "cpu_pct"), (ax_lat, "latency_ms_p99")):
+        color = None
+        for ax, key, _, _ in panels:
+            ys = [_plot_y(r.get(key)) for r in rs]
+            (line,) = ax.plot(xs, ys, style, marker="o", label=name, color=color)
+            color = line.get_color()
+            bad = [(x, y) for x, y, r in zip(xs, ys, rs, strict=True) if not r["real_time"]]
             ax.scatter(
-                [r["sessions"] for r in bad],
-                [max(r[key], 0.01) for r in bad],
+                [b[0] for b in bad],
+                [b[1] for b in bad],
                 s=120,
                 facecolors="none",
                 edgecolors="red",
                 zorder=3,
             )
-    for ax in (ax_cpu, ax_lat):
+    all_n = [r["sessions"] for r in runs] or [1]
+    for ax, _, ylabel, title in panels:
         ax.set_xscale("log")
+        ax.set_xlim(min(all_n) * 0.8, max(all_n) * 1.25)
         ax.set_xlabel("concurrent sessions (N)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"W2: {title}")
         ax.grid(True, which="both", alpha=0.3)
-    ax_cpu.set_ylabel("client CPU % (of one core)")
-    ax_cpu.set_title("W2: client CPU")
     ax_lat.set_yscale("log")
-    ax_lat.set_ylabel("delivery latency p99 (ms)")
     ax_lat.axhline(100, color="red", alpha=0.4, linestyle=":")
-    ax_lat.set_title("W2: server send -> event in app, p99")
     ax_cpu.legend(fontsize=7, loc="upper left")
     meta = results.get("meta", {})
     fig.suptitle(

@@ -147,8 +147,8 @@ def _log(msg: str) -> None:
 def run_w1(cfg: Config) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     with ServerProc() as server:
-        for loop in cfg.w1_loops:
-            for rnd in range(cfg.rounds):
+        for rnd in range(cfg.rounds):
+            for loop in cfg.w1_loops:
                 for mode in cfg.modes:
                     res = run_client(
                         [
@@ -168,7 +168,7 @@ def run_w1(cfg: Config) -> dict[str, Any]:
                     )
                     res.update(mode=mode, loop=loop, round=rnd)
                     runs.append(res)
-                    _log(f"w1 {loop} round {rnd + 1}/{cfg.rounds} {mode}: {_brief(res)}")
+                    _log(f"w1 round {rnd + 1}/{cfg.rounds} {loop} {mode}: {_brief(res)}")
         server_impl = server.impl
     return {"runs": runs, "summary": summarise_w1(runs, cfg), "server": server_impl}
 
