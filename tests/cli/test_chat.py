@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 import wave
 from pathlib import Path
 
 import pytest
+
+from gemini_live.testing import FakeLiveServer
 
 from .conftest import CliRunner, offline_env
 
@@ -88,3 +91,42 @@ def test_chat_in_a_terminal(tmp_path: Path, plain: bool) -> None:
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+async def test_chat_shows_go_away_and_resume(tmp_path: Path) -> None:
+    async with FakeLiveServer(go_away_after_messages=1) as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gemini_live",
+            "--url",
+            server.url,
+            "chat",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=offline_env(),
+            cwd=tmp_path,
+        )
+        try:
+            async with asyncio.timeout(30):
+                out_b, err_b = await proc.communicate(b"first\nsecond\n/status\n")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        # Each connection sends a goAway after its first message: a third may have started.
+        assert len(server.connections) >= 2
+        assert server.connections[1].resumed_from is not None
+    out = out_b.decode()
+    assert proc.returncode == 0, err_b.decode()
+    expected = [
+        "model> You said: first",
+        "[goAway: 1.0 s left, rotating the connection]",
+        "[reconnecting (attempt 1, in 0.00 s): goAway: rotating connection]",
+        "[resumed: state restored]",
+        "model> You said: second",
+        "reconnects 1 (goAway rotations 1, resumed 1)",
+    ]
+    for line in expected:
+        assert line in out, f"missing {line!r} in:\n{out}"

@@ -72,15 +72,15 @@ def test_record_demo_both_directions(run_cli: CliRunner, tmp_path: Path) -> None
     events = [r.get("event") for r in records if r["dir"] == "meta"]
     assert events.count("connect") == 2
     assert "close" in events
-    # The fake server reports running session totals: the CLI's session usage must equal
-    # the last snapshot on the wire (nothing double-counted across frames or turns).
+    # The fake server reports per-turn usage: the CLI's session usage must be the sum of
+    # the turns' snapshots on the wire (each counted once).
     usage = [f["usageMetadata"] for f in server if "usageMetadata" in f]
     assert len(usage) == 4
     m = re.search(r"usage, session \(4 turns\): prompt (\d+) .* total (\d+)", r.stdout)
     assert m is not None, r.stdout
     assert (int(m[1]), int(m[2])) == (
-        int(usage[-1]["promptTokenCount"]),
-        int(usage[-1]["totalTokenCount"]),
+        sum(int(u["promptTokenCount"]) for u in usage),
+        sum(int(u["totalTokenCount"]) for u in usage),
     )
 
 

@@ -129,18 +129,19 @@ def test_talk_round_trip_with_a_fake_sound_card(
     card = _FakeCard(_tone(400))  # 0.4 s of "speech", then silence
     monkeypatch.setitem(sys.modules, "sounddevice", card.module)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    assert main(["talk", "--max-turns", "1", "--turn-timeout", "20"]) == 0
-    out = capsys.readouterr().out
+    rc = main(["talk", "--max-turns", "1", "--turn-timeout", "20"])
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
     assert "offline fake server" in out
     assert "you: " in out and " ms of audio" in out  # the fake's input transcription
-    assert "model: I heard" in out
+    assert "model: I heard" in out, out
     assert "[first audio" in out
-    assert "usage, session (1 turns)" in out
+    assert "usage, session (1 turns)" in out, out
     # Mic at 16 kHz, speaker at 24 kHz, 20 ms blocks, PCM16 mono.
     rates = sorted((kw["samplerate"], kw["blocksize"]) for kw in card.opened)
     assert rates == [(16000, 320), (24000, 480)]
     assert all(kw["channels"] == 1 and kw["dtype"] == "int16" for kw in card.opened)
-    assert any(card.played), "the reply never reached the speaker"
+    assert any(card.played), f"the reply never reached the speaker:\n{out}"
 
 
 def test_pause_detector() -> None:

@@ -53,7 +53,8 @@ def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
         "--api-key",
         default=d(None),
         metavar="KEY",
-        help="Gemini API key (default: $GEMINI_API_KEY); never printed",
+        help="Gemini API key (default: $GEMINI_API_KEY, preferred: argv is visible to"
+        " other users); never printed",
     )
     g.add_argument("--voice", default=d(None), help="prebuilt voice name, e.g. Puck")
     g.add_argument("--system", default=d(None), metavar="TEXT", help="system instruction")
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(
         "demo",
-        "text, audio, a tool call and a forced goAway + resume, with timings (~10 s offline)",
+        "text, audio, a tool call and a forced goAway + resume, with timings",
         "Run the guided tour: a text turn, an audio turn from a generated WAV, a tool call\n"
         "(get_weather), and a forced goAway with session resumption, then usage and latency.\n"
         "Without an API key it runs offline against the embedded fake server. Against Google\n"

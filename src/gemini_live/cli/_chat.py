@@ -197,9 +197,7 @@ class _Chat:
         self.timeline = Timeline()
         self.console = _Console()
         self.printer = _ChatPrinter(self.console.write)
-        self.conv = Conversation(
-            self.session, self.timeline, on_event=self.printer, usage_scope=target.usage_scope
-        )
+        self.conv = Conversation(self.session, self.timeline, on_event=self.printer)
         self.pending: asyncio.Future[Any] | None = None
 
     def say(self, text: str) -> None:
@@ -298,7 +296,6 @@ class _Chat:
         self.pending = self.conv.expect_turn()
         self.pending.add_done_callback(_consume)
         await self.session.send_text(text)
-        self.conv.mark_input()
 
     async def wait_pending(self) -> None:
         fut = self.pending
@@ -320,8 +317,12 @@ class _Chat:
                     read.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await read
-                    self.say("the session ended")
-                    return 1 if self.conv.error is not None else 0
+                    err = self.conv.error
+                    if err is None:
+                        self.say("the session ended")
+                        return 0
+                    print(f"gemini-live chat: error: {type(err).__name__}: {err}", file=sys.stderr)
+                    return 1
                 ended.cancel()
                 line = read.result()
                 if line is None:

@@ -122,7 +122,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             if not isinstance(event, ev.SetupComplete) or session.stats.connects > 1:
                 printer(event)
 
-        conv = Conversation(session, t, on_event=on_event, usage_scope=target.usage_scope)
+        conv = Conversation(session, t, on_event=on_event)
         async with conv, run_tools(session, registry, on_call=on_call, on_result=on_result):
             # 1. text
             t.plain("")
@@ -145,10 +145,8 @@ async def run_demo(args: argparse.Namespace) -> int:
             chunks = 0
             for chunk in chunk_pcm(pcm, rate=INPUT_RATE, ms=20):
                 await session.send_audio(chunk)
-                conv.mark_input()
                 chunks += 1
             await session.send_audio_stream_end()
-            conv.mark_input()
             t.log(f"sent {chunks} chunks of 20 ms + audioStreamEnd")
             if target.offline:
                 turn = await conv.wait(fut, timeout)

@@ -22,9 +22,7 @@ from gemini_live.metrics import (
     TurnUsage,
     UsageMeter,
     format_ms,
-    observe,
 )
-from gemini_live.metrics import observe_input as _observe_input
 from gemini_live.transport.base import Backend
 
 if TYPE_CHECKING:
@@ -116,15 +114,6 @@ class Target:
     @property
     def offline(self) -> bool:
         return self.mode == "fake"
-
-    @property
-    def usage_scope(self) -> Literal["turn", "session"]:
-        """How the peer's usage snapshots accumulate (see :class:`UsageMeter`).
-
-        The embedded fake server reports running session totals; the service is
-        treated as restarting its snapshots every turn.
-        """
-        return "session" if self.mode == "fake" else "turn"
 
     def describe(self) -> str:
         if self.mode == "fake":
@@ -311,12 +300,14 @@ class Conversation:
         *,
         keep_audio: bool = True,
         on_event: Callable[[ev.Event], None] | None = None,
-        usage_scope: Literal["turn", "session"] = "turn",
     ) -> None:
+        if session.usage is None or session.latency is None:
+            raise gl.ConfigError("the CLI needs a session with metrics=True")
         self.session = session
         self.timeline = timeline
-        self.meter = UsageMeter(cumulative=usage_scope)
-        self.tracker = LatencyTracker(clock=timeline.clock)
+        # The session keeps the meter and the tracker; the CLI only reads them.
+        self.meter: UsageMeter = session.usage
+        self.tracker: LatencyTracker = session.latency
         self.keep_audio = keep_audio
         self.on_event = on_event
         self.current = TurnResult()
@@ -368,10 +359,6 @@ class Conversation:
 
     # -- input ----------------------------------------------------------------------------
 
-    def mark_input(self) -> None:
-        """Call after every user send (text, audio chunk, audioStreamEnd)."""
-        _observe_input(self.meter, self.tracker, self.timeline.clock())
-
     def expect_turn(self) -> asyncio.Future[TurnResult]:
         """A future for the next completed model turn (register it before sending)."""
         fut: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
@@ -396,13 +383,11 @@ class Conversation:
         """Send ``text`` and wait for the model's complete answer."""
         fut = self.expect_turn()
         await self.session.send_text(text)
-        self.mark_input()
         return await self.wait(fut, seconds)
 
     # -- events ---------------------------------------------------------------------------
 
     def _handle(self, event: ev.Event) -> None:
-        observe(self.meter, self.tracker, event, self.timeline.clock())
         cur = self.current
         if isinstance(event, ev.ModelAudio):
             cur.audio_chunks += 1

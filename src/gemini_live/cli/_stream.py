@@ -69,9 +69,7 @@ async def run_stream(args: argparse.Namespace) -> int:
     async with open_target(args, timeline=t) as target:
         session = target.session
         t.log(f"connected session={session.session_id} — {target.describe()}")
-        async with Conversation(
-            session, t, on_event=on_event, usage_scope=target.usage_scope
-        ) as conv:
+        async with Conversation(session, t, on_event=on_event) as conv:
             fut = conv.expect_turn()
             loop = asyncio.get_running_loop()
             start = loop.time()
@@ -84,9 +82,7 @@ async def run_stream(args: argparse.Namespace) -> int:
                     if delay > 0:
                         await asyncio.sleep(delay)
                 await session.send_audio(chunk)
-                conv.mark_input()
             await session.send_audio_stream_end()
-            conv.mark_input()
             mode = "paced in real time" if args.realtime else "as fast as possible"
             t.log(f"sent {n} chunks of {chunk_ms} ms ({mode}) + audioStreamEnd")
             turn = await conv.wait(fut, args.turn_timeout)

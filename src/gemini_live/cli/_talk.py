@@ -186,9 +186,7 @@ async def run_talk(args: argparse.Namespace) -> int:
             t.log("offline fake server: it answers each pause with a tone, not with speech")
         t.log("speak (headphones avoid echo); Ctrl-C to stop")
 
-        async with Conversation(
-            session, t, keep_audio=False, on_event=on_event, usage_scope=target.usage_scope
-        ) as conv:
+        async with Conversation(session, t, keep_audio=False, on_event=on_event) as conv:
             done = asyncio.Event()
 
             async def report() -> None:
@@ -209,9 +207,7 @@ async def run_talk(args: argparse.Namespace) -> int:
                     chunk = await mic.get()
                     await session.send_audio(chunk)
                     state = pauses.feed(chunk)
-                    if state == "speech":
-                        conv.mark_input()
-                    elif state == "pause":
+                    if state == "pause":
                         # Tell the service the mic paused (flushes its buffered audio).
                         await session.send_audio_stream_end()
 

@@ -677,20 +677,24 @@ class LiveServerCore:
             logger.error("fake server sent an invalid frame: %s", exc)
 
 
-def _usage(session: SessionState, vertex: bool) -> UsageMetadata:
-    total = session.prompt_tokens + session.response_tokens
-    details = [ModalityTokenCount(modality="AUDIO", token_count=session.response_tokens)]
+def _usage(session: SessionState, vertex: bool, turn_response: int) -> UsageMetadata:
+    """Usage of one turn, as the service bills it: the prompt is the whole context so far
+    (user input and earlier model output), the response is this turn's output only.
+    """
+    prompt = session.prompt_tokens + session.response_tokens - turn_response
+    total = prompt + turn_response
+    details = [ModalityTokenCount(modality="AUDIO", token_count=turn_response)]
     if vertex:
         return UsageMetadata(
-            prompt_token_count=session.prompt_tokens,
-            candidates_token_count=session.response_tokens,
+            prompt_token_count=prompt,
+            candidates_token_count=turn_response,
             total_token_count=total,
             candidates_tokens_details=details,
             traffic_type="ON_DEMAND",
         )
     return UsageMetadata(
-        prompt_token_count=session.prompt_tokens,
-        response_token_count=session.response_tokens,
+        prompt_token_count=prompt,
+        response_token_count=turn_response,
         total_token_count=total,
         response_tokens_details=details,
     )
@@ -1046,6 +1050,7 @@ class _ConnectionLogic:
         session = self.session
         assert session is not None and self.setup is not None
         n = self.core.reply_chunks
+        turn_response = 0
         if not end_only:
             transcribe = self.setup.output_audio_transcription is not UNSET
             fragments = split_fragments(text, max(n, 1))
@@ -1059,13 +1064,14 @@ class _ConnectionLogic:
                     )
                 )
             await self._send(ServerMessage(server_content=ServerContent(generation_complete=True)))
-            session.response_tokens += max(n, 1)
+            turn_response = max(n, 1)
+            session.response_tokens += turn_response
             session.history.append(("model", text))
         session.turns += 1
         await self._send(
             ServerMessage(
                 server_content=ServerContent(turn_complete=True),
-                usage_metadata=_usage(session, self.vertex),
+                usage_metadata=_usage(session, self.vertex, turn_response),
             )
         )
         await self._send_resumption_update()
