@@ -891,7 +891,18 @@ def write_wav(path_or_file: _WavSource, pcm: object, rate: int, channels: int = 
         raise AudioFormatError(f"{len(raw)} bytes is not whole {channels}-channel PCM16 frames")
     if _BIG_ENDIAN:  # wave swaps native samples to LE on big-endian hosts
         raw = _byteswap(raw, 2)
-    with wave.open(_wav_target(path_or_file), "wb") as w:
+    target = _wav_target(path_or_file)
+    if isinstance(target, str):
+        # Open the file ourselves: when wave.open() fails to open a path, Python 3.11's
+        # Wave_write.__del__ prints a spurious AttributeError after the real OSError.
+        with open(target, "wb") as fh:
+            _write_wav_frames(wave, fh, raw, rate, channels)
+    else:
+        _write_wav_frames(wave, target, raw, rate, channels)
+
+
+def _write_wav_frames(wave: Any, fh: IO[bytes], raw: bytes, rate: int, channels: int) -> None:
+    with wave.open(fh, "wb") as w:
         w.setnchannels(channels)
         w.setsampwidth(2)
         w.setframerate(rate)
