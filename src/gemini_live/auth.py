@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -320,6 +317,11 @@ async def create_ephemeral_token(
     to fail. Raises :class:`~gemini_live.errors.ConnectError` (with ``status``) on HTTP
     errors; the key never appears in messages.
     """
+    # Imported here: urllib.request and ssl cost ~10 ms at import and only this needs them.
+    import ssl
+    import urllib.error
+    import urllib.request
+
     if not api_key:
         raise ConfigError("API key is empty")
     register_secret(api_key)
