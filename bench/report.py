@@ -35,8 +35,9 @@ def meta_md(meta: dict[str, Any]) -> str:
             f"* Python {meta.get('python')} ({meta.get('implementation')}); {pkgs}",
             f"* Load average at start {', '.join(f'{x:.2f}' for x in load)}; "
             f"at end {', '.join(f'{x:.2f}' for x in load_end)}; {meta.get('date')}",
-            "* The benchmark server runs on the same machine (separate process, picows + "
-            "uvloop): it competes with the client for the same cores.",
+            "* The benchmark server runs on the same machine (separate process; picows, on "
+            "uvloop when installed): it competes with the client for the same cores.",
+            *([f"* Note: {meta['note']}"] if meta.get("note") else []),
         ]
     )
 
@@ -262,15 +263,15 @@ def plot_w2(results: dict[str, Any], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     ax_lat.set_yscale("log")
     ax_lat.axhline(100, color="red", alpha=0.4, linestyle=":")
-    ax_cpu.legend(fontsize=7, loc="upper left")
+    handles, labels = ax_cpu.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     meta = results.get("meta", {})
     fig.suptitle(
         f"{meta.get('nproc')} CPUs, {meta.get('cpu_model')}, Python {meta.get('python')}; "
-        "red ring = real time not kept"
-        + (" (PRELIMINARY, noisy machine)" if meta.get("preliminary") else ""),
+        "red ring = real time not kept" + (f" — {meta['note']}" if meta.get("note") else ""),
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

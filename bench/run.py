@@ -382,6 +382,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     ap.add_argument("--w2-window", type=float, default=None, help="W2 measured seconds")
     ap.add_argument("--out", default="", help="JSON output path")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--note", default="", help="label stored with the results and on the plot")
     args = ap.parse_args(argv)
     cfg = Config.smoke_config() if args.smoke else Config()
     if args.only:
@@ -427,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg, args = parse_args(argv)
     t0 = time.perf_counter()
     results: dict[str, Any] = {"meta": machine_info(), "config": asdict(cfg)}
-    results["meta"]["preliminary"] = True
+    if args.note:
+        results["meta"]["note"] = args.note
     runners = {
         "w1": run_w1,
         "w3": run_w3,
