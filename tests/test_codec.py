@@ -874,3 +874,53 @@ def test_leak_deep_nesting_raises_recursion_error() -> None:
 def test_leak_str_frame_with_lone_surrogate() -> None:
     with pytest.raises(MalformedMessage):
         codec.decode_events('{"serverContent": {"outputTranscription": {"text": "\ud800"}}}')
+
+
+# --------------------------------------------------------------------------- audio fast path
+
+
+@profile(max_examples=200)
+@given(pcm=st.binary(min_size=0, max_size=4000), mime_first=st.booleans())
+def test_fast_audio_agrees_with_the_general_decoder(pcm: bytes, mime_first: bool) -> None:
+    b64 = base64.b64encode(pcm)
+    blob = (
+        b'{"mimeType":"audio/pcm;rate=24000","data":"' + b64 + b'"}'
+        if mime_first
+        else b'{"data":"' + b64 + b'","mimeType":"audio/pcm;rate=24000"}'
+    )
+    frame = b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":' + blob + b"}]}}}"
+    assert codec.fast_audio(frame) == pcm
+    assert codec.decode_events(frame) == [E.ModelAudio(pcm, 24000)]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # two parts that start and end like one audio part
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"data":"YWJj"}},'
+        b'{"inlineData":{"data":"ZA==","mimeType":"audio/pcm;rate=24000"}}]}}}',
+        # an escape inside the payload
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"data":"YW\\u004aj",'
+        b'"mimeType":"audio/pcm;rate=24000"}}]}}}',
+        # another rate, spaces, other fields
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"data":"AAAA",'
+        b'"mimeType":"audio/pcm;rate=16000"}}]}}}',
+        b'{"serverContent": {"modelTurn": {"parts": [{"inlineData": {"data": "AAAA", '
+        b'"mimeType": "audio/pcm;rate=24000"}}]}}}',
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"data":"AAAA",'
+        b'"mimeType":"audio/pcm;rate=24000"}}]},"turnComplete":true}}',
+    ],
+)
+def test_fast_audio_declines_anything_else(frame: bytes) -> None:
+    assert codec.fast_audio(frame) is None
+    codec.decode_events(frame)  # the general path still decodes it
+
+
+def test_fast_audio_only_takes_bytes() -> None:
+    frame = (
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"data":"AAAA",'
+        b'"mimeType":"audio/pcm;rate=24000"}}]}}}'
+    )
+    assert codec.fast_audio(frame) == b"\x00\x00\x00"
+    assert codec.fast_audio(bytearray(frame)) is None
+    assert codec.fast_audio(frame.decode()) is None

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gemini_live.codec import decode_events, encode_client
+from gemini_live.codec import decode_frame, encode_client, fast_audio
 from gemini_live.errors import (
     ConfigError,
     Phase,
@@ -34,6 +34,7 @@ from gemini_live.errors import (
 from gemini_live.events import (
     Event,
     GoAway,
+    ModelAudio,
     SessionResumptionUpdate,
     SetupComplete,
     ToolCall,
@@ -259,8 +260,19 @@ class ClientProtocol:
         conn = self._conn
         if conn is None or conn.state in (State.IDLE, State.CONNECTING, State.CLOSED):
             raise ProtocolStateError(f"frame received in state {self.state.value}")
-        events = decode_events(data)
         self.stats.frames_received += 1
+        pcm = fast_audio(data)
+        if pcm is not None:
+            return [ModelAudio(pcm, 24000)]
+        msg, events = decode_frame(data)
+        if (
+            msg.setup_complete is UNSET
+            and msg.session_resumption_update is UNSET
+            and msg.go_away is UNSET
+            and msg.tool_call is UNSET
+            and msg.tool_call_cancellation is UNSET
+        ):
+            return events  # content only (audio, text, transcripts): no state to update
         for ev in events:
             match ev:
                 case SetupComplete(session_id=sid):

@@ -19,6 +19,7 @@ import logging
 import random
 import ssl
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -175,9 +176,15 @@ class SessionStats:
 
 
 class _Subscriber:
-    """A bounded queue of events with a lag counter (drop-oldest on overflow)."""
+    """One consumer's view of the event stream: a bounded queue with a lag counter.
 
-    __slots__ = ("_buf", "_ended", "_lag", "_max", "_session", "_waiter")
+    It is its own async iterator. On overflow the oldest event is dropped and counted; the
+    consumer then receives ``Lagged(count)`` before the events that are left. After the
+    session ends it drains what is queued, then stops (raising the session's error if it
+    failed).
+    """
+
+    __slots__ = ("__weakref__", "_buf", "_ended", "_lag", "_max", "_session", "_waiter")
 
     def __init__(self, session: Session, maxlen: int) -> None:
         self._buf: deque[ev.Event] = deque()
@@ -195,47 +202,38 @@ class _Subscriber:
             self._session.stats.lagged_events += 1
         buf.append(event)
         w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def end(self) -> None:
         self._ended = True
         w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
 
-    async def get(self) -> ev.Event | None:
+    def __aiter__(self) -> _Subscriber:
+        return self
+
+    async def __anext__(self) -> ev.Event:
+        # Hot path: one coroutine, and a Future only when the queue is empty.
         while True:
             if self._lag:
                 n, self._lag = self._lag, 0
                 return ev.Lagged(n)
-            if self._buf:
-                return self._buf.popleft()
+            buf = self._buf
+            if buf:
+                return buf.popleft()
             if self._ended:
-                return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    def __aiter__(self) -> AsyncIterator[ev.Event]:
-        return self.iterate(unsubscribe_on_exit=True)
-
-    async def iterate(self, *, unsubscribe_on_exit: bool) -> AsyncIterator[ev.Event]:
-        """Yield events until the session ends (then raise its error, if it failed)."""
-        try:
-            while True:
-                item = await self.get()
-                if item is None:
-                    err = self._session.error
-                    if err is not None:
-                        raise err
-                    return
-                yield item
-        finally:
-            if unsubscribe_on_exit:
-                self._session._subscribers.discard(self)
+                err = self._session.error
+                if err is not None:
+                    raise err
+                raise StopAsyncIteration
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
 
 
 class _ConnHandler:
@@ -290,7 +288,8 @@ class Session:
         self._backend = _resolve_backend(tc.backend)
         self._audio = AudioFrameEncoder(config.input_rate)
         self._audio_by_rate: dict[int, AudioFrameEncoder] = {config.input_rate: self._audio}
-        self._subscribers: set[_Subscriber] = set()
+        # Extra subscribers are held weakly: one whose iterator the app dropped goes away.
+        self._subscribers: weakref.WeakSet[_Subscriber] = weakref.WeakSet()
         self._transport: Transport | None = None
         self._handler: _ConnHandler | None = None
         self._open = False  # direct sends allowed
@@ -304,7 +303,7 @@ class Session:
         self._go_away = False
         self._close_info: tuple[int | None, str] = (None, "")
         self._first_ready: asyncio.Future[None] | None = None
-        self._main = self._subscribe()
+        self._main = self._new_subscriber()
         #: Token usage per turn and per session (None when ``config.metrics`` is off).
         self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
         #: Latency of each turn: end of user input to first audio/text/turnComplete.
@@ -374,45 +373,58 @@ class Session:
 
     # -- receiving ----------------------------------------------------------------------
 
-    def _subscribe(self) -> _Subscriber:
+    def _new_subscriber(self) -> _Subscriber:
         sub = _Subscriber(self, self.config.subscriber_queue)
         if self.status == "closed" and self._runner is not None:
             sub.end()
-        self._subscribers.add(sub)
         return sub
 
     def events(self) -> AsyncIterator[ev.Event]:
-        """A new independent subscriber that sees every event from now on."""
-        return aiter(self._subscribe())
+        """A new independent subscriber that sees every event from now on.
+
+        It lives as long as the returned iterator is referenced.
+        """
+        sub = self._new_subscriber()
+        self._subscribers.add(sub)
+        return sub
 
     def __aiter__(self) -> AsyncIterator[ev.Event]:
-        # The main stream stays subscribed when a loop over it breaks: the next
+        # The main stream: a loop over it that breaks leaves it subscribed, and the next
         # ``async for`` continues where the last one stopped.
-        return self._main.iterate(unsubscribe_on_exit=False)
+        return self._main
 
     async def next_event(self) -> ev.Event | None:
         """The next event of the main stream; None once the session has ended."""
-        item = await self._main.get()
-        if item is None and self.error is not None:
-            raise self.error
-        return item
+        try:
+            return await self._main.__anext__()
+        except StopAsyncIteration:
+            return None
 
     def _emit(self, event: ev.Event) -> None:
-        for sub in self._subscribers:
-            sub.push(event)
+        self._main.push(event)
+        if self._subscribers:
+            for sub in self._subscribers:
+                sub.push(event)
 
     def _on_frame(self, data: bytes) -> None:
         self.stats.frames_received += 1
+        now = time.monotonic()
         try:
-            events = self.protocol.receive(data, time.monotonic())
+            events = self.protocol.receive(data, now)
         except GeminiLiveError as exc:
             self.stats.malformed_frames += 1
             logger.warning("ignoring a frame from the server: %s", exc)
             return
-        if self.usage is not None:
-            now = time.monotonic()
+        usage = self.usage
+        if len(events) == 1 and type(events[0]) is ev.ModelAudio:
+            # The hot path: a frame that is one audio chunk needs no lifecycle handling.
+            if usage is not None:
+                observe(usage, self.latency, events[0], now)
+            self._emit(events[0])
+            return
+        if usage is not None:
             for event in events:
-                observe(self.usage, self.latency, event, now)
+                observe(usage, self.latency, event, now)
         for event in events:
             if isinstance(event, ev.SetupComplete):
                 w = self._setup_waiter
@@ -637,6 +649,7 @@ class Session:
         if isinstance(error, ServiceError):
             code, reason = error.code, error.reason
         self._emit(ev.Closed(code, reason))
+        self._main.end()
         for sub in list(self._subscribers):
             sub.end()
         if self._queue:
