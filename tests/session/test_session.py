@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable, Callable
+from pathlib import Path
 
 import pytest
 
 import gemini_live as gl
 from gemini_live import errors
 from gemini_live import events as ev
+from gemini_live.codec import decode_events
 from gemini_live.testing import FakeLiveServer
 from gemini_live.types import (
     FunctionCall,
@@ -412,3 +414,65 @@ async def test_idle_watchdog_reconnects_a_silent_connection(
     assert reconnecting and "idle" in reconnecting[0].cause
     assert events[-1] == ev.Resumed(state_restored=True)
     assert session.stats.abrupt_drops == 1
+
+
+FRAMES = Path(__file__).resolve().parents[1] / "frames"
+
+#: Golden frames whose events the app must see (setupComplete and goAway are exercised
+#: by the lifecycle tests; goAway here would rotate the connection).
+INJECTED = [
+    "server_content_text_thought",
+    "server_content_multi_part",
+    "server_content_interrupted_audio",
+    "server_content_interim_input_transcription",
+    "server_content_input_transcription",
+    "server_content_output_transcription",
+    "grounding_metadata",
+    "tool_call_parallel",
+    "tool_call_cancellation",
+    "voice_activity",
+    "voice_activity_detection_signal",
+    "turn_complete_reason",
+    "multi_field",
+    "usage_vertex_candidates",
+    "error_body",
+    "unknown_top_level_field",
+]
+
+
+async def test_every_event_kind_reaches_the_app_in_frame_order(backend_name: str) -> None:
+    frames = [(FRAMES / f"{name}.json").read_bytes() for name in INJECTED]
+    expected: list[ev.Event] = []
+    for data in frames:
+        expected.extend(decode_events(data))
+    # No oracle validation here: some of these frames carry Vertex names, unknown fields or
+    # an error body on purpose, which google-genai's strict types reject.
+    async with FakeLiveServer() as server, gl.connect(config_for(server, backend_name)) as session:
+        first = await session.next_event()
+        assert isinstance(first, ev.SetupComplete)
+        for data in frames:
+            await server.send(data)
+        got: list[ev.Event] = []
+        async with asyncio.timeout(5):
+            while len(got) < len(expected):
+                item = await session.next_event()
+                assert item is not None
+                got.append(item)
+    assert got == expected
+    missing = {
+        ev.ModelText,
+        ev.ModelAudio,
+        ev.Interrupted,
+        ev.InputTranscription,
+        ev.OutputTranscription,
+        ev.Grounding,
+        ev.ToolCall,
+        ev.ToolCallCancellation,
+        ev.VoiceActivity,
+        ev.VadSignal,
+        ev.TurnComplete,
+        ev.Usage,
+        ev.SessionResumptionUpdate,
+        ev.ErrorReport,
+    } - {type(e) for e in got}
+    assert not missing
