@@ -584,6 +584,8 @@ class Session:
 
     async def _send_frame(self, frame: bytes) -> None:
         if self._is_closing() or self.error is not None or self._runner is None:
+            if self._runner is None:
+                raise SessionClosedError("session is not connected: use await Session.connect()")
             raise SessionClosedError("session is closed") from self.error
         transport = self._transport
         if self._open and not self._queue and transport is not None and not transport.closed:
