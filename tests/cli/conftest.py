@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -53,3 +54,36 @@ def run_cli(tmp_path: Path) -> CliRunner:
         )
 
     return run
+
+
+async def run_cli_async(
+    *args: str,
+    cwd: Path,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    within: float = 30.0,
+) -> tuple[int, str, str]:
+    """Run ``python -m gemini_live ARGS`` without blocking the loop (so an in-process
+    FakeLiveServer keeps serving); returns (exit code, stdout, stderr). Killed after
+    ``within`` seconds.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gemini_live",
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env if env is not None else offline_env(),
+        cwd=cwd,
+    )
+    try:
+        async with asyncio.timeout(within):
+            out_b, err_b = await proc.communicate(stdin)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out_b.decode(), err_b.decode()

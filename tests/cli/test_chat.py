@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import sys
 import wave
@@ -12,7 +11,7 @@ import pytest
 
 from gemini_live.testing import FakeLiveServer
 
-from .conftest import CliRunner, offline_env
+from .conftest import CliRunner, offline_env, run_cli_async
 
 SCRIPT = """\
 hello there
@@ -95,31 +94,13 @@ def test_chat_in_a_terminal(tmp_path: Path, plain: bool) -> None:
 
 async def test_chat_shows_go_away_and_resume(tmp_path: Path) -> None:
     async with FakeLiveServer(go_away_after_messages=1) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gemini_live",
-            "--url",
-            server.url,
-            "chat",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=offline_env(),
-            cwd=tmp_path,
+        code, out, err = await run_cli_async(
+            "--url", server.url, "chat", stdin=b"first\nsecond\n/status\n", cwd=tmp_path
         )
-        try:
-            async with asyncio.timeout(30):
-                out_b, err_b = await proc.communicate(b"first\nsecond\n/status\n")
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         # Each connection sends a goAway after its first message: a third may have started.
         assert len(server.connections) >= 2
         assert server.connections[1].resumed_from is not None
-    out = out_b.decode()
-    assert proc.returncode == 0, err_b.decode()
+    assert code == 0, err
     expected = [
         "model> You said: first",
         "[goAway: 1.0 s left, rotating the connection]",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from gemini_live import __version__
 from gemini_live.cli import main
 from gemini_live.testing import FakeLiveServer
 
-from .conftest import FAKE_KEY, CliRunner, offline_env
+from .conftest import FAKE_KEY, CliRunner, run_cli_async
 
 COMMANDS = ["demo", "chat", "stream", "talk", "version"]
 
@@ -95,30 +93,10 @@ def test_unwritable_outputs_exit_2(run_cli: CliRunner) -> None:
 
 async def test_rejected_key_exits_1_without_printing_it(tmp_path: Path) -> None:
     async with FakeLiveServer(require_api_key="AIzaSyTHE-RIGHT-KEY-0123456789abcdef") as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gemini_live",
-            "--url",
-            server.url,
-            "--api-key",
-            FAKE_KEY,
-            "demo",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=offline_env(),
-            cwd=tmp_path,
+        code, out, err = await run_cli_async(
+            "--url", server.url, "--api-key", FAKE_KEY, "demo", cwd=tmp_path
         )
-        try:
-            async with asyncio.timeout(30):
-                out_b, err_b = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    out, err = out_b.decode(), err_b.decode()
-    assert proc.returncode == 1
+    assert code == 1
     assert "error: AuthError" in err
     assert "API key not valid" in err
     assert FAKE_KEY not in out + err

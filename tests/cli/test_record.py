@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from gemini_live.cli._record import scrub_frame
 from gemini_live.testing import FakeLiveServer, ToolScript
 
-from .conftest import FAKE_KEY, CliRunner, offline_env
+from .conftest import FAKE_KEY, CliRunner, offline_env, run_cli_async
 
 #: A run of base64 this long would be an audio payload that escaped redaction.
 LONG_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{120,}={0,2}")
@@ -90,10 +88,7 @@ async def test_key_is_sent_but_never_printed_logged_or_recorded(tmp_path: Path) 
         require_api_key=FAKE_KEY,
         tool_triggers={"weather": ToolScript("get_weather", {"city": "Paris"})},
     ) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gemini_live",
+        code, out, err = await run_cli_async(
             "--url",
             server.url,
             "--log-level",
@@ -101,21 +96,10 @@ async def test_key_is_sent_but_never_printed_logged_or_recorded(tmp_path: Path) 
             "--record",
             str(record),
             "demo",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
             env=offline_env(GEMINI_API_KEY=FAKE_KEY),
             cwd=tmp_path,
         )
-        try:
-            async with asyncio.timeout(30):
-                out_b, err_b = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        out, err = out_b.decode(), err_b.decode()
-        assert proc.returncode == 0, err
+        assert code == 0, err
         # The key really was used (the server demands it) ...
         assert server.connections[0].headers["x-goog-api-key"] == FAKE_KEY
     # ... and shows up nowhere.
