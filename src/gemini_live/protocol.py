@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from gemini_live.codec import decode_frame, encode_client, fast_audio
@@ -101,7 +101,6 @@ class _Connection:
     state: State = State.CONNECTING
     resuming: bool = False
     next_index: int = 1  # the setup is index 0
-    frames_sent: int = 0
     go_away_deadline: float | None = None
 
 
@@ -115,7 +114,6 @@ class ProtocolStats:
     stale_tool_responses_dropped: int = 0
     frames_sent: int = 0
     frames_received: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class ClientProtocol:
@@ -395,7 +393,6 @@ class ClientProtocol:
     def _record(self, conn: _Connection, frame: bytes) -> None:
         idx = conn.next_index
         conn.next_index = idx + 1
-        conn.frames_sent += 1
         self.stats.frames_sent += 1
         if self.transparent:
             self._replay.append((idx, frame))

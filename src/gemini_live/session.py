@@ -172,7 +172,6 @@ class SessionStats:
     malformed_frames: int = 0
     lagged_events: int = 0
     last_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Subscriber:
