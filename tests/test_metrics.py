@@ -505,3 +505,21 @@ def test_lifecycle_events_are_ignored() -> None:
     for e in _lagged():
         observe(meter, tracker, e, 0.0)
     assert not meter.turns and not tracker.turns and tracker.pending is None
+
+
+def test_observe_audio_matches_observe() -> None:
+    from gemini_live.metrics import observe, observe_audio
+
+    audio = ev.ModelAudio(b"\x00\x00" * 960, 24000)
+    results = []
+    for fn in (observe, observe_audio):
+        meter, tracker = UsageMeter(), LatencyTracker(clock=lambda: 0.0)
+        tracker.mark_user_input(1.0)
+        fn(meter, tracker, audio, 1.25)
+        fn(meter, tracker, audio, 1.5)
+        observe(meter, tracker, ev.TurnComplete(), 2.0)
+        last = tracker.last_turn
+        assert last is not None
+        results.append((last.time_to_first_audio, last.audio_bytes, meter.current))
+    assert results[0] == results[1]
+    assert results[0][0] == pytest.approx(0.25)

@@ -42,6 +42,7 @@ __all__ = [
     "UsageMeter",
     "format_ms",
     "observe",
+    "observe_audio",
     "observe_input",
 ]
 
@@ -597,6 +598,15 @@ def observe(
             meter.turn_complete()
         elif isinstance(event, _ACTIVITY):
             meter.start_turn()
+    if tracker is not None:
+        tracker.on_event(event, now)
+
+
+def observe_audio(
+    meter: UsageMeter, tracker: LatencyTracker | None, event: ev.ModelAudio, now: float
+) -> None:
+    """:func:`observe` for a :class:`~gemini_live.events.ModelAudio` (the hot path)."""
+    meter.start_turn()
     if tracker is not None:
         tracker.on_event(event, now)
 

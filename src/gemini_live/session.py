@@ -21,7 +21,7 @@ import ssl
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,12 +41,19 @@ from gemini_live.errors import (
     SessionNotFound,
     SetupTimeout,
 )
-from gemini_live.metrics import LatencyTracker, UsageMeter, observe, observe_input
+from gemini_live.metrics import (
+    LatencyTracker,
+    UsageMeter,
+    observe,
+    observe_audio,
+    observe_input,
+)
 from gemini_live.protocol import ClientProtocol
 from gemini_live.transport.base import (
     Backend,
     CloseInfo,
     ConnectOptions,
+    SyncSender,
     Transport,
     TransportClosed,
 )
@@ -290,6 +297,7 @@ class Session:
         # Extra subscribers are held weakly: one whose iterator the app dropped goes away.
         self._subscribers: weakref.WeakSet[_Subscriber] = weakref.WeakSet()
         self._transport: Transport | None = None
+        self._try_send: Callable[[bytes], bool] | None = None
         self._handler: _ConnHandler | None = None
         self._open = False  # direct sends allowed
         self._closing = False
@@ -418,7 +426,7 @@ class Session:
         if len(events) == 1 and type(events[0]) is ev.ModelAudio:
             # The hot path: a frame that is one audio chunk needs no lifecycle handling.
             if usage is not None:
-                observe(usage, self.latency, events[0], now)
+                observe_audio(usage, self.latency, events[0], now)
             self._emit(events[0])
             return
         if usage is not None:
@@ -459,14 +467,18 @@ class Session:
 
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
         """Stream a PCM16 chunk (bytes, memoryview, array('h'), numpy int16/float32)."""
-        rate = sample_rate or self.config.input_rate
-        enc = self._audio_by_rate.get(rate)
-        if enc is None:
-            enc = self._audio_by_rate[rate] = AudioFrameEncoder(rate)
+        if sample_rate is None:
+            enc = self._audio
+        else:
+            found = self._audio_by_rate.get(sample_rate)
+            if found is None:
+                found = self._audio_by_rate[sample_rate] = AudioFrameEncoder(sample_rate)
+            enc = found
         frame = enc.encode(pcm)
         if len(frame) == enc.empty_frame_size:
             raise ConfigError("audio chunk is empty")
-        await self._send_frame(frame)
+        if not self._send_now(frame):
+            await self._send_frame(frame)
         self._user_input()
 
     async def send_video(self, frame: bytes, *, mime_type: str = "image/jpeg") -> None:
@@ -563,13 +575,15 @@ class Session:
             if filtered is not message.tool_response:
                 frame = encode_client(ClientMessage(tool_response=filtered))
             self._poke()
-        await self._send_frame(frame)
+        if not self._send_now(frame):
+            await self._send_frame(frame)
         if message.realtime_input is not UNSET or message.client_content is not UNSET:
             self._user_input()
 
     def _user_input(self) -> None:
-        if self.usage is not None:
-            observe_input(self.usage, self.latency, time.monotonic())
+        usage = self.usage
+        if usage is not None:
+            observe_input(usage, self.latency, time.monotonic())
 
     def run_tools(self, registry: ToolRegistry, **options: Any) -> ToolRunner:
         """Answer this session's tool calls from ``registry`` (see :mod:`gemini_live.tools`).
@@ -580,6 +594,24 @@ class Session:
         from gemini_live.tools import run_tools
 
         return run_tools(self, registry, **options)
+
+    def _send_now(self, frame: bytes) -> bool:
+        """Hot path: write ``frame`` synchronously if the connection allows it right now."""
+        try_send = self._try_send
+        if (
+            try_send is not None
+            and self._open
+            and not self._queue
+            and not self._closing
+            and try_send(frame)
+        ):
+            self.protocol.frame_sent(frame)
+            self.stats.frames_sent += 1
+            h = self._handler
+            if h is not None:
+                h.tx_since_rx += 1
+            return True
+        return False
 
     async def _send_frame(self, frame: bytes) -> None:
         if self._is_closing() or self.error is not None or self._runner is None:
@@ -771,6 +803,8 @@ class Session:
             self.stats.reconnects += 1
         self._transport = transport
         self._handler = handler
+        sync: SyncSender | None = transport if isinstance(transport, SyncSender) else None
+        self._try_send = sync.try_send if sync is not None else None
         try:
             await transport.send(self.protocol.setup_frame())
             waiter = self._setup_waiter
@@ -889,6 +923,7 @@ class Session:
     async def _drop_transport(self, *, graceful: bool) -> None:
         transport, self._transport = self._transport, None
         self._open = False
+        self._try_send = None
         if transport is None:
             return
         if graceful and not transport.closed:

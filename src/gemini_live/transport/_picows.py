@@ -179,6 +179,13 @@ class PicowsTransport(WSListener):
         if self._paused:
             await self._drained()
 
+    def try_send(self, data: bytes) -> bool:
+        """Write ``data`` now unless closed or under backpressure (then use :meth:`send`)."""
+        if self._closing or self._paused:
+            return False
+        self._ws.send(_TEXT, data)
+        return True
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         reason = _close_args(code, reason)
         if not self._closing:

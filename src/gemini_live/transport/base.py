@@ -24,6 +24,7 @@ __all__ = [
     "CloseInfo",
     "ConnectOptions",
     "FrameHandler",
+    "SyncSender",
     "Transport",
     "TransportClosed",
 ]
@@ -117,6 +118,19 @@ class Transport(Protocol):
 
     def write_buffer_size(self) -> int:
         """Bytes accepted by :meth:`send` but not yet handed to the kernel."""
+
+
+@runtime_checkable
+class SyncSender(Protocol):
+    """Optional extra of a :class:`Transport`: a synchronous send for the hot path.
+
+    ``try_send(data)`` writes one text frame at once and returns True, or returns False
+    (writing nothing) when the connection is closed or applying backpressure; the caller
+    then falls back to :meth:`Transport.send`. Backends that cannot write synchronously
+    simply do not have it.
+    """
+
+    def try_send(self, data: bytes) -> bool: ...
 
 
 class Backend(Protocol):
