@@ -149,6 +149,74 @@ class GeminiLiveWebsockets(GeminiLiveMode):
     backend = "websockets"
 
 
+class GeminiLivePicowsCallbacks(GeminiLiveMode):
+    """Same client, consuming events with ``session.on_event`` (no task wake-up per event)."""
+
+    key = "gemini-live-picows-cb"
+    label = "gemini-live (picows, on_event)"
+    backend = "picows"
+
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+        gl = self._gl
+        setup = gl.types.Setup(
+            model=MODEL,
+            generation_config=gl.types.GenerationConfig(response_modalities=["AUDIO"]),
+            session_resumption=gl.types.SessionResumptionConfig(handle=handle)
+            if handle
+            else gl.types.UNSET,
+        )
+        config = gl.build_config(setup=setup, url=url, backend=self._backend(), main_stream=False)
+        conn = _GeminiLiveCallbackConn(sink)
+        session = await asyncio.wait_for(gl.Session.connect(config), OPEN_TIMEOUT)
+        conn.attach(session)
+        return conn
+
+
+class _GeminiLiveCallbackConn(Conn):
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.session: Any = None
+
+    def attach(self, session: Any) -> None:
+        from gemini_live import events as ev
+
+        self.session = session
+        sink = self.sink
+        audio_t, text_t, turn_t = ev.ModelAudio, ev.OutputTranscription, ev.TurnComplete
+        sru_t, goaway_t, setup_t = ev.SessionResumptionUpdate, ev.GoAway, ev.SetupComplete
+        closed_t = ev.Closed
+
+        def on_event(event: Any) -> None:
+            t = type(event)
+            if t is audio_t:
+                sink.on_audio(event.data)
+            elif t is text_t:
+                sink.on_transcript(event.text)
+            elif t is turn_t:
+                sink.on_turn_complete()
+            elif t is sru_t:
+                if event.handle:
+                    self.handle = event.handle
+                    sink.on_handle(event.handle)
+            elif t is goaway_t:
+                sink.on_go_away()
+            elif t is setup_t:
+                sink.on_setup_complete()
+            elif t is closed_t:
+                sink.on_closed()
+
+        session.on_event(on_event)
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self.session.send_audio(pcm)
+
+    async def send_go_away_trigger(self) -> None:
+        await self.session.send_text(GOAWAY_TRIGGER)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
 class _GeminiLiveConn(Conn):
     def __init__(self, session: Any, sink: Sink) -> None:
         self.session = session
@@ -502,7 +570,14 @@ class _FloorConn(Conn):
 
 MODES: Final[dict[str, type[Mode]]] = {
     m.key: m
-    for m in (GeminiLivePicows, GeminiLiveWebsockets, GoogleGenaiMode, HandWrittenMode, FloorMode)
+    for m in (
+        GeminiLivePicows,
+        GeminiLivePicowsCallbacks,
+        GeminiLiveWebsockets,
+        GoogleGenaiMode,
+        HandWrittenMode,
+        FloorMode,
+    )
 }
 #: Modes not run by default (none at the moment); ``--modes`` can name them.
 EXTRA_MODES: Final[dict[str, type[Mode]]] = {}

@@ -156,6 +156,9 @@ class SessionConfig:
     input_rate: int = 16000
     #: Keep ``session.usage`` (token meter) and ``session.latency`` (per-turn timings).
     metrics: bool = True
+    #: Buffer events for ``async for event in session`` / ``next_event()``. Turn it off
+    #: when the app consumes events only through ``on_event`` callbacks or ``events()``.
+    main_stream: bool = True
 
 
 @dataclass
@@ -178,6 +181,7 @@ class SessionStats:
     replayed_frames: int = 0
     malformed_frames: int = 0
     lagged_events: int = 0
+    callback_errors: int = 0
     last_error: str | None = None
 
 
@@ -310,7 +314,8 @@ class Session:
         self._go_away = False
         self._close_info: tuple[int | None, str] = (None, "")
         self._first_ready: asyncio.Future[None] | None = None
-        self._main = self._new_subscriber()
+        self._main: _Subscriber | None = self._new_subscriber() if config.main_stream else None
+        self._listeners: tuple[Callable[[ev.Event], object], ...] = ()
         #: Token usage per turn and per session (None when ``config.metrics`` is off).
         self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
         #: Latency of each turn: end of user input to first audio/text/turnComplete.
@@ -395,23 +400,52 @@ class Session:
         self._subscribers.add(sub)
         return sub
 
+    def _main_stream(self) -> _Subscriber:
+        if self._main is None:
+            raise ConfigError("this session was created with main_stream=False")
+        return self._main
+
     def __aiter__(self) -> AsyncIterator[ev.Event]:
         # The main stream: a loop over it that breaks leaves it subscribed, and the next
         # ``async for`` continues where the last one stopped.
-        return self._main
+        return self._main_stream()
 
     async def next_event(self) -> ev.Event | None:
         """The next event of the main stream; None once the session has ended."""
         try:
-            return await self._main.__anext__()
+            return await self._main_stream().__anext__()
         except StopAsyncIteration:
             return None
 
+    def on_event(self, callback: Callable[[ev.Event], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event, in stream order, on the event loop.
+
+        The cheapest way to consume events: it runs inside the frame callback, with no
+        task wake-up per event, so it must be quick and must not block. An exception it
+        raises is logged and counted (``stats.callback_errors``); the callback stays
+        registered. Returns a function that unregisters it.
+        """
+        self._listeners = (*self._listeners, callback)
+
+        def remove() -> None:
+            self._listeners = tuple(cb for cb in self._listeners if cb is not callback)
+
+        return remove
+
     def _emit(self, event: ev.Event) -> None:
-        self._main.push(event)
+        main = self._main
+        if main is not None:
+            main.push(event)
         if self._subscribers:
             for sub in self._subscribers:
                 sub.push(event)
+        if self._listeners:
+            for callback in self._listeners:
+                try:
+                    callback(event)
+                except Exception:
+                    self.stats.callback_errors += 1
+                    logger.exception("an on_event callback raised")
 
     def _on_frame(self, data: bytes) -> None:
         self.stats.frames_received += 1
@@ -682,7 +716,8 @@ class Session:
         if isinstance(error, ServiceError):
             code, reason = error.code, error.reason
         self._emit(ev.Closed(code, reason))
-        self._main.end()
+        if self._main is not None:
+            self._main.end()
         for sub in list(self._subscribers):
             sub.end()
         if self._queue:

@@ -476,3 +476,61 @@ async def test_every_event_kind_reaches_the_app_in_frame_order(backend_name: str
         ev.ErrorReport,
     } - {type(e) for e in got}
     assert not missing
+
+
+async def test_on_event_callbacks_see_the_stream_in_order(
+    server: FakeLiveServer, backend_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[ev.Event] = []
+    done = asyncio.Event()
+
+    def record(event: ev.Event) -> None:
+        seen.append(event)
+        if isinstance(event, ev.TurnComplete):
+            done.set()
+
+    def broken(event: ev.Event) -> None:
+        raise RuntimeError("bug in the app")
+
+    async with gl.connect(config_for(server, backend_name)) as session:
+        remove = session.on_event(record)
+        remove_broken = session.on_event(broken)
+        await session.send_text("hello")
+        streamed = await collect_until(session, is_turn_complete)
+        async with asyncio.timeout(5):
+            await done.wait()
+        remove()
+        remove_broken()
+        errors_seen = session.stats.callback_errors
+        await session.send_text("again")
+        await collect_until(session, is_turn_complete)
+    # Up to the turn's end, the callback saw exactly what the stream delivered after it was
+    # registered (SetupComplete came before); trailing events may follow before removal.
+    end = next(i for i, e in enumerate(seen) if isinstance(e, ev.TurnComplete))
+    assert seen[: end + 1] == streamed[1:]
+    assert errors_seen == len(seen)
+    assert session.stats.callback_errors == errors_seen  # removed: not called again
+    assert "an on_event callback raised" in caplog.text
+
+
+async def test_callbacks_only_session(server: FakeLiveServer, backend_name: str) -> None:
+    got: list[ev.Event] = []
+    turn = asyncio.Event()
+
+    def on(event: ev.Event) -> None:
+        got.append(event)
+        if isinstance(event, ev.TurnComplete):
+            turn.set()
+
+    cfg = config_for(server, backend_name, main_stream=False)
+    async with gl.connect(cfg) as session:
+        session.on_event(on)
+        with pytest.raises(errors.ConfigError, match="main_stream"):
+            await session.next_event()
+        with pytest.raises(errors.ConfigError):
+            aiter(session)
+        await session.send_text("hi")
+        async with asyncio.timeout(5):
+            await turn.wait()
+    assert any(isinstance(e, ev.ModelAudio) for e in got)
+    assert isinstance(got[-1], ev.Closed)
