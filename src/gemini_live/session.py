@@ -316,6 +316,7 @@ class Session:
         self._first_ready: asyncio.Future[None] | None = None
         self._main: _Subscriber | None = self._new_subscriber() if config.main_stream else None
         self._listeners: tuple[Callable[[ev.Event], object], ...] = ()
+        self._input_at: float | None = None
         #: Token usage per turn and per session (None when ``config.metrics`` is off).
         self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
         #: Latency of each turn: end of user input to first audio/text/turnComplete.
@@ -457,6 +458,9 @@ class Session:
             logger.warning("ignoring a frame from the server: %s", exc)
             return
         usage = self.usage
+        if usage is not None and self._input_at is not None:
+            observe_input(usage, self.latency, self._input_at)
+            self._input_at = None
         if len(events) == 1 and type(events[0]) is ev.ModelAudio:
             # The hot path: a frame that is one audio chunk needs no lifecycle handling.
             if usage is not None:
@@ -615,9 +619,10 @@ class Session:
             self._user_input()
 
     def _user_input(self) -> None:
-        usage = self.usage
-        if usage is not None:
-            observe_input(usage, self.latency, time.monotonic())
+        # Only the time is kept here (this runs for every audio chunk); the metrics get the
+        # latest input time just before the next server frame is counted.
+        if self.usage is not None:
+            self._input_at = time.monotonic()
 
     def run_tools(self, registry: ToolRegistry, **options: Any) -> ToolRunner:
         """Answer this session's tool calls from ``registry`` (see :mod:`gemini_live.tools`).

@@ -534,3 +534,21 @@ async def test_callbacks_only_session(server: FakeLiveServer, backend_name: str)
             await turn.wait()
     assert any(isinstance(e, ev.ModelAudio) for e in got)
     assert isinstance(got[-1], ev.Closed)
+
+
+async def test_session_metrics_track_each_turn(server: FakeLiveServer, backend_name: str) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        for text in ("one", "two"):
+            await session.send_text(text)
+            await collect_until(session, is_turn_complete)
+        await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+    assert session.latency is not None and session.usage is not None
+    turns = list(session.latency.turns)
+    assert len(turns) == 2
+    for turn in turns:
+        first_audio, done = turn.time_to_first_audio, turn.time_to_turn_complete
+        assert first_audio is not None and done is not None
+        assert 0 <= first_audio <= done < 5
+    usage = list(session.usage.turns)
+    assert len(usage) == 2
+    assert session.usage.session.total == sum(t.tokens.total for t in usage) > 0
