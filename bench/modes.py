@@ -206,6 +206,12 @@ class _GeminiLiveCallbackConn(Conn):
                 sink.on_closed()
 
         session.on_event(on_event)
+        # Events of the connect itself (setupComplete, a handle right after it) came before
+        # this callback existed: replay what the session already knows.
+        sink.on_setup_complete()
+        if session.resume_handle:
+            self.handle = session.resume_handle
+            sink.on_handle(session.resume_handle)
 
     async def send_audio(self, pcm: bytes) -> None:
         await self.session.send_audio(pcm)
