@@ -123,7 +123,7 @@ class GeminiLiveMode(Mode):
 
         self._gl = gemini_live
 
-    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+    async def _connect(self, url: str, handle: str | None, **options: Any) -> Any:
         gl = self._gl
         setup = gl.types.Setup(
             model=MODEL,
@@ -132,21 +132,17 @@ class GeminiLiveMode(Mode):
             if handle
             else gl.types.UNSET,
         )
-        config = gl.build_config(setup=setup, url=url, backend=self._backend())
-        session = await asyncio.wait_for(gl.Session.connect(config), OPEN_TIMEOUT)
-        return _GeminiLiveConn(session, sink)
+        config = gl.build_config(setup=setup, url=url, backend=self._backend(), **options)
+        return await asyncio.wait_for(gl.Session.connect(config), OPEN_TIMEOUT)
+
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+        return _GeminiLiveConn(await self._connect(url, handle), sink)
 
 
 class GeminiLivePicows(GeminiLiveMode):
     key = "gemini-live-picows"
     label = "gemini-live (picows)"
     backend = "picows"
-
-
-class GeminiLiveWebsockets(GeminiLiveMode):
-    key = "gemini-live-websockets"
-    label = "gemini-live (websockets)"
-    backend = "websockets"
 
 
 class GeminiLivePicowsCallbacks(GeminiLiveMode):
@@ -157,36 +153,31 @@ class GeminiLivePicowsCallbacks(GeminiLiveMode):
     backend = "picows"
 
     async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
-        gl = self._gl
-        setup = gl.types.Setup(
-            model=MODEL,
-            generation_config=gl.types.GenerationConfig(response_modalities=["AUDIO"]),
-            session_resumption=gl.types.SessionResumptionConfig(handle=handle)
-            if handle
-            else gl.types.UNSET,
-        )
-        config = gl.build_config(setup=setup, url=url, backend=self._backend(), main_stream=False)
-        conn = _GeminiLiveCallbackConn(sink)
-        session = await asyncio.wait_for(gl.Session.connect(config), OPEN_TIMEOUT)
-        conn.attach(session)
-        return conn
+        session = await self._connect(url, handle, main_stream=False)
+        return _GeminiLiveCallbackConn(session, sink)
 
 
-class _GeminiLiveCallbackConn(Conn):
-    def __init__(self, sink: Sink) -> None:
+class GeminiLiveWebsockets(GeminiLiveMode):
+    key = "gemini-live-websockets"
+    label = "gemini-live (websockets)"
+    backend = "websockets"
+
+
+class _GeminiLiveConnBase(Conn):
+    def __init__(self, session: Any, sink: Sink) -> None:
+        self.session = session
         self.sink = sink
-        self.session: Any = None
 
-    def attach(self, session: Any) -> None:
+    def _dispatcher(self) -> Callable[[Any], bool]:
+        """One event -> the sink; returns True for the session's last event (Closed)."""
         from gemini_live import events as ev
 
-        self.session = session
-        sink = self.sink
         audio_t, text_t, turn_t = ev.ModelAudio, ev.OutputTranscription, ev.TurnComplete
         sru_t, goaway_t, setup_t = ev.SessionResumptionUpdate, ev.GoAway, ev.SetupComplete
         closed_t = ev.Closed
+        sink = self.sink
 
-        def on_event(event: Any) -> None:
+        def dispatch(event: Any) -> bool:
             t = type(event)
             if t is audio_t:
                 sink.on_audio(event.data)
@@ -203,6 +194,51 @@ class _GeminiLiveCallbackConn(Conn):
             elif t is setup_t:
                 sink.on_setup_complete()
             elif t is closed_t:
+                return True
+            return False
+
+        return dispatch
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self.session.send_audio(pcm)
+
+    async def send_go_away_trigger(self) -> None:
+        await self.session.send_text(GOAWAY_TRIGGER)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class _GeminiLiveConn(_GeminiLiveConnBase):
+    """Consumes events with ``async for event in session`` in a task."""
+
+    def __init__(self, session: Any, sink: Sink) -> None:
+        super().__init__(session, sink)
+        self._task = asyncio.get_running_loop().create_task(self._receive())
+
+    async def _receive(self) -> None:
+        dispatch = self._dispatcher()
+        try:
+            async for event in self.session:
+                if dispatch(event):
+                    break
+        finally:
+            self.sink.on_closed()
+
+    async def close(self) -> None:
+        await super().close()
+        self._task.cancel()
+
+
+class _GeminiLiveCallbackConn(_GeminiLiveConnBase):
+    """Consumes events with ``session.on_event`` (runs inside the frame callback)."""
+
+    def __init__(self, session: Any, sink: Sink) -> None:
+        super().__init__(session, sink)
+        dispatch = self._dispatcher()
+
+        def on_event(event: Any) -> None:
+            if dispatch(event):
                 sink.on_closed()
 
         session.on_event(on_event)
@@ -212,61 +248,6 @@ class _GeminiLiveCallbackConn(Conn):
         if session.resume_handle:
             self.handle = session.resume_handle
             sink.on_handle(session.resume_handle)
-
-    async def send_audio(self, pcm: bytes) -> None:
-        await self.session.send_audio(pcm)
-
-    async def send_go_away_trigger(self) -> None:
-        await self.session.send_text(GOAWAY_TRIGGER)
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
-class _GeminiLiveConn(Conn):
-    def __init__(self, session: Any, sink: Sink) -> None:
-        self.session = session
-        self.sink = sink
-        self._task = asyncio.get_running_loop().create_task(self._receive())
-
-    async def _receive(self) -> None:
-        from gemini_live import events as ev
-
-        audio_t, text_t, turn_t = ev.ModelAudio, ev.OutputTranscription, ev.TurnComplete
-        sru_t, goaway_t, setup_t = ev.SessionResumptionUpdate, ev.GoAway, ev.SetupComplete
-        closed_t = ev.Closed
-        sink = self.sink
-        try:
-            async for event in self.session:
-                t = type(event)
-                if t is audio_t:
-                    sink.on_audio(event.data)
-                elif t is text_t:
-                    sink.on_transcript(event.text)
-                elif t is turn_t:
-                    sink.on_turn_complete()
-                elif t is sru_t:
-                    if event.handle:
-                        self.handle = event.handle
-                        sink.on_handle(event.handle)
-                elif t is goaway_t:
-                    sink.on_go_away()
-                elif t is setup_t:
-                    sink.on_setup_complete()
-                elif t is closed_t:
-                    break
-        finally:
-            sink.on_closed()
-
-    async def send_audio(self, pcm: bytes) -> None:
-        await self.session.send_audio(pcm)
-
-    async def send_go_away_trigger(self) -> None:
-        await self.session.send_text(GOAWAY_TRIGGER)
-
-    async def close(self) -> None:
-        await self.session.close()
-        self._task.cancel()
 
 
 # -- google-genai ---------------------------------------------------------------------------
