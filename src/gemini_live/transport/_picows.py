@@ -350,6 +350,9 @@ class PicowsBackend:
                     else 10.0,
                     auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
                     max_frame_size=options.max_message_size,
+                    # Audio frames are ~2.7 KB; the buffer grows on demand. The default
+                    # 16 KiB dominated the memory of an idle session.
+                    read_buffer_init_size=4096,
                     extra_headers=headers,
                     # Never replay credentials to wherever a redirect points.
                     max_redirects=0,
