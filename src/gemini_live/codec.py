@@ -17,7 +17,7 @@ from typing import Final
 import msgspec
 import pybase64
 
-from gemini_live.audio import as_pcm16, pcm_mime
+from gemini_live.audio import OUTPUT_MIME, as_pcm16, pcm_mime
 from gemini_live.errors import ConfigError, MalformedMessage
 from gemini_live.events import Event, from_server_message
 from gemini_live.types import UNSET, ClientMessage, RealtimeInput, ServerMessage
@@ -106,7 +106,7 @@ def decode_client(data: Frame) -> ClientMessage:
 # The most common frame by far is one 24 kHz audio part and nothing else. Recognise its two
 # compact key orders by prefix/suffix and decode only the base64; anything else (spaces,
 # other fields, escapes) takes the general path, so this never changes a result.
-_AUDIO_MIME: Final = b"audio/pcm;rate=24000"
+_AUDIO_MIME: Final = OUTPUT_MIME.encode()
 _PART_HEAD: Final = b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{'
 _AUDIO_SHAPES: Final = tuple(
     (prefix, suffix, len(prefix), len(suffix))

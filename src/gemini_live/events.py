@@ -26,7 +26,7 @@ from typing import Any, TypeAlias
 import msgspec
 import pybase64
 
-from gemini_live.audio import parse_pcm_rate
+from gemini_live.audio import OUTPUT_MIME, OUTPUT_RATE, parse_pcm_rate
 from gemini_live.errors import MalformedMessage
 from gemini_live.types import (
     UNSET,
@@ -86,7 +86,7 @@ class ModelAudio(_Event, frozen=True):
     """Model speech: PCM16 little-endian mono bytes at ``sample_rate`` (normally 24 kHz)."""
 
     data: bytes
-    sample_rate: int = 24000
+    sample_rate: int = OUTPUT_RATE
 
 
 class ModelPart(_Event, frozen=True):
@@ -255,7 +255,7 @@ def _audio_event(part: Part) -> ModelAudio | None:
             data = blob.decoded()
         except ValueError as exc:
             raise MalformedMessage("inline audio is not valid base64") from exc
-    rate = 24000 if mime == "audio/pcm;rate=24000" else parse_pcm_rate(mime, 24000)
+    rate = OUTPUT_RATE if mime == OUTPUT_MIME else parse_pcm_rate(mime, OUTPUT_RATE)
     return ModelAudio(data, rate)
 
 

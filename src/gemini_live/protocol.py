@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from gemini_live.audio import OUTPUT_RATE
 from gemini_live.codec import decode_frame, encode_client, fast_audio
 from gemini_live.errors import (
     ConfigError,
@@ -261,7 +262,7 @@ class ClientProtocol:
         self.stats.frames_received += 1
         pcm = fast_audio(data)
         if pcm is not None:
-            return [ModelAudio(pcm, 24000)]
+            return [ModelAudio(pcm, OUTPUT_RATE)]
         msg, events = decode_frame(data)
         if (
             msg.setup_complete is UNSET

@@ -163,7 +163,10 @@ class SessionConfig:
 
 @dataclass
 class SessionStats:
-    """Counters for monitoring; all monotonic over the session's life."""
+    """Counters for monitoring; all monotonic over the session's life.
+
+    Frame counts (sent, received) live in ``session.protocol.stats``.
+    """
 
     connects: int = 0
     reconnects: int = 0
@@ -175,8 +178,6 @@ class SessionStats:
     #: frame received on them: the ones that may not have reached the service (plain
     #: resumption has no acknowledgements; transparent resumption replays instead).
     frames_at_risk: int = 0
-    frames_sent: int = 0
-    frames_received: int = 0
     frames_queued_offline: int = 0
     replayed_frames: int = 0
     malformed_frames: int = 0
@@ -249,22 +250,20 @@ class _Subscriber:
 class _ConnHandler:
     """FrameHandler for one connection: forwards to the session with its identity."""
 
-    __slots__ = ("closed", "info", "last_rx", "rx_count", "session", "tx_since_rx")
+    __slots__ = ("closed", "info", "last_rx", "session", "tx_since_rx")
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
         self.info: CloseInfo | None = None
         self.last_rx = time.monotonic()
-        self.rx_count = 0
         self.tx_since_rx = 0
 
     def on_frame(self, data: bytes) -> None:
-        self.last_rx = time.monotonic()
-        self.rx_count += 1
+        self.last_rx = now = time.monotonic()
         self.tx_since_rx = 0
         if self.info is None:
-            self.session._on_frame(data)
+            self.session._on_frame(data, now)
 
     def on_close(self, info: CloseInfo) -> None:
         if self.info is None:
@@ -448,9 +447,7 @@ class Session:
                     self.stats.callback_errors += 1
                     logger.exception("an on_event callback raised")
 
-    def _on_frame(self, data: bytes) -> None:
-        self.stats.frames_received += 1
-        now = time.monotonic()
+    def _on_frame(self, data: bytes, now: float) -> None:
         try:
             events = self.protocol.receive(data, now)
         except GeminiLiveError as exc:
@@ -634,6 +631,13 @@ class Session:
 
         return run_tools(self, registry, **options)
 
+    def _sent(self, frame: bytes) -> None:
+        """Book a frame written on the open connection (numbering, at-risk accounting)."""
+        self.protocol.frame_sent(frame)
+        h = self._handler
+        if h is not None:
+            h.tx_since_rx += 1
+
     def _send_now(self, frame: bytes) -> bool:
         """Hot path: write ``frame`` synchronously if the connection allows it right now."""
         try_send = self._try_send
@@ -644,11 +648,7 @@ class Session:
             and not self._closing
             and try_send(frame)
         ):
-            self.protocol.frame_sent(frame)
-            self.stats.frames_sent += 1
-            h = self._handler
-            if h is not None:
-                h.tx_since_rx += 1
+            self._sent(frame)
             return True
         return False
 
@@ -659,11 +659,7 @@ class Session:
             raise SessionClosedError("session is closed") from self.error
         transport = self._transport
         if self._open and not self._queue and transport is not None and not transport.closed:
-            self.protocol.frame_sent(frame)
-            self.stats.frames_sent += 1
-            h = self._handler
-            if h is not None:
-                h.tx_since_rx += 1
+            self._sent(frame)
             try:
                 await transport.send(frame)
             except TransportClosed:
@@ -872,9 +868,7 @@ class Session:
         while self._queue:
             frame = self._queue.popleft()
             self._queue_bytes -= len(frame)
-            self.protocol.frame_sent(frame)
-            self.stats.frames_sent += 1
-            handler.tx_since_rx += 1
+            self._sent(frame)
             await transport.send(frame)
         self._open = True
         return restored
