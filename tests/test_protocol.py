@@ -1,25 +1,35 @@
-"""Pure tests of the sans-I/O core: bytes in, events and bytes out, no event loop."""
+"""Pure tests of the sans-I/O core: bytes in, events and frames out, no event loop.
+
+Both directions: the send side (validation, the offline buffer, the order of what is
+written after a reconnect, the re-send window and what a handle covers, tool-call ids) and
+the receive side (state, handles, goAway, the rotation decision).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
 
 from gemini_live import errors
 from gemini_live import events as ev
-from gemini_live.codec import encode_client, encode_server
+from gemini_live.codec import encode_server
+from gemini_live.config import ResendWindow
 from gemini_live.protocol import ClientProtocol, State, validate_setup
 from gemini_live.types import (
     ClientMessage,
+    Content,
     ContextWindowCompression,
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
     GenerationConfig,
     GoAway,
+    Part,
     RealtimeInput,
+    ServerContent,
     ServerMessage,
     SessionResumptionConfig,
     SessionResumptionUpdate,
@@ -29,10 +39,10 @@ from gemini_live.types import (
     Tool,
     ToolCall,
     ToolCallCancellation,
-    ToolResponse,
 )
 
 MODEL = "models/gemini-3.8-live"
+CHUNK = bytes(640)  # 20 ms at 16 kHz
 
 
 def frame(**fields: Any) -> bytes:
@@ -40,300 +50,552 @@ def frame(**fields: Any) -> bytes:
 
 
 SETUP_COMPLETE = frame(setup_complete=SetupComplete(session_id="sess-1"))
+TURN_COMPLETE = frame(server_content=ServerContent(turn_complete=True))
+MODEL_TEXT = frame(server_content=ServerContent(model_turn=Content(parts=[Part(text="ok")])))
 
 
 def handle_update(handle: str, resumable: bool = True, index: int | None = None) -> bytes:
-    if index is None:
-        return frame(
-            session_resumption_update=SessionResumptionUpdate(
-                new_handle=handle, resumable=resumable
-            )
-        )
-    return frame(
-        session_resumption_update=SessionResumptionUpdate(
+    upd = SessionResumptionUpdate(new_handle=handle, resumable=resumable)
+    if index is not None:
+        upd = SessionResumptionUpdate(
             new_handle=handle, resumable=resumable, last_consumed_client_message_index=index
         )
-    )
+    return frame(session_resumption_update=upd)
 
 
-def open_protocol(p: ClientProtocol) -> bytes:
+def tool_call(*ids: str, name: str = "f") -> bytes:
+    return frame(tool_call=ToolCall(function_calls=[FunctionCall(id=i, name=name) for i in ids]))
+
+
+def make(**kwargs: Any) -> ClientProtocol:
+    kwargs.setdefault("resend", ResendWindow(handle_guard=0.5))
+    return ClientProtocol(Setup(model=MODEL), **kwargs)
+
+
+def connect(p: ClientProtocol, now: float = 0.0) -> bytes:
+    """connection_made + setup + setupComplete; returns the setup frame."""
     p.connection_made()
-    setup = p.setup_frame()
-    p.receive(SETUP_COMPLETE)
+    (setup,) = p.data_to_send(now)
+    p.receive(SETUP_COMPLETE, now)
     return setup
+
+
+def drop(p: ClientProtocol, code: int = 1006) -> errors.ServiceError:
+    return p.connection_lost(code, "", local=False)
+
+
+def texts(frames: list[bytes]) -> list[str]:
+    out = []
+    for f in frames:
+        obj = json.loads(f)
+        ri = obj.get("realtimeInput", {})
+        if "text" in ri:
+            out.append(ri["text"])
+        elif "audio" in ri:
+            out.append("<audio>")
+        elif "toolResponse" in obj:
+            out.append("<tool:" + ",".join(r["id"] for r in obj["toolResponse"]["functionResponses"]) + ">")
+        else:
+            out.append("<" + next(iter(obj)) + ">")
+    return out
+
+
+def send_text(p: ClientProtocol, text: str, now: float) -> None:
+    """Send and confirm the write (what the session does)."""
+    if p.send_text(text, now) is not None:
+        p.written(1)
+
+
+def flush(p: ClientProtocol, now: float) -> list[str]:
+    frames = p.data_to_send(now)
+    p.written(len(frames))
+    return texts(frames)
 
 
 def state_of(p: ClientProtocol) -> State:
-    """Read the state through a call so mypy does not narrow it across mutations."""
     return p.state
 
 
-def wait_before_rotating(p: ClientProtocol) -> bool:
-    return p.should_wait_before_rotating
+# -- setup and states --------------------------------------------------------------------
 
 
-def phase_of(p: ClientProtocol) -> str:
-    return p.phase
-
-
-def pending_blocking(p: ClientProtocol) -> bool:
-    return p.has_pending_blocking_call
-
-
-def text_frame(text: str) -> bytes:
-    return encode_client(ClientMessage(realtime_input=RealtimeInput(text=text)))
-
-
-def setup_json(data: bytes) -> dict[str, Any]:
-    obj = json.loads(data)
-    assert list(obj) == ["setup"]
-    setup: dict[str, Any] = obj["setup"]
-    return setup
-
-
-def test_setup_asks_for_resumption_and_injects_latest_resumable_handle() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    first = setup_json(open_protocol(p))
-    assert first == {"model": MODEL, "sessionResumption": {}}
-    p.receive(handle_update("h1"))
-    p.receive(handle_update("", resumable=False))  # mid-generation: not usable
-    assert p.resume_handle == "h1"
-    p.connection_lost(1011, "Internal error encountered.")
+def test_setup_asks_for_resumption_and_injects_the_latest_resumable_handle() -> None:
+    p = make()
+    setup = json.loads(connect(p))
+    assert setup["setup"]["sessionResumption"] == {}
+    p.receive(handle_update("h1"), 1.0)
+    p.receive(handle_update("h-not", resumable=False), 1.1)
+    drop(p)
     p.connection_made()
-    second = setup_json(p.setup_frame())
-    assert second["sessionResumption"] == {"handle": "h1"}
-    assert "null" not in json.dumps(second)
+    (setup2,) = p.data_to_send(2.0)
+    assert json.loads(setup2)["setup"]["sessionResumption"] == {"handle": "h1"}
+    assert state_of(p) is State.SETUP_SENT
 
 
 def test_resumption_can_be_left_off() -> None:
     p = ClientProtocol(Setup(model=MODEL), request_resumption=False)
-    assert setup_json(open_protocol(p)) == {"model": MODEL}
+    assert "sessionResumption" not in json.loads(connect(p))["setup"]
 
 
-def test_state_machine_refuses_early_sends_and_frames() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    assert state_of(p) is State.IDLE
+def test_frames_before_connect_are_refused_and_sends_are_queued() -> None:
+    p = make()
     with pytest.raises(errors.ProtocolStateError):
-        p.receive(SETUP_COMPLETE)
+        p.receive(SETUP_COMPLETE, 0.0)
+    assert p.send_text("early", 0.0) is None  # offline buffer
     p.connection_made()
-    assert state_of(p) is State.CONNECTING
-    assert phase_of(p) == "connect"
     with pytest.raises(errors.ProtocolStateError):
-        p.check_send()
-    p.setup_frame()
-    assert state_of(p) is State.SETUP_SENT
-    assert phase_of(p) == "setup"
-    with pytest.raises(errors.ProtocolStateError, match="setupComplete"):
-        p.check_send()
-    with pytest.raises(errors.ProtocolStateError):
-        p.frame_sent(text_frame("hi"))
-    events = p.receive(SETUP_COMPLETE)
-    assert events == [ev.SetupComplete("sess-1")]
-    assert state_of(p) is State.OPEN
-    assert p.session_id == "sess-1"
-    p.check_send()
-    with pytest.raises(errors.ProtocolStateError):
-        p.connection_made()  # the open connection must be closed first
+        p.receive(SETUP_COMPLETE, 0.0)  # setup not written yet
+    assert texts(p.data_to_send(0.0)) == ["<setup>"]
+    assert p.data_to_send(0.0) == []  # nothing before setupComplete
+    p.receive(SETUP_COMPLETE, 0.1)
+    assert flush(p, 0.1) == ["early"]
+    assert p.stats.frames_queued_offline == 1
+
+
+def test_receive_needs_the_callers_clock() -> None:
+    p = make()
+    p.connection_made()
+    p.data_to_send(0.0)
+    with pytest.raises(TypeError):
+        p.receive(SETUP_COMPLETE)  # type: ignore[call-arg]
 
 
 def test_connection_lost_is_classified_with_phase_and_session_id() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
+    p = make()
     p.connection_made()
-    p.setup_frame()
-    err = p.connection_lost(1007, "Request contains an invalid argument.")
-    assert isinstance(err, errors.InvalidConfig)
-    assert err.phase == "setup"
-    assert not err.retryable
-    assert state_of(p) is State.CLOSED
+    err = p.connection_lost(1006, "", local=True)
+    assert err.phase == "connect"
     p.connection_made()
-    p.setup_frame()
-    p.receive(SETUP_COMPLETE)
+    p.data_to_send(0.0)
+    err = p.connection_lost(1008, "Requested entity was not found.")
+    assert isinstance(err, errors.SessionNotFound) and err.phase == "setup"
+    connect(p)
     err = p.connection_lost(1011, "Internal error encountered.")
-    assert isinstance(err, errors.ServerError)
-    assert err.retryable
-    assert err.phase == "stream"
+    assert isinstance(err, errors.ServerError) and err.retryable
     assert err.session_id == "sess-1"
-    assert "sess-1" in str(err)
 
 
-def test_go_away_records_deadline_in_callers_clock() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    assert p.go_away_deadline is None
-    events = p.receive(frame(go_away=GoAway(time_left="9.5s")), now=100.0)
-    assert events == [ev.GoAway(9.5)]
-    assert p.go_away_deadline == pytest.approx(109.5)
-
-
-def test_tool_calls_are_tracked_until_answered_or_cancelled() -> None:
-    setup = Setup(
-        model=MODEL,
-        tools=[
-            Tool.functions(
-                FunctionDeclaration(name="slow", behavior="BLOCKING"),
-                FunctionDeclaration(name="bg", behavior="NON_BLOCKING"),
-            )
-        ],
-    )
-    p = ClientProtocol(setup)
-    open_protocol(p)
-    p.receive(
-        frame(
-            tool_call=ToolCall(
-                function_calls=[
-                    FunctionCall(id="a", name="slow", args={}),
-                    FunctionCall(id="b", name="bg", args={}),
-                    FunctionCall(id="c", name="slow", args={}),
-                ]
-            )
-        )
-    )
-    assert p.pending_tool_calls == {"a": "slow", "b": "bg", "c": "slow"}
-    assert pending_blocking(p)
-    p.receive(frame(tool_call_cancellation=ToolCallCancellation(ids=["c"])))
-    msg = ToolResponse(function_responses=[FunctionResponse(id="a", name="slow", response={})])
-    assert p.filter_tool_response(msg) is msg
-    assert p.pending_tool_calls == {"b": "bg"}
-    assert not pending_blocking(p)
-    # A partial (willContinue) answer keeps the call pending.
-    partial = ToolResponse(
-        function_responses=[
-            FunctionResponse(id="b", name="bg", response={"output": 1}, will_continue=True)
-        ]
-    )
-    assert p.filter_tool_response(partial) is partial
-    assert p.pending_tool_calls == {"b": "bg"}
-
-
-def test_unknown_behaviour_counts_as_blocking() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    p.receive(frame(tool_call=ToolCall(function_calls=[FunctionCall(id="x", name="f")])))
-    assert pending_blocking(p)
-
-
-def test_answers_for_calls_of_a_lost_session_are_dropped() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    p.receive(frame(tool_call=ToolCall(function_calls=[FunctionCall(id="old", name="f")])))
-    p.connection_lost(1006, "")
-    # No handle was ever received: the next connection is a fresh session.
+def test_resumed_is_emitted_by_the_protocol_after_a_reconnect() -> None:
+    p = make()
+    connect(p)
+    p.receive(handle_update("h1"), 1.0)
+    drop(p)
     p.connection_made()
-    p.setup_frame()
-    p.receive(SETUP_COMPLETE)
-    assert not p.state_restored
-    assert p.pending_tool_calls == {}
-    stale = ToolResponse(
-        function_responses=[
-            FunctionResponse(id="old", name="f", response={"output": 1}),
-            FunctionResponse(id="new", name="g", response={"output": 2}),
-        ]
-    )
-    kept = p.filter_tool_response(stale)
-    assert kept is not None
-    assert [r.id for r in kept.function_responses] == ["new"]
-    assert p.stats.stale_tool_responses_dropped == 1
-    only_stale = ToolResponse(
-        function_responses=[FunctionResponse(id="old", name="f", response={})]
-    )
-    # The id was forgotten after its final answer was dropped; it now passes through.
-    assert p.filter_tool_response(only_stale) is only_stale
-
-
-def test_resumed_session_keeps_pending_calls() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    p.receive(frame(tool_call=ToolCall(function_calls=[FunctionCall(id="k", name="f")])))
-    p.receive(handle_update("h"))
-    p.connection_lost(1000, "The operation was cancelled.")
-    p.connection_made()
-    p.setup_frame()
-    p.receive(SETUP_COMPLETE)
-    assert p.state_restored
-    assert p.pending_tool_calls == {"k": "f"}
+    p.data_to_send(2.0)
+    events = p.receive(SETUP_COMPLETE, 2.1)
+    assert events == [ev.SetupComplete("sess-1"), ev.Resumed(True)]
     assert p.stats.resumed == 1
-
-
-def test_rejected_resume_starts_fresh() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    p.receive(handle_update("stale"))
-    p.connection_lost(1006, "")
-    p.connection_made()
-    assert "handle" in setup_json(p.setup_frame())["sessionResumption"]
-    err = p.connection_lost(1008, "BidiGenerateContent session not found")
-    assert isinstance(err, errors.SessionNotFound)
     p.resume_rejected()
+    drop(p)
     p.connection_made()
-    assert setup_json(p.setup_frame())["sessionResumption"] == {}
+    p.data_to_send(3.0)
+    assert p.receive(SETUP_COMPLETE, 3.1)[-1] == ev.Resumed(False)
+    assert p.stats.fresh_sessions_after_loss == 1
 
 
-def vertex_protocol() -> ClientProtocol:
-    setup = Setup(
-        model="projects/p/locations/l/publishers/google/models/m",
-        session_resumption=SessionResumptionConfig(transparent=True),
-    )
-    return ClientProtocol(setup, api="vertex")
+# -- offline buffer and order after a reconnect ---------------------------------------------
 
 
-def test_transparent_mode_numbers_acknowledges_and_replays() -> None:
-    p = vertex_protocol()
-    assert p.transparent
-    setup = setup_json(open_protocol(p))
-    assert setup["sessionResumption"] == {"transparent": True}
-    frames = [text_frame(f"m{i}") for i in range(1, 6)]
-    for f in frames:
-        p.frame_sent(f)  # indices 1..5
-    p.receive(handle_update("h1", index=2))
-    assert p.unacknowledged == 3
-    p.connection_lost(1006, "")
+def test_order_after_reconnect_is_setup_resend_window_offline_buffer_new_sends() -> None:
+    p = make()
+    connect(p, 0.0)
+    send_text(p, "covered", 0.0)
+    p.receive(MODEL_TEXT, 0.5)  # the model answers: the service read "covered"
+    p.receive(TURN_COMPLETE, 0.6)
+    p.receive(handle_update("h1"), 0.7)
+    send_text(p, "after-handle", 1.0)
+    drop(p)
+    assert p.send_text("offline", 1.5) is None
     p.connection_made()
-    assert setup_json(p.setup_frame())["sessionResumption"] == {
-        "handle": "h1",
-        "transparent": True,
-    }
-    p.receive(SETUP_COMPLETE)
-    assert p.replay_frames() == frames[2:]
-    assert p.stats.replayed_frames == 3
-    # Renumbered from 1 on the new connection: acknowledging 2 leaves the last one.
-    p.receive(handle_update("h2", index=2))
+    assert texts(p.data_to_send(2.0)) == ["<setup>"]
+    p.receive(SETUP_COMPLETE, 2.1)
+    assert p.send_text("new", 2.2) is None  # queued behind the re-send
+    assert flush(p, 2.3) == ["after-handle", "offline", "new"]
+    assert p.stats.replayed_frames == 1
+
+
+def test_offline_buffer_is_bounded_and_refuses_with_a_typed_error() -> None:
+    p = make(offline_buffer_bytes=3000)
+    sent = 0
+    with pytest.raises(errors.QueueFullError):
+        for _ in range(100):
+            p.send_audio(CHUNK, 0.0)
+            sent += 1
+    assert 0 < sent < 100
+    assert p.queued == sent
+
+
+def test_unwritten_frames_go_back_to_the_head_in_order() -> None:
+    p = make()
+    connect(p)
+    p.send_text("a", 0.0)  # handed out directly
+    p.unwritten()  # ... but the write failed
+    p.send_text("b", 0.1)
+    frames = p.data_to_send(0.2)
+    assert texts(frames) == ["a", "b"]
+    p.written(1)  # "a" written, then the socket died
+    drop(p)
+    p.connection_made()
+    p.data_to_send(1.0)
+    p.receive(SETUP_COMPLETE, 1.1)
+    # "a" was written (in the window), "b" never: both go out again, in order, once.
+    assert flush(p, 1.2) == ["a", "b"]
+
+
+def test_a_write_failure_during_the_flush_after_a_resume_loses_nothing() -> None:
+    p = make()
+    connect(p)
+    drop(p)
+    p.send_text("queued", 0.5)
+    p.connection_made()
+    p.data_to_send(1.0)
+    p.receive(SETUP_COMPLETE, 1.1)
+    assert texts(p.data_to_send(1.2)) == ["queued"]
+    drop(p, 1011)  # the connection died before the write was confirmed
+    p.connection_made()
+    p.data_to_send(2.0)
+    p.receive(SETUP_COMPLETE, 2.1)
+    assert flush(p, 2.2) == ["queued"]
+
+
+# -- the re-send window --------------------------------------------------------------------
+
+
+def test_handle_covers_what_the_model_answered_and_what_is_older_than_the_guard() -> None:
+    p = make(resend=ResendWindow(handle_guard=0.5))
+    connect(p)
+    send_text(p, "one", 0.0)
+    p.receive(MODEL_TEXT, 0.1)  # reply to "one"
+    p.receive(TURN_COMPLETE, 0.2)
+    send_text(p, "two", 0.25)  # written just before the handle arrives: not covered
+    p.receive(handle_update("h1"), 0.3)
+    assert texts([o.frame for o in p._window]) == ["two"]
     assert p.unacknowledged == 1
-    # An index without a usable handle is not a checkpoint a resume could restore.
-    p.receive(
-        frame(
-            session_resumption_update=SessionResumptionUpdate(last_consumed_client_message_index=3)
-        )
+    p.receive(handle_update("h2"), 0.9)  # two is now older than the guard
+    assert p.unacknowledged == 0
+
+
+def test_plain_handle_without_answer_keeps_fresh_audio_for_resending() -> None:
+    p = make(resend=ResendWindow(handle_guard=0.1))
+    connect(p)
+    for i in range(10):
+        assert p.send_audio(CHUNK, i * 0.02) is not None
+        p.written(1)
+    p.receive(handle_update("h1"), 0.21)  # covers the 6 chunks written up to 0.11 s
+    assert p.unacknowledged == 4
+    drop(p)
+    p.connection_made()
+    p.data_to_send(1.0)
+    p.receive(SETUP_COMPLETE, 1.1)
+    assert flush(p, 1.2) == ["<audio>"] * 4
+
+
+def test_audio_beyond_the_window_is_dropped_oldest_first_and_counted() -> None:
+    p = make(resend=ResendWindow(audio_seconds=0.1, handle_guard=0.1))
+    connect(p)
+    for i in range(8):  # 160 ms, no handle
+        p.send_audio(CHUNK, i * 0.02)
+        p.written(1)
+    assert p.unacknowledged == 5  # 100 ms kept
+    assert p.stats.frames_at_risk == 3
+    send_text(p, "text is always kept", 0.2)
+    assert p.unacknowledged == 6
+
+
+def test_frames_at_risk_is_not_reset_by_frames_that_acknowledge_nothing() -> None:
+    p = make(resend=ResendWindow(audio_seconds=0.1, handle_guard=0.1))
+    connect(p)
+    for i in range(10):
+        p.send_audio(CHUNK, i * 0.02)
+        p.written(1)
+    at_risk = p.stats.frames_at_risk
+    p.receive(frame(server_content=ServerContent(generation_complete=True)), 0.3)
+    p.receive(MODEL_TEXT, 0.3)
+    assert p.stats.frames_at_risk == at_risk == 5
+    assert p.unacknowledged == 5
+
+
+def test_transparent_mode_prunes_by_index_and_renumbers_on_replay() -> None:
+    p = ClientProtocol(
+        Setup(
+            model="projects/p/locations/l/publishers/google/models/m",
+            session_resumption=SessionResumptionConfig(transparent=True),
+        ),
+        api="vertex",
     )
-    assert p.unacknowledged == 1
-    p.receive(handle_update("", resumable=False, index=3))
-    assert p.unacknowledged == 1
-    p.receive(handle_update("h3", index=3))
+    connect(p)
+    for t in ("a", "b", "c"):
+        send_text(p, t, 0.0)
+    p.receive(handle_update("h1", index=2), 0.1)  # a (1) and b (2) consumed
+    assert texts([o.frame for o in p._window]) == ["c"]
+    drop(p)
+    p.connection_made()
+    p.data_to_send(1.0)
+    p.receive(SETUP_COMPLETE, 1.1)
+    assert flush(p, 1.2) == ["c"]
+    p.receive(handle_update("h2", index=1), 1.3)  # "c" is index 1 on this connection
     assert p.unacknowledged == 0
 
 
 def test_transparent_index_accepted_as_string() -> None:
-    p = vertex_protocol()
-    open_protocol(p)
-    for i in range(3):
-        p.frame_sent(text_frame(str(i)))
+    p = ClientProtocol(
+        Setup(
+            model="projects/p/locations/l/publishers/google/models/m",
+            session_resumption=SessionResumptionConfig(transparent=True),
+        ),
+        api="vertex",
+    )
+    connect(p)
+    send_text(p, "a", 0.0)
     p.receive(
         b'{"sessionResumptionUpdate":{"newHandle":"h","resumable":true,'
-        b'"lastConsumedClientMessageIndex":"2"}}'
+        b'"lastConsumedClientMessageIndex":"1"}}',
+        0.1,
     )
-    assert p.unacknowledged == 1
-
-
-def test_no_replay_without_transparent_mode() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    p.frame_sent(text_frame("a"))
     assert p.unacknowledged == 0
-    p.receive(handle_update("h"))
-    p.connection_lost(1006, "")
+
+
+def test_without_resumption_a_completed_turn_is_the_acknowledgement() -> None:
+    p = ClientProtocol(
+        Setup(model=MODEL), request_resumption=False, resend=ResendWindow(handle_guard=0.1)
+    )
+    connect(p)
+    send_text(p, "q", 0.0)
+    p.receive(MODEL_TEXT, 0.05)
+    p.receive(TURN_COMPLETE, 0.06)
+    assert p.unacknowledged == 0
+
+
+# -- the rotation decision -----------------------------------------------------------------
+
+
+def go_away(p: ClientProtocol, now: float, left: float = 10.0) -> None:
+    p.receive(frame(go_away=GoAway(time_left=f"{left}s")), now)
+
+
+def test_rotation_waits_for_the_turn_in_progress_then_a_covering_handle() -> None:
+    p = make(go_away_margin=0.25, resend=ResendWindow(handle_guard=0.1))
+    connect(p)
+    send_text(p, "question", 0.0)
+    p.receive(MODEL_TEXT, 0.1)
+    go_away(p, 0.2)
+    assert p.draining and p.generating
+    assert not p.rotation_due(0.3)
+    assert "the model's turn in progress" in p.rotation_blockers()
+    p.receive(TURN_COMPLETE, 0.4)
+    assert not p.rotation_due(0.5)  # "question" not yet covered by a handle
+    p.receive(handle_update("h1"), 0.5)
+    assert p.rotation_due(0.5)
+
+
+def test_rotation_waits_for_a_blocking_call_and_a_handle_newer_than_its_answer() -> None:
+    setup = Setup(
+        model=MODEL,
+        tools=[Tool(function_declarations=[FunctionDeclaration(name="f", behavior="BLOCKING")])],
+    )
+    p = ClientProtocol(setup, resend=ResendWindow(handle_guard=0.1))
+    connect(p)
+    p.receive(handle_update("h0"), 0.0)
+    p.receive(tool_call("c1"), 0.1)
+    go_away(p, 0.2)
+    assert p.rotation_blockers()[0] == "a pending blocking tool call"
+    assert not p.rotation_due(0.3)
+    frame_ = p.send_tool_response(FunctionResponse(id="c1", name="f", response={}), 0.4)
+    assert frame_ is not None
+    p.written(1)
+    assert not p.rotation_due(0.5)  # the answer is not covered yet
+    p.receive(MODEL_TEXT, 0.6)
+    p.receive(TURN_COMPLETE, 0.7)
+    p.receive(handle_update("h1"), 0.8)
+    assert p.rotation_due(0.8)
+
+
+def test_rotation_happens_at_the_deadline_minus_the_margin_whatever_is_pending() -> None:
+    p = make(go_away_margin=0.25)
+    connect(p)
+    p.receive(MODEL_TEXT, 0.0)  # generating
+    go_away(p, 1.0, left=2.0)
+    assert p.rotation_deadline() == pytest.approx(2.75)
+    assert not p.rotation_due(2.7)
+    assert p.rotation_due(2.75)
+
+
+def test_an_idle_connection_rotates_at_once_after_go_away() -> None:
+    p = make()
+    connect(p)
+    go_away(p, 1.0)
+    assert p.rotation_due(1.0)
+
+
+def test_connection_health_needs_time_or_a_completed_turn() -> None:
+    p = make()
+    connect(p, 0.0)
+    assert not p.connection_healthy(1.0, healthy_after=10.0)
+    assert p.connection_healthy(10.0, healthy_after=10.0)
+    p.receive(TURN_COMPLETE, 1.0)
+    assert p.connection_healthy(1.0, healthy_after=10.0)
+
+
+# -- tool calls ----------------------------------------------------------------------------
+
+
+def test_tool_responses_must_answer_a_pending_call_once() -> None:
+    p = make()
+    connect(p)
+    p.receive(tool_call("c1", "c2"), 0.0)
+    assert p.pending_tool_calls == {"c1": "f", "c2": "f"}
+    with pytest.raises(errors.UnknownToolCallError, match="nope"):
+        p.send_tool_response(FunctionResponse(id="nope", name="f", response={}), 0.1)
+    with pytest.raises(errors.UnknownToolCallError, match="twice"):
+        p.send_tool_response(
+            [
+                FunctionResponse(id="c1", name="f", response={}),
+                FunctionResponse(id="c1", name="f", response={}),
+            ],
+            0.1,
+        )
+    assert p.stats.frames_sent == 0  # nothing went out
+    partial = FunctionResponse(id="c1", name="f", response={}, will_continue=True)
+    assert p.send_tool_response(partial, 0.2) is not None
+    p.written(1)
+    assert "c1" in p.pending_tool_calls  # willContinue: still pending
+    p.send_tool_response(FunctionResponse(id="c1", name="f", response={}), 0.3)
+    p.written(1)
+    with pytest.raises(errors.UnknownToolCallError, match="already answered"):
+        p.send_tool_response(FunctionResponse(id="c1", name="f", response={}), 0.4)
+    p.receive(frame(tool_call_cancellation=ToolCallCancellation(ids=["c2"])), 0.5)
+    # an answer racing the cancellation is dropped (counted), not an error
+    assert p.send_tool_response(FunctionResponse(id="c2", name="f", response={}), 0.6) is None
+    assert p.stats.stale_tool_responses_dropped == 1
+
+
+def test_gemini_needs_ids_vertex_drops_will_continue() -> None:
+    p = make()
+    connect(p)
+    with pytest.raises(errors.ConfigError, match="no id"):
+        p.send_tool_response(FunctionResponse(name="f", response={}), 0.0)
+    v = ClientProtocol(Setup(model="projects/p/locations/l/publishers/google/models/m"), api="vertex")
+    connect(v)
+    v.receive(tool_call("c1"), 0.0)
+    out = v.send_tool_response(
+        FunctionResponse(id="c1", name="f", response={}, will_continue=False), 0.1
+    )
+    assert out is not None and b"willContinue" not in out
+
+
+def test_calls_after_the_resumed_handle_are_forgotten_with_their_answers() -> None:
+    p = make(resend=ResendWindow(handle_guard=0.1))
+    connect(p)
+    p.receive(handle_update("h1"), 0.0)
+    p.receive(tool_call("late"), 0.1)  # after h1: not in h1's state
+    p.send_tool_response(FunctionResponse(id="late", name="f", response={}), 0.2)
+    p.written(1)
+    drop(p)
     p.connection_made()
-    p.setup_frame()
-    p.receive(SETUP_COMPLETE)
-    assert p.replay_frames() == []
+    p.data_to_send(1.0)
+    p.receive(SETUP_COMPLETE, 1.1)
+    assert p.pending_tool_calls == {}
+    assert flush(p, 1.2) == []  # the answer would name a call the service never made
+    assert p.stats.stale_tool_responses_dropped == 1
+    assert p.send_tool_response(FunctionResponse(id="late", name="f", response={}), 1.3) is None
+
+
+def test_fresh_session_forgets_every_pending_call() -> None:
+    p = make()
+    connect(p)
+    p.receive(tool_call("c1"), 0.0)
+    drop(p)  # no handle ever: the next session is fresh
+    p.connection_made()
+    p.data_to_send(1.0)
+    p.receive(SETUP_COMPLETE, 1.1)
+    assert p.pending_tool_calls == {}
+    assert p.send_tool_response(FunctionResponse(id="c1", name="f", response={}), 1.2) is None
+
+
+def test_unknown_behaviour_counts_as_blocking() -> None:
+    p = make()
+    connect(p)
+    p.receive(tool_call("c1"), 0.0)
+    assert p.has_pending_blocking_call
+
+
+# -- bad input: typed errors, nothing written ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("send", "error"),
+    [
+        (lambda p: p.send_text(123, 0.0), errors.InvalidMessageError),
+        (lambda p: p.send_text(b"hi", 0.0), errors.InvalidMessageError),
+        (lambda p: p.send_text("", 0.0), errors.ConfigError),
+        (lambda p: p.send_video("not bytes", 0.0), errors.InvalidMessageError),
+        (lambda p: p.send_video(b"x", 0.0, "image/gif"), errors.ConfigError),
+        (lambda p: p.send_audio(b"\x00", 0.0), errors.AudioFormatError),
+        (lambda p: p.send_audio(b"", 0.0), errors.ConfigError),
+        (lambda p: p.send_audio(CHUNK, 0.0, 96000), errors.AudioFormatError),
+        (
+            lambda p: p.send_client_content(Content(parts=[Part(text=5)]), 0.0),  # type: ignore[arg-type]
+            errors.InvalidMessageError,
+        ),
+        (lambda p: p.send_client_content(42, 0.0), errors.InvalidMessageError),
+        (
+            lambda p: p.send_context_update(0.0, system_instruction=123),
+            errors.InvalidMessageError,
+        ),
+        (lambda p: p.send_context_update(0.0, tools=[123]), errors.InvalidMessageError),
+        (
+            lambda p: p.send_tool_response(FunctionResponse(id="c1", name=123, response={}), 0.0),  # type: ignore[arg-type]
+            errors.InvalidMessageError,
+        ),
+        (
+            lambda p: p.send_tool_response(
+                FunctionResponse(id="c1", name="f", response={"x": math.nan}), 0.0
+            ),
+            errors.InvalidMessageError,
+        ),
+        (lambda p: p.send_tool_response([123], 0.0), errors.InvalidMessageError),
+        (lambda p: p.send_message({"realtimeInput": {}}, 0.0), errors.InvalidMessageError),
+        (
+            lambda p: p.send_message(ClientMessage(setup=Setup(model=MODEL)), 0.0),
+            errors.ConfigError,
+        ),
+        (
+            lambda p: p.send_message(
+                ClientMessage(realtime_input=RealtimeInput(text="a", audio_stream_end=True)), 0.0
+            ),
+            errors.ConfigError,
+        ),
+        (lambda p: p.send_text("x" * 5000, 0.0), errors.MessageTooLargeError),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_queued(send: Any, error: type[Exception]) -> None:
+    p = make(max_frame_bytes=4096)
+    connect(p)
+    p.receive(tool_call("c1"), 0.0)
+    with pytest.raises(error):
+        send(p)
+    assert isinstance(error(), errors.GeminiLiveError) or issubclass(error, errors.GeminiLiveError)
+    assert p.stats.frames_sent == 0 and p.queued == 0 and p.unacknowledged == 0
+    # the protocol still works
+    assert p.send_text("still fine", 1.0) is not None
+
+
+def test_invalid_messages_are_type_errors_too() -> None:
+    assert issubclass(errors.InvalidMessageError, TypeError)
+    assert issubclass(errors.InvalidMessageError, errors.GeminiLiveError)
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        Setup(model=MODEL, tools=[123]),  # type: ignore[list-item]
+        Setup(model=MODEL, system_instruction="not a Content"),  # type: ignore[arg-type]
+        Setup(model=123),  # type: ignore[arg-type]
+    ],
+)
+def test_setups_with_wrong_types_are_refused(setup: Setup) -> None:
+    with pytest.raises(errors.ConfigError):
+        ClientProtocol(setup, api="custom")
 
 
 @pytest.mark.parametrize(
@@ -393,54 +655,23 @@ def test_vertex_accepts_its_own_fields() -> None:
     )
 
 
-def test_update_setup_keeps_model() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
+
+def test_update_setup_keeps_model_and_normalises_it() -> None:
+    p = ClientProtocol(Setup(model=MODEL), normalize_model=lambda m: f"models/{m.split('/')[-1]}")
+    p.update_setup(Setup(model="gemini-3.8-live", system_instruction=Content.text("x")))
     with pytest.raises(errors.ConfigError, match="model"):
         p.update_setup(Setup(model="models/other"))
-    p.update_setup(Setup(model=MODEL, tools=[Tool.functions(FunctionDeclaration(name="f"))]))
-    open_protocol(p)
-    tools = setup_json(encode_client(ClientMessage(setup=p.setup)))["tools"]
-    assert tools == [{"functionDeclarations": [{"name": "f"}]}]
 
 
 def test_setup_complete_twice_is_ignored() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    p.receive(frame(setup_complete=SetupComplete(session_id="other")))
-    assert p.session_id == "sess-1"
-    assert p.stats.connections == 1
+    p = make()
+    connect(p)
+    assert p.receive(SETUP_COMPLETE, 1.0) == []
+    assert state_of(p) is State.OPEN
 
 
 def test_malformed_frame_raises_typed_error() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
+    p = make()
+    connect(p)
     with pytest.raises(errors.MalformedMessage):
-        p.receive(b"{not json")
-    with pytest.raises(errors.MalformedMessage):
-        p.receive(b'{"goAway":{"timeLeft":"soon"}}')
-
-
-def test_rotation_waits_until_tool_state_is_covered_by_a_handle() -> None:
-    p = ClientProtocol(Setup(model=MODEL))
-    open_protocol(p)
-    assert not wait_before_rotating(p)
-    p.receive(frame(tool_call=ToolCall(function_calls=[FunctionCall(id="t", name="f")])))
-    assert wait_before_rotating(p)  # unanswered (behaviour unknown: blocking)
-    answer = ToolResponse(function_responses=[FunctionResponse(id="t", name="f", response={})])
-    p.filter_tool_response(answer)
-    assert not p.has_pending_blocking_call
-    assert wait_before_rotating(p)  # answered, but no handle covers it yet
-    p.receive(handle_update("", resumable=False))
-    assert wait_before_rotating(p)
-    p.receive(handle_update("after-answer"))
-    assert not wait_before_rotating(p)
-
-
-def test_rotation_does_not_wait_for_handles_without_resumption() -> None:
-    p = ClientProtocol(Setup(model=MODEL), request_resumption=False)
-    open_protocol(p)
-    p.receive(frame(tool_call=ToolCall(function_calls=[FunctionCall(id="t", name="f")])))
-    p.filter_tool_response(
-        ToolResponse(function_responses=[FunctionResponse(id="t", name="f", response={})])
-    )
-    assert not wait_before_rotating(p)
+        p.receive(b"{not json", 0.0)

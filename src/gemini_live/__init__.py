@@ -12,30 +12,41 @@ Quick start::
 
 from __future__ import annotations
 
-import os
+import ssl
 from collections.abc import Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from gemini_live import errors, events, types
 from gemini_live._version import __version__
 from gemini_live.auth import Auth, Endpoint
-from gemini_live.errors import ConfigError, GeminiLiveError
-from gemini_live.session import (
+from gemini_live.config import (
+    DEFAULT_MODEL,
     ReconnectPolicy,
-    Session,
+    ResendWindow,
     SessionConfig,
-    SessionStats,
     TransportConfig,
+    build_config,
 )
+from gemini_live.errors import ConfigError, GeminiLiveError
+from gemini_live.protocol import SessionStats
+from gemini_live.session import Session
 from gemini_live.transport.base import Backend
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from gemini_live.tools import ToolRegistry
+
 __all__ = [
+    "DEFAULT_MODEL",
     "Auth",
     "ConfigError",
+    "ConnectOptions",
     "Endpoint",
     "GeminiLiveError",
     "ReconnectPolicy",
+    "ResendWindow",
     "Session",
     "SessionConfig",
     "SessionStats",
@@ -48,93 +59,77 @@ __all__ = [
     "types",
 ]
 
-DEFAULT_MODEL = "models/gemini-3.8-live"
 
+class ConnectOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`connect` and :func:`build_config` (typed)."""
 
-def build_config(
-    *,
-    model: str | None = None,
-    api_key: str | None = None,
-    url: str | None = None,
-    endpoint: Endpoint | None = None,
-    auth: Auth | None = None,
-    backend: str | Backend = "picows",
-    response_modalities: Sequence[str] = ("AUDIO",),
-    system_instruction: str | types.Content | None = None,
-    voice: str | None = None,
-    tools: Sequence[types.Tool] | None = None,
-    input_audio_transcription: bool = False,
-    output_audio_transcription: bool = False,
-    setup: types.Setup | None = None,
-    reconnect: ReconnectPolicy | None = None,
-    **session_options: Any,
-) -> SessionConfig:
-    """Build a :class:`SessionConfig` from keyword arguments (see :func:`connect`)."""
-    if setup is None:
-        gen = types.GenerationConfig(response_modalities=list(response_modalities))
-        if voice:
-            gen = types.GenerationConfig(
-                response_modalities=list(response_modalities),
-                speech_config=types.SpeechConfig.voice(voice),
-            )
-        si: types.Content | Any = types.UNSET
-        if isinstance(system_instruction, str):
-            si = types.Content(parts=[types.Part(text=system_instruction)])
-        elif system_instruction is not None:
-            si = system_instruction
-        setup = types.Setup(
-            model=model or os.environ.get("GEMINI_MODEL") or DEFAULT_MODEL,
-            generation_config=gen,
-            system_instruction=si,
-            tools=list(tools) if tools is not None else types.UNSET,
-            input_audio_transcription=types.AudioTranscriptionConfig()
-            if input_audio_transcription
-            else types.UNSET,
-            output_audio_transcription=types.AudioTranscriptionConfig()
-            if output_audio_transcription
-            else types.UNSET,
-        )
-    elif model is not None:
-        raise ConfigError("pass either setup= or model=, not both")
-    if endpoint is None:
-        endpoint = Endpoint.custom(url) if url else Endpoint.gemini()
-    if auth is None:
-        key = api_key
-        if key is None and endpoint.api == "gemini" and url is None:
-            key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
-        auth = Auth.api_key(key) if key else Auth.none()
-    elif api_key is not None:
-        raise ConfigError("pass either auth= or api_key=, not both")
-    transport_keys = set(TransportConfig.__dataclass_fields__)
-    t_opts = {k: session_options.pop(k) for k in list(session_options) if k in transport_keys}
-    return SessionConfig(
-        setup=setup,
-        transport=TransportConfig(endpoint=endpoint, auth=auth, backend=backend, **t_opts),
-        reconnect=reconnect or ReconnectPolicy(),
-        **session_options,
-    )
+    model: str | None
+    api_key: str | None
+    url: str | None
+    endpoint: Endpoint | None
+    auth: Auth | None
+    backend: str | Backend
+    response_modalities: Sequence[str]
+    system_instruction: str | types.Content | None
+    voice: str | None
+    tools: Sequence[types.Tool] | ToolRegistry | None
+    input_audio_transcription: bool
+    output_audio_transcription: bool
+    setup: types.Setup | None
+    reconnect: ReconnectPolicy | None
+    ssl_context: ssl.SSLContext | None
+    proxy: str | None
+    open_timeout: float
+    ping_interval: float | None
+    ping_timeout: float | None
+    max_message_size: int
+    headers: Sequence[tuple[str, str]]
+    idle_timeout: float | None
+    setup_timeout: float
+    resumption: bool
+    offline_buffer_bytes: int
+    resend: ResendWindow | None
+    subscriber_queue: int
+    go_away_margin: float
+    drain_input: Literal["write", "hold"]
+    input_rate: int
+    metrics: bool
+    main_stream: bool
 
 
 class connect:
     """Open a :class:`Session`; use as ``await gl.connect(...)`` or ``async with gl.connect(...)``.
 
-    Keyword arguments build the :class:`SessionConfig` (``model``, ``api_key``, ``url``,
-    ``response_modalities``, ``voice``, ``system_instruction``, ``tools``,
-    ``input_audio_transcription``, ``output_audio_transcription``, ``backend``, ...);
-    pass ``config=`` to give a complete one instead.
+    Keyword arguments (see :class:`ConnectOptions` and :func:`build_config`) build the
+    :class:`SessionConfig`; pass ``config=`` to give a complete one instead. With
+    ``tools=registry`` (a :class:`~gemini_live.tools.ToolRegistry`) the session declares
+    the registry's tools and answers every call from the first frame on.
     """
 
-    def __init__(self, config: SessionConfig | None = None, **kwargs: Any) -> None:
-        if config is not None and kwargs:
+    def __init__(self, config: SessionConfig | None = None, **options: Unpack[ConnectOptions]):
+        if config is not None and options:
             raise ConfigError("pass either config= or keyword arguments, not both")
-        self._config = config if config is not None else build_config(**kwargs)
+        self._config = config if config is not None else build_config(**options)
+        tools = options.get("tools")
+        self._registry = tools if callable(getattr(tools, "tools", None)) else None
         self._session: Session | None = None
 
+    async def _open(self) -> Session:
+        session = Session(self._config)
+        if self._registry is not None:
+            session._attach_tools(self._registry)  # type: ignore[arg-type]
+        try:
+            await session._start()
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
     def __await__(self) -> Generator[Any, None, Session]:
-        return Session.connect(self._config).__await__()
+        return self._open().__await__()
 
     async def __aenter__(self) -> Session:
-        self._session = await Session.connect(self._config)
+        self._session = await self._open()
         return self._session
 
     async def __aexit__(

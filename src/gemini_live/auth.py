@@ -24,10 +24,10 @@ from typing import Any, Literal
 import msgspec
 
 from gemini_live.errors import ConfigError, ConnectError, register_secret
-from gemini_live.protocol import ApiKind
 from gemini_live.types import Setup
 
 __all__ = [
+    "ApiKind",
     "Auth",
     "Endpoint",
     "EphemeralToken",
@@ -35,6 +35,9 @@ __all__ = [
     "token_request_body",
     "vertex_model_path",
 ]
+
+#: Which API an endpoint speaks ("custom" = a URL of your own, e.g. a fake server).
+ApiKind = Literal["gemini", "vertex", "custom"]
 
 GEMINI_HOST = "generativelanguage.googleapis.com"
 _GEMINI_PATH = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"

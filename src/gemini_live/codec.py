@@ -17,7 +17,7 @@ from typing import Final
 import msgspec
 import pybase64
 
-from gemini_live.audio import OUTPUT_MIME, as_pcm16, pcm_mime
+from gemini_live._pcm import OUTPUT_MIME, as_pcm16, pcm_mime
 from gemini_live.errors import ConfigError, MalformedMessage
 from gemini_live.events import Event, from_server_message
 from gemini_live.types import UNSET, ClientMessage, RealtimeInput, ServerMessage

@@ -38,6 +38,7 @@ from typing import Final, Literal
 __all__ = [
     "AudioFormatError",
     "AuthError",
+    "ConcurrencyError",
     "ConfigError",
     "ConnectError",
     "ConnectionDropped",
@@ -45,7 +46,9 @@ __all__ = [
     "ContextExhausted",
     "GeminiLiveError",
     "InvalidConfig",
+    "InvalidMessageError",
     "MalformedMessage",
+    "MessageTooLargeError",
     "ModelNotFound",
     "Phase",
     "PolicyViolation",
@@ -57,6 +60,7 @@ __all__ = [
     "SessionClosedError",
     "SessionNotFound",
     "SetupTimeout",
+    "UnknownToolCallError",
     "classify_close",
     "redact",
     "register_secret",
@@ -130,6 +134,22 @@ class ProtocolStateError(GeminiLiveError, RuntimeError):
 
 class QueueFullError(GeminiLiveError):
     """The send buffer used while disconnected is full; the message was not queued."""
+
+
+class InvalidMessageError(ConfigError, TypeError):
+    """A message or argument has a value of the wrong type; nothing was sent."""
+
+
+class MessageTooLargeError(ConfigError):
+    """A message is above the service's size limit; nothing was sent."""
+
+
+class UnknownToolCallError(ConfigError):
+    """A tool response names a call id that is not pending (unknown or already answered)."""
+
+
+class ConcurrencyError(GeminiLiveError, RuntimeError):
+    """A second task iterates an event stream that another task is already iterating."""
 
 
 class MalformedMessage(GeminiLiveError):

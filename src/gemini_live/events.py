@@ -26,7 +26,7 @@ from typing import Any, TypeAlias
 import msgspec
 import pybase64
 
-from gemini_live.audio import OUTPUT_MIME, OUTPUT_RATE, parse_pcm_rate
+from gemini_live._pcm import OUTPUT_MIME, OUTPUT_RATE, parse_pcm_rate
 from gemini_live.errors import MalformedMessage
 from gemini_live.types import (
     UNSET,

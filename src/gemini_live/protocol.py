@@ -1,16 +1,32 @@
-"""Sans-I/O client core of the Live protocol. No asyncio, no sockets, no clock.
+"""Sans-I/O client core of the Live protocol: every rule of both directions, no I/O.
 
-A :class:`ClientProtocol` lives as long as a *session* and sees a series of *connections*.
-The I/O layer (``gemini_live.session``) drives it:
+No asyncio, no sockets, no clock: the caller passes ``now`` (its monotonic time) where
+time matters. A :class:`ClientProtocol` lives as long as a *session* and sees a series of
+*connections*. The I/O layer (:mod:`gemini_live.session`) drives it:
 
-1. :meth:`ClientProtocol.connection_made` when a socket opened;
-   :meth:`ClientProtocol.setup_frame` gives the first frame to write.
-2. :meth:`ClientProtocol.receive` for every frame read; it returns the events and updates
-   the state (``setupComplete`` opens the connection, handles and goAway are recorded).
-3. :meth:`ClientProtocol.frame_sent` for every client frame written after the setup (it
-   numbers them and keeps them for transparent replay); :meth:`ClientProtocol.check_send`
-   refuses a send in the wrong state before anything is written.
-4. :meth:`ClientProtocol.connection_lost` when the socket ended; it returns the typed error.
+1. :meth:`~ClientProtocol.connection_made` when a socket opened; :meth:`data_to_send`
+   then returns the setup frame (with the latest resumption handle).
+2. :meth:`~ClientProtocol.receive` for every frame read: it returns the events and applies
+   them (``setupComplete`` opens the connection and emits ``Resumed`` after a reconnect,
+   handles acknowledge what they cover, ``goAway`` starts the drain, tool calls are
+   tracked).
+3. ``send_*`` for everything the app sends: each validates (a bad value raises before
+   anything is written), encodes and numbers the frame, and either hands it out at once
+   (open connection, nothing queued: the returned frame is to be written now) or keeps it
+   in the bounded offline buffer.
+4. :meth:`~ClientProtocol.data_to_send` hands out, in order: the setup, the frames to
+   re-send after a reconnect, the offline buffer, new sends. The caller confirms each
+   write with :meth:`written` or gives the unwritten ones back with :meth:`unwritten`.
+5. :meth:`~ClientProtocol.rotation_due` says when a planned rotation (after ``goAway``)
+   may happen; :meth:`~ClientProtocol.connection_lost` classifies how a socket ended.
+
+The re-send window (docs/design.md, ADR 11): a resumption handle stands for the
+conversation as it was when the service issued it. Every frame written after that point
+stays in the window and is written again on the next connection, so nothing the app sent
+is lost across a reconnect. A handle covers a frame when the model already responded to
+the user turn that frame belongs to, or when the frame was written more than a guard
+time (about two round trips) before the handle arrived. Transparent resumption (Vertex)
+uses the server's exact ``lastConsumedClientMessageIndex`` instead.
 
 States per connection: ``IDLE -> CONNECTING -> SETUP_SENT -> OPEN -> CLOSING -> CLOSED``.
 """
@@ -19,41 +35,66 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Final
 
-from gemini_live.audio import OUTPUT_RATE
-from gemini_live.codec import decode_frame, encode_client, fast_audio
+import msgspec
+
+from gemini_live._pcm import INPUT_RATE, OUTPUT_RATE, parse_pcm_rate
+from gemini_live.auth import ApiKind
+from gemini_live.codec import (
+    AudioFrameEncoder,
+    check_client_message,
+    decode_frame,
+    encode_client,
+    fast_audio,
+)
+from gemini_live.config import ResendWindow
 from gemini_live.errors import (
     ConfigError,
+    InvalidMessageError,
+    MessageTooLargeError,
     Phase,
     ProtocolStateError,
+    QueueFullError,
     ServiceError,
+    UnknownToolCallError,
     classify_close,
 )
 from gemini_live.events import (
     Event,
-    GoAway,
     ModelAudio,
-    SessionResumptionUpdate,
+    Resumed,
     SetupComplete,
-    ToolCall,
-    ToolCallCancellation,
 )
 from gemini_live.types import (
     UNSET,
+    ActivityEnd,
+    ActivityStart,
+    Blob,
+    ClientContent,
     ClientMessage,
+    Content,
+    ContextUpdate,
+    FunctionResponse,
+    Part,
+    RealtimeInput,
     SessionResumptionConfig,
     Setup,
+    Tool,
     ToolResponse,
+    ToolsUpdate,
 )
 
-__all__ = ["ApiKind", "ClientProtocol", "State", "validate_setup"]
+__all__ = ["ApiKind", "ClientProtocol", "SessionStats", "State", "validate_setup"]
 
 logger = logging.getLogger("gemini_live.protocol")
 
-ApiKind = Literal["gemini", "vertex", "custom"]
+#: Image types the service takes as video frames.
+IMAGE_MIME_TYPES: Final = ("image/jpeg", "image/png", "image/webp")
 
 
 class State(enum.Enum):
@@ -65,8 +106,35 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class Kind(enum.IntEnum):
+    """What a client frame carries (decides how the re-send window treats it)."""
+
+    AUDIO = 1
+    VIDEO = 2
+    TEXT = 3
+    ACTIVITY_START = 4
+    ACTIVITY_END = 5
+    AUDIO_STREAM_END = 6
+    CLIENT_CONTENT = 7
+    TOOL_RESPONSE = 8
+    CONTEXT_UPDATE = 9
+
+
+_REALTIME_KINDS: Final = {
+    "audio": Kind.AUDIO,
+    "video": Kind.VIDEO,
+    "text": Kind.TEXT,
+    "activity_start": Kind.ACTIVITY_START,
+    "activity_end": Kind.ACTIVITY_END,
+    "audio_stream_end": Kind.AUDIO_STREAM_END,
+}
+
+
 def validate_setup(setup: Setup, api: ApiKind) -> None:
     """Reject settings the chosen endpoint does not accept, before anything is sent."""
+    if not isinstance(setup, Setup):
+        raise ConfigError(f"setup must be a types.Setup, got {type(setup).__name__}")
+    check_types(setup, Setup, "setup")
     if not setup.model:
         raise ConfigError("setup.model is required")
     if api == "gemini":
@@ -95,6 +163,94 @@ def validate_setup(setup: Setup, api: ApiKind) -> None:
         raise ConfigError("responseModalities takes exactly one modality per session")
 
 
+def check_types(value: msgspec.Struct, cls: type[Any], what: str) -> None:
+    """Check every field of a wire Struct against its declared type (and finite floats).
+
+    msgspec Structs do not check types when built, and the encoder would happily write
+    ``Part(text=5)``; this round trip through the builtin form does, once per message
+    at the public boundary (the audio hot path never comes here).
+    """
+    try:
+        builtins = msgspec.to_builtins(value)
+        msgspec.convert(builtins, cls)
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        raise InvalidMessageError(f"invalid {what}: {exc}") from None
+    bad = _non_finite(builtins)
+    if bad is not None:
+        raise InvalidMessageError(f"invalid {what}: {bad} is not valid JSON (NaN or infinity)")
+
+
+def _non_finite(obj: object, depth: int = 0) -> str | None:
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else repr(obj)
+    if depth > 64:
+        return None
+    if isinstance(obj, dict):
+        for v in obj.values():
+            found = _non_finite(v, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(obj, list):
+        for v in obj:
+            found = _non_finite(v, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass
+class SessionStats:
+    """Counters for monitoring; all monotonic over the session's life (one object).
+
+    ``frames_at_risk`` counts the frames that may not have reached the service's state
+    and will not be re-sent: audio/video dropped from the re-send window by its bound.
+    Everything else the app sent is either acknowledged or kept for re-sending.
+    """
+
+    connections: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    opens: int = 0
+    resumed: int = 0
+    fresh_sessions_after_loss: int = 0
+    go_away_rotations: int = 0
+    abrupt_drops: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_at_risk: int = 0
+    frames_queued_offline: int = 0
+    replayed_frames: int = 0
+    stale_tool_responses_dropped: int = 0
+    malformed_frames: int = 0
+    lagged_events: int = 0
+    callback_errors: int = 0
+    last_error: str | None = None
+
+
+class _Out:
+    """One client frame on its way out (kept until a handle covers it)."""
+
+    __slots__ = ("audio_s", "frame", "index", "kind", "seq", "tool_ids", "turn_end", "written_at")
+
+    def __init__(
+        self,
+        frame: bytes,
+        kind: Kind,
+        seq: int,
+        turn_end: bool,
+        audio_s: float = 0.0,
+        tool_ids: tuple[str, ...] = (),
+    ) -> None:
+        self.frame = frame
+        self.kind = kind
+        self.seq = seq
+        self.turn_end = turn_end
+        self.audio_s = audio_s
+        self.tool_ids = tool_ids
+        self.written_at = 0.0
+        self.index = 0
+
+
 @dataclass
 class _Connection:
     """Per-connection bookkeeping (reset on every reconnect)."""
@@ -103,26 +259,18 @@ class _Connection:
     resuming: bool = False
     next_index: int = 1  # the setup is index 0
     go_away_deadline: float | None = None
-
-
-@dataclass
-class ProtocolStats:
-    connections: int = 0
-    opens: int = 0
-    resumed: int = 0
-    fresh_after_loss: int = 0
-    replayed_frames: int = 0
-    stale_tool_responses_dropped: int = 0
-    frames_sent: int = 0
-    frames_received: int = 0
+    setup_sent_at: float | None = None
+    opened_at: float | None = None
+    turns_completed: int = 0
+    written: int = 0
 
 
 class ClientProtocol:
     """The client side of one Live session across any number of connections.
 
     ``api`` selects endpoint rules ("gemini" refuses Vertex-only fields). With
-    ``transparent=True`` (Vertex) every frame after the setup is kept until the server
-    acknowledges it with ``lastConsumedClientMessageIndex`` and replayed after a resume.
+    ``transparent`` resumption (Vertex) the window is pruned by the server's
+    ``lastConsumedClientMessageIndex``; otherwise by handles (see the module docstring).
     """
 
     def __init__(
@@ -132,7 +280,19 @@ class ClientProtocol:
         api: ApiKind = "gemini",
         resume_handle: str | None = None,
         request_resumption: bool = True,
+        normalize_model: Callable[[str], str] | None = None,
+        input_rate: int = 16000,
+        offline_buffer_bytes: int = 4 * 1024 * 1024,
+        max_frame_bytes: int = 16 * 1024 * 1024,
+        resend: ResendWindow | None = None,
+        go_away_margin: float = 0.25,
+        hold_while_draining: bool = False,
     ) -> None:
+        self._normalize = normalize_model
+        if normalize_model is not None and isinstance(setup, Setup) and setup.model:
+            model = normalize_model(setup.model)
+            if model != setup.model:
+                setup = msgspec.structs.replace(setup, model=model)
         validate_setup(setup, api)
         self.api: ApiKind = api
         sr = setup.session_resumption
@@ -146,18 +306,41 @@ class ClientProtocol:
         #: Latest handle that arrived with ``resumable: true``.
         self.resume_handle: str | None = resume_handle
         self.session_id: str | None = None
+        self.stats = SessionStats()
+        self._conn: _Connection | None = None
+        self.ever_open = False
+        # -- send side
+        self._audio = AudioFrameEncoder(input_rate)
+        self._audio_by_rate: dict[int, AudioFrameEncoder] = {input_rate: self._audio}
+        self._offline_limit = offline_buffer_bytes
+        self._max_frame = max_frame_bytes
+        self._resend = resend or ResendWindow()
+        self._margin = go_away_margin
+        self._hold_while_draining = hold_while_draining
+        self._seq = 0
+        self._pending: deque[_Out] = deque()
+        self._pending_bytes = 0
+        self._unconfirmed: deque[_Out] = deque()
+        self._window: deque[_Out] = deque()
+        self._window_audio_s = 0.0
+        self._window_video = 0
+        self._window_bytes = 0
+        # -- conversation tracking (for coverage and the rotation decision)
+        self._generating = False
+        self._last_turn_end_seq = 0
+        self._awaiting_response = False
+        self._responded_seq = 0
+        self._max_setup_rtt = 0.0
+        self._rotation_requested = False
+        # -- tool calls
         #: Tool call ids the model is waiting on (id -> function name).
         self.pending_tool_calls: dict[str, str] = {}
+        self._call_epoch: dict[str, int] = {}
+        self._handle_epoch = 0
         self._blocking_names: set[str] = set()
         self._stale_tool_ids: set[str] = set()
-        self._tools_since_handle = False
-        #: (index on the current connection, frame) for frames not yet acknowledged.
-        self._replay: deque[tuple[int, bytes]] = deque()
-        self._conn: _Connection | None = None
-        self.stats = ProtocolStats()
-        self.ever_open = False
-        if setup.tools is not UNSET:
-            self._note_blocking(setup)
+        self._cancelled_ids: set[str] = set()
+        self._note_blocking(setup)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -179,13 +362,28 @@ class ClientProtocol:
         return "stream"
 
     @property
+    def connection_number(self) -> int:
+        """1 for the first connection, +1 per reconnect (identifies a connection)."""
+        return self.stats.connections
+
+    @property
     def go_away_deadline(self) -> float | None:
-        """Monotonic time (in the caller's clock) when the server will cut the connection."""
+        """Time (in the caller's clock) when the server will cut the connection."""
         return self._conn.go_away_deadline if self._conn is not None else None
 
     @property
+    def draining(self) -> bool:
+        """A goAway (or a setup change) asked for a rotation that has not happened yet."""
+        return self._conn is not None and self._conn.go_away_deadline is not None
+
+    @property
+    def generating(self) -> bool:
+        """The model's turn (or interaction) is in progress."""
+        return self._generating
+
+    @property
     def has_pending_blocking_call(self) -> bool:
-        """True if a call to a BLOCKING function is still unanswered."""
+        """True if a call to a BLOCKING function is still unanswered (the one rule)."""
         if not self.pending_tool_calls:
             return False
         if not self._blocking_names:
@@ -194,26 +392,87 @@ class ClientProtocol:
         return any(name in self._blocking_names for name in self.pending_tool_calls.values())
 
     @property
-    def should_wait_before_rotating(self) -> bool:
-        """True while resuming now would lose tool state.
-
-        That is while a BLOCKING call is unanswered, or while the newest resumable handle
-        predates the latest tool call or answer (resuming from it would forget them).
-        """
-        return self.has_pending_blocking_call or (
-            self._tools_since_handle and self.resumption_enabled
-        )
+    def unacknowledged(self) -> int:
+        """Frames written and not yet covered by a handle (kept for re-sending)."""
+        return len(self._window)
 
     @property
-    def unacknowledged(self) -> int:
-        """Frames kept for transparent replay."""
-        return len(self._replay)
+    def queued(self) -> int:
+        """Frames waiting to be written (offline buffer and frames not yet handed out)."""
+        return len(self._pending)
+
+    @property
+    def handle_guard(self) -> float:
+        guard = self._resend.handle_guard
+        if guard is not None:
+            return guard
+        return min(1.0, max(0.02, 2.0 * self._max_setup_rtt))
+
+    @property
+    def at_clean_point(self) -> bool:
+        """Whether the connection can be replaced now without cutting anything.
+
+        The model is not generating, no BLOCKING call is unanswered, no pending call is
+        newer than the latest handle, and every user turn and tool answer written so far
+        is covered by a resumable handle (only media may still be in the window).
+        """
+        if self._generating or self._unconfirmed or self.has_pending_blocking_call:
+            return False
+        epoch = self._handle_epoch
+        if any(self._call_epoch.get(i, -1) >= epoch for i in self.pending_tool_calls):
+            return False
+        return not any(out.turn_end for out in self._window)
+
+    def rotation_blockers(self) -> list[str]:
+        """Why the connection is not at a clean point (empty when it is)."""
+        out = []
+        if self.has_pending_blocking_call:
+            out.append("a pending blocking tool call")
+        if self._generating:
+            out.append("the model's turn in progress")
+        epoch = self._handle_epoch
+        if any(self._call_epoch.get(i, -1) >= epoch for i in self.pending_tool_calls):
+            out.append("a tool call newer than the last handle")
+        if any(o.turn_end for o in self._window) or self._unconfirmed:
+            out.append("input not yet covered by a resumption handle")
+        return out
+
+    def rotation_due(self, now: float) -> bool:
+        """After goAway: rotate now? At a clean point, or at ``deadline - margin``."""
+        conn = self._conn
+        if conn is None or conn.go_away_deadline is None or conn.state is not State.OPEN:
+            return False
+        if self._rotation_requested or now >= conn.go_away_deadline - self._margin:
+            return True
+        return self.at_clean_point
+
+    def rotation_deadline(self) -> float | None:
+        """When the rotation happens at the latest (caller's clock), or None."""
+        d = self.go_away_deadline
+        return None if d is None else d - self._margin
+
+    def request_rotation(self, now: float) -> None:
+        """Rotate as soon as possible (a setup change): like a goAway with no time left."""
+        self._rotation_requested = True
+        if self._conn is not None and self._conn.go_away_deadline is None:
+            self._conn.go_away_deadline = now
+
+    def connection_healthy(self, now: float, healthy_after: float) -> bool:
+        """The current connection stayed open long enough, or completed a model turn."""
+        conn = self._conn
+        if conn is None or conn.opened_at is None:
+            return False
+        return conn.turns_completed > 0 or now - conn.opened_at >= healthy_after
 
     def update_setup(self, setup: Setup) -> None:
         """Use ``setup`` for the next connection (everything but the model may change)."""
+        if self._normalize is not None and isinstance(setup, Setup) and setup.model:
+            model = self._normalize(setup.model)
+            if model != setup.model:
+                setup = msgspec.structs.replace(setup, model=model)
+        validate_setup(setup, self.api)
         if setup.model != self._setup.model:
             raise ConfigError("the model cannot change within a session")
-        validate_setup(setup, self.api)
         self._setup = setup
         self._note_blocking(setup)
 
@@ -231,30 +490,443 @@ class ClientProtocol:
 
     def connection_made(self) -> None:
         """A new socket is open (the previous one, if any, must be closed)."""
-        if self._conn is not None and self._conn.state not in (State.CLOSED,):
+        if self._conn is not None and self._conn.state is not State.CLOSED:
             raise ProtocolStateError("previous connection is not closed yet")
         self._conn = _Connection()
+        self._rotation_requested = False
         self.stats.connections += 1
 
-    def setup_frame(self) -> bytes:
-        """The setup frame for the current connection, with the resume handle injected."""
-        conn = self._require(State.CONNECTING)
+    def _setup_frame(self, conn: _Connection) -> bytes:
         setup = self._setup
         if self.resumption_enabled:
             sr = setup.session_resumption
             base = sr if sr is not UNSET else SessionResumptionConfig()
-            handle: str | object = self.resume_handle if self.resume_handle else UNSET
             new_sr = SessionResumptionConfig(
-                handle=handle if isinstance(handle, str) else UNSET,
+                handle=self.resume_handle if self.resume_handle else UNSET,
                 transparent=base.transparent,
             )
-            setup = _replace_resumption(setup, new_sr)
+            setup = msgspec.structs.replace(setup, session_resumption=new_sr)
             conn.resuming = self.resume_handle is not None
-        frame = encode_client(ClientMessage(setup=setup))
-        conn.state = State.SETUP_SENT
+        return encode_client(ClientMessage(setup=setup))
+
+    def data_to_send(self, now: float) -> list[bytes]:
+        """The frames to write now, in order; confirm them with :meth:`written`.
+
+        While connecting this is the setup frame. Once the connection is open: the frames
+        re-sent after a reconnect, the offline buffer, then new sends. Nothing while
+        closed, or while draining with ``hold_while_draining``.
+        """
+        conn = self._conn
+        if conn is None:
+            return []
+        if conn.state is State.CONNECTING:
+            frame = self._setup_frame(conn)
+            conn.state = State.SETUP_SENT
+            conn.setup_sent_at = now
+            return [frame]
+        if conn.state is not State.OPEN or not self._pending:
+            return []
+        if self._hold_while_draining and conn.go_away_deadline is not None:
+            return []
+        frames = []
+        pending = self._pending
+        while pending:
+            out = pending.popleft()
+            self._pending_bytes -= len(out.frame)
+            self._hand_out(conn, out, now)
+            frames.append(out.frame)
+        return frames
+
+    def written(self, count: int = 1) -> None:
+        """``count`` frames handed out (oldest first) were written to the socket."""
+        unconfirmed = self._unconfirmed
+        for _ in range(min(count, len(unconfirmed))):
+            unconfirmed.popleft()
+
+    def unwritten(self) -> None:
+        """Frames handed out but not written go back to the head of the queue, in order."""
+        unconfirmed = self._unconfirmed
+        if not unconfirmed:
+            return
+        back = list(unconfirmed)
+        unconfirmed.clear()
+        ids = {id(out) for out in back}
+        if any(id(out) in ids for out in self._window):
+            kept: deque[_Out] = deque()
+            for out in self._window:
+                if id(out) in ids:
+                    self._window_forget(out)
+                else:
+                    kept.append(out)
+            self._window = kept
+        if self._conn is not None:
+            self._conn.written -= len(back)
+        for out in reversed(back):
+            self._pending.appendleft(out)
+            self._pending_bytes += len(out.frame)
+        self.stats.frames_sent -= len(back)
+
+    def _hand_out(self, conn: _Connection, out: _Out, now: float) -> None:
+        out.index = conn.next_index
+        conn.next_index += 1
+        conn.written += 1
+        out.written_at = now
+        self.stats.frames_sent += 1
+        self._unconfirmed.append(out)
+        if out.turn_end:
+            self._last_turn_end_seq = out.seq
+            self._awaiting_response = True
+        self._window_add(out)
+
+    # -- the re-send window ---------------------------------------------------------------
+
+    def _window_add(self, out: _Out) -> None:
+        self._window.append(out)
+        self._window_bytes += len(out.frame)
+        if out.kind is Kind.AUDIO:
+            self._window_audio_s += out.audio_s
+            if self._window_audio_s > self._resend.audio_seconds:
+                self._evict(Kind.AUDIO)
+        elif out.kind is Kind.VIDEO:
+            self._window_video += 1
+            if self._window_video > self._resend.video_frames:
+                self._evict(Kind.VIDEO)
+        if self._window_bytes > self._offline_limit:
+            self._evict(None)
+
+    def _window_forget(self, out: _Out) -> None:
+        self._window_bytes -= len(out.frame)
+        if out.kind is Kind.AUDIO:
+            self._window_audio_s -= out.audio_s
+        elif out.kind is Kind.VIDEO:
+            self._window_video -= 1
+
+    def _evict(self, kind: Kind | None) -> None:
+        """Drop the oldest frames of ``kind`` (any kind if None) beyond the window's bound."""
+        window = self._window
+        if kind is None:
+            while window and self._window_bytes > self._offline_limit:
+                out = window.popleft()
+                self._window_forget(out)
+                self.stats.frames_at_risk += 1
+                logger.warning(
+                    "re-send window over %d bytes: dropped a %s frame", self._offline_limit, out.kind.name
+                )
+            return
+        for i, out in enumerate(window):
+            if out.kind is kind:
+                del window[i]
+                self._window_forget(out)
+                self.stats.frames_at_risk += 1
+                return
+
+    def _cover(self, up_to_seq: int) -> None:
+        window = self._window
+        while window and window[0].seq <= up_to_seq:
+            self._window_forget(window.popleft())
+
+    def _cover_by_handle(self, now: float) -> None:
+        """A resumable handle arrived: drop what its checkpoint certainly holds."""
+        cutoff = now - self.handle_guard
+        covered = self._responded_seq
+        for out in self._window:
+            if out.written_at <= cutoff:
+                covered = max(covered, out.seq)
+            else:
+                break
+        self._cover(covered)
+
+    def _acknowledge_index(self, index: int) -> None:
+        window = self._window
+        while window and window[0].index <= index:
+            self._window_forget(window.popleft())
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _submit(self, frame: bytes, kind: Kind, now: float, **extra: Any) -> bytes | None:
+        if len(frame) > self._max_frame:
+            raise MessageTooLargeError(
+                f"a {kind.name.lower()} message of {len(frame)} bytes is above the "
+                f"{self._max_frame}-byte message limit; nothing was sent"
+            )
+        self._seq += 1
+        turn_end = extra.pop("turn_end", kind in _TURN_END_KINDS)
+        out = _Out(frame, kind, self._seq, turn_end, **extra)
+        conn = self._conn
+        if (
+            conn is not None
+            and conn.state is State.OPEN
+            and not self._pending
+            and not self._unconfirmed
+            and not (self._hold_while_draining and conn.go_away_deadline is not None)
+        ):
+            self._hand_out(conn, out, now)
+            return frame
+        size = len(frame)
+        if self._pending_bytes + size > self._offline_limit:
+            self._seq -= 1
+            raise QueueFullError(
+                f"offline send buffer full ({self._pending_bytes} of {self._offline_limit} "
+                "bytes) while reconnecting; message not queued"
+            )
+        self._pending.append(out)
+        self._pending_bytes += size
+        if conn is None or conn.state is not State.OPEN:
+            self.stats.frames_queued_offline += 1
+        return None
+
+    def send_audio(self, pcm: object, now: float, sample_rate: int | None = None) -> bytes | None:
+        """Queue one PCM16 chunk; returns the frame when it is to be written right now."""
+        if sample_rate is None:
+            enc = self._audio
+        else:
+            found = self._audio_by_rate.get(sample_rate)
+            if found is None:
+                found = AudioFrameEncoder(sample_rate)  # validates the rate
+                self._audio_by_rate[sample_rate] = found
+            enc = found
+        frame = enc.encode(pcm)
+        payload = len(frame) - enc.empty_frame_size
+        if payload == 0:
+            raise ConfigError("audio chunk is empty")
+        seconds = _b64_len(frame, payload) / (2 * enc.rate)  # PCM16: 2 bytes per sample
+        return self._submit(frame, Kind.AUDIO, now, audio_s=seconds)
+
+    def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
+        """Queue one still frame (JPEG/PNG/WebP)."""
+        if not isinstance(frame, (bytes, bytearray, memoryview)):
+            raise InvalidMessageError(
+                f"a video frame must be encoded image bytes, got {type(frame).__name__}"
+            )
+        if mime_type not in IMAGE_MIME_TYPES:
+            raise ConfigError(f"video frames must be one of {', '.join(IMAGE_MIME_TYPES)}")
+        if not len(frame):
+            raise ConfigError("video frame is empty")
+        msg = ClientMessage(realtime_input=RealtimeInput(video=Blob.of(frame, mime_type)))
+        return self._submit(encode_client(msg), Kind.VIDEO, now)
+
+    def send_text(self, text: object, now: float) -> bytes | None:
+        """Queue typed user text (realtime input)."""
+        if not isinstance(text, str):
+            raise InvalidMessageError(f"text must be a str, got {type(text).__name__}")
+        if not text:
+            raise ConfigError("text is empty")
+        msg = ClientMessage(realtime_input=RealtimeInput(text=text))
+        return self._submit(encode_client(msg), Kind.TEXT, now)
+
+    def send_activity_start(self, now: float) -> bytes | None:
+        msg = ClientMessage(realtime_input=RealtimeInput(activity_start=ActivityStart()))
+        return self._submit(encode_client(msg), Kind.ACTIVITY_START, now)
+
+    def send_activity_end(self, now: float) -> bytes | None:
+        msg = ClientMessage(realtime_input=RealtimeInput(activity_end=ActivityEnd()))
+        return self._submit(encode_client(msg), Kind.ACTIVITY_END, now)
+
+    def send_audio_stream_end(self, now: float) -> bytes | None:
+        msg = ClientMessage(realtime_input=RealtimeInput(audio_stream_end=True))
+        return self._submit(encode_client(msg), Kind.AUDIO_STREAM_END, now)
+
+    def send_client_content(
+        self,
+        turns: Content | str | Sequence[Content] | None,
+        now: float,
+        *,
+        turn_complete: bool = True,
+    ) -> bytes | None:
+        """Queue turns for the conversation history; ``turn_complete`` starts generation."""
+        if not isinstance(turn_complete, bool):
+            raise InvalidMessageError("turn_complete must be a bool")
+        items: list[Content] | None
+        if turns is None:
+            items = None
+        elif isinstance(turns, str):
+            if not turns:
+                raise ConfigError("text is empty")
+            items = [Content.text(turns)]
+        elif isinstance(turns, Content):
+            items = [turns]
+        elif isinstance(turns, (bytes, bytearray)) or not isinstance(turns, Iterable):
+            raise InvalidMessageError(
+                f"turns must be a str, a Content or a list of Content, got {type(turns).__name__}"
+            )
+        else:
+            items = list(turns)
+        msg = ClientMessage(
+            client_content=ClientContent(
+                turns=items if items is not None else UNSET, turn_complete=turn_complete
+            )
+        )
+        return self.send_message(msg, now)
+
+    def send_tool_response(
+        self, responses: FunctionResponse | Iterable[FunctionResponse], now: float
+    ) -> bytes | None:
+        """Queue answers to tool calls: each id must belong to a pending call."""
+        if isinstance(responses, FunctionResponse):
+            items = [responses]
+        elif isinstance(responses, Iterable) and not isinstance(responses, (str, bytes)):
+            items = list(responses)
+        else:
+            raise InvalidMessageError(
+                f"expected FunctionResponse objects, got {type(responses).__name__}"
+            )
+        if not items:
+            raise ConfigError("no function responses given")
+        for r in items:
+            if not isinstance(r, FunctionResponse):
+                raise InvalidMessageError(
+                    f"expected FunctionResponse objects, got {type(r).__name__}"
+                )
+        return self.send_message(
+            ClientMessage(tool_response=ToolResponse(function_responses=items)), now
+        )
+
+    def send_context_update(
+        self,
+        now: float,
+        *,
+        system_instruction: Content | str | None = None,
+        tools: Sequence[Tool] | None = None,
+    ) -> bytes | None:
+        """Change the system instruction and/or tools mid-session (``tools=[]`` clears).
+
+        The setup of later connections carries the change too (a resume sends it again).
+        """
+        if system_instruction is None and tools is None:
+            raise ConfigError("send_context_update needs system_instruction and/or tools")
+        si: Content | None = None
+        if isinstance(system_instruction, str):
+            si = Content(parts=[Part(text=system_instruction)])
+        elif isinstance(system_instruction, Content):
+            si = system_instruction
+        elif system_instruction is not None:
+            raise InvalidMessageError(
+                "system_instruction must be a str or a Content, got "
+                f"{type(system_instruction).__name__}"
+            )
+        tool_list: list[Tool] | None = None
+        if tools is not None:
+            if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
+                raise InvalidMessageError(f"tools must be a list of Tool, got {type(tools).__name__}")
+            tool_list = list(tools)
+            bad = [t for t in tool_list if not isinstance(t, Tool)]
+            if bad:
+                raise InvalidMessageError(f"tools must be Tool objects, got {type(bad[0]).__name__}")
+        msg = ClientMessage(
+            context_update=ContextUpdate(
+                system_instruction=si if si is not None else UNSET,
+                tools=ToolsUpdate(tools=tool_list) if tool_list is not None else UNSET,
+            )
+        )
+        new = self._setup
+        if tool_list is not None:
+            new = msgspec.structs.replace(new, tools=tool_list if tool_list else UNSET)
+        if si is not None:
+            new = msgspec.structs.replace(new, system_instruction=si)
+        frame = self.send_message(msg, now)
+        self._setup = new
+        self._note_blocking(new)
         return frame
 
-    def receive(self, data: bytes | bytearray | memoryview | str, now: float = 0.0) -> list[Event]:
+    def send_message(self, message: ClientMessage, now: float) -> bytes | None:
+        """Queue any client message (checked: types, one field, one realtime payload)."""
+        if not isinstance(message, ClientMessage):
+            raise InvalidMessageError(
+                f"expected a types.ClientMessage, got {type(message).__name__}"
+            )
+        if message.setup is not UNSET:
+            raise ConfigError("setup is sent by the session itself; use update_setup()")
+        field = check_client_message(message)
+        check_types(message, ClientMessage, field)
+        extra: dict[str, Any] = {}
+        if field == "realtime_input":
+            ri = message.realtime_input
+            assert ri is not UNSET
+            payload = next(k for k in _REALTIME_KINDS if getattr(ri, k) is not UNSET)
+            kind = _REALTIME_KINDS[payload]
+            if kind is Kind.AUDIO:
+                blob = ri.audio
+                assert blob is not UNSET
+                mime = blob.mime_type if blob.mime_type is not UNSET else ""
+                rate = parse_pcm_rate(mime, INPUT_RATE)
+                extra["audio_s"] = len(blob.data) * 3 / 4 / (2 * rate)
+        elif field == "client_content":
+            kind = Kind.CLIENT_CONTENT
+            cc = message.client_content
+            assert cc is not UNSET
+            extra["turn_end"] = cc.turn_complete is True
+        elif field == "tool_response":
+            kind = Kind.TOOL_RESPONSE
+            tr = message.tool_response
+            assert tr is not UNSET
+            checked = self._check_tool_response(tr)
+            if checked is None:
+                return None
+            if checked is not tr:
+                message = ClientMessage(tool_response=checked)
+            extra["tool_ids"] = tuple(
+                r.id for r in checked.function_responses if isinstance(r.id, str)
+            )
+        else:
+            kind = Kind.CONTEXT_UPDATE
+        return self._submit(encode_client(message), kind, now, **extra)
+
+    def _check_tool_response(self, msg: ToolResponse) -> ToolResponse | None:
+        """Every id answers a pending call, once; answers to forgotten calls are dropped.
+
+        Returns the message to send (possibly with fewer responses, or adapted to the
+        endpoint), or None if nothing is left. Answers clear their ids.
+        """
+        keep: list[FunctionResponse] = []
+        seen: set[str] = set()
+        changed = False
+        for resp in msg.function_responses:
+            rid = resp.id if resp.id is not UNSET and resp.id else None
+            if rid is None:
+                if self.api == "gemini":
+                    raise ConfigError(f"function response for {resp.name!r} has no id")
+                keep.append(resp)
+                continue
+            if rid in self._stale_tool_ids or rid in self._cancelled_ids:
+                self.stats.stale_tool_responses_dropped += 1
+                logger.warning(
+                    "not sending the tool response for call %s (%s): the call was %s",
+                    rid,
+                    resp.name,
+                    "cancelled by the server"
+                    if rid in self._cancelled_ids
+                    else "made in a session state the service no longer has",
+                )
+                changed = True
+                continue
+            if rid in seen:
+                raise UnknownToolCallError(f"tool call {rid!r} is answered twice in one message")
+            if rid not in self.pending_tool_calls:
+                raise UnknownToolCallError(
+                    f"no pending tool call has id {rid!r} (unknown or already answered); "
+                    "nothing was sent"
+                )
+            seen.add(rid)
+            if self.api == "vertex" and (
+                resp.will_continue is not UNSET or resp.scheduling is not UNSET
+            ):
+                # Vertex does not take willContinue / scheduling.
+                resp = msgspec.structs.replace(resp, will_continue=UNSET, scheduling=UNSET)
+                changed = True
+            keep.append(resp)
+        for resp in keep:
+            rid = resp.id if resp.id is not UNSET and resp.id else None
+            if rid is not None and resp.will_continue is not True:
+                # The epoch stays until a handle covers the call: a resume from an older
+                # handle must still know the call (and its answer) are gone.
+                self.pending_tool_calls.pop(rid, None)
+        if not keep:
+            return None
+        return ToolResponse(function_responses=keep) if changed else msg
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def receive(self, data: bytes | bytearray | memoryview | str, now: float) -> list[Event]:
         """Decode one server frame and apply it. ``now`` is the caller's monotonic time."""
         conn = self._conn
         if conn is None or conn.state in (State.IDLE, State.CONNECTING, State.CLOSED):
@@ -262,8 +934,23 @@ class ClientProtocol:
         self.stats.frames_received += 1
         pcm = fast_audio(data)
         if pcm is not None:
+            if not self._generating:
+                self._model_started()
             return [ModelAudio(pcm, OUTPUT_RATE)]
         msg, events = decode_frame(data)
+        sc = msg.server_content
+        if sc is not UNSET:
+            if sc.model_turn is not UNSET or sc.output_transcription is not UNSET:
+                if not self._generating:
+                    self._model_started()
+            if sc.interrupted is True:
+                self._generating = False
+            if sc.turn_complete is True:
+                self._generating = sc.interaction_status == "IN_PROGRESS"
+                conn.turns_completed += 1
+                if not self.resumption_enabled:
+                    # No handles will come: a completed turn is the only acknowledgement.
+                    self._cover_by_handle(now)
         if (
             msg.setup_complete is UNSET
             and msg.session_resumption_update is UNSET
@@ -271,137 +958,117 @@ class ClientProtocol:
             and msg.tool_call is UNSET
             and msg.tool_call_cancellation is UNSET
         ):
-            return events  # content only (audio, text, transcripts): no state to update
-        for ev in events:
-            match ev:
-                case SetupComplete(session_id=sid):
-                    self._on_setup_complete(conn, sid)
-                case SessionResumptionUpdate(handle=h, resumable=r, last_consumed_index=idx):
-                    if r and h:
-                        self.resume_handle = h
-                        self._tools_since_handle = False
-                        # The index belongs to this handle's checkpoint: frames after it
-                        # are not in the state a resume restores, so they stay for replay.
-                        if idx is not None:
-                            self._acknowledge(idx)
-                case GoAway(time_left=left):
+            return events  # content only (audio, text, transcripts): nothing else to apply
+        tc = msg.tool_call
+        if tc is not UNSET:
+            if not self._generating:
+                self._model_started()
+            # The model now waits for the answer: what comes after it is a new response.
+            self._generating = False
+            for call in tc.function_calls if tc.function_calls is not UNSET else ():
+                if call.id is not UNSET:
+                    self.pending_tool_calls[call.id] = call.name if call.name is not UNSET else ""
+                    self._call_epoch[call.id] = self._handle_epoch
+        tcc = msg.tool_call_cancellation
+        if tcc is not UNSET:
+            for i in tcc.ids if tcc.ids is not UNSET else ():
+                if self.pending_tool_calls.pop(i, None) is not None:
+                    self._cancelled_ids.add(i)
+                self._call_epoch.pop(i, None)
+        sru = msg.session_resumption_update
+        if sru is not UNSET and sru.resumable is True and sru.new_handle:
+            assert sru.new_handle is not UNSET
+            self.resume_handle = sru.new_handle
+            self._handle_epoch += 1
+            pending = self.pending_tool_calls
+            self._call_epoch = {i: e for i, e in self._call_epoch.items() if i in pending}
+            idx = sru.last_consumed_client_message_index
+            if self.transparent and idx is not UNSET:
+                self._acknowledge_index(idx)
+            elif not self.transparent:
+                self._cover_by_handle(now)
+        ga = msg.go_away
+        if ga is not UNSET:
+            for ev in events:
+                left = getattr(ev, "time_left", None)
+                if isinstance(left, float):
                     conn.go_away_deadline = now + left
-                case ToolCall(calls=calls):
-                    self._tools_since_handle = True
-                    for call in calls:
-                        if call.id is not UNSET:
-                            self.pending_tool_calls[call.id] = (
-                                call.name if call.name is not UNSET else ""
-                            )
-                case ToolCallCancellation(ids=ids):
-                    for i in ids:
-                        self.pending_tool_calls.pop(i, None)
-                case _:
-                    pass
+                    logger.info("goAway: the service ends this connection in %.1f s", left)
+        if msg.setup_complete is not UNSET:
+            return self._on_setup_complete(conn, events, now)
         return events
 
-    def _on_setup_complete(self, conn: _Connection, sid: str | None) -> None:
+    def _model_started(self) -> None:
+        self._generating = True
+        if self._awaiting_response:
+            # A new model turn after the latest user turn: the service read that turn.
+            self._awaiting_response = False
+            self._responded_seq = self._last_turn_end_seq
+
+    def _on_setup_complete(self, conn: _Connection, events: list[Event], now: float) -> list[Event]:
         if conn.state is not State.SETUP_SENT:
             logger.warning("setupComplete received in state %s; ignored", conn.state.value)
-            return
+            return [e for e in events if not isinstance(e, SetupComplete)]
         conn.state = State.OPEN
-        if sid:
-            self.session_id = sid
+        conn.opened_at = now
+        if conn.setup_sent_at is not None:
+            self._max_setup_rtt = max(self._max_setup_rtt, now - conn.setup_sent_at)
+        for ev in events:
+            if isinstance(ev, SetupComplete) and ev.session_id:
+                self.session_id = ev.session_id
+        reconnected = self.ever_open
+        restored = conn.resuming
         if conn.resuming:
             self.stats.resumed += 1
-        elif self.ever_open:
+            # Calls made after the handle we resumed from are gone with the rest.
+            stale = [i for i, e in self._call_epoch.items() if e >= self._handle_epoch]
+        elif reconnected:
             # A fresh session after a loss: the server knows nothing of earlier calls.
-            self.stats.fresh_after_loss += 1
-            self._stale_tool_ids.update(self.pending_tool_calls)
-            self.pending_tool_calls.clear()
-            self._replay.clear()
+            self.stats.fresh_sessions_after_loss += 1
+            stale = list(self.pending_tool_calls)
+        else:
+            stale = []
+        for i in stale:
+            self.pending_tool_calls.pop(i, None)
+            self._call_epoch.pop(i, None)
+            self._stale_tool_ids.add(i)
         self.ever_open = True
         self.stats.opens += 1
+        self._generating = False
+        self._awaiting_response = False
+        if reconnected:
+            self._requeue_window()
+            i = next(
+                (k for k, e in enumerate(events) if isinstance(e, SetupComplete)), len(events) - 1
+            )
+            events = [*events[: i + 1], Resumed(restored), *events[i + 1 :]]
+        return events
 
-    @property
-    def ever_reconnected(self) -> bool:
-        """True once a connection after the first successful one completed its setup."""
-        return self.stats.opens > 1
-
-    @property
-    def state_restored(self) -> bool:
-        """Whether the current connection resumed the previous session's state."""
-        return self._conn is not None and self._conn.resuming
+    def _requeue_window(self) -> None:
+        """Put every written, uncovered frame back in front of the queue (re-send)."""
+        resend: list[_Out] = []
+        for out in self._window:
+            if out.kind is Kind.TOOL_RESPONSE and out.tool_ids and all(
+                i in self._stale_tool_ids for i in out.tool_ids
+            ):
+                self.stats.stale_tool_responses_dropped += 1
+                continue
+            resend.append(out)
+        self._window.clear()
+        self._window_audio_s = 0.0
+        self._window_video = 0
+        self._window_bytes = 0
+        if not resend:
+            return
+        self.stats.replayed_frames += len(resend)
+        for out in reversed(resend):
+            self._pending.appendleft(out)
+            self._pending_bytes += len(out.frame)
+        logger.info("re-sending %d frames written after the last acknowledged point", len(resend))
 
     def resume_rejected(self) -> None:
         """The last resume attempt failed (stale handle): the next setup starts fresh."""
         self.resume_handle = None
-
-    def replay_frames(self) -> list[bytes]:
-        """After a transparent resume: the unacknowledged frames, renumbered on this connection.
-
-        The caller writes them in order before anything new; they are kept again until
-        acknowledged on this connection.
-        """
-        conn = self._require(State.OPEN)
-        if not self.transparent or not conn.resuming:
-            return []
-        frames = [frame for _, frame in self._replay]
-        self._replay.clear()
-        self.stats.replayed_frames += len(frames)
-        for frame in frames:
-            self._record(conn, frame)
-        return frames
-
-    def check_send(self) -> None:
-        """Raise ProtocolStateError unless the connection is open for client frames."""
-        if self._conn is None or self._conn.state is not State.OPEN:
-            raise ProtocolStateError(
-                f"cannot send in state {self.state.value}: wait for setupComplete"
-            )
-
-    def filter_tool_response(self, msg: ToolResponse) -> ToolResponse | None:
-        """Drop answers to calls made before a fresh (non-resumed) session began.
-
-        Returns the message to send (possibly with fewer responses), or None if nothing is
-        left. Answers for pending ids clear them.
-        """
-        keep = []
-        for resp in msg.function_responses:
-            rid = resp.id if resp.id is not UNSET else None
-            if rid is not None and rid in self._stale_tool_ids:
-                self.stats.stale_tool_responses_dropped += 1
-                logger.warning(
-                    "dropping tool response for call %s (%s): the call belongs to a session "
-                    "that could not be resumed",
-                    rid,
-                    resp.name,
-                )
-                if resp.will_continue is not True:
-                    self._stale_tool_ids.discard(rid)
-                continue
-            if rid is not None and resp.will_continue is not True:
-                self.pending_tool_calls.pop(rid, None)
-            keep.append(resp)
-        if keep:
-            self._tools_since_handle = True
-        if not keep:
-            return None
-        if len(keep) == len(msg.function_responses):
-            return msg
-        return ToolResponse(function_responses=keep)
-
-    def frame_sent(self, frame: bytes) -> None:
-        """Record a client frame written on the current (open) connection."""
-        conn = self._require(State.OPEN)
-        self._record(conn, frame)
-
-    def _record(self, conn: _Connection, frame: bytes) -> None:
-        idx = conn.next_index
-        conn.next_index = idx + 1
-        self.stats.frames_sent += 1
-        if self.transparent:
-            self._replay.append((idx, frame))
-
-    def _acknowledge(self, index: int) -> None:
-        replay = self._replay
-        while replay and replay[0][0] <= index:
-            replay.popleft()
 
     def start_closing(self) -> None:
         """We are closing the current connection on purpose (rotation or close())."""
@@ -409,21 +1076,32 @@ class ClientProtocol:
             self._conn.state = State.CLOSING
 
     def connection_lost(self, code: int, reason: str, *, local: bool = False) -> ServiceError:
-        """The socket ended. Returns the typed error describing why (never raises it)."""
+        """The socket ended. Returns the typed error describing why (never raises it).
+
+        Frames handed out but not confirmed go back to the queue.
+        """
         phase = self.phase
+        self.unwritten()
         if self._conn is not None:
             self._conn.state = State.CLOSED
-        err = classify_close(code, reason, phase=phase, session_id=self.session_id, local=local)
-        return err
+        return classify_close(code, reason, phase=phase, session_id=self.session_id, local=local)
 
-    def _require(self, state: State) -> _Connection:
-        conn = self._conn
-        if conn is None or conn.state is not state:
-            raise ProtocolStateError(f"expected state {state.value}, in {self.state.value}")
-        return conn
+    def discard_queue(self) -> int:
+        """The session is over: forget what was never written; returns how many frames."""
+        n = len(self._pending) + len(self._unconfirmed)
+        self._pending.clear()
+        self._unconfirmed.clear()
+        self._pending_bytes = 0
+        return n
 
 
-def _replace_resumption(setup: Setup, sr: SessionResumptionConfig) -> Setup:
-    import msgspec
+def _b64_len(frame: bytes, payload: int) -> int:
+    """Decoded size of the base64 payload that ends 4 bytes before the frame's end."""
+    end = len(frame) - 4
+    pad = (frame[end - 1] == 0x3D) + (frame[end - 2] == 0x3D)  # '='
+    return payload // 4 * 3 - pad
 
-    return msgspec.structs.replace(setup, session_resumption=sr)
+
+_TURN_END_KINDS: Final = frozenset(
+    (Kind.TEXT, Kind.ACTIVITY_END, Kind.AUDIO_STREAM_END, Kind.TOOL_RESPONSE)
+)

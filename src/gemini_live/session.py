@@ -1,42 +1,37 @@
-"""The asyncio session: one logical conversation over any number of WebSocket connections.
+"""The asyncio shell around :class:`~gemini_live.protocol.ClientProtocol`.
 
-A background *runner* task owns the connection lifecycle: connect, setup, wait for
-``setupComplete``, flush what was queued while offline, then watch for the end of the
-connection (drop, close, goAway) and reconnect with the latest resumption handle.
+Every protocol rule (what may be sent, what a handle covers, what is re-sent, when to
+rotate) lives in the sans-I/O protocol. The session only does I/O:
 
-Received frames are decoded synchronously in the transport's callback and fanned out to
-every subscriber's bounded queue; a subscriber that falls behind gets ``Lagged(count)``.
-Sends encode immediately (bad input raises before anything is sent) and then either go
-straight to the socket or, while disconnected, into a bounded, ordered offline buffer that
-is flushed exactly once after the next ``setupComplete``.
+* one *runner* task with one reconnect loop: connect, write the setup, wait for
+  ``setupComplete``, flush, serve the connection until it ends or a planned rotation is
+  due, then reconnect after the policy's delay;
+* one :meth:`Session._flush` that writes what the protocol hands out and is the only place
+  that handles a failed write (the frames go back to the protocol, nothing is lost);
+* subscribers: received frames are decoded synchronously in the transport's callback and
+  fanned out to every subscriber's bounded queue (``Lagged(count)`` when one falls behind)
+  and to ``on_event`` callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import random
-import ssl
 import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-import msgspec
-
 from gemini_live import events as ev
-from gemini_live.auth import Auth, Endpoint
-from gemini_live.codec import AudioFrameEncoder, encode_client
+from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig
 from gemini_live.errors import (
+    ConcurrencyError,
     ConfigError,
-    ConnectError,
     GeminiLiveError,
-    QueueFullError,
-    ServiceError,
     SessionClosedError,
     SessionNotFound,
     SetupTimeout,
@@ -48,31 +43,21 @@ from gemini_live.metrics import (
     observe_audio,
     observe_input,
 )
-from gemini_live.protocol import ClientProtocol
+from gemini_live.protocol import ClientProtocol, SessionStats
 from gemini_live.transport.base import (
     Backend,
     CloseInfo,
     ConnectOptions,
     SyncSender,
     Transport,
-    TransportClosed,
 )
 from gemini_live.types import (
     UNSET,
-    ActivityEnd,
-    ActivityStart,
-    Blob,
-    ClientContent,
     ClientMessage,
     Content,
-    ContextUpdate,
     FunctionResponse,
-    Part,
-    RealtimeInput,
     Setup,
     Tool,
-    ToolResponse,
-    ToolsUpdate,
 )
 
 if TYPE_CHECKING:
@@ -87,109 +72,28 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gemini_live.session")
-
-_IMAGE_MIME = ("image/jpeg", "image/png", "image/webp")
-
-
-@dataclass(frozen=True, slots=True)
-class TransportConfig:
-    """How to reach the service: endpoint, credential and WebSocket options."""
-
-    endpoint: Endpoint = field(default_factory=Endpoint.gemini)
-    auth: Auth = field(default_factory=Auth.none)
-    #: "picows" (fast), "websockets" (reference) or any object implementing Backend.
-    backend: str | Backend = "picows"
-    ssl_context: ssl.SSLContext | None = None
-    proxy: str | None = None
-    open_timeout: float = 10.0
-    #: Client WebSocket pings; None (default) disables them (Gemini pongs can take 30 s).
-    ping_interval: float | None = None
-    ping_timeout: float | None = None
-    max_message_size: int = 16 * 1024 * 1024
-    headers: tuple[tuple[str, str], ...] = ()
-    #: Application-level watchdog: no frame for this many seconds while open -> reconnect.
-    idle_timeout: float | None = None
+_local_ids = itertools.count(1)
 
 
-@dataclass(frozen=True, slots=True)
-class ReconnectPolicy:
-    """Exponential backoff with jitter; only errors marked retryable are retried."""
+class _SessionLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every record with the session id and sets ``record.session_id``."""
 
-    enabled: bool = True
-    base_backoff: float = 0.5
-    max_backoff: float = 5.0
-    #: Attempts per outage (reset after every successful setup). None: unlimited.
-    max_attempts: int | None = 10
-    jitter: float = 0.2
-    #: Also retry when the very first connection fails (default: fail fast).
-    retry_initial: bool = False
+    def __init__(self, session: Session) -> None:
+        super().__init__(logger, {})
+        self._session = session
 
-    def delay(self, attempt: int) -> float:
-        """Delay before attempt ``attempt`` (1-based), jittered by ±``jitter``."""
-        if attempt <= 1:
-            base = 0.0 if self.base_backoff <= 0 else self.base_backoff
-            base = min(base, self.max_backoff)
-        else:
-            base = min(self.max_backoff, self.base_backoff * (2 ** (attempt - 1)))
-        if self.jitter and base:
-            base *= 1.0 + random.uniform(-self.jitter, self.jitter)
-        return max(0.0, base)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """Everything a :class:`Session` needs. Only ``setup`` is required."""
-
-    setup: Setup
-    transport: TransportConfig = field(default_factory=TransportConfig)
-    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
-    setup_timeout: float = 10.0
-    #: Ask for resumption handles (adds ``sessionResumption: {}`` if the setup has none).
-    resumption: bool = True
-    #: Bytes of client frames kept while disconnected; beyond it sends raise QueueFullError.
-    offline_buffer_bytes: int = 4 * 1024 * 1024
-    #: Events buffered per subscriber before it starts lagging.
-    subscriber_queue: int = 4096
-    #: Rotate this many seconds before a goAway deadline.
-    go_away_margin: float = 0.25
-    #: Input sample rate for send_audio.
-    input_rate: int = 16000
-    #: Keep ``session.usage`` (token meter) and ``session.latency`` (per-turn timings).
-    metrics: bool = True
-    #: Buffer events for ``async for event in session`` / ``next_event()``. Turn it off
-    #: when the app consumes events only through ``on_event`` callbacks or ``events()``.
-    main_stream: bool = True
-
-
-@dataclass
-class SessionStats:
-    """Counters for monitoring; all monotonic over the session's life.
-
-    Frame counts (sent, received) live in ``session.protocol.stats``.
-    """
-
-    connects: int = 0
-    reconnects: int = 0
-    resumed: int = 0
-    fresh_sessions_after_loss: int = 0
-    go_away_rotations: int = 0
-    abrupt_drops: int = 0
-    #: Frames written on connections the server or network then cut, after the last
-    #: frame received on them: the ones that may not have reached the service (plain
-    #: resumption has no acknowledgements; transparent resumption replays instead).
-    frames_at_risk: int = 0
-    frames_queued_offline: int = 0
-    replayed_frames: int = 0
-    malformed_frames: int = 0
-    lagged_events: int = 0
-    callback_errors: int = 0
-    last_error: str | None = None
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        sid = self._session.session_id or self._session._local_id
+        kwargs.setdefault("extra", {})["session_id"] = sid
+        return f"[{sid}] {msg}", kwargs
 
 
 class _Subscriber:
     """One consumer's view of the event stream: a bounded queue with a lag counter.
 
-    It is its own async iterator. On overflow the oldest event is dropped and counted; the
+    It is its own async iterator, for ONE task at a time (a second task gets
+    :class:`~gemini_live.errors.ConcurrencyError`). Cancelling a pending ``__anext__`` is
+    safe: no event is lost. On overflow the oldest event is dropped and counted; the
     consumer then receives ``Lagged(count)`` before the events that are left. After the
     session ends it drains what is queued, then stops (raising the session's error if it
     failed).
@@ -243,25 +147,32 @@ class _Subscriber:
                 if err is not None:
                     raise err
                 raise StopAsyncIteration
+            if self._waiter is not None:
+                raise ConcurrencyError(
+                    "another task is already iterating this event stream; use "
+                    "session.events() for an independent stream per consumer"
+                )
             waiter = self._waiter = asyncio.get_running_loop().create_future()
-            await waiter
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
 
 
 class _ConnHandler:
     """FrameHandler for one connection: forwards to the session with its identity."""
 
-    __slots__ = ("closed", "info", "last_rx", "session", "tx_since_rx")
+    __slots__ = ("closed", "info", "last_rx", "session")
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
         self.info: CloseInfo | None = None
         self.last_rx = time.monotonic()
-        self.tx_since_rx = 0
 
     def on_frame(self, data: bytes) -> None:
         self.last_rx = now = time.monotonic()
-        self.tx_since_rx = 0
         if self.info is None:
             self.session._on_frame(data, now)
 
@@ -270,6 +181,7 @@ class _ConnHandler:
             self.info = info
             if self.session._handler is self:
                 self.session._open = False
+                self.session._try_send = None
                 self.session._poke()
             if not self.closed.done():
                 self.closed.set_result(info)
@@ -279,43 +191,53 @@ class Session:
     """A Live API session that survives reconnects.
 
     Create with ``await Session.connect(config)`` (or :func:`gemini_live.connect`). Iterate
-    it for events; call ``send_*`` from any task. ``close()`` is idempotent.
+    it for events from one task; call ``send_*`` from any task. ``close()`` is idempotent.
+    Every ``send_*`` validates its input first (a bad value raises a
+    :class:`~gemini_live.errors.ConfigError` and nothing is sent), then writes or queues
+    the frame; cancelling a send after it started never loses or duplicates the frame.
     """
 
     def __init__(self, config: SessionConfig) -> None:
+        if not isinstance(config, SessionConfig):
+            raise ConfigError(f"expected a SessionConfig, got {type(config).__name__}")
         tc = config.transport
-        setup = config.setup
-        model = tc.endpoint.model_name(setup.model)
-        if model != setup.model:
-            setup = msgspec.structs.replace(setup, model=model)
         self.config = config
         self.protocol = ClientProtocol(
-            setup, api=tc.endpoint.api, request_resumption=config.resumption
+            config.setup,
+            api=tc.endpoint.api,
+            request_resumption=config.resumption,
+            normalize_model=tc.endpoint.model_name,
+            input_rate=config.input_rate,
+            offline_buffer_bytes=config.offline_buffer_bytes,
+            max_frame_bytes=tc.max_message_size,
+            resend=config.resend,
+            go_away_margin=config.go_away_margin,
+            hold_while_draining=config.drain_input == "hold",
         )
-        self.stats = SessionStats()
+        #: Counters for monitoring (the protocol's, one object).
+        self.stats: SessionStats = self.protocol.stats
         self.error: GeminiLiveError | None = None
+        self._local_id = f"local-{next(_local_ids)}"
+        self.log = _SessionLog(self)
         self._backend = _resolve_backend(tc.backend)
-        self._audio = AudioFrameEncoder(config.input_rate)
-        self._audio_by_rate: dict[int, AudioFrameEncoder] = {config.input_rate: self._audio}
         # Extra subscribers are held weakly: one whose iterator the app dropped goes away.
         self._subscribers: weakref.WeakSet[_Subscriber] = weakref.WeakSet()
         self._transport: Transport | None = None
         self._try_send: Callable[[bytes], bool] | None = None
         self._handler: _ConnHandler | None = None
-        self._open = False  # direct sends allowed
+        self._open = False  # the runner flushed the connection: writes may go out
         self._closing = False
         self._closed_event: asyncio.Event | None = None
-        self._queue: deque[bytes] = deque()
-        self._queue_bytes = 0
+        self._flush_lock: asyncio.Lock | None = None
         self._runner: asyncio.Task[None] | None = None
         self._setup_waiter: asyncio.Future[ev.SetupComplete] | None = None
         self._wake: asyncio.Event | None = None
-        self._go_away = False
         self._close_info: tuple[int | None, str] = (None, "")
         self._first_ready: asyncio.Future[None] | None = None
         self._main: _Subscriber | None = self._new_subscriber() if config.main_stream else None
         self._listeners: tuple[Callable[[ev.Event], object], ...] = ()
         self._input_at: float | None = None
+        self._tool_runner: ToolRunner | None = None
         #: Token usage per turn and per session (None when ``config.metrics`` is off).
         self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
         #: Latency of each turn: end of user input to first audio/text/turnComplete.
@@ -334,6 +256,7 @@ class Session:
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._closed_event = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._first_ready = loop.create_future()
         self._runner = loop.create_task(self._run(), name="gemini-live-session")
         try:
@@ -359,6 +282,8 @@ class Session:
 
     @property
     def status(self) -> Literal["connecting", "open", "reconnecting", "closed"]:
+        """``connecting`` before the first setupComplete, ``open`` while frames go out
+        directly, ``reconnecting`` between connections (sends are queued), ``closed``."""
         if self._is_closing() or (self._runner is not None and self._runner.done()):
             return "closed"
         if self._open:
@@ -367,20 +292,23 @@ class Session:
 
     @property
     def session_id(self) -> str | None:
+        """The id the service gave in ``setupComplete`` (None before, or if it gave none)."""
         return self.protocol.session_id
 
     @property
     def resume_handle(self) -> str | None:
+        """The latest resumable handle (where a reconnect resumes from)."""
         return self.protocol.resume_handle
 
     @property
     def closed(self) -> bool:
+        """True once the session ended (``close()`` or a fatal error, see ``error``)."""
         return self.status == "closed"
 
     def __repr__(self) -> str:
         return (
             f"<Session {self.status} model={self.protocol.setup.model!r}"
-            f" id={self.session_id!r} auth={self.config.transport.auth!r}>"
+            f" id={self.session_id!r} api={self.protocol.api}>"
         )
 
     # -- receiving ----------------------------------------------------------------------
@@ -420,10 +348,10 @@ class Session:
     def on_event(self, callback: Callable[[ev.Event], object]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event, in stream order, on the event loop.
 
-        The cheapest way to consume events: it runs inside the frame callback, with no
-        task wake-up per event, so it must be quick and must not block. An exception it
-        raises is logged and counted (``stats.callback_errors``); the callback stays
-        registered. Returns a function that unregisters it.
+        Lossless and the cheapest way to consume events: it runs inside the frame
+        callback, with no task wake-up per event, so it must be quick and must not block.
+        An exception it raises is logged and counted (``stats.callback_errors``); the
+        callback stays registered. Returns a function that unregisters it.
         """
         self._listeners = (*self._listeners, callback)
 
@@ -445,14 +373,15 @@ class Session:
                     callback(event)
                 except Exception:
                     self.stats.callback_errors += 1
-                    logger.exception("an on_event callback raised")
+                    self.log.exception("an on_event callback raised")
 
     def _on_frame(self, data: bytes, now: float) -> None:
+        protocol = self.protocol
         try:
-            events = self.protocol.receive(data, now)
+            events = protocol.receive(data, now)
         except GeminiLiveError as exc:
             self.stats.malformed_frames += 1
-            logger.warning("ignoring a frame from the server: %s", exc)
+            self.log.warning("ignoring a frame from the server: %s", exc)
             return
         usage = self.usage
         if usage is not None and self._input_at is not None:
@@ -468,30 +397,24 @@ class Session:
             for event in events:
                 observe(usage, self.latency, event, now)
         for event in events:
-            if isinstance(event, ev.SetupComplete):
+            t = type(event)
+            if t is ev.SetupComplete:
                 w = self._setup_waiter
                 if w is not None and not w.done():
-                    w.set_result(event)
-                self._emit(event)
-                if self.protocol.ever_reconnected:
-                    restored = self.protocol.state_restored
-                    if restored:
-                        self.stats.resumed += 1
-                    else:
-                        self.stats.fresh_sessions_after_loss += 1
-                    self._emit(ev.Resumed(restored))
-                continue
-            elif isinstance(event, ev.GoAway):
-                self._go_away = True
-                self._poke()
-            elif isinstance(event, ev.SessionResumptionUpdate) and event.resumable and event.handle:
-                self._poke()
+                    w.set_result(event)  # type: ignore[arg-type]
+            elif t is ev.Resumed:
+                self.log.info(
+                    "reconnected: %s",
+                    "state restored from the resumption handle"
+                    if event.state_restored  # type: ignore[attr-defined]
+                    else "FRESH session (the conversation state is gone)",
+                )
             self._emit(event)
-
-    def _wait_before_rotating(self) -> bool:
-        return self.protocol.should_wait_before_rotating
+        if protocol.draining:
+            self._poke()  # the rotation decision may have changed
 
     def _is_closing(self) -> bool:
+        # A method, not the attribute, so mypy does not narrow the flag across awaits.
         return self._closing
 
     def _poke(self) -> None:
@@ -500,77 +423,121 @@ class Session:
 
     # -- sending ------------------------------------------------------------------------
 
+    def _check_usable(self) -> None:
+        if self._runner is None:
+            raise SessionClosedError("session is not connected: use await Session.connect()")
+        if self._is_closing() or self.error is not None:
+            raise SessionClosedError("session is closed") from self.error
+
+    async def _submitted(self, frame: bytes | None) -> None:
+        """After a ``protocol.send_*``: write a frame handed out directly, or flush."""
+        if frame is not None:
+            try_send = self._try_send
+            if try_send is not None and try_send(frame):
+                self.protocol.written(1)
+                return
+            self.protocol.unwritten()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Write everything the protocol hands out; the one place that handles write errors.
+
+        A failed write gives the frames back to the protocol (they go out again after the
+        reconnect) and leaves the connection to the runner.
+        """
+        lock = self._flush_lock
+        if lock is None:
+            return
+        async with lock:
+            protocol = self.protocol
+            while self._open:
+                transport = self._transport
+                if transport is None:
+                    return
+                conn = protocol.connection_number
+                frames = protocol.data_to_send(time.monotonic())
+                if not frames:
+                    return
+                for frame in frames:
+                    if self._transport is not transport or protocol.connection_number != conn:
+                        protocol.unwritten()
+                        return
+                    try:
+                        await transport.send(frame)
+                    except (GeminiLiveError, OSError) as exc:
+                        if protocol.connection_number == conn:
+                            protocol.unwritten()
+                        self.log.info("write failed (%s); the frames will be re-sent", exc)
+                        self._open = False
+                        self._try_send = None
+                        self._poke()
+                        return
+                    if protocol.connection_number == conn:
+                        protocol.written(1)
+
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
         """Stream a PCM16 chunk (bytes, memoryview, array('h'), numpy int16/float32)."""
-        if sample_rate is None:
-            enc = self._audio
-        else:
-            found = self._audio_by_rate.get(sample_rate)
-            if found is None:
-                found = self._audio_by_rate[sample_rate] = AudioFrameEncoder(sample_rate)
-            enc = found
-        frame = enc.encode(pcm)
-        if len(frame) == enc.empty_frame_size:
-            raise ConfigError("audio chunk is empty")
-        if not self._send_now(frame):
-            await self._send_frame(frame)
-        self._user_input()
+        self._check_usable()
+        now = time.monotonic()
+        await self._submitted(self.protocol.send_audio(pcm, now, sample_rate))
+        if self.usage is not None:
+            self._input_at = now
 
     async def send_video(self, frame: bytes, *, mime_type: str = "image/jpeg") -> None:
         """Send one still frame (JPEG/PNG/WebP), about one per second."""
-        if mime_type not in _IMAGE_MIME:
-            raise ConfigError(f"video frames must be one of {', '.join(_IMAGE_MIME)}")
-        if not frame:
-            raise ConfigError("video frame is empty")
-        await self.send_raw(
-            ClientMessage(realtime_input=RealtimeInput(video=Blob.of(frame, mime_type)))
-        )
+        self._check_usable()
+        await self._submitted(self.protocol.send_video(frame, time.monotonic(), mime_type))
 
     async def send_text(self, text: str) -> None:
         """Send typed user text as realtime input (turn end is inferred by the server)."""
-        if not text:
-            raise ConfigError("text is empty")
-        await self.send_raw(ClientMessage(realtime_input=RealtimeInput(text=text)))
+        self._check_usable()
+        now = time.monotonic()
+        await self._submitted(self.protocol.send_text(text, now))
+        self._user_input(now)
 
     async def send_activity_start(self) -> None:
-        await self.send_raw(
-            ClientMessage(realtime_input=RealtimeInput(activity_start=ActivityStart()))
-        )
+        """Mark the start of user speech (only with automatic activity detection off)."""
+        self._check_usable()
+        await self._submitted(self.protocol.send_activity_start(time.monotonic()))
 
     async def send_activity_end(self) -> None:
-        await self.send_raw(ClientMessage(realtime_input=RealtimeInput(activity_end=ActivityEnd())))
+        """Mark the end of user speech: the model answers what it heard."""
+        self._check_usable()
+        now = time.monotonic()
+        await self._submitted(self.protocol.send_activity_end(now))
+        self._user_input(now)
 
     async def send_audio_stream_end(self) -> None:
-        await self.send_raw(ClientMessage(realtime_input=RealtimeInput(audio_stream_end=True)))
+        """Tell the service the microphone stopped (it flushes what it buffered)."""
+        self._check_usable()
+        now = time.monotonic()
+        await self._submitted(self.protocol.send_audio_stream_end(now))
+        self._user_input(now)
 
     async def send_client_content(
         self, turns: Content | str | Sequence[Content] | None = None, *, turn_complete: bool = True
     ) -> None:
         """Append turns to the history; ``turn_complete`` starts generation."""
-        if turns is None:
-            items: list[Content] | Any = UNSET
-        elif isinstance(turns, str):
-            items = [Content.text(turns)]
-        elif isinstance(turns, Content):
-            items = [turns]
-        else:
-            items = list(turns)
-        await self.send_raw(
-            ClientMessage(client_content=ClientContent(turns=items, turn_complete=turn_complete))
+        self._check_usable()
+        now = time.monotonic()
+        await self._submitted(
+            self.protocol.send_client_content(turns, now, turn_complete=turn_complete)
         )
+        self._user_input(now)
 
     async def send_tool_response(
         self, responses: FunctionResponse | Iterable[FunctionResponse]
     ) -> None:
-        """Answer tool calls. Every response needs the call's ``id`` on the Gemini API."""
-        items = [responses] if isinstance(responses, FunctionResponse) else list(responses)
-        if not items:
-            raise ConfigError("no function responses given")
-        if self.protocol.api == "gemini":
-            for r in items:
-                if r.id is UNSET or not r.id:
-                    raise ConfigError(f"function response for {r.name!r} has no id")
-        await self.send_raw(ClientMessage(tool_response=ToolResponse(function_responses=items)))
+        """Answer tool calls: each response names a pending call's ``id``, once.
+
+        An unknown or already answered id raises
+        :class:`~gemini_live.errors.UnknownToolCallError` (nothing is sent); an answer to
+        a call the service forgot (cancelled, or made in a state a reconnect could not
+        restore) is dropped with a warning and counted.
+        """
+        self._check_usable()
+        await self._submitted(self.protocol.send_tool_response(responses, time.monotonic()))
+        self._poke()
 
     async def send_context_update(
         self,
@@ -579,47 +546,29 @@ class Session:
         tools: Sequence[Tool] | None = None,
     ) -> None:
         """Change the system instruction and/or tools mid-session (``tools=[]`` clears)."""
-        if system_instruction is None and tools is None:
-            raise ConfigError("send_context_update needs system_instruction and/or tools")
-        si: Content | Any = UNSET
-        if isinstance(system_instruction, str):
-            si = Content(parts=[Part(text=system_instruction)])
-        elif system_instruction is not None:
-            si = system_instruction
-        tu: ToolsUpdate | Any = UNSET if tools is None else ToolsUpdate(tools=list(tools))
-        await self.send_raw(
-            ClientMessage(context_update=ContextUpdate(system_instruction=si, tools=tu))
+        self._check_usable()
+        await self._submitted(
+            self.protocol.send_context_update(
+                time.monotonic(), system_instruction=system_instruction, tools=tools
+            )
         )
-        # A later resume sends the setup again: it must carry the updated context.
-        new = self.protocol.setup
-        if tools is not None:
-            new = msgspec.structs.replace(new, tools=list(tools) if tools else UNSET)
-        if si is not UNSET:
-            new = msgspec.structs.replace(new, system_instruction=si)
-        self.protocol.update_setup(new)
 
-    async def send_raw(self, message: ClientMessage) -> None:
-        """Send any client message (checked: one field, one realtime payload)."""
-        if message.setup is not UNSET:
-            raise ConfigError("setup is sent by the session itself; use update_setup()")
-        frame = encode_client(message)
-        if message.tool_response is not UNSET:
-            filtered = self.protocol.filter_tool_response(message.tool_response)
-            if filtered is None:
-                return
-            if filtered is not message.tool_response:
-                frame = encode_client(ClientMessage(tool_response=filtered))
-            self._poke()
-        if not self._send_now(frame):
-            await self._send_frame(frame)
+    async def send_message(self, message: ClientMessage) -> None:
+        """Send any client message (checked: types, one field, one realtime payload)."""
+        self._check_usable()
+        now = time.monotonic()
+        await self._submitted(self.protocol.send_message(message, now))
         if message.realtime_input is not UNSET or message.client_content is not UNSET:
-            self._user_input()
+            self._user_input(now)
 
-    def _user_input(self) -> None:
-        # Only the time is kept here (this runs for every audio chunk); the metrics get the
-        # latest input time just before the next server frame is counted.
+    #: The same as :meth:`send_message`.
+    send_raw = send_message
+
+    def _user_input(self, now: float) -> None:
+        # Only the time is kept here; the metrics get the latest input time just before
+        # the next server frame is counted.
         if self.usage is not None:
-            self._input_at = time.monotonic()
+            self._input_at = now
 
     def run_tools(self, registry: ToolRegistry, **options: Any) -> ToolRunner:
         """Answer this session's tool calls from ``registry`` (see :mod:`gemini_live.tools`).
@@ -631,60 +580,14 @@ class Session:
 
         return run_tools(self, registry, **options)
 
-    def _sent(self, frame: bytes) -> None:
-        """Book a frame written on the open connection (numbering, at-risk accounting)."""
-        self.protocol.frame_sent(frame)
-        h = self._handler
-        if h is not None:
-            h.tx_since_rx += 1
-
-    def _send_now(self, frame: bytes) -> bool:
-        """Hot path: write ``frame`` synchronously if the connection allows it right now."""
-        try_send = self._try_send
-        if (
-            try_send is not None
-            and self._open
-            and not self._queue
-            and not self._closing
-            and try_send(frame)
-        ):
-            self._sent(frame)
-            return True
-        return False
-
-    async def _send_frame(self, frame: bytes) -> None:
-        if self._is_closing() or self.error is not None or self._runner is None:
-            if self._runner is None:
-                raise SessionClosedError("session is not connected: use await Session.connect()")
-            raise SessionClosedError("session is closed") from self.error
-        transport = self._transport
-        if self._open and not self._queue and transport is not None and not transport.closed:
-            self._sent(frame)
-            try:
-                await transport.send(frame)
-            except TransportClosed:
-                # The socket died between the check and the write: count it as at risk.
-                self.stats.frames_at_risk += 1
-                logger.warning("a frame was written to a connection that had just closed")
-            return
-        size = len(frame)
-        if self._queue_bytes + size > self.config.offline_buffer_bytes:
-            raise QueueFullError(
-                f"offline send buffer full ({self._queue_bytes} of "
-                f"{self.config.offline_buffer_bytes} bytes) while reconnecting; "
-                "message not queued"
-            )
-        self._queue.append(frame)
-        self._queue_bytes += size
-        self.stats.frames_queued_offline += 1
+    def _attach_tools(self, registry: ToolRegistry) -> None:
+        """``connect(tools=registry)``: answer calls from the very first frame."""
+        self._tool_runner = self.run_tools(registry)
 
     async def update_setup(self, setup: Setup) -> None:
         """Apply a new setup by resuming with it (everything but the model may change)."""
-        model = self.config.transport.endpoint.model_name(setup.model)
-        if model != setup.model:
-            setup = msgspec.structs.replace(setup, model=model)
         self.protocol.update_setup(setup)
-        self._go_away = True  # rotate now, resuming with the new setup
+        self.protocol.request_rotation(time.monotonic())
         self._poke()
 
     # -- closing ------------------------------------------------------------------------
@@ -694,15 +597,24 @@ class Session:
         if not self._is_closing():
             self._closing = True
             self._poke()
-        runner = self._runner
-        if runner is not None and not runner.done() and not self._open:
+        runner = self._tool_runner
+        if runner is not None:
+            self._tool_runner = None
+            with contextlib.suppress(Exception):
+                await runner.aclose()
+        runner_task = self._runner
+        if runner_task is not None and not runner_task.done() and not self._open:
             # Still connecting or backing off: nothing to close gracefully.
-            runner.cancel()
-        if runner is not None and not runner.done() and runner is not asyncio.current_task():
-            _, pending = await asyncio.wait({runner}, timeout=5.0)
+            runner_task.cancel()
+        if (
+            runner_task is not None
+            and not runner_task.done()
+            and runner_task is not asyncio.current_task()
+        ):
+            _, pending = await asyncio.wait({runner_task}, timeout=5.0)
             if pending:
-                runner.cancel()
-                await asyncio.wait({runner}, timeout=1.0)
+                runner_task.cancel()
+                await asyncio.wait({runner_task}, timeout=1.0)
         self._finish()
 
     def _finish(self, error: GeminiLiveError | None = None) -> None:
@@ -712,22 +624,25 @@ class Session:
         if self._closed_event is not None and self._closed_event.is_set():
             return
         self._open = False
+        self._try_send = None
         self._closing = True
         code, reason = self._close_info
-        if isinstance(error, ServiceError):
-            code, reason = error.code, error.reason
+        code = getattr(error, "code", code)
+        reason = getattr(error, "reason", None) or (str(error) if error is not None else reason)
         self._emit(ev.Closed(code, reason))
         if self._main is not None:
             self._main.end()
         for sub in list(self._subscribers):
             sub.end()
-        if self._queue:
-            logger.warning("session closed with %d queued frames unsent", len(self._queue))
+        unsent = self.protocol.discard_queue()
+        if unsent:
+            self.log.warning("session closed with %d frames never written", unsent)
         if self._closed_event is not None:
             self._closed_event.set()
         fr = self._first_ready
         if fr is not None and not fr.done():
             fr.set_exception(error or SessionClosedError("session closed before it was ready"))
+            fr.exception()  # retrieved here: connect() may have been cancelled
 
     # -- the runner ---------------------------------------------------------------------
 
@@ -737,66 +652,71 @@ class Session:
             await self._run_connections()
         except GeminiLiveError as exc:
             error = exc
+            self.log.error("session ended: %s", exc)
         except asyncio.CancelledError:
             error = None
             raise
         except Exception as exc:  # pragma: no cover - a bug; keep the app informed
-            logger.exception("session runner crashed")
+            self.log.exception("session runner crashed")
             error = GeminiLiveError(f"session runner crashed: {exc!r}")
         finally:
             await self._drop_transport(graceful=True)
             self._finish(error)
 
     async def _run_connections(self) -> None:
+        """The one reconnect loop: one delay rule, one retry predicate."""
         policy = self.config.reconnect
         attempt = 0
+        fresh_in_a_row = 0
         first = True
         while not self._is_closing():
+            healthy = False
             try:
                 await self._open_connection()
+                if first:
+                    first = False
+                    fr = self._first_ready
+                    if fr is not None and not fr.done():
+                        fr.set_result(None)
+                outcome = await self._serve_connection()
+                healthy = self.protocol.connection_healthy(time.monotonic(), policy.healthy_after)
             except GeminiLiveError as exc:
-                if self._is_closing():
-                    return
-                if isinstance(exc, SessionNotFound) and self.protocol.resume_handle:
-                    # Stale handle: start a fresh session at once.
-                    logger.info("resume rejected (%s); starting a fresh session", exc)
-                    self.protocol.resume_rejected()
-                    continue
-                if first and not policy.retry_initial:
-                    raise
-                if not (policy.enabled and exc.retryable):
-                    raise
-                attempt += 1
-                if policy.max_attempts is not None and attempt > policy.max_attempts:
-                    raise
-                delay = policy.delay(attempt)
-                self.stats.last_error = str(exc)
-                self._emit(ev.Reconnecting(attempt, delay, str(exc)))
-                await self._sleep(delay)
-                continue
-            attempt = 0
-            if first:
-                first = False
-                fr = self._first_ready
-                if fr is not None and not fr.done():
-                    fr.set_result(None)
-            outcome = await self._serve_connection()
+                outcome = exc
             if self._is_closing():
                 return
+            if healthy:
+                attempt = 0
+                fresh_in_a_row = 0
             if outcome == "rotate":
                 self.stats.go_away_rotations += 1
+                self.log.info("rotating the connection (goAway or setup change)")
                 self._emit(ev.Reconnecting(1, 0.0, "goAway: rotating connection"))
                 continue
             err = outcome
             assert isinstance(err, GeminiLiveError)
-            if not (policy.enabled and err.retryable):
+            self.stats.last_error = str(err)
+            if isinstance(err, SessionNotFound) and self.protocol.resume_handle:
+                self.protocol.resume_rejected()
+                fresh_in_a_row += 1
+                limit = policy.max_fresh_restarts
+                if limit is not None and fresh_in_a_row > limit:
+                    raise SessionClosedError(
+                        f"gave up after {limit} fresh restarts in a row: the service rejected "
+                        f"every resumption ({err})"
+                    ) from err
+                self.log.info("resume rejected (%s); starting a fresh session", err)
+                continue
+            if first and not policy.retry_initial:
+                raise err
+            if not policy.should_retry(err):
                 raise err
             attempt += 1
             if policy.max_attempts is not None and attempt > policy.max_attempts:
                 raise err
-            # The first retry after a working connection goes out at once.
-            delay = 0.0 if attempt == 1 else policy.delay(attempt - 1)
-            self.stats.last_error = str(err)
+            # After a healthy connection the first retry goes out at once; a connection
+            # that died early backs off like a failed connect (no reconnect storm).
+            delay = 0.0 if healthy and attempt == 1 else policy.delay(attempt)
+            self.log.info("reconnecting in %.2f s (attempt %d): %s", delay, attempt, err)
             self._emit(ev.Reconnecting(attempt, delay, str(err)))
             await self._sleep(delay)
 
@@ -811,8 +731,8 @@ class Session:
                     await self._wake.wait()
                     self._wake.clear()
 
-    async def _open_connection(self) -> bool:
-        """Connect, send setup, wait for setupComplete, flush. Returns state_restored."""
+    async def _open_connection(self) -> None:
+        """Connect, write the setup, wait for setupComplete, flush the queue."""
         tc = self.config.transport
         url, headers = await tc.auth.apply(tc.endpoint.url)
         options = ConnectOptions(
@@ -828,21 +748,26 @@ class Session:
         loop = asyncio.get_running_loop()
         handler = _ConnHandler(self)
         self._setup_waiter = loop.create_future()
-        self.protocol.connection_made()
+        protocol = self.protocol
+        protocol.connection_made()
+        self.log.info(
+            "connecting to the %s endpoint (%s)",
+            protocol.api,
+            "resuming" if protocol.resume_handle else "new session",
+        )
         try:
             transport = await self._backend.connect(url, handler, options)
-        except ConnectError:
-            self.protocol.connection_lost(1006, "connect failed", local=True)
+        except GeminiLiveError:
+            protocol.connection_lost(1006, "connect failed", local=True)
             raise
         self.stats.connects += 1
         if self.stats.connects > 1:
             self.stats.reconnects += 1
         self._transport = transport
         self._handler = handler
-        sync: SyncSender | None = transport if isinstance(transport, SyncSender) else None
-        self._try_send = sync.try_send if sync is not None else None
         try:
-            await transport.send(self.protocol.setup_frame())
+            for frame in protocol.data_to_send(time.monotonic()):
+                await transport.send(frame)
             waiter = self._setup_waiter
             try:
                 async with asyncio.timeout(self.config.setup_timeout):
@@ -850,55 +775,67 @@ class Session:
                         (waiter, handler.closed), return_when=asyncio.FIRST_COMPLETED
                     )
             except TimeoutError:
-                self.protocol.connection_lost(1006, "setup timeout", local=True)
+                protocol.connection_lost(1006, "setup timeout", local=True)
                 raise SetupTimeout(
                     f"no setupComplete within {self.config.setup_timeout:g} s"
                 ) from None
             if waiter not in done:
                 info = handler.info or CloseInfo(1006)
-                raise self.protocol.connection_lost(info.code, info.reason, local=info.local)
+                self._close_info = (info.code, info.reason)
+                raise protocol.connection_lost(info.code, info.reason, local=info.local)
         except BaseException:
             await self._drop_transport(graceful=False)
+            if protocol.state.value not in ("closed", "idle"):
+                protocol.connection_lost(1006, "setup interrupted", local=True)
             raise
-        restored = self.protocol.state_restored
-        # Transparent resume: replay what the server did not acknowledge, then the queue.
-        for frame in self.protocol.replay_frames():
-            self.stats.replayed_frames += 1
-            await transport.send(frame)
-        while self._queue:
-            frame = self._queue.popleft()
-            self._queue_bytes -= len(frame)
-            self._sent(frame)
-            await transport.send(frame)
+        self.log.info("setup complete (session id %s)", protocol.session_id)
         self._open = True
-        return restored
+        await self._flush()
+        if self._transport is transport and self._open and handler.info is None:
+            sync = transport if isinstance(transport, SyncSender) else None
+            self._try_send = sync.try_send if sync is not None else None
 
     async def _serve_connection(self) -> GeminiLiveError | Literal["rotate"]:
-        """Wait until this connection ends; returns the error or "rotate"."""
+        """Serve this connection until it ends or a planned rotation is due."""
         handler = self._handler
         transport = self._transport
         assert handler is not None and transport is not None and self._wake is not None
+        protocol = self.protocol
         idle = self.config.transport.idle_timeout
+        told_drain = False
         while True:
             if self._is_closing():
                 return SessionClosedError("closing")
-            if self._go_away:
-                self._go_away = False
-                await self._prepare_rotation(handler)
-                if handler.info is None:
-                    self._open = False
-                    self.protocol.start_closing()
-                    await self._drop_transport(graceful=True)
-                    self.protocol.connection_lost(1000, "rotating after goAway", local=True)
-                    return "rotate"
             if handler.info is not None:
                 break
+            now = time.monotonic()
+            if protocol.rotation_due(now):
+                self._open = False
+                self._try_send = None
+                async with self._flush_guard():
+                    protocol.start_closing()
+                await self._drop_transport(graceful=True)
+                protocol.connection_lost(1000, "rotating after goAway", local=True)
+                return "rotate"
+            if not told_drain and protocol.draining:
+                told_drain = True
+                blockers = protocol.rotation_blockers()
+                self.log.info(
+                    "goAway with %s: serving this connection until a clean point, "
+                    "at most %.2f s",
+                    ", ".join(blockers) or "nothing pending",
+                    max(0.0, (protocol.rotation_deadline() or now) - now),
+                )
+            timeout: float | None = None
+            if idle is not None:
+                timeout = max(0.0, handler.last_rx + idle - now)
+            rotate_at = protocol.rotation_deadline()
+            if rotate_at is not None:
+                left = max(0.0, rotate_at - now)
+                timeout = left if timeout is None else min(timeout, left)
             self._wake.clear()
             wake_task = asyncio.ensure_future(self._wake.wait())
             try:
-                timeout = None
-                if idle is not None:
-                    timeout = max(0.0, handler.last_rx + idle - time.monotonic())
                 done, _ = await asyncio.wait(
                     (wake_task, handler.closed),
                     timeout=timeout,
@@ -906,53 +843,45 @@ class Session:
                 )
             finally:
                 wake_task.cancel()
-            if not done and idle is not None and time.monotonic() - handler.last_rx >= idle:
-                logger.warning("no frame for %.1f s; reconnecting", idle)
+            if (
+                not done
+                and idle is not None
+                and handler.info is None
+                and time.monotonic() - handler.last_rx >= idle
+            ):
+                self.log.warning("no frame for %.1f s; reconnecting", idle)
                 self._open = False
-                info = CloseInfo(1006, "idle timeout", local=True)
-                handler.on_close(info)
+                handler.on_close(CloseInfo(1006, "idle timeout", local=True))
                 transport.abort()
                 break
         info = handler.info or CloseInfo(1006)
         self._open = False
+        self._try_send = None
         if info.code == 1006:
             self.stats.abrupt_drops += 1
-        if not info.local and not self.protocol.transparent:
-            # The server (or the network) cut the connection: frames written after its
-            # last frame may not have been read.
-            self.stats.frames_at_risk += handler.tx_since_rx
-        err = self.protocol.connection_lost(info.code, info.reason, local=info.local)
+        err = protocol.connection_lost(info.code, info.reason, local=info.local)
         self._close_info = (info.code, info.reason)
+        self.log.info("connection closed: %s", err)
         await self._drop_transport(graceful=False)
         return err
 
-    async def _prepare_rotation(self, handler: _ConnHandler) -> None:
-        """Before rotating on goAway: let tool state settle if the deadline allows.
-
-        Waits while a BLOCKING call is unanswered or the newest resumable handle predates
-        the latest tool call/answer, until ``go_away_margin`` before the deadline.
-        """
-        deadline = self.protocol.go_away_deadline
-        if deadline is None or not self._wait_before_rotating():
+    @contextlib.asynccontextmanager
+    async def _flush_guard(self) -> AsyncIterator[None]:
+        """Hold the flush lock (bounded): no write is half-done while we switch sockets."""
+        lock = self._flush_lock
+        if lock is None:
+            yield
             return
-        assert self._wake is not None
-        logger.info(
-            "goAway with a pending blocking tool call or tool state newer than the last "
-            "handle: waiting for the answer and a fresh handle before rotating"
-        )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(_loop_time_at(deadline - self.config.go_away_margin)):
-                while (
-                    handler.info is None and not self._is_closing() and self._wait_before_rotating()
-                ):
-                    self._wake.clear()
-                    wake_task = asyncio.ensure_future(self._wake.wait())
-                    try:
-                        await asyncio.wait(
-                            (wake_task, handler.closed), return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        wake_task.cancel()
+        try:
+            async with asyncio.timeout(2.0):
+                await lock.acquire()
+        except TimeoutError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
     async def _drop_transport(self, *, graceful: bool) -> None:
         transport, self._transport = self._transport, None
@@ -968,11 +897,6 @@ class Session:
                 transport.abort()
         elif not transport.closed:
             transport.abort()
-
-
-def _loop_time_at(monotonic_deadline: float) -> float:
-    loop = asyncio.get_running_loop()
-    return loop.time() + (monotonic_deadline - time.monotonic())
 
 
 def _version() -> str:

@@ -302,10 +302,10 @@ async def test_offline_buffer_overflow_raises(server: FakeLiveServer, backend_na
         reconnect=gl.ReconnectPolicy(base_backoff=5.0, max_backoff=5.0),
     )
     async with gl.connect(cfg) as session:
-        # Every reconnect attempt fails, so the session stays offline (5 s backoff).
-        server.reject_next_setups(100, (1011, "Internal error encountered."))
+        # The connection was not healthy yet (no turn, < 10 s), so even the first retry
+        # waits 5 s: the session stays offline meanwhile.
         await server.close(1011, "Internal error encountered.")
-        await collect_until(session, lambda e: isinstance(e, ev.Reconnecting) and e.attempt == 2)
+        await collect_until(session, lambda e: isinstance(e, ev.Reconnecting) and e.attempt == 1)
         sent = 0
         with pytest.raises(errors.QueueFullError):
             for _ in range(100):
