@@ -332,6 +332,7 @@ class ClientProtocol:
         self._responded_seq = 0
         self._max_setup_rtt = 0.0
         self._rotation_requested = False
+        self._rotating = False
         # -- tool calls
         #: Tool call ids the model is waiting on (id -> function name).
         self.pending_tool_calls: dict[str, str] = {}
@@ -442,9 +443,17 @@ class ClientProtocol:
         conn = self._conn
         if conn is None or conn.go_away_deadline is None or conn.state is not State.OPEN:
             return False
-        if self._rotation_requested or now >= conn.go_away_deadline - self._margin:
+        if (
+            self._rotating
+            or self._rotation_requested
+            or now >= conn.go_away_deadline - self._margin
+            or self.at_clean_point
+        ):
+            # From now on nothing more is handed out on this connection: new input waits
+            # for the next one, so the clean point cannot slip away.
+            self._rotating = True
             return True
-        return self.at_clean_point
+        return False
 
     def rotation_deadline(self) -> float | None:
         """When the rotation happens at the latest (caller's clock), or None."""
@@ -494,6 +503,7 @@ class ClientProtocol:
             raise ProtocolStateError("previous connection is not closed yet")
         self._conn = _Connection()
         self._rotation_requested = False
+        self._rotating = False
         self.stats.connections += 1
 
     def _setup_frame(self, conn: _Connection) -> bytes:
@@ -526,7 +536,7 @@ class ClientProtocol:
             return [frame]
         if conn.state is not State.OPEN or not self._pending:
             return []
-        if self._hold_while_draining and conn.go_away_deadline is not None:
+        if self._rotating or (self._hold_while_draining and conn.go_away_deadline is not None):
             return []
         frames = []
         pending = self._pending
@@ -658,6 +668,7 @@ class ClientProtocol:
             and conn.state is State.OPEN
             and not self._pending
             and not self._unconfirmed
+            and not self._rotating
             and not (self._hold_while_draining and conn.go_away_deadline is not None)
         ):
             self._hand_out(conn, out, now)

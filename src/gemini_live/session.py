@@ -410,8 +410,9 @@ class Session:
                     else "FRESH session (the conversation state is gone)",
                 )
             self._emit(event)
-        if protocol.draining:
-            self._poke()  # the rotation decision may have changed
+        if protocol.draining and protocol.rotation_due(now):
+            self._try_send = None  # rotate at this clean point: new sends wait for it
+            self._poke()
 
     def _is_closing(self) -> bool:
         # A method, not the attribute, so mypy does not narrow the flag across awaits.
