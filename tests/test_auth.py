@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -113,6 +113,12 @@ async def test_bearer_provider_is_awaited_each_time() -> None:
 
 # --------------------------------------------------------------------------- checked when built
 
+#: One constructor per kind of fixed credential.
+MAKERS: dict[str, Callable[[str], Auth]] = {
+    "api_key": Auth.api_key,
+    "ephemeral_token": Auth.ephemeral_token,
+    "bearer": Auth.bearer,
+}
 #: Each would split or corrupt the header line the credential travels in.
 BAD_CHARS = ["\r\nX-Injected: 1", "\n", "\r", "\x00", "\t", " ", "\x7f", "\u00e9", "\u2028"]
 
@@ -121,7 +127,7 @@ BAD_CHARS = ["\r\nX-Injected: 1", "\n", "\r", "\x00", "\t", " ", "\x7f", "\u00e9
 @pytest.mark.parametrize("kind", ["api_key", "ephemeral_token", "bearer"])
 def test_credentials_with_header_breaking_characters_are_refused(kind: str, bad: str) -> None:
     secret = f"{KEY}{bad}tail-of-the-secret"
-    make = {"api_key": Auth.api_key, "ephemeral_token": Auth.ephemeral_token, "bearer": Auth.bearer}
+    make = MAKERS
     with pytest.raises(errors.ConfigError, match="cannot be sent in an HTTP header") as caught:
         make[kind](secret)
     assert KEY not in str(caught.value) and "tail-of-the-secret" not in str(caught.value)
@@ -131,7 +137,7 @@ def test_credentials_with_header_breaking_characters_are_refused(kind: str, bad:
 
 @pytest.mark.parametrize("kind", ["api_key", "ephemeral_token", "bearer"])
 async def test_one_trailing_newline_from_a_file_is_stripped(kind: str) -> None:
-    make = {"api_key": Auth.api_key, "ephemeral_token": Auth.ephemeral_token, "bearer": Auth.bearer}
+    make = MAKERS
     auth = make[kind](f"{KEY}\n")
     _, headers = await auth.apply("wss://x")
     assert headers[0][1].endswith(KEY)
