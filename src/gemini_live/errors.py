@@ -74,6 +74,7 @@ __all__ = [
     "register_secret",
 ]
 
+#: Where a connection failed: opening it, during the setup exchange, or once streaming.
 Phase = Literal["connect", "setup", "stream"]
 
 # Google API keys start with "AIza"; ephemeral tokens are "auth_tokens/..."; OAuth access

@@ -45,7 +45,9 @@ __all__ = [
     "url_context",
 ]
 
+#: A tool's ``behavior``: the enum or its name.
 BehaviorLike: TypeAlias = Behavior | Literal["BLOCKING", "NON_BLOCKING"]
+#: A response's ``scheduling``: the enum or its name.
 SchedulingLike: TypeAlias = FunctionResponseScheduling | Literal["INTERRUPT", "WHEN_IDLE", "SILENT"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])

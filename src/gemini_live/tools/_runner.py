@@ -77,7 +77,9 @@ class ToolSession(Protocol):
     ) -> None: ...
 
 
+#: ``hook(call)``, run before a call (may be async).
 OnCall: TypeAlias = Callable[[FunctionCall], object]
+#: ``hook(call, response, elapsed_s)``, run after each response is sent (may be async).
 OnResult: TypeAlias = Callable[[FunctionCall, FunctionResponse, float], object]
 
 
