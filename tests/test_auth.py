@@ -204,6 +204,14 @@ def test_malformed_endpoint_urls_are_refused_when_built(url: str, match: str) ->
         Endpoint(url, "custom")
 
 
+def test_endpoint_repr_hides_credentials_in_the_url() -> None:
+    e = Endpoint.custom(f"ws://127.0.0.1:1/live?key={KEY}&alt=json")
+    assert KEY not in repr(e) and KEY not in str(e)
+    assert "key=***&alt=json" in repr(e)
+    v = Endpoint.vertex(project="proj")
+    assert repr(v).endswith("api='vertex', project='proj', location='us-central1')")
+
+
 def test_endpoint_fields_are_checked() -> None:
     with pytest.raises(errors.ConfigError, match="api must be one of"):
         Endpoint("ws://127.0.0.1:1/x", "openai")  # type: ignore[arg-type]

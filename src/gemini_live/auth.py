@@ -29,7 +29,7 @@ from typing import Any, Final, Literal, get_args
 
 import msgspec
 
-from gemini_live.errors import ConfigError, ConnectError, register_secret
+from gemini_live.errors import ConfigError, ConnectError, redact, register_secret
 from gemini_live.protocol import ApiKind
 from gemini_live.transport._common import check_header
 from gemini_live.types import Setup
@@ -76,9 +76,13 @@ def _credential(what: str, value: object) -> str:
     return cleaned
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Endpoint:
-    """Where the session connects. Build one with the class methods."""
+    """Where the session connects. Build one with the class methods.
+
+    ``repr`` scrubs the URL with :func:`~gemini_live.errors.redact`, so a ``?key=`` or
+    ``access_token=`` someone put in a custom URL is never shown.
+    """
 
     url: str
     api: ApiKind
@@ -109,6 +113,12 @@ class Endpoint:
             raise ConfigError("endpoint URL must not carry credentials (user:pass@); use Auth")
         if self.api not in get_args(ApiKind):
             raise ConfigError(f"api must be one of {get_args(ApiKind)}, got {self.api!r}")
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.project is not None or self.location is not None:
+            extra = f", project={self.project!r}, location={self.location!r}"
+        return f"Endpoint(url={redact(self.url)!r}, api={self.api!r}{extra})"
 
     @classmethod
     def gemini(
