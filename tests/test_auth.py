@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -109,6 +109,119 @@ async def test_bearer_provider_is_awaited_each_time() -> None:
 
     with pytest.raises(errors.ConfigError):
         await Auth.bearer_provider(empty).apply("wss://x")
+
+
+# --------------------------------------------------------------------------- checked when built
+
+#: One constructor per kind of fixed credential.
+MAKERS: dict[str, Callable[[str], Auth]] = {
+    "api_key": Auth.api_key,
+    "ephemeral_token": Auth.ephemeral_token,
+    "bearer": Auth.bearer,
+}
+#: Each would split or corrupt the header line the credential travels in.
+BAD_CHARS = ["\r\nX-Injected: 1", "\n", "\r", "\x00", "\t", " ", "\x7f", "\u00e9", "\u2028"]
+
+
+@pytest.mark.parametrize("bad", BAD_CHARS, ids=repr)
+@pytest.mark.parametrize("kind", ["api_key", "ephemeral_token", "bearer"])
+def test_credentials_with_header_breaking_characters_are_refused(kind: str, bad: str) -> None:
+    secret = f"{KEY}{bad}tail-of-the-secret"
+    make = MAKERS
+    with pytest.raises(errors.ConfigError, match="cannot be sent in an HTTP header") as caught:
+        make[kind](secret)
+    assert KEY not in str(caught.value) and "tail-of-the-secret" not in str(caught.value)
+    with pytest.raises(errors.ConfigError):
+        Auth(kind, secret)  # type: ignore[arg-type]  # direct construction is checked too
+
+
+@pytest.mark.parametrize("kind", ["api_key", "ephemeral_token", "bearer"])
+async def test_one_trailing_newline_from_a_file_is_stripped(kind: str) -> None:
+    make = MAKERS
+    auth = make[kind](f"{KEY}\n")
+    _, headers = await auth.apply("wss://x")
+    assert headers[0][1].endswith(KEY)
+    assert all("\n" not in value for _, value in headers)
+    assert make[kind](f"  {KEY}\r\n") == auth
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\n", None, 123, b"AIzabytes"], ids=repr)
+def test_empty_or_non_str_credentials_are_refused(bad: object) -> None:
+    for make in (Auth.api_key, Auth.ephemeral_token, Auth.bearer):
+        with pytest.raises(errors.ConfigError):
+            make(bad)  # type: ignore[arg-type]
+
+
+def test_other_auth_fields_are_checked() -> None:
+    with pytest.raises(errors.ConfigError, match="x-goog-user-project"):
+        Auth.bearer("ya29.abc", quota_project="billing\r\nX-Injected: 1")
+    with pytest.raises(errors.ConfigError, match="unknown auth kind"):
+        Auth("password")  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigError, match="bearer_provider"):
+        Auth("bearer_provider")
+
+
+async def test_bearer_provider_token_is_checked_on_every_connect() -> None:
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return "ya29.first\n" if calls == 1 else "ya29.sec\r\nX-Injected: 1"
+
+    auth = Auth.bearer_provider(provider)
+    assert (await auth.apply("wss://x"))[1] == [("Authorization", "Bearer ya29.first")]
+    with pytest.raises(errors.ConfigError, match="bearer_provider") as caught:
+        await auth.apply("wss://x")
+    assert "ya29.sec" not in str(caught.value)
+
+    async def not_a_str() -> str:
+        return 42  # type: ignore[return-value]
+
+    with pytest.raises(errors.ConfigError, match="must be a str"):
+        await Auth.bearer_provider(not_a_str).apply("wss://x")
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("ws://[::1", "malformed endpoint URL"),
+        ("ws://[::1]:99999/x", "malformed endpoint URL"),
+        ("ws://host:port/x", "malformed endpoint URL"),
+        ("ws:///no-host", "no host"),
+        ("wss://", "no host"),
+        ("ws://user:pw@127.0.0.1:1/x", "must not carry credentials"),
+        ("ws://127.0.0.1:1/a b", "whitespace or a control character"),
+        ("ws://127.0.0.1:1/x\r\nHost: evil", "whitespace or a control character"),
+        ("http://127.0.0.1:1/x", "ws:// or wss://"),
+        ("127.0.0.1:1", "ws:// or wss://"),
+    ],
+)
+def test_malformed_endpoint_urls_are_refused_when_built(url: str, match: str) -> None:
+    with pytest.raises(errors.ConfigError, match=match):
+        Endpoint.custom(url)
+    with pytest.raises(errors.ConfigError, match=match):
+        Endpoint(url, "custom")
+
+
+def test_endpoint_repr_hides_credentials_in_the_url() -> None:
+    e = Endpoint.custom(f"ws://127.0.0.1:1/live?key={KEY}&alt=json")
+    assert KEY not in repr(e) and KEY not in str(e)
+    assert "key=***&alt=json" in repr(e)
+    v = Endpoint.vertex(project="proj")
+    assert repr(v).endswith("api='vertex', project='proj', location='us-central1')")
+
+
+def test_endpoint_fields_are_checked() -> None:
+    with pytest.raises(errors.ConfigError, match="api must be one of"):
+        Endpoint("ws://127.0.0.1:1/x", "openai")  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigError, match="must be a str"):
+        Endpoint(b"ws://127.0.0.1:1/x", "custom")  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigError):
+        Endpoint.gemini(host="bad host")
+    with pytest.raises(errors.ConfigError):
+        Endpoint.vertex(location="us-central1/../x y")
+    assert Endpoint.custom("ws://[::1]:8080/live").url == "ws://[::1]:8080/live"
 
 
 async def test_google_default_uses_adc(monkeypatch: pytest.MonkeyPatch) -> None:

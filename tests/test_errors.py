@@ -8,6 +8,7 @@ from gemini_live import errors
 from gemini_live.errors import (
     AudioFormatError,
     AuthError,
+    ConcurrencyError,
     ConfigError,
     ConnectError,
     ConnectionDropped,
@@ -26,9 +27,13 @@ from gemini_live.errors import (
     SessionClosedError,
     SessionNotFound,
     SetupTimeout,
+    TransportClosed,
+    TransportError,
     classify_close,
+    excerpt,
     redact,
 )
+from gemini_live.transport import CloseInfo
 
 # (code, reason, phase, expected class, retryable): one row per line of §7, plus the phases
 # where the same text means different things.
@@ -213,6 +218,82 @@ def test_malformed_message_keeps_first_200_bytes() -> None:
     assert MalformedMessage("bad").frame is None
     assert MalformedMessage("bad", frame=b"x" * 500).frame == b"x" * 200
     assert MalformedMessage("bad", frame=b"{}").frame == b"{}"
+
+
+def test_transport_tree() -> None:
+    for cls in (ConnectError, SetupTimeout, ServiceError, TransportClosed):
+        assert issubclass(cls, TransportError)
+    assert issubclass(TransportError, GeminiLiveError)
+    assert issubclass(ConcurrencyError, GeminiLiveError)
+    assert issubclass(ConcurrencyError, RuntimeError)
+
+
+def test_transport_closed_is_a_retryable_connection_loss() -> None:
+    info = CloseInfo(1011, "Internal error encountered.")
+    closed = TransportClosed(info)
+    assert closed.retryable is True
+    assert closed.info is info
+    assert str(closed) == "transport is closed (code 1011: Internal error encountered.)"
+    assert str(TransportClosed(None)) == "transport is closed"
+    # the same class is what the transport package exports
+    from gemini_live import transport
+    from gemini_live.transport import base
+
+    assert transport.TransportClosed is TransportClosed is base.TransportClosed
+
+
+def test_connection_error_underscore_is_a_deprecated_alias() -> None:
+    with pytest.warns(DeprecationWarning, match="TransportError"):
+        alias = errors.ConnectionError_
+    assert alias is TransportError
+    assert "ConnectionError_" not in errors.__all__
+    with pytest.raises(AttributeError):
+        errors.NoSuchError  # noqa: B018
+
+
+SIXTEEN_MIB = 16 * 1024 * 1024
+
+
+def test_huge_bad_value_gives_a_short_message() -> None:
+    """A 16 MiB value is cut before it is redacted, stored or logged."""
+    value = "9" * SIXTEEN_MIB
+    err = MalformedMessage(f"bad goAway.timeLeft {value!r}")
+    text = str(err)
+    assert len(text) <= MalformedMessage.max_message_chars + 60
+    assert text.startswith("bad goAway.timeLeft '")
+    assert text.endswith(f"[cut; {SIXTEEN_MIB + 22} characters in all]")
+    assert len(str(GeminiLiveError("x" * SIXTEEN_MIB))) <= GeminiLiveError.max_message_chars + 60
+
+
+def test_cut_never_leaves_part_of_a_secret() -> None:
+    key = "AIzaSyA1234567890abcdefghijklmnop"
+    limit = MalformedMessage.max_message_chars
+    # Straddling the limit itself, and the edge of the window that is redacted.
+    for edge in (limit, limit + 128):
+        for cut_at in range(1, len(key)):
+            text = str(MalformedMessage("p" + " " * (edge - cut_at - 1) + key + " " * 400))
+            assert "AIza" not in text
+            kept = text.split(" \u2026 [cut;")[0].rstrip()
+            assert not kept.endswith(("A", "AI", "AIz")), (edge, cut_at, kept[-10:])
+    # a key inside the kept part is redacted, one beyond it is simply gone
+    text = str(MalformedMessage(f"bad {key} " + "y " * 500 + key))
+    assert key not in text and text.startswith("bad *** y y")
+
+
+def test_short_messages_are_unchanged() -> None:
+    assert str(MalformedMessage("bad audioOffset 'x'")) == "bad audioOffset 'x'"
+    assert str(ConfigError("n" * 1000)) == "n" * 1000
+
+
+def test_excerpt_never_copies_a_huge_value() -> None:
+    assert excerpt("short") == "'short'"
+    assert excerpt(b"\x00\x01") == "b'\\x00\\x01'"
+    big = "A" * SIXTEEN_MIB
+    out = excerpt(big, 20)
+    assert out == repr("A" * 20) + f"\u2026 ({SIXTEEN_MIB} in all)"
+    assert excerpt(memoryview(b"abc" * 100), 3) == "b'abc'\u2026 (300 in all)"
+    assert excerpt(list(range(1000)), 10) == "[0, 1, 2, \u2026"
+    assert excerpt(3.5) == "3.5"
 
 
 # --------------------------------------------------------------------------- redaction

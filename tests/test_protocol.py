@@ -69,11 +69,17 @@ def tool_call(*ids: str, name: str = "f") -> bytes:
 
 def make(**kwargs: Any) -> ClientProtocol:
     kwargs.setdefault("resend", ResendWindow(handle_guard=0.5))
-    return ClientProtocol(Setup(model=MODEL), **kwargs)
+    p = ClientProtocol(Setup(model=MODEL), **kwargs)
+    p.direct_writes = True
+    return p
 
 
 def connect(p: ClientProtocol, now: float = 0.0) -> bytes:
-    """connection_made + setup + setupComplete; returns the setup frame."""
+    """connection_made + setup + setupComplete; returns the setup frame.
+
+    Frames are then handed out directly (as with a backend that writes synchronously).
+    """
+    p.direct_writes = True
     p.connection_made()
     (setup,) = p.data_to_send(now)
     p.receive(SETUP_COMPLETE, now)
@@ -394,6 +400,7 @@ def test_rotation_waits_for_a_blocking_call_and_a_handle_newer_than_its_answer()
         tools=[Tool(function_declarations=[FunctionDeclaration(name="f", behavior="BLOCKING")])],
     )
     p = ClientProtocol(setup, resend=ResendWindow(handle_guard=0.1))
+    p.direct_writes = True
     connect(p)
     p.receive(handle_update("h0"), 0.0)
     p.receive(tool_call("c1"), 0.1)

@@ -9,21 +9,28 @@ Rules kept here and nowhere else:
   again before every (re)connect so tokens are fresh.
 * Every credential is registered with :func:`gemini_live.errors.register_secret` and is
   shown as ``***`` in every repr.
+* Everything is checked when it is built, before anything can reach the wire: a key or
+  token is stripped of surrounding whitespace (a file or ``$ENV`` value often ends with a
+  newline) and must then be printable ASCII without spaces, so it cannot inject a header;
+  an endpoint URL must parse, use ``ws``/``wss``, name a host and carry no ``user:pass@``.
+  Failures raise :class:`~gemini_live.errors.ConfigError`, which is never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
-from gemini_live.errors import ConfigError, ConnectError, register_secret
+from gemini_live.errors import ConfigError, ConnectError, redact, register_secret
+from gemini_live.transport._common import check_header
 from gemini_live.types import Setup
 
 __all__ = [
@@ -43,16 +50,78 @@ GEMINI_HOST = "generativelanguage.googleapis.com"
 _GEMINI_PATH = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
 _VERTEX_PATH = "/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent"
 
+#: Anything but visible ASCII: no credential contains it, and CR/LF would inject a header.
+_NOT_TOKEN_CHAR: Final = re.compile(r"[^\x21-\x7e]")
+#: Whitespace and controls have no place in a URL (RFC 3986 §2).
+_NOT_URL_CHAR: Final = re.compile(r"[\x00-\x20\x7f]")
 
-@dataclass(frozen=True, slots=True)
+
+def _credential(what: str, value: object) -> str:
+    """``value`` stripped of surrounding whitespace, checked and registered as a secret.
+
+    Raises:
+        ConfigError: not a str, empty, or holding a character that cannot travel in an
+            HTTP header (control, space, non-ASCII). The value itself is never shown.
+    """
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a str, got {type(value).__name__}")
+    # A key read from a file or an environment variable often ends with a newline.
+    cleaned = value.strip()
+    if not cleaned:
+        raise ConfigError(f"{what} is empty")
+    register_secret(cleaned)
+    bad = _NOT_TOKEN_CHAR.search(cleaned)
+    if bad is not None:
+        raise ConfigError(
+            f"{what} contains a character that cannot be sent in an HTTP header "
+            f"(U+{ord(bad.group()):04X} at position {bad.start()})"
+        )
+    return cleaned
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Endpoint:
-    """Where the session connects. Build one with the class methods."""
+    """Where the session connects. Build one with the class methods.
+
+    ``repr`` scrubs the URL with :func:`~gemini_live.errors.redact`, so a ``?key=`` or
+    ``access_token=`` someone put in a custom URL is never shown.
+    """
 
     url: str
     api: ApiKind
     #: Vertex project/location, used to expand short model names.
     project: str | None = None
     location: str | None = None
+
+    def __post_init__(self) -> None:
+        url = self.url
+        if not isinstance(url, str):
+            raise ConfigError(f"endpoint URL must be a str, got {type(url).__name__}")
+        bad = _NOT_URL_CHAR.search(url)
+        if bad is not None:
+            raise ConfigError(
+                f"endpoint URL contains whitespace or a control character "
+                f"(U+{ord(bad.group()):04X} at position {bad.start()})"
+            )
+        try:
+            parts = urllib.parse.urlsplit(url)
+            host, _ = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ConfigError(f"malformed endpoint URL: {exc}") from None
+        if parts.scheme.lower() not in ("ws", "wss"):
+            raise ConfigError(f"endpoint URL must start with ws:// or wss://, got {parts.scheme!r}")
+        if not host:
+            raise ConfigError("endpoint URL has no host")
+        if "@" in parts.netloc:
+            raise ConfigError("endpoint URL must not carry credentials (user:pass@); use Auth")
+        if self.api not in get_args(ApiKind):
+            raise ConfigError(f"api must be one of {get_args(ApiKind)}, got {self.api!r}")
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.project is not None or self.location is not None:
+            extra = f", project={self.project!r}, location={self.location!r}"
+        return f"Endpoint(url={redact(self.url)!r}, api={self.api!r}{extra})"
 
     @classmethod
     def gemini(
@@ -88,17 +157,19 @@ class Endpoint:
 
     @classmethod
     def custom(cls, url: str, *, api: ApiKind = "custom") -> Endpoint:
-        """Any ``ws://`` / ``wss://`` URL (a proxy, a gateway, FakeLiveServer)."""
-        scheme = urllib.parse.urlsplit(url).scheme
-        if scheme not in ("ws", "wss"):
-            raise ConfigError(f"endpoint URL must start with ws:// or wss://, got {scheme!r}")
+        """Any ``ws://`` / ``wss://`` URL (a proxy, a gateway, FakeLiveServer).
+
+        Raises :class:`~gemini_live.errors.ConfigError` for a URL that does not parse, has
+        another scheme, no host, or credentials in it.
+        """
+        endpoint = cls(url, api)  # checks the URL
         if api == "custom":
             path = urllib.parse.urlsplit(url).path
             if "aiplatform" in path:
-                api = "vertex"
-            elif "generativelanguage" in path:
-                api = "gemini"
-        return cls(url, api)
+                return cls(url, "vertex")
+            if "generativelanguage" in path:
+                return cls(url, "gemini")
+        return endpoint
 
     @property
     def constrained(self) -> bool:
@@ -139,6 +210,21 @@ class Auth:
     in_query: bool = False
     quota_project: str | None = None
 
+    def __post_init__(self) -> None:
+        kind = self.kind
+        if kind in ("api_key", "ephemeral_token", "bearer"):
+            what = {"api_key": "API key", "ephemeral_token": "ephemeral token"}.get(
+                kind, "bearer token"
+            )
+            object.__setattr__(self, "_secret", _credential(what, self._secret))
+        elif kind == "bearer_provider":
+            if not callable(self._provider):
+                raise ConfigError("bearer_provider must be an async callable returning a token")
+        elif kind != "none":
+            raise ConfigError(f"unknown auth kind {kind!r}")
+        if self.quota_project is not None:
+            check_header("x-goog-user-project", self.quota_project)
+
     def __repr__(self) -> str:
         return f"Auth(kind={self.kind!r}, secret={'***' if self._secret else None})"
 
@@ -150,26 +236,21 @@ class Auth:
 
     @classmethod
     def api_key(cls, key: str) -> Auth:
-        """A Gemini API (or Vertex express) key, sent as ``x-goog-api-key``."""
-        if not key or not key.strip():
-            raise ConfigError("API key is empty")
-        register_secret(key)
-        return cls("api_key", key.strip())
+        """A Gemini API (or Vertex express) key, sent as ``x-goog-api-key``.
+
+        Surrounding whitespace (a trailing newline from a file) is stripped; an empty key
+        or one with a control character raises :class:`~gemini_live.errors.ConfigError`.
+        """
+        return cls("api_key", key)
 
     @classmethod
     def ephemeral_token(cls, token: str, *, in_query: bool = False) -> Auth:
         """An ephemeral token (``auth_tokens/...``) for the Constrained endpoint."""
-        if not token:
-            raise ConfigError("ephemeral token is empty")
-        register_secret(token)
         return cls("ephemeral_token", token, in_query=in_query)
 
     @classmethod
     def bearer(cls, token: str, *, quota_project: str | None = None) -> Auth:
         """A fixed OAuth2 access token (Vertex AI)."""
-        if not token:
-            raise ConfigError("bearer token is empty")
-        register_secret(token)
         return cls("bearer", token, quota_project=quota_project)
 
     @classmethod
@@ -216,10 +297,7 @@ class Auth:
             headers.append(("Authorization", f"Bearer {self._secret}"))
         elif self.kind == "bearer_provider":
             assert self._provider is not None
-            token = await self._provider()
-            if not token:
-                raise ConfigError("bearer_provider returned an empty token")
-            register_secret(token)
+            token = _credential("the token from bearer_provider", await self._provider())
             headers.append(("Authorization", f"Bearer {token}"))
         if self.quota_project:
             headers.append(("x-goog-user-project", self.quota_project))

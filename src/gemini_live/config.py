@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from gemini_live import types
+from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, check_rate
 from gemini_live.auth import Auth, Endpoint
 from gemini_live.errors import AudioFormatError, ConfigError, GeminiLiveError
+from gemini_live.transport._common import CLOSE_TIMEOUT, check_headers, mask_headers
 from gemini_live.transport.base import Backend
 
 if TYPE_CHECKING:
@@ -39,8 +41,6 @@ __all__ = [
 
 #: The model used when neither ``model=`` nor ``$GEMINI_MODEL`` names one.
 DEFAULT_MODEL = "models/gemini-3.8-live"
-#: Largest WebSocket message either side accepts by default (the service's limit).
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 _BACKEND_NAMES = ("picows", "websockets", "memory")
 
@@ -100,6 +100,8 @@ class TransportConfig:
     headers: tuple[tuple[str, str], ...] = ()
     #: Application-level watchdog: no frame for this many seconds while open -> reconnect.
     idle_timeout: float | None = None
+    #: Bound on the WebSocket closing handshake (seconds).
+    close_timeout: float = CLOSE_TIMEOUT
 
     def __post_init__(self) -> None:
         if not isinstance(self.endpoint, Endpoint):
@@ -126,24 +128,18 @@ class TransportConfig:
         _positive("ping_timeout", self.ping_timeout, allow_none=True)
         _positive_int("max_message_size", self.max_message_size)
         _positive("idle_timeout", self.idle_timeout, allow_none=True)
-        if not isinstance(self.headers, tuple) or not all(
-            isinstance(h, tuple) and len(h) == 2 and all(isinstance(x, str) for x in h)
-            for h in self.headers
-        ):
+        if not isinstance(self.headers, tuple):
             raise ConfigError("headers must be a tuple of (name, value) string pairs")
-        for name, value in self.headers:
-            _check_header(name, value)
+        check_headers(self.headers)
+        _positive("close_timeout", self.close_timeout)
 
-
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _check_header(name: str, value: str) -> None:
-    """RFC 9110 field name; value without control characters (no header injection)."""
-    if not name or not set(name) <= _TOKEN_CHARS:
-        raise ConfigError(f"invalid HTTP header name {name!r}")
-    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
-        raise ConfigError(f"the value of header {name!r} contains a control character")
+    def __repr__(self) -> str:
+        return (
+            f"TransportConfig(endpoint={self.endpoint!r}, auth={self.auth!r}, "
+            f"backend={self.backend!r}, headers={mask_headers(self.headers)!r}, "
+            f"proxy={'***' if self.proxy else None}, open_timeout={self.open_timeout!r}, "
+            f"idle_timeout={self.idle_timeout!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

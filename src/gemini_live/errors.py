@@ -8,9 +8,12 @@ Tree::
     ├── SessionClosedError          local: the session is closed (or closing)
     ├── ProtocolStateError          local: this message is not allowed in the current state
     ├── QueueFullError              local: the offline send buffer is full (nothing dropped)
+    ├── ConcurrencyError            local: a second task iterates a stream already iterated
     ├── MalformedMessage            remote: a server frame is not valid Live API JSON
-    └── ConnectionError_            network / service failures
+    └── TransportError              network / service failures (``ConnectionError_`` is a
+        │                           deprecated alias)
         ├── ConnectError            the WebSocket could not be opened
+        ├── TransportClosed         a write found the connection closed: retryable
         ├── SetupTimeout            no setupComplete in time
         └── ServiceError            the service closed the socket (code + reason + phase)
             ├── InvalidConfig       1007 during setup, bad argument: fatal for this config
@@ -27,13 +30,19 @@ Tree::
 Every :class:`ServiceError` carries ``code``, ``reason``, ``phase`` (``"connect"``, ``"setup"``
 or ``"stream"``), ``session_id`` (when the service told us one) and ``retryable``.
 Secrets never appear in messages: :func:`redact` scrubs anything that looks like an API key
-or token before it is put in a message.
+or token before it is put in a message. Messages are bounded: at most
+``GeminiLiveError.max_message_chars`` characters (300 for :class:`MalformedMessage`) are
+kept, redacted and shown, whatever the size of the value that caused the error.
+
+Not in this tree, on purpose: :class:`gemini_live.tools.ToolError`. The library never raises
+it to you; your tool raises it to tell the *model* what went wrong.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+import warnings
+from typing import Final, Literal, Protocol
 
 __all__ = [
     "AudioFormatError",
@@ -42,7 +51,6 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectionDropped",
-    "ConnectionError_",
     "ContextExhausted",
     "GeminiLiveError",
     "InvalidConfig",
@@ -60,12 +68,16 @@ __all__ = [
     "SessionClosedError",
     "SessionNotFound",
     "SetupTimeout",
+    "TransportClosed",
+    "TransportError",
     "UnknownToolCallError",
     "classify_close",
+    "excerpt",
     "redact",
     "register_secret",
 ]
 
+#: Where a connection failed: opening it, during the setup exchange, or once streaming.
 Phase = Literal["connect", "setup", "stream"]
 
 # Google API keys start with "AIza"; ephemeral tokens are "auth_tokens/..."; OAuth access
@@ -107,13 +119,50 @@ def redact(text: str) -> str:
     return text
 
 
+#: A cut message gets this suffix; the total length is given so nothing is hidden silently.
+_CUT_SUFFIX: Final = " \u2026 [cut; {n} characters in all]"
+#: What may precede a cut: a partial word at the cut could be a partial secret.
+_PARTIAL_WORD: Final = re.compile(r"[A-Za-z0-9_\-.~+/=]+$")
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, then redacted (only the kept part is scanned).
+
+    A word cut in two is dropped, so the visible prefix of a long token can never survive
+    the cut; ``redact`` then sees a short string however large the original was.
+    """
+    if len(text) <= limit:
+        return redact(text)
+    # Redact a window a little larger than the limit (a secret that straddles the limit is
+    # still recognised whole), then cut again.
+    window = _PARTIAL_WORD.sub("", text[: limit + 128])
+    kept = _PARTIAL_WORD.sub("", redact(window)[:limit])
+    return kept + _CUT_SUFFIX.format(n=len(text))
+
+
+def excerpt(value: object, limit: int = 100) -> str:
+    """A short ``repr`` of ``value`` for an error message, never longer than about ``limit``.
+
+    Strings and bytes are sliced *before* ``repr``, so a 16 MiB value is never copied.
+    """
+    if isinstance(value, str | bytes | bytearray | memoryview):
+        size = len(value)
+        head = bytes(value[:limit]) if isinstance(value, memoryview) else value[:limit]
+        text = repr(head)
+        return text if size <= limit else f"{text}\u2026 ({size} in all)"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "\u2026"
+
+
 class GeminiLiveError(Exception):
     """Root of every exception raised by gemini-live."""
 
     retryable: bool = False
+    #: Messages are cut to this many characters before they are redacted and stored.
+    max_message_chars: int = 1000
 
     def __init__(self, message: str = "") -> None:
-        super().__init__(redact(message))
+        super().__init__(_bounded(message, self.max_message_chars))
 
 
 class ConfigError(GeminiLiveError, ValueError):
@@ -149,11 +198,20 @@ class UnknownToolCallError(ConfigError):
 
 
 class ConcurrencyError(GeminiLiveError, RuntimeError):
-    """A second task iterates an event stream that another task is already iterating."""
+    """Raised when a second task iterates a stream that another task is already iterating.
+
+    One stream has one reader; give each consumer its own ``session.events()`` iterator.
+    """
 
 
 class MalformedMessage(GeminiLiveError):
-    """A frame from the server is not valid Live API JSON."""
+    """A frame from the server is not valid Live API JSON.
+
+    The message names what was wrong with a bounded excerpt of the bad value (at most
+    ``max_message_chars`` characters in all); :attr:`frame` keeps the first 200 bytes.
+    """
+
+    max_message_chars = 300
 
     def __init__(self, message: str, *, frame: bytes | None = None) -> None:
         super().__init__(message)
@@ -161,11 +219,45 @@ class MalformedMessage(GeminiLiveError):
         self.frame = frame[:200] if frame is not None else None
 
 
-class ConnectionError_(GeminiLiveError):
-    """Base for network and service failures."""
+class TransportError(GeminiLiveError):
+    """Base for network and service failures (formerly ``ConnectionError_``)."""
 
 
-class ConnectError(ConnectionError_):
+class _CloseDetails(Protocol):
+    """How a connection ended, as :class:`gemini_live.transport.CloseInfo` records it."""
+
+    @property
+    def code(self) -> int:
+        """The WebSocket close code (1006 when no close frame was received)."""
+
+    @property
+    def reason(self) -> str:
+        """The close reason text."""
+
+    @property
+    def local(self) -> bool:
+        """True when this side decided to close."""
+
+
+class TransportClosed(TransportError):
+    """Raised by a transport's ``send`` when the connection is already closed.
+
+    Retryable: a write that finds the socket closed is a connection loss like any other,
+    so the session reconnects (and re-sends what was not acknowledged) instead of ending.
+    ``info`` says how the connection ended, when the transport knows.
+    """
+
+    retryable = True
+
+    def __init__(self, info: _CloseDetails | None) -> None:
+        self.info = info
+        if info is None:
+            super().__init__("transport is closed")
+        else:
+            super().__init__(f"transport is closed (code {info.code}: {info.reason})")
+
+
+class ConnectError(TransportError):
     """The WebSocket could not be opened (DNS, TCP, TLS, HTTP upgrade refused)."""
 
     retryable = True
@@ -178,13 +270,13 @@ class ConnectError(ConnectionError_):
             self.retryable = False
 
 
-class SetupTimeout(ConnectionError_):
+class SetupTimeout(TransportError):
     """The service did not answer the setup with ``setupComplete`` in time."""
 
     retryable = True
 
 
-class ServiceError(ConnectionError_):
+class ServiceError(TransportError):
     """The service (or the network) closed the connection.
 
     Attributes are the WebSocket close ``code`` and ``reason``, the ``phase`` it happened
@@ -320,3 +412,15 @@ def classify_close(
     else:
         cls = ServerError if code >= 4000 else ConnectionDropped
     return cls(code, reason, phase=phase, session_id=session_id, local=local)
+
+
+def __getattr__(name: str) -> object:
+    # ``ConnectionError_`` was the name of ``TransportError`` in 0.1; kept as an alias.
+    if name == "ConnectionError_":
+        warnings.warn(
+            "gemini_live.errors.ConnectionError_ is deprecated; use TransportError",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TransportError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -333,6 +333,9 @@ class ClientProtocol:
         self._max_setup_rtt = 0.0
         self._rotation_requested = False
         self._rotating = False
+        #: Set by the I/O layer while it can write a frame synchronously: ``send_*`` then
+        #: hands a frame out at once (returned) when nothing is queued before it.
+        self.direct_writes = False
         # -- tool calls
         #: Tool call ids the model is waiting on (id -> function name).
         self.pending_tool_calls: dict[str, str] = {}
@@ -558,10 +561,14 @@ class ClientProtocol:
         unconfirmed = self._unconfirmed
         if not unconfirmed:
             return
-        back = list(unconfirmed)
+        handed = list(unconfirmed)
         unconfirmed.clear()
-        ids = {id(out) for out in back}
-        if any(id(out) in ids for out in self._window):
+        # A frame no longer in the window was acknowledged while its write was pending:
+        # the service has it, so it is not written again.
+        in_window = {id(out) for out in self._window}
+        back = [out for out in handed if id(out) in in_window]
+        if back:
+            ids = {id(out) for out in back}
             kept: deque[_Out] = deque()
             for out in self._window:
                 if id(out) in ids:
@@ -570,7 +577,9 @@ class ClientProtocol:
                     kept.append(out)
             self._window = kept
         if self._conn is not None:
+            # The requeued frames are the latest handed out: their indices are free again.
             self._conn.written -= len(back)
+            self._conn.next_index -= len(back)
         for out in reversed(back):
             self._pending.appendleft(out)
             self._pending_bytes += len(out.frame)
@@ -664,7 +673,8 @@ class ClientProtocol:
         out = _Out(frame, kind, self._seq, turn_end, **extra)
         conn = self._conn
         if (
-            conn is not None
+            self.direct_writes
+            and conn is not None
             and conn.state is State.OPEN
             and not self._pending
             and not self._unconfirmed

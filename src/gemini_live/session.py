@@ -181,7 +181,7 @@ class _ConnHandler:
             self.info = info
             if self.session._handler is self:
                 self.session._open = False
-                self.session._try_send = None
+                self.session._set_direct(None)
                 self.session._poke()
             if not self.closed.done():
                 self.closed.set_result(info)
@@ -223,7 +223,7 @@ class Session:
         # Extra subscribers are held weakly: one whose iterator the app dropped goes away.
         self._subscribers: weakref.WeakSet[_Subscriber] = weakref.WeakSet()
         self._transport: Transport | None = None
-        self._try_send: Callable[[bytes], bool] | None = None
+        self._try_send: Callable[[bytes], bool] | None = None  # set via _set_direct
         self._handler: _ConnHandler | None = None
         self._open = False  # the runner flushed the connection: writes may go out
         self._closing = False
@@ -411,8 +411,12 @@ class Session:
                 )
             self._emit(event)
         if protocol.draining and protocol.rotation_due(now):
-            self._try_send = None  # rotate at this clean point: new sends wait for it
+            self._set_direct(None)  # rotate at this clean point: new sends wait for it
             self._poke()
+
+    def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
+        self._try_send = try_send
+        self.protocol.direct_writes = try_send is not None
 
     def _is_closing(self) -> bool:
         # A method, not the attribute, so mypy does not narrow the flag across awaits.
@@ -470,7 +474,7 @@ class Session:
                             protocol.unwritten()
                         self.log.info("write failed (%s); the frames will be re-sent", exc)
                         self._open = False
-                        self._try_send = None
+                        self._set_direct(None)
                         self._poke()
                         return
                     if protocol.connection_number == conn:
@@ -579,6 +583,8 @@ class Session:
         """
         from gemini_live.tools import run_tools
 
+        # Vertex AI takes no partial results (willContinue).
+        options.setdefault("partial_responses", self.protocol.api != "vertex")
         return run_tools(self, registry, **options)
 
     def _attach_tools(self, registry: ToolRegistry) -> None:
@@ -625,7 +631,7 @@ class Session:
         if self._closed_event is not None and self._closed_event.is_set():
             return
         self._open = False
-        self._try_send = None
+        self._set_direct(None)
         self._closing = True
         code, reason = self._close_info
         code = getattr(error, "code", code)
@@ -745,6 +751,7 @@ class Session:
             ping_timeout=tc.ping_timeout,
             max_message_size=tc.max_message_size,
             user_agent=f"gemini-live/{_version()}",
+            close_timeout=tc.close_timeout,
         )
         loop = asyncio.get_running_loop()
         handler = _ConnHandler(self)
@@ -794,7 +801,7 @@ class Session:
         await self._flush()
         if self._transport is transport and self._open and handler.info is None:
             sync = transport if isinstance(transport, SyncSender) else None
-            self._try_send = sync.try_send if sync is not None else None
+            self._set_direct(sync.try_send if sync is not None else None)
 
     async def _serve_connection(self) -> GeminiLiveError | Literal["rotate"]:
         """Serve this connection until it ends or a planned rotation is due."""
@@ -812,7 +819,7 @@ class Session:
             now = time.monotonic()
             if protocol.rotation_due(now):
                 self._open = False
-                self._try_send = None
+                self._set_direct(None)
                 async with self._flush_guard():
                     protocol.start_closing()
                 await self._drop_transport(graceful=True)
@@ -857,7 +864,7 @@ class Session:
                 break
         info = handler.info or CloseInfo(1006)
         self._open = False
-        self._try_send = None
+        self._set_direct(None)
         if info.code == 1006:
             self.stats.abrupt_drops += 1
         err = protocol.connection_lost(info.code, info.reason, local=info.local)
@@ -887,7 +894,7 @@ class Session:
     async def _drop_transport(self, *, graceful: bool) -> None:
         transport, self._transport = self._transport, None
         self._open = False
-        self._try_send = None
+        self._set_direct(None)
         if transport is None:
             return
         if graceful and not transport.closed:

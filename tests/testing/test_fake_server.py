@@ -24,6 +24,7 @@ from gemini_live.testing import (
     TONE_PCM,
     UNREGISTERED_CALLER,
     FakeLiveServer,
+    MemoryTransport,
     ToolScript,
     decode_client_tolerant,
     normalize_keys,
@@ -1252,6 +1253,7 @@ async def test_memory_text_turn_and_records() -> None:
         h = Collector()
         t = await backend.connect(server.url, h, opts(("X-Goog-Api-Key", KEY)))
         assert isinstance(t, Transport)
+        assert isinstance(t, MemoryTransport)  # close_info/write_buffer_size are its extras
         assert t.write_buffer_size() == 0
         setup = b'{"setup":{"model":"models/m","outputAudioTranscription":{}}}'
         await t.send(setup)
@@ -1274,6 +1276,7 @@ async def test_memory_frames_are_delivered_from_the_loop() -> None:
     async with asyncio.timeout(5), fake() as server:
         h = Collector()
         t = await server.memory_backend().connect(server.url, h, opts())
+        assert isinstance(t, MemoryTransport)
         await t.send(b'{"setup":{"model":"m"}}')
         await h.next()
         await server.send(b'{"goAway":{"timeLeft":"1s"}}')

@@ -43,6 +43,8 @@ from gemini_live.transport import (
     available_backends,
     get_backend,
 )
+from gemini_live.transport._picows import PicowsTransport
+from gemini_live.transport._websockets import WebsocketsTransport
 
 BACKENDS = ("picows", "websockets")
 #: Bound for every single wait in this module.
@@ -104,9 +106,15 @@ class Recorder:
         return self.closes[0]
 
 
-async def connect(backend: Backend, url: str, handler: Recorder, **options: Any) -> Transport:
+async def connect(
+    backend: Backend, url: str, handler: Recorder, **options: Any
+) -> PicowsTransport | WebsocketsTransport:
+    """Connect; the built-in transports also report ``close_info`` and ``write_buffer_size``."""
     async with asyncio.timeout(WAIT):
-        return await backend.connect(url, handler, ConnectOptions(**options))
+        t = await backend.connect(url, handler, ConnectOptions(**options))
+    assert isinstance(t, Transport)
+    assert isinstance(t, PicowsTransport | WebsocketsTransport)
+    return t
 
 
 async def drain(ws: ServerConnection) -> None:

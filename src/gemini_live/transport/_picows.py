@@ -26,25 +26,18 @@ from picows import (
     ws_connect,
 )
 
-from gemini_live.errors import ConnectError
-from gemini_live.transport import (
+from gemini_live.errors import ConnectError, TransportClosed
+from gemini_live.transport._common import (
     WRITE_HIGH_WATER,
     WRITE_LOW_WATER,
-    _close_args,
-    _close_timeout,
-    _has_header,
-    _library_logger,
-    _scrub,
-    _sendable,
-    _where,
+    Refusal,
+    close_args,
+    has_header,
+    library_logger,
+    map_connect_errors,
+    sendable,
 )
-from gemini_live.transport.base import (
-    CloseInfo,
-    ConnectOptions,
-    FrameHandler,
-    Transport,
-    TransportClosed,
-)
+from gemini_live.transport.base import CloseInfo, ConnectOptions, FrameHandler, Transport
 
 __all__ = ["PicowsBackend", "PicowsTransport"]
 
@@ -187,7 +180,7 @@ class PicowsTransport(WSListener):
         return True
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        reason = _close_args(code, reason)
+        reason = close_args(code, reason)
         if not self._closing:
             self._closing = True
             ws = self._ws
@@ -262,7 +255,7 @@ class PicowsTransport(WSListener):
             code = frame.get_close_code().value
             self._closing = True
             self._pending = CloseInfo(code or 1005, frame.get_close_reason() or "", local=False)
-            transport.send_close(WSCloseCode(code if _sendable(code) else 1000))
+            transport.send_close(WSCloseCode(code if sendable(code) else 1000))
         # Otherwise this is the answer to our CLOSE: the handshake is complete.
         transport.disconnect()
         self._arm_close_timer()
@@ -321,7 +314,7 @@ class PicowsBackend:
 
     async def connect(self, url: str, handler: FrameHandler, options: ConnectOptions) -> Transport:
         loop = asyncio.get_running_loop()
-        close_timeout = _close_timeout(options)
+        close_timeout = options.close_timeout
         created: list[PicowsTransport] = []
 
         def listener_factory(request: object, response: object) -> PicowsTransport:
@@ -330,18 +323,20 @@ class PicowsBackend:
             return conn
 
         headers = list(options.headers)
-        if options.user_agent is not None and not _has_header(options, "User-Agent"):
+        if options.user_agent is not None and not has_header(options, "User-Agent"):
             headers.append(("User-Agent", options.user_agent))
         ping = options.ping_interval
         reply = options.ping_timeout if options.ping_timeout is not None else ping
-        try:
+        with map_connect_errors(
+            url, options, refusal=_refusal, handshake_errors=(WSHandshakeError,)
+        ):
             async with asyncio.timeout(options.open_timeout + _TIMEOUT_GRACE):
                 await ws_connect(
                     listener_factory,
                     url,
                     ssl_context=options.ssl_context,
                     websocket_handshake_timeout=options.open_timeout,
-                    logger_name=_library_logger("picows.client"),
+                    logger_name=library_logger("picows.client"),
                     enable_auto_ping=ping is not None,
                     # picows requires reply timeout <= idle timeout.
                     auto_ping_idle_timeout=ping if ping is not None else 10.0,
@@ -358,32 +353,14 @@ class PicowsBackend:
                     max_redirects=0,
                     proxy=options.proxy,
                 )
-        except TimeoutError:
-            raise ConnectError(
-                f"timed out opening the WebSocket after {options.open_timeout:g} s"
-            ) from None
-        except WSInvalidStatusError as exc:
-            raise _refused(exc, options) from None
-        except WSHandshakeError as exc:
-            raise ConnectError(_scrub(f"WebSocket handshake failed: {exc}", options)) from None
-        except OSError as exc:
-            raise ConnectError(_scrub(f"cannot connect to {_where(url)}: {exc}", options)) from None
-        except Exception as exc:
-            raise ConnectError(
-                _scrub(f"cannot connect to {_where(url)}: {type(exc).__name__}: {exc}", options)
-            ) from None
         if not created:
             raise ConnectError("the server closed the connection during the WebSocket handshake")
         return created[0]
 
 
-def _refused(exc: WSInvalidStatusError, options: ConnectOptions) -> ConnectError:
-    response = exc.response
-    if response is None:  # pragma: no cover - picows always attaches the response
-        return ConnectError(_scrub(f"WebSocket upgrade refused: {exc}", options))
-    status = int(response.status)
-    text = f"WebSocket upgrade refused: HTTP {status} {response.status.phrase}"
-    body = (exc.raw_body or b"").decode("utf-8", "replace").strip()
-    if body:
-        text += f": {body[:300]}"
-    return ConnectError(_scrub(text, options), status=status)
+def _refusal(exc: Exception) -> Refusal | None:
+    """Status, phrase and body of a refused upgrade (for :func:`map_connect_errors`)."""
+    if not isinstance(exc, WSInvalidStatusError) or exc.response is None:
+        return None
+    status = exc.response.status
+    return int(status), status.phrase, exc.raw_body or b""

@@ -17,23 +17,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State
 
-from gemini_live.errors import ConnectError
-from gemini_live.transport import (
+from gemini_live.errors import TransportClosed
+from gemini_live.transport._common import (
     WRITE_HIGH_WATER,
-    _close_args,
-    _close_timeout,
-    _has_header,
-    _library_logger,
-    _scrub,
-    _where,
+    Refusal,
+    close_args,
+    has_header,
+    library_logger,
+    map_connect_errors,
 )
-from gemini_live.transport.base import (
-    CloseInfo,
-    ConnectOptions,
-    FrameHandler,
-    Transport,
-    TransportClosed,
-)
+from gemini_live.transport.base import CloseInfo, ConnectOptions, FrameHandler, Transport
 
 __all__ = ["WebsocketsBackend", "WebsocketsTransport"]
 
@@ -101,7 +94,7 @@ class WebsocketsTransport:
             raise TransportClosed(self._info or self._info_from(exc)) from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        reason = _close_args(code, reason)
+        reason = close_args(code, reason)
         if self._local is None and self._ws.state is State.OPEN:
             self._local = CloseInfo(code, reason, local=True)
             await self._ws.close(code, reason)
@@ -135,14 +128,16 @@ class WebsocketsBackend:
     name = "websockets"
 
     async def connect(self, url: str, handler: FrameHandler, options: ConnectOptions) -> Transport:
-        close_timeout = _close_timeout(options)
+        close_timeout = options.close_timeout
         kwargs: dict[str, Any] = {}
         if options.ssl_context is not None and url.lower().startswith("wss:"):
             kwargs["ssl"] = options.ssl_context
         user_agent = options.user_agent
-        if _has_header(options, "User-Agent"):
+        if has_header(options, "User-Agent"):
             user_agent = None
-        try:
+        with map_connect_errors(
+            url, options, refusal=_refusal, handshake_errors=(WebSocketException,)
+        ):
             ws = await _NoRedirectConnect(
                 url,
                 compression=None,
@@ -155,27 +150,15 @@ class WebsocketsBackend:
                 close_timeout=close_timeout,
                 max_size=options.max_message_size,
                 write_limit=WRITE_HIGH_WATER,
-                logger=_library_logger("websockets.client"),
+                logger=library_logger("websockets.client"),
                 **kwargs,
             )
-        except TimeoutError:
-            raise ConnectError(
-                f"timed out opening the WebSocket after {options.open_timeout:g} s"
-            ) from None
-        except InvalidStatus as exc:
-            response = exc.response
-            status = response.status_code
-            text = f"WebSocket upgrade refused: HTTP {status} {response.reason_phrase}"
-            body = response.body.decode("utf-8", "replace").strip() if response.body else ""
-            if body:
-                text += f": {body[:300]}"
-            raise ConnectError(_scrub(text, options), status=status) from None
-        except WebSocketException as exc:
-            raise ConnectError(_scrub(f"WebSocket handshake failed: {exc}", options)) from None
-        except OSError as exc:
-            raise ConnectError(_scrub(f"cannot connect to {_where(url)}: {exc}", options)) from None
-        except Exception as exc:
-            raise ConnectError(
-                _scrub(f"cannot connect to {_where(url)}: {type(exc).__name__}: {exc}", options)
-            ) from None
         return WebsocketsTransport(ws, handler, close_timeout)
+
+
+def _refusal(exc: Exception) -> Refusal | None:
+    """Status, phrase and body of a refused upgrade (for :func:`map_connect_errors`)."""
+    if not isinstance(exc, InvalidStatus):
+        return None
+    response = exc.response
+    return response.status_code, response.reason_phrase, bytes(response.body or b"")

@@ -8,16 +8,30 @@ backpressure. Closing reports a :class:`CloseInfo` exactly once through
 
 Backends never raise their library's own exceptions to callers: connection failures become
 :class:`gemini_live.errors.ConnectError`, sends on a closed connection become
-:class:`TransportClosed`.
+:class:`~gemini_live.errors.TransportClosed` (defined in :mod:`gemini_live.errors`,
+re-exported here).
+
+Everything a backend receives in :class:`ConnectOptions` has been checked when the options
+were built (header names and values, timeouts, sizes), so a backend never has to guard
+against header injection, and ``repr(options)`` never shows a header value.
 """
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, field
+import urllib.parse
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gemini_live.errors import GeminiLiveError
+from gemini_live._limits import MAX_MESSAGE_SIZE
+from gemini_live.errors import ConfigError, TransportClosed
+from gemini_live.transport._common import (
+    CLOSE_TIMEOUT,
+    check_header,
+    check_headers,
+    check_positive,
+    mask_headers,
+)
 
 __all__ = [
     "Backend",
@@ -45,26 +59,21 @@ class CloseInfo:
     local: bool = False
 
 
-class TransportClosed(GeminiLiveError):
-    """Raised by :meth:`Transport.send` when the connection is already closed."""
-
-    def __init__(self, info: CloseInfo | None) -> None:
-        self.info = info
-        if info is None:
-            super().__init__("transport is closed")
-        else:
-            super().__init__(f"transport is closed (code {info.code}: {info.reason})")
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ConnectOptions:
-    """Everything a backend needs to open a connection.
+    """Everything a backend needs to open a connection, checked when it is built.
 
-    ``headers`` may carry credentials: backends must never log them.
-    ``ssl_context`` is used for ``wss://`` URLs (None means the system default context,
-    with verification on); it is ignored for ``ws://``.
+    ``headers`` may carry credentials: backends must never log them, and ``repr`` shows
+    only their names. ``ssl_context`` is used for ``wss://`` URLs (None means the system
+    default context, with verification on); it is ignored for ``ws://``.
     ``ping_interval`` None disables client keepalive pings (the default: Gemini pongs
     have been measured at 8-30 s, so strict pings kill healthy sessions).
+    ``close_timeout`` bounds the closing handshake, in seconds.
+
+    Raises:
+        ConfigError: a header name that is not an HTTP token, a header value (or
+            ``user_agent``, ``proxy``) with a control character such as CR or LF, or a
+            timeout or size that is not a finite number > 0.
     """
 
     headers: tuple[tuple[str, str], ...] = ()
@@ -73,9 +82,38 @@ class ConnectOptions:
     open_timeout: float = 10.0
     ping_interval: float | None = None
     ping_timeout: float | None = None
-    max_message_size: int = 16 * 1024 * 1024
+    max_message_size: int = MAX_MESSAGE_SIZE
     user_agent: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    close_timeout: float = CLOSE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", check_headers(self.headers))
+        if self.user_agent is not None:
+            check_header("User-Agent", self.user_agent)
+        if self.proxy is not None:
+            check_header("Proxy", self.proxy)
+            if not urllib.parse.urlsplit(self.proxy).scheme:
+                raise ConfigError("proxy must be a URL such as http://host:port")
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise ConfigError("ssl_context must be an ssl.SSLContext or None")
+        check_positive("open_timeout", self.open_timeout)
+        check_positive("close_timeout", self.close_timeout)
+        check_positive("ping_interval", self.ping_interval, optional=True)
+        check_positive("ping_timeout", self.ping_timeout, optional=True)
+        size = self.max_message_size
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ConfigError(f"max_message_size must be an int > 0, got {size!r}")
+
+    def __repr__(self) -> str:
+        proxy = None if self.proxy is None else "***"
+        return (
+            f"ConnectOptions(headers={mask_headers(self.headers)!r}, proxy={proxy!r}, "
+            f"open_timeout={self.open_timeout!r}, ping_interval={self.ping_interval!r}, "
+            f"ping_timeout={self.ping_timeout!r}, max_message_size={self.max_message_size!r}, "
+            f"user_agent={self.user_agent!r}, close_timeout={self.close_timeout!r})"
+        )
+
+    __str__ = __repr__
 
 
 class FrameHandler(Protocol):
@@ -90,7 +128,12 @@ class FrameHandler(Protocol):
 
 @runtime_checkable
 class Transport(Protocol):
-    """One open WebSocket connection."""
+    """One open WebSocket connection: what the session needs, nothing more.
+
+    The built-in backends also offer ``close_info`` (how the connection ended) and
+    ``write_buffer_size()`` (bytes not yet handed to the kernel) for diagnostics; a custom
+    backend does not have to.
+    """
 
     async def send(self, data: bytes) -> None:
         """Send ``data`` (UTF-8 JSON) as one text frame.
@@ -111,13 +154,6 @@ class Transport(Protocol):
     @property
     def closed(self) -> bool:
         """True once the connection is closed or closing."""
-
-    @property
-    def close_info(self) -> CloseInfo | None:
-        """How the connection ended, or None while it is open."""
-
-    def write_buffer_size(self) -> int:
-        """Bytes accepted by :meth:`send` but not yet handed to the kernel."""
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ import pytest
 import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live.testing import FakeLiveServer, ToolScript
-from gemini_live.tools import ToolRegistry, ToolRunner, run_tools, update_tools
+from gemini_live.tools import ToolRegistry, ToolRunner, run_tools
 from gemini_live.transport.base import Backend
 from gemini_live.types import (
     UNSET,
@@ -317,7 +317,7 @@ async def test_go_away_then_immediate_tool_answer(backend_name: str) -> None:
     await _go_away_during_blocking_call(backend_name, wait_for_session=False)
 
 
-async def test_update_tools_mid_session(backend_name: str) -> None:
+async def test_registry_tools_sent_as_context_update_mid_session(backend_name: str) -> None:
     reg = _weather_registry()
     async with _live(backend_name, reg, validate_frames=True) as (server, session):
 
@@ -325,7 +325,7 @@ async def test_update_tools_mid_session(backend_name: str) -> None:
         def get_time() -> str:
             return "noon"
 
-        await update_tools(session, reg)
+        await session.send_context_update(tools=reg.tools())
         await server.wait_for_messages(2)
     update = server.received[0][1].context_update
     assert update is not UNSET and update.tools is not UNSET
@@ -339,7 +339,7 @@ async def test_runner_stops_when_session_closes(backend_name: str) -> None:
     reg = _weather_registry()
     async with FakeLiveServer(validate_frames=True) as server:
         session = await gl.connect(_config(server, backend_name, reg))
-        runner = ToolRunner(session, reg).start()
+        runner = ToolRunner(reg).attach(session)
         await session.close()
         async with asyncio.timeout(TIMEOUT):
             await runner.wait()

@@ -1,21 +1,15 @@
-"""Tool declarations (JSON Schema from type hints) and the ToolRunner dispatcher."""
+"""The ToolRunner dispatcher (``gemini_live.tools._runner``)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import datetime
-import enum
-import functools
 import math
 import threading
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 import msgspec
 import pytest
-from google.genai import types as gt
 
 from gemini_live import events as ev
 from gemini_live.codec import encode_client
@@ -26,680 +20,47 @@ from gemini_live.tools import (
     ToolRegistry,
     ToolResult,
     ToolRunner,
-    ToolSpec,
-    clear_tools,
-    code_execution,
-    google_search,
     run_tools,
-    set_system_instruction,
-    tool,
-    update_tools,
-    url_context,
 )
 from gemini_live.types import (
     UNSET,
     ClientMessage,
-    Content,
-    ContextUpdate,
     FunctionCall,
-    FunctionDeclaration,
     FunctionResponse,
-    Tool,
-    ToolsUpdate,
+)
+
+from .conftest import (
+    Booking,
+    Color,
+    Level,
+    Point,
 )
 
 TIMEOUT = 5.0
-
-
-# -- types used in annotations (module level so that type hints resolve) -----------------
-
-
-class Color(enum.Enum):
-    RED = "red"
-    GREEN = "green"
-
-
-class Level(enum.IntEnum):
-    LOW = 1
-    HIGH = 2
-
-
-@dataclasses.dataclass
-class Point:
-    """A point on the map.
-
-    Attributes:
-        x: East-west position.
-    """
-
-    x: float
-    y: Annotated[float, "North-south position."] = 0.0
-
-
-@dataclasses.dataclass
-class Route:
-    start: Point
-    stops: list[Point] = dataclasses.field(default_factory=list)
-
-
-class Filters(TypedDict):
-    """Search filters."""
-
-    city: str
-    max_price: NotRequired[Annotated[int, "Upper bound in EUR."]]
-
-
-class Booking(msgspec.Struct, rename="camel"):
-    """A booking request."""
-
-    guest_name: str
-    nights: Annotated[int, msgspec.Meta(ge=1, le=30)]
-    vip: bool = False
-
-
-class Shape(msgspec.Struct, tag=True):
-    side: float
-
-
-class Opaque:
-    """Not describable as JSON Schema."""
-
-
-@dataclasses.dataclass
-class TreeNode:
-    value: int
-    children: list[TreeNode] = dataclasses.field(default_factory=list)
-
-
-def _fn_with(annotation: Any) -> Callable[..., Any]:
-    def f(x: Any) -> None:
-        pass
-
-    f.__annotations__ = {"x": annotation, "return": None}
-    return f
-
-
-def _x_schema(annotation: Any) -> Any:
-    spec = ToolSpec.from_function(_fn_with(annotation), name="f")
-    assert spec.parameters_json_schema is not None
-    assert spec.parameters_json_schema["required"] == ["x"]
-    return spec.parameters_json_schema["properties"]["x"]
-
-
-def _validate_with_genai(decl: FunctionDeclaration) -> None:
-    """The declaration is a valid google-genai FunctionDeclaration, schema included."""
-    parsed = gt.FunctionDeclaration.model_validate_json(msgspec.json.encode(decl))
-    assert parsed.name == decl.name
-    assert parsed.behavior is not None and parsed.behavior.value == decl.behavior
-    if parsed.parameters_json_schema is not None:
-        schema = gt.JSONSchema.model_validate(parsed.parameters_json_schema)
-        gt.Schema.from_json_schema(
-            json_schema=schema, api_option="GEMINI_API", raise_error_on_unsupported_field=True
-        )
-
-
-# -- schema generation ------------------------------------------------------------------
-
-POINT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "A point on the map.",
-    "properties": {
-        "x": {"type": "number", "description": "East-west position."},
-        "y": {"type": "number", "description": "North-south position.", "default": 0.0},
-    },
-    "required": ["x"],
-}
-
-SCHEMA_CASES: list[tuple[Any, dict[str, Any]]] = [
-    (str, {"type": "string"}),
-    (int, {"type": "integer"}),
-    (float, {"type": "number"}),
-    (bool, {"type": "boolean"}),
-    (None, {"type": "null"}),
-    (Any, {}),
-    (int | None, {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
-    (str | int, {"anyOf": [{"type": "string"}, {"type": "integer"}]}),
-    (Literal["a", "b"], {"type": "string", "enum": ["a", "b"]}),
-    (Literal[1, 2], {"type": "integer", "enum": [1, 2]}),
-    (Literal["a", 1], {"enum": [1, "a"]}),  # msgspec groups by type
-    (
-        Literal["a", "b"] | None,
-        {"anyOf": [{"type": "string", "enum": ["a", "b"]}, {"type": "null"}]},
-    ),
-    (Color, {"type": "string", "enum": ["red", "green"]}),
-    (Level, {"type": "integer", "enum": [1, 2]}),
-    (list[int], {"type": "array", "items": {"type": "integer"}}),
-    (list[list[str]], {"type": "array", "items": {"type": "array", "items": {"type": "string"}}}),
-    (set[str], {"type": "array", "items": {"type": "string"}}),
-    (frozenset[int], {"type": "array", "items": {"type": "integer"}}),
-    (tuple[int, ...], {"type": "array", "items": {"type": "integer"}}),
-    (
-        tuple[int, int],
-        {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
-    ),
-    (
-        tuple[int, str],
-        {
-            "type": "array",
-            "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
-            "minItems": 2,
-            "maxItems": 2,
-        },
-    ),
-    (dict[str, float], {"type": "object", "additionalProperties": {"type": "number"}}),
-    (dict[str, Any], {"type": "object"}),
-    (
-        dict[str, list[Color]],
-        {
-            "type": "object",
-            "additionalProperties": {
-                "type": "array",
-                "items": {"type": "string", "enum": ["red", "green"]},
-            },
-        },
-    ),
-    (Point, POINT_SCHEMA),
-    (Point | None, {"anyOf": [POINT_SCHEMA, {"type": "null"}]}),
-    (
-        Route,
-        {
-            "type": "object",
-            "properties": {
-                "start": POINT_SCHEMA,
-                "stops": {"type": "array", "items": POINT_SCHEMA},
-            },
-            "required": ["start"],
-        },
-    ),
-    (
-        Filters,
-        {
-            "type": "object",
-            "description": "Search filters.",
-            "properties": {
-                "city": {"type": "string"},
-                "max_price": {"type": "integer", "description": "Upper bound in EUR."},
-            },
-            "required": ["city"],
-        },
-    ),
-    (
-        Booking,
-        {
-            "type": "object",
-            "description": "A booking request.",
-            "properties": {
-                "guestName": {"type": "string"},
-                "nights": {"type": "integer", "minimum": 1, "maximum": 30},
-                "vip": {"type": "boolean", "default": False},
-            },
-            "required": ["guestName", "nights"],
-        },
-    ),
-    (
-        Shape,
-        {
-            "type": "object",
-            "properties": {
-                "type": {"type": "string", "enum": ["Shape"]},
-                "side": {"type": "number"},
-            },
-            "required": ["type", "side"],
-        },
-    ),
-    (Annotated[str, "The city."], {"type": "string", "description": "The city."}),
-    (
-        Annotated[int, msgspec.Meta(ge=0, lt=10, description="Count.")],
-        {"type": "integer", "minimum": 0, "maximum": 9, "description": "Count."},
-    ),
-    (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=5, pattern="^[a-z]+$")],
-        {"type": "string", "minLength": 1, "maxLength": 5, "pattern": "^[a-z]+$"},
-    ),
-    (
-        Annotated[list[int], msgspec.Meta(min_length=1, max_length=3)],
-        {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 3},
-    ),
-    (
-        Annotated[float, msgspec.Meta(ge=0.0, le=1.0)],
-        {"type": "number", "minimum": 0.0, "maximum": 1.0},
-    ),
-    (datetime.datetime, {"type": "string", "format": "date-time"}),
-    (datetime.date, {"type": "string", "format": "date"}),
-    (uuid.UUID, {"type": "string", "format": "uuid"}),
-]
-
-
-@pytest.mark.parametrize(("annotation", "expected"), SCHEMA_CASES, ids=lambda v: repr(v)[:40])
-def test_schema_for_annotation(annotation: Any, expected: dict[str, Any]) -> None:
-    assert _x_schema(annotation) == expected
-    _validate_with_genai(ToolSpec.from_function(_fn_with(annotation), name="f").declaration())
-
-
-def test_recursive_type_uses_defs() -> None:
-    def plant(tree: TreeNode) -> None:
-        pass
-
-    schema = ToolSpec.from_function(plant).parameters_json_schema
-    node = {
-        "type": "object",
-        "properties": {
-            "value": {"type": "integer"},
-            "children": {"type": "array", "items": {"$ref": "#/$defs/TreeNode"}},
-        },
-        "required": ["value"],
-    }
-    assert schema == {
-        "type": "object",
-        "properties": {"tree": {"$ref": "#/$defs/TreeNode"}},
-        "required": ["tree"],
-        "$defs": {"TreeNode": node},
-    }
-    _validate_with_genai(ToolSpec.from_function(plant).declaration())
-
-
-async def get_weather(
-    city: Annotated[str, "City name, e.g. Paris."],
-    unit: Literal["C", "F"] = "C",
-    days: int = 1,
-    when: datetime.date | None = None,
-) -> dict[str, float]:
-    """Current weather and forecast for a city.
-
-    Uses the public weather service; this paragraph is not part of the description.
-
-    Args:
-        city: Ignored, the Annotated description wins.
-        unit: Temperature unit.
-        days (int): Number of days to forecast,
-            counting today.
-
-    Returns:
-        Temperatures.
-    """
-    return {"temp": 18.0}
-
-
-def test_full_declaration() -> None:
-    reg = ToolRegistry()
-    spec = reg.add(get_weather)
-    assert spec.kind == "async"
-    decl = spec.declaration()
-    assert msgspec.to_builtins(decl) == {
-        "name": "get_weather",
-        "description": "Current weather and forecast for a city.",
-        "parametersJsonSchema": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "description": "City name, e.g. Paris."},
-                "unit": {
-                    "type": "string",
-                    "enum": ["C", "F"],
-                    "description": "Temperature unit.",
-                    "default": "C",
-                },
-                "days": {
-                    "type": "integer",
-                    "description": "Number of days to forecast, counting today.",
-                    "default": 1,
-                },
-                "when": {
-                    "anyOf": [{"type": "string", "format": "date"}, {"type": "null"}],
-                    "default": None,
-                },
-            },
-            "required": ["city"],
-        },
-        "behavior": "BLOCKING",
-    }
-    _validate_with_genai(decl)
-
-
-def test_no_parameters_and_no_docstring() -> None:
-    def ping() -> str:
-        return "pong"
-
-    decl = ToolSpec.from_function(ping).declaration()
-    assert msgspec.to_builtins(decl) == {"name": "ping", "behavior": "BLOCKING"}
-    _validate_with_genai(decl)
-
-
-def test_context_and_var_args_are_hidden() -> None:
-    def act(ctx: ToolContext, n: int, *rest: int, other: ToolContext | None = None) -> None:
-        pass
-
-    schema = ToolSpec.from_function(act).parameters_json_schema
-    assert schema == {
-        "type": "object",
-        "properties": {"n": {"type": "integer"}},
-        "required": ["n"],
-    }
-
-
-def test_explicit_schema_override_and_description() -> None:
-    override = {"type": "object", "properties": {"q": {"type": "string"}}}
-
-    def search(q: Opaque) -> None:
-        pass
-
-    with pytest.raises(ConfigError, match="unsupported type"):
-        ToolSpec.from_function(search)
-    spec = ToolSpec.from_function(
-        search, description="Search.", parameters_json_schema=override, behavior="NON_BLOCKING"
-    )
-    assert msgspec.to_builtins(spec.declaration()) == {
-        "name": "search",
-        "description": "Search.",
-        "parametersJsonSchema": override,
-        "behavior": "NON_BLOCKING",
-    }
-    assert spec.bind({"q": "raw"}) == ([], {"q": "raw"})
-
-
-def test_behavior_and_scheduling_defaults() -> None:
-    def f() -> None:
-        pass
-
-    blocking = ToolSpec.from_function(f)
-    assert blocking.behavior == "BLOCKING"
-    assert blocking.scheduling is None
-    nb = ToolSpec.from_function(f, behavior="NON_BLOCKING")
-    assert nb.scheduling == "WHEN_IDLE"
-    nb2 = ToolSpec.from_function(f, behavior="NON_BLOCKING", scheduling="INTERRUPT")
-    assert nb2.scheduling == "INTERRUPT"
-    assert nb2.declaration().behavior == "NON_BLOCKING"
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"name": "1bad"}, "invalid tool name"),
-        ({"name": "has space"}, "invalid tool name"),
-        ({"name": "x" * 129}, "invalid tool name"),
-        ({"behavior": "SOMETIMES"}, "behavior"),
-        ({"scheduling": "LATER"}, "scheduling"),
-        ({"timeout": 0}, "timeout"),
-        ({"parameters_json_schema": ["not", "an", "object"]}, "parameters_json_schema"),
-    ],
-)
-def test_invalid_options(kwargs: dict[str, Any], match: str) -> None:
-    def f() -> None:
-        pass
-
-    with pytest.raises(ConfigError, match=match):
-        ToolSpec.from_function(f, **kwargs)
-
-
-def test_names_allow_dots_colons_dashes() -> None:
-    def f() -> None:
-        pass
-
-    assert ToolSpec.from_function(f, name="ns.sub:get-x_1").name == "ns.sub:get-x_1"
-
-
-def test_classes_and_unresolvable_hints_are_rejected() -> None:
-    with pytest.raises(ConfigError, match="not the class"):
-        ToolSpec.from_function(Point)
-
-    def f(x: int) -> None:
-        pass
-
-    f.__annotations__ = {"x": "DoesNotExist"}
-    with pytest.raises(ConfigError, match="type hints"):
-        ToolSpec.from_function(f)
-
-
-def test_kinds_partials_and_callable_objects() -> None:
-    async def agen(n: int) -> AsyncIterator[int]:
-        yield n
-
-    def sgen(n: int) -> Iterator[int]:
-        yield n
-
-    async def coro(n: int, m: str) -> int:
-        return n
-
-    class Counter:
-        """Counts things."""
-
-        async def __call__(self, step: int) -> int:
-            """Add a step."""
-            return step
-
-    assert ToolSpec.from_function(agen).kind == "async_gen"
-    assert ToolSpec.from_function(sgen).kind == "sync_gen"
-    part = ToolSpec.from_function(functools.partial(coro, 1), name="coro1")
-    assert part.kind == "async"
-    assert part.parameters_json_schema == {
-        "type": "object",
-        "properties": {"m": {"type": "string"}},
-        "required": ["m"],
-    }
-    obj = ToolSpec.from_function(Counter(), name="counter")
-    assert obj.kind == "async"
-    assert obj.description == "Add a step."
-    assert obj.parameters_json_schema == {
-        "type": "object",
-        "properties": {"step": {"type": "integer"}},
-        "required": ["step"],
-    }
-
-
-def test_tool_decorator_and_registry() -> None:
-    @tool(name="lookup", behavior="NON_BLOCKING", scheduling="SILENT", timeout=3)
-    def find(q: str) -> str:
-        """Find something."""
-        return q
-
-    @tool
-    def plain(n: int) -> int:
-        return n
-
-    assert find("x") == "x"  # the decorator returns the function unchanged
-    reg = ToolRegistry(find)
-    spec = reg.get("lookup")
-    assert spec is not None
-    assert (spec.behavior, spec.scheduling, spec.timeout) == ("NON_BLOCKING", "SILENT", 3)
-    # explicit add() arguments win over the decorator's
-    reg2 = ToolRegistry()
-    spec2 = reg2.add(find, name="find2", scheduling="INTERRUPT")
-    assert (spec2.name, spec2.behavior, spec2.scheduling) == ("find2", "NON_BLOCKING", "INTERRUPT")
-    reg.add(plain)
-    assert reg.names == ["lookup", "plain"]
-    assert "plain" in reg and len(reg) == 2
-    assert [s.name for s in reg] == ["lookup", "plain"]
-    with pytest.raises(ConfigError, match="already registered"):
-        reg.add(plain)
-
-    @reg.tool
-    def third() -> None:
-        pass
-
-    @reg.tool(behavior="NON_BLOCKING")
-    def fourth() -> None:
-        pass
-
-    assert callable(third) and callable(fourth)
-    assert reg.names == ["lookup", "plain", "third", "fourth"]
-    assert reg.remove("third").name == "third"
-    assert "third" not in reg
-    assert "ToolRegistry" in repr(reg)
-
-
-def test_registry_tools_and_builtins() -> None:
-    reg = ToolRegistry(get_weather)
-    assert reg.as_tool() == Tool(function_declarations=reg.declarations())
-    tools = reg.tools(google_search(), code_execution(), url_context())
-    assert msgspec.to_builtins(tools[1:]) == [
-        {"googleSearch": {}},
-        {"codeExecution": {}},
-        {"urlContext": {}},
-    ]
-    assert tools[0].function_declarations == reg.declarations()
-    assert ToolRegistry().tools(google_search()) == [google_search()]
-    assert ToolRegistry().tools() == []
-
-
-def test_all_declarations_validate_with_genai() -> None:
-    async def book(b: Booking, route: Route, filters: Filters, shape: Shape) -> None:
-        pass
-
-    def stream(n: int) -> Iterator[int]:
-        yield n
-
-    reg = ToolRegistry(get_weather, book)
-    reg.add(stream, behavior="NON_BLOCKING")
-    for decl in reg.declarations():
-        _validate_with_genai(decl)
-    tool_obj = gt.Tool.model_validate_json(msgspec.json.encode(reg.as_tool()))
-    assert tool_obj.function_declarations is not None
-    assert len(tool_obj.function_declarations) == 3
-
-
-class Ratio(enum.Enum):
-    HALF = 0.5
-    ONE = 1
-
-
-class Mood(enum.StrEnum):
-    """How the user feels."""
-
-    HAPPY = "happy"
-    SAD = "sad"
-
-
-class Flat(msgspec.Struct, array_like=True):
-    a: int
-
-
-@pytest.mark.parametrize(
-    ("annotation", "expected"),
-    [
-        (Mood, {"type": "string", "enum": ["happy", "sad"], "description": "How the user feels."}),
-        (Literal[True], {"type": "boolean", "enum": [True]}),
-        (dict[int, str], {"type": "object", "additionalProperties": {"type": "string"}}),
-        (
-            dict[Annotated[str, msgspec.Meta(min_length=1)], int],
-            {"type": "object", "additionalProperties": {"type": "integer"}},
-        ),
-        (
-            Annotated[dict[str, int], msgspec.Meta(min_length=1, max_length=2)],
-            {
-                "type": "object",
-                "additionalProperties": {"type": "integer"},
-                "minProperties": 1,
-                "maxProperties": 2,
-            },
-        ),
-    ],
-    ids=lambda v: repr(v)[:40],
-)
-def test_schema_edge_cases(annotation: Any, expected: dict[str, Any]) -> None:
-    assert _x_schema(annotation) == expected
-
-
-@pytest.mark.parametrize(
-    "annotation", [dict[tuple[int, int], str], Flat, Opaque, bytes | Opaque, Ratio]
-)
-def test_unsupported_annotations(annotation: Any) -> None:
-    with pytest.raises(ConfigError, match="unsupported type"):
-        ToolSpec.from_function(_fn_with(annotation), name="f")
-
-
-def test_defaults_that_are_not_json_are_left_out() -> None:
-    sentinel = object()
-
-    def f(x: Any = sentinel) -> None:
-        pass
-
-    assert ToolSpec.from_function(f).parameters_json_schema == {
-        "type": "object",
-        "properties": {"x": {}},
-    }
-
-
-def test_bind_keeps_python_defaults() -> None:
-    def f(a: int, b: int = 5) -> None:
-        pass
-
-    assert ToolSpec.from_function(f).bind({"a": 1}) == ([], {"a": 1})
-    assert ToolSpec.from_function(f).bind({"a": 1, "b": "7"}) == ([], {"a": 1, "b": 7})
-
-
-# -- argument binding -------------------------------------------------------------------
-
-
-def test_bind_converts_to_annotated_types() -> None:
-    def plan(route: Route, color: Color, level: Level, tags: set[str], b: Booking) -> None:
-        pass
-
-    spec = ToolSpec.from_function(plan)
-    pos, kw = spec.bind(
-        {
-            "route": {"start": {"x": 1, "y": 2}, "stops": [{"x": 3}]},
-            "color": "green",
-            "level": 2,
-            "tags": ["a", "a", "b"],
-            "b": {"guestName": "Ann", "nights": "2"},  # lax: numeric strings convert
-        }
-    )
-    assert pos == []
-    assert kw == {
-        "route": Route(Point(1.0, 2.0), [Point(3.0)]),
-        "color": Color.GREEN,
-        "level": Level.HIGH,
-        "tags": {"a", "b"},
-        "b": Booking(guest_name="Ann", nights=2),
-    }
-
-
-def test_bind_errors_are_descriptive() -> None:
-    def f(a: int, b: Annotated[int, msgspec.Meta(le=3)] = 0) -> None:
-        pass
-
-    spec = ToolSpec.from_function(f)
-    with pytest.raises(ToolError) as info:
-        spec.bind({"b": 9, "zzz": 1})
-    msg = info.value.message
-    assert "missing required argument(s): a" in msg
-    assert "argument 'b'" in msg and "<= 3" in msg
-    assert "unexpected argument(s): zzz (accepted: a, b)" in msg
-    assert info.value.hint is not None
-    assert not info.value.retryable
-
-
-def test_bind_positional_only_and_kwargs() -> None:
-    def f(a: int, b: int = 5, /, *, c: str = "x", **extra: Any) -> None:
-        pass
-
-    spec = ToolSpec.from_function(f)
-    assert spec.bind({"a": 1, "c": "y", "free": True}) == ([1, 5], {"c": "y", "free": True})
-
 
 # -- the dispatcher -----------------------------------------------------------------------
 
 
 class FakeSession:
-    """Just enough of a Session: an event stream fed by a queue, recorded tool responses."""
+    """Just enough of a Session: ``on_event`` listeners fed synchronously, recorded responses."""
 
     def __init__(self, *, fail_sends: int = 0) -> None:
-        self.queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
         self.sent: list[FunctionResponse] = []
-        self.context_updates: list[dict[str, Any]] = []
         self.fail_sends = fail_sends
-        self.subscribers = 0
+        self.listeners: list[Callable[[ev.Event], object]] = []
+        self.subscriptions = 0
+        self.closed = False
         self._changed = asyncio.Condition()
 
-    def events(self) -> AsyncIterator[ev.Event]:
-        self.subscribers += 1
-        return self._iterate()
+    def on_event(self, callback: Callable[[ev.Event], object]) -> Callable[[], None]:
+        self.subscriptions += 1
+        self.listeners.append(callback)
 
-    async def _iterate(self) -> AsyncIterator[ev.Event]:
-        while True:
-            item = await self.queue.get()
-            if item is None:
-                return
-            yield item
+        def remove() -> None:
+            if callback in self.listeners:
+                self.listeners.remove(callback)
+
+        return remove
 
     async def send_tool_response(
         self, responses: FunctionResponse | Iterable[FunctionResponse]
@@ -712,22 +73,16 @@ class FakeSession:
             self.sent.extend(items)
             self._changed.notify_all()
 
-    async def send_context_update(
-        self,
-        *,
-        system_instruction: Content | str | None = None,
-        tools: Sequence[Tool] | None = None,
-    ) -> None:
-        self.context_updates.append({"system_instruction": system_instruction, "tools": tools})
-
     def push(self, event: ev.Event) -> None:
-        self.queue.put_nowait(event)
+        for callback in list(self.listeners):
+            callback(event)
 
     def call(self, *calls: FunctionCall) -> None:
         self.push(ev.ToolCall(tuple(calls)))
 
     def end(self) -> None:
-        self.queue.put_nowait(None)
+        self.closed = True
+        self.push(ev.Closed(1000, ""))
 
     async def wait_sent(self, n: int) -> list[FunctionResponse]:
         async with asyncio.timeout(TIMEOUT):
@@ -1553,7 +908,6 @@ async def test_fresh_session_cancels_pending_calls() -> None:
         session.call(fc("w", "work"))
         await bounded(started.wait())
         session.push(ev.Resumed(state_restored=True))  # resumed: keep going
-        session.push(ev.Lagged(3))
         session.push(ev.Resumed(state_restored=False))  # fresh session: the call is void
         await bounded(saw_cancel.wait())
         await drain(runner)
@@ -1608,7 +962,7 @@ async def test_duplicate_call_id_runs_once() -> None:
     assert runner.stats.started == 2
 
 
-async def test_context_injection_and_blocking_pending() -> None:
+async def test_context_injection() -> None:
     reg = ToolRegistry()
     seen: list[ToolContext] = []
     release = asyncio.Event()
@@ -1627,18 +981,13 @@ async def test_context_injection_and_blocking_pending() -> None:
         bg_started.set()
         await release.wait()
 
-    def blocking_pending(runner: ToolRunner) -> bool:
-        return runner.blocking_pending
-
     session = FakeSession()
     async with run_tools(session, reg) as runner:
-        assert not blocking_pending(runner)
         session.call(fc("b", "bg"))
         await bounded(bg_started.wait())
-        assert not blocking_pending(runner)
         session.call(fc("i", "inspect_ctx", n=4))
         await bounded(ctx_started.wait())
-        assert blocking_pending(runner)
+        assert runner.pending == 2
         release.set()
         await session.wait_sent(2)
     assert seen[0].id == "i" and seen[0].name == "inspect_ctx" and seen[0].args == {"n": 4}
@@ -1649,52 +998,88 @@ async def test_context_injection_and_blocking_pending() -> None:
 async def test_lifecycle() -> None:
     reg = ToolRegistry()
     session = FakeSession()
-    runner = ToolRunner(session, reg)
+    runner = ToolRunner(reg)
     assert not is_running(runner)
+    await bounded(runner.wait())  # never attached: nothing to wait for
     await bounded(runner.wait_idle())
+    with pytest.raises(ConfigError, match="attach"):
+        runner.start()
+    assert runner.attach(session) is runner
+    assert runner.attach(session) is runner  # idempotent: one subscription
     assert runner.start() is runner
-    assert runner.start() is runner  # idempotent: one subscription
-    assert session.subscribers == 1
+    assert session.subscriptions == 1
     assert is_running(runner)
+    with pytest.raises(ConfigError, match="another session"):
+        runner.attach(FakeSession())
     await bounded(runner.aclose())
     await bounded(runner.aclose())
+    await bounded(runner.wait())
     assert not is_running(runner)
+    assert session.listeners == []  # the callback was removed
     with pytest.raises(ConfigError):
         runner.start()
     with pytest.raises(ConfigError):
-        ToolRunner(session, reg, max_workers=0)
+        runner.attach(session)
     with pytest.raises(ConfigError):
-        ToolRunner(session, reg, default_timeout=0)
+        ToolRunner(reg, max_workers=0)
+    with pytest.raises(ConfigError):
+        ToolRunner(reg, default_timeout=0)
+    with pytest.raises(ConfigError, match="ToolRegistry first"):
+        ToolRunner(session)  # type: ignore[arg-type]
 
 
-def test_partial_responses_default_follows_api() -> None:
-    class VertexSession(FakeSession):
-        class protocol:  # mimics Session.protocol.api
+async def test_attach_to_a_closed_session_stops_at_once() -> None:
+    session = FakeSession()
+    session.closed = True
+    runner = ToolRunner(ToolRegistry()).attach(session)
+    await bounded(runner.wait())
+    assert not is_running(runner)
+    assert session.listeners == []
+
+
+async def test_call_in_the_first_event_after_attach_is_answered() -> None:
+    """Attached before any frame: the very first event already carries a call."""
+    reg = ToolRegistry()
+
+    @reg.tool
+    def ping() -> str:
+        return "pong"
+
+    session = FakeSession()
+    runner = ToolRunner(reg).attach(session)  # synchronous: no await between attach and call
+    session.call(fc("first", "ping"))
+    (resp,) = await session.wait_sent(1)
+    assert resp.response == {"output": "pong"}
+    await bounded(runner.aclose())
+
+
+async def test_calls_arriving_while_busy_are_never_dropped() -> None:
+    """A burst of single-call events (more than any subscriber queue) while tools run."""
+    reg = ToolRegistry()
+    gate = asyncio.Event()
+
+    @reg.tool
+    async def slow(i: int) -> int:
+        await gate.wait()
+        return i
+
+    session = FakeSession()
+    async with run_tools(session, reg) as runner:
+        for i in range(1000):
+            session.call(fc(f"c{i}", "slow", i=i))
+        gate.set()
+        await session.wait_sent(1000)
+        await drain(runner)
+    assert sorted(str(r.id) for r in session.sent) == sorted(f"c{i}" for i in range(1000))
+    assert runner.stats.answered == 1000
+
+
+def test_partial_responses_default_is_on_and_no_endpoint_sniffing() -> None:
+    class VertexLike(FakeSession):
+        class protocol:  # the runner must not look at this
             api = "vertex"
 
     reg = ToolRegistry()
-    assert ToolRunner(FakeSession(), reg).partial_responses is True
-    assert ToolRunner(VertexSession(), reg).partial_responses is False
-
-
-# -- context updates ------------------------------------------------------------------------
-
-
-async def test_context_update_helpers() -> None:
-    reg = ToolRegistry(get_weather)
-    session = FakeSession()
-    await update_tools(session, reg)
-    await update_tools(session, [google_search()])
-    await clear_tools(session)
-    await set_system_instruction(session, "Be brief.")
-    assert session.context_updates == [
-        {"system_instruction": None, "tools": [reg.as_tool()]},
-        {"system_instruction": None, "tools": [google_search()]},
-        {"system_instruction": None, "tools": []},
-        {"system_instruction": "Be brief.", "tools": None},
-    ]
-
-
-def test_clear_tools_wire_shape() -> None:
-    frame = encode_client(ClientMessage(context_update=ContextUpdate(tools=ToolsUpdate(tools=[]))))
-    assert msgspec.json.decode(frame) == {"contextUpdate": {"tools": {"tools": []}}}
+    assert ToolRunner(reg).partial_responses is True
+    assert run_tools(VertexLike(), reg).partial_responses is True
+    assert ToolRunner(reg, partial_responses=False).partial_responses is False

@@ -1,0 +1,96 @@
+"""Function calling: declare Python functions as tools and answer the model's calls.
+
+Declare::
+
+    registry = ToolRegistry()
+
+    @registry.tool
+    async def get_weather(city: str, unit: Literal["C", "F"] = "C") -> dict[str, float]:
+        '''Current weather for a city.
+
+        Args:
+            city: City name, e.g. "Paris".
+        '''
+        ...
+
+    setup = Setup(model=..., tools=registry.tools(google_search()))
+
+Answer::
+
+    async with run_tools(session, registry):
+        ...  # every ToolCall is answered (exactly once per id) while this block runs
+
+or attach before the first frame can arrive: ``ToolRunner(registry).attach(session)``.
+Change the declared tools mid-session with
+``await session.send_context_update(tools=registry.tools())``.
+
+Type hints become JSON Schema (``parametersJsonSchema``); call arguments are validated
+and converted back to the annotated types with ``msgspec.convert`` before the function
+runs. ``behavior`` is always declared explicitly (default ``BLOCKING``) because the
+server default differs between model families.
+
+Result envelope (``FunctionResponse.response``):
+
+* a ``dict`` result is sent as the response object itself; any other result is sent as
+  ``{"output": value}`` (dataclasses, Structs, enums, sets and tuples are converted with
+  ``msgspec.to_builtins``);
+* a failure is sent as ``{"error": {"message", "type", "retryable"[, "hint"]}}``;
+* a call cancelled by the server (``toolCallCancellation``) gets no response at all.
+
+Generator tools (sync or async) stream: for a ``NON_BLOCKING`` tool each yielded item is
+sent at once with ``willContinue: true``, and the stream ends with an empty response
+``{}`` with ``willContinue: false`` and ``scheduling: SILENT`` (so the end marker does
+not make the model speak again; without any partials it keeps the tool's scheduling).
+``willContinue`` only works for ``NON_BLOCKING`` calls on the Gemini API, so for a
+``BLOCKING`` tool (or with ``partial_responses=False``, for Vertex AI) only the last
+yielded item is sent, as the single final answer.
+
+The package has three parts: ``_schema`` (type hints and docstrings to JSON Schema),
+``_registry`` (declaring tools) and ``_runner`` (answering calls).
+"""
+
+from __future__ import annotations
+
+from gemini_live.tools._registry import (
+    BehaviorLike,
+    SchedulingLike,
+    ToolArgumentError,
+    ToolContext,
+    ToolError,
+    ToolRegistry,
+    ToolResult,
+    ToolSpec,
+    code_execution,
+    google_search,
+    tool,
+    url_context,
+)
+from gemini_live.tools._runner import (
+    OnCall,
+    OnResult,
+    ToolRunner,
+    ToolRunnerStats,
+    ToolSession,
+    run_tools,
+)
+
+__all__ = [
+    "BehaviorLike",
+    "OnCall",
+    "OnResult",
+    "SchedulingLike",
+    "ToolArgumentError",
+    "ToolContext",
+    "ToolError",
+    "ToolRegistry",
+    "ToolResult",
+    "ToolRunner",
+    "ToolRunnerStats",
+    "ToolSession",
+    "ToolSpec",
+    "code_execution",
+    "google_search",
+    "run_tools",
+    "tool",
+    "url_context",
+]

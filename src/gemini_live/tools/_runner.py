@@ -1,0 +1,682 @@
+"""Answering the model's tool calls: :class:`ToolRunner` and :func:`run_tools`.
+
+The runner listens with :meth:`Session.on_event <gemini_live.Session.on_event>`: a
+synchronous callback that sees every event, in order, and never drops one. So a call that
+arrives while the runner is busy, or in the very first frame after it was attached, is
+always answered (exactly once per id). Endpoint rules (which ids a response needs, whether
+``willContinue`` is allowed, whether a BLOCKING call is pending) belong to the session's
+protocol; the runner sends what the tool produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import functools
+import inspect
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Final, Protocol, TypeAlias
+
+import msgspec
+
+from gemini_live import events as ev
+from gemini_live.errors import ConfigError, SessionClosedError, redact
+from gemini_live.tools._registry import (
+    SchedulingLike,
+    ToolArgumentError,
+    ToolContext,
+    ToolError,
+    ToolRegistry,
+    ToolResult,
+    ToolSpec,
+)
+from gemini_live.types import (
+    UNSET,
+    Behavior,
+    FunctionCall,
+    FunctionResponse,
+    FunctionResponseScheduling,
+    JSONObject,
+)
+
+__all__ = [
+    "OnCall",
+    "OnResult",
+    "ToolRunner",
+    "ToolRunnerStats",
+    "ToolSession",
+    "run_tools",
+]
+
+logger = logging.getLogger("gemini_live.tools")
+
+
+class ToolSession(Protocol):
+    """What a :class:`ToolRunner` needs from a session (:class:`gemini_live.Session` has it).
+
+    ``on_event`` must call ``callback`` synchronously for every event, in stream order,
+    with :class:`~gemini_live.events.Closed` last, and return a function that unregisters
+    it. ``closed`` is True once the session has ended (no ``Closed`` will follow).
+    """
+
+    @property
+    def closed(self) -> bool: ...
+
+    def on_event(self, callback: Callable[[ev.Event], object]) -> Callable[[], None]: ...
+
+    async def send_tool_response(
+        self, responses: FunctionResponse | Iterable[FunctionResponse]
+    ) -> None: ...
+
+
+#: ``hook(call)``, run before a call (may be async).
+OnCall: TypeAlias = Callable[[FunctionCall], object]
+#: ``hook(call, response, elapsed_s)``, run after each response is sent (may be async).
+OnResult: TypeAlias = Callable[[FunctionCall, FunctionResponse, float], object]
+
+
+@dataclasses.dataclass
+class ToolRunnerStats:
+    """Counters of a :class:`ToolRunner` (monotonic)."""
+
+    #: Calls received and started.
+    started: int = 0
+    #: Final responses sent (success or error).
+    answered: int = 0
+    #: Final responses that carried an error (includes timed_out, unknown, invalid_args).
+    failed: int = 0
+    timed_out: int = 0
+    #: Calls cancelled by the server, a fresh session or the session's end (not answered).
+    cancelled: int = 0
+    unknown: int = 0
+    invalid_args: int = 0
+    #: ``willContinue: true`` responses sent.
+    partials: int = 0
+    send_errors: int = 0
+    hook_errors: int = 0
+
+
+class _Job:
+    __slots__ = ("answered", "call", "cancelled", "ctx", "id", "name", "sending", "t0", "task")
+
+    def __init__(self, call: FunctionCall) -> None:
+        self.call = call
+        self.id: str | None = call.id if call.id is not UNSET else None
+        self.name: str = call.name if call.name is not UNSET else ""
+        args = call.args if call.args is not UNSET else {}
+        self.ctx = ToolContext(self.id, self.name, args)
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+        self.answered = False
+        self.sending = False
+        self.t0 = time.perf_counter()
+
+    def cancel(self, *, force: bool = False) -> bool:
+        """Cancel unless already answered; returns whether this call counted as cancelled."""
+        if self.cancelled or self.answered:
+            if force and self.task is not None:
+                self.task.cancel()
+            return False
+        self.cancelled = True
+        self.ctx.cancelled.set()
+        if self.task is not None and (force or not self.sending):
+            self.task.cancel()
+        return True
+
+
+_NOTHING: Final = object()
+_DONE: Final = object()
+
+
+class ToolRunner:
+    """Answers the model's tool calls using ``registry``.
+
+    Attach it to a session with :meth:`attach` (or use :func:`run_tools`). From that
+    moment every call is dispatched: each call of a ``ToolCall`` runs concurrently (async
+    tools as tasks, sync tools in a bounded thread pool the runner owns) and is answered
+    as soon as it finishes. Call ids named in a ``toolCallCancellation`` are cancelled and
+    never answered; so are calls still running when a reconnect starts a fresh
+    (non-resumed) session or when the session ends. Hook or send failures are logged and
+    counted, never raised.
+
+    Args:
+        registry: The tools.
+        max_workers: Threads for sync tools (default ``min(32, cpu + 4)``). A cancelled or
+            timed-out sync tool keeps its thread until it returns.
+        default_timeout: Seconds per call for tools without their own (None: no limit).
+        on_call: ``hook(call)`` before a call runs (sync or async).
+        on_result: ``hook(call, response, elapsed_s)`` after each response is sent.
+        partial_responses: Send ``willContinue`` partials for NON_BLOCKING generator tools
+            (default True). Vertex AI does not support them: pass False there, and every
+            generator tool then sends only its last item, as the single final answer.
+    """
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        *,
+        max_workers: int | None = None,
+        default_timeout: float | None = 30.0,
+        on_call: OnCall | None = None,
+        on_result: OnResult | None = None,
+        partial_responses: bool = True,
+    ) -> None:
+        if not isinstance(registry, ToolRegistry):
+            raise ConfigError(
+                f"ToolRunner takes a ToolRegistry first, got {type(registry).__name__} "
+                "(attach the session with .attach(session), or use run_tools(session, registry))"
+            )
+        if max_workers is not None and max_workers < 1:
+            raise ConfigError("max_workers must be at least 1")
+        if default_timeout is not None and not default_timeout > 0:
+            raise ConfigError("default_timeout must be positive or None")
+        self.registry = registry
+        self.session: ToolSession | None = None
+        self.default_timeout = default_timeout
+        self.on_call = on_call
+        self.on_result = on_result
+        self.partial_responses = partial_responses
+        self.stats = ToolRunnerStats()
+        #: Seconds to wait for cancelled tool tasks to finish when stopping.
+        self.cancel_grace = 1.0
+        self._max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: dict[str, _Job] = {}
+        self._anon = itertools.count(1)
+        self._unsubscribe: Callable[[], None] | None = None
+        #: aclose() was called: no new session, no new calls.
+        self._closed = False
+        #: The session ended: nothing can be sent any more.
+        self._ended = False
+        self._stopping: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def attach(self, session: ToolSession) -> ToolRunner:
+        """Start answering ``session``'s tool calls; returns the runner.
+
+        Registers the event callback at once (no await), so attaching before the session
+        receives its first frame means no call can be missed. Idempotent for the same
+        session; a runner serves one session for its whole life.
+
+        Raises:
+            ConfigError: The runner was closed, or is attached to another session.
+        """
+        if self._closed:
+            raise ConfigError("this ToolRunner was closed; create a new one")
+        if self.session is not None:
+            if self.session is not session:
+                raise ConfigError("this ToolRunner is attached to another session")
+            return self
+        self.session = session
+        if session.closed:
+            self._ended = True
+            self._stopped.set()
+            return self
+        self._unsubscribe = session.on_event(self._on_event)
+        return self
+
+    def start(self) -> ToolRunner:
+        """Check that the runner is attached and answering; returns it. Idempotent.
+
+        Kept for symmetry with :meth:`aclose`: :meth:`attach` already starts answering.
+
+        Raises:
+            ConfigError: Not attached yet, or closed.
+        """
+        if self._closed:
+            raise ConfigError("this ToolRunner was closed; create a new one")
+        if self.session is None:
+            raise ConfigError("attach the ToolRunner to a session first: runner.attach(session)")
+        return self
+
+    async def aclose(self, *, answer_pending: bool = True) -> None:
+        """Stop: cancel running calls and release the threads. Idempotent.
+
+        Args:
+            answer_pending: Answer each call still running with a ``Cancelled`` error so
+                the model is not left waiting (an unanswered BLOCKING call wedges the
+                session). Calls are never answered once the session has ended.
+        """
+        self._closed = True
+        self._unsubscribe_now()
+        stopping = self._stopping
+        if stopping is not None and stopping is not asyncio.current_task():
+            await asyncio.wait({stopping})
+        await self._stop_jobs(answer=answer_pending and not self._ended)
+        self._shutdown_executor()
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        """Wait until the runner stops (the session ended or :meth:`aclose` finished)."""
+        if self.session is not None:
+            await self._stopped.wait()
+
+    async def wait_idle(self) -> None:
+        """Wait until no call is in flight (every started call answered or cancelled)."""
+        await self._idle.wait()
+
+    @property
+    def running(self) -> bool:
+        """True while attached to a session that has not ended and not closed."""
+        return self.session is not None and not self._stopped.is_set() and not self._closed
+
+    @property
+    def pending(self) -> int:
+        """Calls running or waiting for their answer to be sent."""
+        return len(self._jobs)
+
+    async def __aenter__(self) -> ToolRunner:
+        return self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ToolRunner {state} pending={self.pending} tools={self.registry.names}>"
+
+    # -- events (synchronous, on the event loop, in stream order) ---------------------------
+
+    def _on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ToolCall):
+            if not self._closed:
+                for call in event.calls:
+                    self._dispatch(call)
+        elif isinstance(event, ev.ToolCallCancellation):
+            self._cancel(event.ids)
+        elif isinstance(event, ev.Resumed) and not event.state_restored:
+            if self._jobs:
+                logger.warning(
+                    "fresh session after a reconnect: cancelling %d tool call(s)", len(self._jobs)
+                )
+                self._cancel(list(self._jobs))
+        elif isinstance(event, ev.Closed):
+            self._session_ended()
+
+    def _unsubscribe_now(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+
+    def _session_ended(self) -> None:
+        """The session is over: cancel every call (nothing can be answered) and stop."""
+        self._ended = True
+        self._unsubscribe_now()
+        if not self._jobs:
+            self._shutdown_executor()
+            self._stopped.set()
+        elif self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(
+                self._finish(), name="gemini-live-tools-stop"
+            )
+
+    async def _finish(self) -> None:
+        try:
+            await self._stop_jobs(answer=False)
+        finally:
+            self._shutdown_executor()
+            self._stopped.set()
+
+    async def _stop_jobs(self, *, answer: bool) -> None:
+        jobs = list(self._jobs.values())
+        abandoned = [j for j in jobs if answer and not j.cancelled and not j.answered]
+        for job in jobs:
+            if job.cancel(force=True) and job not in abandoned:
+                self.stats.cancelled += 1
+        me = asyncio.current_task()
+        tasks = {j.task for j in jobs if j.task is not None and j.task is not me}
+        if tasks:
+            _, slow = await asyncio.wait(tasks, timeout=self.cancel_grace)
+            for t in slow:
+                logger.warning("tool task %s ignores cancellation", t.get_name())
+        for job in abandoned:
+            await self._answer_abandoned(job)
+
+    async def _answer_abandoned(self, job: _Job) -> None:
+        if job.answered:
+            return
+        job.answered = True
+        spec = self.registry.get(job.name)
+        body = {
+            "message": "the client stopped handling tool calls before this call finished",
+            "type": "Cancelled",
+            "retryable": True,
+        }
+        streaming = spec is not None and _streams(self, spec)
+        response = self._make(
+            job, spec, {"error": body}, will_continue=False if streaming else None
+        )
+        try:
+            async with asyncio.timeout(self.cancel_grace):
+                await self._send_to_session(response)
+        except Exception as exc:
+            self.stats.send_errors += 1
+            logger.warning("could not answer abandoned call %r (%s): %r", job.id, job.name, exc)
+            return
+        self.stats.answered += 1
+        self.stats.failed += 1
+
+    async def _send_to_session(self, response: FunctionResponse) -> None:
+        session = self.session
+        if session is None or self._ended:
+            raise SessionClosedError("the session has ended; the response cannot be sent")
+        await session.send_tool_response(response)
+
+    def _shutdown_executor(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _dispatch(self, call: FunctionCall) -> None:
+        job = _Job(call)
+        key = job.id if job.id is not None else f"\x00anonymous-{next(self._anon)}"
+        if key in self._jobs:
+            logger.warning("duplicate tool call id %r ignored (already running)", job.id)
+            return
+        self.stats.started += 1
+        self._jobs[key] = job
+        self._idle.clear()
+        task = asyncio.get_running_loop().create_task(
+            self._handle(job), name=f"gemini-live-tool:{job.name}:{job.id}"
+        )
+        job.task = task
+        task.add_done_callback(functools.partial(self._job_done, key, job))
+
+    def _job_done(self, key: str, job: _Job, task: asyncio.Task[None]) -> None:
+        if self._jobs.get(key) is job:
+            del self._jobs[key]
+            if not self._jobs:
+                self._idle.set()
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:  # pragma: no cover - _handle catches everything
+                logger.error("tool task crashed", exc_info=exc)
+
+    def _cancel(self, ids: Iterable[str]) -> None:
+        for cid in ids:
+            job = self._jobs.get(cid)
+            if job is None:
+                logger.debug("cancellation of call %r: not running", cid)
+            elif job.cancel():
+                self.stats.cancelled += 1
+
+    # -- one call ---------------------------------------------------------------------------
+
+    async def _handle(self, job: _Job) -> None:
+        if self.on_call is not None:
+            await self._hook(self.on_call, job.call)
+        spec = self.registry.get(job.name)
+        if spec is None:
+            self.stats.unknown += 1
+            names = ", ".join(self.registry.names) or "none"
+            await self._send_error(
+                job,
+                None,
+                {
+                    "message": f"unknown function {job.name!r}",
+                    "type": "UnknownFunction",
+                    "retryable": False,
+                    "hint": f"available functions: {names}",
+                },
+            )
+            return
+        try:
+            args, kwargs = spec.bind(job.ctx.args, job.ctx)
+        except ToolArgumentError as exc:
+            self.stats.invalid_args += 1
+            await self._send_error(job, spec, _error_body(exc))
+            return
+        timeout = spec.timeout if spec.timeout is not None else self.default_timeout
+        if timeout is not None and math.isinf(timeout):
+            timeout = None
+        final: FunctionResponse
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                if spec.kind in ("async_gen", "sync_gen"):
+                    final = await self._stream(job, spec, args, kwargs)
+                else:
+                    if spec.kind == "async":
+                        value = await spec.fn(*args, **kwargs)
+                    else:
+                        value = await self._in_thread(spec.fn, *args, **kwargs)
+                        if inspect.isawaitable(value):
+                            value = await value
+                    final = self._response(job, spec, value)
+        except asyncio.CancelledError:
+            job.ctx.cancelled.set()
+            task = asyncio.current_task()
+            if job.cancelled or self._closed or (task is not None and task.cancelling()):
+                raise
+            # The tool raised CancelledError on its own: still answer (never wedge).
+            await self._send_error(job, spec, _error_body(asyncio.CancelledError("cancelled")))
+            return
+        except TimeoutError as exc:
+            job.ctx.cancelled.set()
+            if scope.expired():
+                self.stats.timed_out += 1
+                logger.warning("tool %r timed out after %g s", spec.name, timeout)
+                body = {
+                    "message": f"{spec.name} did not finish within {timeout:g} s",
+                    "type": "TimeoutError",
+                    "retryable": True,
+                }
+            else:
+                body = _error_body(exc)
+            await self._send_error(job, spec, body, streaming=_streams(self, spec))
+            return
+        except Exception as exc:
+            if isinstance(exc, ToolError):
+                logger.info("tool %r reported an error: %s", spec.name, exc.message)
+            else:
+                logger.warning("tool %r failed: %r", spec.name, exc, exc_info=True)
+            await self._send_error(job, spec, _error_body(exc), streaming=_streams(self, spec))
+            return
+        await self._send(job, final, final=True)
+
+    async def _stream(
+        self, job: _Job, spec: ToolSpec, args: list[Any], kwargs: dict[str, Any]
+    ) -> FunctionResponse:
+        """Run a generator tool, sending partials; returns the final response."""
+        partial = _streams(self, spec)
+        last: Any = _NOTHING
+        sent = 0
+        if spec.kind == "async_gen":
+            agen = spec.fn(*args, **kwargs)
+            try:
+                async for item in agen:
+                    if partial:
+                        await self._send(job, self._response(job, spec, item, more=True))
+                        sent += 1
+                        if job.cancelled:
+                            raise asyncio.CancelledError
+                    else:
+                        last = item
+            finally:
+                await agen.aclose()
+        else:
+            gen = spec.fn(*args, **kwargs)
+            while True:
+                item = await self._in_thread(next, gen, _DONE)
+                if item is _DONE:
+                    break
+                if partial:
+                    await self._send(job, self._response(job, spec, item, more=True))
+                    sent += 1
+                    if job.cancelled:
+                        raise asyncio.CancelledError
+                else:
+                    last = item
+        if partial:
+            scheduling = FunctionResponseScheduling.SILENT if sent else None
+            return self._make(job, spec, {}, scheduling=scheduling, will_continue=False)
+        if last is _NOTHING:
+            return self._make(job, spec, {})
+        return self._response(job, spec, last)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = ThreadPoolExecutor(
+                self._max_workers, thread_name_prefix="gemini-live-tool"
+            )
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args, **kwargs))
+
+    # -- responses --------------------------------------------------------------------------
+
+    def _make(
+        self,
+        job: _Job,
+        spec: ToolSpec | None,
+        response: JSONObject,
+        *,
+        scheduling: SchedulingLike | None = None,
+        will_continue: bool | None = None,
+        parts: Sequence[JSONObject] | None = None,
+    ) -> FunctionResponse:
+        sched = scheduling or (spec.scheduling if spec is not None else None)
+        return FunctionResponse(
+            name=job.name,
+            response=response,
+            id=job.id if job.id is not None else UNSET,
+            scheduling=str(sched) if sched else UNSET,
+            will_continue=will_continue if will_continue is not None else UNSET,
+            parts=list(parts) if parts else UNSET,
+        )
+
+    def _response(
+        self, job: _Job, spec: ToolSpec, value: Any, *, more: bool = False
+    ) -> FunctionResponse:
+        """The response for a result (raises TypeError if it is not JSON-able)."""
+        scheduling: SchedulingLike | None = None
+        parts: Sequence[JSONObject] | None = None
+        if isinstance(value, ToolResult):
+            scheduling, parts, value = value.scheduling, value.parts, value.value
+        try:
+            out = msgspec.to_builtins(value, str_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the result of {spec.name} is not JSON-serialisable: {exc}") from exc
+        body = out if isinstance(value, dict) else {"output": out}
+        return self._make(
+            job,
+            spec,
+            body,
+            scheduling=scheduling,
+            will_continue=True if more else None,
+            parts=parts,
+        )
+
+    async def _send_error(
+        self, job: _Job, spec: ToolSpec | None, body: JSONObject, *, streaming: bool = False
+    ) -> None:
+        self.stats.failed += 1
+        response = self._make(
+            job, spec, {"error": body}, will_continue=False if streaming else None
+        )
+        await self._send(job, response, final=True)
+
+    async def _send(self, job: _Job, response: FunctionResponse, *, final: bool = False) -> None:
+        if job.cancelled or job.answered:
+            return
+        if final:
+            job.answered = True
+        job.sending = True
+        try:
+            await self._send_to_session(response)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.send_errors += 1
+            logger.warning("sending the response to call %r (%s) failed: %r", job.id, job.name, exc)
+            return
+        finally:
+            job.sending = False
+        if final:
+            self.stats.answered += 1
+        else:
+            self.stats.partials += 1
+        if self.on_result is not None:
+            await self._hook(self.on_result, job.call, response, time.perf_counter() - job.t0)
+
+    async def _hook(self, hook: Callable[..., object], *args: Any) -> None:
+        try:
+            result = hook(*args)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.hook_errors += 1
+            logger.exception("tool runner hook %r failed", hook)
+
+
+def _streams(runner: ToolRunner, spec: ToolSpec) -> bool:
+    """Whether this tool's responses use willContinue partials."""
+    return (
+        runner.partial_responses
+        and spec.behavior is Behavior.NON_BLOCKING
+        and spec.kind in ("async_gen", "sync_gen")
+    )
+
+
+def _error_body(exc: BaseException) -> JSONObject:
+    if isinstance(exc, ToolError):
+        body: JSONObject = {
+            "message": redact(exc.message),
+            "type": type(exc).__name__,
+            "retryable": exc.retryable,
+        }
+        if exc.hint:
+            body["hint"] = exc.hint
+        return body
+    retryable = getattr(exc, "retryable", None)
+    if not isinstance(retryable, bool):
+        retryable = isinstance(exc, TimeoutError | ConnectionError)
+    return {
+        "message": redact(str(exc)) or type(exc).__name__,
+        "type": type(exc).__name__,
+        "retryable": retryable,
+    }
+
+
+def run_tools(
+    session: ToolSession,
+    registry: ToolRegistry,
+    *,
+    max_workers: int | None = None,
+    default_timeout: float | None = 30.0,
+    on_call: OnCall | None = None,
+    on_result: OnResult | None = None,
+    partial_responses: bool = True,
+) -> ToolRunner:
+    """Create a :class:`ToolRunner` and attach it to ``session`` (it answers at once).
+
+    Use as ``async with run_tools(session, registry): ...`` or keep the runner and
+    ``await runner.aclose()`` later. The options are those of :class:`ToolRunner`.
+    """
+    return ToolRunner(
+        registry,
+        max_workers=max_workers,
+        default_timeout=default_timeout,
+        on_call=on_call,
+        on_result=on_result,
+        partial_responses=partial_responses,
+    ).attach(session)
