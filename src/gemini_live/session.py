@@ -410,8 +410,9 @@ class Session:
                     else "FRESH session (the conversation state is gone)",
                 )
             self._emit(event)
-        if protocol.draining and protocol.rotation_due(now):
-            self._set_direct(None)  # rotate at this clean point: new sends wait for it
+        if protocol.draining:
+            if protocol.rotation_due(now):
+                self._set_direct(None)  # rotate at this clean point: new sends wait for it
             self._poke()
 
     def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
