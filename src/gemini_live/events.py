@@ -23,8 +23,9 @@ differ only on models that report ``interactionStatus: IN_PROGRESS`` (3.8 Extend
 Thinking speaks fillers and closes several turns before the final answer).
 
 Lifecycle events (``Reconnecting``, ``Resumed``, ``Lagged``, ``Closed``,
-``InteractionTimeout``) come from the session, not from frames. All events are frozen msgspec Structs: cheap to build and
-usable in ``match`` statements with positional patterns.
+``InteractionTimeout``) come from the session, not from frames. All events are frozen
+msgspec Structs: cheap to build and usable in ``match`` statements with positional
+patterns.
 """
 
 from __future__ import annotations
@@ -360,12 +361,16 @@ def _empty(t: Transcription) -> bool:
 
 
 def _input_transcription(t: Transcription, interim: bool) -> InputTranscription:
-    if isinstance(t.language_code, UnsetType) and isinstance(t.speaker_label, UnsetType):
-        if isinstance(t.words, UnsetType) and isinstance(t.start_offset, UnsetType):
-            # The common case: text only.
-            return InputTranscription(
-                t.text if t.text is not UNSET else "", t.finished is True, interim
-            )
+    if (
+        isinstance(t.language_code, UnsetType)
+        and isinstance(t.speaker_label, UnsetType)
+        and isinstance(t.words, UnsetType)
+        and isinstance(t.start_offset, UnsetType)
+    ):
+        # The common case: text only.
+        return InputTranscription(
+            t.text if t.text is not UNSET else "", t.finished is True, interim
+        )
     return InputTranscription(
         t.text if t.text is not UNSET else "",
         t.finished is True,
