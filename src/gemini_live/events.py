@@ -366,6 +366,7 @@ def _input_transcription(t: Transcription, interim: bool) -> InputTranscription:
         and isinstance(t.speaker_label, UnsetType)
         and isinstance(t.words, UnsetType)
         and isinstance(t.start_offset, UnsetType)
+        and isinstance(t.end_offset, UnsetType)
     ):
         # The common case: text only.
         return InputTranscription(
@@ -389,6 +390,7 @@ def _output_transcription(t: Transcription) -> OutputTranscription:
         and isinstance(t.speaker_label, UnsetType)
         and isinstance(t.words, UnsetType)
         and isinstance(t.start_offset, UnsetType)
+        and isinstance(t.end_offset, UnsetType)
     ):
         return OutputTranscription(t.text if t.text is not UNSET else "", t.finished is True)
     return OutputTranscription(
