@@ -343,7 +343,9 @@ def test_transcription_metadata_reaches_the_events() -> None:
 def test_bad_word_offset_is_malformed() -> None:
     t = T.Transcription(text="x", words=[T.TranscriptionWord(word="x", start_offset="soon")])
     with pytest.raises(MalformedMessage):
-        E.from_server_message(T.ServerMessage(server_content=T.ServerContent(input_transcription=t)))
+        E.from_server_message(
+            T.ServerMessage(server_content=T.ServerContent(input_transcription=t))
+        )
 
 
 @pytest.mark.parametrize(

@@ -413,7 +413,11 @@ class Conversation:
             self.resumed.set()
         if self.on_event is not None:
             self.on_event(event)
-        if isinstance(event, ev.TurnComplete):
+        # A reply is a whole interaction: a turnComplete with IN_PROGRESS (3.8 Extended
+        # Thinking fillers) is not its end; IDLE / no status / the watchdog's timeout is.
+        if (isinstance(event, ev.TurnComplete) and event.interaction_done) or isinstance(
+            event, ev.InteractionTimeout
+        ):
             self._turn_complete()
 
     def _turn_complete(self) -> None:
