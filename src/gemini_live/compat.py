@@ -153,6 +153,16 @@ def setup_from_genai(config: object, *, model: str) -> Setup:
     global _SETUP_INFO
     if not model:
         raise ConfigError("model is required")
+    if isinstance(config, Mapping):
+        raw_tools = config.get("tools")
+    else:
+        raw_tools = getattr(config, "tools", None)
+    for i, tool in enumerate(raw_tools if isinstance(raw_tools, list | tuple) else ()):
+        if callable(tool) and not hasattr(tool, "model_dump") and not isinstance(tool, Mapping):
+            raise ConfigError(
+                f"tools[{i}]: a Python function; declare it with gemini_live.tools.ToolRegistry"
+                " and answer calls with run_tools()"
+            )
     raw = _dump(config)
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -169,15 +179,6 @@ def setup_from_genai(config: object, *, model: str) -> Setup:
         )
     if "model" in fields:
         raise ConfigError("model: pass the model with model=, not inside the config")
-    raw_tools = getattr(config, "tools", None) if not isinstance(config, Mapping) else None
-    if raw_tools is None:
-        raw_tools = fields.get("tools")
-    for i, tool in enumerate(raw_tools or ()):
-        if callable(tool) and not hasattr(tool, "model_dump") and not isinstance(tool, Mapping):
-            raise ConfigError(
-                f"tools[{i}]: a Python function; declare it with gemini_live.tools.ToolRegistry"
-                " and answer calls with run_tools()"
-            )
     gen = _dump(fields.pop("generationConfig", None)) or {}
     if not isinstance(gen, Mapping):
         raise ConfigError("generationConfig: expected an object")
