@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import pytest
@@ -22,9 +25,45 @@ from gemini_live import types as T
 from gemini_live.compat import is_genai_config, setup_from_genai
 from gemini_live.errors import ConfigError
 from gemini_live.testing import FakeLiveServer
+from test_auth_field_mask import mask_error
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "migrating-from-google-genai.md"
 KEY = "test-only-migration-key"
+
+
+class _TokenService(BaseHTTPRequestHandler):
+    """Answers POST .../auth_tokens like the service, enforcing the fieldMask rule."""
+
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.bodies.append(body)
+        error = mask_error(body)
+        status = 200 if error is None else 400
+        payload = {"name": "auth_tokens/browser-1"} if error is None else {"error": error}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def token_service() -> Iterator[tuple[str, type[_TokenService]]]:
+    handler = type("Handler", (_TokenService,), {"bodies": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def python_blocks() -> list[str]:
@@ -36,11 +75,18 @@ def test_the_doc_has_blocks() -> None:
 
 
 async def test_every_python_block_of_the_migration_page_runs(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, token_service: tuple[str, type[_TokenService]]
 ) -> None:
     from google import genai
 
+    from gemini_live import auth
+
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    tokens_url, tokens = token_service
+    defaults = dict(auth.create_ephemeral_token.__kwdefaults__ or {})
+    monkeypatch.setattr(
+        auth.create_ephemeral_token, "__kwdefaults__", {**defaults, "base_url": tokens_url}
+    )
     async with asyncio.timeout(30), FakeLiveServer(require_api_key=KEY) as server:
         real_client = genai.Client
 
@@ -74,6 +120,13 @@ async def test_every_python_block_of_the_migration_page_runs(
         assert sdk.generation_config == ours.generation_config
         assert sdk.output_audio_transcription == ours.output_audio_transcription
         assert sdk.model == ours.model
+        # The token block: one mint per call, only masked fields sent.
+        answer = await namespace["token_for_browser"]()
+        assert answer["token"] == "auth_tokens/browser-1"
+        assert answer["url"] == server.url  # Endpoint.gemini is pointed at the fake here
+        ((body,),) = [tokens.bodies]
+        assert body["fieldMask"] == "model,systemInstruction"
+        assert body["uses"] == 1
 
 
 # --------------------------------------------------------------------------- conversion
