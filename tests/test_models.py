@@ -251,16 +251,13 @@ FIXES = [
         "translate",
         {
             "generationConfig": {
-                "speechConfig": {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}}},
-                "translationConfig": {"targetLanguageCode": "de-DE"},
+                "speechConfig": {
+                    "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}},
+                    "languageCode": "de-DE",
+                },
             }
         },
-        {
-            "generationConfig": {
-                "speechConfig": {},
-                "translationConfig": {"targetLanguageCode": "de-DE"},
-            }
-        },
+        {"generationConfig": {"speechConfig": {"languageCode": "de-DE"}}},
         ["speechConfig.voiceConfig: voice selection is not supported"],
     ),
     FixCase(
@@ -326,6 +323,19 @@ def test_errors_name_the_model_and_the_field(
         models.adapt_setup(s, vertex=vertex)
     assert model in str(info.value)
     assert field_path in str(info.value)
+
+
+def test_translation_config_is_gemini_api_only() -> None:
+    setup = msgspec.convert(
+        {
+            "model": "models/gemini-3.5-live-translate-preview",
+            "generationConfig": {"translationConfig": {"targetLanguageCode": "de-DE"}},
+        },
+        T.Setup,
+    )
+    assert models.adapt_setup(setup, vertex=False) is setup
+    with pytest.raises(ConfigError, match="generationConfig.translationConfig"):
+        models.adapt_setup(setup, vertex=True)
 
 
 def test_unknown_model_passes_unchanged_with_one_warning(

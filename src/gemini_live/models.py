@@ -636,6 +636,15 @@ class _Adapter:
             "speech_config",
         )
 
+    def backend(self) -> None:
+        gc = self.setup.generation_config
+        tr = gc.translation_config if isinstance(gc, GenerationConfig) else UNSET
+        if self.vertex and not isinstance(tr, UnsetType):
+            raise ConfigError(
+                f"model {self.model!r}: generationConfig.translationConfig is only accepted by"
+                f" the Gemini API, not Vertex AI (source: {_LP} §2.1.1)"
+            )
+
     def transcription(self) -> None:
         if self.fam is not TRANSCRIBE_LIVE:
             return
@@ -669,9 +678,8 @@ def adapt_setup(setup: Setup, *, vertex: bool) -> Setup:
     wrong thinking knob (a level on 2.5, a budget on 3.x), an unknown thinking level, a
     response modality the family does not produce, a feature switched on that the family
     does not have (affective dialog / proactivity on 3.x), and ``proactiveAudio: false``
-    on 3.8. An unknown model id is returned unchanged with one warning. ``vertex`` selects
-    the backend-specific rows (kept for the backend-dependent facts; the setup checks are
-    the same on both today).
+    on 3.8, and ``translationConfig`` on Vertex AI (``vertex=True``; Gemini API only). An
+    unknown model id is returned unchanged with one warning.
     """
     fam = family_of(setup.model)
     if fam is None:
@@ -689,6 +697,7 @@ def adapt_setup(setup: Setup, *, vertex: bool) -> Setup:
     a.tools()
     a.speech()
     a.transcription()
+    a.backend()
     return a.setup
 
 
