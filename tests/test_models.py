@@ -334,7 +334,7 @@ def test_translation_config_is_gemini_api_only() -> None:
         T.Setup,
     )
     assert models.adapt_setup(setup, vertex=False) is setup
-    with pytest.raises(ConfigError, match="generationConfig.translationConfig"):
+    with pytest.raises(ConfigError, match=r"generationConfig\.translationConfig"):
         models.adapt_setup(setup, vertex=True)
 
 
