@@ -392,3 +392,38 @@ def test_adapt_function_response(
     assert len(_warnings(caplog)) == (not keeps_scheduling) + (not keeps_will_continue)
     if keeps_scheduling and keeps_will_continue:
         assert out is fr
+
+
+@pytest.mark.parametrize(
+    ("model", "vertex", "key"),
+    [
+        ("gemini-3.8-live", False, "realtimeInput"),
+        ("gemini-3.1-flash-live-preview", True, "realtimeInput"),
+        ("gemini-2.5-flash-native-audio-latest", False, "realtimeInput"),
+        ("gemini-live-2.5-flash-native-audio", True, "clientContent"),
+        ("some-unknown-model", True, "realtimeInput"),
+    ],
+)
+def test_text_message_routing(model: str, vertex: bool, key: str) -> None:
+    msg = models.text_message(model, "hello", vertex=vertex)
+    frame = msgspec.json.encode(msg)
+    genai_types.LiveClientMessage.model_validate_json(frame)
+    wire = json.loads(frame)
+    assert list(wire) == [key]
+    if key == "clientContent":
+        assert wire[key] == {
+            "turns": [{"parts": [{"text": "hello"}], "role": "user"}],
+            "turnComplete": True,
+        }
+    else:
+        assert wire[key] == {"text": "hello"}
+
+
+@pytest.mark.parametrize(
+    "model", ["gemini-3.5-transcribe-live", "gemini-3.5-live-translate-preview"]
+)
+def test_text_message_refused_where_there_is_no_text_input(model: str) -> None:
+    with pytest.raises(ConfigError, match=model):
+        models.text_message(model, "hello", vertex=False)
+    with pytest.raises(ConfigError):
+        models.text_message("gemini-3.8-live", "", vertex=False)

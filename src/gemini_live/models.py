@@ -33,9 +33,13 @@ from gemini_live.errors import ConfigError
 from gemini_live.types import (
     UNSET,
     AudioTranscriptionConfig,
+    ClientContent,
+    ClientMessage,
+    Content,
     FunctionDeclaration,
     FunctionResponse,
     GenerationConfig,
+    RealtimeInput,
     Setup,
     ThinkingConfig,
     UnsetType,
@@ -49,6 +53,7 @@ __all__ = [
     "adapt_setup",
     "bare_model_id",
     "family_of",
+    "text_message",
 ]
 
 logger = logging.getLogger("gemini_live")
@@ -738,3 +743,25 @@ def adapt_function_response(
             backend,
         )
     return out
+
+
+def text_message(model: str, text: str, *, vertex: bool) -> ClientMessage:
+    """The frame that sends typed user text to ``model``, routed as the table says.
+
+    ``realtimeInput.text`` (3.x, and 2.5 on the Gemini API) or a ``clientContent`` user
+    turn with ``turnComplete: true`` (2.5 on Vertex AI). Unknown models get
+    ``realtimeInput.text``. Raises :class:`~gemini_live.errors.ConfigError` for a family
+    that takes no typed text (transcribe-live, live-translate) and for empty text.
+    """
+    if not text:
+        raise ConfigError("text is empty")
+    fam = family_of(model)
+    route: TextRoute = "realtime_input" if fam is None else fam.text_route_for(vertex=vertex)
+    if route == "none":
+        assert fam is not None
+        raise ConfigError(f"model {model!r} ({fam.title}) does not take typed text input")
+    if route == "client_content":
+        return ClientMessage(
+            client_content=ClientContent(turns=[Content.text(text)], turn_complete=True)
+        )
+    return ClientMessage(realtime_input=RealtimeInput(text=text))
