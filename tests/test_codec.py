@@ -97,7 +97,7 @@ GOLDEN: dict[str, tuple[T.ServerMessage, list[E.Event]]] = {
                 text="what is the weather", finished=True, language_code="en-US"
             )
         ),
-        [E.InputTranscription("what is the weather", finished=True)],
+        [E.InputTranscription("what is the weather", finished=True, language_code="en-US")],
     ),
     "server_content_output_transcription": (
         _sc(output_transcription=T.Transcription(text="It is sunny")),

@@ -108,6 +108,10 @@ def rich_setup() -> T.Setup:
                     speaker="Bob",
                     voice_config=T.VoiceConfig(replicated_voice_config=replicated),
                 ),
+                T.SpeakerVoiceConfig(
+                    speaker="Carol",
+                    voice_config=T.VoiceConfig(voice="voices/custom-carol"),
+                ),
             ]
         ),
     )

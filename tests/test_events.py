@@ -162,8 +162,8 @@ def test_transcriptions_without_text() -> None:
         input_transcription=T.Transcription(finished=True),
         output_transcription=T.Transcription(finished=True),
     )
+    # `{}` carries nothing (no event); a bare `finished` is the terminal marker (an event).
     assert E.from_server_message(T.ServerMessage(server_content=sc)) == [
-        E.InputTranscription("", interim=True),
         E.InputTranscription("", finished=True),
         E.OutputTranscription("", finished=True),
     ]
@@ -237,7 +237,9 @@ def test_vad_signal_without_type() -> None:
 
 def test_setup_complete_with_voice_consent_signature() -> None:
     sc = T.SetupComplete(voice_consent_signature=T.VoiceConsentSignature(signature="sig"))
-    assert E.from_server_message(T.ServerMessage(setup_complete=sc)) == [E.SetupComplete(None)]
+    assert E.from_server_message(T.ServerMessage(setup_complete=sc)) == [
+        E.SetupComplete(None, voice_consent_signature="sig")
+    ]
 
 
 # --------------------------------------------------------------------------- event objects
@@ -281,7 +283,8 @@ def test_event_union_lists_every_event_class() -> None:
         for name in E.__all__
         if isinstance(getattr(E, name), type) and issubclass(getattr(E, name), msgspec.Struct)
     }
-    assert exported == set(E.Event.__args__)
+    # TranscriptWord is a value inside transcription events, not an event itself.
+    assert exported - {E.TranscriptWord} == set(E.Event.__args__)
 
 
 @profile(max_examples=150)
@@ -309,3 +312,80 @@ def test_audio_bytes_round_trip(raw: bytes) -> None:
     assert E.from_server_message(T.ServerMessage(server_content=_turn(part))) == [
         E.ModelAudio(raw, 24000)
     ]
+
+
+# --------------------------------------------------------------------------- issue 10 fields
+
+
+def test_transcription_metadata_reaches_the_events() -> None:
+    raw = (
+        b'{"serverContent": {"inputTranscription": {"text": "hello there", "finished": true,'
+        b' "languageCode": "en-US", "speakerLabel": "spk-1", "startOffset": "1.5s",'
+        b' "endOffset": "2.25s", "words": [{"word": "hello", "startOffset": "1.5s",'
+        b' "endOffset": "1.9s"}, {"word": "there"}]},'
+        b' "outputTranscription": {"text": "hi", "languageCode": "fr-FR"}}}'
+    )
+    msg = msgspec.json.decode(raw, type=T.ServerMessage)
+    assert E.from_server_message(msg) == [
+        E.InputTranscription(
+            "hello there",
+            finished=True,
+            language_code="en-US",
+            speaker_label="spk-1",
+            words=(E.TranscriptWord("hello", 1.5, 1.9), E.TranscriptWord("there")),
+            start_offset=1.5,
+            end_offset=2.25,
+        ),
+        E.OutputTranscription("hi", language_code="fr-FR"),
+    ]
+
+
+def test_bad_word_offset_is_malformed() -> None:
+    t = T.Transcription(text="x", words=[T.TranscriptionWord(word="x", start_offset="soon")])
+    with pytest.raises(MalformedMessage):
+        E.from_server_message(
+            T.ServerMessage(server_content=T.ServerContent(input_transcription=t))
+        )
+
+
+@pytest.mark.parametrize(
+    "server_content",
+    [
+        b'{"groundingMetadata": {}}',
+        b'{"urlContextMetadata": {}}',
+        b'{"outputTranscription": {}}',
+        b'{"inputTranscription": {}}',
+        b'{"interimInputTranscription": {"text": ""}}',
+        b'{"groundingMetadata": {}, "outputTranscription": {}}',
+    ],
+)
+def test_empty_objects_produce_no_event(server_content: bytes) -> None:
+    msg = msgspec.json.decode(b'{"serverContent": ' + server_content + b"}", type=T.ServerMessage)
+    assert E.from_server_message(msg) == []
+
+
+def test_grounding_with_content_is_an_event() -> None:
+    sc = T.ServerContent(grounding_metadata={"webSearchQueries": ["q"]}, url_context_metadata={})
+    assert E.from_server_message(T.ServerMessage(server_content=sc)) == [
+        E.Grounding({"webSearchQueries": ["q"]}, None)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "done"),
+    [(None, True), ("IDLE", True), ("REQUIRES_ACTION", True), ("IN_PROGRESS", False)],
+)
+def test_turn_complete_interaction_done(status: str | None, done: bool) -> None:
+    sc = T.ServerContent(turn_complete=True)
+    if status is not None:
+        sc.interaction_status = status
+    (event,) = E.from_server_message(T.ServerMessage(server_content=sc))
+    assert isinstance(event, E.TurnComplete)
+    assert event.interaction_status == status
+    assert event.interaction_done is done
+
+
+def test_resumed_and_interaction_timeout_fields() -> None:
+    assert E.Resumed(False) == E.Resumed(False, reseeded=False, turns=0)
+    assert E.Resumed(False, True, 4).turns == 4
+    assert E.InteractionTimeout(30.0).seconds == 30.0

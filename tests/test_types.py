@@ -127,8 +127,28 @@ def test_field_names_are_camel_case_and_optional_fields_default_to_unset(
         assert field.encode_name == expected, (cls, field.name)
         if (cls, field.name) not in _RENAMED:
             assert _CAMEL.match(field.encode_name), (cls, field.encode_name)
-        if not field.required:
+        if not field.required and (cls, field.name) not in _PROTO3_ZERO:
             assert field.default is UNSET, (cls, field.name)
+
+
+#: Fields whose absence on the wire means 0 (proto3 default), not "unset".
+_PROTO3_ZERO = {(T.ModalityTokenCount, "token_count")}
+
+
+def test_token_count_absent_is_zero() -> None:
+    # A real Vertex frame leaves `tokenCount` out for a zero count; sums must still work.
+    usage = msgspec.json.decode(
+        b'{"promptTokensDetails": [{"modality": "AUDIO"}, {"modality": "TEXT", "tokenCount": 4}]}',
+        type=T.UsageMetadata,
+    )
+    assert isinstance(usage.prompt_tokens_details, list)
+    assert sum(d.token_count for d in usage.prompt_tokens_details) == 4
+
+
+def test_voice_config_voice_id_on_the_wire() -> None:
+    vc = T.VoiceConfig(voice="voices/my-custom-voice")
+    assert msgspec.json.encode(vc) == b'{"voice":"voices/my-custom-voice"}'
+    assert msgspec.json.decode(b'{"voice":"Kore"}', type=T.VoiceConfig).voice == "Kore"
 
 
 def test_voice_activity_wire_key_is_type() -> None:

@@ -397,22 +397,97 @@ async def create_ephemeral_token(
     Mint one per (re)connection where possible: resuming with a used token has been seen
     to fail. Raises :class:`~gemini_live.errors.ConnectError` (with ``status``) on HTTP
     errors; the key never appears in messages.
+
+    The service rejects (HTTP 400) a constrained setup holding any field that
+    ``fieldMask`` does not cover, so only covered fields are sent: with no
+    ``lock_fields`` every field the setup sets is locked except ``sessionResumption``
+    (which is left out, so the client's resume handle is honoured); with ``lock_fields``
+    the setup is cut down to those paths (a warning on the ``gemini_live`` logger names
+    what was left out). Paths are lowerCamel wire names (``snake_case`` is converted)
+    without array indices (``tools.0`` is a :class:`~gemini_live.errors.ConfigError`:
+    lock the whole list); an empty ``lock_fields`` with a setup locks nothing and is a
+    ConfigError too.
     """
     # Imported here: urllib.request and ssl cost ~10 ms at import and only this needs them.
+    import logging
+    import re
     import ssl
     import urllib.error
     import urllib.request
+
+    def camel_path(raw: str) -> tuple[str, ...]:
+        names: list[str] = []
+        for name in raw.strip().split("."):
+            if not name:
+                raise ConfigError(f"lock_fields: {raw!r} has an empty path element")
+            if name.isdigit() or "[" in name or "]" in name:
+                raise ConfigError(
+                    f"lock_fields: {raw!r}: array indices are not valid in a field mask;"
+                    f" lock the whole field ({'.'.join(names) or name!r})"
+                )
+            camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
+            if not re.fullmatch(r"[a-z][A-Za-z0-9]*", camel):
+                raise ConfigError(f"lock_fields: {raw!r} is not a wire field path")
+            names.append(camel)
+        return tuple(names)
+
+    def covered_body(body: dict[str, Any]) -> dict[str, Any]:
+        """Keep only the setup fields the mask covers (the service's 400 rule)."""
+        setup_json = body.get("bidiGenerateContentSetup")
+        mask = body.get("fieldMask")
+        if setup_json is None or mask is None:
+            return body
+        if not mask.strip():
+            raise ConfigError(
+                "lock_fields is empty: it would lock nothing; leave out setup= for an"
+                " unconstrained token"
+            )
+        paths: list[tuple[str, ...]] = []
+        for raw in mask.split(","):
+            path = camel_path(raw)
+            if path not in paths:
+                paths.append(path)
+        # A path under another locked path adds nothing.
+        paths = [p for p in paths if not any(q != p and p[: len(q)] == q for q in paths)]
+        left_out: list[str] = []
+
+        def prune(obj: dict[str, Any], prefix: tuple[str, ...]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, value in obj.items():
+                here = (*prefix, key)
+                if any(here[: len(p)] == p for p in paths):
+                    out[key] = value
+                elif isinstance(value, dict) and any(p[: len(here)] == here for p in paths):
+                    sub = prune(value, here)
+                    if sub:
+                        out[key] = sub
+                else:
+                    left_out.append(".".join(here))
+            return out
+
+        new = dict(body)
+        new["bidiGenerateContentSetup"] = prune(setup_json, ())
+        new["fieldMask"] = ",".join(".".join(p) for p in paths)
+        shown = [f for f in left_out if f != "sessionResumption" or lock_fields is not None]
+        if shown:
+            logging.getLogger("gemini_live").warning(
+                "create_ephemeral_token: not covered by lock_fields, so not sent: %s",
+                ", ".join(shown),
+            )
+        return new
 
     if not api_key:
         raise ConfigError("API key is empty")
     register_secret(api_key)
     body = msgspec.json.encode(
-        token_request_body(
-            uses=uses,
-            expire_time=expire_time,
-            new_session_expire_time=new_session_expire_time,
-            setup=setup,
-            lock_fields=lock_fields,
+        covered_body(
+            token_request_body(
+                uses=uses,
+                expire_time=expire_time,
+                new_session_expire_time=new_session_expire_time,
+                setup=setup,
+                lock_fields=lock_fields,
+            )
         )
     )
     url = f"{base_url.rstrip('/')}/{api_version}/auth_tokens"

@@ -14,9 +14,18 @@ order within a frame is fixed:
 9. ``GenerationComplete``, ``TurnComplete``
 10. ``Usage``, ``SessionResumptionUpdate``, ``GoAway``, ``ErrorReport``
 
-Lifecycle events (``Reconnecting``, ``Resumed``, ``Lagged``, ``Closed``) come from the
-session, not from frames. All events are frozen msgspec Structs: cheap to build and
-usable in ``match`` statements with positional patterns.
+Empty objects carry nothing and produce no event: ``groundingMetadata: {}`` (Vertex sends
+it on every turn end) and ``outputTranscription: {}`` / ``inputTranscription: {}``.
+
+A *turn* ends at ``TurnComplete``; the *interaction* (the whole answer to one request)
+ends at the ``TurnComplete`` whose :attr:`TurnComplete.interaction_done` is true. They
+differ only on models that report ``interactionStatus: IN_PROGRESS`` (3.8 Extended
+Thinking speaks fillers and closes several turns before the final answer).
+
+Lifecycle events (``Reconnecting``, ``Resumed``, ``Lagged``, ``Closed``,
+``InteractionTimeout``) come from the session, not from frames. All events are frozen
+msgspec Structs: cheap to build and usable in ``match`` statements with positional
+patterns.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from gemini_live.types import (
     FunctionCall,
     Part,
     ServerMessage,
+    Transcription,
+    UnsetType,
     UsageMetadata,
     parse_duration,
 )
@@ -45,6 +56,7 @@ __all__ = [
     "GoAway",
     "Grounding",
     "InputTranscription",
+    "InteractionTimeout",
     "Interrupted",
     "Lagged",
     "ModelAudio",
@@ -57,6 +69,7 @@ __all__ = [
     "SetupComplete",
     "ToolCall",
     "ToolCallCancellation",
+    "TranscriptWord",
     "TurnComplete",
     "Usage",
     "VadSignal",
@@ -70,9 +83,15 @@ class _Event(msgspec.Struct, frozen=True):
 
 
 class SetupComplete(_Event, frozen=True):
-    """The service accepted the setup; the connection is open."""
+    """The service accepted the setup; the connection is open.
+
+    ``voice_consent_signature`` is set when a replicated voice's consent audio was
+    verified: pass it as ``ReplicatedVoiceConfig.voice_consent_signature`` next time
+    instead of the consent audio.
+    """
 
     session_id: str | None = None
+    voice_consent_signature: str | None = None
 
 
 class ModelText(_Event, frozen=True):
@@ -100,30 +119,72 @@ class GenerationComplete(_Event, frozen=True):
 
 
 class TurnComplete(_Event, frozen=True):
-    """The turn is over. ``interaction_status`` IN_PROGRESS means more is coming (3.8 ET)."""
+    """The turn is over. ``interaction_status`` IN_PROGRESS means more is coming (3.8 ET).
+
+    Use :attr:`interaction_done` to find the end of the whole answer.
+    """
 
     reason: str | None = None
     interaction_status: str | None = None
     waiting_for_input: bool = False
+
+    @property
+    def interaction_done(self) -> bool:
+        """True unless the service said ``IN_PROGRESS``: ``IDLE``, the deprecated
+        ``REQUIRES_ACTION`` and no status at all (models before 3.8 ET) end the interaction."""
+        return self.interaction_status != "IN_PROGRESS"
+
+
+class InteractionTimeout(_Event, frozen=True):
+    """The interaction stayed ``IN_PROGRESS`` for ``seconds`` with no IDLE: treat it as over.
+
+    Emitted by the session's watchdog (see :class:`gemini_live.watchdog.InteractionWatchdog`);
+    consumers that wait for the end of an interaction end it here too.
+    """
+
+    seconds: float
 
 
 class Interrupted(_Event, frozen=True):
     """User activity cut the generation: flush queued playback now."""
 
 
+class TranscriptWord(msgspec.Struct, frozen=True):
+    """One word of a transcript with its offsets in seconds (when the service sends them)."""
+
+    word: str
+    start: float | None = None
+    end: float | None = None
+
+
 class InputTranscription(_Event, frozen=True):
-    """User speech transcript. ``interim`` fragments replace each other; finals append."""
+    """User speech transcript. ``interim`` fragments replace each other; finals append.
+
+    ``language_code`` (BCP-47), ``speaker_label`` (diarization), ``words`` (word timing)
+    and the fragment's ``start_offset`` / ``end_offset`` (seconds) are set when the
+    service sends them (transcribe-live with ``wordTimestamp`` / ``diarization``).
+    """
 
     text: str
     finished: bool = False
     interim: bool = False
+    language_code: str | None = None
+    speaker_label: str | None = None
+    words: tuple[TranscriptWord, ...] = ()
+    start_offset: float | None = None
+    end_offset: float | None = None
 
 
 class OutputTranscription(_Event, frozen=True):
-    """Model speech transcript fragment (concatenate fragments)."""
+    """Model speech transcript fragment (concatenate fragments); metadata as for input."""
 
     text: str
     finished: bool = False
+    language_code: str | None = None
+    speaker_label: str | None = None
+    words: tuple[TranscriptWord, ...] = ()
+    start_offset: float | None = None
+    end_offset: float | None = None
 
 
 class Grounding(_Event, frozen=True):
@@ -193,9 +254,15 @@ class Reconnecting(_Event, frozen=True):
 
 
 class Resumed(_Event, frozen=True):
-    """Connected again. ``state_restored`` False means a fresh session (history lost)."""
+    """Connected again. ``state_restored`` False means a fresh session.
+
+    On a fresh session, ``reseeded`` says whether the conversation history was sent to
+    it again and ``turns`` how many history turns the seed held.
+    """
 
     state_restored: bool
+    reseeded: bool = False
+    turns: int = 0
 
 
 class Lagged(_Event, frozen=True):
@@ -234,6 +301,7 @@ Event: TypeAlias = (
     | Resumed
     | Lagged
     | Closed
+    | InteractionTimeout
 )
 
 _GENERATION_COMPLETE = GenerationComplete()
@@ -259,12 +327,97 @@ def _audio_event(part: Part) -> ModelAudio | None:
     return ModelAudio(data, rate)
 
 
+def _offset(value: str | UnsetType, what: str) -> float | None:
+    if isinstance(value, UnsetType):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise MalformedMessage(f"bad transcription {what} {value!r}") from exc
+
+
+def _words(t: Transcription) -> tuple[TranscriptWord, ...]:
+    if isinstance(t.words, UnsetType):
+        return ()
+    return tuple(
+        TranscriptWord(
+            w.word if isinstance(w.word, str) else "",
+            _offset(w.start_offset, "word startOffset"),
+            _offset(w.end_offset, "word endOffset"),
+        )
+        for w in t.words
+    )
+
+
+def _empty(t: Transcription) -> bool:
+    """``{}`` or an empty text with nothing else: no event."""
+    return (
+        not t.text
+        and t.finished is not True
+        and not t.words
+        and isinstance(t.language_code, UnsetType)
+        and isinstance(t.speaker_label, UnsetType)
+    )
+
+
+def _input_transcription(t: Transcription, interim: bool) -> InputTranscription:
+    if (
+        isinstance(t.language_code, UnsetType)
+        and isinstance(t.speaker_label, UnsetType)
+        and isinstance(t.words, UnsetType)
+        and isinstance(t.start_offset, UnsetType)
+        and isinstance(t.end_offset, UnsetType)
+    ):
+        # The common case: text only.
+        return InputTranscription(
+            t.text if t.text is not UNSET else "", t.finished is True, interim
+        )
+    return InputTranscription(
+        t.text if t.text is not UNSET else "",
+        t.finished is True,
+        interim,
+        t.language_code if t.language_code is not UNSET else None,
+        t.speaker_label if t.speaker_label is not UNSET else None,
+        _words(t),
+        _offset(t.start_offset, "startOffset"),
+        _offset(t.end_offset, "endOffset"),
+    )
+
+
+def _output_transcription(t: Transcription) -> OutputTranscription:
+    if (
+        isinstance(t.language_code, UnsetType)
+        and isinstance(t.speaker_label, UnsetType)
+        and isinstance(t.words, UnsetType)
+        and isinstance(t.start_offset, UnsetType)
+        and isinstance(t.end_offset, UnsetType)
+    ):
+        return OutputTranscription(t.text if t.text is not UNSET else "", t.finished is True)
+    return OutputTranscription(
+        t.text if t.text is not UNSET else "",
+        t.finished is True,
+        t.language_code if t.language_code is not UNSET else None,
+        t.speaker_label if t.speaker_label is not UNSET else None,
+        _words(t),
+        _offset(t.start_offset, "startOffset"),
+        _offset(t.end_offset, "endOffset"),
+    )
+
+
 def from_server_message(msg: ServerMessage) -> list[Event]:
     """Turn one decoded server frame into its ordered list of events."""
     out: list[Event] = []
     if msg.setup_complete is not UNSET:
-        sid = msg.setup_complete.session_id
-        out.append(SetupComplete(sid if sid is not UNSET else None))
+        sc0 = msg.setup_complete
+        sig = sc0.voice_consent_signature
+        out.append(
+            SetupComplete(
+                sc0.session_id if sc0.session_id is not UNSET else None,
+                sig.signature
+                if sig is not UNSET and isinstance(sig.signature, str) and sig.signature
+                else None,
+            )
+        )
     va = msg.voice_activity
     if va is not UNSET:
         kind = va.voice_activity_type if va.voice_activity_type is not UNSET else ""
@@ -286,17 +439,11 @@ def from_server_message(msg: ServerMessage) -> list[Event]:
         out.append(ToolCallCancellation(tuple(tcc.ids) if tcc.ids is not UNSET else ()))
     if sc is not UNSET:
         t = sc.interim_input_transcription
-        if t is not UNSET:
-            out.append(
-                InputTranscription(
-                    t.text if t.text is not UNSET else "", t.finished is True, interim=True
-                )
-            )
+        if t is not UNSET and not _empty(t):
+            out.append(_input_transcription(t, True))
         t = sc.input_transcription
-        if t is not UNSET:
-            out.append(
-                InputTranscription(t.text if t.text is not UNSET else "", t.finished is True)
-            )
+        if t is not UNSET and not _empty(t):
+            out.append(_input_transcription(t, False))
         turn = sc.model_turn
         if turn is not UNSET and turn.parts is not UNSET:
             for part in turn.parts:
@@ -308,17 +455,14 @@ def from_server_message(msg: ServerMessage) -> list[Event]:
                 else:
                     out.append(ModelPart(part))
         t = sc.output_transcription
-        if t is not UNSET:
-            out.append(
-                OutputTranscription(t.text if t.text is not UNSET else "", t.finished is True)
-            )
-        if sc.grounding_metadata is not UNSET or sc.url_context_metadata is not UNSET:
-            out.append(
-                Grounding(
-                    sc.grounding_metadata if sc.grounding_metadata is not UNSET else None,
-                    sc.url_context_metadata if sc.url_context_metadata is not UNSET else None,
-                )
-            )
+        if t is not UNSET and not _empty(t):
+            out.append(_output_transcription(t))
+        # UNSET and an empty object (Vertex: `groundingMetadata: {}` on every turn end)
+        # carry nothing: no event.
+        gm = sc.grounding_metadata if isinstance(sc.grounding_metadata, dict) else None
+        um = sc.url_context_metadata if isinstance(sc.url_context_metadata, dict) else None
+        if gm or um:
+            out.append(Grounding(gm or None, um or None))
     tc = msg.tool_call
     if tc is not UNSET:
         out.append(ToolCall(tuple(tc.function_calls) if tc.function_calls is not UNSET else ()))

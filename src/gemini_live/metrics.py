@@ -11,6 +11,11 @@ read (Gemini API ``responseTokenCount`` / Vertex ``candidatesTokenCount``).
 last ``send_*`` before the reply) to the first model audio, the first model text or output
 transcript, and ``turnComplete``.
 
+Both count *interactions*: a ``turnComplete`` with ``interactionStatus: IN_PROGRESS``
+(3.8 Extended Thinking fillers) does not end the turn; the one that ends the interaction
+(``IDLE``, or no status on other models) does, and so does an
+:class:`~gemini_live.events.InteractionTimeout` from the watchdog.
+
 Both are fed from the event stream; :func:`observe` and :func:`observe_input` do the
 routing::
 
@@ -543,6 +548,9 @@ class LatencyTracker:
             if self._pending is not None:
                 self._pending.interrupted = True
         elif isinstance(event, ev.TurnComplete):
+            if event.interaction_done:
+                return self._complete(self._now(now))
+        elif isinstance(event, ev.InteractionTimeout):
             return self._complete(self._now(now))
         return None
 
@@ -595,6 +603,9 @@ def observe(
         if isinstance(event, ev.Usage):
             meter.add(event)
         elif isinstance(event, ev.TurnComplete):
+            if event.interaction_done:
+                meter.turn_complete()
+        elif isinstance(event, ev.InteractionTimeout):
             meter.turn_complete()
         elif isinstance(event, _ACTIVITY):
             meter.start_turn()

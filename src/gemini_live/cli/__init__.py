@@ -57,6 +57,14 @@ def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
         " other users); never printed",
     )
     g.add_argument("--voice", default=d(None), help="prebuilt voice name, e.g. Puck")
+    g.add_argument(
+        "--thinking",
+        default=d(None),
+        metavar="LEVEL|BUDGET",
+        help="thinking: a level (minimal, low, medium, high) for 3.1 and 3.8 Extended"
+        " Thinking, or a token budget (0 = off, -1 = dynamic) for 2.5; default: the"
+        " model's own (3.8 Extended Thinking: low)",
+    )
     g.add_argument("--system", default=d(None), metavar="TEXT", help="system instruction")
     g.add_argument("--url", default=d(None), help="custom ws:// or wss:// endpoint")
     g.add_argument(
@@ -203,6 +211,7 @@ def _normalise(args: argparse.Namespace) -> None:
         "model": None,
         "api_key": None,
         "voice": None,
+        "thinking": None,
         "system": None,
         "url": None,
         "vertex": False,

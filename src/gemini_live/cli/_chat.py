@@ -174,6 +174,10 @@ class _ChatPrinter:
                     self._line(f"tool> {format_call(name, args)}")
             case ev.Interrupted():
                 self._line("[interrupted]")
+            case ev.TurnComplete(interaction_status="IN_PROGRESS"):
+                self._line("[still working on it...]")
+            case ev.InteractionTimeout(seconds=seconds):
+                self._line(f"[no final answer: still in progress after {seconds:.0f} s]")
             case ev.TurnComplete() | ev.GenerationComplete():
                 self.end_line()
             case ev.GoAway(time_left=left):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
+import dataclasses
 import json
 import os
 import sys
@@ -23,7 +25,9 @@ from gemini_live.metrics import (
     UsageMeter,
     format_ms,
 )
+from gemini_live.models import adapt_setup
 from gemini_live.transport.base import Backend
+from gemini_live.types import GenerationConfig, ThinkingConfig
 
 if TYPE_CHECKING:
     from gemini_live.cli._record import WireRecorder
@@ -222,6 +226,7 @@ async def open_target(
                 output_audio_transcription=True,
                 **kwargs,
             )
+            config = model_aware(config, args, vertex=mode == "vertex")
             if timeline is not None:
                 where = fake.url if fake is not None else config.transport.endpoint.url
                 timeline.log(f"connecting to {describe_mode(mode)}: {redact(where)}")
@@ -231,6 +236,43 @@ async def open_target(
     finally:
         if recorder is not None:
             recorder.close()
+
+
+def thinking_config(value: str) -> ThinkingConfig:
+    """``--thinking``: an integer is a budget (2.5), a word is a level (3.x)."""
+    text = value.strip()
+    try:
+        return ThinkingConfig(thinking_budget=int(text))
+    except ValueError:
+        pass
+    level = text.upper()
+    if level not in ("MINIMAL", "LOW", "MEDIUM", "HIGH"):
+        raise UsageError(
+            f"--thinking takes minimal, low, medium, high or a token budget, got {value!r}"
+        )
+    return ThinkingConfig(thinking_level=level)
+
+
+def model_aware(
+    config: gl.SessionConfig, args: argparse.Namespace, *, vertex: bool
+) -> gl.SessionConfig:
+    """Apply ``--thinking`` and the model family's rules (``gemini_live.models``).
+
+    A setting the model cannot take is a :class:`ConfigError` (exit 2) naming the model
+    and the field; safe fixes are logged as warnings.
+    """
+    setup = config.setup
+    thinking = getattr(args, "thinking", None)
+    if thinking:
+        setup = copy.deepcopy(setup)
+        gen = setup.generation_config
+        if not isinstance(gen, GenerationConfig):
+            gen = setup.generation_config = GenerationConfig()
+        gen.thinking_config = thinking_config(thinking)
+    adapted = adapt_setup(setup, vertex=vertex)
+    if adapted is config.setup:
+        return config
+    return dataclasses.replace(config, setup=adapted)
 
 
 def describe_mode(mode: Mode) -> str:
@@ -413,7 +455,11 @@ class Conversation:
             self.resumed.set()
         if self.on_event is not None:
             self.on_event(event)
-        if isinstance(event, ev.TurnComplete):
+        # A reply is a whole interaction: a turnComplete with IN_PROGRESS (3.8 Extended
+        # Thinking fillers) is not its end; IDLE / no status / the watchdog's timeout is.
+        if (isinstance(event, ev.TurnComplete) and event.interaction_done) or isinstance(
+            event, ev.InteractionTimeout
+        ):
             self._turn_complete()
 
     def _turn_complete(self) -> None:

@@ -51,8 +51,15 @@ class ReplicatedVoiceConfig(WireStruct):
 
 
 class VoiceConfig(WireStruct):
+    """One voice: a prebuilt name, a replicated (cloned) voice, or a ``voice`` id.
+
+    ``voice`` is the id of a custom or prebuilt voice from the Voices API
+    (google-genai 3.3 ``VoiceConfig.voice``; wire key ``voice``).
+    """
+
     prebuilt_voice_config: PrebuiltVoiceConfig | UnsetType = UNSET
     replicated_voice_config: ReplicatedVoiceConfig | UnsetType = UNSET
+    voice: str | UnsetType = UNSET
 
 
 class SpeakerVoiceConfig(WireStruct):

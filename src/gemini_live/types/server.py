@@ -52,8 +52,11 @@ class ToolCallCancellation(WireStruct):
 
 
 class ModalityTokenCount(WireStruct):
+    """Tokens of one modality. ``token_count`` absent on the wire is 0 (proto3 default;
+    Vertex leaves it out for zero counts)."""
+
     modality: str | UnsetType = UNSET
-    token_count: int | UnsetType = UNSET
+    token_count: int = 0
 
 
 class UsageMetadata(WireStruct):

@@ -1,0 +1,386 @@
+"""A bounded, readable conversation history that can seed a fresh session. Pure: no asyncio.
+
+When a session cannot be resumed (no handle yet, handle expired after 2 h, resume
+rejected) the service starts a fresh session that knows nothing of the conversation.
+:class:`History` keeps what was said so it can be sent again:
+
+* fed by the session's events (:meth:`History.observe`: final user transcripts, model
+  transcripts / text, tool calls) and by what the app sent (:meth:`History.add_user_text`,
+  :meth:`History.add_tool_result`); audio is kept as its transcript only;
+* bounded (``max_entries``, ``max_chars``): the oldest entries go first, optionally
+  folded into a summary by a ``summarizer`` hook;
+* readable (:attr:`History.entries`, :meth:`History.render`);
+* turned into the seed for a fresh session (:meth:`History.seed`): ``clientContent``
+  messages with ``turnComplete: false`` to send right after ``setupComplete`` and before
+  any other input, plus whether the setup needs
+  ``historyConfig.initialHistoryInClientContent: true``, following the model family's
+  quirks in :mod:`gemini_live.models` (2.5: no historyConfig, last seed turn must be a
+  user turn; 3.x: historyConfig).
+
+Sketch of the session side::
+
+    seed = history.seed(setup.model, vertex=False)
+    setup = seed.apply(setup)                 # historyConfig when the family needs it
+    ... send setup, wait for setupComplete ...
+    for message in seed.messages:             # before anything queued
+        send(message)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gemini_live import events as ev
+from gemini_live.errors import ConfigError
+from gemini_live.models import family_of
+from gemini_live.types import (
+    ClientContent,
+    ClientMessage,
+    Content,
+    FunctionCall,
+    FunctionResponse,
+    HistoryConfig,
+    Part,
+    Setup,
+    UnsetType,
+)
+
+__all__ = ["History", "HistoryEntry", "Seed", "Summarizer"]
+
+Role = Literal["user", "model"]
+Kind = Literal["text", "transcript", "tool_call", "tool_result", "summary"]
+
+#: Called with the entries about to be dropped (oldest first; a previous summary, if any,
+#: is the first of them); returns the text of the summary that replaces them.
+Summarizer = Callable[[Sequence["HistoryEntry"]], str]
+
+_TOOL_CHARS = 1000  # longest tool argument / result JSON kept in a rendered entry
+
+
+def _compact(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= _TOOL_CHARS else text[: _TOOL_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One thing said or done in the conversation."""
+
+    role: Role
+    kind: Kind
+    #: The text (for tool entries: the rendered call / result, see :meth:`render`).
+    text: str
+    #: Tool entries: the function name and call id.
+    name: str | None = None
+    call_id: str | None = None
+
+    def render(self) -> str:
+        """The entry as it is sent in a seed and shown by :meth:`History.render`."""
+        if self.kind == "summary":
+            return f"(Summary of the earlier conversation) {self.text}"
+        return self.text
+
+    @property
+    def size(self) -> int:
+        return len(self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """What to send to a fresh session so it knows the conversation."""
+
+    #: Set ``historyConfig.initialHistoryInClientContent: true`` in the setup.
+    history_config: bool
+    #: ``clientContent`` frames, in order, right after ``setupComplete``, before any input.
+    messages: tuple[ClientMessage, ...]
+    #: Number of turns (``Content`` objects) the messages hold.
+    turns: int
+
+    def apply(self, setup: Setup) -> Setup:
+        """``setup`` with ``historyConfig`` set when needed (a copy; ``setup`` is untouched)."""
+        if not self.history_config or not self.messages:
+            return setup
+        out = copy.deepcopy(setup)
+        out.history_config = HistoryConfig(initial_history_in_client_content=True)
+        return out
+
+
+@dataclass
+class _Pending:
+    user: list[str] = field(default_factory=list)
+    model: list[str] = field(default_factory=list)
+    model_kind: Kind = "transcript"
+
+
+class History:
+    """A bounded conversation history. See the module docstring.
+
+    Args:
+        max_entries: Keep at most this many entries.
+        max_chars: Keep at most this many characters of entry text.
+        summarizer: Optional hook that folds dropped entries into one summary entry.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 200,
+        max_chars: int = 32_000,
+        summarizer: Summarizer | None = None,
+    ) -> None:
+        if max_entries < 1 or max_chars < 1:
+            raise ConfigError("max_entries and max_chars must be positive")
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self.summarizer = summarizer
+        self._entries: list[HistoryEntry] = []
+        self._chars = 0
+        self._pending = _Pending()
+        #: Entries dropped by the bound so far (summarised or not).
+        self.dropped = 0
+
+    @classmethod
+    def from_messages(
+        cls, items: Iterable[HistoryEntry | Content | tuple[str, str]], **options: Any
+    ) -> History:
+        """Build a history from entries, ``Content`` turns or ``(role, text)`` pairs."""
+        h = cls(**options)
+        for item in items:
+            if isinstance(item, HistoryEntry):
+                h._append(item)
+            elif isinstance(item, Content):
+                role = item.role if isinstance(item.role, str) else "user"
+                parts = [] if isinstance(item.parts, UnsetType) else item.parts
+                text = "".join(p.text for p in parts if isinstance(p.text, str))
+                h._append(HistoryEntry(_role(role), "text", text))
+            else:
+                role, text = item
+                h._append(HistoryEntry(_role(role), "text", text))
+        return h
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def entries(self) -> tuple[HistoryEntry, ...]:
+        """Every kept entry, oldest first (text still being transcribed is not included)."""
+        return tuple(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        return iter(tuple(self._entries))
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def render(self) -> str:
+        """``user: ...`` / ``model: ...`` lines, one per entry."""
+        return "\n".join(f"{e.role}: {e.render()}" for e in self._entries)
+
+    def contents(self) -> list[Content]:
+        """The entries as ``Content`` turns: consecutive entries of one role share a turn."""
+        out: list[Content] = []
+        for e in self._entries:
+            part = Part(text=e.render())
+            if out and out[-1].role == e.role and isinstance(out[-1].parts, list):
+                out[-1].parts.append(part)
+            else:
+                out.append(Content(parts=[part], role=e.role))
+        return out
+
+    # -- feeding ---------------------------------------------------------------------
+
+    def add_user_text(self, text: str) -> None:
+        """The user typed ``text`` (``send_text`` / ``send_client_content``)."""
+        if text:
+            self.flush()
+            self._append(HistoryEntry("user", "text", text))
+
+    def add_model_text(self, text: str) -> None:
+        """Model text that did not come through :meth:`observe`."""
+        if text:
+            self.flush()
+            self._append(HistoryEntry("model", "text", text))
+
+    def add_tool_call(self, call: FunctionCall) -> None:
+        name = call.name if isinstance(call.name, str) else "?"
+        args = call.args if isinstance(call.args, dict) else {}
+        cid = call.id if isinstance(call.id, str) else None
+        self.flush()
+        self._append(
+            HistoryEntry("model", "tool_call", f"[called {name}({_compact(args)})]", name, cid)
+        )
+
+    def add_tool_result(self, response: FunctionResponse) -> None:
+        """A tool result the app sent (``send_tool_response``)."""
+        cid = response.id if isinstance(response.id, str) else None
+        self.flush()
+        self._append(
+            HistoryEntry(
+                "model",
+                "tool_result",
+                f"[{response.name} returned {_compact(response.response)}]",
+                response.name,
+                cid,
+            )
+        )
+
+    def amend_last_model(self, text: str) -> None:
+        """Replace the text of the last model transcript/text entry (e.g. with the part of
+        an interrupted reply that was actually played, from :mod:`gemini_live.transcript`)."""
+        self.flush()
+        for i in range(len(self._entries) - 1, -1, -1):
+            e = self._entries[i]
+            if e.role == "model" and e.kind in ("transcript", "text"):
+                self._chars += len(text) - e.size
+                if text:
+                    self._entries[i] = HistoryEntry("model", e.kind, text)
+                else:
+                    del self._entries[i]
+                return
+
+    def observe(self, event: ev.Event) -> None:
+        """Feed one session event."""
+        p = self._pending
+        if isinstance(event, ev.InputTranscription):
+            if not event.interim and event.text:
+                p.user.append(event.text)
+        elif isinstance(event, ev.OutputTranscription):
+            if event.text:
+                p.model.append(event.text)
+        elif isinstance(event, ev.ModelText):
+            if not event.thought and event.text:
+                p.model.append(event.text)
+                p.model_kind = "text"
+        elif isinstance(event, ev.ToolCall):
+            for call in event.calls:
+                self.add_tool_call(call)
+        elif isinstance(event, ev.ToolCallCancellation):
+            ids = set(event.ids)
+            self.flush()
+            keep = [e for e in self._entries if not (e.kind == "tool_call" and e.call_id in ids)]
+            self._chars -= sum(e.size for e in self._entries) - sum(e.size for e in keep)
+            self._entries = keep
+        elif isinstance(
+            event, ev.TurnComplete | ev.GenerationComplete | ev.Interrupted | ev.Closed
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Turn text still being transcribed into entries (user first, then model)."""
+        p = self._pending
+        if p.user:
+            text = "".join(p.user).strip()
+            p.user.clear()
+            if text:
+                self._append(HistoryEntry("user", "transcript", text))
+        if p.model:
+            text = "".join(p.model).strip()
+            kind = p.model_kind
+            p.model.clear()
+            p.model_kind = "transcript"
+            if text:
+                self._append(HistoryEntry("model", kind, text))
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._chars = 0
+        self._pending = _Pending()
+
+    # -- bound -----------------------------------------------------------------------
+
+    def _append(self, entry: HistoryEntry) -> None:
+        self._entries.append(entry)
+        self._chars += entry.size
+        if len(self._entries) > self.max_entries or self._chars > self.max_chars:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        entries = self._entries
+        if self.summarizer is None:
+            while len(entries) > 1 and (
+                len(entries) > self.max_entries or self._chars > self.max_chars
+            ):
+                self._chars -= entries.pop(0).size
+                self.dropped += 1
+            return
+        # Summarise the oldest half (at least enough to get under the bounds), so the
+        # hook runs rarely; the summary takes the first place.
+        limit_n = max(1, self.max_entries // 2)
+        limit_c = self.max_chars // 2
+        cut = 0
+        n, chars = len(entries), self._chars
+        while cut < len(entries) - 1 and (n > limit_n or chars > limit_c):
+            chars -= entries[cut].size
+            n -= 1
+            cut += 1
+        if cut == 0:
+            return
+        old = entries[:cut]
+        summary = self.summarizer(old)
+        self.dropped += sum(1 for e in old if e.kind != "summary")
+        del entries[:cut]
+        self._chars -= sum(e.size for e in old)
+        if summary:
+            s = HistoryEntry("user", "summary", summary)
+            entries.insert(0, s)
+            self._chars += s.size
+        while len(entries) > 1 and (
+            len(entries) > self.max_entries or self._chars > self.max_chars
+        ):
+            self._chars -= entries.pop(1 if entries[0].kind == "summary" else 0).size
+            self.dropped += 1
+
+    # -- seeding ---------------------------------------------------------------------
+
+    def seed(self, model: str, *, vertex: bool, turns_per_message: int = 50) -> Seed:
+        """The seed for a fresh session of ``model`` (see :class:`Seed`).
+
+        Raises:
+            ConfigError: the model family cannot take history (transcribe / translate).
+        """
+        self.flush()
+        fam = family_of(model)
+        if fam is not None and not fam.history.supported:
+            if not self._entries:
+                return Seed(False, (), 0)
+            raise ConfigError(
+                f"model {model!r} ({fam.title}) cannot be seeded with conversation history"
+            )
+        contents = self.contents()
+        if not contents:
+            return Seed(False, (), 0)
+        history_config = True if fam is None else fam.uses_history_config(vertex=vertex)
+        last_user = fam is not None and fam.history.last_turn_user
+        turn_complete = fam is not None and fam.history.turn_complete
+        if last_user and contents[-1].role != "user":
+            # 2.5 wants the seed to end with a user turn (pipecat's "blank user turn").
+            contents.append(Content(parts=[Part(text=" ")], role="user"))
+        size = max(1, turns_per_message)
+        chunks = [contents[i : i + size] for i in range(0, len(contents), size)]
+        messages = tuple(
+            ClientMessage(
+                client_content=ClientContent(
+                    turns=chunk, turn_complete=turn_complete and i == len(chunks) - 1
+                )
+            )
+            for i, chunk in enumerate(chunks)
+        )
+        return Seed(history_config, messages, len(contents))
+
+
+def _role(role: str) -> Role:
+    if role == "user":
+        return "user"
+    if role in ("model", "assistant"):
+        return "model"
+    raise ConfigError(f"history role must be 'user' or 'model', got {role!r}")
