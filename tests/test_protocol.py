@@ -481,7 +481,10 @@ def test_gemini_needs_ids_vertex_drops_will_continue() -> None:
     connect(p)
     with pytest.raises(errors.ConfigError, match="no id"):
         p.send_tool_response(FunctionResponse(name="f", response={}), 0.0)
-    v = ClientProtocol(Setup(model="projects/p/locations/l/publishers/google/models/m"), api="vertex")
+    v = ClientProtocol(
+        Setup(model="projects/p/locations/l/publishers/google/models/gemini-3.8-live"),
+        api="vertex",
+    )
     connect(v)
     v.receive(tool_call("c1"), 0.0)
     out = v.send_tool_response(

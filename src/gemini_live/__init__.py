@@ -36,6 +36,7 @@ from gemini_live.transport.base import Backend
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from gemini_live.history import Summarizer
     from gemini_live.tools import ToolRegistry
 
 __all__ = [
@@ -95,6 +96,12 @@ class ConnectOptions(TypedDict, total=False):
     input_rate: int
     metrics: bool
     main_stream: bool
+    reseed: bool
+    history: Sequence[object]
+    summarizer: Summarizer | None
+    interaction_timeout: float | None
+    adapt_to_model: bool
+    live_connect_config: object
 
 
 class connect:
@@ -106,10 +113,20 @@ class connect:
     the registry's tools and answers every call from the first frame on.
     """
 
-    def __init__(self, config: SessionConfig | None = None, **options: Unpack[ConnectOptions]):
+    def __init__(self, config: object = None, **options: Unpack[ConnectOptions]):
+        if config is not None and not isinstance(config, SessionConfig):
+            from gemini_live.compat import is_genai_config
+
+            if not (isinstance(config, dict) or is_genai_config(config)):
+                raise ConfigError(
+                    "config must be a SessionConfig or a google-genai LiveConnectConfig "
+                    f"(or its dict form), got {type(config).__name__}"
+                )
+            options["live_connect_config"] = config
+            config = None
         if config is not None and options:
             raise ConfigError("pass either config= or keyword arguments, not both")
-        self._config = config if config is not None else build_config(**options)
+        self._config = config if isinstance(config, SessionConfig) else build_config(**options)
         tools = options.get("tools")
         self._registry = tools if callable(getattr(tools, "tools", None)) else None
         self._session: Session | None = None

@@ -27,6 +27,7 @@ from gemini_live.transport._common import CLOSE_TIMEOUT, check_headers, mask_hea
 from gemini_live.transport.base import Backend
 
 if TYPE_CHECKING:
+    from gemini_live.history import Summarizer
     from gemini_live.tools import ToolRegistry
 
 __all__ = [
@@ -255,6 +256,22 @@ class SessionConfig:
     #: Buffer events for ``async for event in session`` / ``next_event()``. Turn it off
     #: when the app consumes events only through ``on_event`` callbacks or ``events()``.
     main_stream: bool = True
+    #: Keep a bounded conversation history (``session.history``) and send it to a fresh
+    #: session when a reconnect cannot restore the conversation.
+    reseed: bool = True
+    history_max_entries: int = 200
+    history_max_chars: int = 32_000
+    #: Folds the oldest history entries into a summary when the bounds are reached.
+    summarizer: Summarizer | None = None
+    #: History to start a brand-new session with (``(role, text)`` pairs, ``Content``
+    #: turns or ``HistoryEntry`` objects).
+    history: Sequence[object] = ()
+    #: An interaction still IN_PROGRESS this many seconds after its last sign of life ends
+    #: with an ``InteractionTimeout`` event (None: never).
+    interaction_timeout: float | None = 30.0
+    #: Check and adapt the setup against the model's capability table
+    #: (:mod:`gemini_live.models`): safe fixes are logged, impossible settings raise.
+    adapt_to_model: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.setup, types.Setup):
@@ -275,6 +292,13 @@ class SessionConfig:
             check_rate(self.input_rate)
         except AudioFormatError as exc:
             raise ConfigError(f"input_rate: {exc}") from None
+        _positive_int("history_max_entries", self.history_max_entries)
+        _positive_int("history_max_chars", self.history_max_chars)
+        _positive("interaction_timeout", self.interaction_timeout, allow_none=True)
+        if self.summarizer is not None and not callable(self.summarizer):
+            raise ConfigError("summarizer must be a callable")
+        if isinstance(self.history, (str, bytes)):
+            raise ConfigError("history must be a sequence of turns, not a string")
 
 
 def _text_content(value: str | types.Content, what: str) -> types.Content:
@@ -328,6 +352,12 @@ def build_config(
     input_rate: int = INPUT_RATE,
     metrics: bool = True,
     main_stream: bool = True,
+    reseed: bool = True,
+    history: Sequence[object] = (),
+    summarizer: Summarizer | None = None,
+    interaction_timeout: float | None = 30.0,
+    adapt_to_model: bool = True,
+    live_connect_config: object = None,
 ) -> SessionConfig:
     """Build a :class:`SessionConfig` from keyword arguments (see :func:`gemini_live.connect`).
 
@@ -345,6 +375,15 @@ def build_config(
     if tools is not None:
         declare = getattr(tools, "tools", None)
         tool_list = _tool_list(declare() if callable(declare) else tools)
+    if live_connect_config is not None:
+        from gemini_live.compat import setup_from_genai
+
+        if setup is not None:
+            raise ConfigError("pass either setup= or live_connect_config=, not both")
+        setup = setup_from_genai(
+            live_connect_config, model=model or os.environ.get("GEMINI_MODEL") or DEFAULT_MODEL
+        )
+        model = None
     if setup is None:
         if isinstance(response_modalities, str) or not all(
             isinstance(m, str) for m in response_modalities
@@ -416,4 +455,9 @@ def build_config(
         input_rate=input_rate,
         metrics=metrics,
         main_stream=main_stream,
+        reseed=reseed,
+        history=tuple(history),
+        summarizer=summarizer,
+        interaction_timeout=interaction_timeout,
+        adapt_to_model=adapt_to_model,
     )

@@ -64,6 +64,7 @@ from gemini_live.errors import (
     UnknownToolCallError,
     classify_close,
 )
+from gemini_live.models import adapt_function_response, text_message
 from gemini_live.events import (
     Event,
     ModelAudio,
@@ -118,6 +119,8 @@ class Kind(enum.IntEnum):
     CLIENT_CONTENT = 7
     TOOL_RESPONSE = 8
     CONTEXT_UPDATE = 9
+    #: History sent to a fresh session (never re-sent: a later fresh session gets a new one).
+    SEED = 10
 
 
 _REALTIME_KINDS: Final = {
@@ -333,6 +336,9 @@ class ClientProtocol:
         self._max_setup_rtt = 0.0
         self._rotation_requested = False
         self._rotating = False
+        self._seed_setup: Setup | None = None
+        self._seed: list[_Out] = []
+        self._seed_turns = 0
         #: Set by the I/O layer while it can write a frame synchronously: ``send_*`` then
         #: hands a frame out at once (returned) when nothing is queued before it.
         self.direct_writes = False
@@ -510,7 +516,7 @@ class ClientProtocol:
         self.stats.connections += 1
 
     def _setup_frame(self, conn: _Connection) -> bytes:
-        setup = self._setup
+        setup = self._seed_setup if self._seed_setup is not None else self._setup
         if self.resumption_enabled:
             sr = setup.session_resumption
             base = sr if sr is not UNSET else SessionResumptionConfig()
@@ -600,6 +606,8 @@ class ClientProtocol:
     # -- the re-send window ---------------------------------------------------------------
 
     def _window_add(self, out: _Out) -> None:
+        if out.kind is Kind.SEED:
+            return
         self._window.append(out)
         self._window_bytes += len(out.frame)
         if out.kind is Kind.AUDIO:
@@ -732,7 +740,9 @@ class ClientProtocol:
             raise InvalidMessageError(f"text must be a str, got {type(text).__name__}")
         if not text:
             raise ConfigError("text is empty")
-        msg = ClientMessage(realtime_input=RealtimeInput(text=text))
+        msg = text_message(self._setup.model, text, vertex=self.api == "vertex")
+        if msg.client_content is not UNSET:
+            return self._submit(encode_client(msg), Kind.CLIENT_CONTENT, now, turn_end=True)
         return self._submit(encode_client(msg), Kind.TEXT, now)
 
     def send_activity_start(self, now: float) -> bytes | None:
@@ -928,11 +938,12 @@ class ClientProtocol:
                     "nothing was sent"
                 )
             seen.add(rid)
-            if self.api == "vertex" and (
-                resp.will_continue is not UNSET or resp.scheduling is not UNSET
-            ):
-                # Vertex does not take willContinue / scheduling.
-                resp = msgspec.structs.replace(resp, will_continue=UNSET, scheduling=UNSET)
+            # Endpoint and model rules (e.g. no willContinue / scheduling on Vertex).
+            adapted = adapt_function_response(
+                self._setup.model, resp, vertex=self.api == "vertex"
+            )
+            if adapted is not resp:
+                resp = adapted
                 changed = True
             keep.append(resp)
         for resp in keep:
@@ -1059,10 +1070,17 @@ class ClientProtocol:
         self._awaiting_response = False
         if reconnected:
             self._requeue_window()
+        seed, turns = self._seed, self._seed_turns
+        self._seed, self._seed_setup, self._seed_turns = [], None, 0
+        for out in reversed(seed):
+            self._pending.appendleft(out)
+            self._pending_bytes += len(out.frame)
+        if reconnected:
             i = next(
                 (k for k, e in enumerate(events) if isinstance(e, SetupComplete)), len(events) - 1
             )
-            events = [*events[: i + 1], Resumed(restored), *events[i + 1 :]]
+            resumed = Resumed(restored, reseeded=bool(seed), turns=turns if seed else 0)
+            events = [*events[: i + 1], resumed, *events[i + 1 :]]
         return events
 
     def _requeue_window(self) -> None:
@@ -1086,6 +1104,32 @@ class ClientProtocol:
             self._pending.appendleft(out)
             self._pending_bytes += len(out.frame)
         logger.info("re-sending %d frames written after the last acknowledged point", len(resend))
+
+    def will_resume(self) -> bool:
+        """Whether the next setup resumes (a handle is known and resumption is on)."""
+        return self.resumption_enabled and self.resume_handle is not None
+
+    def set_seed(self, setup: Setup | None, messages: Sequence[ClientMessage], turns: int) -> None:
+        """History for the next connection, a fresh session: ``setup`` replaces the setup
+        of that connection (e.g. with ``historyConfig``), ``messages`` go out right after
+        its ``setupComplete``, before anything else."""
+        self._seed_setup = setup
+        self._seed = []
+        for msg in messages:
+            self._seq += 1
+            self._seed.append(_Out(encode_client(msg), Kind.SEED, self._seq, False))
+        self._seed_turns = turns
+
+    def resend_texts(self) -> list[str]:
+        """Texts that the next connection writes again (window and queue), oldest first."""
+        out = []
+        for item in (*self._window, *self._unconfirmed, *self._pending):
+            if item.kind is Kind.TEXT:
+                obj = msgspec.json.decode(item.frame)
+                text = obj.get("realtimeInput", {}).get("text")
+                if isinstance(text, str):
+                    out.append(text)
+        return out
 
     def resume_rejected(self) -> None:
         """The last resume attempt failed (stale handle): the next setup starts fresh."""

@@ -43,7 +43,10 @@ from gemini_live.metrics import (
     observe_audio,
     observe_input,
 )
+from gemini_live.history import History
+from gemini_live.models import adapt_setup
 from gemini_live.protocol import ClientProtocol, SessionStats
+from gemini_live.watchdog import InteractionWatchdog
 from gemini_live.transport.base import (
     Backend,
     CloseInfo,
@@ -202,8 +205,11 @@ class Session:
             raise ConfigError(f"expected a SessionConfig, got {type(config).__name__}")
         tc = config.transport
         self.config = config
+        setup = config.setup
+        if config.adapt_to_model:
+            setup = adapt_setup(setup, vertex=tc.endpoint.api == "vertex")
         self.protocol = ClientProtocol(
-            config.setup,
+            setup,
             api=tc.endpoint.api,
             request_resumption=config.resumption,
             normalize_model=tc.endpoint.model_name,
@@ -238,6 +244,21 @@ class Session:
         self._listeners: tuple[Callable[[ev.Event], object], ...] = ()
         self._input_at: float | None = None
         self._tool_runner: ToolRunner | None = None
+        #: The conversation so far, bounded (None when ``config.reseed`` is off). A fresh
+        #: session after a failed resume is seeded with it.
+        self.history: History | None = None
+        if config.reseed or config.history:
+            options: dict[str, Any] = {
+                "max_entries": config.history_max_entries,
+                "max_chars": config.history_max_chars,
+                "summarizer": config.summarizer,
+            }
+            self.history = (
+                History.from_messages(config.history, **options)  # type: ignore[arg-type]
+                if config.history
+                else History(**options)
+            )
+        self._watchdog = InteractionWatchdog(config.interaction_timeout)
         #: Token usage per turn and per session (None when ``config.metrics`` is off).
         self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
         #: Latency of each turn: end of user input to first audio/text/turnComplete.
@@ -391,11 +412,21 @@ class Session:
             # The hot path: a frame that is one audio chunk needs no lifecycle handling.
             if usage is not None:
                 observe_audio(usage, self.latency, events[0], now)
+            if self._watchdog.armed:
+                self._watchdog.observe(events[0], now)
             self._emit(events[0])
             return
         if usage is not None:
             for event in events:
                 observe(usage, self.latency, event, now)
+        history = self.history
+        watchdog = self._watchdog
+        for event in events:
+            if history is not None:
+                history.observe(event)
+            watchdog.observe(event, now)
+        if watchdog.armed:
+            self._poke()  # the runner keeps the watchdog's timer
         for event in events:
             t = type(event)
             if t is ev.SetupComplete:
@@ -499,6 +530,8 @@ class Session:
         self._check_usable()
         now = time.monotonic()
         await self._submitted(self.protocol.send_text(text, now))
+        if self.history is not None:
+            self.history.add_user_text(text)
         self._user_input(now)
 
     async def send_activity_start(self) -> None:
@@ -529,6 +562,9 @@ class Session:
         await self._submitted(
             self.protocol.send_client_content(turns, now, turn_complete=turn_complete)
         )
+        if self.history is not None:
+            for text in _user_texts(turns):
+                self.history.add_user_text(text)
         self._user_input(now)
 
     async def send_tool_response(
@@ -542,7 +578,11 @@ class Session:
         restore) is dropped with a warning and counted.
         """
         self._check_usable()
-        await self._submitted(self.protocol.send_tool_response(responses, time.monotonic()))
+        items = [responses] if isinstance(responses, FunctionResponse) else list(responses)
+        await self._submitted(self.protocol.send_tool_response(items, time.monotonic()))
+        if self.history is not None:
+            for response in items:
+                self.history.add_tool_result(response)
         self._poke()
 
     async def send_context_update(
@@ -772,6 +812,8 @@ class Session:
         self.stats.connects += 1
         if self.stats.connects > 1:
             self.stats.reconnects += 1
+        if not protocol.will_resume():
+            self._prepare_seed()
         self._transport = transport
         self._handler = handler
         try:
@@ -803,6 +845,36 @@ class Session:
         if self._transport is transport and self._open and handler.info is None:
             sync = transport if isinstance(transport, SyncSender) else None
             self._set_direct(sync.try_send if sync is not None else None)
+
+    def _prepare_seed(self) -> None:
+        """The next connection is a fresh session: give it the conversation so far."""
+        history = self.history
+        if history is None or not len(history):
+            return
+        if self.protocol.ever_open and not self.config.reseed:
+            return
+        # What the next connection writes again anyway is left out of the seed.
+        again = self.protocol.resend_texts()
+        entries = list(history.entries)
+        for i in range(len(entries) - 1, -1, -1):
+            if not again:
+                break
+            e = entries[i]
+            if e.role == "user" and e.kind == "text" and e.text == again[-1]:
+                again.pop()
+                del entries[i]
+        source = History.from_messages(entries) if len(entries) != len(history) else history
+        setup = self.protocol.setup
+        try:
+            seed = source.seed(setup.model, vertex=self.protocol.api == "vertex")
+        except GeminiLiveError as exc:
+            self.log.warning("cannot reseed the fresh session: %s", exc)
+            return
+        if not seed.messages:
+            return
+        seeded = seed.apply(setup)
+        self.protocol.set_seed(seeded if seeded is not setup else None, seed.messages, seed.turns)
+        self.log.info("seeding the fresh session with %d history turns", seed.turns)
 
     async def _serve_connection(self) -> GeminiLiveError | Literal["rotate"]:
         """Serve this connection until it ends or a planned rotation is due."""
@@ -838,10 +910,10 @@ class Session:
             timeout: float | None = None
             if idle is not None:
                 timeout = max(0.0, handler.last_rx + idle - now)
-            rotate_at = protocol.rotation_deadline()
-            if rotate_at is not None:
-                left = max(0.0, rotate_at - now)
-                timeout = left if timeout is None else min(timeout, left)
+            for at in (protocol.rotation_deadline(), self._watchdog.deadline()):
+                if at is not None:
+                    left = max(0.0, at - now)
+                    timeout = left if timeout is None else min(timeout, left)
             self._wake.clear()
             wake_task = asyncio.ensure_future(self._wake.wait())
             try:
@@ -852,6 +924,12 @@ class Session:
                 )
             finally:
                 wake_task.cancel()
+            expired = self._watchdog.expired(time.monotonic())
+            if expired is not None:
+                self.log.warning("the interaction is still in progress after %.0f s", expired.seconds)
+                if self.history is not None:
+                    self.history.observe(expired)
+                self._emit(expired)
             if (
                 not done
                 and idle is not None
@@ -906,6 +984,20 @@ class Session:
                 transport.abort()
         elif not transport.closed:
             transport.abort()
+
+
+def _user_texts(turns: object) -> list[str]:
+    """The user text in what ``send_client_content`` took (for the history)."""
+    if isinstance(turns, str):
+        return [turns]
+    items = [turns] if isinstance(turns, Content) else list(turns or ())  # type: ignore[call-overload]
+    out = []
+    for content in items:
+        if isinstance(content, Content) and content.role in ("user", UNSET):
+            for part in content.parts if content.parts is not UNSET else ():
+                if isinstance(part.text, str) and part.text:
+                    out.append(part.text)
+    return out
 
 
 def _version() -> str:

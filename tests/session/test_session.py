@@ -15,6 +15,7 @@ from gemini_live import events as ev
 from gemini_live.codec import decode_events
 from gemini_live.testing import FakeLiveServer
 from gemini_live.types import (
+    UNSET,
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
@@ -343,8 +344,44 @@ async def test_stale_handle_starts_fresh_session(server: FakeLiveServer, backend
         server.expire_handles()
         await server.drop()
         events = await collect_until(session, lambda e: isinstance(e, ev.Resumed))
-        assert events[-1] == ev.Resumed(state_restored=False)
+        # the conversation so far (the user's text and the model's reply) seeds it
+        assert events[-1] == ev.Resumed(state_restored=False, reseeded=True, turns=2)
         assert session.stats.fresh_sessions_after_loss == 1
+        await session.send_text("still there?")
+        await collect_until(session, is_turn_complete)
+    fresh = server.connections[-1]  # [1] was the rejected resume
+    assert fresh.resumed_from is None and server.connections[1].close_code == 1008
+    assert fresh.setup is not None and fresh.setup.history_config is not UNSET
+    seed = fresh.received[1].client_content
+    assert seed is not UNSET and seed.turn_complete is not True
+    assert seed.turns is not UNSET
+    assert [c.role for c in seed.turns] == ["user", "model"]
+    assert seed.turns[0].parts is not UNSET and seed.turns[0].parts[0].text == "remember me"
+    nxt = fresh.received[2].realtime_input
+    assert nxt is not UNSET and nxt.text == "still there?"
+
+
+async def test_reseeding_can_be_turned_off(server: FakeLiveServer, backend_name: str) -> None:
+    async with gl.connect(config_for(server, backend_name, reseed=False)) as session:
+        assert session.history is None
+        await session.send_text("remember me")
+        await collect_until(session, lambda e: isinstance(e, ev.SessionResumptionUpdate))
+        server.expire_handles()
+        await server.drop()
+        events = await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+        assert events[-1] == ev.Resumed(state_restored=False)
+
+
+async def test_connect_with_history_seeds_a_brand_new_session(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    cfg = config_for(server, backend_name, history=[("user", "my name is Ada"), ("model", "Hi Ada")])
+    async with gl.connect(cfg) as session:
+        assert session.history is not None and len(session.history) == 2
+        await session.send_text("what is my name?")
+        await collect_until(session, is_turn_complete)
+    seed = server.connections[0].received[1].client_content
+    assert seed is not UNSET and seed.turns is not UNSET and len(seed.turns) == 2
 
 
 async def test_go_away_waits_for_pending_blocking_tool_call(
