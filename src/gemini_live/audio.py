@@ -913,8 +913,7 @@ def _check_format(fmt: _WavFormat) -> int:
     ):
         name = _WAV_FORMAT_NAMES.get(fmt.tag, "an unknown encoding")
         raise _wav_error(
-            f"{name} (format tag 0x{fmt.tag:04x}) is not supported; convert it to"
-            f" {_WAV_SUPPORTED}"
+            f"{name} (format tag 0x{fmt.tag:04x}) is not supported; convert it to {_WAV_SUPPORTED}"
         )
     if fmt.channels < 1:
         raise _wav_error("the header says 0 channels")
@@ -968,9 +967,7 @@ def _to_pcm16(frames: bytes, fmt: _WavFormat, width: int) -> bytes:
         return alaw_to_pcm16(frames)
     if fmt.tag == _WAVE_FORMAT_IEEE_FLOAT:
         if width != fmt.bits // 8:
-            frames = b"".join(
-                frames[i : i + fmt.bits // 8] for i in range(0, len(frames), width)
-            )
+            frames = b"".join(frames[i : i + fmt.bits // 8] for i in range(0, len(frames), width))
         return _float_to_pcm16(frames, fmt.bits // 8)
     return _widen_to_pcm16(frames, width)
 

@@ -383,6 +383,4 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except Exception as exc:  # a bug: still one line unless --debug
         hint = "" if args.debug else " (run again with --debug for the traceback)"
-        return _fail(
-            args, f"internal error: {type(exc).__name__}: {redact(str(exc))}{hint}", 1
-        )
+        return _fail(args, f"internal error: {type(exc).__name__}: {redact(str(exc))}{hint}", 1)
