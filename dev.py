@@ -88,6 +88,7 @@ def main(argv: list[str]) -> int:
     if command == "bench":
         return _run(PY, "-m", "bench", *rest)
     if command == "docs":
+        os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # a banner, not a warning
         return _run(PY, "-m", "mkdocs", "build", "--strict", "--site-dir", "site", *rest)
     return 2  # pragma: no cover
 
