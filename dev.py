@@ -58,9 +58,9 @@ def ensure_env(extras: str) -> None:
     quiet = ["--quiet", "--disable-pip-version-check"]
     rc = _run(PY, "-m", "pip", "install", *quiet, "--upgrade", "pip")
     if rc == 0:
-        # pip's own progress (what it collects and installs), not silence.
-        progress = ["--disable-pip-version-check", "--progress-bar", "on"]
-        rc = _run(PY, "-m", "pip", "install", *progress, "-e", f".[{extras}]")
+        # The first install takes a while: show pip's progress then, not silence.
+        shown = ["--disable-pip-version-check", "--progress-bar", "on"]
+        rc = _run(PY, "-m", "pip", "install", *(shown if first else quiet), "-e", f".[{extras}]")
     if rc != 0:
         sys.exit(f"pip install failed with exit code {rc}")
     stamp_file.write_text(stamp)
