@@ -157,19 +157,21 @@ async def test_tool_calls_are_spans_ended_by_the_answer(otel: Otel) -> None:
         return {"city": city, "temperature_c": 15}
 
     triggers = {"weather": ToolScript("get_weather", {"city": "Paris"})}
-    async with (
-        FakeLiveServer(tool_triggers=triggers) as server,
-        gl.connect(url=server.url, tools=registry.tools()) as session,
-    ):
-        recorder = otel.telemetry.instrument(session)
-        stream = session.events()
-        async with session.run_tools(registry, on_result=recorder.on_tool_result):
-            await session.send_text("what's the weather?")
-            await until(stream, lambda e: isinstance(e, ev.ToolCall))
-            await until(
-                stream,
-                lambda e: isinstance(e, ev.TurnComplete) and bool(otel.finished("execute_tool")),
-            )
+    async with FakeLiveServer(tool_triggers=triggers) as server:
+        traced = otel.telemetry.connect(url=server.url, tools=registry.tools())
+        async with traced as session:
+            recorder = traced.recorder
+            assert recorder is not None and recorder.session is session
+            stream = session.events()
+            async with session.run_tools(registry, on_result=recorder.on_tool_result):
+                await session.send_text("what's the weather?")
+                await until(stream, lambda e: isinstance(e, ev.ToolCall))
+                await until(
+                    stream,
+                    lambda e: (
+                        isinstance(e, ev.TurnComplete) and bool(otel.finished("execute_tool"))
+                    ),
+                )
     [tool] = otel.finished("execute_tool ")
     assert tool.name == "execute_tool get_weather"
     assert tool.attributes is not None

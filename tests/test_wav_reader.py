@@ -130,6 +130,7 @@ def test_round_trip_with_write_wav(tmp_path: Path) -> None:
     wav = read_wav(tmp_path / "a.wav")
     assert (wav.pcm, wav.rate, wav.channels) == (PCM, 22050, 2)
     assert wav.duration == pytest.approx(4 / 22050)
+    assert repr(wav) == "WavAudio(0.000 s, 22050 Hz, 2 channel(s), 16 bytes)"  # no payload
 
 
 @pytest.mark.parametrize(

@@ -812,6 +812,12 @@ class WavAudio:
         """Length in seconds."""
         return len(self.pcm) / (2 * self.rate * self.channels) if self.rate else 0.0
 
+    def __repr__(self) -> str:
+        return (
+            f"WavAudio({self.duration:.3f} s, {self.rate} Hz, {self.channels} channel(s),"
+            f" {len(self.pcm)} bytes)"
+        )
+
 
 def _byteswap(data: bytes, width: int) -> bytes:
     out = bytearray(len(data))

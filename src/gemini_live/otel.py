@@ -187,6 +187,8 @@ class _TracedConnect:
         self._telemetry = telemetry
         self._config = config
         self._session: gl.Session | None = None
+        #: The session's recorder once connected (e.g. for ``recorder.on_tool_result``).
+        self.recorder: SessionTelemetry | None = None
 
     async def _open(self) -> gl.Session:
         config = self._config
@@ -207,7 +209,7 @@ class _TracedConnect:
                 raise
             if session.session_id:
                 span.set_attribute(CONVERSATION_ID, session.session_id)
-        self._telemetry.instrument(session)
+        self.recorder = self._telemetry.instrument(session)
         return session
 
     def __await__(self) -> Generator[Any, None, gl.Session]:

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
@@ -345,7 +346,25 @@ def main(argv: list[str] | None = None) -> int:
         return _stdout_closed()
 
 
+def _quiet_hooks() -> None:
+    """Errors Python reports on its own (in ``__del__``, in threads): one line each."""
+
+    def unraisable(info: Any) -> None:
+        exc = info.exc_value
+        print(f"gemini-live: ignored {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def thread_error(info: Any) -> None:
+        exc = info.exc_value
+        name = info.thread.name if info.thread is not None else "?"
+        print(f"gemini-live: thread {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    sys.unraisablehook = unraisable
+    threading.excepthook = thread_error
+
+
 def _run(args: argparse.Namespace) -> int:
+    if not args.debug:
+        _quiet_hooks()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         (logging.Formatter if args.debug else _OneLineFormatter)(
