@@ -94,3 +94,14 @@ def test_snippet(snippet: Snippet, tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 await result
 
         asyncio.run(bounded())
+
+
+def test_every_guide_page_is_in_the_site_navigation() -> None:
+    """mkdocs.yml's nav and docs/guide/ agree (the site build itself runs in CI)."""
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    listed = set(re.findall(r":\s*(guide/\S+\.md)\s*$", nav, flags=re.MULTILINE))
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs" / "guide").rglob("*.md")}
+    assert listed == pages
+    for module in ("session", "events", "errors", "audio", "tools", "metrics", "otel", "loopmon"):
+        page = ROOT / "docs" / "guide" / "reference" / f"{module}.md"
+        assert f"::: gemini_live.{module}" in page.read_text(encoding="utf-8")

@@ -363,8 +363,16 @@ def _quiet_hooks() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    hooks = sys.unraisablehook, threading.excepthook
     if not args.debug:
         _quiet_hooks()
+    try:
+        return _run_command(args)
+    finally:
+        sys.unraisablehook, threading.excepthook = hooks
+
+
+def _run_command(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         (logging.Formatter if args.debug else _OneLineFormatter)(
