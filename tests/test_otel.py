@@ -226,3 +226,37 @@ def test_importing_the_library_does_not_import_opentelemetry() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], timeout=30, check=False)
     assert r.returncode == 0, "opentelemetry was imported without gemini_live.otel"
+
+
+async def test_a_turn_cut_short_by_close_is_marked_incomplete(otel: Otel) -> None:
+    part = b'{"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAAA"}}'
+    audio = b'{"serverContent": {"modelTurn": {"parts": [' + part + b"]}}}"
+    async with FakeLiveServer(auto_reply=False) as server, gl.connect(url=server.url) as session:
+        recorder = otel.telemetry.instrument(session)
+        stream = session.events()
+        await session.send_text("start talking")
+        await server.wait_for_messages(2)
+        await server.send(audio)
+        await until(stream, lambda e: isinstance(e, ev.ModelAudio))
+        assert "recording" in repr(recorder)
+    assert "ended" in repr(recorder)
+    [turn] = otel.finished("chat ")
+    assert turn.attributes is not None
+    assert turn.attributes["gemini_live.turn.incomplete"] is True
+    assert turn.attributes["gemini_live.turn.audio_bytes"] == 3
+    [live] = otel.finished("live_session ")
+    assert live.attributes is not None and live.attributes["gemini_live.connects"] == 1
+    assert otel.points("gemini_live.sessions.active")[0][1].value == 0
+
+
+async def test_detach_stops_recording(otel: Otel) -> None:
+    async with FakeLiveServer() as server, gl.connect(url=server.url) as session:
+        recorder = otel.telemetry.instrument(session)
+        recorder.detach()
+        recorder.detach()  # idempotent
+        stream = session.events()
+        await session.send_text("hi")
+        await until(stream, lambda e: isinstance(e, ev.TurnComplete))
+    assert otel.finished("chat ") == []
+    assert len(otel.finished("live_session ")) == 1
+    assert otel.points("gemini_live.sessions.active")[0][1].value == 0

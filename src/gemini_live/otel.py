@@ -475,8 +475,12 @@ class SessionTelemetry:
         self._book_frames_at_risk()
         if self._tools:
             self._end_tools(why)
+        if self._turn is not None and self._finishing:
+            self._finish_turn(self._turn)  # complete; only its end was still scheduled
         if self._turn is not None:
             self._turn.set_attribute("gemini_live.turn.incomplete", True)
+            self._turn.set_attribute("gemini_live.turn.interrupted", self._turn_interrupted)
+            self._turn.set_attribute("gemini_live.turn.audio_bytes", self._turn_audio)
             self._turn.end()
             self._turn = None
         if self._reconnect is not None:
