@@ -261,3 +261,38 @@ def test_bad_numbers_are_one_line(run_cli: CliRunner) -> None:
         r = run_cli(*args)
         assert r.returncode == 2
         assert message in one_line(r.stderr)
+
+
+_NOISY = """
+    import logging, sys, threading
+    import gemini_live.cli as cli
+
+    async def noisy(args):
+        try:
+            raise ValueError("from a callback")
+        except ValueError:
+            logging.getLogger("gemini_live.session").exception("an on_event callback raised")
+        def fail():
+            raise KeyError("in a thread")
+        t = threading.Thread(target=fail, name="worker")
+        t.start()
+        t.join()
+        return 0
+
+    cli._runner = lambda command: noisy
+    sys.exit(cli.main({argv!r}))
+"""
+
+
+def test_logged_exceptions_and_thread_errors_are_one_line_each(tmp_path: Path) -> None:
+    r = _run_python(_NOISY.format(argv=["demo"]), tmp_path)
+    assert r.returncode == 0
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr
+    assert len(lines) == 2, r.stderr
+    assert lines[0].endswith(
+        "ERROR gemini_live.session: an on_event callback raised: ValueError: from a callback"
+    )
+    assert lines[1] == "gemini-live: thread worker: KeyError: 'in a thread'"
+    r = _run_python(_NOISY.format(argv=["--debug", "demo"]), tmp_path)
+    assert r.stderr.count("Traceback") == 2  # --debug shows both
