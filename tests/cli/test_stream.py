@@ -93,6 +93,10 @@ def test_progress_line_and_level_meter() -> None:
     t = Progress(1.0, out=tty)
     t.update(0.0, loud)
     t.update(0.5, loud)
+    t.clear()  # other output is coming: erase the meter, redraw it at the next update
+    t.update(0.55, loud)
     t.update(1.0, loud, final=True)
     text = tty.getvalue()
-    assert text.count("\r\x1b[K") == 3 and text.endswith("dBFS\n") and text.count("\n") == 1
+    assert text.count("\r\x1b[K") == 5 and text.endswith("dBFS\n") and text.count("\n") == 1
+    assert "0.55 / 1.00 s" in text
+    Progress(1.0, out=io.StringIO()).clear()  # not a terminal: nothing to erase

@@ -88,6 +88,13 @@ class Progress:
         level = "silence" if dbfs == -math.inf else f"{dbfs:5.1f} dBFS"
         return f"streaming {elapsed:6.2f} / {self.total:.2f} s  [{bar}] {level}"
 
+    def clear(self) -> None:
+        """On a terminal, erase the line so that other output starts on a clean line."""
+        if self.tty and self._last != -math.inf:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self._last = -math.inf  # redraw at the next update
+
     def update(self, elapsed: float, chunk: bytes, *, final: bool = False) -> None:
         every = 0.1 if self.tty else 1.0
         if not final and elapsed - self._last < every:
@@ -117,7 +124,11 @@ async def run_stream(args: argparse.Namespace) -> int:
         f" -> {duration_seconds(len(pcm), INPUT_RATE):.3f} s at {INPUT_RATE} Hz mono"
     )
 
+    progress = Progress(duration_seconds(len(pcm), INPUT_RATE)) if args.realtime else None
+
     def on_event(event: ev.Event) -> None:
+        if progress is not None and isinstance(event, ev.GoAway | ev.Reconnecting | ev.Resumed):
+            progress.clear()  # a timeline line is coming: do not print it after the meter
         match event:
             case ev.GoAway(time_left=left):
                 t.log(f"goAway ({left:.1f} s left) -> rotating")
@@ -136,7 +147,6 @@ async def run_stream(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             start = loop.time()
             n = 0
-            progress = Progress(duration_seconds(len(pcm), INPUT_RATE)) if args.realtime else None
             sent = 0
             chunk = b""
             for n, chunk in enumerate(chunk_pcm(pcm, rate=INPUT_RATE, ms=chunk_ms), 1):
