@@ -6,6 +6,7 @@
     python3 dev.py test     # create .venv, install dev extras, run the whole test suite
     python3 dev.py lint     # ruff check, ruff format --check, mypy --strict (src and tests)
     python3 dev.py bench    # the benchmarks (see docs/performance.md)
+    python3 dev.py docs     # build the user guide + API reference into site/ (strict)
 
 Extra arguments after the command go to the underlying tool
 (``python3 dev.py test -k session``).
@@ -25,7 +26,13 @@ VENV = Path(os.environ.get("GEMINI_LIVE_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
-EXTRAS = {"demo": "cli,audio", "test": "dev", "lint": "dev", "bench": "dev,bench"}
+EXTRAS = {
+    "demo": "cli,audio",
+    "test": "dev",
+    "lint": "dev",
+    "bench": "dev,bench",
+    "docs": "docs",
+}
 
 
 def _run(*cmd: str | Path) -> int:
@@ -34,7 +41,8 @@ def _run(*cmd: str | Path) -> int:
 
 def ensure_env(extras: str) -> None:
     """Create the venv and (re)install the project when pyproject.toml or extras changed."""
-    if not PY.exists():
+    first = not PY.exists()
+    if first:
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp_text = (ROOT / "pyproject.toml").read_bytes() + extras.encode()
@@ -42,11 +50,17 @@ def ensure_env(extras: str) -> None:
     stamp_file = VENV / f".gemini-live-{extras.replace(',', '-')}"
     if stamp_file.exists() and stamp_file.read_text() == stamp:
         return
-    print(f"installing gemini-live[{extras}] into {VENV}", flush=True)
+    print(
+        f"installing gemini-live[{extras}] into {VENV}"
+        + (" (the first run downloads the dependencies: about a minute)" if first else ""),
+        flush=True,
+    )
     quiet = ["--quiet", "--disable-pip-version-check"]
     rc = _run(PY, "-m", "pip", "install", *quiet, "--upgrade", "pip")
     if rc == 0:
-        rc = _run(PY, "-m", "pip", "install", *quiet, "-e", f".[{extras}]")
+        # The first install takes a while: show pip's progress then, not silence.
+        shown = ["--disable-pip-version-check", "--progress-bar", "on"]
+        rc = _run(PY, "-m", "pip", "install", *(shown if first else quiet), "-e", f".[{extras}]")
     if rc != 0:
         sys.exit(f"pip install failed with exit code {rc}")
     stamp_file.write_text(stamp)
@@ -73,6 +87,9 @@ def main(argv: list[str]) -> int:
         return rc
     if command == "bench":
         return _run(PY, "-m", "bench", *rest)
+    if command == "docs":
+        os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # a banner, not a warning
+        return _run(PY, "-m", "mkdocs", "build", "--strict", "--site-dir", "site", *rest)
     return 2  # pragma: no cover
 
 

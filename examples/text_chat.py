@@ -14,7 +14,6 @@ from typing import Any
 
 import gemini_live as gl
 from gemini_live import events as ev
-from gemini_live.metrics import UsageMeter, observe
 
 QUESTIONS = [
     "Hi! In one sentence, what is the Live API good for?",
@@ -41,28 +40,26 @@ async def main() -> None:
                 **where,
             )
         )
-        meter = UsageMeter()
         events = session.events()
         for question in QUESTIONS:
             print(f"you:   {question}")
             await session.send_text(question)
             print("model: ", end="", flush=True)
             async for event in events:
-                observe(meter, None, event, 0.0)
                 match event:
                     case ev.OutputTranscription(text=text):
                         print(text, end="", flush=True)
                     case ev.TurnComplete():
                         print()
                         break
-        # Usage trails turnComplete; the meter never double-counts repeated snapshots.
+        # Usage trails turnComplete; session.usage never double-counts repeated snapshots.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.5):
                 async for event in events:
-                    observe(meter, None, event, 0.0)
                     if isinstance(event, ev.Usage):
                         break
-        print(f"usage: {meter.session.summary()}")
+        assert session.usage is not None  # kept unless connect(..., metrics=False)
+        print(f"usage: {session.usage.session.summary()}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
     python examples/tool_call.py
 
-``ToolRegistry`` turns type hints and the docstring into the declaration; ``run_tools``
-answers every call id exactly once while the block runs. Uses the Gemini API when
-GEMINI_API_KEY is set, otherwise an offline FakeLiveServer scripted to call get_weather
-when the user says "weather".
+``ToolRegistry`` turns type hints and the docstring into the declaration;
+``session.run_tools`` answers every call id exactly once while the block runs. Uses the
+Gemini API when GEMINI_API_KEY is set, otherwise an offline FakeLiveServer scripted to
+call get_weather when the user says "weather".
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import gemini_live as gl
 from gemini_live import events as ev
-from gemini_live.tools import ToolRegistry, run_tools
+from gemini_live.tools import ToolRegistry
 from gemini_live.types import FunctionCall, FunctionResponse
 
 registry = ToolRegistry()
@@ -61,7 +61,7 @@ async def main() -> None:
             )
         )
         events = session.events()
-        async with run_tools(session, registry, on_result=show_result):
+        async with session.run_tools(registry, on_result=show_result):
             question = "What's the weather in Paris? Use the get_weather tool."
             print(f"you:   {question}")
             await session.send_text(question)

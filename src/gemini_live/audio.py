@@ -609,6 +609,12 @@ class WavAudio:
         """Length in seconds."""
         return len(self.pcm) / (2 * self.rate * self.channels) if self.rate else 0.0
 
+    def __repr__(self) -> str:
+        return (
+            f"WavAudio({self.duration:.3f} s, {self.rate} Hz, {self.channels} channel(s),"
+            f" {len(self.pcm)} bytes)"
+        )
+
 
 def _byteswap(data: bytes, width: int) -> bytes:
     out = bytearray(len(data))
@@ -642,29 +648,179 @@ def _wav_target(path_or_file: _WavSource) -> str | IO[bytes]:
     return path_or_file
 
 
-def read_wav(path_or_file: _WavSource) -> WavAudio:
-    """Read an integer PCM WAV file (8-bit unsigned, 16, 24 or 32-bit) as PCM16.
+_WAVE_FORMAT_PCM: Final = 0x0001
+_WAVE_FORMAT_IEEE_FLOAT: Final = 0x0003
+_WAVE_FORMAT_ALAW: Final = 0x0006
+_WAVE_FORMAT_MULAW: Final = 0x0007
+_WAVE_FORMAT_EXTENSIBLE: Final = 0xFFFE
+_WAV_FORMAT_NAMES: Final = {
+    0x0002: "Microsoft ADPCM",
+    0x0011: "IMA ADPCM",
+    0x0031: "GSM 6.10",
+    0x0050: "MPEG",
+    0x0055: "MP3",
+    0x00FF: "AAC",
+    0xF1AC: "FLAC",
+}
+_WAV_SUPPORTED: Final = "PCM 8/16/24/32-bit, float 32/64-bit, μ-law or A-law"
 
-    Wider samples are truncated to their top 16 bits; channels stay interleaved.
+
+def _wav_error(reason: str) -> AudioFormatError:
+    return AudioFormatError(f"cannot read WAV: {reason}")
+
+
+def _read_all(path_or_file: _WavSource) -> bytes:
+    target = _wav_target(path_or_file)
+    if isinstance(target, str):
+        with open(target, "rb") as fh:
+            return fh.read()
+    data = target.read()
+    if not isinstance(data, bytes | bytearray):
+        raise _wav_error("the file object must be opened in binary mode")
+    return bytes(data)
+
+
+@dataclass(frozen=True, slots=True)
+class _WavFormat:
+    tag: int
+    channels: int
+    rate: int
+    bits: int
+    block_align: int
+
+
+def _parse_fmt(body: bytes) -> _WavFormat:
+    if len(body) < 16:
+        raise _wav_error(f"the 'fmt ' chunk is too short ({len(body)} bytes)")
+    tag = int.from_bytes(body[0:2], "little")
+    channels = int.from_bytes(body[2:4], "little")
+    rate = int.from_bytes(body[4:8], "little")
+    block_align = int.from_bytes(body[12:14], "little")
+    bits = int.from_bytes(body[14:16], "little")
+    if tag == _WAVE_FORMAT_EXTENSIBLE:
+        # WAVEFORMATEXTENSIBLE: cbSize (2), valid bits (2), channel mask (4), then the
+        # sub-format GUID whose first two bytes are the real format tag.
+        if len(body) < 40:
+            raise _wav_error("WAVE_FORMAT_EXTENSIBLE header is too short")
+        tag = int.from_bytes(body[24:26], "little")
+    return _WavFormat(tag, channels, rate, bits, block_align)
+
+
+def _check_format(fmt: _WavFormat) -> int:
+    """Validate the format; returns the bytes per sample."""
+    if fmt.tag not in (
+        _WAVE_FORMAT_PCM,
+        _WAVE_FORMAT_IEEE_FLOAT,
+        _WAVE_FORMAT_ALAW,
+        _WAVE_FORMAT_MULAW,
+    ):
+        name = _WAV_FORMAT_NAMES.get(fmt.tag, "an unknown encoding")
+        raise _wav_error(
+            f"{name} (format tag 0x{fmt.tag:04x}) is not supported; convert it to {_WAV_SUPPORTED}"
+        )
+    if fmt.channels < 1:
+        raise _wav_error("the header says 0 channels")
+    if fmt.rate < 1:
+        raise _wav_error("the header says a sample rate of 0 Hz")
+    width = {8: 1, 16: 2, 24: 3, 32: 4, 64: 8}.get(fmt.bits)
+    allowed = {
+        _WAVE_FORMAT_PCM: (1, 2, 3, 4),
+        _WAVE_FORMAT_IEEE_FLOAT: (4, 8),
+        _WAVE_FORMAT_ALAW: (1,),
+        _WAVE_FORMAT_MULAW: (1,),
+    }[fmt.tag]
+    if width is None or width not in allowed:
+        kind = {
+            _WAVE_FORMAT_PCM: "integer PCM",
+            _WAVE_FORMAT_IEEE_FLOAT: "float",
+            _WAVE_FORMAT_ALAW: "A-law",
+            _WAVE_FORMAT_MULAW: "μ-law",
+        }[fmt.tag]
+        raise _wav_error(f"{fmt.bits}-bit {kind} is not supported; use {_WAV_SUPPORTED}")
+    # Some writers put a larger container size in block_align; trust it when it fits.
+    return max(width, fmt.block_align // fmt.channels) if fmt.block_align else width
+
+
+def _float_to_pcm16(frames: bytes, width: int) -> bytes:
+    code = "f" if width == 4 else "d"
+    if _has_numpy():
+        import numpy as np
+
+        x = np.frombuffer(frames, dtype=f"<f{width}").astype(np.float64)
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+        return np.rint(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    values = array(code)
+    values.frombytes(frames)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    out = array(
+        "h",
+        (
+            0 if v != v else round(min(1.0, max(-1.0, v)) * 32767)  # NaN -> 0
+            for v in values
+        ),
+    )
+    return _from_samples(out)
+
+
+def _to_pcm16(frames: bytes, fmt: _WavFormat, width: int) -> bytes:
+    if fmt.tag == _WAVE_FORMAT_MULAW:
+        return ulaw_to_pcm16(frames)
+    if fmt.tag == _WAVE_FORMAT_ALAW:
+        return alaw_to_pcm16(frames)
+    if fmt.tag == _WAVE_FORMAT_IEEE_FLOAT:
+        if width != fmt.bits // 8:
+            frames = b"".join(frames[i : i + fmt.bits // 8] for i in range(0, len(frames), width))
+        return _float_to_pcm16(frames, fmt.bits // 8)
+    return _widen_to_pcm16(frames, width)
+
+
+def read_wav(path_or_file: _WavSource) -> WavAudio:
+    """Read a WAV file as interleaved little-endian PCM16, whatever its encoding.
+
+    Reads integer PCM (8-bit unsigned, 16, 24 and 32-bit), IEEE float (32 and 64-bit,
+    clipped to ±1.0), G.711 μ-law and A-law, plain or ``WAVE_FORMAT_EXTENSIBLE``, with any
+    number of channels (kept interleaved; :func:`to_mono` downmixes). Samples wider than
+    16 bits are truncated to their top 16 bits. A data chunk longer than the file (a
+    recording that was cut off) is read up to the last whole frame.
 
     Args:
-        path_or_file: A path or a binary file object (left open).
+        path_or_file: A path or a binary file object (read to its end, left open).
 
     Raises:
-        AudioFormatError: Not a WAV file, or an unsupported encoding (e.g. float).
+        AudioFormatError: Empty, not a RIFF/WAVE file, or an encoding not listed above;
+            the message says which.
+        OSError: The file cannot be opened or read.
     """
-    import wave
-
-    try:
-        with wave.open(_wav_target(path_or_file), "rb") as w:
-            channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            frames = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise AudioFormatError(f"cannot read WAV: {exc}") from None
-    if _BIG_ENDIAN and width > 1:  # wave hands out native order there; we want LE
-        frames = _byteswap(frames, width)
-    frames = frames[: len(frames) - len(frames) % (width * channels)]
-    return WavAudio(_widen_to_pcm16(frames, width), rate, channels)
+    raw = _read_all(path_or_file)
+    if not raw:
+        raise _wav_error("the file is empty (0 bytes)")
+    if len(raw) < 12 or raw[0:4] not in (b"RIFF", b"RF64") or raw[8:12] != b"WAVE":
+        head = raw[:4].decode("latin-1")
+        raise _wav_error(f"not a RIFF/WAVE file (it starts with {head!r}, {len(raw)} bytes)")
+    fmt: _WavFormat | None = None
+    data: bytes | None = None
+    pos = 12
+    while pos + 8 <= len(raw):
+        chunk_id = raw[pos : pos + 4]
+        size = int.from_bytes(raw[pos + 4 : pos + 8], "little")
+        body = raw[pos + 8 : pos + 8 + size]  # shorter when the file was cut off
+        if chunk_id == b"fmt ":
+            fmt = _parse_fmt(body)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise _wav_error("the 'data' chunk comes before the 'fmt ' chunk")
+            data = body
+            break
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    if fmt is None:
+        raise _wav_error("no 'fmt ' chunk (the header is incomplete)")
+    width = _check_format(fmt)
+    if data is None:
+        raise _wav_error("no 'data' chunk (the file holds a header but no audio)")
+    frame = width * fmt.channels
+    data = data[: len(data) - len(data) % frame]
+    return WavAudio(_to_pcm16(data, fmt, width), fmt.rate, fmt.channels)
 
 
 def write_wav(path_or_file: _WavSource, pcm: object, rate: int, channels: int = 1) -> None:

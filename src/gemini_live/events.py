@@ -82,6 +82,37 @@ class _Event(msgspec.Struct, frozen=True):
     pass
 
 
+# -- reprs: sizes and durations, never payloads (audio, images, long text, handles) -------
+
+_REPR_TEXT = 60
+
+
+def _short(text: str) -> str:
+    if len(text) <= _REPR_TEXT:
+        return repr(text)
+    return f"{text[:_REPR_TEXT]!r}… ({len(text)} chars)"
+
+
+def _part_summary(part: Part) -> str:
+    if part.text is not UNSET:
+        return f"text {_short(part.text)}"
+    blob = part.inline_data
+    if blob is not UNSET:
+        mime = blob.mime_type if blob.mime_type is not UNSET else "?"
+        size = len(blob.data) * 3 // 4 - blob.data[-2:].count("=")  # base64 text -> bytes
+        return f"inline_data {mime}, {size} bytes"
+    for name in (
+        "file_data",
+        "function_call",
+        "function_response",
+        "executable_code",
+        "code_execution_result",
+    ):
+        if getattr(part, name) is not UNSET:
+            return name
+    return "empty"
+
+
 class SetupComplete(_Event, frozen=True):
     """The service accepted the setup; the connection is open.
 
@@ -100,6 +131,9 @@ class ModelText(_Event, frozen=True):
     text: str
     thought: bool = False
 
+    def __repr__(self) -> str:
+        return f"ModelText({_short(self.text)}{', thought' if self.thought else ''})"
+
 
 class ModelAudio(_Event, frozen=True):
     """Model speech: PCM16 little-endian mono bytes at ``sample_rate`` (normally 24 kHz)."""
@@ -107,11 +141,19 @@ class ModelAudio(_Event, frozen=True):
     data: bytes
     sample_rate: int = OUTPUT_RATE
 
+    def __repr__(self) -> str:
+        n = len(self.data)
+        ms = n / 2 / self.sample_rate * 1000 if self.sample_rate else 0.0
+        return f"ModelAudio({n} bytes, {ms:.1f} ms at {self.sample_rate} Hz)"
+
 
 class ModelPart(_Event, frozen=True):
     """Any other model part (non-audio inline data, file data, code, code results)."""
 
     part: Part
+
+    def __repr__(self) -> str:
+        return f"ModelPart({_part_summary(self.part)})"
 
 
 class GenerationComplete(_Event, frozen=True):
@@ -174,6 +216,12 @@ class InputTranscription(_Event, frozen=True):
     start_offset: float | None = None
     end_offset: float | None = None
 
+    def __repr__(self) -> str:
+        flags = "".join(
+            f", {name}" for name in ("finished", "interim") if getattr(self, name) is True
+        )
+        return f"InputTranscription({_short(self.text)}{flags})"
+
 
 class OutputTranscription(_Event, frozen=True):
     """Model speech transcript fragment (concatenate fragments); metadata as for input."""
@@ -186,6 +234,9 @@ class OutputTranscription(_Event, frozen=True):
     start_offset: float | None = None
     end_offset: float | None = None
 
+    def __repr__(self) -> str:
+        return f"OutputTranscription({_short(self.text)}{', finished' if self.finished else ''})"
+
 
 class Grounding(_Event, frozen=True):
     """Search grounding or URL-context metadata attached to the model's answer."""
@@ -193,11 +244,24 @@ class Grounding(_Event, frozen=True):
     grounding_metadata: dict[str, Any] | None = None
     url_context_metadata: dict[str, Any] | None = None
 
+    def __repr__(self) -> str:
+        keys = sorted({*(self.grounding_metadata or {}), *(self.url_context_metadata or {})})
+        return f"Grounding(keys={keys})"
+
 
 class ToolCall(_Event, frozen=True):
     """The model asks for one or more function calls; answer every id exactly once."""
 
     calls: tuple[FunctionCall, ...]
+
+    def __repr__(self) -> str:
+        def one(call: FunctionCall) -> str:
+            name = call.name if call.name is not UNSET else "?"
+            ident = f" id={call.id}" if call.id is not UNSET else ""
+            n = len(call.args) if call.args is not UNSET else 0
+            return f"{name}({n} arg{'' if n == 1 else 's'}{ident})"
+
+        return f"ToolCall({', '.join(map(one, self.calls))})"
 
 
 class ToolCallCancellation(_Event, frozen=True):
@@ -213,6 +277,13 @@ class SessionResumptionUpdate(_Event, frozen=True):
     resumable: bool
     last_consumed_index: int | None = None
 
+    def __repr__(self) -> str:
+        handle = "None" if self.handle is None else f"<{len(self.handle)} chars>"
+        return (
+            f"SessionResumptionUpdate(handle={handle}, resumable={self.resumable},"
+            f" last_consumed_index={self.last_consumed_index})"
+        )
+
 
 class GoAway(_Event, frozen=True):
     """The service will close this connection in ``time_left`` seconds."""
@@ -224,6 +295,17 @@ class Usage(_Event, frozen=True):
     """A token-count snapshot (cumulative, not a delta)."""
 
     metadata: UsageMetadata
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        response = m.response_tokens()
+        fields = (
+            ("prompt", m.prompt_token_count),
+            ("response", UNSET if response is None else response),
+            ("total", m.total_token_count),
+        )
+        shown = ", ".join(f"{k}={v}" for k, v in fields if v is not UNSET)
+        return f"Usage({shown})"
 
 
 class VoiceActivity(_Event, frozen=True):

@@ -297,6 +297,11 @@ class UsageMeter:
         self._snapshot = ZERO  # session mode: the latest snapshot (max)
         self.snapshots = 0
 
+    def __repr__(self) -> str:
+        n = sum(1 for t in self.turns if t.complete)
+        turns = "1 turn" if n == 1 else f"{n} turns"
+        return f"<UsageMeter {turns}: {self._session.summary()}>"
+
     # -- feeding ---------------------------------------------------------------------
 
     def add(self, usage: ev.Usage | UsageMetadata) -> TurnUsage:
@@ -479,6 +484,23 @@ class LatencyTracker:
         self._n = 0
         self._pending: TurnLatency | None = None
         self._next_input: float | None = None
+
+    def __repr__(self) -> str:
+        n = len(self.turns)
+        turns = "1 turn" if n == 1 else f"{n} turns"
+        avg = self.averages()
+        parts = [
+            f"avg {label} {format_ms(avg[key])}"
+            for key, label in (
+                ("time_to_first_audio", "first audio"),
+                ("time_to_first_text", "first text"),
+                ("time_to_turn_complete", "turn complete"),
+            )
+            if key in avg
+        ]
+        detail = f": {' · '.join(parts)}" if parts else ""
+        pending = ", 1 pending" if self._pending is not None else ""
+        return f"<LatencyTracker {turns}{pending}{detail}>"
 
     def _now(self, now: float | None) -> float:
         return self.clock() if now is None else now

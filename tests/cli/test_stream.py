@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
 import wave
 from array import array
 from pathlib import Path
+
+import pytest
 
 from gemini_live.audio import write_wav
 
@@ -63,3 +66,37 @@ def test_stream_missing_or_bad_file_is_a_usage_error(run_cli: CliRunner, tmp_pat
     r = run_cli("stream", "text.wav", timeout=30)
     assert r.returncode == 2
     assert "cannot read WAV" in r.stderr
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_and_level_meter() -> None:
+    from gemini_live.cli._stream import Progress, level_dbfs
+
+    loud = array("h", [32767, -32767] * 80).tobytes()
+    assert level_dbfs(loud) == pytest.approx(0.0, abs=0.01)
+    assert level_dbfs(bytes(320)) == -math.inf
+    p = Progress(2.0, out=io.StringIO())
+    assert p.line(1.0, -30.0) == "streaming   1.00 / 2.00 s  [##########----------] -30.0 dBFS"
+    assert p.line(0.0, -math.inf).endswith("[--------------------] silence")
+    # Not a terminal: about one line a second, plus the last one.
+    for i in range(25):
+        p.update(i / 10, loud)
+    p.update(2.0, loud, final=True)
+    assert isinstance(p.out, io.StringIO)
+    assert len(p.out.getvalue().splitlines()) == 4  # at 0.0, 1.0 and 2.0 s, plus the final
+    # A terminal: redrawn in place, a newline only at the end.
+    tty = _Tty()
+    t = Progress(1.0, out=tty)
+    t.update(0.0, loud)
+    t.update(0.5, loud)
+    t.clear()  # other output is coming: erase the meter, redraw it at the next update
+    t.update(0.55, loud)
+    t.update(1.0, loud, final=True)
+    text = tty.getvalue()
+    assert text.count("\r\x1b[K") == 5 and text.endswith("dBFS\n") and text.count("\n") == 1
+    assert "0.55 / 1.00 s" in text
+    Progress(1.0, out=io.StringIO()).clear()  # not a terminal: nothing to erase

@@ -121,6 +121,7 @@ class _FakeCard:
         self.module = ModuleType("sounddevice")
         self.module.RawInputStream = RawInputStream  # type: ignore[attr-defined]
         self.module.RawOutputStream = RawOutputStream  # type: ignore[attr-defined]
+        self.module.query_devices = lambda kind: {"name": f"fake {kind}"}  # type: ignore[attr-defined]
 
 
 def test_talk_round_trip_with_a_fake_sound_card(
@@ -136,7 +137,7 @@ def test_talk_round_trip_with_a_fake_sound_card(
     assert "you: " in out and " ms of audio" in out  # the fake's input transcription
     assert "model: I heard" in out, out
     assert "[first audio" in out
-    assert "usage, session (1 turns)" in out, out
+    assert "usage, session (1 turn)" in out, out
     # Mic at 16 kHz, speaker at 24 kHz, 20 ms blocks, PCM16 mono.
     rates = sorted((kw["samplerate"], kw["blocksize"]) for kw in card.opened)
     assert rates == [(16000, 320), (24000, 480)]

@@ -5,18 +5,23 @@ is set), ``chat`` (interactive text), ``stream FILE.wav`` (one audio turn from a
 ``talk`` (microphone and speaker) and ``version``. Run ``gemini-live COMMAND --help``.
 
 Exit status: 0 success, 1 a session or service error, 2 a usage error or missing
-prerequisite (no API key with ``--no-fake``, no sounddevice for ``talk``), 130 Ctrl-C.
+prerequisite (no API key with ``--no-fake``, no sounddevice for ``talk``), 130 Ctrl-C,
+141 stdout closed early (``gemini-live demo | head -3``). Every failure is one line on
+stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import os
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from gemini_live._version import __version__
 
@@ -35,6 +40,33 @@ examples:
   gemini-live stream question.wav --out reply.wav --realtime
   gemini-live --record wire.jsonl demo
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``gemini-live stream: error: ... (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -118,8 +150,14 @@ def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
         help="never fall back to the fake server (no API key -> exit 2)",
     )
     g.add_argument(
+        "--debug",
+        action="store_true",
+        default=d(False),
+        help="show tracebacks for errors (and library logs at DEBUG level)",
+    )
+    g.add_argument(
         "--turn-timeout",
-        type=float,
+        type=_positive_float,
         default=d(60.0),
         metavar="SECONDS",
         help="longest wait for one model turn (default: 60)",
@@ -127,7 +165,7 @@ def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gemini-live",
         description="Talk to the Gemini Live API: a demo, text chat, WAV streaming, voice.",
         epilog=_EPILOG,
@@ -137,14 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, help: str, description: str, *, connects: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
             help=help,
             description=description,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _add_common(p, top=False)
+        if connects:
+            _add_common(p, top=False)
         return p
 
     command(
@@ -184,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fast", dest="realtime", action="store_false", help="send as fast as possible (default)"
     )
     p.add_argument(
-        "--chunk-ms", type=int, default=20, metavar="MS", help="chunk length (default: 20)"
+        "--chunk-ms",
+        type=_positive_int,
+        default=20,
+        metavar="MS",
+        help="chunk length (default: 20)",
     )
     p = command(
         "talk",
@@ -197,12 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-turns",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="stop after N model replies (default: until Ctrl-C)",
     )
-    command("version", "print the version", "Print the gemini-live version.")
+    command("version", "print the version", "Print the gemini-live version.", connects=False)
     return parser
 
 
@@ -221,6 +266,7 @@ def _normalise(args: argparse.Namespace) -> None:
         "log_level": "WARNING",
         "record": None,
         "fake": None,
+        "debug": False,
         "turn_timeout": 60.0,
     }
     for k, v in defaults.items():
@@ -248,8 +294,49 @@ def _runner(command: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, 
     return run_talk
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log lines without tracebacks: the exception becomes ``: Type: message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not record.exc_info:
+            return super().format(record)
+        exc = record.exc_info[1]
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.exc_info = None
+        copy.exc_text = None
+        copy.stack_info = None
+        line = super().format(copy)
+        return f"{line}: {type(exc).__name__}: {exc}" if exc is not None else line
+
+
+def _tolerant_streams() -> None:
+    """Never crash on a character the terminal's encoding lacks (e.g. '—' in latin-1)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="replace")
+
+
+def _stdout_closed() -> int:
+    """The reader of our stdout went away (``| head``): stop quietly, no 'Broken pipe'."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the final flush at exit must not fail
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def _fail(args: argparse.Namespace, message: str, status: int) -> int:
+    """Print the one-line failure (and the traceback with --debug); return ``status``."""
+    if getattr(args, "debug", False):
+        traceback.print_exc(file=sys.stderr)
+    print(f"gemini-live {args.command}: {message}", file=sys.stderr, flush=True)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
+    _tolerant_streams()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -259,39 +346,77 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    if args.command == "version":
-        print(f"gemini-live {__version__}")
-        return 0
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    try:
+        if args.command == "version":
+            print(f"gemini-live {__version__}", flush=True)
+            return 0
+        return _run(args)
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _quiet_hooks() -> None:
+    """Errors Python reports on its own (in ``__del__``, in threads): one line each."""
+
+    def unraisable(info: Any) -> None:
+        exc = info.exc_value
+        print(f"gemini-live: ignored {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def thread_error(info: Any) -> None:
+        exc = info.exc_value
+        name = info.thread.name if info.thread is not None else "?"
+        print(f"gemini-live: thread {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    sys.unraisablehook = unraisable
+    threading.excepthook = thread_error
+
+
+def _run(args: argparse.Namespace) -> int:
+    hooks = sys.unraisablehook, threading.excepthook
+    if not args.debug:
+        _quiet_hooks()
+    try:
+        return _run_command(args)
+    finally:
+        sys.unraisablehook, threading.excepthook = hooks
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        (logging.Formatter if args.debug else _OneLineFormatter)(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     )
-    from gemini_live.cli._runtime import UsageError
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else getattr(logging, args.log_level),
+        handlers=[handler],
+    )
+    from gemini_live.cli._runtime import OutputClosed, UsageError
     from gemini_live.errors import ConfigError, GeminiLiveError, redact
 
     try:
         if args.command == "talk":
-            # Check the audio stack before connecting anywhere.
-            from gemini_live.cli._talk import import_sounddevice
+            # Check the audio stack and the devices before connecting anywhere.
+            from gemini_live.cli._talk import check_devices, import_sounddevice
 
-            import_sounddevice()
+            check_devices(import_sounddevice())
         return asyncio.run(_runner(args.command)(args))
+    except (OutputClosed, BrokenPipeError):
+        return _stdout_closed()
     except UsageError as exc:
-        print(f"gemini-live {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc), 2)
     except ConfigError as exc:  # a bad setting, refused before anything was sent
-        print(f"gemini-live {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc), 2)
     except GeminiLiveError as exc:
-        print(f"gemini-live {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, f"error: {type(exc).__name__}: {exc}", 1)
     except TimeoutError as exc:
-        print(f"gemini-live {args.command}: timed out: {redact(str(exc))}", file=sys.stderr)
-        return 1
+        return _fail(args, f"timed out: {redact(str(exc))}", 1)
     except OSError as exc:  # files (--record, --out, /save) and devices
-        print(f"gemini-live {args.command}: error: {redact(str(exc))}", file=sys.stderr)
-        return 1
+        return _fail(args, f"error: {redact(str(exc))}", 1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line unless --debug
+        hint = "" if args.debug else " (run again with --debug for the traceback)"
+        return _fail(args, f"internal error: {type(exc).__name__}: {redact(str(exc))}{hint}", 1)

@@ -16,6 +16,7 @@ from gemini_live.audio import OUTPUT_RATE, resample, write_wav
 from gemini_live.cli._runtime import (
     WEATHER_TRIGGER,
     Conversation,
+    OutputClosed,
     Target,
     Timeline,
     format_call,
@@ -25,7 +26,7 @@ from gemini_live.cli._runtime import (
     weather_tools,
 )
 from gemini_live.errors import GeminiLiveError
-from gemini_live.tools import ToolRegistry, run_tools
+from gemini_live.tools import ToolRegistry
 from gemini_live.types import FunctionCall, FunctionResponse
 
 __all__ = ["run_chat"]
@@ -72,7 +73,10 @@ class _Console:
         if self._prompt_shown:
             sys.stdout.write("\r\x1b[K")
             self._prompt_shown = False
-        print(text, end=end, flush=True)
+        try:
+            print(text, end=end, flush=True)
+        except BrokenPipeError:
+            raise OutputClosed from None
         if self.redraw and self.waiting and end == "\n":
             self.show_prompt()
 
@@ -322,6 +326,8 @@ class _Chat:
                     with contextlib.suppress(asyncio.CancelledError):
                         await read
                     err = self.conv.error
+                    if isinstance(err, OutputClosed):
+                        raise err
                     if err is None:
                         self.say("the session ended")
                         return 0
@@ -362,5 +368,5 @@ async def run_chat(args: argparse.Namespace) -> int:
             name = call.name if isinstance(call.name, str) else "?"
             chat.say(f"tool< {name} -> {format_json(response.response)} ({elapsed * 1000:.1f} ms)")
 
-        async with chat.conv, run_tools(target.session, registry, on_result=on_result):
+        async with chat.conv, target.session.run_tools(registry, on_result=on_result):
             return await chat.run()

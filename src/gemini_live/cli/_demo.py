@@ -111,8 +111,6 @@ async def run_demo(args: argparse.Namespace) -> int:
             f" ({elapsed * 1000:.1f} ms)"
         )
 
-    from gemini_live.tools import run_tools
-
     async with open_target(args, tools=registry, timeline=t) as target:
         session = target.session
         t.log(f"connected session={session.session_id} — {target.describe()}")
@@ -123,7 +121,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                 printer(event)
 
         conv = Conversation(session, t, on_event=on_event)
-        async with conv, run_tools(session, registry, on_call=on_call, on_result=on_result):
+        async with conv, session.run_tools(registry, on_call=on_call, on_result=on_result):
             # 1. text
             t.plain("")
             t.log("— 1. text turn —")

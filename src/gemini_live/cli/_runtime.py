@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Conversation",
+    "OutputClosed",
     "Target",
     "Timeline",
     "TurnResult",
@@ -51,6 +52,18 @@ WEATHER_TRIGGER = "weather"
 
 class UsageError(Exception):
     """A command-line mistake or a missing prerequisite: message to stderr, exit 2."""
+
+
+class OutputClosed(Exception):
+    """Whoever read our stdout went away (``gemini-live demo | head -3``): stop quietly."""
+
+
+def emit(line: str, out: IO[str]) -> None:
+    """Print one line; a closed pipe becomes :class:`OutputClosed`."""
+    try:
+        print(line, file=out, flush=True)
+    except BrokenPipeError:
+        raise OutputClosed from None
 
 
 class Timeline:
@@ -71,10 +84,10 @@ class Timeline:
         return self.clock() - self.t0
 
     def log(self, message: str) -> None:
-        print(f"[{self.elapsed():7.3f}s] {message}", file=self.out, flush=True)
+        emit(f"[{self.elapsed():7.3f}s] {message}", self.out)
 
     def plain(self, message: str = "") -> None:
-        print(message, file=self.out, flush=True)
+        emit(message, self.out)
 
 
 # --------------------------------------------------------------------------- targets
@@ -229,7 +242,8 @@ async def open_target(
             config = model_aware(config, args, vertex=mode == "vertex")
             if timeline is not None:
                 where = fake.url if fake is not None else config.transport.endpoint.url
-                timeline.log(f"connecting to {describe_mode(mode)}: {redact(where)}")
+                what = describe_mode(mode, forced=args.fake is True)
+                timeline.log(f"connecting to {what}: {redact(where)}")
             session = await gl.Session.connect(config)
             stack.push_async_callback(session.close)
             yield Target(session, mode, fake, recorder)
@@ -275,7 +289,9 @@ def model_aware(
     return dataclasses.replace(config, setup=adapted)
 
 
-def describe_mode(mode: Mode) -> str:
+def describe_mode(mode: Mode, *, forced: bool = False) -> str:
+    if mode == "fake" and forced:
+        return "the embedded fake server (offline; --fake)"
     return {
         "fake": "the embedded fake server (offline; no GEMINI_API_KEY)",
         "google": "the Gemini API",
@@ -386,7 +402,7 @@ class Conversation:
         try:
             async for event in self._events:
                 self._handle(event)
-        except gl.GeminiLiveError as exc:
+        except Exception as exc:  # a session error, or a printer that failed (closed pipe)
             self.error = exc
         finally:
             self.ended.set()
@@ -483,7 +499,8 @@ class Conversation:
         if last is not None:
             lines.append(f"usage, last turn: {last.tokens.summary()}")
         n = len(self.meter.turns)
-        lines.append(f"usage, session ({n} turns): {self.meter.session.summary()}")
+        turns = "1 turn" if n == 1 else f"{n} turns"
+        lines.append(f"usage, session ({turns}): {self.meter.session.summary()}")
         return lines
 
     def latency_lines(self) -> list[str]:

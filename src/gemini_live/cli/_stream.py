@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
+import sys
+from array import array
 from pathlib import Path
+from typing import IO
 
 from gemini_live import events as ev
 from gemini_live.audio import (
@@ -21,14 +26,24 @@ from gemini_live.audio import (
 from gemini_live.cli._runtime import Conversation, Timeline, UsageError, ms, open_target
 from gemini_live.errors import AudioFormatError
 
-__all__ = ["run_stream"]
+__all__ = ["Progress", "check_out", "level_dbfs", "run_stream"]
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output path that cannot be written, before reading or connecting."""
+    if out.is_dir():
+        raise UsageError(f"cannot write {out}: it is a directory (give a file name)")
+    parent = out.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {out}: no such directory {parent}")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"cannot write {out}: permission denied")
 
 
 def _load(path: Path, out: Path) -> tuple[WavAudio, bytes]:
+    check_out(out)
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write {out}: no such directory {out.parent}")
     try:
         info = read_wav(path)
         pcm = load_wav_for_live(path)
@@ -37,6 +52,60 @@ def _load(path: Path, out: Path) -> tuple[WavAudio, bytes]:
     if not pcm:
         raise UsageError(f"{path}: the file holds no audio")
     return info, pcm
+
+
+def level_dbfs(chunk: bytes) -> float:
+    """The chunk's RMS level in dB relative to full scale (-inf for silence)."""
+    samples = array("h")
+    samples.frombytes(chunk[: len(chunk) - len(chunk) % 2])
+    if sys.byteorder == "big":
+        samples.byteswap()
+    if not samples:
+        return -math.inf
+    mean = sum(s * s for s in samples) / len(samples)
+    return 10 * math.log10(mean / 32768**2) if mean else -math.inf
+
+
+class Progress:
+    """``stream --realtime``: elapsed / total and a level meter on stderr.
+
+    On a terminal the line is redrawn in place (about 10 times a second); otherwise a
+    line is written about once a second, plus a last one at the end.
+    """
+
+    WIDTH = 20
+
+    def __init__(self, total: float, *, out: IO[str] | None = None) -> None:
+        self.total = total
+        self.out = out if out is not None else sys.stderr
+        self.tty = self.out.isatty()
+        self._last = -math.inf
+
+    def line(self, elapsed: float, dbfs: float) -> str:
+        # -60 dBFS and below is an empty meter, 0 dBFS a full one.
+        filled = 0 if dbfs == -math.inf else round(self.WIDTH * min(1.0, max(0.0, 1 + dbfs / 60)))
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        level = "silence" if dbfs == -math.inf else f"{dbfs:5.1f} dBFS"
+        return f"streaming {elapsed:6.2f} / {self.total:.2f} s  [{bar}] {level}"
+
+    def clear(self) -> None:
+        """On a terminal, erase the line so that other output starts on a clean line."""
+        if self.tty and self._last != -math.inf:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self._last = -math.inf  # redraw at the next update
+
+    def update(self, elapsed: float, chunk: bytes, *, final: bool = False) -> None:
+        every = 0.1 if self.tty else 1.0
+        if not final and elapsed - self._last < every:
+            return
+        self._last = elapsed
+        text = self.line(elapsed, level_dbfs(chunk))
+        if self.tty:
+            self.out.write(f"\r\x1b[K{text}" + ("\n" if final else ""))
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
 
 
 def _save(out: Path, audio: bytes) -> None:
@@ -55,7 +124,11 @@ async def run_stream(args: argparse.Namespace) -> int:
         f" -> {duration_seconds(len(pcm), INPUT_RATE):.3f} s at {INPUT_RATE} Hz mono"
     )
 
+    progress = Progress(duration_seconds(len(pcm), INPUT_RATE)) if args.realtime else None
+
     def on_event(event: ev.Event) -> None:
+        if progress is not None and isinstance(event, ev.GoAway | ev.Reconnecting | ev.Resumed):
+            progress.clear()  # a timeline line is coming: do not print it after the meter
         match event:
             case ev.GoAway(time_left=left):
                 t.log(f"goAway ({left:.1f} s left) -> rotating")
@@ -74,14 +147,20 @@ async def run_stream(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             start = loop.time()
             n = 0
+            sent = 0
+            chunk = b""
             for n, chunk in enumerate(chunk_pcm(pcm, rate=INPUT_RATE, ms=chunk_ms), 1):
-                if args.realtime:
+                if progress is not None:
                     # Pace against the clock (not sleep-per-chunk) so delays do not add up.
                     due = start + (n - 1) * chunk_ms / 1000
                     delay = due - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                    progress.update(duration_seconds(sent, INPUT_RATE), chunk)
                 await session.send_audio(chunk)
+                sent += len(chunk)
+            if progress is not None:
+                progress.update(duration_seconds(sent, INPUT_RATE), chunk, final=True)
             await session.send_audio_stream_end()
             mode = "paced in real time" if args.realtime else "as fast as possible"
             t.log(f"sent {n} chunks of {chunk_ms} ms ({mode}) + audioStreamEnd")

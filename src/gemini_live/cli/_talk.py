@@ -15,6 +15,7 @@ import contextlib
 import sys
 import threading
 from array import array
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -29,16 +30,20 @@ from gemini_live.cli._runtime import (
     open_target,
     weather_tools,
 )
-from gemini_live.tools import run_tools
 
-__all__ = ["NO_AUDIO_MESSAGE", "PauseDetector", "Speaker", "import_sounddevice", "run_talk"]
+__all__ = [
+    "NO_AUDIO_MESSAGE",
+    "PauseDetector",
+    "Speaker",
+    "check_devices",
+    "import_sounddevice",
+    "run_talk",
+]
 
 NO_AUDIO_MESSAGE = (
     "talk needs a microphone and speaker through the 'sounddevice' package and the PortAudio"
-    " library.\n"
-    "  install it with:  pip install 'gemini-live[audio]'\n"
-    "  and PortAudio:    apt install libportaudio2  |  brew install portaudio"
-    "  (Windows wheels include it)"
+    " library: pip install 'gemini-live[audio]', and PortAudio with"
+    " apt install libportaudio2 | brew install portaudio (Windows wheels include it)"
 )
 
 MIC_MS = 20
@@ -49,9 +54,25 @@ def import_sounddevice() -> ModuleType:
     try:
         import sounddevice
     except (ImportError, OSError) as exc:
-        raise UsageError(f"{NO_AUDIO_MESSAGE}\n  ({type(exc).__name__}: {exc})") from exc
+        raise UsageError(f"{NO_AUDIO_MESSAGE} ({type(exc).__name__}: {_one_line(exc)})") from exc
     module: ModuleType = sounddevice
     return module
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def check_devices(sd: Any) -> None:
+    """Refuse, before connecting, when there is no default microphone or speaker."""
+    for kind, what in (("input", "microphone"), ("output", "speaker")):
+        try:
+            sd.query_devices(kind=kind)
+        except Exception as exc:  # sounddevice.PortAudioError (no such device), ValueError
+            raise UsageError(
+                f"no audio {kind} device ({what}) found: {_one_line(exc)};"
+                " list devices with: python -m sounddevice"
+            ) from exc
 
 
 def rms(chunk: bytes) -> float:
@@ -142,6 +163,16 @@ class Speaker:
                 loop.call_soon_threadsafe(event.set)
 
 
+@contextlib.contextmanager
+def _device_errors(sd: Any) -> Iterator[None]:
+    """A sound card that fails to open (or vanishes) becomes one clear line."""
+    error: type[BaseException] = getattr(sd, "PortAudioError", OSError)
+    try:
+        yield
+    except error as exc:
+        raise UsageError(f"the audio device failed: {_one_line(exc)}") from exc
+
+
 async def run_talk(args: argparse.Namespace) -> int:
     sd: Any = import_sounddevice()
     t = Timeline()
@@ -214,8 +245,9 @@ async def run_talk(args: argparse.Namespace) -> int:
             stream_kw: dict[str, Any] = {"channels": 1, "dtype": "int16"}
             tasks = [asyncio.ensure_future(report()), asyncio.ensure_future(uplink())]
             try:
-                async with run_tools(session, registry):
+                async with session.run_tools(registry):
                     with (
+                        _device_errors(sd),
                         sd.RawInputStream(
                             samplerate=INPUT_RATE,
                             blocksize=INPUT_RATE * MIC_MS // 1000,
