@@ -19,48 +19,56 @@ URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same script in-
 ``LiveServerMessage`` model (test-only; needs ``google-genai``).
 """
 
-from gemini_live.testing._core import (
+from gemini_live.testing._canned import (
     API_KEY_INVALID,
     BEARER_INVALID,
     CANCELLED,
+    DEADLINE_EXPIRED,
     ENTITY_NOT_FOUND,
     INTERNAL_ERROR,
     INVALID_ARGUMENT,
     SESSION_NOT_FOUND,
+    TEXT_NOT_SUPPORTED,
     TOKEN_INVALID,
     TONE_PCM,
     UNREGISTERED_CALLER,
-    ConnectionRecord,
-    LiveServerCore,
-    ServerConn,
-    ServerConnectionClosed,
-    SessionState,
-    ToolScript,
     parse_path,
 )
+from gemini_live.testing._core import LiveServerCore, ServerConn, ServerConnectionClosed
 from gemini_live.testing._memory import MemoryBackend, MemoryTransport
 from gemini_live.testing._normalize import decode_client_tolerant, normalize_keys
 from gemini_live.testing._oracle import validate_server_frame
+from gemini_live.testing._records import (
+    ConnectionRecord,
+    Conversation,
+    ServerOptions,
+    SessionState,
+    ToolScript,
+)
 from gemini_live.testing._server import FakeLiveServer
 
 __all__ = [
     "API_KEY_INVALID",
     "BEARER_INVALID",
     "CANCELLED",
+    "DEADLINE_EXPIRED",
     "ENTITY_NOT_FOUND",
     "INTERNAL_ERROR",
     "INVALID_ARGUMENT",
     "SESSION_NOT_FOUND",
+    "TEXT_NOT_SUPPORTED",
     "TOKEN_INVALID",
     "TONE_PCM",
     "UNREGISTERED_CALLER",
     "ConnectionRecord",
+    "Conversation",
     "FakeLiveServer",
     "LiveServerCore",
     "MemoryBackend",
     "MemoryTransport",
     "ServerConn",
     "ServerConnectionClosed",
+    "ServerOptions",
     "SessionState",
     "ToolScript",
     "decode_client_tolerant",
