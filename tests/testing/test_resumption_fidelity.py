@@ -31,7 +31,7 @@ from .conftest import (
     send_json,
 )
 
-PCM_100MS = b"\x10\x27" * 1600  # 100 ms of a constant (loud) 16 kHz signal
+PCM_100MS = bytes(3200)  # 100 ms of 16 kHz silence (no barge-in)
 
 
 def fake(**options: typing.Any) -> FakeLiveServer:

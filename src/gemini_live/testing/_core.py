@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import wave
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,14 +33,21 @@ from gemini_live.codec import encode_server
 from gemini_live.testing._canned import (
     API_KEY_INVALID,
     BEARER_INVALID,
+    CHUNK_MS,
     ENTITY_NOT_FOUND,
     INTERNAL_ERROR,
     INVALID_ARGUMENT,
+    OUTPUT_MIME,
+    OUTPUT_RATE,
     SESSION_NOT_FOUND,
+    TEXT_NOT_SUPPORTED,
     TOKEN_INVALID,
+    TONE_PCM,
     UNREGISTERED_CALLER,
     audio_frame,
+    audio_only_model,
     header_credentials,
+    make_tone,
     parse_path,
     pcm_rate,
     result_json,
@@ -55,14 +64,29 @@ from gemini_live.testing._records import (
     Snapshot,
     ToolScript,
 )
+from gemini_live.testing._script import (
+    Action,
+    Call,
+    CallTools,
+    Close,
+    Drop,
+    Reply,
+    Send,
+    Usage,
+    Wait,
+)
+from gemini_live.testing._script import GoAway as ScriptGoAway
+from gemini_live.testing._vad import ActivityDetector, VadEvent, VadSettings
 from gemini_live.types import (
     UNSET,
     Blob,
     ClientContent,
     ClientMessage,
+    Content,
     FunctionCall,
     FunctionResponse,
     GoAway,
+    Part,
     RealtimeInput,
     ServerContent,
     ServerMessage,
@@ -74,6 +98,8 @@ from gemini_live.types import (
     ToolResponse,
     Transcription,
     UnsetType,
+    VoiceActivity,
+    VoiceActivityDetectionSignal,
     format_duration,
 )
 
@@ -521,13 +547,29 @@ class _ConnectionLogic:
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadline: asyncio.Task[None] | None = None
-        #: The reply being generated in the background (``chunk_interval > 0``), if any.
+        #: The latest response being generated in the background, if any.
         self._generation: asyncio.Task[None] | None = None
+        #: Every background response not finished yet (the latest waits for the others).
+        self._generations: set[asyncio.Task[None]] = set()
         self._inline_generating = False
+        self.text_mode = False
+        self.vad_settings = VadSettings()
+        self.detector = ActivityDetector(self.vad_settings)
+        self.vad_signals = False
+        self.manual_active = False  # between activityStart and activityEnd
+        self.stream_open = False  # audio arrived since the last audioStreamEnd
+        self.vad_turn_in_stream = False  # VAD ended a turn since the stream (re)started
+        self.clock_ms = 0.0  # input audio time on this connection
+        self._clock_event = asyncio.Event()
+        #: Fragments of the reply being sent (None when no reply is in progress).
+        self.reply_sent: list[str] | None = None
+        #: Ids of the calls the model made in its current response.
+        self.turn_calls: list[str] = []
+        self.interruptions = 0
 
     @property
     def generating(self) -> bool:
-        """True while the model produces a reply (resumption updates say not resumable)."""
+        """True while the model produces a response (resumption updates say not resumable)."""
         return self._inline_generating or self._generation is not None
 
     # ------------------------------------------------------------------ adapter API
@@ -726,8 +768,22 @@ class _ConnectionLogic:
         if rejection is not None:
             await self.close(*rejection)
             return
+        gc = setup.generation_config
+        modalities = (
+            [str(m).upper() for m in gc.response_modalities]
+            if gc is not UNSET and isinstance(gc.response_modalities, list)
+            else []
+        )
+        self.text_mode = modalities == ["TEXT"]
+        if self.text_mode and audio_only_model(setup.model):
+            await self.close(1007, TEXT_NOT_SUPPORTED)
+            return
         self.setup = setup
         self.record.setup = setup
+        ric = setup.realtime_input_config
+        self.vad_settings = VadSettings.from_config(None if ric is UNSET else ric)
+        self.detector = ActivityDetector(self.vad_settings)
+        self.vad_signals = setup.explicit_vad_signal is True
         sr = setup.session_resumption
         handle = None if sr is UNSET or not isinstance(sr.handle, str) else sr.handle
         if handle:
@@ -768,10 +824,17 @@ class _ConnectionLogic:
         if self.opts.go_away_after_messages == 0:
             await self.go_away(self.opts.go_away_time_left)
 
+    # ------------------------------------------------------------------ input
+
     async def _realtime_input(self, ri: RealtimeInput, audio: bytes) -> None:
         session = self.session
         assert session is not None
         self.seeding = False
+        if ri.activity_start is not UNSET:
+            self.manual_active = True
+            if self.vad_settings.only_activity:
+                session.pending_audio_ms = 0.0
+            await self._speech_started()
         if audio:
             self.record.audio += audio
             if isinstance(ri.audio, Blob):
@@ -779,15 +842,115 @@ class _ConnectionLogic:
             else:
                 chunks = [] if isinstance(ri.media_chunks, UnsetType) else ri.media_chunks
                 mime = next((c.mime_type for c in chunks if isinstance(c.mime_type, str)), None)
-            ms = len(audio) / 2 / pcm_rate(mime) * 1000
+            rate = pcm_rate(mime)
+            ms = len(audio) / 2 / rate * 1000
             session.audio_ms += ms
-            session.pending_audio_ms += ms
+            if (
+                not self.vad_settings.disabled
+                or self.manual_active
+                or not self.vad_settings.only_activity
+            ):
+                session.pending_audio_ms += ms
+            self.stream_open = True
+            if self.opts.vad and not self.vad_settings.disabled:
+                for event in self.detector.feed(audio, rate):
+                    await self._vad_event(event)
+                    if self.finished:
+                        return
+            self._advance_clock(ms)
         if isinstance(ri.text, str):
             await self._user_text(ri.text)
-        if (
-            ri.audio_stream_end is True or ri.activity_end is not UNSET
-        ) and session.pending_audio_ms > 0:
-            await self._audio_turn()
+        if ri.activity_end is not UNSET:
+            self.manual_active = False
+            if session.pending_audio_ms > 0:
+                await self._audio_turn(session.pending_audio_ms)
+        if ri.audio_stream_end is True:
+            await self._stream_ended()
+
+    def _advance_clock(self, ms: float) -> None:
+        self.clock_ms += ms
+        event, self._clock_event = self._clock_event, asyncio.Event()
+        event.set()
+
+    async def _stream_ended(self) -> None:
+        """``audioStreamEnd``: the end of speech, if any, is now; paced replies run free."""
+        session = self.session
+        assert session is not None
+        self.stream_open = False
+        self._advance_clock(0.0)
+        vad_on = self.opts.vad and not self.vad_settings.disabled
+        if vad_on and self.detector.speaking:
+            await self._vad_event(self.detector.end())
+        elif session.pending_audio_ms > 0 and not self.vad_turn_in_stream:
+            # No end of speech was detected in this stream: what came is one utterance.
+            await self._audio_turn(session.pending_audio_ms)
+        self.vad_turn_in_stream = False
+        if vad_on:
+            self.detector.end()  # a new stream starts a new turn
+        session.pending_audio_ms = 0.0
+
+    async def _vad_event(self, event: VadEvent) -> None:
+        session = self.session
+        assert session is not None
+        start = event.kind == "start"
+        if self.opts.voice_activity:
+            await self._send(
+                ServerMessage(
+                    voice_activity=VoiceActivity(
+                        voice_activity_type="ACTIVITY_START" if start else "ACTIVITY_END",
+                        audio_offset=format_duration(event.offset_ms / 1000),
+                    )
+                )
+            )
+        if self.vad_signals:
+            await self._send(
+                ServerMessage(
+                    voice_activity_detection_signal=VoiceActivityDetectionSignal(
+                        vad_signal_type="VAD_SIGNAL_TYPE_SOS" if start else "VAD_SIGNAL_TYPE_EOS"
+                    )
+                )
+            )
+        if start:
+            await self._speech_started()
+            return
+        self.vad_turn_in_stream = True
+        ms = event.activity_ms if self.vad_settings.only_activity else event.since_turn_ms
+        await self._audio_turn(ms)
+
+    async def _speech_started(self) -> None:
+        """The user started speaking: barge in on the model's turn unless told not to."""
+        if not self.vad_settings.interrupts:
+            return
+        session = self.session
+        assert session is not None
+        pending = [i for i in self.turn_calls if i in session.pending_calls]
+        if self._generation is None and not pending:
+            return
+        await self._interrupt(pending)
+
+    async def _interrupt(self, pending_calls: list[str]) -> None:
+        session = self.session
+        assert session is not None
+        tasks = list(self._generations)
+        self._generation = None
+        self._generations.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self.reply_sent is not None:
+            # Only what was already sent stays in the history.
+            said = "".join(self.reply_sent)
+            session.history.append(("model", said))
+            session.answers.append(said)
+            self.reply_sent = None
+        self.interruptions += 1
+        await self._send(ServerMessage(server_content=ServerContent(interrupted=True)))
+        if pending_calls:
+            await self.cancel_calls(pending_calls, finish=False)
+        session.turns += 1
+        await self._send(ServerMessage(server_content=ServerContent(turn_complete=True)))
+        await self._send_resumption_update()
 
     async def _client_content(self, cc: ClientContent) -> None:
         session = self.session
@@ -821,21 +984,41 @@ class _ConnectionLogic:
         await self._respond(text)
 
     async def _respond(self, text: str) -> None:
-        """Answer a complete user turn: a scripted tool call or a reply turn."""
-        if not self.opts.auto_reply:
-            return
-        script = self.core.match_trigger(text)
-        if script is not None:
-            await self._scripted_tool_call(script)
-            return
-        await self._generate(f"You said: {text}")
-
-    async def _audio_turn(self) -> None:
+        """Answer a complete user text turn: a scripted rule, a tool trigger, or an echo."""
         session = self.session
         assert session is not None
-        ms = round(session.pending_audio_ms)
+        session.user_turns += 1
+        if not self.opts.auto_reply:
+            return
+        actions = self._scripted(text=text)
+        if actions is None:
+            actions = [Reply(f"You said: {text}")]
+        await self._generate(actions)
+
+    def _scripted(self, **turn: Any) -> list[Action | _EndTurn] | None:
+        session = self.session
+        assert session is not None
+        script = self.opts.script
+        if script is not None:
+            rule = script.match(
+                session.fired, utterance=session.utterances, turn=session.user_turns, **turn
+            )
+            if rule is not None:
+                return list(rule.do)
+        text = turn.get("text")
+        if text is not None:
+            trigger = self.core.match_trigger(text)
+            if trigger is not None:
+                return _tool_script_actions(trigger)
+        return None
+
+    async def _audio_turn(self, ms_heard: float) -> None:
+        session = self.session
+        assert session is not None
+        ms = round(ms_heard)
         session.pending_audio_ms = 0.0
         session.utterances += 1
+        session.user_turns += 1
         session.history.append(("user", f"[{ms} ms of audio]"))
         session.prompt_tokens += max(1, ms * 25 // 1000)
         if not self.opts.auto_reply:
@@ -848,85 +1031,163 @@ class _ConnectionLogic:
                     )
                 )
             )
-        await self._generate(f"I heard {ms} ms of audio.")
+        actions = self._scripted(audio_ms=float(ms))
+        if actions is None:
+            actions = [Reply(f"I heard {ms} ms of audio.")]
+        await self._generate(actions, paced=self.opts.paced_by_input and self.stream_open)
 
     # ------------------------------------------------------------------ generation
 
-    async def _generate(self, text: str, *, end_only: bool = False) -> None:
-        """Produce one reply turn: inline when instant, else in the background, in order."""
-        if self.opts.chunk_interval <= 0 and self._generation is None:
+    async def _generate(self, actions: Sequence[Action | _EndTurn], *, paced: bool = False) -> None:
+        """Carry out one model response: inline when instant, else in the background.
+
+        Background responses run one after the other, in order. A resumption update
+        follows the response (``resumable: true`` unless a blocking call is pending).
+        """
+        self.turn_calls = []
+        if self.opts.chunk_interval <= 0 and not paced and self._generation is None:
             self._inline_generating = True
             try:
-                await self._reply_turn(text, end_only=end_only)
+                await self._perform(actions, paced=False)
             finally:
                 self._inline_generating = False
+            await self._send_resumption_update()
             return
         previous = self._generation
         task: asyncio.Task[None] | None = None
 
         async def run() -> None:
-            try:
-                if previous is not None:
-                    await asyncio.wait([previous])
-                await self._reply_turn(text, end_only=end_only)
-            finally:
-                if self._generation is task:
-                    self._generation = None
-                    if not self.finished:
-                        await self._send_resumption_update()
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self._perform(actions, paced=paced)
+            if self._generation is task:
+                self._generation = None
+            if task is not None:
+                self._generations.discard(task)
+            if not self.finished:
+                await self._send_resumption_update()
 
         task = self._spawn(run())
         self._generation = task
+        self._generations.add(task)
 
-    async def _reply_turn(self, text: str, *, end_only: bool = False) -> None:
-        """One model turn: audio (+ transcript) chunks, generationComplete, turnComplete."""
+    async def _perform(self, actions: Sequence[Action | _EndTurn], *, paced: bool) -> None:
+        for action in actions:
+            if self.finished:
+                return
+            if isinstance(action, Reply):
+                await self._reply_turn(action, paced=paced)
+            elif isinstance(action, CallTools):
+                await self._call_tools(action)
+            elif isinstance(action, Wait):
+                await self._sleep(action.seconds)
+            elif isinstance(action, ScriptGoAway):
+                await self.go_away(action.time_left, close=action.close)
+            elif isinstance(action, Drop):
+                self.abort()
+            elif isinstance(action, Close):
+                await self.close(action.code, action.reason)
+            elif isinstance(action, Usage):
+                await self.send_frame(msgspec.json.encode({"usageMetadata": action.metadata}))
+            elif isinstance(action, Send):
+                await self.send_frame(msgspec.json.encode(action.frame))
+            elif isinstance(action, _EndTurn):
+                await self._end_turn(0)
+
+    async def _wait_clock(self, due_ms: float) -> bool:
+        """Wait until the client streamed audio up to ``due_ms`` (or stopped streaming)."""
+        while self.stream_open and self.clock_ms < due_ms and not self.finished:
+            event = self._clock_event
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait(
+                    [asyncio.ensure_future(event.wait()), stopped],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stopped.cancel()
+        return not self.finished
+
+    async def _reply_turn(self, reply: Reply, *, paced: bool) -> None:
+        """One model turn: audio (+ transcript) or text chunks, generationComplete,
+        turnComplete (+ usage, + interactionStatus)."""
         session = self.session
         assert session is not None and self.setup is not None
-        n = self.opts.reply_chunks
+        # While the model generates, the session is not resumable.
+        await self._send_resumption_update(generating=True)
+        text = reply.text
+        chunks = _reply_chunks(reply, self.opts.reply_chunks, self.text_mode)
+        n = len(chunks)
         interval = self.opts.chunk_interval
-        turn_response = 0
-        if not end_only:
-            # While the model generates, the session is not resumable.
-            await self._send_resumption_update()
-            transcribe = self.setup.output_audio_transcription is not UNSET
-            fragments = split_fragments(text, max(n, 1))
-            for i in range(n):
-                if i and interval > 0 and not await self._sleep(interval):
-                    return
-                if not await self.send_frame(audio_frame(fragments[i] if transcribe else None)):
-                    return
-            if n == 0 and transcribe and text:
-                await self._send(
+        transcribe = self.setup.output_audio_transcription is not UNSET and not self.text_mode
+        fragments = split_fragments(text, max(n, 1))
+        self.reply_sent = []
+        start = self.clock_ms
+        for i, pcm in enumerate(chunks):
+            if i and interval > 0 and not await self._sleep(interval):
+                return
+            if i and paced and not await self._wait_clock(start + i * CHUNK_MS):
+                return
+            if self.text_mode:
+                frame = encode_server(
                     ServerMessage(
-                        server_content=ServerContent(output_transcription=Transcription(text=text))
+                        server_content=ServerContent(
+                            model_turn=Content(role="model", parts=[Part(text=fragments[i])])
+                        )
                     )
                 )
-            await self._send(ServerMessage(server_content=ServerContent(generation_complete=True)))
-            turn_response = max(n, 1)
-            session.response_tokens += turn_response
-            session.history.append(("model", text))
-            session.answers.append(text)
-        session.turns += 1
-        await self._send(
-            ServerMessage(
-                server_content=ServerContent(turn_complete=True),
-                usage_metadata=usage(
-                    session.prompt_tokens,
-                    session.response_tokens,
-                    turn_response,
-                    vertex=self.vertex,
-                ),
+            else:
+                frame = audio_frame(fragments[i] if transcribe else None, pcm, reply_mime(reply))
+            if not await self.send_frame(frame):
+                return
+            self.reply_sent.append(fragments[i] if i < len(fragments) else "")
+        if n == 0 and transcribe and text:
+            await self._send(
+                ServerMessage(
+                    server_content=ServerContent(output_transcription=Transcription(text=text))
+                )
             )
-        )
-        if self._generation is None:
-            self._inline_generating = False
-            await self._send_resumption_update()
+        await self._send(ServerMessage(server_content=ServerContent(generation_complete=True)))
+        self.reply_sent = None
+        turn_response = max(n, 1)
+        session.response_tokens += turn_response
+        session.history.append(("model", text))
+        session.answers.append(text)
+        await self._end_turn(turn_response, reply.interaction_status, usage_too=reply.usage)
 
-    async def _send_resumption_update(self) -> None:
+    async def _end_turn(
+        self, turn_response: int, status: str | None = None, *, usage_too: bool = True
+    ) -> None:
+        session = self.session
+        assert session is not None
+        session.turns += 1
+        sc = ServerContent(turn_complete=True)
+        if status is not None:
+            sc.interaction_status = status
+        meta = (
+            usage(
+                session.prompt_tokens,
+                session.response_tokens,
+                turn_response,
+                vertex=self.vertex,
+                modality="TEXT" if self.text_mode else "AUDIO",
+            )
+            if usage_too
+            else UNSET
+        )
+        await self._send(ServerMessage(server_content=sc, usage_metadata=meta))
+
+    async def _send_resumption_update(self, *, generating: bool = False) -> None:
         session = self.session
         if not self.want_resumption or session is None or self.finished:
             return
-        if self.opts.resumable and not session.blocking_pending() and not self.generating:
+        if (
+            self.opts.resumable
+            and not generating
+            and not session.blocking_pending()
+            and self._generation is None
+            and not self._inline_generating
+        ):
             upd = SessionResumptionUpdate(
                 new_handle=self.core.issue_handle(session), resumable=True
             )
@@ -963,7 +1224,7 @@ class _ConnectionLogic:
         await self._send(ServerMessage(tool_call=ToolCall(function_calls=calls)))
         return ids
 
-    async def cancel_calls(self, ids: list[str]) -> None:
+    async def cancel_calls(self, ids: list[str], *, finish: bool = True) -> None:
         session = self.session
         if session is None:
             raise LookupError("the connection has no session yet (no setup received)")
@@ -974,22 +1235,23 @@ class _ConnectionLogic:
                 groups.add(call.group)
             session.cancelled_calls.add(call_id)
         await self._send(ServerMessage(tool_call_cancellation=ToolCallCancellation(ids=ids)))
+        if not finish:
+            for group in groups:
+                if not any(c.group == group for c in session.pending_calls.values()):
+                    session.results.pop(group, None)
+            return
         for group in groups:
             await self._maybe_finish_group(group)
 
-    async def _scripted_tool_call(self, script: ToolScript) -> None:
+    async def _call_tools(self, action: CallTools) -> None:
         calls = [
-            FunctionCall(id=self.core.next_call_id(), name=script.name, args=dict(script.args))
-            for _ in range(max(1, script.parallel))
+            FunctionCall(id=c.id or self.core.next_call_id(), name=c.name, args=dict(c.args))
+            for c in action.calls
         ]
-        ids = await self.start_tool_call(calls, non_blocking=script.non_blocking)
-        if script.cancel_after:
+        ids = await self.start_tool_call(calls, non_blocking=not action.blocking)
+        self.turn_calls.extend(ids)
+        if action.cancel_after:
             await self.cancel_calls(ids)
-            await self._generate("", end_only=True)
-        elif script.non_blocking:
-            await self._generate(f"Calling {script.name}.")
-        else:
-            await self._send_resumption_update()  # resumable: false while the call runs
 
     async def _tool_response(self, tr: ToolResponse) -> None:
         session = self.session
@@ -1034,7 +1296,62 @@ class _ConnectionLogic:
         if not results or not self.opts.auto_reply:
             return
         session.prompt_tokens += sum(max(1, len(result_json(r)) // 4) for _, r, _ in results)
-        if all(s == "SILENT" for _, _, s in results):
-            return
-        text = "; ".join(f"{name} returned {result_json(r)}" for name, r, _ in results)
-        await self._generate(text)
+        actions = self._scripted(tool_names=[name for name, _, _ in results])
+        if actions is None:
+            if all(s == "SILENT" for _, _, s in results):
+                return
+            text = "; ".join(f"{name} returned {result_json(r)}" for name, r, _ in results)
+            actions = [Reply(text)]
+        await self._generate(actions)
+
+
+@dataclass(frozen=True, slots=True)
+class _EndTurn:
+    """End the model's turn without content (``turnComplete`` only)."""
+
+
+def _tool_script_actions(script: ToolScript) -> list[Action | _EndTurn]:
+    """A ``tool_triggers`` entry as script actions."""
+    call = CallTools(
+        [Call(script.name, script.args) for _ in range(max(1, script.parallel))],
+        blocking=not script.non_blocking,
+        cancel_after=script.cancel_after,
+    )
+    if script.cancel_after:
+        return [call, _EndTurn()]
+    if script.non_blocking:
+        return [call, Reply(f"Calling {script.name}.")]
+    return [call]
+
+
+@functools.lru_cache(maxsize=32)
+def _tone(hz: float) -> bytes:
+    return make_tone(CHUNK_MS, OUTPUT_RATE, hz)
+
+
+@functools.lru_cache(maxsize=32)
+def _wav_chunks(path: str) -> tuple[int, tuple[bytes, ...]]:
+    """A WAV file (PCM16 mono) as 40 ms chunks at its own rate."""
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            raise ValueError(f"{path}: the fake server plays 16-bit mono WAV files only")
+        rate = w.getframerate()
+        pcm = w.readframes(w.getnframes())
+    step = rate * CHUNK_MS // 1000 * 2
+    return rate, tuple(pcm[i : i + step] for i in range(0, len(pcm), step))
+
+
+def reply_mime(reply: Reply) -> str:
+    if reply.wav is not None:
+        return f"audio/pcm;rate={_wav_chunks(reply.wav)[0]}"
+    return OUTPUT_MIME
+
+
+def _reply_chunks(reply: Reply, default_chunks: int, text_mode: bool) -> list[bytes]:
+    if reply.wav is not None and not text_mode:
+        return list(_wav_chunks(reply.wav)[1])
+    n = default_chunks if reply.chunks is None else reply.chunks
+    if text_mode:
+        return [b""] * max(n, 1)
+    tone = TONE_PCM if reply.tone_hz == 440.0 else _tone(reply.tone_hz)
+    return [tone] * n

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from gemini_live.testing._canned import CANCELLED, EndpointKind
+from gemini_live.testing._script import Script
 from gemini_live.types import ClientMessage, Setup
 
 __all__ = [
@@ -66,12 +67,20 @@ class ServerOptions:
     #: How the connection ends when a ``goAway`` deadline runs out.
     go_away_close: tuple[int, str] = (1000, CANCELLED)
     tool_triggers: Mapping[str, ToolScript] = field(default_factory=dict)
+    #: Scripted turns (tried before ``tool_triggers``).
+    script: Script | None = None
     auto_reply: bool = True
     validate_frames: bool = False
     record_frames: bool = True
     auth_on_connect: bool = False
     ack_every: int = 1
     int64_as_string: bool = True
+    #: Server-side activity detection (energy-based, on audio time).
+    vad: bool = True
+    #: Send ``voiceActivity`` ACTIVITY_START / ACTIVITY_END events.
+    voice_activity: bool = False
+    #: Pace reply audio by the client's input audio (one 40 ms chunk per 40 ms heard).
+    paced_by_input: bool = False
     #: Extra seconds before every server frame (``--latency``).
     latency: float = 0.0
     compression: bool = False
@@ -96,12 +105,16 @@ class ServerOptionsKw(TypedDict, total=False):
     go_away_time_left: float
     go_away_close: tuple[int, str]
     tool_triggers: Mapping[str, ToolScript]
+    script: Script | None
     auto_reply: bool
     validate_frames: bool
     record_frames: bool
     auth_on_connect: bool
     ack_every: int
     int64_as_string: bool
+    vad: bool
+    voice_activity: bool
+    paced_by_input: bool
     latency: float
     compression: bool
     max_size: int | None
@@ -127,6 +140,8 @@ class Snapshot:
     audio_ms: float
     pending_audio_ms: float
     utterances: int
+    user_turns: int
+    fired: dict[int, int]
     turns: int
     prompt_tokens: int
     response_tokens: int
@@ -176,6 +191,10 @@ class SessionState:
     pending_audio_ms: float = 0.0
     #: User utterances (audio turns) so far.
     utterances: int = 0
+    #: User turns (text or audio) so far.
+    user_turns: int = 0
+    #: How often each script rule fired (rule index -> count).
+    fired: dict[int, int] = field(default_factory=dict)
     #: Completed model turns.
     turns: int = 0
     prompt_tokens: int = 0
@@ -203,6 +222,8 @@ class SessionState:
             audio_ms=self.audio_ms,
             pending_audio_ms=self.pending_audio_ms,
             utterances=self.utterances,
+            user_turns=self.user_turns,
+            fired=dict(self.fired),
             turns=self.turns,
             prompt_tokens=self.prompt_tokens,
             response_tokens=self.response_tokens,
@@ -221,6 +242,8 @@ class SessionState:
         self.audio_ms = snap.audio_ms
         self.pending_audio_ms = snap.pending_audio_ms
         self.utterances = snap.utterances
+        self.user_turns = snap.user_turns
+        self.fired = dict(snap.fired)
         self.turns = snap.turns
         self.prompt_tokens = snap.prompt_tokens
         self.response_tokens = snap.response_tokens
