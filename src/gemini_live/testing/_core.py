@@ -64,7 +64,8 @@ from gemini_live.testing._records import (
     Snapshot,
     ToolScript,
 )
-from gemini_live.testing._script import (
+from gemini_live.testing._vad import ActivityDetector, VadEvent, VadSettings
+from gemini_live.testing.script import (
     Action,
     Call,
     CallTools,
@@ -75,8 +76,7 @@ from gemini_live.testing._script import (
     Usage,
     Wait,
 )
-from gemini_live.testing._script import GoAway as ScriptGoAway
-from gemini_live.testing._vad import ActivityDetector, VadEvent, VadSettings
+from gemini_live.testing.script import GoAway as ScriptGoAway
 from gemini_live.types import (
     UNSET,
     Blob,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from gemini_live.testing._canned import CANCELLED, EndpointKind
-from gemini_live.testing._script import Script
+from gemini_live.testing.script import Script
 from gemini_live.types import ClientMessage, Setup
 
 __all__ = [
