@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after N model replies (default: until Ctrl-C)",
     )
     command("version", "print the version", "Print the gemini-live version.")
+    from gemini_live.cli._fake_server import add_parser as add_fake_server
+
+    add_fake_server(sub)
     return parser
 
 
@@ -253,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"gemini-live {__version__}")
         return 0
+    if args.command == "fake-server":
+        from gemini_live.cli._fake_server import run_fake_server
+
+        return run_fake_server(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

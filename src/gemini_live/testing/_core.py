@@ -169,6 +169,8 @@ class LiveServerCore:
         self.frame_errors: list[str] = []
         #: Unexpected exceptions inside the server (raised on exit).
         self.errors: list[BaseException] = []
+        #: How clients departed from the cassette being replayed (raised on exit).
+        self.divergences: list[str] = []
         #: True once the server has been stopped (new connections are refused then).
         self.stopped = False
         self._logics: list[_ConnectionLogic] = []
@@ -245,6 +247,10 @@ class LiveServerCore:
             )
         if self.errors:
             raise AssertionError(f"fake server error: {self.errors[0]!r}") from self.errors[0]
+        if self.divergences:
+            raise AssertionError(
+                "the client diverged from the cassette:\n" + "\n".join(self.divergences)
+            )
 
     # ------------------------------------------------------------------ waiting
 
@@ -427,9 +433,16 @@ class LiveServerCore:
             kind=parsed[0],
             api_version=parsed[1],
         )
-        logic = _ConnectionLogic(self, conn, record)
+        logic: _ConnectionLogic
+        if self.options.cassette is not None:
+            from gemini_live.testing._replay import _ReplayLogic
+
+            logic = _ReplayLogic(self, conn, record, self.options.cassette)
+        else:
+            logic = _ConnectionLogic(self, conn, record)
         self.connections.append(record)
         self._logics.append(logic)
+        logger.info("connection %d: opened (%s, %s %s)", record.index, transport, *parsed)
         self.notify()
         return logic
 
@@ -593,6 +606,14 @@ class _ConnectionLogic:
         self.stop_tasks()
         if self._close_sent is not None:
             code, reason = self._close_sent
+        if self.record.close_code is None:
+            logger.info(
+                "connection %d: closed %d %s(%d client messages)",
+                self.record.index,
+                code,
+                f"{reason!r} " if reason else "",
+                max(0, len(self.record.received) - 1),
+            )
         self.record.mark_closed(code, reason)
         self.core.notify()
 
@@ -816,6 +837,12 @@ class _ConnectionLogic:
         ):
             return
         self.record.setup_completed = True
+        logger.info(
+            "connection %d: setup model=%s, %s",
+            self.record.index,
+            setup.model,
+            f"resumed {session.session_id}" if handle else f"new {session.session_id}",
+        )
         core.notify()
         if self.transparent:
             await self._send_resumption_update()  # a handle for index 0 right away

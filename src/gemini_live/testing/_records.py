@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from gemini_live.testing._canned import CANCELLED, EndpointKind
+from gemini_live.testing.cassette import Cassette
 from gemini_live.testing.script import Script
 from gemini_live.types import ClientMessage, Setup
 
@@ -83,8 +84,14 @@ class ServerOptions:
     paced_by_input: bool = False
     #: Extra seconds before every server frame (``--latency``).
     latency: float = 0.0
+    #: Replay this cassette's server side instead of playing a model.
+    cassette: Cassette | None = None
+    #: Keep the recorded gaps between server frames (capped at 2 s) when replaying.
+    replay_timing: bool = False
     compression: bool = False
     max_size: int | None = 16 * 1024 * 1024
+    #: TCP port to listen on (0: any free port).
+    port: int = 0
 
 
 class ServerOptionsKw(TypedDict, total=False):
@@ -116,8 +123,11 @@ class ServerOptionsKw(TypedDict, total=False):
     voice_activity: bool
     paced_by_input: bool
     latency: float
+    cassette: Cassette | None
+    replay_timing: bool
     compression: bool
     max_size: int | None
+    port: int
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import urllib.parse
+from pathlib import Path
 from types import TracebackType
 from typing import Literal, Unpack
 
@@ -17,6 +18,7 @@ from gemini_live.testing._canned import GEMINI_PATH_FMT, VERTEX_PATH_FMT, parse_
 from gemini_live.testing._core import LiveServerCore, ServerConnectionClosed
 from gemini_live.testing._memory import MemoryBackend
 from gemini_live.testing._records import ServerOptions, ServerOptionsKw
+from gemini_live.testing.cassette import Cassette
 from gemini_live.transport import _library_logger
 
 __all__ = ["FakeLiveServer"]
@@ -148,6 +150,22 @@ class FakeLiveServer(LiveServerCore):
         self._port: int | None = None
         self._memory: MemoryBackend | None = None
 
+    @classmethod
+    def replay(
+        cls, cassette: Cassette | str | Path, /, **overrides: Unpack[ServerOptionsKw]
+    ) -> FakeLiveServer:
+        """A server that plays the server side of a recorded session back.
+
+        Connection *n* replays the cassette's connection *n*. Client messages are matched
+        loosely (kind and order; a run of audio chunks is one step whatever its chunking,
+        and server frames recorded inside it are sent once as much audio has arrived).
+        A client that departs from the recording is closed with 1007 "cassette replay
+        diverged", and :attr:`divergences` (raised by :meth:`check`, so when the
+        ``async with`` block exits) says where and how.
+        """
+        loaded = cassette if isinstance(cassette, Cassette) else Cassette.load(cassette)
+        return cls(ServerOptions(cassette=loaded), **overrides)
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> FakeLiveServer:
@@ -161,7 +179,7 @@ class FakeLiveServer(LiveServerCore):
         self._server = await serve(
             self._handler,
             "127.0.0.1",
-            0,
+            self.options.port,
             process_request=self._process_request,
             compression="deflate" if self.options.compression else None,
             ping_interval=None,
