@@ -23,7 +23,7 @@ from gemini_live.testing.cassette import (
     Cassette,
     CassetteError,
     Recorder,
-    cassette,
+    use_cassette,
 )
 
 KEY = "AIzaSyCASSETTE-0123456789abcdefghijklm"
@@ -188,19 +188,19 @@ async def test_recording_proxy_and_the_three_line_helper(tmp_path: Path) -> None
     path = tmp_path / "cassettes" / "greeting.jsonl"
     async with FakeLiveServer(require_api_key=KEY) as upstream:
         # Recording: the helper forwards to the service (here: a fake) with the app's key.
-        async with cassette(path, record=True, upstream=upstream.base_url) as server:
+        async with use_cassette(path, record=True, upstream=upstream.base_url) as server:
             recorded = await app(server.url, "websockets")
         assert upstream.connections[0].headers["x-goog-api-key"] == KEY
     assert KEY not in path.read_text()
     # Replay in CI forever: three lines.
-    async with cassette(path) as server:
+    async with use_cassette(path) as server:
         replayed = await app(server.url, "websockets", key=None)
     assert replayed == recorded
 
 
 async def test_missing_cassette_skips(tmp_path: Path) -> None:
     with pytest.raises(pytest.skip.Exception, match="record it once"):
-        async with cassette(tmp_path / "nope.jsonl", record=False):
+        async with use_cassette(tmp_path / "nope.jsonl", record=False):
             pass
 
 

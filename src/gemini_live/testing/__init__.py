@@ -1,9 +1,12 @@
-"""Test kit: a scripted fake of the Gemini Live API server.
+"""Test kit: a fake of the Gemini Live API server that plays a voice model.
 
 :class:`FakeLiveServer` is a real WebSocket server on ``127.0.0.1`` that speaks the server
-side of the Live protocol (binary frames, real close codes and reasons, goAway,
-resumption handles, tool calls), and accepts what the official SDK sends (snake_case keys,
-URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same script in-process::
+side of the Live protocol (binary frames, real close codes and reasons, goAway, resumption
+handles, tool calls), listens like a voice model (activity detection on audio time,
+barge-in), follows scripts (:mod:`gemini_live.testing.script`), replays cassettes
+(:mod:`gemini_live.testing.cassette`), and accepts what the official SDK sends (snake_case
+keys, URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same logic
+in-process; ``gemini-live fake-server`` runs it for clients in any language::
 
     from gemini_live.testing import FakeLiveServer, ToolScript
 
@@ -11,6 +14,7 @@ URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same script in-
         ...  # connect to server.url with header x-goog-api-key: k
         await server.wait_for_messages(2)
         server.received               # every decoded client message, per connection
+        server.conversation()         # what the model's session state holds
         await server.send_go_away(time_left=1.0)
         await server.drop()           # abrupt close, no close frame (client sees 1006)
         await server.close(1011, "Internal error encountered.")
@@ -46,6 +50,8 @@ from gemini_live.testing._records import (
     ToolScript,
 )
 from gemini_live.testing._server import FakeLiveServer
+from gemini_live.testing.cassette import Cassette, Recorder, RecordingProxy, use_cassette
+from gemini_live.testing.script import Script
 
 __all__ = [
     "API_KEY_INVALID",
@@ -60,12 +66,16 @@ __all__ = [
     "TOKEN_INVALID",
     "TONE_PCM",
     "UNREGISTERED_CALLER",
+    "Cassette",
     "ConnectionRecord",
     "Conversation",
     "FakeLiveServer",
     "LiveServerCore",
     "MemoryBackend",
     "MemoryTransport",
+    "Recorder",
+    "RecordingProxy",
+    "Script",
     "ServerConn",
     "ServerConnectionClosed",
     "ServerOptions",
@@ -74,5 +84,6 @@ __all__ = [
     "decode_client_tolerant",
     "normalize_keys",
     "parse_path",
+    "use_cassette",
     "validate_server_frame",
 ]

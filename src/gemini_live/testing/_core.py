@@ -942,7 +942,7 @@ class _ConnectionLogic:
             return
         self.vad_turn_in_stream = True
         ms = event.activity_ms if self.vad_settings.only_activity else event.since_turn_ms
-        await self._audio_turn(ms)
+        await self._audio_turn(ms, at_ms=event.offset_ms)
 
     async def _speech_started(self) -> None:
         """The user started speaking: barge in on the model's turn unless told not to."""
@@ -1039,7 +1039,7 @@ class _ConnectionLogic:
                 return _tool_script_actions(trigger)
         return None
 
-    async def _audio_turn(self, ms_heard: float) -> None:
+    async def _audio_turn(self, ms_heard: float, *, at_ms: float | None = None) -> None:
         session = self.session
         assert session is not None
         ms = round(ms_heard)
@@ -1061,11 +1061,18 @@ class _ConnectionLogic:
         actions = self._scripted(audio_ms=float(ms))
         if actions is None:
             actions = [Reply(f"I heard {ms} ms of audio.")]
-        await self._generate(actions, paced=self.opts.paced_by_input and self.stream_open)
+        paced = self.opts.paced_by_input and self.stream_open
+        await self._generate(actions, paced=paced, start_ms=at_ms)
 
     # ------------------------------------------------------------------ generation
 
-    async def _generate(self, actions: Sequence[Action | _EndTurn], *, paced: bool = False) -> None:
+    async def _generate(
+        self,
+        actions: Sequence[Action | _EndTurn],
+        *,
+        paced: bool = False,
+        start_ms: float | None = None,
+    ) -> None:
         """Carry out one model response: inline when instant, else in the background.
 
         Background responses run one after the other, in order. A resumption update
@@ -1086,7 +1093,7 @@ class _ConnectionLogic:
         async def run() -> None:
             if previous is not None:
                 await asyncio.wait([previous])
-            await self._perform(actions, paced=paced)
+            await self._perform(actions, paced=paced, start_ms=start_ms)
             if self._generation is task:
                 self._generation = None
             if task is not None:
@@ -1098,12 +1105,19 @@ class _ConnectionLogic:
         self._generation = task
         self._generations.add(task)
 
-    async def _perform(self, actions: Sequence[Action | _EndTurn], *, paced: bool) -> None:
+    async def _perform(
+        self,
+        actions: Sequence[Action | _EndTurn],
+        *,
+        paced: bool,
+        start_ms: float | None = None,
+    ) -> None:
         for action in actions:
             if self.finished:
                 return
             if isinstance(action, Reply):
-                await self._reply_turn(action, paced=paced)
+                await self._reply_turn(action, paced=paced, start_ms=start_ms)
+                start_ms = None
             elif isinstance(action, CallTools):
                 await self._call_tools(action)
             elif isinstance(action, Wait):
@@ -1135,7 +1149,9 @@ class _ConnectionLogic:
                 stopped.cancel()
         return not self.finished
 
-    async def _reply_turn(self, reply: Reply, *, paced: bool) -> None:
+    async def _reply_turn(
+        self, reply: Reply, *, paced: bool, start_ms: float | None = None
+    ) -> None:
         """One model turn: audio (+ transcript) or text chunks, generationComplete,
         turnComplete (+ usage, + interactionStatus)."""
         session = self.session
@@ -1149,7 +1165,8 @@ class _ConnectionLogic:
         transcribe = self.setup.output_audio_transcription is not UNSET and not self.text_mode
         fragments = split_fragments(text, max(n, 1))
         self.reply_sent = []
-        start = self.clock_ms
+        # Paced replies start where the user stopped speaking (in audio time).
+        start = self.clock_ms if start_ms is None else start_ms
         for i, pcm in enumerate(chunks):
             if i and interval > 0 and not await self._sleep(interval):
                 return

@@ -92,9 +92,41 @@ class FakeLiveServer(LiveServerCore):
       (:data:`~gemini_live.testing.TONE_PCM`), carrying one ``outputTranscription``
       fragment when the setup enabled output transcription.
     * ``chunk_interval``: seconds between two reply audio chunks. With ``chunk_interval > 0``
-      replies are generated in
-      the background, in order, so client messages (and goAway, barge-in, drops) are
-      handled while a reply is still being sent.
+      replies are generated in the background, in order, so client messages (and goAway,
+      barge-in, drops) are handled while a reply is still being sent.
+    * ``paced_by_input``: replies to spoken turns play out in the client's audio time: the
+      first chunk goes at once, each further 40 ms chunk once the client has streamed 40 ms
+      more (as a microphone that keeps running does); after ``audioStreamEnd`` the rest
+      goes at once. Deterministic barge-in tests, as fast as the client streams.
+    * ``vad`` (default on): activity detection on the incoming PCM16, on audio time (sample
+      counts, never wall time), honouring ``realtimeInputConfig``:
+      ``automaticActivityDetection`` (``disabled`` -> only ``activityStart``/``activityEnd``
+      delimit turns; ``startOfSpeechSensitivity`` HIGH/LOW -> 10 ms frame RMS above
+      300/1000; ``prefixPaddingMs`` (default 30/100) of speech starts an utterance;
+      ``silenceDurationMs`` (default 300, 800 for ``END_SENSITIVITY_LOW``) of silence ends
+      it), ``activityHandling`` (``NO_INTERRUPTION`` turns barge-in off) and
+      ``turnCoverage`` (``TURN_INCLUDES_ONLY_ACTIVITY``: the utterance is the speech;
+      otherwise all audio since the previous turn). Each end of speech is one user turn:
+      ``inputTranscription`` "<n> ms of audio" when enabled, then the reply. A stream in
+      which no end of speech was detected is one utterance at ``audioStreamEnd``.
+    * Barge-in: speech starting (or ``activityStart``) while the model is generating or
+      has tool calls of its current response pending: the reply stops, then
+      ``interrupted: true``, ``toolCallCancellation`` for those calls, ``turnComplete``;
+      only the part already sent stays in the history.
+    * ``voice_activity``: send ``voiceActivity`` ACTIVITY_START / ACTIVITY_END with their
+      ``audioOffset``; ``setup.explicitVadSignal`` gets ``voiceActivityDetectionSignal``
+      SOS / EOS.
+    * ``script``: a :class:`~gemini_live.testing.script.Script` of triggers (text, n-th
+      utterance, audio length, turn number, tool result) and actions (reply with a tone or
+      WAV, tool calls, wait, goAway, drop, close, usage, any frame, ``interactionStatus``);
+      tried before ``tool_triggers``, which are one case of it.
+    * ``responseModalities: ["TEXT"]`` replies with text parts; on an audio-only model
+      family (``native-audio``, ``gemini-3.1-flash-live``, ``gemini-3.8-live`` in the
+      name) the setup is refused with 1007 "The requested combination of response
+      modalities (TEXT) is not supported by the model".
+    * ``cassette`` / :meth:`replay`: play a recorded session back (``replay_timing`` keeps
+      the recorded gaps, capped at 2 s).
+    * ``port``: listen on this port instead of a free one.
     * ``go_away_after_messages`` (client messages after setup; 0 = right after
       ``setupComplete``) / ``go_away_after_seconds``: send ``goAway`` with
       ``timeLeft = go_away_time_left``. As the service does, the connection keeps being

@@ -19,7 +19,7 @@ silence of the same length in their place.
 Write one with a :class:`Recorder` (a transport backend wrapping another) or a
 :class:`RecordingProxy` (a local WebSocket server forwarding to the real service), or with
 the CLI's ``--record FILE``. Play the server side back with
-``FakeLiveServer.replay(cassette)``; :func:`cassette` does either in three lines of a test.
+``FakeLiveServer.replay(cassette)``; :func:`use_cassette` does either in three lines of a test.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ __all__ = [
     "CassetteWriter",
     "Recorder",
     "RecordingProxy",
-    "cassette",
     "client_kind",
     "scrub_frame",
+    "use_cassette",
 ]
 
 CASSETTE_VERSION: Final = 1
@@ -576,31 +576,33 @@ class RecordingProxy:
 
 
 @contextlib.asynccontextmanager
-async def cassette(
+async def use_cassette(
     path: str | Path,
     *,
     record: bool | None = None,
-    upstream: str = GOOGLE_BASE,
+    upstream: str | None = None,
     keep_audio: bool = False,
     **options: Any,
 ) -> AsyncIterator[FakeLiveServer | RecordingProxy]:
     """Record once against the real service, replay in CI forever::
 
         async def test_greeting() -> None:
-            async with cassette("tests/cassettes/greeting.jsonl") as server:
+            async with use_cassette("tests/cassettes/greeting.jsonl") as server:
                 await my_app(url=server.url)
 
     With ``record`` (default: the ``GEMINI_LIVE_RECORD`` environment variable is ``1``)
-    a :class:`RecordingProxy` forwards to ``upstream`` and writes ``path`` (the app brings
-    its own API key). Otherwise ``FakeLiveServer.replay(path)`` serves it, and leaving the
-    block raises ``AssertionError`` if the app diverged from the recording. A missing
-    cassette skips the test under pytest (``FileNotFoundError`` elsewhere).
+    a :class:`RecordingProxy` forwards to ``upstream`` (default: ``$GEMINI_LIVE_UPSTREAM``,
+    else the Gemini API) and writes ``path`` (the app brings its own API key). Otherwise
+    ``FakeLiveServer.replay(path)`` serves it, and leaving the block raises
+    ``AssertionError`` if the app diverged from the recording. A missing cassette skips
+    the test under pytest (``FileNotFoundError`` elsewhere).
     """
     if record is None:
         record = os.environ.get("GEMINI_LIVE_RECORD") == "1"
     if record:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        async with RecordingProxy(path, upstream=upstream, keep_audio=keep_audio) as proxy:
+        target = upstream or os.environ.get("GEMINI_LIVE_UPSTREAM") or GOOGLE_BASE
+        async with RecordingProxy(path, upstream=target, keep_audio=keep_audio) as proxy:
             yield proxy
         return
     if not os.path.exists(path):  # noqa: ASYNC240 (one stat, before any I/O starts)
