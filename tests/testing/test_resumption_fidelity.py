@@ -201,6 +201,24 @@ async def test_the_issue_9_scenario_shows_the_loss() -> None:
         assert server.conversation().user_texts == ("one", "two")
 
 
+async def test_resume_while_the_old_connection_is_open_can_be_refused() -> None:
+    async with asyncio.timeout(10), fake(reject_resume_while_open=True) as server:
+        async with ws(server.url) as old:
+            await do_setup(old, sessionResumption={})
+            handle = handle_of(await say(old, "one"))
+            async with ws(server.url) as new:
+                await send_json(
+                    new, {"setup": {"model": "models/m", "sessionResumption": {"handle": handle}}}
+                )
+                code, reason, _ = await expect_close(new)
+            assert (code, reason) == (1011, "Internal error encountered.")
+        # Once the old socket is closed, the same handle resumes.
+        await server.wait_for_close(connection=0)
+        async with ws(server.url) as new:
+            await do_setup(new, sessionResumption={"handle": handle})
+        assert server.connections[2].resumed_from == handle
+
+
 async def test_wait_for_a_connection_that_does_not_exist_yet() -> None:
     async with asyncio.timeout(10), fake() as server:
         waiter = asyncio.ensure_future(server.wait_for_messages(2, connection=1))

@@ -448,6 +448,10 @@ class LiveServerCore:
 
     # ------------------------------------------------------------------ logic API
 
+    def live_logics(self) -> list[_ConnectionLogic]:
+        """The connections not finished yet."""
+        return [lg for lg in self._logics if not lg.finished]
+
     def notify(self) -> None:
         """Wake every ``wait_*`` (call after any state change)."""
         self._notifier.notify()
@@ -813,6 +817,11 @@ class _ConnectionLogic:
                 await self.close(1008, SESSION_NOT_FOUND)
                 return
             session, snapshot = found
+            if self.opts.reject_resume_while_open and any(
+                not lg.finished and lg.session is session for lg in core.live_logics()
+            ):
+                await self.close(1011, INTERNAL_ERROR)
+                return
             # Resume the state exactly as of the handle: later input and calls are forgotten.
             for conn_index, msg_index in session.restore(snapshot):
                 core.connections[conn_index].rolled_back.add(msg_index)

@@ -67,6 +67,8 @@ class ServerOptions:
     go_away_time_left: float = 1.0
     #: How the connection ends when a ``goAway`` deadline runs out.
     go_away_close: tuple[int, str] = (1000, CANCELLED)
+    #: Refuse a resume while another connection of the session is still open.
+    reject_resume_while_open: bool = False
     tool_triggers: Mapping[str, ToolScript] = field(default_factory=dict)
     #: Scripted turns (tried before ``tool_triggers``).
     script: Script | None = None
@@ -111,6 +113,7 @@ class ServerOptionsKw(TypedDict, total=False):
     go_away_after_seconds: float | None
     go_away_time_left: float
     go_away_close: tuple[int, str]
+    reject_resume_while_open: bool
     tool_triggers: Mapping[str, ToolScript]
     script: Script | None
     auto_reply: bool

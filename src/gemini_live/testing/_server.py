@@ -134,6 +134,9 @@ class FakeLiveServer(LiveServerCore):
       client is still there then, it is closed with ``go_away_close``: 1000 "The operation
       was cancelled." (default) or e.g. ``(1011, DEADLINE_EXPIRED)`` ("Deadline expired
       before operation could complete.").
+    * ``reject_resume_while_open``: a resume while another connection of the same session
+      is still open is closed 1011 "Internal error encountered." (reported of the service;
+      the exact reason text is unverified). Off by default.
     * ``latency``: seconds added before every server frame.
     * ``tool_triggers``: word (case-insensitive) in user text -> :class:`ToolScript`.
     * ``auto_reply``: answer user turns (text, ``clientContent`` with ``turnComplete``,
