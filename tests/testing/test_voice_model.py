@@ -575,3 +575,31 @@ async def test_google_genai_client_with_vad_and_barge_in() -> None:
     ]
     assert heard[0] == "400 ms of audio"
     assert interrupted
+
+
+async def test_a_new_text_turn_cuts_the_reply() -> None:
+    async with (
+        asyncio.timeout(10),
+        fake(reply_chunks=20, chunk_interval=0.05) as server,
+        ws(server.url) as c,
+    ):
+        await do_setup(c, outputAudioTranscription={})
+        await send_json(c, {"realtimeInput": {"text": "tell me a long story"}})
+        assert "modelTurn" in (await recv_json(c))["serverContent"]
+        await send_json(
+            c,
+            {
+                "clientContent": {
+                    "turns": [{"role": "user", "parts": [{"text": "stop"}]}],
+                    "turnComplete": True,
+                }
+            },
+        )
+        frames = await recv_until(c, lambda f: f.get("serverContent", {}).get("interrupted", False))
+        frames = await recv_until(c, is_turn_complete)  # the interrupted turn ends
+        frames = await recv_until(c, is_turn_complete)  # then the new one is answered
+    said = "".join(
+        f.get("serverContent", {}).get("outputTranscription", {}).get("text", "") for f in frames
+    )
+    assert said == "You said: stop"
+    assert server.conversation().answers[1] == "You said: stop"

@@ -1026,6 +1026,8 @@ class _ConnectionLogic:
         session.user_turns += 1
         if not self.opts.auto_reply:
             return
+        # A new user turn cuts the model's response, as speech does.
+        await self._speech_started()
         actions = self._scripted(text=text)
         if actions is None:
             actions = [Reply(f"You said: {text}")]
