@@ -109,8 +109,9 @@ class FakeLiveServer(LiveServerCore):
       otherwise all audio since the previous turn). Each end of speech is one user turn:
       ``inputTranscription`` "<n> ms of audio" when enabled, then the reply. A stream in
       which no end of speech was detected is one utterance at ``audioStreamEnd``.
-    * Barge-in: speech starting (or ``activityStart``) while the model is generating or
-      has tool calls of its current response pending: the reply stops, then
+    * Barge-in: speech starting (or ``activityStart``, or a new user text turn) while the
+      model is generating or has tool calls of its current response pending (unless
+      ``activityHandling`` is ``NO_INTERRUPTION``): the reply stops, then
       ``interrupted: true``, ``toolCallCancellation`` for those calls, ``turnComplete``;
       only the part already sent stays in the history.
     * ``voice_activity``: send ``voiceActivity`` ACTIVITY_START / ACTIVITY_END with their
