@@ -603,3 +603,35 @@ async def test_a_new_text_turn_cuts_the_reply() -> None:
     )
     assert said == "You said: stop"
     assert server.conversation().answers[1] == "You said: stop"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"realtimeInput": {"mediaChunks": [{"mimeType": "audio/pcm", "data": "AAAA"}]}},
+        {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "x"}]}]}},
+    ],
+)
+async def test_gemini_3_1_refuses_media_chunks_and_client_content(frame: JSON) -> None:
+    async with asyncio.timeout(10), fake() as server, ws(server.url) as c:
+        await do_setup(c, model="models/gemini-3.1-flash-live-preview")
+        await send_json(c, frame)
+        code, reason, _ = await expect_close(c)
+    assert (code, reason) == (1007, "Request contains an invalid argument.")
+
+
+async def test_gemini_3_1_takes_initial_history_in_client_content() -> None:
+    async with asyncio.timeout(10), fake(reply_chunks=1) as server, ws(server.url) as c:
+        await do_setup(
+            c,
+            model="models/gemini-3.1-flash-live-preview",
+            historyConfig={"initialHistoryInClientContent": True},
+        )
+        history = {
+            "turns": [{"role": "user", "parts": [{"text": "earlier"}]}],
+            "turnComplete": True,
+        }
+        await send_json(c, {"clientContent": history})
+        await send_json(c, {"realtimeInput": {"text": "now"}})
+        await recv_until(c, is_turn_complete)
+    assert server.conversation().user_texts == ("earlier", "now")

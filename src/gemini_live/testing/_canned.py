@@ -104,10 +104,23 @@ def header_credentials(
 AUDIO_ONLY_FAMILIES: Final = ("native-audio", "gemini-3.1-flash-live", "gemini-3.8-live")
 
 
+#: Families that refuse the deprecated ``realtimeInput.mediaChunks`` and any
+#: ``clientContent`` except initial history (1007 "Request contains an invalid argument.").
+STRICT_INPUT_FAMILIES: Final = ("gemini-3.1-flash-live",)
+
+
+def _family_name(model: str) -> str:
+    return model.rsplit("/", 1)[-1].lower()
+
+
 def audio_only_model(model: str) -> bool:
     """True for a model the real service refuses TEXT responses on."""
-    name = model.rsplit("/", 1)[-1].lower()
-    return any(fragment in name for fragment in AUDIO_ONLY_FAMILIES)
+    return any(fragment in _family_name(model) for fragment in AUDIO_ONLY_FAMILIES)
+
+
+def strict_input_model(model: str) -> bool:
+    """True for a model that refuses ``mediaChunks`` and mid-session ``clientContent``."""
+    return any(fragment in _family_name(model) for fragment in STRICT_INPUT_FAMILIES)
 
 
 # --------------------------------------------------------------------------- audio

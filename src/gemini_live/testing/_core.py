@@ -52,6 +52,7 @@ from gemini_live.testing._canned import (
     pcm_rate,
     result_json,
     split_fragments,
+    strict_input_model,
     usage,
 )
 from gemini_live.testing._normalize import FrameError, decode_client_tolerant, message_kind
@@ -570,6 +571,7 @@ class _ConnectionLogic:
         self._generations: set[asyncio.Task[None]] = set()
         self._inline_generating = False
         self.text_mode = False
+        self.strict_input = False  # the model refuses mediaChunks and later clientContent
         self.vad_settings = VadSettings()
         self.detector = ActivityDetector(self.vad_settings)
         self.vad_signals = False
@@ -763,6 +765,12 @@ class _ConnectionLogic:
             return  # never answered: the service would not be listening yet
         self.after_setup += 1
         assert self.session is not None
+        if self.strict_input and (
+            (isinstance(msg.realtime_input, RealtimeInput) and msg.realtime_input.media_chunks)
+            or (isinstance(msg.client_content, ClientContent) and not self.seeding)
+        ):
+            await self.close(1007, INVALID_ARGUMENT)
+            return
         self.session.log.append((self.record.index, self.index))
         if isinstance(msg.realtime_input, RealtimeInput):
             await self._realtime_input(msg.realtime_input, audio)
@@ -805,6 +813,7 @@ class _ConnectionLogic:
             return
         self.setup = setup
         self.record.setup = setup
+        self.strict_input = strict_input_model(setup.model)
         ric = setup.realtime_input_config
         self.vad_settings = VadSettings.from_config(None if ric is UNSET else ric)
         self.detector = ActivityDetector(self.vad_settings)

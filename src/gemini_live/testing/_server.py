@@ -124,7 +124,9 @@ class FakeLiveServer(LiveServerCore):
     * ``responseModalities: ["TEXT"]`` replies with text parts; on an audio-only model
       family (``native-audio``, ``gemini-3.1-flash-live``, ``gemini-3.8-live`` in the
       name) the setup is refused with 1007 "The requested combination of response
-      modalities (TEXT) is not supported by the model".
+      modalities (TEXT) is not supported by the model". ``gemini-3.1-flash-live`` models
+      refuse ``mediaChunks`` and ``clientContent`` other than initial history with 1007
+      "Request contains an invalid argument." (the table is in ``testing/_canned.py``).
     * ``cassette`` / :meth:`replay`: play a recorded session back (``replay_timing`` keeps
       the recorded gaps, capped at 2 s).
     * ``port``: listen on this port instead of a free one.
