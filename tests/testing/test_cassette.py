@@ -350,3 +350,23 @@ async def test_fake_server_cli_bad_input(tmp_path: Path) -> None:
     assert code == 2 and "unknown trigger 'bogus'" in err
     code, _, err = await _cli("fake-server", "--cassette", "missing.jsonl", cwd=tmp_path)
     assert code == 2 and "cannot read cassette" in err
+
+
+async def test_replay_timing_keeps_the_recorded_gaps(tmp_path: Path) -> None:
+    path = tmp_path / "slow.jsonl"
+    async with FakeLiveServer(reply_chunks=3, chunk_interval=0.1) as live:
+        recorder = Recorder(path, live.memory_backend())
+        recorded = await app(live.url, recorder, key=None)
+        recorder.close()
+    loop = asyncio.get_running_loop()
+    async with FakeLiveServer.replay(path) as fast:
+        start = loop.time()
+        assert await app(fast.url, fast.memory_backend(), key=None) == recorded
+        fast_s = loop.time() - start
+    async with FakeLiveServer.replay(path, replay_timing=True) as timed:
+        start = loop.time()
+        assert await app(timed.url, timed.memory_backend(), key=None) == recorded
+        timed_s = loop.time() - start
+    # Two replies of three chunks, 0.1 s apart: at least 0.4 s of recorded gaps.
+    assert timed_s >= 0.4
+    assert fast_s < timed_s
