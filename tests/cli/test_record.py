@@ -119,7 +119,7 @@ def test_scrub_frame_redacts_blobs_in_both_spellings() -> None:
             "realtimeInput": {
                 "audio": {
                     "mimeType": "audio/pcm;rate=16000",
-                    "data": "<base64 redacted: 400 chars>",
+                    "data": "<base64 redacted: 400 chars = 300 bytes>",
                 }
             }
         }

@@ -66,6 +66,11 @@ def is_update(frame: JSON) -> bool:
     return "sessionResumptionUpdate" in frame
 
 
+def is_handle(frame: JSON) -> bool:
+    """A resumption update that carries a usable handle (``resumable: true``)."""
+    return frame.get("sessionResumptionUpdate", {}).get("resumable") is True
+
+
 def transcript(frames: list[JSON]) -> str:
     return "".join(
         f.get("serverContent", {}).get("outputTranscription", {}).get("text", "") for f in frames

@@ -47,6 +47,7 @@ from .conftest import (
     Collector,
     do_setup,
     expect_close,
+    is_handle,
     is_turn_complete,
     is_update,
     recv_json,
@@ -584,9 +585,13 @@ async def test_text_reply_turn_structure() -> None:
     async with asyncio.timeout(5), fake(reply_chunks=3) as server, ws(server.url) as c:
         await do_setup(c, sessionResumption={}, outputAudioTranscription={})
         await send_json(c, {"realtimeInput": {"text": "hello there world"}})
-        frames = await recv_until(c, is_update)
+        frames = await recv_until(c, is_handle)
         await send_json(c, {"realtimeInput": {"text": "again"}})
-        frames2 = await recv_until(c, is_update)
+        frames2 = await recv_until(c, is_handle)
+    # While the model generates, the session is not resumable.
+    assert frames[0] == {"sessionResumptionUpdate": {"resumable": False}}
+    frames = frames[1:]
+    frames2 = frames2[1:]
     audio = [f for f in frames if "modelTurn" in f.get("serverContent", {})]
     assert len(audio) == 3
     for f in audio:
@@ -768,7 +773,7 @@ async def test_blocking_tool_call_round_trip() -> None:
                     }
                 },
             )
-            frames = await recv_until(c, is_update)
+            frames = await recv_until(c, is_handle)
         assert transcript(frames) == 'get_weather returned {"temp_c":18}'
         assert frames[-1]["sessionResumptionUpdate"]["resumable"] is True
         tr = server.received[0][-1].tool_response
@@ -869,7 +874,7 @@ async def test_non_blocking_call(scheduling: str) -> None:
             await do_setup(c, outputAudioTranscription={}, sessionResumption={})
             await send_json(c, {"realtimeInput": {"text": "search it"}})
             (call,) = _calls(await recv_json(c))
-            frames = await recv_until(c, is_update)
+            frames = await recv_until(c, is_handle)
             assert transcript(frames) == "Calling search."
             assert frames[-1]["sessionResumptionUpdate"]["resumable"] is True  # non-blocking
             resp = {
@@ -965,14 +970,14 @@ async def test_resume_with_handle_keeps_session() -> None:
         async with ws(server.url) as c:
             sid = (await do_setup(c, sessionResumption={}))["setupComplete"]["sessionId"]
             await send_json(c, {"realtimeInput": {"text": "remember me"}})
-            frames = await recv_until(c, is_update)
+            frames = await recv_until(c, is_handle)
             handle = frames[-1]["sessionResumptionUpdate"]["newHandle"]
             usage1 = frames[-2]["usageMetadata"]
         async with ws(server.url) as c:
             resumed = await do_setup(c, sessionResumption={"handle": handle})
             assert resumed["setupComplete"]["sessionId"] == sid
             await send_json(c, {"realtimeInput": {"text": "again"}})
-            frames = await recv_until(c, is_update)
+            frames = await recv_until(c, is_handle)
             usage2 = frames[-2]["usageMetadata"]
         assert usage2["promptTokenCount"] > usage1["promptTokenCount"]
         assert usage2["totalTokenCount"] > usage1["totalTokenCount"]
@@ -1006,9 +1011,9 @@ async def test_resuming_from_an_old_handle_rolls_back() -> None:
         async with ws(server.url) as c:
             await do_setup(c, sessionResumption={})
             await send_json(c, {"realtimeInput": {"text": "one"}})
-            old = (await recv_until(c, is_update))[-1]["sessionResumptionUpdate"]["newHandle"]
+            old = (await recv_until(c, is_handle))[-1]["sessionResumptionUpdate"]["newHandle"]
             await send_json(c, {"realtimeInput": {"text": "two"}})
-            await recv_until(c, is_update)
+            await recv_until(c, is_handle)
         async with ws(server.url) as c:
             await do_setup(c, sessionResumption={"handle": old})
         session = server.sessions["fake-session-1"]
@@ -1022,8 +1027,10 @@ async def test_not_resumable() -> None:
         async with ws(server.url) as c:
             await do_setup(c, sessionResumption={})
             await send_json(c, {"realtimeInput": {"text": "x"}})
-            frames = await recv_until(c, is_update)
-        assert frames[-1] == {"sessionResumptionUpdate": {"resumable": False}}
+            frames = await recv_until(c, is_turn_complete)
+            frames.append(await recv_json(c))
+        updates = [f for f in frames if is_update(f)]
+        assert updates == [{"sessionResumptionUpdate": {"resumable": False}}] * 2
         assert server.handles == []
 
 
@@ -1033,7 +1040,7 @@ async def test_pending_call_unknown_after_resume_from_pre_call_handle() -> None:
         async with ws(server.url) as c:
             await do_setup(c, sessionResumption={})
             await send_json(c, {"realtimeInput": {"text": "hi"}})
-            handle = (await recv_until(c, is_update))[-1]["sessionResumptionUpdate"]["newHandle"]
+            handle = (await recv_until(c, is_handle))[-1]["sessionResumptionUpdate"]["newHandle"]
             await send_json(c, {"realtimeInput": {"text": "use the tool"}})
             (call,) = _calls(await recv_json(c))
         async with ws(server.url) as c:
@@ -1059,7 +1066,7 @@ async def test_transparent_indices() -> None:
             assert upd["lastConsumedClientMessageIndex"] == "3"  # an int64 string
             assert upd["resumable"] is True and upd["newHandle"]
             await send_json(c, {"realtimeInput": {"text": "hi"}})  # index 4
-            frames = await recv_until(c, is_update)
+            frames = await recv_until(c, is_handle)
             assert frames[-1]["sessionResumptionUpdate"]["lastConsumedClientMessageIndex"] == "4"
             # Vertex usage names.
             usage = frames[-2]["usageMetadata"]
@@ -1072,7 +1079,7 @@ async def test_transparent_indices() -> None:
                 "lastConsumedClientMessageIndex"
             ] == "0"
             await send_json(c, {"realtimeInput": {"text": "hi"}})  # the replay
-            frames = await recv_until(c, is_update)
+            frames = await recv_until(c, is_handle)
             assert frames[-1]["sessionResumptionUpdate"]["lastConsumedClientMessageIndex"] == "1"
         consumed = [m for conn in server.consumed for m in conn if m.setup is UNSET]
         texts = [m.realtime_input.text for m in consumed if m.realtime_input is not UNSET]
@@ -1084,7 +1091,7 @@ async def test_transparent_not_requested_means_no_index() -> None:
         async with ws(server.url_for("vertex")) as c:
             await do_setup(c, sessionResumption={})
             await send_json(c, {"realtimeInput": {"text": "hi"}})
-            frames = await recv_until(c, is_update)
+            frames = await recv_until(c, is_handle)
         assert "lastConsumedClientMessageIndex" not in frames[-1]["sessionResumptionUpdate"]
 
 

@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after N model replies (default: until Ctrl-C)",
     )
     command("version", "print the version", "Print the gemini-live version.", connects=False)
+    from gemini_live.cli._fake_server import add_parser as add_fake_server
+
+    add_fake_server(sub)
     return parser
 
 
@@ -350,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "version":
             print(f"gemini-live {__version__}", flush=True)
             return 0
+        if args.command == "fake-server":
+            from gemini_live.cli._fake_server import run_fake_server
+
+            return run_fake_server(args)
         return _run(args)
     except BrokenPipeError:
         return _stdout_closed()

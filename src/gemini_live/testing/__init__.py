@@ -1,9 +1,12 @@
-"""Test kit: a scripted fake of the Gemini Live API server.
+"""Test kit: a fake of the Gemini Live API server that plays a voice model.
 
 :class:`FakeLiveServer` is a real WebSocket server on ``127.0.0.1`` that speaks the server
-side of the Live protocol (binary frames, real close codes and reasons, goAway,
-resumption handles, tool calls), and accepts what the official SDK sends (snake_case keys,
-URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same script in-process::
+side of the Live protocol (binary frames, real close codes and reasons, goAway, resumption
+handles, tool calls), listens like a voice model (activity detection on audio time,
+barge-in), follows scripts (:mod:`gemini_live.testing.script`), replays cassettes
+(:mod:`gemini_live.testing.cassette`), and accepts what the official SDK sends (snake_case
+keys, URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same logic
+in-process; ``gemini-live fake-server`` runs it for clients in any language::
 
     from gemini_live.testing import FakeLiveServer, ToolScript
 
@@ -11,6 +14,7 @@ URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same script in-
         ...  # connect to server.url with header x-goog-api-key: k
         await server.wait_for_messages(2)
         server.received               # every decoded client message, per connection
+        server.conversation()         # what the model's session state holds
         await server.send_go_away(time_left=1.0)
         await server.drop()           # abrupt close, no close frame (client sees 1006)
         await server.close(1011, "Internal error encountered.")
@@ -19,52 +23,67 @@ URL-safe base64). :meth:`FakeLiveServer.memory_backend` runs the same script in-
 ``LiveServerMessage`` model (test-only; needs ``google-genai``).
 """
 
-from gemini_live.testing._core import (
+from gemini_live.testing._canned import (
     API_KEY_INVALID,
     BEARER_INVALID,
     CANCELLED,
+    DEADLINE_EXPIRED,
     ENTITY_NOT_FOUND,
     INTERNAL_ERROR,
     INVALID_ARGUMENT,
     SESSION_NOT_FOUND,
+    TEXT_NOT_SUPPORTED,
     TOKEN_INVALID,
     TONE_PCM,
     UNREGISTERED_CALLER,
-    ConnectionRecord,
-    LiveServerCore,
-    ServerConn,
-    ServerConnectionClosed,
-    SessionState,
-    ToolScript,
     parse_path,
 )
+from gemini_live.testing._core import LiveServerCore, ServerConn, ServerConnectionClosed
 from gemini_live.testing._memory import MemoryBackend, MemoryTransport
 from gemini_live.testing._normalize import decode_client_tolerant, normalize_keys
 from gemini_live.testing._oracle import validate_server_frame
+from gemini_live.testing._records import (
+    ConnectionRecord,
+    Conversation,
+    ServerOptions,
+    SessionState,
+    ToolScript,
+)
 from gemini_live.testing._server import FakeLiveServer
+from gemini_live.testing.cassette import Cassette, Recorder, RecordingProxy, use_cassette
+from gemini_live.testing.script import Script
 
 __all__ = [
     "API_KEY_INVALID",
     "BEARER_INVALID",
     "CANCELLED",
+    "DEADLINE_EXPIRED",
     "ENTITY_NOT_FOUND",
     "INTERNAL_ERROR",
     "INVALID_ARGUMENT",
     "SESSION_NOT_FOUND",
+    "TEXT_NOT_SUPPORTED",
     "TOKEN_INVALID",
     "TONE_PCM",
     "UNREGISTERED_CALLER",
+    "Cassette",
     "ConnectionRecord",
+    "Conversation",
     "FakeLiveServer",
     "LiveServerCore",
     "MemoryBackend",
     "MemoryTransport",
+    "Recorder",
+    "RecordingProxy",
+    "Script",
     "ServerConn",
     "ServerConnectionClosed",
+    "ServerOptions",
     "SessionState",
     "ToolScript",
     "decode_client_tolerant",
     "normalize_keys",
     "parse_path",
+    "use_cassette",
     "validate_server_frame",
 ]

@@ -1,9 +1,12 @@
 """Transport-agnostic core of the fake Live API server.
 
-:class:`LiveServerCore` holds the scripted behaviour and all state that outlives a single
-connection (sessions, resumption handles, tool calls). Each accepted connection gets a
+:class:`LiveServerCore` holds the options and all state that outlives a single connection
+(sessions, resumption handles, tool calls). Each accepted connection gets a
 :class:`_ConnectionLogic`, which talks to its peer only through the tiny
-:class:`ServerConn` interface (send bytes, close with a code, abort). Adapters feed it:
+:class:`ServerConn` interface (send bytes, close with a code, abort) and to the core only
+through the core's named internal API (``notify``, ``issue_handle``, ``lookup_handle``,
+``take_rejection``, ``next_call_id``, ``next_group``, ``auth_failure``, ``validate``).
+Adapters feed it:
 
 * :mod:`gemini_live.testing._server` runs it behind a real ``websockets`` server;
 * :mod:`gemini_live.testing._memory` runs it over an in-process pipe.
@@ -15,31 +18,76 @@ for every client frame in order (awaiting each), and finally
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
+import functools
 import logging
-import math
-import re
-import sys
+import wave
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import msgspec
-import pybase64
 
 from gemini_live.codec import encode_server
+from gemini_live.testing._canned import (
+    API_KEY_INVALID,
+    BEARER_INVALID,
+    CHUNK_MS,
+    ENTITY_NOT_FOUND,
+    INTERNAL_ERROR,
+    INVALID_ARGUMENT,
+    OUTPUT_MIME,
+    OUTPUT_RATE,
+    SESSION_NOT_FOUND,
+    TEXT_NOT_SUPPORTED,
+    TOKEN_INVALID,
+    TONE_PCM,
+    UNREGISTERED_CALLER,
+    audio_frame,
+    audio_only_model,
+    header_credentials,
+    make_tone,
+    parse_path,
+    pcm_rate,
+    result_json,
+    split_fragments,
+    strict_input_model,
+    usage,
+)
 from gemini_live.testing._normalize import FrameError, decode_client_tolerant, message_kind
+from gemini_live.testing._records import (
+    ConnectionRecord,
+    Conversation,
+    PendingCall,
+    ServerOptions,
+    SessionState,
+    Snapshot,
+    ToolScript,
+)
+from gemini_live.testing._vad import ActivityDetector, VadEvent, VadSettings
+from gemini_live.testing.script import (
+    Action,
+    Call,
+    CallTools,
+    Close,
+    Drop,
+    Reply,
+    Send,
+    Usage,
+    Wait,
+)
+from gemini_live.testing.script import GoAway as ScriptGoAway
 from gemini_live.types import (
     UNSET,
     Blob,
     ClientContent,
     ClientMessage,
+    Content,
     FunctionCall,
     FunctionResponse,
     GoAway,
-    ModalityTokenCount,
+    Part,
     RealtimeInput,
     ServerContent,
     ServerMessage,
@@ -51,266 +99,14 @@ from gemini_live.types import (
     ToolResponse,
     Transcription,
     UnsetType,
-    UsageMetadata,
+    VoiceActivity,
+    VoiceActivityDetectionSignal,
     format_duration,
 )
 
-__all__ = [
-    "API_KEY_INVALID",
-    "BEARER_INVALID",
-    "CANCELLED",
-    "ENTITY_NOT_FOUND",
-    "INTERNAL_ERROR",
-    "INVALID_ARGUMENT",
-    "SESSION_NOT_FOUND",
-    "TOKEN_INVALID",
-    "TONE_PCM",
-    "UNREGISTERED_CALLER",
-    "ConnectionRecord",
-    "LiveServerCore",
-    "ServerConn",
-    "ServerConnectionClosed",
-    "SessionState",
-    "ToolScript",
-    "parse_path",
-]
+__all__ = ["LiveServerCore", "ServerConn", "ServerConnectionClosed"]
 
 logger = logging.getLogger("gemini_live.testing")
-
-# Close reasons, worded as the real service words them (see docs/protocol.md § close codes).
-INVALID_ARGUMENT: Final = "Request contains an invalid argument."
-API_KEY_INVALID: Final = "API key not valid. Please pass a valid API key."
-TOKEN_INVALID: Final = (
-    "Missing or malformed auth token. Please pass it in an access_token query parameter."
-)
-UNREGISTERED_CALLER: Final = (
-    "Method doesn't allow unregistered callers (callers without established identity)."
-    " Please use API Key or other form of API consumer identity to call this API."
-)
-BEARER_INVALID: Final = "Request had invalid authentication credentials."
-SESSION_NOT_FOUND: Final = "BidiGenerateContent session not found"
-ENTITY_NOT_FOUND: Final = "Requested entity was not found."
-CANCELLED: Final = "The operation was cancelled."
-INTERNAL_ERROR: Final = "Internal error encountered."
-
-EndpointKind = Literal["gemini", "constrained", "vertex"]
-
-_GEMINI_PATH: Final = re.compile(
-    r"^/ws/google\.ai\.generativelanguage\.(v1|v1beta|v1alpha)\.GenerativeService\."
-    r"(BidiGenerateContent|BidiGenerateContentConstrained)$"
-)
-_VERTEX_PATH: Final = re.compile(
-    r"^/ws/google\.cloud\.aiplatform\.(v1|v1beta1)\.LlmBidiService/BidiGenerateContent$"
-)
-
-
-def parse_path(path: str) -> tuple[EndpointKind, str] | None:
-    """Return ``(kind, api_version)`` for a Live API path, or None for an unknown path.
-
-    A leading double slash (``//ws/...``, as the official SDK sends it) is tolerated.
-    """
-    path = "/" + path.split("?", 1)[0].lstrip("/")
-    m = _GEMINI_PATH.match(path)
-    if m:
-        kind: EndpointKind = "constrained" if m.group(2).endswith("Constrained") else "gemini"
-        return kind, m.group(1)
-    m = _VERTEX_PATH.match(path)
-    if m:
-        return "vertex", m.group(1)
-    return None
-
-
-# --------------------------------------------------------------------------- audio
-
-OUTPUT_RATE: Final = 24000
-OUTPUT_MIME: Final = "audio/pcm;rate=24000"
-CHUNK_MS: Final = 40
-
-
-def _make_tone(ms: int = CHUNK_MS, rate: int = OUTPUT_RATE, freq: float = 440.0) -> bytes:
-    n = rate * ms // 1000
-    samples = array.array(
-        "h", (int(6000 * math.sin(2 * math.pi * freq * i / rate)) for i in range(n))
-    )
-    if sys.byteorder == "big":
-        samples.byteswap()
-    return samples.tobytes()
-
-
-#: One reply chunk: 40 ms of a 440 Hz tone, 24 kHz mono PCM16 little-endian (1920 bytes).
-TONE_PCM: Final = _make_tone()
-_TONE_B64: Final = pybase64.b64encode(TONE_PCM)
-_AUDIO_PREFIX: Final = (
-    b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"'
-    + OUTPUT_MIME.encode()
-    + b'","data":"'
-    + _TONE_B64
-    + b'"}}]}'
-)
-#: The pre-serialized audio-only reply frame.
-AUDIO_FRAME: Final = _AUDIO_PREFIX + b"}}"
-_transcription_encoder: Final = msgspec.json.Encoder()
-
-
-def _audio_frame(fragment: str | None) -> bytes:
-    if not fragment:
-        return AUDIO_FRAME
-    return b"".join(
-        (
-            _AUDIO_PREFIX,
-            b',"outputTranscription":',
-            _transcription_encoder.encode(Transcription(text=fragment)),
-            b"}}",
-        )
-    )
-
-
-def _pcm_rate(mime: object) -> int:
-    if isinstance(mime, str):
-        m = re.search(r"rate=(\d+)", mime)
-        if m:
-            return int(m.group(1))
-    return 16000
-
-
-def split_fragments(text: str, n: int) -> list[str]:
-    """Split ``text`` into ``n`` word-aligned fragments that concatenate back to ``text``."""
-    if n <= 1:
-        return [text]
-    words = re.findall(r"\s+|\S+\s*", text)
-    size = max(1, math.ceil(len(words) / n))
-    return ["".join(words[i * size : (i + 1) * size]) for i in range(n)]
-
-
-# --------------------------------------------------------------------------- public records
-
-
-@dataclass(frozen=True, slots=True)
-class ToolScript:
-    """What the fake model does when a trigger word appears in user text.
-
-    * ``name`` / ``args``: the function call sent (ids are ``call-<n>``, unique per server).
-    * ``parallel``: how many calls (same name and args, distinct ids) go in one ``toolCall``.
-    * ``cancel_after``: right after the ``toolCall`` frame, send ``toolCallCancellation`` for
-      those ids and end the turn (as a barge-in would). Responses to them are then ignored.
-    * ``non_blocking``: the model keeps talking: a short reply turn follows the call at once,
-      and the result is spoken in a later turn unless the response's ``scheduling`` is
-      ``SILENT``. Blocking calls (the default) get no reply until every call of the batch
-      is answered, and meanwhile resumption updates say ``resumable: false``.
-
-    Partial results (``willContinue: true``) are collected; only the final response of a
-    call counts as its answer.
-    """
-
-    name: str
-    args: Mapping[str, Any] = field(default_factory=dict)
-    parallel: int = 1
-    cancel_after: bool = False
-    non_blocking: bool = False
-
-
-@dataclass(slots=True)
-class _PendingCall:
-    id: str
-    name: str
-    group: int
-    non_blocking: bool
-    partials: list[Any] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _HandleEntry:
-    session_id: str
-    pending: frozenset[str]
-    #: Lengths of the session's message log and history when the handle was issued.
-    log_len: int
-    history_len: int
-
-
-@dataclass(eq=False)
-class SessionState:
-    """Server-side state of one logical session (survives resumption)."""
-
-    session_id: str
-    #: ``(role, text)`` per turn, user and model, in order.
-    history: list[tuple[str, str]] = field(default_factory=list)
-    #: Completed model turns.
-    turns: int = 0
-    prompt_tokens: int = 0
-    response_tokens: int = 0
-    #: Every handle issued for this session, oldest first.
-    handles: list[str] = field(default_factory=list)
-    #: Indexes into ``FakeLiveServer.connections`` of the connections that served it.
-    connections: list[int] = field(default_factory=list)
-    pending_calls: dict[str, _PendingCall] = field(default_factory=dict)
-    cancelled_calls: set[str] = field(default_factory=set)
-    #: ``(connection index, message index)`` of every client message in the session state.
-    log: list[tuple[int, int]] = field(default_factory=list)
-    _results: dict[int, list[tuple[str, Any, str | None]]] = field(default_factory=dict)
-
-    def blocking_pending(self) -> bool:
-        return any(not c.non_blocking for c in self.pending_calls.values())
-
-
-@dataclass(eq=False)
-class ConnectionRecord:
-    """Everything the server saw on one connection (read it in tests)."""
-
-    index: int
-    #: ``"websocket"`` or ``"memory"``.
-    transport: str
-    path: str
-    #: Request headers, lower-case names.
-    headers: dict[str, str]
-    query: dict[str, str]
-    kind: EndpointKind
-    api_version: str
-    #: Every decoded client message, in order (Blob data rewritten to standard base64).
-    received: list[ClientMessage] = field(default_factory=list)
-    #: The raw client frames (when the server records frames).
-    raw_received: list[bytes] = field(default_factory=list)
-    #: Every frame the server sent (when the server records frames).
-    sent: list[bytes] = field(default_factory=list)
-    #: All realtime input audio, decoded.
-    audio: bytearray = field(default_factory=bytearray)
-    setup: Setup | None = None
-    session_id: str | None = None
-    #: The handle this connection resumed from, or None for a fresh session.
-    resumed_from: str | None = None
-    setup_completed: bool = False
-    #: Close code / reason as the server saw them (what it sent, or what the client sent;
-    #: 1006 for a drop without close frame). None while open.
-    close_code: int | None = None
-    close_reason: str | None = None
-    #: Indexes (setup = 0) of received messages that a later resumption rolled back: they
-    #: came after the handle the client resumed from, so they are not in the session state.
-    rolled_back: set[int] = field(default_factory=set)
-    #: How many received messages the server has finished processing (replies sent).
-    processed: int = 0
-    _closed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def open(self) -> bool:
-        return self.close_code is None
-
-    @property
-    def consumed(self) -> list[ClientMessage]:
-        """``received`` minus the messages a later resumption rolled back.
-
-        Concatenated over a session's connections this is the exact input stream the
-        session state holds; with transparent resumption a correct client's replays make
-        it exactly-once even though ``received`` may show a replayed message twice.
-        """
-        if not self.rolled_back:
-            return list(self.received)
-        return [m for i, m in enumerate(self.received) if i not in self.rolled_back]
-
-    async def wait_closed(self, within: float = 5.0) -> tuple[int, str]:
-        """Wait (bounded) until the connection ended; return ``(code, reason)``."""
-        async with asyncio.timeout(within):
-            await self._closed.wait()
-        assert self.close_code is not None
-        return self.close_code, self.close_reason or ""
 
 
 # --------------------------------------------------------------------------- seam
@@ -349,16 +145,10 @@ class _Notifier:
                 await self._event.wait()
 
 
-def _header_credentials(
-    headers: Mapping[str, str], query: Mapping[str, str]
-) -> tuple[str | None, str | None, str | None]:
-    """Return ``(api_key, token, bearer)`` presented by a request."""
-    key = headers.get("x-goog-api-key") or query.get("key")
-    scheme, _, cred = headers.get("authorization", "").strip().partition(" ")
-    scheme = scheme.lower()
-    token = cred.strip() if scheme == "token" else query.get("access_token")
-    bearer = cred.strip() if scheme == "bearer" else None
-    return key, token, bearer
+@dataclass(frozen=True, slots=True)
+class _HandleEntry:
+    session_id: str
+    snapshot: Snapshot
 
 
 # --------------------------------------------------------------------------- core
@@ -370,49 +160,8 @@ class LiveServerCore:
     See :class:`gemini_live.testing.FakeLiveServer` for the options.
     """
 
-    def __init__(
-        self,
-        *,
-        require_api_key: str | None = None,
-        require_token: str | None = None,
-        require_bearer: str | None = None,
-        resumable: bool = True,
-        transparent: bool = False,
-        setup_delay: float = 0.0,
-        send_setup_complete: bool = True,
-        reject_setup: tuple[int, str] | None = None,
-        reply_chunks: int = 3,
-        go_away_after_messages: int | None = None,
-        go_away_after_seconds: float | None = None,
-        go_away_time_left: float = 1.0,
-        tool_triggers: Mapping[str, ToolScript] | None = None,
-        auto_reply: bool = True,
-        validate_frames: bool = False,
-        record_frames: bool = True,
-        auth_on_connect: bool = False,
-        ack_every: int = 1,
-        int64_as_string: bool = True,
-    ) -> None:
-        self.require_api_key = require_api_key
-        self.require_token = require_token
-        self.require_bearer = require_bearer
-        self.resumable = resumable
-        self.transparent = transparent
-        self.setup_delay = setup_delay
-        self.send_setup_complete = send_setup_complete
-        self.reject_setup = reject_setup
-        self.reply_chunks = reply_chunks
-        self.go_away_after_messages = go_away_after_messages
-        self.go_away_after_seconds = go_away_after_seconds
-        self.go_away_time_left = go_away_time_left
-        self.tool_triggers: dict[str, ToolScript] = dict(tool_triggers or {})
-        self.auto_reply = auto_reply
-        self.validate_frames = validate_frames
-        self.record_frames = record_frames
-        self.auth_on_connect = auth_on_connect
-        self.ack_every = ack_every
-        self.int64_as_string = int64_as_string
-
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
         #: One record per accepted connection, in accept order.
         self.connections: list[ConnectionRecord] = []
         #: Server-side sessions by id.
@@ -421,6 +170,10 @@ class LiveServerCore:
         self.frame_errors: list[str] = []
         #: Unexpected exceptions inside the server (raised on exit).
         self.errors: list[BaseException] = []
+        #: How clients departed from the cassette being replayed (raised on exit).
+        self.divergences: list[str] = []
+        #: True once the server has been stopped (new connections are refused then).
+        self.stopped = False
         self._logics: list[_ConnectionLogic] = []
         self._handles: dict[str, _HandleEntry] = {}
         self._n_sessions = 0
@@ -430,6 +183,12 @@ class LiveServerCore:
         self._notifier = _Notifier()
         self._reject_next = 0
         self._reject_close: tuple[int, str] = (1011, INTERNAL_ERROR)
+
+    # ------------------------------------------------------------------ option shortcuts
+
+    @property
+    def validate_frames(self) -> bool:
+        return self.options.validate_frames
 
     # ------------------------------------------------------------------ records
 
@@ -442,6 +201,30 @@ class LiveServerCore:
     def consumed(self) -> list[list[ClientMessage]]:
         """Per connection, the received messages that are part of the session state."""
         return [c.consumed for c in self.connections]
+
+    def conversation(self, session_id: str | None = None) -> Conversation:
+        """What the model's conversation state holds now, for one logical session.
+
+        ``session_id`` defaults to the session of the latest connection that has one (the
+        *current* logical session: resumed connections share their session). Input
+        consumed after the handle a client resumed from is not included.
+        """
+        if session_id is None:
+            ids = [c.session_id for c in self.connections if c.session_id is not None]
+            if not ids:
+                raise LookupError("no session yet: no setup was answered")
+            session_id = ids[-1]
+        session = self.sessions[session_id]
+        messages = tuple(self.connections[ci].received[mi] for ci, mi in session.log)
+        return Conversation(
+            session_id=session.session_id,
+            user_texts=tuple(session.user_texts),
+            audio_ms=session.audio_ms,
+            answers=tuple(session.answers),
+            history=tuple(session.history),
+            messages=messages,
+            turns=session.turns,
+        )
 
     def reject_next_setups(self, n: int, close: tuple[int, str]) -> None:
         """Answer the next ``n`` setups (on any connection) by closing with ``close``."""
@@ -465,12 +248,23 @@ class LiveServerCore:
             )
         if self.errors:
             raise AssertionError(f"fake server error: {self.errors[0]!r}") from self.errors[0]
+        if self.divergences:
+            raise AssertionError(
+                "the client diverged from the cassette:\n" + "\n".join(self.divergences)
+            )
 
     # ------------------------------------------------------------------ waiting
 
     async def wait_until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Wait until ``predicate()`` is true; it is re-checked on every server event."""
         await self._notifier.wait_for(predicate, within)
+
+    def _record(self, connection: int) -> ConnectionRecord | None:
+        """Connection ``connection`` if it exists yet (negative: from the latest)."""
+        n = len(self.connections)
+        if -n <= connection < n:
+            return self.connections[connection]
+        return None
 
     async def wait_for_connections(self, n: int, within: float = 5.0) -> list[ConnectionRecord]:
         """Wait until at least ``n`` connections were accepted."""
@@ -483,29 +277,57 @@ class LiveServerCore:
         """Wait until connection ``connection`` (default: the latest) received ``n`` messages.
 
         The setup counts. A message counts once the server has processed it, i.e. sent
-        its replies and acknowledgements.
+        its replies and acknowledgements (replies generated in the background, see
+        ``chunk_interval``, may still be running). A connection that does not exist yet
+        is waited for.
         """
 
         def ready() -> bool:
-            return bool(self.connections) and self.connections[connection].processed >= n
+            rec = self._record(connection)
+            return rec is not None and rec.processed >= n
 
         await self.wait_until(ready, within)
-        return self.connections[connection].received
+        rec = self._record(connection)
+        assert rec is not None
+        return rec.received
 
     async def wait_for_close(self, connection: int = -1, within: float = 5.0) -> ConnectionRecord:
         """Wait until connection ``connection`` (default: the latest) has ended."""
-        await self.wait_until(
-            lambda: bool(self.connections) and not self.connections[connection].open, within
-        )
-        return self.connections[connection]
+
+        def ready() -> bool:
+            rec = self._record(connection)
+            return rec is not None and not rec.open
+
+        await self.wait_until(ready, within)
+        rec = self._record(connection)
+        assert rec is not None
+        return rec
 
     async def wait_for_setup(self, connection: int = -1, within: float = 5.0) -> ConnectionRecord:
         """Wait until connection ``connection`` has been sent ``setupComplete``."""
-        await self.wait_until(
-            lambda: bool(self.connections) and self.connections[connection].setup_completed,
-            within,
-        )
-        return self.connections[connection]
+
+        def ready() -> bool:
+            rec = self._record(connection)
+            return rec is not None and rec.setup_completed
+
+        await self.wait_until(ready, within)
+        rec = self._record(connection)
+        assert rec is not None
+        return rec
+
+    async def wait_for_conversation(
+        self, predicate: Callable[[Conversation], bool], within: float = 5.0
+    ) -> Conversation:
+        """Wait until the current session's :meth:`conversation` satisfies ``predicate``."""
+
+        def ready() -> bool:
+            try:
+                return predicate(self.conversation())
+            except LookupError:
+                return False
+
+        await self.wait_until(ready, within)
+        return self.conversation()
 
     # ------------------------------------------------------------------ actions
 
@@ -526,11 +348,21 @@ class LiveServerCore:
         await self._current(connection).send_frame(data)
 
     async def send_go_away(
-        self, time_left: float = 1.0, *, connection: int | None = None, close_after: bool = True
+        self,
+        time_left: float = 1.0,
+        *,
+        connection: int | None = None,
+        close_after: bool = True,
+        close: tuple[int, str] | None = None,
     ) -> None:
-        """Send ``goAway`` to every open connection; close them 1000 when ``time_left`` ends."""
+        """Send ``goAway`` to every open connection.
+
+        The connection keeps being served (replies, handles) until ``time_left`` runs out;
+        then, with ``close_after``, it is closed with ``close`` (default: the
+        ``go_away_close`` option, 1000 "The operation was cancelled.").
+        """
         for lg in self._targets(connection):
-            await lg.go_away(time_left, close_after=close_after)
+            await lg.go_away(time_left, close_after=close_after, close=close)
 
     async def drop(self, *, connection: int | None = None) -> None:
         """Abruptly drop the open connection(s): no close frame, the client sees 1006."""
@@ -575,12 +407,12 @@ class LiveServerCore:
                 await lg.close(1001, "")
             lg.stop_tasks()
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ adapter API
 
     def path_ok(self, path: str) -> bool:
         return parse_path(path) is not None
 
-    def _open_connection(
+    def open_connection(
         self,
         conn: ServerConn,
         *,
@@ -589,6 +421,7 @@ class LiveServerCore:
         headers: Mapping[str, str],
         query: Mapping[str, str],
     ) -> _ConnectionLogic:
+        """Register a new connection; the adapter then drives the returned logic."""
         parsed = parse_path(path)
         if parsed is None:
             raise ValueError(f"not a Live API path: {path}")
@@ -601,19 +434,45 @@ class LiveServerCore:
             kind=parsed[0],
             api_version=parsed[1],
         )
-        logic = _ConnectionLogic(self, conn, record)
+        logic: _ConnectionLogic
+        if self.options.cassette is not None:
+            from gemini_live.testing._replay import _ReplayLogic
+
+            logic = _ReplayLogic(self, conn, record, self.options.cassette)
+        else:
+            logic = _ConnectionLogic(self, conn, record)
         self.connections.append(record)
         self._logics.append(logic)
-        self._notifier.notify()
+        logger.info("connection %d: opened (%s, %s %s)", record.index, transport, *parsed)
+        self.notify()
         return logic
 
-    def _auth_failure(self, record: ConnectionRecord) -> tuple[int, str] | None:
-        key, token, bearer = _header_credentials(record.headers, record.query)
+    # ------------------------------------------------------------------ logic API
+
+    def live_logics(self) -> list[_ConnectionLogic]:
+        """The connections not finished yet."""
+        return [lg for lg in self._logics if not lg.finished]
+
+    def notify(self) -> None:
+        """Wake every ``wait_*`` (call after any state change)."""
+        self._notifier.notify()
+
+    def take_rejection(self) -> tuple[int, str] | None:
+        """The close for this setup if it is to be rejected (``reject_next_setups``)."""
+        if self._reject_next > 0:
+            self._reject_next -= 1
+            return self._reject_close
+        return self.options.reject_setup
+
+    def auth_failure(self, record: ConnectionRecord) -> tuple[int, str] | None:
+        """The close a connection's credentials earn, or None when they are accepted."""
+        opts = self.options
+        key, token, bearer = header_credentials(record.headers, record.query)
         required = any(
-            r is not None for r in (self.require_api_key, self.require_token, self.require_bearer)
+            r is not None for r in (opts.require_api_key, opts.require_token, opts.require_bearer)
         )
         if record.kind == "gemini":
-            if self.require_api_key is not None and key == self.require_api_key:
+            if opts.require_api_key is not None and key == opts.require_api_key:
                 return None
             if not required:
                 return None
@@ -621,53 +480,55 @@ class LiveServerCore:
                 return 1008, UNREGISTERED_CALLER
             return 1007, API_KEY_INVALID
         if record.kind == "constrained":
-            if self.require_token is not None and token == self.require_token:
+            if opts.require_token is not None and token == opts.require_token:
                 return None
             if not required:
                 return None
             return 1007, TOKEN_INVALID
-        if self.require_bearer is not None and bearer == self.require_bearer:
+        if opts.require_bearer is not None and bearer == opts.require_bearer:
             return None
-        if self.require_api_key is not None and key == self.require_api_key:
+        if opts.require_api_key is not None and key == opts.require_api_key:
             return None  # Vertex express mode
         if not required:
             return None
         return 1007, BEARER_INVALID
 
-    def _new_session(self) -> SessionState:
+    def new_session(self) -> SessionState:
         self._n_sessions += 1
         state = SessionState(session_id=f"fake-session-{self._n_sessions}")
         self.sessions[state.session_id] = state
         return state
 
-    def _issue_handle(self, session: SessionState) -> str:
+    def issue_handle(self, session: SessionState) -> str:
+        """A new handle standing for ``session`` exactly as it is now."""
         self._n_handles += 1
         handle = f"fake-handle-{self._n_handles}"
-        self._handles[handle] = _HandleEntry(
-            session.session_id,
-            frozenset(session.pending_calls),
-            len(session.log),
-            len(session.history),
-        )
+        self._handles[handle] = _HandleEntry(session.session_id, session.snapshot())
         session.handles.append(handle)
         return handle
 
-    def _next_call_id(self) -> str:
+    def lookup_handle(self, handle: str) -> tuple[SessionState, Snapshot] | None:
+        entry = self._handles.get(handle)
+        if entry is None or entry.session_id not in self.sessions:
+            return None
+        return self.sessions[entry.session_id], entry.snapshot
+
+    def next_call_id(self) -> str:
         self._n_calls += 1
         return f"call-{self._n_calls}"
 
-    def _next_group(self) -> int:
+    def next_group(self) -> int:
         self._n_groups += 1
         return self._n_groups
 
-    def _match_trigger(self, text: str) -> ToolScript | None:
+    def match_trigger(self, text: str) -> ToolScript | None:
         low = text.lower()
-        for word, script in self.tool_triggers.items():
+        for word, script in self.options.tool_triggers.items():
             if word.lower() in low:
                 return script
         return None
 
-    def _validate(self, data: bytes, vertex: bool) -> None:
+    def validate(self, data: bytes, vertex: bool) -> None:
         from gemini_live.testing._oracle import validate_server_frame
 
         try:
@@ -677,32 +538,7 @@ class LiveServerCore:
             logger.error("fake server sent an invalid frame: %s", exc)
 
 
-def _usage(session: SessionState, vertex: bool, turn_response: int) -> UsageMetadata:
-    """Usage of one turn, as the service bills it: the prompt is the whole context so far
-    (user input and earlier model output), the response is this turn's output only.
-    """
-    prompt = session.prompt_tokens + session.response_tokens - turn_response
-    total = prompt + turn_response
-    details = [ModalityTokenCount(modality="AUDIO", token_count=turn_response)]
-    if vertex:
-        return UsageMetadata(
-            prompt_token_count=prompt,
-            candidates_token_count=turn_response,
-            total_token_count=total,
-            candidates_tokens_details=details,
-            traffic_type="ON_DEMAND",
-        )
-    return UsageMetadata(
-        prompt_token_count=prompt,
-        response_token_count=turn_response,
-        total_token_count=total,
-        response_tokens_details=details,
-    )
-
-
-def _result_json(response: Any) -> str:
-    output = response.get("output", response) if isinstance(response, dict) else response
-    return msgspec.json.encode(output).decode()
+# --------------------------------------------------------------------------- connection
 
 
 class _ConnectionLogic:
@@ -710,6 +546,7 @@ class _ConnectionLogic:
 
     def __init__(self, core: LiveServerCore, conn: ServerConn, record: ConnectionRecord) -> None:
         self.core = core
+        self.opts = core.options
         self.conn = conn
         self.record = record
         self.vertex = record.kind == "vertex"
@@ -719,7 +556,6 @@ class _ConnectionLogic:
         self.session: SessionState | None = None
         self.index = -1  # index of the last client frame consumed (setup = 0)
         self.after_setup = 0  # client messages after setup
-        self.audio_ms = 0.0
         self.want_resumption = False
         self.transparent = False
         self.go_away_sent = False
@@ -729,11 +565,36 @@ class _ConnectionLogic:
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadline: asyncio.Task[None] | None = None
+        #: The latest response being generated in the background, if any.
+        self._generation: asyncio.Task[None] | None = None
+        #: Every background response not finished yet (the latest waits for the others).
+        self._generations: set[asyncio.Task[None]] = set()
+        self._inline_generating = False
+        self.text_mode = False
+        self.strict_input = False  # the model refuses mediaChunks and later clientContent
+        self.vad_settings = VadSettings()
+        self.detector = ActivityDetector(self.vad_settings)
+        self.vad_signals = False
+        self.manual_active = False  # between activityStart and activityEnd
+        self.stream_open = False  # audio arrived since the last audioStreamEnd
+        self.vad_turn_in_stream = False  # VAD ended a turn since the stream (re)started
+        self.clock_ms = 0.0  # input audio time on this connection
+        self._clock_event = asyncio.Event()
+        #: Fragments of the reply being sent (None when no reply is in progress).
+        self.reply_sent: list[str] | None = None
+        #: Ids of the calls the model made in its current response.
+        self.turn_calls: list[str] = []
+        self.interruptions = 0
+
+    @property
+    def generating(self) -> bool:
+        """True while the model produces a response (resumption updates say not resumable)."""
+        return self._inline_generating or self._generation is not None
 
     # ------------------------------------------------------------------ adapter API
 
     async def opened(self) -> None:
-        if self.core.auth_on_connect:
+        if self.opts.auth_on_connect:
             await self._check_auth()
 
     async def on_frame(self, data: bytes) -> None:
@@ -749,14 +610,18 @@ class _ConnectionLogic:
     def on_closed(self, code: int, reason: str) -> None:
         self._finish()
         self.stop_tasks()
-        rec = self.record
-        if rec.close_code is None:
-            if self._close_sent is not None:
-                code, reason = self._close_sent
-            rec.close_code, rec.close_reason = code, reason
-        rec.processed = len(rec.received)
-        rec._closed.set()
-        self.core._notifier.notify()
+        if self._close_sent is not None:
+            code, reason = self._close_sent
+        if self.record.close_code is None:
+            logger.info(
+                "connection %d: closed %d %s(%d client messages)",
+                self.record.index,
+                code,
+                f"{reason!r} " if reason else "",
+                max(0, len(self.record.received) - 1),
+            )
+        self.record.mark_closed(code, reason)
+        self.core.notify()
 
     def stop_tasks(self) -> None:
         current = asyncio.current_task()
@@ -792,16 +657,18 @@ class _ConnectionLogic:
         """Send one frame; False (and nothing sent) once the connection is closed."""
         if self.peer_gone or self.finished:
             return False
-        if self.core.validate_frames:
-            self.core._validate(data, self.vertex)
+        if self.opts.latency > 0 and not await self._sleep(self.opts.latency):
+            return False
+        if self.opts.validate_frames:
+            self.core.validate(data, self.vertex)
         try:
             await self.conn.send(data)
         except ServerConnectionClosed:
             self.peer_gone = True
             return False
-        if self.core.record_frames:
+        if self.opts.record_frames:
             self.record.sent.append(data)
-        self.core._notifier.notify()
+        self.core.notify()
         return True
 
     async def _send(self, msg: ServerMessage) -> bool:
@@ -831,29 +698,35 @@ class _ConnectionLogic:
             return not self.finished
         return False
 
-    async def go_away(self, time_left: float, *, close_after: bool = True) -> None:
+    async def go_away(
+        self, time_left: float, *, close_after: bool = True, close: tuple[int, str] | None = None
+    ) -> None:
         self.go_away_sent = True
+        self.record.go_away_at = asyncio.get_running_loop().time()
         await self._send(ServerMessage(go_away=GoAway(time_left=format_duration(time_left))))
         if close_after:
             if self._deadline is not None:
                 self._deadline.cancel()
-            self._deadline = self._spawn(self._go_away_deadline(time_left))
+            self._deadline = self._spawn(
+                self._go_away_deadline(time_left, close or self.opts.go_away_close)
+            )
 
-    async def _go_away_deadline(self, time_left: float) -> None:
+    async def _go_away_deadline(self, time_left: float, close: tuple[int, str]) -> None:
+        # The connection keeps being served until the deadline, then it ends.
         if await self._sleep(time_left):
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.discard(task)  # don't let on_closed cancel us mid-close
-            await self.close(1000, CANCELLED)
+            await self.close(*close)
 
     async def _go_away_timer(self, after: float) -> None:
         if await self._sleep(after) and not self.go_away_sent:
-            await self.go_away(self.core.go_away_time_left)
+            await self.go_away(self.opts.go_away_time_left)
 
     # ------------------------------------------------------------------ protocol
 
     async def _check_auth(self) -> bool:
-        failure = self.core._auth_failure(self.record)
+        failure = self.core.auth_failure(self.record)
         if failure is None:
             return True
         await self.close(*failure)
@@ -864,11 +737,11 @@ class _ConnectionLogic:
             await self._process(data)
         finally:
             self.record.processed = len(self.record.received)
-            self.core._notifier.notify()
+            self.core.notify()
 
     async def _process(self, data: bytes) -> None:
         self.index += 1
-        if self.core.record_frames:
+        if self.opts.record_frames:
             self.record.raw_received.append(bytes(data))
         try:
             msg, audio = decode_client_tolerant(data)
@@ -877,7 +750,7 @@ class _ConnectionLogic:
             await self.close(1007, INVALID_ARGUMENT)
             return
         self.record.received.append(msg)
-        self.core._notifier.notify()
+        self.core.notify()
         kind = message_kind(msg)
         if self.setup is None:
             if isinstance(msg.setup, UnsetType):
@@ -892,6 +765,12 @@ class _ConnectionLogic:
             return  # never answered: the service would not be listening yet
         self.after_setup += 1
         assert self.session is not None
+        if self.strict_input and (
+            (isinstance(msg.realtime_input, RealtimeInput) and msg.realtime_input.media_chunks)
+            or (isinstance(msg.client_content, ClientContent) and not self.seeding)
+        ):
+            await self.close(1007, INVALID_ARGUMENT)
+            return
         self.session.log.append((self.record.index, self.index))
         if isinstance(msg.realtime_input, RealtimeInput):
             await self._realtime_input(msg.realtime_input, audio)
@@ -902,10 +781,10 @@ class _ConnectionLogic:
         # contextUpdate: recorded only.
         if self.finished:
             return
-        limit = self.core.go_away_after_messages
+        limit = self.opts.go_away_after_messages
         if limit is not None and not self.go_away_sent and self.after_setup >= limit:
-            await self.go_away(self.core.go_away_time_left)
-        every = self.core.ack_every
+            await self.go_away(self.opts.go_away_time_left)
+        every = self.opts.ack_every
         if (
             self.transparent
             and every > 0
@@ -916,64 +795,91 @@ class _ConnectionLogic:
 
     async def _handle_setup(self, setup: Setup) -> None:
         core = self.core
-        if not core.auth_on_connect and not await self._check_auth():
+        if not self.opts.auth_on_connect and not await self._check_auth():
             return
-        if core._reject_next > 0:
-            core._reject_next -= 1
-            await self.close(*core._reject_close)
+        rejection = core.take_rejection()
+        if rejection is not None:
+            await self.close(*rejection)
             return
-        if core.reject_setup is not None:
-            await self.close(*core.reject_setup)
+        gc = setup.generation_config
+        modalities = (
+            [str(m).upper() for m in gc.response_modalities]
+            if gc is not UNSET and isinstance(gc.response_modalities, list)
+            else []
+        )
+        self.text_mode = modalities == ["TEXT"]
+        if self.text_mode and audio_only_model(setup.model):
+            await self.close(1007, TEXT_NOT_SUPPORTED)
             return
         self.setup = setup
         self.record.setup = setup
+        self.strict_input = strict_input_model(setup.model)
+        ric = setup.realtime_input_config
+        self.vad_settings = VadSettings.from_config(None if ric is UNSET else ric)
+        self.detector = ActivityDetector(self.vad_settings)
+        self.vad_signals = setup.explicit_vad_signal is True
         sr = setup.session_resumption
         handle = None if sr is UNSET or not isinstance(sr.handle, str) else sr.handle
         if handle:
-            entry = core._handles.get(handle)
-            if entry is None or entry.session_id not in core.sessions:
+            found = core.lookup_handle(handle)
+            if found is None:
                 await self.close(1008, SESSION_NOT_FOUND)
                 return
-            session = core.sessions[entry.session_id]
-            # Resume the state as of the handle: later input and calls are forgotten.
-            session.pending_calls = {
-                k: v for k, v in session.pending_calls.items() if k in entry.pending
-            }
-            for conn_index, msg_index in session.log[entry.log_len :]:
+            session, snapshot = found
+            if self.opts.reject_resume_while_open and any(
+                not lg.finished and lg.session is session for lg in core.live_logics()
+            ):
+                await self.close(1011, INTERNAL_ERROR)
+                return
+            # Resume the state exactly as of the handle: later input and calls are forgotten.
+            for conn_index, msg_index in session.restore(snapshot):
                 core.connections[conn_index].rolled_back.add(msg_index)
-            del session.log[entry.log_len :]
-            del session.history[entry.history_len :]
             self.record.resumed_from = handle
         else:
-            session = core._new_session()
+            session = core.new_session()
         self.session = session
         session.connections.append(self.record.index)
         self.record.session_id = session.session_id
         self.want_resumption = sr is not UNSET
-        self.transparent = core.transparent and sr is not UNSET and sr.transparent is True
+        self.transparent = self.opts.transparent and sr is not UNSET and sr.transparent is True
         hc = setup.history_config
         self.seeding = (
             not handle and hc is not UNSET and hc.initial_history_in_client_content is True
         )
-        if not core.send_setup_complete:
+        if not self.opts.send_setup_complete:
             return
-        if core.setup_delay > 0 and not await self._sleep(core.setup_delay):
+        if self.opts.setup_delay > 0 and not await self._sleep(self.opts.setup_delay):
             return
         if not await self._send(
             ServerMessage(setup_complete=SetupComplete(session_id=session.session_id))
         ):
             return
         self.record.setup_completed = True
-        core._notifier.notify()
+        logger.info(
+            "connection %d: setup model=%s, %s",
+            self.record.index,
+            setup.model,
+            f"resumed {session.session_id}" if handle else f"new {session.session_id}",
+        )
+        core.notify()
         if self.transparent:
             await self._send_resumption_update()  # a handle for index 0 right away
-        if core.go_away_after_seconds is not None:
-            self._spawn(self._go_away_timer(core.go_away_after_seconds))
-        if core.go_away_after_messages == 0:
-            await self.go_away(core.go_away_time_left)
+        if self.opts.go_away_after_seconds is not None:
+            self._spawn(self._go_away_timer(self.opts.go_away_after_seconds))
+        if self.opts.go_away_after_messages == 0:
+            await self.go_away(self.opts.go_away_time_left)
+
+    # ------------------------------------------------------------------ input
 
     async def _realtime_input(self, ri: RealtimeInput, audio: bytes) -> None:
+        session = self.session
+        assert session is not None
         self.seeding = False
+        if ri.activity_start is not UNSET:
+            self.manual_active = True
+            if self.vad_settings.only_activity:
+                session.pending_audio_ms = 0.0
+            await self._speech_started()
         if audio:
             self.record.audio += audio
             if isinstance(ri.audio, Blob):
@@ -981,11 +887,115 @@ class _ConnectionLogic:
             else:
                 chunks = [] if isinstance(ri.media_chunks, UnsetType) else ri.media_chunks
                 mime = next((c.mime_type for c in chunks if isinstance(c.mime_type, str)), None)
-            self.audio_ms += len(audio) / 2 / _pcm_rate(mime) * 1000
+            rate = pcm_rate(mime)
+            ms = len(audio) / 2 / rate * 1000
+            session.audio_ms += ms
+            if (
+                not self.vad_settings.disabled
+                or self.manual_active
+                or not self.vad_settings.only_activity
+            ):
+                session.pending_audio_ms += ms
+            self.stream_open = True
+            if self.opts.vad and not self.vad_settings.disabled:
+                for event in self.detector.feed(audio, rate):
+                    await self._vad_event(event)
+                    if self.finished:
+                        return
+            self._advance_clock(ms)
         if isinstance(ri.text, str):
             await self._user_text(ri.text)
-        if (ri.audio_stream_end is True or ri.activity_end is not UNSET) and self.audio_ms > 0:
-            await self._audio_turn()
+        if ri.activity_end is not UNSET:
+            self.manual_active = False
+            if session.pending_audio_ms > 0:
+                await self._audio_turn(session.pending_audio_ms)
+        if ri.audio_stream_end is True:
+            await self._stream_ended()
+
+    def _advance_clock(self, ms: float) -> None:
+        self.clock_ms += ms
+        event, self._clock_event = self._clock_event, asyncio.Event()
+        event.set()
+
+    async def _stream_ended(self) -> None:
+        """``audioStreamEnd``: the end of speech, if any, is now; paced replies run free."""
+        session = self.session
+        assert session is not None
+        self.stream_open = False
+        self._advance_clock(0.0)
+        vad_on = self.opts.vad and not self.vad_settings.disabled
+        if vad_on and self.detector.speaking:
+            await self._vad_event(self.detector.end())
+        elif session.pending_audio_ms > 0 and not self.vad_turn_in_stream:
+            # No end of speech was detected in this stream: what came is one utterance.
+            await self._audio_turn(session.pending_audio_ms)
+        self.vad_turn_in_stream = False
+        if vad_on:
+            self.detector.end()  # a new stream starts a new turn
+        session.pending_audio_ms = 0.0
+
+    async def _vad_event(self, event: VadEvent) -> None:
+        session = self.session
+        assert session is not None
+        start = event.kind == "start"
+        if self.opts.voice_activity:
+            await self._send(
+                ServerMessage(
+                    voice_activity=VoiceActivity(
+                        voice_activity_type="ACTIVITY_START" if start else "ACTIVITY_END",
+                        audio_offset=format_duration(event.offset_ms / 1000),
+                    )
+                )
+            )
+        if self.vad_signals:
+            await self._send(
+                ServerMessage(
+                    voice_activity_detection_signal=VoiceActivityDetectionSignal(
+                        vad_signal_type="VAD_SIGNAL_TYPE_SOS" if start else "VAD_SIGNAL_TYPE_EOS"
+                    )
+                )
+            )
+        if start:
+            await self._speech_started()
+            return
+        self.vad_turn_in_stream = True
+        ms = event.activity_ms if self.vad_settings.only_activity else event.since_turn_ms
+        await self._audio_turn(ms, at_ms=event.offset_ms)
+
+    async def _speech_started(self) -> None:
+        """The user started speaking: barge in on the model's turn unless told not to."""
+        if not self.vad_settings.interrupts:
+            return
+        session = self.session
+        assert session is not None
+        pending = [i for i in self.turn_calls if i in session.pending_calls]
+        if self._generation is None and not pending:
+            return
+        await self._interrupt(pending)
+
+    async def _interrupt(self, pending_calls: list[str]) -> None:
+        session = self.session
+        assert session is not None
+        tasks = list(self._generations)
+        self._generation = None
+        self._generations.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self.reply_sent is not None:
+            # Only what was already sent stays in the history.
+            said = "".join(self.reply_sent)
+            session.history.append(("model", said))
+            session.answers.append(said)
+            self.reply_sent = None
+        self.interruptions += 1
+        await self._send(ServerMessage(server_content=ServerContent(interrupted=True)))
+        if pending_calls:
+            await self.cancel_calls(pending_calls, finish=False)
+        session.turns += 1
+        await self._send(ServerMessage(server_content=ServerContent(turn_complete=True)))
+        await self._send_resumption_update()
 
     async def _client_content(self, cc: ClientContent) -> None:
         session = self.session
@@ -999,6 +1009,7 @@ class _ConnectionLogic:
                 session.history.append((role, text))
                 if role == "user":
                     session.prompt_tokens += max(1, len(text) // 4)
+                    session.user_texts.append(text)
                     texts.append(text)
         if self.seeding:
             # Initial history (historyConfig): ingested without generating, up to and
@@ -1013,27 +1024,51 @@ class _ConnectionLogic:
         session = self.session
         assert session is not None
         session.history.append(("user", text))
+        session.user_texts.append(text)
         session.prompt_tokens += max(1, len(text) // 4)
         await self._respond(text)
 
     async def _respond(self, text: str) -> None:
-        """Answer a complete user turn: a scripted tool call or a reply turn."""
-        if not self.core.auto_reply:
-            return
-        script = self.core._match_trigger(text)
-        if script is not None:
-            await self._scripted_tool_call(script)
-            return
-        await self._reply_turn(f"You said: {text}")
-
-    async def _audio_turn(self) -> None:
+        """Answer a complete user text turn: a scripted rule, a tool trigger, or an echo."""
         session = self.session
         assert session is not None
-        ms = round(self.audio_ms)
-        self.audio_ms = 0.0
+        session.user_turns += 1
+        if not self.opts.auto_reply:
+            return
+        # A new user turn cuts the model's response, as speech does.
+        await self._speech_started()
+        actions = self._scripted(text=text)
+        if actions is None:
+            actions = [Reply(f"You said: {text}")]
+        await self._generate(actions)
+
+    def _scripted(self, **turn: Any) -> list[Action | _EndTurn] | None:
+        session = self.session
+        assert session is not None
+        script = self.opts.script
+        if script is not None:
+            rule = script.match(
+                session.fired, utterance=session.utterances, turn=session.user_turns, **turn
+            )
+            if rule is not None:
+                return list(rule.do)
+        text = turn.get("text")
+        if text is not None:
+            trigger = self.core.match_trigger(text)
+            if trigger is not None:
+                return _tool_script_actions(trigger)
+        return None
+
+    async def _audio_turn(self, ms_heard: float, *, at_ms: float | None = None) -> None:
+        session = self.session
+        assert session is not None
+        ms = round(ms_heard)
+        session.pending_audio_ms = 0.0
+        session.utterances += 1
+        session.user_turns += 1
         session.history.append(("user", f"[{ms} ms of audio]"))
         session.prompt_tokens += max(1, ms * 25 // 1000)
-        if not self.core.auto_reply:
+        if not self.opts.auto_reply:
             return
         if self.setup is not None and self.setup.input_audio_transcription is not UNSET:
             await self._send(
@@ -1043,46 +1078,182 @@ class _ConnectionLogic:
                     )
                 )
             )
-        await self._reply_turn(f"I heard {ms} ms of audio.")
+        actions = self._scripted(audio_ms=float(ms))
+        if actions is None:
+            actions = [Reply(f"I heard {ms} ms of audio.")]
+        paced = self.opts.paced_by_input and self.stream_open
+        await self._generate(actions, paced=paced, start_ms=at_ms)
 
-    async def _reply_turn(self, text: str, *, end_only: bool = False) -> None:
-        """One model turn: audio (+ transcript) chunks, generationComplete, turnComplete."""
+    # ------------------------------------------------------------------ generation
+
+    async def _generate(
+        self,
+        actions: Sequence[Action | _EndTurn],
+        *,
+        paced: bool = False,
+        start_ms: float | None = None,
+    ) -> None:
+        """Carry out one model response: inline when instant, else in the background.
+
+        Background responses run one after the other, in order. A resumption update
+        follows the response (``resumable: true`` unless a blocking call is pending).
+        """
+        self.turn_calls = []
+        if self.opts.chunk_interval <= 0 and not paced and self._generation is None:
+            self._inline_generating = True
+            try:
+                await self._perform(actions, paced=False)
+            finally:
+                self._inline_generating = False
+            await self._send_resumption_update()
+            return
+        previous = self._generation
+        task: asyncio.Task[None] | None = None
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self._perform(actions, paced=paced, start_ms=start_ms)
+            if self._generation is task:
+                self._generation = None
+            if task is not None:
+                self._generations.discard(task)
+            if not self.finished:
+                await self._send_resumption_update()
+
+        task = self._spawn(run())
+        self._generation = task
+        self._generations.add(task)
+
+    async def _perform(
+        self,
+        actions: Sequence[Action | _EndTurn],
+        *,
+        paced: bool,
+        start_ms: float | None = None,
+    ) -> None:
+        for action in actions:
+            if self.finished:
+                return
+            if isinstance(action, Reply):
+                await self._reply_turn(action, paced=paced, start_ms=start_ms)
+                start_ms = None
+            elif isinstance(action, CallTools):
+                await self._call_tools(action)
+            elif isinstance(action, Wait):
+                await self._sleep(action.seconds)
+            elif isinstance(action, ScriptGoAway):
+                await self.go_away(action.time_left, close=action.close)
+            elif isinstance(action, Drop):
+                self.abort()
+            elif isinstance(action, Close):
+                await self.close(action.code, action.reason)
+            elif isinstance(action, Usage):
+                await self.send_frame(msgspec.json.encode({"usageMetadata": action.metadata}))
+            elif isinstance(action, Send):
+                await self.send_frame(msgspec.json.encode(action.frame))
+            elif isinstance(action, _EndTurn):
+                await self._end_turn(0)
+
+    async def _wait_clock(self, due_ms: float) -> bool:
+        """Wait until the client streamed audio up to ``due_ms`` (or stopped streaming)."""
+        while self.stream_open and self.clock_ms < due_ms and not self.finished:
+            event = self._clock_event
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait(
+                    [asyncio.ensure_future(event.wait()), stopped],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stopped.cancel()
+        return not self.finished
+
+    async def _reply_turn(
+        self, reply: Reply, *, paced: bool, start_ms: float | None = None
+    ) -> None:
+        """One model turn: audio (+ transcript) or text chunks, generationComplete,
+        turnComplete (+ usage, + interactionStatus)."""
         session = self.session
         assert session is not None and self.setup is not None
-        n = self.core.reply_chunks
-        turn_response = 0
-        if not end_only:
-            transcribe = self.setup.output_audio_transcription is not UNSET
-            fragments = split_fragments(text, max(n, 1))
-            for i in range(n):
-                if not await self.send_frame(_audio_frame(fragments[i] if transcribe else None)):
-                    return
-            if n == 0 and transcribe and text:
-                await self._send(
+        # While the model generates, the session is not resumable.
+        await self._send_resumption_update(generating=True)
+        text = reply.text
+        chunks = _reply_chunks(reply, self.opts.reply_chunks, self.text_mode)
+        n = len(chunks)
+        interval = self.opts.chunk_interval
+        transcribe = self.setup.output_audio_transcription is not UNSET and not self.text_mode
+        fragments = split_fragments(text, max(n, 1))
+        self.reply_sent = []
+        # Paced replies start where the user stopped speaking (in audio time).
+        start = self.clock_ms if start_ms is None else start_ms
+        for i, pcm in enumerate(chunks):
+            if i and interval > 0 and not await self._sleep(interval):
+                return
+            if i and paced and not await self._wait_clock(start + i * CHUNK_MS):
+                return
+            if self.text_mode:
+                frame = encode_server(
                     ServerMessage(
-                        server_content=ServerContent(output_transcription=Transcription(text=text))
+                        server_content=ServerContent(
+                            model_turn=Content(role="model", parts=[Part(text=fragments[i])])
+                        )
                     )
                 )
-            await self._send(ServerMessage(server_content=ServerContent(generation_complete=True)))
-            turn_response = max(n, 1)
-            session.response_tokens += turn_response
-            session.history.append(("model", text))
-        session.turns += 1
-        await self._send(
-            ServerMessage(
-                server_content=ServerContent(turn_complete=True),
-                usage_metadata=_usage(session, self.vertex, turn_response),
+            else:
+                frame = audio_frame(fragments[i] if transcribe else None, pcm, reply_mime(reply))
+            if not await self.send_frame(frame):
+                return
+            self.reply_sent.append(fragments[i] if i < len(fragments) else "")
+        if n == 0 and transcribe and text:
+            await self._send(
+                ServerMessage(
+                    server_content=ServerContent(output_transcription=Transcription(text=text))
+                )
             )
-        )
-        await self._send_resumption_update()
+        await self._send(ServerMessage(server_content=ServerContent(generation_complete=True)))
+        self.reply_sent = None
+        turn_response = max(n, 1)
+        session.response_tokens += turn_response
+        session.history.append(("model", text))
+        session.answers.append(text)
+        await self._end_turn(turn_response, reply.interaction_status, usage_too=reply.usage)
 
-    async def _send_resumption_update(self) -> None:
+    async def _end_turn(
+        self, turn_response: int, status: str | None = None, *, usage_too: bool = True
+    ) -> None:
+        session = self.session
+        assert session is not None
+        session.turns += 1
+        sc = ServerContent(turn_complete=True)
+        if status is not None:
+            sc.interaction_status = status
+        meta = (
+            usage(
+                session.prompt_tokens,
+                session.response_tokens,
+                turn_response,
+                vertex=self.vertex,
+                modality="TEXT" if self.text_mode else "AUDIO",
+            )
+            if usage_too
+            else UNSET
+        )
+        await self._send(ServerMessage(server_content=sc, usage_metadata=meta))
+
+    async def _send_resumption_update(self, *, generating: bool = False) -> None:
         session = self.session
         if not self.want_resumption or session is None or self.finished:
             return
-        if self.core.resumable and not session.blocking_pending():
+        if (
+            self.opts.resumable
+            and not generating
+            and not session.blocking_pending()
+            and self._generation is None
+            and not self._inline_generating
+        ):
             upd = SessionResumptionUpdate(
-                new_handle=self.core._issue_handle(session), resumable=True
+                new_handle=self.core.issue_handle(session), resumable=True
             )
         else:
             upd = SessionResumptionUpdate(resumable=False)
@@ -1090,7 +1261,7 @@ class _ConnectionLogic:
             upd.last_consumed_client_message_index = self.index
             self._last_acked = self.index
         msg = ServerMessage(session_resumption_update=upd)
-        if self.transparent and self.core.int64_as_string:
+        if self.transparent and self.opts.int64_as_string:
             # int64 is a JSON string in proto3 JSON, as the real service sends it.
             obj = msgspec.to_builtins(msg)
             obj["sessionResumptionUpdate"]["lastConsumedClientMessageIndex"] = str(self.index)
@@ -1106,18 +1277,18 @@ class _ConnectionLogic:
         session = self.session
         if session is None:
             raise LookupError("the connection has no session yet (no setup received)")
-        group = self.core._next_group()
+        group = self.core.next_group()
         ids: list[str] = []
         for call in calls:
             if not isinstance(call.id, str):
-                call.id = self.core._next_call_id()
+                call.id = self.core.next_call_id()
             name = call.name if isinstance(call.name, str) else ""
-            session.pending_calls[call.id] = _PendingCall(call.id, name, group, non_blocking)
+            session.pending_calls[call.id] = PendingCall(call.id, name, group, non_blocking)
             ids.append(call.id)
         await self._send(ServerMessage(tool_call=ToolCall(function_calls=calls)))
         return ids
 
-    async def cancel_calls(self, ids: list[str]) -> None:
+    async def cancel_calls(self, ids: list[str], *, finish: bool = True) -> None:
         session = self.session
         if session is None:
             raise LookupError("the connection has no session yet (no setup received)")
@@ -1128,22 +1299,23 @@ class _ConnectionLogic:
                 groups.add(call.group)
             session.cancelled_calls.add(call_id)
         await self._send(ServerMessage(tool_call_cancellation=ToolCallCancellation(ids=ids)))
+        if not finish:
+            for group in groups:
+                if not any(c.group == group for c in session.pending_calls.values()):
+                    session.results.pop(group, None)
+            return
         for group in groups:
             await self._maybe_finish_group(group)
 
-    async def _scripted_tool_call(self, script: ToolScript) -> None:
+    async def _call_tools(self, action: CallTools) -> None:
         calls = [
-            FunctionCall(id=self.core._next_call_id(), name=script.name, args=dict(script.args))
-            for _ in range(max(1, script.parallel))
+            FunctionCall(id=c.id or self.core.next_call_id(), name=c.name, args=dict(c.args))
+            for c in action.calls
         ]
-        ids = await self.start_tool_call(calls, non_blocking=script.non_blocking)
-        if script.cancel_after:
+        ids = await self.start_tool_call(calls, non_blocking=not action.blocking)
+        self.turn_calls.extend(ids)
+        if action.cancel_after:
             await self.cancel_calls(ids)
-            await self._reply_turn("", end_only=True)
-        elif script.non_blocking:
-            await self._reply_turn(f"Calling {script.name}.")
-        else:
-            await self._send_resumption_update()  # resumable: false while the call runs
 
     async def _tool_response(self, tr: ToolResponse) -> None:
         session = self.session
@@ -1162,7 +1334,7 @@ class _ConnectionLogic:
                 continue
             del session.pending_calls[call.id]
             scheduling = fr.scheduling if isinstance(fr.scheduling, str) else None
-            results = session._results.setdefault(call.group, [])
+            results = session.results.setdefault(call.group, [])
             for partial in call.partials:
                 results.append((call.name, partial, scheduling))
             if fr.response or not call.partials:
@@ -1184,11 +1356,66 @@ class _ConnectionLogic:
         assert session is not None
         if any(c.group == group for c in session.pending_calls.values()):
             return
-        results = session._results.pop(group, [])
-        if not results or not self.core.auto_reply:
+        results = session.results.pop(group, [])
+        if not results or not self.opts.auto_reply:
             return
-        session.prompt_tokens += sum(max(1, len(_result_json(r)) // 4) for _, r, _ in results)
-        if all(s == "SILENT" for _, _, s in results):
-            return
-        text = "; ".join(f"{name} returned {_result_json(r)}" for name, r, _ in results)
-        await self._reply_turn(text)
+        session.prompt_tokens += sum(max(1, len(result_json(r)) // 4) for _, r, _ in results)
+        actions = self._scripted(tool_names=[name for name, _, _ in results])
+        if actions is None:
+            if all(s == "SILENT" for _, _, s in results):
+                return
+            text = "; ".join(f"{name} returned {result_json(r)}" for name, r, _ in results)
+            actions = [Reply(text)]
+        await self._generate(actions)
+
+
+@dataclass(frozen=True, slots=True)
+class _EndTurn:
+    """End the model's turn without content (``turnComplete`` only)."""
+
+
+def _tool_script_actions(script: ToolScript) -> list[Action | _EndTurn]:
+    """A ``tool_triggers`` entry as script actions."""
+    call = CallTools(
+        [Call(script.name, script.args) for _ in range(max(1, script.parallel))],
+        blocking=not script.non_blocking,
+        cancel_after=script.cancel_after,
+    )
+    if script.cancel_after:
+        return [call, _EndTurn()]
+    if script.non_blocking:
+        return [call, Reply(f"Calling {script.name}.")]
+    return [call]
+
+
+@functools.lru_cache(maxsize=32)
+def _tone(hz: float) -> bytes:
+    return make_tone(CHUNK_MS, OUTPUT_RATE, hz)
+
+
+@functools.lru_cache(maxsize=32)
+def _wav_chunks(path: str) -> tuple[int, tuple[bytes, ...]]:
+    """A WAV file (PCM16 mono) as 40 ms chunks at its own rate."""
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            raise ValueError(f"{path}: the fake server plays 16-bit mono WAV files only")
+        rate = w.getframerate()
+        pcm = w.readframes(w.getnframes())
+    step = rate * CHUNK_MS // 1000 * 2
+    return rate, tuple(pcm[i : i + step] for i in range(0, len(pcm), step))
+
+
+def reply_mime(reply: Reply) -> str:
+    if reply.wav is not None:
+        return f"audio/pcm;rate={_wav_chunks(reply.wav)[0]}"
+    return OUTPUT_MIME
+
+
+def _reply_chunks(reply: Reply, default_chunks: int, text_mode: bool) -> list[bytes]:
+    if reply.wav is not None and not text_mode:
+        return list(_wav_chunks(reply.wav)[1])
+    n = default_chunks if reply.chunks is None else reply.chunks
+    if text_mode:
+        return [b""] * max(n, 1)
+    tone = TONE_PCM if reply.tone_hz == 440.0 else _tone(reply.tone_hz)
+    return [tone] * n

@@ -155,11 +155,18 @@ class MemoryBackend:
         self._core = core
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def wait_idle(self, within: float = 5.0) -> None:
+        """Wait (bounded) until every in-process connection's server side has ended."""
+        tasks = list(self._tasks)
+        if tasks:
+            async with asyncio.timeout(within):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
     async def connect(self, url: str, handler: FrameHandler, options: ConnectOptions) -> Transport:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("ws", "wss"):
             raise ConnectError(f"unsupported URL scheme {parts.scheme!r}")
-        if getattr(self._core, "stopped", False):
+        if self._core.stopped:
             raise ConnectError("connection refused: the fake server is stopped")
         if not self._core.path_ok(parts.path):
             raise ConnectError("server rejected WebSocket connection: HTTP 404", status=404)
@@ -169,7 +176,7 @@ class MemoryBackend:
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         loop = asyncio.get_running_loop()
         pipe = _Pipe(loop, handler)
-        logic = self._core._open_connection(
+        logic = self._core.open_connection(
             _MemoryServerConn(pipe),
             transport="memory",
             path=parts.path,

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import urllib.parse
-from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Unpack
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from gemini_live.testing._core import (
-    LiveServerCore,
-    ServerConnectionClosed,
-    ToolScript,
-    parse_path,
-)
+from gemini_live.testing._canned import GEMINI_PATH_FMT, VERTEX_PATH_FMT, parse_path
+from gemini_live.testing._core import LiveServerCore, ServerConnectionClosed
 from gemini_live.testing._memory import MemoryBackend
+from gemini_live.testing._records import ServerOptions, ServerOptionsKw
+from gemini_live.testing.cassette import Cassette
 from gemini_live.transport import _library_logger
 
 __all__ = ["FakeLiveServer"]
-
-_GEMINI_FMT = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
-_VERTEX_FMT = "/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent"
 
 
 class _WsServerConn:
@@ -77,24 +73,74 @@ class FakeLiveServer(LiveServerCore):
     * ``auth_on_connect``: check credentials right after the upgrade instead of when the
       setup frame arrives (default: on setup, which is deterministic for clients).
     * ``resumable``: ``sessionResumptionUpdate`` says ``resumable: true`` with a new handle
-      (default) or ``resumable: false`` without one (also while a blocking tool call is
-      pending). Updates are sent only when the setup had ``sessionResumption``, after
-      each turn. Resuming restores the session as of the handle: history, pending calls
-      and the input log after it are dropped (see ``ConnectionRecord.consumed``).
+      (default) or ``resumable: false`` without one. Updates are sent only when the setup
+      had ``sessionResumption``: ``resumable: false`` when the model starts a reply (and
+      while a reply is generated or a blocking tool call is pending), ``resumable: true``
+      with a fresh handle at every turn end. A handle stands for the session state at the
+      moment it was issued: resuming from it restores exactly that state, and every client
+      message consumed after it is forgotten (history, user texts, audio, pending calls;
+      see :meth:`conversation` and ``ConnectionRecord.consumed``). So a client that
+      resumes from an old handle and does not re-send what it wrote since visibly loses it.
     * ``transparent``: honour ``setup.sessionResumption.transparent``: updates then carry
       ``lastConsumedClientMessageIndex`` (setup = 0, then 1, 2, ... per connection), as a
       JSON string like the real int64 (``int64_as_string=False`` sends a number). One is
       sent right after ``setupComplete`` and after every ``ack_every``-th client message
-      (default: every message), each with a fresh handle.
+      (default: every message), each with a fresh handle unless the model is generating.
     * ``setup_delay``: seconds before ``setupComplete``; ``send_setup_complete=False``
       never answers the setup; ``reject_setup=(code, reason)`` closes instead.
     * ``reply_chunks``: audio frames per reply turn, each 40 ms of a 24 kHz PCM16 tone
       (:data:`~gemini_live.testing.TONE_PCM`), carrying one ``outputTranscription``
       fragment when the setup enabled output transcription.
+    * ``chunk_interval``: seconds between two reply audio chunks. With ``chunk_interval > 0``
+      replies are generated in the background, in order, so client messages (and goAway,
+      barge-in, drops) are handled while a reply is still being sent.
+    * ``paced_by_input``: replies to spoken turns play out in the client's audio time: the
+      first chunk goes at once, each further 40 ms chunk once the client has streamed 40 ms
+      more (as a microphone that keeps running does); after ``audioStreamEnd`` the rest
+      goes at once. Deterministic barge-in tests, as fast as the client streams.
+    * ``vad`` (default on): activity detection on the incoming PCM16, on audio time (sample
+      counts, never wall time), honouring ``realtimeInputConfig``:
+      ``automaticActivityDetection`` (``disabled`` -> only ``activityStart``/``activityEnd``
+      delimit turns; ``startOfSpeechSensitivity`` HIGH/LOW -> 10 ms frame RMS above
+      300/1000; ``prefixPaddingMs`` (default 30/100) of speech starts an utterance;
+      ``silenceDurationMs`` (default 300, 800 for ``END_SENSITIVITY_LOW``) of silence ends
+      it), ``activityHandling`` (``NO_INTERRUPTION`` turns barge-in off) and
+      ``turnCoverage`` (``TURN_INCLUDES_ONLY_ACTIVITY``: the utterance is the speech;
+      otherwise all audio since the previous turn). Each end of speech is one user turn:
+      ``inputTranscription`` "<n> ms of audio" when enabled, then the reply. A stream in
+      which no end of speech was detected is one utterance at ``audioStreamEnd``.
+    * Barge-in: speech starting (or ``activityStart``, or a new user text turn) while the
+      model is generating or has tool calls of its current response pending (unless
+      ``activityHandling`` is ``NO_INTERRUPTION``): the reply stops, then
+      ``interrupted: true``, ``toolCallCancellation`` for those calls, ``turnComplete``;
+      only the part already sent stays in the history.
+    * ``voice_activity``: send ``voiceActivity`` ACTIVITY_START / ACTIVITY_END with their
+      ``audioOffset``; ``setup.explicitVadSignal`` gets ``voiceActivityDetectionSignal``
+      SOS / EOS.
+    * ``script``: a :class:`~gemini_live.testing.script.Script` of triggers (text, n-th
+      utterance, audio length, turn number, tool result) and actions (reply with a tone or
+      WAV, tool calls, wait, goAway, drop, close, usage, any frame, ``interactionStatus``);
+      tried before ``tool_triggers``, which are one case of it.
+    * ``responseModalities: ["TEXT"]`` replies with text parts; on an audio-only model
+      family (``native-audio``, ``gemini-3.1-flash-live``, ``gemini-3.8-live`` in the
+      name) the setup is refused with 1007 "The requested combination of response
+      modalities (TEXT) is not supported by the model". ``gemini-3.1-flash-live`` models
+      refuse ``mediaChunks`` and ``clientContent`` other than initial history with 1007
+      "Request contains an invalid argument." (the table is in ``testing/_canned.py``).
+    * ``cassette`` / :meth:`replay`: play a recorded session back (``replay_timing`` keeps
+      the recorded gaps, capped at 2 s).
+    * ``port``: listen on this port instead of a free one.
     * ``go_away_after_messages`` (client messages after setup; 0 = right after
       ``setupComplete``) / ``go_away_after_seconds``: send ``goAway`` with
-      ``timeLeft = go_away_time_left``; when that runs out and the client is still there,
-      close 1000 "The operation was cancelled.".
+      ``timeLeft = go_away_time_left``. As the service does, the connection keeps being
+      served after the ``goAway`` (replies, handles) until ``timeLeft`` runs out; if the
+      client is still there then, it is closed with ``go_away_close``: 1000 "The operation
+      was cancelled." (default) or e.g. ``(1011, DEADLINE_EXPIRED)`` ("Deadline expired
+      before operation could complete.").
+    * ``reject_resume_while_open``: a resume while another connection of the same session
+      is still open is closed 1011 "Internal error encountered." (reported of the service;
+      the exact reason text is unverified). Off by default.
+    * ``latency``: seconds added before every server frame.
     * ``tool_triggers``: word (case-insensitive) in user text -> :class:`ToolScript`.
     * ``auto_reply``: answer user turns (text, ``clientContent`` with ``turnComplete``,
       audio ended by ``audioStreamEnd`` / ``activityEnd``) and tool results. With
@@ -105,7 +151,17 @@ class FakeLiveServer(LiveServerCore):
       ``AssertionError`` when the server exits (and by :meth:`check`).
     * ``record_frames``: keep raw client frames and every sent frame on the records.
     * :meth:`reject_next_setups` closes the next n setups instead of answering them.
-    * ``compression``: negotiate permessage-deflate (off by default).
+    * ``compression``: negotiate permessage-deflate (off by default); ``max_size``: the
+      largest client frame accepted.
+
+    Options can also be given as one :class:`~gemini_live.testing.ServerOptions`
+    (``FakeLiveServer(opts, latency=0.05)`` overrides single fields); ``server.options``
+    holds the effective ones.
+
+    Reading what the model holds: :meth:`conversation` returns a
+    :class:`~gemini_live.testing.Conversation` (user texts, milliseconds of input audio,
+    answers, history and client messages of the current logical session, restored state
+    included); :meth:`wait_for_conversation` waits until it satisfies a predicate.
 
     Reply turn (text "hi" -> reply text "You said: hi"): ``reply_chunks`` audio frames,
     then ``{"serverContent": {"generationComplete": true}}``, then ``turnComplete`` with
@@ -122,58 +178,31 @@ class FakeLiveServer(LiveServerCore):
     """
 
     def __init__(
-        self,
-        *,
-        require_api_key: str | None = None,
-        require_token: str | None = None,
-        require_bearer: str | None = None,
-        resumable: bool = True,
-        transparent: bool = False,
-        setup_delay: float = 0.0,
-        send_setup_complete: bool = True,
-        reject_setup: tuple[int, str] | None = None,
-        reply_chunks: int = 3,
-        go_away_after_messages: int | None = None,
-        go_away_after_seconds: float | None = None,
-        go_away_time_left: float = 1.0,
-        tool_triggers: Mapping[str, ToolScript] | None = None,
-        auto_reply: bool = True,
-        validate_frames: bool = False,
-        record_frames: bool = True,
-        auth_on_connect: bool = False,
-        ack_every: int = 1,
-        int64_as_string: bool = True,
-        compression: bool = False,
-        max_size: int | None = 16 * 1024 * 1024,
+        self, options: ServerOptions | None = None, /, **overrides: Unpack[ServerOptionsKw]
     ) -> None:
-        super().__init__(
-            require_api_key=require_api_key,
-            require_token=require_token,
-            require_bearer=require_bearer,
-            resumable=resumable,
-            transparent=transparent,
-            setup_delay=setup_delay,
-            send_setup_complete=send_setup_complete,
-            reject_setup=reject_setup,
-            reply_chunks=reply_chunks,
-            go_away_after_messages=go_away_after_messages,
-            go_away_after_seconds=go_away_after_seconds,
-            go_away_time_left=go_away_time_left,
-            tool_triggers=tool_triggers,
-            auto_reply=auto_reply,
-            validate_frames=validate_frames,
-            record_frames=record_frames,
-            auth_on_connect=auth_on_connect,
-            ack_every=ack_every,
-            int64_as_string=int64_as_string,
-        )
-        self._compression = compression
-        self._max_size = max_size
+        opts = options or ServerOptions()
+        if overrides:
+            opts = dataclasses.replace(opts, **overrides)
+        super().__init__(opts)
         self._server: Server | None = None
         self._port: int | None = None
         self._memory: MemoryBackend | None = None
-        #: True once the server has been stopped (memory connects are refused then).
-        self.stopped = False
+
+    @classmethod
+    def replay(
+        cls, cassette: Cassette | str | Path, /, **overrides: Unpack[ServerOptionsKw]
+    ) -> FakeLiveServer:
+        """A server that plays the server side of a recorded session back.
+
+        Connection *n* replays the cassette's connection *n*. Client messages are matched
+        loosely (kind and order; a run of audio chunks is one step whatever its chunking,
+        and server frames recorded inside it are sent once as much audio has arrived).
+        A client that departs from the recording is closed with 1007 "cassette replay
+        diverged", and :attr:`divergences` (raised by :meth:`check`, so when the
+        ``async with`` block exits) says where and how.
+        """
+        loaded = cassette if isinstance(cassette, Cassette) else Cassette.load(cassette)
+        return cls(ServerOptions(cassette=loaded), **overrides)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -188,11 +217,11 @@ class FakeLiveServer(LiveServerCore):
         self._server = await serve(
             self._handler,
             "127.0.0.1",
-            0,
+            self.options.port,
             process_request=self._process_request,
-            compression="deflate" if self._compression else None,
+            compression="deflate" if self.options.compression else None,
             ping_interval=None,
-            max_size=self._max_size,
+            max_size=self.options.max_size,
             close_timeout=2,
             # websockets logs request headers (credentials) at DEBUG: keep those out.
             logger=_library_logger("websockets.server"),
@@ -212,10 +241,7 @@ class FakeLiveServer(LiveServerCore):
             async with asyncio.timeout(5):
                 await self._server.wait_closed()
         if self._memory is not None:
-            tasks = list(self._memory._tasks)
-            if tasks:
-                async with asyncio.timeout(5):
-                    await asyncio.gather(*tasks, return_exceptions=True)
+            await self._memory.wait_idle()
 
     async def __aenter__(self) -> FakeLiveServer:
         return await self.start()
@@ -255,8 +281,8 @@ class FakeLiveServer(LiveServerCore):
     ) -> str:
         """The URL of one endpoint kind; ``version`` defaults to v1beta (v1beta1 on Vertex)."""
         if kind == "vertex":
-            return self.base_url + _VERTEX_FMT.format(v=version or "v1beta1")
-        path = _GEMINI_FMT.format(v=version or "v1beta")
+            return self.base_url + VERTEX_PATH_FMT.format(v=version or "v1beta1")
+        path = GEMINI_PATH_FMT.format(v=version or "v1beta")
         if kind == "constrained":
             path += "Constrained"
         return self.base_url + path
@@ -281,7 +307,7 @@ class FakeLiveServer(LiveServerCore):
         path, _, query_string = request.path.partition("?")
         headers = {k.lower(): v for k, v in request.headers.raw_items()}
         query = dict(urllib.parse.parse_qsl(query_string, keep_blank_values=True))
-        logic = self._open_connection(
+        logic = self.open_connection(
             _WsServerConn(ws), transport="websocket", path=path, headers=headers, query=query
         )
         try:

@@ -1,0 +1,118 @@
+"""``gemini-live fake-server``: the test kit's fake Live API server, in the foreground.
+
+Any client (a browser app, another language, the official SDKs) can talk to it on
+``127.0.0.1``. It prints its URL, logs one line per connection event, and stops cleanly on
+Ctrl-C (or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "run_fake_server"]
+
+_DESCRIPTION = """\
+Run the fake Gemini Live API server on 127.0.0.1 until Ctrl-C. It speaks the server side
+of the protocol (binary frames, real close codes, goAway, resumption handles, tool calls,
+voice activity detection and barge-in), so any client can be tested without a key.
+
+  --script FILE     scripted turns (JSON, see gemini_live.testing.script)
+  --cassette FILE   replay a recorded session (written with --record or a Recorder)
+
+Point a client at the printed URL, e.g.
+  gemini-live --url ws://127.0.0.1:PORT/ws/...BidiGenerateContent stream question.wav
+"""
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``fake-server`` subcommand on the CLI's subparsers."""
+    p = sub.add_parser(
+        "fake-server",
+        help="run the offline fake Live API server (for any client, any language)",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--port", type=int, default=0, metavar="N", help="port (default: any free)")
+    p.add_argument("--script", default=None, metavar="FILE", help="JSON script of turns")
+    p.add_argument("--cassette", default=None, metavar="FILE", help="cassette to replay")
+    p.add_argument(
+        "--require-api-key",
+        default=None,
+        metavar="KEY",
+        help="accept only this API key (x-goog-api-key header or ?key=)",
+    )
+    p.add_argument(
+        "--latency", type=float, default=0.0, metavar="MS", help="delay before every frame"
+    )
+
+
+def run_fake_server(args: argparse.Namespace) -> int:
+    """Serve until interrupted; returns the exit status."""
+    from gemini_live.testing import FakeLiveServer
+    from gemini_live.testing.cassette import Cassette, CassetteError
+    from gemini_live.testing.script import Script, ScriptError
+
+    if args.script and args.cassette:
+        print(
+            "gemini-live fake-server: --script and --cassette exclude each other", file=sys.stderr
+        )
+        return 2
+    if args.latency < 0 or not 0 <= args.port <= 65535:
+        print("gemini-live fake-server: --latency and --port must be >= 0", file=sys.stderr)
+        return 2
+    options: dict[str, Any] = {
+        "require_api_key": args.require_api_key,
+        "latency": args.latency / 1000.0,
+        "port": args.port,
+    }
+    try:
+        if args.cassette:
+            server = FakeLiveServer.replay(Cassette.load(args.cassette), **options)
+        else:
+            script = Script.load(args.script) if args.script else None
+            server = FakeLiveServer(script=script, **options)
+    except (ScriptError, CassetteError, OSError) as exc:
+        print(f"gemini-live fake-server: {exc}", file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log = logging.getLogger("gemini_live.testing")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        return asyncio.run(_serve(server, args))
+    except OSError as exc:
+        print(f"gemini-live fake-server: cannot listen: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(server: Any, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        what = f"replaying {args.cassette}" if args.cassette else "playing a voice model"
+        print(f"fake Live API server {what}, listening on {server.base_url}", flush=True)
+        print(f"URL: {server.url}", flush=True)
+        if args.require_api_key:
+            print("API key required (x-goog-api-key header or ?key=)", flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        await stop.wait()
+        print("stopping", flush=True)
+    finally:
+        await server.stop()
+    divergences = list(server.divergences)
+    for line in divergences:
+        print(f"divergence: {line}", flush=True)
+    print("stopped", flush=True)
+    return 1 if divergences else 0

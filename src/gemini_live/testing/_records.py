@@ -1,0 +1,336 @@
+"""What the fake server remembers and what tests read: options, sessions, connections."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from gemini_live.testing._canned import CANCELLED, EndpointKind
+from gemini_live.testing.cassette import Cassette
+from gemini_live.testing.script import Script
+from gemini_live.types import ClientMessage, Setup
+
+__all__ = [
+    "ConnectionRecord",
+    "Conversation",
+    "ServerOptions",
+    "ServerOptionsKw",
+    "SessionState",
+    "ToolScript",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolScript:
+    """What the fake model does when a trigger word appears in user text.
+
+    * ``name`` / ``args``: the function call sent (ids are ``call-<n>``, unique per server).
+    * ``parallel``: how many calls (same name and args, distinct ids) go in one ``toolCall``.
+    * ``cancel_after``: right after the ``toolCall`` frame, send ``toolCallCancellation`` for
+      those ids and end the turn (as a barge-in would). Responses to them are then ignored.
+    * ``non_blocking``: the model keeps talking: a short reply turn follows the call at once,
+      and the result is spoken in a later turn unless the response's ``scheduling`` is
+      ``SILENT``. Blocking calls (the default) get no reply until every call of the batch
+      is answered, and meanwhile resumption updates say ``resumable: false``.
+
+    Partial results (``willContinue: true``) are collected; only the final response of a
+    call counts as its answer.
+    """
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    parallel: int = 1
+    cancel_after: bool = False
+    non_blocking: bool = False
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Every option of :class:`~gemini_live.testing.FakeLiveServer` (see its docstring)."""
+
+    require_api_key: str | None = None
+    require_token: str | None = None
+    require_bearer: str | None = None
+    resumable: bool = True
+    transparent: bool = False
+    setup_delay: float = 0.0
+    send_setup_complete: bool = True
+    reject_setup: tuple[int, str] | None = None
+    reply_chunks: int = 3
+    #: Seconds between two reply audio chunks; > 0 generates replies in the background.
+    chunk_interval: float = 0.0
+    go_away_after_messages: int | None = None
+    go_away_after_seconds: float | None = None
+    go_away_time_left: float = 1.0
+    #: How the connection ends when a ``goAway`` deadline runs out.
+    go_away_close: tuple[int, str] = (1000, CANCELLED)
+    #: Refuse a resume while another connection of the session is still open.
+    reject_resume_while_open: bool = False
+    tool_triggers: Mapping[str, ToolScript] = field(default_factory=dict)
+    #: Scripted turns (tried before ``tool_triggers``).
+    script: Script | None = None
+    auto_reply: bool = True
+    validate_frames: bool = False
+    record_frames: bool = True
+    auth_on_connect: bool = False
+    ack_every: int = 1
+    int64_as_string: bool = True
+    #: Server-side activity detection (energy-based, on audio time).
+    vad: bool = True
+    #: Send ``voiceActivity`` ACTIVITY_START / ACTIVITY_END events.
+    voice_activity: bool = False
+    #: Pace reply audio by the client's input audio (one 40 ms chunk per 40 ms heard).
+    paced_by_input: bool = False
+    #: Extra seconds before every server frame (``--latency``).
+    latency: float = 0.0
+    #: Replay this cassette's server side instead of playing a model.
+    cassette: Cassette | None = None
+    #: Keep the recorded gaps between server frames (capped at 2 s) when replaying.
+    replay_timing: bool = False
+    compression: bool = False
+    max_size: int | None = 16 * 1024 * 1024
+    #: TCP port to listen on (0: any free port).
+    port: int = 0
+
+
+class ServerOptionsKw(TypedDict, total=False):
+    """Keyword form of :class:`ServerOptions` (for ``FakeLiveServer(**options)``)."""
+
+    require_api_key: str | None
+    require_token: str | None
+    require_bearer: str | None
+    resumable: bool
+    transparent: bool
+    setup_delay: float
+    send_setup_complete: bool
+    reject_setup: tuple[int, str] | None
+    reply_chunks: int
+    chunk_interval: float
+    go_away_after_messages: int | None
+    go_away_after_seconds: float | None
+    go_away_time_left: float
+    go_away_close: tuple[int, str]
+    reject_resume_while_open: bool
+    tool_triggers: Mapping[str, ToolScript]
+    script: Script | None
+    auto_reply: bool
+    validate_frames: bool
+    record_frames: bool
+    auth_on_connect: bool
+    ack_every: int
+    int64_as_string: bool
+    vad: bool
+    voice_activity: bool
+    paced_by_input: bool
+    latency: float
+    cassette: Cassette | None
+    replay_timing: bool
+    compression: bool
+    max_size: int | None
+    port: int
+
+
+@dataclass(slots=True)
+class PendingCall:
+    id: str
+    name: str
+    group: int
+    non_blocking: bool
+    partials: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The model's conversation state at the moment a resumption handle was issued."""
+
+    log_len: int
+    history_len: int
+    user_texts_len: int
+    answers_len: int
+    audio_ms: float
+    pending_audio_ms: float
+    utterances: int
+    user_turns: int
+    fired: dict[int, int]
+    turns: int
+    prompt_tokens: int
+    response_tokens: int
+    pending_calls: dict[str, PendingCall]
+    cancelled_calls: frozenset[str]
+    results: dict[int, list[tuple[str, Any, str | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """What the fake model's conversation state holds for one logical session.
+
+    Read it with :meth:`FakeLiveServer.conversation`. It is the state a resumption
+    restores: input consumed after the handle a client resumed from is not in it, so a
+    test can see exactly what a client lost (or sent twice).
+    """
+
+    session_id: str
+    #: User texts the model consumed, in order (``realtimeInput.text`` and the text of
+    #: user turns in ``clientContent``).
+    user_texts: tuple[str, ...]
+    #: Milliseconds of input audio the model consumed (answered or not yet).
+    audio_ms: float
+    #: What the model answered, one entry per reply turn (an interrupted reply holds only
+    #: the part that was sent).
+    answers: tuple[str, ...]
+    #: ``(role, text)`` per turn, user and model, in order.
+    history: tuple[tuple[str, str], ...]
+    #: Every client message in the state (setup excluded), in the order consumed.
+    messages: tuple[ClientMessage, ...]
+    #: Completed model turns.
+    turns: int
+
+
+@dataclass(eq=False)
+class SessionState:
+    """Server-side state of one logical session (survives resumption)."""
+
+    session_id: str
+    #: ``(role, text)`` per turn, user and model, in order.
+    history: list[tuple[str, str]] = field(default_factory=list)
+    user_texts: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    #: All input audio consumed, ms.
+    audio_ms: float = 0.0
+    #: Input audio consumed since the last user turn ended, ms.
+    pending_audio_ms: float = 0.0
+    #: User utterances (audio turns) so far.
+    utterances: int = 0
+    #: User turns (text or audio) so far.
+    user_turns: int = 0
+    #: How often each script rule fired (rule index -> count).
+    fired: dict[int, int] = field(default_factory=dict)
+    #: Completed model turns.
+    turns: int = 0
+    prompt_tokens: int = 0
+    response_tokens: int = 0
+    #: Every handle issued for this session, oldest first.
+    handles: list[str] = field(default_factory=list)
+    #: Indexes into ``FakeLiveServer.connections`` of the connections that served it.
+    connections: list[int] = field(default_factory=list)
+    pending_calls: dict[str, PendingCall] = field(default_factory=dict)
+    cancelled_calls: set[str] = field(default_factory=set)
+    #: ``(connection index, message index)`` of every client message in the session state.
+    log: list[tuple[int, int]] = field(default_factory=list)
+    #: Tool results collected per call group until the group is complete.
+    results: dict[int, list[tuple[str, Any, str | None]]] = field(default_factory=dict)
+
+    def blocking_pending(self) -> bool:
+        return any(not c.non_blocking for c in self.pending_calls.values())
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            log_len=len(self.log),
+            history_len=len(self.history),
+            user_texts_len=len(self.user_texts),
+            answers_len=len(self.answers),
+            audio_ms=self.audio_ms,
+            pending_audio_ms=self.pending_audio_ms,
+            utterances=self.utterances,
+            user_turns=self.user_turns,
+            fired=dict(self.fired),
+            turns=self.turns,
+            prompt_tokens=self.prompt_tokens,
+            response_tokens=self.response_tokens,
+            pending_calls=copy.deepcopy(self.pending_calls),
+            cancelled_calls=frozenset(self.cancelled_calls),
+            results=copy.deepcopy(self.results),
+        )
+
+    def restore(self, snap: Snapshot) -> list[tuple[int, int]]:
+        """Go back to ``snap``; return the log entries (messages) that were forgotten."""
+        forgotten = self.log[snap.log_len :]
+        del self.log[snap.log_len :]
+        del self.history[snap.history_len :]
+        del self.user_texts[snap.user_texts_len :]
+        del self.answers[snap.answers_len :]
+        self.audio_ms = snap.audio_ms
+        self.pending_audio_ms = snap.pending_audio_ms
+        self.utterances = snap.utterances
+        self.user_turns = snap.user_turns
+        self.fired = dict(snap.fired)
+        self.turns = snap.turns
+        self.prompt_tokens = snap.prompt_tokens
+        self.response_tokens = snap.response_tokens
+        self.pending_calls = copy.deepcopy(snap.pending_calls)
+        self.cancelled_calls = set(snap.cancelled_calls)
+        self.results = copy.deepcopy(snap.results)
+        return forgotten
+
+
+@dataclass(eq=False)
+class ConnectionRecord:
+    """Everything the server saw on one connection (read it in tests)."""
+
+    index: int
+    #: ``"websocket"`` or ``"memory"``.
+    transport: str
+    path: str
+    #: Request headers, lower-case names.
+    headers: dict[str, str]
+    query: dict[str, str]
+    kind: EndpointKind
+    api_version: str
+    #: Every decoded client message, in order (Blob data rewritten to standard base64).
+    received: list[ClientMessage] = field(default_factory=list)
+    #: The raw client frames (when the server records frames).
+    raw_received: list[bytes] = field(default_factory=list)
+    #: Every frame the server sent (when the server records frames).
+    sent: list[bytes] = field(default_factory=list)
+    #: All realtime input audio, decoded.
+    audio: bytearray = field(default_factory=bytearray)
+    setup: Setup | None = None
+    session_id: str | None = None
+    #: The handle this connection resumed from, or None for a fresh session.
+    resumed_from: str | None = None
+    setup_completed: bool = False
+    #: When a ``goAway`` was sent (loop time), or None.
+    go_away_at: float | None = None
+    #: Close code / reason as the server saw them (what it sent, or what the client sent;
+    #: 1006 for a drop without close frame). None while open.
+    close_code: int | None = None
+    close_reason: str | None = None
+    #: Indexes (setup = 0) of received messages that a later resumption rolled back: they
+    #: came after the handle the client resumed from, so they are not in the session state.
+    rolled_back: set[int] = field(default_factory=set)
+    #: How many received messages the server has finished processing (replies sent).
+    processed: int = 0
+    _closed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def open(self) -> bool:
+        return self.close_code is None
+
+    @property
+    def consumed(self) -> list[ClientMessage]:
+        """``received`` minus the messages a later resumption rolled back.
+
+        Concatenated over a session's connections this is the exact input stream the
+        session state holds; with transparent resumption a correct client's replays make
+        it exactly-once even though ``received`` may show a replayed message twice.
+        """
+        if not self.rolled_back:
+            return list(self.received)
+        return [m for i, m in enumerate(self.received) if i not in self.rolled_back]
+
+    def mark_closed(self, code: int, reason: str) -> None:
+        """Book the end of the connection (once) and wake :meth:`wait_closed`."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self.processed = len(self.received)
+        self._closed.set()
+
+    async def wait_closed(self, within: float = 5.0) -> tuple[int, str]:
+        """Wait (bounded) until the connection ended; return ``(code, reason)``."""
+        async with asyncio.timeout(within):
+            await self._closed.wait()
+        assert self.close_code is not None
+        return self.close_code, self.close_reason or ""

@@ -1,0 +1,619 @@
+"""Cassettes: record a Live session once (against Google or anything else), replay it forever.
+
+A cassette is a JSONL file, one record per line, written as the session runs::
+
+    {"t": 0.0, "wall": "...", "conn": 0, "dir": "meta", "event": "cassette", "version": 1, ...}
+    {"t": 0.0012, "wall": "...", "conn": 1, "dir": "meta", "event": "connect", "url": "..."}
+    {"t": 0.0031, "wall": "...", "conn": 1, "dir": "client", "kind": "setup", "bytes": 412,
+     "frame": {...}}
+    {"t": 0.0456, "wall": "...", "conn": 1, "dir": "server", "bytes": 2661, "frame": {...}}
+    {"t": 1.2, "wall": "...", "conn": 1, "dir": "meta", "event": "close", "code": 1000,
+     "reason": "", "by": "client"}
+
+``t`` is seconds since recording started (monotonic), ``wall`` the UTC time. Both directions
+are kept. Secrets never reach the file: request headers and query strings are not recorded,
+and every line passes through :func:`gemini_live.errors.redact`. Audio and video payloads
+are replaced by ``"<base64 redacted: N chars>"`` unless ``keep_audio=True``; a replay sends
+silence of the same length in their place.
+
+Write one with a :class:`Recorder` (a transport backend wrapping another) or a
+:class:`RecordingProxy` (a local WebSocket server forwarding to the real service), or with
+the CLI's ``--record FILE``. Play the server side back with
+``FakeLiveServer.replay(cassette)``; :func:`use_cassette` does either in three lines of a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import pybase64
+
+from gemini_live.errors import ConnectError, redact
+from gemini_live.testing._canned import GEMINI_PATH_FMT, pcm_rate
+from gemini_live.testing._normalize import normalize_keys
+from gemini_live.transport.base import Backend, CloseInfo, ConnectOptions, FrameHandler, Transport
+
+if TYPE_CHECKING:
+    from gemini_live.testing._server import FakeLiveServer
+
+__all__ = [
+    "CASSETTE_VERSION",
+    "Cassette",
+    "CassetteError",
+    "CassetteWriter",
+    "Recorder",
+    "RecordingProxy",
+    "client_kind",
+    "scrub_frame",
+    "use_cassette",
+]
+
+#: Version written in the cassette header; readers refuse newer ones.
+CASSETTE_VERSION: Final = 1
+#: Where :class:`RecordingProxy` forwards by default.
+GOOGLE_BASE: Final = "wss://generativelanguage.googleapis.com"
+_REDACTED_PREFIX: Final = "<base64 redacted: "
+#: Client message kinds that stream: consecutive ones are one step of a replay.
+STREAM_KINDS: Final = frozenset({"realtimeInput.audio", "realtimeInput.video"})
+
+
+class CassetteError(ValueError):
+    """A cassette file that cannot be read."""
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        is_blob = "mimeType" in obj or "mime_type" in obj
+        for k, v in obj.items():
+            if is_blob and k == "data" and isinstance(v, str):
+                out[k] = f"{_REDACTED_PREFIX}{len(v)} chars = {_decoded_len(v)} bytes>"
+            else:
+                out[k] = _scrub(v)
+        return out
+    if isinstance(obj, list):
+        return [_scrub(v) for v in obj]
+    return obj
+
+
+def scrub_frame(data: bytes, *, keep_audio: bool = False) -> dict[str, Any]:
+    """The recordable form of one frame: ``{"frame": parsed JSON}`` (blob payloads replaced
+    unless ``keep_audio``), or ``{"text": ...}`` / ``{"binary": true}`` for non-JSON."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return {"binary": True}
+        return {"text": text[:500]}
+    return {"frame": obj if keep_audio else _scrub(obj)}
+
+
+def client_kind(frame: Any) -> str:
+    """The kind of a client message, e.g. ``setup``, ``realtimeInput.audio``,
+    ``realtimeInput.text``, ``clientContent``, ``toolResponse`` (either key style)."""
+    if not isinstance(frame, dict) or not frame:
+        return "unknown"
+    obj = normalize_keys(frame)
+    key = next(iter(obj))
+    if key == "realtimeInput" and isinstance(obj[key], dict) and obj[key]:
+        sub = next(iter(obj[key]))
+        if sub == "mediaChunks":
+            chunks = obj[key][sub] or [{}]
+            mime = str(chunks[0].get("mimeType", "")) if isinstance(chunks[0], dict) else ""
+            sub = "video" if mime.startswith("image/") else "audio"
+        return f"realtimeInput.{sub}"
+    return str(key)
+
+
+def _blob(frame: dict[str, Any]) -> dict[str, Any] | None:
+    ri = normalize_keys(frame).get("realtimeInput")
+    if not isinstance(ri, dict):
+        return None
+    blob = ri.get("audio") or ri.get("video")
+    if blob is None and isinstance(ri.get("mediaChunks"), list) and ri["mediaChunks"]:
+        blob = ri["mediaChunks"][0]
+    return blob if isinstance(blob, dict) else None
+
+
+def _decoded_len(data: str) -> int:
+    """Bytes a base64 string decodes to (either alphabet, padded or not)."""
+    return len(data.rstrip("=")) * 3 // 4
+
+
+def _b64_len(data: str) -> int:
+    if data.startswith(_REDACTED_PREFIX):
+        words = data[len(_REDACTED_PREFIX) :].rstrip(">").split()
+        if len(words) >= 4 and words[2] == "=":
+            return int(words[3])
+        return int(words[0]) * 3 // 4
+    return _decoded_len(data)
+
+
+def stream_units(kind: str, frame: Any) -> float:
+    """Milliseconds of audio in an audio message, 1 for a video frame, else 0."""
+    if kind == "realtimeInput.video":
+        return 1.0
+    if kind != "realtimeInput.audio" or not isinstance(frame, dict):
+        return 0.0
+    blob = _blob(frame)
+    if blob is None or not isinstance(blob.get("data"), str):
+        return 0.0
+    return _b64_len(blob["data"]) / 2 / pcm_rate(blob.get("mimeType")) * 1000
+
+
+class CassetteWriter:
+    """Appends cassette records to a JSONL file (line-buffered; :meth:`close` ends it)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        keep_audio: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self.keep_audio = keep_audio
+        self._clock = clock
+        self._t0 = clock()
+        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        self._connections = 0
+        self.records = 0
+        self.write(0, "meta", event="cassette", version=CASSETTE_VERSION, keep_audio=keep_audio)
+
+    def next_connection(self) -> int:
+        self._connections += 1
+        return self._connections
+
+    def write(self, conn: int, direction: str, **fields: Any) -> None:
+        f = self._file
+        if f is None:
+            return
+        record: dict[str, Any] = {
+            "t": round(self._clock() - self._t0, 6),
+            "wall": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "conn": conn,
+            "dir": direction,
+            **fields,
+        }
+        f.write(redact(json.dumps(record, ensure_ascii=False, separators=(",", ":"))) + "\n")
+        f.flush()
+        self.records += 1
+
+    def frame(self, conn: int, direction: str, data: bytes) -> None:
+        fields = scrub_frame(data, keep_audio=self.keep_audio)
+        if direction == "client" and "frame" in fields:
+            fields = {"kind": client_kind(fields["frame"]), **fields}
+        self.write(conn, direction, bytes=len(data), **fields)
+
+    def connected(self, conn: int, url: str, **extra: Any) -> None:
+        # Only scheme, host and path: a query string may hold a key or token.
+        parts = urllib.parse.urlsplit(url)
+        self.write(
+            conn,
+            "meta",
+            event="connect",
+            url=f"{parts.scheme}://{parts.netloc}{parts.path}",
+            **extra,
+        )
+
+    def closed(self, conn: int, code: int, reason: str, by: str) -> None:
+        self.write(conn, "meta", event="close", code=code, reason=reason, by=by)
+
+    def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+
+# --------------------------------------------------------------------------- Recorder
+
+
+def _writer(path: str | Path | CassetteWriter, keep_audio: bool) -> CassetteWriter:
+    return path if isinstance(path, CassetteWriter) else CassetteWriter(path, keep_audio=keep_audio)
+
+
+class _RecordingHandler:
+    __slots__ = ("_conn", "_inner", "_writer")
+
+    def __init__(self, inner: FrameHandler, writer: CassetteWriter, conn: int) -> None:
+        self._inner = inner
+        self._writer = writer
+        self._conn = conn
+
+    def on_frame(self, data: bytes) -> None:
+        self._writer.frame(self._conn, "server", data)
+        self._inner.on_frame(data)
+
+    def on_close(self, info: CloseInfo) -> None:
+        self._writer.closed(
+            self._conn, info.code, info.reason, "client" if info.local else "server"
+        )
+        self._inner.on_close(info)
+
+
+class _RecordingTransport:
+    __slots__ = ("_conn", "_inner", "_writer")
+
+    def __init__(self, inner: Transport, writer: CassetteWriter, conn: int) -> None:
+        self._inner = inner
+        self._writer = writer
+        self._conn = conn
+
+    async def send(self, data: bytes) -> None:
+        self._writer.frame(self._conn, "client", data)
+        await self._inner.send(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self._inner.close(code, reason)
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    @property
+    def closed(self) -> bool:
+        return self._inner.closed
+
+    @property
+    def close_info(self) -> CloseInfo | None:
+        return self._inner.close_info
+
+    def write_buffer_size(self) -> int:
+        return self._inner.write_buffer_size()
+
+
+class Recorder:
+    """A transport backend that records every frame of ``inner`` into a cassette::
+
+        recorder = Recorder("session.jsonl")               # wraps the "websockets" backend
+        async with gl.connect(..., backend=recorder) as session: ...
+        recorder.close()
+
+    ``inner`` is a backend name or object; ``keep_audio=True`` keeps audio payloads.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | CassetteWriter,
+        inner: str | Backend = "websockets",
+        *,
+        keep_audio: bool = False,
+    ) -> None:
+        self.writer = (
+            path
+            if isinstance(path, CassetteWriter)
+            else CassetteWriter(path, keep_audio=keep_audio)
+        )
+        if isinstance(inner, str):
+            from gemini_live.transport import get_backend
+
+            inner = get_backend(inner)
+        self.inner = inner
+        self.name = f"recording+{getattr(inner, 'name', 'backend')}"
+
+    async def connect(self, url: str, handler: FrameHandler, options: ConnectOptions) -> Transport:
+        conn = self.writer.next_connection()
+        self.writer.connected(conn, url, backend=getattr(self.inner, "name", "backend"))
+        try:
+            transport = await self.inner.connect(
+                url, _RecordingHandler(handler, self.writer, conn), options
+            )
+        except ConnectError as exc:
+            self.writer.write(conn, "meta", event="connect_failed", error=str(exc))
+            raise
+        return _RecordingTransport(transport, self.writer, conn)
+
+    def close(self) -> None:
+        """Finish the cassette file."""
+        self.writer.close()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class Step:
+    """One client step of a recorded connection: a message, or a run of streamed chunks."""
+
+    kind: str
+    t: float
+    units: float = 0.0
+    messages: int = 1
+
+
+@dataclass(slots=True)
+class ServerItem:
+    """A recorded server frame (or close), due once the client reached its position."""
+
+    t: float
+    #: Client steps begun when it was recorded, and units of the last one if it streams.
+    steps: int
+    units: float
+    frame: bytes | None = None
+    close: tuple[int, str] | None = None
+
+
+@dataclass(slots=True)
+class RecordedConnection:
+    index: int
+    url: str = ""
+    steps: list[Step] = field(default_factory=list)
+    items: list[ServerItem] = field(default_factory=list)
+
+
+def _restore_blobs(obj: Any) -> Any:
+    """Redacted blob payloads -> silence (zero bytes) of the recorded length."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            if k == "data" and isinstance(v, str) and v.startswith(_REDACTED_PREFIX):
+                n = _b64_len(v) // 2 * 2
+                out[k] = pybase64.b64encode_as_string(bytes(n))
+            else:
+                out[k] = _restore_blobs(v)
+        return out
+    if isinstance(obj, list):
+        return [_restore_blobs(v) for v in obj]
+    return obj
+
+
+@dataclass
+class Cassette:
+    """A parsed cassette: per recorded connection, the client steps and server items."""
+
+    connections: list[RecordedConnection]
+    version: int = CASSETTE_VERSION
+    path: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> Cassette:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise CassetteError(f"cannot read cassette {path}: {exc.strerror or exc}") from None
+        records: list[dict[str, Any]] = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                raise CassetteError(f"{path}:{n}: not JSON: {exc}") from None
+            if not isinstance(rec, dict) or "dir" not in rec or "conn" not in rec:
+                raise CassetteError(f"{path}:{n}: not a cassette record")
+            records.append(rec)
+        return cls.from_records(records, path=str(path))
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]], *, path: str = "") -> Cassette:
+        version = CASSETTE_VERSION
+        conns: dict[int, RecordedConnection] = {}
+        for rec in records:
+            if rec.get("event") == "cassette":
+                version = int(rec.get("version", CASSETTE_VERSION))
+                if version != CASSETTE_VERSION:
+                    raise CassetteError(f"{path}: unsupported cassette version {version}")
+                continue
+            conn_id = int(rec["conn"])
+            if conn_id <= 0:
+                continue
+            conn = conns.setdefault(conn_id, RecordedConnection(index=len(conns)))
+            t = float(rec.get("t", 0.0))
+            direction = rec["dir"]
+            if direction == "meta":
+                if rec.get("event") == "connect":
+                    conn.url = str(rec.get("url", ""))
+                elif rec.get("event") == "close" and rec.get("by") == "server":
+                    code = int(rec.get("code", 1006))
+                    conn.items.append(_item(conn, t, close=(code, str(rec.get("reason", "")))))
+                continue
+            frame = rec.get("frame")
+            if direction == "client":
+                kind = str(rec.get("kind") or client_kind(frame))
+                units = stream_units(kind, frame)
+                last = conn.steps[-1] if conn.steps else None
+                if kind in STREAM_KINDS and last is not None and last.kind == kind:
+                    last.units += units
+                    last.messages += 1
+                else:
+                    conn.steps.append(Step(kind, t, units))
+            elif direction == "server" and frame is not None:
+                data = json.dumps(_restore_blobs(frame), separators=(",", ":")).encode()
+                conn.items.append(_item(conn, t, frame=data))
+        ordered = [conns[k] for k in sorted(conns)]
+        for i, c in enumerate(ordered):
+            c.index = i
+        return cls(ordered, version, path)
+
+
+def _item(
+    conn: RecordedConnection,
+    t: float,
+    *,
+    frame: bytes | None = None,
+    close: tuple[int, str] | None = None,
+) -> ServerItem:
+    last = conn.steps[-1] if conn.steps else None
+    units = last.units if last is not None and last.kind in STREAM_KINDS else 0.0
+    return ServerItem(t, len(conn.steps), units, frame, close)
+
+
+# --------------------------------------------------------------------------- proxy
+
+
+class RecordingProxy:
+    """A local WebSocket server that forwards every connection to ``upstream`` and records
+    both directions into a cassette. Point the app at :attr:`url` instead of Google.
+
+    Credentials (``x-goog-api-key`` / ``Authorization`` headers, ``key`` /
+    ``access_token`` query parameters) are forwarded, never recorded.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | CassetteWriter,
+        *,
+        upstream: str = GOOGLE_BASE,
+        keep_audio: bool = False,
+    ) -> None:
+        self.writer = (
+            path
+            if isinstance(path, CassetteWriter)
+            else CassetteWriter(path, keep_audio=keep_audio)
+        )
+        self.upstream = upstream.rstrip("/")
+        self._server: Any = None
+        self._port: int | None = None
+        self.connections = 0
+
+    @property
+    def base_url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("RecordingProxy is not started (use `async with`)")
+        return f"ws://127.0.0.1:{self._port}"
+
+    @property
+    def url(self) -> str:
+        """The Gemini API (v1beta) ``BidiGenerateContent`` URL on the proxy."""
+        return self.base_url + GEMINI_PATH_FMT.format(v="v1beta")
+
+    async def __aenter__(self) -> RecordingProxy:
+        from websockets.asyncio.server import serve
+
+        from gemini_live.transport import _library_logger
+
+        self._server = await serve(
+            self._handler,
+            "127.0.0.1",
+            0,
+            compression=None,
+            ping_interval=None,
+            max_size=None,
+            logger=_library_logger("websockets.server"),
+        )
+        self._port = int(next(iter(self._server.sockets)).getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            async with asyncio.timeout(5):
+                await self._server.wait_closed()
+        self.writer.close()
+
+    async def _handler(self, ws: Any) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        request = ws.request
+        headers = [
+            (k, v)
+            for k, v in request.headers.raw_items()
+            if k.lower() in ("x-goog-api-key", "authorization", "x-goog-user-project")
+        ]
+        conn = self.writer.next_connection()
+        self.connections += 1
+        target = self.upstream + "/" + request.path.lstrip("/")
+        self.writer.connected(conn, target, via="proxy")
+        try:
+            upstream = await connect(
+                target,
+                additional_headers=headers,
+                compression=None,
+                ping_interval=None,
+                max_size=None,
+                open_timeout=10,
+            )
+        except (OSError, InvalidStatus, TimeoutError) as exc:
+            self.writer.write(conn, "meta", event="connect_failed", error=redact(str(exc)))
+            await ws.close(1011, "upstream connection failed")
+            return
+
+        async def pump(src: Any, dst: Any, direction: str) -> None:
+            try:
+                async for data in src:
+                    raw = data if isinstance(data, bytes) else data.encode()
+                    self.writer.frame(conn, direction, raw)
+                    await dst.send(data)
+            except ConnectionClosed:
+                pass
+
+        async with upstream:
+            to_server = asyncio.ensure_future(pump(ws, upstream, "client"))
+            to_client = asyncio.ensure_future(pump(upstream, ws, "server"))
+            await asyncio.wait([to_server, to_client], return_when=asyncio.FIRST_COMPLETED)
+            if to_client.done():  # the service ended the connection: tell the client
+                code = upstream.close_code if upstream.close_code is not None else 1006
+                reason = upstream.close_reason or ""
+                self.writer.closed(conn, code, reason, "server")
+                if code == 1006:
+                    ws.transport.abort()
+                else:
+                    await ws.close(code, reason)
+            else:
+                code = ws.close_code if ws.close_code is not None else 1006
+                self.writer.closed(conn, code, ws.close_reason or "", "client")
+                await upstream.close(code if code != 1006 else 1000, ws.close_reason or "")
+            for task in (to_server, to_client):
+                task.cancel()
+            await asyncio.gather(to_server, to_client, return_exceptions=True)
+
+
+# --------------------------------------------------------------------------- test helper
+
+
+@contextlib.asynccontextmanager
+async def use_cassette(
+    path: str | Path,
+    *,
+    record: bool | None = None,
+    upstream: str | None = None,
+    keep_audio: bool = False,
+    **options: Any,
+) -> AsyncIterator[FakeLiveServer | RecordingProxy]:
+    """Record once against the real service, replay in CI forever::
+
+        async def test_greeting() -> None:
+            async with use_cassette("tests/cassettes/greeting.jsonl") as server:
+                await my_app(url=server.url)
+
+    With ``record`` (default: the ``GEMINI_LIVE_RECORD`` environment variable is ``1``)
+    a :class:`RecordingProxy` forwards to ``upstream`` (default: ``$GEMINI_LIVE_UPSTREAM``,
+    else the Gemini API) and writes ``path`` (the app brings its own API key). Otherwise
+    ``FakeLiveServer.replay(path)`` serves it, and leaving the block raises
+    ``AssertionError`` if the app diverged from the recording. A missing cassette skips
+    the test under pytest (``FileNotFoundError`` elsewhere).
+    """
+    if record is None:
+        record = os.environ.get("GEMINI_LIVE_RECORD") == "1"
+    if record:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        target = upstream or os.environ.get("GEMINI_LIVE_UPSTREAM") or GOOGLE_BASE
+        async with RecordingProxy(path, upstream=target, keep_audio=keep_audio) as proxy:
+            yield proxy
+        return
+    if not os.path.exists(path):  # noqa: ASYNC240 (one stat, before any I/O starts)
+        message = f"no cassette {path}: record it once with GEMINI_LIVE_RECORD=1 and a key"
+        try:
+            import pytest
+        except ImportError:
+            raise FileNotFoundError(message) from None
+        pytest.skip(message)
+    from gemini_live.testing._server import FakeLiveServer
+
+    async with FakeLiveServer.replay(path, **options) as server:
+        yield server
