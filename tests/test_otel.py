@@ -151,17 +151,17 @@ async def test_an_abrupt_drop_is_a_reconnect_span(otel: Otel) -> None:
 
 
 async def test_frames_dropped_from_the_resend_window_are_counted(otel: Otel) -> None:
-    async with FakeLiveServer(auto_reply=False) as server:
-        async with gl.connect(
-            url=server.url, resend=gl.ResendWindow(audio_seconds=0.04)
-        ) as session:
-            otel.telemetry.instrument(session)
-            stream = session.events()
-            for _ in range(5):
-                await session.send_audio(bytes(640))  # 20 ms each: 3 fall out of the window
-            await server.wait_for_messages(6)
-            await server.drop()
-            await until(stream, lambda e: isinstance(e, ev.Resumed))
+    async with (
+        FakeLiveServer(auto_reply=False) as server,
+        gl.connect(url=server.url, resend=gl.ResendWindow(audio_seconds=0.04)) as session,
+    ):
+        otel.telemetry.instrument(session)
+        stream = session.events()
+        for _ in range(5):
+            await session.send_audio(bytes(640))  # 20 ms each: 3 fall out of the window
+        await server.wait_for_messages(6)
+        await server.drop()
+        await until(stream, lambda e: isinstance(e, ev.Resumed))
     [(_, risk)] = otel.points("gemini_live.frames_at_risk")
     assert risk.value == session.stats.frames_at_risk == 3
 

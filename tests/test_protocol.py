@@ -100,7 +100,9 @@ def texts(frames: list[bytes]) -> list[str]:
         elif "audio" in ri:
             out.append("<audio>")
         elif "toolResponse" in obj:
-            out.append("<tool:" + ",".join(r["id"] for r in obj["toolResponse"]["functionResponses"]) + ">")
+            out.append(
+                "<tool:" + ",".join(r["id"] for r in obj["toolResponse"]["functionResponses"]) + ">"
+            )
         else:
             out.append("<" + next(iter(obj)) + ">")
     return out
@@ -663,7 +665,6 @@ def test_vertex_accepts_its_own_fields() -> None:
         ),
         "vertex",
     )
-
 
 
 def test_update_setup_keeps_model_and_normalises_it() -> None:

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 import os
-import sys
 import time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, SupportsIndex
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import pybase64
 
@@ -99,6 +97,7 @@ ResampleBackend = Literal["auto", "soxr", "numpy", "python"]
 _b64encode: Final = pybase64.b64encode
 _b64decode: Final = pybase64.b64decode
 _AUDIO_EXTRA_HINT: Final = "install the audio extra: pip install 'gemini-live[audio]'"
+
 
 class AudioEncoder:
     """Base64-encodes PCM16 chunks for ``realtimeInput.audio``; reuse one per stream.

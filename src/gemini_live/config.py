@@ -193,7 +193,7 @@ class ReconnectPolicy:
         base = min(self.max_backoff, self.base_backoff * (2 ** max(0, attempt - 1)))
         if self.jitter and base:
             base *= 1.0 + random.uniform(-self.jitter, self.jitter)
-        return max(0.0, base)
+        return max(0.0, float(base))
 
     def delays(self) -> Iterator[float]:
         """The delays of one outage, in order (the runner takes one per retry)."""

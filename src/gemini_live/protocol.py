@@ -64,13 +64,13 @@ from gemini_live.errors import (
     UnknownToolCallError,
     classify_close,
 )
-from gemini_live.models import adapt_function_response, text_message
 from gemini_live.events import (
     Event,
     ModelAudio,
     Resumed,
     SetupComplete,
 )
+from gemini_live.models import adapt_function_response, text_message
 from gemini_live.types import (
     UNSET,
     ActivityEnd,
@@ -637,7 +637,9 @@ class ClientProtocol:
                 self._window_forget(out)
                 self.stats.frames_at_risk += 1
                 logger.warning(
-                    "re-send window over %d bytes: dropped a %s frame", self._offline_limit, out.kind.name
+                    "re-send window over %d bytes: dropped a %s frame",
+                    self._offline_limit,
+                    out.kind.name,
                 )
             return
         for i, out in enumerate(window):
@@ -776,7 +778,7 @@ class ClientProtocol:
             items = [Content.text(turns)]
         elif isinstance(turns, Content):
             items = [turns]
-        elif isinstance(turns, (bytes, bytearray)) or not isinstance(turns, Iterable):
+        elif _not_a_list(turns):
             raise InvalidMessageError(
                 f"turns must be a str, a Content or a list of Content, got {type(turns).__name__}"
             )
@@ -795,7 +797,7 @@ class ClientProtocol:
         """Queue answers to tool calls: each id must belong to a pending call."""
         if isinstance(responses, FunctionResponse):
             items = [responses]
-        elif isinstance(responses, Iterable) and not isinstance(responses, (str, bytes)):
+        elif not _not_a_list(responses):
             items = list(responses)
         else:
             raise InvalidMessageError(
@@ -837,12 +839,16 @@ class ClientProtocol:
             )
         tool_list: list[Tool] | None = None
         if tools is not None:
-            if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
-                raise InvalidMessageError(f"tools must be a list of Tool, got {type(tools).__name__}")
+            if _not_a_list(tools):
+                raise InvalidMessageError(
+                    f"tools must be a list of Tool, got {type(tools).__name__}"
+                )
             tool_list = list(tools)
             bad = [t for t in tool_list if not isinstance(t, Tool)]
             if bad:
-                raise InvalidMessageError(f"tools must be Tool objects, got {type(bad[0]).__name__}")
+                raise InvalidMessageError(
+                    f"tools must be Tool objects, got {type(bad[0]).__name__}"
+                )
         msg = ClientMessage(
             context_update=ContextUpdate(
                 system_instruction=si if si is not None else UNSET,
@@ -939,9 +945,7 @@ class ClientProtocol:
                 )
             seen.add(rid)
             # Endpoint and model rules (e.g. no willContinue / scheduling on Vertex).
-            adapted = adapt_function_response(
-                self._setup.model, resp, vertex=self.api == "vertex"
-            )
+            adapted = adapt_function_response(self._setup.model, resp, vertex=self.api == "vertex")
             if adapted is not resp:
                 resp = adapted
                 changed = True
@@ -972,9 +976,10 @@ class ClientProtocol:
         msg, events = decode_frame(data)
         sc = msg.server_content
         if sc is not UNSET:
-            if sc.model_turn is not UNSET or sc.output_transcription is not UNSET:
-                if not self._generating:
-                    self._model_started()
+            if (
+                sc.model_turn is not UNSET or sc.output_transcription is not UNSET
+            ) and not self._generating:
+                self._model_started()
             if sc.interrupted is True:
                 self._generating = False
             if sc.turn_complete is True:
@@ -1009,7 +1014,6 @@ class ClientProtocol:
                 self._call_epoch.pop(i, None)
         sru = msg.session_resumption_update
         if sru is not UNSET and sru.resumable is True and sru.new_handle:
-            assert sru.new_handle is not UNSET
             self.resume_handle = sru.new_handle
             self._handle_epoch += 1
             pending = self.pending_tool_calls
@@ -1076,19 +1080,21 @@ class ClientProtocol:
             self._pending.appendleft(out)
             self._pending_bytes += len(out.frame)
         if reconnected:
-            i = next(
+            at = next(
                 (k for k, e in enumerate(events) if isinstance(e, SetupComplete)), len(events) - 1
             )
             resumed = Resumed(restored, reseeded=bool(seed), turns=turns if seed else 0)
-            events = [*events[: i + 1], resumed, *events[i + 1 :]]
+            events = [*events[: at + 1], resumed, *events[at + 1 :]]
         return events
 
     def _requeue_window(self) -> None:
         """Put every written, uncovered frame back in front of the queue (re-send)."""
         resend: list[_Out] = []
         for out in self._window:
-            if out.kind is Kind.TOOL_RESPONSE and out.tool_ids and all(
-                i in self._stale_tool_ids for i in out.tool_ids
+            if (
+                out.kind is Kind.TOOL_RESPONSE
+                and out.tool_ids
+                and all(i in self._stale_tool_ids for i in out.tool_ids)
             ):
                 self.stats.stale_tool_responses_dropped += 1
                 continue
@@ -1158,6 +1164,11 @@ class ClientProtocol:
         self._unconfirmed.clear()
         self._pending_bytes = 0
         return n
+
+
+def _not_a_list(value: object) -> bool:
+    """True unless ``value`` is a list-like of items (a str or bytes is not)."""
+    return isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable)
 
 
 def _b64_len(frame: bytes, payload: int) -> int:

@@ -36,6 +36,7 @@ from gemini_live.errors import (
     SessionNotFound,
     SetupTimeout,
 )
+from gemini_live.history import History
 from gemini_live.metrics import (
     LatencyTracker,
     UsageMeter,
@@ -43,10 +44,8 @@ from gemini_live.metrics import (
     observe_audio,
     observe_input,
 )
-from gemini_live.history import History
 from gemini_live.models import adapt_setup
 from gemini_live.protocol import ClientProtocol, SessionStats
-from gemini_live.watchdog import InteractionWatchdog
 from gemini_live.transport.base import (
     Backend,
     CloseInfo,
@@ -62,6 +61,7 @@ from gemini_live.types import (
     Setup,
     Tool,
 )
+from gemini_live.watchdog import InteractionWatchdog
 
 if TYPE_CHECKING:
     from gemini_live.tools import ToolRegistry, ToolRunner
@@ -433,12 +433,13 @@ class Session:
                 w = self._setup_waiter
                 if w is not None and not w.done():
                     w.set_result(event)  # type: ignore[arg-type]
-            elif t is ev.Resumed:
+            elif isinstance(event, ev.Resumed):
                 self.log.info(
                     "reconnected: %s",
                     "state restored from the resumption handle"
-                    if event.state_restored  # type: ignore[attr-defined]
-                    else "FRESH session (the conversation state is gone)",
+                    if event.state_restored
+                    else "FRESH session"
+                    + (f", reseeded with {event.turns} turns" if event.reseeded else ""),
                 )
             self._emit(event)
         if protocol.draining:
@@ -902,8 +903,7 @@ class Session:
                 told_drain = True
                 blockers = protocol.rotation_blockers()
                 self.log.info(
-                    "goAway with %s: serving this connection until a clean point, "
-                    "at most %.2f s",
+                    "goAway with %s: serving this connection until a clean point, at most %.2f s",
                     ", ".join(blockers) or "nothing pending",
                     max(0.0, (protocol.rotation_deadline() or now) - now),
                 )
@@ -926,7 +926,9 @@ class Session:
                 wake_task.cancel()
             expired = self._watchdog.expired(time.monotonic())
             if expired is not None:
-                self.log.warning("the interaction is still in progress after %.0f s", expired.seconds)
+                self.log.warning(
+                    "the interaction is still in progress after %.0f s", expired.seconds
+                )
                 if self.history is not None:
                     self.history.observe(expired)
                 self._emit(expired)
@@ -991,12 +993,11 @@ def _user_texts(turns: object) -> list[str]:
     if isinstance(turns, str):
         return [turns]
     items = [turns] if isinstance(turns, Content) else list(turns or ())  # type: ignore[call-overload]
-    out = []
+    out: list[str] = []
     for content in items:
         if isinstance(content, Content) and content.role in ("user", UNSET):
-            for part in content.parts if content.parts is not UNSET else ():
-                if isinstance(part.text, str) and part.text:
-                    out.append(part.text)
+            parts = content.parts if content.parts is not UNSET else []
+            out.extend(p.text for p in parts if isinstance(p.text, str) and p.text)
     return out
 
 

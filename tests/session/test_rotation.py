@@ -10,6 +10,7 @@ cover.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 
 import pytest
@@ -52,19 +53,21 @@ def chunk(seq: int) -> bytes:
 
 
 async def test_text_turn_after_go_away_is_answered_exactly_once(backend_name: str) -> None:
-    async with FakeLiveServer(
-        go_away_after_messages=2, go_away_time_left=5.0, validate_frames=True
-    ) as server:
-        async with gl.connect(config_for(server, backend_name)) as session:
-            replies = []
-            for text in ("one", "two", "three"):
-                await session.send_text(text)
-                got = await collect_until(session, is_turn_complete)
-                replies.append(texts(got))
-            # The conversation goes on after the rotation, too.
-            await session.send_text("four")
-            replies.append(texts(await collect_until(session, is_turn_complete)))
-            rotations = session.stats.go_away_rotations
+    async with (
+        FakeLiveServer(
+            go_away_after_messages=2, go_away_time_left=5.0, validate_frames=True
+        ) as server,
+        gl.connect(config_for(server, backend_name)) as session,
+    ):
+        replies = []
+        for text in ("one", "two", "three"):
+            await session.send_text(text)
+            got = await collect_until(session, is_turn_complete)
+            replies.append(texts(got))
+        # The conversation goes on after the rotation, too.
+        await session.send_text("four")
+        replies.append(texts(await collect_until(session, is_turn_complete)))
+        rotations = session.stats.go_away_rotations
     assert [r.count("You said: ") for r in replies] == [1, 1, 1, 1]
     assert "three" in replies[2] and "four" in replies[3]
     assert consumed_texts(server) == ["one", "two", "three", "four"]
@@ -99,8 +102,11 @@ async def test_audio_streamed_across_a_rotation_is_all_heard(backend_name: str) 
 
 async def test_the_turn_in_progress_at_go_away_is_delivered_whole(backend_name: str) -> None:
     tone = Part(inline_data=gl.types.Blob.of(bytes(1920), "audio/pcm;rate=24000"))
-    async with FakeLiveServer(auto_reply=False) as server:
-        async with gl.connect(config_for(server, backend_name)) as session:
+    async with (
+        FakeLiveServer(auto_reply=False) as server,
+        gl.connect(config_for(server, backend_name)) as session,
+    ):
+        if True:
             await session.send_text("tell me a story")
             await server.wait_for_messages(1)
             audio = ServerMessage(server_content=ServerContent(model_turn=Content(parts=[tone])))
@@ -122,14 +128,15 @@ async def test_a_drop_during_the_flush_after_a_resume_loses_nothing(backend_name
         )
         session = await gl.connect(cfg)
         try:
-            server.send_setup_complete = False
+            quiet = dataclasses.replace(server.options, send_setup_complete=False)
+            loud, server.options = server.options, quiet
             await server.drop()
             await server.wait_for_connections(2)
             await session.send_text("queued while offline")
             await server.wait_for_messages(1, connection=1)  # the resume's setup
             await server.send(ServerMessage(setup_complete=gl.types.SetupComplete()), connection=1)
             await server.close(1011, "Internal error encountered.", connection=1)
-            server.send_setup_complete = True
+            server.options = loud
             await server.wait_until(
                 lambda: "queued while offline" in consumed_texts(server), within=10.0
             )
@@ -144,12 +151,17 @@ async def test_a_flapping_server_sees_backoff_not_a_storm(backend_name: str) -> 
         policy = gl.ReconnectPolicy(base_backoff=0.05, max_backoff=0.4, jitter=0, max_attempts=6)
         session = await gl.connect(config_for(server, backend_name, reconnect=policy))
         delays: list[float] = []
-        session.on_event(lambda e: delays.append(e.delay) if isinstance(e, ev.Reconnecting) else None)
+
+        def note(e: ev.Event) -> None:
+            if isinstance(e, ev.Reconnecting):
+                delays.append(e.delay)
+
+        session.on_event(note)
         try:
             for n in range(1, 5):
                 await server.close(1000, "The operation was cancelled.", connection=n - 1)
                 await server.wait_for_connections(n + 1, within=5.0)
-                await server.wait_until(lambda n=n: server.connections[n].setup_completed)
+                await server.wait_for_setup(connection=n)
         finally:
             await session.close()
     # every connection died right after its setup: the delays grow, none is zero
@@ -190,8 +202,11 @@ async def test_client_messages_sent_raw_are_checked_and_resent(backend_name: str
 
 
 async def test_many_go_aways_in_a_row_keep_the_conversation(backend_name: str) -> None:
-    async with FakeLiveServer(go_away_after_messages=1, go_away_time_left=3.0) as server:
-        async with gl.connect(config_for(server, backend_name)) as session:
+    async with (
+        FakeLiveServer(go_away_after_messages=1, go_away_time_left=3.0) as server,
+        gl.connect(config_for(server, backend_name)) as session,
+    ):
+        if True:
             for i in range(5):
                 await session.send_text(f"msg {i}")
                 got = await collect_until(session, is_turn_complete)

@@ -375,7 +375,9 @@ async def test_reseeding_can_be_turned_off(server: FakeLiveServer, backend_name:
 async def test_connect_with_history_seeds_a_brand_new_session(
     server: FakeLiveServer, backend_name: str
 ) -> None:
-    cfg = config_for(server, backend_name, history=[("user", "my name is Ada"), ("model", "Hi Ada")])
+    cfg = config_for(
+        server, backend_name, history=[("user", "my name is Ada"), ("model", "Hi Ada")]
+    )
     async with gl.connect(cfg) as session:
         assert session.history is not None and len(session.history) == 2
         await session.send_text("what is my name?")

@@ -268,13 +268,6 @@ class _RecordingTransport:
     def closed(self) -> bool:
         return self._inner.closed
 
-    @property
-    def close_info(self) -> CloseInfo | None:
-        return self._inner.close_info
-
-    def write_buffer_size(self) -> int:
-        return self._inner.write_buffer_size()
-
 
 class Recorder:
     """A transport backend that records every frame of ``inner`` into a cassette::
