@@ -276,6 +276,9 @@ class SessionConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.setup, types.Setup):
             raise ConfigError(f"setup must be a types.Setup, got {type(self.setup).__name__}")
+        from gemini_live.protocol import check_types  # the protocol imports this module
+
+        check_types(self.setup, types.Setup, "setup")
         if not isinstance(self.transport, TransportConfig):
             raise ConfigError("transport must be a TransportConfig")
         if not isinstance(self.reconnect, ReconnectPolicy):

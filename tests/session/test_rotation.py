@@ -106,17 +106,16 @@ async def test_the_turn_in_progress_at_go_away_is_delivered_whole(backend_name: 
         FakeLiveServer(auto_reply=False) as server,
         gl.connect(config_for(server, backend_name)) as session,
     ):
-        if True:
-            await session.send_text("tell me a story")
-            await server.wait_for_messages(1)
-            audio = ServerMessage(server_content=ServerContent(model_turn=Content(parts=[tone])))
-            for _ in range(5):
-                await server.send(audio)
-            await server.send_go_away(time_left=0.6)
-            for _ in range(15):
-                await server.send(audio)
-            await server.send(ServerMessage(server_content=ServerContent(turn_complete=True)))
-            got = await collect_until(session, lambda e: isinstance(e, ev.Reconnecting))
+        await session.send_text("tell me a story")
+        await server.wait_for_messages(1)
+        audio = ServerMessage(server_content=ServerContent(model_turn=Content(parts=[tone])))
+        for _ in range(5):
+            await server.send(audio)
+        await server.send_go_away(time_left=0.6)
+        for _ in range(15):
+            await server.send(audio)
+        await server.send(ServerMessage(server_content=ServerContent(turn_complete=True)))
+        got = await collect_until(session, lambda e: isinstance(e, ev.Reconnecting))
     assert sum(isinstance(e, ev.ModelAudio) for e in got) == 20
     assert any(isinstance(e, ev.TurnComplete) for e in got)
 
@@ -206,12 +205,11 @@ async def test_many_go_aways_in_a_row_keep_the_conversation(backend_name: str) -
         FakeLiveServer(go_away_after_messages=1, go_away_time_left=3.0) as server,
         gl.connect(config_for(server, backend_name)) as session,
     ):
-        if True:
-            for i in range(5):
-                await session.send_text(f"msg {i}")
-                got = await collect_until(session, is_turn_complete)
-                assert f"You said: msg {i}" in texts(got)
-            async with asyncio.timeout(5):
-                while session.stats.go_away_rotations < 4:
-                    await collect_until(session, lambda e: isinstance(e, ev.Resumed))
+        for i in range(5):
+            await session.send_text(f"msg {i}")
+            got = await collect_until(session, is_turn_complete)
+            assert f"You said: msg {i}" in texts(got)
+        async with asyncio.timeout(5):
+            while session.stats.go_away_rotations < 4:
+                await collect_until(session, lambda e: isinstance(e, ev.Resumed))
     assert consumed_texts(server) == [f"msg {i}" for i in range(5)]
