@@ -47,8 +47,9 @@ __all__ = [
 ApiKind = Literal["gemini", "vertex", "custom"]
 
 GEMINI_HOST = "generativelanguage.googleapis.com"
-_GEMINI_PATH = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
-_VERTEX_PATH = "/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent"
+#: WebSocket paths of the Live API ({v}: API version); the one home of these facts.
+GEMINI_PATH_FMT = "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
+VERTEX_PATH_FMT = "/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent"
 
 #: Anything but visible ASCII: no credential contains it, and CR/LF would inject a header.
 _NOT_TOKEN_CHAR: Final = re.compile(r"[^\x21-\x7e]")
@@ -128,7 +129,7 @@ class Endpoint:
         cls, *, api_version: str = "v1beta", constrained: bool = False, host: str = GEMINI_HOST
     ) -> Endpoint:
         """The Gemini Developer API. ``constrained=True`` is the ephemeral-token method."""
-        path = _GEMINI_PATH.format(v=api_version)
+        path = GEMINI_PATH_FMT.format(v=api_version)
         if constrained:
             path += "Constrained"
         return cls(f"wss://{host}{path}", "gemini")
@@ -149,7 +150,7 @@ class Endpoint:
         else:
             host = f"{location}-aiplatform.googleapis.com"
         return cls(
-            f"wss://{host}{_VERTEX_PATH.format(v=api_version)}",
+            f"wss://{host}{VERTEX_PATH_FMT.format(v=api_version)}",
             "vertex",
             project=project,
             location=location,

@@ -43,6 +43,7 @@ from typing import Any, Final
 
 import msgspec
 
+from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, OUTPUT_RATE, parse_pcm_rate
 from gemini_live.auth import ApiKind
 from gemini_live.codec import (
@@ -286,7 +287,7 @@ class ClientProtocol:
         normalize_model: Callable[[str], str] | None = None,
         input_rate: int = 16000,
         offline_buffer_bytes: int = 4 * 1024 * 1024,
-        max_frame_bytes: int = 16 * 1024 * 1024,
+        max_frame_bytes: int = MAX_MESSAGE_SIZE,
         resend: ResendWindow | None = None,
         go_away_margin: float = 0.25,
         hold_while_draining: bool = False,

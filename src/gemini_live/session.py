@@ -244,6 +244,9 @@ class Session:
         self._listeners: tuple[Callable[[ev.Event], object], ...] = ()
         self._input_at: float | None = None
         self._tool_runner: ToolRunner | None = None
+        #: DEBUG logging of frame kinds and sizes (never payloads), read once per connect;
+        #: single audio frames on the fast paths are not logged.
+        self._debug = False
         #: The conversation so far, bounded (None when ``config.reseed`` is off). A fresh
         #: session after a failed resume is seeded with it.
         self.history: History | None = None
@@ -419,6 +422,9 @@ class Session:
         if usage is not None:
             for event in events:
                 observe(usage, self.latency, event, now)
+        if self._debug:
+            kinds = ", ".join(type(e).__name__ for e in events)
+            self.log.debug("received a %d-byte frame: %s", len(data), kinds)
         history = self.history
         watchdog = self._watchdog
         for event in events:
@@ -512,6 +518,8 @@ class Session:
                         return
                     if protocol.connection_number == conn:
                         protocol.written(1)
+                    if self._debug:
+                        self.log.debug("wrote a %d-byte frame", len(frame))
 
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
         """Stream a PCM16 chunk (bytes, memoryview, array('h'), numpy int16/float32)."""
@@ -799,6 +807,7 @@ class Session:
         handler = _ConnHandler(self)
         self._setup_waiter = loop.create_future()
         protocol = self.protocol
+        self._debug = logger.isEnabledFor(logging.DEBUG)
         protocol.connection_made()
         self.log.info(
             "connecting to the %s endpoint (%s)",

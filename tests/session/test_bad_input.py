@@ -268,6 +268,10 @@ async def test_library_logs_carry_the_session_id_and_no_secret(
         assert needle in messages, needle
     assert all(getattr(r, "session_id", None) for r in ours)
     assert all(KEY not in r.getMessage() for r in caplog.records)
+    debug = [r.getMessage() for r in ours if r.levelno == logging.DEBUG]
+    assert any(m.startswith("[fake-session-1] received a ") for m in debug)
+    assert any("wrote a " in m for m in debug)
+    assert not any("hi" in m.split(":")[-1] for m in debug if "wrote" in m)
 
 
 def test_a_misspelt_keyword_is_a_type_error_for_mypy(tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
 from gemini_live._version import __version__
+from gemini_live.config import DEFAULT_MODEL
 
 __all__ = ["build_parser", "main"]
 
-DEFAULT_MODEL = "models/gemini-3.8-live"
 
 _EPILOG = """\
 Without GEMINI_API_KEY (or --api-key) every command runs offline against an embedded

@@ -57,10 +57,7 @@ TEXT_NOT_SUPPORTED: Final = (
 
 EndpointKind = Literal["gemini", "constrained", "vertex"]
 
-GEMINI_PATH_FMT: Final = (
-    "/ws/google.ai.generativelanguage.{v}.GenerativeService.BidiGenerateContent"
-)
-VERTEX_PATH_FMT: Final = "/ws/google.cloud.aiplatform.{v}.LlmBidiService/BidiGenerateContent"
+# The paths themselves live in gemini_live.auth (one home); the parser below accepts them.
 
 _GEMINI_PATH: Final = re.compile(
     r"^/ws/google\.ai\.generativelanguage\.(v1|v1beta|v1alpha)\.GenerativeService\."

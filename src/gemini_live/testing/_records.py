@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.testing._canned import CANCELLED, EndpointKind
 from gemini_live.testing.cassette import Cassette
 from gemini_live.testing.script import Script
@@ -91,7 +92,7 @@ class ServerOptions:
     #: Keep the recorded gaps between server frames (capped at 2 s) when replaying.
     replay_timing: bool = False
     compression: bool = False
-    max_size: int | None = 16 * 1024 * 1024
+    max_size: int | None = MAX_MESSAGE_SIZE
     #: TCP port to listen on (0: any free port).
     port: int = 0
 

@@ -14,7 +14,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from gemini_live.testing._canned import GEMINI_PATH_FMT, VERTEX_PATH_FMT, parse_path
+from gemini_live.auth import GEMINI_PATH_FMT, VERTEX_PATH_FMT
+from gemini_live.testing._canned import parse_path
 from gemini_live.testing._core import LiveServerCore, ServerConnectionClosed
 from gemini_live.testing._memory import MemoryBackend
 from gemini_live.testing._records import ServerOptions, ServerOptionsKw

@@ -38,8 +38,9 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import pybase64
 
+from gemini_live.auth import GEMINI_PATH_FMT
 from gemini_live.errors import ConnectError, redact
-from gemini_live.testing._canned import GEMINI_PATH_FMT, pcm_rate
+from gemini_live.testing._canned import pcm_rate
 from gemini_live.testing._normalize import normalize_keys
 from gemini_live.transport.base import Backend, CloseInfo, ConnectOptions, FrameHandler, Transport
 
