@@ -45,9 +45,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -57,6 +56,8 @@ from gemini_live import events as ev
 from gemini_live._version import __version__
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from gemini_live.loopmon import LoopMonitor, LoopStall
     from gemini_live.types import FunctionCall, FunctionResponse
 
@@ -154,11 +155,12 @@ class LiveTelemetry:
         """Start recording ``session`` (call right after it connected)."""
         return SessionTelemetry(self, session)
 
-    def connect(self, config: gl.SessionConfig | None = None, **kwargs: Any) -> _TracedConnect:
-        """Like :func:`gemini_live.connect`, inside a ``connect`` span, then instrumented."""
-        if config is not None and kwargs:
-            raise gl.ConfigError("pass either config= or keyword arguments, not both")
-        return _TracedConnect(self, config if config is not None else gl.build_config(**kwargs))
+    def connect(
+        self, config: object = None, **options: Unpack[gl.ConnectOptions]
+    ) -> _TracedConnect:
+        """Like :func:`gemini_live.connect` (same arguments), inside a ``connect`` span,
+        then instrumented."""
+        return _TracedConnect(self, config, **options)
 
     def instrument_loop(self, monitor: LoopMonitor) -> Callable[[], None]:
         """Export a :class:`~gemini_live.loopmon.LoopMonitor`'s stalls; returns an undo."""
@@ -180,13 +182,15 @@ class LiveTelemetry:
         return monitor.add_listener(on_stall)
 
 
-class _TracedConnect:
-    """``await telemetry.connect(...)`` or ``async with telemetry.connect(...)``."""
+class _TracedConnect(gl.connect):
+    """``await telemetry.connect(...)`` or ``async with telemetry.connect(...)``: the same as
+    :func:`gemini_live.connect`, inside a ``connect {model}`` span, then instrumented."""
 
-    def __init__(self, telemetry: LiveTelemetry, config: gl.SessionConfig) -> None:
+    def __init__(
+        self, telemetry: LiveTelemetry, config: object = None, **options: Unpack[gl.ConnectOptions]
+    ) -> None:
+        super().__init__(config, **options)
         self._telemetry = telemetry
-        self._config = config
-        self._session: gl.Session | None = None
         #: The session's recorder once connected (e.g. for ``recorder.on_tool_result``).
         self.recorder: SessionTelemetry | None = None
 
@@ -203,7 +207,7 @@ class _TracedConnect:
             f"connect {model}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             try:
-                session = await gl.Session.connect(config)
+                session = await super()._open()
             except gl.GeminiLiveError as exc:
                 span.set_attribute(ERROR_TYPE, type(exc).__name__)
                 raise
@@ -211,22 +215,6 @@ class _TracedConnect:
                 span.set_attribute(CONVERSATION_ID, session.session_id)
         self.recorder = self._telemetry.instrument(session)
         return session
-
-    def __await__(self) -> Generator[Any, None, gl.Session]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> gl.Session:
-        self._session = await self._open()
-        return self._session
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 class SessionTelemetry:
