@@ -55,6 +55,7 @@ from gemini_live._pcm import (
     pcm_mime,
 )
 from gemini_live.errors import AudioFormatError, ConfigError
+from gemini_live.types import b64decode_any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -135,33 +136,12 @@ class AudioEncoder:
 def decode_audio(b64: str | bytes) -> bytes:
     """Decode a base64 audio payload; standard or URL-safe alphabet, padding optional.
 
+    The same policy as every other base64 field (:func:`gemini_live.types.b64decode_any`).
+
     Raises:
         ValueError: The payload is not valid base64 (``binascii.Error`` is a subclass).
     """
-    try:
-        return _b64decode(b64, validate=True)
-    except ValueError:
-        pass
-    return _decode_audio_lenient(b64)
-
-
-def _decode_audio_lenient(b64: str | bytes) -> bytes:
-    try:
-        raw = b64.encode("ascii") if isinstance(b64, str) else bytes(b64)
-    except (UnicodeEncodeError, TypeError):
-        raise ValueError("audio payload is not valid base64") from None
-    raw = b"".join(raw.split())  # line breaks / spaces
-    altchars: bytes | None = None
-    if b"-" in raw or b"_" in raw:
-        altchars = b"-_"
-    missing = -len(raw.rstrip(b"=")) % 4
-    if missing == 3:
-        raise ValueError("audio payload is not valid base64 (truncated)")
-    raw = raw.rstrip(b"=") + b"=" * missing
-    try:
-        return _b64decode(raw, altchars=altchars, validate=True)
-    except ValueError:
-        raise ValueError("audio payload is not valid base64") from None
+    return b64decode_any(b64)
 
 
 def pcm16_to_float32(pcm: bytes | bytearray | memoryview) -> npt.NDArray[np.float32]:

@@ -26,19 +26,29 @@ _URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def b64decode_any(data: str | bytes) -> bytes:
-    """Decode base64 in the standard or the URL-safe alphabet, padded or not.
+    """Decode base64 the one lenient way the library accepts it (the single policy).
 
-    Raises ``ValueError`` (``binascii.Error``) on anything that is not base64.
+    Standard or URL-safe alphabet, padded or not, line breaks and spaces ignored.
+
+    Raises ``ValueError`` (``binascii.Error``) on anything that is not base64, including a
+    truncated payload (a length that no encoder produces).
     """
-    raw = data.encode("ascii") if isinstance(data, str) else data
+    try:
+        raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
+    except (UnicodeEncodeError, TypeError):
+        raise ValueError("not valid base64") from None
     try:
         return pybase64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         pass
-    fixed = raw.translate(_URLSAFE)
-    if len(fixed) % 4:
-        fixed += b"=" * (-len(fixed) % 4)
-    return pybase64.b64decode(fixed, validate=True)
+    fixed = b"".join(raw.split()).translate(_URLSAFE).rstrip(b"=")
+    if len(fixed) % 4 == 1:
+        raise ValueError("not valid base64 (truncated)")
+    fixed += b"=" * (-len(fixed) % 4)
+    try:
+        return pybase64.b64decode(fixed, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
 
 
 class Blob(WireStruct):
