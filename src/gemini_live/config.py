@@ -23,6 +23,7 @@ from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, check_rate
 from gemini_live.auth import Auth, Endpoint
 from gemini_live.errors import AudioFormatError, ConfigError, GeminiLiveError
+from gemini_live.protocol import ResendWindow, check_types
 from gemini_live.transport._common import CLOSE_TIMEOUT, check_headers, mask_headers
 from gemini_live.transport.base import Backend
 
@@ -204,31 +205,6 @@ class ReconnectPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class ResendWindow:
-    """What is kept to re-send after a reconnect (see docs/design.md, "re-send window").
-
-    A resumption handle stands for the conversation as it was when the service issued
-    it. Everything written after that point is kept and written again on the next
-    connection. Text, client content, tool responses and activity markers are always
-    kept; audio beyond ``audio_seconds`` (and video beyond ``video_frames``) is dropped
-    oldest-first and counted in ``stats.frames_at_risk``.
-    """
-
-    audio_seconds: float = 5.0
-    video_frames: int = 4
-    #: Frames written less than this many seconds before a handle arrived are not
-    #: taken as covered by it (the handle may have been issued before they arrived).
-    #: None: twice the slowest setup round trip seen, at least 20 ms, at most 1 s.
-    handle_guard: float | None = None
-
-    def __post_init__(self) -> None:
-        _non_negative("audio_seconds", self.audio_seconds)
-        _non_negative_int("video_frames", self.video_frames)
-        if self.handle_guard is not None:
-            _non_negative("handle_guard", self.handle_guard)
-
-
-@dataclass(frozen=True, slots=True)
 class SessionConfig:
     """Everything a :class:`~gemini_live.Session` needs. Only ``setup`` is required."""
 
@@ -276,8 +252,6 @@ class SessionConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.setup, types.Setup):
             raise ConfigError(f"setup must be a types.Setup, got {type(self.setup).__name__}")
-        from gemini_live.protocol import check_types  # the protocol imports this module
-
         check_types(self.setup, types.Setup, "setup")
         if not isinstance(self.transport, TransportConfig):
             raise ConfigError("transport must be a TransportConfig")

@@ -53,7 +53,6 @@ from gemini_live.codec import (
     encode_client,
     fast_audio,
 )
-from gemini_live.config import ResendWindow
 from gemini_live.errors import (
     ConfigError,
     InvalidMessageError,
@@ -91,7 +90,15 @@ from gemini_live.types import (
     ToolsUpdate,
 )
 
-__all__ = ["ApiKind", "ClientProtocol", "SessionStats", "State", "validate_setup"]
+__all__ = [
+    "ApiKind",
+    "ClientProtocol",
+    "ResendWindow",
+    "SessionStats",
+    "State",
+    "check_types",
+    "validate_setup",
+]
 
 logger = logging.getLogger("gemini_live.protocol")
 
@@ -200,6 +207,46 @@ def _non_finite(obj: object, depth: int = 0) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def _check_number(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ResendWindow:
+    """What is kept to re-send after a reconnect (see docs/design.md, "re-send window").
+
+    A resumption handle stands for the conversation as it was when the service issued
+    it. Everything written after that point is kept and written again on the next
+    connection. Text, client content, tool responses and activity markers are always
+    kept; audio beyond ``audio_seconds`` (and video beyond ``video_frames``) is dropped
+    oldest-first and counted in ``stats.frames_at_risk``.
+    """
+
+    audio_seconds: float = 5.0
+    video_frames: int = 4
+    #: Frames written less than this many seconds before a handle arrived are not
+    #: taken as covered by it (the handle may have been issued before they arrived).
+    #: None: twice the slowest setup round trip seen, at least 20 ms, at most 1 s.
+    handle_guard: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_number("audio_seconds", self.audio_seconds)
+        if (
+            isinstance(self.video_frames, bool)
+            or not isinstance(self.video_frames, int)
+            or self.video_frames < 0
+        ):
+            raise ConfigError(f"video_frames must be an integer >= 0, got {self.video_frames!r}")
+        if self.handle_guard is not None:
+            _check_number("handle_guard", self.handle_guard)
 
 
 @dataclass

@@ -6,11 +6,10 @@ import asyncio
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.testing._canned import CANCELLED, EndpointKind
-from gemini_live.testing.cassette import Cassette
 from gemini_live.testing.script import Script
 from gemini_live.types import ClientMessage, Setup
 
@@ -22,6 +21,9 @@ __all__ = [
     "SessionState",
     "ToolScript",
 ]
+
+if TYPE_CHECKING:
+    from gemini_live.testing.cassette import Cassette
 
 
 @dataclass(frozen=True, slots=True)
