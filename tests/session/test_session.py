@@ -347,8 +347,9 @@ async def test_stale_handle_starts_fresh_session(server: FakeLiveServer, backend
         # the conversation so far (the user's text and the model's reply) seeds it
         assert events[-1] == ev.Resumed(state_restored=False, reseeded=True, turns=2)
         assert session.stats.fresh_sessions_after_loss == 1
-        await session.send_text("still there?")
-        await collect_until(session, is_turn_complete)
+        await session.send_text("what did I say?")
+        got = await collect_until(session, is_turn_complete)
+    assert "Earlier you said: remember me" in texts(got)  # the fresh session remembers
     fresh = server.connections[-1]  # [1] was the rejected resume
     assert fresh.resumed_from is None and server.connections[1].close_code == 1008
     assert fresh.setup is not None and fresh.setup.history_config is not UNSET
@@ -358,7 +359,7 @@ async def test_stale_handle_starts_fresh_session(server: FakeLiveServer, backend
     assert [c.role for c in seed.turns] == ["user", "model"]
     assert seed.turns[0].parts is not UNSET and seed.turns[0].parts[0].text == "remember me"
     nxt = fresh.received[2].realtime_input
-    assert nxt is not UNSET and nxt.text == "still there?"
+    assert nxt is not UNSET and nxt.text == "what did I say?"
 
 
 async def test_reseeding_can_be_turned_off(server: FakeLiveServer, backend_name: str) -> None:
@@ -370,6 +371,9 @@ async def test_reseeding_can_be_turned_off(server: FakeLiveServer, backend_name:
         await server.drop()
         events = await collect_until(session, lambda e: isinstance(e, ev.Resumed))
         assert events[-1] == ev.Resumed(state_restored=False)
+        await session.send_text("what did I say?")
+        got = await collect_until(session, is_turn_complete)
+    assert "Earlier you said: nothing" in texts(got)  # without the seed it forgot
 
 
 async def test_connect_with_history_seeds_a_brand_new_session(
@@ -380,8 +384,9 @@ async def test_connect_with_history_seeds_a_brand_new_session(
     )
     async with gl.connect(cfg) as session:
         assert session.history is not None and len(session.history) == 2
-        await session.send_text("what is my name?")
-        await collect_until(session, is_turn_complete)
+        await session.send_text("what did I say?")
+        got = await collect_until(session, is_turn_complete)
+    assert "Earlier you said: my name is Ada" in texts(got)
     seed = server.connections[0].received[1].client_content
     assert seed is not UNSET and seed.turns is not UNSET and len(seed.turns) == 2
 

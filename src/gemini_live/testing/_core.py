@@ -1039,8 +1039,18 @@ class _ConnectionLogic:
         await self._speech_started()
         actions = self._scripted(text=text)
         if actions is None:
-            actions = [Reply(f"You said: {text}")]
+            actions = [Reply(self._echo(text))]
         await self._generate(actions)
+
+    def _echo(self, text: str) -> str:
+        """The default answer: an echo; "what did I say?" is answered from the history
+        (so a test sees whether a fresh session was seeded with the conversation)."""
+        session = self.session
+        assert session is not None
+        if "what did i say" in text.lower():
+            earlier = [t for role, t in session.history[:-1] if role == "user"]
+            return f"Earlier you said: {earlier[-1] if earlier else 'nothing'}"
+        return f"You said: {text}"
 
     def _scripted(self, **turn: Any) -> list[Action | _EndTurn] | None:
         session = self.session

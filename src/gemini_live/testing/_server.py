@@ -164,6 +164,10 @@ class FakeLiveServer(LiveServerCore):
     answers, history and client messages of the current logical session, restored state
     included); :meth:`wait_for_conversation` waits until it satisfies a predicate.
 
+    A question containing "what did I say" is answered from the session's history
+    ("Earlier you said: <the previous user text>", or "nothing"): that is how a test sees
+    whether a fresh session was seeded with the conversation.
+
     Reply turn (text "hi" -> reply text "You said: hi"): ``reply_chunks`` audio frames,
     then ``{"serverContent": {"generationComplete": true}}``, then ``turnComplete`` with
     cumulative ``usageMetadata`` in the same frame, then a ``sessionResumptionUpdate``.
