@@ -256,9 +256,12 @@ def test_token_body_locks_everything_but_resumption() -> None:
     assert body["bidiGenerateContentSetup"]["generationConfig"] == {
         "speechConfig": {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}}}
     }
-    explicit = token_request_body(setup=setup, lock_fields=["model"], now=0.0)
+    # Every field sent is covered by the mask (the service's 400 rule).
+    assert set(body["bidiGenerateContentSetup"]) == {"model", "generationConfig"}
+    explicit = token_request_body(setup=setup, lock_fields=["model"], now=1_700_000_000.0)
     assert explicit["fieldMask"] == "model"
-    assert "fieldMask" not in token_request_body(now=0.0)
+    assert explicit["bidiGenerateContentSetup"] == {"model": "models/gemini-3.8-live"}
+    assert "fieldMask" not in token_request_body(now=1_700_000_000.0)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import re
 import time
 import urllib.parse
@@ -369,6 +370,7 @@ def token_request_body(
         "expireTime": _timestamp(expire_time, 30 * 60.0, t),
         "newSessionExpireTime": _timestamp(new_session_expire_time, 60.0, t),
     }
+    explicit = lock_fields is not None
     if setup is not None:
         setup_json = msgspec.to_builtins(setup)
         body["bidiGenerateContentSetup"] = setup_json
@@ -378,7 +380,71 @@ def token_request_body(
         raise ConfigError("lock_fields needs a setup to lock")
     if lock_fields is not None:
         body["fieldMask"] = ",".join(lock_fields)
-    return body
+    # The service rejects (HTTP 400) a setup field the mask does not cover: send only those.
+    return _covered_body(body, explicit=explicit)
+
+
+def _camel_path(raw: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for name in raw.strip().split("."):
+        if not name:
+            raise ConfigError(f"lock_fields: {raw!r} has an empty path element")
+        if name.isdigit() or "[" in name or "]" in name:
+            raise ConfigError(
+                f"lock_fields: {raw!r}: array indices are not valid in a field mask;"
+                f" lock the whole field ({'.'.join(names) or name!r})"
+            )
+        camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
+        if not re.fullmatch(r"[a-z][A-Za-z0-9]*", camel):
+            raise ConfigError(f"lock_fields: {raw!r} is not a wire field path")
+        names.append(camel)
+    return tuple(names)
+
+
+def _covered_body(body: dict[str, Any], *, explicit: bool) -> dict[str, Any]:
+    """Keep only the setup fields the mask covers (the service's 400 rule)."""
+    setup_json = body.get("bidiGenerateContentSetup")
+    mask = body.get("fieldMask")
+    if setup_json is None or mask is None:
+        return body
+    if not mask.strip():
+        raise ConfigError(
+            "lock_fields is empty: it would lock nothing; leave out setup= for an"
+            " unconstrained token"
+        )
+    paths: list[tuple[str, ...]] = []
+    for raw in mask.split(","):
+        path = _camel_path(raw)
+        if path not in paths:
+            paths.append(path)
+    # A path under another locked path adds nothing.
+    paths = [p for p in paths if not any(q != p and p[: len(q)] == q for q in paths)]
+    left_out: list[str] = []
+
+    def prune(obj: dict[str, Any], prefix: tuple[str, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            here = (*prefix, key)
+            if any(here[: len(p)] == p for p in paths):
+                out[key] = value
+            elif isinstance(value, dict) and any(p[: len(here)] == here for p in paths):
+                sub = prune(value, here)
+                if sub:
+                    out[key] = sub
+            else:
+                left_out.append(".".join(here))
+        return out
+
+    new = dict(body)
+    new["bidiGenerateContentSetup"] = prune(setup_json, ())
+    new["fieldMask"] = ",".join(".".join(p) for p in paths)
+    shown = [f for f in left_out if f != "sessionResumption" or explicit]
+    if shown:
+        logging.getLogger("gemini_live").warning(
+            "create_ephemeral_token: not covered by lock_fields, so not sent: %s",
+            ", ".join(shown),
+        )
+    return new
 
 
 async def create_ephemeral_token(
@@ -410,85 +476,20 @@ async def create_ephemeral_token(
     ConfigError too.
     """
     # Imported here: urllib.request and ssl cost ~10 ms at import and only this needs them.
-    import logging
-    import re
     import ssl
     import urllib.error
     import urllib.request
-
-    def camel_path(raw: str) -> tuple[str, ...]:
-        names: list[str] = []
-        for name in raw.strip().split("."):
-            if not name:
-                raise ConfigError(f"lock_fields: {raw!r} has an empty path element")
-            if name.isdigit() or "[" in name or "]" in name:
-                raise ConfigError(
-                    f"lock_fields: {raw!r}: array indices are not valid in a field mask;"
-                    f" lock the whole field ({'.'.join(names) or name!r})"
-                )
-            camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
-            if not re.fullmatch(r"[a-z][A-Za-z0-9]*", camel):
-                raise ConfigError(f"lock_fields: {raw!r} is not a wire field path")
-            names.append(camel)
-        return tuple(names)
-
-    def covered_body(body: dict[str, Any]) -> dict[str, Any]:
-        """Keep only the setup fields the mask covers (the service's 400 rule)."""
-        setup_json = body.get("bidiGenerateContentSetup")
-        mask = body.get("fieldMask")
-        if setup_json is None or mask is None:
-            return body
-        if not mask.strip():
-            raise ConfigError(
-                "lock_fields is empty: it would lock nothing; leave out setup= for an"
-                " unconstrained token"
-            )
-        paths: list[tuple[str, ...]] = []
-        for raw in mask.split(","):
-            path = camel_path(raw)
-            if path not in paths:
-                paths.append(path)
-        # A path under another locked path adds nothing.
-        paths = [p for p in paths if not any(q != p and p[: len(q)] == q for q in paths)]
-        left_out: list[str] = []
-
-        def prune(obj: dict[str, Any], prefix: tuple[str, ...]) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for key, value in obj.items():
-                here = (*prefix, key)
-                if any(here[: len(p)] == p for p in paths):
-                    out[key] = value
-                elif isinstance(value, dict) and any(p[: len(here)] == here for p in paths):
-                    sub = prune(value, here)
-                    if sub:
-                        out[key] = sub
-                else:
-                    left_out.append(".".join(here))
-            return out
-
-        new = dict(body)
-        new["bidiGenerateContentSetup"] = prune(setup_json, ())
-        new["fieldMask"] = ",".join(".".join(p) for p in paths)
-        shown = [f for f in left_out if f != "sessionResumption" or lock_fields is not None]
-        if shown:
-            logging.getLogger("gemini_live").warning(
-                "create_ephemeral_token: not covered by lock_fields, so not sent: %s",
-                ", ".join(shown),
-            )
-        return new
 
     if not api_key:
         raise ConfigError("API key is empty")
     register_secret(api_key)
     body = msgspec.json.encode(
-        covered_body(
-            token_request_body(
-                uses=uses,
-                expire_time=expire_time,
-                new_session_expire_time=new_session_expire_time,
-                setup=setup,
-                lock_fields=lock_fields,
-            )
+        token_request_body(
+            uses=uses,
+            expire_time=expire_time,
+            new_session_expire_time=new_session_expire_time,
+            setup=setup,
+            lock_fields=lock_fields,
         )
     )
     url = f"{base_url.rstrip('/')}/{api_version}/auth_tokens"
