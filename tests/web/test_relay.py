@@ -346,7 +346,10 @@ async def test_config_hook_errors_close_1011_and_rejections_are_forwarded() -> N
     def reject(_c: ConnectionInfo) -> gl.SessionConfig:
         raise RelayRejected("no model for you", code=4403)
 
-    for hook, expected in ((broken, (1011, "internal error")), (reject, (4403, "no model for you"))):
+    for hook, expected in (
+        (broken, (1011, "internal error")),
+        (reject, (4403, "no model for you")),
+    ):
         relay = Relay(hook)
         async with served_relay(relay) as url, client(url) as ws:
             assert await close_of(ws) == expected

@@ -33,6 +33,7 @@
   let replyScheduledMs = 0;
   let userLine = null;
   let modelLine = null;
+  let replyLine = null; // the transcript line of the reply being played
   let turnDetection = "vad";
 
   function setStatus(s, detail) {
@@ -87,6 +88,7 @@
     const now = outCtx.currentTime;
     if (playhead < now + 0.02) playhead = now + 0.02;
     if (replyStart === null) {
+      replyLine = modelLine;
       replyStart = playhead;
       replyScheduledMs = 0;
       setPlaying(true);
@@ -127,6 +129,7 @@
       state.playedMs += ms;
       send({ type: "playback", state: "stopped", played_ms: Math.round(ms) });
     }
+    return had ? ms : null;
   }
 
   // ---- relay messages --------------------------------------------------------------
@@ -149,11 +152,20 @@
       case "text":
         if (!modelLine) modelLine = line("model", "Gemini: ");
         appendTo(modelLine, "model", msg.text);
+        if (replyStart !== null && replyLine === null) replyLine = modelLine;
         break;
       case "interrupted":
         state.interruptions += 1;
-        stopPlayback();
-        if (modelLine) appendTo(modelLine, "model", " [interrupted]");
+        {
+          const heard = stopPlayback();
+          const cut = replyLine || modelLine;
+          if (cut) {
+            const note = heard === null ? "" : ` after ${(heard / 1000).toFixed(1)} s`;
+            appendTo(cut, "model", ` [interrupted${note}]`);
+            cut.classList.add("cut");
+          }
+        }
+        replyLine = null;
         modelLine = null;
         break;
       case "turn_complete":
