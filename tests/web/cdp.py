@@ -93,9 +93,10 @@ class Page:
                     return value
                 await asyncio.sleep(0.05)
 
-    async def screenshot(self, path: Path) -> None:
+    async def screenshot(self) -> bytes:
+        """A PNG of the page as it is now."""
         result = await self.call("Page.captureScreenshot", {"format": "png"})
-        path.write_bytes(base64.b64decode(result["data"]))
+        return base64.b64decode(result["data"])
 
     async def close(self) -> None:
         self._reader.cancel()

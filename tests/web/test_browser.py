@@ -92,12 +92,10 @@ async def test_page_in_headless_chromium(tmp_path: Path) -> None:
                 assert f"[interrupted after {stopped.played_ms / 1000:.1f} s]" in text, text
                 assert await page.evaluate("glState.status") == "open"
                 assert await page.evaluate("glState.audioChunks") >= REPLY_CHUNKS
-                shot = tmp_path / "page.png"
-                await page.screenshot(shot)
-                assert shot.stat().st_size > 5000
-                keep = Path(os.environ.get("GEMINI_LIVE_SCREENSHOT", ""))
-                if keep.name:
-                    keep.write_bytes(shot.read_bytes())
+                png = await page.screenshot()
+                assert png.startswith(b"\x89PNG") and len(png) > 5000
+                # Set GEMINI_LIVE_SCREENSHOT=/path.png to look at it.
+                keep = Path(os.environ.get("GEMINI_LIVE_SCREENSHOT") or tmp_path / "page.png")
+                await asyncio.to_thread(keep.write_bytes, png)
                 exceptions = [c for c in page.console if c.startswith("exception")]
                 assert not exceptions, exceptions
-    await asyncio.sleep(0)

@@ -325,13 +325,9 @@ async def test_upstream_failures_close_with_a_reason_without_secrets() -> None:
             code, reason = await close_of(ws, within=20)
             assert code == 4502 and reason.startswith("upstream connect failed"), reason
             assert secret not in reason
-        # The upstream closing mid-session closes the browser too.
-        ok = Relay(fake_config(FakeLiveServer()))
-        del ok
     async with FakeLiveServer() as server:
-        relay = Relay(
-            fake_config(server), turn_detection="server"
-        )  # no reconnects for a fatal close
+        # The upstream closing mid-session (a fatal close: no reconnect) closes the browser.
+        relay = Relay(fake_config(server), turn_detection="server")
         async with served_relay(relay) as url, client(url) as ws:
             await Inbox(ws).until_type("ready")
             await server.close(1008, "Requested entity was not found.")

@@ -25,6 +25,7 @@ from gemini_live.web._app import (
     create_app,
     page_html,
     running,
+    serve,
     static_file,
 )
 from gemini_live.web._relay import (
@@ -53,6 +54,7 @@ __all__ = [
     "create_app",
     "page_html",
     "running",
+    "serve",
     "static_file",
     "with_client_activity",
 ]

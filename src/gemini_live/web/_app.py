@@ -27,7 +27,15 @@ from gemini_live.web._relay import (
     parse_origins,
 )
 
-__all__ = ["TokenEndpoint", "TokenRequest", "create_app", "page_html", "running", "static_file"]
+__all__ = [
+    "TokenEndpoint",
+    "TokenRequest",
+    "create_app",
+    "page_html",
+    "running",
+    "serve",
+    "static_file",
+]
 
 logger = logging.getLogger("gemini_live.web")
 
@@ -282,17 +290,7 @@ def create_app(
     return Starlette(routes=routes)
 
 
-@contextlib.asynccontextmanager
-async def running(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
-) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn inside the current event loop; yields its base URL.
-
-    For tests, examples and small deployments (``port=0`` picks a free port)::
-
-        async with running(create_app(relay)) as url:
-            ...  # http://127.0.0.1:PORT
-    """
+def _uvicorn_server(app: Any, host: str, port: int, log_level: str) -> Any:
     import uvicorn
 
     config = uvicorn.Config(
@@ -304,18 +302,37 @@ async def running(
         lifespan="off",
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    return uvicorn.Server(config)
+
+
+async def _started(server: Any, task: asyncio.Task[None]) -> str:
+    # uvicorn offers no start event: watch its flag (bounded).
+    async with asyncio.timeout(10):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+    sock = server.servers[0].sockets[0]
+    bound_host, bound_port = sock.getsockname()[:2]
+    return f"http://{bound_host}:{bound_port}"
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn inside the current event loop; yields its base URL.
+
+    For tests, examples and small deployments (``port=0`` picks a free port)::
+
+        async with running(create_app(relay)) as url:
+            ...  # http://127.0.0.1:PORT
+    """
+    server = _uvicorn_server(app, host, port, log_level)
     task = asyncio.create_task(server.serve(), name="uvicorn")
     try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        sock = server.servers[0].sockets[0]
-        bound_host, bound_port = sock.getsockname()[:2]
-        yield f"http://{bound_host}:{bound_port}"
+        yield await _started(server, task)
     finally:
         server.should_exit = True
         try:
@@ -323,3 +340,23 @@ async def running(
                 await task
         except TimeoutError:
             task.cancel()
+
+
+async def serve(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "warning",
+    ready: Callable[[str], object] | None = None,
+) -> None:
+    """Serve an ASGI app with uvicorn until it is stopped (Ctrl-C / SIGTERM).
+
+    ``ready(url)`` is called once the socket is listening.
+    """
+    server = _uvicorn_server(app, host, port, log_level)
+    task = asyncio.create_task(server.serve(), name="uvicorn")
+    url = await _started(server, task)
+    if ready is not None:
+        ready(url)
+    await task
