@@ -11,6 +11,7 @@ import sys
 import urllib.request
 
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 
 async def test_web_command_serves_page_and_relay_offline() -> None:
@@ -42,7 +43,7 @@ async def test_web_command_serves_page_and_relay_offline() -> None:
                 return body
 
         assert b'<meta name="gl-relay" content="/live">' in await asyncio.to_thread(get, "/")
-        async with connect(base.replace("http", "ws") + "/live", origin=base) as ws:
+        async with connect(base.replace("http", "ws") + "/live", origin=Origin(base)) as ws:
             types: list[str] = []
             texts: list[str] = []
             async with asyncio.timeout(20):
@@ -61,7 +62,7 @@ async def test_web_command_serves_page_and_relay_offline() -> None:
             assert "".join(texts) == "You said: hello web"
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
-            out, err = await proc.communicate()
+            _out, err = await proc.communicate()
         assert proc.returncode == 130, err.decode()  # Ctrl-C, as for every command
         assert b"Traceback" not in err, err.decode()
     finally:
