@@ -513,13 +513,13 @@ class _Connection:
                     await self.session.close()
             if not self._closed:
                 await self.close(CLOSE_NORMAL, "bye")
-            relay.finished.append(info)
-            relay._notify()
             if relay._on_close is not None:
                 try:
                     await _maybe_await(relay._on_close(info))
                 except Exception:
                     logger.exception("relay on_close hook raised")
+            relay.finished.append(info)
+            relay._notify()
 
     async def _authorize(self) -> None:
         hook = self.relay._authorize
