@@ -90,15 +90,24 @@ class EnergyVad:
 
     A frame counts as speech when its RMS level is above both ``threshold_db`` (absolute,
     dBFS) and the tracked noise floor plus ``margin_db``. The floor follows quiet frames
-    down at once and up slowly (``floor_rise`` per non-speech frame), so a steady fan or
-    line hiss is learned and ignored. The probability ramps over ``ramp_db`` around the
-    decision point, so ``>= 0.5`` is the decision.
+    down at once and up slowly: by ``floor_rise`` of the gap per non-speech frame and by
+    ``floor_rise_speech`` per speech frame, so a steady fan or line hiss is learned and
+    ignored after a few seconds, while a long utterance barely moves it. The probability
+    ramps over ``ramp_db`` around the decision point, so ``>= 0.5`` is the decision.
 
     Good enough for a headset or a phone line; for a noisy room plug in a model-based
     detector through the :class:`Vad` protocol.
     """
 
-    __slots__ = ("_floor", "floor_rise", "initial_floor_db", "margin_db", "ramp_db", "threshold_db")
+    __slots__ = (
+        "_floor",
+        "floor_rise",
+        "floor_rise_speech",
+        "initial_floor_db",
+        "margin_db",
+        "ramp_db",
+        "threshold_db",
+    )
 
     def __init__(
         self,
@@ -107,6 +116,7 @@ class EnergyVad:
         margin_db: float = 12.0,
         ramp_db: float = 6.0,
         floor_rise: float = 0.05,
+        floor_rise_speech: float = 0.002,
         initial_floor_db: float = -70.0,
     ) -> None:
         if ramp_db <= 0:
@@ -117,6 +127,7 @@ class EnergyVad:
         self.margin_db = margin_db
         self.ramp_db = ramp_db
         self.floor_rise = floor_rise
+        self.floor_rise_speech = floor_rise_speech
         self.initial_floor_db = initial_floor_db
         self._floor = initial_floor_db
 
@@ -140,8 +151,9 @@ class EnergyVad:
         p = min(1.0, max(0.0, 0.5 + (db - decision) / self.ramp_db))
         if db < self._floor:
             self._floor = db
-        elif p < 0.5:
-            self._floor += (db - self._floor) * self.floor_rise
+        else:
+            rise = self.floor_rise if p < 0.5 else self.floor_rise_speech
+            self._floor += (db - self._floor) * rise
         return p
 
 
@@ -151,8 +163,9 @@ class VadAction:
 
     ``kind`` is ``"start"`` (an utterance begins; ``audio`` holds the pre-roll, already
     including the onset), ``"audio"`` (speech, or the hangover after it) or ``"end"`` (the
-    utterance ended; ``audio`` is empty). ``silence`` actions carry audio outside any
-    utterance and are only produced with ``emit_silence=True``.
+    utterance ended; ``audio`` is empty). ``"silence"`` actions carry audio outside any
+    utterance and are only produced with ``emit_silence=True`` (then ``"start"`` has no
+    audio: its frames were passed through already).
     """
 
     kind: Literal["start", "audio", "end", "silence"]
@@ -171,7 +184,9 @@ class ActivityDetector:
         pre_roll_ms: Audio before the onset sent with the start (the onset is never clipped).
         max_utterance_s: Force an end after this long (a stuck detector cannot hold a turn open
             forever); ``None`` for no limit.
-        emit_silence: Also return the audio outside utterances (``"silence"`` actions).
+        emit_silence: Pass every frame through at once: audio outside utterances comes
+            as ``"silence"`` actions and ``"start"`` carries no pre-roll (it was already
+            passed). For streaming everything to a service that does its own detection.
     """
 
     def __init__(
@@ -279,10 +294,19 @@ class ActivityDetector:
             ):
                 self._end(out)
             return
-        if self.emit_silence and len(self._ring) == self._ring.maxlen:
-            out.append(VadAction("silence", self._ring[0]))
-        self._ring.append(frame)
         self._speech_run = self._speech_run + 1 if speech else 0
+        if self.emit_silence:
+            # Pass-through: every frame leaves at once; start/end are markers only.
+            out.append(VadAction("silence", frame))
+            if self._speech_run >= self._start_frames:
+                self._speaking = True
+                self._silence_run = 0
+                self._frames_in_utterance = self._speech_run
+                self._speech_run = 0
+                self.utterances += 1
+                out.append(VadAction("start"))
+            return
+        self._ring.append(frame)
         if self._speech_run >= self._start_frames:
             pre = b"".join(self._ring)
             self._ring.clear()
