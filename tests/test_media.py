@@ -169,7 +169,7 @@ async def test_screen_frames_with_a_stub_grabber() -> None:
     await anext(frames)
     assert first.shape == (2, 4, 3) and tuple(first[0, 0]) == (30, 20, 10)  # BGRA -> RGB
     assert Grabber.calls == 2
-    await frames.aclose()  # type: ignore[attr-defined]
+    await frames.aclose()
 
 
 def test_playback_buffer_reports_what_was_heard() -> None:

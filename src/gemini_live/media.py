@@ -21,7 +21,7 @@ import io
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -306,7 +306,7 @@ class VideoSender:
 
 async def screen_frames(
     *, fps: float = 1.0, monitor: int = 1, grabber: Any = None
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Capture the screen ``fps`` times a second as RGB numpy arrays (needs ``mss`` and numpy).
 
     ``grabber`` replaces ``mss.mss()`` (tests); grabbing runs in a worker thread.
@@ -352,7 +352,7 @@ def _sounddevice() -> Any:
 
 async def microphone(
     *, sample_rate: int = INPUT_RATE, chunk_ms: int = 20, device: Any = None, max_queue: int = 500
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield PCM16 mono chunks from the microphone (``sounddevice``), ``chunk_ms`` each.
 
     The audio thread hands chunks to the event loop through a bounded queue; if the loop
