@@ -141,7 +141,7 @@ class TwilioBridge:
     mount it like any ASGI WebSocket endpoint::
 
         bridge = TwilioBridge(lambda call: gl.build_config(api_key=KEY))
-        app.add_websocket_route("/twilio", bridge)
+        app.router.routes.append(WebSocketRoute("/twilio", bridge))  # Starlette/FastAPI
 
     Caller audio (mu-law 8 kHz) is decoded and resampled to ``input_rate`` (16 kHz); the
     model's 24 kHz audio is resampled to 8 kHz, mu-law encoded and sent in 20 ms

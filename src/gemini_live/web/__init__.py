@@ -7,7 +7,7 @@ Two patterns:
 
       from gemini_live.web import Relay
       relay = Relay(lambda conn: gl.build_config(api_key=KEY))
-      app.add_websocket_route("/live", relay)        # Starlette or FastAPI
+      app.router.routes.append(WebSocketRoute("/live", relay))  # Starlette or FastAPI
 
 * **Direct**: :class:`TokenEndpoint` mints one ephemeral token per browser session and the
   browser connects to the Live API itself.

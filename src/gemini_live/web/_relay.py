@@ -281,7 +281,7 @@ class Relay:
     in the ``config`` hook on the server. Mount it in a Starlette or FastAPI app::
 
         relay = Relay(lambda conn: gl.build_config(api_key=KEY, voice="Puck"))
-        app.add_websocket_route("/live", relay)
+        app.router.routes.append(WebSocketRoute("/live", relay))  # Starlette/FastAPI
 
     Args:
         config: ``config(conn) -> SessionConfig`` (sync or async), called per connection:
