@@ -255,7 +255,7 @@ def create_app(
         from starlette.applications import Starlette
         from starlette.requests import Request
         from starlette.responses import JSONResponse, Response
-        from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+        from starlette.routing import BaseRoute, Route, WebSocketRoute
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("create_app needs the web extra: pip install 'gemini-live[web]'") from exc
 
@@ -286,7 +286,7 @@ def create_app(
     if page:
         routes += [Route("/", index), Route("/static/{name}", static)]
     if token_endpoint is not None:
-        routes.append(Mount(token_path, token_endpoint))
+        routes.append(Route(token_path, token_endpoint))
     return Starlette(routes=routes)
 
 
