@@ -19,7 +19,13 @@ import pybase64
 
 import gemini_live as gl
 from gemini_live import events as ev
-from gemini_live.audio import OUTPUT_RATE, Resampler, pcm16_to_ulaw, ulaw_to_pcm16
+from gemini_live.audio import (
+    OUTPUT_RATE,
+    ResampleBackend,
+    Resampler,
+    pcm16_to_ulaw,
+    ulaw_to_pcm16,
+)
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.vad import ActivityDetector, ActivitySender
 
@@ -36,6 +42,19 @@ PHONE_RATE: Final = 8000
 FRAME_MS: Final = 20
 FRAME_BYTES: Final = PHONE_RATE * FRAME_MS // 1000  # one byte per mu-law sample
 _ULAW_SILENCE: Final = 0xFF
+
+
+def _low_latency_backend() -> ResampleBackend:
+    # soxr's streaming mode releases output in ~100 ms blocks: too late for turn taking
+    # on a phone line. The numpy sinc stream (or the linear fallback) emits per chunk.
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return "python"
+    return "numpy"
+
+
+_BACKEND: Final = _low_latency_backend()
 
 
 class _Close(Exception):
@@ -254,8 +273,12 @@ class _Call:
         self.sender: ActivitySender | None = None
         self._closed = False
         self._send_lock = asyncio.Lock()
-        self._up = Resampler(PHONE_RATE, bridge.input_rate) if bridge.input_rate != 8000 else None
-        self._down = Resampler(OUTPUT_RATE, PHONE_RATE)
+        self._up = (
+            Resampler(PHONE_RATE, bridge.input_rate, backend=_BACKEND)
+            if bridge.input_rate != 8000
+            else None
+        )
+        self._down = Resampler(OUTPUT_RATE, PHONE_RATE, backend=_BACKEND)
         self._down_rate = OUTPUT_RATE
         # Outbound audio not yet sent, one segment per reply.
         self._queue: deque[_Segment] = deque()
@@ -494,7 +517,7 @@ class _Call:
             match event:
                 case ev.ModelAudio(data=data, sample_rate=rate):
                     if rate != self._down_rate:
-                        self._down = Resampler(rate, PHONE_RATE)
+                        self._down = Resampler(rate, PHONE_RATE, backend=_BACKEND)
                         self._down_rate = rate
                     queue = self._queue
                     if not queue or queue[-1].done:
