@@ -32,6 +32,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gemini_live as gl
@@ -263,53 +264,47 @@ def _clients(url: str, origin: str, n: int, seconds: float, result: Any) -> None
     asyncio.run(main())
 
 
-async def bench_levels(
-    server: FakeLiveServer, levels: list[int], seconds: float
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for n in levels:
-        relay = Relay(
-            _config(server), detector=_detector, limits=RelayLimits(max_connections=10_000)
+async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t = loop.time()
+        await asyncio.sleep(0.005)
+        lags.append((loop.time() - t - 0.005) * 1000)
+
+
+async def bench_level(server: FakeLiveServer, n: int, seconds: float) -> dict[str, Any]:
+    relay = Relay(_config(server), detector=_detector, limits=RelayLimits(max_connections=10_000))
+    lags: list[float] = []
+    stop = asyncio.Event()
+    ctx = multiprocessing.get_context("spawn")
+    async with running(create_app(relay, page=False)) as base:
+        mon = asyncio.create_task(_loop_lag(lags, stop))
+        mgr = ctx.Manager()
+        result = mgr.dict()
+        proc = ctx.Process(
+            target=_clients,
+            args=(base.replace("http", "ws") + "/live", base, n, seconds, result),
         )
-        async with running(create_app(relay, page=False)) as base:
-            lags: list[float] = []
-            stop = asyncio.Event()
-
-            async def monitor() -> None:
-                loop = asyncio.get_running_loop()
-                while not stop.is_set():
-                    t = loop.time()
-                    await asyncio.sleep(0.005)
-                    lags.append((loop.time() - t - 0.005) * 1000)
-
-            mon = asyncio.create_task(monitor())
-            mgr = multiprocessing.get_context("spawn").Manager()
-            result = mgr.dict()
-            proc = multiprocessing.get_context("spawn").Process(
-                target=_clients,
-                args=(base.replace("http", "ws") + "/live", base, n, seconds, result),
-            )
-            proc.start()
-            await asyncio.to_thread(proc.join, seconds + 60)
-            stop.set()
-            await mon
-            res = dict(result)
-            mgr.shutdown()
-            await relay.wait_until(lambda: relay.stats.active == 0, within=30)
-        expected_turns = n * int(seconds * 1000 // (len(FRAMES) * 20))
-        row = {
-            "connections": n,
-            "peak_active": relay.stats.peak_active,
-            "loop_lag_p50_ms": round(pct(lags, 0.5), 2),
-            "loop_lag_p99_ms": round(pct(lags, 0.99), 2),
-            "turns": int(res.get("turns", 0)),
-            "turns_expected": expected_turns,
-            "late_client_frames": int(res.get("late_frames", 0)),
-        }
-        row["real_time"] = row["loop_lag_p99_ms"] < 20 and row["turns"] >= 0.9 * expected_turns
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows
+        proc.start()
+        await asyncio.to_thread(proc.join, seconds + 60)
+        stop.set()
+        await mon
+        res = dict(result)
+        mgr.shutdown()
+        await relay.wait_until(lambda: relay.stats.active == 0, within=30)
+    expected_turns = n * int(seconds * 1000 // (len(FRAMES) * 20))
+    row: dict[str, Any] = {
+        "connections": n,
+        "peak_active": relay.stats.peak_active,
+        "loop_lag_p50_ms": round(pct(lags, 0.5), 2),
+        "loop_lag_p99_ms": round(pct(lags, 0.99), 2),
+        "turns": int(res.get("turns", 0)),
+        "turns_expected": expected_turns,
+        "late_client_frames": int(res.get("late_frames", 0)),
+    }
+    row["real_time"] = row["loop_lag_p99_ms"] < 20 and row["turns"] >= 0.9 * expected_turns
+    print(json.dumps(row), flush=True)
+    return row
 
 
 async def main(argv: list[str]) -> int:
@@ -333,10 +328,9 @@ async def main(argv: list[str]) -> int:
         results["latency"] = rows
         levels = [int(x) for x in args.levels.split(",") if x]
         if levels:
-            results["levels"] = await bench_levels(server, levels, args.seconds)
+            results["levels"] = [await bench_level(server, n, args.seconds) for n in levels]
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=2))
     return 0
 
 
