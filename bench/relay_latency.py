@@ -124,7 +124,12 @@ async def bench_relay(server: FakeLiveServer, turns: int, mode: str) -> list[flo
         _config(server),
         turn_detection="manual" if mode == "manual" else "vad",
         detector=_detector,
-        limits=RelayLimits(audio_bytes_per_second=1e9, audio_burst_bytes=10**9),
+        limits=RelayLimits(
+            audio_bytes_per_second=1e9,
+            audio_burst_bytes=10**9,
+            messages_per_second=1e9,
+            message_burst=10**9,
+        ),
     )
     out: list[float] = []
     async with running(create_app(relay, page=False)) as base:
