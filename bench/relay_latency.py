@@ -15,8 +15,10 @@ answers a turn at once, so the numbers are the client side's own cost:
 
 "Added" is each path's p50/p99 minus the direct path's. Then ``levels``: N browser
 clients (in a child process) each stream 20 ms frames at real-time pace through one relay
-process; the relay process holds N in real time when its event-loop lag p99 stays under
-20 ms (one frame) and every client's replies keep coming.
+process (the fake server runs in a third process), each finishing an utterance every
+300 ms (a busy worst case: everyone talks all the time). The relay process holds N in
+real time when its event-loop lag p99 stays under 20 ms (one frame) and every client's
+replies keep coming.
 """
 
 from __future__ import annotations
@@ -277,11 +279,40 @@ async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
         lags.append((loop.time() - t - 0.005) * 1000)
 
 
-async def bench_level(server: FakeLiveServer, n: int, seconds: float) -> dict[str, Any]:
-    relay = Relay(_config(server), detector=_detector, limits=RelayLimits(max_connections=10_000))
+def _fake_process(urls: Any, stop: Any) -> None:
+    """Child process: the fake Live API server, so it does not share the relay's CPU."""
+
+    async def main() -> None:
+        async with FakeLiveServer(reply_chunks=REPLY_CHUNKS, record_frames=False) as server:
+            urls.put(server.url)
+            await asyncio.to_thread(stop.wait)
+
+    asyncio.run(main())
+
+
+async def bench_level(n: int, seconds: float) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    stop_fake = ctx.Event()
+    urls = ctx.Queue()
+    fake = ctx.Process(target=_fake_process, args=(urls, stop_fake))
+    fake.start()
+    fake_url = await asyncio.to_thread(urls.get, True, 60)
+    try:
+        return await _level(fake_url, n, seconds)
+    finally:
+        stop_fake.set()
+        await asyncio.to_thread(fake.join, 30)
+
+
+async def _level(fake_url: str, n: int, seconds: float) -> dict[str, Any]:
+    def config(_c: Any) -> gl.SessionConfig:
+        return gl.build_config(url=fake_url)
+
+    relay = Relay(config, detector=_detector, limits=RelayLimits(max_connections=10_000))
     lags: list[float] = []
     stop = asyncio.Event()
     ctx = multiprocessing.get_context("spawn")
+    # Three processes: the fake server, the relay (this one, measured), the browsers.
     async with running(create_app(relay, page=False)) as base:
         mon = asyncio.create_task(_loop_lag(lags, stop))
         mgr = ctx.Manager()
@@ -333,7 +364,7 @@ async def main(argv: list[str]) -> int:
         results["latency"] = rows
         levels = [int(x) for x in args.levels.split(",") if x]
         if levels:
-            results["levels"] = [await bench_level(server, n, args.seconds) for n in levels]
+            results["levels"] = [await bench_level(n, args.seconds) for n in levels]
     if args.json:
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=2))
     return 0

@@ -57,6 +57,10 @@ def _low_latency_backend() -> ResampleBackend:
 _BACKEND: Final = _low_latency_backend()
 
 
+class _Gone(Exception):
+    """Twilio disconnected; nothing more to send or log."""
+
+
 class _Close(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -295,7 +299,14 @@ class _Call:
         if self._closed:
             return
         async with self._send_lock:
-            await self._send({"type": "websocket.send", "text": _encode(obj).decode()})
+            try:
+                await self._send({"type": "websocket.send", "text": _encode(obj).decode()})
+            except Exception:
+                # Twilio hung up mid-send (the server raises its own error type).
+                self._closed = True
+                if self.info.close is None:
+                    self.info.close = (1001, "Twilio disconnected")
+                raise _Gone() from None
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed:
@@ -330,6 +341,8 @@ class _Call:
                 info.identity = identity
             bridge._notify()
             await self._serve()
+        except _Gone:
+            pass
         except _Close as exc:
             await self.close(exc.code, exc.reason)
         except Exception:

@@ -178,6 +178,10 @@ _decoder: Final = msgspec.json.Decoder(_Inbound)
 _encode: Final = msgspec.json.Encoder().encode
 
 
+class _Gone(Exception):
+    """The browser disconnected; nothing more to send or log."""
+
+
 class _Close(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -447,16 +451,24 @@ class _Connection:
         self._accepted = True
 
     async def send_json(self, obj: dict[str, Any]) -> None:
-        if self._closed:
-            return
-        async with self._send_lock:
-            await self._send({"type": "websocket.send", "text": _encode(obj).decode()})
+        await self._send_message({"type": "websocket.send", "text": _encode(obj).decode()})
 
     async def send_bytes(self, data: bytes) -> None:
+        await self._send_message({"type": "websocket.send", "bytes": data})
+
+    async def _send_message(self, message: Message) -> None:
         if self._closed:
             return
         async with self._send_lock:
-            await self._send({"type": "websocket.send", "bytes": data})
+            try:
+                await self._send(message)
+            except Exception:
+                # The browser went away mid-send (the server raises its own error type).
+                self._closed = True
+                if self.info.close is None:
+                    self.info.close = (CLOSE_GOING_AWAY, "browser disconnected")
+                    self.relay._count_close("browser disconnected")
+                raise _Gone() from None
 
     async def close(self, code: int, reason: str) -> None:
         if self._closed:
@@ -495,6 +507,8 @@ class _Connection:
             stats.accepted += 1
             relay._notify()
             await self._serve()
+        except _Gone:
+            pass
         except _Close as exc:
             await self.close(exc.code, exc.reason)
         except RelayRejected as exc:
