@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -375,3 +376,20 @@ async def test_http_request_to_the_relay_gets_426_and_the_page_is_served() -> No
             assert (await asyncio.to_thread(get, "/voice"))[0] == 426
             status, _, body = await asyncio.to_thread(get, "/healthz")
             assert status == 200 and json.loads(body)["ok"] is True
+
+
+async def test_a_browser_vanishing_mid_reply_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    async with FakeLiveServer(reply_chunks=300) as server:
+        relay = Relay(fake_config(server))
+        async with served_relay(relay) as url:
+            async with client(url) as ws:
+                box = Inbox(ws)
+                await box.until_type("ready")
+                await ws.send(json.dumps({"type": "text", "text": "talk a lot"}))
+                await box.until(lambda b: len(b.audio) > 0)
+                ws.transport.abort()  # no close frame: the tab crashed
+            await relay.wait_until(lambda: relay.stats.active == 0)
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+            async with client(url) as ws:  # business as usual
+                await Inbox(ws).until_type("ready")
+        await server.wait_for_close(0)

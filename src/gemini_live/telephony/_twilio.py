@@ -345,6 +345,9 @@ class _Call:
             pass
         except _Close as exc:
             await self.close(exc.code, exc.reason)
+        except GeminiLiveError as exc:
+            logger.warning("call %d: upstream error: %s", info.id, exc)
+            await self.close(4502, f"upstream error: {type(exc).__name__}")
         except Exception:
             logger.exception("call %d failed", info.id)
             await self.close(1011, "internal error")

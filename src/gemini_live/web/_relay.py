@@ -513,6 +513,9 @@ class _Connection:
             await self.close(exc.code, exc.reason)
         except RelayRejected as exc:
             await self.close(exc.code, exc.reason)
+        except GeminiLiveError as exc:
+            logger.warning("relay connection %d: upstream error: %s", info.id, exc)
+            await self.close(CLOSE_UPSTREAM, f"upstream error: {type(exc).__name__}")
         except Exception:
             logger.exception("relay connection %d failed", info.id)
             await self.close(CLOSE_INTERNAL, "internal error")
