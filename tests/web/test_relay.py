@@ -393,3 +393,14 @@ async def test_a_browser_vanishing_mid_reply_is_quiet(caplog: pytest.LogCaptureF
             async with client(url) as ws:  # business as usual
                 await Inbox(ws).until_type("ready")
         await server.wait_for_close(0)
+
+
+async def test_idle_timeout() -> None:
+    async with FakeLiveServer() as server:
+        relay = Relay(fake_config(server), limits=RelayLimits(idle_timeout=0.3))
+        async with served_relay(relay) as url, client(url) as ws:
+            box = Inbox(ws)
+            await box.until_type("ready")
+            await ws.send(json.dumps({"type": "ping"}))
+            await box.until_type("pong")
+            assert await close_of(ws) == (1008, "idle timeout")

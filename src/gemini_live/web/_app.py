@@ -299,6 +299,8 @@ def _uvicorn_server(app: Any, host: str, port: int, log_level: str) -> Any:
         port=port,
         log_level=log_level,
         ws="websockets-sansio",
+        # PCM does not compress: permessage-deflate would only burn CPU on every frame.
+        ws_per_message_deflate=False,
         lifespan="off",
         access_log=False,
     )

@@ -439,7 +439,7 @@ class _Connection:
         self._bytes = _Bucket(lim.audio_bytes_per_second, lim.audio_burst_bytes)
         self._resampler: Resampler | None = None
         self._send_lock = asyncio.Lock()
-        self._vad_speaking = False
+        self._last_rx = time.monotonic()
 
     # -- low-level ASGI ------------------------------------------------------------------
 
@@ -587,14 +587,18 @@ class _Connection:
         )
         if relay._on_session is not None:
             await _maybe_await(relay._on_session(session, self.info))
-        down = asyncio.create_task(self._downstream(session), name="relay-down")
-        up = asyncio.create_task(self._upstream(session), name="relay-up")
+        tasks = {
+            asyncio.create_task(self._downstream(session), name="relay-down"),
+            asyncio.create_task(self._upstream(session), name="relay-up"),
+        }
+        if relay.limits.idle_timeout is not None:
+            tasks.add(asyncio.create_task(self._idle_watchdog(relay.limits.idle_timeout)))
         try:
-            done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in (down, up):
+            for t in tasks:
                 t.cancel()
-            await asyncio.gather(down, up, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         for t in done:
             exc = t.exception()
             if exc is not None:
@@ -602,17 +606,18 @@ class _Connection:
 
     # -- browser -> session ------------------------------------------------------------
 
+    async def _idle_watchdog(self, idle: float) -> None:
+        # One timer per connection instead of a timeout around every receive.
+        while True:
+            left = self._last_rx + idle - time.monotonic()
+            if left <= 0:
+                raise _Close(CLOSE_POLICY, "idle timeout")
+            await asyncio.sleep(left)  # a timer: re-checked against the last message
+
     async def _upstream(self, session: gl.Session) -> None:
         lim = self.relay.limits
         while True:
-            if lim.idle_timeout is not None:
-                try:
-                    async with asyncio.timeout(lim.idle_timeout):
-                        msg = await self._receive()
-                except TimeoutError:
-                    raise _Close(CLOSE_POLICY, "idle timeout") from None
-            else:
-                msg = await self._receive()
+            msg = await self._receive()
             kind = msg["type"]
             if kind == "websocket.disconnect":
                 self._closed = True
@@ -622,7 +627,7 @@ class _Connection:
                 return
             if kind != "websocket.receive":
                 continue
-            now = time.monotonic()
+            now = self._last_rx = time.monotonic()
             data = msg.get("bytes")
             text = msg.get("text")
             size = len(data) if data is not None else len(text.encode()) if text else 0
