@@ -248,3 +248,59 @@ async def test_authorize_hook_sees_custom_parameters() -> None:
         async with call(bridge) as (tw, _pump):
             await tw.start(token="s3cret")
             await server.wait_for_setup(0)
+
+
+async def test_telnyx_dialect_with_a_law() -> None:
+    from gemini_live.audio import alaw_to_pcm16, pcm16_to_alaw
+    from gemini_live.telephony import TelnyxBridge
+
+    async with FakeLiveServer(reply_chunks=5) as server:
+        bridge = TelnyxBridge(fake_config(server))
+        app = Starlette(routes=[WebSocketRoute("/telnyx", bridge)])
+        sid = "32DE0DEA-53CB-4B21-89A4-9E1819C043BC"
+        async with running(app) as base, connect(base.replace("http", "ws") + "/telnyx") as ws:
+            await ws.send(json.dumps({"event": "connected", "version": "1.0.0"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "event": "start",
+                        "sequence_number": "1",
+                        "stream_id": sid,
+                        "start": {
+                            "call_control_id": "v3:call-1",
+                            "client_state": "aGVsbG8=",
+                            "media_format": {
+                                "encoding": "PCMA",
+                                "sample_rate": 8000,
+                                "channels": 1,
+                            },
+                        },
+                    }
+                )
+            )
+            alaw = pcm16_to_alaw(resample(silence(300) + speech(600) + silence(800), 16000, 8000))
+            for i in range(0, len(alaw), 160):
+                chunk = base64.b64encode(alaw[i : i + 160]).decode()
+                await ws.send(
+                    json.dumps({"event": "media", "stream_id": sid, "media": {"payload": chunk}})
+                )
+            got: list[dict[str, Any]] = []
+            async with asyncio.timeout(20):
+                while not got or got[-1]["event"] != "mark":
+                    got.append(json.loads(await ws.recv()))
+            assert all(m["stream_id"] == sid for m in got)
+            media = [base64.b64decode(m["media"]["payload"]) for m in got if m["event"] == "media"]
+            assert len(media) == 10 and all(len(f) == 160 for f in media)  # 200 ms of reply
+            pcm = alaw_to_pcm16(b"".join(media))
+            assert (
+                max(
+                    abs(int.from_bytes(pcm[i : i + 2], "little", signed=True))
+                    for i in range(0, len(pcm), 2)
+                )
+                > 1000
+            )
+            info = next(iter(bridge.calls.values()))
+            assert info.call_sid == "v3:call-1"
+            assert info.custom_parameters == {"client_state": "aGVsbG8="}
+            await ws.send(json.dumps({"event": "stop", "stream_id": sid}))
+            await bridge.wait_until(lambda: len(bridge.finished) == 1)

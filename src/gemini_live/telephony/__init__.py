@@ -1,4 +1,5 @@
-"""Put a voice agent on the phone: Twilio Media Streams bridged to a Live API session.
+"""Put a voice agent on the phone: Twilio (or Telnyx) media streams bridged to a Live API
+session.
 
 :class:`TwilioBridge` is an ASGI WebSocket endpoint (mount it in Starlette or FastAPI,
 needs no framework itself). It converts mu-law 8 kHz to PCM 16 kHz and the model's
@@ -7,6 +8,6 @@ tracks with ``mark`` messages how much of each reply the caller heard, and repor
 ``start``/``dtmf``/``stop`` to the app through hooks.
 """
 
-from gemini_live.telephony._twilio import CallInfo, TwilioBridge
+from gemini_live.telephony._twilio import CallInfo, TelnyxBridge, TwilioBridge
 
-__all__ = ["CallInfo", "TwilioBridge"]
+__all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]

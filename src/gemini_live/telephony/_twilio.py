@@ -23,13 +23,15 @@ from gemini_live.audio import (
     OUTPUT_RATE,
     ResampleBackend,
     Resampler,
+    alaw_to_pcm16,
+    pcm16_to_alaw,
     pcm16_to_ulaw,
     ulaw_to_pcm16,
 )
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.vad import ActivityDetector, ActivitySender
 
-__all__ = ["CallInfo", "TwilioBridge"]
+__all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]
 
 logger = logging.getLogger("gemini_live.telephony")
 
@@ -41,7 +43,12 @@ Send = Callable[[Message], Awaitable[None]]
 PHONE_RATE: Final = 8000
 FRAME_MS: Final = 20
 FRAME_BYTES: Final = PHONE_RATE * FRAME_MS // 1000  # one byte per mu-law sample
-_ULAW_SILENCE: Final = 0xFF
+# Encoding names (Twilio, Telnyx) -> G.711 law.
+_LAWS: Final = {"audio/x-mulaw": "ulaw", "PCMU": "ulaw", "audio/x-alaw": "alaw", "PCMA": "alaw"}
+_CODECS: Final = {
+    "ulaw": (ulaw_to_pcm16, pcm16_to_ulaw, 0xFF),
+    "alaw": (alaw_to_pcm16, pcm16_to_alaw, 0xD5),
+}
 
 
 def _low_latency_backend() -> ResampleBackend:
@@ -68,13 +75,14 @@ class _Close(Exception):
         self.reason = reason
 
 
-# -- Twilio messages (inbound) ------------------------------------------------------------
+# -- inbound messages (Twilio camelCase, Telnyx snake_case) ---------------------------
 
 
 class _MediaFormat(msgspec.Struct):
     encoding: str = "audio/x-mulaw"
-    sampleRate: int = PHONE_RATE
+    sampleRate: int | None = None
     channels: int = 1
+    sample_rate: int | None = None  # Telnyx spelling
 
 
 class _StartBody(msgspec.Struct):
@@ -82,8 +90,12 @@ class _StartBody(msgspec.Struct):
     callSid: str = ""
     accountSid: str = ""
     tracks: list[str] = msgspec.field(default_factory=list)
-    mediaFormat: _MediaFormat = msgspec.field(default_factory=_MediaFormat)
+    mediaFormat: _MediaFormat | None = None
     customParameters: dict[str, str] = msgspec.field(default_factory=dict)
+    # Telnyx spellings.
+    call_control_id: str = ""
+    client_state: str = ""
+    media_format: _MediaFormat | None = None
 
 
 class _MediaBody(msgspec.Struct):
@@ -106,6 +118,7 @@ class _Inbound(msgspec.Struct):
     event: str
     streamSid: str | None = None
     sequenceNumber: str | None = None
+    stream_id: str | None = None  # Telnyx spelling
     start: _StartBody | None = None
     media: _MediaBody | None = None
     mark: _MarkBody | None = None
@@ -185,6 +198,9 @@ class TwilioBridge:
     hang up with 4401; ``on_session(session, call)`` once connected; ``on_dtmf(call,
     digit, session)`` for key presses; ``on_stop(call)`` when the call ends.
     """
+
+    #: Key of the stream id in messages sent to the provider.
+    stream_id_field = "streamSid"
 
     def __init__(
         self,
@@ -290,6 +306,8 @@ class _Call:
         self._replies = itertools.count(1)
         self._generation = 0
         self._mark_names = itertools.count(1)
+        self._sid_key = bridge.stream_id_field
+        self._decode_g711, self._encode_g711, self._silence = _CODECS["ulaw"]
         # mark name -> (reply, ms of that reply played once the mark comes back)
         self._marks: dict[str, tuple[int, int]] = {}
 
@@ -400,19 +418,21 @@ class _Call:
         except TimeoutError:
             raise _Close(1008, "no start message") from None
         start = m.start
-        fmt = start.mediaFormat
-        if (fmt.encoding, fmt.sampleRate, fmt.channels) != ("audio/x-mulaw", PHONE_RATE, 1):
-            raise _Close(
-                1003,
-                f"unsupported media format {fmt.encoding} {fmt.sampleRate} Hz x{fmt.channels}",
-            )
+        fmt = start.mediaFormat or start.media_format or _MediaFormat()
+        rate = fmt.sampleRate or fmt.sample_rate or PHONE_RATE
+        law = _LAWS.get(fmt.encoding)
+        if law is None or rate != PHONE_RATE or fmt.channels != 1:
+            raise _Close(1003, f"unsupported media format {fmt.encoding} {rate} Hz x{fmt.channels}")
+        self._decode_g711, self._encode_g711, self._silence = _CODECS[law]
         info = self.info
-        info.stream_sid = start.streamSid or m.streamSid or ""
+        info.stream_sid = start.streamSid or m.streamSid or m.stream_id or ""
         if not info.stream_sid:
-            raise _Close(1008, "start without streamSid")
-        info.call_sid = start.callSid
+            raise _Close(1008, "start without a stream id")
+        info.call_sid = start.callSid or start.call_control_id
         info.account_sid = start.accountSid
         info.custom_parameters = dict(start.customParameters)
+        if start.client_state:
+            info.custom_parameters["client_state"] = start.client_state
 
     async def _open_session(self) -> gl.Session:
         bridge = self.bridge
@@ -479,13 +499,13 @@ class _Call:
                 if m.media.track not in ("inbound", "inbound_track"):
                     continue
                 try:
-                    ulaw = pybase64.b64decode(m.media.payload, validate=True)
+                    g711 = pybase64.b64decode(m.media.payload, validate=True)
                 except ValueError:
                     raise _Close(1003, "media payload is not base64") from None
-                if not ulaw:
+                if not g711:
                     continue
                 info.media_in += 1
-                pcm = ulaw_to_pcm16(ulaw)
+                pcm = self._decode_g711(g711)
                 if self._up is not None:
                     pcm = self._up.process(pcm)
                     if not pcm:
@@ -542,7 +562,7 @@ class _Call:
                         queue.append(_Segment(reply))
                     pcm8 = self._down.process(data)
                     if pcm8:
-                        queue[-1].data += pcm16_to_ulaw(pcm8)
+                        queue[-1].data += self._encode_g711(pcm8)
                         self._out_event.set()
                 case ev.Interrupted():
                     info.interruptions += 1
@@ -555,7 +575,7 @@ class _Call:
                         tail = self._down.flush()
                         self._down.reset()
                         if tail:
-                            queue[-1].data += pcm16_to_ulaw(tail)
+                            queue[-1].data += self._encode_g711(tail)
                         queue[-1].done = True
                         self._out_event.set()
                     self.bridge._notify()
@@ -572,7 +592,7 @@ class _Call:
         # Marks still out belong to audio Twilio now drops (it echoes them on clear).
         self._marks.clear()
         self.info.clears += 1
-        await self._send_json({"event": "clear", "streamSid": self.info.stream_sid})
+        await self._send_json({"event": "clear", self._sid_key: self.info.stream_sid})
         self.bridge._notify()
 
     async def _send_mark(self, reply: int, ms: int) -> None:
@@ -580,7 +600,7 @@ class _Call:
         self._marks[name] = (reply, ms)
         self.info.marks_sent += 1
         await self._send_json(
-            {"event": "mark", "streamSid": self.info.stream_sid, "mark": {"name": name}}
+            {"event": "mark", self._sid_key: self.info.stream_sid, "mark": {"name": name}}
         )
 
     async def _pacer(self) -> None:
@@ -604,7 +624,7 @@ class _Call:
             frame = bytes(seg.data[:FRAME_BYTES])
             del seg.data[:FRAME_BYTES]
             if len(frame) < FRAME_BYTES:
-                frame += bytes([_ULAW_SILENCE]) * (FRAME_BYTES - len(frame))
+                frame += bytes([self._silence]) * (FRAME_BYTES - len(frame))
             last = seg.done and not seg.data
             generation = self._generation
             now = loop.time()
@@ -618,7 +638,7 @@ class _Call:
             await self._send_json(
                 {
                     "event": "media",
-                    "streamSid": info.stream_sid,
+                    self._sid_key: info.stream_sid,
                     "media": {"payload": pybase64.b64encode(frame).decode()},
                 }
             )
@@ -640,3 +660,16 @@ class _Segment:
     reply: int
     data: bytearray = field(default_factory=bytearray)
     done: bool = False
+
+
+class TelnyxBridge(TwilioBridge):
+    """The same bridge for Telnyx media streaming (bidirectional RTP mode).
+
+    Telnyx speaks the same protocol in snake_case (``stream_id``, ``sequence_number``,
+    ``start.media_format.sample_rate``, ``start.call_control_id``) with ``PCMU`` or
+    ``PCMA`` at 8 kHz; ``call_sid`` holds the ``call_control_id`` and
+    ``custom_parameters["client_state"]`` the call's client state. Start the stream with
+    ``stream_bidirectional_mode: rtp`` and a matching ``stream_bidirectional_codec``.
+    """
+
+    stream_id_field = "stream_id"
