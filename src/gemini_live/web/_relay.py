@@ -307,7 +307,9 @@ class Relay:
             ``"manual"``: push-to-talk from the page (``activity_start``/``activity_end``).
         detector: Factory for the per-connection :class:`~gemini_live.vad.ActivityDetector`.
         on_session: ``on_session(session, conn)`` (sync or async) runs once the upstream
-            session is open, e.g. to start ``session.run_tools(registry)``.
+            session is open, e.g. to start ``session.run_tools(registry)``. The relay
+            reads the session's main event stream; hooks that want events too use
+            ``session.events()`` or ``session.on_event``.
         on_close: ``on_close(conn)`` after the browser connection ended.
         limits: See :class:`RelayLimits`.
     """
