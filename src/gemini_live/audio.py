@@ -992,6 +992,7 @@ class PlaybackBuffer:
         "_frame_s",
         "_frames",
         "_generation",
+        "_heard_at_flush",
         "_max_bytes",
         "_played",
         "_played_total",
@@ -1025,6 +1026,7 @@ class PlaybackBuffer:
         self._dropped = 0
         self._played = 0
         self._played_total = 0
+        self._heard_at_flush: float | None = None
         self._running = False
         self._start = -math.inf
         self._frames = 0
@@ -1071,6 +1073,20 @@ class PlaybackBuffer:
         """Seconds of real audio handed out over the buffer's lifetime."""
         return self._played_total / (2 * self.rate)
 
+    @property
+    def heard_before_flush(self) -> float | None:
+        """How much was heard before the last :meth:`flush` (the barge-in): the value of
+        :attr:`played_seconds` just before it, i.e. the audio played since the flush
+        before that (``None`` until the first flush).
+
+        With one flush per interruption this is how much of the interrupted reply the
+        user heard, plus any earlier uninterrupted replies since the previous flush (read
+        :attr:`played_seconds` at ``turn_complete`` to separate them). Audio handed to
+        the sound card but still in its own buffer counts as heard; add the device
+        latency if it matters.
+        """
+        return self._heard_at_flush
+
     def push(self, pcm: object, *, generation: int | None = None) -> None:
         """Queue PCM16 audio.
 
@@ -1110,6 +1126,7 @@ class PlaybackBuffer:
         self._buf.clear()
         self._dropped += dropped
         self._generation += 1
+        self._heard_at_flush = self.played_seconds
         self._played = 0
         self._stop()
         return dropped

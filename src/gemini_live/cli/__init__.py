@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="stop after N model replies (default: until Ctrl-C)",
     )
+    from gemini_live.cli._web import add_web_command
+
+    add_web_command(command)
     command("version", "print the version", "Print the gemini-live version.", connects=False)
     from gemini_live.cli._fake_server import add_parser as add_fake_server
 
@@ -292,6 +295,10 @@ def _runner(command: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any, 
         from gemini_live.cli._stream import run_stream
 
         return run_stream
+    if command == "web":
+        from gemini_live.cli._web import run_web
+
+        return run_web
     from gemini_live.cli._talk import run_talk
 
     return run_talk

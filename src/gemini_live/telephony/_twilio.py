@@ -1,0 +1,675 @@
+"""Twilio Media Streams <-> Live API session, as an ASGI WebSocket endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import msgspec
+import pybase64
+
+import gemini_live as gl
+from gemini_live import events as ev
+from gemini_live.audio import (
+    OUTPUT_RATE,
+    ResampleBackend,
+    Resampler,
+    alaw_to_pcm16,
+    pcm16_to_alaw,
+    pcm16_to_ulaw,
+    ulaw_to_pcm16,
+)
+from gemini_live.errors import ConfigError, GeminiLiveError
+from gemini_live.vad import ActivityDetector, ActivitySender
+
+__all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]
+
+logger = logging.getLogger("gemini_live.telephony")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PHONE_RATE: Final = 8000
+FRAME_MS: Final = 20
+FRAME_BYTES: Final = PHONE_RATE * FRAME_MS // 1000  # one byte per mu-law sample
+# Encoding names (Twilio, Telnyx) -> G.711 law.
+_LAWS: Final = {"audio/x-mulaw": "ulaw", "PCMU": "ulaw", "audio/x-alaw": "alaw", "PCMA": "alaw"}
+_CODECS: Final = {
+    "ulaw": (ulaw_to_pcm16, pcm16_to_ulaw, 0xFF),
+    "alaw": (alaw_to_pcm16, pcm16_to_alaw, 0xD5),
+}
+
+
+def _low_latency_backend() -> ResampleBackend:
+    # soxr's streaming mode releases output in ~100 ms blocks: too late for turn taking
+    # on a phone line. The numpy sinc stream (or the linear fallback) emits per chunk.
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return "python"
+    return "numpy"
+
+
+_BACKEND: Final = _low_latency_backend()
+
+
+class _Gone(Exception):
+    """Twilio disconnected; nothing more to send or log."""
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+# -- inbound messages (Twilio camelCase, Telnyx snake_case) ---------------------------
+
+
+class _MediaFormat(msgspec.Struct):
+    encoding: str = "audio/x-mulaw"
+    sampleRate: int | None = None
+    channels: int = 1
+    sample_rate: int | None = None  # Telnyx spelling
+
+
+class _StartBody(msgspec.Struct):
+    streamSid: str = ""
+    callSid: str = ""
+    accountSid: str = ""
+    tracks: list[str] = msgspec.field(default_factory=list)
+    mediaFormat: _MediaFormat | None = None
+    customParameters: dict[str, str] = msgspec.field(default_factory=dict)
+    # Telnyx spellings.
+    call_control_id: str = ""
+    client_state: str = ""
+    media_format: _MediaFormat | None = None
+
+
+class _MediaBody(msgspec.Struct):
+    payload: str
+    track: str = "inbound"
+    chunk: str | None = None
+    timestamp: str | None = None
+
+
+class _MarkBody(msgspec.Struct):
+    name: str
+
+
+class _DtmfBody(msgspec.Struct):
+    digit: str
+    track: str = "inbound_track"
+
+
+class _Inbound(msgspec.Struct):
+    event: str
+    streamSid: str | None = None
+    sequenceNumber: str | None = None
+    stream_id: str | None = None  # Telnyx spelling
+    start: _StartBody | None = None
+    media: _MediaBody | None = None
+    mark: _MarkBody | None = None
+    dtmf: _DtmfBody | None = None
+
+
+_decode: Final = msgspec.json.Decoder(_Inbound).decode
+_encode: Final = msgspec.json.Encoder().encode
+
+
+@dataclass
+class CallInfo:
+    """One phone call (one media stream), as the hooks see it."""
+
+    id: int
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    stream_sid: str = ""
+    call_sid: str = ""
+    account_sid: str = ""
+    #: ``<Parameter>`` values from the TwiML ``<Stream>``.
+    custom_parameters: dict[str, str] = field(default_factory=dict)
+    identity: object = None
+    started_at: float = field(default_factory=time.monotonic)
+    session_id: str | None = None
+    media_in: int = 0
+    media_out: int = 0
+    marks_sent: int = 0
+    marks_played: int = 0
+    clears: int = 0
+    interruptions: int = 0
+    turns: int = 0
+    utterances: int = 0
+    dtmf: list[str] = field(default_factory=list)
+    #: Milliseconds of each reply the caller actually heard (confirmed by marks), by reply.
+    heard_ms: dict[int, int] = field(default_factory=dict)
+    #: Milliseconds of each reply sent to Twilio, by reply.
+    sent_ms: dict[int, int] = field(default_factory=dict)
+    stopped: bool = False
+    close: tuple[int, str] | None = None
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+ConfigHook = Callable[[CallInfo], "gl.SessionConfig | Awaitable[gl.SessionConfig]"]
+
+
+class TwilioBridge:
+    """Bridges Twilio Media Streams to a Live API session, one session per call.
+
+    Point a TwiML ``<Connect><Stream url="wss://your.host/twilio"/></Connect>`` at it and
+    mount it like any ASGI WebSocket endpoint::
+
+        bridge = TwilioBridge(lambda call: gl.build_config(api_key=KEY))
+        app.router.routes.append(WebSocketRoute("/twilio", bridge))  # Starlette/FastAPI
+
+    Caller audio (mu-law 8 kHz) is decoded and resampled to ``input_rate`` (16 kHz); the
+    model's 24 kHz audio is resampled to 8 kHz, mu-law encoded and sent in 20 ms
+    ``media`` frames paced in real time (``lead_ms`` ahead). A ``mark`` follows every
+    ``mark_every_ms`` of audio and the end of each reply; Twilio echoes a mark when the
+    audio before it has been played, which is how :attr:`CallInfo.heard_ms` knows what
+    the caller actually heard. On ``interrupted`` the bridge drops what it has not sent
+    and sends ``clear`` so Twilio drops what it buffered.
+
+    Turn taking: ``turn_detection="vad"`` (default) runs :mod:`gemini_live.vad` on the
+    caller's audio and sends ``activityStart``/``activityEnd`` with pre-roll (the setup's
+    automatic detection is disabled for you: it is often poor on 8 kHz lines);
+    ``"server"`` streams everything and leaves turn taking to the service.
+
+    Hooks (sync or async): ``config(call)`` builds the session config; ``authorize(call)``
+    runs after Twilio's ``start`` message (headers, query and ``customParameters`` are
+    known: check a signature or a token there) and returns an identity or ``None`` to
+    hang up with 4401; ``on_session(session, call)`` once connected; ``on_dtmf(call,
+    digit, session)`` for key presses; ``on_stop(call)`` when the call ends.
+    """
+
+    #: Key of the stream id in messages sent to the provider.
+    stream_id_field = "streamSid"
+
+    def __init__(
+        self,
+        config: ConfigHook,
+        *,
+        authorize: Callable[[CallInfo], object] | None = None,
+        turn_detection: Literal["vad", "server"] = "vad",
+        detector: Callable[[], ActivityDetector] | None = None,
+        input_rate: int = 16000,
+        lead_ms: int = 60,
+        mark_every_ms: int = 200,
+        on_session: Callable[[gl.Session, CallInfo], object] | None = None,
+        on_dtmf: Callable[[CallInfo, str, gl.Session], object] | None = None,
+        on_stop: Callable[[CallInfo], object] | None = None,
+        max_calls: int = 100,
+        max_message_bytes: int = 16 * 1024,
+        start_timeout: float = 10.0,
+        connect_timeout: float = 15.0,
+        keep_finished: int = 100,
+    ) -> None:
+        if turn_detection not in ("vad", "server"):
+            raise ConfigError(f"turn_detection must be 'vad' or 'server', got {turn_detection!r}")
+        if input_rate not in (8000, 16000):
+            raise ConfigError(f"input_rate must be 8000 or 16000, got {input_rate}")
+        if mark_every_ms < FRAME_MS:
+            raise ConfigError(f"mark_every_ms must be at least {FRAME_MS}")
+        self._config = config
+        self._authorize = authorize
+        self.turn_detection = turn_detection
+        self._detector = detector
+        self.input_rate = input_rate
+        self.lead_ms = lead_ms
+        self.mark_every_ms = mark_every_ms
+        self._on_session = on_session
+        self._on_dtmf = on_dtmf
+        self._on_stop = on_stop
+        self.max_calls = max_calls
+        self.max_message_bytes = max_message_bytes
+        self.start_timeout = start_timeout
+        self.connect_timeout = connect_timeout
+        #: Calls in progress by id.
+        self.calls: dict[int, CallInfo] = {}
+        #: The most recent finished calls (newest last).
+        self.finished: deque[CallInfo] = deque(maxlen=keep_finished)
+        self._ids = itertools.count(1)
+        self._changed: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<TwilioBridge calls={len(self.calls)}>"
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds (checked after every bridge state change)."""
+        async with asyncio.timeout(within):
+            while not predicate():
+                if self._changed is None:
+                    self._changed = asyncio.Event()
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            if scope["type"] == "http":
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 426,
+                        "headers": [(b"content-type", b"text/plain")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"WebSocket only"})
+            return
+        await _Call(self, scope, receive, send).run()
+
+
+class _Call:
+    def __init__(self, bridge: TwilioBridge, scope: Scope, receive: Receive, send: Send) -> None:
+        self.bridge = bridge
+        self._receive = receive
+        self._send = send
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        query = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        self.info = CallInfo(id=next(bridge._ids), headers=headers, query=query)
+        self.session: gl.Session | None = None
+        self.sender: ActivitySender | None = None
+        self._closed = False
+        self._send_lock = asyncio.Lock()
+        self._up = (
+            Resampler(PHONE_RATE, bridge.input_rate, backend=_BACKEND)
+            if bridge.input_rate != 8000
+            else None
+        )
+        self._down = Resampler(OUTPUT_RATE, PHONE_RATE, backend=_BACKEND)
+        self._down_rate = OUTPUT_RATE
+        # Outbound audio not yet sent, one segment per reply.
+        self._queue: deque[_Segment] = deque()
+        self._out_event = asyncio.Event()
+        self._replies = itertools.count(1)
+        self._generation = 0
+        self._mark_names = itertools.count(1)
+        self._sid_key = bridge.stream_id_field
+        self._decode_g711, self._encode_g711, self._silence = _CODECS["ulaw"]
+        # mark name -> (reply, ms of that reply played once the mark comes back)
+        self._marks: dict[str, tuple[int, int]] = {}
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send_json(self, obj: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        async with self._send_lock:
+            try:
+                await self._send({"type": "websocket.send", "text": _encode(obj).decode()})
+            except Exception:
+                # Twilio hung up mid-send (the server raises its own error type).
+                self._closed = True
+                if self.info.close is None:
+                    self.info.close = (1001, "Twilio disconnected")
+                raise _Gone() from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        reason = reason.encode()[:120].decode("utf-8", "ignore")
+        self.info.close = (code, reason)
+        with contextlib.suppress(Exception):
+            async with self._send_lock:
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        bridge = self.bridge
+        info = self.info
+        msg = await self._receive()
+        if msg["type"] != "websocket.connect":
+            return
+        await self._send({"type": "websocket.accept"})
+        registered = False
+        try:
+            if len(bridge.calls) >= bridge.max_calls:
+                raise _Close(1013, "too many calls")
+            bridge.calls[info.id] = info
+            registered = True
+            await self._wait_start()
+            if bridge._authorize is not None:
+                identity = await _maybe_await(bridge._authorize(info))
+                if identity is None or identity is False:
+                    raise _Close(4401, "unauthorized")
+                info.identity = identity
+            bridge._notify()
+            await self._serve()
+        except _Gone:
+            pass
+        except _Close as exc:
+            await self.close(exc.code, exc.reason)
+        except GeminiLiveError as exc:
+            logger.warning("call %d: upstream error: %s", info.id, exc)
+            await self.close(4502, f"upstream error: {type(exc).__name__}")
+        except Exception:
+            logger.exception("call %d failed", info.id)
+            await self.close(1011, "internal error")
+        finally:
+            if registered:
+                bridge.calls.pop(info.id, None)
+            if self.session is not None:
+                with contextlib.suppress(Exception):
+                    await self.session.close()
+            if not self._closed:
+                await self.close(1000, "call ended")
+            if bridge._on_stop is not None:
+                try:
+                    await _maybe_await(bridge._on_stop(info))
+                except Exception:
+                    logger.exception("on_stop hook raised")
+            bridge.finished.append(info)
+            bridge._notify()
+
+    async def _next(self) -> _Inbound | None:
+        msg = await self._receive()
+        if msg["type"] == "websocket.disconnect":
+            self._closed = True
+            self.info.close = (int(msg.get("code", 1000)), "closed by Twilio")
+            return None
+        if msg["type"] != "websocket.receive":
+            return await self._next()
+        text = msg.get("text")
+        if text is None:
+            raise _Close(1003, "expected JSON text messages")
+        if len(text) > self.bridge.max_message_bytes:
+            raise _Close(1009, "message too big")
+        try:
+            return _decode(text)
+        except msgspec.DecodeError as exc:
+            raise _Close(1003, f"bad message: {exc}") from None
+
+    async def _wait_start(self) -> None:
+        try:
+            async with asyncio.timeout(self.bridge.start_timeout):
+                while True:
+                    m = await self._next()
+                    if m is None:
+                        raise _Close(1000, "closed before start")
+                    if m.event == "connected":
+                        continue
+                    if m.event == "start" and m.start is not None:
+                        break
+                    raise _Close(1008, f"expected a start message, got {m.event!r}")
+        except TimeoutError:
+            raise _Close(1008, "no start message") from None
+        start = m.start
+        fmt = start.mediaFormat or start.media_format or _MediaFormat()
+        rate = fmt.sampleRate or fmt.sample_rate or PHONE_RATE
+        law = _LAWS.get(fmt.encoding)
+        if law is None or rate != PHONE_RATE or fmt.channels != 1:
+            raise _Close(1003, f"unsupported media format {fmt.encoding} {rate} Hz x{fmt.channels}")
+        self._decode_g711, self._encode_g711, self._silence = _CODECS[law]
+        info = self.info
+        info.stream_sid = start.streamSid or m.streamSid or m.stream_id or ""
+        if not info.stream_sid:
+            raise _Close(1008, "start without a stream id")
+        info.call_sid = start.callSid or start.call_control_id
+        info.account_sid = start.accountSid
+        info.custom_parameters = dict(start.customParameters)
+        if start.client_state:
+            info.custom_parameters["client_state"] = start.client_state
+
+    async def _open_session(self) -> gl.Session:
+        bridge = self.bridge
+        config = await _maybe_await(bridge._config(self.info))
+        if not isinstance(config, gl.SessionConfig):
+            raise TypeError(f"the bridge's config hook returned {type(config).__name__}")
+        if bridge.turn_detection == "vad":
+            from gemini_live.web._relay import with_client_activity
+
+            config = with_client_activity(config)
+        try:
+            async with asyncio.timeout(bridge.connect_timeout):
+                return await gl.connect(config=config)
+        except TimeoutError:
+            raise _Close(4502, "upstream connect timed out") from None
+        except GeminiLiveError as exc:
+            logger.warning("call %d: upstream connect failed: %s", self.info.id, exc)
+            raise _Close(4502, f"upstream connect failed: {type(exc).__name__}") from None
+
+    async def _serve(self) -> None:
+        bridge = self.bridge
+        session = self.session = await self._open_session()
+        self.info.session_id = session.session_id
+        bridge._notify()
+        if bridge.turn_detection == "vad":
+            det = (
+                bridge._detector()
+                if bridge._detector is not None
+                else ActivityDetector(sample_rate=bridge.input_rate)
+            )
+            if det.sample_rate != bridge.input_rate:
+                raise ConfigError("the detector's sample_rate must equal the bridge's input_rate")
+            self.sender = ActivitySender(session, det)
+        if bridge._on_session is not None:
+            await _maybe_await(bridge._on_session(session, self.info))
+        tasks = [
+            asyncio.create_task(self._inbound(session), name="twilio-in"),
+            asyncio.create_task(self._events(session), name="twilio-events"),
+            asyncio.create_task(self._pacer(), name="twilio-pacer"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            exc = t.exception()
+            if exc is not None:
+                raise exc
+
+    # -- caller -> model -------------------------------------------------------------------
+
+    async def _inbound(self, session: gl.Session) -> None:
+        info = self.info
+        bridge = self.bridge
+        while True:
+            m = await self._next()
+            if m is None:
+                return
+            if m.event == "media":
+                if m.media is None:
+                    raise _Close(1003, "media message without media")
+                if m.media.track not in ("inbound", "inbound_track"):
+                    continue
+                try:
+                    g711 = pybase64.b64decode(m.media.payload, validate=True)
+                except ValueError:
+                    raise _Close(1003, "media payload is not base64") from None
+                if not g711:
+                    continue
+                info.media_in += 1
+                pcm = self._decode_g711(g711)
+                if self._up is not None:
+                    pcm = self._up.process(pcm)
+                    if not pcm:
+                        continue
+                if self.sender is not None:
+                    for a in await self.sender.feed(pcm):
+                        if a.kind == "start":
+                            info.utterances += 1
+                            bridge._notify()
+                else:
+                    await session.send_audio(pcm, sample_rate=bridge.input_rate)
+            elif m.event == "mark":
+                if m.mark is not None:
+                    self._mark_played(m.mark.name)
+            elif m.event == "dtmf":
+                if m.dtmf is None or len(m.dtmf.digit) != 1:
+                    raise _Close(1003, "bad dtmf message")
+                info.dtmf.append(m.dtmf.digit)
+                bridge._notify()
+                if bridge._on_dtmf is not None:
+                    await _maybe_await(bridge._on_dtmf(info, m.dtmf.digit, session))
+            elif m.event == "stop":
+                info.stopped = True
+                if self.sender is not None:
+                    await self.sender.finish()
+                raise _Close(1000, "call ended")
+            else:
+                logger.debug("call %d: ignoring Twilio event %r", info.id, m.event)
+
+    def _mark_played(self, name: str) -> None:
+        entry = self._marks.pop(name, None)
+        if entry is None:
+            return  # a mark of a cleared reply, echoed by the clear: not played
+        reply, ms = entry
+        info = self.info
+        info.marks_played += 1
+        info.heard_ms[reply] = max(info.heard_ms.get(reply, 0), ms)
+        self.bridge._notify()
+
+    # -- model -> caller ------------------------------------------------------------------
+
+    async def _events(self, session: gl.Session) -> None:
+        info = self.info
+        async for event in session:
+            match event:
+                case ev.ModelAudio(data=data, sample_rate=rate):
+                    if rate != self._down_rate:
+                        self._down = Resampler(rate, PHONE_RATE, backend=_BACKEND)
+                        self._down_rate = rate
+                    queue = self._queue
+                    if not queue or queue[-1].done:
+                        reply = next(self._replies)
+                        info.sent_ms[reply] = 0
+                        queue.append(_Segment(reply))
+                    pcm8 = self._down.process(data)
+                    if pcm8:
+                        queue[-1].data += self._encode_g711(pcm8)
+                        self._out_event.set()
+                case ev.Interrupted():
+                    info.interruptions += 1
+                    await self._clear()
+                case ev.TurnComplete() | ev.GenerationComplete():
+                    if isinstance(event, ev.TurnComplete):
+                        info.turns += 1
+                    queue = self._queue
+                    if queue and not queue[-1].done:
+                        tail = self._down.flush()
+                        self._down.reset()
+                        if tail:
+                            queue[-1].data += self._encode_g711(tail)
+                        queue[-1].done = True
+                        self._out_event.set()
+                    self.bridge._notify()
+                case ev.Closed(code=code, reason=reason):
+                    raise _Close(4502, f"upstream closed: {code} {reason}".strip())
+                case _:
+                    pass
+        raise _Close(4502, "upstream closed")
+
+    async def _clear(self) -> None:
+        self._queue.clear()
+        self._down.reset()
+        self._generation += 1
+        # Marks still out belong to audio Twilio now drops (it echoes them on clear).
+        self._marks.clear()
+        self.info.clears += 1
+        await self._send_json({"event": "clear", self._sid_key: self.info.stream_sid})
+        self.bridge._notify()
+
+    async def _send_mark(self, reply: int, ms: int) -> None:
+        name = f"r{reply}-{next(self._mark_names)}"
+        self._marks[name] = (reply, ms)
+        self.info.marks_sent += 1
+        await self._send_json(
+            {"event": "mark", self._sid_key: self.info.stream_sid, "mark": {"name": name}}
+        )
+
+    async def _pacer(self) -> None:
+        """Send 20 ms frames in real time, ``lead_ms`` ahead of the caller's ear."""
+        loop = asyncio.get_running_loop()
+        info = self.info
+        frame_s = FRAME_MS / 1000
+        lead = self.bridge.lead_ms / 1000
+        mark_every = max(1, self.bridge.mark_every_ms // FRAME_MS)
+        queue = self._queue
+        clock = -1.0  # when the next frame is due to start playing at the caller
+        while True:
+            seg = queue[0] if queue else None
+            if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
+                self._out_event.clear()
+                await self._out_event.wait()
+                continue
+            if not seg.data:  # done and fully sent
+                queue.popleft()
+                continue
+            frame = bytes(seg.data[:FRAME_BYTES])
+            del seg.data[:FRAME_BYTES]
+            if len(frame) < FRAME_BYTES:
+                frame += bytes([self._silence]) * (FRAME_BYTES - len(frame))
+            last = seg.done and not seg.data
+            generation = self._generation
+            now = loop.time()
+            if clock < now:
+                clock = now  # a new run starts now
+            wait = clock - lead - now
+            if wait > 0:
+                await asyncio.sleep(wait)  # pacing, not synchronisation
+                if generation != self._generation:
+                    continue  # interrupted while waiting: this frame is stale
+            await self._send_json(
+                {
+                    "event": "media",
+                    self._sid_key: info.stream_sid,
+                    "media": {"payload": pybase64.b64encode(frame).decode()},
+                }
+            )
+            clock += frame_s
+            info.media_out += 1
+            sent = info.sent_ms.get(seg.reply, 0) + FRAME_MS
+            info.sent_ms[seg.reply] = sent
+            if (sent // FRAME_MS) % mark_every == 0 or last:
+                await self._send_mark(seg.reply, sent)
+            if last and queue and queue[0] is seg:
+                queue.popleft()
+                self.bridge._notify()
+
+
+@dataclass
+class _Segment:
+    """The mu-law audio of one reply, waiting to be paced out."""
+
+    reply: int
+    data: bytearray = field(default_factory=bytearray)
+    done: bool = False
+
+
+class TelnyxBridge(TwilioBridge):
+    """The same bridge for Telnyx media streaming (bidirectional RTP mode).
+
+    Telnyx speaks the same protocol in snake_case (``stream_id``, ``sequence_number``,
+    ``start.media_format.sample_rate``, ``start.call_control_id``) with ``PCMU`` or
+    ``PCMA`` at 8 kHz; ``call_sid`` holds the ``call_control_id`` and
+    ``custom_parameters["client_state"]`` the call's client state. Start the stream with
+    ``stream_bidirectional_mode: rtp`` and a matching ``stream_bidirectional_codec``.
+    """
+
+    stream_id_field = "stream_id"

