@@ -45,12 +45,16 @@ _AUDIO_HINT = "install the audio extra: pip install 'gemini-live[audio]'"
 
 
 class AudioSession(Protocol):
+    """What :func:`stream_audio` needs from a session (a :class:`~gemini_live.Session`)."""
+
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None: ...
 
     async def send_audio_stream_end(self) -> None: ...
 
 
 class VideoSession(Protocol):
+    """What :class:`VideoSender` needs from a session (a :class:`~gemini_live.Session`)."""
+
     async def send_video(self, frame: bytes, *, mime_type: str = "image/jpeg") -> None: ...
 
 

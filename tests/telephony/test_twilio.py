@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import json
 import math
@@ -167,7 +168,7 @@ async def test_a_call_turn_paced_frames_marks_dtmf_barge_in_and_stop() -> None:
             await bridge.wait_until(lambda: info.dtmf == ["5"])
             assert digits == ["5"]
             # Turn 2 with a long reply, cut by the caller: clear, and heard < sent in full.
-            server.reply_chunks = 100  # 4 s
+            server.options = dataclasses.replace(server.options, reply_chunks=100)  # 4 s
             n1 = len(tw.media)
             await tw.speak(ulaw_speech())
             await bridge.wait_until(lambda: info.sent_ms.get(2, 0) >= 200)

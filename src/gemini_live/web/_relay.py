@@ -41,7 +41,9 @@ __all__ = [
 
 logger = logging.getLogger("gemini_live.web")
 
+#: Version of the browser <-> relay message protocol (docs/web-relay.md).
 PROTOCOL_VERSION: Final = 1
+#: Who decides when the user's turn ends: the relay's VAD, the service, or the page.
 TurnDetection = Literal["vad", "server", "manual"]
 
 # ASGI callables, spelled as Starlette spells them so a Relay type-checks as an endpoint.
@@ -138,6 +140,8 @@ class ConnectionInfo:
 
 @dataclass
 class RelayStats:
+    """Counters of a :class:`Relay` (connections accepted, rejected, active, ...)."""
+
     accepted: int = 0
     rejected: int = 0
     active: int = 0
