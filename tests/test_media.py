@@ -248,3 +248,25 @@ async def test_speaker_and_microphone_with_a_stub_sounddevice(
         chunk = await task
     assert chunk == b"\x01\x00" * 320 and made[-1].kw["blocksize"] == 320
     await mic.aclose()
+
+
+async def test_session_sends_pictures_and_streams_audio_itself() -> None:
+    import numpy as np
+
+    import gemini_live as gl
+    from gemini_live.testing import FakeLiveServer
+    from gemini_live.types import UNSET
+
+    async with FakeLiveServer() as server, gl.connect(url=server.url) as session:
+        picture = np.zeros((64, 48, 3), dtype=np.uint8)
+        await session.send_video(picture)  # a numpy frame: encoded as a bounded JPEG
+        stats = await session.stream_audio(bytes(3200), realtime=False, end_of_stream=True)
+        await server.wait_for_messages(1 + 1 + 5 + 1)
+    msgs = server.received[0]
+    video = msgs[1].realtime_input
+    assert video is not UNSET and video.video is not UNSET
+    assert video.video.mime_type == "image/jpeg"
+    assert video.video.decoded()[:2] == b"\xff\xd8"  # a JPEG
+    assert stats.chunks == 5
+    last = msgs[-1].realtime_input
+    assert last is not UNSET and last.audio_stream_end is True

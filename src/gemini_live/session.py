@@ -64,6 +64,7 @@ from gemini_live.types import (
 from gemini_live.watchdog import InteractionWatchdog
 
 if TYPE_CHECKING:
+    from gemini_live.media import StreamStats
     from gemini_live.tools import ToolRegistry, ToolRunner
 
 __all__ = [
@@ -529,10 +530,43 @@ class Session:
         if self.usage is not None:
             self._input_at = now
 
-    async def send_video(self, frame: bytes, *, mime_type: str = "image/jpeg") -> None:
-        """Send one still frame (JPEG/PNG/WebP), about one per second."""
+    async def send_video(self, frame: object, *, mime_type: str = "image/jpeg") -> None:
+        """Send one still frame, about one per second.
+
+        ``frame`` is encoded image bytes (JPEG/PNG/WebP, as ``mime_type`` says), or a PIL
+        image or numpy array, which is encoded as a JPEG bounded in size and quality
+        (:func:`gemini_live.media.encode_jpeg`; the ``media`` extra). For a frame-rate cap
+        and pause/resume use :class:`gemini_live.media.VideoSender`.
+        """
         self._check_usable()
+        if _is_picture(frame):
+            from gemini_live.media import encode_jpeg
+
+            frame, mime_type = encode_jpeg(frame), "image/jpeg"
         await self._submitted(self.protocol.send_video(frame, time.monotonic(), mime_type))
+
+    async def stream_audio(
+        self,
+        source: object,
+        *,
+        realtime: bool = True,
+        chunk_ms: int = 20,
+        end_of_stream: bool = False,
+    ) -> StreamStats:
+        """Send PCM from ``source`` (bytes, or an iterable / async iterable of chunks) in
+        ``chunk_ms`` chunks at the session's input rate, paced like a live microphone by
+        default, with backpressure; ``end_of_stream`` sends ``audioStreamEnd`` after it
+        (see :func:`gemini_live.media.stream_audio`)."""
+        from gemini_live.media import stream_audio
+
+        return await stream_audio(
+            self,
+            source,
+            sample_rate=self.config.input_rate,
+            chunk_ms=chunk_ms,
+            realtime=realtime,
+            end_of_stream=end_of_stream,
+        )
 
     async def send_text(self, text: str) -> None:
         """Send typed user text as realtime input (turn end is inferred by the server)."""
@@ -995,6 +1029,12 @@ class Session:
                 transport.abort()
         elif not transport.closed:
             transport.abort()
+
+
+def _is_picture(frame: object) -> bool:
+    """A PIL image or a numpy array (encoded bytes are sent as they are)."""
+    kind = type(frame)
+    return kind.__module__.startswith(("PIL.", "numpy")) and kind.__name__ != "bytes_"
 
 
 def _user_texts(turns: object) -> list[str]:
