@@ -80,7 +80,7 @@ BAD_SENDS: list[tuple[str, Send, type[Exception]]] = [
         lambda s: s.send_audio(b"\x00\x01\x02"),
         errors.AudioFormatError,
     ),
-    ("video not bytes", lambda s: s.send_video("jpeg"), errors.InvalidMessageError),  # type: ignore[arg-type]
+    ("video not bytes", lambda s: s.send_video("jpeg"), errors.InvalidMessageError),
     (
         "two payloads",
         lambda s: s.send_message(
