@@ -99,8 +99,11 @@ class TokenEndpoint:
             ``setup(request)`` hook (sync or async) returning one (or ``None``).
         allowed_origins: As for :class:`Relay`; ``None`` is same-origin only. Requests
             without ``Origin`` are refused unless ``allow_no_origin``.
-        uses, expire_seconds, new_session_seconds, lock_fields: passed to
-            :func:`~gemini_live.auth.create_ephemeral_token`.
+        uses: Sessions one token may open (passed to
+            :func:`~gemini_live.auth.create_ephemeral_token`, as are the next three).
+        expire_seconds: Lifetime of a token.
+        new_session_seconds: How long a token may start new sessions.
+        lock_fields: Setup fields the token locks.
         max_per_minute: Tokens minted per client address per minute (429 beyond).
     """
 
