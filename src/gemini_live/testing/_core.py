@@ -1109,7 +1109,12 @@ class _ConnectionLogic:
         follows the response (``resumable: true`` unless a blocking call is pending).
         """
         self.turn_calls = []
-        if self.opts.chunk_interval <= 0 and not paced and self._generation is None:
+        if (
+            self.opts.chunk_interval <= 0
+            and not paced
+            and self._generation is None
+            and not self.opts.assumed_playback
+        ):
             self._inline_generating = True
             try:
                 await self._perform(actions, paced=False)
@@ -1197,6 +1202,10 @@ class _ConnectionLogic:
         self.reply_sent = []
         # Paced replies start where the user stopped speaking (in audio time).
         start = self.clock_ms if start_ms is None else start_ms
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        rate = pcm_rate(reply_mime(reply))
+        audio_s = 0.0 if self.text_mode else sum(len(c) for c in chunks) / 2 / rate
         for i, pcm in enumerate(chunks):
             if i and interval > 0 and not await self._sleep(interval):
                 return
@@ -1227,6 +1236,12 @@ class _ConnectionLogic:
         session.response_tokens += turn_response
         session.history.append(("model", text))
         session.answers.append(text)
+        if self.opts.assumed_playback and audio_s > 0:
+            # The service holds the turn open while the client plays the audio it was
+            # sent (at real time); speech in this gap still interrupts the turn.
+            left = audio_s - (loop.time() - started)
+            if left > 0 and not await self._sleep(left):
+                return
         await self._end_turn(turn_response, reply.interaction_status, usage_too=reply.usage)
 
     async def _end_turn(

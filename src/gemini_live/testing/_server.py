@@ -99,6 +99,12 @@ class FakeLiveServer(LiveServerCore):
       first chunk goes at once, each further 40 ms chunk once the client has streamed 40 ms
       more (as a microphone that keeps running does); after ``audioStreamEnd`` the rest
       goes at once. Deterministic barge-in tests, as fast as the client streams.
+    * ``assumed_playback``: as the real service does, hold ``turnComplete`` after
+      ``generationComplete`` until the reply's audio would have played at real time (wall
+      clock, from the first chunk). Speech, ``activityStart`` or a new user text in that
+      gap interrupts the turn (``interrupted: true``, ``turnComplete``) like one still
+      being generated; the reply stays in the history (all of it was sent). For clients
+      that play audio in real time (a browser page, a telephony bridge).
     * ``vad`` (default on): activity detection on the incoming PCM16, on audio time (sample
       counts, never wall time), honouring ``realtimeInputConfig``:
       ``automaticActivityDetection`` (``disabled`` -> only ``activityStart``/``activityEnd``
