@@ -40,21 +40,19 @@ from gemini_live.testing._canned import (
     OUTPUT_MIME,
     OUTPUT_RATE,
     SESSION_NOT_FOUND,
-    TEXT_NOT_SUPPORTED,
     TOKEN_INVALID,
     TONE_PCM,
     UNREGISTERED_CALLER,
     audio_frame,
-    audio_only_model,
     header_credentials,
     make_tone,
     parse_path,
     pcm_rate,
     result_json,
     split_fragments,
-    strict_input_model,
     usage,
 )
+from gemini_live.testing._families import FamilyRules, setup_refusal
 from gemini_live.testing._normalize import FrameError, decode_client_tolerant, message_kind
 from gemini_live.testing._records import (
     ConnectionRecord,
@@ -571,7 +569,8 @@ class _ConnectionLogic:
         self._generations: set[asyncio.Task[None]] = set()
         self._inline_generating = False
         self.text_mode = False
-        self.strict_input = False  # the model refuses mediaChunks and later clientContent
+        #: What this connection's model refuses after the setup (per its family).
+        self.rules = FamilyRules()
         self.vad_settings = VadSettings()
         self.detector = ActivityDetector(self.vad_settings)
         self.vad_signals = False
@@ -765,9 +764,19 @@ class _ConnectionLogic:
             return  # never answered: the service would not be listening yet
         self.after_setup += 1
         assert self.session is not None
-        if self.strict_input and (
-            (isinstance(msg.realtime_input, RealtimeInput) and msg.realtime_input.media_chunks)
-            or (isinstance(msg.client_content, ClientContent) and not self.seeding)
+        rules = self.rules
+        if (
+            (
+                rules.refuse_media_chunks
+                and isinstance(msg.realtime_input, RealtimeInput)
+                and msg.realtime_input.media_chunks
+            )
+            or (
+                rules.refuse_client_content
+                and isinstance(msg.client_content, ClientContent)
+                and not self.seeding
+            )
+            or (rules.refuse_context_update and not isinstance(msg.context_update, UnsetType))
         ):
             await self.close(1007, INVALID_ARGUMENT)
             return
@@ -808,12 +817,13 @@ class _ConnectionLogic:
             else []
         )
         self.text_mode = modalities == ["TEXT"]
-        if self.text_mode and audio_only_model(setup.model):
-            await self.close(1007, TEXT_NOT_SUPPORTED)
+        refusal = setup_refusal(setup)
+        if refusal is not None:
+            await self.close(*refusal)
             return
         self.setup = setup
         self.record.setup = setup
-        self.strict_input = strict_input_model(setup.model)
+        self.rules = FamilyRules.for_model(setup.model)
         ric = setup.realtime_input_config
         self.vad_settings = VadSettings.from_config(None if ric is UNSET else ric)
         self.detector = ActivityDetector(self.vad_settings)

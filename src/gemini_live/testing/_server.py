@@ -128,12 +128,18 @@ class FakeLiveServer(LiveServerCore):
       utterance, audio length, turn number, tool result) and actions (reply with a tone or
       WAV, tool calls, wait, goAway, drop, close, usage, any frame, ``interactionStatus``);
       tried before ``tool_triggers``, which are one case of it.
-    * ``responseModalities: ["TEXT"]`` replies with text parts; on an audio-only model
-      family (``native-audio``, ``gemini-3.1-flash-live``, ``gemini-3.8-live`` in the
-      name) the setup is refused with 1007 "The requested combination of response
-      modalities (TEXT) is not supported by the model". ``gemini-3.1-flash-live`` models
-      refuse ``mediaChunks`` and ``clientContent`` other than initial history with 1007
-      "Request contains an invalid argument." (the table is in ``testing/_canned.py``).
+    * ``responseModalities: ["TEXT"]`` replies with text parts. Model families are read
+      from the capability table (:mod:`gemini_live.models`), and the setup is refused as
+      the service refuses it even where the library's ``adapt_setup`` would have fixed
+      it: a modality the family does not produce closes 1007 "The requested combination
+      of response modalities (TEXT) is not supported by the model" (all speaking
+      families); the wrong thinking knob, a missing required ``thinkingLevel`` (3.8
+      Extended Thinking), a tool ``behavior`` the family does not accept
+      (``NON_BLOCKING`` on 3.1, ``BLOCKING`` on Extended Thinking) and
+      ``proactiveAudio: false`` on 3.8 close 1007 "Request contains an invalid
+      argument.". After the setup, ``clientContent`` other than initial history (3.1),
+      ``contextUpdate`` (2.5, 3.1) and ``mediaChunks`` (3.1) close 1007 the same way.
+      Facts the table marks unverified are never refused; unknown models never are.
     * ``cassette`` / :meth:`replay`: play a recorded session back (``replay_timing`` keeps
       the recorded gaps, capped at 2 s).
     * ``port``: listen on this port instead of a free one.
