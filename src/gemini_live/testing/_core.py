@@ -432,18 +432,18 @@ class LiveServerCore:
             kind=parsed[0],
             api_version=parsed[1],
         )
-        logic: _ConnectionLogic
-        if self.options.cassette is not None:
-            from gemini_live.testing._replay import _ReplayLogic
-
-            logic = _ReplayLogic(self, conn, record, self.options.cassette)
-        else:
-            logic = _ConnectionLogic(self, conn, record)
+        logic = self._new_logic(conn, record)
         self.connections.append(record)
         self._logics.append(logic)
         logger.info("connection %d: opened (%s, %s %s)", record.index, transport, *parsed)
         self.notify()
         return logic
+
+    def _new_logic(self, conn: ServerConn, record: ConnectionRecord) -> _ConnectionLogic:
+        """The protocol logic for a new connection (the server adds cassette replay)."""
+        if self.options.cassette is not None:
+            raise ValueError("replaying a cassette needs FakeLiveServer")
+        return _ConnectionLogic(self, conn, record)
 
     # ------------------------------------------------------------------ logic API
 

@@ -16,9 +16,15 @@ from websockets.http11 import Request, Response
 
 from gemini_live.auth import GEMINI_PATH_FMT, VERTEX_PATH_FMT
 from gemini_live.testing._canned import parse_path
-from gemini_live.testing._core import LiveServerCore, ServerConnectionClosed
+from gemini_live.testing._core import (
+    LiveServerCore,
+    ServerConn,
+    ServerConnectionClosed,
+    _ConnectionLogic,
+)
 from gemini_live.testing._memory import MemoryBackend
-from gemini_live.testing._records import ServerOptions, ServerOptionsKw
+from gemini_live.testing._records import ConnectionRecord, ServerOptions, ServerOptionsKw
+from gemini_live.testing._replay import _ReplayLogic
 from gemini_live.testing.cassette import Cassette
 from gemini_live.transport import _library_logger
 
@@ -220,6 +226,11 @@ class FakeLiveServer(LiveServerCore):
         """
         loaded = cassette if isinstance(cassette, Cassette) else Cassette.load(cassette)
         return cls(ServerOptions(cassette=loaded), **overrides)
+
+    def _new_logic(self, conn: ServerConn, record: ConnectionRecord) -> _ConnectionLogic:
+        if self.options.cassette is not None:
+            return _ReplayLogic(self, conn, record, self.options.cassette)
+        return super()._new_logic(conn, record)
 
     # ------------------------------------------------------------------ lifecycle
 
