@@ -24,13 +24,12 @@ from gemini_live.testing import (
     TONE_PCM,
     UNREGISTERED_CALLER,
     FakeLiveServer,
-    MemoryTransport,
     ToolScript,
-    decode_client_tolerant,
-    normalize_keys,
-    parse_path,
     validate_server_frame,
 )
+from gemini_live.testing._canned import parse_path
+from gemini_live.testing._memory import MemoryTransport
+from gemini_live.testing._normalize import decode_client_tolerant, normalize_keys
 from gemini_live.transport.base import CloseInfo, ConnectOptions, Transport, TransportClosed
 from gemini_live.types import (
     UNSET,

@@ -331,6 +331,109 @@ async def test_activity_start_barges_in_with_manual_vad() -> None:
     ]
 
 
+MANUAL = {"automaticActivityDetection": {"disabled": True}}
+
+
+async def test_activity_start_cancels_the_turns_pending_tool_call_with_manual_vad() -> None:
+    script = s.Script([s.On(s.Text("weather"), [s.CallTools([s.Call("get_weather")])])])
+    async with asyncio.timeout(10), fake(script=script) as server, ws(server.url) as c:
+        await do_setup(c, realtimeInputConfig=MANUAL)
+        await send_json(c, {"realtimeInput": {"text": "the weather?"}})
+        call = await recv_json(c)
+        call_id = call["toolCall"]["functionCalls"][0]["id"]
+        await send_json(c, {"realtimeInput": {"activityStart": {}}})
+        frames = await recv_until(c, is_turn_complete)
+        # A late answer to the cancelled call is ignored (no reply turn).
+        await send_json(
+            c,
+            {
+                "toolResponse": {
+                    "functionResponses": [
+                        {"id": call_id, "name": "get_weather", "response": {"x": 1}}
+                    ]
+                }
+            },
+        )
+        await server.wait_for_messages(4)
+        assert server.connections[0].open
+    assert frames == [
+        {"serverContent": {"interrupted": True}},
+        {"toolCallCancellation": {"ids": [call_id]}},
+        {"serverContent": {"turnComplete": True}},
+    ]
+    assert server.conversation().answers == ()
+
+
+async def test_activity_start_does_not_interrupt_with_no_interruption() -> None:
+    async with (
+        asyncio.timeout(10),
+        fake(reply_chunks=5, chunk_interval=0.02) as server,
+        ws(server.url) as c,
+    ):
+        await do_setup(c, realtimeInputConfig={**MANUAL, "activityHandling": "NO_INTERRUPTION"})
+        await send_json(c, {"realtimeInput": {"text": "tell me a story"}})
+        first = await recv_json(c)
+        assert "modelTurn" in first["serverContent"]
+        await send_json(c, {"realtimeInput": {"activityStart": {}}})
+        frames = [first, *await recv_until(c, is_turn_complete)]
+    assert not any(f.get("serverContent", {}).get("interrupted") for f in frames)
+    assert sum("modelTurn" in f.get("serverContent", {}) for f in frames) == 5
+    assert server.conversation().answers == ("You said: tell me a story",)
+
+
+async def test_assumed_playback_holds_the_turn_and_activity_start_interrupts_it() -> None:
+    async with (
+        asyncio.timeout(10),
+        fake(reply_chunks=100, assumed_playback=True) as server,  # 4 s of reply audio
+        ws(server.url) as c,
+    ):
+        await do_setup(c, realtimeInputConfig=MANUAL)
+        await send_json(c, {"realtimeInput": {"text": "tell me a story"}})
+        frames = await recv_until(
+            c, lambda f: bool(f.get("serverContent", {}).get("generationComplete"))
+        )
+        assert sum("modelTurn" in f.get("serverContent", {}) for f in frames) == 100
+        # Every chunk is out, but the turn is still open while the client plays it.
+        await send_json(c, {"realtimeInput": {"activityStart": {}}})
+        rest = await recv_until(c, is_turn_complete)
+        assert rest == [
+            {"serverContent": {"interrupted": True}},
+            {"serverContent": {"turnComplete": True}},
+        ]
+        # The next utterance is answered as usual.
+        await send_audio(c, tone(300))
+        await send_json(c, {"realtimeInput": {"activityEnd": {}}})
+        await recv_until(c, lambda f: bool(f.get("serverContent", {}).get("generationComplete")))
+    answers = server.conversation().answers
+    assert answers == ("You said: tell me a story", "I heard 300 ms of audio.")
+
+
+async def test_assumed_playback_waits_for_the_audio_time_and_speech_interrupts() -> None:
+    story = s.Script([s.On(s.Text("story"), [s.Reply("Once upon a time", chunks=100)])])
+    async with (
+        asyncio.timeout(10),
+        fake(reply_chunks=5, assumed_playback=True, script=story) as server,
+        ws(server.url) as c,
+    ):
+        await do_setup(c)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await send_json(c, {"realtimeInput": {"text": "hi"}})
+        await recv_until(c, is_turn_complete)
+        assert loop.time() - started >= 0.2  # 5 chunks = 200 ms of audio played
+        # 4 s of audio: detected speech during the playback gap interrupts the turn.
+        await send_json(c, {"realtimeInput": {"text": "a story"}})
+        await recv_until(c, lambda f: bool(f.get("serverContent", {}).get("generationComplete")))
+        for piece in chunks(tone(200)):
+            await send_audio(c, piece)
+        rest = await recv_until(c, is_turn_complete)
+    assert [f for f in rest if "serverContent" in f] == [
+        {"serverContent": {"interrupted": True}},
+        {"serverContent": {"turnComplete": True}},
+    ]
+    assert server.conversation().answers == ("You said: hi", "Once upon a time")
+
+
 # --------------------------------------------------------------------------- scripts & tools
 
 

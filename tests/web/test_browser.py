@@ -3,9 +3,10 @@
 Chromium's fake capture device plays a WAV made here (speech-like bursts; the fake
 server does no speech recognition). The relay's VAD brackets each burst with
 activityStart/activityEnd; the fake answers with 4 s of audio; the second burst, while
-that plays, is the barge-in: when the fake sees its activityStart it sends
-``interrupted`` (as the real service does with START_OF_ACTIVITY_INTERRUPTS), and the
-page must stop playback at once and report how much was heard.
+that plays, is the barge-in: the fake holds the turn open while the reply would play
+(``assumed_playback``, as the real service does), so its activityStart makes the fake send
+``interrupted`` (START_OF_ACTIVITY_INTERRUPTS), and the page must stop playback at once
+and report how much was heard.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from gemini_live.audio import write_wav
 from gemini_live.testing import FakeLiveServer
-from gemini_live.types import UNSET, ServerContent, ServerMessage
+from gemini_live.types import UNSET
 from gemini_live.web import Relay, create_app, running
 
 from .cdp import chromium_page, find_chromium
@@ -48,7 +49,7 @@ async def test_page_in_headless_chromium(tmp_path: Path) -> None:
     # (barge-in), then quiet.
     pcm = silence(500) + speech(800) + silence(2200) + speech(800) + silence(6000)
     write_wav(wav, pcm, 16000)
-    async with FakeLiveServer(reply_chunks=REPLY_CHUNKS) as server:
+    async with FakeLiveServer(reply_chunks=REPLY_CHUNKS, assumed_playback=True) as server:
         relay = Relay(fake_config(server))
         async with running(create_app(relay)) as base:
             flags = [
@@ -61,8 +62,9 @@ async def test_page_in_headless_chromium(tmp_path: Path) -> None:
             async with chromium_page(url, tmp_path / "profile", flags) as page:
                 await relay.wait_until(lambda: relay.stats.accepted == 1, within=30)
                 info = next(iter(relay.connections.values()))
-                # 1. The fake heard the first utterance and answered it.
-                await relay.wait_until(lambda: info.turns >= 1, within=30)
+                # 1. The fake heard the first utterance and answered it (its turnComplete
+                # waits for the 4 s of playback, so wait for the answer, not the turn).
+                await server.wait_for_conversation(lambda c: len(c.answers) >= 1, within=30)
                 heard_ms = len(server.connections[0].audio) / 32
                 assert 800 <= heard_ms <= 800 + 300 + 700, heard_ms
                 # 2. The page plays the reply.
@@ -74,7 +76,6 @@ async def test_page_in_headless_chromium(tmp_path: Path) -> None:
                 await server.wait_until(lambda: _activity_starts(server) == 2, within=30)
                 assert any(p.state == "playing" for p in info.playback)
                 assert not any(p.state == "drained" for p in info.playback), info.playback
-                await server.send(ServerMessage(server_content=ServerContent(interrupted=True)))
                 await relay.wait_until(
                     lambda: any(p.state == "stopped" for p in info.playback), within=10
                 )

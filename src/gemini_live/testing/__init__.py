@@ -21,6 +21,12 @@ in-process; ``gemini-live fake-server`` runs it for clients in any language::
 
 :func:`validate_server_frame` checks a frame against the official SDK's
 ``LiveServerMessage`` model (test-only; needs ``google-genai``).
+
+Scripts live in :mod:`gemini_live.testing.script`, cassettes (:class:`Cassette`,
+:class:`Recorder`, :class:`RecordingProxy`, :func:`use_cassette`) in
+:mod:`gemini_live.testing.cassette`; the close reasons below are worded as the service
+words them. Everything else in the package (the transport-agnostic core, the frame
+normaliser, the in-process transport) is internal and may change.
 """
 
 from gemini_live.testing._canned import (
@@ -36,17 +42,13 @@ from gemini_live.testing._canned import (
     TOKEN_INVALID,
     TONE_PCM,
     UNREGISTERED_CALLER,
-    parse_path,
 )
-from gemini_live.testing._core import LiveServerCore, ServerConn, ServerConnectionClosed
-from gemini_live.testing._memory import MemoryBackend, MemoryTransport
-from gemini_live.testing._normalize import decode_client_tolerant, normalize_keys
+from gemini_live.testing._memory import MemoryBackend
 from gemini_live.testing._oracle import validate_server_frame
 from gemini_live.testing._records import (
     ConnectionRecord,
     Conversation,
     ServerOptions,
-    SessionState,
     ToolScript,
 )
 from gemini_live.testing._server import FakeLiveServer
@@ -70,20 +72,12 @@ __all__ = [
     "ConnectionRecord",
     "Conversation",
     "FakeLiveServer",
-    "LiveServerCore",
     "MemoryBackend",
-    "MemoryTransport",
     "Recorder",
     "RecordingProxy",
     "Script",
-    "ServerConn",
-    "ServerConnectionClosed",
     "ServerOptions",
-    "SessionState",
     "ToolScript",
-    "decode_client_tolerant",
-    "normalize_keys",
-    "parse_path",
     "use_cassette",
     "validate_server_frame",
 ]

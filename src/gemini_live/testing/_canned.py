@@ -50,7 +50,8 @@ CANCELLED: Final = "The operation was cancelled."
 #: Close reason after the goAway deadline (with code 1011).
 DEADLINE_EXPIRED: Final = "Deadline expired before operation could complete."
 INTERNAL_ERROR: Final = "Internal error encountered."
-#: Close reason (1007) for TEXT responses on a model that only speaks.
+#: Close reason (1007) for TEXT responses on a model that only speaks (which models do is
+#: read from :mod:`gemini_live.models`, see ``testing/_families.py``).
 TEXT_NOT_SUPPORTED: Final = (
     "The requested combination of response modalities (TEXT) is not supported by the model"
 )
@@ -94,32 +95,6 @@ def header_credentials(
     token = cred.strip() if scheme == "token" else query.get("access_token")
     bearer = cred.strip() if scheme == "bearer" else None
     return key, token, bearer
-
-
-# --------------------------------------------------------------------------- model families
-
-#: Model-name fragments of families that only speak (``responseModalities: ["TEXT"]`` is
-#: refused with 1007 :data:`TEXT_NOT_SUPPORTED`), per docs/protocol.md § model families.
-AUDIO_ONLY_FAMILIES: Final = ("native-audio", "gemini-3.1-flash-live", "gemini-3.8-live")
-
-
-#: Families that refuse the deprecated ``realtimeInput.mediaChunks`` and any
-#: ``clientContent`` except initial history (1007 "Request contains an invalid argument.").
-STRICT_INPUT_FAMILIES: Final = ("gemini-3.1-flash-live",)
-
-
-def _family_name(model: str) -> str:
-    return model.rsplit("/", 1)[-1].lower()
-
-
-def audio_only_model(model: str) -> bool:
-    """True for a model the real service refuses TEXT responses on."""
-    return any(fragment in _family_name(model) for fragment in AUDIO_ONLY_FAMILIES)
-
-
-def strict_input_model(model: str) -> bool:
-    """True for a model that refuses ``mediaChunks`` and mid-session ``clientContent``."""
-    return any(fragment in _family_name(model) for fragment in STRICT_INPUT_FAMILIES)
 
 
 # --------------------------------------------------------------------------- audio

@@ -40,21 +40,19 @@ from gemini_live.testing._canned import (
     OUTPUT_MIME,
     OUTPUT_RATE,
     SESSION_NOT_FOUND,
-    TEXT_NOT_SUPPORTED,
     TOKEN_INVALID,
     TONE_PCM,
     UNREGISTERED_CALLER,
     audio_frame,
-    audio_only_model,
     header_credentials,
     make_tone,
     parse_path,
     pcm_rate,
     result_json,
     split_fragments,
-    strict_input_model,
     usage,
 )
+from gemini_live.testing._families import FamilyRules, setup_refusal
 from gemini_live.testing._normalize import FrameError, decode_client_tolerant, message_kind
 from gemini_live.testing._records import (
     ConnectionRecord,
@@ -434,18 +432,18 @@ class LiveServerCore:
             kind=parsed[0],
             api_version=parsed[1],
         )
-        logic: _ConnectionLogic
-        if self.options.cassette is not None:
-            from gemini_live.testing._replay import _ReplayLogic
-
-            logic = _ReplayLogic(self, conn, record, self.options.cassette)
-        else:
-            logic = _ConnectionLogic(self, conn, record)
+        logic = self._new_logic(conn, record)
         self.connections.append(record)
         self._logics.append(logic)
         logger.info("connection %d: opened (%s, %s %s)", record.index, transport, *parsed)
         self.notify()
         return logic
+
+    def _new_logic(self, conn: ServerConn, record: ConnectionRecord) -> _ConnectionLogic:
+        """The protocol logic for a new connection (the server adds cassette replay)."""
+        if self.options.cassette is not None:
+            raise ValueError("replaying a cassette needs FakeLiveServer")
+        return _ConnectionLogic(self, conn, record)
 
     # ------------------------------------------------------------------ logic API
 
@@ -571,7 +569,8 @@ class _ConnectionLogic:
         self._generations: set[asyncio.Task[None]] = set()
         self._inline_generating = False
         self.text_mode = False
-        self.strict_input = False  # the model refuses mediaChunks and later clientContent
+        #: What this connection's model refuses after the setup (per its family).
+        self.rules = FamilyRules()
         self.vad_settings = VadSettings()
         self.detector = ActivityDetector(self.vad_settings)
         self.vad_signals = False
@@ -765,9 +764,19 @@ class _ConnectionLogic:
             return  # never answered: the service would not be listening yet
         self.after_setup += 1
         assert self.session is not None
-        if self.strict_input and (
-            (isinstance(msg.realtime_input, RealtimeInput) and msg.realtime_input.media_chunks)
-            or (isinstance(msg.client_content, ClientContent) and not self.seeding)
+        rules = self.rules
+        if (
+            (
+                rules.refuse_media_chunks
+                and isinstance(msg.realtime_input, RealtimeInput)
+                and msg.realtime_input.media_chunks
+            )
+            or (
+                rules.refuse_client_content
+                and isinstance(msg.client_content, ClientContent)
+                and not self.seeding
+            )
+            or (rules.refuse_context_update and not isinstance(msg.context_update, UnsetType))
         ):
             await self.close(1007, INVALID_ARGUMENT)
             return
@@ -808,12 +817,13 @@ class _ConnectionLogic:
             else []
         )
         self.text_mode = modalities == ["TEXT"]
-        if self.text_mode and audio_only_model(setup.model):
-            await self.close(1007, TEXT_NOT_SUPPORTED)
+        refusal = setup_refusal(setup)
+        if refusal is not None:
+            await self.close(*refusal)
             return
         self.setup = setup
         self.record.setup = setup
-        self.strict_input = strict_input_model(setup.model)
+        self.rules = FamilyRules.for_model(setup.model)
         ric = setup.realtime_input_config
         self.vad_settings = VadSettings.from_config(None if ric is UNSET else ric)
         self.detector = ActivityDetector(self.vad_settings)
@@ -1109,7 +1119,12 @@ class _ConnectionLogic:
         follows the response (``resumable: true`` unless a blocking call is pending).
         """
         self.turn_calls = []
-        if self.opts.chunk_interval <= 0 and not paced and self._generation is None:
+        if (
+            self.opts.chunk_interval <= 0
+            and not paced
+            and self._generation is None
+            and not self.opts.assumed_playback
+        ):
             self._inline_generating = True
             try:
                 await self._perform(actions, paced=False)
@@ -1197,6 +1212,10 @@ class _ConnectionLogic:
         self.reply_sent = []
         # Paced replies start where the user stopped speaking (in audio time).
         start = self.clock_ms if start_ms is None else start_ms
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        rate = pcm_rate(reply_mime(reply))
+        audio_s = 0.0 if self.text_mode else sum(len(c) for c in chunks) / 2 / rate
         for i, pcm in enumerate(chunks):
             if i and interval > 0 and not await self._sleep(interval):
                 return
@@ -1227,6 +1246,12 @@ class _ConnectionLogic:
         session.response_tokens += turn_response
         session.history.append(("model", text))
         session.answers.append(text)
+        if self.opts.assumed_playback and audio_s > 0:
+            # The service holds the turn open while the client plays the audio it was
+            # sent (at real time); speech in this gap still interrupts the turn.
+            left = audio_s - (loop.time() - started)
+            if left > 0 and not await self._sleep(left):
+                return
         await self._end_turn(turn_response, reply.interaction_status, usage_too=reply.usage)
 
     async def _end_turn(

@@ -87,6 +87,8 @@ class ServerOptions:
     voice_activity: bool = False
     #: Pace reply audio by the client's input audio (one 40 ms chunk per 40 ms heard).
     paced_by_input: bool = False
+    #: Hold ``turnComplete`` until the reply's audio would have played (wall clock).
+    assumed_playback: bool = False
     #: Extra seconds before every server frame (``--latency``).
     latency: float = 0.0
     #: Replay this cassette's server side instead of playing a model.
@@ -128,6 +130,7 @@ class ServerOptionsKw(TypedDict, total=False):
     vad: bool
     voice_activity: bool
     paced_by_input: bool
+    assumed_playback: bool
     latency: float
     cassette: Cassette | None
     replay_timing: bool

@@ -16,9 +16,15 @@ from websockets.http11 import Request, Response
 
 from gemini_live.auth import GEMINI_PATH_FMT, VERTEX_PATH_FMT
 from gemini_live.testing._canned import parse_path
-from gemini_live.testing._core import LiveServerCore, ServerConnectionClosed
+from gemini_live.testing._core import (
+    LiveServerCore,
+    ServerConn,
+    ServerConnectionClosed,
+    _ConnectionLogic,
+)
 from gemini_live.testing._memory import MemoryBackend
-from gemini_live.testing._records import ServerOptions, ServerOptionsKw
+from gemini_live.testing._records import ConnectionRecord, ServerOptions, ServerOptionsKw
+from gemini_live.testing._replay import _ReplayLogic
 from gemini_live.testing.cassette import Cassette
 from gemini_live.transport import _library_logger
 
@@ -99,6 +105,12 @@ class FakeLiveServer(LiveServerCore):
       first chunk goes at once, each further 40 ms chunk once the client has streamed 40 ms
       more (as a microphone that keeps running does); after ``audioStreamEnd`` the rest
       goes at once. Deterministic barge-in tests, as fast as the client streams.
+    * ``assumed_playback``: as the real service does, hold ``turnComplete`` after
+      ``generationComplete`` until the reply's audio would have played at real time (wall
+      clock, from the first chunk). Speech, ``activityStart`` or a new user text in that
+      gap interrupts the turn (``interrupted: true``, ``turnComplete``) like one still
+      being generated; the reply stays in the history (all of it was sent). For clients
+      that play audio in real time (a browser page, a telephony bridge).
     * ``vad`` (default on): activity detection on the incoming PCM16, on audio time (sample
       counts, never wall time), honouring ``realtimeInputConfig``:
       ``automaticActivityDetection`` (``disabled`` -> only ``activityStart``/``activityEnd``
@@ -122,12 +134,18 @@ class FakeLiveServer(LiveServerCore):
       utterance, audio length, turn number, tool result) and actions (reply with a tone or
       WAV, tool calls, wait, goAway, drop, close, usage, any frame, ``interactionStatus``);
       tried before ``tool_triggers``, which are one case of it.
-    * ``responseModalities: ["TEXT"]`` replies with text parts; on an audio-only model
-      family (``native-audio``, ``gemini-3.1-flash-live``, ``gemini-3.8-live`` in the
-      name) the setup is refused with 1007 "The requested combination of response
-      modalities (TEXT) is not supported by the model". ``gemini-3.1-flash-live`` models
-      refuse ``mediaChunks`` and ``clientContent`` other than initial history with 1007
-      "Request contains an invalid argument." (the table is in ``testing/_canned.py``).
+    * ``responseModalities: ["TEXT"]`` replies with text parts. Model families are read
+      from the capability table (:mod:`gemini_live.models`), and the setup is refused as
+      the service refuses it even where the library's ``adapt_setup`` would have fixed
+      it: a modality the family does not produce closes 1007 "The requested combination
+      of response modalities (TEXT) is not supported by the model" (all speaking
+      families); the wrong thinking knob, a missing required ``thinkingLevel`` (3.8
+      Extended Thinking), a tool ``behavior`` the family does not accept
+      (``NON_BLOCKING`` on 3.1, ``BLOCKING`` on Extended Thinking) and
+      ``proactiveAudio: false`` on 3.8 close 1007 "Request contains an invalid
+      argument.". After the setup, ``clientContent`` other than initial history (3.1),
+      ``contextUpdate`` (2.5, 3.1) and ``mediaChunks`` (3.1) close 1007 the same way.
+      Facts the table marks unverified are never refused; unknown models never are.
     * ``cassette`` / :meth:`replay`: play a recorded session back (``replay_timing`` keeps
       the recorded gaps, capped at 2 s).
     * ``port``: listen on this port instead of a free one.
@@ -208,6 +226,11 @@ class FakeLiveServer(LiveServerCore):
         """
         loaded = cassette if isinstance(cassette, Cassette) else Cassette.load(cassette)
         return cls(ServerOptions(cassette=loaded), **overrides)
+
+    def _new_logic(self, conn: ServerConn, record: ConnectionRecord) -> _ConnectionLogic:
+        if self.options.cassette is not None:
+            return _ReplayLogic(self, conn, record, self.options.cassette)
+        return super()._new_logic(conn, record)
 
     # ------------------------------------------------------------------ lifecycle
 
