@@ -23,7 +23,9 @@ TRIALS = 15
 async def one(mode: str) -> float:
     async with FakeLiveServer(reply_chunks=15, chunk_interval=0.04) as server:
         cfg = gl.build_config(
-            url=server.url, output_audio_transcription=True, drain_input=mode,  # type: ignore[arg-type]
+            url=server.url,
+            output_audio_transcription=True,
+            drain_input=mode,  # type: ignore[arg-type]
         )
         async with gl.connect(cfg) as session:
             stream = session.events()
