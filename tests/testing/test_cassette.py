@@ -370,3 +370,11 @@ async def test_replay_timing_keeps_the_recorded_gaps(tmp_path: Path) -> None:
     # Two replies of three chunks, 0.1 s apart: at least 0.4 s of recorded gaps.
     assert timed_s >= 0.4
     assert fast_s < timed_s
+
+
+def test_fake_server_cli_takes_assumed_playback() -> None:
+    from gemini_live.cli import build_parser
+
+    args = build_parser().parse_args(["fake-server", "--assumed-playback"])
+    assert args.assumed_playback is True
+    assert build_parser().parse_args(["fake-server"]).assumed_playback is False

@@ -50,6 +50,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--latency", type=float, default=0.0, metavar="MS", help="delay before every frame"
     )
+    p.add_argument(
+        "--assumed-playback",
+        action="store_true",
+        help="hold turnComplete until the reply's audio would have played (barge-in then"
+        " interrupts it, as on the service)",
+    )
 
 
 def run_fake_server(args: argparse.Namespace) -> int:
@@ -70,6 +76,7 @@ def run_fake_server(args: argparse.Namespace) -> int:
         "require_api_key": args.require_api_key,
         "latency": args.latency / 1000.0,
         "port": args.port,
+        "assumed_playback": args.assumed_playback,
     }
     try:
         if args.cassette:

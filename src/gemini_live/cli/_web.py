@@ -73,7 +73,9 @@ async def run_web(args: argparse.Namespace) -> int:
             from gemini_live.testing import FakeLiveServer
 
             # 25 chunks of 40 ms: a one-second answer, long enough to barge in on.
-            fake = await stack.enter_async_context(FakeLiveServer(reply_chunks=25))
+            fake = await stack.enter_async_context(
+                FakeLiveServer(reply_chunks=25, assumed_playback=True)  # barge-in works
+            )
             url: str | None = fake.url
             key: str | None = None
         else:
