@@ -234,7 +234,7 @@ class ResendWindow:
     video_frames: int = 4
     #: Frames written less than this many seconds before a handle arrived are not
     #: taken as covered by it (the handle may have been issued before they arrived).
-    #: None: twice the slowest setup round trip seen, at least 20 ms, at most 1 s.
+    #: None: twice the slowest setup round trip seen, at least 0.2 s, at most 1 s.
     handle_guard: float | None = None
 
     def __post_init__(self) -> None:
@@ -464,7 +464,7 @@ class ClientProtocol:
         guard = self._resend.handle_guard
         if guard is not None:
             return guard
-        return min(1.0, max(0.02, 2.0 * self._max_setup_rtt))
+        return min(1.0, max(0.2, 2.0 * self._max_setup_rtt))
 
     @property
     def at_clean_point(self) -> bool:
