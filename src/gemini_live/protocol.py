@@ -395,7 +395,7 @@ class ClientProtocol:
         self.pending_tool_calls: dict[str, str] = {}
         self._call_epoch: dict[str, int] = {}
         self._handle_epoch = 0
-        self._blocking_names: set[str] = set()
+        self._non_blocking_names: set[str] = set()
         self._stale_tool_ids: set[str] = set()
         self._cancelled_ids: set[str] = set()
         self._note_blocking(setup)
@@ -441,13 +441,15 @@ class ClientProtocol:
 
     @property
     def has_pending_blocking_call(self) -> bool:
-        """True if a call to a BLOCKING function is still unanswered (the one rule)."""
-        if not self.pending_tool_calls:
-            return False
-        if not self._blocking_names:
-            # Behaviour unknown: treat every pending call as blocking (the safe choice).
-            return True
-        return any(name in self._blocking_names for name in self.pending_tool_calls.values())
+        """True if a call to a BLOCKING function is still unanswered (the one rule).
+
+        Only a function the setup declares ``NON_BLOCKING`` does not block; unset or
+        unknown behaviour counts as blocking (the safe choice). The setup read here is the
+        one the session sends, after the model table filled in the family's default.
+        """
+        return any(
+            name not in self._non_blocking_names for name in self.pending_tool_calls.values()
+        )
 
     @property
     def unacknowledged(self) -> int:
@@ -548,9 +550,9 @@ class ClientProtocol:
             for decl in (
                 tool.function_declarations if tool.function_declarations is not UNSET else []
             ):
-                if decl.behavior != "NON_BLOCKING":
+                if decl.behavior == "NON_BLOCKING":
                     names.add(decl.name)
-        self._blocking_names = names
+        self._non_blocking_names = names
 
     # -- connection lifecycle -------------------------------------------------------------
 
