@@ -401,7 +401,9 @@ class Speaker:
     ``play(pcm)`` queues audio; ``interrupt()`` silences it at once and returns how many
     seconds of the interrupted reply were heard. Feed it events with :meth:`on_event`
     (``ModelAudio`` plays, resampled to ``sample_rate`` if needed; ``Interrupted``
-    interrupts). Use as a context manager.
+    interrupts; the end of an interaction, ``TurnComplete.interaction_done`` or
+    ``InteractionTimeout``, marks where the next reply starts, so the heard time counts
+    only the interrupted reply). Use as a context manager.
 
     The sound card pulls ``block_ms`` blocks on its own thread (default 20 ms: a barge-in
     silences the speaker within one block); the buffer is guarded by a lock.
@@ -470,6 +472,12 @@ class Speaker:
         self.last_dropped_seconds = dropped / (2 * self.sample_rate)
         return heard
 
+    def mark_reply(self) -> None:
+        """Audio played from now on belongs to a new reply (see
+        :meth:`~gemini_live.audio.PlaybackBuffer.mark_reply`)."""
+        with self._lock:
+            self.buffer.mark_reply()
+
     @property
     def playing(self) -> bool:
         with self._lock:
@@ -511,3 +519,8 @@ class Speaker:
             self.play(data)
         elif isinstance(event, ev.Interrupted):
             self.interrupt()
+        elif (isinstance(event, ev.TurnComplete) and event.interaction_done) or isinstance(
+            event, ev.InteractionTimeout
+        ):
+            # Not at an IN_PROGRESS turnComplete (3.8 Extended Thinking): the answer goes on.
+            self.mark_reply()
