@@ -262,8 +262,9 @@ async def test_speaker_drain_waits_for_the_card(monkeypatch: pytest.MonkeyPatch)
         assert not await sp.drain(0.01)  # nobody plays it: times out, says so
 
 
+@pytest.mark.parametrize("stream", ["RawInputStream", "RawOutputStream"])
 def test_talk_device_failure_is_one_clear_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    stream: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     card = _FakeCard(_tone(400))
 
@@ -271,12 +272,10 @@ def test_talk_device_failure_is_one_clear_line(
         pass
 
     def broken(**kw: Any) -> Any:
-        raise PortAudioError(
-            "Error opening RawOutputStream: Device unavailable [PaErrorCode -9985]"
-        )
+        raise PortAudioError(f"Error opening {stream}: Device unavailable [PaErrorCode -9985]")
 
     card.module.PortAudioError = PortAudioError  # type: ignore[attr-defined]
-    card.module.RawOutputStream = broken  # type: ignore[attr-defined]
+    setattr(card.module, stream, broken)
     monkeypatch.setitem(sys.modules, "sounddevice", card.module)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     assert main(["talk", "--max-turns", "1", "--turn-timeout", "20"]) == 2

@@ -181,9 +181,9 @@ async def run_talk(args: argparse.Namespace) -> int:
             finally:
                 for task in tasks:
                     task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                # A task's own error was raised above (a device error as a UsageError);
+                # here only wait for them to end, so cleanup cannot replace that error.
+                await asyncio.gather(*tasks, return_exceptions=True)
             for line in conv.usage_lines():
                 t.log(line)
     return 0
