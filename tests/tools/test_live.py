@@ -397,3 +397,53 @@ async def test_behavior_default_comes_from_the_model_table(model: str, default: 
         # A NON_BLOCKING call is answered WHEN_IDLE (as if declared); a BLOCKING one has
         # no scheduling.
         assert response.scheduling == ("WHEN_IDLE" if default == "NON_BLOCKING" else UNSET)
+
+
+@pytest.mark.parametrize(
+    ("model", "blocking"),
+    [
+        ("models/gemini-3.8-live", False),
+        ("models/gemini-2.5-flash-native-audio-preview-12-2025", True),
+        ("models/some-future-model", True),  # unknown family: unknown counts as blocking
+    ],
+)
+async def test_tools_added_by_context_update_use_the_family_default(
+    model: str, blocking: bool
+) -> None:
+    """A contextUpdate sends the tools as they are (behaviour unset); the service applies
+    the family's default, and so does the protocol's idea of a pending blocking call."""
+    reg = ToolRegistry()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    @reg.tool(behavior="NON_BLOCKING")
+    def noop() -> None:
+        pass
+
+    async with (
+        FakeLiveServer(
+            validate_frames=True,
+            tool_triggers={"time": ToolScript(name="get_time", args={})},
+        ) as server,
+        await gl.connect(_config(server, "memory", reg, model=model)) as session,
+    ):
+
+        @reg.tool
+        async def get_time() -> str:
+            started.set()
+            async with asyncio.timeout(TIMEOUT):
+                await release.wait()
+            return "noon"
+
+        await session.send_context_update(tools=reg.tools())
+        async with run_tools(session, reg):
+            await session.send_text("what time is it?")
+            async with asyncio.timeout(TIMEOUT):
+                await started.wait()
+            assert session.protocol.has_pending_blocking_call is blocking
+            release.set()
+            await server.wait_until(lambda: len(_tool_responses(server.received[0])) == 1)
+    update = server.received[0][1].context_update
+    assert update is not UNSET and update.tools is not UNSET
+    decls = update.tools.tools[0].function_declarations
+    assert decls is not UNSET and decls[1].behavior is UNSET
