@@ -1136,6 +1136,18 @@ async def test_unset_behaviour_is_read_from_the_session_setup() -> None:
         assert [(r.response, r.will_continue, r.scheduling) for r in session.by_id("s")] == [
             ({"output": 2}, UNSET, UNSET)
         ]
+    # Declared without a behaviour (a contextUpdate is not adapted): the family default.
+    for model, expected in (
+        ("models/gemini-3.8-live", "NON_BLOCKING"),
+        ("models/gemini-2.5-flash-native-audio-preview-12-2025", "BLOCKING"),
+        ("models/some-future-model", None),
+    ):
+        runner = ToolRunner(reg)
+        session = FakeSession()
+        session.setup = Setup(model=model, tools=reg.tools())
+        runner.attach(session)
+        assert runner.behavior(spec) == expected, model
+        await runner.aclose()
     # An explicit behaviour wins over the setup.
     explicit = ToolRegistry()
     explicit.add(stream, name="stream", behavior="BLOCKING")

@@ -29,6 +29,7 @@ import msgspec
 
 from gemini_live import events as ev
 from gemini_live.errors import ConfigError, SessionClosedError, redact
+from gemini_live.models import family_of
 from gemini_live.tools._registry import (
     SchedulingLike,
     ToolArgumentError,
@@ -567,8 +568,10 @@ class ToolRunner:
     def behavior(self, spec: ToolSpec) -> Behavior | None:
         """The behaviour the model was told for ``spec``: the tool's own ``behavior``, else
         what the session's setup declares for that name after the model table filled in
-        the family default (``NON_BLOCKING`` on 3.8, ``BLOCKING`` on 2.5 / 3.1); ``None``
-        when neither says (the runner then acts as for ``BLOCKING``: no partials)."""
+        the family default (``NON_BLOCKING`` on 3.8, ``BLOCKING`` on 2.5 / 3.1; a
+        declaration left unset, as in a contextUpdate, also means that default); ``None``
+        when nothing says (an unknown model, a session without a setup, a name it does
+        not declare): the runner then acts as for ``BLOCKING`` (no partials)."""
         if spec.behavior is not None:
             return spec.behavior
         setup = _session_setup(self.session)
@@ -579,11 +582,17 @@ class ToolRunner:
             if isinstance(decls, UnsetType):
                 continue
             for decl in decls:
-                if decl.name == spec.name and isinstance(decl.behavior, str):
-                    try:
-                        return Behavior(decl.behavior)
-                    except ValueError:
-                        return None
+                if decl.name != spec.name:
+                    continue
+                declared = decl.behavior
+                if not isinstance(declared, str):
+                    # Unset (e.g. tools sent in a contextUpdate): the family's default.
+                    family = family_of(setup.model)
+                    declared = family.default_behavior if family is not None else None
+                try:
+                    return Behavior(declared) if declared is not None else None
+                except ValueError:
+                    return None
         return None
 
     def _default_scheduling(self, spec: ToolSpec) -> FunctionResponseScheduling | None:
