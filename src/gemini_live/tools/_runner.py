@@ -584,8 +584,10 @@ class ToolRunner:
             for decl in decls:
                 if decl.name != spec.name:
                     continue
-                declared = decl.behavior
-                if not isinstance(declared, str):
+                declared: str | None = None
+                if isinstance(decl.behavior, str):
+                    declared = decl.behavior
+                else:
                     # Unset (e.g. tools sent in a contextUpdate): the family's default.
                     family = family_of(setup.model)
                     declared = family.default_behavior if family is not None else None
