@@ -1076,6 +1076,55 @@ def test_playback_played_seconds_tracks_generation_and_total() -> None:
     assert buf.total_played_seconds == pytest.approx(0.06)
 
 
+def test_playback_heard_counts_only_the_interrupted_reply() -> None:
+    buf = PlaybackBuffer(clock=FakeClock())  # 24 kHz: FRAME = 20 ms
+    buf.push(ms_of_audio(100))  # reply 1
+    for _ in range(3):
+        buf.pop(FRAME)  # 60 ms of reply 1 heard
+    buf.mark_reply()  # its turn ended; 40 ms of it are still queued
+    assert buf.reply_played_seconds == 0
+    buf.push(ms_of_audio(200))  # reply 2
+    for _ in range(3):
+        buf.pop(FRAME)  # the rest of reply 1, then 20 ms of reply 2
+    assert buf.reply_played_seconds == pytest.approx(0.02)
+    assert buf.played_seconds == pytest.approx(0.12)  # since the last flush: both replies
+    buf.flush()  # barge-in on reply 2
+    assert buf.heard_before_flush == pytest.approx(0.02)
+    assert buf.reply_played_seconds == 0
+    # A new reply after the flush counts from the flush; marking twice changes nothing.
+    buf.mark_reply()
+    buf.mark_reply()
+    buf.push(ms_of_audio(40))
+    buf.pop(FRAME)
+    buf.flush()
+    assert buf.heard_before_flush == pytest.approx(0.02)
+
+
+def test_playback_heard_without_marks_is_everything_since_the_flush() -> None:
+    buf = PlaybackBuffer(clock=FakeClock())
+    buf.push(ms_of_audio(40))
+    buf.pop(2 * FRAME)  # reply 1, heard in full, never marked
+    buf.push(ms_of_audio(40))
+    buf.pop(FRAME)
+    buf.flush()
+    assert buf.heard_before_flush == pytest.approx(0.06)
+
+
+def test_playback_reply_mark_moves_with_overflow() -> None:
+    buf = PlaybackBuffer(24000, max_seconds=0.1, clock=FakeClock())  # holds 100 ms
+    buf.push(ms_of_audio(60))  # reply 1
+    buf.mark_reply()
+    buf.push(ms_of_audio(80))  # reply 2: 40 ms of reply 1 are dropped from the front
+    assert buf.queued_seconds == pytest.approx(0.1)
+    buf.pop(FRAME)  # reply 1's last 20 ms
+    assert buf.reply_played_seconds == 0
+    buf.pop(FRAME)  # reply 2's first 20 ms
+    assert buf.reply_played_seconds == pytest.approx(0.02)
+    buf.push(ms_of_audio(200))  # overflow past the mark: nothing of reply 1 is left
+    buf.pop(FRAME)
+    assert buf.reply_played_seconds == pytest.approx(0.04)
+
+
 def test_playback_push_validates_and_accepts_arrays() -> None:
     buf = PlaybackBuffer(clock=FakeClock())
     with pytest.raises(AudioFormatError):

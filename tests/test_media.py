@@ -250,6 +250,48 @@ async def test_speaker_and_microphone_with_a_stub_sounddevice(
     await mic.aclose()
 
 
+def test_speaker_heard_counts_only_the_interrupted_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[_FakeStream] = []
+
+    def factory(**kw: Any) -> _FakeStream:
+        s = _FakeStream(kw.pop("callback"), **kw)
+        made.append(s)
+        return s
+
+    sd = types.ModuleType("sounddevice")
+    sd.RawOutputStream = factory  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    E = gl.events
+
+    def card_takes(ms: int) -> None:
+        buf = bytearray(48 * ms)
+        made[-1].callback(memoryview(buf), 24 * ms, None, None)
+
+    with Speaker() as speaker:
+        speaker.on_event(E.ModelAudio(bytes(4800)))  # reply 1: 100 ms
+        speaker.on_event(E.TurnComplete(interaction_status="IN_PROGRESS"))  # not the end
+        speaker.on_event(E.ModelAudio(bytes(4800)))  # still reply 1 (3.8 Extended Thinking)
+        card_takes(150)
+        assert speaker.interrupt() == pytest.approx(0.15)  # the whole answer so far
+        speaker.on_event(E.ModelAudio(bytes(4800)))  # reply 1 goes on after the barge-in
+        card_takes(100)
+        speaker.on_event(E.TurnComplete(interaction_status="IDLE"))  # the answer is over
+        speaker.on_event(E.ModelAudio(bytes(9600)))  # reply 2: 200 ms
+        card_takes(60)
+        assert speaker.interrupt() == pytest.approx(0.06)  # not 0.26
+        speaker.on_event(E.InteractionTimeout(seconds=30.0))  # also ends an interaction
+        speaker.on_event(E.ModelAudio(bytes(4800)))
+        card_takes(20)
+        speaker.on_event(E.TurnComplete())  # no status (before 3.8): the end
+        speaker.on_event(E.ModelAudio(bytes(4800)))
+        card_takes(100)  # the rest of that reply, then 20 ms of the next
+        speaker.on_event(E.Interrupted())
+        assert speaker.buffer.heard_before_flush == pytest.approx(0.02)
+        assert speaker.interruptions == 3
+
+
 async def test_session_sends_pictures_and_streams_audio_itself() -> None:
     import numpy as np
 

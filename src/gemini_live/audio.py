@@ -981,6 +981,10 @@ class PlaybackBuffer:
       ``interrupted``, before queueing any audio from that same frame. It empties the
       queue and starts a new :attr:`generation`; chunks pushed later with an older
       generation id are dropped and counted.
+    * :meth:`mark_reply` marks where the next reply starts in the stream (call it when an
+      interaction ends, e.g. ``TurnComplete.interaction_done``), so
+      :attr:`heard_before_flush` and :attr:`reply_played_seconds` count only the reply
+      being played, not earlier ones that were heard in full.
 
     Not thread-safe; guard it with a lock if a sound-card thread calls :meth:`pop`.
     """
@@ -996,6 +1000,7 @@ class PlaybackBuffer:
         "_max_bytes",
         "_played",
         "_played_total",
+        "_reply_start",
         "_running",
         "_start",
         "frame_bytes",
@@ -1026,6 +1031,9 @@ class PlaybackBuffer:
         self._dropped = 0
         self._played = 0
         self._played_total = 0
+        # Where the current reply starts, in bytes of the played stream (compared with
+        # _played_total; beyond it while the reply's audio is still queued).
+        self._reply_start = 0
         self._heard_at_flush: float | None = None
         self._running = False
         self._start = -math.inf
@@ -1074,18 +1082,35 @@ class PlaybackBuffer:
         return self._played_total / (2 * self.rate)
 
     @property
-    def heard_before_flush(self) -> float | None:
-        """How much was heard before the last :meth:`flush` (the barge-in): the value of
-        :attr:`played_seconds` just before it, i.e. the audio played since the flush
-        before that (``None`` until the first flush).
+    def reply_played_seconds(self) -> float:
+        """Seconds of the current reply handed out so far: audio played since the later of
+        the last :meth:`flush` and the point :meth:`mark_reply` marked (0 while earlier
+        replies queued before the mark are still playing)."""
+        return max(0, self._played_total - self._reply_start) / (2 * self.rate)
 
-        With one flush per interruption this is how much of the interrupted reply the
-        user heard, plus any earlier uninterrupted replies since the previous flush (read
-        :attr:`played_seconds` at ``turn_complete`` to separate them). Audio handed to
+    @property
+    def heard_before_flush(self) -> float | None:
+        """How much of the interrupted reply was heard before the last :meth:`flush` (the
+        barge-in): :attr:`reply_played_seconds` just before it (``None`` until the first
+        flush).
+
+        Without :meth:`mark_reply` a "reply" is everything since the previous flush, so
+        earlier replies that were not interrupted count too; call :meth:`mark_reply` at
+        the end of each interaction to count only the interrupted one. Audio handed to
         the sound card but still in its own buffer counts as heard; add the device
         latency if it matters.
         """
         return self._heard_at_flush
+
+    def mark_reply(self) -> None:
+        """Audio pushed from now on belongs to a new reply.
+
+        The mark is a position in the stream, not a moment: audio of the previous reply
+        that is still queued plays out and is not counted for the new one. Call it when
+        the model's interaction ends (``TurnComplete`` with ``interaction_done``, or
+        ``InteractionTimeout``); marking twice before new audio arrives changes nothing.
+        """
+        self._reply_start = self._played_total + len(self._buf)
 
     def push(self, pcm: object, *, generation: int | None = None) -> None:
         """Queue PCM16 audio.
@@ -1115,6 +1140,9 @@ class PlaybackBuffer:
         if excess > 0:
             del self._buf[:excess]
             self._dropped += excess
+            # Dropped audio never plays: a reply mark inside the queue moves up with it.
+            if self._reply_start > self._played_total:
+                self._reply_start = max(self._played_total, self._reply_start - excess)
 
     def flush(self) -> int:
         """Drop all queued audio and start a new generation.
@@ -1126,8 +1154,9 @@ class PlaybackBuffer:
         self._buf.clear()
         self._dropped += dropped
         self._generation += 1
-        self._heard_at_flush = self.played_seconds
+        self._heard_at_flush = self.reply_played_seconds
         self._played = 0
+        self._reply_start = self._played_total
         self._stop()
         return dropped
 

@@ -17,6 +17,7 @@ Everything takes the session as an argument and uses only its public methods
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import sys
 import threading
@@ -25,7 +26,14 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callab
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gemini_live.audio import INPUT_RATE, OUTPUT_RATE, PlaybackBuffer, as_pcm16, chunk_pcm
+from gemini_live.audio import (
+    INPUT_RATE,
+    OUTPUT_RATE,
+    PlaybackBuffer,
+    as_pcm16,
+    chunk_pcm,
+    resample,
+)
 from gemini_live.errors import ConfigError
 
 __all__ = [
@@ -392,22 +400,42 @@ class Speaker:
 
     ``play(pcm)`` queues audio; ``interrupt()`` silences it at once and returns how many
     seconds of the interrupted reply were heard. Feed it events with :meth:`on_event`
-    (``ModelAudio`` plays, ``Interrupted`` interrupts). Use as a context manager.
+    (``ModelAudio`` plays, resampled to ``sample_rate`` if needed; ``Interrupted``
+    interrupts; the end of an interaction, ``TurnComplete.interaction_done`` or
+    ``InteractionTimeout``, marks where the next reply starts, so the heard time counts
+    only the interrupted reply). Use as a context manager.
+
+    The sound card pulls ``block_ms`` blocks on its own thread (default 20 ms: a barge-in
+    silences the speaker within one block); the buffer is guarded by a lock.
     """
 
     def __init__(
-        self, *, sample_rate: int = OUTPUT_RATE, device: Any = None, max_seconds: float = 60.0
+        self,
+        *,
+        sample_rate: int = OUTPUT_RATE,
+        device: Any = None,
+        max_seconds: float = 60.0,
+        block_ms: int = 20,
     ) -> None:
+        if block_ms <= 0:
+            raise ConfigError(f"block_ms must be positive, got {block_ms}")
         self.sample_rate = sample_rate
         self.device = device
+        self.block_ms = block_ms
         self.buffer = PlaybackBuffer(sample_rate, max_seconds=max_seconds)
+        #: Interruptions so far.
+        self.interruptions = 0
+        #: Seconds of queued audio the last :meth:`interrupt` dropped.
+        self.last_dropped_seconds = 0.0
         self._lock = threading.Lock()
         self._stream: Any = None
+        self._drained: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     def __enter__(self) -> Speaker:
         sd = _sounddevice()
         self._stream = sd.RawOutputStream(
             samplerate=self.sample_rate,
+            blocksize=self.sample_rate * self.block_ms // 1000,
             channels=1,
             dtype="int16",
             device=self.device,
@@ -425,6 +453,11 @@ class Speaker:
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         with self._lock:
             outdata[:] = self.buffer.pop(frames * 2)
+            drained = self._drained if not self.buffer.queued_bytes else None
+        if drained is not None:
+            loop, event = drained
+            with contextlib.suppress(RuntimeError):  # the loop may be closing
+                loop.call_soon_threadsafe(event.set)
 
     def play(self, pcm: object) -> None:
         with self._lock:
@@ -433,18 +466,61 @@ class Speaker:
     def interrupt(self) -> float:
         """Drop queued audio now; returns the seconds of this reply that were heard."""
         with self._lock:
-            self.buffer.flush()
-            return self.buffer.heard_before_flush or 0.0
+            dropped = self.buffer.flush()
+            heard = self.buffer.heard_before_flush or 0.0
+        self.interruptions += 1
+        self.last_dropped_seconds = dropped / (2 * self.sample_rate)
+        return heard
+
+    def mark_reply(self) -> None:
+        """Audio played from now on belongs to a new reply (see
+        :meth:`~gemini_live.audio.PlaybackBuffer.mark_reply`)."""
+        with self._lock:
+            self.buffer.mark_reply()
 
     @property
     def playing(self) -> bool:
         with self._lock:
             return self.buffer.queued_bytes > 0
 
+    @property
+    def queued_seconds(self) -> float:
+        """Seconds of audio still waiting for the sound card."""
+        with self._lock:
+            return self.buffer.queued_seconds
+
+    async def drain(self, max_wait: float) -> bool:
+        """Wait (at most ``max_wait`` seconds) until everything queued has been played.
+
+        Returns whether it drained. Only meaningful while the stream is open.
+        """
+        event = asyncio.Event()
+        with self._lock:
+            if not self.buffer.queued_bytes:
+                return True
+            self._drained = (asyncio.get_running_loop(), event)
+        try:
+            async with asyncio.timeout(max_wait):
+                await event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            with self._lock:
+                self._drained = None
+        return True
+
     def on_event(self, event: object) -> None:
         from gemini_live import events as ev
 
         if isinstance(event, ev.ModelAudio):
-            self.play(event.data)
+            data: object = event.data
+            if event.sample_rate != self.sample_rate:
+                data = resample(data, event.sample_rate, self.sample_rate)
+            self.play(data)
         elif isinstance(event, ev.Interrupted):
             self.interrupt()
+        elif (isinstance(event, ev.TurnComplete) and event.interaction_done) or isinstance(
+            event, ev.InteractionTimeout
+        ):
+            # Not at an IN_PROGRESS turnComplete (3.8 Extended Thinking): the answer goes on.
+            self.mark_reply()

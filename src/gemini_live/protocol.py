@@ -70,7 +70,7 @@ from gemini_live.events import (
     Resumed,
     SetupComplete,
 )
-from gemini_live.models import adapt_function_response, text_message
+from gemini_live.models import adapt_function_response, family_of, text_message
 from gemini_live.types import (
     UNSET,
     ActivityEnd,
@@ -395,7 +395,7 @@ class ClientProtocol:
         self.pending_tool_calls: dict[str, str] = {}
         self._call_epoch: dict[str, int] = {}
         self._handle_epoch = 0
-        self._blocking_names: set[str] = set()
+        self._non_blocking_names: set[str] = set()
         self._stale_tool_ids: set[str] = set()
         self._cancelled_ids: set[str] = set()
         self._note_blocking(setup)
@@ -441,13 +441,16 @@ class ClientProtocol:
 
     @property
     def has_pending_blocking_call(self) -> bool:
-        """True if a call to a BLOCKING function is still unanswered (the one rule)."""
-        if not self.pending_tool_calls:
-            return False
-        if not self._blocking_names:
-            # Behaviour unknown: treat every pending call as blocking (the safe choice).
-            return True
-        return any(name in self._blocking_names for name in self.pending_tool_calls.values())
+        """True if a call to a BLOCKING function is still unanswered (the one rule).
+
+        Only a function declared ``NON_BLOCKING`` does not block: explicitly, or by an
+        unset behaviour on a model family whose default is ``NON_BLOCKING`` (3.8). Unknown
+        behaviour (an undeclared function, an unknown model) counts as blocking, the safe
+        choice. The session hands the protocol the setup after the model table adapted it.
+        """
+        return any(
+            name not in self._non_blocking_names for name in self.pending_tool_calls.values()
+        )
 
     @property
     def unacknowledged(self) -> int:
@@ -543,14 +546,19 @@ class ClientProtocol:
         self._note_blocking(setup)
 
     def _note_blocking(self, setup: Setup) -> None:
+        # An unset behaviour is the model family's default (what the service applies);
+        # tools sent in a contextUpdate are not adapted by the model table.
+        family = family_of(setup.model)
+        default = family.default_behavior if family is not None else None
         names: set[str] = set()
         for tool in setup.tools if setup.tools is not UNSET else []:
             for decl in (
                 tool.function_declarations if tool.function_declarations is not UNSET else []
             ):
-                if decl.behavior != "NON_BLOCKING":
+                behavior = decl.behavior if isinstance(decl.behavior, str) else default
+                if behavior == "NON_BLOCKING":
                     names.add(decl.name)
-        self._blocking_names = names
+        self._non_blocking_names = names
 
     # -- connection lifecycle -------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.abc
 import importlib.machinery
 import math
@@ -16,7 +17,9 @@ import pytest
 
 from gemini_live import events as ev
 from gemini_live.cli import main
-from gemini_live.cli._talk import PauseDetector, Speaker
+from gemini_live.cli._talk import MIC_MS, PAUSE_MS
+from gemini_live.media import Speaker
+from gemini_live.vad import ActivityDetector, ActivitySender
 
 
 def _check(capsys: pytest.CaptureFixture[str]) -> str:
@@ -72,28 +75,51 @@ def _tone(ms: int, rate: int = 16000, amplitude: int = 8000) -> bytes:
 
 
 class _FakeCard:
-    """A stand-in for the sounddevice module: a scripted microphone and a recording speaker."""
+    """A stand-in for the sounddevice module: a scripted microphone and a recording speaker.
 
-    def __init__(self, mic_script: bytes) -> None:
+    Streams run their callbacks on a thread of their own, 10x faster than real time, like
+    a sound card (``auto=False``: the test pulls speaker blocks itself with :meth:`pull`).
+    """
+
+    def __init__(self, mic_script: bytes, *, auto: bool = True) -> None:
         self.mic_script = mic_script
         self.played = bytearray()
         self.opened: list[dict[str, object]] = []
+        self.streams: list[Any] = []
         card = self
 
         class _Stream:
             def __init__(self, **kw: Any) -> None:
                 card.opened.append(kw)
+                card.streams.append(self)
                 self.kw = kw
+                self.active = False
+                self.closed = False
                 self._stop = threading.Event()
                 self._thread = threading.Thread(target=self._run, daemon=True)
 
+            # The sounddevice stream API: start/stop/close, or a context manager.
+            def start(self) -> None:
+                self.active = True
+                if auto:
+                    self._thread.start()
+
+            def stop(self) -> None:
+                self.active = False
+                self._stop.set()
+                if self._thread.is_alive():
+                    self._thread.join(5)
+
+            def close(self) -> None:
+                self.closed = True
+
             def __enter__(self) -> _Stream:
-                self._thread.start()
+                self.start()
                 return self
 
             def __exit__(self, *exc: object) -> None:
-                self._stop.set()
-                self._thread.join(5)
+                self.stop()
+                self.close()
 
             def _run(self) -> None:
                 raise NotImplementedError
@@ -123,6 +149,16 @@ class _FakeCard:
         self.module.RawOutputStream = RawOutputStream  # type: ignore[attr-defined]
         self.module.query_devices = lambda kind: {"name": f"fake {kind}"}  # type: ignore[attr-defined]
 
+    def pull(self, frames: int) -> bytes:
+        """What the speaker plays in the next ``frames`` (the open output stream's callback)."""
+        (out_stream,) = [
+            s for s in self.streams if "RawOutputStream" in type(s).__name__ and s.active
+        ]
+        out = bytearray(frames * 2)
+        out_stream.kw["callback"](out, frames, None, None)
+        self.played += out
+        return bytes(out)
+
 
 def test_talk_round_trip_with_a_fake_sound_card(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -145,27 +181,133 @@ def test_talk_round_trip_with_a_fake_sound_card(
     assert any(card.played), f"the reply never reached the speaker:\n{out}"
 
 
-def test_pause_detector() -> None:
-    d = PauseDetector(threshold=500, pause_ms=60)
-    quiet, loud = bytes(640), _tone(20)
-    assert d.feed(quiet) is None  # silence before speech is not a pause
-    assert d.feed(loud) == "speech"
-    assert [d.feed(quiet) for _ in range(3)] == [None, None, "pause"]
-    assert d.feed(quiet) is None  # one pause per utterance
+class _Recorder:
+    """A session that records what the microphone side sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
+        self.sent.append("audio")
+
+    async def send_activity_start(self) -> None:
+        self.sent.append("activity_start")
+
+    async def send_activity_end(self) -> None:
+        self.sent.append("activity_end")
+
+    async def send_audio_stream_end(self) -> None:
+        self.sent.append("stream_end")
 
 
-def test_speaker_flushes_on_interrupted() -> None:
-    sp = Speaker()
-    sp.on_event(ev.ModelAudio(_tone(100, 24000)))
-    assert sp.buffer.queued_seconds == pytest.approx(0.1)
-    out = bytearray(480 * 2)
-    sp.callback(out, 480, None, None)
-    assert any(out)
-    dropped = sp.on_event(ev.Interrupted())
-    assert dropped == pytest.approx(0.08)
-    assert sp.buffer.queued_bytes == 0 and sp.interruptions == 1
-    silent = bytearray(b"\x01" * 960)
-    sp.callback(silent, 480, None, None)
-    assert not any(silent)
-    sp.on_event(ev.ModelAudio(_tone(20, 16000), sample_rate=16000))  # resampled to 24 kHz
-    assert sp.buffer.queued_bytes == 960
+async def test_talk_turn_taking_sends_all_audio_and_one_stream_end_per_pause() -> None:
+    """What talk's uplink does: the service's VAD decides, the client flushes on a pause."""
+    rec = _Recorder()
+    sender = ActivitySender(
+        rec, ActivityDetector(frame_ms=MIC_MS, end_ms=PAUSE_MS), mode="stream_end"
+    )
+    quiet, loud = bytes(640), _tone(MIC_MS)
+    pause_chunks = PAUSE_MS // MIC_MS
+    for _ in range(3 * pause_chunks):  # silence before speech is not a pause
+        await sender.feed(quiet)
+    assert rec.sent == ["audio"] * (3 * pause_chunks)
+    for _ in range(5):
+        await sender.feed(loud)
+    for _ in range(pause_chunks - 1):
+        await sender.feed(quiet)
+    assert "stream_end" not in rec.sent  # a shorter pause keeps the utterance open
+    await sender.feed(quiet)
+    assert rec.sent[-2:] == ["audio", "stream_end"]
+    for _ in range(3 * pause_chunks):
+        await sender.feed(quiet)
+    assert rec.sent.count("stream_end") == 1  # one per utterance
+    assert rec.sent.count("audio") == 3 * pause_chunks + 5 + pause_chunks + 3 * pause_chunks
+
+
+def test_speaker_flushes_on_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speaker talk uses (gemini_live.media.Speaker): barge-in silences it at once."""
+    card = _FakeCard(b"", auto=False)
+    monkeypatch.setitem(sys.modules, "sounddevice", card.module)
+    with Speaker(block_ms=20) as sp:
+        assert card.opened[-1]["blocksize"] == 480 and card.opened[-1]["samplerate"] == 24000
+        sp.on_event(ev.ModelAudio(_tone(100, 24000)))
+        assert sp.queued_seconds == pytest.approx(0.1)
+        assert any(card.pull(480))
+        sp.on_event(ev.Interrupted())
+        assert sp.last_dropped_seconds == pytest.approx(0.08)
+        assert sp.buffer.heard_before_flush == pytest.approx(0.02)
+        assert sp.queued_seconds == 0 and sp.interruptions == 1 and not sp.playing
+        assert not any(card.pull(480))  # silence right after the barge-in
+        sp.on_event(ev.ModelAudio(_tone(20, 16000), sample_rate=16000))  # resampled to 24 kHz
+        assert sp.buffer.queued_bytes == 960
+    assert card.streams[-1].closed
+
+
+async def test_speaker_drain_waits_for_the_card(monkeypatch: pytest.MonkeyPatch) -> None:
+    card = _FakeCard(b"", auto=False)
+    monkeypatch.setitem(sys.modules, "sounddevice", card.module)
+    with Speaker() as sp:
+        assert await sp.drain(1.0)  # nothing queued
+        sp.play(_tone(40, 24000))
+        waiter = asyncio.ensure_future(sp.drain(30.0))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        card.pull(480)
+        await asyncio.sleep(0)
+        assert not waiter.done()  # half of it still queued
+        await asyncio.to_thread(card.pull, 480)  # the card's own thread empties it
+        async with asyncio.timeout(5):
+            assert await waiter
+        sp.play(_tone(40, 24000))
+        assert not await sp.drain(0.01)  # nobody plays it: times out, says so
+
+
+@pytest.mark.parametrize("stream", ["RawInputStream", "RawOutputStream"])
+def test_talk_device_failure_is_one_clear_line(
+    stream: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = _FakeCard(_tone(400))
+
+    class PortAudioError(Exception):
+        pass
+
+    def broken(**kw: Any) -> Any:
+        raise PortAudioError(f"Error opening {stream}: Device unavailable [PaErrorCode -9985]")
+
+    card.module.PortAudioError = PortAudioError  # type: ignore[attr-defined]
+    setattr(card.module, stream, broken)
+    monkeypatch.setitem(sys.modules, "sounddevice", card.module)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    assert main(["talk", "--max-turns", "1", "--turn-timeout", "20"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "the audio device failed" in lines[0] and "Device unavailable" in lines[0]
+
+
+def test_talk_barge_in_interrupts_the_reply_with_a_fake_sound_card(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Speaking over the model: the fake server interrupts, talk silences the speaker."""
+    import gemini_live.testing as testing
+
+    class PacedFake(testing.FakeLiveServer):
+        # A 2 s reply that plays out in the microphone's time, so the user can talk over it.
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(reply_chunks=50, paced_by_input=True, **kw)
+
+    monkeypatch.setattr(testing, "FakeLiveServer", PacedFake)
+    # Speech, a pause the service's VAD ends the turn on (300 ms) but shorter than talk's
+    # own PAUSE_MS (no audioStreamEnd, which would release the whole reply), then speech
+    # over the reply, then quiet.
+    script = _tone(400) + bytes(16 * 400 * 2) + _tone(400)
+    card = _FakeCard(script)
+    monkeypatch.setitem(sys.modules, "sounddevice", card.module)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    rc = main(["talk", "--max-turns", "2", "--turn-timeout", "20"])
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    assert "interrupted: heard " in out, out
+    assert out.count("you: ") == 2, out  # both utterances reached the service
+    assert out.index("interrupted: heard ") < out.rindex("you: "), out  # during reply 1
+    assert any(card.played), out

@@ -97,7 +97,10 @@ def validate_with_genai(decl: FunctionDeclaration) -> None:
     """The declaration is a valid google-genai FunctionDeclaration, schema included."""
     parsed = gt.FunctionDeclaration.model_validate_json(msgspec.json.encode(decl))
     assert parsed.name == decl.name
-    assert parsed.behavior is not None and parsed.behavior.value == decl.behavior
+    if isinstance(decl.behavior, str):
+        assert parsed.behavior is not None and parsed.behavior.value == decl.behavior
+    else:  # unset: the model family's default applies
+        assert parsed.behavior is None
     if parsed.parameters_json_schema is not None:
         schema = gt.JSONSchema.model_validate(parsed.parameters_json_schema)
         gt.Schema.from_json_schema(

@@ -14,7 +14,7 @@ import pytest
 import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live.testing import FakeLiveServer, ToolScript
-from gemini_live.tools import ToolRegistry, ToolRunner, run_tools
+from gemini_live.tools import BehaviorLike, ToolRegistry, ToolRunner, run_tools
 from gemini_live.transport.base import Backend
 from gemini_live.types import (
     UNSET,
@@ -46,11 +46,13 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
-def _config(server: FakeLiveServer, backend: str, registry: ToolRegistry) -> gl.SessionConfig:
+def _config(
+    server: FakeLiveServer, backend: str, registry: ToolRegistry, *, model: str = MODEL
+) -> gl.SessionConfig:
     chosen: str | Backend = server.memory_backend() if backend == "memory" else backend
     return gl.SessionConfig(
         setup=Setup(
-            model=MODEL,
+            model=model,
             generation_config=GenerationConfig(response_modalities=["AUDIO"]),
             output_audio_transcription=AudioTranscriptionConfig(),
             tools=registry.tools(),
@@ -99,10 +101,10 @@ def _tool_responses(messages: list[ClientMessage]) -> list[FunctionResponse]:
     return out
 
 
-def _weather_registry() -> ToolRegistry:
+def _weather_registry(behavior: BehaviorLike | None = None) -> ToolRegistry:
     reg = ToolRegistry()
 
-    @reg.tool
+    @reg.tool(behavior=behavior)
     async def get_weather(city: str) -> dict[str, Any]:
         """Current weather for a city."""
         return {"city": city, "tempC": 18}
@@ -111,7 +113,7 @@ def _weather_registry() -> ToolRegistry:
 
 
 async def test_blocking_round_trip(backend_name: str) -> None:
-    reg = _weather_registry()
+    reg = _weather_registry("BLOCKING")  # explicit: wins over 3.8's NON_BLOCKING default
     script = ToolScript(name="get_weather", args={"city": "Paris"})
     async with _live(
         backend_name, reg, validate_frames=True, tool_triggers={"weather": script}
@@ -257,7 +259,7 @@ async def _go_away_during_blocking_call(backend_name: str, *, wait_for_session: 
     started = asyncio.Event()
     release = asyncio.Event()
 
-    @reg.tool
+    @reg.tool(behavior="BLOCKING")  # explicit: 3.8 Live would default to NON_BLOCKING
     async def book(room: str) -> str:
         started.set()
         await release.wait()
@@ -332,7 +334,9 @@ async def test_registry_tools_sent_as_context_update_mid_session(backend_name: s
     decls = update.tools.tools[0].function_declarations
     assert decls is not UNSET
     assert [d.name for d in decls] == ["get_weather", "get_time"]
-    assert all(d.behavior == "BLOCKING" for d in decls)
+    # Not declared: the service applies the model's default (a context update is not
+    # adapted by the model table; see test_behavior_default_comes_from_the_model_table).
+    assert all(d.behavior is UNSET for d in decls)
 
 
 async def test_runner_stops_when_session_closes(backend_name: str) -> None:
@@ -345,3 +349,101 @@ async def test_runner_stops_when_session_closes(backend_name: str) -> None:
             await runner.wait()
         assert not runner.running
         await runner.aclose()
+
+
+@pytest.mark.parametrize(
+    ("model", "default"),
+    [
+        ("models/gemini-3.8-live", "NON_BLOCKING"),
+        ("models/gemini-2.5-flash-native-audio-preview-12-2025", "BLOCKING"),
+    ],
+)
+async def test_behavior_default_comes_from_the_model_table(model: str, default: str) -> None:
+    """A tool without ``behavior=`` gets its family's default, and everything agrees on it:
+    the setup on the wire, the runner (scheduling), the protocol (rotation blocker)."""
+    reg = ToolRegistry()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    @reg.tool
+    async def get_weather(city: str) -> dict[str, Any]:
+        """Current weather for a city."""
+        started.set()
+        async with asyncio.timeout(TIMEOUT):
+            await release.wait()
+        return {"city": city, "tempC": 18}
+
+    script = ToolScript(name="get_weather", args={"city": "Paris"})
+    async with (
+        FakeLiveServer(validate_frames=True, tool_triggers={"weather": script}) as server,
+        await gl.connect(_config(server, "memory", reg, model=model)) as session,
+    ):
+        sent = server.connections[0].setup
+        assert sent is not None and sent.tools is not UNSET
+        decls = sent.tools[0].function_declarations
+        assert decls is not UNSET and decls[0].behavior == default
+        async with run_tools(session, reg) as runner:
+            spec = reg.get("get_weather")
+            assert spec is not None and runner.behavior(spec) == default
+            await session.send_text("what is the weather?")
+            async with asyncio.timeout(TIMEOUT):
+                await started.wait()
+            # Unknown behaviour counts as blocking; a NON_BLOCKING default is seen as such.
+            assert session.protocol.has_pending_blocking_call is (default == "BLOCKING")
+            release.set()
+            await server.wait_for_messages(3)
+        (response,) = _tool_responses(server.received[0])
+        assert response.name == "get_weather"
+        # A NON_BLOCKING call is answered WHEN_IDLE (as if declared); a BLOCKING one has
+        # no scheduling.
+        assert response.scheduling == ("WHEN_IDLE" if default == "NON_BLOCKING" else UNSET)
+
+
+@pytest.mark.parametrize(
+    ("model", "blocking"),
+    [
+        ("models/gemini-3.8-live", False),
+        ("models/gemini-2.5-flash-native-audio-preview-12-2025", True),
+        ("models/some-future-model", True),  # unknown family: unknown counts as blocking
+    ],
+)
+async def test_tools_added_by_context_update_use_the_family_default(
+    model: str, blocking: bool
+) -> None:
+    """A contextUpdate sends the tools as they are (behaviour unset); the service applies
+    the family's default, and so does the protocol's idea of a pending blocking call."""
+    reg = ToolRegistry()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    @reg.tool(behavior="NON_BLOCKING")
+    def noop() -> None:
+        pass
+
+    async with (
+        FakeLiveServer(
+            validate_frames=True,
+            tool_triggers={"time": ToolScript(name="get_time", args={})},
+        ) as server,
+        await gl.connect(_config(server, "memory", reg, model=model)) as session,
+    ):
+
+        @reg.tool
+        async def get_time() -> str:
+            started.set()
+            async with asyncio.timeout(TIMEOUT):
+                await release.wait()
+            return "noon"
+
+        await session.send_context_update(tools=reg.tools())
+        async with run_tools(session, reg):
+            await session.send_text("what time is it?")
+            async with asyncio.timeout(TIMEOUT):
+                await started.wait()
+            assert session.protocol.has_pending_blocking_call is blocking
+            release.set()
+            await server.wait_until(lambda: len(_tool_responses(server.received[0])) == 1)
+    update = server.received[0][1].context_update
+    assert update is not UNSET and update.tools is not UNSET
+    decls = update.tools.tools[0].function_declarations
+    assert decls is not UNSET and decls[1].behavior is UNSET

@@ -22,6 +22,7 @@ from gemini_live.tools import (
     url_context,
 )
 from gemini_live.types import (
+    UNSET,
     Tool,
 )
 
@@ -71,8 +72,7 @@ def test_full_declaration() -> None:
             },
             "required": ["city"],
         },
-        "behavior": "BLOCKING",
-    }
+    }  # no behavior: the model family's default applies
     validate_with_genai(decl)
 
 
@@ -81,7 +81,7 @@ def test_no_parameters_and_no_docstring() -> None:
         return "pong"
 
     decl = ToolSpec.from_function(ping).declaration()
-    assert msgspec.to_builtins(decl) == {"name": "ping", "behavior": "BLOCKING"}
+    assert msgspec.to_builtins(decl) == {"name": "ping"}
     validate_with_genai(decl)
 
 
@@ -121,9 +121,11 @@ def test_behavior_and_scheduling_defaults() -> None:
     def f() -> None:
         pass
 
-    blocking = ToolSpec.from_function(f)
-    assert blocking.behavior == "BLOCKING"
-    assert blocking.scheduling is None
+    unset = ToolSpec.from_function(f)
+    assert unset.behavior is None and unset.scheduling is None
+    assert unset.declaration().behavior is UNSET  # the model table fills in the default
+    blocking = ToolSpec.from_function(f, behavior="BLOCKING")
+    assert blocking.declaration().behavior == "BLOCKING" and blocking.scheduling is None
     nb = ToolSpec.from_function(f, behavior="NON_BLOCKING")
     assert nb.scheduling == "WHEN_IDLE"
     nb2 = ToolSpec.from_function(f, behavior="NON_BLOCKING", scheduling="INTERRUPT")

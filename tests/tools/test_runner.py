@@ -27,6 +27,7 @@ from gemini_live.types import (
     ClientMessage,
     FunctionCall,
     FunctionResponse,
+    Setup,
 )
 
 from .conftest import (
@@ -50,6 +51,8 @@ class FakeSession:
         self.listeners: list[Callable[[ev.Event], object]] = []
         self.subscriptions = 0
         self.closed = False
+        #: What a Session exposes as ``protocol.setup`` (after the model table); None: unknown.
+        self.setup: Setup | None = None
         self._changed = asyncio.Condition()
 
     def on_event(self, callback: Callable[[ev.Event], object]) -> Callable[[], None]:
@@ -1083,3 +1086,76 @@ def test_partial_responses_default_is_on_and_no_endpoint_sniffing() -> None:
     assert ToolRunner(reg).partial_responses is True
     assert run_tools(VertexLike(), reg).partial_responses is True
     assert ToolRunner(reg, partial_responses=False).partial_responses is False
+
+
+async def test_unset_behaviour_is_read_from_the_session_setup() -> None:
+    """A tool without ``behavior=`` streams partials only when the session's (adapted) setup
+    declares it NON_BLOCKING; unknown counts as BLOCKING (one final answer)."""
+    from gemini_live.models import adapt_setup
+
+    reg = ToolRegistry()
+
+    @reg.tool
+    async def stream() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+
+    spec = reg.get("stream")
+    assert spec is not None and spec.behavior is None
+
+    def adapted(model: str) -> Setup:
+        return adapt_setup(Setup(model=model, tools=reg.tools()), vertex=False)
+
+    # 3.8 Live: NON_BLOCKING by default -> willContinue partials, WHEN_IDLE like a declared one
+    # (the end marker is SILENT).
+    runner = ToolRunner(reg)
+    s38 = FakeSession()
+    s38.setup = adapted("models/gemini-3.8-live")
+    runner.attach(s38)
+    assert runner.behavior(spec) == "NON_BLOCKING"
+    s38.call(fc("s", "stream"))
+    await s38.wait_sent(3)
+    await runner.aclose()
+    assert [(r.response, r.will_continue, r.scheduling) for r in s38.by_id("s")] == [
+        ({"output": 1}, True, "WHEN_IDLE"),
+        ({"output": 2}, True, "WHEN_IDLE"),
+        ({}, False, "SILENT"),
+    ]
+    # 2.5: BLOCKING by default, and a session that does not say: one final answer.
+    for setup in (adapted("models/gemini-2.5-flash-native-audio-preview-12-2025"), None):
+        runner = ToolRunner(reg)
+        session = FakeSession()
+        if setup is not None:
+            session.setup = setup
+        runner.attach(session)
+        assert runner.behavior(spec) == ("BLOCKING" if setup is not None else None)
+        session.call(fc("s", "stream"))
+        await session.wait_sent(1)
+        await drain(runner)
+        await runner.aclose()
+        assert [(r.response, r.will_continue, r.scheduling) for r in session.by_id("s")] == [
+            ({"output": 2}, UNSET, UNSET)
+        ]
+    # Declared without a behaviour (a contextUpdate is not adapted): the family default.
+    for model, expected in (
+        ("models/gemini-3.8-live", "NON_BLOCKING"),
+        ("models/gemini-2.5-flash-native-audio-preview-12-2025", "BLOCKING"),
+        ("models/some-future-model", None),
+    ):
+        runner = ToolRunner(reg)
+        session = FakeSession()
+        session.setup = Setup(model=model, tools=reg.tools())
+        runner.attach(session)
+        assert runner.behavior(spec) == expected, model
+        await runner.aclose()
+    # An explicit behaviour wins over the setup.
+    explicit = ToolRegistry()
+    explicit.add(stream, name="stream", behavior="BLOCKING")
+    espec = explicit.get("stream")
+    assert espec is not None
+    runner = ToolRunner(explicit)
+    session = FakeSession()
+    session.setup = adapted("models/gemini-3.8-live")
+    runner.attach(session)
+    assert runner.behavior(espec) == "BLOCKING"
+    await runner.aclose()

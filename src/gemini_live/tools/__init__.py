@@ -26,8 +26,11 @@ Change the declared tools mid-session with
 
 Type hints become JSON Schema (``parametersJsonSchema``); call arguments are validated
 and converted back to the annotated types with ``msgspec.convert`` before the function
-runs. ``behavior`` is always declared explicitly (default ``BLOCKING``) because the
-server default differs between model families.
+runs. ``behavior`` is left unset unless a tool passes ``behavior=``: when the session is
+built, the model capability table (:func:`gemini_live.models.adapt_setup`) declares each
+family's default (``NON_BLOCKING`` on 3.8, ``BLOCKING`` on 2.5 and 3.1), and an explicit
+choice the family does not accept is replaced with a warning. The runner reads the
+behaviour back from the session's adapted setup (:meth:`ToolRunner.behavior`).
 
 Result envelope (``FunctionResponse.response``):
 

@@ -164,8 +164,11 @@ class ToolSpec:
     description: str | None
     #: JSON Schema of the arguments; None for a function without parameters.
     parameters_json_schema: JSONObject | None
-    behavior: Behavior
-    #: Scheduling put on every response (always set for NON_BLOCKING tools).
+    #: Declared behaviour; None leaves it unset, so the model family's default applies
+    #: (:func:`gemini_live.models.adapt_setup` fills it in when the session is built).
+    behavior: Behavior | None
+    #: Scheduling put on every response (always set for declared NON_BLOCKING tools; the
+    #: runner uses WHEN_IDLE for a tool whose NON_BLOCKING behaviour came from the model).
     scheduling: FunctionResponseScheduling | None
     #: Seconds; None uses the runner's default, ``math.inf`` disables the limit.
     timeout: float | None
@@ -180,7 +183,7 @@ class ToolSpec:
         *,
         name: str | None = None,
         description: str | None = None,
-        behavior: BehaviorLike = Behavior.BLOCKING,
+        behavior: BehaviorLike | None = None,
         scheduling: SchedulingLike | None = None,
         timeout: float | None = None,
         parameters_json_schema: JSONObject | None = None,
@@ -200,7 +203,7 @@ class ToolSpec:
                 "digits, '_', '.', ':' or '-' (at most 128 characters)"
             )
         try:
-            beh = Behavior(behavior)
+            beh = None if behavior is None else Behavior(behavior)
         except ValueError:
             raise ConfigError(
                 f"behavior must be BLOCKING or NON_BLOCKING, got {behavior!r}"
@@ -313,14 +316,14 @@ class ToolSpec:
         )
 
     def declaration(self) -> FunctionDeclaration:
-        """The wire declaration (``behavior`` always set)."""
+        """The wire declaration (``behavior`` only when the tool declares one)."""
         return FunctionDeclaration(
             name=self.name,
             description=self.description if self.description else UNSET,
             parameters_json_schema=(
                 self.parameters_json_schema if self.parameters_json_schema is not None else UNSET
             ),
-            behavior=self.behavior.value,
+            behavior=self.behavior.value if self.behavior is not None else UNSET,
         )
 
     def bind(
@@ -385,7 +388,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    behavior: BehaviorLike = "BLOCKING",
+    behavior: BehaviorLike | None = None,
     scheduling: SchedulingLike | None = None,
     timeout: float | None = None,
     parameters_json_schema: JSONObject | None = None,
@@ -398,7 +401,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    behavior: BehaviorLike = "BLOCKING",
+    behavior: BehaviorLike | None = None,
     scheduling: SchedulingLike | None = None,
     timeout: float | None = None,
     parameters_json_schema: JSONObject | None = None,
@@ -448,7 +451,9 @@ class ToolRegistry:
             fn: A sync or async function, or a sync or async generator function.
             name: Declared name (default: the function's name).
             description: Declared description (default: the docstring's first paragraph).
-            behavior: ``"BLOCKING"`` (default) or ``"NON_BLOCKING"``; always sent.
+            behavior: ``"BLOCKING"`` or ``"NON_BLOCKING"``; default: not declared, so the
+                model family's default applies (``NON_BLOCKING`` on 3.8, ``BLOCKING`` on
+                2.5 and 3.1; see :mod:`gemini_live.models`).
             scheduling: Default scheduling of responses (NON_BLOCKING default: WHEN_IDLE).
             timeout: Seconds per call (None: the runner's default; ``math.inf``: none).
             parameters_json_schema: Use this schema instead of generating one.
@@ -461,7 +466,7 @@ class ToolRegistry:
             fn,
             name=name or base.name,
             description=description if description is not None else base.description,
-            behavior=behavior or base.behavior or Behavior.BLOCKING,
+            behavior=behavior or base.behavior,
             scheduling=scheduling or base.scheduling,
             timeout=timeout if timeout is not None else base.timeout,
             parameters_json_schema=(

@@ -29,6 +29,7 @@ import msgspec
 
 from gemini_live import events as ev
 from gemini_live.errors import ConfigError, SessionClosedError, redact
+from gemini_live.models import family_of
 from gemini_live.tools._registry import (
     SchedulingLike,
     ToolArgumentError,
@@ -45,6 +46,8 @@ from gemini_live.types import (
     FunctionResponse,
     FunctionResponseScheduling,
     JSONObject,
+    Setup,
+    UnsetType,
 )
 
 __all__ = [
@@ -552,7 +555,7 @@ class ToolRunner:
         will_continue: bool | None = None,
         parts: Sequence[JSONObject] | None = None,
     ) -> FunctionResponse:
-        sched = scheduling or (spec.scheduling if spec is not None else None)
+        sched = scheduling or (self._default_scheduling(spec) if spec is not None else None)
         return FunctionResponse(
             name=job.name,
             response=response,
@@ -561,6 +564,46 @@ class ToolRunner:
             will_continue=will_continue if will_continue is not None else UNSET,
             parts=list(parts) if parts else UNSET,
         )
+
+    def behavior(self, spec: ToolSpec) -> Behavior | None:
+        """The behaviour the model was told for ``spec``: the tool's own ``behavior``, else
+        what the session's setup declares for that name after the model table filled in
+        the family default (``NON_BLOCKING`` on 3.8, ``BLOCKING`` on 2.5 / 3.1; a
+        declaration left unset, as in a contextUpdate, also means that default); ``None``
+        when nothing says (an unknown model, a session without a setup, a name it does
+        not declare): the runner then acts as for ``BLOCKING`` (no partials)."""
+        if spec.behavior is not None:
+            return spec.behavior
+        setup = _session_setup(self.session)
+        if setup is None or isinstance(setup.tools, UnsetType):
+            return None
+        for tool in setup.tools:
+            decls = tool.function_declarations
+            if isinstance(decls, UnsetType):
+                continue
+            for decl in decls:
+                if decl.name != spec.name:
+                    continue
+                declared: str | None = None
+                if isinstance(decl.behavior, str):
+                    declared = decl.behavior
+                else:
+                    # Unset (e.g. tools sent in a contextUpdate): the family's default.
+                    family = family_of(setup.model)
+                    declared = family.default_behavior if family is not None else None
+                try:
+                    return Behavior(declared) if declared is not None else None
+                except ValueError:
+                    return None
+        return None
+
+    def _default_scheduling(self, spec: ToolSpec) -> FunctionResponseScheduling | None:
+        if spec.scheduling is not None:
+            return spec.scheduling
+        if spec.behavior is None and self.behavior(spec) is Behavior.NON_BLOCKING:
+            # NON_BLOCKING by the model's default: the same WHEN_IDLE as a declared one.
+            return FunctionResponseScheduling.WHEN_IDLE
+        return None
 
     def _response(
         self, job: _Job, spec: ToolSpec, value: Any, *, more: bool = False
@@ -632,9 +675,22 @@ def _streams(runner: ToolRunner, spec: ToolSpec) -> bool:
     """Whether this tool's responses use willContinue partials."""
     return (
         runner.partial_responses
-        and spec.behavior is Behavior.NON_BLOCKING
         and spec.kind in ("async_gen", "sync_gen")
+        and runner.behavior(spec) is Behavior.NON_BLOCKING
     )
+
+
+def _session_setup(session: object) -> Setup | None:
+    """The setup a session sends (after the model table adapted it), if it exposes one.
+
+    A :class:`~gemini_live.Session` keeps it on its protocol (``session.protocol.setup``);
+    a session-like object may offer ``setup`` itself. Anything else: unknown.
+    """
+    for owner in (session, getattr(session, "protocol", None)):
+        setup = getattr(owner, "setup", None) if owner is not None else None
+        if isinstance(setup, Setup):
+            return setup
+    return None
 
 
 def _error_body(exc: BaseException) -> JSONObject:
