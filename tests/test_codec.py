@@ -1072,7 +1072,7 @@ def test_fast_events_leave_odd_frames_to_the_general_decoder(frame: bytes) -> No
 
 
 def test_fast_path_templates_are_frames_the_general_decoder_reads() -> None:
-    for layout in codec._LAYOUTS.values():
+    for layout in codec._LAYOUTS:
         audio_first, head_t, text_first = layout
         for head, tail, tail_nl, middle, tail2, tail2_nl in audio_first:
             for end in (tail, tail_nl):

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import pybase64
@@ -164,47 +164,58 @@ def _split_holes(text: str) -> list[str]:
         rest = rest[i + len(_HOLE_T) :]
 
 
-_LAYOUTS: Final = {b'{"': _layout(None), b"{\n": _layout(2)}
+_LAYOUTS: Final = (_layout(None), _layout(2))
+#: Frames are told apart by their first bytes: enough to see the first key inside
+#: serverContent in both layouts. A frame of any other kind misses with one dict lookup.
+_KEY_LEN: Final = 31
+_DISPATCH: Final[dict[bytes, tuple[bool, tuple[Any, ...]]]] = {}
+for _audio_first, _head_t, _text_first in _LAYOUTS:
+    _DISPATCH[_audio_first[0][0][:_KEY_LEN]] = (True, _audio_first)
+    _DISPATCH[_head_t[:_KEY_LEN]] = (False, (_head_t, _text_first))
 _b64decode: Final = pybase64.b64decode
 _bad_text: Final = re.compile(rb'[\\"\x00-\x1f]').search
 
 
 def _by_template(data: bytes) -> tuple[int, int, bytes | None] | None:
     """(payload start, payload end, raw transcript) when ``data`` fills a template."""
-    layout = _LAYOUTS.get(data[:2])
-    if layout is None:
+    hit = _DISPATCH.get(data[:_KEY_LEN])
+    if hit is None:
         return None
     find, startswith = data.find, data.startswith
-    audio_first, head_t, text_first = layout
-    for head, tail, tail_nl, middle, tail2, tail2_nl in audio_first:
-        if startswith(head):  # the heads of the two key orders exclude each other
-            start = len(head)
+    audio_first, candidates = hit
+    if audio_first:
+        for head, tail, tail_nl, middle, tail2, tail2_nl in candidates:
+            if startswith(head):  # the heads of the two key orders exclude each other
+                start = len(head)
+                stop = find(b'"', start)
+                if stop < 0:
+                    return None
+                rest = data[stop:]
+                if rest in (tail, tail_nl):
+                    return start, stop, None
+                if startswith(middle, stop):
+                    text_at = stop + len(middle)
+                    text_end = find(b'"', text_at)
+                    rest = data[text_end:]
+                    if text_end >= 0 and rest in (tail2, tail2_nl):
+                        return start, stop, data[text_at:text_end]
+                return None
+        return None
+    head_t, text_first = candidates
+    if not startswith(head_t):
+        return None
+    text_at = len(head_t)
+    text_end = find(b'"', text_at)
+    if text_end < 0:
+        return None
+    for middle, tail, tail_nl in text_first:
+        if startswith(middle, text_end):
+            start = text_end + len(middle)
             stop = find(b'"', start)
             rest = data[stop:]
-            if stop < 0:
-                return None
-            if rest in (tail, tail_nl):
-                return start, stop, None
-            if startswith(middle, stop):
-                text_at = stop + len(middle)
-                text_end = find(b'"', text_at)
-                rest = data[text_end:]
-                if text_end >= 0 and rest in (tail2, tail2_nl):
-                    return start, stop, data[text_at:text_end]
+            if stop >= 0 and rest in (tail, tail_nl):
+                return start, stop, data[text_at:text_end]
             return None
-    if startswith(head_t):
-        text_at = len(head_t)
-        text_end = find(b'"', text_at)
-        if text_end < 0:
-            return None
-        for middle, tail, tail_nl in text_first:
-            if startswith(middle, text_end):
-                start = text_end + len(middle)
-                stop = find(b'"', start)
-                rest = data[stop:]
-                if stop >= 0 and (rest in (tail, tail_nl)):
-                    return start, stop, data[text_at:text_end]
-                return None
     return None
 
 
