@@ -51,7 +51,7 @@ class Config:
     paced: int = 150
     regimes: list[str] = field(default_factory=lambda: list(REGIMES))
     w1_timeout: float = 120.0
-    w2_ns: list[int] = field(default_factory=lambda: [100, 200, 300, 400, 600, 800])
+    w2_ns: list[int] = field(default_factory=lambda: [100, 200, 300, 400, 500, 600, 800])
     #: (mode, loop) series for W2.
     w2_series: list[tuple[str, str]] = field(default_factory=list)
     w2_warmup: float = 1.0
@@ -64,7 +64,7 @@ class Config:
     w3_idle: int = 200
     w3_resumes: int = 10
     import_repeats: int = 5
-    profile_chunks: int = 100000
+    profile_chunks: int = 30000
     profile_modes: list[str] = field(default_factory=lambda: ["gemini-live-picows"])
     profile_regime: str = "pipelined"
     #: Added to W2/W3 subprocess timeouts; micro's timeout.
