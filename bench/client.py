@@ -316,9 +316,10 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     srv0 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     cpu0, t0, w0 = time.process_time(), time.perf_counter(), loop.time()
-    rec.on = True
+    pauses = GcPauses()
+    rec.on = pauses.on = True
     await asyncio.sleep(args.window)
-    rec.on = False
+    rec.on = pauses.on = False
     cpu1, t1, w1 = time.process_time(), time.perf_counter(), loop.time()
     srv1 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     stop.set()
@@ -348,9 +349,39 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m": os.getloadavg()[0],
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": current_rss_bytes() / 2**20,
+        **pauses.result(),
     }
     clock.cancel()
     return out
+
+
+class GcPauses:
+    """Collector pauses while on: count, total and longest, per generation."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self._t0 = 0.0
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self.on:
+            g = info["generation"]
+            d = time.perf_counter() - self._t0
+            self.count[g] += 1
+            self.total[g] += d
+            self.longest[g] = max(self.longest[g], d)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "gc_count": self.count,
+            "gc_total_ms": [round(x * 1000, 2) for x in self.total],
+            "gc_longest_ms": [round(x * 1000, 2) for x in self.longest],
+        }
 
 
 def os_exit_result(data: dict[str, Any]) -> None:
@@ -457,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=60.0, help="bound for every wait")
     ap.add_argument("--chunks", type=int, default=3000, help="W1 pipelined chunks")
     ap.add_argument("--ping-pong", type=int, default=1000, help="W1 ping-pong chunks")
-    ap.add_argument("--paced", type=int, default=150, help="W1 paced (20 ms) chunks")
+    ap.add_argument("--paced", type=int, default=250, help="W1 paced (20 ms) chunks")
     ap.add_argument("--regimes", default="pipelined,ping-pong,paced")
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--warmup", type=float, default=1.0)

@@ -188,8 +188,9 @@ def w2_md(w2: dict[str, Any]) -> str:
         return _failed(w2["error"])
     out = [
         "| N | client | loop | client CPU % | CPU µs / msg | server CPU % | send rate "
-        "| recv rate | latency p50 / p99 ms | send lag p99 ms | load 1m | real time |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| recv rate | latency p50 / p99 ms | send lag p99 ms | longest GC pause ms | load 1m "
+        "| real time |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     skipped: dict[tuple[str, str], list[int]] = {}
     reasons: dict[tuple[str, str], str] = {}
@@ -201,15 +202,16 @@ def w2_md(w2: dict[str, Any]) -> str:
             continue
         head = f"| {r['sessions']} | {_label(r['mode'])} | {r['loop']} "
         if "error" in r:
-            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 8 + " no |")
+            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 9 + " no |")
             continue
         out.append(
             head + f"| {r['cpu_pct']:.0f} | {_f(r.get('cpu_us_per_msg'), '.1f')} "
             f"| {_f(r.get('server_cpu_pct'), '.0f')} "
             f"| {r['send_rate'] * 100:.1f}% | {r['recv_rate'] * 100:.1f}% "
             f"| {r['latency_ms_p50']:.1f} / {r['latency_ms_p99']:.1f} "
-            f"| {_f(r['send_lag_ms_p99'], '.1f')} | {_f(r.get('loadavg_1m'), '.1f')} "
-            f"| {'yes' if r['real_time'] else 'no'} |"
+            f"| {_f(r['send_lag_ms_p99'], '.1f')} "
+            f"| {_f(max(r['gc_longest_ms']) if r.get('gc_longest_ms') else None, '.1f')} "
+            f"| {_f(r.get('loadavg_1m'), '.1f')} | {'yes' if r['real_time'] else 'no'} |"
         )
     out += [
         "",

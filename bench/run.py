@@ -48,10 +48,12 @@ class Config:
     rounds: int = 3
     chunks: int = 3000
     ping_pong: int = 1000
-    paced: int = 150
+    paced: int = 250
     regimes: list[str] = field(default_factory=lambda: list(REGIMES))
     w1_timeout: float = 120.0
-    w2_ns: list[int] = field(default_factory=lambda: [100, 200, 300, 400, 500, 600, 800])
+    w2_ns: list[int] = field(
+        default_factory=lambda: [100, 200, 300, 400, 500, 600, 800, 1000, 1300, 1600]
+    )
     #: (mode, loop) series for W2.
     w2_series: list[tuple[str, str]] = field(default_factory=list)
     w2_warmup: float = 1.0
@@ -59,7 +61,7 @@ class Config:
     w2_ramp_timeout: float = 45.0
     #: Scale-out: client processes, and total session counts split over them.
     scale_procs: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
-    scale_ns: list[int] = field(default_factory=lambda: [400, 800])
+    scale_ns: list[int] = field(default_factory=lambda: [500, 800, 1200])
     w3_connects: int = 50
     w3_idle: int = 200
     w3_resumes: int = 10
@@ -493,7 +495,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     ap.add_argument("--rounds", type=int, default=None, help="W1 rounds (default 3)")
     ap.add_argument("--chunks", type=int, default=None, help="W1 pipelined chunks (3000)")
     ap.add_argument("--ping-pong", type=int, default=None, help="W1 ping-pong chunks (1000)")
-    ap.add_argument("--paced", type=int, default=None, help="W1 paced chunks (150 = 3 s)")
+    ap.add_argument("--paced", type=int, default=None, help="W1 paced chunks (250 = 5 s)")
     ap.add_argument("--regimes", default="", help=f"W1 regimes: comma list of {REGIMES}")
     ap.add_argument("--scale-n", default="", help="scale-out total session counts")
     ap.add_argument("--scale-procs", type=int, default=None, help="scale-out client processes")
