@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=60.0, help="bound for every wait")
     ap.add_argument("--chunks", type=int, default=3000, help="W1 pipelined chunks")
     ap.add_argument("--ping-pong", type=int, default=1000, help="W1 ping-pong chunks")
-    ap.add_argument("--paced", type=int, default=250, help="W1 paced (20 ms) chunks")
+    ap.add_argument("--paced", type=int, default=150, help="W1 paced (20 ms) chunks")
     ap.add_argument("--regimes", default="pipelined,ping-pong,paced")
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--warmup", type=float, default=1.0)

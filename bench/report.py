@@ -72,24 +72,25 @@ def _w1_table(rows: list[dict[str, Any]], key: str, what: str) -> list[str]:
         for m in modes:
             r = cell.get((regime, loop, m), {})
             if key + "_median" in r:
-                line.append(f"{r[key + '_median']:.1f}")
+                line.append(f"{r[key + '_median']:.1f} ({r[key + '_min']:.1f})")
             else:
                 line.append(_failed(r.get("error", "not run"))[:60])
 
-        def val(m: str, regime: str = regime, loop: str = loop) -> float | None:
-            v = cell.get((regime, loop, m), {}).get(key + "_median")
+        def val(m: str, stat: str, regime: str = regime, loop: str = loop) -> float | None:
+            v = cell.get((regime, loop, m), {}).get(f"{key}_{stat}")
             return float(v) if v is not None else None
 
+        def ratio(a: str, b: str, digits: int) -> str:
+            parts = []
+            for stat in ("median", "min"):
+                x, y = val(a, stat), val(b, stat)
+                parts.append(f"{x / y:.{digits}f}" if x and y else "–")
+            return " / ".join(parts) + "×"
+
         if has_floor:
-            f = val("floor")
-            for m in gl:
-                v = val(m)
-                line.append(f"{v / f:.2f}×" if v and f else "–")
+            line += [ratio(m, "floor", 2) for m in gl]
         if has_genai:
-            g = val("google-genai")
-            for m in gl:
-                v = val(m)
-                line.append(f"{g / v:.1f}×" if v and g else "–")
+            line += [ratio("google-genai", m, 1) for m in gl]
         out.append("| " + " | ".join(line) + " |")
     return out
 
@@ -98,12 +99,16 @@ def w1_md(w1: dict[str, Any]) -> str:
     if "error" in w1:
         return _failed(w1["error"])
     rows = w1["summary"]
-    out = _w1_table(rows, "cpu_us", "Client CPU µs per chunk (median over rounds)")
+    out = _w1_table(
+        rows,
+        "cpu_us",
+        "Client CPU µs per chunk, median (min) over rounds; ratios of the medians / of the mins",
+    )
     out += [""]
     out += _w1_table(
         [r for r in rows if r["regime"] != "paced"],
         "wall_us",
-        "Wall µs per chunk (median; in ping-pong this is the round trip)",
+        "Wall µs per chunk, median (min); in ping-pong this is the round trip",
     )
     bad = [r for r in rows if r.get("ok", 0) < r.get("runs", 0)]
     if bad:

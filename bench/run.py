@@ -45,10 +45,10 @@ class Config:
     modes: list[str] = field(default_factory=lambda: list(MODE_ORDER))
     w1_loops: list[str] = field(default_factory=lambda: ["asyncio", "uvloop"])
     framing: str = "service"
-    rounds: int = 3
+    rounds: int = 5
     chunks: int = 3000
     ping_pong: int = 1000
-    paced: int = 250
+    paced: int = 150
     regimes: list[str] = field(default_factory=lambda: list(REGIMES))
     w1_timeout: float = 120.0
     w2_ns: list[int] = field(
@@ -492,10 +492,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         default="service",
         help="server frames: the Live API's indented JSON (default) or compact JSON",
     )
-    ap.add_argument("--rounds", type=int, default=None, help="W1 rounds (default 3)")
+    ap.add_argument("--rounds", type=int, default=None, help="W1 rounds (default 5)")
     ap.add_argument("--chunks", type=int, default=None, help="W1 pipelined chunks (3000)")
     ap.add_argument("--ping-pong", type=int, default=None, help="W1 ping-pong chunks (1000)")
-    ap.add_argument("--paced", type=int, default=None, help="W1 paced chunks (250 = 5 s)")
+    ap.add_argument("--paced", type=int, default=None, help="W1 paced chunks (150 = 3 s)")
     ap.add_argument("--regimes", default="", help=f"W1 regimes: comma list of {REGIMES}")
     ap.add_argument("--scale-n", default="", help="scale-out total session counts")
     ap.add_argument("--scale-procs", type=int, default=None, help="scale-out client processes")
