@@ -8,6 +8,9 @@
   :class:`~gemini_live.types.ServerMessage`; any problem becomes
   :class:`~gemini_live.errors.MalformedMessage`.
 * :func:`decode_events` is decode + :func:`gemini_live.events.from_server_message`.
+* :func:`fast_events` (and :func:`fast_audio`) is the receive fast path for the most
+  common frames, audio alone or with an output transcript, in the service's indented
+  layout or compact JSON; anything else returns None and takes the general path.
 """
 
 from __future__ import annotations
