@@ -25,6 +25,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
+import pybase64
+
 from bench.common import (
     DEFAULT_FRAMING,
     FLOOR_AUDIO_FRAME,
@@ -441,6 +443,8 @@ class _HandWrittenConn(Conn):
 class FloorMode(Mode):
     key = "floor"
     label = "transport floor (picows callbacks, no codec)"
+    #: Also base64-encode each chunk and base64-decode each reply's audio (pybase64).
+    base64: ClassVar[bool] = False
 
     async def prepare(self) -> None:
         import picows
@@ -448,9 +452,29 @@ class FloorMode(Mode):
         self._picows = picows
 
     async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
-        conn = _FloorConn(self._picows, url, sink, self.frames)
+        conn = _FloorConn(self._picows, url, sink, self.frames, self.base64)
         await asyncio.wait_for(conn.connect(handle), OPEN_TIMEOUT)
         return conn
+
+
+class FloorBase64Mode(FloorMode):
+    """The floor plus the cheapest possible codec: pybase64 both ways, no JSON parser.
+
+    A reference for how much of a client's cost above the floor is base64 (which every
+    client must do) and how much is the rest. Run in W1 and W3, not in W2.
+    """
+
+    key = "floor-b64"
+    label = "transport floor + pybase64 (no JSON parser)"
+    base64 = True
+
+
+_FLOOR_PREFIX, _FLOOR_SUFFIX = FLOOR_AUDIO_FRAME.split(
+    FLOOR_AUDIO_FRAME[FLOOR_AUDIO_FRAME.index(b'"data":"') + 8 : -4]
+)
+
+
+_b64encode: Final = pybase64.b64encode
 
 
 # The floor classifies frames by the keys in their first bytes (any framing).
@@ -464,7 +488,14 @@ _K_HANDLE: Final = b'"sessionResumptionUpdate"'
 _K_GOAWAY: Final = b'"goAway"'
 
 
-def _make_floor_listener(picows: Any, frames: Frames) -> type:
+def _audio_payload(mv: memoryview) -> bytes:
+    """The base64 audio of a bench reply, decoded (the floor-b64 client)."""
+    data = bytes(mv)
+    start = data.index(b'"', data.index(b":", data.index(b'"data"') + 6)) + 1
+    return pybase64.b64decode(data[start : data.index(b'"', start)], validate=True)
+
+
+def _make_floor_listener(picows: Any, frames: Frames, base64: bool) -> type:
     text_t, binary_t = picows.WSMsgType.TEXT, picows.WSMsgType.BINARY
     stamp_at = frames.w2_stamp_offset
     close_t = picows.WSMsgType.CLOSE
@@ -487,9 +518,10 @@ def _make_floor_listener(picows: Any, frames: Frames) -> type:
             if _K_STAMPED in head:  # W2: the stamped transcript comes first
                 at = stamp_at
                 sink.on_stamp(float(mv[at : at + STAMP_WIDTH]))
-                sink.on_audio(PCM_OUT)
+                sink.on_audio(_audio_payload(mv) if base64 else PCM_OUT)
             elif _K_AUDIO in head:
-                sink.on_audio(PCM_OUT)  # no decode: a constant stands for the audio
+                # no JSON parser; without base64 a constant stands for the audio
+                sink.on_audio(_audio_payload(mv) if base64 else PCM_OUT)
             elif _K_INPUT in head:
                 pass
             elif _K_TURN in head:
@@ -512,17 +544,20 @@ def _make_floor_listener(picows: Any, frames: Frames) -> type:
 
 
 class _FloorConn(Conn):
-    _listener_cls: ClassVar[type | None] = None
+    _listener_cls: ClassVar[dict[bool, type]] = {}
 
-    def __init__(self, picows: Any, url: str, sink: Sink, frames: Frames) -> None:
+    def __init__(
+        self, picows: Any, url: str, sink: Sink, frames: Frames, base64: bool = False
+    ) -> None:
         self.picows = picows
+        self.base64 = base64
         self.url = url
         self.sink = sink
         self.transport: Any = None
         self._ready: asyncio.Future[None] | None = None
         self._text = picows.WSMsgType.TEXT
-        if _FloorConn._listener_cls is None:
-            _FloorConn._listener_cls = _make_floor_listener(picows, frames)
+        if base64 not in _FloorConn._listener_cls:
+            _FloorConn._listener_cls[base64] = _make_floor_listener(picows, frames, base64)
 
     def setup_done(self, exc: BaseException | None) -> None:
         fut = self._ready
@@ -535,8 +570,7 @@ class _FloorConn(Conn):
             self.sink.on_setup_complete()
 
     async def connect(self, handle: str | None) -> None:
-        cls = _FloorConn._listener_cls
-        assert cls is not None
+        cls = _FloorConn._listener_cls[self.base64]
         factory: Callable[[], Any] = lambda: cls(self)  # noqa: E731
         self._ready = asyncio.get_running_loop().create_future()
         transport, _ = await self.picows.ws_connect(factory, self.url, enable_auto_pong=True)
@@ -547,7 +581,11 @@ class _FloorConn(Conn):
         self.sink.on_setup_complete()
 
     async def send_audio(self, pcm: bytes) -> None:
-        self.transport.send(self._text, FLOOR_AUDIO_FRAME)
+        if self.base64:
+            frame = b"".join((_FLOOR_PREFIX, _b64encode(pcm), _FLOOR_SUFFIX))
+            self.transport.send(self._text, frame)
+        else:
+            self.transport.send(self._text, FLOOR_AUDIO_FRAME)
 
     async def send_go_away_trigger(self) -> None:
         self.transport.send(self._text, FLOOR_GOAWAY_FRAME)
@@ -573,6 +611,7 @@ MODES: Final[dict[str, type[Mode]]] = {
         HandWrittenMode,
         GoogleGenaiMode,
         FloorMode,
+        FloorBase64Mode,
     )
 }
 #: Modes not run by default (to keep a full run near 10 minutes); ``--modes`` names them.

@@ -55,12 +55,16 @@ def _w1_table(rows: list[dict[str, Any]], key: str, what: str) -> list[str]:
     cell = {(r["regime"], r["loop"], r["mode"]): r for r in rows}
     gl = [m for m in ("gemini-live-picows", "gemini-live-picows-cb") if m in modes]
     has_floor = "floor" in modes
+    has_b64 = "floor-b64" in modes
     has_genai = "google-genai" in modes
+    short = {"gemini-live-picows": "gl `async for`", "gemini-live-picows-cb": "gl `on_event`"}
     head = ["regime", "loop", *(_label(m) for m in modes)]
     if has_floor:
-        head += [f"{_label(m)} ÷ floor" for m in gl]
+        head += [f"{short[m]} ÷ floor" for m in gl]
+    if has_b64:
+        head += [f"{short[m]} ÷ floor + pybase64" for m in gl]
     if has_genai:
-        head += [f"google-genai ÷ {_label(m)}" for m in gl]
+        head += [f"google-genai ÷ {short[m]}" for m in gl]
     out = [
         f"{what}:",
         "",
@@ -89,6 +93,8 @@ def _w1_table(rows: list[dict[str, Any]], key: str, what: str) -> list[str]:
 
         if has_floor:
             line += [ratio(m, "floor", 2) for m in gl]
+        if has_b64:
+            line += [ratio(m, "floor-b64", 2) for m in gl]
         if has_genai:
             line += [ratio("google-genai", m, 1) for m in gl]
         out.append("| " + " | ".join(line) + " |")

@@ -34,6 +34,8 @@ REGIMES = ("pipelined", "ping-pong", "paced")
 FLOOR = "floor"
 #: W2 series also run on uvloop by default (when selected).
 UVLOOP_W2_MODES = ("gemini-live-picows", "floor")
+#: Reference modes left out of W2 by default (``--loop`` runs them too).
+W1_ONLY_MODES = ("floor-b64",)
 #: Scale-out: these modes, with the sessions split over several client processes.
 SCALE_MODES = ("gemini-live-picows", "floor")
 
@@ -532,7 +534,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         cfg.w1_loops = [loop]
         cfg.w2_series = [(m, loop) for m in cfg.modes]
     else:
-        cfg.w2_series = [(m, "asyncio") for m in cfg.modes]
+        cfg.w2_series = [(m, "asyncio") for m in cfg.modes if m not in W1_ONLY_MODES]
         if not cfg.smoke and uvloop_available():
             cfg.w2_series += [(m, "uvloop") for m in UVLOOP_W2_MODES if m in cfg.modes]
     cfg.framing = args.framing

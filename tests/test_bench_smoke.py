@@ -39,7 +39,13 @@ def test_bench_smoke_runs_every_workload(tmp_path: Path) -> None:
     # Every client ran every regime without failing (numbers are reported, never asserted).
     for regime in ("pipelined", "ping-pong", "paced"):
         ok = {r["mode"] for r in rows if r["regime"] == regime and r["ok"] == r["runs"] > 0}
-        assert {"gemini-live-picows", "gemini-live-picows-cb", "google-genai", "floor"} <= ok
+        assert {
+            "gemini-live-picows",
+            "gemini-live-picows-cb",
+            "google-genai",
+            "floor",
+            "floor-b64",
+        } <= ok
     assert data["w2"]["runs"] and data["micro"]["encode"] and data["micro"]["decode"]
     assert all("error" not in r for r in data["scale"]["runs"])
 
