@@ -11,6 +11,9 @@ a :class:`Sink`, each through its library's normal receive API:
   by hand against the documented JSON.
 * ``transport floor``: picows native callbacks, pre-built frames, no codec at all (frames
   are classified by their first bytes): the cost of the transport alone.
+* ``floor + pybase64``: the floor plus base64 both ways (a template around
+  ``pybase64.b64encode`` on send, ``bytes.find`` + ``pybase64.b64decode`` on receive): the
+  least any client that hands the app audio bytes can do.
 
 Adding a client = one more :class:`Mode` subclass in :data:`MODES`.
 """
