@@ -3,10 +3,13 @@
 Prints exactly one line ``RESULT <json>`` on stdout (with ``"error"`` set when the mode
 failed) and exits. Every wait is bounded.
 
-* ``w1``: connect, 50 untimed warm-up chunks (one turn), then ``--chunks`` 20 ms chunks sent
-  back to back (``await asyncio.sleep(0)`` after each) while the receiver consumes one
-  audio reply per chunk and a turnComplete per 50. CPU = ``time.process_time()`` delta of
-  the timed section.
+* ``w1``: connect, 50 untimed warm-up chunks (one turn), then the regimes in ``--regimes``
+  one after the other on the same session, each starting after ``gc.collect()`` with every
+  earlier reply received: ``pipelined`` (``--chunks`` 20 ms chunks back to back, ``await
+  asyncio.sleep(0)`` after each, replies consumed as they come), ``ping-pong``
+  (``--ping-pong`` chunks, each sent after the previous one's audio reply reached the
+  app) and ``paced`` (``--paced`` chunks, one every 20 ms). CPU per chunk =
+  ``time.process_time()`` delta of the regime (until every reply is in) / chunks.
 * ``w2``: ``--sessions`` concurrent sessions; one audio clock task sends every session a
   chunk every 20 ms (4 phases of 5 ms), the server sends 25 stamped replies/s per session.
   After ``--warmup`` s, ``--window`` s are measured: CPU %, delivery latency (server send
@@ -27,15 +30,19 @@ import random
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.common import (
+    DEFAULT_FRAMING,
+    FRAMINGS,
     IN_CHUNK_BYTES,
     OUT_CHUNK_BYTES,
     PCM_IN,
     W1_TURN_EVERY,
     W2_REPLY_HZ,
     W2_SEND_HZ,
+    Frames,
     current_rss_bytes,
     live_url,
     peak_rss_mib,
@@ -68,15 +75,28 @@ async def _bounded_close(conns: list[Conn], limit: float = 5.0) -> None:
 
 
 class W1Sink(Sink):
-    __slots__ = ("audio", "audio_bytes", "done", "target_audio", "target_turns", "turns")
+    __slots__ = (
+        "audio",
+        "audio_bytes",
+        "done",
+        "target_audio",
+        "target_turns",
+        "transcripts",
+        "turns",
+    )
 
     def __init__(self) -> None:
         self.audio = 0
         self.audio_bytes = 0
+        self.transcripts = 0
         self.turns = 0
         self.target_audio = 0
         self.target_turns = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def expect_audio(self, audio: int) -> asyncio.Future[None]:
+        """A future done once ``audio`` replies arrived (turns are not waited for)."""
+        return self.expect(audio, 0)
 
     def expect(self, audio: int, turns: int) -> asyncio.Future[None]:
         self.target_audio, self.target_turns = audio, turns
@@ -98,6 +118,9 @@ class W1Sink(Sink):
         if self.audio >= self.target_audio:
             self._check()
 
+    def on_transcript(self, text: str) -> None:
+        self.transcripts += 1
+
     def on_turn_complete(self) -> None:
         self.turns += 1
         if self.turns >= self.target_turns:
@@ -116,6 +139,43 @@ async def _send_chunks(conn: Conn, n: int) -> None:
         await sleep(0)
 
 
+async def _pipelined(conn: Conn, sink: W1Sink, n: int) -> None:
+    """Chunks back to back (one loop turn each); replies are consumed as they come."""
+    await _send_chunks(conn, n)
+
+
+async def _ping_pong(conn: Conn, sink: W1Sink, n: int) -> None:
+    """One chunk in flight: send, wait for its audio reply, repeat (each frame wakes the loop)."""
+    pcm = PCM_IN
+    target = sink.audio
+    for _ in range(n):
+        target += 1
+        done = sink.expect_audio(target)
+        await conn.send_audio(pcm)
+        await done
+
+
+async def _paced(conn: Conn, sink: W1Sink, n: int) -> None:
+    """One chunk every 20 ms, like a microphone: the live-conversation regime."""
+    loop = asyncio.get_running_loop()
+    pcm = PCM_IN
+    sleep = asyncio.sleep
+    period = 1.0 / W2_SEND_HZ
+    due = loop.time()
+    for _ in range(n):
+        await conn.send_audio(pcm)
+        due += period
+        delay = due - loop.time()
+        await sleep(delay if delay > 0 else 0)
+
+
+REGIMES: dict[str, Callable[[Conn, W1Sink, int], Awaitable[None]]] = {
+    "pipelined": _pipelined,
+    "ping-pong": _ping_pong,
+    "paced": _paced,
+}
+
+
 async def run_w1(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     await mode.prepare()
     url = live_url(args.port, "w1")
@@ -123,28 +183,39 @@ async def run_w1(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
     conn = await mode.open(url, sink)
     connect_s = time.perf_counter() - t
-    warm = W1_TURN_EVERY
-    chunks = args.chunks
-    total = warm + chunks
+    counts = {"pipelined": args.chunks, "ping-pong": args.ping_pong, "paced": args.paced}
+    out: dict[str, Any] = {}
+    total = W1_TURN_EVERY
     try:
-        done = sink.expect(warm, warm // W1_TURN_EVERY)
-        await _send_chunks(conn, warm)
-        await asyncio.wait_for(done, args.timeout)
+        # Warm-up, identical for every client: one pipelined turn, untimed.
         done = sink.expect(total, total // W1_TURN_EVERY)
-        gc.collect()
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await asyncio.wait_for(_send_chunks(conn, chunks), args.timeout)
+        await _send_chunks(conn, total)
         await asyncio.wait_for(done, args.timeout)
-        cpu1, t1 = time.process_time(), time.perf_counter()
+        for regime in args.regimes.split(","):
+            n = counts[regime]
+            total += n
+            # Every regime starts from the same state: all replies in, a fresh GC.
+            gc.collect()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            async with asyncio.timeout(args.timeout):
+                await REGIMES[regime](conn, sink, n)
+                await sink.expect(total, total // W1_TURN_EVERY)
+            cpu1, t1 = time.process_time(), time.perf_counter()
+            out[regime] = {
+                "chunks": n,
+                "cpu_s": cpu1 - cpu0,
+                "cpu_us_per_chunk": (cpu1 - cpu0) / n * 1e6,
+                "wall_s": t1 - t0,
+                "wall_us_per_chunk": (t1 - t0) / n * 1e6,
+            }
     finally:
         await _bounded_close([conn])
     if sink.audio_bytes != total * OUT_CHUNK_BYTES:
-        raise AssertionError(f"received {sink.audio_bytes} audio bytes, expected more")
+        raise AssertionError(
+            f"received {sink.audio_bytes} audio bytes, expected {total * OUT_CHUNK_BYTES}"
+        )
     return {
-        "chunks": chunks,
-        "cpu_s": cpu1 - cpu0,
-        "cpu_us_per_chunk": (cpu1 - cpu0) / chunks * 1e6,
-        "wall_s": t1 - t0,
+        "regimes": out,
         "peak_rss_mib": peak_rss_mib(),
         "connect_ms": connect_s * 1000,
         "loadavg_1m": os.getloadavg()[0],
@@ -235,6 +306,9 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
             {"error": f"only {len(conns)}/{n} sessions opened: {first}", "ramp_s": ramp_s}
         )
     random.Random(n).shuffle(conns)
+    if args.start_at:
+        # Several client processes (scale-out) start their clocks together.
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
     stop = asyncio.Event()
     clock = asyncio.get_running_loop().create_task(_audio_clock(conns, rec, stop))
     await asyncio.sleep(args.warmup)
@@ -242,9 +316,10 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     srv0 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     cpu0, t0, w0 = time.process_time(), time.perf_counter(), loop.time()
-    rec.on = True
+    pauses = GcPauses()
+    rec.on = pauses.on = True
     await asyncio.sleep(args.window)
-    rec.on = False
+    rec.on = pauses.on = False
     cpu1, t1, w1 = time.process_time(), time.perf_counter(), loop.time()
     srv1 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     stop.set()
@@ -274,9 +349,39 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_1m": os.getloadavg()[0],
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": current_rss_bytes() / 2**20,
+        **pauses.result(),
     }
     clock.cancel()
     return out
+
+
+class GcPauses:
+    """Collector pauses while on: count, total and longest, per generation."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self._t0 = 0.0
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self.on:
+            g = info["generation"]
+            d = time.perf_counter() - self._t0
+            self.count[g] += 1
+            self.total[g] += d
+            self.longest[g] = max(self.longest[g], d)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "gc_count": self.count,
+            "gc_total_ms": [round(x * 1000, 2) for x in self.total],
+            "gc_longest_ms": [round(x * 1000, 2) for x in self.longest],
+        }
 
 
 def os_exit_result(data: dict[str, Any]) -> None:
@@ -379,23 +484,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=sorted(ALL_MODES), required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    ap.add_argument("--framing", choices=FRAMINGS, default=DEFAULT_FRAMING)
     ap.add_argument("--timeout", type=float, default=60.0, help="bound for every wait")
-    ap.add_argument("--chunks", type=int, default=3000)
+    ap.add_argument("--chunks", type=int, default=3000, help="W1 pipelined chunks")
+    ap.add_argument("--ping-pong", type=int, default=1000, help="W1 ping-pong chunks")
+    ap.add_argument("--paced", type=int, default=150, help="W1 paced (20 ms) chunks")
+    ap.add_argument("--regimes", default="pipelined,ping-pong,paced")
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--window", type=float, default=5.0)
     ap.add_argument("--ramp-timeout", type=float, default=60.0)
     ap.add_argument("--connect-concurrency", type=int, default=50)
     ap.add_argument("--server-pid", type=int, default=0)
+    ap.add_argument("--start-at", type=float, default=0.0, help="W2: wall time to start at")
     ap.add_argument("--connects", type=int, default=50)
     ap.add_argument("--idle", type=int, default=200)
     ap.add_argument("--resumes", type=int, default=10)
     ap.add_argument("--cprofile", default="", help="write a cProfile of the run here")
     args = ap.parse_args(argv)
-    if args.chunks % W1_TURN_EVERY:
-        ap.error(f"--chunks must be a multiple of {W1_TURN_EVERY}")
+    if any(n % W1_TURN_EVERY for n in (args.chunks, args.ping_pong, args.paced)):
+        ap.error(f"W1 chunk counts must be multiples of {W1_TURN_EVERY}")
+    if any(r not in REGIMES for r in args.regimes.split(",")):
+        ap.error(f"--regimes: choose from {', '.join(REGIMES)}")
     raise_fd_limit()
     mode = ALL_MODES[args.mode]()
+    mode.frames = Frames(args.framing)
     runner = {"w1": run_w1, "w2": run_w2, "w3": run_w3}[args.workload]
 
     async def go() -> dict[str, Any]:

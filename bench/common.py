@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import random
@@ -52,19 +53,27 @@ PCM_OUT: Final = _rng.randbytes(OUT_CHUNK_BYTES)
 _B64_OUT: Final = base64.b64encode(PCM_OUT).decode()
 
 
+#: How the server formats its frames. The Live API sends 2-space indented JSON with a
+#: trailing newline (the raw bytes of recorded frames show it); ``compact`` is what
+#: ``json.dumps(separators=(",", ":"))`` and most fake servers produce.
+FRAMINGS: Final = ("service", "compact")
+DEFAULT_FRAMING: Final = "service"
+
+
+def dumps(obj: object, framing: str = DEFAULT_FRAMING) -> bytes:
+    """One server frame in the given framing."""
+    if framing == "compact":
+        return json.dumps(obj, separators=(",", ":")).encode()
+    if framing == "service":
+        return (json.dumps(obj, indent=2) + "\n").encode()
+    raise ValueError(f"unknown framing {framing!r}")
+
+
 def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-SETUP_COMPLETE: Final = _dumps({"setupComplete": {}})
-
-AUDIO_REPLY: Final = _dumps(
-    {
-        "serverContent": {
-            "modelTurn": {"parts": [{"inlineData": {"mimeType": OUT_MIME, "data": _B64_OUT}}]}
-        }
-    }
-)
+_AUDIO_PART: Final = {"inlineData": {"mimeType": OUT_MIME, "data": _B64_OUT}}
 
 USAGE: Final = {
     "promptTokenCount": 1234,
@@ -74,25 +83,86 @@ USAGE: Final = {
     "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": 567}],
 }
 
-TURN_REPLY: Final = _dumps({"serverContent": {"turnComplete": True}, "usageMetadata": USAGE})
+#: The words of the reply transcript, one fragment per transcript frame (W1).
+W1_WORDS: Final = ("Sure", ",", " the", " forecast", " for", " Paris", " is", " sunny", ".", " ")
+#: W1: every this many audio replies carries an outputTranscription fragment.
+W1_TRANSCRIPT_EVERY: Final = 5
 
-# W2: audio + outputTranscription whose text carries the server send time.
-_W2_SPLIT: Final = b"@@STAMP@@"
-_w2 = _dumps(
-    {
-        "serverContent": {
-            "outputTranscription": {"text": "t=" + _W2_SPLIT.decode()},
-            "modelTurn": {"parts": [{"inlineData": {"mimeType": OUT_MIME, "data": _B64_OUT}}]},
-        }
-    }
-)
-W2_PREFIX, W2_SUFFIX = _w2.split(_W2_SPLIT)
-#: Where the stamp starts inside a W2 frame (used by the codec-free floor client).
-W2_STAMP_OFFSET: Final = len(W2_PREFIX)
+_STAMP: Final = "@@STAMP@@"
 
 
-def w2_frame(now: float) -> bytes:
-    return b"".join((W2_PREFIX, STAMP_FMT % now, W2_SUFFIX))
+class Frames:
+    """Every server frame the benchmarks send, pre-serialized in one framing.
+
+    The mix per W1 turn of 50 chunks: an ``inputTranscription`` (the user's words) with
+    the first reply, audio alone, audio + ``outputTranscription`` on every 5th reply, and
+    ``turnComplete`` + ``usageMetadata`` after the 50th. W2 replies are audio + a stamped
+    ``outputTranscription`` (the transcript first, so the stamp sits at a fixed offset).
+    """
+
+    def __init__(self, framing: str = DEFAULT_FRAMING) -> None:
+        self.framing = framing
+        d = functools.partial(dumps, framing=framing)
+        self.setup_complete = d({"setupComplete": {}})
+        self.audio = d({"serverContent": {"modelTurn": {"parts": [_AUDIO_PART]}}})
+        self.audio_transcript = tuple(
+            d(
+                {
+                    "serverContent": {
+                        "modelTurn": {"parts": [_AUDIO_PART]},
+                        "outputTranscription": {"text": word},
+                    }
+                }
+            )
+            for word in W1_WORDS
+        )
+        self.input_transcript = d(
+            {"serverContent": {"inputTranscription": {"text": "What is the weather in Paris?"}}}
+        )
+        self.turn = d({"serverContent": {"turnComplete": True}, "usageMetadata": USAGE})
+        self.go_away = d({"goAway": {"timeLeft": GOAWAY_TIME_LEFT}})
+        w2 = d(
+            {
+                "serverContent": {
+                    "outputTranscription": {"text": "t=" + _STAMP},
+                    "modelTurn": {"parts": [_AUDIO_PART]},
+                }
+            }
+        )
+        self.w2_prefix, self.w2_suffix = w2.split(_STAMP.encode())
+        #: Where the stamp starts inside a W2 frame (used by the codec-free floor client).
+        self.w2_stamp_offset = len(self.w2_prefix)
+
+    def w1_replies(self, k: int) -> tuple[bytes, ...]:
+        """The frames answering the ``k``-th audio chunk (1-based) of a W1 run."""
+        i = (k - 1) % W1_TURN_EVERY
+        audio = (
+            self.audio_transcript[(i // W1_TRANSCRIPT_EVERY) % len(W1_WORDS)]
+            if i % W1_TRANSCRIPT_EVERY == W1_TRANSCRIPT_EVERY - 1
+            else self.audio
+        )
+        if i == 0:
+            return (self.input_transcript, audio)
+        if i == W1_TURN_EVERY - 1:
+            return (audio, self.turn)
+        return (audio,)
+
+    def w2_frame(self, now: float) -> bytes:
+        return b"".join((self.w2_prefix, STAMP_FMT % now, self.w2_suffix))
+
+    def resumption_update(self, handle: str) -> bytes:
+        return dumps(
+            {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}, self.framing
+        )
+
+
+#: The frames in the service's framing (what the micro-benchmarks use).
+SERVICE: Final = Frames("service")
+COMPACT: Final = Frames("compact")
+
+SETUP_COMPLETE: Final = COMPACT.setup_complete
+AUDIO_REPLY: Final = COMPACT.audio
+TURN_REPLY: Final = COMPACT.turn
 
 
 def parse_stamp(text: str) -> float:
@@ -100,14 +170,8 @@ def parse_stamp(text: str) -> float:
     return float(text[2:])
 
 
-def resumption_update(handle: str) -> bytes:
-    return _dumps({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
-
-
-GO_AWAY: Final = _dumps({"goAway": {"timeLeft": GOAWAY_TIME_LEFT}})
-
 # Micro-benchmark frames (server -> client).
-TEXT_REPLY: Final = _dumps(
+TEXT_REPLY: Final = dumps(
     {
         "serverContent": {
             "modelTurn": {
@@ -123,7 +187,7 @@ TEXT_REPLY: Final = _dumps(
         }
     }
 )
-TOOL_CALL_REPLY: Final = _dumps(
+TOOL_CALL_REPLY: Final = dumps(
     {
         "toolCall": {
             "functionCalls": [

@@ -11,6 +11,9 @@ a :class:`Sink`, each through its library's normal receive API:
   by hand against the documented JSON.
 * ``transport floor``: picows native callbacks, pre-built frames, no codec at all (frames
   are classified by their first bytes): the cost of the transport alone.
+* ``floor + pybase64``: the floor plus base64 both ways (a template around
+  ``pybase64.b64encode`` on send, ``bytes.find`` + ``pybase64.b64decode`` on receive): the
+  least any client that hands the app audio bytes can do.
 
 Adding a client = one more :class:`Mode` subclass in :data:`MODES`.
 """
@@ -25,7 +28,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
+import pybase64
+
 from bench.common import (
+    DEFAULT_FRAMING,
     FLOOR_AUDIO_FRAME,
     FLOOR_GOAWAY_FRAME,
     GOAWAY_TRIGGER,
@@ -33,7 +39,7 @@ from bench.common import (
     MODEL,
     PCM_OUT,
     STAMP_WIDTH,
-    W2_STAMP_OFFSET,
+    Frames,
     parse_stamp,
     setup_frame,
 )
@@ -98,6 +104,8 @@ class Mode(ABC):
     label: ClassVar[str]
     #: The library rotates the connection on goAway by itself.
     auto_resume: ClassVar[bool] = False
+    #: The server's frames (the codec-free floor client needs their layout).
+    frames: Frames = Frames(DEFAULT_FRAMING)
 
     async def prepare(self) -> None:
         """Per-process setup (imports, client objects); not timed."""
@@ -438,6 +446,8 @@ class _HandWrittenConn(Conn):
 class FloorMode(Mode):
     key = "floor"
     label = "transport floor (picows callbacks, no codec)"
+    #: Also base64-encode each chunk and base64-decode each reply's audio (pybase64).
+    base64: ClassVar[bool] = False
 
     async def prepare(self) -> None:
         import picows
@@ -445,21 +455,52 @@ class FloorMode(Mode):
         self._picows = picows
 
     async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
-        conn = _FloorConn(self._picows, url, sink)
+        conn = _FloorConn(self._picows, url, sink, self.frames, self.base64)
         await asyncio.wait_for(conn.connect(handle), OPEN_TIMEOUT)
         return conn
 
 
-_P_AUDIO: Final = b'{"serverContent":{"modelTurn"'
-_P_STAMPED: Final = b'{"serverContent":{"outputTranscription"'
-_P_TURN: Final = b'{"serverContent":{"turnComplete"'
-_P_SETUP: Final = b'{"setupComplete"'
-_P_HANDLE: Final = b'{"sessionResumptionUpdate"'
-_P_GOAWAY: Final = b'{"goAway"'
+class FloorBase64Mode(FloorMode):
+    """The floor plus the cheapest possible codec: pybase64 both ways, no JSON parser.
+
+    A reference for how much of a client's cost above the floor is base64 (which every
+    client must do) and how much is the rest. Run in W1 and W3, not in W2.
+    """
+
+    key = "floor-b64"
+    label = "transport floor + pybase64 (no JSON parser)"
+    base64 = True
 
 
-def _make_floor_listener(picows: Any) -> type:
+_FLOOR_PREFIX, _FLOOR_SUFFIX = FLOOR_AUDIO_FRAME.split(
+    FLOOR_AUDIO_FRAME[FLOOR_AUDIO_FRAME.index(b'"data":"') + 8 : -4]
+)
+
+
+_b64encode: Final = pybase64.b64encode
+
+
+# The floor classifies frames by the keys in their first bytes (any framing).
+_HEAD_BYTES: Final = 80
+_K_STAMPED: Final = b'"outputTranscription"'
+_K_AUDIO: Final = b'"modelTurn"'
+_K_INPUT: Final = b'"inputTranscription"'
+_K_TURN: Final = b'"turnComplete"'
+_K_SETUP: Final = b'"setupComplete"'
+_K_HANDLE: Final = b'"sessionResumptionUpdate"'
+_K_GOAWAY: Final = b'"goAway"'
+
+
+def _audio_payload(mv: memoryview) -> bytes:
+    """The base64 audio of a bench reply, decoded (the floor-b64 client)."""
+    data = bytes(mv)
+    start = data.index(b'"', data.index(b":", data.index(b'"data"') + 6)) + 1
+    return pybase64.b64decode(data[start : data.index(b'"', start)], validate=True)
+
+
+def _make_floor_listener(picows: Any, frames: Frames, base64: bool) -> type:
     text_t, binary_t = picows.WSMsgType.TEXT, picows.WSMsgType.BINARY
+    stamp_at = frames.w2_stamp_offset
     close_t = picows.WSMsgType.CLOSE
 
     class FloorListener(picows.WSListener):  # type: ignore[misc]
@@ -475,23 +516,27 @@ def _make_floor_listener(picows: Any) -> type:
                     transport.disconnect()
                 return
             mv = frame.get_payload_as_memoryview()
-            head = bytes(mv[:40])
+            head = bytes(mv[:_HEAD_BYTES])
             sink = self.conn.sink
-            if head.startswith(_P_AUDIO):
-                sink.on_audio(PCM_OUT)  # no decode: a constant stands for the audio
-            elif head.startswith(_P_STAMPED):
-                sink.on_stamp(float(mv[W2_STAMP_OFFSET : W2_STAMP_OFFSET + STAMP_WIDTH]))
-                sink.on_audio(PCM_OUT)
-            elif head.startswith(_P_TURN):
+            if _K_STAMPED in head:  # W2: the stamped transcript comes first
+                at = stamp_at
+                sink.on_stamp(float(mv[at : at + STAMP_WIDTH]))
+                sink.on_audio(_audio_payload(mv) if base64 else PCM_OUT)
+            elif _K_AUDIO in head:
+                # no JSON parser; without base64 a constant stands for the audio
+                sink.on_audio(_audio_payload(mv) if base64 else PCM_OUT)
+            elif _K_INPUT in head:
+                pass
+            elif _K_TURN in head:
                 sink.on_turn_complete()
-            elif head.startswith(_P_SETUP):
+            elif _K_SETUP in head:
                 self.conn.setup_done(None)
-            elif head.startswith(_P_HANDLE):
+            elif _K_HANDLE in head:
                 sru = json.loads(bytes(mv))["sessionResumptionUpdate"]
                 if sru.get("newHandle"):
                     self.conn.handle = sru["newHandle"]
                     sink.on_handle(sru["newHandle"])
-            elif head.startswith(_P_GOAWAY):
+            elif _K_GOAWAY in head:
                 sink.on_go_away()
 
         def on_ws_disconnected(self, transport: Any) -> None:
@@ -502,17 +547,20 @@ def _make_floor_listener(picows: Any) -> type:
 
 
 class _FloorConn(Conn):
-    _listener_cls: ClassVar[type | None] = None
+    _listener_cls: ClassVar[dict[bool, type]] = {}
 
-    def __init__(self, picows: Any, url: str, sink: Sink) -> None:
+    def __init__(
+        self, picows: Any, url: str, sink: Sink, frames: Frames, base64: bool = False
+    ) -> None:
         self.picows = picows
+        self.base64 = base64
         self.url = url
         self.sink = sink
         self.transport: Any = None
         self._ready: asyncio.Future[None] | None = None
         self._text = picows.WSMsgType.TEXT
-        if _FloorConn._listener_cls is None:
-            _FloorConn._listener_cls = _make_floor_listener(picows)
+        if base64 not in _FloorConn._listener_cls:
+            _FloorConn._listener_cls[base64] = _make_floor_listener(picows, frames, base64)
 
     def setup_done(self, exc: BaseException | None) -> None:
         fut = self._ready
@@ -525,8 +573,7 @@ class _FloorConn(Conn):
             self.sink.on_setup_complete()
 
     async def connect(self, handle: str | None) -> None:
-        cls = _FloorConn._listener_cls
-        assert cls is not None
+        cls = _FloorConn._listener_cls[self.base64]
         factory: Callable[[], Any] = lambda: cls(self)  # noqa: E731
         self._ready = asyncio.get_running_loop().create_future()
         transport, _ = await self.picows.ws_connect(factory, self.url, enable_auto_pong=True)
@@ -537,7 +584,11 @@ class _FloorConn(Conn):
         self.sink.on_setup_complete()
 
     async def send_audio(self, pcm: bytes) -> None:
-        self.transport.send(self._text, FLOOR_AUDIO_FRAME)
+        if self.base64:
+            frame = b"".join((_FLOOR_PREFIX, _b64encode(pcm), _FLOOR_SUFFIX))
+            self.transport.send(self._text, frame)
+        else:
+            self.transport.send(self._text, FLOOR_AUDIO_FRAME)
 
     async def send_go_away_trigger(self) -> None:
         self.transport.send(self._text, FLOOR_GOAWAY_FRAME)
@@ -560,14 +611,14 @@ MODES: Final[dict[str, type[Mode]]] = {
     for m in (
         GeminiLivePicows,
         GeminiLivePicowsCallbacks,
-        GeminiLiveWebsockets,
-        GoogleGenaiMode,
         HandWrittenMode,
+        GoogleGenaiMode,
         FloorMode,
+        FloorBase64Mode,
     )
 }
-#: Modes not run by default (none at the moment); ``--modes`` can name them.
-EXTRA_MODES: Final[dict[str, type[Mode]]] = {}
+#: Modes not run by default (to keep a full run near 10 minutes); ``--modes`` names them.
+EXTRA_MODES: Final[dict[str, type[Mode]]] = {m.key: m for m in (GeminiLiveWebsockets,)}
 ALL_MODES: Final[dict[str, type[Mode]]] = {**MODES, **EXTRA_MODES}
 BASELINE_GENAI: Final = GoogleGenaiMode.key
 BASELINE_RAW: Final = HandWrittenMode.key

@@ -18,9 +18,16 @@ PY = sys.executable
 class ServerProc:
     """``python -m bench.server`` with a line-based control channel on stdin/stdout."""
 
-    def __init__(self, *, impl: str = "auto", loop: str = "auto", start_timeout: float = 15.0):
+    def __init__(
+        self,
+        *,
+        impl: str = "auto",
+        loop: str = "auto",
+        framing: str = "service",
+        start_timeout: float = 15.0,
+    ):
         self.proc = subprocess.Popen(
-            [PY, "-m", "bench.server", "--impl", impl, "--loop", loop],
+            [PY, "-m", "bench.server", "--impl", impl, "--loop", loop, "--framing", framing],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -32,7 +39,7 @@ class ServerProc:
         assert self.proc.stdout is not None
         threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
         line = self._expect("PORT ", start_timeout)
-        _, port, self.impl = line.split()
+        _, port, self.impl, self.framing = line.split()
         self.port = int(port)
         self.pid = self.proc.pid
 

@@ -22,7 +22,12 @@ _LINE_NO = re.compile(r":\d+\)$")
 TOP = 18
 
 
-def _client_cmd(mode: str, port: int, chunks: int) -> list[str]:
+_COUNT_FLAG = {"pipelined": "--chunks", "ping-pong": "--ping-pong", "paced": "--paced"}
+
+
+def _client_cmd(
+    mode: str, port: int, chunks: int, regime: str = "pipelined", framing: str = "service"
+) -> list[str]:
     return [
         PY,
         "-m",
@@ -32,7 +37,11 @@ def _client_cmd(mode: str, port: int, chunks: int) -> list[str]:
         mode,
         "--port",
         str(port),
-        "--chunks",
+        "--framing",
+        framing,
+        "--regimes",
+        regime,
+        _COUNT_FLAG[regime],
         str(chunks),
     ]
 
@@ -97,14 +106,21 @@ def _short(path: str) -> str:
     return path
 
 
-def profile_w1(mode: str, port: int, chunks: int, outdir: Path) -> dict[str, Any]:
+def profile_w1(
+    mode: str,
+    port: int,
+    chunks: int,
+    outdir: Path,
+    regime: str = "pipelined",
+    framing: str = "service",
+) -> dict[str, Any]:
     outdir.mkdir(parents=True, exist_ok=True)
-    cmd = _client_cmd(mode, port, chunks)
+    cmd = _client_cmd(mode, port, chunks, regime, framing)
     pyspy = _pyspy()
-    result: dict[str, Any] = {"mode": mode, "chunks": chunks}
+    result: dict[str, Any] = {"mode": mode, "chunks": chunks, "regime": regime}
     if pyspy is not None:
-        raw = outdir / f"profile-w1-{mode}.collapsed.txt"
-        svg = outdir / f"profile-w1-{mode}.svg"
+        raw = outdir / f"profile-w1-{mode}-{regime}.collapsed.txt"
+        svg = outdir / f"profile-w1-{mode}-{regime}.svg"
         try:
             proc = subprocess.run(
                 [pyspy, "record", "--rate", "1000", "--format", "raw", "-o", str(raw), "--", *cmd],
@@ -136,7 +152,7 @@ def profile_w1(mode: str, port: int, chunks: int, outdir: Path) -> dict[str, Any
             result["pyspy_error"] = (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
         except subprocess.TimeoutExpired:
             result["pyspy_error"] = "timeout"
-    stats = outdir / f"profile-w1-{mode}.pstats"
+    stats = outdir / f"profile-w1-{mode}-{regime}.pstats"
     proc = subprocess.run(
         [*cmd, "--cprofile", str(stats)],
         cwd=ROOT,
@@ -176,7 +192,7 @@ def profile_md(prof: dict[str, Any]) -> str:
             out.append(f"failed: {res['error']}")
             continue
         out.append(
-            f"{res.get('tool')}, {res.get('chunks')} chunks, "
+            f"{res.get('tool')}, {res.get('regime', 'pipelined')}, {res.get('chunks')} chunks, "
             f"{res.get('samples', res.get('total_s'))} samples/seconds; raw: `{res.get('raw')}`"
         )
         out += ["", "| self % | function |", "|---:|---|"]

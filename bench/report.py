@@ -42,52 +42,155 @@ def meta_md(meta: dict[str, Any]) -> str:
     )
 
 
+_REGIME_TEXT = {
+    "pipelined": "pipelined (chunks back to back)",
+    "ping-pong": "ping-pong (one chunk in flight; every frame wakes the loop)",
+    "paced": "paced 20 ms (a live conversation)",
+}
+
+
+def _w1_table(rows: list[dict[str, Any]], key: str, what: str) -> list[str]:
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    keys = list(dict.fromkeys((r["regime"], r["loop"]) for r in rows))
+    cell = {(r["regime"], r["loop"], r["mode"]): r for r in rows}
+    gl = [m for m in ("gemini-live-picows", "gemini-live-picows-cb") if m in modes]
+    has_floor = "floor" in modes
+    has_b64 = "floor-b64" in modes
+    has_genai = "google-genai" in modes
+    short = {"gemini-live-picows": "gl `async for`", "gemini-live-picows-cb": "gl `on_event`"}
+    head = ["regime", "loop", *(_label(m) for m in modes)]
+    if has_floor:
+        head += [f"{short[m]} ÷ floor" for m in gl]
+    if has_b64:
+        head += [f"{short[m]} ÷ floor + pybase64" for m in gl]
+    if has_genai:
+        head += [f"google-genai ÷ {short[m]}" for m in gl]
+    out = [
+        f"{what}:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|---|" + "---:|" * (len(head) - 2),
+    ]
+    for regime, loop in keys:
+        line = [_REGIME_TEXT.get(regime, regime), loop]
+        for m in modes:
+            r = cell.get((regime, loop, m), {})
+            if key + "_median" in r:
+                line.append(f"{r[key + '_median']:.1f} ({r[key + '_min']:.1f})")
+            else:
+                line.append(_failed(r.get("error", "not run"))[:60])
+
+        def val(m: str, stat: str, regime: str = regime, loop: str = loop) -> float | None:
+            v = cell.get((regime, loop, m), {}).get(f"{key}_{stat}")
+            return float(v) if v is not None else None
+
+        def ratio(a: str, b: str, digits: int) -> str:
+            parts = []
+            for stat in ("median", "min"):
+                x, y = val(a, stat), val(b, stat)
+                parts.append(f"{x / y:.{digits}f}" if x and y else "–")
+            return " / ".join(parts) + "×"
+
+        if has_floor:
+            line += [ratio(m, "floor", 2) for m in gl]
+        if has_b64:
+            line += [ratio(m, "floor-b64", 2) for m in gl]
+        if has_genai:
+            line += [ratio("google-genai", m, 1) for m in gl]
+        out.append("| " + " | ".join(line) + " |")
+    return out
+
+
 def w1_md(w1: dict[str, Any]) -> str:
     if "error" in w1:
         return _failed(w1["error"])
     rows = w1["summary"]
-    out = [
-        "| client | loop | CPU µs/chunk median (min) | wall ms median (min) | peak RSS MiB "
-        "| first connect ms | google-genai CPU ÷ this | hand-written CPU ÷ this | ok runs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        name, loop = _label(r["mode"]), r["loop"]
-        if "cpu_us_median" not in r:
-            dash = " – |" * 5
-            out.append(
-                f"| {name} | {loop} | {_failed(r.get('error', '?'))} |{dash} 0/{r['runs']} |"
-            )
-            continue
-        out.append(
-            f"| {name} | {loop} | {r['cpu_us_median']:.1f} ({r['cpu_us_min']:.1f}) "
-            f"| {r['wall_ms_median']:.0f} ({r['wall_ms_min']:.0f}) | {r['peak_rss_mib']:.0f} "
-            f"| {r['connect_ms']:.1f} | {_f(r.get('x_vs_genai'), '.2f')}× "
-            f"| {_f(r.get('x_vs_raw'), '.2f')}× | {r['ok']}/{r['runs']} |"
-        )
-    loops = list(dict.fromkeys(r["loop"] for r in rows))
-    if len(loops) > 1 and "asyncio" in loops and "uvloop" in loops:
+    out = _w1_table(
+        rows,
+        "cpu_us",
+        "Client CPU µs per chunk, median (min) over rounds; ratios of the medians / of the mins",
+    )
+    out += [""]
+    out += _w1_table(
+        [r for r in rows if r["regime"] != "paced"],
+        "wall_us",
+        "Wall µs per chunk, median (min); in ping-pong this is the round trip",
+    )
+    bad = [r for r in rows if r.get("ok", 0) < r.get("runs", 0)]
+    if bad:
         out += [
             "",
-            "uvloop effect on W1 (CPU µs/chunk, medians):",
-            "",
-            "| client | asyncio | uvloop | asyncio ÷ uvloop |",
-            "|---|---:|---:|---:|",
+            "Failed runs: "
+            + "; ".join(
+                f"{_label(r['mode'])} {r['loop']} {r['regime']}: {r['runs'] - r['ok']}/{r['runs']}"
+                for r in bad
+            ),
         ]
-        for mode in dict.fromkeys(r["mode"] for r in rows):
-            a: dict[str, Any] = next(
-                (r for r in rows if r["mode"] == mode and r["loop"] == "asyncio"), {}
-            )
-            u: dict[str, Any] = next(
-                (r for r in rows if r["mode"] == mode and r["loop"] == "uvloop"), {}
-            )
-            if "cpu_us_median" in a and "cpu_us_median" in u:
-                out.append(
-                    f"| {_label(mode)} | {a['cpu_us_median']:.1f} | {u['cpu_us_median']:.1f} "
-                    f"| {a['cpu_us_median'] / u['cpu_us_median']:.2f}× |"
-                )
-            else:
-                out.append(f"| {_label(mode)} | failed | failed | – |")
+    return "\n".join(out)
+
+
+def w2_summary(w2: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per series: the largest N kept in real time (on the benchmark's grid)."""
+    best: dict[tuple[str, str], int] = {}
+    tried: dict[tuple[str, str], list[int]] = {}
+    for r in w2.get("runs", []):
+        if "skipped" in r:
+            continue
+        key = (r["mode"], r["loop"])
+        tried.setdefault(key, []).append(r["sessions"])
+        if r.get("real_time"):
+            best[key] = max(best.get(key, 0), r["sessions"])
+    rows = []
+    for key, ns in tried.items():
+        n = best.get(key, 0)
+        floor = best.get(("floor", key[1]))
+        rows.append(
+            {
+                "mode": key[0],
+                "loop": key[1],
+                "max_real_time": n,
+                "first_miss": next((x for x in sorted(ns) if x > n), None),
+                "x_floor": n / floor if floor else None,
+            }
+        )
+    return rows
+
+
+def w2_summary_md(w2: dict[str, Any]) -> str:
+    out = [
+        "| client | loop | most sessions kept in real time | first N that was not "
+        "| share of the floor client's count |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in w2_summary(w2):
+        share = f"{r['x_floor'] * 100:.0f} %" if r["x_floor"] is not None else "–"
+        out.append(
+            f"| {_label(r['mode'])} | {r['loop']} | {r['max_real_time']} "
+            f"| {r['first_miss'] if r['first_miss'] is not None else '–'} | {share} |"
+        )
+    return "\n".join(out)
+
+
+def scale_md(scale: dict[str, Any]) -> str:
+    if "error" in scale:
+        return _failed(scale["error"])
+    out = [
+        "| N total | client | loop | processes | real time | client CPU % (sum) "
+        "| server CPU % | latency p50 / p99 ms (worst process) | send lag p99 ms "
+        "| client RSS MiB (sum) |",
+        "|---:|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in scale["runs"]:
+        head = f"| {r['sessions']} | {_label(r['mode'])} | {r['loop']} | {r['procs']} "
+        if "error" in r:
+            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 5)
+            continue
+        out.append(
+            head + f"| {'yes' if r['real_time'] else 'no'} | {r['cpu_pct']:.0f} "
+            f"| {_f(r.get('server_cpu_pct'), '.0f')} "
+            f"| {r['latency_ms_p50']:.1f} / {r['latency_ms_p99']:.1f} "
+            f"| {_f(r['send_lag_ms_p99'], '.1f')} | {r['rss_mib']:.0f} |"
+        )
     return "\n".join(out)
 
 
@@ -96,8 +199,9 @@ def w2_md(w2: dict[str, Any]) -> str:
         return _failed(w2["error"])
     out = [
         "| N | client | loop | client CPU % | CPU µs / msg | server CPU % | send rate "
-        "| recv rate | latency p50 / p99 ms | send lag p99 ms | load 1m | real time |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| recv rate | latency p50 / p99 ms | send lag p99 ms | longest GC pause ms | load 1m "
+        "| real time |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     skipped: dict[tuple[str, str], list[int]] = {}
     reasons: dict[tuple[str, str], str] = {}
@@ -109,15 +213,16 @@ def w2_md(w2: dict[str, Any]) -> str:
             continue
         head = f"| {r['sessions']} | {_label(r['mode'])} | {r['loop']} "
         if "error" in r:
-            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 8 + " no |")
+            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 9 + " no |")
             continue
         out.append(
             head + f"| {r['cpu_pct']:.0f} | {_f(r.get('cpu_us_per_msg'), '.1f')} "
             f"| {_f(r.get('server_cpu_pct'), '.0f')} "
             f"| {r['send_rate'] * 100:.1f}% | {r['recv_rate'] * 100:.1f}% "
             f"| {r['latency_ms_p50']:.1f} / {r['latency_ms_p99']:.1f} "
-            f"| {_f(r['send_lag_ms_p99'], '.1f')} | {_f(r.get('loadavg_1m'), '.1f')} "
-            f"| {'yes' if r['real_time'] else 'no'} |"
+            f"| {_f(r['send_lag_ms_p99'], '.1f')} "
+            f"| {_f(max(r['gc_longest_ms']) if r.get('gc_longest_ms') else None, '.1f')} "
+            f"| {_f(r.get('loadavg_1m'), '.1f')} | {'yes' if r['real_time'] else 'no'} |"
         )
     out += [
         "",
@@ -178,12 +283,17 @@ def _med(xs: list[float]) -> float:
 
 def markdown(results: dict[str, Any]) -> str:
     parts = ["## Environment", "", meta_md(results["meta"])]
+    cfg = results.get("config", {})
     if "w1" in results:
-        cfg = results.get("config", {})
         parts += [
             "",
-            f"## W1: one session, {cfg.get('chunks')} chunks back to back "
-            f"({cfg.get('rounds')} interleaved rounds, fresh process each)",
+            f"## W1: one session, per-chunk cost in three regimes ({cfg.get('rounds')} "
+            "interleaved rounds, fresh process each; server framing: "
+            f"{cfg.get('framing', 'compact')})",
+            "",
+            f"Per run: {cfg.get('chunks')} chunks pipelined, {cfg.get('ping_pong')} ping-pong, "
+            f"{cfg.get('paced')} paced, after one untimed warm-up turn; `gc.collect()` "
+            "before each regime.",
             "",
             w1_md(results["w1"]),
         ]
@@ -194,7 +304,16 @@ def markdown(results: dict[str, Any]) -> str:
             f"## W2: N concurrent real-time sessions in one process "
             f"({cfg.get('w2_window')} s measured after {cfg.get('w2_warmup')} s warm-up)",
             "",
+            w2_summary_md(results["w2"]),
+            "",
             w2_md(results["w2"]),
+        ]
+    if "scale" in results:
+        parts += [
+            "",
+            "## Scale-out: W2 with the sessions split over client processes",
+            "",
+            scale_md(results["scale"]),
         ]
     if "w3" in results:
         parts += ["", "## W3: fixed costs", "", w3_md(results["w3"])]

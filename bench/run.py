@@ -20,18 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import median, uvloop_available
+from bench.common import FRAMINGS, median, uvloop_available
 from bench.modes import ALL_MODES, BASELINE_GENAI, MODES
 from bench.procs import PY, ROOT, ServerProc, run_client, run_json
 
 RESULTS = ROOT / "bench" / "results"
 PLOT = ROOT / "docs" / "performance-w2.png"
-WORKLOADS = ("w1", "w2", "w3", "micro", "profile")
-DEFAULT_WORKLOADS = ("w1", "w2", "w3", "micro")
+WORKLOADS = ("w1", "w2", "w3", "micro", "scale", "profile")
+DEFAULT_WORKLOADS = ("w1", "w2", "w3", "micro", "scale")
 MODE_ORDER = list(MODES)
 IMPORTS = ("gemini_live", "google.genai", "websockets", "picows")
+REGIMES = ("pipelined", "ping-pong", "paced")
+FLOOR = "floor"
 #: W2 series also run on uvloop by default (when selected).
-UVLOOP_W2_MODES = ("gemini-live-picows", "hand-written")
+UVLOOP_W2_MODES = ("gemini-live-picows", "floor")
+#: Reference modes left out of W2 by default (``--loop`` runs them too).
+W1_ONLY_MODES = ("floor-b64",)
+#: Scale-out: these modes, with the sessions split over several client processes.
+SCALE_MODES = ("gemini-live-picows", "floor")
 
 
 @dataclass
@@ -40,21 +46,31 @@ class Config:
     workloads: tuple[str, ...] = DEFAULT_WORKLOADS
     modes: list[str] = field(default_factory=lambda: list(MODE_ORDER))
     w1_loops: list[str] = field(default_factory=lambda: ["asyncio", "uvloop"])
+    framing: str = "service"
     rounds: int = 5
     chunks: int = 3000
+    ping_pong: int = 1000
+    paced: int = 150
+    regimes: list[str] = field(default_factory=lambda: list(REGIMES))
     w1_timeout: float = 120.0
-    w2_ns: list[int] = field(default_factory=lambda: [100, 250, 500, 1000, 2000])
+    w2_ns: list[int] = field(
+        default_factory=lambda: [100, 200, 300, 400, 500, 600, 800, 1000, 1300, 1600]
+    )
     #: (mode, loop) series for W2.
     w2_series: list[tuple[str, str]] = field(default_factory=list)
-    w2_warmup: float = 1.5
-    w2_window: float = 6.0
+    w2_warmup: float = 1.0
+    w2_window: float = 4.0
     w2_ramp_timeout: float = 45.0
+    #: Scale-out: client processes, and total session counts split over them.
+    scale_procs: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
+    scale_ns: list[int] = field(default_factory=lambda: [500, 800, 1200])
     w3_connects: int = 50
     w3_idle: int = 200
     w3_resumes: int = 10
     import_repeats: int = 5
-    profile_chunks: int = 100000
+    profile_chunks: int = 30000
     profile_modes: list[str] = field(default_factory=lambda: ["gemini-live-picows"])
+    profile_regime: str = "pipelined"
     #: Added to W2/W3 subprocess timeouts; micro's timeout.
     slack: float = 30.0
     micro_timeout: float = 600.0
@@ -65,9 +81,12 @@ class Config:
             smoke=True,
             w1_loops=["asyncio"],
             rounds=1,
-            chunks=200,
+            chunks=100,
+            ping_pong=50,
+            paced=50,
             w1_timeout=30.0,
             w2_ns=[20],
+            scale_ns=[20],
             w2_warmup=0.3,
             w2_window=0.6,
             w2_ramp_timeout=10.0,
@@ -146,7 +165,7 @@ def _log(msg: str) -> None:
 
 def run_w1(cfg: Config) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
-    with ServerProc() as server:
+    with ServerProc(framing=cfg.framing) as server:
         for rnd in range(cfg.rounds):
             for loop in cfg.w1_loops:
                 for mode in cfg.modes:
@@ -159,8 +178,16 @@ def run_w1(cfg: Config) -> dict[str, Any]:
                             str(server.port),
                             "--loop",
                             loop,
+                            "--framing",
+                            server.framing,
                             "--chunks",
                             str(cfg.chunks),
+                            "--ping-pong",
+                            str(cfg.ping_pong),
+                            "--paced",
+                            str(cfg.paced),
+                            "--regimes",
+                            ",".join(cfg.regimes),
                             "--timeout",
                             str(cfg.w1_timeout / 2),
                         ],
@@ -170,14 +197,21 @@ def run_w1(cfg: Config) -> dict[str, Any]:
                     runs.append(res)
                     _log(f"w1 round {rnd + 1}/{cfg.rounds} {loop} {mode}: {_brief(res)}")
         server_impl = server.impl
-    return {"runs": runs, "summary": summarise_w1(runs, cfg), "server": server_impl}
+    return {
+        "runs": runs,
+        "summary": summarise_w1(runs, cfg),
+        "server": server_impl,
+        "framing": cfg.framing,
+    }
 
 
 def _brief(res: dict[str, Any]) -> str:
     if "error" in res:
         return "failed: " + str(res["error"])
-    if "cpu_us_per_chunk" in res:
-        return f"{res['cpu_us_per_chunk']:.1f} µs/chunk, wall {res['wall_s'] * 1000:.0f} ms"
+    if "regimes" in res:
+        return ", ".join(
+            f"{k} {v['cpu_us_per_chunk']:.1f} µs/chunk" for k, v in res["regimes"].items()
+        )
     if "cpu_pct" in res:
         return (
             f"cpu {res['cpu_pct']:.0f}%, p99 {res['latency_ms_p99']:.1f} ms, "
@@ -187,35 +221,45 @@ def _brief(res: dict[str, Any]) -> str:
 
 
 def summarise_w1(runs: list[dict[str, Any]], cfg: Config) -> list[dict[str, Any]]:
+    """One row per (regime, loop, mode): medians over rounds and ratios to the baselines."""
     rows: list[dict[str, Any]] = []
-    for loop in cfg.w1_loops:
-        for mode in cfg.modes:
-            mine = [r for r in runs if r["mode"] == mode and r["loop"] == loop]
-            ok = [r for r in mine if "error" not in r]
-            row: dict[str, Any] = {"mode": mode, "loop": loop, "runs": len(mine), "ok": len(ok)}
-            if not ok:
-                errs = [str(r["error"]) for r in mine]
-                row["error"] = errs[0] if errs else "not run"
-            else:
-                cpu = [r["cpu_us_per_chunk"] for r in ok]
-                wall = [r["wall_s"] * 1000 for r in ok]
-                row.update(
-                    cpu_us_median=median(cpu),
-                    cpu_us_min=min(cpu),
-                    wall_ms_median=median(wall),
-                    wall_ms_min=min(wall),
-                    peak_rss_mib=median([r["peak_rss_mib"] for r in ok]),
-                    connect_ms=median([r["connect_ms"] for r in ok]),
-                )
-                if len(ok) < len(mine):
-                    row["error"] = next(str(r["error"]) for r in mine if "error" in r)
-            rows.append(row)
-        by_mode = {r["mode"]: r for r in rows if r["loop"] == loop}
-        for row in (r for r in rows if r["loop"] == loop):
-            for base, key in ((BASELINE_GENAI, "x_vs_genai"), ("hand-written", "x_vs_raw")):
-                b = by_mode.get(base, {})
-                if "cpu_us_median" in row and "cpu_us_median" in b:
-                    row[key] = b["cpu_us_median"] / row["cpu_us_median"]
+    for regime in cfg.regimes:
+        for loop in cfg.w1_loops:
+            group: list[dict[str, Any]] = []
+            for mode in cfg.modes:
+                mine = [r for r in runs if r["mode"] == mode and r["loop"] == loop]
+                ok = [r["regimes"][regime] for r in mine if regime in r.get("regimes", {})]
+                row: dict[str, Any] = {
+                    "regime": regime,
+                    "mode": mode,
+                    "loop": loop,
+                    "runs": len(mine),
+                    "ok": len(ok),
+                }
+                if not ok:
+                    errs = [str(r["error"]) for r in mine if "error" in r]
+                    row["error"] = errs[0] if errs else "not run"
+                else:
+                    cpu = [r["cpu_us_per_chunk"] for r in ok]
+                    wall = [r["wall_us_per_chunk"] for r in ok]
+                    row.update(
+                        cpu_us_median=median(cpu),
+                        cpu_us_min=min(cpu),
+                        wall_us_median=median(wall),
+                        wall_us_min=min(wall),
+                    )
+                group.append(row)
+            by_mode = {r["mode"]: r for r in group}
+            for row in group:
+                if "cpu_us_median" not in row:
+                    continue
+                floor = by_mode.get(FLOOR, {})
+                genai = by_mode.get(BASELINE_GENAI, {})
+                if "cpu_us_median" in floor:
+                    row["x_floor"] = row["cpu_us_median"] / floor["cpu_us_median"]
+                if "cpu_us_median" in genai:
+                    row["x_vs_genai"] = genai["cpu_us_median"] / row["cpu_us_median"]
+            rows += group
     return rows
 
 
@@ -232,7 +276,34 @@ def real_time(res: dict[str, Any]) -> bool:
     )
 
 
+def _w2_args(cfg: Config, mode: str, loop: str, n: int, server: ServerProc) -> list[str]:
+    return [
+        "w2",
+        "--mode",
+        mode,
+        "--port",
+        str(server.port),
+        "--loop",
+        loop,
+        "--framing",
+        server.framing,
+        "--sessions",
+        str(n),
+        "--warmup",
+        str(cfg.w2_warmup),
+        "--window",
+        str(cfg.w2_window),
+        "--ramp-timeout",
+        str(cfg.w2_ramp_timeout),
+        "--server-pid",
+        str(server.pid),
+        "--timeout",
+        str(cfg.w2_ramp_timeout),
+    ]
+
+
 def run_w2(cfg: Config) -> dict[str, Any]:
+    """Paced sessions in one process, N growing until a series loses real time."""
     runs: list[dict[str, Any]] = []
     stopped: dict[tuple[str, str], str] = {}
     for n in cfg.w2_ns:
@@ -242,31 +313,8 @@ def run_w2(cfg: Config) -> dict[str, Any]:
                 runs.append({"mode": mode, "loop": loop, "sessions": n, "skipped": stopped[key]})
                 continue
             timeout = cfg.w2_ramp_timeout + cfg.w2_warmup + cfg.w2_window + cfg.slack
-            with ServerProc() as server:
-                res = run_client(
-                    [
-                        "w2",
-                        "--mode",
-                        mode,
-                        "--port",
-                        str(server.port),
-                        "--loop",
-                        loop,
-                        "--sessions",
-                        str(n),
-                        "--warmup",
-                        str(cfg.w2_warmup),
-                        "--window",
-                        str(cfg.w2_window),
-                        "--ramp-timeout",
-                        str(cfg.w2_ramp_timeout),
-                        "--server-pid",
-                        str(server.pid),
-                        "--timeout",
-                        str(cfg.w2_ramp_timeout),
-                    ],
-                    timeout,
-                )
+            with ServerProc(framing=cfg.framing) as server:
+                res = run_client(_w2_args(cfg, mode, loop, n, server), timeout)
                 res["server"] = server.stats()
             res.update(mode=mode, loop=loop, sessions=n)
             res["real_time"] = real_time(res)
@@ -274,9 +322,66 @@ def run_w2(cfg: Config) -> dict[str, Any]:
             _log(f"w2 N={n} {mode} ({loop}): {_brief(res)}, real time: {res['real_time']}")
             if "error" in res:
                 stopped[key] = f"failed at N={n}"
-            elif mode == BASELINE_GENAI and not res["real_time"]:
+            elif not res["real_time"]:
                 stopped[key] = f"fell behind at N={n}"
     return {"runs": runs, "series": [list(s) for s in cfg.w2_series]}
+
+
+def run_scale(cfg: Config) -> dict[str, Any]:
+    """W2 with the sessions split over ``scale_procs`` client processes (one loop each).
+
+    All processes talk to one server process and measure the same wall-clock window (they
+    start their audio clocks at a common time after their ramp-up).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    procs = cfg.scale_procs
+    runs: list[dict[str, Any]] = []
+    modes = [m for m in SCALE_MODES if m in cfg.modes]
+    loop = "uvloop" if uvloop_available() else "asyncio"
+    for n in cfg.scale_ns:
+        for mode in modes:
+            per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+            timeout = cfg.w2_ramp_timeout + cfg.w2_warmup + cfg.w2_window + cfg.slack
+            start_at = time.time() + 2.0 + n / 250
+            with ServerProc(framing=cfg.framing) as server, ThreadPoolExecutor(procs) as pool:
+                futures = [
+                    pool.submit(
+                        run_client,
+                        [*_w2_args(cfg, mode, loop, k, server), "--start-at", f"{start_at:.3f}"],
+                        timeout,
+                    )
+                    for k in per
+                ]
+                parts = [f.result() for f in futures]
+                server_stats = server.stats()
+            ok = [p for p in parts if "error" not in p]
+            res: dict[str, Any] = {
+                "mode": mode,
+                "loop": loop,
+                "sessions": n,
+                "procs": procs,
+                "parts": parts,
+                "server": server_stats,
+            }
+            if len(ok) < len(parts):
+                res["error"] = next(str(p["error"]) for p in parts if "error" in p)
+            else:
+                res.update(
+                    cpu_pct=sum(p["cpu_pct"] for p in ok),
+                    server_cpu_pct=ok[0].get("server_cpu_pct"),
+                    send_rate=min(p["send_rate"] for p in ok),
+                    recv_rate=min(p["recv_rate"] for p in ok),
+                    latency_ms_p50=max(p["latency_ms_p50"] for p in ok),
+                    latency_ms_p99=max(p["latency_ms_p99"] for p in ok),
+                    send_lag_ms_p99=max(p["send_lag_ms_p99"] for p in ok),
+                    rss_mib=sum(p["rss_mib"] for p in ok),
+                    loadavg_1m=os.getloadavg()[0],
+                )
+            res["real_time"] = real_time(res)
+            runs.append(res)
+            _log(f"scale N={n} x{procs} {mode}: {_brief(res)}, real time: {res['real_time']}")
+    return {"runs": runs, "procs": procs}
 
 
 # -- W3 -------------------------------------------------------------------------------------
@@ -310,7 +415,7 @@ def run_w3(cfg: Config) -> dict[str, Any]:
         imports.append(row)
         _log(f"w3 import {module}: {row}")
     modes: list[dict[str, Any]] = []
-    with ServerProc() as server:
+    with ServerProc(framing=cfg.framing) as server:
         for mode in cfg.modes:
             before = server.stats().get("resumed", 0)
             res = run_client(
@@ -352,9 +457,16 @@ def run_profile(cfg: Config) -> dict[str, Any]:
     from bench import profile
 
     out: dict[str, Any] = {}
-    with ServerProc() as server:
+    with ServerProc(framing=cfg.framing) as server:
         for mode in cfg.profile_modes:
-            out[mode] = profile.profile_w1(mode, server.port, cfg.profile_chunks, RESULTS)
+            out[mode] = profile.profile_w1(
+                mode,
+                server.port,
+                cfg.profile_chunks,
+                RESULTS,
+                cfg.profile_regime,
+                server.framing,
+            )
             _log(f"profile {mode}: {out[mode].get('tool', out[mode].get('error'))}")
     return out
 
@@ -376,8 +488,20 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         default=None,
         help="event loop(s) for the clients (default: W1 both, W2 asyncio + uvloop series)",
     )
+    ap.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="service",
+        help="server frames: the Live API's indented JSON (default) or compact JSON",
+    )
     ap.add_argument("--rounds", type=int, default=None, help="W1 rounds (default 5)")
-    ap.add_argument("--chunks", type=int, default=None, help="W1 chunks (default 3000)")
+    ap.add_argument("--chunks", type=int, default=None, help="W1 pipelined chunks (3000)")
+    ap.add_argument("--ping-pong", type=int, default=None, help="W1 ping-pong chunks (1000)")
+    ap.add_argument("--paced", type=int, default=None, help="W1 paced chunks (150 = 3 s)")
+    ap.add_argument("--regimes", default="", help=f"W1 regimes: comma list of {REGIMES}")
+    ap.add_argument("--scale-n", default="", help="scale-out total session counts")
+    ap.add_argument("--scale-procs", type=int, default=None, help="scale-out client processes")
+    ap.add_argument("--profile-regime", choices=REGIMES, default=None, help="W1 regime to profile")
     ap.add_argument("--w2-n", default="", help="W2 session counts, e.g. 100,250,500")
     ap.add_argument("--w2-window", type=float, default=None, help="W2 measured seconds")
     ap.add_argument("--out", default="", help="JSON output path")
@@ -410,13 +534,29 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         cfg.w1_loops = [loop]
         cfg.w2_series = [(m, loop) for m in cfg.modes]
     else:
-        cfg.w2_series = [(m, "asyncio") for m in cfg.modes]
+        cfg.w2_series = [(m, "asyncio") for m in cfg.modes if m not in W1_ONLY_MODES]
         if not cfg.smoke and uvloop_available():
             cfg.w2_series += [(m, "uvloop") for m in UVLOOP_W2_MODES if m in cfg.modes]
+    cfg.framing = args.framing
     if args.rounds is not None:
         cfg.rounds = args.rounds
     if args.chunks is not None:
         cfg.chunks = args.chunks
+    if args.ping_pong is not None:
+        cfg.ping_pong = args.ping_pong
+    if args.paced is not None:
+        cfg.paced = args.paced
+    if args.regimes:
+        rs = [r.strip() for r in args.regimes.split(",") if r.strip()]
+        if any(r not in REGIMES for r in rs):
+            ap.error(f"--regimes: choose from {REGIMES}")
+        cfg.regimes = rs
+    if args.scale_n:
+        cfg.scale_ns = [int(x) for x in args.scale_n.split(",") if x.strip()]
+    if args.scale_procs is not None:
+        cfg.scale_procs = args.scale_procs
+    if args.profile_regime is not None:
+        cfg.profile_regime = args.profile_regime
     if args.w2_n:
         cfg.w2_ns = [int(x) for x in args.w2_n.split(",") if x.strip()]
     if args.w2_window is not None:
@@ -434,10 +574,11 @@ def main(argv: list[str] | None = None) -> int:
         "w1": run_w1,
         "w3": run_w3,
         "w2": run_w2,
+        "scale": run_scale,
         "micro": run_micro,
         "profile": run_profile,
     }
-    for name in ("w1", "w3", "w2", "micro", "profile"):
+    for name in ("w1", "w3", "w2", "scale", "micro", "profile"):
         if name in cfg.workloads:
             _log(f"== {name}")
             try:

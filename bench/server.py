@@ -13,13 +13,17 @@ Live path is accepted and means ``w1``):
 * The first message is the setup. It is answered with ``setupComplete`` (binary frame). A
   ``sessionResumption.handle`` in it is accepted (counted as ``resumed`` when the server
   issued it). In ``w3`` a ``sessionResumptionUpdate`` with a new handle follows at once.
-* ``w1``/``w3``: every ``realtimeInput.audio`` gets one pre-serialized 40 ms 24 kHz audio
-  ``serverContent`` frame; every 50 of them are followed by ``turnComplete`` +
-  ``usageMetadata``.
+* Frames are pre-serialized in the framing given by ``--framing``: ``service`` (default:
+  2-space indented JSON with a trailing newline, as the Live API sends them) or
+  ``compact``; always binary WebSocket frames.
+* ``w1``/``w3``: every ``realtimeInput.audio`` gets one 40 ms 24 kHz audio reply; turns of
+  50 replies mix audio alone, audio + ``outputTranscription`` (every 5th), one
+  ``inputTranscription`` with the first reply and ``turnComplete`` + ``usageMetadata``
+  after the last (:meth:`bench.common.Frames.w1_replies`).
 * ``w2`` (paced): incoming audio is only counted; from the first audio chunk on, a ticker
   sends every session 25 audio replies per second (spread over 8 phases), each carrying
-  ``outputTranscription.text = "t=<server time.monotonic() at send>"``, plus
-  ``turnComplete`` after every 25.
+  ``outputTranscription.text = "t=<server time.monotonic() at send>"``, plus an
+  ``inputTranscription`` at the start and ``turnComplete`` + usage after every 25.
 * Any client ``realtimeInput.text`` equal to ``bench:goaway`` is answered with
   ``goAway{timeLeft: "1s"}``; the server closes that connection 1 s later if it is still
   open.
@@ -42,19 +46,15 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import (
-    AUDIO_REPLY,
-    GO_AWAY,
+    DEFAULT_FRAMING,
+    FRAMINGS,
     GOAWAY_TRIGGER,
-    SETUP_COMPLETE,
-    TURN_REPLY,
-    W1_TURN_EVERY,
     W2_REPLY_HZ,
     W2_TURN_EVERY,
+    Frames,
     raise_fd_limit,
-    resumption_update,
     run_loop,
     uvloop_available,
-    w2_frame,
 )
 
 _PHASES = 8
@@ -131,10 +131,8 @@ class Conn:
                     srv.add_paced(self)  # the model starts talking once the user does
             else:
                 send = self._send
-                send(AUDIO_REPLY)
-                srv.frames_out += 1
-                if self.audio_in % W1_TURN_EVERY == 0:
-                    send(TURN_REPLY)
+                for frame in srv.frames.w1_replies(self.audio_in):
+                    send(frame)
                     srv.frames_out += 1
         elif b'"text"' in head and _GOAWAY_BYTES in bytes(data):
             self.go_away()
@@ -149,15 +147,15 @@ class Conn:
                 srv.resumed += 1
             else:
                 srv.unknown_handles += 1
-        self.send(SETUP_COMPLETE)
+        self.send(srv.frames.setup_complete)
         if self.workload == "w3":
             new = f"bench-handle-{next(_handle_ids)}"
             srv.issued.add(new)
-            self.send(resumption_update(new))
+            self.send(srv.frames.resumption_update(new))
 
     def go_away(self) -> None:
         self.server.goaways += 1
-        self.send(GO_AWAY)
+        self.send(self.server.frames.go_away)
         asyncio.get_running_loop().call_later(1.0, self._close)
 
     def closed(self) -> None:
@@ -165,7 +163,8 @@ class Conn:
 
 
 class BenchServer:
-    def __init__(self) -> None:
+    def __init__(self, framing: str = DEFAULT_FRAMING) -> None:
+        self.frames = Frames(framing)
         self.conns: set[Conn] = set()
         self.issued: set[str] = set()
         self.frames_in = 0
@@ -227,11 +226,15 @@ class BenchServer:
             self.ticks += 1
             bucket = self._phases[tick % _PHASES]
             tick += 1
+            frames = self.frames
             for conn in list(bucket):
-                conn.send(w2_frame(monotonic()))
                 conn.replies += 1
-                if conn.replies % W2_TURN_EVERY == 0:
-                    conn.send(TURN_REPLY)
+                i = conn.replies % W2_TURN_EVERY
+                if i == 1:
+                    conn.send(frames.input_transcript)
+                conn.send(frames.w2_frame(monotonic()))
+                if i == 0:
+                    conn.send(frames.turn)
 
     # -- control ----------------------------------------------------------------------
 
@@ -359,9 +362,9 @@ async def _serve_websockets(server: BenchServer) -> tuple[Any, int]:
 # -- main --------------------------------------------------------------------------------
 
 
-async def _main(impl: str) -> None:
+async def _main(impl: str, framing: str) -> None:
     loop = asyncio.get_running_loop()
-    server = BenchServer()
+    server = BenchServer(framing)
     if impl == "auto":
         try:
             import picows  # noqa: F401
@@ -370,7 +373,7 @@ async def _main(impl: str) -> None:
         except ImportError:
             impl = "websockets"
     srv, port = await (_serve_picows(server) if impl == "picows" else _serve_websockets(server))
-    print(f"PORT {port} {impl}", flush=True)
+    print(f"PORT {port} {impl} {framing}", flush=True)
     done = loop.create_future()
 
     def command(line: str) -> None:
@@ -401,12 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.server")
     ap.add_argument("--impl", choices=("auto", "picows", "websockets"), default="auto")
     ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    ap.add_argument("--framing", choices=FRAMINGS, default=DEFAULT_FRAMING)
     args = ap.parse_args(argv)
     raise_fd_limit()
     loop = args.loop
     if loop == "auto":
         loop = "uvloop" if uvloop_available() else "asyncio"
-    run_loop(lambda: _main(args.impl), loop)
+    run_loop(lambda: _main(args.impl, args.framing), loop)
     return 0
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from gemini_live import codec
+from gemini_live import events as E
+from gemini_live.testing._oracle import validate_server_frame
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import FRAMINGS, OUT_CHUNK_BYTES, PCM_OUT, Frames  # noqa: E402
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
 
@@ -25,9 +32,53 @@ def test_bench_smoke_runs_every_workload(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "W1" in proc.stdout and "W2" in proc.stdout and "W3" in proc.stdout
+    for title in ("W1", "W2", "W3", "Scale-out"):
+        assert title in proc.stdout
     data = json.loads(out.read_text())
-    modes = {row["mode"] for row in data["w1"]["summary"] if row["ok"] == row["runs"] > 0}
-    # Every client ran without failing (numbers are reported, never asserted).
-    assert {"gemini-live-picows", "gemini-live-websockets", "google-genai"} <= modes
+    rows = data["w1"]["summary"]
+    # Every client ran every regime without failing (numbers are reported, never asserted).
+    for regime in ("pipelined", "ping-pong", "paced"):
+        ok = {r["mode"] for r in rows if r["regime"] == regime and r["ok"] == r["runs"] > 0}
+        assert {
+            "gemini-live-picows",
+            "gemini-live-picows-cb",
+            "google-genai",
+            "floor",
+            "floor-b64",
+        } <= ok
     assert data["w2"]["runs"] and data["micro"]["encode"] and data["micro"]["decode"]
+    assert all("error" not in r for r in data["scale"]["runs"])
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_bench_frames_are_valid_server_frames(framing: str) -> None:
+    frames = Frames(framing)
+    every = [
+        frames.setup_complete,
+        frames.audio,
+        *frames.audio_transcript,
+        frames.input_transcript,
+        frames.turn,
+        frames.go_away,
+        frames.w2_frame(12345.678),
+        frames.resumption_update("h-1"),
+    ]
+    for frame in every:
+        validate_server_frame(frame)
+        codec.decode_events(frame)
+        if framing == "service":
+            assert frame.startswith(b"{\n  ") and frame.endswith(b"}\n")
+    # The audio frames are the ones the codec's fast path exists for.
+    for frame in (frames.audio, *frames.audio_transcript, frames.w2_frame(1.0)):
+        assert codec.fast_events(frame) == codec.decode_events(frame)
+        assert codec.decode_events(frame)[0] == E.ModelAudio(PCM_OUT, 24000)
+    assert len(PCM_OUT) == OUT_CHUNK_BYTES
+
+
+def test_bench_w1_turn_mixes_every_frame_kind() -> None:
+    frames = Frames("service")
+    turn = [f for k in range(1, 51) for f in frames.w1_replies(k)]
+    audio = [f for f in turn if b'"modelTurn"' in f]
+    assert len(audio) == 50  # one audio reply per chunk
+    assert sum(b'"outputTranscription"' in f for f in audio) == 10
+    assert turn[0] == frames.input_transcript and turn[-1] == frames.turn

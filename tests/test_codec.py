@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import random
@@ -924,3 +925,171 @@ def test_fast_audio_only_takes_bytes() -> None:
     assert codec.fast_audio(frame) == b"\x00\x00\x00"
     assert codec.fast_audio(bytearray(frame)) is None
     assert codec.fast_audio(frame.decode()) is None
+
+
+# ------------------------------------------------- fast path vs general path (any layout)
+
+_AUDIO_MIME = "audio/pcm;rate=24000"
+
+
+def _fast_frame(
+    pcm: bytes, text: str | None, text_first: bool, mime_first: bool, layout: str
+) -> bytes:
+    """A frame the fast path is meant for, in one of several JSON layouts."""
+    b64 = base64.b64encode(pcm).decode()
+    items = [("mimeType", _AUDIO_MIME), ("data", b64)]
+    turn: dict[str, Any] = {
+        "modelTurn": {"parts": [{"inlineData": dict(items[:: 1 if mime_first else -1])}]}
+    }
+    content: dict[str, Any] = dict(turn)
+    if text is not None:
+        tr = {"outputTranscription": {"text": text}}
+        content = {**tr, **turn} if text_first else {**turn, **tr}
+    msg = {"serverContent": content}
+    if layout == "compact":
+        return json.dumps(msg, separators=(",", ":")).encode()
+    if layout == "service":  # what the Live API sends: 2-space indent, trailing newline
+        return (json.dumps(msg, indent=2) + "\n").encode()
+    if layout == "indented-no-newline":
+        return json.dumps(msg, indent=2).encode()
+    if layout == "utf8":
+        return json.dumps(msg, indent=2, ensure_ascii=False).encode()
+    if layout == "spaces":
+        return json.dumps(msg).encode()
+    if layout == "tabs":
+        return json.dumps(msg, indent="\t").encode()
+    return (" \r\n" + json.dumps(msg, indent=4, separators=(" ,", " : ")) + "\t\n").encode()
+
+
+_LAYOUTS = ("compact", "service", "indented-no-newline", "utf8", "spaces", "tabs", "odd")
+
+
+def _expected(pcm: bytes, text: str | None) -> list[E.Event]:
+    audio = E.ModelAudio(pcm, 24000)
+    return [audio] if text is None else [audio, E.OutputTranscription(text)]
+
+
+@profile(max_examples=300)
+@given(
+    pcm=st.binary(max_size=600),
+    text=st.none() | st.text(max_size=40),
+    text_first=st.booleans(),
+    mime_first=st.booleans(),
+    layout=st.sampled_from(_LAYOUTS),
+)
+def test_fast_events_agree_with_the_general_decoder(
+    pcm: bytes, text: str | None, text_first: bool, mime_first: bool, layout: str
+) -> None:
+    frame = _fast_frame(pcm, text, text_first, mime_first, layout)
+    general = codec.decode_events(frame)
+    assert general == _expected(pcm, text)
+    fast = codec.fast_events(frame)
+    assert fast is None or fast == general
+    audio = codec.fast_audio(frame)
+    assert audio is None or (text is None and audio == pcm)
+    # The layouts the fast path exists for always take it (unless JSON needs an escape).
+    plain = text is None or json.dumps(text, ensure_ascii=layout != "utf8")[1:-1] == text
+    if layout in ("compact", "service", "indented-no-newline", "utf8") and plain:
+        assert fast == general
+        assert (audio is not None) == (text is None)
+
+
+@profile(max_examples=400)
+@given(
+    pcm=st.binary(max_size=60),
+    text=st.none() | st.text(alphabet='ab é"\\\n', max_size=6),
+    text_first=st.booleans(),
+    mime_first=st.booleans(),
+    layout=st.sampled_from(("compact", "service", "utf8")),
+    edits=st.lists(
+        st.tuples(
+            st.integers(min_value=0),
+            st.sampled_from(("drop", "insert", "replace")),
+            st.binary(min_size=1, max_size=2),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_fast_events_never_disagree_on_mangled_frames(
+    pcm: bytes,
+    text: str | None,
+    text_first: bool,
+    mime_first: bool,
+    layout: str,
+    edits: list[tuple[int, str, bytes]],
+) -> None:
+    frame = bytearray(_fast_frame(pcm, text, text_first, mime_first, layout))
+    for pos, op, chunk in edits:
+        i = pos % (len(frame) + 1)
+        if op == "drop":
+            del frame[i : i + len(chunk)]
+        elif op == "insert":
+            frame[i:i] = chunk
+        else:
+            frame[i : i + len(chunk)] = chunk
+    data = bytes(frame)
+    fast = codec.fast_events(data)
+    try:
+        general = codec.decode_events(data)
+    except MalformedMessage:
+        assert fast is None, data
+        return
+    assert fast is None or fast == general, data
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # escapes in the transcript: the JSON parser's job
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=24000",'
+        b'"data":"AAAA"}}]},"outputTranscription":{"text":"a\\"b"}}}',
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=24000",'
+        b'"data":"AAAA"}}]},"outputTranscription":{"text":"caf\\u00e9"}}}',
+        # a raw control character (invalid JSON) and invalid UTF-8 in the transcript
+        b'{"serverContent":{"outputTranscription":{"text":"a\tb"},"modelTurn":{"parts":[{"inlineData":'
+        b'{"mimeType":"audio/pcm;rate=24000","data":"AAAA"}}]}}}',
+        b'{"serverContent":{"outputTranscription":{"text":"a\xffb"},"modelTurn":{"parts":[{"inlineData":'
+        b'{"mimeType":"audio/pcm;rate=24000","data":"AAAA"}}]}}}',
+        # transcript with more fields
+        b'{"serverContent":{"outputTranscription":{"text":"ab","finished":true},"modelTurn":{"parts":'
+        b'[{"inlineData":{"mimeType":"audio/pcm;rate=24000","data":"AAAA"}}]}}}',
+        # two newlines after the frame, a second frame glued on
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=24000",'
+        b'"data":"AAAA"}}]}}}\n\n',
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=24000",'
+        b'"data":"AAAA"}}]}}}{}',
+        # URL-safe base64 (the general path accepts it)
+        b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=24000",'
+        b'"data":"-_-_"}}]}}}',
+    ],
+)
+def test_fast_events_leave_odd_frames_to_the_general_decoder(frame: bytes) -> None:
+    assert codec.fast_events(frame) is None
+    assert codec.fast_audio(frame) is None
+    with contextlib.suppress(MalformedMessage):
+        codec.decode_events(frame)
+
+
+def test_fast_path_templates_are_frames_the_general_decoder_reads() -> None:
+    for layout in codec._LAYOUTS:
+        audio_first, head_t, text_first = layout
+        for head, tail, tail_nl, middle, tail2, tail2_nl in audio_first:
+            for end in (tail, tail_nl):
+                assert codec.decode_events(head + b"AAAA" + end) == [E.ModelAudio(b"\0\0\0")]
+            for end in (tail2, tail2_nl):
+                frame = head + b"AAAA" + middle + b"hi" + end
+                assert codec.decode_events(frame) == _expected(b"\0\0\0", "hi")
+        for middle, tail, tail_nl in text_first:
+            for end in (tail, tail_nl):
+                frame = head_t + b"hi" + middle + b"AAAA" + end
+                assert codec.decode_events(frame) == _expected(b"\0\0\0", "hi")
+                assert codec.fast_events(frame) == _expected(b"\0\0\0", "hi")
+
+
+def test_fast_path_reads_the_recorded_service_audio_frame(
+    load_frame: Callable[[str], bytes],
+) -> None:
+    frame = load_frame("server_content_audio")
+    assert frame.startswith(b"{\n  ")
+    assert codec.fast_events(frame) == codec.decode_events(frame) == [E.ModelAudio(PCM, 24000)]

@@ -8,18 +8,22 @@
   :class:`~gemini_live.types.ServerMessage`; any problem becomes
   :class:`~gemini_live.errors.MalformedMessage`.
 * :func:`decode_events` is decode + :func:`gemini_live.events.from_server_message`.
+* :func:`fast_events` (and :func:`fast_audio`) is the receive fast path for the most
+  common frames, audio alone or with an output transcript, in the service's indented
+  layout or compact JSON; anything else returns None and takes the general path.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import re
+from typing import Any, Final
 
 import msgspec
 import pybase64
 
-from gemini_live._pcm import OUTPUT_MIME, as_pcm16, pcm_mime
+from gemini_live._pcm import OUTPUT_MIME, OUTPUT_RATE, as_pcm16, pcm_mime
 from gemini_live.errors import ConfigError, MalformedMessage
-from gemini_live.events import Event, from_server_message
+from gemini_live.events import Event, ModelAudio, OutputTranscription, from_server_message
 from gemini_live.types import UNSET, ClientMessage, RealtimeInput, ServerMessage
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "encode_client",
     "encode_server",
     "fast_audio",
+    "fast_events",
 ]
 
 _encoder: Final = msgspec.json.Encoder()
@@ -103,36 +108,166 @@ def decode_client(data: Frame) -> ClientMessage:
         raise MalformedMessage(f"malformed client frame: {exc}", frame=_raw(data)) from None
 
 
-# The most common frame by far is one 24 kHz audio part and nothing else. Recognise its two
-# compact key orders by prefix/suffix and decode only the base64; anything else (spaces,
-# other fields, escapes) takes the general path, so this never changes a result.
-_AUDIO_MIME: Final = OUTPUT_MIME.encode()
-_PART_HEAD: Final = b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{'
-_AUDIO_SHAPES: Final = tuple(
-    (prefix, suffix, len(prefix), len(suffix))
-    for prefix, suffix in (
-        (_PART_HEAD + b'"mimeType":"' + _AUDIO_MIME + b'","data":"', b'"}}]}}}'),
-        (_PART_HEAD + b'"data":"', b'","mimeType":"' + _AUDIO_MIME + b'"}}]}}}'),
-    )
-)
+# The most common frames by far are one 24 kHz audio part, alone or next to an output
+# transcript fragment. The service sends them as indented JSON (2-space indent, trailing
+# newline); other servers (and our fake server) send compact JSON. For both layouts the
+# JSON around the base64 payload is known in advance: a frame that is exactly such a
+# template, with a payload and a plain transcript (no escapes) in its holes, is decoded by
+# comparing the literal pieces and base64-decoding the payload. Anything else (other
+# fields, other whitespace, escapes, another rate) takes the general path. A tolerant
+# matcher (a regular expression for any JSON whitespace) measured no faster than the
+# general path, so it is not used. Tests fuzz this path against the general one.
+_HOLE_T: Final = "@@T@@"
+_HOLE_D: Final = "@@D@@"
+
+
+def _layout(
+    indent: int | None,
+) -> tuple[tuple[tuple[bytes, ...], ...], bytes, tuple[tuple[bytes, ...], ...]]:
+    """The literal pieces of every fast-path frame in one JSON layout.
+
+    Returns (audio first, transcript-first head, transcript first): per inlineData key
+    order, ``(head, tail, tail + newline, middle to the transcript, tail, tail + newline)``
+    for frames that start with the audio, and ``(middle to the payload, tail, tail +
+    newline)`` after the shared head of frames that start with the transcript.
+    """
+    import json
+
+    def pieces(content: dict[str, object]) -> list[bytes]:
+        sep = (",", ":") if indent is None else None
+        text = json.dumps({"serverContent": content}, indent=indent, separators=sep)
+        return [p.encode() for p in _split_holes(text)]
+
+    audio_first = []
+    text_first = []
+    head_t = b""
+    for mime_first in (True, False):
+        items = [("mimeType", OUTPUT_MIME), ("data", _HOLE_D)]
+        blob = dict(items if mime_first else items[::-1])
+        turn: dict[str, object] = {"modelTurn": {"parts": [{"inlineData": blob}]}}
+        tr: dict[str, object] = {"outputTranscription": {"text": _HOLE_T}}
+        head, tail = pieces(turn)
+        head2, middle, tail2 = pieces({**turn, **tr})
+        assert head2 == head
+        audio_first.append((head, tail, tail + b"\n", middle, tail2, tail2 + b"\n"))
+        head_t, middle_t, tail_t = pieces({**tr, **turn})
+        text_first.append((middle_t, tail_t, tail_t + b"\n"))
+    return tuple(audio_first), head_t, tuple(text_first)
+
+
+def _split_holes(text: str) -> list[str]:
+    out: list[str] = []
+    rest = text
+    while True:
+        hits = [i for i in (rest.find(_HOLE_T), rest.find(_HOLE_D)) if i >= 0]
+        if not hits:
+            return [*out, rest]
+        i = min(hits)
+        out.append(rest[:i])
+        rest = rest[i + len(_HOLE_T) :]
+
+
+_LAYOUTS: Final = (_layout(None), _layout(2))
+#: Frames are told apart by their first bytes: enough to see the first key inside
+#: serverContent in both layouts. A frame of any other kind misses with one dict lookup.
+_KEY_LEN: Final = 31
+_DISPATCH: Final[dict[bytes, tuple[bool, tuple[Any, ...]]]] = {}
+for _audio_first, _head_t, _text_first in _LAYOUTS:
+    _DISPATCH[_audio_first[0][0][:_KEY_LEN]] = (True, _audio_first)
+    _DISPATCH[_head_t[:_KEY_LEN]] = (False, (_head_t, _text_first))
 _b64decode: Final = pybase64.b64decode
+_bad_text: Final = re.compile(rb'[\\"\x00-\x1f]').search
+
+
+def _by_template(data: bytes) -> tuple[int, int, bytes | None] | None:
+    """(payload start, payload end, raw transcript) when ``data`` fills a template."""
+    hit = _DISPATCH.get(data[:_KEY_LEN])
+    if hit is None:
+        return None
+    find, startswith = data.find, data.startswith
+    audio_first, candidates = hit
+    if audio_first:
+        for head, tail, tail_nl, middle, tail2, tail2_nl in candidates:
+            if startswith(head):  # the heads of the two key orders exclude each other
+                start = len(head)
+                stop = find(b'"', start)
+                if stop < 0:
+                    return None
+                rest = data[stop:]
+                if rest in (tail, tail_nl):
+                    return start, stop, None
+                if startswith(middle, stop):
+                    text_at = stop + len(middle)
+                    text_end = find(b'"', text_at)
+                    rest = data[text_end:]
+                    if text_end >= 0 and rest in (tail2, tail2_nl):
+                        return start, stop, data[text_at:text_end]
+                return None
+        return None
+    head_t, text_first = candidates
+    if not startswith(head_t):
+        return None
+    text_at = len(head_t)
+    text_end = find(b'"', text_at)
+    if text_end < 0:
+        return None
+    for middle, tail, tail_nl in text_first:
+        if startswith(middle, text_end):
+            start = text_end + len(middle)
+            stop = find(b'"', start)
+            rest = data[stop:]
+            if stop >= 0 and rest in (tail, tail_nl):
+                return start, stop, data[text_at:text_end]
+            return None
+    return None
+
+
+def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
+    """(PCM, transcript or None) of a frame that fills a fast-path template, else None."""
+    if type(data) is not bytes:
+        return None
+    hit = _by_template(data)
+    if hit is None:
+        return None
+    start, end, raw = hit
+    # Strict base64 validation also rejects a backslash in the payload (an escape), so a
+    # frame that merely looks like a template falls back to the general decoder.
+    try:
+        pcm = _b64decode(data[start:end], validate=True)
+        if raw is None:
+            return pcm, None
+        if _bad_text(raw) is not None:
+            return None  # an escape or a control character: leave it to the JSON parser
+        return pcm, raw.decode()
+    except ValueError:  # bad base64, invalid UTF-8 in the transcript
+        return None
 
 
 def fast_audio(data: object) -> bytes | None:
     """PCM of a frame that is exactly one 24 kHz audio part, else None (use the full path).
 
-    Strict base64 validation also rejects a quote or backslash in the middle, so a frame
-    that merely starts and ends like an audio frame falls back to the general decoder.
+    Compact and indented JSON alike (see :func:`fast_events` for audio + transcript).
     """
-    if type(data) is not bytes:
+    parts = _fast_parts(data)
+    if parts is None or parts[1] is not None:
         return None
-    for prefix, suffix, n_prefix, n_suffix in _AUDIO_SHAPES:
-        if data.startswith(prefix) and data.endswith(suffix):
-            try:
-                return _b64decode(data[n_prefix : len(data) - n_suffix], validate=True)
-            except ValueError:
-                return None
-    return None
+    return parts[0]
+
+
+def fast_events(data: object) -> list[Event] | None:
+    """The events of a frame that is one 24 kHz audio part, optionally with an
+    ``outputTranscription`` text, else None (use :func:`decode_frame`).
+
+    Returns exactly what :func:`decode_events` returns for such a frame: the audio, then
+    the transcript. The frame carries no lifecycle fields, so nothing else needs it.
+    """
+    parts = _fast_parts(data)
+    if parts is None:
+        return None
+    pcm, text = parts
+    if text is None:
+        return [ModelAudio(pcm, OUTPUT_RATE)]
+    return [ModelAudio(pcm, OUTPUT_RATE), OutputTranscription(text)]
 
 
 def decode_frame(data: Frame) -> tuple[ServerMessage, list[Event]]:

@@ -295,6 +295,8 @@ class UsageMeter:
         self._session = ZERO
         self._base = ZERO  # session mode: the previous turn's final snapshot
         self._snapshot = ZERO  # session mode: the latest snapshot (max)
+        self._last_meta: UsageMetadata | None = None  # the last snapshot counted
+        self._session_changes: list[tuple[TokenCounts, TokenCounts]] = []  # (old, new)
         self.snapshots = 0
 
     def __repr__(self) -> str:
@@ -307,22 +309,36 @@ class UsageMeter:
     def add(self, usage: ev.Usage | UsageMetadata) -> TurnUsage:
         """Record one snapshot; returns the turn it was counted for."""
         meta = usage.metadata if isinstance(usage, ev.Usage) else usage
-        snap = TokenCounts.from_usage(meta)
         self.snapshots += 1
         turn = self._current
+        if (
+            turn is not None
+            and turn.snapshots
+            and meta == self._last_meta
+            and (not turn.complete or (self._grace and self.cumulative == "session"))
+        ):
+            # The service repeats the same snapshot on many frames: the counts stay.
+            turn.snapshots += 1
+            return turn
+        snap = TokenCounts.from_usage(meta)
         if turn is not None and turn.complete and self._grace:
-            if self.cumulative == "turn" and not snap.dominates(turn.tokens):
+            if self.cumulative == "turn" and turn.snapshots and not snap.dominates(turn.tokens):
                 turn = None  # smaller than the closed turn: a new turn has started
         elif turn is not None and turn.complete:
             turn = None
         if turn is None:
             turn = self._open_turn()
+        self._last_meta = meta
         if self.cumulative == "turn":
             new = turn.tokens.max(snap)
         else:
             self._snapshot = self._snapshot.max(snap)
             new = self._snapshot - self._base
-        self._session = self._session - turn.tokens + new
+        # The session total is folded when read (or every 64 changes), not per snapshot.
+        pending = self._session_changes
+        pending.append((turn.tokens, new))
+        if len(pending) >= 64:
+            self._fold_session()
         turn.tokens = new
         turn.snapshots += 1
         return turn
@@ -355,9 +371,18 @@ class UsageMeter:
 
     # -- reading ---------------------------------------------------------------------
 
+    def _fold_session(self) -> None:
+        total = self._session
+        for old, new in self._session_changes:
+            total = (total + new) if old is ZERO else (total - old + new)
+        self._session = total
+        self._session_changes.clear()
+
     @property
     def session(self) -> TokenCounts:
         """Session totals: the sum of every turn's final counts."""
+        if self._session_changes:
+            self._fold_session()
         return self._session
 
     @property
@@ -378,7 +403,7 @@ class UsageMeter:
         if self.prices is None:
             return None
         if tokens is None:
-            tokens = self._session
+            tokens = self.session
         elif isinstance(tokens, TurnUsage):
             tokens = tokens.tokens
         return self.prices.cost(tokens)
@@ -638,10 +663,20 @@ def observe(
 def observe_audio(
     meter: UsageMeter, tracker: LatencyTracker | None, event: ev.ModelAudio, now: float
 ) -> None:
-    """:func:`observe` for a :class:`~gemini_live.events.ModelAudio` (the hot path)."""
-    meter.start_turn()
+    """:func:`observe` for a :class:`~gemini_live.events.ModelAudio` (the hot path).
+
+    Runs for every audio frame, so the common case (a turn already answering) is one
+    counter update; the turn bookkeeping runs once per turn.
+    """
+    current = meter._current
+    if current is not None and current.complete and meter._grace:
+        meter.start_turn()  # once per turn: later frames of the turn find nothing to do
     if tracker is not None:
-        tracker.on_event(event, now)
+        p = tracker._pending
+        if p is not None and p.first_audio is not None:
+            p.audio_bytes += len(event.data)
+        else:
+            tracker.on_event(event, now)
 
 
 def observe_input(meter: UsageMeter | None, tracker: LatencyTracker | None, now: float) -> None:
