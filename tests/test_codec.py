@@ -966,7 +966,7 @@ _LAYOUTS = ("compact", "service", "indented-no-newline", "utf8", "spaces", "tabs
 
 def _expected(pcm: bytes, text: str | None) -> list[E.Event]:
     audio = E.ModelAudio(pcm, 24000)
-    return [audio] if text is None else [audio, E.OutputTranscription(text)]
+    return [audio] if not text else [audio, E.OutputTranscription(text)]
 
 
 @profile(max_examples=300)

@@ -686,3 +686,14 @@ def test_malformed_frame_raises_typed_error() -> None:
     connect(p)
     with pytest.raises(errors.MalformedMessage):
         p.receive(b"{not json", 0.0)
+
+
+def test_context_update_is_refused_for_a_family_that_does_not_take_it() -> None:
+    p = ClientProtocol(Setup(model="models/gemini-2.5-flash-native-audio-preview-12-2025"))
+    connect(p)
+    with pytest.raises(errors.ConfigError, match="contextUpdate"):
+        p.send_context_update(0.0, system_instruction="be brief")
+    assert p.stats.frames_sent == 0
+    q = make()  # 3.8 live takes it
+    connect(q)
+    assert q.send_context_update(0.0, system_instruction="be brief") is not None

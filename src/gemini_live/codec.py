@@ -265,7 +265,7 @@ def fast_events(data: object) -> list[Event] | None:
     if parts is None:
         return None
     pcm, text = parts
-    if text is None:
+    if not text:  # an empty transcript is no event (as in events.from_server_message)
         return [ModelAudio(pcm, OUTPUT_RATE)]
     return [ModelAudio(pcm, OUTPUT_RATE), OutputTranscription(text)]
 

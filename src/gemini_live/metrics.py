@@ -302,7 +302,7 @@ class UsageMeter:
     def __repr__(self) -> str:
         n = sum(1 for t in self.turns if t.complete)
         turns = "1 turn" if n == 1 else f"{n} turns"
-        return f"<UsageMeter {turns}: {self._session.summary()}>"
+        return f"<UsageMeter {turns}: {self.session.summary()}>"
 
     # -- feeding ---------------------------------------------------------------------
 

@@ -44,14 +44,14 @@ from typing import Any, Final
 import msgspec
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
-from gemini_live._pcm import INPUT_RATE, OUTPUT_RATE, parse_pcm_rate
+from gemini_live._pcm import INPUT_RATE, parse_pcm_rate
 from gemini_live.auth import ApiKind
 from gemini_live.codec import (
     AudioFrameEncoder,
     check_client_message,
     decode_frame,
     encode_client,
-    fast_audio,
+    fast_events,
 )
 from gemini_live.errors import (
     ConfigError,
@@ -66,7 +66,6 @@ from gemini_live.errors import (
 )
 from gemini_live.events import (
     Event,
-    ModelAudio,
     Resumed,
     SetupComplete,
 )
@@ -883,6 +882,12 @@ class ClientProtocol:
         """
         if system_instruction is None and tools is None:
             raise ConfigError("send_context_update needs system_instruction and/or tools")
+        fam = family_of(self._setup.model)
+        if fam is not None and not fam.context_update and "context_update" not in fam.unverified:
+            raise ConfigError(
+                f"model {self._setup.model!r} ({fam.title}) does not take contextUpdate; "
+                "change the setup with update_setup() (it resumes with the new setup)"
+            )
         si: Content | None = None
         if isinstance(system_instruction, str):
             si = Content(parts=[Part(text=system_instruction)])
@@ -1024,11 +1029,11 @@ class ClientProtocol:
         if conn is None or conn.state in (State.IDLE, State.CONNECTING, State.CLOSED):
             raise ProtocolStateError(f"frame received in state {self.state.value}")
         self.stats.frames_received += 1
-        pcm = fast_audio(data)
-        if pcm is not None:
+        fast = fast_events(data)  # audio, or audio + output transcript: nothing to apply
+        if fast is not None:
             if not self._generating:
                 self._model_started()
-            return [ModelAudio(pcm, OUTPUT_RATE)]
+            return fast
         msg, events = decode_frame(data)
         sc = msg.server_content
         if sc is not UNSET:

@@ -228,7 +228,9 @@ class Session:
         self.log = _SessionLog(self)
         self._backend = _resolve_backend(tc.backend)
         # Extra subscribers are held weakly: one whose iterator the app dropped goes away.
-        self._subscribers: weakref.WeakSet[_Subscriber] = weakref.WeakSet()
+        # A tuple of weak references (rebuilt when one is added or collected) keeps the
+        # per-event check cheap when there are none.
+        self._subscribers: tuple[weakref.ref[_Subscriber], ...] = ()
         self._transport: Transport | None = None
         self._try_send: Callable[[bytes], bool] | None = None  # set via _set_direct
         self._handler: _ConnHandler | None = None
@@ -350,7 +352,14 @@ class Session:
         It lives as long as the returned iterator is referenced.
         """
         sub = self._new_subscriber()
-        self._subscribers.add(sub)
+        this = weakref.ref(self)
+
+        def gone(ref: weakref.ref[_Subscriber]) -> None:
+            session = this()
+            if session is not None:
+                session._subscribers = tuple(r for r in session._subscribers if r is not ref)
+
+        self._subscribers = (*self._subscribers, weakref.ref(sub, gone))
         return sub
 
     def _main_stream(self) -> _Subscriber:
@@ -390,8 +399,10 @@ class Session:
         if main is not None:
             main.push(event)
         if self._subscribers:
-            for sub in self._subscribers:
-                sub.push(event)
+            for ref in self._subscribers:
+                sub = ref()
+                if sub is not None:
+                    sub.push(event)
         if self._listeners:
             for callback in self._listeners:
                 try:
@@ -723,8 +734,10 @@ class Session:
         self._emit(ev.Closed(code, reason))
         if self._main is not None:
             self._main.end()
-        for sub in list(self._subscribers):
-            sub.end()
+        for ref in self._subscribers:
+            sub = ref()
+            if sub is not None:
+                sub.end()
         unsent = self.protocol.discard_queue()
         if unsent:
             self.log.warning("session closed with %d frames never written", unsent)

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 import gemini_live as gl
+from gemini_live import errors
 from gemini_live import events as ev
 from gemini_live.testing import FakeLiveServer, ToolScript
 from gemini_live.tools import BehaviorLike, ToolRegistry, ToolRunner, run_tools
@@ -435,6 +436,11 @@ async def test_tools_added_by_context_update_use_the_family_default(
                 await release.wait()
             return "noon"
 
+        if "2.5" in model:
+            # 2.5 takes no contextUpdate: refused before the wire, the session goes on.
+            with pytest.raises(errors.ConfigError, match="contextUpdate"):
+                await session.send_context_update(tools=reg.tools())
+            return
         await session.send_context_update(tools=reg.tools())
         async with run_tools(session, reg):
             await session.send_text("what time is it?")

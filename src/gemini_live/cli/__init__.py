@@ -395,6 +395,18 @@ def _run(args: argparse.Namespace) -> int:
         sys.unraisablehook, threading.excepthook = hooks
 
 
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run the CLI's event loop: uvloop when it is installed (cheaper per wake-up in the
+    ping-pong and paced regimes, docs/performance.md), asyncio otherwise. The library
+    itself never installs a loop policy."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    result: int = uvloop.run(main)
+    return result
+
+
 def _run_command(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -415,7 +427,7 @@ def _run_command(args: argparse.Namespace) -> int:
             from gemini_live.cli._talk import check_devices, import_sounddevice
 
             check_devices(import_sounddevice())
-        return asyncio.run(_runner(args.command)(args))
+        return run_loop(_runner(args.command)(args))
     except (OutputClosed, BrokenPipeError):
         return _stdout_closed()
     except UsageError as exc:

@@ -94,7 +94,9 @@ def run_fake_server(args: argparse.Namespace) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
     try:
-        return asyncio.run(_serve(server, args))
+        from gemini_live.cli import run_loop
+
+        return run_loop(_serve(server, args))
     except OSError as exc:
         print(f"gemini-live fake-server: cannot listen: {exc}", file=sys.stderr)
         return 1
