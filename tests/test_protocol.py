@@ -237,7 +237,7 @@ def test_unwritten_frames_go_back_to_the_head_in_order() -> None:
     p = make()
     connect(p)
     p.send_text("a", 0.0)  # handed out directly
-    p.unwritten()  # ... but the write failed
+    p.direct_failed()  # ... but the write failed
     p.send_text("b", 0.1)
     frames = p.data_to_send(0.2)
     assert texts(frames) == ["a", "b"]

@@ -312,7 +312,6 @@ class _Connection:
     setup_sent_at: float | None = None
     opened_at: float | None = None
     turns_completed: int = 0
-    written: int = 0
 
 
 class ClientProtocol:
@@ -371,6 +370,7 @@ class ClientProtocol:
         self._pending: deque[_Out] = deque()
         self._pending_bytes = 0
         self._unconfirmed: deque[_Out] = deque()
+        self._last_direct: _Out | None = None
         self._window: deque[_Out] = deque()
         self._window_audio_s = 0.0
         self._window_video = 0
@@ -617,6 +617,15 @@ class ClientProtocol:
         for _ in range(min(count, len(unconfirmed))):
             unconfirmed.popleft()
 
+    def direct_failed(self) -> None:
+        """The frame just returned by a ``send_*`` could not be written synchronously: it
+        goes to the head of the queue (to be written by :meth:`data_to_send`)."""
+        out, self._last_direct = self._last_direct, None
+        if out is None:
+            return
+        self._unconfirmed.append(out)
+        self.unwritten()
+
     def unwritten(self) -> None:
         """Frames handed out but not written go back to the head of the queue, in order."""
         unconfirmed = self._unconfirmed
@@ -639,20 +648,21 @@ class ClientProtocol:
             self._window = kept
         if self._conn is not None:
             # The requeued frames are the latest handed out: their indices are free again.
-            self._conn.written -= len(back)
             self._conn.next_index -= len(back)
         for out in reversed(back):
             self._pending.appendleft(out)
             self._pending_bytes += len(out.frame)
         self.stats.frames_sent -= len(back)
 
-    def _hand_out(self, conn: _Connection, out: _Out, now: float) -> None:
+    def _hand_out(self, conn: _Connection, out: _Out, now: float, direct: bool = False) -> None:
         out.index = conn.next_index
         conn.next_index += 1
-        conn.written += 1
         out.written_at = now
         self.stats.frames_sent += 1
-        self._unconfirmed.append(out)
+        if direct:
+            self._last_direct = out
+        else:
+            self._unconfirmed.append(out)
         if out.turn_end:
             self._last_turn_end_seq = out.seq
             self._awaiting_response = True
@@ -727,15 +737,29 @@ class ClientProtocol:
 
     # -- sending --------------------------------------------------------------------------
 
-    def _submit(self, frame: bytes, kind: Kind, now: float, **extra: Any) -> bytes | None:
+    def _submit(
+        self,
+        frame: bytes,
+        kind: Kind,
+        now: float,
+        turn_end: bool | None = None,
+        audio_s: float = 0.0,
+        tool_ids: tuple[str, ...] = (),
+    ) -> bytes | None:
         if len(frame) > self._max_frame:
             raise MessageTooLargeError(
                 f"a {kind.name.lower()} message of {len(frame)} bytes is above the "
                 f"{self._max_frame}-byte message limit; nothing was sent"
             )
         self._seq += 1
-        turn_end = extra.pop("turn_end", kind in _TURN_END_KINDS)
-        out = _Out(frame, kind, self._seq, turn_end, **extra)
+        out = _Out(
+            frame,
+            kind,
+            self._seq,
+            kind in _TURN_END_KINDS if turn_end is None else turn_end,
+            audio_s,
+            tool_ids,
+        )
         conn = self._conn
         if (
             self.direct_writes
@@ -746,7 +770,8 @@ class ClientProtocol:
             and not self._rotating
             and not (self._hold_while_draining and conn.go_away_deadline is not None)
         ):
-            self._hand_out(conn, out, now)
+            # Written synchronously by the caller right now; direct_failed() if it was not.
+            self._hand_out(conn, out, now, direct=True)
             return frame
         size = len(frame)
         if self._pending_bytes + size > self._offline_limit:
@@ -776,6 +801,42 @@ class ClientProtocol:
         if payload == 0:
             raise ConfigError("audio chunk is empty")
         seconds = _b64_len(frame, payload) / (2 * enc.rate)  # PCM16: 2 bytes per sample
+        conn = self._conn
+        size = len(frame)
+        if (
+            self.direct_writes
+            and conn is not None
+            and conn.state is State.OPEN
+            and not self._pending
+            and not self._unconfirmed
+            and not self._rotating
+            and not (self._hold_while_draining and conn.go_away_deadline is not None)
+            and size <= self._max_frame
+        ):
+            # The hot path (one chunk, open connection, nothing queued): _submit and
+            # _hand_out inlined for audio.
+            seq = self._seq = self._seq + 1
+            out = _Out(frame, _AUDIO, seq, False, seconds)
+            out.index = conn.next_index
+            conn.next_index += 1
+            out.written_at = now
+            self.stats.frames_sent += 1
+            self._last_direct = out
+            window = self._window
+            window.append(out)
+            self._window_bytes += size
+            held = self._window_audio_s + seconds
+            if held > self._resend.audio_seconds and window[0].kind is _AUDIO:
+                first = window.popleft()
+                held -= first.audio_s
+                self._window_bytes -= len(first.frame)
+                self.stats.frames_at_risk += 1
+            self._window_audio_s = held
+            if held > self._resend.audio_seconds:
+                self._evict(Kind.AUDIO)
+            if self._window_bytes > self._offline_limit:
+                self._evict(None)
+            return frame
         return self._submit(frame, Kind.AUDIO, now, audio_s=seconds)
 
     def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
@@ -936,7 +997,9 @@ class ClientProtocol:
             raise ConfigError("setup is sent by the session itself; use update_setup()")
         field = check_client_message(message)
         check_types(message, ClientMessage, field)
-        extra: dict[str, Any] = {}
+        turn_end: bool | None = None
+        audio_s = 0.0
+        tool_ids: tuple[str, ...] = ()
         if field == "realtime_input":
             ri = message.realtime_input
             assert ri is not UNSET
@@ -947,12 +1010,12 @@ class ClientProtocol:
                 assert blob is not UNSET
                 mime = blob.mime_type if blob.mime_type is not UNSET else ""
                 rate = parse_pcm_rate(mime, INPUT_RATE)
-                extra["audio_s"] = len(blob.data) * 3 / 4 / (2 * rate)
+                audio_s = len(blob.data) * 3 / 4 / (2 * rate)
         elif field == "client_content":
             kind = Kind.CLIENT_CONTENT
             cc = message.client_content
             assert cc is not UNSET
-            extra["turn_end"] = cc.turn_complete is True
+            turn_end = cc.turn_complete is True
         elif field == "tool_response":
             kind = Kind.TOOL_RESPONSE
             tr = message.tool_response
@@ -962,12 +1025,10 @@ class ClientProtocol:
                 return None
             if checked is not tr:
                 message = ClientMessage(tool_response=checked)
-            extra["tool_ids"] = tuple(
-                r.id for r in checked.function_responses if isinstance(r.id, str)
-            )
+            tool_ids = tuple(r.id for r in checked.function_responses if isinstance(r.id, str))
         else:
             kind = Kind.CONTEXT_UPDATE
-        return self._submit(encode_client(message), kind, now, **extra)
+        return self._submit(encode_client(message), kind, now, turn_end, audio_s, tool_ids)
 
     def _check_tool_response(self, msg: ToolResponse) -> ToolResponse | None:
         """Every id answers a pending call, once; answers to forgotten calls are dropped.
@@ -1230,6 +1291,9 @@ class ClientProtocol:
 def _not_a_list(value: object) -> bool:
     """True unless ``value`` is a list-like of items (a str or bytes is not)."""
     return isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable)
+
+
+_AUDIO: Final = Kind.AUDIO
 
 
 def _b64_len(frame: bytes, payload: int) -> int:

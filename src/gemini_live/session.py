@@ -76,6 +76,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gemini_live.session")
+_monotonic = time.monotonic
 _local_ids = itertools.count(1)
 
 
@@ -490,9 +491,8 @@ class Session:
         if frame is not None:
             try_send = self._try_send
             if try_send is not None and try_send(frame):
-                self.protocol.written(1)
                 return
-            self.protocol.unwritten()
+            self.protocol.direct_failed()
         await self._flush()
 
     async def _flush(self) -> None:
@@ -535,11 +535,19 @@ class Session:
 
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
         """Stream a PCM16 chunk (bytes, memoryview, array('h'), numpy int16/float32)."""
-        self._check_usable()
-        now = time.monotonic()
-        await self._submitted(self.protocol.send_audio(pcm, now, sample_rate))
+        if self._closing or self.error is not None or self._runner is None:
+            self._check_usable()
+        now = _monotonic()
+        frame = self.protocol.send_audio(pcm, now, sample_rate)
         if self.usage is not None:
             self._input_at = now
+        if frame is not None:
+            # The hot path: written synchronously, no coroutine below this one.
+            try_send = self._try_send
+            if try_send is not None and try_send(frame):
+                return
+            self.protocol.direct_failed()
+        await self._flush()
 
     async def send_video(self, frame: object, *, mime_type: str = "image/jpeg") -> None:
         """Send one still frame, about one per second.
