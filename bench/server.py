@@ -135,6 +135,15 @@ class Conn:
                     send(frame)
                     srv.frames_out += 1
         elif b'"text"' in head and _GOAWAY_BYTES in bytes(data):
+            # As the service would: answer the text (the turn ends), issue a resumable
+            # handle that covers it, then announce the end of the connection.
+            frames = srv.frames
+            self.send(frames.audio)
+            self.send(frames.turn)
+            if self.workload == "w3":
+                new = f"bench-handle-{next(_handle_ids)}"
+                srv.issued.add(new)
+                self.send(frames.resumption_update(new))
             self.go_away()
 
     def _on_setup(self, data: bytes) -> None:

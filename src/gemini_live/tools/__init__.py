@@ -17,10 +17,11 @@ Declare::
 
 Answer::
 
-    async with run_tools(session, registry):
+    async with session.run_tools(registry):
         ...  # every ToolCall is answered (exactly once per id) while this block runs
 
-or attach before the first frame can arrive: ``ToolRunner(registry).attach(session)``.
+or let ``gl.connect(..., tools=registry)`` declare the tools and answer every call from
+the first frame on (it attaches ``ToolRunner(registry)`` before connecting).
 Change the declared tools mid-session with
 ``await session.send_context_update(tools=registry.tools())``.
 
