@@ -277,7 +277,7 @@ def test_handle_covers_what_the_model_answered_and_what_is_older_than_the_guard(
     p.receive(TURN_COMPLETE, 0.2)
     send_text(p, "two", 0.25)  # written just before the handle arrives: not covered
     p.receive(handle_update("h1"), 0.3)
-    assert texts([o.frame for o in p._window]) == ["two"]
+    assert texts([o[0] for o in p._window]) == ["two"]
     assert p.unacknowledged == 1
     p.receive(handle_update("h2"), 0.9)  # two is now older than the guard
     assert p.unacknowledged == 0
@@ -335,7 +335,7 @@ def test_transparent_mode_prunes_by_index_and_renumbers_on_replay() -> None:
     for t in ("a", "b", "c"):
         send_text(p, t, 0.0)
     p.receive(handle_update("h1", index=2), 0.1)  # a (1) and b (2) consumed
-    assert texts([o.frame for o in p._window]) == ["c"]
+    assert texts([o[0] for o in p._window]) == ["c"]
     drop(p)
     p.connection_made()
     p.data_to_send(1.0)

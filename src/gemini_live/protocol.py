@@ -277,28 +277,29 @@ class SessionStats:
     last_error: str | None = None
 
 
-class _Out:
-    """One client frame on its way out (kept until a handle covers it)."""
+#: One client frame on its way out, kept until a handle covers it: a plain tuple of
+#: bytes and numbers, so the garbage collector stops tracking it (a full re-send window
+#: holds hundreds of them per session). Fields, by index:
+_Rec = tuple[bytes, int, int, bool, float, tuple[str, ...], float, int]
+_F: Final = 0  # the frame
+_K: Final = 1  # int(Kind)
+_SEQ: Final = 2  # submission order
+_TE: Final = 3  # ends a user turn
+_AS: Final = 4  # seconds of audio
+_TI: Final = 5  # tool-call ids answered
+_WA: Final = 6  # when it was handed out (caller's clock)
+_IX: Final = 7  # index on its connection (transparent resumption)
 
-    __slots__ = ("audio_s", "frame", "index", "kind", "seq", "tool_ids", "turn_end", "written_at")
 
-    def __init__(
-        self,
-        frame: bytes,
-        kind: Kind,
-        seq: int,
-        turn_end: bool,
-        audio_s: float = 0.0,
-        tool_ids: tuple[str, ...] = (),
-    ) -> None:
-        self.frame = frame
-        self.kind = kind
-        self.seq = seq
-        self.turn_end = turn_end
-        self.audio_s = audio_s
-        self.tool_ids = tool_ids
-        self.written_at = 0.0
-        self.index = 0
+def _rec(
+    frame: bytes,
+    kind: Kind,
+    seq: int,
+    turn_end: bool,
+    audio_s: float = 0.0,
+    tool_ids: tuple[str, ...] = (),
+) -> _Rec:
+    return (frame, int(kind), seq, turn_end, audio_s, tool_ids, 0.0, 0)
 
 
 @dataclass
@@ -367,11 +368,11 @@ class ClientProtocol:
         self._margin = go_away_margin
         self._hold_while_draining = hold_while_draining
         self._seq = 0
-        self._pending: deque[_Out] = deque()
+        self._pending: deque[_Rec] = deque()
         self._pending_bytes = 0
-        self._unconfirmed: deque[_Out] = deque()
-        self._last_direct: _Out | None = None
-        self._window: deque[_Out] = deque()
+        self._unconfirmed: deque[_Rec] = deque()
+        self._last_direct: _Rec | None = None
+        self._window: deque[_Rec] = deque()
         self._window_audio_s = 0.0
         self._window_video = 0
         self._window_bytes = 0
@@ -384,7 +385,7 @@ class ClientProtocol:
         self._rotation_requested = False
         self._rotating = False
         self._seed_setup: Setup | None = None
-        self._seed: list[_Out] = []
+        self._seed: list[_Rec] = []
         self._seed_turns = 0
         #: Set by the I/O layer while it can write a frame synchronously: ``send_*`` then
         #: hands a frame out at once (returned) when nothing is queued before it.
@@ -481,7 +482,7 @@ class ClientProtocol:
         epoch = self._handle_epoch
         if any(self._call_epoch.get(i, -1) >= epoch for i in self.pending_tool_calls):
             return False
-        return not any(out.turn_end for out in self._window)
+        return not any(out[_TE] for out in self._window)
 
     def rotation_blockers(self) -> list[str]:
         """Why the connection is not at a clean point (empty when it is)."""
@@ -493,7 +494,7 @@ class ClientProtocol:
         epoch = self._handle_epoch
         if any(self._call_epoch.get(i, -1) >= epoch for i in self.pending_tool_calls):
             out.append("a tool call newer than the last handle")
-        if any(o.turn_end for o in self._window) or self._unconfirmed:
+        if any(o[_TE] for o in self._window) or self._unconfirmed:
             out.append("input not yet covered by a resumption handle")
         return out
 
@@ -606,9 +607,9 @@ class ClientProtocol:
         pending = self._pending
         while pending:
             out = pending.popleft()
-            self._pending_bytes -= len(out.frame)
+            self._pending_bytes -= len(out[_F])
             self._hand_out(conn, out, now)
-            frames.append(out.frame)
+            frames.append(out[_F])
         return frames
 
     def written(self, count: int = 1) -> None:
@@ -639,7 +640,7 @@ class ClientProtocol:
         back = [out for out in handed if id(out) in in_window]
         if back:
             ids = {id(out) for out in back}
-            kept: deque[_Out] = deque()
+            kept: deque[_Rec] = deque()
             for out in self._window:
                 if id(out) in ids:
                     self._window_forget(out)
@@ -651,49 +652,52 @@ class ClientProtocol:
             self._conn.next_index -= len(back)
         for out in reversed(back):
             self._pending.appendleft(out)
-            self._pending_bytes += len(out.frame)
+            self._pending_bytes += len(out[_F])
         self.stats.frames_sent -= len(back)
 
-    def _hand_out(self, conn: _Connection, out: _Out, now: float, direct: bool = False) -> None:
-        out.index = conn.next_index
-        conn.next_index += 1
-        out.written_at = now
+    def _hand_out(self, conn: _Connection, out: _Rec, now: float, direct: bool = False) -> _Rec:
+        idx = conn.next_index
+        conn.next_index = idx + 1
+        out = (out[0], out[1], out[2], out[3], out[4], out[5], now, idx)
         self.stats.frames_sent += 1
         if direct:
             self._last_direct = out
         else:
             self._unconfirmed.append(out)
-        if out.turn_end:
-            self._last_turn_end_seq = out.seq
+        if out[_TE]:
+            self._last_turn_end_seq = out[_SEQ]
             self._awaiting_response = True
         self._window_add(out)
+        return out
 
     # -- the re-send window ---------------------------------------------------------------
 
-    def _window_add(self, out: _Out) -> None:
-        if out.kind is Kind.SEED:
+    def _window_add(self, out: _Rec) -> None:
+        kind = out[_K]
+        if kind == _SEED:
             return
         self._window.append(out)
-        self._window_bytes += len(out.frame)
-        if out.kind is Kind.AUDIO:
-            self._window_audio_s += out.audio_s
+        self._window_bytes += len(out[_F])
+        if kind == _AUDIO:
+            self._window_audio_s += out[_AS]
             if self._window_audio_s > self._resend.audio_seconds:
-                self._evict(Kind.AUDIO)
-        elif out.kind is Kind.VIDEO:
+                self._evict(_AUDIO)
+        elif kind == _VIDEO:
             self._window_video += 1
             if self._window_video > self._resend.video_frames:
-                self._evict(Kind.VIDEO)
+                self._evict(_VIDEO)
         if self._window_bytes > self._offline_limit:
             self._evict(None)
 
-    def _window_forget(self, out: _Out) -> None:
-        self._window_bytes -= len(out.frame)
-        if out.kind is Kind.AUDIO:
-            self._window_audio_s -= out.audio_s
-        elif out.kind is Kind.VIDEO:
+    def _window_forget(self, out: _Rec) -> None:
+        self._window_bytes -= len(out[_F])
+        kind = out[_K]
+        if kind == _AUDIO:
+            self._window_audio_s -= out[_AS]
+        elif kind == _VIDEO:
             self._window_video -= 1
 
-    def _evict(self, kind: Kind | None) -> None:
+    def _evict(self, kind: int | None) -> None:
         """Drop the oldest frames of ``kind`` (any kind if None) beyond the window's bound."""
         window = self._window
         if kind is None:
@@ -704,11 +708,11 @@ class ClientProtocol:
                 logger.warning(
                     "re-send window over %d bytes: dropped a %s frame",
                     self._offline_limit,
-                    out.kind.name,
+                    Kind(out[_K]).name,
                 )
             return
         for i, out in enumerate(window):
-            if out.kind is kind:
+            if out[_K] == kind:
                 del window[i]
                 self._window_forget(out)
                 self.stats.frames_at_risk += 1
@@ -716,7 +720,7 @@ class ClientProtocol:
 
     def _cover(self, up_to_seq: int) -> None:
         window = self._window
-        while window and window[0].seq <= up_to_seq:
+        while window and window[0][_SEQ] <= up_to_seq:
             self._window_forget(window.popleft())
 
     def _cover_by_handle(self, now: float) -> None:
@@ -724,15 +728,15 @@ class ClientProtocol:
         cutoff = now - self.handle_guard
         covered = self._responded_seq
         for out in self._window:
-            if out.written_at <= cutoff:
-                covered = max(covered, out.seq)
+            if out[_WA] <= cutoff:
+                covered = max(covered, out[_SEQ])
             else:
                 break
         self._cover(covered)
 
     def _acknowledge_index(self, index: int) -> None:
         window = self._window
-        while window and window[0].index <= index:
+        while window and window[0][_IX] <= index:
             self._window_forget(window.popleft())
 
     # -- sending --------------------------------------------------------------------------
@@ -752,7 +756,7 @@ class ClientProtocol:
                 f"{self._max_frame}-byte message limit; nothing was sent"
             )
         self._seq += 1
-        out = _Out(
+        out = _rec(
             frame,
             kind,
             self._seq,
@@ -816,24 +820,23 @@ class ClientProtocol:
             # The hot path (one chunk, open connection, nothing queued): _submit and
             # _hand_out inlined for audio.
             seq = self._seq = self._seq + 1
-            out = _Out(frame, _AUDIO, seq, False, seconds)
-            out.index = conn.next_index
-            conn.next_index += 1
-            out.written_at = now
+            idx = conn.next_index
+            conn.next_index = idx + 1
+            out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx)
             self.stats.frames_sent += 1
             self._last_direct = out
             window = self._window
             window.append(out)
             self._window_bytes += size
             held = self._window_audio_s + seconds
-            if held > self._resend.audio_seconds and window[0].kind is _AUDIO:
+            if held > self._resend.audio_seconds and window[0][_K] == _AUDIO:
                 first = window.popleft()
-                held -= first.audio_s
-                self._window_bytes -= len(first.frame)
+                held -= first[_AS]
+                self._window_bytes -= len(first[_F])
                 self.stats.frames_at_risk += 1
             self._window_audio_s = held
             if held > self._resend.audio_seconds:
-                self._evict(Kind.AUDIO)
+                self._evict(_AUDIO)
             if self._window_bytes > self._offline_limit:
                 self._evict(None)
             return frame
@@ -1200,7 +1203,7 @@ class ClientProtocol:
         self._seed, self._seed_setup, self._seed_turns = [], None, 0
         for out in reversed(seed):
             self._pending.appendleft(out)
-            self._pending_bytes += len(out.frame)
+            self._pending_bytes += len(out[_F])
         if reconnected:
             at = next(
                 (k for k, e in enumerate(events) if isinstance(e, SetupComplete)), len(events) - 1
@@ -1211,12 +1214,12 @@ class ClientProtocol:
 
     def _requeue_window(self) -> None:
         """Put every written, uncovered frame back in front of the queue (re-send)."""
-        resend: list[_Out] = []
+        resend: list[_Rec] = []
         for out in self._window:
             if (
-                out.kind is Kind.TOOL_RESPONSE
-                and out.tool_ids
-                and all(i in self._stale_tool_ids for i in out.tool_ids)
+                out[_K] == _TOOL_RESPONSE
+                and out[_TI]
+                and all(i in self._stale_tool_ids for i in out[_TI])
             ):
                 self.stats.stale_tool_responses_dropped += 1
                 continue
@@ -1230,7 +1233,7 @@ class ClientProtocol:
         self.stats.replayed_frames += len(resend)
         for out in reversed(resend):
             self._pending.appendleft(out)
-            self._pending_bytes += len(out.frame)
+            self._pending_bytes += len(out[_F])
         logger.info("re-sending %d frames written after the last acknowledged point", len(resend))
 
     def will_resume(self) -> bool:
@@ -1245,15 +1248,15 @@ class ClientProtocol:
         self._seed = []
         for msg in messages:
             self._seq += 1
-            self._seed.append(_Out(encode_client(msg), Kind.SEED, self._seq, False))
+            self._seed.append(_rec(encode_client(msg), Kind.SEED, self._seq, False))
         self._seed_turns = turns
 
     def resend_texts(self) -> list[str]:
         """Texts that the next connection writes again (window and queue), oldest first."""
         out = []
         for item in (*self._window, *self._unconfirmed, *self._pending):
-            if item.kind is Kind.TEXT:
-                obj = msgspec.json.decode(item.frame)
+            if item[_K] == _TEXT:
+                obj = msgspec.json.decode(item[_F])
                 text = obj.get("realtimeInput", {}).get("text")
                 if isinstance(text, str):
                     out.append(text)
@@ -1293,7 +1296,12 @@ def _not_a_list(value: object) -> bool:
     return isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable)
 
 
-_AUDIO: Final = Kind.AUDIO
+# The kinds as plain ints, as the records hold them.
+_AUDIO: Final = int(Kind.AUDIO)
+_VIDEO: Final = int(Kind.VIDEO)
+_TEXT: Final = int(Kind.TEXT)
+_TOOL_RESPONSE: Final = int(Kind.TOOL_RESPONSE)
+_SEED: Final = int(Kind.SEED)
 
 
 def _b64_len(frame: bytes, payload: int) -> int:
