@@ -8,17 +8,17 @@ Every value is checked when the config object is built (a typo or a nonsense val
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from gemini_live import types
+from gemini_live._checks import non_negative, non_negative_int, positive, positive_int
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, check_rate
 from gemini_live.auth import Auth, Endpoint
@@ -45,43 +45,6 @@ __all__ = [
 DEFAULT_MODEL = "models/gemini-3.8-live"
 
 _BACKEND_NAMES = ("picows", "websockets", "memory")
-
-
-def _positive(name: str, value: object, *, allow_none: bool = False) -> None:
-    """Finite and > 0 (or None when allowed); bools are not numbers here."""
-    if value is None and allow_none:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _non_negative(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
-def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be an integer > 0, got {value!r}")
-
-
-def _non_negative_int(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +88,15 @@ class TransportConfig:
             raise ConfigError("ssl_context must be an ssl.SSLContext")
         if self.proxy is not None and not isinstance(self.proxy, str):
             raise ConfigError("proxy must be a URL string")
-        _positive("open_timeout", self.open_timeout)
-        _positive("ping_interval", self.ping_interval, allow_none=True)
-        _positive("ping_timeout", self.ping_timeout, allow_none=True)
-        _positive_int("max_message_size", self.max_message_size)
-        _positive("idle_timeout", self.idle_timeout, allow_none=True)
+        positive("open_timeout", self.open_timeout)
+        positive("ping_interval", self.ping_interval, optional=True)
+        positive("ping_timeout", self.ping_timeout, optional=True)
+        positive_int("max_message_size", self.max_message_size)
+        positive("idle_timeout", self.idle_timeout, optional=True)
         if not isinstance(self.headers, tuple):
             raise ConfigError("headers must be a tuple of (name, value) string pairs")
         check_headers(self.headers)
-        _positive("close_timeout", self.close_timeout)
+        positive("close_timeout", self.close_timeout)
 
     def __repr__(self) -> str:
         return (
@@ -149,7 +112,7 @@ class ReconnectPolicy:
     """When and how fast to reconnect after a connection is lost.
 
     One rule for every kind of failure (a connect that failed, a connection that died):
-    errors for which :meth:`should_retry` is true are retried after :meth:`delays`. The
+    errors for which :meth:`should_retry` is true are retried after :meth:`delay`. The
     attempt counter resets only after a connection stayed *healthy* (open for
     ``healthy_after`` seconds, or until one model turn completed), so a server that
     accepts the setup and then closes at once sees growing backoff, not a hot loop.
@@ -171,13 +134,13 @@ class ReconnectPolicy:
     retry: Callable[[GeminiLiveError], bool] | None = None
 
     def __post_init__(self) -> None:
-        _non_negative("base_backoff", self.base_backoff)
-        _non_negative("max_backoff", self.max_backoff)
-        _non_negative_int("max_attempts", self.max_attempts, allow_none=True)
+        non_negative("base_backoff", self.base_backoff)
+        non_negative("max_backoff", self.max_backoff)
+        non_negative_int("max_attempts", self.max_attempts, optional=True)
         if not isinstance(self.jitter, (int, float)) or not 0 <= self.jitter < 1:
             raise ConfigError(f"jitter must be in [0, 1), got {self.jitter!r}")
-        _positive("healthy_after", self.healthy_after)
-        _non_negative_int("max_fresh_restarts", self.max_fresh_restarts, allow_none=True)
+        positive("healthy_after", self.healthy_after)
+        non_negative_int("max_fresh_restarts", self.max_fresh_restarts, optional=True)
         if self.retry is not None and not callable(self.retry):
             raise ConfigError("retry must be a callable taking the error")
 
@@ -195,13 +158,6 @@ class ReconnectPolicy:
         if self.jitter and base:
             base *= 1.0 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, float(base))
-
-    def delays(self) -> Iterator[float]:
-        """The delays of one outage, in order (the runner takes one per retry)."""
-        attempt = 0
-        while self.max_attempts is None or attempt < self.max_attempts:
-            attempt += 1
-            yield self.delay(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,19 +215,19 @@ class SessionConfig:
             raise ConfigError("reconnect must be a ReconnectPolicy")
         if not isinstance(self.resend, ResendWindow):
             raise ConfigError("resend must be a ResendWindow")
-        _positive("setup_timeout", self.setup_timeout)
-        _positive_int("offline_buffer_bytes", self.offline_buffer_bytes)
-        _positive_int("subscriber_queue", self.subscriber_queue)
-        _non_negative("go_away_margin", self.go_away_margin)
+        positive("setup_timeout", self.setup_timeout)
+        positive_int("offline_buffer_bytes", self.offline_buffer_bytes)
+        positive_int("subscriber_queue", self.subscriber_queue)
+        non_negative("go_away_margin", self.go_away_margin)
         if self.drain_input not in ("write", "hold"):
             raise ConfigError(f"drain_input must be 'write' or 'hold', got {self.drain_input!r}")
         try:
             check_rate(self.input_rate)
         except AudioFormatError as exc:
             raise ConfigError(f"input_rate: {exc}") from None
-        _positive_int("history_max_entries", self.history_max_entries)
-        _positive_int("history_max_chars", self.history_max_chars)
-        _positive("interaction_timeout", self.interaction_timeout, allow_none=True)
+        positive_int("history_max_entries", self.history_max_entries)
+        positive_int("history_max_chars", self.history_max_chars)
+        positive("interaction_timeout", self.interaction_timeout, optional=True)
         if self.summarizer is not None and not callable(self.summarizer):
             raise ConfigError("summarizer must be a callable")
         if isinstance(self.history, (str, bytes)):

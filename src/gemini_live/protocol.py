@@ -43,6 +43,7 @@ from typing import Any, Final
 
 import msgspec
 
+from gemini_live._checks import non_negative, non_negative_int
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, parse_pcm_rate
 from gemini_live.auth import ApiKind
@@ -208,16 +209,6 @@ def _non_finite(obj: object, depth: int = 0) -> str | None:
     return None
 
 
-def _check_number(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class ResendWindow:
     """What is kept to re-send after a reconnect (see docs/design.md, "re-send window").
@@ -237,15 +228,10 @@ class ResendWindow:
     handle_guard: float | None = None
 
     def __post_init__(self) -> None:
-        _check_number("audio_seconds", self.audio_seconds)
-        if (
-            isinstance(self.video_frames, bool)
-            or not isinstance(self.video_frames, int)
-            or self.video_frames < 0
-        ):
-            raise ConfigError(f"video_frames must be an integer >= 0, got {self.video_frames!r}")
+        non_negative("audio_seconds", self.audio_seconds)
+        non_negative_int("video_frames", self.video_frames)
         if self.handle_guard is not None:
-            _check_number("handle_guard", self.handle_guard)
+            non_negative("handle_guard", self.handle_guard)
 
 
 @dataclass
@@ -477,12 +463,7 @@ class ClientProtocol:
         newer than the latest handle, and every user turn and tool answer written so far
         is covered by a resumable handle (only media may still be in the window).
         """
-        if self._generating or self._unconfirmed or self.has_pending_blocking_call:
-            return False
-        epoch = self._handle_epoch
-        if any(self._call_epoch.get(i, -1) >= epoch for i in self.pending_tool_calls):
-            return False
-        return not any(out[_TE] for out in self._window)
+        return not self.rotation_blockers()
 
     def rotation_blockers(self) -> list[str]:
         """Why the connection is not at a clean point (empty when it is)."""
@@ -601,7 +582,7 @@ class ClientProtocol:
             return [frame]
         if conn.state is not State.OPEN or not self._pending:
             return []
-        if self._rotating or (self._hold_while_draining and conn.go_away_deadline is not None):
+        if self._holds_input(conn):
             return []
         frames = []
         pending = self._pending
@@ -741,6 +722,22 @@ class ClientProtocol:
 
     # -- sending --------------------------------------------------------------------------
 
+    def _direct_ok(self, conn: _Connection) -> bool:
+        """A new frame may go straight to the socket: the caller writes synchronously, the
+        connection is open, nothing is queued or unconfirmed before it, no rotation holds
+        input."""
+        return (
+            self.direct_writes
+            and conn.state is State.OPEN
+            and not self._pending
+            and not self._unconfirmed
+            and not self._holds_input(conn)
+        )
+
+    def _holds_input(self, conn: _Connection) -> bool:
+        """A rotation is decided, or input is held while draining (``drain_input="hold"``)."""
+        return self._rotating or (self._hold_while_draining and conn.go_away_deadline is not None)
+
     def _submit(
         self,
         frame: bytes,
@@ -765,15 +762,7 @@ class ClientProtocol:
             tool_ids,
         )
         conn = self._conn
-        if (
-            self.direct_writes
-            and conn is not None
-            and conn.state is State.OPEN
-            and not self._pending
-            and not self._unconfirmed
-            and not self._rotating
-            and not (self._hold_while_draining and conn.go_away_deadline is not None)
-        ):
+        if conn is not None and self._direct_ok(conn):
             # Written synchronously by the caller right now; direct_failed() if it was not.
             self._hand_out(conn, out, now, direct=True)
             return frame
@@ -807,16 +796,7 @@ class ClientProtocol:
         seconds = _b64_len(frame, payload) / (2 * enc.rate)  # PCM16: 2 bytes per sample
         conn = self._conn
         size = len(frame)
-        if (
-            self.direct_writes
-            and conn is not None
-            and conn.state is State.OPEN
-            and not self._pending
-            and not self._unconfirmed
-            and not self._rotating
-            and not (self._hold_while_draining and conn.go_away_deadline is not None)
-            and size <= self._max_frame
-        ):
+        if conn is not None and size <= self._max_frame and self._direct_ok(conn):
             # The hot path (one chunk, open connection, nothing queued): _submit and
             # _hand_out inlined for audio.
             seq = self._seq = self._seq + 1

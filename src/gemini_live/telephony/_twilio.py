@@ -10,7 +10,7 @@ import logging
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -19,6 +19,7 @@ import pybase64
 
 import gemini_live as gl
 from gemini_live import events as ev
+from gemini_live._asgi import Notifier, Receive, Scope, Send
 from gemini_live.audio import (
     OUTPUT_RATE,
     ResampleBackend,
@@ -35,10 +36,6 @@ __all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]
 
 logger = logging.getLogger("gemini_live.telephony")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 PHONE_RATE: Final = 8000
 FRAME_MS: Final = 20
@@ -246,23 +243,17 @@ class TwilioBridge:
         #: The most recent finished calls (newest last).
         self.finished: deque[CallInfo] = deque(maxlen=keep_finished)
         self._ids = itertools.count(1)
-        self._changed: asyncio.Event | None = None
+        self._notifier = Notifier()
 
     def __repr__(self) -> str:
         return f"<TwilioBridge calls={len(self.calls)}>"
 
     def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
+        self._notifier.notify()
 
     async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until ``predicate()`` holds (checked after every bridge state change)."""
-        async with asyncio.timeout(within):
-            while not predicate():
-                if self._changed is None:
-                    self._changed = asyncio.Event()
-                self._changed.clear()
-                await self._changed.wait()
+        await self._notifier.wait_for(predicate, within)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from gemini_live._asgi import Notifier
 from gemini_live.codec import encode_server
 from gemini_live.testing._canned import (
     API_KEY_INVALID,
@@ -127,22 +128,6 @@ class ServerConn(Protocol):
         """Drop the connection without a close frame (the client sees 1006)."""
 
 
-class _Notifier:
-    """Wake every waiter on any state change (sync ``notify``, no lock needed)."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    async def wait_for(self, predicate: Callable[[], bool], within: float) -> None:
-        async with asyncio.timeout(within):
-            while not predicate():
-                await self._event.wait()
-
-
 @dataclass(frozen=True, slots=True)
 class _HandleEntry:
     session_id: str
@@ -178,7 +163,7 @@ class LiveServerCore:
         self._n_handles = 0
         self._n_calls = 0
         self._n_groups = 0
-        self._notifier = _Notifier()
+        self._notifier = Notifier()
         self._reject_next = 0
         self._reject_close: tuple[int, str] = (1011, INTERNAL_ERROR)
 

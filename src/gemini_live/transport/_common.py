@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
+from gemini_live._checks import positive
 from gemini_live._limits import truncate_reason
 from gemini_live.errors import ConfigError, ConnectError, excerpt, redact
 
@@ -104,18 +104,8 @@ def has_header(options: ConnectOptions, name: str) -> bool:
 # --- numbers ----------------------------------------------------------------------------
 
 
-def check_positive(name: str, value: object, *, optional: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0 (or None if optional)."""
-    if value is None and optional:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        allowed = "a finite number > 0" + (" or None" if optional else "")
-        raise ConfigError(f"{name} must be {allowed}, got {excerpt(value, 40)}")
+#: Finite number > 0 (or None when ``optional``): one wording for every config object.
+check_positive = positive
 
 
 # --- closing ----------------------------------------------------------------------------

@@ -14,15 +14,13 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from gemini_live._asgi import Receive, Scope, Send
 from gemini_live.auth import GEMINI_HOST, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
 from gemini_live.types import Setup
 from gemini_live.web._relay import (
-    Receive,
     Relay,
     RelayRejected,
-    Scope,
-    Send,
     origin_allowed,
     parse_origins,
 )

@@ -14,7 +14,7 @@ import logging
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -22,6 +22,7 @@ import msgspec
 
 import gemini_live as gl
 from gemini_live import events as ev
+from gemini_live._asgi import Message, Notifier, Receive, Scope, Send
 from gemini_live.audio import INPUT_RATE, OUTPUT_RATE, Resampler
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.types import UNSET, AutomaticActivityDetection, RealtimeInputConfig
@@ -46,11 +47,6 @@ PROTOCOL_VERSION: Final = 1
 #: Who decides when the user's turn ends: the relay's VAD, the service, or the page.
 TurnDetection = Literal["vad", "server", "manual"]
 
-# ASGI callables, spelled as Starlette spells them so a Relay type-checks as an endpoint.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 # Close codes sent to the browser (RFC 6455 and the 4000-4999 private range).
 CLOSE_NORMAL: Final = 1000
@@ -353,7 +349,7 @@ class Relay:
         #: The most recent finished connections (newest last).
         self.finished: deque[ConnectionInfo] = deque(maxlen=keep_finished)
         self._ids = itertools.count(1)
-        self._changed: asyncio.Event | None = None
+        self._notifier = Notifier()
 
     def __repr__(self) -> str:
         return f"<Relay turn_detection={self.turn_detection!r} active={self.stats.active}>"
@@ -361,17 +357,11 @@ class Relay:
     # -- observation ------------------------------------------------------------------
 
     def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
+        self._notifier.notify()
 
     async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until ``predicate()`` holds (checked after every relay state change)."""
-        async with asyncio.timeout(within):
-            while not predicate():
-                if self._changed is None:
-                    self._changed = asyncio.Event()
-                self._changed.clear()
-                await self._changed.wait()
+        await self._notifier.wait_for(predicate, within)
 
     # -- ASGI -------------------------------------------------------------------------
 
