@@ -1,5 +1,6 @@
-"""The metrics' shortcuts (per-frame audio path, repeated snapshots, lazily folded session
-total) give exactly what the plain per-event path gives, on random event sequences."""
+"""The metrics' shortcuts (per-frame audio and transcript paths, repeated snapshots, lazily
+folded session total) give exactly what the plain per-event path gives, on random event
+sequences."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gemini_live.metrics import (
     observe,
     observe_audio,
     observe_input,
+    observe_transcript,
 )
 from gemini_live.types import UsageMetadata
 from gemini_live.types.server import ModalityTokenCount
@@ -42,7 +44,7 @@ _STEPS = st.lists(
         st.just(("audio",)),
         st.just(("input",)),
         st.just(("turn",)),
-        st.just(("text",)),
+        st.tuples(st.just("text"), st.sampled_from(("hi", "", " there"))),
         st.tuples(st.just("usage"), st.integers(0, len(_USAGES) - 1)),
     ),
     max_size=60,
@@ -65,7 +67,11 @@ def _run(steps: list[tuple[Any, ...]], mode: str, fast: bool) -> tuple[object, .
         elif kind == "turn":
             observe(meter, tracker, ev.TurnComplete(), now)
         elif kind == "text":
-            observe(meter, tracker, ev.OutputTranscription("hi"), now)
+            words = ev.OutputTranscription(step[1])
+            if fast:
+                observe_transcript(meter, tracker, words, now)
+            else:
+                observe(meter, tracker, words, now)
         else:
             if not fast:
                 meter._last_meta = None  # the reference never takes the repeat shortcut
@@ -83,7 +89,7 @@ def _run(steps: list[tuple[Any, ...]], mode: str, fast: bool) -> tuple[object, .
         meter.session,
         meter.snapshots,
         lat,
-        None if pending is None else (pending.first_audio, pending.audio_bytes),
+        None if pending is None else (pending.first_audio, pending.first_text, pending.audio_bytes),
     )
 
 

@@ -346,10 +346,15 @@ def test_unknown_model_passes_unchanged_with_one_warning(
         generation_config=T.GenerationConfig(thinking_config=T.ThinkingConfig(thinking_budget=1)),
         tools=[T.Tool.functions(_decl("a", "BLOCKING"))],
     )
+    models._WARNED_UNKNOWN.discard(setup.model)
     caplog.set_level(logging.WARNING, logger="gemini_live")
     assert models.adapt_setup(setup, vertex=False) is setup
     (warning,) = _warnings(caplog)
     assert "gemini-9.9-hyper-live" in warning and "unknown model" in warning
+    # The next session with the same model does not repeat it (hundreds of sessions would).
+    caplog.clear()
+    assert models.adapt_setup(setup, vertex=False) is setup
+    assert not _warnings(caplog)
 
 
 def test_nothing_to_change_returns_the_same_object() -> None:

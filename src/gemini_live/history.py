@@ -251,12 +251,12 @@ class History:
     def observe(self, event: ev.Event) -> None:
         """Feed one session event."""
         p = self._pending
-        if isinstance(event, ev.InputTranscription):
-            if not event.interim and event.text:
-                p.user.append(event.text)
-        elif isinstance(event, ev.OutputTranscription):
+        if isinstance(event, ev.OutputTranscription):  # the most frequent first
             if event.text:
                 p.model.append(event.text)
+        elif isinstance(event, ev.InputTranscription):
+            if not event.interim and event.text:
+                p.user.append(event.text)
         elif isinstance(event, ev.ModelText):
             if not event.thought and event.text:
                 p.model.append(event.text)

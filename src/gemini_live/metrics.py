@@ -679,6 +679,21 @@ def observe_audio(
             tracker.on_event(event, now)
 
 
+def observe_transcript(
+    meter: UsageMeter, tracker: LatencyTracker | None, event: ev.OutputTranscription, now: float
+) -> None:
+    """:func:`observe` for an :class:`~gemini_live.events.OutputTranscription` (the words
+    that come with the audio): like :func:`observe_audio`, the turn bookkeeping runs once
+    per turn and the first text is stamped once."""
+    current = meter._current
+    if current is not None and current.complete and meter._grace:
+        meter.start_turn()
+    if tracker is not None and event.text:
+        p = tracker._pending
+        if p is None or p.first_text is None:
+            tracker.on_event(event, now)
+
+
 def observe_input(meter: UsageMeter | None, tracker: LatencyTracker | None, now: float) -> None:
     """Record that the user just sent input (call after each send_*)."""
     if meter is not None:

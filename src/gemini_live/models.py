@@ -15,7 +15,8 @@ unverified fact only ever produces a warning, never a change or an error.
   required ``thinkingLevel`` defaults to ``LOW``);
 * what cannot is a :class:`~gemini_live.errors.ConfigError` naming the model and the field
   (e.g. a ``thinkingLevel`` on 2.5, which takes a budget);
-* an unknown model id passes unchanged with one warning.
+* an unknown model id passes unchanged with one warning (once per model id and process;
+  later sessions log it at DEBUG).
 
 The function is pure: the setup passed in is never modified; a changed copy is returned.
 """
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gemini_live")
+#: Unknown model ids already warned about in this process.
+_WARNED_UNKNOWN: set[str] = set()
 
 Backend = Literal["gemini", "vertex"]
 ThinkingKnob = Literal["budget", "level", "none"]
@@ -684,11 +687,17 @@ def adapt_setup(setup: Setup, *, vertex: bool) -> Setup:
     response modality the family does not produce, a feature switched on that the family
     does not have (affective dialog / proactivity on 3.x), and ``proactiveAudio: false``
     on 3.8, and ``translationConfig`` on Vertex AI (``vertex=True``; Gemini API only). An
-    unknown model id is returned unchanged with one warning.
+    unknown model id is returned unchanged with one warning (the first time per process;
+    DEBUG after that).
     """
     fam = family_of(setup.model)
     if fam is None:
-        logger.warning(
+        # Once per model id and process at WARNING (a server with hundreds of sessions
+        # would repeat it for each); later sessions log it at DEBUG.
+        first = setup.model not in _WARNED_UNKNOWN
+        _WARNED_UNKNOWN.add(setup.model)
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
             "%s: unknown model; the setup is sent unchanged (known families: %s)",
             setup.model,
             ", ".join(f.name for f in FAMILIES),

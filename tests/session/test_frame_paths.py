@@ -1,0 +1,119 @@
+"""The session's shortcuts for frames of audio and output transcription give exactly what
+the general frame path gives: the same events, history, usage, latencies and watchdog."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+
+import gemini_live as gl
+from gemini_live import events as ev
+from gemini_live import session as session_module
+from gemini_live.testing import FakeLiveServer
+
+from .conftest import config_for
+
+_AUDIO = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAABAAIAAwA="}}
+
+
+def frame(obj: object, rng: random.Random) -> bytes:
+    # Both layouts the service and our own server use, so the codec's fast path and its
+    # general path are both exercised.
+    if rng.random() < 0.5:
+        return (json.dumps(obj, indent=2) + "\n").encode()
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def script(seed: int) -> list[bytes]:
+    """A random conversation: turns of audio, audio + words, words alone, user words,
+    turn ends (some IN_PROGRESS, which arm the watchdog) with usage."""
+    rng = random.Random(seed)
+    out: list[bytes] = []
+    for turn in range(rng.randint(1, 6)):
+        if rng.random() < 0.7:
+            user = {"inputTranscription": {"text": f"question {turn}"}}
+            out.append(frame({"serverContent": user}, rng))
+        for _ in range(rng.randint(0, 12)):
+            r = rng.random()
+            words = {"text": rng.choice(["Hello", " there", "", " ok"])}
+            if r < 0.4:
+                content: dict[str, object] = {"modelTurn": {"parts": [_AUDIO]}}
+            elif r < 0.8:
+                content = {"modelTurn": {"parts": [_AUDIO]}, "outputTranscription": words}
+            else:
+                content = {"outputTranscription": words}
+            out.append(frame({"serverContent": content}, rng))
+        end: dict[str, object] = {"turnComplete": True}
+        if rng.random() < 0.4:
+            end["interactionStatus"] = "IN_PROGRESS"
+        usage = {"promptTokenCount": 10 + turn, "responseTokenCount": 5, "totalTokenCount": 15}
+        out.append(frame({"serverContent": end, "usageMetadata": usage}, rng))
+    # End mid-answer after an IN_PROGRESS turn end half of the time: the watchdog's
+    # deadline then depends on the last frames of model output.
+    if seed % 2:
+        status = {"turnComplete": True, "interactionStatus": "IN_PROGRESS"}
+        out.append(frame({"serverContent": status}, rng))
+        words = {"text": "still thinking"}
+        for _ in range(3):
+            content = {"modelTurn": {"parts": [_AUDIO]}, "outputTranscription": words}
+            out.append(frame({"serverContent": content}, rng))
+    return out
+
+
+async def replay(server: FakeLiveServer, frames: list[bytes]) -> tuple[object, ...]:
+    seen: list[ev.Event] = []
+    async with gl.connect(config_for(server, "memory", main_stream=False)) as session:
+        session.on_event(seen.append)
+        start = time.monotonic()  # the session's clock: the watchdog's timer runs on it
+        for i, data in enumerate(frames):
+            session._on_frame(data, start + i * 0.001)
+        assert session.history is not None and session.usage is not None
+        history = [(e.role, e.kind, e.text) for e in session.history.entries]
+        pending = session.history._pending
+        usage = [(t.index, t.tokens, t.snapshots, t.complete) for t in session.usage.turns]
+        assert session.latency is not None
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round(t - start, 6)
+
+        latency = [
+            (t.index, rel(t.first_audio), rel(t.first_text), t.audio_bytes, rel(t.turn_complete))
+            for t in session.latency.turns
+        ]
+        dog = session._watchdog.deadline()
+        dog = rel(dog)
+    return (
+        [e for e in seen if not isinstance(e, ev.SetupComplete)],
+        history,
+        (list(pending.user), list(pending.model), pending.model_kind),
+        usage,
+        latency,
+        dog,
+    )
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_stream_path_matches_the_general_path(
+    server: FakeLiveServer, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = script(seed)
+    fast = await replay(server, frames)
+    monkeypatch.setattr(session_module, "_is_stream", lambda events: False)
+    plain = await replay(server, frames)
+    assert fast == plain
+    if seed % 2:
+        assert fast[-1] is not None  # ended with the watchdog armed
+
+
+def test_stream_path_takes_only_audio_and_output_words() -> None:
+    audio = ev.ModelAudio(b"\x00\x00")
+    words = ev.OutputTranscription("hi")
+    assert session_module._is_stream([audio, words])
+    assert session_module._is_stream([words])
+    assert not session_module._is_stream([])
+    assert not session_module._is_stream([audio, ev.InputTranscription("x")])
+    assert not session_module._is_stream([audio, ev.TurnComplete()])
+    assert not session_module._is_stream([words, ev.GenerationComplete()])
