@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from gemini_live import events as ev
 from gemini_live.errors import ConfigError
 from gemini_live.models import family_of
@@ -69,9 +71,9 @@ def _compact(value: Any) -> str:
     return text if len(text) <= _TOOL_CHARS else text[: _TOOL_CHARS - 3] + "..."
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One thing said or done in the conversation."""
+class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
+    """One thing said or done in the conversation (untracked by the garbage collector:
+    only strings inside, and a long conversation keeps many)."""
 
     role: Role
     kind: Kind

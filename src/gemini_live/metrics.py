@@ -31,8 +31,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from gemini_live import events as ev
 from gemini_live.types import UnsetType, UsageMetadata
@@ -90,9 +92,13 @@ def _add_map(a: Mapping[str, int], b: Mapping[str, int], sign: int = 1) -> dict[
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class TokenCounts:
-    """Token counts, normalised across backends. Modality maps are keyed TEXT/AUDIO/..."""
+class TokenCounts(msgspec.Struct, frozen=True, gc=False):
+    """Token counts, normalised across backends. Modality maps are keyed TEXT/AUDIO/...
+
+    Like every per-turn record here, a Struct the garbage collector does not track (its
+    fields hold no objects that could refer back to it): a server keeps thousands of them
+    and the collector's full passes would walk each one (ADR 31).
+    """
 
     prompt: int = 0
     response: int = 0
@@ -100,10 +106,10 @@ class TokenCounts:
     thoughts: int = 0
     tool_use_prompt: int = 0
     cached: int = 0
-    prompt_by_modality: Mapping[str, int] = field(default_factory=dict)
-    response_by_modality: Mapping[str, int] = field(default_factory=dict)
-    cached_by_modality: Mapping[str, int] = field(default_factory=dict)
-    tool_use_by_modality: Mapping[str, int] = field(default_factory=dict)
+    prompt_by_modality: Mapping[str, int] = msgspec.field(default_factory=dict)
+    response_by_modality: Mapping[str, int] = msgspec.field(default_factory=dict)
+    cached_by_modality: Mapping[str, int] = msgspec.field(default_factory=dict)
+    tool_use_by_modality: Mapping[str, int] = msgspec.field(default_factory=dict)
 
     @classmethod
     def from_usage(cls, usage: UsageMetadata) -> TokenCounts:
@@ -251,8 +257,7 @@ class PriceTable:
         return c / 1_000_000
 
 
-@dataclass(slots=True)
-class TurnUsage:
+class TurnUsage(msgspec.Struct, gc=False):
     """Usage of one turn: the field-wise maximum of its snapshots."""
 
     index: int
@@ -420,8 +425,7 @@ def format_ms(seconds: float | None) -> str:
     return f"{v:.1f} ms" if v < 10 else f"{v:.0f} ms"
 
 
-@dataclass(slots=True)
-class TurnLatency:
+class TurnLatency(msgspec.Struct, gc=False):
     """Timestamps (monotonic seconds) of one turn and the derived latencies.
 
     ``input_end`` is None for a turn the model started on its own (for example the reply

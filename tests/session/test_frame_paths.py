@@ -3,6 +3,7 @@ the general frame path gives: the same events, history, usage, latencies and wat
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import time
@@ -117,3 +118,65 @@ def test_stream_path_takes_only_audio_and_output_words() -> None:
     assert not session_module._is_stream([audio, ev.InputTranscription("x")])
     assert not session_module._is_stream([audio, ev.TurnComplete()])
     assert not session_module._is_stream([words, ev.GenerationComplete()])
+
+
+def test_per_turn_records_are_not_tracked_by_the_collector() -> None:
+    from gemini_live.history import HistoryEntry
+    from gemini_live.metrics import TokenCounts, TurnLatency, TurnUsage
+
+    tokens = TokenCounts(prompt=3, prompt_by_modality={"AUDIO": 3})
+    for record in (
+        TurnLatency(1),
+        TurnUsage(1, tokens),
+        tokens,
+        HistoryEntry("user", "transcript", "hi"),
+    ):
+        assert not gc.is_tracked(record), type(record).__name__
+
+
+async def test_a_long_conversation_does_not_grow_the_collectors_work(
+    server: FakeLiveServer,
+) -> None:
+    # A server holds many sessions for a long time: what a session keeps per turn (history,
+    # usage, latency) must not add objects for the collector's full passes to walk.
+    rng = random.Random(5)
+    turn = [
+        frame({"serverContent": {"inputTranscription": {"text": "a question"}}}, rng),
+        *(
+            frame(
+                {
+                    "serverContent": {
+                        "modelTurn": {"parts": [_AUDIO]},
+                        "outputTranscription": {"text": " word"},
+                    }
+                },
+                rng,
+            )
+            for _ in range(5)
+        ),
+        frame(
+            {
+                "serverContent": {"turnComplete": True},
+                "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 9},
+            },
+            rng,
+        ),
+    ]
+    config = config_for(server, "memory", main_stream=False, history_max_entries=500)
+    async with gl.connect(config) as session:
+        session.on_event(lambda e: None)
+        start = time.monotonic()
+
+        def play(turns: int) -> None:
+            for _ in range(turns):
+                for data in turn:
+                    session._on_frame(data, start)
+
+        play(20)
+        gc.collect()
+        before = len(gc.get_objects())
+        play(200)
+        gc.collect()
+        grown = len(gc.get_objects()) - before
+        assert session.history is not None and len(session.history.entries) >= 400
+    assert grown < 40, grown
