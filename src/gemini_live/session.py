@@ -21,15 +21,14 @@ import itertools
 import logging
 import time
 import weakref
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from gemini_live import events as ev
+from gemini_live._stream import _Subscriber
 from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig
 from gemini_live.errors import (
-    ConcurrencyError,
     ConfigError,
     GeminiLiveError,
     SessionClosedError,
@@ -103,171 +102,6 @@ def _is_stream(events: list[ev.Event]) -> bool:
         if type(event) not in _STREAM_TYPES:
             return False
     return bool(events)
-
-
-class _Gate:
-    """What a waiting consumer's task sleeps on: one per subscriber, reused for every wait.
-
-    A fresh ``asyncio.Future`` per wait, with the coroutine and iterator around it, lives
-    from one event to the next (20-40 ms in a conversation). With hundreds of sessions in a
-    loop those objects outlive the young generation of the garbage collector, reach the old
-    one and trigger full collections (30-70 ms pauses at 400+ sessions, ADR 31). The gate
-    is the Future protocol a Task needs (``_asyncio_future_blocking``, ``get_loop``,
-    ``add_done_callback``, ``result``, ``cancel``) on one long-lived object, and its own
-    ``__await__`` iterator: the first step yields the gate, the step after the wake-up
-    returns.
-    """
-
-    __slots__ = ("_asyncio_future_blocking", "_callback", "_cancelled", "_context", "_loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._asyncio_future_blocking = False
-        self._callback: Callable[[Any], object] | None = None
-        self._context: Any = None
-        self._cancelled: BaseException | None = None
-
-    # -- what asyncio.Task calls --------------------------------------------------------------
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def add_done_callback(self, fn: Callable[[Any], object], *, context: Any = None) -> None:
-        self._callback = fn
-        self._context = context
-
-    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        if self._callback is fn:
-            self._callback = None
-            return 1
-        return 0
-
-    def done(self) -> bool:
-        return self._callback is None
-
-    def cancelled(self) -> bool:
-        return self._cancelled is not None
-
-    def result(self) -> None:
-        exc = self._cancelled
-        if exc is not None:
-            self._cancelled = None
-            raise exc
-
-    def cancel(self, msg: Any = None) -> bool:
-        if self._callback is None:
-            return False  # already woken: the Task cancels itself on its next step
-        self._cancelled = asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
-        self.open()
-        return True
-
-    # -- what the subscriber calls ------------------------------------------------------------
-
-    def open(self) -> None:
-        """Wake the task waiting on the gate, if one is."""
-        fn = self._callback
-        if fn is not None:
-            self._callback = None
-            self._loop.call_soon(fn, self, context=self._context)
-
-    # -- await protocol: yield the gate once, then return -------------------------------------
-
-    def __await__(self) -> Generator[Any, None, None]:
-        self._cancelled = None
-        self._asyncio_future_blocking = True
-        return cast("Generator[Any, None, None]", self)
-
-    def __iter__(self) -> _Gate:
-        return self
-
-    def __next__(self) -> _Gate:
-        if self._asyncio_future_blocking:
-            return self  # the Task sees a blocking future and sets the flag back to False
-        raise StopIteration
-
-    def send(self, value: object) -> _Gate:
-        return self.__next__()
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> _Gate:
-        self._callback = None
-        self._asyncio_future_blocking = False
-        if val is None:
-            val = typ() if isinstance(typ, type) else typ
-        raise val
-
-    def close(self) -> None:
-        self._callback = None
-        self._asyncio_future_blocking = False
-
-
-class _Subscriber:
-    """One consumer's view of the event stream: a bounded queue with a lag counter.
-
-    It is its own async iterator, for ONE task at a time (a second task gets
-    :class:`~gemini_live.errors.ConcurrencyError`). Cancelling a pending ``__anext__`` is
-    safe: no event is lost. On overflow the oldest event is dropped and counted; the
-    consumer then receives ``Lagged(count)`` before the events that are left. After the
-    session ends it drains what is queued, then stops (raising the session's error if it
-    failed).
-    """
-
-    __slots__ = ("__weakref__", "_buf", "_ended", "_gate", "_lag", "_max", "_session", "_waiting")
-
-    def __init__(self, session: Session, maxlen: int) -> None:
-        self._buf: deque[ev.Event] = deque()
-        self._max = maxlen
-        self._lag = 0
-        self._gate: _Gate | None = None
-        self._waiting = False
-        self._ended = False
-        self._session = session
-
-    def push(self, event: ev.Event) -> None:
-        buf = self._buf
-        if len(buf) >= self._max:
-            buf.popleft()
-            self._lag += 1
-            self._session.stats.lagged_events += 1
-        buf.append(event)
-        if self._waiting:
-            self._gate.open()  # type: ignore[union-attr]  # set whenever _waiting is
-
-    def end(self) -> None:
-        self._ended = True
-        if self._waiting:
-            self._gate.open()  # type: ignore[union-attr]
-
-    def __aiter__(self) -> _Subscriber:
-        return self
-
-    async def __anext__(self) -> ev.Event:
-        # Hot path: one coroutine; a wait reuses the subscriber's gate (no Future).
-        while True:
-            if self._lag:
-                n, self._lag = self._lag, 0
-                return ev.Lagged(n)
-            buf = self._buf
-            if buf:
-                return buf.popleft()
-            if self._ended:
-                err = self._session.error
-                if err is not None:
-                    raise err
-                raise StopAsyncIteration
-            if self._waiting:
-                raise ConcurrencyError(
-                    "another task is already iterating this event stream; use "
-                    "session.events() for an independent stream per consumer"
-                )
-            gate = self._gate
-            loop = asyncio.get_running_loop()
-            if gate is None or gate._loop is not loop:
-                gate = self._gate = _Gate(loop)
-            self._waiting = True
-            try:
-                await gate
-            finally:
-                self._waiting = False
 
 
 class _ConnHandler:

@@ -17,8 +17,9 @@ from typing import Any, cast
 import pytest
 
 from gemini_live import events as ev
+from gemini_live._stream import _Subscriber
 from gemini_live.errors import ConcurrencyError, TransportError
-from gemini_live.session import Session, _Subscriber
+from gemini_live.session import Session
 
 
 def make_sub(maxlen: int = 100) -> tuple[_Subscriber, SimpleNamespace]:
