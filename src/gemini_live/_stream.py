@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, cast
 
 from gemini_live import events as ev
@@ -26,10 +26,10 @@ class _Gate:
     from one event to the next (20-40 ms in a conversation). With hundreds of sessions in a
     loop those objects outlive the young generation of the garbage collector, reach the old
     one and trigger full collections (30-70 ms pauses at 400+ sessions, ADR 31). The gate
-    is the Future protocol a Task needs (``_asyncio_future_blocking``, ``get_loop``,
-    ``add_done_callback``, ``result``, ``cancel``) on one long-lived object, and its own
-    ``__await__`` iterator: the first step yields the gate, the step after the wake-up
-    returns.
+    is the part of the Future protocol a Task uses (``_asyncio_future_blocking``,
+    ``get_loop``, ``add_done_callback``, ``result``, ``cancel``) on one long-lived object.
+    It is only ever yielded to the Task by :class:`_Next`, never handed to user code (where
+    ``asyncio.isfuture`` would take it for a Future).
     """
 
     __slots__ = ("_asyncio_future_blocking", "_callback", "_cancelled", "_context", "_loop")
@@ -84,34 +84,72 @@ class _Gate:
             self._callback = None
             self._loop.call_soon(fn, self, context=self._context)
 
-    # -- await protocol: yield the gate once, then return -------------------------------------
+    def reset(self) -> None:
+        self._callback = None
+        self._asyncio_future_blocking = False
 
-    def __await__(self) -> Generator[Any, None, None]:
-        self._cancelled = None
-        self._asyncio_future_blocking = True
-        return cast("Generator[Any, None, None]", self)
 
-    def __iter__(self) -> _Gate:
+class _Next(Coroutine[Any, Any, ev.Event]):
+    """What ``__anext__`` returns when nothing is queued: an awaitable (and its own
+    iterator, so no coroutine is created per wait) whose steps take the next event, or
+    yield the gate to the Task until :meth:`_Subscriber.push` opens it. It has the
+    coroutine protocol (``send``, ``throw``, ``close``), so ``asyncio.create_task`` and
+    ``asyncio.wait_for`` take it as they take ``anext()`` of any async iterator."""
+
+    __slots__ = ("_gate", "_sub")
+
+    def __init__(self, sub: _Subscriber, gate: _Gate) -> None:
+        self._sub = sub
+        self._gate = gate
+
+    def __await__(self) -> Generator[Any, None, ev.Event]:
+        self._gate._cancelled = None
+        return cast("Generator[Any, None, ev.Event]", self)
+
+    def __iter__(self) -> _Next:
         return self
 
     def __next__(self) -> _Gate:
-        if self._asyncio_future_blocking:
-            return self  # the Task sees a blocking future and sets the flag back to False
-        raise StopIteration
+        sub = self._sub
+        gate = self._gate
+        buf = sub._buf
+        if buf and not sub._lag:  # the usual wake-up: one event queued
+            sub._waiting = False
+            raise StopIteration(buf.popleft())
+        try:
+            event = sub._take()
+        except BaseException:
+            sub._waiting = False
+            raise
+        if event is not None:
+            sub._waiting = False
+            raise StopIteration(event)
+        if sub._waiting and gate._callback is not None:
+            raise _concurrent()  # another task is registered on the gate
+        sub._waiting = True
+        gate._asyncio_future_blocking = True
+        return gate
 
     def send(self, value: object) -> _Gate:
         return self.__next__()
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> _Gate:
-        self._callback = None
-        self._asyncio_future_blocking = False
+        self._sub._waiting = False
+        self._gate.reset()
         if val is None:
             val = typ() if isinstance(typ, type) else typ
         raise val
 
     def close(self) -> None:
-        self._callback = None
-        self._asyncio_future_blocking = False
+        self._sub._waiting = False
+        self._gate.reset()
+
+
+def _concurrent() -> ConcurrencyError:
+    return ConcurrencyError(
+        "another task is already iterating this event stream; use "
+        "session.events() for an independent stream per consumer"
+    )
 
 
 class _Subscriber:
@@ -125,16 +163,20 @@ class _Subscriber:
     failed).
     """
 
-    __slots__ = ("__weakref__", "_buf", "_ended", "_gate", "_lag", "_max", "_session", "_waiting")
+    __slots__ = ("__weakref__", "_buf", "_ended", "_lag", "_max", "_next", "_session", "_waiting")
 
     def __init__(self, session: Session, maxlen: int) -> None:
         self._buf: deque[ev.Event] = deque()
         self._max = maxlen
         self._lag = 0
-        self._gate: _Gate | None = None
+        self._next: _Next | None = None
         self._waiting = False
         self._ended = False
         self._session = session
+
+    @property
+    def _gate(self) -> _Gate | None:
+        return None if self._next is None else self._next._gate
 
     def push(self, event: ev.Event) -> None:
         buf = self._buf
@@ -144,41 +186,45 @@ class _Subscriber:
             self._session.stats.lagged_events += 1
         buf.append(event)
         if self._waiting:
-            self._gate.open()  # type: ignore[union-attr]  # set whenever _waiting is
+            self._next._gate.open()  # type: ignore[union-attr]  # set whenever _waiting is
 
     def end(self) -> None:
         self._ended = True
         if self._waiting:
-            self._gate.open()  # type: ignore[union-attr]
+            self._next._gate.open()  # type: ignore[union-attr]
 
     def __aiter__(self) -> _Subscriber:
         return self
 
-    async def __anext__(self) -> ev.Event:
-        # Hot path: one coroutine; a wait reuses the subscriber's gate (no Future).
-        while True:
-            if self._lag:
-                n, self._lag = self._lag, 0
-                return ev.Lagged(n)
-            buf = self._buf
-            if buf:
-                return buf.popleft()
-            if self._ended:
-                err = self._session.error
-                if err is not None:
-                    raise err
-                raise StopAsyncIteration
-            if self._waiting:
-                raise ConcurrencyError(
-                    "another task is already iterating this event stream; use "
-                    "session.events() for an independent stream per consumer"
-                )
-            gate = self._gate
-            loop = asyncio.get_running_loop()
-            if gate is None or gate._loop is not loop:
-                gate = self._gate = _Gate(loop)
-            self._waiting = True
-            try:
-                await gate
-            finally:
-                self._waiting = False
+    def __anext__(self) -> Coroutine[Any, Any, ev.Event]:
+        # Something to return: a coroutine that completes at once (the cheapest awaitable
+        # that carries a value). Nothing: the reusable _Next (no coroutine per wait).
+        if self._lag or self._buf or self._ended:
+            return self._now()
+        if self._waiting:
+            raise _concurrent()
+        nxt = self._next
+        loop = asyncio.get_running_loop()
+        if nxt is None or nxt._gate._loop is not loop:
+            nxt = self._next = _Next(self, _Gate(loop))
+        return nxt
+
+    async def _now(self) -> ev.Event:
+        event = self._take()
+        assert event is not None
+        return event
+
+    def _take(self) -> ev.Event | None:
+        """The next event, or None when the consumer has to wait; raises at the end."""
+        if self._lag:
+            n, self._lag = self._lag, 0
+            return ev.Lagged(n)
+        buf = self._buf
+        if buf:
+            return buf.popleft()
+        if self._ended:
+            err = self._session.error
+            if err is not None:
+                raise err
+            raise StopAsyncIteration
+        return None

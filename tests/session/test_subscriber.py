@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import types
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -158,10 +159,10 @@ async def test_second_consumer_gets_concurrency_error_first_keeps_working() -> N
 
 async def test_closing_a_waiting_consumer_coroutine_resets_the_stream() -> None:
     sub, _ = make_sub()
-    coro = sub.__anext__()
-    yielded = coro.send(None)  # runs to the wait without a Task
+    steps = sub.__anext__().__await__()
+    yielded = steps.send(None)  # runs to the wait without a Task
     assert yielded is sub._gate and waiting(sub)
-    coro.close()
+    steps.close()
     assert not waiting(sub)
     sub.push(audio(4))
     async with asyncio.timeout(5):
@@ -180,17 +181,18 @@ async def test_overflow_while_waiting_reports_lagged_first() -> None:
     assert fake.stats.lagged_events == 3
 
 
-async def test_waiting_allocates_no_future() -> None:
+async def test_waiting_allocates_no_future_and_no_coroutine() -> None:
     # 200 consumers waiting at once: with a Future per wait there would be 200 more.
     subs = [make_sub()[0] for _ in range(200)]
 
-    def futures() -> int:
-        return sum(1 for o in gc.get_objects() if type(o) is asyncio.Future)
+    def count(kind: type) -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is kind)
 
-    before = futures()
+    futures, coroutines = count(asyncio.Future), count(types.CoroutineType)
     tasks = [asyncio.get_running_loop().create_task(anext(s)) for s in subs]
     await until(lambda: all(s._waiting for s in subs))
-    assert futures() - before < 20
+    assert count(asyncio.Future) - futures < 20
+    assert count(types.CoroutineType) - coroutines < 20  # no coroutine per wait either
     for i, s in enumerate(subs):
         s.push(audio(i))
     async with asyncio.timeout(5):
@@ -236,3 +238,18 @@ def test_uvloop_waits_and_cancels() -> None:
             assert await anext(sub) == audio(8)
 
     uvloop.run(main())
+
+
+async def test_anext_works_with_asyncio_helpers_and_is_not_a_future() -> None:
+    sub, _ = make_sub()
+    waiting_next = anext(sub)
+    assert not asyncio.isfuture(waiting_next)  # the gate is never handed out
+    task = asyncio.ensure_future(waiting_next)
+    gathered = asyncio.gather(asyncio.shield(task))
+    await until(lambda: waiting(sub))
+    sub.push(audio(9))
+    async with asyncio.timeout(5):
+        assert list(await gathered) == [audio(9)]
+    sub.push(audio(10))
+    async with asyncio.timeout(5):
+        assert await asyncio.create_task(anext(sub)) == audio(10)  # queued: a coroutine
