@@ -210,8 +210,12 @@ class _Subscriber:
         return nxt
 
     async def _now(self) -> ev.Event:
+        buf = self._buf
+        if buf and not self._lag:
+            return buf.popleft()
         event = self._take()
-        assert event is not None
+        if event is None:  # another reader took it between __anext__ and the await
+            return await self.__anext__()
         return event
 
     def _take(self) -> ev.Event | None:

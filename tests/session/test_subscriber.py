@@ -253,3 +253,16 @@ async def test_anext_works_with_asyncio_helpers_and_is_not_a_future() -> None:
     sub.push(audio(10))
     async with asyncio.timeout(5):
         assert await asyncio.create_task(anext(sub)) == audio(10)  # queued: a coroutine
+
+
+async def test_an_anext_whose_event_was_taken_before_it_was_awaited_waits() -> None:
+    sub, _ = make_sub()
+    sub.push(audio(1))
+    first = sub.__anext__()  # something is queued: a coroutine that returns at once
+    async with asyncio.timeout(5):
+        assert await anext(sub) == audio(1)  # ...but another read takes the event first
+    task = asyncio.ensure_future(first)
+    await until(lambda: waiting(sub))
+    sub.push(audio(2))
+    async with asyncio.timeout(5):
+        assert await task == audio(2)
