@@ -10,6 +10,7 @@ import signal
 import sys
 import urllib.request
 
+import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Origin
 
@@ -69,3 +70,33 @@ async def test_web_command_serves_page_and_relay_offline() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_serve_ends_with_keyboard_interrupt_when_uvicorn_caught_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvicorn re-raises the signal it caught once it has shut down; if that does not reach
+    # the caller, serve() still ends as Ctrl-C does (the CLI then exits with 130).
+    import socket
+    from types import SimpleNamespace
+
+    from gemini_live.web import _app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+
+    class StoppedByCtrlC:
+        started = True
+        servers = [SimpleNamespace(sockets=[sock])]
+        _captured_signals = [signal.SIGINT]
+
+        async def serve(self) -> None:
+            return None
+
+    monkeypatch.setattr(_app, "_uvicorn_server", lambda *a: StoppedByCtrlC())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            async with asyncio.timeout(5):
+                await _app.serve(object())
+    finally:
+        sock.close()
