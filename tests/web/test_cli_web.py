@@ -87,8 +87,8 @@ async def test_serve_ends_with_keyboard_interrupt_when_uvicorn_caught_ctrl_c(
 
     class StoppedByCtrlC:
         started = True
-        servers = [SimpleNamespace(sockets=[sock])]
-        _captured_signals = [signal.SIGINT]
+        servers = (SimpleNamespace(sockets=[sock]),)
+        _captured_signals = (signal.SIGINT,)
 
         async def serve(self) -> None:
             return None
