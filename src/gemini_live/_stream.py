@@ -50,18 +50,6 @@ class _Gate:
         self._callback = fn
         self._context = context
 
-    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
-        if self._callback is fn:
-            self._callback = None
-            return 1
-        return 0
-
-    def done(self) -> bool:
-        return self._callback is None
-
-    def cancelled(self) -> bool:
-        return self._cancelled is not None
-
     def result(self) -> None:
         exc = self._cancelled
         if exc is not None:
@@ -173,10 +161,6 @@ class _Subscriber:
         self._waiting = False
         self._ended = False
         self._session = session
-
-    @property
-    def _gate(self) -> _Gate | None:
-        return None if self._next is None else self._next._gate
 
     def push(self, event: ev.Event) -> None:
         buf = self._buf

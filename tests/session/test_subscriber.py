@@ -37,6 +37,11 @@ async def until(cond: Callable[[], bool], steps: int = 1000) -> None:
     raise AssertionError("condition not reached")
 
 
+def gate_of(sub: _Subscriber) -> object:
+    """The gate the subscriber's consumer sleeps on (None before its first wait)."""
+    return None if sub._next is None else sub._next._gate
+
+
 def waiting(sub: _Subscriber) -> bool:
     return sub._waiting  # a call: mypy does not narrow it across statements
 
@@ -59,7 +64,7 @@ async def test_waiting_consumer_is_woken_and_reuses_one_gate() -> None:
     gates = set()
     for i in range(5):
         await until(lambda: sub._waiting)
-        gates.add(id(sub._gate))
+        gates.add(id(gate_of(sub)))
         sub.push(audio(i))
     async with asyncio.timeout(5):
         await task
@@ -73,7 +78,7 @@ async def test_queued_events_are_returned_without_waiting() -> None:
         sub.push(audio(i))
     async with asyncio.timeout(5):
         assert [await anext(sub) for _ in range(3)] == [audio(i) for i in range(3)]
-    assert sub._gate is None  # never had to wait
+    assert gate_of(sub) is None  # never had to wait
 
 
 async def test_cancel_while_waiting_loses_nothing() -> None:
@@ -161,7 +166,7 @@ async def test_closing_a_waiting_consumer_coroutine_resets_the_stream() -> None:
     sub, _ = make_sub()
     steps = sub.__anext__().__await__()
     yielded = steps.send(None)  # runs to the wait without a Task
-    assert yielded is sub._gate and waiting(sub)
+    assert yielded is gate_of(sub) and waiting(sub)
     steps.close()
     assert not waiting(sub)
     sub.push(audio(4))
