@@ -31,6 +31,7 @@ import msgspec
 
 from gemini_live._asgi import Notifier
 from gemini_live.codec import encode_server
+from gemini_live.errors import redact
 from gemini_live.testing._canned import (
     API_KEY_INVALID,
     BEARER_INVALID,
@@ -601,7 +602,7 @@ class _ConnectionLogic:
                 "connection %d: closed %d %s(%d client messages)",
                 self.record.index,
                 code,
-                f"{reason!r} " if reason else "",
+                f"{redact(reason)!r} " if reason else "",
                 max(0, len(self.record.received) - 1),
             )
         self.record.mark_closed(code, reason)

@@ -38,8 +38,8 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import pybase64
 
-from gemini_live.auth import GEMINI_PATH_FMT
-from gemini_live.errors import ConnectError, redact
+from gemini_live.auth import GEMINI_PATH_FMT, is_credential_header, register_header_secrets
+from gemini_live.errors import CassetteError, ConnectError, redact, register_secret
 from gemini_live.testing._canned import pcm_rate
 from gemini_live.testing._normalize import normalize_keys
 from gemini_live.transport.base import Backend, CloseInfo, ConnectOptions, FrameHandler, Transport
@@ -66,10 +66,6 @@ GOOGLE_BASE: Final = "wss://generativelanguage.googleapis.com"
 _REDACTED_PREFIX: Final = "<base64 redacted: "
 #: Client message kinds that stream: consecutive ones are one step of a replay.
 STREAM_KINDS: Final = frozenset({"realtimeInput.audio", "realtimeInput.video"})
-
-
-class CassetteError(ValueError):
-    """A cassette file that cannot be read."""
 
 
 # --------------------------------------------------------------------------- writing
@@ -454,7 +450,9 @@ class RecordingProxy:
     both directions into a cassette. Point the app at :attr:`url` instead of Google.
 
     Credentials (``x-goog-api-key`` / ``Authorization`` headers, ``key`` /
-    ``access_token`` query parameters) are forwarded, never recorded.
+    ``access_token`` query parameters) are forwarded, never recorded; their values (and
+    those of any credential-looking header) are registered for redaction, so an upstream
+    that echoes one back does not get it into the file either.
     """
 
     def __init__(
@@ -519,6 +517,13 @@ class RecordingProxy:
             for k, v in request.headers.raw_items()
             if k.lower() in ("x-goog-api-key", "authorization", "x-goog-user-project")
         ]
+        # The proxy may run in another process than the app: what the app sent as a
+        # credential is registered here too, so an upstream that echoes it (a close
+        # reason, an error frame) never writes it into the cassette.
+        register_header_secrets(list(request.headers.raw_items()))
+        for name, value in urllib.parse.parse_qsl(urllib.parse.urlsplit(request.path).query):
+            if is_credential_header(name):
+                register_secret(value)
         conn = self.writer.next_connection()
         self.connections += 1
         target = self.upstream + "/" + request.path.lstrip("/")

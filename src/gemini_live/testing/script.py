@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
+from gemini_live.errors import ScriptError
+
 __all__ = [
     "Action",
     "AnyTurn",
@@ -67,10 +69,6 @@ __all__ = [
     "Utterance",
     "Wait",
 ]
-
-
-class ScriptError(ValueError):
-    """A script (Python or JSON) that cannot be understood."""
 
 
 # --------------------------------------------------------------------------- triggers
