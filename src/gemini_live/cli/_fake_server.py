@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -78,6 +79,14 @@ def run_fake_server(args: argparse.Namespace) -> int:
         "port": args.port,
         "assumed_playback": args.assumed_playback,
     }
+    for flag, given in (("--cassette", args.cassette), ("--script", args.script)):
+        # A missing file is a usage error (2); a file that is there but corrupt is 1.
+        if given and not os.path.isfile(given):
+            print(
+                f"gemini-live fake-server: {flag}: cannot read {given}: no such file",
+                file=sys.stderr,
+            )
+            return 2
     try:
         if args.cassette:
             server = FakeLiveServer.replay(Cassette.load(args.cassette), **options)
@@ -85,8 +94,10 @@ def run_fake_server(args: argparse.Namespace) -> int:
             script = Script.load(args.script) if args.script else None
             server = FakeLiveServer(script=script, **options)
     except (ScriptError, CassetteError, OSError) as exc:
-        print(f"gemini-live fake-server: {exc}", file=sys.stderr)
-        return 2
+        # One line, exit 1: a corrupt file is an error of the input, not a crash.
+        message = " ".join(str(exc).split())
+        print(f"gemini-live fake-server: {message}", file=sys.stderr)
+        return 1
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log = logging.getLogger("gemini_live.testing")

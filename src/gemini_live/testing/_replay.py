@@ -166,5 +166,4 @@ class _ReplayLogic(_ConnectionLogic):
                 else:
                     await self.close(code, reason)
                 return
-            assert item.frame is not None
-            await self.send_frame(item.frame)
+            await self.send_frame(item.payload())
