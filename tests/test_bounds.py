@@ -16,6 +16,7 @@ from gemini_live import events as ev
 from gemini_live.errors import ConfigError
 from gemini_live.history import History
 from gemini_live.transcript import Transcript
+from gemini_live.types import ClientContent
 
 MODEL_25 = "gemini-2.5-flash-native-audio-preview-09-2025"
 MODEL_3 = "gemini-3.1-flash-live-preview"
@@ -28,10 +29,10 @@ def _seed_chars(history: History, model: str) -> int:
     total = 0
     for message in seed.messages:
         content = message.client_content
-        assert not isinstance(content, type(None))
-        for turn in content.turns or []:  # type: ignore[union-attr]
-            for part in turn.parts or []:  # type: ignore[union-attr]
-                total += len(part.text) if isinstance(part.text, str) else 0
+        assert isinstance(content, ClientContent) and isinstance(content.turns, list)
+        for turn in content.turns:
+            assert isinstance(turn.parts, list)
+            total += sum(len(p.text) for p in turn.parts if isinstance(p.text, str))
     return total
 
 

@@ -157,6 +157,9 @@ class _Text:
     def __bool__(self) -> bool:
         return bool(self.parts)
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parts)
+
 
 @dataclass
 class _Pending:
