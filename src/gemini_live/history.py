@@ -132,6 +132,9 @@ class _Text:
         """Append ``text``; drop the oldest characters beyond ``limit``; return how many."""
         self.parts.append(text)
         self.chars += len(text)
+        return 0 if self.chars <= limit else self._cut(limit)
+
+    def _cut(self, limit: int) -> int:
         dropped = 0
         while self.chars > limit:
             head = self.parts[0]

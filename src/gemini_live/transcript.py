@@ -255,7 +255,9 @@ class Transcript:
                 seg.interim = ""
                 if event.finished:
                     seg.closed = True
-                self.cut_chars += seg._bound(self.max_segment_chars)
+                limit = self.max_segment_chars
+                if len(seg.text) > limit or len(seg.words) > limit:
+                    self.cut_chars += seg._bound(limit)
         elif isinstance(event, ev.OutputTranscription):
             seg = self._turn().model
             seg._meta(event)
@@ -264,7 +266,9 @@ class Transcript:
                 seg._pieces.append(_Piece(event.text, anchor))
                 seg.received_text += event.text
                 seg.text += event.text
-                self.cut_chars += seg._bound(self.max_segment_chars)
+                limit = self.max_segment_chars
+                if len(seg.received_text) > limit or len(seg.words) > limit:
+                    self.cut_chars += seg._bound(limit)
             if event.finished:
                 seg.closed = True
         elif isinstance(event, ev.ModelAudio):
