@@ -1,8 +1,7 @@
 """Credentials passed as extra headers never come back out (issue 18 item 6).
 
 A server (or a proxy in front of it) that echoes a header value in a close reason must
-not get it into a log line, ``session.error``, an OTel status (which is ``str(error)``)
-or a cassette. Only the bare token is echoed: ``Bearer <token>`` was caught by a pattern
+not get it into a log line, ``session.error``, an OpenTelemetry span or a cassette. Only the bare token is echoed: ``Bearer <token>`` was caught by a pattern
 before; a token alone, or a custom ``x-...-token`` header, was not.
 """
 
@@ -14,6 +13,10 @@ import logging
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
@@ -21,6 +24,7 @@ import gemini_live as gl
 from gemini_live import errors
 from gemini_live.auth import is_credential_header, register_header_secrets
 from gemini_live.errors import SecretRegistry, redact
+from gemini_live.otel import LiveTelemetry
 from gemini_live.testing import FakeLiveServer
 from gemini_live.testing.cassette import Recorder, RecordingProxy
 
@@ -63,9 +67,14 @@ async def test_an_echoed_header_credential_appears_nowhere(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     cassette = tmp_path / "echo.jsonl"
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    telemetry = LiveTelemetry(tracer_provider=tracer_provider)
     async with FakeLiveServer() as server:
         recorder = Recorder(cassette, "websockets")
         session = await gl.connect(_config(server.url, recorder))
+        telemetry.instrument(session)
         try:
             record = await server.wait_for_setup()
             assert record.headers["authorization"] == f"Bearer {BEARER}"
@@ -84,6 +93,12 @@ async def test_an_echoed_header_credential_appears_nowhere(
     assert raised.value is error
     shown = [str(error), repr(error), getattr(error, "reason", ""), caplog.text]
     shown.append(cassette.read_text(encoding="utf-8"))
+    finished = spans.get_finished_spans()
+    assert any(span.status.status_code is StatusCode.ERROR for span in finished)
+    for span in finished:
+        shown.append(str(span.status.description))
+        shown.append(repr(dict(span.attributes or {})))
+        shown.extend(repr(dict(e.attributes or {})) for e in span.events)
     for text in shown:
         for secret in (BEARER, CUSTOM, COOKIE):
             assert secret not in text
