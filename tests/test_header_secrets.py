@@ -1,8 +1,9 @@
 """Credentials passed as extra headers never come back out (issue 18 item 6).
 
 A server (or a proxy in front of it) that echoes a header value in a close reason must
-not get it into a log line, ``session.error``, an OpenTelemetry span or a cassette. Only the bare token is echoed: ``Bearer <token>`` was caught by a pattern
-before; a token alone, or a custom ``x-...-token`` header, was not.
+not get it into a log line, ``session.error``, an OpenTelemetry span or a cassette. Only
+the bare token is echoed: ``Bearer <token>`` was caught by a pattern before; a token
+alone, or a custom ``x-...-token`` header, was not.
 """
 
 from __future__ import annotations
