@@ -98,3 +98,26 @@ def test_longest_secret_first_and_forget(registry: SecretRegistry) -> None:
 def test_registry_bounds_must_be_sane() -> None:
     with pytest.raises(errors.ConfigError):
         SecretRegistry(max_recent=0)
+
+
+def test_registering_from_threads_while_redacting(registry: SecretRegistry) -> None:
+    import threading
+
+    errors_seen: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(5_000):
+                register_secret(f"thread-{n}-secret-{i:05d}")
+        except BaseException as exc:  # pragma: no cover - the failure being tested
+            errors_seen.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        redact("thread-0-secret-04999 and friends")
+    for t in threads:
+        t.join(timeout=30)
+    assert errors_seen == []
+    assert len(registry) <= registry.max_recent + registry.max_permanent

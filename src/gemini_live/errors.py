@@ -43,6 +43,7 @@ it to you; your tool raises it to tell the *model* what went wrong.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections import OrderedDict
 from typing import Final, Literal, Protocol
@@ -122,6 +123,7 @@ class SecretRegistry:
     all: it is redacted anyway. :attr:`evicted` counts secrets pushed out by the bounds.
     :func:`redact` walks a cached tuple of the kept secrets, longest first (so a secret
     that contains another is removed whole), rebuilt only when the set changes.
+    Changes take a lock: tokens may be registered from worker threads.
     """
 
     #: Shorter secrets are ignored: they would mangle ordinary text.
@@ -135,6 +137,7 @@ class SecretRegistry:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._permanent: OrderedDict[str, None] = OrderedDict()
         self._sorted: tuple[str, ...] | None = ()
+        self._lock = threading.Lock()
         #: Secrets pushed out of the registry by its bounds since it was created.
         self.evicted = 0
         #: Registrations not stored because the built-in patterns cover them.
@@ -157,6 +160,10 @@ class SecretRegistry:
         """Remember ``secret`` (see the class docstring for the tiers)."""
         if not isinstance(secret, str) or len(secret) < self.min_length:
             return
+        with self._lock:
+            self._register(secret, permanent)
+
+    def _register(self, secret: str, permanent: bool) -> None:
         if secret in self._permanent:
             self._permanent.move_to_end(secret)
             return
@@ -185,25 +192,29 @@ class SecretRegistry:
 
     def forget(self, secret: str) -> None:
         """Stop redacting ``secret`` (e.g. a token that has expired)."""
-        if secret in self._permanent:
-            del self._permanent[secret]
-            self._sorted = None
-        elif secret in self._recent:
-            del self._recent[secret]
-            self._sorted = None
+        with self._lock:
+            if secret in self._permanent:
+                del self._permanent[secret]
+                self._sorted = None
+            elif secret in self._recent:
+                del self._recent[secret]
+                self._sorted = None
 
     def clear(self) -> None:
-        self._recent.clear()
-        self._permanent.clear()
-        self._sorted = ()
+        """Forget every registered secret."""
+        with self._lock:
+            self._recent.clear()
+            self._permanent.clear()
+            self._sorted = ()
 
     def secrets(self) -> tuple[str, ...]:
         """The kept secrets, longest first (the order :func:`redact` replaces them in)."""
         kept = self._sorted
         if kept is None:
-            kept = self._sorted = tuple(
-                sorted((*self._permanent, *self._recent), key=len, reverse=True)
-            )
+            with self._lock:
+                kept = self._sorted = tuple(
+                    sorted((*self._permanent, *self._recent), key=len, reverse=True)
+                )
         return kept
 
     def scrub(self, text: str) -> str:
