@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
 from gemini_live.errors import ScriptError, excerpt
+from gemini_live.transport._common import sendable
 
 #: Largest script file :meth:`Script.load` reads.
 MAX_SCRIPT_BYTES: Final = 4 * 1024 * 1024
@@ -377,11 +378,9 @@ def _close(value: Any, where: str) -> tuple[int, str]:
         and isinstance(value[1], str)
     ):
         code, reason = value
-        if not 1000 <= code <= 4999:
-            raise ScriptError(f"{where}: close code {code} is not a WebSocket close code")
-        if len(reason.encode()) > 123:
-            raise ScriptError(f"{where}: close reason longer than 123 bytes")
-        return code, reason
+        if not sendable(code):  # 1006 is {"drop": true}
+            raise ScriptError(f"{where}: close code {code} cannot be sent in a close frame")
+        return code, reason  # a reason over 123 bytes is cut when sent, as the service does
     raise ScriptError(f"{where}: 'close' must be [code, reason]")
 
 
