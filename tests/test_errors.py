@@ -320,7 +320,7 @@ def test_redact(text: str, expected: str) -> None:
 
 
 def test_register_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(errors, "_extra_secrets", set())
+    monkeypatch.setattr(errors, "secret_registry", errors.SecretRegistry())
     errors.register_secret("s3cr3t-w31rd!")
     errors.register_secret("abc")  # too short: would mangle ordinary text
     assert redact("use s3cr3t-w31rd! twice: s3cr3t-w31rd!") == "use *** twice: ***"

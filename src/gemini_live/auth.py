@@ -8,7 +8,10 @@ Rules kept here and nowhere else:
 * Vertex AI uses ``Authorization: Bearer <oauth token>``; a ``bearer_provider`` is called
   again before every (re)connect so tokens are fresh.
 * Every credential is registered with :func:`gemini_live.errors.register_secret` and is
-  shown as ``***`` in every repr.
+  shown as ``***`` in every repr. So are the values of extra headers whose name looks
+  like a credential (:func:`register_header_secrets`: ``Authorization``, ``Cookie``,
+  ``x-goog-api-key``, any name with ``auth``, ``key``, ``token``, ``secret``, ...), so a
+  server that echoes one back never gets it into a log, an error or a cassette.
 * Everything is checked when it is built, before anything can reach the wire: a key or
   token is stripped of surrounding whitespace (a file or ``$ENV`` value often ends with a
   newline) and must then be printable ASCII without spaces, so it cannot inject a header;
@@ -40,6 +43,8 @@ __all__ = [
     "Endpoint",
     "EphemeralToken",
     "create_ephemeral_token",
+    "is_credential_header",
+    "register_header_secrets",
     "token_request_body",
     "vertex_model_path",
 ]
@@ -71,7 +76,7 @@ def _credential(what: str, value: object) -> str:
     cleaned = value.strip()
     if not cleaned:
         raise ConfigError(f"{what} is empty")
-    register_secret(cleaned)
+    register_secret(cleaned, permanent=True)
     bad = _NOT_TOKEN_CHAR.search(cleaned)
     if bad is not None:
         raise ConfigError(
@@ -79,6 +84,51 @@ def _credential(what: str, value: object) -> str:
             f"(U+{ord(bad.group()):04X} at position {bad.start()})"
         )
     return cleaned
+
+
+#: Header names that carry credentials (matched case-insensitively, anywhere in the name).
+_CREDENTIAL_NAME: Final = re.compile(
+    r"(?i)auth|cookie|key|token|secret|passw|session|signature|credential"
+)
+#: Words of an ``Authorization`` value that name the scheme, not the credential.
+_AUTH_SCHEMES: Final = frozenset(
+    {"bearer", "token", "basic", "digest", "negotiate", "ntlm", "hoba", "mutual", "dpop"}
+)
+#: Parts of a header value shorter than this are not registered on their own (they
+#: would mangle ordinary words); the whole value always is.
+_MIN_PART: Final = 8
+
+
+def is_credential_header(name: str) -> bool:
+    """True when a header named ``name`` may carry a credential (see the module docstring)."""
+    return _CREDENTIAL_NAME.search(name) is not None
+
+
+def register_header_secrets(headers: Sequence[tuple[str, str]]) -> int:
+    """Register the values of credential-looking headers for redaction; return how many.
+
+    The whole value is registered, and so are its parts: the words of
+    ``Bearer <token>`` / ``Basic <b64>`` but the scheme, and each ``name=value`` cookie's
+    value, so a server that echoes only the token is redacted too. Long-lived (the
+    registry's permanent tier), like API keys.
+    """
+    n = 0
+    for name, value in headers:
+        if not is_credential_header(name):
+            continue
+        whole = value.strip()
+        found = {whole} if len(whole) >= 4 else set()
+        for word in re.split(r"[\s;,]+", whole):
+            if word.lower() in _AUTH_SCHEMES:
+                continue
+            found.add(word)
+            if "=" in word:
+                found.add(word.split("=", 1)[1])
+        for secret in found:
+            if secret == whole or len(secret) >= _MIN_PART:
+                register_secret(secret, permanent=True)
+                n += 1
+    return n
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -21,7 +21,7 @@ from gemini_live import types
 from gemini_live._checks import non_negative, non_negative_int, positive, positive_int
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, check_rate
-from gemini_live.auth import Auth, Endpoint
+from gemini_live.auth import Auth, Endpoint, register_header_secrets
 from gemini_live.errors import AudioFormatError, ConfigError, GeminiLiveError
 from gemini_live.protocol import ResendWindow, check_types
 from gemini_live.transport._common import CLOSE_TIMEOUT, check_headers, mask_headers
@@ -96,6 +96,9 @@ class TransportConfig:
         if not isinstance(self.headers, tuple):
             raise ConfigError("headers must be a tuple of (name, value) string pairs")
         check_headers(self.headers)
+        # A server may echo a header back (a close reason, an error frame): credential
+        # headers are redacted like the API key from now on.
+        register_header_secrets(self.headers)
         positive("close_timeout", self.close_timeout)
 
     def __repr__(self) -> str:

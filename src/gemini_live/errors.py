@@ -4,7 +4,9 @@ Tree::
 
     GeminiLiveError
     ├── ConfigError                 local: a setting or argument is wrong (nothing was sent)
-    │   └── AudioFormatError        local: PCM/rate/dtype the Live API cannot take
+    │   ├── AudioFormatError        local: PCM/rate/dtype the Live API cannot take
+    │   ├── CassetteError           local: a cassette file that cannot be read (test kit)
+    │   └── ScriptError             local: a fake-server script that cannot be understood
     ├── SessionClosedError          local: the session is closed (or closing)
     ├── ProtocolStateError          local: this message is not allowed in the current state
     ├── QueueFullError              local: the offline send buffer is full (nothing dropped)
@@ -41,12 +43,15 @@ it to you; your tool raises it to tell the *model* what went wrong.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from typing import Final, Literal, Protocol
 
 __all__ = [
     "AudioFormatError",
     "AuthError",
+    "CassetteError",
     "ConcurrencyError",
     "ConfigError",
     "ConnectError",
@@ -63,6 +68,7 @@ __all__ = [
     "ProtocolStateError",
     "QueueFullError",
     "QuotaExceeded",
+    "ScriptError",
     "ServerError",
     "ServiceError",
     "SessionClosedError",
@@ -73,8 +79,10 @@ __all__ = [
     "UnknownToolCallError",
     "classify_close",
     "excerpt",
+    "forget_secret",
     "redact",
     "register_secret",
+    "secret_registry",
 ]
 
 #: Where a connection failed: opening it, during the setup exchange, or once streaming.
@@ -93,24 +101,159 @@ _SECRET_PATTERNS: Final = (
     re.compile(r"(?i)(authorization\s*[:=]\s*(?:bearer|token)?\s*)[^\s,;\"']+"),
     re.compile(r"((?:Bearer|Token)\s+)[A-Za-z0-9._~+/=-]{12,}"),
 )
-_extra_secrets: set[str] = set()
+#: The patterns that find a secret wherever it stands (no context needed): a registered
+#: secret they already cover entirely is not stored (minted tokens are, by the thousand).
+_SELF_EVIDENT: Final = _SECRET_PATTERNS[:3]
 
 
-def register_secret(secret: str) -> None:
+class SecretRegistry:
+    """The credentials :func:`redact` removes, bounded so that registering never grows
+    memory or slows :func:`redact` without limit.
+
+    Two tiers, both bounded:
+
+    * ``permanent`` (at most ``max_permanent``): long-lived credentials such as API keys
+      and credential headers of a session config. When full, the oldest permanent secret
+      moves to the recent tier (it is not forgotten at once).
+    * recent (at most ``max_recent``, least recently registered first out): everything
+      else, such as short-lived tokens. Registering a secret again makes it recent again.
+
+    A secret that the built-in patterns already find wherever it appears (``AIza...``
+    keys, ``auth_tokens/...`` ephemeral tokens, ``ya29.`` OAuth tokens) is not stored at
+    all: it is redacted anyway. :attr:`evicted` counts secrets pushed out by the bounds.
+    :func:`redact` walks a cached tuple of the kept secrets, longest first (so a secret
+    that contains another is removed whole), rebuilt only when the set changes.
+    Changes take a lock: tokens may be registered from worker threads.
+    """
+
+    #: Shorter secrets are ignored: they would mangle ordinary text.
+    min_length: Final = 4
+
+    def __init__(self, *, max_recent: int = 256, max_permanent: int = 64) -> None:
+        if max_recent < 1 or max_permanent < 0:
+            raise ConfigError("max_recent must be >= 1 and max_permanent >= 0")
+        self.max_recent = max_recent
+        self.max_permanent = max_permanent
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._permanent: OrderedDict[str, None] = OrderedDict()
+        self._sorted: tuple[str, ...] | None = ()
+        self._lock = threading.Lock()
+        #: Secrets pushed out of the registry by its bounds since it was created.
+        self.evicted = 0
+        #: Registrations not stored because the built-in patterns cover them.
+        self.covered = 0
+
+    def __len__(self) -> int:
+        return len(self._recent) + len(self._permanent)
+
+    def __contains__(self, secret: object) -> bool:
+        return secret in self._permanent or secret in self._recent
+
+    def __repr__(self) -> str:
+        # Never the secrets themselves.
+        return (
+            f"SecretRegistry(permanent={len(self._permanent)}/{self.max_permanent}, "
+            f"recent={len(self._recent)}/{self.max_recent}, evicted={self.evicted})"
+        )
+
+    def register(self, secret: str, *, permanent: bool = False) -> None:
+        """Remember ``secret`` (see the class docstring for the tiers)."""
+        if not isinstance(secret, str) or len(secret) < self.min_length:
+            return
+        with self._lock:
+            self._register(secret, permanent)
+
+    def _register(self, secret: str, permanent: bool) -> None:
+        if secret in self._permanent:
+            self._permanent.move_to_end(secret)
+            return
+        if _covered(secret):
+            self.covered += 1
+            return
+        if permanent and self.max_permanent:
+            self._recent.pop(secret, None)
+            self._permanent[secret] = None
+            self._sorted = None
+            while len(self._permanent) > self.max_permanent:
+                old, _ = self._permanent.popitem(last=False)
+                self._add_recent(old)
+            return
+        if secret in self._recent:
+            self._recent.move_to_end(secret)
+            return
+        self._add_recent(secret)
+
+    def _add_recent(self, secret: str) -> None:
+        self._recent[secret] = None
+        self._sorted = None
+        while len(self._recent) > self.max_recent:
+            self._recent.popitem(last=False)
+            self.evicted += 1
+
+    def forget(self, secret: str) -> None:
+        """Stop redacting ``secret`` (e.g. a token that has expired)."""
+        with self._lock:
+            if secret in self._permanent:
+                del self._permanent[secret]
+                self._sorted = None
+            elif secret in self._recent:
+                del self._recent[secret]
+                self._sorted = None
+
+    def clear(self) -> None:
+        """Forget every registered secret."""
+        with self._lock:
+            self._recent.clear()
+            self._permanent.clear()
+            self._sorted = ()
+
+    def secrets(self) -> tuple[str, ...]:
+        """The kept secrets, longest first (the order :func:`redact` replaces them in)."""
+        kept = self._sorted
+        if kept is None:
+            with self._lock:
+                kept = self._sorted = tuple(
+                    sorted((*self._permanent, *self._recent), key=len, reverse=True)
+                )
+        return kept
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every kept secret replaced by ``***``."""
+        for secret in self.secrets():
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+def _covered(secret: str) -> bool:
+    """True when the context-free patterns alone turn ``secret`` into ``***``."""
+    return any(pattern.fullmatch(secret) for pattern in _SELF_EVIDENT)
+
+
+#: The process-wide registry :func:`register_secret` feeds and :func:`redact` reads.
+secret_registry: Final = SecretRegistry()
+
+
+def register_secret(secret: str, *, permanent: bool = False) -> None:
     """Remember a credential so :func:`redact` removes it wherever it appears.
 
-    Called by :mod:`gemini_live.auth` for every key or token it is given, so even a
-    credential with an unusual shape is never echoed back.
+    Called by :mod:`gemini_live.auth` for every key or token it is given and by
+    :class:`gemini_live.config.TransportConfig` for credential headers, so even a
+    credential with an unusual shape is never echoed back. ``permanent=True`` is for
+    long-lived credentials (API keys); others are kept while they are among the most
+    recently registered (see :class:`SecretRegistry`; the registry is bounded).
     """
-    if len(secret) >= 4:
-        _extra_secrets.add(secret)
+    secret_registry.register(secret, permanent=permanent)
+
+
+def forget_secret(secret: str) -> None:
+    """Stop redacting a registered ``secret`` (a token past its expiry)."""
+    secret_registry.forget(secret)
 
 
 def redact(text: str) -> str:
     """Return ``text`` with API keys, tokens and registered secrets replaced by ``***``."""
-    for secret in _extra_secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
+    text = secret_registry.scrub(text)
     for pattern in _SECRET_PATTERNS:
         if pattern.groups:
             text = pattern.sub(lambda m: m.group(1) + "***", text)
@@ -171,6 +314,19 @@ class ConfigError(GeminiLiveError, ValueError):
 
 class AudioFormatError(ConfigError):
     """Audio the Live API cannot take: odd byte count, wrong dtype, rate outside 8–48 kHz."""
+
+
+class CassetteError(ConfigError):
+    """A cassette file (:mod:`gemini_live.testing.cassette`) that cannot be read.
+
+    The message is one line: the file, the line number and what is wrong, never a dump of
+    the line itself beyond a short excerpt.
+    """
+
+
+class ScriptError(ConfigError):
+    """A fake-server script (:mod:`gemini_live.testing.script`, Python or JSON) that cannot
+    be understood. The message is one line naming the file or rule and what is wrong."""
 
 
 class SessionClosedError(GeminiLiveError, RuntimeError):

@@ -8,7 +8,11 @@ rejected) the service starts a fresh session that knows nothing of the conversat
   transcripts / text, tool calls) and by what the app sent (:meth:`History.add_user_text`,
   :meth:`History.add_tool_result`); audio is kept as its transcript only;
 * bounded (``max_entries``, ``max_chars``): the oldest entries go first, optionally
-  folded into a summary by a ``summarizer`` hook;
+  folded into a summary by a ``summarizer`` hook; one entry longer than ``max_chars``
+  keeps only its last ``max_chars`` characters (behind a ``[... N characters cut]``
+  marker), and text still being transcribed (no ``turnComplete`` yet) is held to
+  ``max_chars`` per speaker the same way, so a seed is never larger than ``max_chars``
+  (:attr:`History.truncated` and :attr:`History.cut_chars` count what was cut);
 * readable (:attr:`History.entries`, :meth:`History.render`);
 * turned into the seed for a fresh session (:meth:`History.seed`): ``clientContent``
   messages with ``turnComplete: false`` to send right after ``setupComplete`` and before
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -115,10 +120,59 @@ class Seed:
 
 
 @dataclass
+class _Text:
+    """Fragments of one speaker's text not yet made an entry, at most ``limit`` chars."""
+
+    parts: deque[str] = field(default_factory=deque)
+    chars: int = 0
+    #: Characters dropped from the front to keep within the limit.
+    cut: int = 0
+
+    def add(self, text: str, limit: int) -> int:
+        """Append ``text``; drop the oldest characters beyond ``limit``; return how many."""
+        self.parts.append(text)
+        self.chars += len(text)
+        return 0 if self.chars <= limit else self._cut(limit)
+
+    def _cut(self, limit: int) -> int:
+        dropped = 0
+        while self.chars > limit:
+            head = self.parts[0]
+            over = self.chars - limit
+            if len(head) <= over:
+                self.parts.popleft()
+                n = len(head)
+            else:
+                self.parts[0] = head[over:]
+                n = over
+            self.chars -= n
+            dropped += n
+        self.cut += dropped
+        return dropped
+
+    def take(self) -> tuple[str, int]:
+        """The text so far and how many characters were cut from it; empties it."""
+        text, cut = "".join(self.parts), self.cut
+        self.parts.clear()
+        self.chars = self.cut = 0
+        return text, cut
+
+    def __bool__(self) -> bool:
+        return bool(self.parts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parts)
+
+
+@dataclass
 class _Pending:
-    user: list[str] = field(default_factory=list)
-    model: list[str] = field(default_factory=list)
+    user: _Text = field(default_factory=_Text)
+    model: _Text = field(default_factory=_Text)
     model_kind: Kind = "transcript"
+
+
+def _marker(cut: int) -> str:
+    return f"[\u2026 {cut} characters cut] "
 
 
 class History:
@@ -147,6 +201,11 @@ class History:
         self._pending = _Pending()
         #: Entries dropped by the bound so far (summarised or not).
         self.dropped = 0
+        #: Entries longer than ``max_chars`` that kept only their end.
+        self.truncated = 0
+        #: Characters cut so far: from oversized entries and from text still being
+        #: transcribed that outgrew ``max_chars`` before a turn ended.
+        self.cut_chars = 0
 
     @classmethod
     def from_messages(
@@ -243,11 +302,14 @@ class History:
         for i in range(len(self._entries) - 1, -1, -1):
             e = self._entries[i]
             if e.role == "model" and e.kind in ("transcript", "text"):
+                text = self._fit(text)
                 self._chars += len(text) - e.size
                 if text:
                     self._entries[i] = HistoryEntry("model", e.kind, text)
                 else:
                     del self._entries[i]
+                if self._chars > self.max_chars:
+                    self._shrink()
                 return
 
     def observe(self, event: ev.Event) -> None:
@@ -255,13 +317,13 @@ class History:
         p = self._pending
         if isinstance(event, ev.OutputTranscription):  # the most frequent first
             if event.text:
-                p.model.append(event.text)
+                self.cut_chars += p.model.add(event.text, self.max_chars)
         elif isinstance(event, ev.InputTranscription):
             if not event.interim and event.text:
-                p.user.append(event.text)
+                self.cut_chars += p.user.add(event.text, self.max_chars)
         elif isinstance(event, ev.ModelText):
             if not event.thought and event.text:
-                p.model.append(event.text)
+                self.cut_chars += p.model.add(event.text, self.max_chars)
                 p.model_kind = "text"
         elif isinstance(event, ev.ToolCall):
             for call in event.calls:
@@ -281,17 +343,17 @@ class History:
         """Turn text still being transcribed into entries (user first, then model)."""
         p = self._pending
         if p.user:
-            text = "".join(p.user).strip()
-            p.user.clear()
+            text, cut = p.user.take()
+            text = text.strip()
             if text:
-                self._append(HistoryEntry("user", "transcript", text))
+                self._append(HistoryEntry("user", "transcript", self._fit(text, cut)))
         if p.model:
-            text = "".join(p.model).strip()
+            text, cut = p.model.take()
+            text = text.strip()
             kind = p.model_kind
-            p.model.clear()
             p.model_kind = "transcript"
             if text:
-                self._append(HistoryEntry("model", kind, text))
+                self._append(HistoryEntry("model", kind, self._fit(text, cut)))
 
     def clear(self) -> None:
         self._entries.clear()
@@ -300,7 +362,30 @@ class History:
 
     # -- bound -----------------------------------------------------------------------
 
+    def _fit(self, text: str, cut: int = 0) -> str:
+        """``text`` within ``max_chars``: its end behind a marker when too long (counted).
+
+        ``cut``: characters already dropped from the front of ``text`` (pending text).
+        """
+        limit = self.max_chars
+        if len(text) <= limit and not cut:
+            return text
+        # The widest marker this cut can need; the real one is never wider.
+        keep = limit - len(_marker(cut + len(text)))
+        if keep < 1:  # a limit too small for a marker: the end of the text only
+            kept, marker = text[-limit:], ""
+        else:
+            kept = text[-keep:] if len(text) > keep else text
+            marker = _marker(cut + len(text) - len(kept))
+        self.truncated += 1
+        self.cut_chars += len(text) - len(kept)
+        return marker + kept
+
     def _append(self, entry: HistoryEntry) -> None:
+        if entry.size > self.max_chars:
+            entry = HistoryEntry(
+                entry.role, entry.kind, self._fit(entry.text), entry.name, entry.call_id
+            )
         self._entries.append(entry)
         self._chars += entry.size
         if len(self._entries) > self.max_entries or self._chars > self.max_chars:
@@ -333,7 +418,7 @@ class History:
         del entries[:cut]
         self._chars -= sum(e.size for e in old)
         if summary:
-            s = HistoryEntry("user", "summary", summary)
+            s = HistoryEntry("user", "summary", self._fit(summary))
             entries.insert(0, s)
             self._chars += s.size
         while len(entries) > 1 and (

@@ -23,6 +23,11 @@ ahead of the audio) to the end of the next audio chunk, and a fragment no audio 
 is dropped when trimming. Text spanning the played position is cut at a word boundary in
 proportion.
 
+Bounded: at most ``max_turns`` turns are kept, and a segment that grows past
+``max_segment_chars`` (a model that talks for minutes without ``turnComplete``, a stuck
+stream) loses its oldest text; :attr:`Segment.cut_chars` and :attr:`Transcript.cut_chars`
+count what was cut.
+
 Pure: no asyncio, no I/O::
 
     transcript = Transcript(playback=buffer)
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from gemini_live import events as ev
+from gemini_live.errors import ConfigError
 
 if TYPE_CHECKING:
     from gemini_live.audio import PlaybackBuffer
@@ -74,7 +80,12 @@ class Segment:
     received_text: str = ""
     #: Model only: seconds of this turn's audio that were played (set by trimming).
     played_seconds: float | None = None
+    #: Characters dropped from the front of the text to keep the segment within the
+    #: transcript's ``max_segment_chars``.
+    cut_chars: int = 0
     _pieces: list[_Piece] = field(default_factory=list, repr=False)
+    #: Audio position (seconds) where the first kept piece starts (after a cut).
+    _start: float = field(default=0.0, repr=False)
 
     @property
     def display(self) -> str:
@@ -92,6 +103,42 @@ class Segment:
             self.speaker_label = e.speaker_label
         if e.words:
             self.words.extend(e.words)
+
+    def _bound(self, limit: int) -> int:
+        """Drop the oldest text beyond ``limit`` characters; return how many were cut.
+
+        Cuts down to three quarters of ``limit`` at once, so a long stream of fragments
+        copies the text rarely (not once per fragment).
+        """
+        over = len(self.received_text if self.role == "model" else self.text) - limit
+        if over <= 0 and len(self.words) <= limit:
+            return 0
+        if len(self.words) > limit:
+            del self.words[: len(self.words) - limit * 3 // 4]
+        if over <= 0:
+            return 0
+        cut = over + limit // 4
+        if self.role == "user":
+            self.text = self.text[cut:]
+        else:
+            self.received_text = self.received_text[cut:]
+            # The kept text: the same tail (trimming may have shortened it already).
+            self.text = self.text[max(0, len(self.text) - len(self.received_text)) :]
+            left, drop = cut, 0
+            for piece in self._pieces:
+                if left <= 0:
+                    break
+                if len(piece.text) <= left:
+                    left -= len(piece.text)
+                    drop += 1
+                    if piece.anchor is not None:
+                        self._start = piece.anchor
+                else:
+                    piece.text = piece.text[left:]
+                    left = 0
+            del self._pieces[:drop]
+        self.cut_chars += cut
+        return cut
 
 
 @dataclass
@@ -133,6 +180,8 @@ class Transcript:
             model segment is trimmed to the audio it actually played.
         transcript_leads_audio: The output transcript arrives before its audio (Vertex).
         max_turns: Keep at most this many turns (oldest dropped); None keeps all.
+        max_segment_chars: Keep at most this many characters of one speaker's text in one
+            turn (the oldest are cut, counted in :attr:`cut_chars`).
     """
 
     def __init__(
@@ -141,7 +190,15 @@ class Transcript:
         playback: PlaybackBuffer | None = None,
         transcript_leads_audio: bool = False,
         max_turns: int | None = 1000,
+        max_segment_chars: int = 100_000,
     ) -> None:
+        if isinstance(max_segment_chars, bool) or not (
+            isinstance(max_segment_chars, int) and max_segment_chars >= 4
+        ):
+            raise ConfigError(f"max_segment_chars must be an int >= 4, got {max_segment_chars!r}")
+        self.max_segment_chars = max_segment_chars
+        #: Characters cut from segments that outgrew ``max_segment_chars``.
+        self.cut_chars = 0
         self.playback = playback
         self.transcript_leads_audio = transcript_leads_audio
         self.turns: deque[TranscriptTurn] = deque(maxlen=max_turns)
@@ -198,6 +255,9 @@ class Transcript:
                 seg.interim = ""
                 if event.finished:
                     seg.closed = True
+                limit = self.max_segment_chars
+                if len(seg.text) > limit or len(seg.words) > limit:
+                    self.cut_chars += seg._bound(limit)
         elif isinstance(event, ev.OutputTranscription):
             seg = self._turn().model
             seg._meta(event)
@@ -206,6 +266,9 @@ class Transcript:
                 seg._pieces.append(_Piece(event.text, anchor))
                 seg.received_text += event.text
                 seg.text += event.text
+                limit = self.max_segment_chars
+                if len(seg.received_text) > limit or len(seg.words) > limit:
+                    self.cut_chars += seg._bound(limit)
             if event.finished:
                 seg.closed = True
         elif isinstance(event, ev.ModelAudio):
@@ -262,7 +325,7 @@ class Transcript:
         if seg.audio_seconds <= 0.0:
             return seg.text
         out: list[str] = []
-        start = 0.0
+        start = seg._start
         for piece in seg._pieces if played_seconds > 0 else ():
             end = piece.anchor
             if end is None:

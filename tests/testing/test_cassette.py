@@ -347,9 +347,9 @@ async def test_fake_server_subprocess_serves_stream_and_google_genai(tmp_path: P
 async def test_fake_server_cli_bad_input(tmp_path: Path) -> None:
     (tmp_path / "s.json").write_text('{"rules": [{"when": {"bogus": 1}, "do": []}]}')
     code, _, err = await _cli("fake-server", "--script", "s.json", cwd=tmp_path)
-    assert code == 2 and "unknown trigger 'bogus'" in err
+    assert code == 1 and "unknown trigger 'bogus'" in err
     code, _, err = await _cli("fake-server", "--cassette", "missing.jsonl", cwd=tmp_path)
-    assert code == 2 and "cannot read cassette" in err
+    assert code == 2 and "cannot read missing.jsonl" in err
 
 
 async def test_replay_timing_keeps_the_recorded_gaps(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ def test_public_names() -> None:
             # scripts and cassettes (their modules hold the rest)
             "Script",
             "Cassette",
+            "CassetteError",
+            "ScriptError",
             "Recorder",
             "RecordingProxy",
             "use_cassette",

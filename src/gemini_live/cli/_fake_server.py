@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -51,6 +52,14 @@ def add_parser(sub: Any) -> None:
         "--latency", type=float, default=0.0, metavar="MS", help="delay before every frame"
     )
     p.add_argument(
+        "--record-frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the last N frames per direction and connection, and the input audio"
+        " (default 0: keep nothing, so memory stays flat however long clients stream)",
+    )
+    p.add_argument(
         "--assumed-playback",
         action="store_true",
         help="hold turnComplete until the reply's audio would have played (barge-in then"
@@ -69,15 +78,34 @@ def run_fake_server(args: argparse.Namespace) -> int:
             "gemini-live fake-server: --script and --cassette exclude each other", file=sys.stderr
         )
         return 2
-    if args.latency < 0 or not 0 <= args.port <= 65535:
-        print("gemini-live fake-server: --latency and --port must be >= 0", file=sys.stderr)
+    if args.latency < 0 or not 0 <= args.port <= 65535 or args.record_frames < 0:
+        print(
+            "gemini-live fake-server: --latency, --port and --record-frames must be >= 0",
+            file=sys.stderr,
+        )
         return 2
     options: dict[str, Any] = {
         "require_api_key": args.require_api_key,
         "latency": args.latency / 1000.0,
         "port": args.port,
         "assumed_playback": args.assumed_playback,
+        # A long-running server keeps no frames or audio unless asked.
+        "record_frames": args.record_frames > 0,
+        # Payloads stay in the frame ring only (when asked), never in decoded messages.
+        "keep_audio_payloads": False,
+        "max_recorded_audio": 0,
     }
+    if args.record_frames > 0:
+        options["max_recorded_frames"] = args.record_frames
+        options.pop("max_recorded_audio")
+    for flag, given in (("--cassette", args.cassette), ("--script", args.script)):
+        # A missing file is a usage error (2); a file that is there but corrupt is 1.
+        if given and not os.path.isfile(given):
+            print(
+                f"gemini-live fake-server: {flag}: cannot read {given}: no such file",
+                file=sys.stderr,
+            )
+            return 2
     try:
         if args.cassette:
             server = FakeLiveServer.replay(Cassette.load(args.cassette), **options)
@@ -85,8 +113,10 @@ def run_fake_server(args: argparse.Namespace) -> int:
             script = Script.load(args.script) if args.script else None
             server = FakeLiveServer(script=script, **options)
     except (ScriptError, CassetteError, OSError) as exc:
-        print(f"gemini-live fake-server: {exc}", file=sys.stderr)
-        return 2
+        # One line, exit 1: a corrupt file is an error of the input, not a crash.
+        message = " ".join(str(exc).split())
+        print(f"gemini-live fake-server: {message}", file=sys.stderr)
+        return 1
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log = logging.getLogger("gemini_live.testing")

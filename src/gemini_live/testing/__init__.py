@@ -29,6 +29,7 @@ words them. Everything else in the package (the transport-agnostic core, the fra
 normaliser, the in-process transport) is internal and may change.
 """
 
+from gemini_live.errors import CassetteError, ScriptError
 from gemini_live.testing._canned import (
     API_KEY_INVALID,
     BEARER_INVALID,
@@ -69,6 +70,7 @@ __all__ = [
     "TONE_PCM",
     "UNREGISTERED_CALLER",
     "Cassette",
+    "CassetteError",
     "ConnectionRecord",
     "Conversation",
     "FakeLiveServer",
@@ -76,6 +78,7 @@ __all__ = [
     "Recorder",
     "RecordingProxy",
     "Script",
+    "ScriptError",
     "ServerOptions",
     "ToolScript",
     "use_cassette",

@@ -25,12 +25,13 @@ import logging
 import wave
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from gemini_live._asgi import Notifier
 from gemini_live.codec import encode_server
+from gemini_live.errors import redact
 from gemini_live.testing._canned import (
     API_KEY_INVALID,
     BEARER_INVALID,
@@ -58,6 +59,7 @@ from gemini_live.testing._normalize import FrameError, decode_client_tolerant, m
 from gemini_live.testing._records import (
     ConnectionRecord,
     Conversation,
+    FrameLog,
     PendingCall,
     ServerOptions,
     SessionState,
@@ -106,6 +108,26 @@ from gemini_live.types import (
 __all__ = ["LiveServerCore", "ServerConn", "ServerConnectionClosed"]
 
 logger = logging.getLogger("gemini_live.testing")
+
+#: What ``received`` holds for an audio-only message without ``keep_audio_payloads``: the
+#: payload is not kept (one shared object, so the audio itself never accumulates).
+AUDIO_NOT_KEPT: Final = ClientMessage(
+    realtime_input=RealtimeInput(audio=Blob(mime_type="audio/pcm", data=""))
+)
+
+
+def stored_message(msg: ClientMessage, audio: bytes, keep_payloads: bool) -> ClientMessage:
+    """``msg`` as ``received`` keeps it: without ``keep_payloads`` (``gemini-live
+    fake-server``) an audio-only message is replaced by :data:`AUDIO_NOT_KEPT`."""
+    if keep_payloads or not audio:
+        return msg
+    ri = msg.realtime_input
+    if isinstance(ri, RealtimeInput) and all(
+        v is UNSET
+        for v in (ri.text, ri.video, ri.activity_start, ri.activity_end, ri.audio_stream_end)
+    ):
+        return AUDIO_NOT_KEPT
+    return msg
 
 
 # --------------------------------------------------------------------------- seam
@@ -416,6 +438,8 @@ class LiveServerCore:
             query=dict(query),
             kind=parsed[0],
             api_version=parsed[1],
+            raw_received=FrameLog(self.options.max_recorded_frames),
+            sent=FrameLog(self.options.max_recorded_frames),
         )
         logic = self._new_logic(conn, record)
         self.connections.append(record)
@@ -538,6 +562,8 @@ class _ConnectionLogic:
         self.setup: Setup | None = None
         self.session: SessionState | None = None
         self.index = -1  # index of the last client frame consumed (setup = 0)
+        #: Bytes of input audio kept on the record (0: none).
+        self.audio_limit = self.opts.max_recorded_audio
         self.after_setup = 0  # client messages after setup
         self.want_resumption = False
         self.transparent = False
@@ -601,7 +627,7 @@ class _ConnectionLogic:
                 "connection %d: closed %d %s(%d client messages)",
                 self.record.index,
                 code,
-                f"{reason!r} " if reason else "",
+                f"{redact(reason)!r} " if reason else "",
                 max(0, len(self.record.received) - 1),
             )
         self.record.mark_closed(code, reason)
@@ -733,7 +759,7 @@ class _ConnectionLogic:
             logger.info("fake server: undecodable client frame: %s", exc)
             await self.close(1007, INVALID_ARGUMENT)
             return
-        self.record.received.append(msg)
+        self.record.received.append(stored_message(msg, audio, self.opts.keep_audio_payloads))
         self.core.notify()
         kind = message_kind(msg)
         if self.setup is None:
@@ -876,7 +902,7 @@ class _ConnectionLogic:
                 session.pending_audio_ms = 0.0
             await self._speech_started()
         if audio:
-            self.record.audio += audio
+            self.record.add_audio(audio, self.audio_limit)
             if isinstance(ri.audio, Blob):
                 mime: object = ri.audio.mime_type
             else:

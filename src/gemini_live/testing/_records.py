@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict, overload
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.testing._canned import CANCELLED, EndpointKind
@@ -14,8 +15,11 @@ from gemini_live.testing.script import Script
 from gemini_live.types import ClientMessage, Setup
 
 __all__ = [
+    "DEFAULT_MAX_RECORDED_AUDIO",
+    "DEFAULT_MAX_RECORDED_FRAMES",
     "ConnectionRecord",
     "Conversation",
+    "FrameLog",
     "ServerOptions",
     "ServerOptionsKw",
     "SessionState",
@@ -24,6 +28,59 @@ __all__ = [
 
 if TYPE_CHECKING:
     from gemini_live.testing.cassette import Cassette
+
+#: Frames kept per direction per connection when the server records frames.
+DEFAULT_MAX_RECORDED_FRAMES: Final = 10_000
+#: Bytes of decoded input audio kept per connection (about 35 min of 16 kHz PCM16).
+DEFAULT_MAX_RECORDED_AUDIO: Final = 64 * 1024 * 1024
+
+
+class FrameLog(Sequence[bytes]):
+    """The most recent frames of one direction, at most ``maxlen`` (a ring).
+
+    Reads like a list (``len``, indexes, slices, iteration); :attr:`dropped` counts the
+    older frames that made room, :attr:`total` every frame ever appended.
+    """
+
+    __slots__ = ("_frames", "dropped", "total")
+
+    def __init__(self, maxlen: int | None = DEFAULT_MAX_RECORDED_FRAMES) -> None:
+        self._frames: deque[bytes] = deque(maxlen=maxlen)
+        #: Frames pushed out of the ring so far.
+        self.dropped = 0
+        #: Frames appended so far (kept or not).
+        self.total = 0
+
+    @property
+    def maxlen(self) -> int | None:
+        return self._frames.maxlen
+
+    def append(self, frame: bytes) -> None:
+        if len(self._frames) == self._frames.maxlen:
+            self.dropped += 1
+        self._frames.append(frame)
+        self.total += 1
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return list(self._frames)[index]
+        return self._frames[index]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._frames)
+
+    def __repr__(self) -> str:
+        return f"FrameLog({len(self)} frames, dropped={self.dropped}, maxlen={self.maxlen})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +135,14 @@ class ServerOptions:
     auto_reply: bool = True
     validate_frames: bool = False
     record_frames: bool = True
+    #: With ``record_frames``: frames kept per direction per connection (oldest dropped).
+    max_recorded_frames: int = DEFAULT_MAX_RECORDED_FRAMES
+    #: Bytes of decoded input audio kept per connection on ``record.audio`` (oldest
+    #: dropped; 0 keeps none).
+    max_recorded_audio: int = DEFAULT_MAX_RECORDED_AUDIO
+    #: Keep the audio payloads of messages in ``received`` (off: audio-only messages are
+    #: stored as one shared payload-less message, so long streams do not grow memory).
+    keep_audio_payloads: bool = True
     auth_on_connect: bool = False
     ack_every: int = 1
     int64_as_string: bool = True
@@ -124,6 +189,9 @@ class ServerOptionsKw(TypedDict, total=False):
     auto_reply: bool
     validate_frames: bool
     record_frames: bool
+    max_recorded_frames: int
+    max_recorded_audio: int
+    keep_audio_payloads: bool
     auth_on_connect: bool
     ack_every: int
     int64_as_string: bool
@@ -287,12 +355,18 @@ class ConnectionRecord:
     api_version: str
     #: Every decoded client message, in order (Blob data rewritten to standard base64).
     received: list[ClientMessage] = field(default_factory=list)
-    #: The raw client frames (when the server records frames).
-    raw_received: list[bytes] = field(default_factory=list)
-    #: Every frame the server sent (when the server records frames).
-    sent: list[bytes] = field(default_factory=list)
-    #: All realtime input audio, decoded.
+    #: The raw client frames (when the server records frames; the most recent
+    #: ``max_recorded_frames``, ``raw_received.dropped`` counts the others).
+    raw_received: FrameLog = field(default_factory=FrameLog)
+    #: The frames the server sent (when the server records frames; a ring as above).
+    sent: FrameLog = field(default_factory=FrameLog)
+    #: Realtime input audio, decoded (the most recent ``max_recorded_audio`` bytes;
+    #: :attr:`audio_dropped` counts the others).
     audio: bytearray = field(default_factory=bytearray)
+    #: Bytes of realtime input audio received, kept or not.
+    audio_bytes: int = 0
+    #: Bytes of input audio dropped from :attr:`audio` by its bound.
+    audio_dropped: int = 0
     setup: Setup | None = None
     session_id: str | None = None
     #: The handle this connection resumed from, or None for a fresh session.
@@ -314,6 +388,25 @@ class ConnectionRecord:
     @property
     def open(self) -> bool:
         return self.close_code is None
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames (both directions) pushed out of :attr:`raw_received` / :attr:`sent`."""
+        return self.raw_received.dropped + self.sent.dropped
+
+    def add_audio(self, data: bytes, limit: int) -> None:
+        """Count ``data`` and keep it in :attr:`audio`, dropping the oldest bytes beyond
+        ``limit`` (a quarter of ``limit`` more at once, so the buffer is moved rarely)."""
+        self.audio_bytes += len(data)
+        if limit <= 0:
+            self.audio_dropped += len(data)
+            return
+        audio = self.audio
+        audio += data
+        if len(audio) > limit:
+            cut = min(len(audio), len(audio) - limit + limit // 4)
+            del audio[:cut]
+            self.audio_dropped += cut
 
     @property
     def consumed(self) -> list[ClientMessage]:

@@ -14,7 +14,12 @@ import logging
 import msgspec
 
 from gemini_live.testing._canned import INVALID_ARGUMENT
-from gemini_live.testing._core import LiveServerCore, ServerConn, _ConnectionLogic
+from gemini_live.testing._core import (
+    LiveServerCore,
+    ServerConn,
+    _ConnectionLogic,
+    stored_message,
+)
 from gemini_live.testing._normalize import FrameError, decode_client_tolerant
 from gemini_live.testing._records import ConnectionRecord
 from gemini_live.testing.cassette import (
@@ -100,7 +105,7 @@ class _ReplayLogic(_ConnectionLogic):
             logger.info("fake server: undecodable client frame: %s", exc)
             await self.close(1007, INVALID_ARGUMENT)
             return
-        self.record.received.append(msg)
+        self.record.received.append(stored_message(msg, audio, self.opts.keep_audio_payloads))
         if self.index == 0 and not self.opts.auth_on_connect and not await self._check_auth():
             return
         if isinstance(msg.setup, Setup):
@@ -109,7 +114,7 @@ class _ReplayLogic(_ConnectionLogic):
         kind = client_kind(obj)
         units = stream_units(kind, obj)
         if audio:
-            self.record.audio += audio
+            self.record.add_audio(audio, self.audio_limit)
         rec = self.recorded
         assert rec is not None
         steps = rec.steps
@@ -166,5 +171,4 @@ class _ReplayLogic(_ConnectionLogic):
                 else:
                     await self.close(code, reason)
                 return
-            assert item.frame is not None
-            await self.send_frame(item.frame)
+            await self.send_frame(item.payload())

@@ -168,7 +168,13 @@ class FakeLiveServer(LiveServerCore):
     * ``validate_frames``: check every outgoing frame with the official SDK's
       ``LiveServerMessage`` (test-only, needs ``google-genai``); failures are raised as
       ``AssertionError`` when the server exits (and by :meth:`check`).
-    * ``record_frames``: keep raw client frames and every sent frame on the records.
+    * ``record_frames`` (default on): keep raw client frames and sent frames on the
+      records, at most ``max_recorded_frames`` per direction per connection (the oldest
+      go first; ``record.frames_dropped`` counts them). The decoded input audio on
+      ``record.audio`` is bounded by ``max_recorded_audio`` bytes (``audio_dropped``).
+      ``keep_audio_payloads=False``: audio-only messages in ``received`` keep no payload.
+      ``gemini-live fake-server`` keeps none of these unless ``--record-frames N``, so a
+      server streamed to for hours holds only a few dozen bytes per message.
     * :meth:`reject_next_setups` closes the next n setups instead of answering them.
     * ``compression``: negotiate permessage-deflate (off by default); ``max_size``: the
       largest client frame accepted.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import time
 import urllib.parse
@@ -38,10 +39,11 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import pybase64
 
-from gemini_live.auth import GEMINI_PATH_FMT
-from gemini_live.errors import ConnectError, redact
+from gemini_live.auth import GEMINI_PATH_FMT, is_credential_header, register_header_secrets
+from gemini_live.errors import CassetteError, ConnectError, excerpt, redact, register_secret
 from gemini_live.testing._canned import pcm_rate
 from gemini_live.testing._normalize import normalize_keys
+from gemini_live.transport._common import sendable
 from gemini_live.transport.base import Backend, CloseInfo, ConnectOptions, FrameHandler, Transport
 
 if TYPE_CHECKING:
@@ -66,10 +68,12 @@ GOOGLE_BASE: Final = "wss://generativelanguage.googleapis.com"
 _REDACTED_PREFIX: Final = "<base64 redacted: "
 #: Client message kinds that stream: consecutive ones are one step of a replay.
 STREAM_KINDS: Final = frozenset({"realtimeInput.audio", "realtimeInput.video"})
-
-
-class CassetteError(ValueError):
-    """A cassette file that cannot be read."""
+#: Longest cassette line read (characters); a longer one is a :class:`CassetteError`.
+#: A recorded frame is at most 16 MiB, about 22 MiB as base64 JSON with ``keep_audio``.
+MAX_LINE_CHARS: Final = 24 * 1024 * 1024
+#: Largest blob a redacted payload may declare (bytes of silence a replay sends in its
+#: place); the service's own frame limit.
+MAX_BLOB_BYTES: Final = 16 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- writing
@@ -137,11 +141,26 @@ def _decoded_len(data: str) -> int:
 
 
 def _b64_len(data: str) -> int:
+    """Bytes a blob held: its base64 length, or the size a redacted blob declares.
+
+    Raises:
+        ValueError: a redacted blob whose declared size is not a number or is above
+            :data:`MAX_BLOB_BYTES` (a replay would allocate that much silence).
+    """
     if data.startswith(_REDACTED_PREFIX):
-        words = data[len(_REDACTED_PREFIX) :].rstrip(">").split()
-        if len(words) >= 4 and words[2] == "=":
-            return int(words[3])
-        return int(words[0]) * 3 // 4
+        words = data[len(_REDACTED_PREFIX) : len(_REDACTED_PREFIX) + 80].rstrip(">").split()
+        try:
+            if len(words) >= 4 and words[2] == "=":
+                n = int(words[3].rstrip(">"))
+            else:
+                n = int(words[0]) * 3 // 4
+        except (IndexError, ValueError):
+            raise ValueError(f"unreadable redacted blob {excerpt(data, 60)}") from None
+        if not 0 <= n <= MAX_BLOB_BYTES:
+            raise ValueError(
+                f"a redacted blob declares {n} bytes (at most {MAX_BLOB_BYTES} are allowed)"
+            )
+        return n
     return _decoded_len(data)
 
 
@@ -154,7 +173,10 @@ def stream_units(kind: str, frame: Any) -> float:
     blob = _blob(frame)
     if blob is None or not isinstance(blob.get("data"), str):
         return 0.0
-    return _b64_len(blob["data"]) / 2 / pcm_rate(blob.get("mimeType")) * 1000
+    rate = pcm_rate(blob.get("mimeType"))
+    if rate <= 0:
+        raise ValueError(f"audio blob with sample rate {rate}")
+    return _b64_len(blob["data"]) / 2 / rate * 1000
 
 
 class CassetteWriter:
@@ -339,6 +361,16 @@ class ServerItem:
     units: float
     frame: bytes | None = None
     close: tuple[int, str] | None = None
+    #: A frame with redacted blobs: silence is put in their place when it is sent (so a
+    #: cassette's silence is never all in memory at once).
+    template: dict[str, Any] | None = None
+
+    def payload(self) -> bytes:
+        """The frame to send (redacted blobs replaced by silence of their length)."""
+        if self.template is not None:
+            return json.dumps(_restore_blobs(self.template), separators=(",", ":")).encode()
+        assert self.frame is not None
+        return self.frame
 
 
 @dataclass(slots=True)
@@ -365,9 +397,87 @@ def _restore_blobs(obj: Any) -> Any:
     return obj
 
 
+def _declared_silence(obj: Any) -> int:
+    """Bytes of silence the redacted blobs of a frame stand for (checked, not allocated)."""
+    if isinstance(obj, dict):
+        total = 0
+        for k, v in obj.items():
+            if k == "data" and isinstance(v, str) and v.startswith(_REDACTED_PREFIX):
+                total += _b64_len(v) // 2 * 2
+            else:
+                total += _declared_silence(v)
+        return total
+    if isinstance(obj, list):
+        return sum(_declared_silence(v) for v in obj)
+    return 0
+
+
+def _int(rec: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = rec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key!r} must be an integer, got {excerpt(value, 40)}")
+    return value
+
+
+def _float(rec: dict[str, Any], key: str) -> float:
+    value = rec.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key!r} must be a finite number, got {excerpt(value, 40)}")
+    return float(value)
+
+
+def _str(rec: dict[str, Any], key: str) -> str:
+    value = rec.get(key, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string, got {excerpt(value, 40)}")
+    return value
+
+
+def _read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """The records of a cassette file with their line numbers (bounded line length)."""
+    records: list[tuple[int, dict[str, Any]]] = []
+    try:
+        with Path(path).open(encoding="utf-8", newline="") as f:
+            n = 0
+            while True:
+                line = f.readline(MAX_LINE_CHARS + 1)
+                if not line:
+                    break
+                n += 1
+                if len(line) > MAX_LINE_CHARS:
+                    raise CassetteError(f"{path}:{n}: line longer than {MAX_LINE_CHARS} characters")
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except RecursionError:
+                    raise CassetteError(f"{path}:{n}: JSON nested too deeply") from None
+                except ValueError as exc:
+                    raise CassetteError(f"{path}:{n}: not JSON: {exc}") from None
+                if not isinstance(rec, dict) or "dir" not in rec or "conn" not in rec:
+                    raise CassetteError(f"{path}:{n}: not a cassette record")
+                records.append((n, rec))
+    except UnicodeDecodeError as exc:
+        raise CassetteError(
+            f"{path}: not a cassette (not UTF-8 text at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise CassetteError(f"cannot read cassette {path}: {exc.strerror or exc}") from None
+    if not records:
+        raise CassetteError(f"{path}: empty cassette (no records)")
+    return records
+
+
 @dataclass
 class Cassette:
-    """A parsed cassette: per recorded connection, the client steps and server items."""
+    """A parsed cassette: per recorded connection, the client steps and server items.
+
+    Loading is bounded: lines are at most :data:`MAX_LINE_CHARS` long, and the redacted
+    blobs of one frame declare at most :data:`MAX_BLOB_BYTES` in all (their silence is
+    made when the frame is sent, not at load). Anything wrong is a
+    :class:`~gemini_live.errors.CassetteError` naming the file, the line and the problem
+    in one line.
+    """
 
     connections: list[RecordedConnection]
     version: int = CASSETTE_VERSION
@@ -375,63 +485,89 @@ class Cassette:
 
     @classmethod
     def load(cls, path: str | Path) -> Cassette:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise CassetteError(f"cannot read cassette {path}: {exc.strerror or exc}") from None
-        records: list[dict[str, Any]] = []
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as exc:
-                raise CassetteError(f"{path}:{n}: not JSON: {exc}") from None
-            if not isinstance(rec, dict) or "dir" not in rec or "conn" not in rec:
-                raise CassetteError(f"{path}:{n}: not a cassette record")
-            records.append(rec)
-        return cls.from_records(records, path=str(path))
+        """Read and check a cassette file (raises :class:`CassetteError`)."""
+        return cls._build(_read_records(path), str(path), lines=True)
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]], *, path: str = "") -> Cassette:
+        """Build a cassette from parsed records (errors name the record's index)."""
+        return cls._build(list(enumerate(records)), path, lines=False)
+
+    @classmethod
+    def _build(
+        cls, records: list[tuple[int, dict[str, Any]]], path: str, *, lines: bool
+    ) -> Cassette:
         version = CASSETTE_VERSION
         conns: dict[int, RecordedConnection] = {}
-        for rec in records:
-            if rec.get("event") == "cassette":
-                version = int(rec.get("version", CASSETTE_VERSION))
-                if version != CASSETTE_VERSION:
-                    raise CassetteError(f"{path}: unsupported cassette version {version}")
-                continue
-            conn_id = int(rec["conn"])
-            if conn_id <= 0:
-                continue
-            conn = conns.setdefault(conn_id, RecordedConnection(index=len(conns)))
-            t = float(rec.get("t", 0.0))
-            direction = rec["dir"]
-            if direction == "meta":
-                if rec.get("event") == "connect":
-                    conn.url = str(rec.get("url", ""))
-                elif rec.get("event") == "close" and rec.get("by") == "server":
-                    code = int(rec.get("code", 1006))
-                    conn.items.append(_item(conn, t, close=(code, str(rec.get("reason", "")))))
-                continue
-            frame = rec.get("frame")
-            if direction == "client":
-                kind = str(rec.get("kind") or client_kind(frame))
-                units = stream_units(kind, frame)
-                last = conn.steps[-1] if conn.steps else None
-                if kind in STREAM_KINDS and last is not None and last.kind == kind:
-                    last.units += units
-                    last.messages += 1
-                else:
-                    conn.steps.append(Step(kind, t, units))
-            elif direction == "server" and frame is not None:
-                data = json.dumps(_restore_blobs(frame), separators=(",", ":")).encode()
-                conn.items.append(_item(conn, t, frame=data))
+        for n, rec in records:
+            try:
+                if not isinstance(rec, dict):
+                    raise ValueError("not a cassette record")
+                if rec.get("event") == "cassette":
+                    version = _int(rec, "version", CASSETTE_VERSION)
+                    if version != CASSETTE_VERSION:
+                        raise CassetteError(f"{path}: unsupported cassette version {version}")
+                    continue
+                _add_record(conns, rec)
+            except CassetteError:
+                raise
+            except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+                where = f"{path}:{n}" if lines else f"{path}: record {n}"
+                raise CassetteError(f"{where}: {exc}") from None
+            except RecursionError:
+                where = f"{path}:{n}" if lines else f"{path}: record {n}"
+                raise CassetteError(f"{where}: frame nested too deeply") from None
         ordered = [conns[k] for k in sorted(conns)]
         for i, c in enumerate(ordered):
             c.index = i
         return cls(ordered, version, path)
+
+
+def _add_record(conns: dict[int, RecordedConnection], rec: dict[str, Any]) -> None:
+    conn_id = _int(rec, "conn")
+    if conn_id <= 0:
+        return
+    direction = rec["dir"]
+    if direction not in ("meta", "client", "server"):
+        raise ValueError(f"'dir' must be meta, client or server, got {excerpt(direction, 40)}")
+    conn = conns.setdefault(conn_id, RecordedConnection(index=len(conns)))
+    t = _float(rec, "t")
+    if direction == "meta":
+        if rec.get("event") == "connect":
+            conn.url = _str(rec, "url")
+        elif rec.get("event") == "close" and rec.get("by") == "server":
+            code = _int(rec, "code", 1006)
+            if code != 1006 and not sendable(code):  # 1006: a drop, replayed as one
+                raise ValueError(f"close code {code} cannot be sent in a close frame")
+            conn.items.append(_item(conn, t, close=(code, _str(rec, "reason"))))
+        return
+    frame = rec.get("frame")
+    if direction == "client":
+        kind = rec.get("kind") or client_kind(frame)
+        if not isinstance(kind, str):
+            raise ValueError(f"'kind' must be a string, got {excerpt(kind, 40)}")
+        units = stream_units(kind, frame)
+        last = conn.steps[-1] if conn.steps else None
+        if kind in STREAM_KINDS and last is not None and last.kind == kind:
+            last.units += units
+            last.messages += 1
+        else:
+            conn.steps.append(Step(kind, t, units))
+    elif frame is not None:
+        if not isinstance(frame, dict):
+            raise ValueError(f"a server 'frame' must be a JSON object, got {excerpt(frame, 40)}")
+        silence = _declared_silence(frame)
+        if silence > MAX_BLOB_BYTES:
+            raise ValueError(
+                f"a frame declares {silence} bytes of redacted audio "
+                f"(at most {MAX_BLOB_BYTES} are allowed)"
+            )
+        if silence:
+            item = _item(conn, t)
+            item.template = frame
+        else:
+            item = _item(conn, t, frame=json.dumps(frame, separators=(",", ":")).encode())
+        conn.items.append(item)
 
 
 def _item(
@@ -454,7 +590,9 @@ class RecordingProxy:
     both directions into a cassette. Point the app at :attr:`url` instead of Google.
 
     Credentials (``x-goog-api-key`` / ``Authorization`` headers, ``key`` /
-    ``access_token`` query parameters) are forwarded, never recorded.
+    ``access_token`` query parameters) are forwarded, never recorded; their values (and
+    those of any credential-looking header) are registered for redaction, so an upstream
+    that echoes one back does not get it into the file either.
     """
 
     def __init__(
@@ -519,6 +657,13 @@ class RecordingProxy:
             for k, v in request.headers.raw_items()
             if k.lower() in ("x-goog-api-key", "authorization", "x-goog-user-project")
         ]
+        # The proxy may run in another process than the app: what the app sent as a
+        # credential is registered here too, so an upstream that echoes it (a close
+        # reason, an error frame) never writes it into the cassette.
+        register_header_secrets(list(request.headers.raw_items()))
+        for name, value in urllib.parse.parse_qsl(urllib.parse.urlsplit(request.path).query):
+            if is_credential_header(name):
+                register_secret(value)
         conn = self.writer.next_connection()
         self.connections += 1
         target = self.upstream + "/" + request.path.lstrip("/")

@@ -40,12 +40,24 @@ false}``, ``{"wait": seconds}``, ``{"goAway": seconds, "close": [code, reason]}`
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
+
+from gemini_live.errors import ScriptError, excerpt
+from gemini_live.transport._common import sendable
+
+#: Largest script file :meth:`Script.load` reads.
+MAX_SCRIPT_BYTES: Final = 4 * 1024 * 1024
+#: Bounds on numbers a JSON script may hold: a reply of at most this many chunks, a
+#: ``wait`` / ``goAway`` of at most this many seconds.
+MAX_CHUNKS: Final = 10_000
+MAX_SECONDS: Final = 3600.0
 
 __all__ = [
+    "MAX_SCRIPT_BYTES",
     "Action",
     "AnyTurn",
     "AudioLength",
@@ -67,10 +79,6 @@ __all__ = [
     "Utterance",
     "Wait",
 ]
-
-
-class ScriptError(ValueError):
-    """A script (Python or JSON) that cannot be understood."""
 
 
 # --------------------------------------------------------------------------- triggers
@@ -269,12 +277,33 @@ class Script:
 
     @classmethod
     def load(cls, path: str | Path) -> Script:
-        """Read a JSON script file."""
+        """Read a JSON script file (at most :data:`MAX_SCRIPT_BYTES`).
+
+        Raises:
+            ScriptError: the file cannot be read, is not UTF-8 JSON, or is not a script;
+                the message is one line naming the file and the problem.
+        """
         try:
-            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+            with Path(path).open("rb") as f:
+                raw = f.read(MAX_SCRIPT_BYTES + 1)
+        except OSError as exc:
+            raise ScriptError(f"cannot read script {path}: {exc.strerror or exc}") from None
+        if len(raw) > MAX_SCRIPT_BYTES:
+            raise ScriptError(f"{path}: larger than {MAX_SCRIPT_BYTES} bytes")
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ScriptError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except RecursionError:
+            raise ScriptError(f"{path}: JSON nested too deeply") from None
         except ValueError as exc:
             raise ScriptError(f"{path}: not JSON: {exc}") from None
-        return cls.from_json(obj)
+        try:
+            return cls.from_json(obj)
+        except ScriptError as exc:
+            raise ScriptError(f"{path}: {exc}") from None
+        except RecursionError:
+            raise ScriptError(f"{path}: nested too deeply") from None
 
 
 def _fires(
@@ -335,15 +364,51 @@ def _trigger(obj: Any, where: str) -> Trigger:
             return ToolResult(str(value))
         if key == "any":
             return AnyTurn()
-    except (TypeError, ValueError) as exc:
-        raise ScriptError(f"{where}: bad trigger {key!r}: {exc}") from None
-    raise ScriptError(f"{where}: unknown trigger {key!r}")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ScriptError(f"{where}: bad trigger {excerpt(key, 40)}: {exc}") from None
+    raise ScriptError(f"{where}: unknown trigger {excerpt(key, 40)}")
 
 
 def _close(value: Any, where: str) -> tuple[int, str]:
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], int):
-        return value[0], str(value[1])
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], int)
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], str)
+    ):
+        code, reason = value
+        if not sendable(code):  # 1006 is {"drop": true}
+            raise ScriptError(f"{where}: close code {code} cannot be sent in a close frame")
+        return code, reason  # a reason over 123 bytes is cut when sent, as the service does
     raise ScriptError(f"{where}: 'close' must be [code, reason]")
+
+
+def _number(value: Any, what: str, low: float, high: float) -> float:
+    """A finite number in ``[low, high]`` (a ``ValueError`` naming ``what`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number, got {excerpt(value, 40)}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{what} must be between {low:g} and {high:g}, got {value!r}")
+    return float(value)
+
+
+def _call(c: Any) -> Call:
+    if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
+        raise ValueError("each call needs a 'name' string")
+    args = c.get("args", {})
+    if not isinstance(args, Mapping):
+        raise ValueError("a call's 'args' must be an object")
+    cid = c.get("id")
+    if cid is not None and not isinstance(cid, str):
+        raise ValueError("a call's 'id' must be a string")
+    return Call(c["name"], dict(args), cid)
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what!r} must be a JSON object, got {excerpt(value, 40)}")
+    return dict(value)
 
 
 def _action(obj: Any, where: str) -> Action:
@@ -357,12 +422,16 @@ def _action(obj: Any, where: str) -> Action:
     )  # fmt: skip
     try:
         if kind == "reply":
+            chunks = obj.get("chunks")
+            status = obj.get("interactionStatus")
+            if status is not None and not isinstance(status, str):
+                raise ValueError("'interactionStatus' must be a string")
             return Reply(
                 text=str(obj["reply"]),
-                chunks=None if obj.get("chunks") is None else int(obj["chunks"]),
-                tone_hz=float(obj.get("toneHz", 440.0)),
+                chunks=None if chunks is None else int(_number(chunks, "chunks", 1, MAX_CHUNKS)),
+                tone_hz=_number(obj.get("toneHz", 440.0), "toneHz", 1.0, 20_000.0),
                 wav=None if obj.get("wav") is None else str(obj["wav"]),
-                interaction_status=obj.get("interactionStatus"),
+                interaction_status=status,
                 usage=bool(obj.get("usage", True)),
             )
         if kind == "call":
@@ -370,23 +439,23 @@ def _action(obj: Any, where: str) -> Action:
             if not isinstance(calls, list) or not calls:
                 raise ScriptError(f"{where}: 'call' must be a non-empty list")
             return CallTools(
-                [Call(str(c["name"]), dict(c.get("args", {})), c.get("id")) for c in calls],
+                [_call(c) for c in calls],
                 blocking=bool(obj.get("blocking", True)),
                 cancel_after=bool(obj.get("cancelAfter", False)),
             )
         if kind == "wait":
-            return Wait(float(obj["wait"]))
+            return Wait(_number(obj["wait"], "wait", 0.0, MAX_SECONDS))
         if kind == "goAway":
             close = None if obj.get("close") is None else _close(obj["close"], where)
-            return GoAway(float(obj["goAway"]), close)
+            return GoAway(_number(obj["goAway"], "goAway", 0.0, MAX_SECONDS), close)
         if kind == "drop":
             return Drop()
         if kind == "close":
             return Close(*_close(obj["close"], where))
         if kind == "usage":
-            return Usage(dict(obj["usage"]))
+            return Usage(_mapping(obj["usage"], "usage"))
         if kind == "send":
-            return Send(dict(obj["send"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ScriptError(f"{where}: bad action {dict(obj)!r}: {exc}") from None
-    raise ScriptError(f"{where}: unknown action {dict(obj)!r}")
+            return Send(_mapping(obj["send"], "send"))
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ScriptError(f"{where}: bad {kind or 'action'}: {exc}") from None
+    raise ScriptError(f"{where}: unknown action {excerpt(dict(obj), 80)}")
