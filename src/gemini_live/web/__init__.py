@@ -6,7 +6,7 @@ Two patterns:
   each browser connection is one :class:`~gemini_live.Session` with its reconnects::
 
       from gemini_live.web import Relay
-      relay = Relay(lambda conn: gl.build_config(api_key=KEY))
+      relay = Relay(lambda conn: gl.build_config(api_key=KEY), authorize=check_user)
       app.router.routes.append(WebSocketRoute("/live", relay))  # Starlette or FastAPI
 
 * **Direct**: :class:`TokenEndpoint` mints one ephemeral token per browser session and the
@@ -28,7 +28,9 @@ from gemini_live.web._app import (
     serve,
     static_file,
 )
+from gemini_live.config import with_client_activity
 from gemini_live.web._relay import (
+    ALLOW_ANYONE,
     PROTOCOL_VERSION,
     ConnectionInfo,
     PlaybackReport,
@@ -37,10 +39,10 @@ from gemini_live.web._relay import (
     RelayRejected,
     RelayStats,
     TurnDetection,
-    with_client_activity,
 )
 
 __all__ = [
+    "ALLOW_ANYONE",
     "PROTOCOL_VERSION",
     "ConnectionInfo",
     "PlaybackReport",
