@@ -19,6 +19,7 @@ relay protocol is documented in ``docs/web-relay.md``. Needs the ``web`` extra
 :class:`Relay` and :class:`TokenEndpoint` themselves are plain ASGI apps.
 """
 
+from gemini_live.config import with_client_activity
 from gemini_live.web._app import (
     TokenEndpoint,
     TokenRequest,
@@ -28,7 +29,6 @@ from gemini_live.web._app import (
     serve,
     static_file,
 )
-from gemini_live.config import with_client_activity
 from gemini_live.web._relay import (
     ALLOW_ANYONE,
     PROTOCOL_VERSION,
