@@ -21,6 +21,8 @@ relay protocol is documented in ``docs/web-relay.md``. Needs the ``web`` extra
 
 from gemini_live.config import with_client_activity
 from gemini_live.web._app import (
+    LOOPBACK_HOSTS,
+    AccessToken,
     TokenEndpoint,
     TokenRequest,
     create_app,
@@ -43,7 +45,9 @@ from gemini_live.web._relay import (
 
 __all__ = [
     "ALLOW_ANYONE",
+    "LOOPBACK_HOSTS",
     "PROTOCOL_VERSION",
+    "AccessToken",
     "ConnectionInfo",
     "PlaybackReport",
     "Relay",
