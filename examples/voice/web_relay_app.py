@@ -40,7 +40,6 @@ from websockets.typing import Origin
 import gemini_live as gl
 from gemini_live.web import ConnectionInfo, Relay, page_html, running, serve, static_file
 
-
 # In a real deployment: one key from your secret store, shared by every replica.
 SIGNING_KEY = secrets.token_bytes(32)
 COOKIE = "voice_session"

@@ -191,7 +191,7 @@ def identity_key(identity: object) -> Hashable:
         hash(identity)
     except TypeError:
         return ("repr", repr(identity))
-    return identity  # type: ignore[return-value]
+    return identity
 
 
 # -- the lifecycle ---------------------------------------------------------------------

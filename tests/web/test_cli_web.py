@@ -129,7 +129,8 @@ async def test_web_command_is_closed_to_strangers_and_rebinding() -> None:
         ws_url = base.replace("http", "ws") + "/live"
         # Without the token: no page, no relay (a script that forges Origin included).
         assert (await asyncio.to_thread(_get, base + "/"))[0] == 401
-        assert (await asyncio.to_thread(_get, base + "/?token=wrong-token-of-some-length"))[0] == 401
+        wrong = base + "/?token=wrong-token-of-some-length"
+        assert (await asyncio.to_thread(_get, wrong))[0] == 401
         async with connect(ws_url, origin=Origin(base)) as ws:
             assert await _close_code(ws) == 4401
         async with connect(ws_url + "?token=" + "x" * len(token), origin=Origin(base)) as ws:

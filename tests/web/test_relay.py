@@ -144,7 +144,12 @@ async def test_server_mode_streams_everything_and_audio_end_closes_the_turn() ->
 
 async def test_server_mode_with_stream_end_on_silence() -> None:
     async with FakeLiveServer() as server:
-        relay = Relay(fake_config(server), authorize=ANYONE, turn_detection="server", stream_end_on_silence=True)
+        relay = Relay(
+            fake_config(server),
+            authorize=ANYONE,
+            turn_detection="server",
+            stream_end_on_silence=True,
+        )
         async with served_relay(relay) as url, client(url) as ws:
             box = Inbox(ws)
             await box.until_type("ready")
@@ -230,7 +235,9 @@ async def test_origin_check() -> None:
         assert relay.stats.rejected == 2 and not server.connections
         open_relay = Relay(
             fake_config(server),
-            authorize=ANYONE, allowed_origins=["https://app.example"], allow_no_origin=True
+            authorize=ANYONE,
+            allowed_origins=["https://app.example"],
+            allow_no_origin=True,
         )
         async with served_relay(open_relay) as url:
             for origin in ("https://app.example", None):

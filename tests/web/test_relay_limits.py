@@ -19,7 +19,6 @@ import socket
 import struct
 
 import pytest
-from websockets.asyncio.client import connect
 
 from gemini_live.errors import ConfigError
 from gemini_live.testing import FakeLiveServer
@@ -361,8 +360,11 @@ async def test_the_library_server_is_sized_from_the_relay_limits() -> None:
             assert code == 1009 and "exceeds limit of 4096 bytes" in reason
         # Under a server that buffers more (one you run yourself), the relay's own check.
         app = create_app(relay)
-        async with running(app, limits=RelayLimits(max_message_bytes=1 << 20)) as base:
-            async with client(base.replace("http", "ws") + "/live") as ws:
-                await Inbox(ws).until_type("ready")
-                await ws.send(bytes(8192))
-                assert await close_of(ws) == (1009, "message too big: 8192 bytes > 4096")
+        bigger = RelayLimits(max_message_bytes=1 << 20)
+        async with (
+            running(app, limits=bigger) as base,
+            client(base.replace("http", "ws") + "/live") as ws,
+        ):
+            await Inbox(ws).until_type("ready")
+            await ws.send(bytes(8192))
+            assert await close_of(ws) == (1009, "message too big: 8192 bytes > 4096")

@@ -140,7 +140,7 @@ async def run_web(args: argparse.Namespace) -> int:
 
         config(None)  # fail on bad options now, not at the first browser
         token = None if args.authorize else web.AccessToken()
-        authorize = _load_hook(args.authorize) if args.authorize else token.authorize
+        authorize = token.authorize if token is not None else _load_hook(args.authorize)
         relay = web.Relay(
             config,
             authorize=authorize,
