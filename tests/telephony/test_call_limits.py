@@ -181,3 +181,23 @@ async def test_a_carrier_that_stops_reading_cannot_pin_the_call() -> None:
         assert info.close == (1008, "idle timeout")
         assert not bridge.calls and not bridge._per_address.counts
         await server.wait_for_close(0)
+
+
+def test_telephony_imports_nothing_from_web() -> None:
+    import ast
+    import inspect
+
+    import gemini_live.config
+    import gemini_live.web
+    from gemini_live.telephony import _twilio
+
+    tree = ast.parse(inspect.getsource(_twilio))
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    }
+    assert not {m for m in imported if m.startswith("gemini_live.web")}, imported
+    assert "gemini_live._bridge" in imported  # the shared lifecycle
+    # The helper moved to config and stays importable from web.
+    assert gemini_live.web.with_client_activity is gemini_live.config.with_client_activity

@@ -286,7 +286,7 @@ class _HostAllowList:
         if _host_name(headers.get("host", "")) in self.hosts:
             await self.app(scope, receive, send)
             return
-        logger.warning("refused a request for host %r (not allowed)", headers.get("host", "")[:80])
+        logger.info("refused a request for host %r (not allowed)", headers.get("host", "")[:80])
         if scope["type"] == "websocket":
             msg = await receive()
             if msg["type"] == "websocket.connect":

@@ -150,7 +150,7 @@ class RelayLimits:
     audio_excess_close_bytes: int | None = 2 * _BYTES_PER_SECOND
     #: Longest text message (characters).
     max_text_chars: int = 4096
-    #: Seconds to wait for the upstream session to open.
+    #: Seconds to wait for the upstream session to open (and for ``authorize``).
     connect_timeout: float = 15.0
     #: Close a connection after this many seconds without a browser message (None: never).
     idle_timeout: float | None = 300.0
@@ -648,7 +648,11 @@ class _Connection(PeerSocket):
         hook = self.relay._authorize
         if hook is None:
             return  # Relay.ALLOW_ANYONE
-        identity = await maybe_await(hook(self.info))
+        try:
+            async with asyncio.timeout(self.relay.limits.connect_timeout):
+                identity = await maybe_await(hook(self.info))
+        except TimeoutError:
+            raise PeerClose(CLOSE_UNAUTHORIZED, "authorization timed out") from None
         if identity is None or identity is False:
             raise PeerClose(CLOSE_UNAUTHORIZED, "unauthorized")
         self.info.identity = identity
