@@ -368,3 +368,33 @@ async def test_the_library_server_is_sized_from_the_relay_limits() -> None:
             await Inbox(ws).until_type("ready")
             await ws.send(bytes(8192))
             assert await close_of(ws) == (1009, "message too big: 8192 bytes > 4096")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_age": 0},
+        {"idle_timeout": -1.0},
+        {"close_timeout": 0},
+        {"turns_per_minute": 0},
+        {"max_connections_per_address": 0},
+        {"audio_bytes_per_second": 0},
+        {"handshake_timeout": True},
+    ],
+)
+def test_bad_relay_limits_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        RelayLimits(**bad)  # type: ignore[arg-type]
+
+
+def test_access_token_is_random_long_and_hidden() -> None:
+    a, b = AccessToken(), AccessToken()
+    assert a.value != b.value and len(a.value) >= 32
+    assert a.value not in repr(a)
+    assert a.url("http://127.0.0.1:8000") == f"http://127.0.0.1:8000/?token={a.value}"
+    assert a.check({}, {"token": a.value}) and not a.check({}, {"token": b.value})
+    cookie = {"host": "127.0.0.1:8000", "cookie": f"other=1; gemini_live_token_8000={a.value}"}
+    assert a.check(cookie, {})
+    assert not a.check({**cookie, "host": "127.0.0.1:9000"}, {})  # one cookie per port
+    with pytest.raises(ConfigError):
+        AccessToken("short")

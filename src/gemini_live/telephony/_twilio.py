@@ -143,8 +143,6 @@ class CallInfo:
     id: int
     headers: Mapping[str, str]
     query: Mapping[str, str]
-    #: The address the carrier connected from.
-    client: tuple[str, int] | None = None
     stream_sid: str = ""
     call_sid: str = ""
     account_sid: str = ""
@@ -163,15 +161,18 @@ class CallInfo:
     utterances: int = 0
     #: The latest DTMF digits (at most ``DTMF_KEEP``); ``dtmf_count`` counts them all.
     dtmf: list[str] = field(default_factory=list)
-    dtmf_count: int = 0
-    #: Inbound audio bytes (G.711) dropped because they came faster than real time.
-    media_dropped_bytes: int = 0
     #: Milliseconds of each reply the caller actually heard (confirmed by marks), by reply.
     heard_ms: dict[int, int] = field(default_factory=dict)
     #: Milliseconds of each reply sent to Twilio, by reply.
     sent_ms: dict[int, int] = field(default_factory=dict)
     stopped: bool = False
     close: tuple[int, str] | None = None
+    #: How many DTMF digits arrived (``dtmf`` keeps the latest ``DTMF_KEEP``).
+    dtmf_count: int = 0
+    #: Inbound audio bytes (G.711) dropped because they came faster than real time.
+    media_dropped_bytes: int = 0
+    #: The address the carrier connected from.
+    client: tuple[str, int] | None = None
 
     def __repr__(self) -> str:
         parts = []

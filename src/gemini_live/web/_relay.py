@@ -224,22 +224,22 @@ class ConnectionInfo:
     audio_out_bytes: int = 0
     #: Audio bytes not forwarded (push-to-talk released, or outside an utterance).
     audio_not_forwarded_bytes: int = 0
-    #: Audio bytes dropped because they came faster than real time allows.
-    audio_dropped_bytes: int = 0
     #: Utterances the relay's VAD detected (turn_detection="vad").
     utterances: int = 0
-    #: User turns counted against ``turns_per_minute`` (texts, presses, utterances).
-    user_turns: int = 0
     interruptions: int = 0
     turns: int = 0
     #: The most recent playback reports (bounded); the totals below count them all.
     playback: deque[PlaybackReport] = field(default_factory=lambda: deque(maxlen=_RECENT_PLAYBACK))
+    #: Close code and reason sent to (or received from) the browser.
+    close: tuple[int, str] | None = None
+    #: Audio bytes dropped because they came faster than real time allows.
+    audio_dropped_bytes: int = 0
+    #: User turns counted against ``turns_per_minute`` (texts, presses, utterances).
+    user_turns: int = 0
     #: Playback reports received.
     playback_reports: int = 0
     #: Milliseconds of model audio the page reported played (stopped + drained replies).
     played_ms_total: float = 0.0
-    #: Close code and reason sent to (or received from) the browser.
-    close: tuple[int, str] | None = None
 
     @property
     def last_playback(self) -> PlaybackReport | None:
