@@ -189,7 +189,7 @@ async def test_audio_faster_than_real_time_is_dropped_and_counted_then_closed() 
 
 async def test_a_client_that_pings_every_half_idle_period_still_hits_the_max_age() -> None:
     async with FakeLiveServer() as server:
-        limits = RelayLimits(idle_timeout=0.6, max_age=1.5)
+        limits = RelayLimits(idle_timeout=2.0, max_age=3.0)
         relay = Relay(fake_config(server), authorize=ANYONE, limits=limits)
         async with served_relay(relay) as url, client(url) as ws:
             await Inbox(ws).until_type("ready")
@@ -199,7 +199,7 @@ async def test_a_client_that_pings_every_half_idle_period_still_hits_the_max_age
             async def keep_pinging() -> None:
                 while True:
                     await ws.send(json.dumps({"type": "ping"}))
-                    await asyncio.sleep(0.3)  # pacing: half the idle period
+                    await asyncio.sleep(1.0)  # pacing: half the idle period
 
             pinger = asyncio.create_task(keep_pinging())
             try:
@@ -210,7 +210,7 @@ async def test_a_client_that_pings_every_half_idle_period_still_hits_the_max_age
                 await asyncio.gather(pinger, return_exceptions=True)
             assert ws.close_code == 1008
             assert ws.close_reason == "maximum connection age reached"
-            assert loop.time() - opened >= 1.4
+            assert loop.time() - opened >= 2.9
 
 
 async def test_playback_reports_are_running_totals_and_a_bounded_recent_list() -> None:
@@ -281,7 +281,7 @@ def _upgrade(host: str, path: str = "/live") -> bytes:
 async def test_a_browser_that_stops_reading_is_closed_in_bounded_time_and_cleaned_up() -> None:
     # 4,000 chunks of 40 ms: 15 MiB of reply audio, more than the socket buffers hold.
     async with FakeLiveServer(reply_chunks=4000) as server:
-        limits = RelayLimits(idle_timeout=1.0, close_timeout=0.3)
+        limits = RelayLimits(idle_timeout=3.0, close_timeout=0.3)
         relay = Relay(fake_config(server), authorize=ANYONE, limits=limits)
         async with running(create_app(relay)) as base:
             host = base.removeprefix("http://")
