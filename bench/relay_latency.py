@@ -124,6 +124,7 @@ async def bench_relay(server: FakeLiveServer, turns: int, mode: str) -> list[flo
 
     relay = Relay(
         _config(server),
+        authorize=Relay.ALLOW_ANYONE,  # a local benchmark
         turn_detection="manual" if mode == "manual" else "vad",
         detector=_detector,
         limits=RelayLimits(
@@ -131,6 +132,7 @@ async def bench_relay(server: FakeLiveServer, turns: int, mode: str) -> list[flo
             audio_burst_bytes=10**9,
             messages_per_second=1e9,
             message_burst=10**9,
+            turns_per_minute=None,
         ),
     )
     out: list[float] = []
@@ -308,7 +310,11 @@ async def _level(fake_url: str, n: int, seconds: float) -> dict[str, Any]:
     def config(_c: Any) -> gl.SessionConfig:
         return gl.build_config(url=fake_url)
 
-    relay = Relay(config, detector=_detector, limits=RelayLimits(max_connections=10_000))
+    # One client address for every simulated browser: no per-address or turn limits.
+    limits = RelayLimits(
+        max_connections=10_000, max_connections_per_address=None, turns_per_minute=None
+    )
+    relay = Relay(config, authorize=Relay.ALLOW_ANYONE, detector=_detector, limits=limits)
     lags: list[float] = []
     stop = asyncio.Event()
     ctx = multiprocessing.get_context("spawn")

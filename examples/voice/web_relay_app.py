@@ -7,19 +7,31 @@ The API key stays on this server; each browser WebSocket becomes one Session. Us
 Gemini API when GEMINI_API_KEY is set, otherwise an offline FakeLiveServer. With FastAPI
 the two relay lines are the same: ``app = FastAPI()`` then
 ``app.router.routes.append(WebSocketRoute("/live", relay))``.
+
+Who may talk: the page sets a session cookie signed with a server-side key (HMAC), and
+the relay's ``authorize`` hook verifies it in constant time. A client can set any
+``Origin`` or query parameter, but it cannot sign a cookie. Here every page load logs in
+a guest; your app sets the cookie after its own login instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import math
 import os
+import secrets
 import struct
 import sys
+import time
+import urllib.request
+from http.cookies import SimpleCookie
 
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route, WebSocketRoute
 from websockets.asyncio.client import connect
@@ -27,6 +39,30 @@ from websockets.typing import Origin
 
 import gemini_live as gl
 from gemini_live.web import ConnectionInfo, Relay, page_html, running, serve, static_file
+
+# In a real deployment: one key from your secret store, shared by every replica.
+SIGNING_KEY = secrets.token_bytes(32)
+COOKIE = "voice_session"
+
+
+def sign(user: str, ttl: float = 3600.0) -> str:
+    """A session value only this server can make: user, expiry and their HMAC."""
+    body = f"{user}|{int(time.time() + ttl)}"
+    mac = hmac.new(SIGNING_KEY, body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}|{mac}"
+
+
+def authorize(conn: ConnectionInfo) -> str | None:
+    """The relay's identity check: a valid, unexpired signed cookie, else refuse."""
+    morsel = SimpleCookie(conn.headers.get("cookie", "")).get(COOKIE)
+    if morsel is None:
+        return None
+    user, _, rest = morsel.value.partition("|")
+    expires, _, mac = rest.partition("|")
+    good = hmac.new(SIGNING_KEY, f"{user}|{expires}".encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, good) or not expires.isdigit():
+        return None
+    return user if int(expires) > time.time() else None
 
 
 def utterance() -> list[bytes]:
@@ -40,9 +76,17 @@ def utterance() -> list[bytes]:
     return [bytes(pcm[i : i + 640]) for i in range(0, len(pcm), 640)]
 
 
+def load_page(base: str) -> str:
+    """Load the page as a browser does; return the session cookie it set."""
+    with urllib.request.urlopen(base + "/", timeout=10) as r:
+        return str(r.headers["set-cookie"]).split(";", 1)[0]
+
+
 async def one_browser_turn(base: str) -> None:
     """What the page does, scripted: stream the mic, print what comes back."""
-    async with connect(base.replace("http", "ws") + "/live", origin=Origin(base)) as ws:
+    cookie = await asyncio.to_thread(load_page, base)
+    url = base.replace("http", "ws") + "/live"
+    async with connect(url, origin=Origin(base), additional_headers={"Cookie": cookie}) as ws:
         for frame in utterance():
             await ws.send(frame)
         audio = 0
@@ -79,13 +123,21 @@ async def main() -> None:
                 output_audio_transcription=True,
             )
 
-        relay = Relay(session_config)
+        relay = Relay(session_config, authorize=authorize)
 
-        async def index(_request: object) -> HTMLResponse:
-            return HTMLResponse(page_html(relay_path="/live", static_path="/static"))
+        async def index(request: Request) -> HTMLResponse:
+            page = HTMLResponse(page_html(relay_path="/live", static_path="/static"))
+            if authorize_cookie(request) is None:  # your login decides who this is
+                page.set_cookie(COOKIE, sign("guest"), httponly=True, samesite="strict")
+            return page
 
-        async def static(request: object) -> HTMLResponse:
-            name = request.path_params["name"]  # type: ignore[attr-defined]
+        def authorize_cookie(request: Request) -> str | None:
+            headers = {"cookie": request.headers.get("cookie", "")}
+            conn = ConnectionInfo(0, "/", headers, {}, None, None)
+            return authorize(conn)
+
+        async def static(request: Request) -> HTMLResponse:
+            name = request.path_params["name"]
             media = "text/css" if name.endswith(".css") else "text/javascript"
             return HTMLResponse(static_file(name), media_type=media)
 

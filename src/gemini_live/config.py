@@ -8,6 +8,7 @@ Every value is checked when the config object is built (a typo or a nonsense val
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import ssl
@@ -39,6 +40,7 @@ __all__ = [
     "SessionConfig",
     "TransportConfig",
     "build_config",
+    "with_client_activity",
 ]
 
 #: The model used when neither ``model=`` nor ``$GEMINI_MODEL`` names one.
@@ -396,4 +398,26 @@ def build_config(
         summarizer=summarizer,
         interaction_timeout=interaction_timeout,
         adapt_to_model=adapt_to_model,
+    )
+
+
+def with_client_activity(config: SessionConfig) -> SessionConfig:
+    """Return ``config`` with the service's automatic activity detection disabled.
+
+    The client then brackets each utterance with ``activityStart``/``activityEnd`` (the
+    browser relay and the phone bridges do so with :mod:`gemini_live.vad`).
+    """
+    setup = config.setup
+    ric = setup.realtime_input_config
+    if ric is types.UNSET:
+        ric = types.RealtimeInputConfig()
+    aad = ric.automatic_activity_detection
+    if aad is types.UNSET:
+        aad = types.AutomaticActivityDetection()
+    if aad.disabled is True:
+        return config
+    aad = msgspec.structs.replace(aad, disabled=True)
+    ric = msgspec.structs.replace(ric, automatic_activity_detection=aad)
+    return dataclasses.replace(
+        config, setup=msgspec.structs.replace(setup, realtime_input_config=ric)
     )

@@ -13,6 +13,8 @@ from gemini_live.testing import FakeLiveServer
 from gemini_live.web import ConnectionInfo, Relay, create_app, running
 
 ORIGIN_OK = "http://127.0.0.1"
+#: The explicit opt-out of the identity check (these tests are about other things).
+ANYONE = Relay.ALLOW_ANYONE
 
 
 def speech(ms: int, rate: int = 16000, freq: float = 180.0, amp: float = 0.3) -> bytes:

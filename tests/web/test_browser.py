@@ -20,7 +20,7 @@ import pytest
 from gemini_live.audio import write_wav
 from gemini_live.testing import FakeLiveServer
 from gemini_live.types import UNSET
-from gemini_live.web import Relay, create_app, running
+from gemini_live.web import LOOPBACK_HOSTS, AccessToken, Relay, create_app, running
 
 from .cdp import chromium_page, find_chromium
 from .conftest import fake_config, silence, speech
@@ -50,18 +50,23 @@ async def test_page_in_headless_chromium(tmp_path: Path) -> None:
     pcm = silence(500) + speech(800) + silence(2200) + speech(800) + silence(6000)
     write_wav(wav, pcm, 16000)
     async with FakeLiveServer(reply_chunks=REPLY_CHUNKS, assumed_playback=True) as server:
-        relay = Relay(fake_config(server))
-        async with running(create_app(relay)) as base:
+        # As `gemini-live web` serves it: loopback names only, a per-launch token that the
+        # page trades for a cookie (its WebSocket then carries the cookie).
+        token = AccessToken()
+        relay = Relay(fake_config(server), authorize=token.authorize)
+        app = create_app(relay, allowed_hosts=LOOPBACK_HOSTS, access_token=token)
+        async with running(app) as base:
             flags = [
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={wav}%noloop",
                 "--autoplay-policy=no-user-gesture-required",
             ]
-            url = f"{base}/?autostart=1&raw=1"
+            url = token.url(base) + "&autostart=1&raw=1"
             async with chromium_page(url, tmp_path / "profile", flags) as page:
                 await relay.wait_until(lambda: relay.stats.accepted == 1, within=30)
                 info = next(iter(relay.connections.values()))
+                assert info.identity == "local-user" and token.value not in repr(info)
                 # 1. The fake heard the first utterance and answered it (its turnComplete
                 # waits for the 4 s of playback, so wait for the answer, not the turn).
                 await server.wait_for_conversation(lambda c: len(c.answers) >= 1, within=30)

@@ -3,12 +3,20 @@
 Without an API key (or with ``--fake``) the relay talks to the embedded fake server, so
 the page works offline: speak, and the fake answers each utterance with a tone and a
 transcript.
+
+Closed by default, as local notebook servers are: only loopback host names (plus
+``--allowed-host``) are answered, which stops DNS rebinding, and the printed URL carries
+a random per-launch access token (the page trades it for a cookie). ``--authorize
+module:function`` replaces the token with the app's own identity check.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +50,20 @@ def add_web_command(command: Callable[[str, str, str], argparse.ArgumentParser])
         metavar="ORIGIN",
         help="another origin allowed to connect (repeatable; default: this page's own)",
     )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name to answer besides localhost, 127.0.0.1 and [::1] "
+        "(repeatable; needed to reach it by a LAN name or through a proxy)",
+    )
+    p.add_argument(
+        "--authorize",
+        metavar="MODULE:FUNCTION",
+        help="the relay's identity check, authorize(conn) -> identity or None (replaces "
+        "the per-launch access token; the module is imported from the current directory)",
+    )
 
 
 def _import_web() -> Any:
@@ -57,6 +79,28 @@ def _import_web() -> Any:
     import gemini_live.web as web
 
     return web
+
+
+def _load_hook(spec: str) -> Callable[..., object]:
+    from gemini_live.cli._runtime import UsageError
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--authorize wants MODULE:FUNCTION, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--authorize: cannot import {module_name!r}: {exc}") from None
+    hook = module
+    for part in attr.split("."):
+        hook = getattr(hook, part, None)  # type: ignore[assignment]
+        if hook is None:
+            raise UsageError(f"--authorize: {module_name!r} has no {attr!r}")
+    if not callable(hook):
+        raise UsageError(f"--authorize: {spec} is not callable")
+    return hook
 
 
 async def run_web(args: argparse.Namespace) -> int:
@@ -95,18 +139,29 @@ async def run_web(args: argparse.Namespace) -> int:
             )
 
         config(None)  # fail on bad options now, not at the first browser
+        token = None if args.authorize else web.AccessToken()
+        authorize = token.authorize if token is not None else _load_hook(args.authorize)
         relay = web.Relay(
             config,
+            authorize=authorize,
             turn_detection=args.turn_detection,
             allowed_origins=args.allow_origin or None,
         )
+        hosts = [*web.LOOPBACK_HOSTS, *args.allowed_host]
         where = "the offline fake server" if mode == "fake" else "the Gemini API"
 
         def ready(base: str) -> None:
-            print(f"gemini-live web: open {base}/ (relay at /live, talking to {where})")
+            url = token.url(base) if token is not None else f"{base}/"
+            print(f"gemini-live web: open {url} (relay at /live, talking to {where})")
+            if args.host not in ("127.0.0.1", "localhost", "::1") and not args.allowed_host:
+                print(
+                    "note: only loopback host names are answered; add --allowed-host NAME "
+                    "to reach it by another name"
+                )
             print("press Ctrl-C to stop", flush=True)
 
         if args.port < 0 or args.port > 65535:
             raise UsageError(f"bad port {args.port}")
-        await web.serve(web.create_app(relay), host=args.host, port=args.port, ready=ready)
+        app = web.create_app(relay, allowed_hosts=hosts, access_token=token)
+        await web.serve(app, host=args.host, port=args.port, ready=ready)
     return 0

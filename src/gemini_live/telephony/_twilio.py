@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import itertools
 import logging
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
 import msgspec
@@ -20,6 +17,16 @@ import pybase64
 import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live._asgi import Notifier, Receive, Scope, Send
+from gemini_live._bridge import (
+    AudioMeter,
+    KeyedCounter,
+    PeerClose,
+    PeerSocket,
+    bounded,
+    mask_mapping,
+    maybe_await,
+    parse_scope,
+)
 from gemini_live.audio import (
     OUTPUT_RATE,
     ResampleBackend,
@@ -29,6 +36,7 @@ from gemini_live.audio import (
     pcm16_to_ulaw,
     ulaw_to_pcm16,
 )
+from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.vad import ActivityDetector, ActivitySender
 
@@ -61,15 +69,13 @@ def _low_latency_backend() -> ResampleBackend:
 _BACKEND: Final = _low_latency_backend()
 
 
-class _Gone(Exception):
-    """Twilio disconnected; nothing more to send or log."""
+# The shared lifecycle's exceptions, under this module's old names.
+_Close = PeerClose
 
-
-class _Close(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+#: DTMF digits kept per call (the latest; ``CallInfo.dtmf_count`` counts them all).
+DTMF_KEEP: Final = 64
+#: Seconds the upstream session gets to close when a call ends.
+_SESSION_CLOSE_TIMEOUT: Final = 5.0
 
 
 # -- inbound messages (Twilio camelCase, Telnyx snake_case) ---------------------------
@@ -126,9 +132,13 @@ _decode: Final = msgspec.json.Decoder(_Inbound).decode
 _encode: Final = msgspec.json.Encoder().encode
 
 
-@dataclass
+@dataclass(repr=False)
 class CallInfo:
-    """One phone call (one media stream), as the hooks see it."""
+    """One phone call (one media stream), as the hooks see it.
+
+    Its ``repr`` masks credentials (signatures, cookies, token-like query or custom
+    parameters); the hooks read the real values from the attributes.
+    """
 
     id: int
     headers: Mapping[str, str]
@@ -149,6 +159,7 @@ class CallInfo:
     interruptions: int = 0
     turns: int = 0
     utterances: int = 0
+    #: The latest DTMF digits (at most ``DTMF_KEEP``); ``dtmf_count`` counts them all.
     dtmf: list[str] = field(default_factory=list)
     #: Milliseconds of each reply the caller actually heard (confirmed by marks), by reply.
     heard_ms: dict[int, int] = field(default_factory=dict)
@@ -156,12 +167,24 @@ class CallInfo:
     sent_ms: dict[int, int] = field(default_factory=dict)
     stopped: bool = False
     close: tuple[int, str] | None = None
+    #: How many DTMF digits arrived (``dtmf`` keeps the latest ``DTMF_KEEP``).
+    dtmf_count: int = 0
+    #: Inbound audio bytes (G.711) dropped because they came faster than real time.
+    media_dropped_bytes: int = 0
+    #: The address the carrier connected from.
+    client: tuple[str, int] | None = None
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("headers", "query", "custom_parameters") and isinstance(value, Mapping):
+                value = mask_mapping(value)
+            parts.append(f"{f.name}={value!r}")
+        return f"CallInfo({', '.join(parts)})"
 
 
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
+_maybe_await = maybe_await
 
 
 ConfigHook = Callable[[CallInfo], "gl.SessionConfig | Awaitable[gl.SessionConfig]"]
@@ -194,6 +217,15 @@ class TwilioBridge:
     known: check a signature or a token there) and returns an identity or ``None`` to
     hang up with 4401; ``on_session(session, call)`` once connected; ``on_dtmf(call,
     digit, session)`` for key presses; ``on_stop(call)`` when the call ends.
+
+    Limits (each ends the call with a reason): ``max_calls`` at once and
+    ``max_calls_per_address`` from one address (Twilio connects from a pool of
+    addresses: raise it for a busy line, or ``None``); ``max_call_seconds`` from the
+    upgrade; ``idle_timeout`` seconds without the caller speaking (or a key press) and
+    without the model talking; inbound audio at most ``max_audio_speed`` times real time
+    (``audio_burst_ms`` may bunch up; the excess is dropped and counted in
+    :attr:`CallInfo.media_dropped_bytes`, and a stream that keeps flooding is closed
+    4429). Closes are bounded: the close frame gets ``close_timeout`` seconds.
     """
 
     #: Key of the stream id in messages sent to the provider.
@@ -217,6 +249,12 @@ class TwilioBridge:
         start_timeout: float = 10.0,
         connect_timeout: float = 15.0,
         keep_finished: int = 100,
+        max_calls_per_address: int | None = 25,
+        max_call_seconds: float | None = 3600.0,
+        idle_timeout: float | None = 300.0,
+        max_audio_speed: float = 1.2,
+        audio_burst_ms: int = 3000,
+        close_timeout: float = 2.0,
     ) -> None:
         if turn_detection not in ("vad", "server"):
             raise ConfigError(f"turn_detection must be 'vad' or 'server', got {turn_detection!r}")
@@ -224,6 +262,18 @@ class TwilioBridge:
             raise ConfigError(f"input_rate must be 8000 or 16000, got {input_rate}")
         if mark_every_ms < FRAME_MS:
             raise ConfigError(f"mark_every_ms must be at least {FRAME_MS}")
+        for name, value, optional in (
+            ("max_calls_per_address", max_calls_per_address, True),
+            ("max_call_seconds", max_call_seconds, True),
+            ("idle_timeout", idle_timeout, True),
+            ("max_audio_speed", max_audio_speed, False),
+            ("audio_burst_ms", audio_burst_ms, False),
+            ("close_timeout", close_timeout, False),
+        ):
+            if value is None and optional:
+                continue
+            if value is None or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"{name} must be > 0{' or None' if optional else ''}")
         self._config = config
         self._authorize = authorize
         self.turn_detection = turn_detection
@@ -238,6 +288,13 @@ class TwilioBridge:
         self.max_message_bytes = max_message_bytes
         self.start_timeout = start_timeout
         self.connect_timeout = connect_timeout
+        self.max_calls_per_address = max_calls_per_address
+        self.max_call_seconds = max_call_seconds
+        self.idle_timeout = idle_timeout
+        self.max_audio_speed = max_audio_speed
+        self.audio_burst_ms = audio_burst_ms
+        self.close_timeout = close_timeout
+        self._per_address = KeyedCounter()
         #: Calls in progress by id.
         self.calls: dict[int, CallInfo] = {}
         #: The most recent finished calls (newest last).
@@ -270,20 +327,36 @@ class TwilioBridge:
         await _Call(self, scope, receive, send).run()
 
 
-class _Call:
+class _Call(PeerSocket):
+    """One call: the carrier's message format, turn detection, pacing and marks on the
+    shared peer lifecycle (:mod:`gemini_live._bridge`)."""
+
+    normal_reason = "call ended"
+    peer_closed_reason = "closed by Twilio"
+    peer_gone_reason = "Twilio disconnected"
+
     def __init__(self, bridge: TwilioBridge, scope: Scope, receive: Receive, send: Send) -> None:
+        super().__init__(
+            scope,
+            receive,
+            send,
+            close_timeout=bridge.close_timeout,
+            idle_timeout=bridge.idle_timeout,
+            max_age=bridge.max_call_seconds,
+        )
         self.bridge = bridge
-        self._receive = receive
-        self._send = send
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
-        }
-        query = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        self.info = CallInfo(id=next(bridge._ids), headers=headers, query=query)
+        headers, query, client = parse_scope(scope)
+        self.info = CallInfo(id=next(bridge._ids), headers=headers, query=query, client=client)
         self.session: gl.Session | None = None
         self.sender: ActivitySender | None = None
-        self._closed = False
-        self._send_lock = asyncio.Lock()
+        self._registered = False
+        self._address: str | None = None
+        # G.711 is one byte per sample at 8 kHz.
+        self._audio_meter = AudioMeter(
+            PHONE_RATE * bridge.max_audio_speed,
+            PHONE_RATE * bridge.audio_burst_ms // 1000,
+            PHONE_RATE * bridge.audio_burst_ms // 1000,
+        )
         self._up = (
             Resampler(PHONE_RATE, bridge.input_rate, backend=_BACKEND)
             if bridge.input_rate != 8000
@@ -305,85 +378,75 @@ class _Call:
     # -- sending ---------------------------------------------------------------------------
 
     async def _send_json(self, obj: dict[str, Any]) -> None:
-        if self._closed:
-            return
-        async with self._send_lock:
-            try:
-                await self._send({"type": "websocket.send", "text": _encode(obj).decode()})
-            except Exception:
-                # Twilio hung up mid-send (the server raises its own error type).
-                self._closed = True
-                if self.info.close is None:
-                    self.info.close = (1001, "Twilio disconnected")
-                raise _Gone() from None
+        await self.send_message({"type": "websocket.send", "text": _encode(obj).decode()})
 
-    async def close(self, code: int, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        reason = reason.encode()[:120].decode("utf-8", "ignore")
+    # -- the shared lifecycle's hooks --------------------------------------------------------
+
+    async def upgrade(self) -> bool:
+        """Accept the carrier's WebSocket upgrade (checks of the upgrade request itself,
+        such as the carrier's signature, belong here, before the accept)."""
+        return await super().upgrade()
+
+    def record_close(self, code: int, reason: str) -> None:
         self.info.close = (code, reason)
-        with contextlib.suppress(Exception):
-            async with self._send_lock:
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def run(self) -> None:
+    async def admit(self) -> None:
         bridge = self.bridge
         info = self.info
-        msg = await self._receive()
-        if msg["type"] != "websocket.connect":
-            return
-        await self._send({"type": "websocket.accept"})
-        registered = False
-        try:
-            if len(bridge.calls) >= bridge.max_calls:
-                raise _Close(1013, "too many calls")
-            bridge.calls[info.id] = info
-            registered = True
-            await self._wait_start()
-            if bridge._authorize is not None:
-                identity = await _maybe_await(bridge._authorize(info))
-                if identity is None or identity is False:
-                    raise _Close(4401, "unauthorized")
-                info.identity = identity
-            bridge._notify()
-            await self._serve()
-        except _Gone:
-            pass
-        except _Close as exc:
-            await self.close(exc.code, exc.reason)
-        except GeminiLiveError as exc:
-            logger.warning("call %d: upstream error: %s", info.id, exc)
-            await self.close(4502, f"upstream error: {type(exc).__name__}")
-        except Exception:
-            logger.exception("call %d failed", info.id)
-            await self.close(1011, "internal error")
-        finally:
-            if registered:
-                bridge.calls.pop(info.id, None)
-            if self.session is not None:
-                with contextlib.suppress(Exception):
-                    await self.session.close()
-            if not self._closed:
-                await self.close(1000, "call ended")
-            if bridge._on_stop is not None:
-                try:
-                    await _maybe_await(bridge._on_stop(info))
-                except Exception:
-                    logger.exception("on_stop hook raised")
-            bridge.finished.append(info)
-            bridge._notify()
+        if len(bridge.calls) >= bridge.max_calls:
+            raise PeerClose(1013, "too many calls")
+        address = info.client[0] if info.client else None
+        if address is not None:
+            if not bridge._per_address.acquire(address, bridge.max_calls_per_address):
+                raise PeerClose(1013, "too many calls from this address")
+            self._address = address
+        bridge.calls[info.id] = info
+        self._registered = True
+        await self._wait_start()
+        if bridge._authorize is not None:
+            identity = await maybe_await(bridge._authorize(info))
+            if identity is None or identity is False:
+                raise PeerClose(4401, "unauthorized")
+            info.identity = identity
+        bridge._notify()
+
+    def failed(self, exc: Exception) -> tuple[int, str]:
+        if isinstance(exc, GeminiLiveError):
+            logger.warning("call %d: upstream error: %s", self.info.id, exc)
+            return 4502, f"upstream error: {type(exc).__name__}"
+        logger.error("call %d failed", self.info.id, exc_info=exc)
+        return 1011, "internal error"
+
+    async def cleanup(self) -> None:
+        bridge = self.bridge
+        # Bookkeeping first, with no await before it: it runs however the call ended.
+        if self._registered:
+            self._registered = False
+            bridge.calls.pop(self.info.id, None)
+        if self._address is not None:
+            bridge._per_address.release(self._address)
+            self._address = None
+        session, self.session = self.session, None
+        if session is not None:
+            await bounded(session.close(), _SESSION_CLOSE_TIMEOUT, "closing the upstream session")
+
+    async def finished(self) -> None:
+        bridge = self.bridge
+        if bridge._on_stop is not None:
+            try:
+                await maybe_await(bridge._on_stop(self.info))
+            except Exception:
+                logger.exception("on_stop hook raised")
+        bridge.finished.append(self.info)
+        bridge._notify()
 
     async def _next(self) -> _Inbound | None:
-        msg = await self._receive()
-        if msg["type"] == "websocket.disconnect":
-            self._closed = True
-            self.info.close = (int(msg.get("code", 1000)), "closed by Twilio")
-            return None
-        if msg["type"] != "websocket.receive":
-            return await self._next()
+        while True:
+            msg = await self.receive()
+            if msg is None:
+                return None
+            if msg["type"] == "websocket.receive":
+                break
         text = msg.get("text")
         if text is None:
             raise _Close(1003, "expected JSON text messages")
@@ -427,12 +490,10 @@ class _Call:
 
     async def _open_session(self) -> gl.Session:
         bridge = self.bridge
-        config = await _maybe_await(bridge._config(self.info))
+        config = await maybe_await(bridge._config(self.info))
         if not isinstance(config, gl.SessionConfig):
             raise TypeError(f"the bridge's config hook returned {type(config).__name__}")
         if bridge.turn_detection == "vad":
-            from gemini_live.web._relay import with_client_activity
-
             config = with_client_activity(config)
         try:
             async with asyncio.timeout(bridge.connect_timeout):
@@ -443,7 +504,7 @@ class _Call:
             logger.warning("call %d: upstream connect failed: %s", self.info.id, exc)
             raise _Close(4502, f"upstream connect failed: {type(exc).__name__}") from None
 
-    async def _serve(self) -> None:
+    async def serve(self) -> None:
         bridge = self.bridge
         session = self.session = await self._open_session()
         self.info.session_id = session.session_id
@@ -458,22 +519,12 @@ class _Call:
                 raise ConfigError("the detector's sample_rate must equal the bridge's input_rate")
             self.sender = ActivitySender(session, det)
         if bridge._on_session is not None:
-            await _maybe_await(bridge._on_session(session, self.info))
-        tasks = [
-            asyncio.create_task(self._inbound(session), name="twilio-in"),
-            asyncio.create_task(self._events(session), name="twilio-events"),
-            asyncio.create_task(self._pacer(), name="twilio-pacer"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            exc = t.exception()
-            if exc is not None:
-                raise exc
+            await maybe_await(bridge._on_session(session, self.info))
+        await self.serve_tasks(
+            ("twilio-in", self._inbound(session)),
+            ("twilio-events", self._events(session)),
+            ("twilio-pacer", self._pacer()),
+        )
 
     # -- caller -> model -------------------------------------------------------------------
 
@@ -496,6 +547,9 @@ class _Call:
                 if not g711:
                     continue
                 info.media_in += 1
+                if not self._audio_meter.admit(len(g711), time.monotonic()):
+                    info.media_dropped_bytes += len(g711)
+                    continue
                 pcm = self._decode_g711(g711)
                 if self._up is not None:
                     pcm = self._up.process(pcm)
@@ -503,6 +557,8 @@ class _Call:
                         continue
                 if self.sender is not None:
                     for a in await self.sender.feed(pcm):
+                        if a.kind in ("start", "audio"):
+                            self.touch()  # the caller speaks
                         if a.kind == "start":
                             info.utterances += 1
                             bridge._notify()
@@ -514,10 +570,14 @@ class _Call:
             elif m.event == "dtmf":
                 if m.dtmf is None or len(m.dtmf.digit) != 1:
                     raise _Close(1003, "bad dtmf message")
+                self.touch()
+                info.dtmf_count += 1
                 info.dtmf.append(m.dtmf.digit)
+                if len(info.dtmf) > DTMF_KEEP:
+                    del info.dtmf[0]
                 bridge._notify()
                 if bridge._on_dtmf is not None:
-                    await _maybe_await(bridge._on_dtmf(info, m.dtmf.digit, session))
+                    await maybe_await(bridge._on_dtmf(info, m.dtmf.digit, session))
             elif m.event == "stop":
                 info.stopped = True
                 if self.sender is not None:
@@ -543,6 +603,7 @@ class _Call:
         async for event in session:
             match event:
                 case ev.ModelAudio(data=data, sample_rate=rate):
+                    self.touch()  # the model talks
                     if rate != self._down_rate:
                         self._down = Resampler(rate, PHONE_RATE, backend=_BACKEND)
                         self._down_rate = rate
@@ -558,6 +619,8 @@ class _Call:
                 case ev.Interrupted():
                     info.interruptions += 1
                     await self._clear()
+                case ev.VoiceActivity() | ev.InputTranscription():
+                    self.touch()  # the service heard the caller (turn_detection="server")
                 case ev.TurnComplete() | ev.GenerationComplete():
                     if isinstance(event, ev.TurnComplete):
                         info.turns += 1

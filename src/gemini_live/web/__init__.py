@@ -6,7 +6,7 @@ Two patterns:
   each browser connection is one :class:`~gemini_live.Session` with its reconnects::
 
       from gemini_live.web import Relay
-      relay = Relay(lambda conn: gl.build_config(api_key=KEY))
+      relay = Relay(lambda conn: gl.build_config(api_key=KEY), authorize=check_user)
       app.router.routes.append(WebSocketRoute("/live", relay))  # Starlette or FastAPI
 
 * **Direct**: :class:`TokenEndpoint` mints one ephemeral token per browser session and the
@@ -19,7 +19,10 @@ relay protocol is documented in ``docs/web-relay.md``. Needs the ``web`` extra
 :class:`Relay` and :class:`TokenEndpoint` themselves are plain ASGI apps.
 """
 
+from gemini_live.config import with_client_activity
 from gemini_live.web._app import (
+    LOOPBACK_HOSTS,
+    AccessToken,
     TokenEndpoint,
     TokenRequest,
     create_app,
@@ -29,6 +32,7 @@ from gemini_live.web._app import (
     static_file,
 )
 from gemini_live.web._relay import (
+    ALLOW_ANYONE,
     PROTOCOL_VERSION,
     ConnectionInfo,
     PlaybackReport,
@@ -37,11 +41,13 @@ from gemini_live.web._relay import (
     RelayRejected,
     RelayStats,
     TurnDetection,
-    with_client_activity,
 )
 
 __all__ = [
+    "ALLOW_ANYONE",
+    "LOOPBACK_HOSTS",
     "PROTOCOL_VERSION",
+    "AccessToken",
     "ConnectionInfo",
     "PlaybackReport",
     "Relay",

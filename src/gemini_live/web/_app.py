@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import inspect
 import logging
+import secrets
 import signal
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,17 +19,22 @@ from typing import Any, Final, Literal
 import msgspec
 
 from gemini_live._asgi import Receive, Scope, Send
+from gemini_live._bridge import ABORT_EXTENSION, parse_scope
 from gemini_live.auth import GEMINI_HOST, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
 from gemini_live.types import Setup
 from gemini_live.web._relay import (
+    ConnectionInfo,
     Relay,
+    RelayLimits,
     RelayRejected,
     origin_allowed,
     parse_origins,
 )
 
 __all__ = [
+    "LOOPBACK_HOSTS",
+    "AccessToken",
     "TokenEndpoint",
     "TokenRequest",
     "create_app",
@@ -237,6 +245,119 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+# -- local access: a Host allow-list and a per-launch token -------------------------------
+
+#: Host names that always reach a loopback server (``Host`` header, without the port).
+LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _host_name(host_header: str) -> str:
+    """``Host`` header -> the name without the port (``[::1]`` keeps its brackets)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _normalize_host(name: str) -> str:
+    name = name.strip().lower()
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"  # a bare IPv6 address
+    return name
+
+
+class _HostAllowList:
+    """ASGI middleware: refuse HTTP and WebSocket requests whose ``Host`` is not allowed.
+
+    A browser sends the name it resolved in ``Host``; a DNS-rebinding page (its own name,
+    resolved to 127.0.0.1) is refused because that name is not on the list.
+    """
+
+    def __init__(self, app: Any, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.hosts = frozenset(_normalize_host(h) for h in hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or "*" in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        headers, _, _ = parse_scope(scope)
+        if _host_name(headers.get("host", "")) in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        logger.info("refused a request for host %r (not allowed)", headers.get("host", "")[:80])
+        if scope["type"] == "websocket":
+            msg = await receive()
+            if msg["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 4403, "reason": "host not allowed"})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"host not allowed\n"})
+
+
+class AccessToken:
+    """A random secret for one launch of a local server, as local notebook servers use.
+
+    Print :meth:`url` for the user; the page route trades the token for a cookie
+    (``HttpOnly``, ``SameSite=Strict``) and drops it from the address bar, and the
+    relay's ``authorize=token.authorize`` admits a WebSocket that carries the cookie or
+    the token (query parameter ``token``), compared in constant time.
+    """
+
+    #: Query parameter that carries the token.
+    param: Final = "token"
+
+    def __init__(self, value: str | None = None) -> None:
+        if value is not None and (not isinstance(value, str) or len(value) < 16):
+            raise ConfigError("an access token must be a string of at least 16 characters")
+        self._value = value or secrets.token_urlsafe(32)
+
+    def __repr__(self) -> str:
+        return "<AccessToken ***>"
+
+    @property
+    def value(self) -> str:
+        return self._value
+
+    def url(self, base: str, path: str = "/") -> str:
+        """``base + path`` with the token (the URL to open once)."""
+        return f"{base.rstrip('/')}{path}?{self.param}={self._value}"
+
+    def cookie_name(self, headers: Mapping[str, str]) -> str:
+        """One cookie per port: cookies are shared by every port of a host."""
+        host = headers.get("host", "")
+        port = host.rsplit(":", 1)[1] if host.count(":") == 1 or "]:" in host else "default"
+        return f"gemini_live_token_{''.join(c for c in port if c.isalnum())}"
+
+    def matches(self, candidate: str | None) -> bool:
+        if not candidate:
+            return False
+        return hmac.compare_digest(candidate.encode(), self._value.encode())
+
+    def _cookie(self, headers: Mapping[str, str]) -> str | None:
+        name = self.cookie_name(headers)
+        for part in headers.get("cookie", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return None
+
+    def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+        """True if the request carries the token (query) or its cookie."""
+        return self.matches(query.get(self.param)) or self.matches(self._cookie(headers))
+
+    def authorize(self, conn: ConnectionInfo) -> object:
+        """A :class:`Relay` ``authorize`` hook: the local user, or ``None``."""
+        return "local-user" if self.check(conn.headers, conn.query) else None
+
+
 # -- the app -----------------------------------------------------------------------------
 
 
@@ -247,27 +368,69 @@ def create_app(
     page: bool = True,
     token_endpoint: TokenEndpoint | None = None,
     token_path: str = "/token",
+    allowed_hosts: Sequence[str] | None = None,
+    access_token: AccessToken | None = None,
 ) -> Any:
     """A Starlette app: the voice page at ``/``, its files under ``/static``, the relay at
     ``relay_path``, optionally the token endpoint at ``token_path`` and ``/healthz``.
+
+    ``allowed_hosts``: refuse every request (HTTP and WebSocket) whose ``Host`` is not
+    one of these names (``"*"``: any); this is what stops DNS rebinding. ``None`` (the
+    default) checks nothing: set it, or put the app behind a proxy that does.
+    ``access_token``: the page is served only to a browser that brought the token (or
+    its cookie); pair it with ``Relay(..., authorize=access_token.authorize)``.
 
     Needs the ``web`` extra (``pip install 'gemini-live[web]'``).
     """
     try:
         from starlette.applications import Starlette
         from starlette.requests import Request
-        from starlette.responses import JSONResponse, Response
+        from starlette.responses import JSONResponse, RedirectResponse, Response
         from starlette.routing import BaseRoute, Route, WebSocketRoute
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("create_app needs the web extra: pip install 'gemini-live[web]'") from exc
 
     html = page_html(relay_path=relay_path)
+    token = access_token
 
-    async def index(_request: Request) -> Response:
+    async def index(request: Request) -> Response:
+        if token is not None:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            query = dict(request.query_params)
+            if token.matches(query.get(token.param)):
+                # Trade the token for a cookie and take it out of the address bar.
+                rest = urllib.parse.urlencode(
+                    [(k, v) for k, v in request.query_params.multi_items() if k != token.param]
+                )
+                response: Response = RedirectResponse(
+                    request.url.path + (f"?{rest}" if rest else ""), status_code=303
+                )
+                response.set_cookie(
+                    token.cookie_name(headers),
+                    token.value,
+                    httponly=True,
+                    samesite="strict",
+                    secure=request.url.scheme == "https",
+                    path="/",
+                )
+                response.headers["cache-control"] = "no-store"
+                response.headers["referrer-policy"] = "no-referrer"
+                return response
+            if not token.check(headers, {}):
+                return Response(
+                    b"open the URL with the access token that was printed when this "
+                    b"server started\n",
+                    status_code=401,
+                    media_type="text/plain",
+                )
         return Response(
             html,
             media_type="text/html; charset=utf-8",
-            headers={"content-security-policy": _CSP, "cache-control": "no-cache"},
+            headers={
+                "content-security-policy": _CSP,
+                "cache-control": "no-cache",
+                "referrer-policy": "no-referrer",
+            },
         )
 
     async def static(request: Request) -> Response:
@@ -289,20 +452,96 @@ def create_app(
         routes += [Route("/", index), Route("/static/{name}", static)]
     if token_endpoint is not None:
         routes.append(Route(token_path, token_endpoint))
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    # web.serve/running size the server from these.
+    app.state.gemini_live_limits = relay.limits
+    if allowed_hosts is not None:
+        app.add_middleware(_HostAllowList, hosts=list(allowed_hosts))
+    return app
 
 
-def _uvicorn_server(app: Any, host: str, port: int, log_level: str) -> Any:
+# -- serving -------------------------------------------------------------------------------
+
+#: Largest WebSocket message the library's server takes for an app without a relay.
+_DEFAULT_WS_MAX_SIZE: Final = 1024 * 1024
+#: Connections beyond the relay's own limit (page loads, static files, health checks).
+_HTTP_HEADROOM: Final = 32
+
+
+def _limits_of(app: Any) -> RelayLimits | None:
+    limits = getattr(getattr(app, "state", None), "gemini_live_limits", None)
+    return limits if isinstance(limits, RelayLimits) else None
+
+
+def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
+    """uvicorn's HTTP and WebSocket protocols with two additions: a request must arrive
+    in full within ``handshake_timeout`` (half-sent requests and upgrades are cut), and
+    a WebSocket connection offers its transport's ``abort`` to the app (the relay uses it
+    when a close frame cannot be sent in time)."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    http_base: Any = AutoHTTPProtocol
+
+    class _DeadlineHTTP(http_base):  # type: ignore[misc]
+        _gl_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._gl_timer = self.loop.call_later(handshake_timeout, self._gl_expired)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._gl_timer is not None:
+                self._gl_timer.cancel()
+            super().connection_lost(exc)
+
+        def _gl_expired(self) -> None:
+            self._gl_timer = None
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            if transport.get_protocol() is not self:  # upgraded to a WebSocket
+                return
+            if getattr(self, "cycle", None) is None:  # no request arrived in full
+                transport.abort()
+
+    class _AbortableWS(WebSocketsSansIOProtocol):
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            scope: Any = getattr(self, "scope", None)
+            if scope is not None:
+                scope.setdefault("extensions", {})[ABORT_EXTENSION] = self._gl_abort
+
+        def _gl_abort(self) -> None:
+            if (
+                self.transport is not None and not self.transport.is_closing()
+            ) or self.transport is not None:
+                self.transport.abort()
+
+    return _DeadlineHTTP, _AbortableWS
+
+
+def _uvicorn_server(
+    app: Any, host: str, port: int, log_level: str, limits: RelayLimits | None = None
+) -> Any:
     import uvicorn
 
+    limits = limits or _limits_of(app)
+    handshake = limits.handshake_timeout if limits is not None else 10.0
+    http_protocol, ws_protocol = _protocols(handshake)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
-        ws="websockets-sansio",
+        http=http_protocol,
+        ws=ws_protocol,
+        # The relay refuses bigger messages anyway: do not let uvicorn buffer 16 MiB first.
+        ws_max_size=limits.max_message_bytes if limits is not None else _DEFAULT_WS_MAX_SIZE,
         # PCM does not compress: permessage-deflate would only burn CPU on every frame.
         ws_per_message_deflate=False,
+        limit_concurrency=(limits.max_connections + _HTTP_HEADROOM if limits is not None else None),
+        timeout_keep_alive=5,
         lifespan="off",
         access_log=False,
     )
@@ -319,12 +558,19 @@ async def _started(server: Any, task: asyncio.Task[None]) -> str:
             await asyncio.sleep(0.01)
     sock = server.servers[0].sockets[0]
     bound_host, bound_port = sock.getsockname()[:2]
+    if ":" in bound_host:
+        bound_host = f"[{bound_host}]"
     return f"http://{bound_host}:{bound_port}"
 
 
 @contextlib.asynccontextmanager
 async def running(
-    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    limits: RelayLimits | None = None,
 ) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn inside the current event loop; yields its base URL.
 
@@ -332,8 +578,14 @@ async def running(
 
         async with running(create_app(relay)) as url:
             ...  # http://127.0.0.1:PORT
+
+    The server is sized from the relay's :class:`RelayLimits` (``limits``, else those of
+    an app made by :func:`create_app`): ``ws_max_size`` = ``max_message_bytes``,
+    ``limit_concurrency`` = ``max_connections`` + 32, requests that do not arrive in
+    full within ``handshake_timeout`` are cut, and a close the browser does not read is
+    aborted. Without limits: 1 MiB messages, a 10 s handshake timeout.
     """
-    server = _uvicorn_server(app, host, port, log_level)
+    server = _uvicorn_server(app, host, port, log_level, limits)
     task = asyncio.create_task(server.serve(), name="uvicorn")
     try:
         yield await _started(server, task)
@@ -353,13 +605,15 @@ async def serve(
     port: int = 8000,
     log_level: str = "warning",
     ready: Callable[[str], object] | None = None,
+    limits: RelayLimits | None = None,
 ) -> None:
     """Serve an ASGI app with uvicorn until it is stopped (Ctrl-C / SIGTERM).
 
     ``ready(url)`` is called once the socket is listening. Ctrl-C ends it with
     ``KeyboardInterrupt`` once uvicorn has shut down, as it does outside an event loop.
+    The server is sized as :func:`running` says.
     """
-    server = _uvicorn_server(app, host, port, log_level)
+    server = _uvicorn_server(app, host, port, log_level, limits)
     task = asyncio.create_task(server.serve(), name="uvicorn")
     url = await _started(server, task)
     if ready is not None:

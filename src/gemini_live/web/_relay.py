@@ -1,34 +1,46 @@
 """The browser relay: one browser WebSocket <-> one :class:`gemini_live.Session`.
 
 The wire protocol between the page and the relay is documented in ``docs/web-relay.md``.
+The connection's lifecycle (accept, admit, serve, bounded close, cleanup) is the one the
+phone bridges share (:mod:`gemini_live._bridge`); this module keeps the page's message
+format and turn detection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import inspect
 import itertools
 import logging
 import time
-import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
 import msgspec
 
 import gemini_live as gl
 from gemini_live import events as ev
-from gemini_live._asgi import Message, Notifier, Receive, Scope, Send
+from gemini_live._asgi import Notifier, Receive, Scope, Send
+from gemini_live._bridge import (
+    AudioMeter,
+    Bucket,
+    KeyedCounter,
+    PeerClose,
+    PeerSocket,
+    bounded,
+    identity_key,
+    mask_mapping,
+    maybe_await,
+    parse_scope,
+)
 from gemini_live.audio import INPUT_RATE, OUTPUT_RATE, Resampler
+from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, GeminiLiveError
-from gemini_live.types import UNSET, AutomaticActivityDetection, RealtimeInputConfig
 from gemini_live.vad import ActivityDetector, ActivitySender, VadAction
 
 __all__ = [
+    "ALLOW_ANYONE",
     "PROTOCOL_VERSION",
     "ConnectionInfo",
     "PlaybackReport",
@@ -61,6 +73,13 @@ CLOSE_FORBIDDEN_ORIGIN: Final = 4403
 CLOSE_RATE_LIMITED: Final = 4429
 CLOSE_UPSTREAM: Final = 4502
 
+#: Seconds the upstream session gets to close when a browser connection ends.
+_SESSION_CLOSE_TIMEOUT: Final = 5.0
+#: Playback reports kept per connection (the totals count them all).
+_RECENT_PLAYBACK: Final = 16
+#: 16 kHz PCM16: bytes of one second of the page's audio.
+_BYTES_PER_SECOND: Final = INPUT_RATE * 2
+
 
 class RelayRejected(Exception):
     """Raise from an ``authorize`` or ``config`` hook to refuse a browser with a reason.
@@ -74,26 +93,92 @@ class RelayRejected(Exception):
         self.code = code
 
 
+class _AllowAnyone:
+    """The explicit opt-out of the identity check (local development only)."""
+
+    _instance: _AllowAnyone | None = None
+
+    def __new__(cls) -> _AllowAnyone:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "Relay.ALLOW_ANYONE"
+
+
+#: ``Relay(config, authorize=ALLOW_ANYONE)``: no identity check. Anyone who can reach
+#: the relay (and passes the origin check, which a script forges) talks to the model on
+#: your key. For local development; the relay logs a warning when it is built.
+ALLOW_ANYONE: Final = _AllowAnyone()
+
+
+def _check_positive(name: str, value: float | None, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if value is None or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"RelayLimits.{name} must be > 0{' or None' if optional else ''}")
+
+
 @dataclass(frozen=True)
 class RelayLimits:
-    """Per-process and per-connection limits; every one closes with a reason when hit."""
+    """Per-process, per-address, per-identity and per-connection limits; every one closes
+    with a reason when hit (audio over its rate is first dropped and counted)."""
 
     #: Browser connections one relay serves at once; more are closed 1013.
     max_connections: int = 100
-    #: Largest message from the browser (bytes); bigger ones close 1009.
+    #: Connections at once from one client address (None: no limit); more are closed
+    #: 4429. Behind a reverse proxy every browser shares the proxy's address: raise it.
+    max_connections_per_address: int | None = 10
+    #: Connections at once for one identity ``authorize`` returned (None: no limit).
+    max_connections_per_identity: int | None = 5
+    #: Largest message from the browser (bytes); bigger ones close 1009. The library's
+    #: server (``web.serve``/``running``) also sets uvicorn's ``ws_max_size`` to it.
     max_message_bytes: int = 64 * 1024
     #: Sustained messages per second per connection (token bucket), and its burst.
     messages_per_second: float = 200.0
     message_burst: int = 400
-    #: Sustained audio bytes per second per connection (default: 4x real time at 16 kHz).
-    audio_bytes_per_second: float = 4 * INPUT_RATE * 2
-    audio_burst_bytes: int = 4 * INPUT_RATE * 2
+    #: User turns (text messages, push-to-talk presses, utterances the relay's VAD
+    #: detects) per minute per connection (None: no limit); more close 4429.
+    turns_per_minute: int | None = 30
+    #: Sustained audio bytes per second per connection (default: 1.2x real time at
+    #: 16 kHz) and the burst a jittery network may bunch up (default: 2 s of audio).
+    audio_bytes_per_second: float = 1.2 * _BYTES_PER_SECOND
+    audio_burst_bytes: int = 2 * _BYTES_PER_SECOND
+    #: Audio beyond that rate is dropped and counted; after this many dropped bytes the
+    #: connection is closed 4429 (None: only drop).
+    audio_excess_close_bytes: int | None = 2 * _BYTES_PER_SECOND
     #: Longest text message (characters).
     max_text_chars: int = 4096
-    #: Seconds to wait for the upstream session to open.
+    #: Seconds to wait for the upstream session to open (and for ``authorize``).
     connect_timeout: float = 15.0
     #: Close a connection after this many seconds without a browser message (None: never).
     idle_timeout: float | None = 300.0
+    #: Close a connection this many seconds after it opened, active or not (None: never).
+    max_age: float | None = 3600.0
+    #: Seconds to wait for the close frame to be sent (a browser that stopped reading
+    #: never takes it); then the relay stops waiting and aborts the transport.
+    close_timeout: float = 2.0
+    #: Seconds a client gets to finish its HTTP request/upgrade (``web.serve``/``running``
+    #: close half-sent requests after it).
+    handshake_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_message_bytes", "message_burst", "max_text_chars"):
+            _check_positive(name, getattr(self, name), optional=False)
+        for name in ("messages_per_second", "audio_bytes_per_second", "audio_burst_bytes"):
+            _check_positive(name, getattr(self, name), optional=False)
+        for name in ("connect_timeout", "close_timeout", "handshake_timeout"):
+            _check_positive(name, getattr(self, name), optional=False)
+        for name in (
+            "max_connections_per_address",
+            "max_connections_per_identity",
+            "turns_per_minute",
+            "audio_excess_close_bytes",
+            "idle_timeout",
+            "max_age",
+        ):
+            _check_positive(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -105,9 +190,23 @@ class PlaybackReport:
     at: float
 
 
-@dataclass
+def _masked_repr(obj: object, masked: tuple[str, ...]) -> str:
+    parts = []
+    for f in fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if f.name in masked and isinstance(value, Mapping):
+            value = mask_mapping(value)
+        parts.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+@dataclass(repr=False)
 class ConnectionInfo:
-    """One browser connection, as the hooks see it."""
+    """One browser connection, as the hooks see it.
+
+    Its ``repr`` masks credentials (cookies, ``Authorization``, token-like query
+    parameters); the hooks read the real values from :attr:`headers` and :attr:`query`.
+    """
 
     id: int
     path: str
@@ -129,9 +228,26 @@ class ConnectionInfo:
     utterances: int = 0
     interruptions: int = 0
     turns: int = 0
-    playback: list[PlaybackReport] = field(default_factory=list)
-    #: Close code and reason sent to the browser.
+    #: The most recent playback reports (bounded); the totals below count them all.
+    playback: deque[PlaybackReport] = field(default_factory=lambda: deque(maxlen=_RECENT_PLAYBACK))
+    #: Close code and reason sent to (or received from) the browser.
     close: tuple[int, str] | None = None
+    #: Audio bytes dropped because they came faster than real time allows.
+    audio_dropped_bytes: int = 0
+    #: User turns counted against ``turns_per_minute`` (texts, presses, utterances).
+    user_turns: int = 0
+    #: Playback reports received.
+    playback_reports: int = 0
+    #: Milliseconds of model audio the page reported played (stopped + drained replies).
+    played_ms_total: float = 0.0
+
+    @property
+    def last_playback(self) -> PlaybackReport | None:
+        """The latest playback report, if any."""
+        return self.playback[-1] if self.playback else None
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, ("headers", "query"))
 
 
 @dataclass
@@ -142,7 +258,12 @@ class RelayStats:
     rejected: int = 0
     active: int = 0
     peak_active: int = 0
+    #: Closes by reason (the part before any ``:``).
     closes: dict[str, int] = field(default_factory=dict)
+    #: Audio bytes dropped because a browser sent faster than real time allows.
+    audio_dropped_bytes: int = 0
+    #: Closes whose frame could not be sent in time (the browser stopped reading).
+    aborted: int = 0
 
 
 # -- browser -> relay messages ---------------------------------------------------------
@@ -178,66 +299,13 @@ _decoder: Final = msgspec.json.Decoder(_Inbound)
 _encode: Final = msgspec.json.Encoder().encode
 
 
-class _Gone(Exception):
-    """The browser disconnected; nothing more to send or log."""
-
-
-class _Close(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-class _Bucket:
-    __slots__ = ("burst", "level", "rate", "stamp")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.level = burst
-        self.stamp = time.monotonic()
-
-    def take(self, n: float, now: float) -> bool:
-        self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.level < n:
-            return False
-        self.level -= n
-        return True
-
-
 ConfigHook = Callable[[ConnectionInfo], "gl.SessionConfig | Awaitable[gl.SessionConfig]"]
 AuthorizeHook = Callable[[ConnectionInfo], object]
 SessionHook = Callable[["gl.Session", ConnectionInfo], object]
 CloseHook = Callable[[ConnectionInfo], object]
 
-
-def with_client_activity(config: gl.SessionConfig) -> gl.SessionConfig:
-    """Return ``config`` with the service's automatic activity detection disabled.
-
-    The client then brackets each utterance with ``activityStart``/``activityEnd``.
-    """
-    setup = config.setup
-    ric = setup.realtime_input_config
-    if ric is UNSET:
-        ric = RealtimeInputConfig()
-    aad = ric.automatic_activity_detection
-    if aad is UNSET:
-        aad = AutomaticActivityDetection()
-    if aad.disabled is True:
-        return config
-    aad = msgspec.structs.replace(aad, disabled=True)
-    ric = msgspec.structs.replace(ric, automatic_activity_detection=aad)
-    return dataclasses.replace(
-        config, setup=msgspec.structs.replace(setup, realtime_input_config=ric)
-    )
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
+# Kept for callers of the old private helper.
+_maybe_await = maybe_await
 
 
 def _host_origin(headers: Mapping[str, str], scheme: str) -> set[str]:
@@ -284,21 +352,29 @@ class Relay:
     reconnects and resumption: a ``goAway`` never reaches the browser). The API key stays
     in the ``config`` hook on the server. Mount it in a Starlette or FastAPI app::
 
-        relay = Relay(lambda conn: gl.build_config(api_key=KEY, voice="Puck"))
+        relay = Relay(config, authorize=check_session_cookie)
         app.router.routes.append(WebSocketRoute("/live", relay))  # Starlette/FastAPI
 
+    The upstream session opens once the browser is authorized *and* does something (its
+    first audio, text or push-to-talk message), not when the socket connects.
+
     Args:
-        config: ``config(conn) -> SessionConfig`` (sync or async), called per connection:
-            system instruction, tools, voice, credentials. Raise :class:`RelayRejected` to
-            refuse.
-        authorize: ``authorize(conn)`` (sync or async) decides who may connect: return
-            an identity (stored in ``conn.identity``) or ``None``/``False`` to refuse
-            with 4401; raise :class:`RelayRejected` for another code or reason. ``None``
-            (the default) lets everyone in who passes the origin check.
+        config: ``config(conn) -> SessionConfig`` (sync or async), called when the
+            upstream session opens: system instruction, tools, voice, credentials.
+            Raise :class:`RelayRejected` to refuse.
+        authorize: Required. ``authorize(conn)`` (sync or async) decides who may
+            connect: return an identity (stored in ``conn.identity``) or
+            ``None``/``False`` to refuse with 4401; raise :class:`RelayRejected` for
+            another code or reason. Check something the client cannot forge: a signed
+            session cookie or a bearer token your app issued (docs/web-relay.md).
+            ``Relay.ALLOW_ANYONE`` is the explicit opt-out for local development (a
+            warning is logged); leaving it out raises :class:`ConfigError`.
         allowed_origins: Browser origins allowed to connect (``"https://app.example"``).
             ``None`` (default): only the relay's own origin (the ``Host`` header).
             ``"*"`` allows any origin. A request without an ``Origin`` header (not a
-            browser) is refused unless ``allow_no_origin`` is true.
+            browser) is refused unless ``allow_no_origin`` is true. The origin check
+            stops other web pages' scripts in a browser, not a script outside one
+            (it sets any ``Origin``), nor DNS rebinding (a Host allow-list does).
         turn_detection: ``"vad"`` (default): the relay's VAD (:mod:`gemini_live.vad`)
             sends ``activityStart``/``activityEnd`` and the setup's automatic detection
             is disabled for you. ``"server"``: the setup is left alone and all audio is
@@ -314,11 +390,14 @@ class Relay:
         limits: See :class:`RelayLimits`.
     """
 
+    #: The explicit, logged opt-out of the identity check (local development only).
+    ALLOW_ANYONE: Final = ALLOW_ANYONE
+
     def __init__(
         self,
         config: ConfigHook,
         *,
-        authorize: AuthorizeHook | None = None,
+        authorize: AuthorizeHook | _AllowAnyone | None = None,
         allowed_origins: Sequence[str] | Literal["*"] | None = None,
         allow_no_origin: bool = False,
         turn_detection: TurnDetection = "vad",
@@ -333,8 +412,25 @@ class Relay:
             raise ConfigError(
                 f"turn_detection must be 'vad', 'server' or 'manual', got {turn_detection!r}"
             )
+        if authorize is None:
+            raise ConfigError(
+                "Relay needs an identity check: authorize=hook (returns who is connecting, "
+                "e.g. from a signed session cookie), or authorize=Relay.ALLOW_ANYONE to let "
+                "anyone who can reach it use your API key (local development only)"
+            )
+        if not isinstance(authorize, _AllowAnyone) and not callable(authorize):
+            raise ConfigError("authorize must be a callable or Relay.ALLOW_ANYONE")
+        if limits is not None and not isinstance(limits, RelayLimits):
+            raise ConfigError("limits must be a RelayLimits")
         self._config = config
-        self._authorize = authorize
+        self._authorize: AuthorizeHook | None = (
+            None if isinstance(authorize, _AllowAnyone) else authorize
+        )
+        if self._authorize is None:
+            logger.warning(
+                "relay built with authorize=Relay.ALLOW_ANYONE: anyone who can reach it "
+                "talks to the model on your API key (local development only)"
+            )
         self._origins = parse_origins(allowed_origins)
         self._allow_no_origin = allow_no_origin
         self.turn_detection: TurnDetection = turn_detection
@@ -350,6 +446,8 @@ class Relay:
         self.finished: deque[ConnectionInfo] = deque(maxlen=keep_finished)
         self._ids = itertools.count(1)
         self._notifier = Notifier()
+        self._per_address = KeyedCounter()
+        self._per_identity = KeyedCounter()
 
     def __repr__(self) -> str:
         return f"<Relay turn_detection={self.turn_detection!r} active={self.stats.active}>"
@@ -396,7 +494,11 @@ class Relay:
         self.stats.closes[key] = self.stats.closes.get(key, 0) + 1
 
 
-class _Connection:
+class _Connection(PeerSocket):
+    """One browser: the page's message format and turn detection on the shared lifecycle."""
+
+    normal_reason = "bye"
+
     def __init__(
         self,
         relay: Relay,
@@ -404,148 +506,160 @@ class _Connection:
         receive: Receive,
         send: Send,
     ) -> None:
-        self.relay = relay
-        self.scope = scope
-        self._receive = receive
-        self._send = send
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
-        }
-        query = dict(
-            urllib.parse.parse_qsl(
-                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
-            )
+        lim = relay.limits
+        super().__init__(
+            scope,
+            receive,
+            send,
+            close_timeout=lim.close_timeout,
+            idle_timeout=lim.idle_timeout,
+            max_age=lim.max_age,
         )
-        client = scope.get("client")
+        self.relay = relay
+        headers, query, client = parse_scope(scope)
         self.info = ConnectionInfo(
             id=next(relay._ids),
             path=str(scope.get("path", "")),
             headers=headers,
             query=query,
-            client=(str(client[0]), int(client[1])) if client else None,
+            client=client,
             origin=headers.get("origin"),
         )
         self.session: gl.Session | None = None
         self.sender: ActivitySender | None = None
         self.ptt_pressed = False
-        self._accepted = False
-        self._closed = False
-        lim = relay.limits
-        self._msgs = _Bucket(lim.messages_per_second, lim.message_burst)
-        self._bytes = _Bucket(lim.audio_bytes_per_second, lim.audio_burst_bytes)
+        self._registered = False
+        self._admitted = False
+        self._address: str | None = None
+        self._identity: Hashable | None = None
+        self._msgs = Bucket(lim.messages_per_second, lim.message_burst)
+        tpm = lim.turns_per_minute
+        self._turns = Bucket(tpm / 60.0, tpm) if tpm is not None else None
+        self._audio_meter = AudioMeter(
+            lim.audio_bytes_per_second, lim.audio_burst_bytes, lim.audio_excess_close_bytes
+        )
         self._resampler: Resampler | None = None
-        self._send_lock = asyncio.Lock()
-        self._last_rx = time.monotonic()
 
-    # -- low-level ASGI ------------------------------------------------------------------
+    # -- the shared lifecycle's hooks ----------------------------------------------------
 
-    async def _accept(self) -> None:
-        msg = await self._receive()
-        if msg["type"] != "websocket.connect":
-            raise _Close(CLOSE_POLICY, "expected a WebSocket handshake")
-        await self._send({"type": "websocket.accept"})
-        self._accepted = True
-
-    async def send_json(self, obj: dict[str, Any]) -> None:
-        await self._send_message({"type": "websocket.send", "text": _encode(obj).decode()})
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self._send_message({"type": "websocket.send", "bytes": data})
-
-    async def _send_message(self, message: Message) -> None:
-        if self._closed:
-            return
-        async with self._send_lock:
-            try:
-                await self._send(message)
-            except Exception:
-                # The browser went away mid-send (the server raises its own error type).
-                self._closed = True
-                if self.info.close is None:
-                    self.info.close = (CLOSE_GOING_AWAY, "browser disconnected")
-                    self.relay._count_close("browser disconnected")
-                raise _Gone() from None
-
-    async def close(self, code: int, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        reason = reason.encode()[:120].decode("utf-8", "ignore")
+    def record_close(self, code: int, reason: str) -> None:
         self.info.close = (code, reason)
         self.relay._count_close(reason)
-        with contextlib.suppress(Exception):
-            async with self._send_lock:
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
-    # -- lifecycle ------------------------------------------------------------------------
+    peer_closed_reason = "closed by the browser"
+    peer_gone_reason = "browser disconnected"
 
-    async def run(self) -> None:
+    async def admit(self) -> None:
         relay = self.relay
         stats = relay.stats
         info = self.info
-        try:
-            await self._accept()
-        except Exception:
-            return
-        registered = admitted = False
-        try:
-            scheme = str(self.scope.get("scheme", "ws"))
-            if not relay._origin_ok(info.origin, info.headers, scheme):
-                raise _Close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
-            if stats.active >= relay.limits.max_connections:
-                raise _Close(CLOSE_TRY_AGAIN, "server busy: too many connections")
-            stats.active += 1
-            stats.peak_active = max(stats.peak_active, stats.active)
-            relay.connections[info.id] = info
-            registered = True
-            await self._authorize()
-            admitted = True
-            stats.accepted += 1
-            relay._notify()
-            await self._serve()
-        except _Gone:
-            pass
-        except _Close as exc:
-            await self.close(exc.code, exc.reason)
-        except RelayRejected as exc:
-            await self.close(exc.code, exc.reason)
-        except GeminiLiveError as exc:
-            logger.warning("relay connection %d: upstream error: %s", info.id, exc)
-            await self.close(CLOSE_UPSTREAM, f"upstream error: {type(exc).__name__}")
-        except Exception:
-            logger.exception("relay connection %d failed", info.id)
-            await self.close(CLOSE_INTERNAL, "internal error")
-        finally:
-            if not admitted:
-                stats.rejected += 1
-            if registered:
-                stats.active -= 1
-                relay.connections.pop(info.id, None)
-            if self.session is not None:
-                with contextlib.suppress(Exception):
-                    await self.session.close()
-            if not self._closed:
-                await self.close(CLOSE_NORMAL, "bye")
-            if relay._on_close is not None:
-                try:
-                    await _maybe_await(relay._on_close(info))
-                except Exception:
-                    logger.exception("relay on_close hook raised")
-            relay.finished.append(info)
-            relay._notify()
+        lim = relay.limits
+        scheme = str(self.scope.get("scheme", "ws"))
+        if not relay._origin_ok(info.origin, info.headers, scheme):
+            raise PeerClose(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
+        if stats.active >= lim.max_connections:
+            raise PeerClose(CLOSE_TRY_AGAIN, "server busy: too many connections")
+        address = info.client[0] if info.client else None
+        if address is not None:
+            if not relay._per_address.acquire(address, lim.max_connections_per_address):
+                raise PeerClose(CLOSE_RATE_LIMITED, "too many connections from this address")
+            self._address = address
+        stats.active += 1
+        stats.peak_active = max(stats.peak_active, stats.active)
+        relay.connections[info.id] = info
+        self._registered = True
+        await self._authorize()
+        if info.identity is not None:
+            key = identity_key(info.identity)
+            if not relay._per_identity.acquire(key, lim.max_connections_per_identity):
+                raise PeerClose(CLOSE_RATE_LIMITED, "too many connections for this identity")
+            self._identity = key
+        self._admitted = True
+        stats.accepted += 1
+        relay._notify()
+        # Admitted: the upstream session opens at the browser's first action.
+        await self.send_json(
+            {
+                "type": "ready",
+                "protocol": PROTOCOL_VERSION,
+                "session_id": None,
+                "input_rate": INPUT_RATE,
+                "output_rate": OUTPUT_RATE,
+                "turn_detection": relay.turn_detection,
+            }
+        )
+
+    async def serve(self) -> None:
+        await self.serve_tasks(("relay-up", self._upstream()))
+
+    def failed(self, exc: Exception) -> tuple[int, str]:
+        if isinstance(exc, RelayRejected):
+            return exc.code, exc.reason
+        if isinstance(exc, GeminiLiveError):
+            logger.warning("relay connection %d: upstream error: %s", self.info.id, exc)
+            return CLOSE_UPSTREAM, f"upstream error: {type(exc).__name__}"
+        logger.error("relay connection %d failed", self.info.id, exc_info=exc)
+        return CLOSE_INTERNAL, "internal error"
+
+    async def cleanup(self) -> None:
+        relay = self.relay
+        stats = relay.stats
+        info = self.info
+        # Bookkeeping first, with no await before it: it runs however the connection ended.
+        if not self._admitted:
+            stats.rejected += 1
+        if self._registered:
+            self._registered = False
+            stats.active -= 1
+            relay.connections.pop(info.id, None)
+        if self._address is not None:
+            relay._per_address.release(self._address)
+            self._address = None
+        if self._identity is not None:
+            relay._per_identity.release(self._identity)
+            self._identity = None
+        session, self.session = self.session, None
+        if session is not None:
+            await bounded(session.close(), _SESSION_CLOSE_TIMEOUT, "closing the upstream session")
+
+    async def finished(self) -> None:
+        relay = self.relay
+        if self.aborted:
+            relay.stats.aborted += 1
+        if relay._on_close is not None:
+            try:
+                await maybe_await(relay._on_close(self.info))
+            except Exception:
+                logger.exception("relay on_close hook raised")
+        relay.finished.append(self.info)
+        relay._notify()
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send_json(self, obj: dict[str, Any]) -> None:
+        await self.send_message({"type": "websocket.send", "text": _encode(obj).decode()})
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.send_message({"type": "websocket.send", "bytes": data})
+
+    # -- identity and the upstream session ------------------------------------------------
 
     async def _authorize(self) -> None:
         hook = self.relay._authorize
         if hook is None:
-            return
-        identity = await _maybe_await(hook(self.info))
+            return  # Relay.ALLOW_ANYONE
+        try:
+            async with asyncio.timeout(self.relay.limits.connect_timeout):
+                identity = await maybe_await(hook(self.info))
+        except TimeoutError:
+            raise PeerClose(CLOSE_UNAUTHORIZED, "authorization timed out") from None
         if identity is None or identity is False:
-            raise _Close(CLOSE_UNAUTHORIZED, "unauthorized")
+            raise PeerClose(CLOSE_UNAUTHORIZED, "unauthorized")
         self.info.identity = identity
 
     async def _open_session(self) -> gl.Session:
         relay = self.relay
-        config = await _maybe_await(relay._config(self.info))
+        config = await maybe_await(relay._config(self.info))
         if not isinstance(config, gl.SessionConfig):
             raise TypeError(f"the relay's config hook returned {type(config).__name__}")
         if relay.turn_detection in ("vad", "manual"):
@@ -554,13 +668,18 @@ class _Connection:
             async with asyncio.timeout(relay.limits.connect_timeout):
                 session = await gl.connect(config=config)
         except TimeoutError:
-            raise _Close(CLOSE_UPSTREAM, "upstream connect timed out") from None
+            raise PeerClose(CLOSE_UPSTREAM, "upstream connect timed out") from None
         except GeminiLiveError as exc:
             logger.warning("relay %d: upstream connect failed: %s", self.info.id, exc)
-            raise _Close(CLOSE_UPSTREAM, f"upstream connect failed: {type(exc).__name__}") from None
+            raise PeerClose(
+                CLOSE_UPSTREAM, f"upstream connect failed: {type(exc).__name__}"
+            ) from None
         return session
 
-    async def _serve(self) -> None:
+    async def _session(self) -> gl.Session:
+        """The upstream session, opened at the browser's first action."""
+        if self.session is not None:
+            return self.session
         relay = self.relay
         session = self.session = await self._open_session()
         self.info.session_id = session.session_id
@@ -571,87 +690,62 @@ class _Connection:
                 "activity" if relay.turn_detection == "vad" else "stream_end"
             )
             self.sender = ActivitySender(session, relay._detector(), mode=mode)
-        await self.send_json(
-            {
-                "type": "ready",
-                "protocol": PROTOCOL_VERSION,
-                "session_id": self.info.session_id,
-                "input_rate": INPUT_RATE,
-                "output_rate": OUTPUT_RATE,
-                "turn_detection": relay.turn_detection,
-            }
-        )
+        await self.send_json({"type": "state", "state": "open", "session_id": self.info.session_id})
         if relay._on_session is not None:
-            await _maybe_await(relay._on_session(session, self.info))
-        tasks = {
-            asyncio.create_task(self._downstream(session), name="relay-down"),
-            asyncio.create_task(self._upstream(session), name="relay-up"),
-        }
-        if relay.limits.idle_timeout is not None:
-            tasks.add(asyncio.create_task(self._idle_watchdog(relay.limits.idle_timeout)))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            exc = t.exception()
-            if exc is not None:
-                raise exc
+            await maybe_await(relay._on_session(session, self.info))
+        self.spawn("relay-down", self._downstream(session))
+        relay._notify()
+        return session
+
+    def _count_turn(self) -> None:
+        self.info.user_turns += 1
+        if self._turns is not None and not self._turns.take(1, time.monotonic()):
+            raise PeerClose(CLOSE_RATE_LIMITED, "rate limit: too many turns")
 
     # -- browser -> session ------------------------------------------------------------
 
-    async def _idle_watchdog(self, idle: float) -> None:
-        # One timer per connection instead of a timeout around every receive.
-        while True:
-            left = self._last_rx + idle - time.monotonic()
-            if left <= 0:
-                raise _Close(CLOSE_POLICY, "idle timeout")
-            await asyncio.sleep(left)  # a timer: re-checked against the last message
-
-    async def _upstream(self, session: gl.Session) -> None:
+    async def _upstream(self) -> None:
         lim = self.relay.limits
         while True:
-            msg = await self._receive()
-            kind = msg["type"]
-            if kind == "websocket.disconnect":
-                self._closed = True
-                code = int(msg.get("code", CLOSE_NORMAL))
-                self.info.close = (code, "closed by the browser")
-                self.relay._count_close("closed by the browser")
+            msg = await self.receive()
+            if msg is None:
                 return
-            if kind != "websocket.receive":
+            if msg["type"] != "websocket.receive":
                 continue
-            now = self._last_rx = time.monotonic()
+            self.touch()
+            now = self.last_activity
             data = msg.get("bytes")
             text = msg.get("text")
             size = len(data) if data is not None else len(text.encode()) if text else 0
             if size > lim.max_message_bytes:
-                raise _Close(
+                raise PeerClose(
                     CLOSE_TOO_BIG, f"message too big: {size} bytes > {lim.max_message_bytes}"
                 )
             if not self._msgs.take(1, now):
-                raise _Close(CLOSE_RATE_LIMITED, "rate limit: too many messages")
+                raise PeerClose(CLOSE_RATE_LIMITED, "rate limit: too many messages")
             if data is not None:
-                if not self._bytes.take(len(data), now):
-                    raise _Close(CLOSE_RATE_LIMITED, "rate limit: audio faster than real time")
-                await self._audio(session, data)
+                await self._audio(data, now)
             elif text is not None:
-                await self._control(session, text)
+                await self._control(text)
 
-    async def _audio(self, session: gl.Session, data: bytes) -> None:
+    async def _audio(self, data: bytes, now: float) -> None:
         if not data:
-            raise _Close(CLOSE_UNSUPPORTED, "empty audio message")
+            raise PeerClose(CLOSE_UNSUPPORTED, "empty audio message")
         if len(data) & 1:
-            raise _Close(CLOSE_UNSUPPORTED, "audio must be 16-bit PCM (odd byte count)")
-        self.info.audio_in_bytes += len(data)
+            raise PeerClose(CLOSE_UNSUPPORTED, "audio must be 16-bit PCM (odd byte count)")
+        info = self.info
+        info.audio_in_bytes += len(data)
+        if not self._audio_meter.admit(len(data), now):
+            info.audio_dropped_bytes += len(data)
+            self.relay.stats.audio_dropped_bytes += len(data)
+            return
         td = self.relay.turn_detection
+        if td == "manual" and not self.ptt_pressed:
+            info.audio_not_forwarded_bytes += len(data)
+            return
+        session = await self._session()
         if td == "manual":
-            if self.ptt_pressed:
-                await session.send_audio(data, sample_rate=INPUT_RATE)
-            else:
-                self.info.audio_not_forwarded_bytes += len(data)
+            await session.send_audio(data, sample_rate=INPUT_RATE)
             return
         sender = self.sender
         if sender is None:
@@ -664,6 +758,7 @@ class _Connection:
         for a in actions:
             if a.kind == "start":
                 self.info.utterances += 1
+                self._count_turn()
                 await self.send_json({"type": "vad", "speaking": True, "source": "relay"})
                 self.relay._notify()
             elif a.kind == "end":
@@ -672,43 +767,54 @@ class _Connection:
             elif a.kind == "silence" and self.relay.turn_detection == "vad":
                 self.info.audio_not_forwarded_bytes += len(a.audio)
 
-    async def _control(self, session: gl.Session, text: str) -> None:
+    async def _control(self, text: str) -> None:
         try:
             msg = _decoder.decode(text)
         except msgspec.ValidationError as exc:
-            raise _Close(CLOSE_UNSUPPORTED, f"bad message: {exc}") from None
+            raise PeerClose(CLOSE_UNSUPPORTED, f"bad message: {exc}") from None
         except msgspec.DecodeError:
-            raise _Close(CLOSE_UNSUPPORTED, "bad message: not JSON") from None
+            raise PeerClose(CLOSE_UNSUPPORTED, "bad message: not JSON") from None
         td = self.relay.turn_detection
         if isinstance(msg, _Text):
             if not msg.text.strip():
-                raise _Close(CLOSE_UNSUPPORTED, "bad message: empty text")
+                raise PeerClose(CLOSE_UNSUPPORTED, "bad message: empty text")
             if len(msg.text) > self.relay.limits.max_text_chars:
-                raise _Close(CLOSE_TOO_BIG, "text too long")
+                raise PeerClose(CLOSE_TOO_BIG, "text too long")
+            self._count_turn()
+            session = await self._session()
             await session.send_text(msg.text)
         elif isinstance(msg, (_ActivityStart, _ActivityEnd)):
             if td != "manual":
-                raise _Close(
+                raise PeerClose(
                     CLOSE_UNSUPPORTED, "activity_start/activity_end need turn_detection 'manual'"
                 )
             if isinstance(msg, _ActivityStart) and not self.ptt_pressed:
+                self._count_turn()
+                session = await self._session()
                 self.ptt_pressed = True
                 await session.send_activity_start()
             elif isinstance(msg, _ActivityEnd) and self.ptt_pressed:
                 self.ptt_pressed = False
-                await session.send_activity_end()
+                if self.session is not None:
+                    await self.session.send_activity_end()
         elif isinstance(msg, _AudioEnd):
+            session_open = self.session
+            if session_open is None:
+                return  # nothing was said yet: nothing to end
             if td == "server":
-                await session.send_audio_stream_end()
+                await session_open.send_audio_stream_end()
             elif td == "vad" and self.sender is not None:
                 await self._report_vad(await self.sender.finish())
             elif td == "manual" and self.ptt_pressed:
                 self.ptt_pressed = False
-                await session.send_activity_end()
+                await session_open.send_activity_end()
         elif isinstance(msg, _Playback):
-            self.info.playback.append(
-                PlaybackReport(msg.state, max(0.0, float(msg.played_ms)), time.monotonic())
-            )
+            info = self.info
+            report = PlaybackReport(msg.state, max(0.0, float(msg.played_ms)), time.monotonic())
+            info.playback.append(report)
+            info.playback_reports += 1
+            if report.state != "playing":
+                info.played_ms_total += report.played_ms
             self.relay._notify()
         else:
             await self.send_json({"type": "pong", "id": msg.id})
@@ -770,7 +876,7 @@ class _Connection:
                     logger.warning("relay %d: the browser fell behind by %d events", info.id, count)
                 case ev.Closed(code=code, reason=reason):
                     logger.info("relay %d: upstream closed %s %s", info.id, code, reason)
-                    raise _Close(CLOSE_UPSTREAM, f"upstream closed: {code} {reason}".strip())
+                    raise PeerClose(CLOSE_UPSTREAM, f"upstream closed: {code} {reason}".strip())
                 case _:
                     pass
-        raise _Close(CLOSE_UPSTREAM, "upstream closed")
+        raise PeerClose(CLOSE_UPSTREAM, "upstream closed")

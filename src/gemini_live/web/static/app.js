@@ -139,10 +139,12 @@
       case "ready":
         turnDetection = msg.turn_detection;
         ui.talk.hidden = turnDetection !== "manual";
-        setStatus("open", "session " + (msg.session_id || ""));
+        setStatus("open", msg.session_id ? "session " + msg.session_id : "connected");
         break;
       case "state":
-        setStatus(msg.state);
+        // "open" (with the session id) once the upstream session opened, at the first
+        // message; "reconnecting" and "open" again around a reconnect.
+        setStatus(msg.state, msg.session_id ? "session " + msg.session_id : undefined);
         break;
       case "input_transcript":
         if (!userLine) userLine = line("user", "You: ");

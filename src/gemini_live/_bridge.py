@@ -1,0 +1,424 @@
+"""The life of one peer WebSocket in front of a Live session, written once.
+
+The browser relay (:mod:`gemini_live.web`) and the phone bridges
+(:mod:`gemini_live.telephony`) both hold one peer socket per Live session. What they
+share lives here:
+
+* :class:`PeerSocket`: accept the upgrade, admit (limits, identity), serve a few tasks on
+  one :class:`asyncio.TaskGroup` where the first to finish ends the rest, close within a
+  bound (then abort the transport when the server lets us), and clean up *always*;
+* the timers every peer gets: idle timeout and maximum age;
+* the meters: a token bucket, inbound audio at most a multiple of real time (the excess
+  dropped and counted, then the peer closed), concurrent holders per key;
+* masking for the reprs of what the hooks see (cookies, tokens, signatures).
+
+Each endpoint keeps only its peer's message format, turn detection, pacing and marks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+import urllib.parse
+from collections.abc import Awaitable, Coroutine, Hashable, Mapping
+from typing import Any, Final
+
+from gemini_live._asgi import Message, Receive, Scope, Send
+
+__all__ = [
+    "ABORT_EXTENSION",
+    "AudioMeter",
+    "Bucket",
+    "KeyedCounter",
+    "PeerClose",
+    "PeerGone",
+    "PeerSocket",
+    "mask_mapping",
+    "maybe_await",
+    "parse_scope",
+]
+
+logger = logging.getLogger("gemini_live.bridge")
+
+#: Key in ``scope["extensions"]`` of a no-argument callable that aborts the transport.
+#: The library's own server (:func:`gemini_live.web.running` / ``serve``) provides it;
+#: under another server a close that times out only stops waiting.
+ABORT_EXTENSION: Final = "gemini_live.abort"
+
+CLOSE_NORMAL: Final = 1000
+CLOSE_POLICY: Final = 1008
+
+
+class PeerGone(Exception):
+    """The peer disconnected; nothing more to send or log."""
+
+
+class PeerClose(Exception):
+    """End the peer connection with this close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Finished(Exception):
+    """A served task returned: the others end too."""
+
+
+async def maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def parse_scope(
+    scope: Scope,
+) -> tuple[dict[str, str], dict[str, str], tuple[str, int] | None]:
+    """Headers (lower-case names), query parameters and client address of an ASGI scope."""
+    headers = {
+        k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+    }
+    query = dict(
+        urllib.parse.parse_qsl(
+            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
+    )
+    client = scope.get("client")
+    return headers, query, (str(client[0]), int(client[1])) if client else None
+
+
+# -- masking ---------------------------------------------------------------------------
+
+_SECRET_NAMES: Final = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-goog-api-key"}
+)
+_SECRET_PARTS: Final = ("token", "secret", "signature", "password", "auth", "key", "session")
+
+
+def secret_name(name: str) -> bool:
+    """True for a header, query or parameter name whose value is a credential."""
+    low = name.lower()
+    return low in _SECRET_NAMES or any(part in low for part in _SECRET_PARTS)
+
+
+def mask_mapping(values: Mapping[str, str]) -> dict[str, str]:
+    """``values`` with the value of every credential-like name replaced by ``***``."""
+    return {k: "***" if secret_name(k) else v for k, v in values.items()}
+
+
+# -- meters ----------------------------------------------------------------------------
+
+
+class Bucket:
+    """A token bucket: ``rate`` per second sustained, ``burst`` at once."""
+
+    __slots__ = ("burst", "level", "rate", "stamp")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.level = burst
+        self.stamp = time.monotonic()
+
+    def take(self, n: float, now: float) -> bool:
+        self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.level < n:
+            return False
+        self.level -= n
+        return True
+
+
+class AudioMeter:
+    """Inbound audio at most ``bytes_per_second`` sustained (``burst_bytes`` at once).
+
+    :meth:`admit` answers whether a chunk may be forwarded; a chunk over the allowance is
+    dropped and counted in :attr:`dropped`, and once more than ``close_after_bytes`` were
+    dropped the peer is closed (a client faster than real time for a moment loses a
+    little audio; one that keeps flooding is ended).
+    """
+
+    __slots__ = ("_bucket", "close_after_bytes", "dropped")
+
+    def __init__(
+        self, bytes_per_second: float, burst_bytes: float, close_after_bytes: int | None
+    ) -> None:
+        self._bucket = Bucket(bytes_per_second, burst_bytes)
+        self.close_after_bytes = close_after_bytes
+        self.dropped = 0
+
+    def admit(self, n: int, now: float) -> bool:
+        if self._bucket.take(n, now):
+            return True
+        self.dropped += n
+        limit = self.close_after_bytes
+        if limit is not None and self.dropped > limit:
+            raise PeerClose(4429, "rate limit: audio faster than real time")
+        return False
+
+
+class KeyedCounter:
+    """Concurrent holders per key (an address, an identity); a key leaves at zero, so the
+    map never holds more keys than there are open connections."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[Hashable, int] = {}
+
+    def acquire(self, key: Hashable, limit: int | None) -> bool:
+        held = self.counts.get(key, 0)
+        if limit is not None and held >= limit:
+            return False
+        self.counts[key] = held + 1
+        return True
+
+    def release(self, key: Hashable) -> None:
+        held = self.counts.get(key, 0) - 1
+        if held > 0:
+            self.counts[key] = held
+        else:
+            self.counts.pop(key, None)
+
+
+def identity_key(identity: object) -> Hashable:
+    """A dict key for an identity ``authorize`` returned (unhashable ones by their repr)."""
+    try:
+        hash(identity)
+    except TypeError:
+        return ("repr", repr(identity))
+    return identity
+
+
+# -- the lifecycle ---------------------------------------------------------------------
+
+
+class PeerSocket:
+    """One peer WebSocket: accept, admit, serve, close within a bound, clean up.
+
+    Subclasses implement :meth:`admit` (limits and identity: raise :class:`PeerClose` to
+    refuse), :meth:`serve` (usually ``await self.serve_tasks(...)``), :meth:`failed`
+    (an unexpected exception -> close code and reason), :meth:`cleanup` (release what
+    :meth:`admit` took; runs whatever happened, before anything that may wait) and
+    :meth:`finished` (hooks, after the close). :meth:`record_close` notes how the
+    connection ended.
+    """
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        close_timeout: float,
+        idle_timeout: float | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.close_timeout = close_timeout
+        self.idle_timeout = idle_timeout
+        self.max_age = max_age
+        self.closed = False
+        #: True once a close frame could not be sent in time and the wait was given up.
+        self.aborted = False
+        self.started = time.monotonic()
+        self.last_activity = self.started
+        self._send_lock = asyncio.Lock()
+        self._group: asyncio.TaskGroup | None = None
+
+    # -- to override -------------------------------------------------------------------
+
+    async def upgrade(self) -> bool:
+        """Accept the WebSocket upgrade; False if the peer left before it."""
+        msg = await self._receive()
+        if msg["type"] != "websocket.connect":
+            return False
+        await self._send({"type": "websocket.accept"})
+        return True
+
+    async def admit(self) -> None:
+        """Limits and identity; raise :class:`PeerClose` to refuse."""
+
+    async def serve(self) -> None:
+        """Serve the peer until it or the upstream ends."""
+
+    def failed(self, exc: Exception) -> tuple[int, str]:
+        """The close code and reason for an unexpected exception (logged here)."""
+        logger.exception("peer connection failed")
+        return 1011, "internal error"
+
+    def record_close(self, code: int, reason: str) -> None:
+        """Note how the connection ended (called once)."""
+
+    #: The reasons recorded when the peer closed, or vanished mid-send.
+    peer_closed_reason = "closed by the peer"
+    peer_gone_reason = "peer disconnected"
+
+    async def cleanup(self) -> None:
+        """Release slots and close the upstream; runs however the connection ended."""
+
+    async def finished(self) -> None:
+        """After the close: the endpoint's ``on_close``/``on_stop`` hooks."""
+
+    # -- the run -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if not await self.upgrade():
+                return
+        except Exception:
+            return
+        try:
+            await self.admit()
+            await self.serve()
+        except PeerGone:
+            pass
+        except PeerClose as exc:
+            await self.close(exc.code, exc.reason)
+        except Exception as exc:
+            code, reason = self.failed(exc)
+            await self.close(code, reason)
+        finally:
+            try:
+                await self.cleanup()
+            finally:
+                if not self.closed:
+                    await self.close(CLOSE_NORMAL, self.normal_reason)
+                await self.finished()
+
+    normal_reason = "bye"
+
+    async def serve_tasks(self, *tasks: tuple[str, Coroutine[Any, Any, None]]) -> None:
+        """Run ``tasks`` (plus the idle and age timers) on one task group: the first one
+        to end, normally or not, ends the others; its exception (if any) is raised."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for name, coro in tasks:
+                    group.create_task(self._until_done(coro), name=name)
+                if self.idle_timeout is not None:
+                    group.create_task(self._idle_timer(self.idle_timeout), name="peer-idle")
+                if self.max_age is not None:
+                    group.create_task(self._age_timer(self.max_age), name="peer-age")
+        except BaseExceptionGroup as group_exc:
+            first = _first_error(group_exc)
+            if first is not None:
+                raise first from None
+        finally:
+            self._group = None
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Add a task to the running :meth:`serve_tasks` group (same rules)."""
+        if self._group is None:
+            coro.close()
+            raise RuntimeError("spawn() outside serve_tasks()")
+        self._group.create_task(self._until_done(coro), name=name)
+
+    @staticmethod
+    async def _until_done(coro: Awaitable[None]) -> None:
+        await coro
+        raise _Finished()
+
+    def touch(self) -> None:
+        """The peer did something: the idle timer starts again."""
+        self.last_activity = time.monotonic()
+
+    async def _idle_timer(self, idle: float) -> None:
+        while True:
+            left = self.last_activity + idle - time.monotonic()
+            if left <= 0:
+                raise PeerClose(CLOSE_POLICY, "idle timeout")
+            await asyncio.sleep(left)  # a timer, re-armed from the last activity
+
+    async def _age_timer(self, age: float) -> None:
+        left = self.started + age - time.monotonic()
+        if left > 0:
+            await asyncio.sleep(left)  # a timer
+        raise PeerClose(CLOSE_POLICY, "maximum connection age reached")
+
+    # -- sending and closing -------------------------------------------------------------
+
+    async def receive(self) -> Message | None:
+        """The next message from the peer (None once it disconnected)."""
+        msg = await self._receive()
+        if msg["type"] == "websocket.disconnect":
+            if not self.closed:
+                self.closed = True
+                self.record_close(int(msg.get("code", CLOSE_NORMAL)), self.peer_closed_reason)
+            return None
+        return msg
+
+    async def send_message(self, message: Message) -> None:
+        if self.closed:
+            return
+        async with self._send_lock:
+            try:
+                await self._send(message)
+            except Exception:
+                # The peer went away mid-send (each server raises its own error type).
+                if not self.closed:
+                    self.closed = True
+                    self.record_close(1001, self.peer_gone_reason)
+                raise PeerGone() from None
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send the close frame, waiting at most ``close_timeout``; then abort."""
+        if self.closed:
+            return
+        self.closed = True
+        reason = reason.encode()[:120].decode("utf-8", "ignore")
+        self.record_close(code, reason)
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                async with self._send_lock:
+                    await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except TimeoutError:
+            # The peer stopped reading and the server waits for its buffer to drain:
+            # stop waiting, and cut the transport where the server offers a way.
+            self.aborted = True
+            self.abort()
+        except Exception:
+            pass  # the peer is gone already
+
+    def abort(self) -> None:
+        extensions = self.scope.get("extensions") or {}
+        abort = extensions.get(ABORT_EXTENSION)
+        if callable(abort):
+            with contextlib.suppress(Exception):
+                abort()
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException | None:
+    """The exception that ended a task group: a close first, then anything but a task
+    that simply finished (an exception is kept over a normal end)."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for sub in exc.exceptions:
+                walk(sub)
+        elif not isinstance(exc, _Finished):
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, (PeerClose, PeerGone)):
+            return exc
+    return leaves[0] if leaves else None
+
+
+async def bounded(awaitable: Awaitable[Any], within: float, what: str) -> None:
+    """Await ``awaitable`` for at most ``within`` seconds; log (do not raise) failures."""
+    try:
+        async with asyncio.timeout(within):
+            await awaitable
+    except TimeoutError:
+        logger.warning("%s did not finish within %.1f s", what, within)
+    except Exception:
+        logger.exception("%s failed", what)
