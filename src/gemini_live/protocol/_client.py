@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -71,6 +70,8 @@ from gemini_live.events import (
     SetupComplete,
 )
 from gemini_live.models import adapt_function_response, family_of, text_message
+from gemini_live.protocol._checks import check_types, not_a_list, validate_setup
+from gemini_live.protocol._state import Connection, SessionStats, State
 from gemini_live.types import (
     UNSET,
     ActivityEnd,
@@ -106,15 +107,6 @@ logger = logging.getLogger("gemini_live.protocol")
 IMAGE_MIME_TYPES: Final = ("image/jpeg", "image/png", "image/webp")
 
 
-class State(enum.Enum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    SETUP_SENT = "setup_sent"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
 class Kind(enum.IntEnum):
     """What a client frame carries (decides how the re-send window treats it)."""
 
@@ -139,74 +131,6 @@ _REALTIME_KINDS: Final = {
     "activity_end": Kind.ACTIVITY_END,
     "audio_stream_end": Kind.AUDIO_STREAM_END,
 }
-
-
-def validate_setup(setup: Setup, api: ApiKind) -> None:
-    """Reject settings the chosen endpoint does not accept, before anything is sent."""
-    if not isinstance(setup, Setup):
-        raise ConfigError(f"setup must be a types.Setup, got {type(setup).__name__}")
-    check_types(setup, Setup, "setup")
-    if not setup.model:
-        raise ConfigError("setup.model is required")
-    if api == "gemini":
-        sr = setup.session_resumption
-        if sr is not UNSET and sr.transparent is True:
-            raise ConfigError(
-                "sessionResumption.transparent is only accepted by Vertex AI, not the Gemini API"
-            )
-        if setup.explicit_vad_signal is not UNSET:
-            raise ConfigError("explicitVadSignal is only accepted by Vertex AI")
-        if not setup.model.startswith(("models/", "tunedModels/")):
-            raise ConfigError(
-                f"on the Gemini API the model must look like 'models/<id>', got {setup.model!r}"
-            )
-    cwc = setup.context_window_compression
-    if cwc is not UNSET:
-        if cwc.sliding_window is UNSET:
-            raise ConfigError(
-                "contextWindowCompression needs slidingWindow (use SlidingWindow() for defaults)"
-            )
-        target = cwc.sliding_window.target_tokens
-        if cwc.trigger_tokens is not UNSET and target is not UNSET and target >= cwc.trigger_tokens:
-            raise ConfigError("slidingWindow.targetTokens must be below triggerTokens")
-    gc = setup.generation_config
-    if gc is not UNSET and gc.response_modalities is not UNSET and len(gc.response_modalities) != 1:
-        raise ConfigError("responseModalities takes exactly one modality per session")
-
-
-def check_types(value: msgspec.Struct, cls: type[Any], what: str) -> None:
-    """Check every field of a wire Struct against its declared type (and finite floats).
-
-    msgspec Structs do not check types when built, and the encoder would happily write
-    ``Part(text=5)``; this round trip through the builtin form does, once per message
-    at the public boundary (the audio hot path never comes here).
-    """
-    try:
-        builtins = msgspec.to_builtins(value)
-        msgspec.convert(builtins, cls)
-    except (msgspec.ValidationError, TypeError, ValueError) as exc:
-        raise InvalidMessageError(f"invalid {what}: {exc}") from None
-    bad = _non_finite(builtins)
-    if bad is not None:
-        raise InvalidMessageError(f"invalid {what}: {bad} is not valid JSON (NaN or infinity)")
-
-
-def _non_finite(obj: object, depth: int = 0) -> str | None:
-    if isinstance(obj, float):
-        return None if math.isfinite(obj) else repr(obj)
-    if depth > 64:
-        return None
-    if isinstance(obj, dict):
-        for v in obj.values():
-            found = _non_finite(v, depth + 1)
-            if found is not None:
-                return found
-    elif isinstance(obj, list):
-        for v in obj:
-            found = _non_finite(v, depth + 1)
-            if found is not None:
-                return found
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,35 +158,6 @@ class ResendWindow:
             non_negative("handle_guard", self.handle_guard)
 
 
-@dataclass
-class SessionStats:
-    """Counters for monitoring; all monotonic over the session's life (one object).
-
-    ``frames_at_risk`` counts the frames that may not have reached the service's state
-    and will not be re-sent: audio/video dropped from the re-send window by its bound.
-    Everything else the app sent is either acknowledged or kept for re-sending.
-    """
-
-    connections: int = 0
-    connects: int = 0
-    reconnects: int = 0
-    opens: int = 0
-    resumed: int = 0
-    fresh_sessions_after_loss: int = 0
-    go_away_rotations: int = 0
-    abrupt_drops: int = 0
-    frames_sent: int = 0
-    frames_received: int = 0
-    frames_at_risk: int = 0
-    frames_queued_offline: int = 0
-    replayed_frames: int = 0
-    stale_tool_responses_dropped: int = 0
-    malformed_frames: int = 0
-    lagged_events: int = 0
-    callback_errors: int = 0
-    last_error: str | None = None
-
-
 #: One client frame on its way out, kept until a handle covers it: a plain tuple of
 #: bytes and numbers, so the garbage collector stops tracking it (a full re-send window
 #: holds hundreds of them per session). Fields, by index:
@@ -286,19 +181,6 @@ def _rec(
     tool_ids: tuple[str, ...] = (),
 ) -> _Rec:
     return (frame, int(kind), seq, turn_end, audio_s, tool_ids, 0.0, 0)
-
-
-@dataclass
-class _Connection:
-    """Per-connection bookkeeping (reset on every reconnect)."""
-
-    state: State = State.CONNECTING
-    resuming: bool = False
-    next_index: int = 1  # the setup is index 0
-    go_away_deadline: float | None = None
-    setup_sent_at: float | None = None
-    opened_at: float | None = None
-    turns_completed: int = 0
 
 
 class ClientProtocol:
@@ -343,7 +225,7 @@ class ClientProtocol:
         self.resume_handle: str | None = resume_handle
         self.session_id: str | None = None
         self.stats = SessionStats()
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self.ever_open = False
         # -- send side
         self._audio = AudioFrameEncoder(input_rate)
@@ -547,12 +429,12 @@ class ClientProtocol:
         """A new socket is open (the previous one, if any, must be closed)."""
         if self._conn is not None and self._conn.state is not State.CLOSED:
             raise ProtocolStateError("previous connection is not closed yet")
-        self._conn = _Connection()
+        self._conn = Connection()
         self._rotation_requested = False
         self._rotating = False
         self.stats.connections += 1
 
-    def _setup_frame(self, conn: _Connection) -> bytes:
+    def _setup_frame(self, conn: Connection) -> bytes:
         setup = self._seed_setup if self._seed_setup is not None else self._setup
         if self.resumption_enabled:
             sr = setup.session_resumption
@@ -636,7 +518,7 @@ class ClientProtocol:
             self._pending_bytes += len(out[_F])
         self.stats.frames_sent -= len(back)
 
-    def _hand_out(self, conn: _Connection, out: _Rec, now: float, direct: bool = False) -> _Rec:
+    def _hand_out(self, conn: Connection, out: _Rec, now: float, direct: bool = False) -> _Rec:
         idx = conn.next_index
         conn.next_index = idx + 1
         out = (out[0], out[1], out[2], out[3], out[4], out[5], now, idx)
@@ -722,7 +604,7 @@ class ClientProtocol:
 
     # -- sending --------------------------------------------------------------------------
 
-    def _direct_ok(self, conn: _Connection) -> bool:
+    def _direct_ok(self, conn: Connection) -> bool:
         """A new frame may go straight to the socket: the caller writes synchronously, the
         connection is open, nothing is queued or unconfirmed before it, no rotation holds
         input."""
@@ -734,7 +616,7 @@ class ClientProtocol:
             and not self._holds_input(conn)
         )
 
-    def _holds_input(self, conn: _Connection) -> bool:
+    def _holds_input(self, conn: Connection) -> bool:
         """A rotation is decided, or input is held while draining (``drain_input="hold"``)."""
         return self._rotating or (self._hold_while_draining and conn.go_away_deadline is not None)
 
@@ -877,7 +759,7 @@ class ClientProtocol:
             items = [Content.text(turns)]
         elif isinstance(turns, Content):
             items = [turns]
-        elif _not_a_list(turns):
+        elif not_a_list(turns):
             raise InvalidMessageError(
                 f"turns must be a str, a Content or a list of Content, got {type(turns).__name__}"
             )
@@ -896,7 +778,7 @@ class ClientProtocol:
         """Queue answers to tool calls: each id must belong to a pending call."""
         if isinstance(responses, FunctionResponse):
             items = [responses]
-        elif not _not_a_list(responses):
+        elif not not_a_list(responses):
             items = list(responses)
         else:
             raise InvalidMessageError(
@@ -944,7 +826,7 @@ class ClientProtocol:
             )
         tool_list: list[Tool] | None = None
         if tools is not None:
-            if _not_a_list(tools):
+            if not_a_list(tools):
                 raise InvalidMessageError(
                     f"tools must be a list of Tool, got {type(tools).__name__}"
                 )
@@ -1146,7 +1028,7 @@ class ClientProtocol:
             self._awaiting_response = False
             self._responded_seq = self._last_turn_end_seq
 
-    def _on_setup_complete(self, conn: _Connection, events: list[Event], now: float) -> list[Event]:
+    def _on_setup_complete(self, conn: Connection, events: list[Event], now: float) -> list[Event]:
         if conn.state is not State.SETUP_SENT:
             logger.warning("setupComplete received in state %s; ignored", conn.state.value)
             return [e for e in events if not isinstance(e, SetupComplete)]
@@ -1269,11 +1151,6 @@ class ClientProtocol:
         self._unconfirmed.clear()
         self._pending_bytes = 0
         return n
-
-
-def _not_a_list(value: object) -> bool:
-    """True unless ``value`` is a list-like of items (a str or bytes is not)."""
-    return isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable)
 
 
 # The kinds as plain ints, as the records hold them.
