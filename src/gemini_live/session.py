@@ -263,6 +263,12 @@ class Session:
         return self.protocol.session_id
 
     @property
+    def setup(self) -> Setup:
+        """The setup the next connection sends (after the model table adapted it, and with
+        every ``update_setup`` / ``send_context_update`` applied). Read-only."""
+        return self.protocol.setup
+
+    @property
     def resume_handle(self) -> str | None:
         """The latest resumable handle (where a reconnect resumes from)."""
         return self.protocol.resume_handle
@@ -405,6 +411,7 @@ class Session:
             self._emit(event)
         if protocol.draining:
             if protocol.rotation_due(now):
+                protocol.begin_rotation()
                 self._set_direct(None)  # rotate at this clean point: new sends wait for it
             self._poke()
 
@@ -918,6 +925,7 @@ class Session:
                 break
             now = time.monotonic()
             if protocol.rotation_due(now):
+                protocol.begin_rotation()
                 self._open = False
                 self._set_direct(None)
                 async with self._flush_guard():
