@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gemini_live import events as ev
 from gemini_live._connector import Connector, resolve_backend
+from gemini_live._observe import SessionRecord
 from gemini_live._stream import _Subscriber
 from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig
 from gemini_live.errors import (
@@ -39,10 +40,6 @@ from gemini_live.history import History
 from gemini_live.metrics import (
     LatencyTracker,
     UsageMeter,
-    observe,
-    observe_audio,
-    observe_input,
-    observe_transcript,
 )
 from gemini_live.models import adapt_setup
 from gemini_live.protocol import ClientProtocol, SessionStats
@@ -54,7 +51,6 @@ from gemini_live.types import (
     Setup,
     Tool,
 )
-from gemini_live.watchdog import InteractionWatchdog
 
 if TYPE_CHECKING:
     from gemini_live.media import StreamStats
@@ -84,17 +80,6 @@ class _SessionLog(logging.LoggerAdapter[logging.Logger]):
         sid = self._session.session_id or self._session._local_id
         kwargs.setdefault("extra", {})["session_id"] = sid
         return f"[{sid}] {msg}", kwargs
-
-
-#: Event types a frame may hold and still take the session's stream path.
-_STREAM_TYPES = frozenset((ev.ModelAudio, ev.OutputTranscription))
-
-
-def _is_stream(events: list[ev.Event]) -> bool:
-    for event in events:
-        if type(event) not in _STREAM_TYPES:
-            return False
-    return bool(events)
 
 
 class Session:
@@ -144,27 +129,25 @@ class Session:
         self._first_ready: asyncio.Future[None] | None = None
         self._main: _Subscriber | None = self._new_subscriber() if config.main_stream else None
         self._listeners: tuple[Callable[[ev.Event], object], ...] = ()
-        self._input_at: float | None = None
         self._tool_runner: ToolRunner | None = None
+        self._record = SessionRecord(
+            config,
+            self.protocol,
+            emit=self._emit,
+            lifecycle=self._on_events,
+            debug=self._connector,
+            log=self.log,
+        )
+        #: Where the connection loop delivers frames: the bookkeeping's three paths.
+        self._on_frame: Callable[[bytes, float], None] = self._record.on_frame
+        self._watchdog = self._record.watchdog
         #: The conversation so far, bounded (None when ``config.reseed`` is off). A fresh
         #: session after a failed resume is seeded with it.
-        self.history: History | None = None
-        if config.reseed or config.history:
-            options: dict[str, Any] = {
-                "max_entries": config.history_max_entries,
-                "max_chars": config.history_max_chars,
-                "summarizer": config.summarizer,
-            }
-            self.history = (
-                History.from_messages(config.history, **options)  # type: ignore[arg-type]
-                if config.history
-                else History(**options)
-            )
-        self._watchdog = InteractionWatchdog(config.interaction_timeout)
+        self.history: History | None = self._record.history
         #: Token usage per turn and per session (None when ``config.metrics`` is off).
-        self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
+        self.usage: UsageMeter | None = self._record.usage
         #: Latency of each turn: end of user input to first audio/text/turnComplete.
-        self.latency: LatencyTracker | None = LatencyTracker() if config.metrics else None
+        self.latency: LatencyTracker | None = self._record.latency
 
     # -- construction -------------------------------------------------------------------
 
@@ -315,42 +298,10 @@ class Session:
                     self.stats.callback_errors += 1
                     self.log.exception("an on_event callback raised")
 
-    def _on_frame(self, data: bytes, now: float) -> None:
-        protocol = self.protocol
-        try:
-            events = protocol.receive(data, now)
-        except GeminiLiveError as exc:
-            self.stats.malformed_frames += 1
-            self.log.warning("ignoring a frame from the server: %s", exc)
-            return
-        usage = self.usage
-        if usage is not None and self._input_at is not None:
-            observe_input(usage, self.latency, self._input_at)
-            self._input_at = None
-        if len(events) == 1 and type(events[0]) is ev.ModelAudio:
-            # The hot path: a frame that is one audio chunk needs no lifecycle handling.
-            if usage is not None:
-                observe_audio(usage, self.latency, events[0], now)
-            if self._watchdog.armed:
-                self._watchdog.observe(events[0], now)
-            self._emit(events[0])
-            return
-        if self._connector.debug:
-            kinds = ", ".join(type(e).__name__ for e in events)
-            self.log.debug("received a %d-byte frame: %s", len(data), kinds)
-        if _is_stream(events):
-            self._on_stream(events, usage, now)
-            return
-        if usage is not None:
-            for event in events:
-                observe(usage, self.latency, event, now)
-        history = self.history
-        watchdog = self._watchdog
-        for event in events:
-            if history is not None:
-                history.observe(event)
-            watchdog.observe(event, now)
-        if watchdog.armed:
+    def _on_events(self, events: list[ev.Event], now: float) -> None:
+        """The lifecycle of a general-path frame (after its bookkeeping): the setup
+        waiter, the log of a reconnect, the fan-out, and the rotation decision."""
+        if self._watchdog.armed:
             self._poke()  # the runner keeps the watchdog's timer
         for event in events:
             t = type(event)
@@ -365,31 +316,12 @@ class Session:
                     + (f", reseeded with {event.turns} turns" if event.reseeded else ""),
                 )
             self._emit(event)
+        protocol = self.protocol
         if protocol.draining:
             if protocol.rotation_due(now):
                 protocol.begin_rotation()
                 self._set_direct(None)  # rotate at this clean point: new sends wait for it
             self._poke()
-
-    def _on_stream(self, events: list[ev.Event], usage: UsageMeter | None, now: float) -> None:
-        """A frame of audio and output transcription only (most frames of a spoken reply):
-        the same bookkeeping as the general path, without its lifecycle checks. Nothing
-        here can end a turn, arm the watchdog or change a rotation."""
-        latency = self.latency
-        history = self.history
-        watchdog = self._watchdog
-        for event in events:
-            if type(event) is ev.ModelAudio:
-                if usage is not None:
-                    observe_audio(usage, latency, event, now)
-            else:
-                if usage is not None:
-                    observe_transcript(usage, latency, event, now)  # type: ignore[arg-type]
-                if history is not None:
-                    history.observe(event)
-            if watchdog.armed:
-                watchdog.observe(event, now)
-            self._emit(event)
 
     def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
         self._try_send = try_send
@@ -463,7 +395,7 @@ class Session:
         now = _monotonic()
         frame = self.protocol.send_audio(pcm, now, sample_rate)
         if self.usage is not None:
-            self._input_at = now
+            self._record.input_at = now
         if frame is not None:
             # The hot path: written synchronously, no coroutine below this one.
             try_send = self._try_send
@@ -515,9 +447,8 @@ class Session:
         self._check_usable()
         now = time.monotonic()
         await self._submitted(self.protocol.send_text(text, now))
-        if self.history is not None:
-            self.history.add_user_text(text)
-        self._user_input(now)
+        self._record.user_text(text)
+        self._record.user_input(now)
 
     async def send_activity_start(self) -> None:
         """Mark the start of user speech (only with automatic activity detection off)."""
@@ -529,14 +460,14 @@ class Session:
         self._check_usable()
         now = time.monotonic()
         await self._submitted(self.protocol.send_activity_end(now))
-        self._user_input(now)
+        self._record.user_input(now)
 
     async def send_audio_stream_end(self) -> None:
         """Tell the service the microphone stopped (it flushes what it buffered)."""
         self._check_usable()
         now = time.monotonic()
         await self._submitted(self.protocol.send_audio_stream_end(now))
-        self._user_input(now)
+        self._record.user_input(now)
 
     async def send_client_content(
         self, turns: Content | str | Sequence[Content] | None = None, *, turn_complete: bool = True
@@ -547,10 +478,8 @@ class Session:
         await self._submitted(
             self.protocol.send_client_content(turns, now, turn_complete=turn_complete)
         )
-        if self.history is not None:
-            for text in _user_texts(turns):
-                self.history.add_user_text(text)
-        self._user_input(now)
+        self._record.client_content(turns)
+        self._record.user_input(now)
 
     async def send_tool_response(
         self, responses: FunctionResponse | Iterable[FunctionResponse]
@@ -565,9 +494,7 @@ class Session:
         self._check_usable()
         items = [responses] if isinstance(responses, FunctionResponse) else list(responses)
         await self._submitted(self.protocol.send_tool_response(items, time.monotonic()))
-        if self.history is not None:
-            for response in items:
-                self.history.add_tool_result(response)
+        self._record.tool_results(items)
         self._poke()
 
     async def send_context_update(
@@ -590,16 +517,10 @@ class Session:
         now = time.monotonic()
         await self._submitted(self.protocol.send_message(message, now))
         if message.realtime_input is not UNSET or message.client_content is not UNSET:
-            self._user_input(now)
+            self._record.user_input(now)
 
     #: The same as :meth:`send_message`.
     send_raw = send_message
-
-    def _user_input(self, now: float) -> None:
-        # Only the time is kept here; the metrics get the latest input time just before
-        # the next server frame is counted.
-        if self.usage is not None:
-            self._input_at = now
 
     def run_tools(self, registry: ToolRegistry, **options: Any) -> ToolRunner:
         """Answer this session's tool calls from ``registry`` (see :mod:`gemini_live.tools`).
@@ -690,58 +611,13 @@ class Session:
         return self._watchdog.deadline()
 
     def _timer_fired(self, now: float) -> None:
-        expired = self._watchdog.expired(now)
-        if expired is not None:
-            self.log.warning("the interaction is still in progress after %.0f s", expired.seconds)
-            if self.history is not None:
-                self.history.observe(expired)
-            self._emit(expired)
+        self._record.timer_fired(now)
 
     def _prepare_seed(self) -> None:
-        """The next connection is a fresh session: give it the conversation so far."""
-        history = self.history
-        if history is None or not len(history):
-            return
-        if self.protocol.ever_open and not self.config.reseed:
-            return
-        # What the next connection writes again anyway is left out of the seed.
-        again = self.protocol.resend_texts()
-        entries = list(history.entries)
-        for i in range(len(entries) - 1, -1, -1):
-            if not again:
-                break
-            e = entries[i]
-            if e.role == "user" and e.kind == "text" and e.text == again[-1]:
-                again.pop()
-                del entries[i]
-        source = History.from_messages(entries) if len(entries) != len(history) else history
-        setup = self.protocol.setup
-        try:
-            seed = source.seed(setup.model, vertex=self.protocol.api == "vertex")
-        except GeminiLiveError as exc:
-            self.log.warning("cannot reseed the fresh session: %s", exc)
-            return
-        if not seed.messages:
-            return
-        seeded = seed.apply(setup)
-        self.protocol.set_seed(seeded if seeded is not setup else None, seed.messages, seed.turns)
-        self.log.info("seeding the fresh session with %d history turns", seed.turns)
+        self._record.prepare_seed()
 
 
 def _is_picture(frame: object) -> bool:
     """A PIL image or a numpy array (encoded bytes are sent as they are)."""
     kind = type(frame)
     return kind.__module__.startswith(("PIL.", "numpy")) and kind.__name__ != "bytes_"
-
-
-def _user_texts(turns: object) -> list[str]:
-    """The user text in what ``send_client_content`` took (for the history)."""
-    if isinstance(turns, str):
-        return [turns]
-    items = [turns] if isinstance(turns, Content) else list(turns or ())  # type: ignore[call-overload]
-    out: list[str] = []
-    for content in items:
-        if isinstance(content, Content) and content.role in ("user", UNSET):
-            parts = content.parts if content.parts is not UNSET else []
-            out.extend(p.text for p in parts if isinstance(p.text, str) and p.text)
-    return out

@@ -41,19 +41,19 @@ from gemini_live.auth import ApiKind
 from gemini_live.codec import decode_frame, encode_client, fast_events
 from gemini_live.errors import (
     ConfigError,
-    InvalidMessageError,
     Phase,
     ProtocolStateError,
     ServiceError,
     classify_close,
 )
 from gemini_live.events import Event, Resumed, SetupComplete
-from gemini_live.models import family_of, text_message
+from gemini_live.models import family_of
 from gemini_live.protocol import _messages
 from gemini_live.protocol._checks import validate_setup
 from gemini_live.protocol._ledger import ToolLedger
-from gemini_live.protocol._outbox import Kind, Outbox, OutboxState, ResendWindow
-from gemini_live.protocol._rotation import RotationPlan, RotationState
+from gemini_live.protocol._outbox import Kind, Outbox, ResendWindow
+from gemini_live.protocol._rotation import RotationPlan
+from gemini_live.protocol._snapshot import ProtocolSnapshot, checked_copy
 from gemini_live.protocol._state import Connection, SessionStats, State
 from gemini_live.types import (
     UNSET,
@@ -65,7 +65,7 @@ from gemini_live.types import (
     Tool,
 )
 
-__all__ = ["SNAPSHOT_VERSION", "ClientProtocol", "ProtocolSnapshot", "ResendWindow"]
+__all__ = ["ClientProtocol", "ResendWindow"]
 
 logger = logging.getLogger("gemini_live.protocol")
 
@@ -73,41 +73,6 @@ _OPEN: Final = State.OPEN
 _ACTIVITY_START: Final = encode_client(_messages.ACTIVITY_START)
 _ACTIVITY_END: Final = encode_client(_messages.ACTIVITY_END)
 _AUDIO_STREAM_END: Final = encode_client(_messages.AUDIO_STREAM_END)
-
-#: Version of :class:`ProtocolSnapshot`; a snapshot of another version is refused.
-SNAPSHOT_VERSION: Final = 1
-
-
-class ProtocolSnapshot(msgspec.Struct, kw_only=True):
-    """Everything a :class:`ClientProtocol` holds, as one plain value.
-
-    Encodable with ``msgspec.json`` or ``msgspec.msgpack`` and decodable with
-    ``type=ProtocolSnapshot``; frames are bytes (base64 in JSON). The settings the
-    protocol was built with are part of it; only ``normalize_model`` (a function) is
-    passed to :meth:`ClientProtocol.restore` again.
-    """
-
-    version: int = SNAPSHOT_VERSION
-    api: str
-    setup: Setup
-    input_rate: int
-    offline_buffer_bytes: int
-    max_frame_bytes: int
-    resend: ResendWindow
-    transparent: bool
-    resumption_enabled: bool
-    resume_handle: str | None
-    session_id: str | None
-    ever_open: bool
-    generating: bool
-    direct_writes: bool
-    seed_setup: Setup | None
-    seed_turns: int
-    conn: Connection | None
-    stats: SessionStats
-    outbox: OutboxState
-    ledger: ToolLedger
-    rotation: RotationState
 
 
 class ClientProtocol:
@@ -323,19 +288,6 @@ class ClientProtocol:
         self._plan.reset()
         self.stats.connections += 1
 
-    def _setup_frame(self, conn: Connection) -> bytes:
-        setup = self._seed_setup if self._seed_setup is not None else self._setup
-        if self.resumption_enabled:
-            sr = setup.session_resumption
-            base = sr if sr is not UNSET else SessionResumptionConfig()
-            new_sr = SessionResumptionConfig(
-                handle=self.resume_handle if self.resume_handle else UNSET,
-                transparent=base.transparent,
-            )
-            setup = msgspec.structs.replace(setup, session_resumption=new_sr)
-            conn.resuming = self.resume_handle is not None
-        return encode_client(ClientMessage(setup=setup))
-
     def data_to_send(self, now: float) -> list[bytes]:
         """The frames to write now, in order; confirm them with :meth:`written`.
 
@@ -347,7 +299,10 @@ class ClientProtocol:
         if conn is None:
             return []
         if conn.state is State.CONNECTING:
-            frame = self._setup_frame(conn)
+            setup = self._seed_setup if self._seed_setup is not None else self._setup
+            handle = self.resume_handle if self.resumption_enabled else None
+            frame = _messages.setup(setup, self.resumption_enabled, handle)
+            conn.resuming = handle is not None
             conn.state = State.SETUP_SENT
             conn.setup_sent_at = now
             return [frame]
@@ -436,14 +391,8 @@ class ClientProtocol:
 
     def send_text(self, text: object, now: float) -> bytes | None:
         """Queue typed user text (realtime input)."""
-        if not isinstance(text, str):
-            raise InvalidMessageError(f"text must be a str, got {type(text).__name__}")
-        if not text:
-            raise ConfigError("text is empty")
-        msg = text_message(self._setup.model, text, vertex=self.api == "vertex")
-        if msg.client_content is not UNSET:
-            return self._submit(encode_client(msg), Kind.CLIENT_CONTENT, now, turn_end=True)
-        return self._submit(encode_client(msg), Kind.TEXT, now)
+        msg, kind, turn_end = _messages.text(self._setup.model, text, self.api == "vertex")
+        return self._submit(encode_client(msg), kind, now, turn_end)
 
     def send_activity_start(self, now: float) -> bytes | None:
         return self._submit(_ACTIVITY_START, Kind.ACTIVITY_START, now)
@@ -673,18 +622,7 @@ class ClientProtocol:
         ``snapshot`` may come straight from :meth:`snapshot` or from
         ``msgspec.json.decode(data, type=ProtocolSnapshot)``; it is not changed.
         """
-        if not isinstance(snapshot, ProtocolSnapshot):
-            raise ConfigError(f"expected a ProtocolSnapshot, got {type(snapshot).__name__}")
-        if snapshot.version != SNAPSHOT_VERSION:
-            raise ConfigError(
-                f"protocol snapshot version {snapshot.version} is not supported "
-                f"(this library reads version {SNAPSHOT_VERSION})"
-            )
-        s = msgspec.convert(
-            msgspec.to_builtins(snapshot), ProtocolSnapshot
-        )  # a private copy: nothing is shared with the caller's value
-        if s.api not in ("gemini", "vertex", "custom"):
-            raise ConfigError(f"unknown api {s.api!r} in the snapshot")
+        s = checked_copy(snapshot)
         p = cls(
             s.setup,
             api=s.api,  # type: ignore[arg-type]

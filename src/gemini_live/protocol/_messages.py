@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
+import msgspec
+
 from gemini_live._pcm import INPUT_RATE, parse_pcm_rate
-from gemini_live.codec import check_client_message
+from gemini_live.codec import check_client_message, encode_client
 from gemini_live.errors import ConfigError, InvalidMessageError
-from gemini_live.models import ModelFamily
+from gemini_live.models import ModelFamily, text_message
 from gemini_live.protocol._checks import check_types, not_a_list
 from gemini_live.protocol._outbox import Kind
 from gemini_live.types import (
@@ -28,6 +30,8 @@ from gemini_live.types import (
     FunctionResponse,
     Part,
     RealtimeInput,
+    SessionResumptionConfig,
+    Setup,
     Tool,
     ToolResponse,
     ToolsUpdate,
@@ -41,6 +45,8 @@ __all__ = [
     "classify",
     "client_content",
     "context_update",
+    "setup",
+    "text",
     "tool_response",
     "video",
 ]
@@ -61,6 +67,30 @@ _REALTIME_KINDS: Final = {
     "activity_end": Kind.ACTIVITY_END,
     "audio_stream_end": Kind.AUDIO_STREAM_END,
 }
+
+
+def setup(setup: Setup, resumption: bool, handle: str | None) -> bytes:
+    """The setup frame: with resumption on, ``sessionResumption`` carries ``handle``."""
+    if resumption:
+        sr = setup.session_resumption
+        base = sr if sr is not UNSET else SessionResumptionConfig()
+        new_sr = SessionResumptionConfig(
+            handle=handle if handle else UNSET, transparent=base.transparent
+        )
+        setup = msgspec.structs.replace(setup, session_resumption=new_sr)
+    return encode_client(ClientMessage(setup=setup))
+
+
+def text(model: str, text: object, vertex: bool) -> tuple[ClientMessage, Kind, bool | None]:
+    """Typed user text: realtime input, or client content where the family wants it."""
+    if not isinstance(text, str):
+        raise InvalidMessageError(f"text must be a str, got {type(text).__name__}")
+    if not text:
+        raise ConfigError("text is empty")
+    msg = text_message(model, text, vertex=vertex)
+    if msg.client_content is not UNSET:
+        return msg, Kind.CLIENT_CONTENT, True
+    return msg, Kind.TEXT, None
 
 
 def video(frame: object, mime_type: str) -> ClientMessage:

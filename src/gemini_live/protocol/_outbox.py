@@ -140,6 +140,10 @@ class OutboxState(msgspec.Struct, kw_only=True):
     seed: list[RecordState] = []
     #: Kept as summed at run time (a recomputed float sum could differ in the last bit).
     window_audio_s: float = 0.0
+    #: Where each handed-out frame (and ``last_direct``) sits in ``window``, -1 if it is
+    #: not there: at run time they are one object, and unwritten() relies on that.
+    unconfirmed_in_window: list[int] = []
+    last_direct_in_window: int = -1
     last_turn_end_seq: int = 0
     awaiting_response: bool = False
     responded_seq: int = 0
@@ -564,6 +568,7 @@ class Outbox:
 
     def snapshot(self) -> OutboxState:
         """Everything held, as plain data (records become :class:`RecordState`)."""
+        positions = {id(o): i for i, o in enumerate(self.window)}
         return OutboxState(
             seq=self.seq,
             pending=[_state_of(o) for o in self.pending],
@@ -572,6 +577,10 @@ class Outbox:
             window=[_state_of(o) for o in self.window],
             seed=[_state_of(o) for o in self.seed],
             window_audio_s=self.window_audio_s,
+            unconfirmed_in_window=[positions.get(id(o), -1) for o in self.unconfirmed],
+            last_direct_in_window=-1
+            if self.last_direct is None
+            else positions.get(id(self.last_direct), -1),
             last_turn_end_seq=self.last_turn_end_seq,
             awaiting_response=self.awaiting_response,
             responded_seq=self.responded_seq,
@@ -583,14 +592,17 @@ class Outbox:
         self.seq = state.seq
         self.pending = deque(_rec_of(s) for s in state.pending)
         self.pending_bytes = sum(len(o[_F]) for o in self.pending)
-        unconfirmed = [_rec_of(s) for s in state.unconfirmed]
         window = [_rec_of(s) for s in state.window]
-        # A handed-out frame and its window entry are one object (unwritten() matches them
-        # by identity): rebuild that sharing.
-        by_seq = {o[_SEQ]: o for o in window}
-        self.unconfirmed = deque(by_seq.get(o[_SEQ], o) for o in unconfirmed)
+
+        def shared(saved: RecordState, at: int) -> _Rec:
+            return window[at] if 0 <= at < len(window) else _rec_of(saved)
+
+        where = state.unconfirmed_in_window
+        self.unconfirmed = deque(
+            shared(s, where[i] if i < len(where) else -1) for i, s in enumerate(state.unconfirmed)
+        )
         last = state.last_direct
-        self.last_direct = None if last is None else by_seq.get(last.seq, _rec_of(last))
+        self.last_direct = None if last is None else shared(last, state.last_direct_in_window)
         self.window = deque(window)
         self.window_bytes = sum(len(o[_F]) for o in window)
         self.window_audio_s = state.window_audio_s
