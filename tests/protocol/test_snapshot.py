@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from gemini_live import errors
 from gemini_live.config import ResendWindow
-from gemini_live.protocol import ClientProtocol
-from gemini_live.protocol._snapshot import SNAPSHOT_VERSION, ProtocolSnapshot
+from gemini_live.protocol import SNAPSHOT_VERSION, ClientProtocol, ProtocolSnapshot
 from gemini_live.types import FunctionDeclaration, FunctionResponse, Setup, Tool
 from strategies import profile
 

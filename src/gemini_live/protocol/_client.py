@@ -24,12 +24,12 @@ The parts, each with its own state and pure tests: the outbox and re-send window
 (``_outbox``), the tool-call ledger (``_ledger``), the rotation plan (``_rotation``), the
 message checks (``_messages``, ``_checks``). The facade keeps the connection phase
 (``_state``), the setup and handle, the seed of a fresh session, and whether the model is
-generating; :meth:`ClientProtocol.snapshot` returns all of it as one versioned value.
+generating; :meth:`ClientProtocol.snapshot` returns all of it as one versioned value
+(``_snapshot``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -53,7 +53,7 @@ from gemini_live.protocol._checks import validate_setup
 from gemini_live.protocol._ledger import ToolLedger
 from gemini_live.protocol._outbox import Kind, Outbox, ResendWindow
 from gemini_live.protocol._rotation import RotationPlan
-from gemini_live.protocol._snapshot import ProtocolSnapshot, checked_copy
+from gemini_live.protocol._snapshot import Snapshots
 from gemini_live.protocol._state import Connection, SessionStats, State
 from gemini_live.types import (
     UNSET,
@@ -75,12 +75,16 @@ _ACTIVITY_END: Final = encode_client(_messages.ACTIVITY_END)
 _AUDIO_STREAM_END: Final = encode_client(_messages.AUDIO_STREAM_END)
 
 
-class ClientProtocol:
+class ClientProtocol(Snapshots):
     """The client side of one Live session across any number of connections.
 
     ``api`` selects endpoint rules ("gemini" refuses Vertex-only fields). With
     ``transparent`` resumption (Vertex) the window is pruned by the server's
     ``lastConsumedClientMessageIndex``; otherwise by handles (see the module docstring).
+
+    ``snapshot()`` returns the whole core as one versioned plain value
+    (:class:`~gemini_live.protocol.ProtocolSnapshot`) and the classmethod ``restore()``
+    rebuilds an equal core from it (both come from its base class ``Snapshots``).
     """
 
     def __init__(
@@ -578,76 +582,3 @@ class ClientProtocol:
     def resend_texts(self) -> list[str]:
         """Texts that the next connection writes again (window and queue), oldest first."""
         return self._outbox.resend_texts()
-
-    # -- plain data -----------------------------------------------------------------------
-
-    def snapshot(self) -> ProtocolSnapshot:
-        """Everything this core holds, as one versioned plain value (a copy).
-
-        ``msgspec.json.encode`` / ``msgspec.msgpack.encode`` it to save it; rebuild an
-        equal core with :meth:`restore`.
-        """
-        return ProtocolSnapshot(
-            api=self.api,
-            setup=self._setup,
-            input_rate=self._input_rate,
-            offline_buffer_bytes=self._outbox.offline_limit,
-            max_frame_bytes=self._outbox.max_frame,
-            resend=self._outbox.resend,
-            transparent=self.transparent,
-            resumption_enabled=self.resumption_enabled,
-            resume_handle=self.resume_handle,
-            session_id=self.session_id,
-            ever_open=self.ever_open,
-            generating=self._generating,
-            direct_writes=self.direct_writes,
-            seed_setup=self._seed_setup,
-            seed_turns=self._seed_turns,
-            conn=None if self._conn is None else msgspec.structs.replace(self._conn),
-            stats=dataclasses.replace(self.stats),
-            outbox=self._outbox.snapshot(),
-            ledger=msgspec.convert(msgspec.to_builtins(self._ledger), ToolLedger),
-            rotation=self._plan.snapshot(),
-        )
-
-    @classmethod
-    def restore(
-        cls,
-        snapshot: ProtocolSnapshot,
-        *,
-        normalize_model: Callable[[str], str] | None = None,
-    ) -> ClientProtocol:
-        """A new core equal to the one :meth:`snapshot` saw (a classmethod).
-
-        ``snapshot`` may come straight from :meth:`snapshot` or from
-        ``msgspec.json.decode(data, type=ProtocolSnapshot)``; it is not changed.
-        """
-        s = checked_copy(snapshot)
-        p = cls(
-            s.setup,
-            api=s.api,  # type: ignore[arg-type]
-            resume_handle=s.resume_handle,
-            normalize_model=normalize_model,
-            input_rate=s.input_rate,
-            offline_buffer_bytes=s.offline_buffer_bytes,
-            max_frame_bytes=s.max_frame_bytes,
-            resend=s.resend,
-            go_away_margin=s.rotation.margin,
-            hold_while_draining=s.rotation.hold_while_draining,
-        )
-        p.transparent = s.transparent
-        p.resumption_enabled = s.resumption_enabled
-        p.resume_handle = s.resume_handle
-        p.session_id = s.session_id
-        p.ever_open = s.ever_open
-        p._generating = s.generating
-        p.direct_writes = s.direct_writes
-        p._seed_setup = s.seed_setup
-        p._seed_turns = s.seed_turns
-        p._conn = s.conn
-        p.stats = s.stats
-        p._outbox.stats = s.stats
-        p._outbox.restore(s.outbox)
-        p._ledger = s.ledger
-        p._plan = RotationPlan.restore(s.rotation)
-        return p

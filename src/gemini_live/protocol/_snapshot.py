@@ -17,18 +17,21 @@ rotation plan. A change to any of these shapes bumps :data:`SNAPSHOT_VERSION`.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Self
 
 import msgspec
 
+from gemini_live.auth import ApiKind
 from gemini_live.errors import ConfigError
+from gemini_live.protocol._checks import validate_setup
 from gemini_live.protocol._ledger import ToolLedger
-from gemini_live.protocol._outbox import OutboxState, ResendWindow
-from gemini_live.protocol._rotation import RotationState
+from gemini_live.protocol._outbox import Outbox, OutboxState, ResendWindow
+from gemini_live.protocol._rotation import RotationPlan, RotationState
 from gemini_live.protocol._state import Connection, SessionStats
 from gemini_live.types import Setup
 
-__all__ = ["SNAPSHOT_VERSION", "ProtocolSnapshot", "checked_copy"]
+__all__ = ["SNAPSHOT_VERSION", "ProtocolSnapshot", "Snapshots", "checked_copy"]
 
 #: Version of :class:`ProtocolSnapshot`; a snapshot of another version is refused.
 SNAPSHOT_VERSION: Final = 1
@@ -77,9 +80,110 @@ def checked_copy(snapshot: object) -> ProtocolSnapshot:
             f"(this library reads version {SNAPSHOT_VERSION})"
         )
     try:
-        copy = msgspec.convert(msgspec.to_builtins(snapshot), ProtocolSnapshot)
+        copy = msgspec.convert(msgspec.to_builtins(snapshot), ProtocolSnapshot)  # shares nothing
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid protocol snapshot: {exc}") from None
     if copy.api not in ("gemini", "vertex", "custom"):
         raise ConfigError(f"unknown api {copy.api!r} in the protocol snapshot")
     return copy
+
+
+class Snapshots:
+    """The saving half of :class:`~gemini_live.protocol.ClientProtocol` (a base class of
+    it): the facade routes calls to the parts, this turns the facade's own fields and the
+    parts' states into one :class:`ProtocolSnapshot` and back. The fields it reads and
+    writes are declared here; the facade sets them in ``__init__``."""
+
+    api: ApiKind
+    transparent: bool
+    resumption_enabled: bool
+    resume_handle: str | None
+    session_id: str | None
+    ever_open: bool
+    direct_writes: bool
+    stats: SessionStats
+    _normalize: Callable[[str], str] | None
+    _setup: Setup
+    _input_rate: int
+    _generating: bool
+    _seed_setup: Setup | None
+    _seed_turns: int
+    _conn: Connection | None
+    _outbox: Outbox
+    _ledger: ToolLedger
+    _plan: RotationPlan
+
+    def snapshot(self) -> ProtocolSnapshot:
+        """Everything this core holds, as one versioned plain value (a copy: nothing in it
+        is shared with the core).
+
+        ``msgspec.json.encode`` / ``msgspec.msgpack.encode`` it to save it; rebuild an
+        equal core with :meth:`restore`.
+        """
+        outbox = self._outbox
+        saved = ProtocolSnapshot(
+            api=self.api,
+            setup=self._setup,
+            input_rate=self._input_rate,
+            offline_buffer_bytes=outbox.offline_limit,
+            max_frame_bytes=outbox.max_frame,
+            resend=outbox.resend,
+            transparent=self.transparent,
+            resumption_enabled=self.resumption_enabled,
+            resume_handle=self.resume_handle,
+            session_id=self.session_id,
+            ever_open=self.ever_open,
+            generating=self._generating,
+            direct_writes=self.direct_writes,
+            seed_setup=self._seed_setup,
+            seed_turns=self._seed_turns,
+            conn=self._conn,
+            stats=self.stats,
+            outbox=outbox.snapshot(),
+            ledger=self._ledger,
+            rotation=self._plan.snapshot(),
+        )
+        return msgspec.convert(msgspec.to_builtins(saved), ProtocolSnapshot)
+
+    @classmethod
+    def restore(
+        cls, snapshot: ProtocolSnapshot, *, normalize_model: Callable[[str], str] | None = None
+    ) -> Self:
+        """A new core equal to the one :meth:`snapshot` saw (a classmethod).
+
+        ``snapshot`` may come straight from :meth:`snapshot` or from
+        ``msgspec.json.decode(data, type=ProtocolSnapshot)``; it is checked (type,
+        version, field types, the setup for its endpoint) and not changed.
+        ``normalize_model`` is the function the core was built with, if any (it applies
+        to later ``update_setup`` calls; the saved setup is normalised already).
+        """
+        s = checked_copy(snapshot)
+        api: ApiKind = s.api  # type: ignore[assignment]  # checked by checked_copy
+        validate_setup(s.setup, api)
+        p = cls.__new__(cls)
+        p.api = api
+        p.transparent = s.transparent
+        p.resumption_enabled = s.resumption_enabled
+        p.resume_handle = s.resume_handle
+        p.session_id = s.session_id
+        p.ever_open = s.ever_open
+        p.direct_writes = s.direct_writes
+        p.stats = s.stats
+        p._normalize = normalize_model
+        p._setup = s.setup
+        p._input_rate = s.input_rate
+        p._generating = s.generating
+        p._seed_setup = s.seed_setup
+        p._seed_turns = s.seed_turns
+        p._conn = s.conn
+        p._outbox = Outbox(
+            s.stats,
+            input_rate=s.input_rate,
+            offline_buffer_bytes=s.offline_buffer_bytes,
+            max_frame_bytes=s.max_frame_bytes,
+            resend=s.resend,
+        )
+        p._outbox.restore(s.outbox)
+        p._ledger = s.ledger
+        p._plan = RotationPlan.restore(s.rotation)
+        return p
