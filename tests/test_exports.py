@@ -46,7 +46,6 @@ KNOWN_UNDOCUMENTED = frozenset(
         "gemini_live.audio.ResampleBackend",
         "gemini_live.cli.build_parser",
         "gemini_live.events.Event",
-        "gemini_live.protocol.State",
         "gemini_live.testing.API_KEY_INVALID",
         "gemini_live.testing.BEARER_INVALID",
         "gemini_live.testing.CANCELLED",

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from gemini_live import events as ev
-from gemini_live.errors import ConcurrencyError
-
-if TYPE_CHECKING:
-    from gemini_live.session import Session
+from gemini_live.errors import ConcurrencyError, GeminiLiveError
+from gemini_live.protocol import SessionStats
 
 
 class _Gate:
@@ -149,25 +147,44 @@ class _Subscriber:
     consumer then receives ``Lagged(count)`` before the events that are left. After the
     session ends it drains what is queued, then stops (raising the session's error if it
     failed).
+
+    It knows the session only by what it needs: the ``stats`` it counts lagged events in
+    and ``error``, a function that returns the session's error once it ended.
     """
 
-    __slots__ = ("__weakref__", "_buf", "_ended", "_lag", "_max", "_next", "_session", "_waiting")
+    __slots__ = (
+        "__weakref__",
+        "_buf",
+        "_ended",
+        "_error",
+        "_lag",
+        "_max",
+        "_next",
+        "_stats",
+        "_waiting",
+    )
 
-    def __init__(self, session: Session, maxlen: int) -> None:
+    def __init__(
+        self,
+        stats: SessionStats,
+        error: Callable[[], GeminiLiveError | None],
+        maxlen: int,
+    ) -> None:
         self._buf: deque[ev.Event] = deque()
         self._max = maxlen
         self._lag = 0
         self._next: _Next | None = None
         self._waiting = False
         self._ended = False
-        self._session = session
+        self._stats = stats
+        self._error = error
 
     def push(self, event: ev.Event) -> None:
         buf = self._buf
         if len(buf) >= self._max:
             buf.popleft()
             self._lag += 1
-            self._session.stats.lagged_events += 1
+            self._stats.lagged_events += 1
         buf.append(event)
         if self._waiting:
             self._next._gate.open()  # type: ignore[union-attr]  # set whenever _waiting is
@@ -211,7 +228,7 @@ class _Subscriber:
         if buf:
             return buf.popleft()
         if self._ended:
-            err = self._session.error
+            err = self._error()
             if err is not None:
                 raise err
             raise StopAsyncIteration

@@ -24,7 +24,8 @@ from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, check_rate
 from gemini_live.auth import Auth, Endpoint, register_header_secrets
 from gemini_live.errors import AudioFormatError, ConfigError, GeminiLiveError
-from gemini_live.protocol import ResendWindow, check_types
+from gemini_live.protocol._checks import check_types
+from gemini_live.protocol._outbox import ResendWindow
 from gemini_live.transport._common import CLOSE_TIMEOUT, check_headers, mask_headers
 from gemini_live.transport.base import Backend
 

@@ -53,6 +53,7 @@ __all__ = [
     "adapt_function_response",
     "adapt_setup",
     "bare_model_id",
+    "effective_behavior",
     "family_of",
     "text_message",
 ]
@@ -410,6 +411,33 @@ def family_of(model: str) -> ModelFamily | None:
     for fam in FAMILIES:
         if re.match(fam.pattern, bare):
             return fam
+    return None
+
+
+def effective_behavior(setup: Setup, name: str) -> str | None:
+    """The behaviour the service applies to function ``name`` under ``setup``.
+
+    The one home of "declared, else the family default": the first declaration of
+    ``name`` in ``setup.tools`` gives its ``behavior`` when set; an unset one (tools sent
+    in a contextUpdate are not adapted by the model table) is the model family's default
+    (``NON_BLOCKING`` on 3.8, ``BLOCKING`` on 2.5 / 3.1). None when nothing says: the name
+    is not declared, or the family is unknown or has no default. Callers treat None as
+    ``BLOCKING``, the safe choice.
+    """
+    tools = setup.tools
+    if isinstance(tools, UnsetType):
+        return None
+    for tool in tools:
+        decls = tool.function_declarations
+        if isinstance(decls, UnsetType):
+            continue
+        for decl in decls:
+            if decl.name != name:
+                continue
+            if isinstance(decl.behavior, str):
+                return decl.behavior
+            family = family_of(setup.model)
+            return family.default_behavior if family is not None else None
     return None
 
 

@@ -89,7 +89,7 @@ def _provider(session: gl.Session) -> str:
 
 
 def _model(session: gl.Session) -> str:
-    return session.protocol.setup.model.rsplit("/", 1)[-1]
+    return session.setup.model.rsplit("/", 1)[-1]
 
 
 def _ns_at(monotonic_t: float) -> int:

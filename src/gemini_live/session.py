@@ -1,11 +1,12 @@
 """The asyncio shell around :class:`~gemini_live.protocol.ClientProtocol`.
 
 Every protocol rule (what may be sent, what a handle covers, what is re-sent, when to
-rotate) lives in the sans-I/O protocol. The session only does I/O:
+rotate, when to reconnect) lives in the sans-I/O protocol. The session is the public
+object and does I/O:
 
-* one *runner* task with one reconnect loop: connect, write the setup, wait for
-  ``setupComplete``, flush, serve the connection until it ends or a planned rotation is
-  due, then reconnect after the policy's delay;
+* one *runner* task (:mod:`gemini_live._connector`) with one connection loop: connect,
+  write the setup, wait for ``setupComplete``, flush, serve the connection until it ends
+  or a planned rotation is due, then do what the reconnect rules say;
 * one :meth:`Session._flush` that writes what the protocol hands out and is the only place
   that handles a failed write (the frames go back to the protocol, nothing is lost);
 * subscribers: received frames are decoded synchronously in the transport's callback and
@@ -26,33 +27,22 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from gemini_live import events as ev
+from gemini_live._connector import Connector, resolve_backend
+from gemini_live._observe import SessionRecord
 from gemini_live._stream import _Subscriber
 from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig
 from gemini_live.errors import (
     ConfigError,
     GeminiLiveError,
     SessionClosedError,
-    SessionNotFound,
-    SetupTimeout,
 )
 from gemini_live.history import History
 from gemini_live.metrics import (
     LatencyTracker,
     UsageMeter,
-    observe,
-    observe_audio,
-    observe_input,
-    observe_transcript,
 )
 from gemini_live.models import adapt_setup
 from gemini_live.protocol import ClientProtocol, SessionStats
-from gemini_live.transport.base import (
-    Backend,
-    CloseInfo,
-    ConnectOptions,
-    SyncSender,
-    Transport,
-)
 from gemini_live.types import (
     UNSET,
     ClientMessage,
@@ -61,7 +51,6 @@ from gemini_live.types import (
     Setup,
     Tool,
 )
-from gemini_live.watchdog import InteractionWatchdog
 
 if TYPE_CHECKING:
     from gemini_live.media import StreamStats
@@ -91,44 +80,6 @@ class _SessionLog(logging.LoggerAdapter[logging.Logger]):
         sid = self._session.session_id or self._session._local_id
         kwargs.setdefault("extra", {})["session_id"] = sid
         return f"[{sid}] {msg}", kwargs
-
-
-#: Event types a frame may hold and still take the session's stream path.
-_STREAM_TYPES = frozenset((ev.ModelAudio, ev.OutputTranscription))
-
-
-def _is_stream(events: list[ev.Event]) -> bool:
-    for event in events:
-        if type(event) not in _STREAM_TYPES:
-            return False
-    return bool(events)
-
-
-class _ConnHandler:
-    """FrameHandler for one connection: forwards to the session with its identity."""
-
-    __slots__ = ("closed", "info", "last_rx", "session")
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
-        self.info: CloseInfo | None = None
-        self.last_rx = time.monotonic()
-
-    def on_frame(self, data: bytes) -> None:
-        self.last_rx = now = time.monotonic()
-        if self.info is None:
-            self.session._on_frame(data, now)
-
-    def on_close(self, info: CloseInfo) -> None:
-        if self.info is None:
-            self.info = info
-            if self.session._handler is self:
-                self.session._open = False
-                self.session._set_direct(None)
-                self.session._poke()
-            if not self.closed.done():
-                self.closed.set_result(info)
 
 
 class Session:
@@ -166,49 +117,37 @@ class Session:
         self.error: GeminiLiveError | None = None
         self._local_id = f"local-{next(_local_ids)}"
         self.log = _SessionLog(self)
-        self._backend = _resolve_backend(tc.backend)
+        self._connector = Connector(self, self.protocol, config, resolve_backend(tc.backend))
         # Extra subscribers are held weakly: one whose iterator the app dropped goes away.
         # A tuple of weak references (rebuilt when one is added or collected) keeps the
         # per-event check cheap when there are none.
         self._subscribers: tuple[weakref.ref[_Subscriber], ...] = ()
-        self._transport: Transport | None = None
         self._try_send: Callable[[bytes], bool] | None = None  # set via _set_direct
-        self._handler: _ConnHandler | None = None
-        self._open = False  # the runner flushed the connection: writes may go out
         self._closing = False
         self._closed_event: asyncio.Event | None = None
-        self._flush_lock: asyncio.Lock | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._setup_waiter: asyncio.Future[ev.SetupComplete] | None = None
-        self._wake: asyncio.Event | None = None
-        self._close_info: tuple[int | None, str] = (None, "")
         self._first_ready: asyncio.Future[None] | None = None
         self._main: _Subscriber | None = self._new_subscriber() if config.main_stream else None
         self._listeners: tuple[Callable[[ev.Event], object], ...] = ()
-        self._input_at: float | None = None
         self._tool_runner: ToolRunner | None = None
-        #: DEBUG logging of frame kinds and sizes (never payloads), read once per connect;
-        #: single audio frames on the fast paths are not logged.
-        self._debug = False
+        self._record = SessionRecord(
+            config,
+            self.protocol,
+            emit=self._emit,
+            lifecycle=self._on_events,
+            debug=self._connector,
+            log=self.log,
+        )
+        #: Where the connection loop delivers frames: the bookkeeping's three paths.
+        self._on_frame: Callable[[bytes, float], None] = self._record.on_frame
+        self._watchdog = self._record.watchdog
         #: The conversation so far, bounded (None when ``config.reseed`` is off). A fresh
         #: session after a failed resume is seeded with it.
-        self.history: History | None = None
-        if config.reseed or config.history:
-            options: dict[str, Any] = {
-                "max_entries": config.history_max_entries,
-                "max_chars": config.history_max_chars,
-                "summarizer": config.summarizer,
-            }
-            self.history = (
-                History.from_messages(config.history, **options)  # type: ignore[arg-type]
-                if config.history
-                else History(**options)
-            )
-        self._watchdog = InteractionWatchdog(config.interaction_timeout)
+        self.history: History | None = self._record.history
         #: Token usage per turn and per session (None when ``config.metrics`` is off).
-        self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
+        self.usage: UsageMeter | None = self._record.usage
         #: Latency of each turn: end of user input to first audio/text/turnComplete.
-        self.latency: LatencyTracker | None = LatencyTracker() if config.metrics else None
+        self.latency: LatencyTracker | None = self._record.latency
 
     # -- construction -------------------------------------------------------------------
 
@@ -221,11 +160,10 @@ class Session:
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
         self._closed_event = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
         self._first_ready = loop.create_future()
-        self._runner = loop.create_task(self._run(), name="gemini-live-session")
+        self._connector.start()
+        self._runner = self._connector.task
         try:
             await asyncio.shield(self._first_ready)
         except BaseException:
@@ -253,7 +191,7 @@ class Session:
         directly, ``reconnecting`` between connections (sends are queued), ``closed``."""
         if self._is_closing() or (self._runner is not None and self._runner.done()):
             return "closed"
-        if self._open:
+        if self._connector.open:
             return "open"
         return "connecting" if self.stats.connects == 0 else "reconnecting"
 
@@ -261,6 +199,12 @@ class Session:
     def session_id(self) -> str | None:
         """The id the service gave in ``setupComplete`` (None before, or if it gave none)."""
         return self.protocol.session_id
+
+    @property
+    def setup(self) -> Setup:
+        """The setup the next connection sends (after the model table adapted it, and with
+        every ``update_setup`` / ``send_context_update`` applied). Read-only."""
+        return self.protocol.setup
 
     @property
     def resume_handle(self) -> str | None:
@@ -281,10 +225,13 @@ class Session:
     # -- receiving ----------------------------------------------------------------------
 
     def _new_subscriber(self) -> _Subscriber:
-        sub = _Subscriber(self, self.config.subscriber_queue)
+        sub = _Subscriber(self.stats, self._get_error, self.config.subscriber_queue)
         if self.status == "closed" and self._runner is not None:
             sub.end()
         return sub
+
+    def _get_error(self) -> GeminiLiveError | None:
+        return self.error
 
     def events(self) -> AsyncIterator[ev.Event]:
         """A new independent subscriber that sees every event from now on.
@@ -351,49 +298,15 @@ class Session:
                     self.stats.callback_errors += 1
                     self.log.exception("an on_event callback raised")
 
-    def _on_frame(self, data: bytes, now: float) -> None:
-        protocol = self.protocol
-        try:
-            events = protocol.receive(data, now)
-        except GeminiLiveError as exc:
-            self.stats.malformed_frames += 1
-            self.log.warning("ignoring a frame from the server: %s", exc)
-            return
-        usage = self.usage
-        if usage is not None and self._input_at is not None:
-            observe_input(usage, self.latency, self._input_at)
-            self._input_at = None
-        if len(events) == 1 and type(events[0]) is ev.ModelAudio:
-            # The hot path: a frame that is one audio chunk needs no lifecycle handling.
-            if usage is not None:
-                observe_audio(usage, self.latency, events[0], now)
-            if self._watchdog.armed:
-                self._watchdog.observe(events[0], now)
-            self._emit(events[0])
-            return
-        if self._debug:
-            kinds = ", ".join(type(e).__name__ for e in events)
-            self.log.debug("received a %d-byte frame: %s", len(data), kinds)
-        if _is_stream(events):
-            self._on_stream(events, usage, now)
-            return
-        if usage is not None:
-            for event in events:
-                observe(usage, self.latency, event, now)
-        history = self.history
-        watchdog = self._watchdog
-        for event in events:
-            if history is not None:
-                history.observe(event)
-            watchdog.observe(event, now)
-        if watchdog.armed:
+    def _on_events(self, events: list[ev.Event], now: float) -> None:
+        """The lifecycle of a general-path frame (after its bookkeeping): the setup
+        waiter, the log of a reconnect, the fan-out, and the rotation decision."""
+        if self._watchdog.armed:
             self._poke()  # the runner keeps the watchdog's timer
         for event in events:
             t = type(event)
             if t is ev.SetupComplete:
-                w = self._setup_waiter
-                if w is not None and not w.done():
-                    w.set_result(event)  # type: ignore[arg-type]
+                self._connector.setup_completed(event)  # type: ignore[arg-type]
             elif isinstance(event, ev.Resumed):
                 self.log.info(
                     "reconnected: %s",
@@ -403,30 +316,12 @@ class Session:
                     + (f", reseeded with {event.turns} turns" if event.reseeded else ""),
                 )
             self._emit(event)
+        protocol = self.protocol
         if protocol.draining:
             if protocol.rotation_due(now):
+                protocol.begin_rotation()
                 self._set_direct(None)  # rotate at this clean point: new sends wait for it
             self._poke()
-
-    def _on_stream(self, events: list[ev.Event], usage: UsageMeter | None, now: float) -> None:
-        """A frame of audio and output transcription only (most frames of a spoken reply):
-        the same bookkeeping as the general path, without its lifecycle checks. Nothing
-        here can end a turn, arm the watchdog or change a rotation."""
-        latency = self.latency
-        history = self.history
-        watchdog = self._watchdog
-        for event in events:
-            if type(event) is ev.ModelAudio:
-                if usage is not None:
-                    observe_audio(usage, latency, event, now)
-            else:
-                if usage is not None:
-                    observe_transcript(usage, latency, event, now)  # type: ignore[arg-type]
-                if history is not None:
-                    history.observe(event)
-            if watchdog.armed:
-                watchdog.observe(event, now)
-            self._emit(event)
 
     def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
         self._try_send = try_send
@@ -437,8 +332,7 @@ class Session:
         return self._closing
 
     def _poke(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        self._connector.poke()
 
     # -- sending ------------------------------------------------------------------------
 
@@ -463,13 +357,14 @@ class Session:
         A failed write gives the frames back to the protocol (they go out again after the
         reconnect) and leaves the connection to the runner.
         """
-        lock = self._flush_lock
+        connector = self._connector
+        lock = connector.lock
         if lock is None:
             return
         async with lock:
             protocol = self.protocol
-            while self._open:
-                transport = self._transport
+            while connector.open:
+                transport = connector.transport
                 if transport is None:
                     return
                 conn = protocol.connection_number
@@ -477,7 +372,7 @@ class Session:
                 if not frames:
                     return
                 for frame in frames:
-                    if self._transport is not transport or protocol.connection_number != conn:
+                    if connector.transport is not transport or protocol.connection_number != conn:
                         protocol.unwritten()
                         return
                     try:
@@ -486,13 +381,11 @@ class Session:
                         if protocol.connection_number == conn:
                             protocol.unwritten()
                         self.log.info("write failed (%s); the frames will be re-sent", exc)
-                        self._open = False
-                        self._set_direct(None)
-                        self._poke()
+                        connector.lost()
                         return
                     if protocol.connection_number == conn:
                         protocol.written(1)
-                    if self._debug:
+                    if connector.debug:
                         self.log.debug("wrote a %d-byte frame", len(frame))
 
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
@@ -502,7 +395,7 @@ class Session:
         now = _monotonic()
         frame = self.protocol.send_audio(pcm, now, sample_rate)
         if self.usage is not None:
-            self._input_at = now
+            self._record.input_at = now
         if frame is not None:
             # The hot path: written synchronously, no coroutine below this one.
             try_send = self._try_send
@@ -554,9 +447,8 @@ class Session:
         self._check_usable()
         now = time.monotonic()
         await self._submitted(self.protocol.send_text(text, now))
-        if self.history is not None:
-            self.history.add_user_text(text)
-        self._user_input(now)
+        self._record.user_text(text)
+        self._record.user_input(now)
 
     async def send_activity_start(self) -> None:
         """Mark the start of user speech (only with automatic activity detection off)."""
@@ -568,14 +460,14 @@ class Session:
         self._check_usable()
         now = time.monotonic()
         await self._submitted(self.protocol.send_activity_end(now))
-        self._user_input(now)
+        self._record.user_input(now)
 
     async def send_audio_stream_end(self) -> None:
         """Tell the service the microphone stopped (it flushes what it buffered)."""
         self._check_usable()
         now = time.monotonic()
         await self._submitted(self.protocol.send_audio_stream_end(now))
-        self._user_input(now)
+        self._record.user_input(now)
 
     async def send_client_content(
         self, turns: Content | str | Sequence[Content] | None = None, *, turn_complete: bool = True
@@ -586,10 +478,8 @@ class Session:
         await self._submitted(
             self.protocol.send_client_content(turns, now, turn_complete=turn_complete)
         )
-        if self.history is not None:
-            for text in _user_texts(turns):
-                self.history.add_user_text(text)
-        self._user_input(now)
+        self._record.client_content(turns)
+        self._record.user_input(now)
 
     async def send_tool_response(
         self, responses: FunctionResponse | Iterable[FunctionResponse]
@@ -604,9 +494,7 @@ class Session:
         self._check_usable()
         items = [responses] if isinstance(responses, FunctionResponse) else list(responses)
         await self._submitted(self.protocol.send_tool_response(items, time.monotonic()))
-        if self.history is not None:
-            for response in items:
-                self.history.add_tool_result(response)
+        self._record.tool_results(items)
         self._poke()
 
     async def send_context_update(
@@ -629,16 +517,10 @@ class Session:
         now = time.monotonic()
         await self._submitted(self.protocol.send_message(message, now))
         if message.realtime_input is not UNSET or message.client_content is not UNSET:
-            self._user_input(now)
+            self._record.user_input(now)
 
     #: The same as :meth:`send_message`.
     send_raw = send_message
-
-    def _user_input(self, now: float) -> None:
-        # Only the time is kept here; the metrics get the latest input time just before
-        # the next server frame is counted.
-        if self.usage is not None:
-            self._input_at = now
 
     def run_tools(self, registry: ToolRegistry, **options: Any) -> ToolRunner:
         """Answer this session's tool calls from ``registry`` (see :mod:`gemini_live.tools`).
@@ -675,7 +557,7 @@ class Session:
             with contextlib.suppress(Exception):
                 await runner.aclose()
         runner_task = self._runner
-        if runner_task is not None and not runner_task.done() and not self._open:
+        if runner_task is not None and not runner_task.done() and not self._connector.open:
             # Still connecting or backing off: nothing to close gracefully.
             runner_task.cancel()
         if (
@@ -695,10 +577,10 @@ class Session:
             self.stats.last_error = str(error)
         if self._closed_event is not None and self._closed_event.is_set():
             return
-        self._open = False
+        self._connector.open = False
         self._set_direct(None)
         self._closing = True
-        code, reason = self._close_info
+        code, reason = self._connector.close_info
         code = getattr(error, "code", code)
         reason = getattr(error, "reason", None) or (str(error) if error is not None else reason)
         self._emit(ev.Closed(code, reason))
@@ -718,331 +600,24 @@ class Session:
             fr.set_exception(error or SessionClosedError("session closed before it was ready"))
             fr.exception()  # retrieved here: connect() may have been cancelled
 
-    # -- the runner ---------------------------------------------------------------------
+    # -- the rest of the connection loop's Host (gemini_live._connector) ----------------
 
-    async def _run(self) -> None:
-        error: GeminiLiveError | None = None
-        try:
-            await self._run_connections()
-        except GeminiLiveError as exc:
-            error = exc
-            self.log.error("session ended: %s", exc)
-        except asyncio.CancelledError:
-            error = None
-            raise
-        except Exception as exc:  # pragma: no cover - a bug; keep the app informed
-            self.log.exception("session runner crashed")
-            error = GeminiLiveError(f"session runner crashed: {exc!r}")
-        finally:
-            await self._drop_transport(graceful=True)
-            self._finish(error)
+    def _ready(self) -> None:
+        fr = self._first_ready
+        if fr is not None and not fr.done():
+            fr.set_result(None)
 
-    async def _run_connections(self) -> None:
-        """The one reconnect loop: one delay rule, one retry predicate."""
-        policy = self.config.reconnect
-        attempt = 0
-        fresh_in_a_row = 0
-        first = True
-        while not self._is_closing():
-            healthy = False
-            try:
-                await self._open_connection()
-                if first:
-                    first = False
-                    fr = self._first_ready
-                    if fr is not None and not fr.done():
-                        fr.set_result(None)
-                outcome = await self._serve_connection()
-                healthy = self.protocol.connection_healthy(time.monotonic(), policy.healthy_after)
-            except GeminiLiveError as exc:
-                outcome = exc
-            if self._is_closing():
-                return
-            if healthy:
-                attempt = 0
-                fresh_in_a_row = 0
-            if outcome == "rotate":
-                self.stats.go_away_rotations += 1
-                self.log.info("rotating the connection (goAway or setup change)")
-                self._emit(ev.Reconnecting(1, 0.0, "goAway: rotating connection"))
-                continue
-            err = outcome
-            assert isinstance(err, GeminiLiveError)
-            self.stats.last_error = str(err)
-            if isinstance(err, SessionNotFound) and self.protocol.resume_handle:
-                self.protocol.resume_rejected()
-                fresh_in_a_row += 1
-                limit = policy.max_fresh_restarts
-                if limit is not None and fresh_in_a_row > limit:
-                    raise SessionClosedError(
-                        f"gave up after {limit} fresh restarts in a row: the service rejected "
-                        f"every resumption ({err})"
-                    ) from err
-                self.log.info("resume rejected (%s); starting a fresh session", err)
-                continue
-            if first and not policy.retry_initial:
-                raise err
-            if not policy.should_retry(err):
-                raise err
-            attempt += 1
-            if policy.max_attempts is not None and attempt > policy.max_attempts:
-                raise err
-            # After a healthy connection the first retry goes out at once; a connection
-            # that died early backs off like a failed connect (no reconnect storm).
-            delay = 0.0 if healthy and attempt == 1 else policy.delay(attempt)
-            self.log.info("reconnecting in %.2f s (attempt %d): %s", delay, attempt, err)
-            self._emit(ev.Reconnecting(attempt, delay, str(err)))
-            await self._sleep(delay)
+    def _timer_deadline(self) -> float | None:
+        return self._watchdog.deadline()
 
-    async def _sleep(self, delay: float) -> None:
-        if delay <= 0:
-            return
-        assert self._wake is not None
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                while not self._is_closing():
-                    await self._wake.wait()
-                    self._wake.clear()
-
-    async def _open_connection(self) -> None:
-        """Connect, write the setup, wait for setupComplete, flush the queue."""
-        tc = self.config.transport
-        url, headers = await tc.auth.apply(tc.endpoint.url)
-        options = ConnectOptions(
-            headers=(*headers, *tc.headers),
-            ssl_context=tc.ssl_context,
-            proxy=tc.proxy,
-            open_timeout=tc.open_timeout,
-            ping_interval=tc.ping_interval,
-            ping_timeout=tc.ping_timeout,
-            max_message_size=tc.max_message_size,
-            user_agent=f"gemini-live/{_version()}",
-            close_timeout=tc.close_timeout,
-        )
-        loop = asyncio.get_running_loop()
-        handler = _ConnHandler(self)
-        self._setup_waiter = loop.create_future()
-        protocol = self.protocol
-        self._debug = logger.isEnabledFor(logging.DEBUG)
-        protocol.connection_made()
-        self.log.info(
-            "connecting to the %s endpoint (%s)",
-            protocol.api,
-            "resuming" if protocol.resume_handle else "new session",
-        )
-        try:
-            transport = await self._backend.connect(url, handler, options)
-        except GeminiLiveError:
-            protocol.connection_lost(1006, "connect failed", local=True)
-            raise
-        self.stats.connects += 1
-        if self.stats.connects > 1:
-            self.stats.reconnects += 1
-        if not protocol.will_resume():
-            self._prepare_seed()
-        self._transport = transport
-        self._handler = handler
-        try:
-            for frame in protocol.data_to_send(time.monotonic()):
-                await transport.send(frame)
-            waiter = self._setup_waiter
-            try:
-                async with asyncio.timeout(self.config.setup_timeout):
-                    done, _ = await asyncio.wait(
-                        (waiter, handler.closed), return_when=asyncio.FIRST_COMPLETED
-                    )
-            except TimeoutError:
-                protocol.connection_lost(1006, "setup timeout", local=True)
-                raise SetupTimeout(
-                    f"no setupComplete within {self.config.setup_timeout:g} s"
-                ) from None
-            if waiter not in done:
-                info = handler.info or CloseInfo(1006)
-                self._close_info = (info.code, info.reason)
-                raise protocol.connection_lost(info.code, info.reason, local=info.local)
-        except BaseException:
-            await self._drop_transport(graceful=False)
-            if protocol.state.value not in ("closed", "idle"):
-                protocol.connection_lost(1006, "setup interrupted", local=True)
-            raise
-        self.log.info("setup complete (session id %s)", protocol.session_id)
-        self._open = True
-        await self._flush()
-        if self._transport is transport and self._open and handler.info is None:
-            sync = transport if isinstance(transport, SyncSender) else None
-            self._set_direct(sync.try_send if sync is not None else None)
+    def _timer_fired(self, now: float) -> None:
+        self._record.timer_fired(now)
 
     def _prepare_seed(self) -> None:
-        """The next connection is a fresh session: give it the conversation so far."""
-        history = self.history
-        if history is None or not len(history):
-            return
-        if self.protocol.ever_open and not self.config.reseed:
-            return
-        # What the next connection writes again anyway is left out of the seed.
-        again = self.protocol.resend_texts()
-        entries = list(history.entries)
-        for i in range(len(entries) - 1, -1, -1):
-            if not again:
-                break
-            e = entries[i]
-            if e.role == "user" and e.kind == "text" and e.text == again[-1]:
-                again.pop()
-                del entries[i]
-        source = History.from_messages(entries) if len(entries) != len(history) else history
-        setup = self.protocol.setup
-        try:
-            seed = source.seed(setup.model, vertex=self.protocol.api == "vertex")
-        except GeminiLiveError as exc:
-            self.log.warning("cannot reseed the fresh session: %s", exc)
-            return
-        if not seed.messages:
-            return
-        seeded = seed.apply(setup)
-        self.protocol.set_seed(seeded if seeded is not setup else None, seed.messages, seed.turns)
-        self.log.info("seeding the fresh session with %d history turns", seed.turns)
-
-    async def _serve_connection(self) -> GeminiLiveError | Literal["rotate"]:
-        """Serve this connection until it ends or a planned rotation is due."""
-        handler = self._handler
-        transport = self._transport
-        assert handler is not None and transport is not None and self._wake is not None
-        protocol = self.protocol
-        idle = self.config.transport.idle_timeout
-        told_drain = False
-        while True:
-            if self._is_closing():
-                return SessionClosedError("closing")
-            if handler.info is not None:
-                break
-            now = time.monotonic()
-            if protocol.rotation_due(now):
-                self._open = False
-                self._set_direct(None)
-                async with self._flush_guard():
-                    protocol.start_closing()
-                await self._drop_transport(graceful=True)
-                protocol.connection_lost(1000, "rotating after goAway", local=True)
-                return "rotate"
-            if not told_drain and protocol.draining:
-                told_drain = True
-                blockers = protocol.rotation_blockers()
-                self.log.info(
-                    "goAway with %s: serving this connection until a clean point, at most %.2f s",
-                    ", ".join(blockers) or "nothing pending",
-                    max(0.0, (protocol.rotation_deadline() or now) - now),
-                )
-            timeout: float | None = None
-            if idle is not None:
-                timeout = max(0.0, handler.last_rx + idle - now)
-            for at in (protocol.rotation_deadline(), self._watchdog.deadline()):
-                if at is not None:
-                    left = max(0.0, at - now)
-                    timeout = left if timeout is None else min(timeout, left)
-            self._wake.clear()
-            wake_task = asyncio.ensure_future(self._wake.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    (wake_task, handler.closed),
-                    timeout=timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                wake_task.cancel()
-            expired = self._watchdog.expired(time.monotonic())
-            if expired is not None:
-                self.log.warning(
-                    "the interaction is still in progress after %.0f s", expired.seconds
-                )
-                if self.history is not None:
-                    self.history.observe(expired)
-                self._emit(expired)
-            if (
-                not done
-                and idle is not None
-                and handler.info is None
-                and time.monotonic() - handler.last_rx >= idle
-            ):
-                self.log.warning("no frame for %.1f s; reconnecting", idle)
-                self._open = False
-                handler.on_close(CloseInfo(1006, "idle timeout", local=True))
-                transport.abort()
-                break
-        info = handler.info or CloseInfo(1006)
-        self._open = False
-        self._set_direct(None)
-        if info.code == 1006:
-            self.stats.abrupt_drops += 1
-        err = protocol.connection_lost(info.code, info.reason, local=info.local)
-        self._close_info = (info.code, info.reason)
-        self.log.info("connection closed: %s", err)
-        await self._drop_transport(graceful=False)
-        return err
-
-    @contextlib.asynccontextmanager
-    async def _flush_guard(self) -> AsyncIterator[None]:
-        """Hold the flush lock (bounded): no write is half-done while we switch sockets."""
-        lock = self._flush_lock
-        if lock is None:
-            yield
-            return
-        try:
-            async with asyncio.timeout(2.0):
-                await lock.acquire()
-        except TimeoutError:
-            yield
-            return
-        try:
-            yield
-        finally:
-            lock.release()
-
-    async def _drop_transport(self, *, graceful: bool) -> None:
-        transport, self._transport = self._transport, None
-        self._open = False
-        self._set_direct(None)
-        if transport is None:
-            return
-        if graceful and not transport.closed:
-            try:
-                async with asyncio.timeout(2.0):
-                    await transport.close(1000, "")
-            except (TimeoutError, GeminiLiveError, OSError):
-                transport.abort()
-        elif not transport.closed:
-            transport.abort()
+        self._record.prepare_seed()
 
 
 def _is_picture(frame: object) -> bool:
     """A PIL image or a numpy array (encoded bytes are sent as they are)."""
     kind = type(frame)
     return kind.__module__.startswith(("PIL.", "numpy")) and kind.__name__ != "bytes_"
-
-
-def _user_texts(turns: object) -> list[str]:
-    """The user text in what ``send_client_content`` took (for the history)."""
-    if isinstance(turns, str):
-        return [turns]
-    items = [turns] if isinstance(turns, Content) else list(turns or ())  # type: ignore[call-overload]
-    out: list[str] = []
-    for content in items:
-        if isinstance(content, Content) and content.role in ("user", UNSET):
-            parts = content.parts if content.parts is not UNSET else []
-            out.extend(p.text for p in parts if isinstance(p.text, str) and p.text)
-    return out
-
-
-def _version() -> str:
-    from gemini_live._version import __version__
-
-    return __version__
-
-
-def _resolve_backend(backend: str | Backend) -> Backend:
-    if not isinstance(backend, str):
-        return backend
-    from gemini_live.transport import get_backend
-
-    resolved: Backend = get_backend(backend)
-    return resolved

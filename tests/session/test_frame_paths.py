@@ -11,8 +11,8 @@ import time
 import pytest
 
 import gemini_live as gl
+from gemini_live import _observe as frame_paths
 from gemini_live import events as ev
-from gemini_live import session as session_module
 from gemini_live.testing import FakeLiveServer
 
 from .conftest import config_for
@@ -102,7 +102,7 @@ async def test_stream_path_matches_the_general_path(
 ) -> None:
     frames = script(seed)
     fast = await replay(server, frames)
-    monkeypatch.setattr(session_module, "_is_stream", lambda events: False)
+    monkeypatch.setattr(frame_paths, "_is_stream", lambda events: False)
     plain = await replay(server, frames)
     assert fast == plain
     if seed % 2:
@@ -112,12 +112,12 @@ async def test_stream_path_matches_the_general_path(
 def test_stream_path_takes_only_audio_and_output_words() -> None:
     audio = ev.ModelAudio(b"\x00\x00")
     words = ev.OutputTranscription("hi")
-    assert session_module._is_stream([audio, words])
-    assert session_module._is_stream([words])
-    assert not session_module._is_stream([])
-    assert not session_module._is_stream([audio, ev.InputTranscription("x")])
-    assert not session_module._is_stream([audio, ev.TurnComplete()])
-    assert not session_module._is_stream([words, ev.GenerationComplete()])
+    assert frame_paths._is_stream([audio, words])
+    assert frame_paths._is_stream([words])
+    assert not frame_paths._is_stream([])
+    assert not frame_paths._is_stream([audio, ev.InputTranscription("x")])
+    assert not frame_paths._is_stream([audio, ev.TurnComplete()])
+    assert not frame_paths._is_stream([words, ev.GenerationComplete()])
 
 
 def test_per_turn_records_are_not_tracked_by_the_collector() -> None:

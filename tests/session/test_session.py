@@ -95,6 +95,20 @@ async def test_await_form_and_next_event(server: FakeLiveServer, backend_name: s
         await session.send_text("late")
 
 
+async def test_setup_is_public_read_only_and_follows_changes(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    async with gl.connect(config_for(server, backend_name)) as session:
+        assert session.setup.model == MODEL
+        assert session.setup is session.protocol.setup  # adapted by the model table
+        with pytest.raises(AttributeError):
+            session.setup = session.setup  # type: ignore[misc]
+        await session.send_context_update(system_instruction="be brief")
+        instruction = session.setup.system_instruction
+        assert not isinstance(instruction, type(UNSET))
+        assert instruction.parts[0].text == "be brief"  # type: ignore[index]
+
+
 async def test_audio_round_trip(server: FakeLiveServer, backend_name: str) -> None:
     async with gl.connect(config_for(server, backend_name)) as session:
         chunk = bytes(640)

@@ -20,12 +20,12 @@ import pytest
 from gemini_live import events as ev
 from gemini_live._stream import _Subscriber
 from gemini_live.errors import ConcurrencyError, TransportError
-from gemini_live.session import Session
+from gemini_live.protocol import SessionStats
 
 
 def make_sub(maxlen: int = 100) -> tuple[_Subscriber, SimpleNamespace]:
     fake = SimpleNamespace(stats=SimpleNamespace(lagged_events=0), error=None)
-    return _Subscriber(cast(Session, fake), maxlen), fake
+    return _Subscriber(cast(SessionStats, fake.stats), lambda: fake.error, maxlen), fake
 
 
 async def until(cond: Callable[[], bool], steps: int = 1000) -> None:

@@ -1088,6 +1088,37 @@ def test_partial_responses_default_is_on_and_no_endpoint_sniffing() -> None:
     assert ToolRunner(reg, partial_responses=False).partial_responses is False
 
 
+def test_the_runner_reads_only_the_sessions_public_setup() -> None:
+    """No reach into ``session.protocol``: a session-like object that keeps its setup
+    only there is one whose behaviours are unknown (BLOCKING, no partials)."""
+    from gemini_live.models import adapt_setup
+
+    reg = ToolRegistry()
+
+    @reg.tool
+    async def stream() -> AsyncIterator[int]:
+        yield 1
+
+    spec = reg.get("stream")
+    assert spec is not None
+    setup = adapt_setup(Setup(model="models/gemini-3.8-live", tools=reg.tools()), vertex=False)
+
+    class Hidden(FakeSession):
+        class protocol:
+            pass
+
+    hidden = Hidden()
+    hidden.protocol.setup = setup  # type: ignore[attr-defined]
+    runner = ToolRunner(reg)
+    runner.attach(hidden)
+    assert runner.behavior(spec) is None
+    public = FakeSession()
+    public.setup = setup
+    runner2 = ToolRunner(reg)
+    runner2.attach(public)
+    assert runner2.behavior(spec) == "NON_BLOCKING"
+
+
 async def test_unset_behaviour_is_read_from_the_session_setup() -> None:
     """A tool without ``behavior=`` streams partials only when the session's (adapted) setup
     declares it NON_BLOCKING; unknown counts as BLOCKING (one final answer)."""

@@ -29,7 +29,7 @@ import msgspec
 
 from gemini_live import events as ev
 from gemini_live.errors import ConfigError, SessionClosedError, redact
-from gemini_live.models import family_of
+from gemini_live.models import effective_behavior
 from gemini_live.tools._registry import (
     SchedulingLike,
     ToolArgumentError,
@@ -47,7 +47,6 @@ from gemini_live.types import (
     FunctionResponseScheduling,
     JSONObject,
     Setup,
-    UnsetType,
 )
 
 __all__ = [
@@ -67,7 +66,9 @@ class ToolSession(Protocol):
 
     ``on_event`` must call ``callback`` synchronously for every event, in stream order,
     with :class:`~gemini_live.events.Closed` last, and return a function that unregisters
-    it. ``closed`` is True once the session has ended (no ``Closed`` will follow).
+    it. ``closed`` is True once the session has ended (no ``Closed`` will follow). A
+    ``setup`` attribute (a :class:`~gemini_live.types.Setup`), when the session has one,
+    tells the runner the behaviour of tools declared without one.
     """
 
     @property
@@ -575,27 +576,11 @@ class ToolRunner:
         if spec.behavior is not None:
             return spec.behavior
         setup = _session_setup(self.session)
-        if setup is None or isinstance(setup.tools, UnsetType):
+        declared = effective_behavior(setup, spec.name) if setup is not None else None
+        try:
+            return Behavior(declared) if declared is not None else None
+        except ValueError:
             return None
-        for tool in setup.tools:
-            decls = tool.function_declarations
-            if isinstance(decls, UnsetType):
-                continue
-            for decl in decls:
-                if decl.name != spec.name:
-                    continue
-                declared: str | None = None
-                if isinstance(decl.behavior, str):
-                    declared = decl.behavior
-                else:
-                    # Unset (e.g. tools sent in a contextUpdate): the family's default.
-                    family = family_of(setup.model)
-                    declared = family.default_behavior if family is not None else None
-                try:
-                    return Behavior(declared) if declared is not None else None
-                except ValueError:
-                    return None
-        return None
 
     def _default_scheduling(self, spec: ToolSpec) -> FunctionResponseScheduling | None:
         if spec.scheduling is not None:
@@ -681,16 +666,11 @@ def _streams(runner: ToolRunner, spec: ToolSpec) -> bool:
 
 
 def _session_setup(session: object) -> Setup | None:
-    """The setup a session sends (after the model table adapted it), if it exposes one.
-
-    A :class:`~gemini_live.Session` keeps it on its protocol (``session.protocol.setup``);
-    a session-like object may offer ``setup`` itself. Anything else: unknown.
+    """The setup a session sends (after the model table adapted it), if it exposes one:
+    :attr:`gemini_live.Session.setup`, or a session-like object's ``setup``. Else unknown.
     """
-    for owner in (session, getattr(session, "protocol", None)):
-        setup = getattr(owner, "setup", None) if owner is not None else None
-        if isinstance(setup, Setup):
-            return setup
-    return None
+    setup = getattr(session, "setup", None)
+    return setup if isinstance(setup, Setup) else None
 
 
 def _error_body(exc: BaseException) -> JSONObject:

@@ -1,4 +1,4 @@
-"""Pure tests of the sans-I/O core: bytes in, events and frames out, no event loop.
+"""Tests of the sans-I/O core through its facade: bytes in, events and frames out, no loop.
 
 Both directions: the send side (validation, the offline buffer, the order of what is
 written after a reconnect, the re-send window and what a handle covers, tool-call ids) and
@@ -277,7 +277,7 @@ def test_handle_covers_what_the_model_answered_and_what_is_older_than_the_guard(
     p.receive(TURN_COMPLETE, 0.2)
     send_text(p, "two", 0.25)  # written just before the handle arrives: not covered
     p.receive(handle_update("h1"), 0.3)
-    assert texts([o[0] for o in p._window]) == ["two"]
+    assert texts([o[0] for o in p._outbox.window]) == ["two"]
     assert p.unacknowledged == 1
     p.receive(handle_update("h2"), 0.9)  # two is now older than the guard
     assert p.unacknowledged == 0
@@ -335,7 +335,7 @@ def test_transparent_mode_prunes_by_index_and_renumbers_on_replay() -> None:
     for t in ("a", "b", "c"):
         send_text(p, t, 0.0)
     p.receive(handle_update("h1", index=2), 0.1)  # a (1) and b (2) consumed
-    assert texts([o[0] for o in p._window]) == ["c"]
+    assert texts([o[0] for o in p._outbox.window]) == ["c"]
     drop(p)
     p.connection_made()
     p.data_to_send(1.0)
@@ -427,6 +427,19 @@ def test_rotation_happens_at_the_deadline_minus_the_margin_whatever_is_pending()
     assert p.rotation_deadline() == pytest.approx(2.75)
     assert not p.rotation_due(2.7)
     assert p.rotation_due(2.75)
+
+
+def test_rotation_due_is_a_question_and_begin_rotation_holds_input() -> None:
+    p = make()
+    connect(p)
+    go_away(p, 1.0)
+    assert p.rotation_due(1.0)
+    assert p.send_text("still direct", 1.1) is not None  # asking decided nothing
+    p.written(1)
+    p.begin_rotation()
+    assert p.send_text("waits", 1.2) is None
+    assert p.data_to_send(1.2) == []
+    assert p.rotation_due(1.2)  # decided: stays due although input is uncovered now
 
 
 def test_an_idle_connection_rotates_at_once_after_go_away() -> None:

@@ -1,0 +1,255 @@
+"""The session's bookkeeping: usage, latency, history and the interaction watchdog.
+
+One :class:`SessionRecord` per session sees every frame the current connection delivers
+and everything the app sends, and keeps the meters (:mod:`gemini_live.metrics`), the
+bounded conversation history (:mod:`gemini_live.history`) and the watchdog
+(:mod:`gemini_live.watchdog`) up to date. Frames take one of three paths (ADR 31), all
+here, tested against each other (``tests/session/test_frame_paths.py``):
+
+1. the *hot* path: a frame that is one audio chunk (most frames of a spoken reply) —
+   counted and emitted, nothing else can change;
+2. the *stream* path: audio and output transcription only — the same bookkeeping per
+   event, without the lifecycle checks (nothing here can end a turn, arm the watchdog or
+   change a rotation);
+3. the *general* path: everything else — bookkeeping, then the session's lifecycle
+   handling (``setupComplete``, ``Resumed``, the rotation) and the fan-out.
+
+It also chooses the seed of a fresh session (:meth:`SessionRecord.prepare_seed`): the
+history, without the texts the next connection writes again anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from gemini_live import events as ev
+from gemini_live.config import SessionConfig
+from gemini_live.errors import GeminiLiveError
+from gemini_live.history import History
+from gemini_live.metrics import (
+    LatencyTracker,
+    UsageMeter,
+    observe,
+    observe_audio,
+    observe_input,
+    observe_transcript,
+)
+from gemini_live.protocol import ClientProtocol
+from gemini_live.types import UNSET, Content, FunctionResponse
+from gemini_live.watchdog import InteractionWatchdog
+
+__all__ = ["SessionRecord"]
+
+#: Event types a frame may hold and still take the stream path.
+_STREAM_TYPES = frozenset((ev.ModelAudio, ev.OutputTranscription))
+
+
+def _is_stream(events: list[ev.Event]) -> bool:
+    for event in events:
+        if type(event) not in _STREAM_TYPES:
+            return False
+    return bool(events)
+
+
+class _Debug(Protocol):
+    """Whether frames are logged at DEBUG (read once per connection by its owner)."""
+
+    debug: bool
+
+
+class SessionRecord:
+    """Usage, latency, history and watchdog of one session, fed by every frame and send.
+
+    ``emit`` hands an event to the session's consumers; ``lifecycle(events, now)`` is the
+    session's handling of a general-path frame (it emits those events itself).
+    """
+
+    __slots__ = (
+        "_config",
+        "_debug",
+        "_emit",
+        "_lifecycle",
+        "_log",
+        "_protocol",
+        "_receive",
+        "_stats",
+        "history",
+        "input_at",
+        "latency",
+        "usage",
+        "watchdog",
+    )
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        protocol: ClientProtocol,
+        *,
+        emit: Callable[[ev.Event], None],
+        lifecycle: Callable[[list[ev.Event], float], None],
+        debug: _Debug,
+        log: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self._config = config
+        self._protocol = protocol
+        self._receive = protocol.receive
+        self._stats = protocol.stats
+        self._emit = emit
+        self._lifecycle = lifecycle
+        self._debug = debug
+        self._log = log
+        #: When the latest user input was sent; the meters get it just before the next
+        #: server frame is counted.
+        self.input_at: float | None = None
+        self.history: History | None = None
+        if config.reseed or config.history:
+            options: dict[str, Any] = {
+                "max_entries": config.history_max_entries,
+                "max_chars": config.history_max_chars,
+                "summarizer": config.summarizer,
+            }
+            self.history = (
+                History.from_messages(config.history, **options)  # type: ignore[arg-type]
+                if config.history
+                else History(**options)
+            )
+        self.watchdog = InteractionWatchdog(config.interaction_timeout)
+        self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
+        self.latency: LatencyTracker | None = LatencyTracker() if config.metrics else None
+
+    # -- received frames ------------------------------------------------------------------
+
+    def on_frame(self, data: bytes, now: float) -> None:
+        """One frame of the current connection: apply, count, emit (the three paths)."""
+        try:
+            events = self._receive(data, now)
+        except GeminiLiveError as exc:
+            self._stats.malformed_frames += 1
+            self._log.warning("ignoring a frame from the server: %s", exc)
+            return
+        usage = self.usage
+        if usage is not None and self.input_at is not None:
+            observe_input(usage, self.latency, self.input_at)
+            self.input_at = None
+        if len(events) == 1 and type(events[0]) is ev.ModelAudio:
+            # The hot path: a frame that is one audio chunk needs no lifecycle handling.
+            if usage is not None:
+                observe_audio(usage, self.latency, events[0], now)
+            if self.watchdog.armed:
+                self.watchdog.observe(events[0], now)
+            self._emit(events[0])
+            return
+        if self._debug.debug:
+            kinds = ", ".join(type(e).__name__ for e in events)
+            self._log.debug("received a %d-byte frame: %s", len(data), kinds)
+        if _is_stream(events):
+            self._on_stream(events, usage, now)
+            return
+        if usage is not None:
+            for event in events:
+                observe(usage, self.latency, event, now)
+        history = self.history
+        watchdog = self.watchdog
+        for event in events:
+            if history is not None:
+                history.observe(event)
+            watchdog.observe(event, now)
+        self._lifecycle(events, now)
+
+    def _on_stream(self, events: list[ev.Event], usage: UsageMeter | None, now: float) -> None:
+        """A frame of audio and output transcription only (most frames of a spoken reply):
+        the same bookkeeping as the general path, without its lifecycle checks."""
+        latency = self.latency
+        history = self.history
+        watchdog = self.watchdog
+        emit = self._emit
+        for event in events:
+            if type(event) is ev.ModelAudio:
+                if usage is not None:
+                    observe_audio(usage, latency, event, now)
+            else:
+                if usage is not None:
+                    observe_transcript(usage, latency, event, now)  # type: ignore[arg-type]
+                if history is not None:
+                    history.observe(event)
+            if watchdog.armed:
+                watchdog.observe(event, now)
+            emit(event)
+
+    def timer_fired(self, now: float) -> None:
+        """The watchdog's deadline may have passed: emit ``InteractionTimeout`` if so."""
+        expired = self.watchdog.expired(now)
+        if expired is not None:
+            self._log.warning("the interaction is still in progress after %.0f s", expired.seconds)
+            if self.history is not None:
+                self.history.observe(expired)
+            self._emit(expired)
+
+    # -- what the app sent ----------------------------------------------------------------
+
+    def user_input(self, now: float) -> None:
+        """User input went out at ``now`` (for the latency of the next reply)."""
+        if self.usage is not None:
+            self.input_at = now
+
+    def user_text(self, text: str) -> None:
+        if self.history is not None:
+            self.history.add_user_text(text)
+
+    def client_content(self, turns: object) -> None:
+        if self.history is not None:
+            for text in _user_texts(turns):
+                self.history.add_user_text(text)
+
+    def tool_results(self, responses: list[FunctionResponse]) -> None:
+        if self.history is not None:
+            for response in responses:
+                self.history.add_tool_result(response)
+
+    # -- a fresh session's seed -----------------------------------------------------------
+
+    def prepare_seed(self) -> None:
+        """The next connection is a fresh session: give it the conversation so far."""
+        history = self.history
+        protocol = self._protocol
+        if history is None or not len(history):
+            return
+        if protocol.ever_open and not self._config.reseed:
+            return
+        # What the next connection writes again anyway is left out of the seed.
+        again = protocol.resend_texts()
+        entries = list(history.entries)
+        for i in range(len(entries) - 1, -1, -1):
+            if not again:
+                break
+            e = entries[i]
+            if e.role == "user" and e.kind == "text" and e.text == again[-1]:
+                again.pop()
+                del entries[i]
+        source = History.from_messages(entries) if len(entries) != len(history) else history
+        setup = protocol.setup
+        try:
+            seed = source.seed(setup.model, vertex=protocol.api == "vertex")
+        except GeminiLiveError as exc:
+            self._log.warning("cannot reseed the fresh session: %s", exc)
+            return
+        if not seed.messages:
+            return
+        seeded = seed.apply(setup)
+        protocol.set_seed(seeded if seeded is not setup else None, seed.messages, seed.turns)
+        self._log.info("seeding the fresh session with %d history turns", seed.turns)
+
+
+def _user_texts(turns: object) -> list[str]:
+    """The user text in what ``send_client_content`` took (for the history)."""
+    if isinstance(turns, str):
+        return [turns]
+    items = [turns] if isinstance(turns, Content) else list(turns or ())  # type: ignore[call-overload]
+    out: list[str] = []
+    for content in items:
+        if isinstance(content, Content) and content.role in ("user", UNSET):
+            parts = content.parts if content.parts is not UNSET else []
+            out.extend(p.text for p in parts if isinstance(p.text, str) and p.text)
+    return out

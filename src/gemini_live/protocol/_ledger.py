@@ -1,0 +1,162 @@
+"""The tool-call ledger: which calls the model waits on, and which answers may still go.
+
+A call is *pending* from its ``toolCall`` until it is answered (without ``willContinue``),
+cancelled by the server, or forgotten by the service (a resume from a handle older than
+the call, or a fresh session). Each call remembers the *handle epoch* it was made in (the
+number of resumable handles seen before it) until a handle covers it: a resume from an
+older handle must know the call is gone.
+
+Answers are checked here, once per message: every id answers a pending call, once; an
+answer to a cancelled or forgotten call is dropped (counted and logged), never sent.
+
+``blocking_pending`` is the rotation's question: a call to a function whose effective
+behaviour (:func:`gemini_live.models.effective_behavior`) is not ``NON_BLOCKING``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import msgspec
+
+from gemini_live.errors import ConfigError, UnknownToolCallError
+from gemini_live.models import adapt_function_response, effective_behavior
+from gemini_live.protocol._state import SessionStats
+from gemini_live.types import UNSET, FunctionCall, FunctionResponse, Setup, ToolResponse
+
+__all__ = ["ToolLedger"]
+
+logger = logging.getLogger("gemini_live.protocol")
+
+
+class ToolLedger(msgspec.Struct, kw_only=True):
+    """Tool calls of one session; plain data (it is its own snapshot)."""
+
+    #: Calls the model waits on: id -> function name.
+    pending: dict[str, str] = {}
+    #: Handle epoch each call was made in (kept after the answer until a handle covers it).
+    epochs: dict[str, int] = {}
+    #: Resumable handles seen so far.
+    handle_epoch: int = 0
+    #: Declared names whose effective behaviour is NON_BLOCKING.
+    non_blocking: set[str] = set()
+    #: Calls the service forgot (a resume from an older handle, a fresh session).
+    stale: set[str] = set()
+    #: Calls the server cancelled.
+    cancelled: set[str] = set()
+
+    # -- questions ------------------------------------------------------------------------
+
+    @property
+    def blocking_pending(self) -> bool:
+        """True if a call to a function that is not NON_BLOCKING is still unanswered."""
+        return any(name not in self.non_blocking for name in self.pending.values())
+
+    @property
+    def newer_than_handle(self) -> bool:
+        """A pending call was made after the latest resumable handle."""
+        epoch = self.handle_epoch
+        return any(self.epochs.get(i, -1) >= epoch for i in self.pending)
+
+    # -- what happens ---------------------------------------------------------------------
+
+    def note_setup(self, setup: Setup) -> None:
+        """The setup (or a contextUpdate) declares the functions: which ones do not block."""
+        names: set[str] = set()
+        for tool in setup.tools if setup.tools is not UNSET else []:
+            for decl in (
+                tool.function_declarations if tool.function_declarations is not UNSET else []
+            ):
+                if effective_behavior(setup, decl.name) == "NON_BLOCKING":
+                    names.add(decl.name)
+        self.non_blocking = names
+
+    def calls(self, calls: Iterable[FunctionCall]) -> None:
+        """A ``toolCall`` arrived: its calls are pending, in the current handle epoch."""
+        for call in calls:
+            if call.id is not UNSET:
+                self.pending[call.id] = call.name if call.name is not UNSET else ""
+                self.epochs[call.id] = self.handle_epoch
+
+    def cancel(self, ids: Iterable[str]) -> None:
+        """A ``toolCallCancellation``: the calls are gone; a late answer is dropped."""
+        for i in ids:
+            if self.pending.pop(i, None) is not None:
+                self.cancelled.add(i)
+            self.epochs.pop(i, None)
+
+    def handle_arrived(self) -> None:
+        """A resumable handle: a new epoch; answered calls no longer need theirs."""
+        self.handle_epoch += 1
+        pending = self.pending
+        self.epochs = {i: e for i, e in self.epochs.items() if i in pending}
+
+    def opened(self, *, resuming: bool, reconnected: bool) -> None:
+        """A connection opened: forget the calls the service no longer has."""
+        if resuming:
+            # Calls made after the handle we resumed from are gone with the rest.
+            stale = [i for i, e in self.epochs.items() if e >= self.handle_epoch]
+        elif reconnected:
+            # A fresh session after a loss: the server knows nothing of earlier calls.
+            stale = list(self.pending)
+        else:
+            stale = []
+        for i in stale:
+            self.pending.pop(i, None)
+            self.epochs.pop(i, None)
+            self.stale.add(i)
+
+    def check_response(
+        self, msg: ToolResponse, *, model: str, api: str, stats: SessionStats
+    ) -> ToolResponse | None:
+        """Every id answers a pending call, once; answers to forgotten calls are dropped.
+
+        Returns the message to send (possibly with fewer responses, or adapted to the
+        endpoint), or None if nothing is left. Answers clear their ids.
+        """
+        keep: list[FunctionResponse] = []
+        seen: set[str] = set()
+        changed = False
+        for resp in msg.function_responses:
+            rid = resp.id if resp.id is not UNSET and resp.id else None
+            if rid is None:
+                if api == "gemini":
+                    raise ConfigError(f"function response for {resp.name!r} has no id")
+                keep.append(resp)
+                continue
+            if rid in self.stale or rid in self.cancelled:
+                stats.stale_tool_responses_dropped += 1
+                logger.warning(
+                    "not sending the tool response for call %s (%s): the call was %s",
+                    rid,
+                    resp.name,
+                    "cancelled by the server"
+                    if rid in self.cancelled
+                    else "made in a session state the service no longer has",
+                )
+                changed = True
+                continue
+            if rid in seen:
+                raise UnknownToolCallError(f"tool call {rid!r} is answered twice in one message")
+            if rid not in self.pending:
+                raise UnknownToolCallError(
+                    f"no pending tool call has id {rid!r} (unknown or already answered); "
+                    "nothing was sent"
+                )
+            seen.add(rid)
+            # Endpoint and model rules (e.g. no willContinue / scheduling on Vertex).
+            adapted = adapt_function_response(model, resp, vertex=api == "vertex")
+            if adapted is not resp:
+                resp = adapted
+                changed = True
+            keep.append(resp)
+        for resp in keep:
+            rid = resp.id if resp.id is not UNSET and resp.id else None
+            if rid is not None and resp.will_continue is not True:
+                # The epoch stays until a handle covers the call: a resume from an older
+                # handle must still know the call (and its answer) are gone.
+                self.pending.pop(rid, None)
+        if not keep:
+            return None
+        return ToolResponse(function_responses=keep) if changed else msg

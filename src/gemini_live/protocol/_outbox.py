@@ -1,0 +1,614 @@
+"""The outbox: what the client writes, in which order, and what it keeps to write again.
+
+One :class:`Outbox` per session holds every client frame from the moment a ``send_*``
+numbered it until a resumption handle covers it:
+
+* the *queue* (``pending``): frames not yet handed out (the offline buffer while no
+  connection is open, the re-sent window and the seed after a reconnect), bounded in
+  bytes;
+* the *handed-out* frames (``unconfirmed``, and ``last_direct`` for the frame a ``send_*``
+  returned to be written at once) until the caller confirms or gives them back;
+* the *re-send window* (ADR 11): every frame written since the latest handle that covers
+  it. A handle covers a frame when the model already responded to the user turn that
+  frame belongs to, or when the frame was written more than the guard time before the
+  handle arrived; transparent resumption (Vertex) uses the server's exact index instead.
+  Audio beyond ``ResendWindow.audio_seconds`` (video beyond ``video_frames``, anything
+  beyond the byte bound) is dropped oldest-first and counted in ``frames_at_risk``.
+
+Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
+track them; a full window holds hundreds per session). The tuples and their index
+constants never leave this file: :meth:`Outbox.snapshot` turns them into
+:class:`RecordState` Structs and :meth:`Outbox.restore` back.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from gemini_live._checks import non_negative, non_negative_int
+from gemini_live.codec import AudioFrameEncoder
+from gemini_live.errors import ConfigError, MessageTooLargeError, QueueFullError
+from gemini_live.protocol._state import Connection, SessionStats, State
+
+__all__ = ["Kind", "Outbox", "OutboxState", "RecordState", "ResendWindow"]
+
+logger = logging.getLogger("gemini_live.protocol")
+
+
+@dataclass(frozen=True, slots=True)
+class ResendWindow:
+    """What is kept to re-send after a reconnect (see docs/design.md, "re-send window").
+
+    A resumption handle stands for the conversation as it was when the service issued
+    it. Everything written after that point is kept and written again on the next
+    connection. Text, client content, tool responses and activity markers are always
+    kept; audio beyond ``audio_seconds`` (and video beyond ``video_frames``) is dropped
+    oldest-first and counted in ``stats.frames_at_risk``.
+    """
+
+    audio_seconds: float = 5.0
+    video_frames: int = 4
+    #: Frames written less than this many seconds before a handle arrived are not
+    #: taken as covered by it (the handle may have been issued before they arrived).
+    #: None: twice the slowest setup round trip seen, at least 0.2 s, at most 1 s.
+    handle_guard: float | None = None
+
+    def __post_init__(self) -> None:
+        non_negative("audio_seconds", self.audio_seconds)
+        non_negative_int("video_frames", self.video_frames)
+        if self.handle_guard is not None:
+            non_negative("handle_guard", self.handle_guard)
+
+
+class Kind(enum.IntEnum):
+    """What a client frame carries (decides how the re-send window treats it)."""
+
+    AUDIO = 1
+    VIDEO = 2
+    TEXT = 3
+    ACTIVITY_START = 4
+    ACTIVITY_END = 5
+    AUDIO_STREAM_END = 6
+    CLIENT_CONTENT = 7
+    TOOL_RESPONSE = 8
+    CONTEXT_UPDATE = 9
+    #: History sent to a fresh session (never re-sent: a later fresh session gets a new one).
+    SEED = 10
+
+
+#: The kinds that end a user turn unless the message says otherwise.
+TURN_END_KINDS: Final = frozenset(
+    (Kind.TEXT, Kind.ACTIVITY_END, Kind.AUDIO_STREAM_END, Kind.TOOL_RESPONSE)
+)
+
+#: One client frame on its way out, kept until a handle covers it: a plain tuple of
+#: bytes and numbers, so the garbage collector stops tracking it. Fields, by index:
+_Rec = tuple[bytes, int, int, bool, float, tuple[str, ...], float, int]
+_F: Final = 0  # the frame
+_K: Final = 1  # int(Kind)
+_SEQ: Final = 2  # submission order
+_TE: Final = 3  # ends a user turn
+_AS: Final = 4  # seconds of audio
+_TI: Final = 5  # tool-call ids answered
+_WA: Final = 6  # when it was handed out (caller's clock)
+_IX: Final = 7  # index on its connection (transparent resumption)
+
+# The kinds as plain ints, as the records hold them.
+_AUDIO: Final = int(Kind.AUDIO)
+_VIDEO: Final = int(Kind.VIDEO)
+_TEXT: Final = int(Kind.TEXT)
+_TOOL_RESPONSE: Final = int(Kind.TOOL_RESPONSE)
+_SEED: Final = int(Kind.SEED)
+_OPEN: Final = State.OPEN
+
+
+def _b64_len(frame: bytes, payload: int) -> int:
+    """Decoded size of the base64 payload that ends 4 bytes before the frame's end."""
+    end = len(frame) - 4
+    pad = (frame[end - 1] == 0x3D) + (frame[end - 2] == 0x3D)  # '='
+    return payload // 4 * 3 - pad
+
+
+class RecordState(msgspec.Struct, array_like=True):
+    """One record as plain data (the snapshot form of the runtime tuple)."""
+
+    frame: bytes
+    kind: int
+    seq: int
+    turn_end: bool
+    audio_s: float
+    tool_ids: tuple[str, ...]
+    written_at: float
+    index: int
+
+
+class OutboxState(msgspec.Struct, kw_only=True):
+    """Everything an :class:`Outbox` holds, as plain data (see :meth:`Outbox.snapshot`)."""
+
+    seq: int = 0
+    pending: list[RecordState] = []
+    unconfirmed: list[RecordState] = []
+    last_direct: RecordState | None = None
+    window: list[RecordState] = []
+    seed: list[RecordState] = []
+    #: Kept as summed at run time (a recomputed float sum could differ in the last bit).
+    window_audio_s: float = 0.0
+    #: Where each handed-out frame (and ``last_direct``) sits in ``window``, -1 if it is
+    #: not there: at run time they are one object, and unwritten() relies on that.
+    unconfirmed_in_window: list[int] = []
+    last_direct_in_window: int = -1
+    last_turn_end_seq: int = 0
+    awaiting_response: bool = False
+    responded_seq: int = 0
+    max_setup_rtt: float = 0.0
+
+
+def _state_of(out: _Rec) -> RecordState:
+    return RecordState(*out)
+
+
+def _rec_of(state: RecordState) -> _Rec:
+    return (
+        state.frame,
+        state.kind,
+        state.seq,
+        state.turn_end,
+        state.audio_s,
+        tuple(state.tool_ids),
+        state.written_at,
+        state.index,
+    )
+
+
+class Outbox:
+    """The queue, the handed-out frames and the re-send window of one session.
+
+    The caller (the protocol facade) says whether a new frame may be written at once
+    (``direct``: a synchronous writer, an open connection, no rotation holding input); the
+    outbox adds its own condition (nothing queued or unconfirmed before it).
+    """
+
+    __slots__ = (
+        "_audio",
+        "_audio_by_rate",
+        "awaiting_response",
+        "last_direct",
+        "last_turn_end_seq",
+        "max_frame",
+        "max_setup_rtt",
+        "offline_limit",
+        "pending",
+        "pending_bytes",
+        "resend",
+        "responded_seq",
+        "seed",
+        "seq",
+        "stats",
+        "unconfirmed",
+        "window",
+        "window_audio_s",
+        "window_bytes",
+        "window_video",
+    )
+
+    def __init__(
+        self,
+        stats: SessionStats,
+        *,
+        input_rate: int,
+        offline_buffer_bytes: int,
+        max_frame_bytes: int,
+        resend: ResendWindow,
+    ) -> None:
+        self.stats = stats
+        self._audio = AudioFrameEncoder(input_rate)
+        self._audio_by_rate: dict[int, AudioFrameEncoder] = {input_rate: self._audio}
+        self.offline_limit = offline_buffer_bytes
+        self.max_frame = max_frame_bytes
+        self.resend = resend
+        self.seq = 0
+        self.pending: deque[_Rec] = deque()
+        self.pending_bytes = 0
+        self.unconfirmed: deque[_Rec] = deque()
+        self.last_direct: _Rec | None = None
+        self.window: deque[_Rec] = deque()
+        self.window_audio_s = 0.0
+        self.window_video = 0
+        self.window_bytes = 0
+        self.seed: list[_Rec] = []
+        # Conversation tracking for coverage: which user turn the model answered.
+        self.last_turn_end_seq = 0
+        self.awaiting_response = False
+        self.responded_seq = 0
+        self.max_setup_rtt = 0.0
+
+    # -- questions ------------------------------------------------------------------------
+
+    @property
+    def unacknowledged(self) -> int:
+        """Frames written and not yet covered by a handle (kept for re-sending)."""
+        return len(self.window)
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting to be written (offline buffer and frames not yet handed out)."""
+        return len(self.pending)
+
+    @property
+    def uncovered_input(self) -> bool:
+        """A user turn end or tool answer written and not covered, or a write unconfirmed."""
+        return bool(self.unconfirmed) or any(o[_TE] for o in self.window)
+
+    @property
+    def handle_guard(self) -> float:
+        guard = self.resend.handle_guard
+        if guard is not None:
+            return guard
+        return min(1.0, max(0.2, 2.0 * self.max_setup_rtt))
+
+    def resend_texts(self) -> list[str]:
+        """Texts that the next connection writes again (window and queue), oldest first."""
+        out = []
+        for item in (*self.window, *self.unconfirmed, *self.pending):
+            if item[_K] == _TEXT:
+                obj = msgspec.json.decode(item[_F])
+                text = obj.get("realtimeInput", {}).get("text")
+                if isinstance(text, str):
+                    out.append(text)
+        return out
+
+    # -- taking frames --------------------------------------------------------------------
+
+    def submit(
+        self,
+        frame: bytes,
+        kind: Kind,
+        now: float,
+        conn: Connection | None,
+        direct: bool,
+        turn_end: bool | None = None,
+        audio_s: float = 0.0,
+        tool_ids: tuple[str, ...] = (),
+    ) -> bytes | None:
+        """Number a frame; return it when it is to be written now, else queue it."""
+        if len(frame) > self.max_frame:
+            raise MessageTooLargeError(
+                f"a {kind.name.lower()} message of {len(frame)} bytes is above the "
+                f"{self.max_frame}-byte message limit; nothing was sent"
+            )
+        self.seq += 1
+        out: _Rec = (
+            frame,
+            int(kind),
+            self.seq,
+            kind in TURN_END_KINDS if turn_end is None else turn_end,
+            audio_s,
+            tool_ids,
+            0.0,
+            0,
+        )
+        if conn is not None and direct and not self.pending and not self.unconfirmed:
+            # Written synchronously by the caller right now; direct_failed() if it was not.
+            self._hand_out(conn, out, now, direct=True)
+            return frame
+        size = len(frame)
+        if self.pending_bytes + size > self.offline_limit:
+            self.seq -= 1
+            raise QueueFullError(
+                f"offline send buffer full ({self.pending_bytes} of {self.offline_limit} "
+                "bytes) while reconnecting; message not queued"
+            )
+        self.pending.append(out)
+        self.pending_bytes += size
+        if conn is None or conn.state is not _OPEN:
+            self.stats.frames_queued_offline += 1
+        return None
+
+    def send_audio(
+        self,
+        pcm: object,
+        now: float,
+        sample_rate: int | None,
+        conn: Connection | None,
+        direct: bool,
+    ) -> bytes | None:
+        """Encode one PCM16 chunk and take it (the audio hot path, inlined)."""
+        if sample_rate is None:
+            enc = self._audio
+        else:
+            found = self._audio_by_rate.get(sample_rate)
+            if found is None:
+                found = AudioFrameEncoder(sample_rate)  # validates the rate
+                self._audio_by_rate[sample_rate] = found
+            enc = found
+        frame = enc.encode(pcm)
+        payload = len(frame) - enc.empty_frame_size
+        if payload == 0:
+            raise ConfigError("audio chunk is empty")
+        seconds = _b64_len(frame, payload) / (2 * enc.rate)  # PCM16: 2 bytes per sample
+        size = len(frame)
+        if (
+            direct
+            and conn is not None
+            and size <= self.max_frame
+            and not self.pending
+            and not self.unconfirmed
+        ):
+            # The hot path (one chunk, open connection, nothing queued): submit, _hand_out
+            # and _window_add inlined for audio.
+            seq = self.seq = self.seq + 1
+            idx = conn.next_index
+            conn.next_index = idx + 1
+            out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx)
+            self.stats.frames_sent += 1
+            self.last_direct = out
+            window = self.window
+            window.append(out)
+            self.window_bytes += size
+            held = self.window_audio_s + seconds
+            if held > self.resend.audio_seconds and window[0][_K] == _AUDIO:
+                first = window.popleft()
+                held -= first[_AS]
+                self.window_bytes -= len(first[_F])
+                self.stats.frames_at_risk += 1
+            self.window_audio_s = held
+            if held > self.resend.audio_seconds:
+                self._evict(_AUDIO)
+            if self.window_bytes > self.offline_limit:
+                self._evict(None)
+            return frame
+        return self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
+
+    def set_seed(self, frames: list[bytes]) -> None:
+        """History frames for the next fresh session (numbered now, released at open)."""
+        self.seed = []
+        for frame in frames:
+            self.seq += 1
+            self.seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0))
+
+    def release_seed(self) -> bool:
+        """The connection opened: the seed goes to the head of the queue. True if any."""
+        seed, self.seed = self.seed, []
+        self._requeue(seed)
+        return bool(seed)
+
+    # -- handing out ----------------------------------------------------------------------
+
+    def hand_out(self, conn: Connection, now: float) -> list[bytes]:
+        """Every queued frame, in order (to be confirmed with :meth:`written`)."""
+        frames = []
+        pending = self.pending
+        while pending:
+            out = pending.popleft()
+            self.pending_bytes -= len(out[_F])
+            self._hand_out(conn, out, now)
+            frames.append(out[_F])
+        return frames
+
+    def _hand_out(self, conn: Connection, out: _Rec, now: float, direct: bool = False) -> None:
+        idx = conn.next_index
+        conn.next_index = idx + 1
+        out = (out[0], out[1], out[2], out[3], out[4], out[5], now, idx)
+        self.stats.frames_sent += 1
+        if direct:
+            self.last_direct = out
+        else:
+            self.unconfirmed.append(out)
+        if out[_TE]:
+            self.last_turn_end_seq = out[_SEQ]
+            self.awaiting_response = True
+        self._window_add(out)
+
+    def written(self, count: int = 1) -> None:
+        """``count`` frames handed out (oldest first) were written to the socket."""
+        unconfirmed = self.unconfirmed
+        for _ in range(min(count, len(unconfirmed))):
+            unconfirmed.popleft()
+
+    def direct_failed(self, conn: Connection | None) -> None:
+        """The frame a ``send_*`` returned was not written: back to the head of the queue."""
+        out, self.last_direct = self.last_direct, None
+        if out is None:
+            return
+        self.unconfirmed.append(out)
+        self.unwritten(conn)
+
+    def unwritten(self, conn: Connection | None) -> None:
+        """Frames handed out but not written go back to the head of the queue, in order."""
+        unconfirmed = self.unconfirmed
+        if not unconfirmed:
+            return
+        handed = list(unconfirmed)
+        unconfirmed.clear()
+        # A frame no longer in the window was acknowledged while its write was pending:
+        # the service has it, so it is not written again.
+        in_window = {id(out) for out in self.window}
+        back = [out for out in handed if id(out) in in_window]
+        if back:
+            ids = {id(out) for out in back}
+            kept: deque[_Rec] = deque()
+            for out in self.window:
+                if id(out) in ids:
+                    self._window_forget(out)
+                else:
+                    kept.append(out)
+            self.window = kept
+        if conn is not None:
+            # The requeued frames are the latest handed out: their indices are free again.
+            conn.next_index -= len(back)
+        self._requeue(back)
+        self.stats.frames_sent -= len(back)
+
+    def _requeue(self, records: list[_Rec]) -> None:
+        for out in reversed(records):
+            self.pending.appendleft(out)
+            self.pending_bytes += len(out[_F])
+
+    def discard(self) -> int:
+        """The session is over: forget what was never written; returns how many frames."""
+        n = len(self.pending) + len(self.unconfirmed)
+        self.pending.clear()
+        self.unconfirmed.clear()
+        self.pending_bytes = 0
+        return n
+
+    # -- the re-send window ---------------------------------------------------------------
+
+    def _window_add(self, out: _Rec) -> None:
+        kind = out[_K]
+        if kind == _SEED:
+            return
+        self.window.append(out)
+        self.window_bytes += len(out[_F])
+        if kind == _AUDIO:
+            self.window_audio_s += out[_AS]
+            if self.window_audio_s > self.resend.audio_seconds:
+                self._evict(_AUDIO)
+        elif kind == _VIDEO:
+            self.window_video += 1
+            if self.window_video > self.resend.video_frames:
+                self._evict(_VIDEO)
+        if self.window_bytes > self.offline_limit:
+            self._evict(None)
+
+    def _window_forget(self, out: _Rec) -> None:
+        self.window_bytes -= len(out[_F])
+        kind = out[_K]
+        if kind == _AUDIO:
+            self.window_audio_s -= out[_AS]
+        elif kind == _VIDEO:
+            self.window_video -= 1
+
+    def _evict(self, kind: int | None) -> None:
+        """Drop the oldest frames of ``kind`` (any kind if None) beyond the window's bound."""
+        window = self.window
+        if kind is None:
+            while window and self.window_bytes > self.offline_limit:
+                out = window.popleft()
+                self._window_forget(out)
+                self.stats.frames_at_risk += 1
+                logger.warning(
+                    "re-send window over %d bytes: dropped a %s frame",
+                    self.offline_limit,
+                    Kind(out[_K]).name,
+                )
+            return
+        for i, out in enumerate(window):
+            if out[_K] == kind:
+                del window[i]
+                self._window_forget(out)
+                self.stats.frames_at_risk += 1
+                return
+
+    def _cover(self, up_to_seq: int) -> None:
+        window = self.window
+        while window and window[0][_SEQ] <= up_to_seq:
+            self._window_forget(window.popleft())
+
+    def model_started(self) -> None:
+        """A new model turn began: if a user turn was waiting, the service read it."""
+        if self.awaiting_response:
+            self.awaiting_response = False
+            self.responded_seq = self.last_turn_end_seq
+
+    def cover_by_handle(self, now: float) -> None:
+        """A resumable handle arrived: drop what its checkpoint certainly holds."""
+        cutoff = now - self.handle_guard
+        covered = self.responded_seq
+        for out in self.window:
+            if out[_WA] <= cutoff:
+                covered = max(covered, out[_SEQ])
+            else:
+                break
+        self._cover(covered)
+
+    def acknowledge_index(self, index: int) -> None:
+        """Transparent resumption: the server consumed every frame up to ``index``."""
+        window = self.window
+        while window and window[0][_IX] <= index:
+            self._window_forget(window.popleft())
+
+    def opened(self, setup_rtt: float | None) -> None:
+        """A connection opened: note its setup round trip; no response is awaited."""
+        if setup_rtt is not None:
+            self.max_setup_rtt = max(self.max_setup_rtt, setup_rtt)
+        self.awaiting_response = False
+
+    def requeue_window(self, stale_tool_ids: Collection[str]) -> None:
+        """Put every written, uncovered frame back in front of the queue (re-send); a tool
+        answer whose calls are all stale is dropped and counted."""
+        resend: list[_Rec] = []
+        for out in self.window:
+            if (
+                out[_K] == _TOOL_RESPONSE
+                and out[_TI]
+                and all(i in stale_tool_ids for i in out[_TI])
+            ):
+                self.stats.stale_tool_responses_dropped += 1
+                continue
+            resend.append(out)
+        self.window.clear()
+        self.window_audio_s = 0.0
+        self.window_video = 0
+        self.window_bytes = 0
+        if not resend:
+            return
+        self.stats.replayed_frames += len(resend)
+        self._requeue(resend)
+        logger.info("re-sending %d frames written after the last acknowledged point", len(resend))
+
+    # -- plain data -----------------------------------------------------------------------
+
+    def snapshot(self) -> OutboxState:
+        """Everything held, as plain data (records become :class:`RecordState`)."""
+        positions = {id(o): i for i, o in enumerate(self.window)}
+        return OutboxState(
+            seq=self.seq,
+            pending=[_state_of(o) for o in self.pending],
+            unconfirmed=[_state_of(o) for o in self.unconfirmed],
+            last_direct=None if self.last_direct is None else _state_of(self.last_direct),
+            window=[_state_of(o) for o in self.window],
+            seed=[_state_of(o) for o in self.seed],
+            window_audio_s=self.window_audio_s,
+            unconfirmed_in_window=[positions.get(id(o), -1) for o in self.unconfirmed],
+            last_direct_in_window=-1
+            if self.last_direct is None
+            else positions.get(id(self.last_direct), -1),
+            last_turn_end_seq=self.last_turn_end_seq,
+            awaiting_response=self.awaiting_response,
+            responded_seq=self.responded_seq,
+            max_setup_rtt=self.max_setup_rtt,
+        )
+
+    def restore(self, state: OutboxState) -> None:
+        """Take over ``state`` (from :meth:`snapshot`)."""
+        self.seq = state.seq
+        self.pending = deque(_rec_of(s) for s in state.pending)
+        self.pending_bytes = sum(len(o[_F]) for o in self.pending)
+        window = [_rec_of(s) for s in state.window]
+
+        def shared(saved: RecordState, at: int) -> _Rec:
+            return window[at] if 0 <= at < len(window) else _rec_of(saved)
+
+        where = state.unconfirmed_in_window
+        self.unconfirmed = deque(
+            shared(s, where[i] if i < len(where) else -1) for i, s in enumerate(state.unconfirmed)
+        )
+        last = state.last_direct
+        self.last_direct = None if last is None else shared(last, state.last_direct_in_window)
+        self.window = deque(window)
+        self.window_bytes = sum(len(o[_F]) for o in window)
+        self.window_audio_s = state.window_audio_s
+        self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
+        self.seed = [_rec_of(s) for s in state.seed]
+        self.last_turn_end_seq = state.last_turn_end_seq
+        self.awaiting_response = state.awaiting_response
+        self.responded_seq = state.responded_seq
+        self.max_setup_rtt = state.max_setup_rtt
