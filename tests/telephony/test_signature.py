@@ -313,3 +313,27 @@ async def test_telnyx_streams_need_a_fresh_token_for_their_own_call() -> None:
                     await ws.recv()
             assert ws.close_code == 4401
             assert len(server.connections) == 1
+
+
+def test_the_phone_example_has_no_default_secret() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "voice" / "twilio_bridge.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY")}
+    r = subprocess.run(
+        [sys.executable, str(example), "--serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "--serve needs TWILIO_AUTH_TOKEN" in r.stderr
+    source = example.read_text(encoding="utf-8")
+    assert "0.0.0.0" not in source.replace("[--host 0.0.0.0]", "")
+    assert '"127.0.0.1"' in source
