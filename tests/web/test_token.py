@@ -123,6 +123,7 @@ async def test_token_endpoint_upstream_failure_and_authorize() -> None:
         endpoint = TokenEndpoint(
             KEY,
             authorize=lambda r: None if "bad" in r.headers.get("x-user", "") else "ok",
+            setup=Setup(model="models/gemini-3.8-live"),
             base_url=base_url,
             allowed_origins="*",
         )
