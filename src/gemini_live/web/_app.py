@@ -78,7 +78,7 @@ _SECRET_HEADER: Final = re.compile(
 )
 #: Setup fields every minted token locks, set or not: the model, its instructions, its
 #: tools and its generation settings stay the server's choice.
-ALWAYS_LOCKED: Final = ("model", "systemInstruction", "tools", "generationConfig")
+_ALWAYS_LOCKED: Final = ("model", "systemInstruction", "tools", "generationConfig")
 
 
 def _masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -309,7 +309,7 @@ class TokenEndpoint:
         return over
 
     def _lock_mask(self, setup: Setup) -> list[str]:
-        fields = [*ALWAYS_LOCKED, *msgspec.to_builtins(setup), *self.lock_fields]
+        fields = [*_ALWAYS_LOCKED, *msgspec.to_builtins(setup), *self.lock_fields]
         return list(dict.fromkeys(f for f in fields if f != "sessionResumption"))
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
