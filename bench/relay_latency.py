@@ -170,9 +170,14 @@ async def bench_bridge(server: FakeLiveServer, turns: int) -> list[float]:
     from starlette.routing import WebSocketRoute
     from websockets.asyncio.client import connect
 
-    from gemini_live.telephony import TwilioBridge
+    from gemini_live.telephony import TwilioBridge, twilio_signature
 
-    bridge = TwilioBridge(_config(server), detector=_detector)
+    auth_token = "bench-auth-token"  # the upgrade is signed as Twilio signs it
+
+    def signed(url: str) -> dict[str, str]:
+        return {"X-Twilio-Signature": twilio_signature(auth_token, url)}
+
+    bridge = TwilioBridge(_config(server), detector=_detector, auth_token=auth_token)
     app = Starlette(routes=[WebSocketRoute("/twilio", bridge)])
     sid = "MZ" + "0" * 32
     out: list[float] = []
@@ -182,7 +187,13 @@ async def bench_bridge(server: FakeLiveServer, turns: int) -> list[float]:
         )
         for f in ULAW_FRAMES
     ]
-    async with running(app) as base, connect(base.replace("http", "ws") + "/twilio") as ws:
+    async with (
+        running(app) as base,
+        connect(
+            base.replace("http", "ws") + "/twilio",
+            additional_headers=signed(base.replace("http", "ws") + "/twilio"),
+        ) as ws,
+    ):
         fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
         await ws.send(
             json.dumps(

@@ -1,17 +1,21 @@
 """A phone agent: Twilio Media Streams bridged to a Live API session.
 
     python examples/voice/twilio_bridge.py            # one scripted call, then exit
-    python examples/voice/twilio_bridge.py --serve    # serve ws://0.0.0.0:8080/twilio
+    TWILIO_AUTH_TOKEN=... PUBLIC_URL=wss://your.host/twilio \
+        python examples/voice/twilio_bridge.py --serve [--host 0.0.0.0] [--port 8080]
 
 Point your Twilio number's TwiML at the bridge::
 
-    <Response><Connect><Stream url="wss://your.host/twilio">
-      <Parameter name="token" value="..."/>
-    </Stream></Connect></Response>
+    <Response><Connect><Stream url="wss://your.host/twilio"/></Connect></Response>
+
+Every stream must carry Twilio's X-Twilio-Signature, computed with your account's auth
+token over the <Stream> URL: ``--serve`` refuses to start without TWILIO_AUTH_TOKEN, and
+PUBLIC_URL is that URL as Twilio sees it (a proxy or tunnel in front changes the scheme
+and host the bridge sees). It listens on 127.0.0.1 unless told otherwise (``--host``).
 
 Uses the Gemini API when GEMINI_API_KEY is set, otherwise an offline FakeLiveServer; the
-offline run plays the part of Twilio with a scripted call (start, 20 ms mu-law media, a
-DTMF key, marks echoed as played, stop).
+offline run plays the part of Twilio with a scripted call (a signed upgrade, start, 20 ms
+mu-law media, a DTMF key, marks echoed as played, stop).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import struct
 import sys
 
@@ -31,10 +36,15 @@ from websockets.asyncio.client import connect
 
 import gemini_live as gl
 from gemini_live.audio import pcm16_to_ulaw
-from gemini_live.telephony import CallInfo, TwilioBridge
+from gemini_live.telephony import CallInfo, TwilioBridge, twilio_signature
 from gemini_live.web import running, serve
 
-TOKEN = os.environ.get("BRIDGE_TOKEN", "demo-token")
+
+def option(name: str, default: str | None = None) -> str | None:
+    """``--name value`` from the command line."""
+    if name in sys.argv[:-1]:
+        return sys.argv[sys.argv.index(name) + 1]
+    return default
 
 
 def caller_audio() -> bytes:
@@ -47,10 +57,11 @@ def caller_audio() -> bytes:
     return pcm16_to_ulaw(bytes(pcm))
 
 
-async def scripted_call(url: str) -> None:
-    """What Twilio sends and expects, message for message."""
+async def scripted_call(url: str, auth_token: str) -> None:
+    """What Twilio sends and expects, message for message, on a signed upgrade."""
     sid = "MZ" + "0" * 32
-    async with connect(url) as ws:
+    signed = {"X-Twilio-Signature": twilio_signature(auth_token, url)}
+    async with connect(url, additional_headers=signed) as ws:
         seq = 0
 
         async def send(event: str, **body: object) -> None:
@@ -69,7 +80,7 @@ async def scripted_call(url: str) -> None:
                 "accountSid": "AC" + "0" * 32,
                 "tracks": ["inbound"],
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                "customParameters": {"token": TOKEN},
+                "customParameters": {"caller": "+15550100"},
             },
         )
         ulaw = caller_audio()
@@ -92,6 +103,13 @@ async def scripted_call(url: str) -> None:
 
 
 async def main() -> None:
+    serving = "--serve" in sys.argv
+    if serving:
+        auth_token = os.environ.get("TWILIO_AUTH_TOKEN", "").strip()
+        if not auth_token:
+            sys.exit("--serve needs TWILIO_AUTH_TOKEN (your Twilio account's auth token)")
+    else:
+        auth_token = secrets.token_hex(16)  # this run's stand-in for Twilio's
     async with contextlib.AsyncExitStack() as stack:
         if key := os.environ.get("GEMINI_API_KEY"):
             where: dict[str, str] = {"api_key": key}
@@ -109,10 +127,6 @@ async def main() -> None:
                 output_audio_transcription=True,
             )
 
-        def authorize(call: CallInfo) -> object:
-            # In production also check Twilio's X-Twilio-Signature header here.
-            return call.call_sid if call.custom_parameters.get("token") == TOKEN else None
-
         def on_dtmf(call: CallInfo, digit: str, session: gl.Session) -> None:
             print(f"caller pressed {digit}")
 
@@ -120,13 +134,24 @@ async def main() -> None:
             heard = ", ".join(f"reply {r}: {ms} ms" for r, ms in sorted(call.heard_ms.items()))
             print(f"call ended: {call.turns} turn(s); heard {heard}; marks {call.marks_played}")
 
-        bridge = TwilioBridge(session_config, authorize=authorize, on_dtmf=on_dtmf, on_stop=on_stop)
+        public_url = os.environ.get("PUBLIC_URL") or option("--public-url")
+        if serving and not public_url:
+            print("(no PUBLIC_URL: signatures are checked against the URL the bridge sees)")
+        bridge = TwilioBridge(
+            session_config,
+            auth_token=auth_token,  # checks X-Twilio-Signature on every upgrade
+            public_url=public_url,
+            on_dtmf=on_dtmf,
+            on_stop=on_stop,
+        )
         app = Starlette(routes=[WebSocketRoute("/twilio", bridge)])
-        if "--serve" in sys.argv:
-            await serve(app, host="0.0.0.0", port=8080, ready=print)
+        if serving:
+            host = option("--host", os.environ.get("BRIDGE_HOST", "127.0.0.1"))
+            port = int(option("--port", "8080") or 8080)
+            await serve(app, host=host or "127.0.0.1", port=port, ready=print)
             return
         async with running(app) as base:
-            await scripted_call(base.replace("http", "ws") + "/twilio")
+            await scripted_call(base.replace("http", "ws") + "/twilio", auth_token)
             await bridge.wait_until(lambda: len(bridge.finished) == 1)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 import logging
 import re
 import time
@@ -497,6 +498,34 @@ def _covered_body(body: dict[str, Any], *, explicit: bool) -> dict[str, Any]:
     return new
 
 
+def _token_service_scheme(url: str) -> str:
+    """The scheme of the token service URL: https, or http to a loopback host only."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ConfigError(f"base_url does not parse: {exc}") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise ConfigError("base_url must be an https:// URL")
+    if "@" in parts.netloc:
+        raise ConfigError("base_url must not carry credentials (user:pass@)")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigError(
+            "base_url must be https:// (plain http:// would send the API key in clear text;"
+            " it is allowed only to a loopback host such as 127.0.0.1)"
+        )
+    return parts.scheme
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def create_ephemeral_token(
     api_key: str,
     *,
@@ -524,6 +553,11 @@ async def create_ephemeral_token(
     without array indices (``tools.0`` is a :class:`~gemini_live.errors.ConfigError`:
     lock the whole list); an empty ``lock_fields`` with a setup locks nothing and is a
     ConfigError too.
+
+    The key goes only where ``base_url`` points: a redirect is never followed (it raises
+    :class:`~gemini_live.errors.ConnectError` with the status), and ``base_url`` must be
+    ``https://``, or ``http://`` to a loopback host (a local fake or proxy), else
+    :class:`~gemini_live.errors.ConfigError`.
     """
     # Imported here: urllib.request and ssl cost ~10 ms at import and only this needs them.
     import ssl
@@ -543,20 +577,38 @@ async def create_ephemeral_token(
         )
     )
     url = f"{base_url.rstrip('/')}/{api_version}/auth_tokens"
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("https", "http"):
-        raise ConfigError("base_url must be http(s)")
+    scheme = _token_service_scheme(url)
     request = urllib.request.Request(
         url,
         data=body,
         method="POST",
         headers={"x-goog-api-key": api_key, "Content-Type": "application/json"},
     )
-    context = ssl.create_default_context() if scheme == "https" else None
+
+    class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+        """Never follow a redirect: it would carry ``x-goog-api-key`` to another URL."""
+
+        def redirect_request(self, req: Any, fp: Any, code: int, *args: Any) -> None:
+            fp.close()
+            error = ConnectError(
+                f"creating an ephemeral token failed: the token service answered HTTP {code}"
+                " (a redirect), which is not followed: the API key goes nowhere else",
+                status=code,
+            )
+            error.retryable = False
+            raise error
+
+    handlers: list[urllib.request.BaseHandler] = [RefuseRedirects()]
+    if scheme == "https":
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+    else:
+        # Plain http goes to loopback only: never through a proxy, in clear text.
+        handlers.append(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(*handlers)
 
     def call() -> bytes:
         try:
-            with urllib.request.urlopen(request, timeout=http_timeout, context=context) as resp:
+            with opener.open(request, timeout=http_timeout) as resp:
                 data: bytes = resp.read()
                 return data
         except urllib.error.HTTPError as exc:

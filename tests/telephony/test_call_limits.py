@@ -39,7 +39,9 @@ async def _closed(tw: Twilio, pump: asyncio.Task[None], within: float = 10.0) ->
 
 async def test_inbound_audio_faster_than_real_time_is_dropped_then_the_call_closed() -> None:
     async with FakeLiveServer() as server:
-        bridge = TwilioBridge(fake_config(server), turn_detection="server")
+        bridge = TwilioBridge(
+            fake_config(server), insecure_no_signature=True, turn_detection="server"
+        )
         async with call(bridge) as (tw, pump):
             await tw.start()
             await bridge.wait_until(lambda: any(c.session_id for c in bridge.calls.values()))
@@ -56,7 +58,7 @@ async def test_inbound_audio_faster_than_real_time_is_dropped_then_the_call_clos
 
 async def test_a_silent_call_ends_at_the_idle_timeout() -> None:
     async with FakeLiveServer() as server:
-        bridge = TwilioBridge(fake_config(server), idle_timeout=0.5)
+        bridge = TwilioBridge(fake_config(server), insecure_no_signature=True, idle_timeout=0.5)
         async with call(bridge) as (tw, pump):
             await tw.start()
 
@@ -77,7 +79,9 @@ async def test_a_silent_call_ends_at_the_idle_timeout() -> None:
 
 async def test_max_call_age() -> None:
     async with FakeLiveServer() as server:
-        bridge = TwilioBridge(fake_config(server), idle_timeout=None, max_call_seconds=0.5)
+        bridge = TwilioBridge(
+            fake_config(server), insecure_no_signature=True, idle_timeout=None, max_call_seconds=0.5
+        )
         async with call(bridge) as (tw, pump):
             await tw.start()
             assert await _closed(tw, pump) == (1008, "maximum connection age reached")
@@ -86,7 +90,9 @@ async def test_max_call_age() -> None:
 
 async def test_calls_per_address() -> None:
     async with FakeLiveServer() as server:
-        bridge = TwilioBridge(fake_config(server), max_calls_per_address=1)
+        bridge = TwilioBridge(
+            fake_config(server), insecure_no_signature=True, max_calls_per_address=1
+        )
         app = Starlette(routes=[WebSocketRoute("/twilio", bridge)])
         async with running(app) as base:
             url = base.replace("http", "ws") + "/twilio"
@@ -106,7 +112,7 @@ async def test_calls_per_address() -> None:
 
 async def test_dtmf_keeps_a_bounded_tail_and_a_count() -> None:
     async with FakeLiveServer() as server:
-        bridge = TwilioBridge(fake_config(server))
+        bridge = TwilioBridge(fake_config(server), insecure_no_signature=True)
         async with call(bridge) as (tw, _pump):
             await tw.start()
             await bridge.wait_until(lambda: any(c.session_id for c in bridge.calls.values()))
@@ -133,14 +139,16 @@ def test_call_info_repr_masks_credentials() -> None:
 def test_bad_limits_are_refused() -> None:
     for kwargs in ({"max_audio_speed": 0}, {"idle_timeout": -1}, {"close_timeout": 0}):
         with pytest.raises(ConfigError):
-            TwilioBridge(lambda c: None, **kwargs)  # type: ignore[arg-type, return-value]
+            TwilioBridge(lambda c: None, insecure_no_signature=True, **kwargs)  # type: ignore[arg-type, return-value]
 
 
 async def test_a_carrier_that_stops_reading_cannot_pin_the_call() -> None:
     """A close frame the server never takes (backpressure) is given up after
     ``close_timeout``; the call is unregistered and its session closed all the same."""
     async with FakeLiveServer() as server:
-        bridge = TwilioBridge(fake_config(server), idle_timeout=0.3, close_timeout=0.2)
+        bridge = TwilioBridge(
+            fake_config(server), insecure_no_signature=True, idle_timeout=0.3, close_timeout=0.2
+        )
         start = {
             "event": "start",
             "streamSid": STREAM,

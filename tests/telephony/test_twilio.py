@@ -139,6 +139,7 @@ async def test_a_call_turn_paced_frames_marks_dtmf_barge_in_and_stop() -> None:
     async with FakeLiveServer(reply_chunks=10) as server:
         bridge = TwilioBridge(
             fake_config(server),
+            insecure_no_signature=True,  # tests/telephony/test_signature.py checks carriers
             on_dtmf=lambda c, d, s: digits.append(d),
             on_stop=stopped.append,
         )
@@ -221,7 +222,7 @@ async def test_bad_streams_are_closed_with_a_reason(
     script: list[str | bytes], code: int, reason: str
 ) -> None:
     async with FakeLiveServer() as server:
-        bridge = TwilioBridge(fake_config(server))
+        bridge = TwilioBridge(fake_config(server), insecure_no_signature=True)
         app = Starlette(routes=[WebSocketRoute("/twilio", bridge)])
         async with running(app) as base, connect(base.replace("http", "ws") + "/twilio") as ws:
             for msg in script:
@@ -239,6 +240,7 @@ async def test_authorize_hook_sees_custom_parameters() -> None:
     async with FakeLiveServer() as server:
         bridge = TwilioBridge(
             fake_config(server),
+            insecure_no_signature=True,
             authorize=lambda c: c.custom_parameters.get("token") == "s3cret" or None,
         )
         async with call(bridge) as (tw, pump):
@@ -256,7 +258,7 @@ async def test_telnyx_dialect_with_a_law() -> None:
     from gemini_live.telephony import TelnyxBridge
 
     async with FakeLiveServer(reply_chunks=5) as server:
-        bridge = TelnyxBridge(fake_config(server))
+        bridge = TelnyxBridge(fake_config(server), insecure_no_signature=True)
         app = Starlette(routes=[WebSocketRoute("/telnyx", bridge)])
         sid = "32DE0DEA-53CB-4B21-89A4-9E1819C043BC"
         async with running(app) as base, connect(base.replace("http", "ws") + "/telnyx") as ws:

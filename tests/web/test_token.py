@@ -73,7 +73,7 @@ def _unused_relay() -> Relay:
     def config(_conn: object) -> Any:
         raise AssertionError("no browser connects to the relay in these tests")
 
-    return Relay(config)
+    return Relay(config, authorize=Relay.ALLOW_ANYONE)
 
 
 async def test_token_endpoint_mints_per_session_and_guards_itself() -> None:
@@ -123,6 +123,7 @@ async def test_token_endpoint_upstream_failure_and_authorize() -> None:
         endpoint = TokenEndpoint(
             KEY,
             authorize=lambda r: None if "bad" in r.headers.get("x-user", "") else "ok",
+            setup=Setup(model="models/gemini-3.8-live"),
             base_url=base_url,
             allowed_origins="*",
         )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import msgspec
 import pybase64
@@ -37,7 +39,14 @@ from gemini_live.audio import (
     ulaw_to_pcm16,
 )
 from gemini_live.config import with_client_activity
-from gemini_live.errors import ConfigError, GeminiLiveError
+from gemini_live.errors import ConfigError, GeminiLiveError, register_secret
+from gemini_live.telephony._signature import (
+    STREAM_TOKEN_PARAM,
+    StreamTokens,
+    check_public_url,
+    request_url,
+    twilio_signature_valid,
+)
 from gemini_live.vad import ActivityDetector, ActivitySender
 
 __all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]
@@ -196,8 +205,19 @@ class TwilioBridge:
     Point a TwiML ``<Connect><Stream url="wss://your.host/twilio"/></Connect>`` at it and
     mount it like any ASGI WebSocket endpoint::
 
-        bridge = TwilioBridge(lambda call: gl.build_config(api_key=KEY))
+        bridge = TwilioBridge(
+            lambda call: gl.build_config(api_key=KEY),
+            auth_token=os.environ["TWILIO_AUTH_TOKEN"],
+            public_url="wss://your.host/twilio",
+        )
         app.router.routes.append(WebSocketRoute("/twilio", bridge))  # Starlette/FastAPI
+
+    The carrier is checked before anything else: the WebSocket upgrade must carry a valid
+    ``X-Twilio-Signature`` (HMAC-SHA1 of the URL with the account's ``auth_token``), or it
+    is refused with HTTP 403 and no session is opened. ``public_url`` is the URL of the
+    TwiML ``<Stream>`` (behind a proxy the request's own scheme and ``Host`` differ);
+    without it the URL is rebuilt from the request. Without ``auth_token`` the bridge
+    refuses to start, unless ``insecure_no_signature=True`` (local tests only; logged).
 
     Caller audio (mu-law 8 kHz) is decoded and resampled to ``input_rate`` (16 kHz); the
     model's 24 kHz audio is resampled to 8 kHz, mu-law encoded and sent in 20 ms
@@ -236,6 +256,10 @@ class TwilioBridge:
         config: ConfigHook,
         *,
         authorize: Callable[[CallInfo], object] | None = None,
+        auth_token: str | None = None,
+        public_url: str | None = None,
+        stream_tokens: StreamTokens | None = None,
+        insecure_no_signature: bool = False,
         turn_detection: Literal["vad", "server"] = "vad",
         detector: Callable[[], ActivityDetector] | None = None,
         input_rate: int = 16000,
@@ -276,6 +300,7 @@ class TwilioBridge:
                 raise ConfigError(f"{name} must be > 0{' or None' if optional else ''}")
         self._config = config
         self._authorize = authorize
+        self._check_carrier_settings(auth_token, public_url, stream_tokens, insecure_no_signature)
         self.turn_detection = turn_detection
         self._detector = detector
         self.input_rate = input_rate
@@ -303,7 +328,7 @@ class TwilioBridge:
         self._notifier = Notifier()
 
     def __repr__(self) -> str:
-        return f"<TwilioBridge calls={len(self.calls)}>"
+        return f"<{type(self).__name__} calls={len(self.calls)} refused={self.refused}>"
 
     def _notify(self) -> None:
         self._notifier.notify()
@@ -324,7 +349,148 @@ class TwilioBridge:
                 )
                 await send({"type": "http.response.body", "body": b"WebSocket only"})
             return
+        refusal = self._check_upgrade(scope)
+        if refusal is not None:
+            await self._refuse_upgrade(scope, receive, send, refusal)
+            return
         await _Call(self, scope, receive, send).run()
+
+    # -- the carrier's proof, checked on the WebSocket upgrade --------------------------------
+
+    #: What proves a stream comes from the carrier: Twilio's request signature, or (Telnyx)
+    #: a per-call token in the stream URL.
+    carrier_proof: ClassVar[Literal["twilio_signature", "stream_token"]] = "twilio_signature"
+
+    def _check_carrier_settings(
+        self,
+        auth_token: str | None,
+        public_url: str | None,
+        stream_tokens: StreamTokens | None,
+        insecure: bool,
+    ) -> None:
+        name = type(self).__name__
+        twilio = self.carrier_proof == "twilio_signature"
+        if twilio and stream_tokens is not None:
+            raise ConfigError(
+                f"{name} checks X-Twilio-Signature: pass auth_token, not stream_tokens"
+            )
+        if not twilio and (auth_token is not None or public_url is not None):
+            raise ConfigError(
+                f"{name} checks a per-call token: pass stream_tokens, not auth_token/public_url"
+            )
+        if auth_token is not None:
+            if not isinstance(auth_token, str) or not auth_token.strip():
+                raise ConfigError("auth_token must be the Twilio account's auth token (a str)")
+            auth_token = auth_token.strip()
+            register_secret(auth_token)
+        if stream_tokens is not None and not isinstance(stream_tokens, StreamTokens):
+            raise ConfigError("stream_tokens must be a StreamTokens")
+        if public_url is not None:
+            check_public_url(public_url)
+        self._auth_token = auth_token
+        self._public_url = public_url
+        self._stream_tokens = stream_tokens
+        #: WebSocket upgrades refused because the carrier's proof was missing or wrong.
+        self.refused = 0
+        self.verify_carrier = auth_token is not None or stream_tokens is not None
+        if not self.verify_carrier:
+            if not insecure:
+                what = "auth_token=" if twilio else "stream_tokens="
+                raise ConfigError(
+                    f"{name} needs {what} to check that calls come from the carrier"
+                    " (anyone who finds the URL could otherwise spend your Gemini quota);"
+                    " for local tests only, pass insecure_no_signature=True"
+                )
+            logger.warning(
+                "%s: insecure_no_signature=True: any client that reaches this endpoint is"
+                " taken for the carrier; never expose it",
+                name,
+            )
+        elif insecure:
+            raise ConfigError("insecure_no_signature=True contradicts the carrier check given")
+        if stream_tokens is not None:
+            app_authorize = self._authorize
+
+            async def bound_to_the_call(call: CallInfo) -> object:
+                # The token was checked on upgrade; now the stream's start names the call:
+                # it must be the call the token was issued for.
+                token = call.query.get(STREAM_TOKEN_PARAM, "")
+                issued_for = stream_tokens.call_id(token)
+                if issued_for is None or not hmac.compare_digest(
+                    issued_for.encode(), call.call_sid.encode()
+                ):
+                    logger.warning("call %d refused: stream token of another call", call.id)
+                    return None
+                if app_authorize is None:
+                    return call.call_sid
+                return await _maybe_await(app_authorize(call))
+
+            self._authorize = bound_to_the_call
+
+    def _check_upgrade(self, scope: Scope) -> str | None:
+        """Why this WebSocket upgrade is refused, or ``None`` if the carrier proved itself."""
+        if not self.verify_carrier:
+            return None
+        query = scope.get("query_string", b"").decode("latin-1")
+        if self._stream_tokens is not None:
+            params = urllib.parse.parse_qs(query)
+            tokens = params.get(STREAM_TOKEN_PARAM, [])
+            if len(tokens) != 1 or self._stream_tokens.verify(tokens[0]) is None:
+                return "missing, invalid, expired or used stream token"
+            return None
+        assert self._auth_token is not None
+        signature = None
+        host = None
+        for k, v in scope.get("headers", []):
+            name = k.decode("latin-1").lower()
+            if name == "x-twilio-signature":
+                signature = v.decode("latin-1")
+            elif name == "host":
+                host = v.decode("latin-1")
+        if not signature:
+            return "missing X-Twilio-Signature"
+        raw_path = scope.get("raw_path")
+        path = (
+            raw_path.decode("latin-1")
+            if isinstance(raw_path, bytes)
+            else urllib.parse.quote(str(scope.get("path", "/")))
+        )
+        scheme = str(scope.get("scheme", "ws"))
+        try:
+            url = request_url(scheme, host, path, query, public_url=self._public_url)
+        except ConfigError:
+            return "no Host header to check X-Twilio-Signature against"
+        if not twilio_signature_valid(self._auth_token, url, signature):
+            return "invalid X-Twilio-Signature"
+        return None
+
+    async def _refuse_upgrade(
+        self, scope: Scope, receive: Receive, send: Send, reason: str
+    ) -> None:
+        """Answer the upgrade with HTTP 403 (or a close before accept): nothing is opened."""
+        self.refused += 1
+        client = scope.get("client")
+        logger.warning(
+            "%s refused a stream from %s: %s",
+            type(self).__name__,
+            client[0] if client else "?",
+            reason,
+        )
+        self._notify()
+        msg = await receive()
+        if msg["type"] != "websocket.connect":
+            return
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": reason.encode()})
+        else:
+            await send({"type": "websocket.close", "code": 4403, "reason": reason})
 
 
 class _Call(PeerSocket):
@@ -724,6 +890,16 @@ class TelnyxBridge(TwilioBridge):
     ``PCMA`` at 8 kHz; ``call_sid`` holds the ``call_control_id`` and
     ``custom_parameters["client_state"]`` the call's client state. Start the stream with
     ``stream_bidirectional_mode: rtp`` and a matching ``stream_bidirectional_codec``.
+
+    Telnyx signs its webhooks but not the media-stream upgrade, so the stream URL carries
+    a per-call token: the app's call-control webhook (after checking the webhook with
+    :func:`~gemini_live.telephony.verify_telnyx_webhook`) passes
+    ``tokens.stream_url("wss://your.host/telnyx", call_control_id)`` as the stream URL,
+    and ``TelnyxBridge(config, stream_tokens=tokens)`` accepts a stream only with a
+    genuine, unexpired, unused token, and hangs up (4401) when the stream's
+    ``call_control_id`` is not the call the token was issued for. Without
+    ``stream_tokens`` the bridge refuses to start, unless ``insecure_no_signature=True``.
     """
 
     stream_id_field = "stream_id"
+    carrier_proof = "stream_token"

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import hmac
 import inspect
+import ipaddress
 import logging
+import re
 import secrets
 import signal
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,9 +23,9 @@ import msgspec
 
 from gemini_live._asgi import Receive, Scope, Send
 from gemini_live._bridge import ABORT_EXTENSION, parse_scope
-from gemini_live.auth import GEMINI_HOST, Endpoint, create_ephemeral_token
+from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
-from gemini_live.types import Setup
+from gemini_live.types import UNSET, Setup
 from gemini_live.web._relay import (
     ConnectionInfo,
     Relay,
@@ -77,15 +80,90 @@ def page_html(*, relay_path: str = "/live", static_path: str = "/static") -> byt
 # -- ephemeral tokens ------------------------------------------------------------------
 
 
-@dataclass
+#: Header names whose values are credentials (or may hold one): masked in reprs.
+_SECRET_HEADER: Final = re.compile(
+    r"cookie|authori[sz]ation|token|secret|key|signature|session|passw|csrf|xsrf|auth", re.I
+)
+#: Setup fields every minted token locks, set or not: the model, its instructions, its
+#: tools and its generation settings stay the server's choice.
+_ALWAYS_LOCKED: Final = ("model", "systemInstruction", "tools", "generationConfig")
+
+
+def _masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    shown: dict[str, str] = {}
+    for name, value in headers.items():
+        if _SECRET_HEADER.search(name):
+            shown[name] = "***"
+        elif "?" in value or "#" in value:  # a Referer (or any URL) may carry a token
+            shown[name] = value.split("?", 1)[0].split("#", 1)[0] + "?***"
+        else:
+            shown[name] = value
+    return shown
+
+
+@dataclass(repr=False)
 class TokenRequest:
-    """What the ``authorize`` and ``setup`` hooks of :class:`TokenEndpoint` see."""
+    """What the ``authorize`` and ``setup`` hooks of :class:`TokenEndpoint` see.
+
+    ``client`` is the socket peer; ``address`` the client's address the endpoint rate
+    limits by: the peer, or the address a configured trusted proxy put in
+    ``X-Forwarded-For``. The repr masks cookies, credentials and URL query strings.
+    """
 
     headers: Mapping[str, str]
     client: tuple[str, int] | None
     origin: str | None
     identity: object = None
     extra: dict[str, Any] = field(default_factory=dict)
+    address: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenRequest(address={self.address!r}, origin={self.origin!r},"
+            f" headers={_masked_headers(self.headers)!r}, identity={self.identity!r},"
+            f" extra={sorted(self.extra)!r})"
+        )
+
+
+def _networks(values: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"trusted_proxies: {value!r} is not an IP address or network"
+            ) from None
+    return tuple(out)
+
+
+def _in_networks(
+    address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def _client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+) -> str:
+    """The client's address: ``peer``, unless ``peer`` is a trusted proxy; then the
+    right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy (entries to
+    its left were written by the client and prove nothing)."""
+    if peer is None:
+        return "?"
+    if not forwarded_for or not _in_networks(peer, trusted_proxies):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",")]
+    for hop in reversed(hops):
+        if hop and not _in_networks(hop, trusted_proxies):
+            return hop[:64]
+    return peer
 
 
 class TokenEndpoint:
@@ -98,20 +176,35 @@ class TokenEndpoint:
         {"token": "auth_tokens/...", "expire_time": "...", "new_session_expire_time": "...",
          "url": "wss://.../BidiGenerateContentConstrained"}
 
+    A token can only do what the server allows: it is locked to the server's ``setup``
+    (the model, and always ``systemInstruction``, ``tools`` and ``generationConfig``,
+    set or not, plus every other field the setup sets and ``lock_fields``), opens
+    ``uses`` sessions (1) within ``new_session_seconds`` (60 s) and expires after
+    ``expire_seconds`` (10 min). Only ``sessionResumption`` stays the client's, so it can
+    resume.
+
     Args:
         api_key: The real key (never leaves the server).
         authorize: ``authorize(request)`` (sync or async) returns an identity, or
             ``None``/``False`` to answer 401; raise :class:`RelayRejected` for 403.
-        setup: A :class:`~gemini_live.types.Setup` to lock into every token, or a
-            ``setup(request)`` hook (sync or async) returning one (or ``None``).
+            Required: without it the endpoint refuses to start, unless
+            ``insecure_no_authorize=True`` (local development only; logged), because
+            anyone who can reach it could mint tokens on your key.
+        setup: The :class:`~gemini_live.types.Setup` every token is locked to (it must
+            name the model), or a ``setup(request)`` hook (sync or async) returning one.
+            Required.
         allowed_origins: As for :class:`Relay`; ``None`` is same-origin only. Requests
-            without ``Origin`` are refused unless ``allow_no_origin``.
-        uses: Sessions one token may open (passed to
-            :func:`~gemini_live.auth.create_ephemeral_token`, as are the next three).
-        expire_seconds: Lifetime of a token.
+            without ``Origin`` are refused unless ``allow_no_origin``. The ``Origin``
+            check stops other web pages, not scripts: ``authorize`` is the real check.
+        uses: Sessions one token may open (at least 1).
+        expire_seconds: Lifetime of a token (and so of the sessions it opened).
         new_session_seconds: How long a token may start new sessions.
-        lock_fields: Setup fields the token locks.
+        lock_fields: More setup fields (wire paths) to lock.
         max_per_minute: Tokens minted per client address per minute (429 beyond).
+        max_clients: Client addresses the rate table remembers (least recently seen
+            forgotten first).
+        trusted_proxies: Addresses or networks of your reverse proxies: only a request
+            from one of them has its client address taken from ``X-Forwarded-For``.
     """
 
     def __init__(
@@ -120,19 +213,53 @@ class TokenEndpoint:
         *,
         authorize: Callable[[TokenRequest], object] | None = None,
         setup: Setup | Callable[[TokenRequest], Any] | None = None,
+        insecure_no_authorize: bool = False,
         allowed_origins: Sequence[str] | Literal["*"] | None = None,
         allow_no_origin: bool = False,
         uses: int = 1,
-        expire_seconds: float = 30 * 60.0,
+        expire_seconds: float = 10 * 60.0,
         new_session_seconds: float = 60.0,
         lock_fields: Sequence[str] | None = None,
         api_version: str = "v1beta",
         base_url: str = f"https://{GEMINI_HOST}",
         host: str = GEMINI_HOST,
         max_per_minute: int = 30,
+        max_clients: int = 10_000,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         if not api_key:
             raise ConfigError("API key is empty")
+        if authorize is None and not insecure_no_authorize:
+            raise ConfigError(
+                "TokenEndpoint needs authorize= (who may have a token): without it anyone who"
+                " reaches the endpoint mints tokens on your key; for local development only,"
+                " pass insecure_no_authorize=True"
+            )
+        if authorize is not None and insecure_no_authorize:
+            raise ConfigError("insecure_no_authorize=True contradicts the authorize hook given")
+        if insecure_no_authorize:
+            logger.warning(
+                "TokenEndpoint: insecure_no_authorize=True: anyone who reaches it gets a"
+                " token; never expose it"
+            )
+        if setup is None:
+            raise ConfigError(
+                "TokenEndpoint needs setup= (a Setup naming the model, or a hook returning"
+                " one): a token not locked to a setup opens any model with any instructions"
+            )
+        if isinstance(setup, Setup):
+            _check_setup(setup)
+        elif not callable(setup):
+            raise ConfigError(f"setup must be a Setup or a hook, got {type(setup).__name__}")
+        if isinstance(uses, bool) or not isinstance(uses, int) or uses < 1:
+            raise ConfigError("uses must be at least 1 (a token with 0 uses is unlimited)")
+        if not 0 < new_session_seconds <= expire_seconds <= MAX_TOKEN_LIFETIME:
+            raise ConfigError(
+                "need 0 < new_session_seconds <= expire_seconds <= 20 h,"
+                f" got {new_session_seconds} and {expire_seconds}"
+            )
+        if max_per_minute < 1 or max_clients < 1:
+            raise ConfigError("max_per_minute and max_clients must be at least 1")
         self._api_key = api_key
         self._authorize = authorize
         self._setup = setup
@@ -141,12 +268,15 @@ class TokenEndpoint:
         self.uses = uses
         self.expire_seconds = expire_seconds
         self.new_session_seconds = new_session_seconds
-        self.lock_fields = lock_fields
+        self.lock_fields = tuple(lock_fields or ())
         self.api_version = api_version
         self.base_url = base_url
         self.url = Endpoint.gemini(api_version=api_version, constrained=True, host=host).url
         self.max_per_minute = max_per_minute
-        self._recent: dict[str, list[float]] = {}
+        self.max_clients = max_clients
+        self._trusted = _networks(trusted_proxies)
+        # client address -> times of its recent requests; least recently seen first.
+        self._recent: OrderedDict[str, list[float]] = OrderedDict()
         #: Tokens minted so far.
         self.minted = 0
 
@@ -174,6 +304,22 @@ class TokenEndpoint:
         )
         await send({"type": "http.response.body", "body": msgspec.json.encode(body)})
 
+    def _over_limit(self, address: str, now: float) -> bool:
+        """Count this request against ``address``; True if it is one too many."""
+        table = self._recent
+        recent = [t for t in table.pop(address, ()) if now - t < 60.0]
+        over = len(recent) >= self.max_per_minute
+        if not over:
+            recent.append(now)
+        table[address] = recent
+        while len(table) > self.max_clients:
+            table.popitem(last=False)
+        return over
+
+    def _lock_mask(self, setup: Setup) -> list[str]:
+        fields = [*_ALWAYS_LOCKED, *msgspec.to_builtins(setup), *self.lock_fields]
+        return list(dict.fromkeys(f for f in fields if f != "sessionResumption"))
+
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         if scope.get("method") != "POST":
             return 405, {"error": "use POST"}
@@ -186,25 +332,29 @@ class TokenEndpoint:
                 return 413, {"error": "request body too large"}
             if not msg.get("more_body"):
                 break
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
-        }
+        headers: dict[str, str] = {}
+        forwarded: list[str] = []
+        for k, v in scope.get("headers", []):
+            name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+            headers[name] = value
+            if name == "x-forwarded-for":
+                forwarded.append(value)
         client = scope.get("client")
+        peer = (str(client[0]), int(client[1])) if client else None
         req = TokenRequest(
             headers=headers,
-            client=(str(client[0]), int(client[1])) if client else None,
+            client=peer,
             origin=headers.get("origin"),
+            address=_client_address(
+                peer[0] if peer else None, ",".join(forwarded) or None, self._trusted
+            ),
         )
         scheme = str(scope.get("scheme", "http"))
         if not origin_allowed(self._origins, self._allow_no_origin, req.origin, headers, scheme):
             return 403, {"error": "origin not allowed"}
-        now = time.monotonic()
-        key = req.client[0] if req.client else "?"
-        recent = [t for t in self._recent.get(key, []) if now - t < 60.0]
-        if len(recent) >= self.max_per_minute:
+        assert req.address is not None
+        if self._over_limit(req.address, time.monotonic()):
             return 429, {"error": "too many token requests"}
-        recent.append(now)
-        self._recent[key] = recent
         try:
             if self._authorize is not None:
                 identity = await _maybe_await(self._authorize(req))
@@ -212,18 +362,29 @@ class TokenEndpoint:
                     return 401, {"error": "unauthorized"}
                 req.identity = identity
             setup = self._setup
-            if setup is not None and not isinstance(setup, Setup):
+            if not isinstance(setup, Setup):
+                assert setup is not None
                 setup = await _maybe_await(setup(req))
         except RelayRejected as exc:
             return 403, {"error": exc.reason}
+        try:
+            if not isinstance(setup, Setup):
+                raise ConfigError(f"the setup hook returned {type(setup).__name__}, not a Setup")
+            _check_setup(setup)
+        except ConfigError as exc:
+            logger.error("TokenEndpoint: no token minted: %s", exc)
+            return 500, {"error": "no setup to lock the token to"}
+        if setup.session_resumption is not UNSET:
+            # The client's resume handle must reach the service: never part of the lock.
+            setup = msgspec.structs.replace(setup, session_resumption=UNSET)
         try:
             token = await create_ephemeral_token(
                 self._api_key,
                 uses=self.uses,
                 expire_time=self.expire_seconds,
                 new_session_expire_time=self.new_session_seconds,
-                setup=setup if isinstance(setup, Setup) else None,
-                lock_fields=self.lock_fields,
+                setup=setup,
+                lock_fields=self._lock_mask(setup),
                 api_version=self.api_version,
                 base_url=self.base_url,
             )
@@ -237,6 +398,11 @@ class TokenEndpoint:
             "new_session_expire_time": token.new_session_expire_time,
             "url": self.url,
         }
+
+
+def _check_setup(setup: Setup) -> None:
+    if not isinstance(setup.model, str) or not setup.model:
+        raise ConfigError("the token's setup must name the model")
 
 
 async def _maybe_await(value: Any) -> Any:
