@@ -48,6 +48,7 @@ from gemini_live.testing._canned import (
     audio_frame,
     header_credentials,
     make_tone,
+    output_mime,
     parse_path,
     pcm_rate,
     result_json,
@@ -66,7 +67,7 @@ from gemini_live.testing._records import (
     Snapshot,
     ToolScript,
 )
-from gemini_live.testing._vad import ActivityDetector, VadEvent, VadSettings
+from gemini_live.testing._vad import ServerVad, VadEvent, VadSettings
 from gemini_live.testing.script import (
     Action,
     Call,
@@ -583,7 +584,7 @@ class _ConnectionLogic:
         #: What this connection's model refuses after the setup (per its family).
         self.rules = FamilyRules()
         self.vad_settings = VadSettings()
-        self.detector = ActivityDetector(self.vad_settings)
+        self.detector = ServerVad(self.vad_settings)
         self.vad_signals = False
         self.manual_active = False  # between activityStart and activityEnd
         self.stream_open = False  # audio arrived since the last audioStreamEnd
@@ -837,7 +838,7 @@ class _ConnectionLogic:
         self.rules = FamilyRules.for_model(setup.model)
         ric = setup.realtime_input_config
         self.vad_settings = VadSettings.from_config(None if ric is UNSET else ric)
-        self.detector = ActivityDetector(self.vad_settings)
+        self.detector = ServerVad(self.vad_settings)
         self.vad_signals = setup.explicit_vad_signal is True
         sr = setup.session_resumption
         handle = None if sr is UNSET or not isinstance(sr.handle, str) else sr.handle
@@ -1453,7 +1454,7 @@ def _wav_chunks(path: str) -> tuple[int, tuple[bytes, ...]]:
 
 def reply_mime(reply: Reply) -> str:
     if reply.wav is not None:
-        return f"audio/pcm;rate={_wav_chunks(reply.wav)[0]}"
+        return output_mime(_wav_chunks(reply.wav)[0])
     return OUTPUT_MIME
 
 
