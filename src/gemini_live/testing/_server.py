@@ -16,12 +16,8 @@ from websockets.http11 import Request, Response
 
 from gemini_live.auth import GEMINI_PATH_FMT, VERTEX_PATH_FMT
 from gemini_live.testing._canned import parse_path
-from gemini_live.testing._core import (
-    LiveServerCore,
-    ServerConn,
-    ServerConnectionClosed,
-    _ConnectionLogic,
-)
+from gemini_live.testing._connection import ServerConn, ServerConnectionClosed
+from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
 from gemini_live.testing._memory import MemoryBackend
 from gemini_live.testing._records import ConnectionRecord, ServerOptions, ServerOptionsKw
 from gemini_live.testing._replay import _ReplayLogic
