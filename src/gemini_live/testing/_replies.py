@@ -53,6 +53,8 @@ class RepliesRoom(ConnectionBase):
     """Reply generation (a room of ``_ConnectionLogic``)."""
 
     def _scripted(self, **turn: Any) -> list[Action | EndTurn] | None:
+        """What the model does for a user turn: a matching script rule, else (text turns)
+        a tool trigger, else None and the caller answers with its default."""
         session = self.session
         assert session is not None
         script = self.opts.script
