@@ -112,7 +112,7 @@ class AudioEncoder:
 
     def __init__(self, rate: int = INPUT_RATE) -> None:
         self.rate = check_rate(rate)
-        self.mime_type = f"audio/pcm;rate={self.rate}"
+        self.mime_type = pcm_mime(self.rate)
 
     def __repr__(self) -> str:
         return f"AudioEncoder(rate={self.rate})"

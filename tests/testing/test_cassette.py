@@ -17,13 +17,12 @@ import pytest
 
 import gemini_live as gl
 from gemini_live import events as ev
-from gemini_live.testing import FakeLiveServer
+from gemini_live.testing import FakeLiveServer, use_cassette
 from gemini_live.testing.cassette import (
     CASSETTE_VERSION,
     Cassette,
     CassetteError,
     Recorder,
-    use_cassette,
 )
 
 KEY = "AIzaSyCASSETTE-0123456789abcdefghijklm"

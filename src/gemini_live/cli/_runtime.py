@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import gemini_live as gl
 from gemini_live import events as ev
+from gemini_live._pcm import OUTPUT_RATE
 from gemini_live.errors import ConfigError, redact
 from gemini_live.metrics import (
     LatencyTracker,
@@ -313,7 +314,7 @@ class TurnResult:
     audio: bytearray = field(default_factory=bytearray)
     audio_bytes: int = 0
     audio_chunks: int = 0
-    sample_rate: int = 24000
+    sample_rate: int = OUTPUT_RATE
     tool_calls: list[str] = field(default_factory=list)
     interrupted: bool = False
     latency: TurnLatency | None = None

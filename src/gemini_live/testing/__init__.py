@@ -23,10 +23,11 @@ in-process; ``gemini-live fake-server`` runs it for clients in any language::
 ``LiveServerMessage`` model (test-only; needs ``google-genai``).
 
 Scripts live in :mod:`gemini_live.testing.script`, cassettes (:class:`Cassette`,
-:class:`Recorder`, :class:`RecordingProxy`, :func:`use_cassette`) in
-:mod:`gemini_live.testing.cassette`; the close reasons below are worded as the service
-words them. Everything else in the package (the transport-agnostic core, the frame
-normaliser, the in-process transport) is internal and may change.
+:class:`Recorder`, :class:`RecordingProxy`) in :mod:`gemini_live.testing.cassette`;
+:func:`use_cassette` (record or replay, in three lines of a test) is here; the close
+reasons below are worded as the service words them. Everything else in the package (the
+transport-agnostic core and its rooms, the frame normaliser, the in-process transport) is
+internal and may change.
 """
 
 from gemini_live.errors import CassetteError, ScriptError
@@ -52,8 +53,8 @@ from gemini_live.testing._records import (
     ServerOptions,
     ToolScript,
 )
-from gemini_live.testing._server import FakeLiveServer
-from gemini_live.testing.cassette import Cassette, Recorder, RecordingProxy, use_cassette
+from gemini_live.testing._server import FakeLiveServer, use_cassette
+from gemini_live.testing.cassette import Cassette, Recorder, RecordingProxy
 from gemini_live.testing.script import Script
 
 __all__ = [

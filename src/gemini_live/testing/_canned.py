@@ -99,9 +99,26 @@ def header_credentials(
 
 # --------------------------------------------------------------------------- audio
 
+# The fake's audio facts are written here on purpose, NOT imported from
+# gemini_live._pcm: the fake stands for the service, so it states what the service does
+# (from the API reference), independently of what the client believes. Were the client's
+# OUTPUT_RATE wrong, a fake sharing it would send audio at the wrong rate too and every test
+# would pass; an independent fake makes the client's mistake fail the tests.
+# tests/testing/test_kit_layout.py checks that the two agree today.
+
+#: The rate the service speaks at (Hz), and the MIME type it labels its audio with.
 OUTPUT_RATE: Final = 24000
 OUTPUT_MIME: Final = "audio/pcm;rate=24000"
+#: The rate the service assumes for input audio whose MIME type names none (Hz). Not
+#: gemini_live._pcm.parse_pcm_rate's default (24000), which reads the *service's* frames.
+INPUT_DEFAULT_RATE: Final = 16000
 CHUNK_MS: Final = 40
+
+
+def output_mime(rate: int) -> str:
+    """The MIME type the fake labels its PCM16 output at ``rate`` with (any rate: a WAV
+    reply plays at its file's rate, which need not be one the service takes as input)."""
+    return f"audio/pcm;rate={rate}"
 
 
 def make_tone(ms: int = CHUNK_MS, rate: int = OUTPUT_RATE, freq: float = 440.0) -> bytes:
@@ -152,12 +169,18 @@ def audio_frame(fragment: str | None, pcm: bytes | None = None, mime: str = OUTP
 
 
 def pcm_rate(mime: object) -> int:
-    """The sample rate named in a ``audio/pcm;rate=N`` MIME type (16000 when absent)."""
+    """The sample rate named in an input ``audio/pcm;rate=N`` MIME type
+    (:data:`INPUT_DEFAULT_RATE` when absent).
+
+    The fake's own reading of the client's MIME type, kept apart from
+    gemini_live._pcm.parse_pcm_rate (the client's reading of the service's) so that a
+    client writing a MIME type only its own parser understands is caught here.
+    """
     if isinstance(mime, str):
         m = re.search(r"rate=(\d+)", mime)
         if m:
             return int(m.group(1))
-    return 16000
+    return INPUT_DEFAULT_RATE
 
 
 def split_fragments(text: str, n: int) -> list[str]:

@@ -23,7 +23,8 @@ import asyncio
 import urllib.parse
 
 from gemini_live.errors import ConnectError
-from gemini_live.testing._core import LiveServerCore, ServerConnectionClosed, _ConnectionLogic
+from gemini_live.testing._connection import ServerConnectionClosed
+from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
 from gemini_live.transport.base import (
     CloseInfo,
     ConnectOptions,

@@ -7,10 +7,11 @@ import copy
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypedDict, overload
+from typing import Any, Final, TypedDict, overload
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.testing._canned import CANCELLED, EndpointKind
+from gemini_live.testing.cassette import Cassette
 from gemini_live.testing.script import Script
 from gemini_live.types import ClientMessage, Setup
 
@@ -26,8 +27,6 @@ __all__ = [
     "ToolScript",
 ]
 
-if TYPE_CHECKING:
-    from gemini_live.testing.cassette import Cassette
 
 #: Frames kept per direction per connection when the server records frames.
 DEFAULT_MAX_RECORDED_FRAMES: Final = 10_000

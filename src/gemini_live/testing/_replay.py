@@ -13,14 +13,8 @@ import logging
 
 import msgspec
 
-from gemini_live.testing._canned import INVALID_ARGUMENT
-from gemini_live.testing._core import (
-    LiveServerCore,
-    ServerConn,
-    _ConnectionLogic,
-    stored_message,
-)
-from gemini_live.testing._normalize import FrameError, decode_client_tolerant
+from gemini_live.testing._connection import ServerConn
+from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
 from gemini_live.testing._records import ConnectionRecord
 from gemini_live.testing.cassette import (
     STREAM_KINDS,
@@ -96,16 +90,10 @@ class _ReplayLogic(_ConnectionLogic):
         await self.close(1007, DIVERGED)
 
     async def _process(self, data: bytes) -> None:
-        self.index += 1
-        if self.opts.record_frames:
-            self.record.raw_received.append(bytes(data))
-        try:
-            msg, audio = decode_client_tolerant(data)
-        except FrameError as exc:
-            logger.info("fake server: undecodable client frame: %s", exc)
-            await self.close(1007, INVALID_ARGUMENT)
+        taken = await self._take(data)
+        if taken is None:
             return
-        self.record.received.append(stored_message(msg, audio, self.opts.keep_audio_payloads))
+        msg, audio = taken
         if self.index == 0 and not self.opts.auth_on_connect and not await self._check_auth():
             return
         if isinstance(msg.setup, Setup):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Unpack
+from typing import Any, Literal, Unpack
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -16,19 +18,15 @@ from websockets.http11 import Request, Response
 
 from gemini_live.auth import GEMINI_PATH_FMT, VERTEX_PATH_FMT
 from gemini_live.testing._canned import parse_path
-from gemini_live.testing._core import (
-    LiveServerCore,
-    ServerConn,
-    ServerConnectionClosed,
-    _ConnectionLogic,
-)
+from gemini_live.testing._connection import ServerConn, ServerConnectionClosed
+from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
 from gemini_live.testing._memory import MemoryBackend
 from gemini_live.testing._records import ConnectionRecord, ServerOptions, ServerOptionsKw
 from gemini_live.testing._replay import _ReplayLogic
-from gemini_live.testing.cassette import Cassette
+from gemini_live.testing.cassette import GOOGLE_BASE, Cassette, RecordingProxy
 from gemini_live.transport import _library_logger
 
-__all__ = ["FakeLiveServer"]
+__all__ = ["FakeLiveServer", "use_cassette"]
 
 
 class _WsServerConn:
@@ -358,3 +356,48 @@ class FakeLiveServer(LiveServerCore):
                     await ws.wait_closed()
             code = ws.close_code if ws.close_code is not None else 1006
             logic.on_closed(code, ws.close_reason or "")
+
+
+# --------------------------------------------------------------------------- test helper
+# Here, not in cassette.py: it starts the server, and the cassette format sits below it.
+
+
+@contextlib.asynccontextmanager
+async def use_cassette(
+    path: str | Path,
+    *,
+    record: bool | None = None,
+    upstream: str | None = None,
+    keep_audio: bool = False,
+    **options: Any,
+) -> AsyncIterator[FakeLiveServer | RecordingProxy]:
+    """Record once against the real service, replay in CI forever::
+
+        async def test_greeting() -> None:
+            async with use_cassette("tests/cassettes/greeting.jsonl") as server:
+                await my_app(url=server.url)
+
+    With ``record`` (default: the ``GEMINI_LIVE_RECORD`` environment variable is ``1``)
+    a :class:`RecordingProxy` forwards to ``upstream`` (default: ``$GEMINI_LIVE_UPSTREAM``,
+    else the Gemini API) and writes ``path`` (the app brings its own API key). Otherwise
+    ``FakeLiveServer.replay(path)`` serves it, and leaving the block raises
+    ``AssertionError`` if the app diverged from the recording. A missing cassette skips
+    the test under pytest (``FileNotFoundError`` elsewhere).
+    """
+    if record is None:
+        record = os.environ.get("GEMINI_LIVE_RECORD") == "1"
+    if record:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        target = upstream or os.environ.get("GEMINI_LIVE_UPSTREAM") or GOOGLE_BASE
+        async with RecordingProxy(path, upstream=target, keep_audio=keep_audio) as proxy:
+            yield proxy
+        return
+    if not os.path.exists(path):  # noqa: ASYNC240 (one stat, before any I/O starts)
+        message = f"no cassette {path}: record it once with GEMINI_LIVE_RECORD=1 and a key"
+        try:
+            import pytest
+        except ImportError:
+            raise FileNotFoundError(message) from None
+        pytest.skip(message)
+    async with FakeLiveServer.replay(path, **options) as server:
+        yield server

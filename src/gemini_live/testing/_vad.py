@@ -1,6 +1,8 @@
 """Energy-based activity detection on audio time (sample counts, never wall time).
 
-The fake server runs one :class:`ActivityDetector` per connection on the PCM16 it receives.
+The fake server runs one :class:`ServerVad` per connection on the PCM16 it receives (the
+service's automatic activity detection; the client's own detector, with pre-roll, is
+:class:`gemini_live.vad.ActivityDetector`, a different job).
 It works in 10 ms frames: a frame is *voiced* when its RMS exceeds the start-sensitivity
 threshold. Start of speech is committed after ``prefix_padding_ms`` of consecutive voiced
 audio; end of speech after ``silence_duration_ms`` of consecutive unvoiced audio. Because
@@ -16,9 +18,10 @@ import sys
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from gemini_live.testing._canned import INPUT_DEFAULT_RATE
 from gemini_live.types import UNSET, RealtimeInputConfig
 
-__all__ = ["ActivityDetector", "VadEvent", "VadSettings"]
+__all__ = ["ServerVad", "VadEvent", "VadSettings"]
 
 FRAME_MS: Final = 10
 #: RMS (of int16 samples) above which a 10 ms frame counts as speech.
@@ -86,8 +89,9 @@ class VadEvent:
     since_turn_ms: float = 0.0
 
 
-class ActivityDetector:
-    """Feed it PCM16 little-endian mono; it returns start/end-of-speech events."""
+class ServerVad:
+    """The service's VAD: feed it PCM16 little-endian mono; it returns start/end-of-speech
+    events."""
 
     def __init__(self, settings: VadSettings) -> None:
         self.settings = settings
@@ -95,8 +99,8 @@ class ActivityDetector:
         self.speaking = False
         #: Voiced audio seen since the last end of speech (any frame above threshold).
         self.heard_voice = False
-        self._rate = 16000
-        self._frame_samples = 160
+        self._rate = INPUT_DEFAULT_RATE
+        self._frame_samples = INPUT_DEFAULT_RATE * FRAME_MS // 1000
         self._pending = b""
         self._voiced_run = 0.0
         self._silent_run = 0.0

@@ -19,23 +19,22 @@ silence of the same length in their place.
 Write one with a :class:`Recorder` (a transport backend wrapping another) or a
 :class:`RecordingProxy` (a local WebSocket server forwarding to the real service), or with
 the CLI's ``--record FILE``. Play the server side back with
-``FakeLiveServer.replay(cassette)``; :func:`use_cassette` does either in three lines of a test.
+``FakeLiveServer.replay(cassette)``; :func:`gemini_live.testing.use_cassette` does either in
+three lines of a test.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import os
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, Any, Final
 
 import pybase64
 
@@ -46,9 +45,6 @@ from gemini_live.testing._normalize import normalize_keys
 from gemini_live.transport._common import sendable
 from gemini_live.transport.base import Backend, CloseInfo, ConnectOptions, FrameHandler, Transport
 
-if TYPE_CHECKING:
-    from gemini_live.testing._server import FakeLiveServer
-
 __all__ = [
     "CASSETTE_VERSION",
     "Cassette",
@@ -58,7 +54,6 @@ __all__ = [
     "RecordingProxy",
     "client_kind",
     "scrub_frame",
-    "use_cassette",
 ]
 
 #: Version written in the cassette header; readers refuse newer ones.
@@ -712,47 +707,18 @@ class RecordingProxy:
             await asyncio.gather(to_server, to_client, return_exceptions=True)
 
 
-# --------------------------------------------------------------------------- test helper
+def __getattr__(name: str) -> Any:
+    # Deprecated path, kept for one release: use_cassette lives beside the server it
+    # starts (gemini_live.testing._server), so this module need not import the server.
+    if name == "use_cassette":
+        import warnings
 
+        from gemini_live.testing._server import use_cassette
 
-@contextlib.asynccontextmanager
-async def use_cassette(
-    path: str | Path,
-    *,
-    record: bool | None = None,
-    upstream: str | None = None,
-    keep_audio: bool = False,
-    **options: Any,
-) -> AsyncIterator[FakeLiveServer | RecordingProxy]:
-    """Record once against the real service, replay in CI forever::
-
-        async def test_greeting() -> None:
-            async with use_cassette("tests/cassettes/greeting.jsonl") as server:
-                await my_app(url=server.url)
-
-    With ``record`` (default: the ``GEMINI_LIVE_RECORD`` environment variable is ``1``)
-    a :class:`RecordingProxy` forwards to ``upstream`` (default: ``$GEMINI_LIVE_UPSTREAM``,
-    else the Gemini API) and writes ``path`` (the app brings its own API key). Otherwise
-    ``FakeLiveServer.replay(path)`` serves it, and leaving the block raises
-    ``AssertionError`` if the app diverged from the recording. A missing cassette skips
-    the test under pytest (``FileNotFoundError`` elsewhere).
-    """
-    if record is None:
-        record = os.environ.get("GEMINI_LIVE_RECORD") == "1"
-    if record:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        target = upstream or os.environ.get("GEMINI_LIVE_UPSTREAM") or GOOGLE_BASE
-        async with RecordingProxy(path, upstream=target, keep_audio=keep_audio) as proxy:
-            yield proxy
-        return
-    if not os.path.exists(path):  # noqa: ASYNC240 (one stat, before any I/O starts)
-        message = f"no cassette {path}: record it once with GEMINI_LIVE_RECORD=1 and a key"
-        try:
-            import pytest
-        except ImportError:
-            raise FileNotFoundError(message) from None
-        pytest.skip(message)
-    from gemini_live.testing._server import FakeLiveServer
-
-    async with FakeLiveServer.replay(path, **options) as server:
-        yield server
+        warnings.warn(
+            "import use_cassette from gemini_live.testing, not gemini_live.testing.cassette",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return use_cassette
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
