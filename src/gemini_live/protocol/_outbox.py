@@ -10,10 +10,22 @@ numbered it until a resumption handle covers it:
   returned to be written at once) until the caller confirms or gives them back;
 * the *re-send window* (ADR 11): every frame written since the latest handle that covers
   it. A handle covers a frame when the model already responded to the user turn that
-  frame belongs to, or when the frame was written more than the guard time before the
-  handle arrived; transparent resumption (Vertex) uses the server's exact index instead.
-  Audio beyond ``ResendWindow.audio_seconds`` (video beyond ``video_frames``, anything
-  beyond the byte bound) is dropped oldest-first and counted in ``frames_at_risk``.
+  frame belongs to, or when the frame was known to have *left this host* (no longer in
+  the transport's write buffer nor the kernel's send queue) at a moment at least the
+  guard time before the handle arrived; transparent resumption (Vertex) uses the
+  server's exact index instead. Audio beyond ``ResendWindow.audio_seconds`` (video beyond
+  ``video_frames``, anything beyond the byte bound) is dropped oldest-first and counted in
+  ``frames_at_risk``.
+
+When a frame left is learnt lazily: each record carries its end offset in the bytes
+handed out on its connection (one counter update per frame). When a handle arrives, the
+I/O layer says how many written bytes the transport still holds (user-space buffer plus
+kernel send queue); every frame ending at or before ``written - unsent`` has left, and
+that moment is kept as a *probe point* ``(time, offset)``. A later handle covers the
+frames up to the offset of the newest probe point at least one guard old. The guard is
+the larger of :attr:`Outbox.handle_guard` and the latest *response lag* (from writing a
+user turn's end to the model's first answer to it), since a service that answers late
+also consumes late.
 
 Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
 track them; a full window holds hundreds per session). The tuples and their index
@@ -90,7 +102,7 @@ TURN_END_KINDS: Final = frozenset(
 
 #: One client frame on its way out, kept until a handle covers it: a plain tuple of
 #: bytes and numbers, so the garbage collector stops tracking it. Fields, by index:
-_Rec = tuple[bytes, int, int, bool, float, tuple[str, ...], float, int]
+_Rec = tuple[bytes, int, int, bool, float, tuple[str, ...], float, int, int]
 _F: Final = 0  # the frame
 _K: Final = 1  # int(Kind)
 _SEQ: Final = 2  # submission order
@@ -99,6 +111,7 @@ _AS: Final = 4  # seconds of audio
 _TI: Final = 5  # tool-call ids answered
 _WA: Final = 6  # when it was handed out (caller's clock)
 _IX: Final = 7  # index on its connection (transparent resumption)
+_END: Final = 8  # end offset in the payload bytes handed out on its connection
 
 # The kinds as plain ints, as the records hold them.
 _AUDIO: Final = int(Kind.AUDIO)
@@ -107,6 +120,8 @@ _TEXT: Final = int(Kind.TEXT)
 _TOOL_RESPONSE: Final = int(Kind.TOOL_RESPONSE)
 _SEED: Final = int(Kind.SEED)
 _OPEN: Final = State.OPEN
+#: Probe points kept per connection (older ones only ever matter less).
+_MAX_PROBES: Final = 64
 
 
 def _b64_len(frame: bytes, payload: int) -> int:
@@ -127,6 +142,7 @@ class RecordState(msgspec.Struct, array_like=True):
     tool_ids: tuple[str, ...]
     written_at: float
     index: int
+    end: int = 0
 
 
 class OutboxState(msgspec.Struct, kw_only=True):
@@ -148,6 +164,10 @@ class OutboxState(msgspec.Struct, kw_only=True):
     awaiting_response: bool = False
     responded_seq: int = 0
     max_setup_rtt: float = 0.0
+    #: Probe points of the current connection: (time, payload offset known sent by then).
+    probes: list[tuple[float, int]] = []
+    last_turn_end_at: float = 0.0
+    response_lag: float = 0.0
 
 
 def _state_of(out: _Rec) -> RecordState:
@@ -164,6 +184,7 @@ def _rec_of(state: RecordState) -> _Rec:
         tuple(state.tool_ids),
         state.written_at,
         state.index,
+        state.end,
     )
 
 
@@ -184,9 +205,12 @@ class Outbox:
         "max_frame",
         "max_setup_rtt",
         "offline_limit",
+        "last_turn_end_at",
         "pending",
         "pending_bytes",
+        "probes",
         "resend",
+        "response_lag",
         "responded_seq",
         "seed",
         "seq",
@@ -228,6 +252,10 @@ class Outbox:
         self.awaiting_response = False
         self.responded_seq = 0
         self.max_setup_rtt = 0.0
+        #: Probe points of the current connection (see the module docstring), oldest first.
+        self.probes: deque[tuple[float, int]] = deque()
+        self.last_turn_end_at = 0.0
+        self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
 
@@ -293,6 +321,7 @@ class Outbox:
             tool_ids,
             0.0,
             0,
+            0,
         )
         if conn is not None and direct and not self.pending and not self.unconfirmed:
             # Written synchronously by the caller right now; direct_failed() if it was not.
@@ -346,7 +375,8 @@ class Outbox:
             seq = self.seq = self.seq + 1
             idx = conn.next_index
             conn.next_index = idx + 1
-            out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx)
+            end = conn.bytes_out = conn.bytes_out + size
+            out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx, end)
             self.stats.frames_sent += 1
             self.last_direct = out
             window = self.window
@@ -371,7 +401,7 @@ class Outbox:
         self.seed = []
         for frame in frames:
             self.seq += 1
-            self.seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0))
+            self.seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0, 0))
 
     def release_seed(self) -> bool:
         """The connection opened: the seed goes to the head of the queue. True if any."""
@@ -395,7 +425,8 @@ class Outbox:
     def _hand_out(self, conn: Connection, out: _Rec, now: float, direct: bool = False) -> None:
         idx = conn.next_index
         conn.next_index = idx + 1
-        out = (out[0], out[1], out[2], out[3], out[4], out[5], now, idx)
+        end = conn.bytes_out = conn.bytes_out + len(out[0])
+        out = (out[0], out[1], out[2], out[3], out[4], out[5], now, idx, end)
         self.stats.frames_sent += 1
         if direct:
             self.last_direct = out
@@ -403,6 +434,7 @@ class Outbox:
             self.unconfirmed.append(out)
         if out[_TE]:
             self.last_turn_end_seq = out[_SEQ]
+            self.last_turn_end_at = now
             self.awaiting_response = True
         self._window_add(out)
 
@@ -441,8 +473,10 @@ class Outbox:
                     kept.append(out)
             self.window = kept
         if conn is not None:
-            # The requeued frames are the latest handed out: their indices are free again.
+            # The requeued frames are the latest handed out: their indices are free again,
+            # and none of the handed-out frames reached the transport.
             conn.next_index -= len(back)
+            conn.bytes_out -= sum(len(out[_F]) for out in handed)
         self._requeue(back)
         self.stats.frames_sent -= len(back)
 
@@ -512,21 +546,63 @@ class Outbox:
         while window and window[0][_SEQ] <= up_to_seq:
             self._window_forget(window.popleft())
 
-    def model_started(self) -> None:
-        """A new model turn began: if a user turn was waiting, the service read it."""
+    def model_started(self, now: float | None = None) -> None:
+        """A new model turn began: if a user turn was waiting, the service read it (and
+        the time it took, when ``now`` is given, is the latest response lag)."""
         if self.awaiting_response:
             self.awaiting_response = False
             self.responded_seq = self.last_turn_end_seq
+            if now is not None:
+                self.response_lag = max(0.0, now - self.last_turn_end_at)
 
-    def cover_by_handle(self, now: float) -> None:
-        """A resumable handle arrived: drop what its checkpoint certainly holds."""
-        cutoff = now - self.handle_guard
+    @property
+    def coverage_guard(self) -> float:
+        """How long before a handle a frame must have left to be covered by it."""
+        return max(self.handle_guard, self.response_lag)
+
+    def cover_by_handle(
+        self, now: float, conn: Connection | None = None, unsent: int | None = None
+    ) -> None:
+        """A resumable handle arrived: drop what its checkpoint certainly holds.
+
+        ``unsent`` is how many of the bytes written on ``conn`` the transport still held
+        when the handle arrived (write buffer and kernel send queue). Without ``conn`` the
+        caller vouches that a frame leaves when it is written: frames written a guard
+        time before are covered. With ``conn`` and ``unsent`` None (the transport cannot
+        tell) the same clock rule applies and each frame it covers is counted in
+        ``frames_at_risk``.
+        """
+        guard = self.coverage_guard
+        cutoff = now - guard
         covered = self.responded_seq
-        for out in self.window:
-            if out[_WA] <= cutoff:
-                covered = max(covered, out[_SEQ])
-            else:
-                break
+        window = self.window
+        if unsent is None:
+            count = conn is not None
+            for out in window:
+                if out[_WA] <= cutoff:
+                    if out[_SEQ] > covered:
+                        covered = out[_SEQ]
+                        if count:
+                            self.stats.frames_at_risk += 1
+                else:
+                    break
+            self._cover(covered)
+            return
+        assert conn is not None, "unsent bytes count on a connection"
+        held = sum(len(out[_F]) for out in self.unconfirmed)
+        probes = self.probes
+        probes.append((now, conn.bytes_out - held - unsent))
+        while len(probes) > 1 and probes[1][0] <= cutoff:
+            probes.popleft()
+        if len(probes) > _MAX_PROBES:
+            probes.popleft()
+        first_at, left = probes[0]
+        if first_at <= cutoff:
+            for out in window:
+                if out[_END] <= left:
+                    covered = max(covered, out[_SEQ])
+                else:
+                    break
         self._cover(covered)
 
     def acknowledge_index(self, index: int) -> None:
@@ -540,6 +616,7 @@ class Outbox:
         if setup_rtt is not None:
             self.max_setup_rtt = max(self.max_setup_rtt, setup_rtt)
         self.awaiting_response = False
+        self.probes.clear()  # offsets count per connection
 
     def requeue_window(self, stale_tool_ids: Collection[str]) -> None:
         """Put every written, uncovered frame back in front of the queue (re-send); a tool
@@ -585,6 +662,9 @@ class Outbox:
             awaiting_response=self.awaiting_response,
             responded_seq=self.responded_seq,
             max_setup_rtt=self.max_setup_rtt,
+            probes=list(self.probes),
+            last_turn_end_at=self.last_turn_end_at,
+            response_lag=self.response_lag,
         )
 
     def restore(self, state: OutboxState) -> None:
@@ -612,3 +692,6 @@ class Outbox:
         self.awaiting_response = state.awaiting_response
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt
+        self.probes = deque((t, o) for t, o in state.probes)
+        self.last_turn_end_at = state.last_turn_end_at
+        self.response_lag = state.response_lag

@@ -13,6 +13,10 @@ whether a connection ever opened), the current connection (:class:`Connection`),
 model's generating flag, the direct-write flag, the seed of a fresh session, the
 counters (:class:`SessionStats`), and the states of the outbox, the tool ledger and the
 rotation plan. A change to any of these shapes bumps :data:`SNAPSHOT_VERSION`.
+
+Version 2 adds what coverage needs to know whether a frame left this host: each
+record's end offset on its connection, the connection's ``bytes_out``, the outbox's
+probe points, the time the latest user turn ended and the latest response lag.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from gemini_live.types import Setup
 __all__ = ["SNAPSHOT_VERSION", "ProtocolSnapshot", "Snapshots", "checked_copy"]
 
 #: Version of :class:`ProtocolSnapshot`; a snapshot of another version is refused.
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
 
 
 class ProtocolSnapshot(msgspec.Struct, kw_only=True):
@@ -168,6 +172,7 @@ class Snapshots:
         p.session_id = s.session_id
         p.ever_open = s.ever_open
         p.direct_writes = s.direct_writes
+        p.unsent_bytes = None  # the I/O layer sets it for its connection
         p.stats = s.stats
         p._normalize = normalize_model
         p._setup = s.setup
