@@ -632,6 +632,10 @@ class Outbox:
                 continue
             resend.append(out)
         self.window.clear()
+        # An answer seen on a lost connection is not in the state resumed from (the
+        # handle did not cover its turn, still in the window): the re-sent turn is
+        # covered once it is answered again, not before.
+        self.responded_seq = 0
         self.window_audio_s = 0.0
         self.window_video = 0
         self.window_bytes = 0
