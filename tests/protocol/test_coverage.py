@@ -20,6 +20,7 @@ from .test_client import (
     make,
 )
 
+
 class Probe:
     """What the transport reports: bytes written and not yet gone."""
 
@@ -110,7 +111,7 @@ def test_without_a_probe_a_frame_leaves_when_written() -> None:
 
 
 def test_a_late_answer_lengthens_the_guard() -> None:
-    p, probe = probed(guard=0.1)
+    p, _ = probed(guard=0.1)
     assert p.send_text("one", 0.0) is not None
     audio_frames(p, 5, start=0.1)  # 0.10 .. 0.18
     p.receive(MODEL_TEXT, 1.0)  # the answer to "one" took 1 s: the service is slow
@@ -176,7 +177,7 @@ def test_an_answer_on_a_lost_connection_covers_nothing_re_sent() -> None:
     # The model answered "tick" on the first connection, which dropped before a handle
     # covered it: the next connection resumes from an older handle, so the answer is
     # forgotten and the re-sent turn is not covered until it is answered again.
-    p, probe = probed(guard=0.1)
+    p, _ = probed(guard=0.1)
     audio_frames(p, 3)
     assert p.send_text("tick", 0.1) is not None
     p.receive(MODEL_TEXT, 0.2)

@@ -67,9 +67,11 @@ class ResendWindow:
 
     audio_seconds: float = 5.0
     video_frames: int = 4
-    #: Frames written less than this many seconds before a handle arrived are not
-    #: taken as covered by it (the handle may have been issued before they arrived).
-    #: None: twice the slowest setup round trip seen, at least 0.2 s, at most 1 s.
+    #: Frames that left this host (written, and no longer in the transport's write
+    #: buffer or the kernel's send queue) less than this many seconds before a handle
+    #: arrived are not taken as covered by it (the handle may have been issued before
+    #: the service read them). None: twice the slowest setup round trip seen, at least
+    #: 0.2 s, at most 1 s. The latest response lag lengthens it when longer.
     handle_guard: float | None = None
 
     def __post_init__(self) -> None:
@@ -201,17 +203,17 @@ class Outbox:
         "_audio_by_rate",
         "awaiting_response",
         "last_direct",
+        "last_turn_end_at",
         "last_turn_end_seq",
         "max_frame",
         "max_setup_rtt",
         "offline_limit",
-        "last_turn_end_at",
         "pending",
         "pending_bytes",
         "probes",
         "resend",
-        "response_lag",
         "responded_seq",
+        "response_lag",
         "seed",
         "seq",
         "stats",

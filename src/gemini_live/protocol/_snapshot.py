@@ -105,6 +105,7 @@ class Snapshots:
     session_id: str | None
     ever_open: bool
     direct_writes: bool
+    unsent_bytes: Callable[[], int | None] | None
     stats: SessionStats
     _normalize: Callable[[str], str] | None
     _setup: Setup

@@ -56,12 +56,13 @@ CLOSE_TIMEOUT: Final = 5.0
 
 #: Linux ``SIOCOUTQ`` (equal to ``TIOCOUTQ``): bytes in a TCP socket's send queue that the
 #: peer has not acknowledged yet (unsent ones included). Other systems: None (not asked).
-_SIOCOUTQ: Final[int | None] = None
 if sys.platform.startswith("linux"):  # pragma: no branch - CI runs on Linux
     import fcntl
     import termios
 
-    _SIOCOUTQ = termios.TIOCOUTQ
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ
+else:  # pragma: no cover
+    _SIOCOUTQ = None
 
 
 def kernel_unsent(sock: object) -> int | None:
@@ -100,6 +101,7 @@ def ssl_raw_buffer(transport: object) -> int:
     except Exception:
         return 0
     return n if isinstance(n, int) and n > 0 else 0
+
 
 # --- headers ----------------------------------------------------------------------------
 
