@@ -13,6 +13,7 @@ from gemini_live.protocol import SNAPSHOT_VERSION, ClientProtocol
 from .test_client import (
     CHUNK,
     MODEL_TEXT,
+    TURN_COMPLETE,
     connect,
     drop,
     flush,
@@ -188,4 +189,20 @@ def test_an_answer_on_a_lost_connection_covers_nothing_re_sent() -> None:
     assert p.unacknowledged == 4
     p.receive(MODEL_TEXT, 1.05)  # answered again: the turn is in the service's state
     p.receive(handle_update("h2"), 1.06)
+    assert p.unacknowledged == 0
+
+
+def test_a_late_answer_to_one_turn_does_not_cover_the_next() -> None:
+    # The service lags: its answer to "tick 1" (and the handle after it) arrive after the
+    # client wrote more audio and "tick 2". The handle holds "tick 1", not what followed.
+    p, _ = probed(guard=0.1)
+    assert p.send_text("tick 1", 0.0) is not None
+    audio_frames(p, 3, start=0.01)
+    assert p.send_text("tick 2", 0.1) is not None
+    p.receive(MODEL_TEXT, 0.15)  # the answer to "tick 1"
+    p.receive(TURN_COMPLETE, 0.15)
+    p.receive(handle_update("h1"), 0.15)
+    assert p.unacknowledged == 4  # three chunks and "tick 2"
+    p.receive(MODEL_TEXT, 0.2)  # the answer to "tick 2"
+    p.receive(handle_update("h2"), 0.2)
     assert p.unacknowledged == 0

@@ -122,6 +122,8 @@ _TEXT: Final = int(Kind.TEXT)
 _TOOL_RESPONSE: Final = int(Kind.TOOL_RESPONSE)
 _SEED: Final = int(Kind.SEED)
 _OPEN: Final = State.OPEN
+#: Unanswered user turn ends remembered per connection.
+_MAX_UNANSWERED: Final = 1024
 #: Probe points kept per connection (older ones only ever matter less).
 _MAX_PROBES: Final = 64
 
@@ -162,13 +164,12 @@ class OutboxState(msgspec.Struct, kw_only=True):
     #: not there: at run time they are one object, and unwritten() relies on that.
     unconfirmed_in_window: list[int] = []
     last_direct_in_window: int = -1
-    last_turn_end_seq: int = 0
-    awaiting_response: bool = False
+    #: User turn ends written on this connection and not answered yet: (seq, written at).
+    unanswered: list[tuple[int, float]] = []
     responded_seq: int = 0
     max_setup_rtt: float = 0.0
     #: Probe points of the current connection: (time, payload offset known sent by then).
     probes: list[tuple[float, int]] = []
-    last_turn_end_at: float = 0.0
     response_lag: float = 0.0
 
 
@@ -201,10 +202,7 @@ class Outbox:
     __slots__ = (
         "_audio",
         "_audio_by_rate",
-        "awaiting_response",
         "last_direct",
-        "last_turn_end_at",
-        "last_turn_end_seq",
         "max_frame",
         "max_setup_rtt",
         "offline_limit",
@@ -217,6 +215,7 @@ class Outbox:
         "seed",
         "seq",
         "stats",
+        "unanswered",
         "unconfirmed",
         "window",
         "window_audio_s",
@@ -250,13 +249,13 @@ class Outbox:
         self.window_bytes = 0
         self.seed: list[_Rec] = []
         # Conversation tracking for coverage: which user turn the model answered.
-        self.last_turn_end_seq = 0
-        self.awaiting_response = False
+        #: User turn ends written on this connection and not answered yet, oldest first:
+        #: (seq, written at). A model turn answers the oldest (one per model turn).
+        self.unanswered: deque[tuple[int, float]] = deque()
         self.responded_seq = 0
         self.max_setup_rtt = 0.0
         #: Probe points of the current connection (see the module docstring), oldest first.
         self.probes: deque[tuple[float, int]] = deque()
-        self.last_turn_end_at = 0.0
         self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
@@ -435,9 +434,10 @@ class Outbox:
         else:
             self.unconfirmed.append(out)
         if out[_TE]:
-            self.last_turn_end_seq = out[_SEQ]
-            self.last_turn_end_at = now
-            self.awaiting_response = True
+            unanswered = self.unanswered
+            unanswered.append((out[_SEQ], now))
+            if len(unanswered) > _MAX_UNANSWERED:
+                unanswered.popleft()  # bounded; a session never has this many in flight
         self._window_add(out)
 
     def written(self, count: int = 1) -> None:
@@ -549,13 +549,16 @@ class Outbox:
             self._window_forget(window.popleft())
 
     def model_started(self, now: float | None = None) -> None:
-        """A new model turn began: if a user turn was waiting, the service read it (and
-        the time it took, when ``now`` is given, is the latest response lag)."""
-        if self.awaiting_response:
-            self.awaiting_response = False
-            self.responded_seq = self.last_turn_end_seq
+        """A new model turn began: it answers the oldest user turn written and not yet
+        answered, so the service read that turn (and the time it took, when ``now`` is
+        given, is the latest response lag). One model turn answers one user turn: when
+        the service answers several at once, the later ones wait for the next answer or
+        a handle (never the other way round, which would cover a turn not yet read)."""
+        if self.unanswered:
+            seq, written_at = self.unanswered.popleft()
+            self.responded_seq = seq
             if now is not None:
-                self.response_lag = max(0.0, now - self.last_turn_end_at)
+                self.response_lag = max(0.0, now - written_at)
 
     @property
     def coverage_guard(self) -> float:
@@ -617,7 +620,7 @@ class Outbox:
         """A connection opened: note its setup round trip; no response is awaited."""
         if setup_rtt is not None:
             self.max_setup_rtt = max(self.max_setup_rtt, setup_rtt)
-        self.awaiting_response = False
+        self.unanswered.clear()  # what is re-sent is written (and awaited) again
         self.probes.clear()  # offsets count per connection
 
     def requeue_window(self, stale_tool_ids: Collection[str]) -> None:
@@ -664,12 +667,10 @@ class Outbox:
             last_direct_in_window=-1
             if self.last_direct is None
             else positions.get(id(self.last_direct), -1),
-            last_turn_end_seq=self.last_turn_end_seq,
-            awaiting_response=self.awaiting_response,
+            unanswered=list(self.unanswered),
             responded_seq=self.responded_seq,
             max_setup_rtt=self.max_setup_rtt,
             probes=list(self.probes),
-            last_turn_end_at=self.last_turn_end_at,
             response_lag=self.response_lag,
         )
 
@@ -694,10 +695,8 @@ class Outbox:
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
         self.seed = [_rec_of(s) for s in state.seed]
-        self.last_turn_end_seq = state.last_turn_end_seq
-        self.awaiting_response = state.awaiting_response
+        self.unanswered = deque((q, t) for q, t in state.unanswered)
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt
         self.probes = deque((t, o) for t, o in state.probes)
-        self.last_turn_end_at = state.last_turn_end_at
         self.response_lag = state.response_lag

@@ -16,7 +16,8 @@ rotation plan. A change to any of these shapes bumps :data:`SNAPSHOT_VERSION`.
 
 Version 2 adds what coverage needs to know whether a frame left this host: each
 record's end offset on its connection, the connection's ``bytes_out``, the outbox's
-probe points, the time the latest user turn ended and the latest response lag.
+probe points and the latest response lag; and the user turn ends not yet answered
+(``unanswered``, replacing ``last_turn_end_seq`` and ``awaiting_response``).
 """
 
 from __future__ import annotations
