@@ -25,7 +25,13 @@ that moment is kept as a *probe point* ``(time, offset)``. A later handle covers
 frames up to the offset of the newest probe point at least one guard old. The guard is
 the larger of :attr:`Outbox.handle_guard` and the latest *response lag* (from writing a
 user turn's end to the model's first answer to it), since a service that answers late
-also consumes late.
+also consumes late. Without a probe (the I/O layer set none) a frame leaves when it is
+written; a probe that cannot tell makes frames written a guard time before the handle
+covered by the clock alone, each counted in ``frames_at_risk``.
+
+A model turn answers one user turn: the oldest one written on the current connection and
+not answered yet (a late reply to one turn must not cover the next). Answers seen on a
+lost connection are forgotten when the window is re-sent.
 
 Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
 track them; a full window holds hundreds per session). The tuples and their index
