@@ -30,7 +30,14 @@ from gemini_live.config import SessionConfig
 from gemini_live.errors import GeminiLiveError, SessionClosedError, SetupTimeout
 from gemini_live.protocol import ClientProtocol
 from gemini_live.protocol._reconnect import FreshStart, GiveUp, ReconnectState, Retry, Rotate
-from gemini_live.transport.base import Backend, CloseInfo, ConnectOptions, SyncSender, Transport
+from gemini_live.transport.base import (
+    Backend,
+    CloseInfo,
+    ConnectOptions,
+    SyncSender,
+    Transport,
+    UnsentBytes,
+)
 
 __all__ = ["Connector", "Host"]
 
@@ -261,6 +268,7 @@ class Connector:
             host._prepare_seed()
         self.transport = transport
         self.handler = handler
+        protocol.unsent_bytes = _unsent_probe(transport)
         try:
             for frame in protocol.data_to_send(time.monotonic()):
                 await transport.send(frame)
@@ -411,3 +419,15 @@ def resolve_backend(backend: str | Backend) -> Backend:
 
     resolved: Backend = get_backend(backend)
     return resolved
+
+
+def _cannot_tell() -> None:
+    return None
+
+
+def _unsent_probe(transport: Transport) -> Callable[[], int | None]:
+    """What the core asks when a handle arrives: the transport's unsent bytes (None, and
+    so coverage by the clock alone, counted at risk, for a transport that cannot tell)."""
+    if isinstance(transport, UnsentBytes):
+        return transport.unsent_bytes
+    return _cannot_tell

@@ -241,7 +241,9 @@ def test_a_snapshot_says_its_version_and_a_wrong_one_is_refused() -> None:
     snap = make().snapshot()
     assert snap.version == SNAPSHOT_VERSION
     data = msgspec.json.encode(snap)
-    assert b'"version":1' in data
+    assert b'"version":2' in data
+    with pytest.raises(errors.ConfigError, match="version 1 "):
+        ClientProtocol.restore(msgspec.structs.replace(snap, version=1))
     with pytest.raises(errors.ConfigError, match="version 99"):
         ClientProtocol.restore(msgspec.structs.replace(snap, version=99))
     with pytest.raises(errors.ConfigError, match="ProtocolSnapshot"):

@@ -826,3 +826,55 @@ async def test_wss_verifies_the_server(
         assert await rec.wait_frames(1) == [b'{"over": "tls"}']
         await t.close()
     assert rec.closes == [CloseInfo(1000, "", local=True)]
+
+
+# --- what has not left this host -----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def stalled_server(
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A server that reads nothing after the upgrade until the event is set; its receive
+    buffer is the smallest the kernel allows, so unread data stays on the client's side."""
+    resume = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        ws.transport.pause_reading()
+        async with asyncio.timeout(WAIT):
+            await resume.wait()
+        ws.transport.resume_reading()
+        await drain(ws)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    async with serve(handler, sock=sock, max_queue=None, ssl=ssl_context):
+        scheme = "wss" if ssl_context is not None else "ws"
+        yield f"{scheme}://127.0.0.1:{sock.getsockname()[1]}/live", resume
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIOCOUTQ is Linux's")
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+async def test_unsent_bytes_counts_the_write_buffer_and_the_kernel_queue(
+    backend: Backend, secure: bool, tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, client_ctx = tls
+    payload = b"x" * (64 * 1024)
+    count = 8  # 512 KiB: below the write buffer's high-water mark, so no send waits
+    async with stalled_server(server_ctx if secure else None) as (url, resume):
+        options: dict[str, Any] = {"ssl_context": client_ctx} if secure else {}
+        t = await connect(backend, url, Recorder(), **options)
+        assert t.unsent_bytes() is not None
+        for _ in range(count):
+            await t.send(payload)
+        unsent = t.unsent_bytes()
+        assert unsent is not None
+        # The peer's kernel acknowledged at most a few KB: nearly everything is still here,
+        # most of it in the kernel's send queue (not in the write buffer alone).
+        assert unsent >= count * len(payload) - 64 * 1024
+        assert unsent > t.write_buffer_size()
+        resume.set()
+        await t.close()
+    assert t.unsent_bytes() is None  # closed: it cannot tell

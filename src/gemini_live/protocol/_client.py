@@ -137,6 +137,10 @@ class ClientProtocol(Snapshots):
         #: Set by the I/O layer while it can write a frame synchronously: ``send_*`` then
         #: hands a frame out at once (returned) when nothing is queued before it.
         self.direct_writes = False
+        #: Set by the I/O layer for each connection: how many bytes written to the current
+        #: transport have not left this host yet (None: it cannot tell). Called once per
+        #: resumable handle, never per frame. Unset, a frame counts as sent when written.
+        self.unsent_bytes: Callable[[], int | None] | None = None
         self._ledger.note_setup(setup)
 
     def _normalized(self, setup: Setup) -> Setup:
@@ -204,6 +208,24 @@ class ClientProtocol(Snapshots):
     @property
     def handle_guard(self) -> float:
         return self._outbox.handle_guard
+
+    @property
+    def coverage_guard(self) -> float:
+        """How long before a handle arrived a frame must have left this host to be covered
+        by it: ``handle_guard``, or the latest response lag when that is longer."""
+        return self._outbox.coverage_guard
+
+    def _cover_by_handle(self, conn: Connection, now: float) -> None:
+        probe = self.unsent_bytes
+        if probe is None:  # the caller writes synchronously: a frame leaves when written
+            self._outbox.cover_by_handle(now)
+            return
+        try:
+            unsent = probe()
+        except Exception:  # a probe must never break receiving: the transport cannot tell
+            logger.exception("unsent_bytes probe raised")
+            unsent = None
+        self._outbox.cover_by_handle(now, conn, unsent)
 
     def connection_healthy(self, now: float, healthy_after: float) -> bool:
         """The current connection stayed open long enough, or completed a model turn."""
@@ -476,7 +498,7 @@ class ClientProtocol(Snapshots):
         fast = fast_events(data)  # audio, or audio + output transcript: nothing to apply
         if fast is not None:
             if not self._generating:
-                self._model_started()
+                self._model_started(now)
             return fast
         msg, events = decode_frame(data)
         sc = msg.server_content
@@ -484,7 +506,7 @@ class ClientProtocol(Snapshots):
             if (
                 sc.model_turn is not UNSET or sc.output_transcription is not UNSET
             ) and not self._generating:
-                self._model_started()
+                self._model_started(now)
             if sc.interrupted is True:
                 self._generating = False
             if sc.turn_complete is True:
@@ -492,7 +514,7 @@ class ClientProtocol(Snapshots):
                 conn.turns_completed += 1
                 if not self.resumption_enabled:
                     # No handles will come: a completed turn is the only acknowledgement.
-                    self._outbox.cover_by_handle(now)
+                    self._cover_by_handle(conn, now)
         if (
             msg.setup_complete is UNSET
             and msg.session_resumption_update is UNSET
@@ -504,7 +526,7 @@ class ClientProtocol(Snapshots):
         tc = msg.tool_call
         if tc is not UNSET:
             if not self._generating:
-                self._model_started()
+                self._model_started(now)
             # The model now waits for the answer: what comes after it is a new response.
             self._generating = False
             self._ledger.calls(tc.function_calls if tc.function_calls is not UNSET else ())
@@ -519,7 +541,7 @@ class ClientProtocol(Snapshots):
             if self.transparent and idx is not UNSET:
                 self._outbox.acknowledge_index(idx)
             elif not self.transparent:
-                self._outbox.cover_by_handle(now)
+                self._cover_by_handle(conn, now)
         if msg.go_away is not UNSET:
             for ev in events:
                 left = getattr(ev, "time_left", None)
@@ -530,10 +552,10 @@ class ClientProtocol(Snapshots):
             return self._on_setup_complete(conn, events, now)
         return events
 
-    def _model_started(self) -> None:
+    def _model_started(self, now: float) -> None:
         self._generating = True
         # A new model turn after the latest user turn: the service read that turn.
-        self._outbox.model_started()
+        self._outbox.model_started(now)
 
     def _on_setup_complete(self, conn: Connection, events: list[Event], now: float) -> list[Event]:
         if conn.state is not State.SETUP_SENT:

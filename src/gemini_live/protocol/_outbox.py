@@ -10,10 +10,28 @@ numbered it until a resumption handle covers it:
   returned to be written at once) until the caller confirms or gives them back;
 * the *re-send window* (ADR 11): every frame written since the latest handle that covers
   it. A handle covers a frame when the model already responded to the user turn that
-  frame belongs to, or when the frame was written more than the guard time before the
-  handle arrived; transparent resumption (Vertex) uses the server's exact index instead.
-  Audio beyond ``ResendWindow.audio_seconds`` (video beyond ``video_frames``, anything
-  beyond the byte bound) is dropped oldest-first and counted in ``frames_at_risk``.
+  frame belongs to, or when the frame was known to have *left this host* (no longer in
+  the transport's write buffer nor the kernel's send queue) at a moment at least the
+  guard time before the handle arrived; transparent resumption (Vertex) uses the
+  server's exact index instead. Audio beyond ``ResendWindow.audio_seconds`` (video beyond
+  ``video_frames``, anything beyond the byte bound) is dropped oldest-first and counted in
+  ``frames_at_risk``.
+
+When a frame left is learnt lazily: each record carries its end offset in the bytes
+handed out on its connection (one counter update per frame). When a handle arrives, the
+I/O layer says how many written bytes the transport still holds (user-space buffer plus
+kernel send queue); every frame ending at or before ``written - unsent`` has left, and
+that moment is kept as a *probe point* ``(time, offset)``. A later handle covers the
+frames up to the offset of the newest probe point at least one guard old. The guard is
+the larger of :attr:`Outbox.handle_guard` and the latest *response lag* (from writing a
+user turn's end to the model's first answer to it), since a service that answers late
+also consumes late. Without a probe (the I/O layer set none) a frame leaves when it is
+written; a probe that cannot tell makes frames written a guard time before the handle
+covered by the clock alone, each counted in ``frames_at_risk``.
+
+A model turn answers one user turn: the oldest one written on the current connection and
+not answered yet (a late reply to one turn must not cover the next). Answers seen on a
+lost connection are forgotten when the window is re-sent.
 
 Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
 track them; a full window holds hundreds per session). The tuples and their index
@@ -55,9 +73,11 @@ class ResendWindow:
 
     audio_seconds: float = 5.0
     video_frames: int = 4
-    #: Frames written less than this many seconds before a handle arrived are not
-    #: taken as covered by it (the handle may have been issued before they arrived).
-    #: None: twice the slowest setup round trip seen, at least 0.2 s, at most 1 s.
+    #: Frames that left this host (written, and no longer in the transport's write
+    #: buffer or the kernel's send queue) less than this many seconds before a handle
+    #: arrived are not taken as covered by it (the handle may have been issued before
+    #: the service read them). None: twice the slowest setup round trip seen, at least
+    #: 0.2 s, at most 1 s. The latest response lag lengthens it when longer.
     handle_guard: float | None = None
 
     def __post_init__(self) -> None:
@@ -90,7 +110,7 @@ TURN_END_KINDS: Final = frozenset(
 
 #: One client frame on its way out, kept until a handle covers it: a plain tuple of
 #: bytes and numbers, so the garbage collector stops tracking it. Fields, by index:
-_Rec = tuple[bytes, int, int, bool, float, tuple[str, ...], float, int]
+_Rec = tuple[bytes, int, int, bool, float, tuple[str, ...], float, int, int]
 _F: Final = 0  # the frame
 _K: Final = 1  # int(Kind)
 _SEQ: Final = 2  # submission order
@@ -99,6 +119,7 @@ _AS: Final = 4  # seconds of audio
 _TI: Final = 5  # tool-call ids answered
 _WA: Final = 6  # when it was handed out (caller's clock)
 _IX: Final = 7  # index on its connection (transparent resumption)
+_END: Final = 8  # end offset in the payload bytes handed out on its connection
 
 # The kinds as plain ints, as the records hold them.
 _AUDIO: Final = int(Kind.AUDIO)
@@ -107,6 +128,10 @@ _TEXT: Final = int(Kind.TEXT)
 _TOOL_RESPONSE: Final = int(Kind.TOOL_RESPONSE)
 _SEED: Final = int(Kind.SEED)
 _OPEN: Final = State.OPEN
+#: Unanswered user turn ends remembered per connection.
+_MAX_UNANSWERED: Final = 1024
+#: Probe points kept per connection (older ones only ever matter less).
+_MAX_PROBES: Final = 64
 
 
 def _b64_len(frame: bytes, payload: int) -> int:
@@ -127,6 +152,7 @@ class RecordState(msgspec.Struct, array_like=True):
     tool_ids: tuple[str, ...]
     written_at: float
     index: int
+    end: int = 0
 
 
 class OutboxState(msgspec.Struct, kw_only=True):
@@ -144,10 +170,13 @@ class OutboxState(msgspec.Struct, kw_only=True):
     #: not there: at run time they are one object, and unwritten() relies on that.
     unconfirmed_in_window: list[int] = []
     last_direct_in_window: int = -1
-    last_turn_end_seq: int = 0
-    awaiting_response: bool = False
+    #: User turn ends written on this connection and not answered yet: (seq, written at).
+    unanswered: list[tuple[int, float]] = []
     responded_seq: int = 0
     max_setup_rtt: float = 0.0
+    #: Probe points of the current connection: (time, payload offset known sent by then).
+    probes: list[tuple[float, int]] = []
+    response_lag: float = 0.0
 
 
 def _state_of(out: _Rec) -> RecordState:
@@ -164,6 +193,7 @@ def _rec_of(state: RecordState) -> _Rec:
         tuple(state.tool_ids),
         state.written_at,
         state.index,
+        state.end,
     )
 
 
@@ -178,19 +208,20 @@ class Outbox:
     __slots__ = (
         "_audio",
         "_audio_by_rate",
-        "awaiting_response",
         "last_direct",
-        "last_turn_end_seq",
         "max_frame",
         "max_setup_rtt",
         "offline_limit",
         "pending",
         "pending_bytes",
+        "probes",
         "resend",
         "responded_seq",
+        "response_lag",
         "seed",
         "seq",
         "stats",
+        "unanswered",
         "unconfirmed",
         "window",
         "window_audio_s",
@@ -224,10 +255,14 @@ class Outbox:
         self.window_bytes = 0
         self.seed: list[_Rec] = []
         # Conversation tracking for coverage: which user turn the model answered.
-        self.last_turn_end_seq = 0
-        self.awaiting_response = False
+        #: User turn ends written on this connection and not answered yet, oldest first:
+        #: (seq, written at). A model turn answers the oldest (one per model turn).
+        self.unanswered: deque[tuple[int, float]] = deque()
         self.responded_seq = 0
         self.max_setup_rtt = 0.0
+        #: Probe points of the current connection (see the module docstring), oldest first.
+        self.probes: deque[tuple[float, int]] = deque()
+        self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
 
@@ -293,6 +328,7 @@ class Outbox:
             tool_ids,
             0.0,
             0,
+            0,
         )
         if conn is not None and direct and not self.pending and not self.unconfirmed:
             # Written synchronously by the caller right now; direct_failed() if it was not.
@@ -346,7 +382,8 @@ class Outbox:
             seq = self.seq = self.seq + 1
             idx = conn.next_index
             conn.next_index = idx + 1
-            out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx)
+            end = conn.bytes_out = conn.bytes_out + size
+            out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx, end)
             self.stats.frames_sent += 1
             self.last_direct = out
             window = self.window
@@ -371,7 +408,7 @@ class Outbox:
         self.seed = []
         for frame in frames:
             self.seq += 1
-            self.seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0))
+            self.seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0, 0))
 
     def release_seed(self) -> bool:
         """The connection opened: the seed goes to the head of the queue. True if any."""
@@ -395,15 +432,18 @@ class Outbox:
     def _hand_out(self, conn: Connection, out: _Rec, now: float, direct: bool = False) -> None:
         idx = conn.next_index
         conn.next_index = idx + 1
-        out = (out[0], out[1], out[2], out[3], out[4], out[5], now, idx)
+        end = conn.bytes_out = conn.bytes_out + len(out[0])
+        out = (out[0], out[1], out[2], out[3], out[4], out[5], now, idx, end)
         self.stats.frames_sent += 1
         if direct:
             self.last_direct = out
         else:
             self.unconfirmed.append(out)
         if out[_TE]:
-            self.last_turn_end_seq = out[_SEQ]
-            self.awaiting_response = True
+            unanswered = self.unanswered
+            unanswered.append((out[_SEQ], now))
+            if len(unanswered) > _MAX_UNANSWERED:
+                unanswered.popleft()  # bounded; a session never has this many in flight
         self._window_add(out)
 
     def written(self, count: int = 1) -> None:
@@ -441,8 +481,10 @@ class Outbox:
                     kept.append(out)
             self.window = kept
         if conn is not None:
-            # The requeued frames are the latest handed out: their indices are free again.
+            # The requeued frames are the latest handed out: their indices are free again,
+            # and none of the handed-out frames reached the transport.
             conn.next_index -= len(back)
+            conn.bytes_out -= sum(len(out[_F]) for out in handed)
         self._requeue(back)
         self.stats.frames_sent -= len(back)
 
@@ -512,21 +554,66 @@ class Outbox:
         while window and window[0][_SEQ] <= up_to_seq:
             self._window_forget(window.popleft())
 
-    def model_started(self) -> None:
-        """A new model turn began: if a user turn was waiting, the service read it."""
-        if self.awaiting_response:
-            self.awaiting_response = False
-            self.responded_seq = self.last_turn_end_seq
+    def model_started(self, now: float | None = None) -> None:
+        """A new model turn began: it answers the oldest user turn written and not yet
+        answered, so the service read that turn (and the time it took, when ``now`` is
+        given, is the latest response lag). One model turn answers one user turn: when
+        the service answers several at once, the later ones wait for the next answer or
+        a handle (never the other way round, which would cover a turn not yet read)."""
+        if self.unanswered:
+            seq, written_at = self.unanswered.popleft()
+            self.responded_seq = seq
+            if now is not None:
+                self.response_lag = max(0.0, now - written_at)
 
-    def cover_by_handle(self, now: float) -> None:
-        """A resumable handle arrived: drop what its checkpoint certainly holds."""
-        cutoff = now - self.handle_guard
+    @property
+    def coverage_guard(self) -> float:
+        """How long before a handle a frame must have left to be covered by it."""
+        return max(self.handle_guard, self.response_lag)
+
+    def cover_by_handle(
+        self, now: float, conn: Connection | None = None, unsent: int | None = None
+    ) -> None:
+        """A resumable handle arrived: drop what its checkpoint certainly holds.
+
+        ``unsent`` is how many of the bytes written on ``conn`` the transport still held
+        when the handle arrived (write buffer and kernel send queue). Without ``conn`` the
+        caller vouches that a frame leaves when it is written: frames written a guard
+        time before are covered. With ``conn`` and ``unsent`` None (the transport cannot
+        tell) the same clock rule applies and each frame it covers is counted in
+        ``frames_at_risk``.
+        """
+        guard = self.coverage_guard
+        cutoff = now - guard
         covered = self.responded_seq
-        for out in self.window:
-            if out[_WA] <= cutoff:
-                covered = max(covered, out[_SEQ])
-            else:
-                break
+        window = self.window
+        if unsent is None:
+            count = conn is not None
+            for out in window:
+                if out[_WA] <= cutoff:
+                    if out[_SEQ] > covered:
+                        covered = out[_SEQ]
+                        if count:
+                            self.stats.frames_at_risk += 1
+                else:
+                    break
+            self._cover(covered)
+            return
+        assert conn is not None, "unsent bytes count on a connection"
+        held = sum(len(out[_F]) for out in self.unconfirmed)
+        probes = self.probes
+        probes.append((now, conn.bytes_out - held - unsent))
+        while len(probes) > 1 and probes[1][0] <= cutoff:
+            probes.popleft()
+        if len(probes) > _MAX_PROBES:
+            probes.popleft()
+        first_at, left = probes[0]
+        if first_at <= cutoff:
+            for out in window:
+                if out[_END] <= left:
+                    covered = max(covered, out[_SEQ])
+                else:
+                    break
         self._cover(covered)
 
     def acknowledge_index(self, index: int) -> None:
@@ -539,7 +626,8 @@ class Outbox:
         """A connection opened: note its setup round trip; no response is awaited."""
         if setup_rtt is not None:
             self.max_setup_rtt = max(self.max_setup_rtt, setup_rtt)
-        self.awaiting_response = False
+        self.unanswered.clear()  # what is re-sent is written (and awaited) again
+        self.probes.clear()  # offsets count per connection
 
     def requeue_window(self, stale_tool_ids: Collection[str]) -> None:
         """Put every written, uncovered frame back in front of the queue (re-send); a tool
@@ -555,6 +643,10 @@ class Outbox:
                 continue
             resend.append(out)
         self.window.clear()
+        # An answer seen on a lost connection is not in the state resumed from (the
+        # handle did not cover its turn, still in the window): the re-sent turn is
+        # covered once it is answered again, not before.
+        self.responded_seq = 0
         self.window_audio_s = 0.0
         self.window_video = 0
         self.window_bytes = 0
@@ -581,10 +673,11 @@ class Outbox:
             last_direct_in_window=-1
             if self.last_direct is None
             else positions.get(id(self.last_direct), -1),
-            last_turn_end_seq=self.last_turn_end_seq,
-            awaiting_response=self.awaiting_response,
+            unanswered=list(self.unanswered),
             responded_seq=self.responded_seq,
             max_setup_rtt=self.max_setup_rtt,
+            probes=list(self.probes),
+            response_lag=self.response_lag,
         )
 
     def restore(self, state: OutboxState) -> None:
@@ -608,7 +701,8 @@ class Outbox:
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
         self.seed = [_rec_of(s) for s in state.seed]
-        self.last_turn_end_seq = state.last_turn_end_seq
-        self.awaiting_response = state.awaiting_response
+        self.unanswered = deque((q, t) for q, t in state.unanswered)
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt
+        self.probes = deque((t, o) for t, o in state.probes)
+        self.response_lag = state.response_lag

@@ -13,6 +13,11 @@ whether a connection ever opened), the current connection (:class:`Connection`),
 model's generating flag, the direct-write flag, the seed of a fresh session, the
 counters (:class:`SessionStats`), and the states of the outbox, the tool ledger and the
 rotation plan. A change to any of these shapes bumps :data:`SNAPSHOT_VERSION`.
+
+Version 2 adds what coverage needs to know whether a frame left this host: each
+record's end offset on its connection, the connection's ``bytes_out``, the outbox's
+probe points and the latest response lag; and the user turn ends not yet answered
+(``unanswered``, replacing ``last_turn_end_seq`` and ``awaiting_response``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from gemini_live.types import Setup
 __all__ = ["SNAPSHOT_VERSION", "ProtocolSnapshot", "Snapshots", "checked_copy"]
 
 #: Version of :class:`ProtocolSnapshot`; a snapshot of another version is refused.
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
 
 
 class ProtocolSnapshot(msgspec.Struct, kw_only=True):
@@ -101,6 +106,7 @@ class Snapshots:
     session_id: str | None
     ever_open: bool
     direct_writes: bool
+    unsent_bytes: Callable[[], int | None] | None
     stats: SessionStats
     _normalize: Callable[[str], str] | None
     _setup: Setup
@@ -168,6 +174,7 @@ class Snapshots:
         p.session_id = s.session_id
         p.ever_open = s.ever_open
         p.direct_writes = s.direct_writes
+        p.unsent_bytes = None  # the I/O layer sets it for its connection
         p.stats = s.stats
         p._normalize = normalize_model
         p._setup = s.setup

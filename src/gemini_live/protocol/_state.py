@@ -37,6 +37,9 @@ class Connection(msgspec.Struct):
     setup_sent_at: float | None = None
     opened_at: float | None = None
     turns_completed: int = 0
+    #: Payload bytes handed out on this connection (the end offset of the latest frame):
+    #: compared with what the transport has not yet sent when a handle arrives.
+    bytes_out: int = 0
 
 
 @dataclass
@@ -44,8 +47,10 @@ class SessionStats:
     """Counters for monitoring; all monotonic over the session's life (one object).
 
     ``frames_at_risk`` counts the frames that may not have reached the service's state
-    and will not be re-sent: audio/video dropped from the re-send window by its bound.
-    Everything else the app sent is either acknowledged or kept for re-sending.
+    and will not be re-sent: audio/video dropped from the re-send window by its bound,
+    and frames a handle covered while the transport could not tell whether they had left
+    this host (a custom transport without ``unsent_bytes``, or an OS without a send-queue
+    query). Everything else the app sent is either acknowledged or kept for re-sending.
     """
 
     connections: int = 0

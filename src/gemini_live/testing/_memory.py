@@ -44,6 +44,8 @@ class _Pipe:
         self.handler = handler
         #: Client -> server frames; None marks the end of the connection.
         self.inbound: asyncio.Queue[bytes | None] = asyncio.Queue()
+        #: Bytes in ``inbound`` the server has not taken yet (the client's unsent bytes).
+        self.inbound_bytes = 0
         self.closed = False
         self.server_view: tuple[int, str] = (1006, "")
         self.client_info: CloseInfo | None = None
@@ -111,6 +113,7 @@ class MemoryTransport:
         if self._pipe.closed:
             return  # the peer closed; the close notification is on its way
         self._pipe.inbound.put_nowait(bytes(data))
+        self._pipe.inbound_bytes += len(data)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self._local is None and not self._pipe.client_notified:
@@ -139,6 +142,10 @@ class MemoryTransport:
 
     def write_buffer_size(self) -> int:
         return 0
+
+    def unsent_bytes(self) -> int:
+        """Bytes sent that the server has not read yet (like an unread socket)."""
+        return self._pipe.inbound_bytes
 
 
 class MemoryBackend:
@@ -198,6 +205,7 @@ async def _serve(pipe: _Pipe, logic: _ConnectionLogic) -> None:
             data = await pipe.inbound.get()
             if data is None:
                 break
+            pipe.inbound_bytes -= len(data)
             await logic.on_frame(data)
     finally:
         if not pipe.closed:

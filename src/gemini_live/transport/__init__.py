@@ -32,6 +32,7 @@ from gemini_live.transport.base import (
     FrameHandler,
     SyncSender,
     Transport,
+    UnsentBytes,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "SyncSender",
     "Transport",
     "TransportClosed",
+    "UnsentBytes",
     "available_backends",
     "check_headers",
     "get_backend",

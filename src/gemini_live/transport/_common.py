@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import struct
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
@@ -33,11 +35,13 @@ __all__ = [
     "check_positive",
     "close_args",
     "has_header",
+    "kernel_unsent",
     "library_logger",
     "map_connect_errors",
     "mask_headers",
     "scrub",
     "sendable",
+    "ssl_raw_buffer",
     "where",
 ]
 
@@ -47,6 +51,57 @@ WRITE_HIGH_WATER: Final = 1024 * 1024
 WRITE_LOW_WATER: Final = WRITE_HIGH_WATER // 4
 #: Default bound on the closing handshake, in seconds (``ConnectOptions.close_timeout``).
 CLOSE_TIMEOUT: Final = 5.0
+
+# --- what has not left this host --------------------------------------------------------
+
+#: Linux ``SIOCOUTQ`` (equal to ``TIOCOUTQ``): bytes in a TCP socket's send queue that the
+#: peer has not acknowledged yet (unsent ones included). Other systems: None (not asked).
+if sys.platform.startswith("linux"):  # pragma: no branch - CI runs on Linux
+    import fcntl
+    import termios
+
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ
+else:  # pragma: no cover
+    _SIOCOUTQ = None
+
+
+def kernel_unsent(sock: object) -> int | None:
+    """Bytes in ``sock``'s kernel send queue not yet acknowledged by the peer, or None
+    when the system does not tell (not Linux, not a socket, a closed socket).
+
+    One ``ioctl`` system call: callers ask when a resumption handle arrives, never per
+    frame.
+    """
+    if _SIOCOUTQ is None or sock is None:
+        return None
+    fileno = getattr(sock, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = fileno()
+        if not isinstance(fd, int) or fd < 0:
+            return None
+        raw = fcntl.ioctl(fd, _SIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    value: int = struct.unpack("i", raw)[0]
+    return value if value >= 0 else None
+
+
+def ssl_raw_buffer(transport: object) -> int:
+    """Bytes the raw socket transport under asyncio's TLS transport still holds (0 when
+    ``transport`` is not a TLS transport or its layout is not the one known here)."""
+    proto = getattr(transport, "_ssl_protocol", None)
+    raw = getattr(proto, "_transport", None)
+    size = getattr(raw, "get_write_buffer_size", None)
+    if size is None:
+        return 0
+    try:
+        n = size()
+    except Exception:
+        return 0
+    return n if isinstance(n, int) and n > 0 else 0
+
 
 # --- headers ----------------------------------------------------------------------------
 

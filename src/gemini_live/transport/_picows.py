@@ -33,9 +33,11 @@ from gemini_live.transport._common import (
     Refusal,
     close_args,
     has_header,
+    kernel_unsent,
     library_logger,
     map_connect_errors,
     sendable,
+    ssl_raw_buffer,
 )
 from gemini_live.transport.base import CloseInfo, ConnectOptions, FrameHandler, Transport
 
@@ -215,6 +217,17 @@ class PicowsTransport(WSListener):
         if self._done.done():
             return 0
         return self._ws.underlying_transport.get_write_buffer_size()
+
+    def unsent_bytes(self) -> int | None:
+        """Bytes written that have not left this host: the write buffer plus the kernel's
+        send queue (None where the system does not tell, or once closed)."""
+        if self._done.done():
+            return None
+        raw = self._ws.underlying_transport
+        kernel = kernel_unsent(raw.get_extra_info("socket"))
+        if kernel is None:
+            return None
+        return raw.get_write_buffer_size() + ssl_raw_buffer(raw) + kernel
 
     # --- internals ------------------------------------------------------------------
 

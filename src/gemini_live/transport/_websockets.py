@@ -23,8 +23,10 @@ from gemini_live.transport._common import (
     Refusal,
     close_args,
     has_header,
+    kernel_unsent,
     library_logger,
     map_connect_errors,
+    ssl_raw_buffer,
 )
 from gemini_live.transport.base import CloseInfo, ConnectOptions, FrameHandler, Transport
 
@@ -120,6 +122,17 @@ class WebsocketsTransport:
 
     def write_buffer_size(self) -> int:
         return self._ws.transport.get_write_buffer_size()
+
+    def unsent_bytes(self) -> int | None:
+        """Bytes written that have not left this host: the write buffer plus the kernel's
+        send queue (None where the system does not tell, or once closed)."""
+        raw = self._ws.transport
+        if raw.is_closing():
+            return None
+        kernel = kernel_unsent(raw.get_extra_info("socket"))
+        if kernel is None:
+            return None
+        return raw.get_write_buffer_size() + ssl_raw_buffer(raw) + kernel
 
 
 class WebsocketsBackend:

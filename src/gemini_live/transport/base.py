@@ -41,6 +41,7 @@ __all__ = [
     "SyncSender",
     "Transport",
     "TransportClosed",
+    "UnsentBytes",
 ]
 
 
@@ -130,9 +131,10 @@ class FrameHandler(Protocol):
 class Transport(Protocol):
     """One open WebSocket connection: what the session needs, nothing more.
 
-    The built-in backends also offer ``close_info`` (how the connection ended) and
-    ``write_buffer_size()`` (bytes not yet handed to the kernel) for diagnostics; a custom
-    backend does not have to.
+    The built-in backends also offer ``close_info`` (how the connection ended),
+    ``write_buffer_size()`` (bytes not yet handed to the kernel) for diagnostics, and
+    :meth:`UnsentBytes.unsent_bytes` (what has not left this host), which the re-send
+    window uses; a custom backend does not have to.
     """
 
     async def send(self, data: bytes) -> None:
@@ -167,6 +169,22 @@ class SyncSender(Protocol):
     """
 
     def try_send(self, data: bytes) -> bool: ...
+
+
+@runtime_checkable
+class UnsentBytes(Protocol):
+    """Optional extra of a :class:`Transport`: how much of what was sent is still here.
+
+    ``unsent_bytes()`` returns how many bytes passed to :meth:`Transport.send` or
+    ``try_send`` (counted on the wire, so framing may make it larger) have not left this
+    host: still in the backend's write buffer, or in the kernel's send queue not yet
+    acknowledged by the peer. None when it cannot tell (the system has no such query, or
+    the connection is closed). The session calls it once per resumption handle, never
+    per frame. A transport without it (or returning None) makes a handle cover frames by
+    the clock alone, and every frame so covered is counted in ``frames_at_risk``.
+    """
+
+    def unsent_bytes(self) -> int | None: ...
 
 
 class Backend(Protocol):
