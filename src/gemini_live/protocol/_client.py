@@ -137,6 +137,10 @@ class ClientProtocol(Snapshots):
         #: Set by the I/O layer while it can write a frame synchronously: ``send_*`` then
         #: hands a frame out at once (returned) when nothing is queued before it.
         self.direct_writes = False
+        #: The first connection is to resume (a handle in the setup, or a restored
+        #: conversation): its ``setupComplete`` emits ``Resumed`` too, saying whether the
+        #: state was restored or the session started fresh. Not part of a snapshot.
+        self.expect_resume = self.resumption_enabled and resume_handle is not None
         self._ledger.note_setup(setup)
 
     def _normalized(self, setup: Setup) -> Setup:
@@ -561,7 +565,9 @@ class ClientProtocol(Snapshots):
         turns = self._seed_turns
         self._seed_setup, self._seed_turns = None, 0
         seeded = outbox.release_seed()
-        if reconnected:
+        announce = reconnected or self.expect_resume
+        self.expect_resume = False
+        if announce:
             at = next(
                 (k for k, e in enumerate(events) if isinstance(e, SetupComplete)), len(events) - 1
             )

@@ -101,6 +101,7 @@ class Snapshots:
     session_id: str | None
     ever_open: bool
     direct_writes: bool
+    expect_resume: bool
     stats: SessionStats
     _normalize: Callable[[str], str] | None
     _setup: Setup
@@ -168,6 +169,7 @@ class Snapshots:
         p.session_id = s.session_id
         p.ever_open = s.ever_open
         p.direct_writes = s.direct_writes
+        p.expect_resume = False
         p.stats = s.stats
         p._normalize = normalize_model
         p._setup = s.setup
