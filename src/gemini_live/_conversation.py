@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -101,6 +102,7 @@ class ConversationLink:
         self._lost = False
         self._session: _Owner | None = None
         self._wake: asyncio.Event | None = None
+        self._saved: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Task[None] | None = None
 
@@ -202,6 +204,7 @@ class ConversationLink:
         self._session = session
         self._frames_at_save = session.protocol.stats.frames_sent
         self._wake = asyncio.Event()
+        self._saved = asyncio.Condition()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._saver(), name="gemini-live-conversation-saver"),
@@ -261,6 +264,15 @@ class ConversationLink:
         self.saves += 1
         self.saved_at = record.saved_at
         self._frames_at_save = frames
+        if self._saved is not None:
+            async with self._saved:
+                self._saved.notify_all()
+
+    async def wait_saved(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds after a save (the caller bounds the wait)."""
+        assert self._saved is not None, "the session is not started"
+        async with self._saved:
+            await self._saved.wait_for(predicate)
 
     def _lose(self, exc: StaleFenceError) -> None:
         self._lost = True
