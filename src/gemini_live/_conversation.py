@@ -97,6 +97,9 @@ class ConversationLink:
         self.saved_at: float | None = None
         #: Wall-clock time the latest handle arrived (None: unknown).
         self.handle_at: float | None = None
+        #: The first ``Resumed`` event of a session that continued a stored conversation
+        #: (None: a new conversation, or not connected yet).
+        self.resumed: ev.Resumed | None = None
         self._frames_at_save = 0
         self._announce = False
         self._lost = False
@@ -226,7 +229,10 @@ class ConversationLink:
         self._announce = False
         at = self.handle_at
         age = None if at is None else max(0.0, time.time() - at)
-        return msgspec.structs.replace(event, from_store=from_store, handle_age=age)
+        event = msgspec.structs.replace(event, from_store=from_store, handle_age=age)
+        if from_store:
+            self.resumed = event
+        return event
 
     def _record(self) -> ConversationRecord:
         session = self._session
