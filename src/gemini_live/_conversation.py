@@ -153,18 +153,17 @@ class ConversationLink:
             except ConversationBusy as exc:
                 # A crashed owner's lease runs out within one TTL; a live one is renewed.
                 left = deadline - time.monotonic()
-                if exc.expires_in + 0.05 > left:
+                if left <= 0 or exc.expires_in + 0.05 > left:
                     raise
                 logger.info(
                     "conversation %r is leased; waiting %.2f s for the lease to run out",
                     self.id,
                     exc.expires_in,
                 )
-                await asyncio.sleep(exc.expires_in + 0.05)
+                # Look again soon: an owner that closes releases its lease early.
+                await asyncio.sleep(min(exc.expires_in + 0.05, 0.25))
 
-    def prepare(
-        self, config: SessionConfig, normalize: object = None
-    ) -> tuple[SessionConfig, ProtocolSnapshot | None]:
+    def prepare(self, config: SessionConfig) -> tuple[SessionConfig, ProtocolSnapshot | None]:
         """The config to build the session with and the core to restore (None: build a
         fresh one). Also decides what the first ``Resumed`` event reports."""
         record = self.record

@@ -115,6 +115,7 @@ class Session:
         #: see :mod:`gemini_live.store`).
         self.conversation: ConversationLink | None = _link
         self._pending_error: GeminiLiveError | None = None
+        self._fail_task: asyncio.Task[None] | None = None
         if _snapshot is not None:
             self.protocol = ConversationLink.restored(_snapshot, tc.endpoint.model_name)
         else:
@@ -650,8 +651,10 @@ class Session:
         """End the session with ``error`` (from outside the runner: a lost lease)."""
         if self._pending_error is None:
             self._pending_error = error
-        if not self._is_closing():
-            asyncio.get_running_loop().create_task(self.close(), name="gemini-live-close")
+        if not self._is_closing() and self._fail_task is None:
+            self._fail_task = asyncio.get_running_loop().create_task(
+                self.close(), name="gemini-live-close"
+            )
 
     def _finish(self, error: GeminiLiveError | None = None) -> None:
         if error is None:
