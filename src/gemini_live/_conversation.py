@@ -102,6 +102,7 @@ class ConversationLink:
         self.resumed: ev.Resumed | None = None
         self._frames_at_save = 0
         self._announce = False
+        self._dirty = False
         self._lost = False
         self._session: _Owner | None = None
         self._wake: asyncio.Event | None = None
@@ -215,6 +216,7 @@ class ConversationLink:
 
     def mark(self) -> None:
         """Something worth saving changed."""
+        self._dirty = True
         if self._wake is not None:
             self._wake.set()
 
@@ -254,6 +256,7 @@ class ConversationLink:
             return
         frames = self._session.protocol.stats.frames_sent
         record = self._record()  # taken synchronously: one consistent state
+        self._dirty = False
         try:
             async with asyncio.timeout(_STORE_TIMEOUT):
                 await self.store.save(record, fence=self.lease.fence)
@@ -261,6 +264,7 @@ class ConversationLink:
             self._lose(exc)
             return
         except (StoreError, TimeoutError) as exc:
+            self._dirty = True
             self.save_errors += 1
             logger.warning(
                 "conversation %r: save failed (%s); retried at the next change", self.id, exc
@@ -320,7 +324,9 @@ class ConversationLink:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if save and self._session is not None:
+        # A conversation that never had anything worth saving is not written at the end
+        # (a first connection that failed leaves the store as it was).
+        if save and self._session is not None and (self._dirty or self.saves or self.record):
             with contextlib.suppress(Exception):
                 await self.save_now()
         await self._release()

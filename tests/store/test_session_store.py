@@ -301,3 +301,28 @@ def test_store_needs_a_conversation_and_a_real_store() -> None:
         gl.build_config(conversation="no spaces please")
     assert isinstance(gl.build_config(conversation="ok").store, type(None))
     _ = ConversationStore
+
+
+async def test_a_conversation_that_never_connected_is_not_written() -> None:
+    store = MemoryStore()
+    async with FakeLiveServer(reject_setup=(1011, "Internal error encountered.")) as server:
+        with pytest.raises(gl.GeminiLiveError):
+            await gl.connect(conversation="never", store=store, **_options(server))  # type: ignore[arg-type]
+    assert await store.load("never") is None
+    lease = await store.acquire("never", "next")  # released on the way out
+    assert lease.fence == 2
+
+
+async def test_audio_is_not_saved_per_chunk_and_is_counted(server: FakeLiveServer) -> None:
+    store = MemoryStore()
+    async with gl.connect(conversation="audio", store=store, **_options(server)) as s:  # type: ignore[arg-type]
+        await _turn(s, "hello")
+        link = s.conversation
+        assert link is not None and link.unsaved_frames == 0
+        saves = link.saves
+        for _ in range(10):
+            await s.send_audio(bytes(640))  # 20 ms of silence each
+        assert not link._dirty and link.saves == saves  # no save is pending for audio
+        assert link.unsaved_frames == 10  # what a crash now would lose
+        await _turn(s, "and text")
+        assert link.unsaved_frames == 0
