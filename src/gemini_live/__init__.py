@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from gemini_live.history import Summarizer
+    from gemini_live.store import ConversationStore
     from gemini_live.tools import ToolRegistry
 
 __all__ = [
@@ -102,6 +103,8 @@ class ConnectOptions(TypedDict, total=False):
     interaction_timeout: float | None
     adapt_to_model: bool
     live_connect_config: object
+    conversation: str | None
+    store: ConversationStore | None
 
 
 class connect:
@@ -132,7 +135,7 @@ class connect:
         self._session: Session | None = None
 
     async def _open(self) -> Session:
-        session = Session(self._config)
+        session = await Session._create(self._config)
         if self._registry is not None:
             session._attach_tools(self._registry)  # type: ignore[arg-type]
         try:

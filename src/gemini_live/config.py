@@ -31,6 +31,7 @@ from gemini_live.transport.base import Backend
 
 if TYPE_CHECKING:
     from gemini_live.history import Summarizer
+    from gemini_live.store import ConversationStore
     from gemini_live.tools import ToolRegistry
 
 __all__ = [
@@ -210,6 +211,12 @@ class SessionConfig:
     #: Check and adapt the setup against the model's capability table
     #: (:mod:`gemini_live.models`): safe fixes are logged, impossible settings raise.
     adapt_to_model: bool = True
+    #: Continue the stored conversation with this id (:mod:`gemini_live.store`): lease it,
+    #: resume it, save it as it goes. None: the session is not stored.
+    conversation: str | None = None
+    #: Where the conversation is stored (None with a ``conversation``: the process-wide
+    #: :class:`~gemini_live.store.MemoryStore`).
+    store: ConversationStore | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.setup, types.Setup):
@@ -238,6 +245,18 @@ class SessionConfig:
             raise ConfigError("summarizer must be a callable")
         if isinstance(self.history, (str, bytes)):
             raise ConfigError("history must be a sequence of turns, not a string")
+        if self.store is not None or self.conversation is not None:
+            from gemini_live.store import ConversationStore
+            from gemini_live.store._record import check_id
+
+            if self.conversation is None:
+                raise ConfigError("store= needs conversation= (the id to store it under)")
+            check_id(self.conversation)
+            if self.store is not None and not isinstance(self.store, ConversationStore):
+                raise ConfigError(
+                    f"store must be a gemini_live.store.ConversationStore, got "
+                    f"{type(self.store).__name__}"
+                )
 
 
 def _text_content(value: str | types.Content, what: str) -> types.Content:
@@ -297,6 +316,8 @@ def build_config(
     interaction_timeout: float | None = 30.0,
     adapt_to_model: bool = True,
     live_connect_config: object = None,
+    conversation: str | None = None,
+    store: ConversationStore | None = None,
 ) -> SessionConfig:
     """Build a :class:`SessionConfig` from keyword arguments (see :func:`gemini_live.connect`).
 
@@ -399,6 +420,8 @@ def build_config(
         summarizer=summarizer,
         interaction_timeout=interaction_timeout,
         adapt_to_model=adapt_to_model,
+        conversation=conversation,
+        store=store,
     )
 
 

@@ -57,6 +57,8 @@ __all__ = [
     "ConnectError",
     "ConnectionDropped",
     "ContextExhausted",
+    "ConversationBusy",
+    "ConversationError",
     "GeminiLiveError",
     "InvalidConfig",
     "InvalidMessageError",
@@ -74,6 +76,9 @@ __all__ = [
     "SessionClosedError",
     "SessionNotFound",
     "SetupTimeout",
+    "StaleFenceError",
+    "StoreError",
+    "StoreFormatError",
     "TransportClosed",
     "TransportError",
     "UnknownToolCallError",
@@ -358,6 +363,36 @@ class ConcurrencyError(GeminiLiveError, RuntimeError):
 
     One stream has one reader; give each consumer its own ``session.events()`` iterator.
     """
+
+
+class StoreError(GeminiLiveError):
+    """A conversation store (:mod:`gemini_live.store`) failed: it cannot be reached, or
+    it answered something unexpected. The message names the store and the operation,
+    never a credential of its URL."""
+
+
+class StoreFormatError(StoreError):
+    """A stored conversation record cannot be read by this release: written by another
+    record version (the message says which versions), or damaged."""
+
+
+class ConversationError(StoreError):
+    """A stored conversation cannot be driven by this session (see the subclasses)."""
+
+
+class ConversationBusy(ConversationError):
+    """Another owner holds the conversation's lease and renews it. ``expires_in`` says
+    when its current lease runs out (seconds) if it is not renewed."""
+
+    def __init__(self, message: str, *, expires_in: float = 0.0) -> None:
+        super().__init__(message)
+        self.expires_in = expires_in
+
+
+class StaleFenceError(ConversationError):
+    """This owner lost the conversation: another owner took the lease over (its fencing
+    token is newer), or the conversation was deleted. The save or renew was refused and
+    nothing was written."""
 
 
 class MalformedMessage(GeminiLiveError):

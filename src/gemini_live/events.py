@@ -339,12 +339,19 @@ class Resumed(_Event, frozen=True):
     """Connected again. ``state_restored`` False means a fresh session.
 
     On a fresh session, ``reseeded`` says whether the conversation history was sent to
-    it again and ``turns`` how many history turns the seed held.
+    it again and ``turns`` how many history turns the seed held. ``from_store`` is true
+    on the first connection of a session that continued a stored conversation
+    (:mod:`gemini_live.store`). ``handle_age`` is how old (seconds) the handle the
+    connection tried was when it tried it (None: no handle, or its age is unknown).
+    Also emitted on the first connection when it was to resume (a handle in the setup,
+    or a stored conversation), so an app can tell a resumed session from a reseeded one.
     """
 
     state_restored: bool
     reseeded: bool = False
     turns: int = 0
+    from_store: bool = False
+    handle_age: float | None = None
 
 
 class Lagged(_Event, frozen=True):

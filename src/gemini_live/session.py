@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gemini_live import events as ev
 from gemini_live._connector import Connector, resolve_backend
+from gemini_live._conversation import ConversationLink
 from gemini_live._observe import SessionRecord
 from gemini_live._stream import _Subscriber
 from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig
@@ -42,7 +43,7 @@ from gemini_live.metrics import (
     UsageMeter,
 )
 from gemini_live.models import adapt_setup
-from gemini_live.protocol import ClientProtocol, SessionStats
+from gemini_live.protocol import ClientProtocol, ProtocolSnapshot, SessionStats
 from gemini_live.types import (
     UNSET,
     ClientMessage,
@@ -66,6 +67,10 @@ __all__ = [
 
 logger = logging.getLogger("gemini_live.session")
 _monotonic = time.monotonic
+#: Events after which a stored conversation is saved (besides user text and tool answers).
+_SAVE_ON = frozenset(
+    (ev.SessionResumptionUpdate, ev.TurnComplete, ev.ToolCall, ev.ToolCallCancellation)
+)
 _local_ids = itertools.count(1)
 
 
@@ -92,7 +97,13 @@ class Session:
     the frame; cancelling a send after it started never loses or duplicates the frame.
     """
 
-    def __init__(self, config: SessionConfig) -> None:
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        _link: ConversationLink | None = None,
+        _snapshot: ProtocolSnapshot | None = None,
+    ) -> None:
         if not isinstance(config, SessionConfig):
             raise ConfigError(f"expected a SessionConfig, got {type(config).__name__}")
         tc = config.transport
@@ -100,7 +111,25 @@ class Session:
         setup = config.setup
         if config.adapt_to_model:
             setup = adapt_setup(setup, vertex=tc.endpoint.api == "vertex")
-        self.protocol = ClientProtocol(
+        #: The stored conversation this session continues and saves (None: not stored;
+        #: see :mod:`gemini_live.store`).
+        self.conversation: ConversationLink | None = _link
+        self._pending_error: GeminiLiveError | None = None
+        self._fail_task: asyncio.Task[None] | None = None
+        if _snapshot is not None:
+            self.protocol = ConversationLink.restored(_snapshot, tc.endpoint.model_name)
+        else:
+            self.protocol = self._new_protocol(config, setup)
+            if _link is not None and _link.from_store:
+                self.protocol.expect_resume = True  # a stored conversation, reseeded
+        #: Counters for monitoring (the protocol's, one object).
+        self.stats: SessionStats = self.protocol.stats
+        self._init_rest(config)
+
+    @staticmethod
+    def _new_protocol(config: SessionConfig, setup: Setup) -> ClientProtocol:
+        tc = config.transport
+        return ClientProtocol(
             setup,
             api=tc.endpoint.api,
             request_resumption=config.resumption,
@@ -112,8 +141,9 @@ class Session:
             go_away_margin=config.go_away_margin,
             hold_while_draining=config.drain_input == "hold",
         )
-        #: Counters for monitoring (the protocol's, one object).
-        self.stats: SessionStats = self.protocol.stats
+
+    def _init_rest(self, config: SessionConfig) -> None:
+        tc = config.transport
         self.error: GeminiLiveError | None = None
         self._local_id = f"local-{next(_local_ids)}"
         self.log = _SessionLog(self)
@@ -153,13 +183,39 @@ class Session:
 
     @classmethod
     async def connect(cls, config: SessionConfig) -> Session:
-        """Open the session; returns after the first ``setupComplete``."""
-        session = cls(config)
+        """Open the session; returns after the first ``setupComplete``.
+
+        With ``config.conversation`` the conversation is leased and continued from its
+        store (see :mod:`gemini_live.store`).
+        """
+        session = await cls._create(config)
         await session._start()
         return session
 
+    @classmethod
+    async def _create(cls, config: SessionConfig) -> Session:
+        """A session not yet started; a stored conversation is leased and loaded first."""
+        if not isinstance(config, SessionConfig):
+            raise ConfigError(f"expected a SessionConfig, got {type(config).__name__}")
+        if config.conversation is None:
+            return cls(config)
+        link = await ConversationLink.open(config)
+        try:
+            built, snapshot = link.prepare(config)
+            return cls(built, _link=link, _snapshot=snapshot)
+        except BaseException:
+            await link.close(save=False)
+            raise
+
     async def _start(self) -> None:
+        if self.config.conversation is not None and self.conversation is None:
+            raise ConfigError(
+                "a session with conversation= is opened with Session.connect() or "
+                "gemini_live.connect() (the conversation is loaded first)"
+            )
         loop = asyncio.get_running_loop()
+        if self.conversation is not None:
+            self.conversation.attach(self)
         self._closed_event = asyncio.Event()
         self._first_ready = loop.create_future()
         self._connector.start()
@@ -308,6 +364,9 @@ class Session:
             if t is ev.SetupComplete:
                 self._connector.setup_completed(event)  # type: ignore[arg-type]
             elif isinstance(event, ev.Resumed):
+                link = self.conversation
+                if link is not None:
+                    event = link.annotate(event)
                 self.log.info(
                     "reconnected: %s",
                     "state restored from the resumption handle"
@@ -315,6 +374,12 @@ class Session:
                     else "FRESH session"
                     + (f", reseeded with {event.turns} turns" if event.reseeded else ""),
                 )
+            elif t in _SAVE_ON and self.conversation is not None:
+                if isinstance(event, ev.SessionResumptionUpdate):
+                    if event.resumable:
+                        self.conversation.handle_arrived()
+                else:
+                    self.conversation.mark()
             self._emit(event)
         protocol = self.protocol
         if protocol.draining:
@@ -449,6 +514,8 @@ class Session:
         await self._submitted(self.protocol.send_text(text, now))
         self._record.user_text(text)
         self._record.user_input(now)
+        if self.conversation is not None:
+            self.conversation.mark()
 
     async def send_activity_start(self) -> None:
         """Mark the start of user speech (only with automatic activity detection off)."""
@@ -480,6 +547,8 @@ class Session:
         )
         self._record.client_content(turns)
         self._record.user_input(now)
+        if self.conversation is not None:
+            self.conversation.mark()
 
     async def send_tool_response(
         self, responses: FunctionResponse | Iterable[FunctionResponse]
@@ -496,6 +565,8 @@ class Session:
         await self._submitted(self.protocol.send_tool_response(items, time.monotonic()))
         self._record.tool_results(items)
         self._poke()
+        if self.conversation is not None:
+            self.conversation.mark()
 
     async def send_context_update(
         self,
@@ -570,8 +641,24 @@ class Session:
                 runner_task.cancel()
                 await asyncio.wait({runner_task}, timeout=1.0)
         self._finish()
+        link = self.conversation
+        if link is not None:
+            # The last save and the lease's release (bounded by the store calls' own
+            # timeouts); a lost lease saves nothing.
+            await asyncio.shield(link.close())
+
+    def _fail(self, error: GeminiLiveError) -> None:
+        """End the session with ``error`` (from outside the runner: a lost lease)."""
+        if self._pending_error is None:
+            self._pending_error = error
+        if not self._is_closing() and self._fail_task is None:
+            self._fail_task = asyncio.get_running_loop().create_task(
+                self.close(), name="gemini-live-close"
+            )
 
     def _finish(self, error: GeminiLiveError | None = None) -> None:
+        if error is None:
+            error = self._pending_error
         if error is not None and self.error is None:
             self.error = error
             self.stats.last_error = str(error)
@@ -595,6 +682,8 @@ class Session:
             self.log.warning("session closed with %d frames never written", unsent)
         if self._closed_event is not None:
             self._closed_event.set()
+        if self.conversation is not None:
+            self.conversation.close()  # last save and release, in a task (close() awaits it)
         fr = self._first_ready
         if fr is not None and not fr.done():
             fr.set_exception(error or SessionClosedError("session closed before it was ready"))

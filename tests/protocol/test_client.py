@@ -710,3 +710,26 @@ def test_context_update_is_refused_for_a_family_that_does_not_take_it() -> None:
     q = make()  # 3.8 live takes it
     connect(q)
     assert q.send_context_update(0.0, system_instruction="be brief") is not None
+
+
+def test_a_first_connection_that_resumes_says_so() -> None:
+    """A handle given before the first connection: its setupComplete emits Resumed too
+    (restored, or fresh after the handle was rejected), so the app can tell them apart."""
+    p = make(resume_handle="h-0")
+    p.connection_made()
+    p.data_to_send(0.0)
+    events = p.receive(SETUP_COMPLETE, 0.0)
+    assert [e for e in events if isinstance(e, ev.Resumed)] == [ev.Resumed(True)]
+    rejected = make(resume_handle="h-0")
+    rejected.connection_made()
+    rejected.data_to_send(0.0)
+    drop(rejected, 1008)
+    rejected.resume_rejected()
+    rejected.connection_made()
+    rejected.data_to_send(0.0)
+    events = rejected.receive(SETUP_COMPLETE, 0.0)
+    assert [e for e in events if isinstance(e, ev.Resumed)] == [ev.Resumed(False)]
+    plain = make()
+    plain.connection_made()
+    plain.data_to_send(0.0)
+    assert not any(isinstance(e, ev.Resumed) for e in plain.receive(SETUP_COMPLETE, 0.0))

@@ -208,6 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read plain lines even on a terminal (no prompt_toolkit)",
     )
+    p.add_argument(
+        "--conversation",
+        metavar="NAME",
+        default=None,
+        help="continue the stored conversation NAME (a new name starts one); it is saved "
+        "as you chat and holds the conversation's text",
+    )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        default=None,
+        help="where --conversation is stored: sqlite:///path.db or redis://host:port/db "
+        "(default: sqlite in $XDG_DATA_HOME/gemini-live, else ~/.local/share/gemini-live)",
+    )
     p = command(
         "stream",
         "send a WAV file as one audio turn and save the spoken reply",

@@ -188,8 +188,14 @@ class _ChatPrinter:
                 self._line(f"[goAway: {left:.1f} s left, rotating the connection]")
             case ev.Reconnecting(attempt=n, delay=d, cause=cause):
                 self._line(f"[reconnecting (attempt {n}, in {d:.2f} s): {cause}]")
-            case ev.Resumed(state_restored=restored):
-                self._line("[resumed: state restored]" if restored else "[resumed: FRESH session]")
+            case ev.Resumed(state_restored=restored, reseeded=reseeded, turns=turns):
+                where = "resumed from the store" if event.from_store else "resumed"
+                if restored:
+                    self._line(f"[{where}: state restored]")
+                elif reseeded:
+                    self._line(f"[{where}: FRESH session, reseeded with {turns} turns]")
+                else:
+                    self._line(f"[{where}: FRESH session]")
             case ev.Closed(code=code, reason=reason):
                 self._line(f"[session closed: code={code} {reason}]".replace(" ]", "]"))
             case _:
@@ -316,6 +322,16 @@ class _Chat:
             f"connected to {self.target.describe()}, session {self.session.session_id}."
             " Type a message; /help for commands, /quit to leave."
         )
+        link = self.session.conversation
+        if link is not None:
+            r = link.resumed
+            if r is None:
+                how = "new, saved as you chat"
+            elif r.state_restored:
+                how = "continued, state restored"
+            else:
+                how = f"continued, FRESH session reseeded with {r.turns} turns"
+            self.say(f"conversation {link.id}: {how} ({link.store!r})")
         with _line_source(self.args.plain, self.console) as (source, interactive):
             while True:
                 read = asyncio.ensure_future(source.read())

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import gemini_live as gl
@@ -32,6 +33,7 @@ from gemini_live.types import GenerationConfig, ThinkingConfig
 
 if TYPE_CHECKING:
     from gemini_live.cli._record import WireRecorder
+    from gemini_live.store import ConversationStore
     from gemini_live.testing import FakeLiveServer
     from gemini_live.tools import ToolRegistry
 
@@ -182,7 +184,10 @@ async def open_target(
     timeline: Timeline | None = None,
     response_modalities: tuple[str, ...] = ("AUDIO",),
 ) -> AsyncIterator[Target]:
-    """Start the fake server if needed, connect a Session, and clean both up."""
+    """Start the fake server if needed, connect a Session, and clean both up.
+
+    With ``args.conversation`` the session continues that stored conversation
+    (``args.store``, or the default SQLite file in the user's data directory)."""
     mode = resolve_mode(args)
     recorder: WireRecorder | None = None
     if args.record:
@@ -241,6 +246,13 @@ async def open_target(
                 **kwargs,
             )
             config = model_aware(config, args, vertex=mode == "vertex")
+            name = getattr(args, "conversation", None)
+            if name is not None:
+                store = open_conversation_store(getattr(args, "store", None))
+                stack.push_async_callback(store.aclose)  # after the session's close
+                config = dataclasses.replace(config, conversation=name, store=store)
+            elif getattr(args, "store", None) is not None:
+                raise UsageError("--store needs --conversation NAME")
             if timeline is not None:
                 where = fake.url if fake is not None else config.transport.endpoint.url
                 what = describe_mode(mode, forced=args.fake is True)
@@ -251,6 +263,27 @@ async def open_target(
     finally:
         if recorder is not None:
             recorder.close()
+
+
+def default_store_path() -> Path:
+    """Where ``--conversation`` is stored by default: the user's data directory."""
+    base = os.environ.get("XDG_DATA_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "gemini-live" / "conversations.db"
+
+
+def open_conversation_store(url: str | None) -> ConversationStore:
+    """The store of ``--store URL`` (default: SQLite in the user's data directory)."""
+    from gemini_live.store import SqliteStore, open_store
+
+    if url is None:
+        return SqliteStore(default_store_path())
+    if url == "memory:":
+        raise UsageError("--store memory: would forget the conversation at exit")
+    try:
+        return open_store(url)
+    except ConfigError as exc:
+        raise UsageError(f"--store: {exc}") from None
 
 
 def thinking_config(value: str) -> ThinkingConfig:

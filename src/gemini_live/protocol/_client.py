@@ -141,6 +141,10 @@ class ClientProtocol(Snapshots):
         #: transport have not left this host yet (None: it cannot tell). Called once per
         #: resumable handle, never per frame. Unset, a frame counts as sent when written.
         self.unsent_bytes: Callable[[], int | None] | None = None
+        #: The first connection is to resume (a handle in the setup, or a restored
+        #: conversation): its ``setupComplete`` emits ``Resumed`` too, saying whether the
+        #: state was restored or the session started fresh. Not part of a snapshot.
+        self.expect_resume = self.resumption_enabled and resume_handle is not None
         self._ledger.note_setup(setup)
 
     def _normalized(self, setup: Setup) -> Setup:
@@ -583,7 +587,9 @@ class ClientProtocol(Snapshots):
         turns = self._seed_turns
         self._seed_setup, self._seed_turns = None, 0
         seeded = outbox.release_seed()
-        if reconnected:
+        announce = reconnected or self.expect_resume
+        self.expect_resume = False
+        if announce:
             at = next(
                 (k for k, e in enumerate(events) if isinstance(e, SetupComplete)), len(events) - 1
             )

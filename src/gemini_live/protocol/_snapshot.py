@@ -107,6 +107,7 @@ class Snapshots:
     ever_open: bool
     direct_writes: bool
     unsent_bytes: Callable[[], int | None] | None
+    expect_resume: bool
     stats: SessionStats
     _normalize: Callable[[str], str] | None
     _setup: Setup
@@ -175,6 +176,7 @@ class Snapshots:
         p.ever_open = s.ever_open
         p.direct_writes = s.direct_writes
         p.unsent_bytes = None  # the I/O layer sets it for its connection
+        p.expect_resume = False
         p.stats = s.stats
         p._normalize = normalize_model
         p._setup = s.setup

@@ -9,13 +9,17 @@ format and turn detection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import itertools
 import logging
+import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -38,6 +42,9 @@ from gemini_live.audio import INPUT_RATE, OUTPUT_RATE, Resampler
 from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.vad import ActivityDetector, ActivitySender, VadAction
+
+if TYPE_CHECKING:
+    from gemini_live.store import ConversationStore
 
 __all__ = [
     "ALLOW_ANYONE",
@@ -75,6 +82,8 @@ CLOSE_UPSTREAM: Final = 4502
 
 #: Seconds the upstream session gets to close when a browser connection ends.
 _SESSION_CLOSE_TIMEOUT: Final = 5.0
+#: A page's conversation id (``?conversation=``): what the relay hands out, and no more.
+_CONVERSATION_ID: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
 #: Playback reports kept per connection (the totals count them all).
 _RECENT_PLAYBACK: Final = 16
 #: 16 kHz PCM16: bytes of one second of the page's audio.
@@ -388,6 +397,12 @@ class Relay:
             ``session.events()`` or ``session.on_event``.
         on_close: ``on_close(conn)`` after the browser connection ended.
         limits: See :class:`RelayLimits`.
+        store: A :class:`~gemini_live.store.ConversationStore`: each page's conversation
+            is stored and continues after a reload, a relay restart or a move to another
+            worker sharing the store. The page passes ``?conversation=ID`` (the id the
+            relay gave it in ``ready``; a new one is made without it). The stored key is
+            the id *and* a hash of the identity ``authorize`` returned, so another user
+            who learns or guesses an id gets a conversation of their own, never this one.
     """
 
     #: The explicit, logged opt-out of the identity check (local development only).
@@ -407,6 +422,7 @@ class Relay:
         on_close: CloseHook | None = None,
         limits: RelayLimits | None = None,
         keep_finished: int = 100,
+        store: ConversationStore | None = None,
     ) -> None:
         if turn_detection not in ("vad", "server", "manual"):
             raise ConfigError(
@@ -422,6 +438,12 @@ class Relay:
             raise ConfigError("authorize must be a callable or Relay.ALLOW_ANYONE")
         if limits is not None and not isinstance(limits, RelayLimits):
             raise ConfigError("limits must be a RelayLimits")
+        if store is not None:
+            from gemini_live.store import ConversationStore
+
+            if not isinstance(store, ConversationStore):
+                raise ConfigError("store must be a gemini_live.store.ConversationStore")
+        self.store = store
         self._config = config
         self._authorize: AuthorizeHook | None = (
             None if isinstance(authorize, _AllowAnyone) else authorize
@@ -532,6 +554,8 @@ class _Connection(PeerSocket):
         self._admitted = False
         self._address: str | None = None
         self._identity: Hashable | None = None
+        #: The page's conversation id (with a store).
+        self.conversation: str | None = None
         self._msgs = Bucket(lim.messages_per_second, lim.message_burst)
         tpm = lim.turns_per_minute
         self._turns = Bucket(tpm / 60.0, tpm) if tpm is not None else None
@@ -574,20 +598,25 @@ class _Connection(PeerSocket):
             if not relay._per_identity.acquire(key, lim.max_connections_per_identity):
                 raise PeerClose(CLOSE_RATE_LIMITED, "too many connections for this identity")
             self._identity = key
+        ready: dict[str, Any] = {
+            "type": "ready",
+            "protocol": PROTOCOL_VERSION,
+            "session_id": None,
+            "input_rate": INPUT_RATE,
+            "output_rate": OUTPUT_RATE,
+            "turn_detection": relay.turn_detection,
+        }
+        if relay.store is not None:
+            asked = info.query.get("conversation")
+            if asked is not None and not _CONVERSATION_ID.fullmatch(asked):
+                raise PeerClose(CLOSE_UNSUPPORTED, "bad conversation id")
+            self.conversation = asked or secrets.token_urlsafe(18)
+            ready["conversation"] = self.conversation
         self._admitted = True
         stats.accepted += 1
         relay._notify()
         # Admitted: the upstream session opens at the browser's first action.
-        await self.send_json(
-            {
-                "type": "ready",
-                "protocol": PROTOCOL_VERSION,
-                "session_id": None,
-                "input_rate": INPUT_RATE,
-                "output_rate": OUTPUT_RATE,
-                "turn_detection": relay.turn_detection,
-            }
-        )
+        await self.send_json(ready)
 
     async def serve(self) -> None:
         await self.serve_tasks(("relay-up", self._upstream()))
@@ -664,6 +693,10 @@ class _Connection(PeerSocket):
             raise TypeError(f"the relay's config hook returned {type(config).__name__}")
         if relay.turn_detection in ("vad", "manual"):
             config = with_client_activity(config)
+        if relay.store is not None and self.conversation is not None:
+            config = dataclasses.replace(
+                config, conversation=self._store_key(self.conversation), store=relay.store
+            )
         try:
             async with asyncio.timeout(relay.limits.connect_timeout):
                 session = await gl.connect(config=config)
@@ -675,6 +708,13 @@ class _Connection(PeerSocket):
                 CLOSE_UPSTREAM, f"upstream connect failed: {type(exc).__name__}"
             ) from None
         return session
+
+    def _store_key(self, conversation: str) -> str:
+        """The stored conversation's key: the page's id bound to who is connecting."""
+        identity = self.info.identity
+        who = "anyone" if identity is None else repr(identity_key(identity))
+        digest = hashlib.sha256(who.encode("utf-8", "replace")).hexdigest()[:32]
+        return f"relay:{digest}:{conversation}"
 
     async def _session(self) -> gl.Session:
         """The upstream session, opened at the browser's first action."""
@@ -871,7 +911,12 @@ class _Connection(PeerSocket):
                 case ev.Reconnecting():
                     await self.send_json({"type": "state", "state": "reconnecting"})
                 case ev.Resumed(state_restored=restored):
-                    await self.send_json({"type": "state", "state": "open", "restored": restored})
+                    state: dict[str, Any] = {"type": "state", "state": "open"}
+                    state["restored"] = restored
+                    if event.from_store:
+                        state["from_store"] = True
+                        state["reseeded"] = event.reseeded
+                    await self.send_json(state)
                 case ev.Lagged(count=count):
                     logger.warning("relay %d: the browser fell behind by %d events", info.id, count)
                 case ev.Closed(code=code, reason=reason):

@@ -1,0 +1,153 @@
+"""The stored form of a conversation and the lease that lets one owner drive it."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from gemini_live.errors import ConfigError, StoreFormatError
+from gemini_live.history import HistoryEntry
+from gemini_live.protocol import ProtocolSnapshot
+from gemini_live.types import UNSET, Setup
+
+__all__ = [
+    "MAX_ID_CHARS",
+    "RECORD_VERSION",
+    "ConversationRecord",
+    "Lease",
+    "check_id",
+    "check_ttl",
+    "decode_record",
+    "encode_record",
+    "setup_fingerprint",
+]
+
+#: Version of :class:`ConversationRecord`. A record of another version is refused with
+#: :class:`~gemini_live.errors.StoreFormatError` (never half-read).
+RECORD_VERSION: Final = 1
+
+#: The longest conversation id accepted.
+MAX_ID_CHARS: Final = 200
+
+_ID = re.compile(r"[A-Za-z0-9._:@=+-]+")
+
+
+class ConversationRecord(msgspec.Struct, kw_only=True):
+    """Everything a store keeps of one conversation (version :data:`RECORD_VERSION`).
+
+    It holds conversation text (the history, with the model's transcribed answers, and
+    user texts not yet covered by a handle, inside the snapshot) and audio the service
+    may not have consumed yet: treat the store like the conversation itself.
+    """
+
+    version: int = RECORD_VERSION
+    #: The conversation id.
+    conversation: str
+    #: The session core: handle, uncovered re-send window, queued frames, pending tool
+    #: calls, counters (:class:`~gemini_live.protocol.ProtocolSnapshot`).
+    snapshot: ProtocolSnapshot
+    #: The bounded history (what a fresh session is seeded with).
+    history: list[HistoryEntry] = msgspec.field(default_factory=list)
+    #: :func:`setup_fingerprint` of the setup the conversation was configured with.
+    setup_fingerprint: str = ""
+    #: The owner that wrote the record and its fencing token.
+    owner: str = ""
+    epoch: int = 0
+    #: Wall-clock time (Unix seconds) of the save and of the latest handle (None: none).
+    saved_at: float = 0.0
+    handle_at: float | None = None
+
+
+class _Header(msgspec.Struct):
+    version: int = 0
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ConversationRecord)
+_header = msgspec.msgpack.Decoder(_Header)
+
+
+def encode_record(record: ConversationRecord) -> bytes:
+    """The record as bytes (msgpack)."""
+    if not isinstance(record, ConversationRecord):
+        raise ConfigError(f"expected a ConversationRecord, got {type(record).__name__}")
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes, *, where: str = "store") -> ConversationRecord:
+    """The record in ``data``; a record of another version or a damaged one raises
+    :class:`~gemini_live.errors.StoreFormatError`."""
+    try:
+        version = _header.decode(data).version
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise StoreFormatError(f"{where}: the stored record is damaged ({exc})") from None
+    if version != RECORD_VERSION:
+        newer = "a newer" if version > RECORD_VERSION else "an older"
+        raise StoreFormatError(
+            f"{where}: the stored record has version {version}, written by {newer} release; "
+            f"this release reads version {RECORD_VERSION} (delete the conversation or "
+            "upgrade gemini-live)"
+        )
+    try:
+        return _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise StoreFormatError(f"{where}: the stored record is damaged ({exc})") from None
+
+
+def setup_fingerprint(setup: Setup) -> str:
+    """A hash of ``setup`` (without its resumption handle): two setups with the same
+    fingerprint configure the same conversation."""
+    sr = setup.session_resumption
+    if sr is not UNSET and sr.handle is not UNSET:
+        setup = msgspec.structs.replace(setup, session_resumption=UNSET)
+    data = msgspec.json.encode(msgspec.to_builtins(setup, order="sorted"))
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to drive one conversation, until ``expires_at`` unless renewed.
+
+    ``fence`` is the fencing token: it grows with every acquisition of the
+    conversation, and a store refuses a save whose token is not the latest one.
+    ``expires_at`` is this process's wall clock (Unix seconds), approximate.
+    """
+
+    conversation: str
+    owner: str
+    fence: int
+    ttl: float
+    expires_at: float
+
+    def __repr__(self) -> str:
+        return f"Lease({self.conversation!r}, owner={self.owner!r}, fence={self.fence})"
+
+
+def check_id(conversation: object) -> str:
+    """``conversation`` if it is a usable id (letters, digits and ``._:@=+-``)."""
+    if not isinstance(conversation, str):
+        raise ConfigError(f"conversation id must be a str, got {type(conversation).__name__}")
+    if not conversation or len(conversation) > MAX_ID_CHARS or not _ID.fullmatch(conversation):
+        raise ConfigError(
+            f"conversation id must be 1-{MAX_ID_CHARS} characters of letters, digits and "
+            "._:@=+- (hash anything else first)"
+        )
+    return conversation
+
+
+def check_ttl(name: str, value: object, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
