@@ -1,7 +1,7 @@
 """The ``gemini-live`` command line (also ``python -m gemini_live``).
 
 Commands: ``demo`` (the guided tour; offline with the embedded fake server when no API key
-is set), ``chat`` (interactive text), ``stream FILE.wav`` (one audio turn from a file),
+is set), ``chat`` (interactive text), ``stream FILE.wav`` (the model answers a WAV file),
 ``talk`` (microphone and speaker) and ``version``. Run ``gemini-live COMMAND --help``.
 
 Exit status: 0 success, 1 a session or service error, 2 a usage error or missing
@@ -210,10 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(
         "stream",
-        "send a WAV file as one audio turn and save the spoken reply",
-        "Read FILE.wav (any rate, any channels; converted to 16 kHz mono PCM16), stream it\n"
-        "in 20 ms chunks followed by audioStreamEnd, wait for the reply, write it as a\n"
-        "24 kHz mono WAV and print the transcripts.",
+        "send a WAV file, print and save the model's spoken answer",
+        "Read FILE.wav (any rate, any channels; converted to 16 kHz mono PCM16) and stream\n"
+        "it in 20 ms chunks. By default the whole file is one turn (the service's activity\n"
+        "detection is off; the audio goes between activityStart and activityEnd) and the\n"
+        "one reply is written as a 24 kHz mono WAV. With --server-vad the service decides\n"
+        "where turns end (a pause can make several replies): every reply is printed and\n"
+        "saved, one after the other, until the reply after audioStreamEnd.",
     )
     p.add_argument("file", metavar="FILE.wav", help="input WAV file")
     p.add_argument(
@@ -223,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--realtime", action="store_true", help="pace chunks in real time")
     pace.add_argument(
         "--fast", dest="realtime", action="store_false", help="send as fast as possible (default)"
+    )
+    p.add_argument(
+        "--server-vad",
+        action="store_true",
+        help="let the service's activity detection split the file into turns (every"
+        " reply is printed and saved)",
     )
     p.add_argument(
         "--chunk-ms",

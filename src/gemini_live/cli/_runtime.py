@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import gemini_live as gl
 from gemini_live import events as ev
+from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, redact
 from gemini_live.metrics import (
     LatencyTracker,
@@ -180,8 +181,13 @@ async def open_target(
     tools: ToolRegistry | None = None,
     timeline: Timeline | None = None,
     response_modalities: tuple[str, ...] = ("AUDIO",),
+    client_activity: bool = False,
 ) -> AsyncIterator[Target]:
-    """Start the fake server if needed, connect a Session, and clean both up."""
+    """Start the fake server if needed, connect a Session, and clean both up.
+
+    ``client_activity``: turn the service's automatic activity detection off (the command
+    brackets speech with ``activityStart`` / ``activityEnd`` itself).
+    """
     mode = resolve_mode(args)
     recorder: WireRecorder | None = None
     if args.record:
@@ -240,6 +246,8 @@ async def open_target(
                 **kwargs,
             )
             config = model_aware(config, args, vertex=mode == "vertex")
+            if client_activity:
+                config = with_client_activity(config)
             if timeline is not None:
                 where = fake.url if fake is not None else config.transport.endpoint.url
                 what = describe_mode(mode, forced=args.fake is True)
@@ -490,6 +498,11 @@ class Conversation:
         for w in self._waiters:
             if not w.done():
                 w.set_result(cur)
+
+    def in_progress(self) -> bool:
+        """The model has started a reply that is not complete yet."""
+        cur = self.current
+        return bool(cur.audio_bytes or cur.text or cur.tool_calls)
 
     # -- reports --------------------------------------------------------------------------
 
