@@ -27,6 +27,7 @@ from gemini_live.config import (
     SessionConfig,
     TransportConfig,
     build_config,
+    check_credentials,
 )
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.protocol import SessionStats
@@ -132,6 +133,7 @@ class connect:
         self._session: Session | None = None
 
     async def _open(self) -> Session:
+        check_credentials(self._config)  # no key for Google's endpoint: refused, not dialed
         session = Session(self._config)
         if self._registry is not None:
             session._attach_tools(self._registry)  # type: ignore[arg-type]
