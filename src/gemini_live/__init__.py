@@ -12,6 +12,7 @@ Quick start::
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Generator, Sequence
 from types import TracebackType
@@ -39,6 +40,11 @@ if TYPE_CHECKING:
 
     from gemini_live.history import Summarizer
     from gemini_live.tools import ToolRegistry
+
+# A library logs only where the app asked for it: without this handler Python's
+# last-resort handler would print WARNING and above on stderr (e.g. the reason of an error
+# the app already handles).
+logging.getLogger("gemini_live").addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -411,9 +411,12 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
-    result: int = uvloop.run(main)
-    return result
+        pass
+    else:
+        result: int = uvloop.run(main)
+        return result
+    # Outside the except clause: an error of the command is not chained to the ImportError.
+    return asyncio.run(main)
 
 
 def _run_command(args: argparse.Namespace) -> int:
