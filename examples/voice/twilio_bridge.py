@@ -1,7 +1,11 @@
 """A phone agent: Twilio Media Streams bridged to a Live API session.
 
     python examples/voice/twilio_bridge.py            # one scripted call, then exit
-    python examples/voice/twilio_bridge.py --serve    # serve ws://0.0.0.0:8080/twilio
+    python examples/voice/twilio_bridge.py --serve    # serve ws://127.0.0.1:8080/twilio
+
+``--serve`` listens on 127.0.0.1 (a tunnel or a reverse proxy in front of it gives Twilio
+the public wss:// URL); set BRIDGE_HOST (e.g. 0.0.0.0 inside a container) and BRIDGE_PORT
+to listen elsewhere.
 
 Point your Twilio number's TwiML at the bridge::
 
@@ -123,7 +127,9 @@ async def main() -> None:
         bridge = TwilioBridge(session_config, authorize=authorize, on_dtmf=on_dtmf, on_stop=on_stop)
         app = Starlette(routes=[WebSocketRoute("/twilio", bridge)])
         if "--serve" in sys.argv:
-            await serve(app, host="0.0.0.0", port=8080, ready=print)
+            host = os.environ.get("BRIDGE_HOST", "127.0.0.1")
+            port = int(os.environ.get("BRIDGE_PORT", "8080"))
+            await serve(app, host=host, port=port, ready=print)
             return
         async with running(app) as base:
             await scripted_call(base.replace("http", "ws") + "/twilio")
