@@ -119,3 +119,23 @@ def test_run_loop_errors_are_not_chained_to_the_uvloop_import(
     with pytest.raises(ValueError) as info:
         run_loop(fails())
     assert not isinstance(info.value.__context__, ImportError)
+
+
+def test_a_failed_connect_is_said_once(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run(
+        [sys.executable, "-m", "gemini_live", "--url", f"ws://127.0.0.1:{port}/ws", "chat"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=offline_env(),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("gemini-live chat: error: ConnectError: cannot connect to")

@@ -17,6 +17,7 @@ import asyncio
 import io
 import logging
 import os
+import re
 import sys
 import threading
 import traceback
@@ -328,6 +329,20 @@ class _OneLineFormatter(logging.Formatter):
         return f"{line}: {type(exc).__name__}: {exc}" if exc is not None else line
 
 
+def _said_once(record: logging.LogRecord) -> bool:
+    """Drop the session's "session ended: <error>" line: the command ends with that
+    error as its one-line failure, so the log would say it twice."""
+    return not (
+        record.name.startswith("gemini_live.session")
+        and isinstance(record.msg, str)
+        and _SESSION_ENDED.match(record.msg) is not None
+    )
+
+
+#: "session ended: ...", after the session's "[id] " prefix.
+_SESSION_ENDED = re.compile(r"(\[[^\]]*\] )?session ended\b")
+
+
 def _tolerant_streams() -> None:
     """Never crash on a character the terminal's encoding lacks (e.g. '—' in latin-1)."""
     for stream in (sys.stdout, sys.stderr):
@@ -426,6 +441,8 @@ def _run_command(args: argparse.Namespace) -> int:
             "%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     )
+    if not args.debug:
+        handler.addFilter(_said_once)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else getattr(logging, args.log_level),
         handlers=[handler],
