@@ -55,6 +55,9 @@ async def test_env_key_is_found(monkeypatch: pytest.MonkeyPatch, no_key_env: Non
 
 
 async def test_the_fake_needs_no_credential(no_key_env: None) -> None:
-    async with asyncio.timeout(10), FakeLiveServer() as server:
-        async with gl.connect(url=server.url) as session:
-            assert session.session_id
+    async with (
+        asyncio.timeout(10),
+        FakeLiveServer() as server,
+        gl.connect(url=server.url) as session,
+    ):
+        assert session.session_id

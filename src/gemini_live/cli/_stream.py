@@ -18,6 +18,7 @@ from array import array
 from pathlib import Path
 from typing import IO
 
+import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live.audio import (
     INPUT_RATE,
@@ -30,7 +31,6 @@ from gemini_live.audio import (
     resample,
     write_wav,
 )
-import gemini_live as gl
 from gemini_live.cli._runtime import (
     Conversation,
     Timeline,

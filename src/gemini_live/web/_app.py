@@ -48,6 +48,7 @@ logger = logging.getLogger("gemini_live.web")
 
 _STATIC_FILES: Final = {
     "app.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
     "mic-worklet.js": "text/javascript; charset=utf-8",
     "page.css": "text/css; charset=utf-8",
 }
@@ -58,7 +59,8 @@ _CSP: Final = (
 
 
 def static_file(name: str) -> bytes:
-    """The bytes of a static file of the page: ``app.js``, ``mic-worklet.js``, ``page.css``."""
+    """The bytes of a static file of the page: ``app.js``, ``favicon.svg``,
+    ``mic-worklet.js``, ``page.css``."""
     if name not in _STATIC_FILES:
         raise KeyError(name)
     return resources.files("gemini_live.web").joinpath("static", name).read_bytes()
