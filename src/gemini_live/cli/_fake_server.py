@@ -200,7 +200,11 @@ def _watch_stdout(
         loop.add_reader(fd, on_closed)
     except (OSError, ValueError, AttributeError, NotImplementedError):
         return None
-    return lambda: loop.remove_reader(fd)
+
+    def unwatch() -> None:
+        loop.remove_reader(fd)
+
+    return unwatch
 
 
 async def _run_server(
