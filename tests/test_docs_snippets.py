@@ -115,8 +115,7 @@ def check_printed(snippet: Snippet, output: str) -> None:
         else:
             raise AssertionError(
                 f"{snippet.id}: the comment on line {lineno} of the block says it prints"
-                f" {comment!r}; the output after the previous match was:\n"
-                + "\n".join(lines[at:])
+                f" {comment!r}; the output after the previous match was:\n" + "\n".join(lines[at:])
             )
 
 
