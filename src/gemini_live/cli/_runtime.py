@@ -356,7 +356,7 @@ class Conversation:
     """Consumes a session's events: metrics, transcripts, audio, lifecycle, turn ends.
 
     ``on_event(event)`` is called for every event (after the bookkeeping) so a command
-    can print what it wants.
+    can print what it wants; ``on_turn(turn)`` for every completed model turn.
     """
 
     def __init__(
@@ -366,6 +366,7 @@ class Conversation:
         *,
         keep_audio: bool = True,
         on_event: Callable[[ev.Event], None] | None = None,
+        on_turn: Callable[[TurnResult], None] | None = None,
     ) -> None:
         if session.usage is None or session.latency is None:
             raise gl.ConfigError("the CLI needs a session with metrics=True")
@@ -376,6 +377,7 @@ class Conversation:
         self.tracker: LatencyTracker = session.latency
         self.keep_audio = keep_audio
         self.on_event = on_event
+        self.on_turn = on_turn
         self.current = TurnResult()
         self.last: TurnResult | None = None
         self.turns: list[TurnResult] = []
@@ -495,6 +497,8 @@ class Conversation:
         self.last = cur
         self.turns.append(cur)
         self.current = TurnResult()
+        if self.on_turn is not None:
+            self.on_turn(cur)
         for w in self._waiters:
             if not w.done():
                 w.set_result(cur)

@@ -244,11 +244,23 @@ async def run_stream(args: argparse.Namespace) -> int:
             case _:
                 pass
 
+    replies = 0
+
+    def on_turn(turn: TurnResult) -> None:
+        # --server-vad: each reply is printed as it completes (the file may still be
+        # streaming); the one turn of the default mode is printed at the end.
+        nonlocal replies
+        replies += 1
+        if server_vad:
+            if progress is not None:
+                progress.clear()
+            _report(t, turn, replies)
+
     mode = "paced in real time" if args.realtime else "as fast as possible"
     async with open_target(args, timeline=t, client_activity=not server_vad) as target:
         session = target.session
         t.log(f"connected session={session.session_id} — {target.describe()}")
-        async with Conversation(session, t, on_event=on_event) as conv:
+        async with Conversation(session, t, on_event=on_event, on_turn=on_turn) as conv:
             if server_vad:
                 n = await _send_file(session, pcm, chunk_ms, progress)
                 before_end = len(conv.turns)
@@ -267,9 +279,9 @@ async def run_stream(args: argparse.Namespace) -> int:
                 turns = [await conv.wait(fut, args.turn_timeout)]
 
         many = len(turns) > 1
-        for i, turn in enumerate(turns, 1):
-            _report(t, turn, i if many else None)
-        if server_vad:
+        if not server_vad:
+            _report(t, turns[0], None)
+        else:
             t.log(
                 "the model answered 1 time"
                 if len(turns) == 1
