@@ -118,6 +118,11 @@ class connect:
     :class:`SessionConfig`; pass ``config=`` to give a complete one instead. With
     ``tools=registry`` (a :class:`~gemini_live.tools.ToolRegistry`) the session declares
     the registry's tools and answers every call from the first frame on.
+
+    Google's endpoint with no credential at all (no ``api_key``/``auth``, no credential
+    header, no ``$GEMINI_API_KEY``/``$GOOGLE_API_KEY``) raises
+    :class:`~gemini_live.errors.AuthError` before anything is dialed; a custom ``url``
+    needs none.
     """
 
     def __init__(self, config: object = None, **options: Unpack[ConnectOptions]):
