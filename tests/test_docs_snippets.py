@@ -12,6 +12,13 @@ in their namespace::
 
 Blocks may use top-level ``await`` (as in ``python -m asyncio``); each runs in a fresh
 namespace, in a temporary directory, with no API key in the environment.
+
+A comment after a ``print(...)`` says what it prints, and is checked: the block's output
+must have a line matching it (in the order of the prints), where ``...`` stands for any
+text::
+
+    print(session.status)          # closed
+    print(monitor)                 # <LoopMonitor stopped stalls=1 max_lag=... ms ...>
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +76,58 @@ def extract(path: Path) -> list[Snippet]:
     return out
 
 
+def printed_comments(code: str) -> list[tuple[int, str]]:
+    """``(line, comment)`` for every ``print(...)  # comment`` statement of ``code``."""
+    out: list[tuple[int, str]] = []
+    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    for i, tok in enumerate(tokens):
+        if tok.type != tokenize.COMMENT:
+            continue
+        # The statement this comment closes: back to the start of its logical line.
+        j = i - 1
+        while j >= 0 and tokens[j].type not in (
+            tokenize.NEWLINE,
+            tokenize.NL,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+        ):
+            j -= 1
+        first = tokens[j + 1] if j + 1 < i else None
+        if first is not None and first.type == tokenize.NAME and first.string == "print":
+            out.append((tok.start[0], tok.string[1:].strip()))
+    return out
+
+
+def matches(pattern: str, line: str) -> bool:
+    """``pattern`` with ``...`` standing for any text, against the whole ``line``."""
+    regex = ".*".join(re.escape(part.strip()) for part in pattern.split("..."))
+    return re.fullmatch(regex, line.strip()) is not None
+
+
+def check_printed(snippet: Snippet, output: str) -> None:
+    lines = output.splitlines()
+    at = 0
+    for lineno, comment in printed_comments(snippet.code):
+        for k in range(at, len(lines)):
+            if matches(comment, lines[k]):
+                at = k + 1
+                break
+        else:
+            raise AssertionError(
+                f"{snippet.id}: the comment on line {lineno} of the block says it prints"
+                f" {comment!r}; the output after the previous match was:\n" + "\n".join(lines[at:])
+            )
+
+
+def test_printed_comments_are_matched() -> None:
+    code = 'print(1)  # 1\nx = 2  # not a print\nprint("a...b", x)  # a...b ...\n'
+    assert printed_comments(code) == [(1, "1"), (3, "a...b ...")]
+    snippet = Snippet(ROOT / "README.md", 1, code, None)
+    check_printed(snippet, "1\na-anything-b 2\n")
+    with pytest.raises(AssertionError, match=re.escape("says it prints 'a...b ...'")):
+        check_printed(snippet, "1\nnot it\n")
+
+
 def doc_files() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
@@ -84,7 +145,12 @@ def test_the_extractor_finds_the_readme_blocks() -> None:
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.id for s in SNIPPETS])
-def test_snippet(snippet: Snippet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_snippet(
+    snippet: Snippet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code = compile(
         snippet.code, snippet.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
     )
@@ -102,6 +168,7 @@ def test_snippet(snippet: Snippet, tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 await result
 
         asyncio.run(bounded())
+    check_printed(snippet, capsys.readouterr().out)
 
 
 def test_every_guide_page_is_in_the_site_navigation() -> None:

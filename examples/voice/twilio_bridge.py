@@ -4,6 +4,10 @@
     TWILIO_AUTH_TOKEN=... PUBLIC_URL=wss://your.host/twilio \
         python examples/voice/twilio_bridge.py --serve [--host 0.0.0.0] [--port 8080]
 
+``--serve`` listens on 127.0.0.1 unless --host or BRIDGE_HOST says otherwise (a tunnel or a
+reverse proxy in front of it gives Twilio the public wss:// URL); BRIDGE_PORT or --port
+changes the port.
+
 Point your Twilio number's TwiML at the bridge::
 
     <Response><Connect><Stream url="wss://your.host/twilio"/></Connect></Response>
@@ -147,7 +151,7 @@ async def main() -> None:
         app = Starlette(routes=[WebSocketRoute("/twilio", bridge)])
         if serving:
             host = option("--host", os.environ.get("BRIDGE_HOST", "127.0.0.1"))
-            port = int(option("--port", "8080") or 8080)
+            port = int(option("--port", os.environ.get("BRIDGE_PORT", "8080")) or 8080)
             await serve(app, host=host or "127.0.0.1", port=port, ready=print)
             return
         async with running(app) as base:

@@ -12,6 +12,7 @@ Quick start::
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Generator, Sequence
 from types import TracebackType
@@ -39,6 +40,11 @@ if TYPE_CHECKING:
     from gemini_live.history import Summarizer
     from gemini_live.store import ConversationStore
     from gemini_live.tools import ToolRegistry
+
+# A library logs only where the app asked for it: without this handler Python's
+# last-resort handler would print WARNING and above on stderr (e.g. the reason of an error
+# the app already handles).
+logging.getLogger("gemini_live").addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -114,6 +120,11 @@ class connect:
     :class:`SessionConfig`; pass ``config=`` to give a complete one instead. With
     ``tools=registry`` (a :class:`~gemini_live.tools.ToolRegistry`) the session declares
     the registry's tools and answers every call from the first frame on.
+
+    Google's endpoint with no credential at all (no ``api_key``/``auth``, no credential
+    header, no ``$GEMINI_API_KEY``/``$GOOGLE_API_KEY``) raises
+    :class:`~gemini_live.errors.AuthError` before anything is dialed; a custom ``url``
+    needs none.
     """
 
     def __init__(self, config: object = None, **options: Unpack[ConnectOptions]):

@@ -22,8 +22,8 @@ from gemini_live import types
 from gemini_live._checks import non_negative, non_negative_int, positive, positive_int
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live._pcm import INPUT_RATE, check_rate
-from gemini_live.auth import Auth, Endpoint, register_header_secrets
-from gemini_live.errors import AudioFormatError, ConfigError, GeminiLiveError
+from gemini_live.auth import GEMINI_HOST, Auth, Endpoint, register_header_secrets
+from gemini_live.errors import AudioFormatError, AuthError, ConfigError, GeminiLiveError
 from gemini_live.protocol._checks import check_types
 from gemini_live.protocol._outbox import ResendWindow
 from gemini_live.transport._common import CLOSE_TIMEOUT, check_headers, mask_headers
@@ -42,6 +42,7 @@ __all__ = [
     "SessionConfig",
     "TransportConfig",
     "build_config",
+    "check_credentials",
     "with_client_activity",
 ]
 
@@ -423,6 +424,39 @@ def build_config(
         conversation=conversation,
         store=store,
     )
+
+
+#: Request headers that carry a credential of their own (lower case).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-goog-api-key"})
+
+#: What :func:`check_credentials` says (the CLI says the same with ``--api-key``).
+NO_CREDENTIAL = (
+    "no API key: set GEMINI_API_KEY or pass api_key= (or auth= with a token);"
+    " nothing was sent to Google"
+)
+
+
+def check_credentials(config: SessionConfig) -> None:
+    """Refuse, before dialing, a session to Google's Gemini endpoint with no credential.
+
+    Raises :class:`~gemini_live.errors.AuthError` when the endpoint is Google's Gemini API
+    host and neither ``auth`` (an API key, an ephemeral token, a bearer token) nor a
+    credential header is configured: the service would refuse the connection anyway. A
+    custom URL (a fake server, a proxy that adds the key) needs no credential.
+    """
+    transport = config.transport
+    endpoint = transport.endpoint
+    if transport.auth.kind != "none" or endpoint.api != "gemini":
+        return
+    if any(name.lower() in _CREDENTIAL_HEADERS for name, _ in transport.headers):
+        return
+    import urllib.parse
+
+    if urllib.parse.urlsplit(endpoint.url).hostname != GEMINI_HOST:
+        return
+    error = AuthError(1008, NO_CREDENTIAL, phase="connect", local=True)
+    error.args = (NO_CREDENTIAL,)  # the sentence alone: no close code was received
+    raise error
 
 
 def with_client_activity(config: SessionConfig) -> SessionConfig:

@@ -463,17 +463,16 @@ class _Adapter:
         gc = self.mutable().generation_config
         return gc if isinstance(gc, GenerationConfig) else None
 
+    # ``source_key`` names the fact's row in ``ModelFamily.sources`` (kept for readers of
+    # the table); messages are plain sentences and cite no documents.
     def warn(self, field_path: str, message: str, source_key: str) -> None:
-        src = self.fam.sources.get(source_key)
-        logger.warning(
-            "%s: %s: %s%s", self.model, field_path, message, f" (source: {src})" if src else ""
-        )
+        del source_key
+        logger.warning("%s: %s: %s", self.model, field_path, message)
 
     def fail(self, field_path: str, message: str, source_key: str) -> ConfigError:
-        src = self.fam.sources.get(source_key)
+        del source_key
         return ConfigError(
             f"model {self.model!r} ({self.fam.title}) does not accept {field_path}: {message}"
-            + (f" (source: {src})" if src else "")
         )
 
     def unverified(self, fact: str) -> bool:
@@ -495,9 +494,16 @@ class _Adapter:
             return
         bad = [m for m in mods if m not in self.fam.modalities]
         if bad:
+            fix = ""
+            if "TEXT" in bad and "AUDIO" in self.fam.modalities:
+                fix = (
+                    "; this model speaks its answers: for text, keep AUDIO and pass"
+                    " output_audio_transcription=True (the transcript of the reply arrives"
+                    " as text)"
+                )
             raise self.fail(
                 "generationConfig.responseModalities",
-                f"{bad} (accepted: {list(self.fam.modalities)})",
+                f"{bad} (accepted: {list(self.fam.modalities)}){fix}",
                 "modalities",
             )
 
@@ -678,7 +684,7 @@ class _Adapter:
         if self.vertex and not isinstance(tr, UnsetType):
             raise ConfigError(
                 f"model {self.model!r}: generationConfig.translationConfig is only accepted by"
-                f" the Gemini API, not Vertex AI (source: {_LP} §2.1.1)"
+                " the Gemini API, not Vertex AI"
             )
 
     def transcription(self) -> None:

@@ -31,7 +31,7 @@ from gemini_live._connector import Connector, resolve_backend
 from gemini_live._conversation import ConversationLink
 from gemini_live._observe import SessionRecord
 from gemini_live._stream import _Subscriber
-from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig
+from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig, check_credentials
 from gemini_live.errors import (
     ConfigError,
     GeminiLiveError,
@@ -197,6 +197,7 @@ class Session:
         """A session not yet started; a stored conversation is leased and loaded first."""
         if not isinstance(config, SessionConfig):
             raise ConfigError(f"expected a SessionConfig, got {type(config).__name__}")
+        check_credentials(config)  # no key for Google's endpoint: refused, not dialed
         if config.conversation is None:
             return cls(config)
         link = await ConversationLink.open(config)

@@ -52,3 +52,42 @@ def test_voice_example_runs_offline(name: str, tmp_path: Path) -> None:
     assert "offline FakeLiveServer" in r.stdout
     for line in CASES[name]:
         assert line in r.stdout, f"missing {line!r} in:\n{r.stdout}"
+
+
+async def test_twilio_example_serves_on_loopback_by_default(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_MODEL", "BRIDGE_HOST")
+    }
+    env.update(PYTHONUNBUFFERED="1", BRIDGE_PORT="0")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(VOICE / "twilio_bridge.py"),
+        "--serve",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            line = b""
+            while not line.startswith(b"http://"):
+                line = await proc.stdout.readline()
+                assert line, "the example exited before it listened"
+        assert line.startswith(b"http://127.0.0.1:"), line
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                async with asyncio.timeout(15):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -1,7 +1,7 @@
 """The ``gemini-live`` command line (also ``python -m gemini_live``).
 
 Commands: ``demo`` (the guided tour; offline with the embedded fake server when no API key
-is set), ``chat`` (interactive text), ``stream FILE.wav`` (one audio turn from a file),
+is set), ``chat`` (interactive text), ``stream FILE.wav`` (the model answers a WAV file),
 ``talk`` (microphone and speaker) and ``version``. Run ``gemini-live COMMAND --help``.
 
 Exit status: 0 success, 1 a session or service error, 2 a usage error or missing
@@ -17,6 +17,7 @@ import asyncio
 import io
 import logging
 import os
+import re
 import sys
 import threading
 import traceback
@@ -224,10 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(
         "stream",
-        "send a WAV file as one audio turn and save the spoken reply",
-        "Read FILE.wav (any rate, any channels; converted to 16 kHz mono PCM16), stream it\n"
-        "in 20 ms chunks followed by audioStreamEnd, wait for the reply, write it as a\n"
-        "24 kHz mono WAV and print the transcripts.",
+        "send a WAV file, print and save the model's spoken answer",
+        "Read FILE.wav (any rate, any channels; converted to 16 kHz mono PCM16) and stream\n"
+        "it in 20 ms chunks. By default the whole file is one turn (the service's activity\n"
+        "detection is off; the audio goes between activityStart and activityEnd) and the\n"
+        "one reply is written as a 24 kHz mono WAV. With --server-vad the service decides\n"
+        "where turns end (a pause can make several replies): every reply is printed and\n"
+        "saved, one after the other, until the reply after audioStreamEnd.",
     )
     p.add_argument("file", metavar="FILE.wav", help="input WAV file")
     p.add_argument(
@@ -237,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--realtime", action="store_true", help="pace chunks in real time")
     pace.add_argument(
         "--fast", dest="realtime", action="store_false", help="send as fast as possible (default)"
+    )
+    p.add_argument(
+        "--server-vad",
+        action="store_true",
+        help="let the service's activity detection split the file into turns (every"
+        " reply is printed and saved)",
     )
     p.add_argument(
         "--chunk-ms",
@@ -333,6 +343,20 @@ class _OneLineFormatter(logging.Formatter):
         return f"{line}: {type(exc).__name__}: {exc}" if exc is not None else line
 
 
+def _said_once(record: logging.LogRecord) -> bool:
+    """Drop the session's "session ended: <error>" line: the command ends with that
+    error as its one-line failure, so the log would say it twice."""
+    return not (
+        record.name.startswith("gemini_live.session")
+        and isinstance(record.msg, str)
+        and _SESSION_ENDED.match(record.msg) is not None
+    )
+
+
+#: "session ended: ...", after the session's "[id] " prefix.
+_SESSION_ENDED = re.compile(r"(\[[^\]]*\] )?session ended\b")
+
+
 def _tolerant_streams() -> None:
     """Never crash on a character the terminal's encoding lacks (e.g. '—' in latin-1)."""
     for stream in (sys.stdout, sys.stderr):
@@ -416,9 +440,12 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
-    result: int = uvloop.run(main)
-    return result
+        pass
+    else:
+        result: int = uvloop.run(main)
+        return result
+    # Outside the except clause: an error of the command is not chained to the ImportError.
+    return asyncio.run(main)
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -428,6 +455,8 @@ def _run_command(args: argparse.Namespace) -> int:
             "%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     )
+    if not args.debug:
+        handler.addFilter(_said_once)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else getattr(logging, args.log_level),
         handlers=[handler],

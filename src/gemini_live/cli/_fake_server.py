@@ -13,7 +13,9 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["add_parser", "run_fake_server"]
@@ -117,7 +119,7 @@ def run_fake_server(args: argparse.Namespace) -> int:
         message = " ".join(str(exc).split())
         print(f"gemini-live fake-server: {message}", file=sys.stderr)
         return 1
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     log = logging.getLogger("gemini_live.testing")
     log.addHandler(handler)
@@ -126,18 +128,88 @@ def run_fake_server(args: argparse.Namespace) -> int:
     try:
         from gemini_live.cli import run_loop
 
-        return run_loop(_serve(server, args))
+        return run_loop(_serve(server, args, handler))
+    except BrokenPipeError:
+        from gemini_live.cli import _stdout_closed
+
+        return _stdout_closed()
     except OSError as exc:
         print(f"gemini-live fake-server: cannot listen: {exc}", file=sys.stderr)
         return 1
+    finally:
+        log.removeHandler(handler)
 
 
-async def _serve(server: Any, args: argparse.Namespace) -> int:
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines on stdout; when the reader goes away (``| head -1``) the server stops
+    quietly instead of printing a logging traceback per line."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        self.on_closed: Callable[[], object] | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            if self.on_closed is not None:
+                self.on_closed()
+            return
+        super().handleError(record)
+
+
+async def _serve(server: Any, args: argparse.Namespace, handler: _StdoutHandler) -> int:
     stop = asyncio.Event()
+    closed = False
     loop = asyncio.get_running_loop()
+
+    def stdout_closed() -> None:
+        nonlocal closed
+        closed = True
+        stop.set()
+
+    handler.on_closed = stdout_closed
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    unwatch = _watch_stdout(loop, stdout_closed)
+    try:
+        await _run_server(server, args, stop, lambda: closed)
+    except BrokenPipeError:
+        closed = True
+    finally:
+        handler.on_closed = None
+        if unwatch is not None:
+            unwatch()
+    if closed:
+        raise BrokenPipeError
+    return 0 if not server.divergences else 1
+
+
+def _watch_stdout(
+    loop: asyncio.AbstractEventLoop, on_closed: Callable[[], None]
+) -> Callable[[], None] | None:
+    """When stdout is a pipe, call ``on_closed`` as soon as its reader goes away.
+
+    The write end of a pipe turns readable (an error condition) once the other end is
+    closed: ``gemini-live fake-server | head -1`` then stops at once rather than when the
+    next log line fails to be written.
+    """
+    try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+        loop.add_reader(fd, on_closed)
+    except (OSError, ValueError, AttributeError, NotImplementedError):
+        return None
+
+    def unwatch() -> None:
+        loop.remove_reader(fd)
+
+    return unwatch
+
+
+async def _run_server(
+    server: Any, args: argparse.Namespace, stop: asyncio.Event, closed: Callable[[], bool]
+) -> None:
     await server.start()
     try:
         what = f"replaying {args.cassette}" if args.cassette else "playing a voice model"
@@ -147,11 +219,11 @@ async def _serve(server: Any, args: argparse.Namespace) -> int:
             print("API key required (x-goog-api-key header or ?key=)", flush=True)
         print("Ctrl-C stops it.", flush=True)
         await stop.wait()
+        if closed():
+            return
         print("stopping", flush=True)
     finally:
         await server.stop()
-    divergences = list(server.divergences)
-    for line in divergences:
+    for line in list(server.divergences):
         print(f"divergence: {line}", flush=True)
     print("stopped", flush=True)
-    return 1 if divergences else 0

@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live._pcm import OUTPUT_RATE
+from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, redact
 from gemini_live.metrics import (
     LatencyTracker,
@@ -183,11 +184,16 @@ async def open_target(
     tools: ToolRegistry | None = None,
     timeline: Timeline | None = None,
     response_modalities: tuple[str, ...] = ("AUDIO",),
+    client_activity: bool = False,
 ) -> AsyncIterator[Target]:
     """Start the fake server if needed, connect a Session, and clean both up.
 
     With ``args.conversation`` the session continues that stored conversation
-    (``args.store``, or the default SQLite file in the user's data directory)."""
+    (``args.store``, or the default SQLite file in the user's data directory).
+
+    ``client_activity``: turn the service's automatic activity detection off (the command
+    brackets speech with ``activityStart`` / ``activityEnd`` itself).
+    """
     mode = resolve_mode(args)
     recorder: WireRecorder | None = None
     if args.record:
@@ -253,6 +259,8 @@ async def open_target(
                 config = dataclasses.replace(config, conversation=name, store=store)
             elif getattr(args, "store", None) is not None:
                 raise UsageError("--store needs --conversation NAME")
+            if client_activity:
+                config = with_client_activity(config)
             if timeline is not None:
                 where = fake.url if fake is not None else config.transport.endpoint.url
                 what = describe_mode(mode, forced=args.fake is True)
@@ -382,7 +390,7 @@ class Conversation:
     """Consumes a session's events: metrics, transcripts, audio, lifecycle, turn ends.
 
     ``on_event(event)`` is called for every event (after the bookkeeping) so a command
-    can print what it wants.
+    can print what it wants; ``on_turn(turn)`` for every completed model turn.
     """
 
     def __init__(
@@ -392,6 +400,7 @@ class Conversation:
         *,
         keep_audio: bool = True,
         on_event: Callable[[ev.Event], None] | None = None,
+        on_turn: Callable[[TurnResult], None] | None = None,
     ) -> None:
         if session.usage is None or session.latency is None:
             raise gl.ConfigError("the CLI needs a session with metrics=True")
@@ -402,6 +411,7 @@ class Conversation:
         self.tracker: LatencyTracker = session.latency
         self.keep_audio = keep_audio
         self.on_event = on_event
+        self.on_turn = on_turn
         self.current = TurnResult()
         self.last: TurnResult | None = None
         self.turns: list[TurnResult] = []
@@ -521,9 +531,16 @@ class Conversation:
         self.last = cur
         self.turns.append(cur)
         self.current = TurnResult()
+        if self.on_turn is not None:
+            self.on_turn(cur)
         for w in self._waiters:
             if not w.done():
                 w.set_result(cur)
+
+    def in_progress(self) -> bool:
+        """The model has started a reply that is not complete yet."""
+        cur = self.current
+        return bool(cur.audio_bytes or cur.text or cur.tool_calls)
 
     # -- reports --------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ logger = logging.getLogger("gemini_live.web")
 
 _STATIC_FILES: Final = {
     "app.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
     "mic-worklet.js": "text/javascript; charset=utf-8",
     "page.css": "text/css; charset=utf-8",
 }
@@ -61,7 +62,8 @@ _CSP: Final = (
 
 
 def static_file(name: str) -> bytes:
-    """The bytes of a static file of the page: ``app.js``, ``mic-worklet.js``, ``page.css``."""
+    """The bytes of a static file of the page: ``app.js``, ``favicon.svg``,
+    ``mic-worklet.js``, ``page.css``."""
     if name not in _STATIC_FILES:
         raise KeyError(name)
     return resources.files("gemini_live.web").joinpath("static", name).read_bytes()
@@ -714,14 +716,49 @@ def _uvicorn_server(
     return uvicorn.Server(config)
 
 
-async def _started(server: Any, task: asyncio.Task[None]) -> str:
+class _StartupErrors(logging.Filter):
+    """Keeps (instead of printing) uvicorn's error lines while it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        if len(self.messages) < 8:
+            self.messages.append(record.getMessage())
+        return False
+
+
+async def _serve_uvicorn(server: Any, host: str, port: int, errors: _StartupErrors) -> None:
+    # uvicorn ends a failed start (a busy port) with its error on its log and
+    # sys.exit(3) inside the event loop: that becomes one OSError with the reason.
+    try:
+        await server.serve()
+    except SystemExit:
+        reason = "; ".join(errors.messages) or "the server did not start"
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+def _start(server: Any, host: str, port: int) -> tuple[asyncio.Task[None], _StartupErrors]:
+    errors = _StartupErrors()
+    logging.getLogger("uvicorn.error").addFilter(errors)
+    task = asyncio.create_task(_serve_uvicorn(server, host, port, errors), name="uvicorn")
+    return task, errors
+
+
+async def _started(server: Any, task: asyncio.Task[None], errors: _StartupErrors) -> str:
     # uvicorn offers no start event: watch its flag (bounded).
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("uvicorn stopped before it started")
+                await asyncio.sleep(0.01)
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(errors)
     sock = server.servers[0].sockets[0]
     bound_host, bound_port = sock.getsockname()[:2]
     if ":" in bound_host:
@@ -752,9 +789,9 @@ async def running(
     aborted. Without limits: 1 MiB messages, a 10 s handshake timeout.
     """
     server = _uvicorn_server(app, host, port, log_level, limits)
-    task = asyncio.create_task(server.serve(), name="uvicorn")
+    task, errors = _start(server, host, port)
     try:
-        yield await _started(server, task)
+        yield await _started(server, task, errors)
     finally:
         server.should_exit = True
         try:
@@ -777,11 +814,12 @@ async def serve(
 
     ``ready(url)`` is called once the socket is listening. Ctrl-C ends it with
     ``KeyboardInterrupt`` once uvicorn has shut down, as it does outside an event loop.
-    The server is sized as :func:`running` says.
+    A port that cannot be listened on (in use, not allowed) raises one :class:`OSError`
+    carrying the reason. The server is sized as :func:`running` says.
     """
     server = _uvicorn_server(app, host, port, log_level, limits)
-    task = asyncio.create_task(server.serve(), name="uvicorn")
-    url = await _started(server, task)
+    task, errors = _start(server, host, port)
+    url = await _started(server, task, errors)
     if ready is not None:
         ready(url)
     await task

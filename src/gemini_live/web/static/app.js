@@ -18,7 +18,7 @@
 
   // Everything a test or a curious developer may want to read.
   const state = (window.glState = {
-    status: "idle", closeCode: null, closeReason: "",
+    status: "idle", detail: "", closeCode: null, closeReason: "",
     framesSent: 0, bytesSent: 0, audioChunks: 0, audioBytes: 0,
     playedMs: 0, interruptions: 0, turns: 0, playing: false, transcript: [],
   });
@@ -35,12 +35,80 @@
   let modelLine = null;
   let replyLine = null; // the transcript line of the reply being played
   let turnDetection = "vad";
+  let stoppedByUser = false;
 
-  function setStatus(s, detail) {
+  function setStatus(s, detail, problem) {
     state.status = s;
     ui.state.textContent = s;
     ui.state.className = "pill " + s;
-    if (detail !== undefined) ui.detail.textContent = detail;
+    if (detail !== undefined) {
+      ui.detail.textContent = detail;
+      ui.detail.classList.toggle("problem", !!problem);
+      state.detail = detail;
+    }
+  }
+
+  // What a close means for the person at the page: what happened, then what to do.
+  // Codes: docs/web-relay.md ("Close codes"). ``problem`` false: nothing went wrong.
+  function explainClose(code, reason, byUser) {
+    const again = "Press Start to try again.";
+    if (byUser && (code === 1000 || code === 1005)) {
+      return { problem: false, text: "Stopped. Press Start to talk again." };
+    }
+    switch (code) {
+      case 1000:
+        return { problem: false, text: "The conversation ended. Press Start to begin a new one." };
+      case 1001:
+        return { problem: true, text: "The server went away (it may be restarting). " + again };
+      case 1003:
+        return {
+          problem: true,
+          text: "The server did not accept a message from this page. Reload the page, then press Start.",
+        };
+      case 1006:
+        return {
+          problem: true,
+          text: "The connection to the server was lost. Check that it is still running, then press Start.",
+        };
+      case 1008:
+        if (/idle/.test(reason)) {
+          return { problem: false, text: "Closed after a long quiet spell. Press Start to talk again." };
+        }
+        if (/age/.test(reason)) {
+          return { problem: false, text: "This conversation reached its time limit. Press Start to begin a new one." };
+        }
+        return { problem: true, text: "The server closed the connection by its rules. " + again };
+      case 1009:
+        return { problem: true, text: "A message was too big for the server. Send a shorter text, then press Start." };
+      case 1011:
+        return { problem: true, text: "The server hit an internal error (its log has the details). " + again };
+      case 1012:
+        return { problem: true, text: "The server is restarting. Wait a moment, then press Start." };
+      case 1013:
+        return { problem: true, text: "The server is busy with other conversations. Try again in a minute." };
+      case 4401:
+        return {
+          problem: true,
+          text: "Not signed in: the server did not accept this page. Open the link it printed (with its token) or sign in again, then press Start.",
+        };
+      case 4403:
+        return {
+          problem: true,
+          text: "This page is not allowed to connect from this address. Open it at the address the server printed.",
+        };
+      case 4429:
+        return { problem: true, text: "Slow down: too many messages or connections. Wait a minute, then press Start." };
+      case 4502:
+        return { problem: true, text: "The model service could not be reached: try again. If it keeps failing, the server's key or network needs a look." };
+      default:
+        return { problem: true, text: `The connection closed (code ${code}). ` + again };
+    }
+  }
+
+  function resetBadges() {
+    ui.speaking.textContent = "silent";
+    ui.speaking.classList.remove("on");
+    ui.level.style.width = "0%";
   }
 
   function line(cls, text) {
@@ -190,8 +258,14 @@
 
   // ---- microphone ------------------------------------------------------------------
 
-  async function startMic() {
-    micStream = await navigator.mediaDevices.getUserMedia({
+  // True while this page's connection is the live one (a late microphone result from an
+  // earlier one is dropped).
+  function live(socket) {
+    return ws === socket && socket.readyState === WebSocket.OPEN;
+  }
+
+  async function startMic(socket) {
+    const stream = await navigator.mediaDevices.getUserMedia({
       audio: {
         channelCount: 1,
         echoCancellation: !rawMic,
@@ -199,10 +273,16 @@
         autoGainControl: !rawMic,
       },
     });
-    micCtx = new AudioContext();
+    if (!live(socket)) {
+      stream.getTracks().forEach((t) => t.stop());
+      return;
+    }
+    micStream = stream;
+    const ctx = (micCtx = new AudioContext());
     const base = document.querySelector('link[rel="stylesheet"]').href.replace(/page\.css$/, "");
-    await micCtx.audioWorklet.addModule(base + "mic-worklet.js");
-    const node = new AudioWorkletNode(micCtx, "mic-capture");
+    await ctx.audioWorklet.addModule(base + "mic-worklet.js");
+    if (!live(socket) || micCtx !== ctx) return; // closed while the worklet loaded
+    const node = new AudioWorkletNode(ctx, "mic-capture");
     node.port.onmessage = (e) => {
       const { pcm, rms } = e.data;
       ui.level.style.width = Math.min(100, Math.round(Math.sqrt(rms) * 180)) + "%";
@@ -212,16 +292,16 @@
         state.bytesSent += pcm.byteLength;
       }
     };
-    micCtx.createMediaStreamSource(micStream).connect(node);
+    ctx.createMediaStreamSource(stream).connect(node);
     // Keep the graph pulled without making the mic audible.
-    const mute = micCtx.createGain();
+    const mute = ctx.createGain();
     mute.gain.value = 0;
-    node.connect(mute).connect(micCtx.destination);
+    node.connect(mute).connect(ctx.destination);
   }
 
   function stopMic() {
     if (micStream) micStream.getTracks().forEach((t) => t.stop());
-    if (micCtx) micCtx.close();
+    if (micCtx) micCtx.close().catch(() => {});
     micStream = null;
     micCtx = null;
     ui.level.style.width = "0%";
@@ -231,44 +311,56 @@
 
   async function start() {
     ui.start.disabled = true;
-    setStatus("connecting", "");
+    stoppedByUser = false;
+    setStatus("connecting", "Connecting to the server...");
     outCtx = new AudioContext({ sampleRate: 24000 });
     if (outCtx.state === "suspended") await outCtx.resume();
-    ws = new WebSocket(wsUrl);
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (e) => {
+    const socket = (ws = new WebSocket(wsUrl));
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (e) => {
       if (typeof e.data === "string") onMessage(JSON.parse(e.data));
       else playChunk(e.data);
     };
-    ws.onclose = (e) => {
+    const opened = new Promise((resolve) => {
+      socket.onopen = () => resolve(true);
+      socket.onerror = () => resolve(false); // onclose follows and says what happened
+    });
+    socket.onclose = (e) => {
       state.closeCode = e.code;
       state.closeReason = e.reason;
-      setStatus("closed", e.reason ? `closed ${e.code}: ${e.reason}` : `closed ${e.code}`);
+      const why = explainClose(e.code, e.reason || "", stoppedByUser);
+      // The code and the server's reason stay readable for whoever debugs it.
+      const raw = e.reason ? ` (${e.code}: ${e.reason})` : ` (${e.code})`;
+      setStatus(why.problem ? "closed" : "stopped", why.text + (why.problem ? raw : ""), why.problem);
       stopPlayback();
       stopMic();
+      resetBadges();
       ui.start.disabled = false;
       ui.stop.disabled = true;
       ui.text.disabled = ui.send.disabled = true;
     };
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onerror = reject;
-    });
+    if (!(await opened) || !live(socket)) return;
     ui.stop.disabled = false;
     ui.text.disabled = ui.send.disabled = false;
     try {
-      await startMic();
+      await startMic(socket);
     } catch (err) {
-      line("note", "microphone unavailable: " + err);
+      // After the socket closed nobody needs the microphone: say nothing.
+      if (live(socket)) line("note", "microphone unavailable: " + err);
     }
   }
 
   function stop() {
+    stoppedByUser = true;
     send({ type: "audio_end" });
     if (ws) ws.close(1000, "user stopped");
   }
 
-  ui.start.onclick = () => start().catch((err) => setStatus("closed", String(err)));
+  ui.start.onclick = () =>
+    start().catch((err) => {
+      setStatus("closed", "The page could not start: " + err + ". Reload the page and try again.", true);
+      ui.start.disabled = false;
+    });
   ui.stop.onclick = stop;
   ui.talk.onpointerdown = () => send({ type: "activity_start" });
   ui.talk.onpointerup = () => send({ type: "activity_end" });
