@@ -14,6 +14,9 @@ a :class:`Sink`, each through its library's normal receive API:
 * ``floor + pybase64``: the floor plus base64 both ways (a template around
   ``pybase64.b64encode`` on send, ``bytes.find`` + ``pybase64.b64decode`` on receive): the
   least any client that hands the app audio bytes can do.
+* ``ideal-cb`` / ``ideal-queue`` (not run by default): the ideal pure-Python clients of
+  ``bench.ideal`` (picows + msgspec into small Structs + pybase64, one event per frame),
+  delivering to a callback or through an ``asyncio.Queue`` to a consumer task.
 
 Adding a client = one more :class:`Mode` subclass in :data:`MODES`.
 """
@@ -606,6 +609,154 @@ class _FloorConn(Conn):
             t.disconnect()
 
 
+# -- the ideal pure-Python clients: picows + msgspec + pybase64, one event per frame ---------
+
+
+class IdealMode(Mode):
+    """The ideal callback client (``bench.ideal``): the event is handled in the frame callback."""
+
+    key = "ideal-cb"
+    label = "ideal client (callback)"
+    #: Deliver through an ``asyncio.Queue`` to a consumer task instead.
+    queue: ClassVar[bool] = False
+
+    async def prepare(self) -> None:
+        import picows
+
+        from bench import ideal
+
+        self._picows = picows
+        self._ideal = ideal
+
+    async def open(self, url: str, sink: Sink, handle: str | None = None) -> Conn:
+        conn = _IdealConn(self._picows, self._ideal, url, sink, self.queue)
+        await asyncio.wait_for(conn.connect(handle), OPEN_TIMEOUT)
+        return conn
+
+
+class IdealQueueMode(IdealMode):
+    """The ideal queue client: the same events through an ``asyncio.Queue`` to a task."""
+
+    key = "ideal-queue"
+    label = "ideal client (asyncio.Queue)"
+    queue = True
+
+
+#: Events the ideal queue client holds for a slow consumer (then QueueFull is raised).
+IDEAL_QUEUE_MAX: Final = 4096
+
+
+class _IdealConn(Conn):
+    def __init__(self, picows: Any, ideal: Any, url: str, sink: Sink, queue: bool) -> None:
+        self.picows = picows
+        self.ideal = ideal
+        self.url = url
+        self.sink = sink
+        self.queue: asyncio.Queue[Any] | None = asyncio.Queue(IDEAL_QUEUE_MAX) if queue else None
+        self.transport: Any = None
+        self._ready: asyncio.Future[None] | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._text = picows.WSMsgType.TEXT
+
+    def _dispatch(self, event: Any) -> None:
+        """The app: one event -> the sink (what the gemini-live modes do per event)."""
+        sink = self.sink
+        if event.audio is not None:
+            sink.on_audio(event.audio)
+        if event.output_text is not None:
+            sink.on_transcript(event.output_text)
+        if event.turn_complete:
+            sink.on_turn_complete()
+        if event.handle:
+            self.handle = event.handle
+            sink.on_handle(event.handle)
+        if event.go_away:
+            sink.on_go_away()
+        if event.setup_complete:
+            sink.on_setup_complete()
+        if event.closed:
+            sink.on_closed()
+
+    def _deliver(self) -> Callable[[Any], None]:
+        """What the frame callback calls with each event once the session is set up."""
+        if self.queue is None:
+            return self._dispatch
+        return self.queue.put_nowait  # QueueFull once the consumer is IDEAL_QUEUE_MAX behind
+
+    async def _consume(self, queue: asyncio.Queue[Any]) -> None:
+        dispatch, get = self._dispatch, queue.get
+        while True:
+            event = await get()
+            dispatch(event)
+            if event.closed:
+                return
+
+    def _during_setup(self, event: Any) -> None:
+        fut = self._ready
+        if fut is None or fut.done():
+            self._deliver()(event)
+        elif event.setup_complete:
+            fut.set_result(None)
+        elif event.closed:
+            fut.set_exception(ConnectionError("disconnected during setup"))
+
+    async def connect(self, handle: str | None) -> None:
+        picows: Any = self.picows
+        ideal: Any = self.ideal
+        data_types = (picows.WSMsgType.BINARY, picows.WSMsgType.TEXT)
+        close_t = picows.WSMsgType.CLOSE
+        to_event, closed = ideal.to_event, ideal.CLOSED
+        during_setup = self._during_setup
+
+        class Listener(picows.WSListener):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__()
+                self.deliver: Callable[[Any], None] = during_setup
+
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                mt = frame.msg_type
+                if mt in data_types:
+                    self.deliver(to_event(frame.get_payload_as_memoryview()))
+                elif mt == close_t:
+                    transport.send_close(frame.get_close_code())
+                    transport.disconnect()
+
+            def on_ws_disconnected(self, transport: Any) -> None:
+                self.deliver(closed)
+
+        self._ready = asyncio.get_running_loop().create_future()
+        transport, listener = await picows.ws_connect(Listener, self.url, enable_auto_pong=True)
+        self.transport = transport
+        transport.send(self._text, ideal.setup_frame(handle))
+        await self._ready
+        self._ready = None
+        # From here on the frame callback hands each event to the app (or its queue).
+        listener.deliver = self._deliver()
+        if self.queue is not None:
+            self._consumer = asyncio.get_running_loop().create_task(self._consume(self.queue))
+        self.sink.on_setup_complete()
+
+    async def send_audio(self, pcm: bytes) -> None:
+        self.transport.send(self._text, self.ideal.audio_frame(pcm))
+
+    async def send_go_away_trigger(self) -> None:
+        self.transport.send(self._text, self.ideal.text_frame(GOAWAY_TRIGGER))
+
+    async def resume(self) -> None:
+        await self.close()
+        await asyncio.wait_for(self.connect(self.handle), OPEN_TIMEOUT)
+
+    async def close(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_disconnected:
+            t.send_close(self.picows.WSCloseCode.OK)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(t.wait_disconnected(), 5.0)
+            t.disconnect()
+        if self._consumer is not None:
+            self._consumer.cancel()
+
+
 MODES: Final[dict[str, type[Mode]]] = {
     m.key: m
     for m in (
@@ -618,7 +769,9 @@ MODES: Final[dict[str, type[Mode]]] = {
     )
 }
 #: Modes not run by default (to keep a full run near 10 minutes); ``--modes`` names them.
-EXTRA_MODES: Final[dict[str, type[Mode]]] = {m.key: m for m in (GeminiLiveWebsockets,)}
+EXTRA_MODES: Final[dict[str, type[Mode]]] = {
+    m.key: m for m in (GeminiLiveWebsockets, IdealMode, IdealQueueMode)
+}
 ALL_MODES: Final[dict[str, type[Mode]]] = {**MODES, **EXTRA_MODES}
 BASELINE_GENAI: Final = GoogleGenaiMode.key
 BASELINE_RAW: Final = HandWrittenMode.key
