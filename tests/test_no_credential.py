@@ -18,15 +18,14 @@ def no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-class _NeverDial:
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise AssertionError("a Session was created: the library was about to dial")
+def _never_dial(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a Session was created: the library was about to dial")
 
 
 async def test_connect_without_any_credential_is_an_auth_error(
     no_key_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gl, "Session", _NeverDial)
+    monkeypatch.setattr(gl.Session, "__init__", _never_dial)
     with pytest.raises(AuthError) as info:
         async with asyncio.timeout(5):
             await gl.connect()

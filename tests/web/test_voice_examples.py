@@ -63,7 +63,7 @@ async def test_twilio_example_serves_on_loopback_by_default(tmp_path: Path) -> N
         for k, v in os.environ.items()
         if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_MODEL", "BRIDGE_HOST")
     }
-    env.update(PYTHONUNBUFFERED="1", BRIDGE_PORT="0")
+    env.update(PYTHONUNBUFFERED="1", BRIDGE_PORT="0", TWILIO_AUTH_TOKEN="test-only-auth-token")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(VOICE / "twilio_bridge.py"),
