@@ -7,7 +7,7 @@ import copy
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypedDict, overload
+from typing import Any, Final, Literal, TypedDict, overload
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.testing._canned import CANCELLED, EndpointKind
@@ -159,6 +159,9 @@ class ServerOptions:
     cassette: Cassette | None = None
     #: Keep the recorded gaps between server frames (capped at 2 s) when replaying.
     replay_timing: bool = False
+    #: How a replay matches client messages: ``"kind"`` (kind and order) or ``"strict"``
+    #: (payloads of non-streamed messages too, a diff when they differ).
+    cassette_match: Literal["kind", "strict"] = "kind"
     compression: bool = False
     max_size: int | None = MAX_MESSAGE_SIZE
     #: TCP port to listen on (0: any free port).
@@ -201,6 +204,7 @@ class ServerOptionsKw(TypedDict, total=False):
     latency: float
     cassette: Cassette | None
     replay_timing: bool
+    cassette_match: Literal["kind", "strict"]
     compression: bool
     max_size: int | None
     port: int
