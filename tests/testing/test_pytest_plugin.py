@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import venv
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "docs" / "guide" / "recipes" / "testing.md"
 PLUGIN = "gemini_live.testing.pytest_plugin"
+#: Whether this environment already loads the plugin through its entry point (an
+#: installed gemini-live): then ``-p`` would register it twice.
+INSTALLED = any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
 
 
 def recipe_file() -> str:
@@ -39,9 +43,11 @@ def run_pytest(
     env.pop("CI", None)
     if upstream is not None:
         env["GEMINI_LIVE_UPSTREAM"] = upstream
-    if plugin:
-        env["PYTHONPATH"] = str(ROOT / "src")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    if plugin and not INSTALLED:
         args = ("-p", PLUGIN, *args)
+    elif not plugin and INSTALLED:
+        args = ("-p", f"no:{PLUGIN}", "-p", "no:gemini_live", *args)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=folder,
