@@ -6,6 +6,8 @@ Tree::
     ├── ConfigError                 local: a setting or argument is wrong (nothing was sent)
     │   ├── AudioFormatError        local: PCM/rate/dtype the Live API cannot take
     │   ├── CassetteError           local: a cassette file that cannot be read (test kit)
+    │   │   └── CassetteDivergence  the app departed from a replayed cassette (also a
+    │   │                           ServiceError: the replay closes 1007 with the sentence)
     │   └── ScriptError             local: a fake-server script that cannot be understood
     ├── SessionClosedError          local: the session is closed (or closing)
     ├── ProtocolStateError          local: this message is not allowed in the current state
@@ -51,6 +53,7 @@ from typing import Final, Literal, Protocol
 __all__ = [
     "AudioFormatError",
     "AuthError",
+    "CassetteDivergence",
     "CassetteError",
     "ConcurrencyError",
     "ConfigError",
@@ -501,6 +504,35 @@ class ServiceError(TransportError):
         super().__init__(text)
 
 
+#: Start of the close reason a cassette replay sends when the app departed from the
+#: recording (the rest is the divergence sentence).
+CASSETTE_DIVERGED: Final = "cassette replay diverged"
+
+
+class CassetteDivergence(ServiceError, CassetteError):
+    """A replayed cassette and the app parted ways: the app sent something other than the
+    recording holds (``client message 2 is realtimeInput.audioStreamEnd, the cassette
+    expected realtimeInput.text``), or with ``match="strict"`` the same kind with a
+    different payload. The message carries that sentence. The session sees it as the
+    close error (the fake server closes 1007 with the sentence as reason), and
+    ``use_cassette`` raises it with the whole report (file, connection, diff). Not
+    retryable: a replay does not change its mind.
+    """
+
+    def __init__(
+        self,
+        code: int = 1007,
+        reason: str = "",
+        *,
+        phase: Phase = "stream",
+        session_id: str | None = None,
+        local: bool = False,
+    ) -> None:
+        super().__init__(code, reason, phase=phase, session_id=session_id, local=local)
+        detail = self.reason.removeprefix(CASSETTE_DIVERGED).lstrip(": ")
+        GeminiLiveError.__init__(self, f"{CASSETTE_DIVERGED}: {detail or 'no details'}")
+
+
 class InvalidConfig(ServiceError):
     """The service rejected the setup or a message as an invalid argument (1007)."""
 
@@ -563,7 +595,9 @@ def classify_close(
     """
     low = reason.lower()
     cls: type[ServiceError]
-    if _has(low, "resource_exhausted", "quota", "overloaded", "rate limit", "too many"):
+    if low.startswith(CASSETTE_DIVERGED):
+        cls = CassetteDivergence
+    elif _has(low, "resource_exhausted", "quota", "overloaded", "rate limit", "too many"):
         cls = QuotaExceeded
     elif _has(
         low,

@@ -30,7 +30,7 @@ def blocks(lang: str) -> list[str]:
 
 
 def test_the_section_has_its_blocks() -> None:
-    assert len(blocks("python")) == 5
+    assert len(blocks("python")) == 7  # the last two run in tests/test_docs_snippets.py
     assert len(blocks("json")) == 1
     assert len(blocks("bash")) == 1
 
@@ -116,3 +116,42 @@ def test_fake_server_command(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0
     assert out.rstrip().endswith("stopped")
+
+
+async def test_recording_against_the_fake_server_command_with_the_url_it_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GEMINI_LIVE_UPSTREAM`` set to the URL ``gemini-live fake-server`` prints, as is."""
+    from gemini_live.testing import use_cassette
+
+    argv = [sys.executable, "-m", "gemini_live", "fake-server", "--port", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, env=env, cwd=tmp_path
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        async with asyncio.timeout(20):
+            while not url:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "fake-server ended before printing its URL"
+                if line.startswith("URL: "):
+                    url = line[5:].strip()
+        monkeypatch.setenv("GEMINI_LIVE_UPSTREAM", url)
+        path = tmp_path / "greeting.jsonl"
+        async with use_cassette(path, record=True) as proxy:
+            recorded = await greet(proxy.url)
+        monkeypatch.delenv("GEMINI_LIVE_UPSTREAM")
+        assert "connect_failed" not in path.read_text()
+        async with use_cassette(path, match="strict") as server:
+            assert await greet(server.url) == recorded == "You said: hi"
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                async with asyncio.timeout(20):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -31,6 +31,7 @@ def test_public_names() -> None:
             "Script",
             "Cassette",
             "CassetteError",
+            "CassetteDivergence",
             "ScriptError",
             "Recorder",
             "RecordingProxy",

@@ -404,8 +404,15 @@ async def test_assumed_playback_holds_the_turn_and_activity_start_interrupts_it(
         await send_audio(c, tone(300))
         await send_json(c, {"realtimeInput": {"activityEnd": {}}})
         await recv_until(c, lambda f: bool(f.get("serverContent", {}).get("generationComplete")))
-    answers = server.conversation().answers
-    assert answers == ("You said: tell me a story", "I heard 300 ms of audio.")
+    conv = server.conversation()
+    # The barge-in came right after the last chunk was sent: the user heard the start of
+    # the 4 s reply, not the whole sentence; ``generated`` keeps the whole of it.
+    assert conv.generated == ("You said: tell me a story", "I heard 300 ms of audio.")
+    first, second = conv.answers
+    assert first != "You said: tell me a story"
+    assert "You said: tell me a story".startswith(first)
+    assert second == "I heard 300 ms of audio."
+    assert conv.history[1] == ("model", first)
 
 
 async def test_assumed_playback_waits_for_the_audio_time_and_speech_interrupts() -> None:
@@ -431,7 +438,12 @@ async def test_assumed_playback_waits_for_the_audio_time_and_speech_interrupts()
         {"serverContent": {"interrupted": True}},
         {"serverContent": {"turnComplete": True}},
     ]
-    assert server.conversation().answers == ("You said: hi", "Once upon a time")
+    conv = server.conversation()
+    assert conv.generated == ("You said: hi", "Once upon a time")
+    # 4 s of reply, cut by speech within its first second: the answer holds what played.
+    assert conv.answers[0] == "You said: hi"
+    assert conv.answers[1] != "Once upon a time"
+    assert "Once upon a time".startswith(conv.answers[1])
 
 
 # --------------------------------------------------------------------------- scripts & tools

@@ -30,7 +30,7 @@ transport-agnostic core and its rooms, the frame normaliser, the in-process tran
 internal and may change.
 """
 
-from gemini_live.errors import CassetteError, ScriptError
+from gemini_live.errors import CassetteDivergence, CassetteError, ScriptError
 from gemini_live.testing._canned import (
     API_KEY_INVALID,
     BEARER_INVALID,
@@ -71,6 +71,7 @@ __all__ = [
     "TONE_PCM",
     "UNREGISTERED_CALLER",
     "Cassette",
+    "CassetteDivergence",
     "CassetteError",
     "ConnectionRecord",
     "Conversation",

@@ -185,6 +185,11 @@ class ConnectionBase(abc.ABC):
         self._inline_generating = False
         #: Fragments of the reply being sent (None when no reply is in progress).
         self.reply_sent: list[str] | None = None
+        #: The whole text of the reply being sent (with ``reply_sent``).
+        self.reply_text = ""
+        #: A reply whose audio the client is assumed to be playing (``assumed_playback``):
+        #: its answer index, fragments, seconds of audio and loop time it started.
+        self.playing: tuple[int, list[str], float, float] | None = None
         # Tool calls (_tool_calls).
         #: Ids of the calls the model made in its current response.
         self.turn_calls: list[str] = []

@@ -155,6 +155,7 @@ class LiveServerCore:
             history=tuple(session.history),
             messages=messages,
             turns=session.turns,
+            generated=tuple(session.generated),
         )
 
     def reject_next_setups(self, n: int, close: tuple[int, str]) -> None:

@@ -8,6 +8,7 @@ barge-in: speech or a new user turn interrupts the model's response.
 from __future__ import annotations
 
 import asyncio
+import math
 
 from gemini_live.testing._canned import pcm_rate
 from gemini_live.testing._connection import ConnectionBase
@@ -150,7 +151,22 @@ class InputRoom(ConnectionBase):
             said = "".join(self.reply_sent)
             session.history.append(("model", said))
             session.answers.append(said)
+            session.generated.append(self.reply_text)
             self.reply_sent = None
+        elif self.playing is not None:
+            # Generated and sent, but the client was still playing it: the user heard
+            # the fragments whose audio had started by now, not the whole sentence.
+            index, fragments, audio_s, started = self.playing
+            elapsed = asyncio.get_running_loop().time() - started
+            heard = min(len(fragments), math.ceil(elapsed / audio_s * len(fragments)))
+            said = "".join(fragments[:heard])
+            whole = session.answers[index]
+            session.answers[index] = said
+            for i in range(len(session.history) - 1, -1, -1):
+                if session.history[i] == ("model", whole):
+                    session.history[i] = ("model", said)
+                    break
+        self.playing = None
         self.interruptions += 1
         await self._send(ServerMessage(server_content=ServerContent(interrupted=True)))
         if pending_calls:

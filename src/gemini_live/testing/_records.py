@@ -7,7 +7,7 @@ import copy
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypedDict, overload
+from typing import Any, Final, Literal, TypedDict, overload
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.testing._canned import CANCELLED, EndpointKind
@@ -159,6 +159,9 @@ class ServerOptions:
     cassette: Cassette | None = None
     #: Keep the recorded gaps between server frames (capped at 2 s) when replaying.
     replay_timing: bool = False
+    #: How a replay matches client messages: ``"kind"`` (kind and order) or ``"strict"``
+    #: (payloads of non-streamed messages too, a diff when they differ).
+    cassette_match: Literal["kind", "strict"] = "kind"
     compression: bool = False
     max_size: int | None = MAX_MESSAGE_SIZE
     #: TCP port to listen on (0: any free port).
@@ -201,6 +204,7 @@ class ServerOptionsKw(TypedDict, total=False):
     latency: float
     cassette: Cassette | None
     replay_timing: bool
+    cassette_match: Literal["kind", "strict"]
     compression: bool
     max_size: int | None
     port: int
@@ -251,8 +255,9 @@ class Conversation:
     user_texts: tuple[str, ...]
     #: Milliseconds of input audio the model consumed (answered or not yet).
     audio_ms: float
-    #: What the model answered, one entry per reply turn (an interrupted reply holds only
-    #: the part that was sent).
+    #: What the model answered, one entry per reply turn: an interrupted reply holds only
+    #: the part the user got (sent, or with ``assumed_playback`` played by the time of the
+    #: barge-in), not the whole sentence.
     answers: tuple[str, ...]
     #: ``(role, text)`` per turn, user and model, in order.
     history: tuple[tuple[str, str], ...]
@@ -260,6 +265,9 @@ class Conversation:
     messages: tuple[ClientMessage, ...]
     #: Completed model turns.
     turns: int
+    #: What the model generated, one entry per reply turn, whole even when a barge-in cut
+    #: it (same length as :attr:`answers`).
+    generated: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -271,6 +279,8 @@ class SessionState:
     history: list[tuple[str, str]] = field(default_factory=list)
     user_texts: list[str] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
+    #: The whole text of each answer (``answers`` holds what the user got of it).
+    generated: list[str] = field(default_factory=list)
     #: All input audio consumed, ms.
     audio_ms: float = 0.0
     #: Input audio consumed since the last user turn ended, ms.
@@ -325,6 +335,7 @@ class SessionState:
         del self.history[snap.history_len :]
         del self.user_texts[snap.user_texts_len :]
         del self.answers[snap.answers_len :]
+        del self.generated[snap.answers_len :]
         self.audio_ms = snap.audio_ms
         self.pending_audio_ms = snap.pending_audio_ms
         self.utterances = snap.utterances

@@ -4,23 +4,32 @@ Client messages are matched loosely, by kind and order: a run of audio (or video
 one step whatever its chunking, and the server frames recorded inside such a run are sent
 once the live client has streamed as much audio as the recorded client had. Any other
 mismatch is a *divergence*: reported on the server (``divergences``, raised by ``check()``)
-and to the client as a close 1007 "cassette replay diverged" (not retryable).
+and to the client as a close 1007 whose reason is "cassette replay diverged: " and the
+sentence (the client raises :class:`~gemini_live.errors.CassetteDivergence`, not
+retryable). With ``match="strict"`` the payload of every message that is not streamed
+audio or video must equal the recorded one too (a readable diff says how it differs).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import logging
+from typing import Any
 
 import msgspec
 
+from gemini_live.errors import CASSETTE_DIVERGED
 from gemini_live.testing._connection import ServerConn
 from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
+from gemini_live.testing._normalize import normalize_keys
 from gemini_live.testing._records import ConnectionRecord
 from gemini_live.testing.cassette import (
     STREAM_KINDS,
     Cassette,
     RecordedConnection,
     client_kind,
+    scrub_frame,
     stream_units,
 )
 from gemini_live.types import Setup
@@ -29,7 +38,34 @@ __all__ = ["DIVERGED"]
 
 logger = logging.getLogger("gemini_live.testing")
 
-DIVERGED = "cassette replay diverged"
+DIVERGED = CASSETTE_DIVERGED
+#: Longest close reason (bytes) a WebSocket close frame carries.
+_MAX_REASON = 123
+#: Lines of a strict-match diff kept in a divergence report.
+_MAX_DIFF_LINES = 40
+
+
+def close_reason(sentence: str) -> str:
+    """The close reason for a divergence: the prefix and as much of the sentence as fits."""
+    reason = f"{DIVERGED}: {sentence}"
+    data = reason.encode()
+    if len(data) <= _MAX_REASON:
+        return reason
+    return data[: _MAX_REASON - 3].decode(errors="ignore") + "..."
+
+
+def payload_diff(recorded: Any, live: Any) -> list[str]:
+    """A unified diff of two client payloads (keys normalized, sorted), bounded."""
+
+    def lines(obj: Any) -> list[str]:
+        return json.dumps(normalize_keys(obj), indent=1, sort_keys=True).splitlines()
+
+    diff = list(
+        difflib.unified_diff(lines(recorded), lines(live), "cassette", "app", n=1, lineterm="")
+    )
+    if len(diff) > _MAX_DIFF_LINES:
+        diff = [*diff[:_MAX_DIFF_LINES], f"... ({len(diff) - _MAX_DIFF_LINES} more lines)"]
+    return diff
 
 
 class _ReplayLogic(_ConnectionLogic):
@@ -85,9 +121,9 @@ class _ReplayLogic(_ConnectionLogic):
         logger.warning("fake server: %s", message)
         self.core.notify()
 
-    async def _diverge(self, text: str) -> None:
-        self._report(text)
-        await self.close(1007, DIVERGED)
+    async def _diverge(self, text: str, detail: str = "") -> None:
+        self._report(text + detail)
+        await self.close(1007, close_reason(text))
 
     async def _process(self, data: bytes) -> None:
         taken = await self._take(data)
@@ -100,6 +136,20 @@ class _ReplayLogic(_ConnectionLogic):
             self.record.setup = msg.setup
         obj = msgspec.to_builtins(msg)
         kind = client_kind(obj)
+        if self.opts.cassette_match == "strict" and kind not in STREAM_KINDS:
+            recorded = rec_frame = None
+            if self.recorded is not None and self.begun < len(self.recorded.steps):
+                step = self.recorded.steps[self.begun]
+                recorded, rec_frame = step.kind, step.frame
+            if recorded == kind and rec_frame is not None:
+                live = scrub_frame(data).get("frame")
+                if normalize_keys(live) != normalize_keys(rec_frame):
+                    diff = payload_diff(rec_frame, live)
+                    await self._diverge(
+                        f"client message {self.index} ({kind}) differs from the cassette",
+                        " (match='strict'):\n" + "\n".join(diff),
+                    )
+                    return
         units = stream_units(kind, obj)
         if audio:
             self.record.add_audio(audio, self.audio_limit)

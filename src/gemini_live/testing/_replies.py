@@ -175,6 +175,7 @@ class RepliesRoom(ConnectionBase):
         transcribe = self.setup.output_audio_transcription is not UNSET and not self.text_mode
         fragments = split_fragments(text, max(n, 1))
         self.reply_sent = []
+        self.reply_text = text
         # Paced replies start where the user stopped speaking (in audio time).
         start = self.clock_ms if start_ms is None else start_ms
         loop = asyncio.get_running_loop()
@@ -211,12 +212,15 @@ class RepliesRoom(ConnectionBase):
         session.response_tokens += turn_response
         session.history.append(("model", text))
         session.answers.append(text)
+        session.generated.append(text)
         if self.opts.assumed_playback and audio_s > 0:
+            self.playing = (len(session.answers) - 1, fragments, audio_s, started)
             # The service holds the turn open while the client plays the audio it was
             # sent (at real time); speech in this gap still interrupts the turn.
             left = audio_s - (loop.time() - started)
             if left > 0 and not await self._sleep(left):
                 return
+            self.playing = None
         await self._end_turn(turn_response, reply.interaction_status, usage_too=reply.usage)
 
     async def _end_turn(

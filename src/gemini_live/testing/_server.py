@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from gemini_live.auth import GEMINI_PATH_FMT, VERTEX_PATH_FMT
+from gemini_live.errors import CASSETTE_DIVERGED, CassetteDivergence, CassetteError
 from gemini_live.testing._canned import parse_path
 from gemini_live.testing._connection import ServerConn, ServerConnectionClosed
 from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
@@ -26,7 +27,14 @@ from gemini_live.testing._replay import _ReplayLogic
 from gemini_live.testing.cassette import GOOGLE_BASE, Cassette, RecordingProxy
 from gemini_live.transport import _library_logger
 
-__all__ = ["FakeLiveServer", "use_cassette"]
+__all__ = [
+    "CASSETTE_MODES",
+    "CassetteMode",
+    "FakeLiveServer",
+    "Missing",
+    "set_cassette_mode",
+    "use_cassette",
+]
 
 
 class _WsServerConn:
@@ -362,6 +370,66 @@ class FakeLiveServer(LiveServerCore):
 # Here, not in cassette.py: it starts the server, and the cassette format sits below it.
 
 
+#: What happens when a cassette file is missing.
+Missing = Literal["skip", "fail", "record"]
+#: ``--cassettes`` / ``GEMINI_LIVE_CASSETTES`` modes: what a missing cassette does, or
+#: ``record-all`` (record every cassette again).
+CassetteMode = Literal["replay-only", "skip-missing", "record-missing", "record-all"]
+CASSETTE_MODES: tuple[CassetteMode, ...] = (
+    "replay-only",
+    "skip-missing",
+    "record-missing",
+    "record-all",
+)
+_MODE_MISSING: dict[str, Missing] = {
+    "replay-only": "fail",
+    "skip-missing": "skip",
+    "record-missing": "record",
+}
+_mode: CassetteMode | None = None
+
+
+def set_cassette_mode(mode: CassetteMode | None) -> None:
+    """Set the default of every later :func:`use_cassette` (the pytest plugin's
+    ``--cassettes`` option calls this); None goes back to the environment."""
+    global _mode
+    if mode is not None and mode not in CASSETTE_MODES:
+        raise ValueError(f"cassette mode must be one of {', '.join(CASSETTE_MODES)}, got {mode!r}")
+    _mode = mode
+
+
+def _cassette_mode() -> tuple[CassetteMode | None, str]:
+    if _mode is not None:
+        return _mode, "--cassettes"
+    env = os.environ.get("GEMINI_LIVE_CASSETTES", "").strip()
+    if env:
+        if env not in CASSETTE_MODES:
+            raise ValueError(
+                f"GEMINI_LIVE_CASSETTES must be one of {', '.join(CASSETTE_MODES)}, got {env!r}"
+            )
+        return env, "GEMINI_LIVE_CASSETTES"
+    return None, ""
+
+
+def _missing_policy(missing: Missing | None) -> tuple[Missing, str]:
+    """What to do about a missing cassette, and why (for the message)."""
+    if missing is not None:
+        if missing not in ("skip", "fail", "record"):
+            raise ValueError(f"missing must be 'skip', 'fail' or 'record', got {missing!r}")
+        return missing, f"missing={missing!r}"
+    mode, source = _cassette_mode()
+    if mode is not None and mode in _MODE_MISSING:
+        return _MODE_MISSING[mode], f"{source}={mode}"
+    ci = os.environ.get("CI", "").strip().lower()
+    if ci and ci not in ("0", "false", "no"):
+        return "fail", "CI is set"
+    return "skip", "default"
+
+
+def _divergence(server: FakeLiveServer) -> CassetteDivergence:
+    return CassetteDivergence(1007, f"{CASSETTE_DIVERGED}: " + "\n".join(server.divergences))
+
+
 @contextlib.asynccontextmanager
 async def use_cassette(
     path: str | Path,
@@ -369,6 +437,8 @@ async def use_cassette(
     record: bool | None = None,
     upstream: str | None = None,
     keep_audio: bool = False,
+    missing: Missing | None = None,
+    match: Literal["kind", "strict"] = "kind",
     **options: Any,
 ) -> AsyncIterator[FakeLiveServer | RecordingProxy]:
     """Record once against the real service, replay in CI forever::
@@ -377,27 +447,75 @@ async def use_cassette(
             async with use_cassette("tests/cassettes/greeting.jsonl") as server:
                 await my_app(url=server.url)
 
-    With ``record`` (default: the ``GEMINI_LIVE_RECORD`` environment variable is ``1``)
-    a :class:`RecordingProxy` forwards to ``upstream`` (default: ``$GEMINI_LIVE_UPSTREAM``,
-    else the Gemini API) and writes ``path`` (the app brings its own API key). Otherwise
-    ``FakeLiveServer.replay(path)`` serves it, and leaving the block raises
-    ``AssertionError`` if the app diverged from the recording. A missing cassette skips
-    the test under pytest (``FileNotFoundError`` elsewhere).
+    Recording (``record=True``; default: ``GEMINI_LIVE_RECORD=1`` or the mode
+    ``record-all``): a :class:`RecordingProxy` forwards to ``upstream`` (default:
+    ``$GEMINI_LIVE_UPSTREAM``, else the Gemini API; a base ``wss://host`` or the full URL
+    ``gemini-live fake-server`` prints) and writes ``path`` once the block ends cleanly.
+    A block that raises, an upstream that could not be reached, or no connection at all
+    leaves no file (a previous cassette stays as it was) and raises
+    :class:`~gemini_live.errors.CassetteError` in the last two cases.
+
+    Replaying: ``FakeLiveServer.replay(path)`` serves it. ``match="kind"`` compares the
+    kind and order of client messages, ``"strict"`` their payloads too (streamed audio
+    and video excepted). An app that departs from the recording sees the session close
+    with :class:`~gemini_live.errors.CassetteDivergence` carrying the sentence ("client
+    message 2 is realtimeInput.audioStreamEnd, the cassette expected
+    realtimeInput.text"), and leaving the block raises it with the whole report.
+
+    A missing cassette (``missing``): ``"fail"`` raises ``CassetteError``, ``"skip"``
+    skips the test under pytest (``FileNotFoundError`` elsewhere), ``"record"`` records
+    it. Default: the mode (``--cassettes`` of the pytest plugin, else
+    ``$GEMINI_LIVE_CASSETTES``: ``replay-only``, ``skip-missing``, ``record-missing``,
+    ``record-all``), else ``"fail"`` when the ``CI`` environment variable is set, else
+    ``"skip"``.
     """
+    if match not in ("kind", "strict"):
+        raise ValueError(f"match must be 'kind' or 'strict', got {match!r}")
     if record is None:
-        record = os.environ.get("GEMINI_LIVE_RECORD") == "1"
+        record = os.environ.get("GEMINI_LIVE_RECORD") == "1" or _cassette_mode()[0] == "record-all"
+    if not record and not os.path.exists(path):  # noqa: ASYNC240 (one stat, before any I/O)
+        policy, why = _missing_policy(missing)
+        message = f"no cassette {path}: record it once with GEMINI_LIVE_RECORD=1 and a key"
+        if policy == "fail":
+            raise CassetteError(f"{message} (missing cassettes fail: {why})")
+        if policy == "skip":
+            try:
+                import pytest
+            except ImportError:
+                raise FileNotFoundError(message) from None
+            pytest.skip(message)
+        record = True
     if record:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         target = upstream or os.environ.get("GEMINI_LIVE_UPSTREAM") or GOOGLE_BASE
         async with RecordingProxy(path, upstream=target, keep_audio=keep_audio) as proxy:
             yield proxy
+            failures = proxy.writer.failures
+            if failures:
+                conn, error = failures[0]
+                raise CassetteError(
+                    f"recording {path} failed, nothing written: connection {conn} could not "
+                    f"reach the upstream ({error})"
+                )
+            if proxy.connections == 0:
+                raise CassetteError(
+                    f"recording {path}: the app never connected to the proxy "
+                    f"(point it at {proxy.url}); nothing written"
+                )
         return
-    if not os.path.exists(path):  # noqa: ASYNC240 (one stat, before any I/O starts)
-        message = f"no cassette {path}: record it once with GEMINI_LIVE_RECORD=1 and a key"
-        try:
-            import pytest
-        except ImportError:
-            raise FileNotFoundError(message) from None
-        pytest.skip(message)
-    async with FakeLiveServer.replay(path, **options) as server:
+    server = FakeLiveServer.replay(path, cassette_match=match, **options)
+    await server.start()
+    try:
         yield server
+    except Exception as exc:
+        await server.stop()
+        if server.divergences:
+            raise _divergence(server) from exc
+        raise
+    except BaseException:
+        await server.stop()
+        raise
+    await server.stop()
+    if server.divergences:
+        raise _divergence(server)
+    server.check()

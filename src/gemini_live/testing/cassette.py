@@ -175,7 +175,13 @@ def stream_units(kind: str, frame: Any) -> float:
 
 
 class CassetteWriter:
-    """Appends cassette records to a JSONL file (line-buffered; :meth:`close` ends it)."""
+    """Appends cassette records to a JSONL file (line-buffered; :meth:`close` ends it).
+
+    With ``atomic=True`` the records go to ``PATH.partial`` beside ``path``;
+    :meth:`close` renames it over ``path`` (a clean recording) and :meth:`discard`
+    deletes it (a failed one), so ``path`` is either the previous cassette, untouched, or
+    a whole new one, never half a recording.
+    """
 
     def __init__(
         self,
@@ -183,12 +189,18 @@ class CassetteWriter:
         *,
         keep_audio: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        atomic: bool = False,
     ) -> None:
         self.path = Path(path)
         self.keep_audio = keep_audio
+        self.atomic = atomic
+        #: Where the records are written (``path``, or ``PATH.partial`` when atomic).
+        self.partial = self.path.with_name(self.path.name + ".partial") if atomic else self.path
+        #: Connections whose upstream could not be reached, as ``(conn, error)``.
+        self.failures: list[tuple[int, str]] = []
         self._clock = clock
         self._t0 = clock()
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        self._file: IO[str] | None = self.partial.open("w", encoding="utf-8")
         self._connections = 0
         self.records = 0
         self.write(0, "meta", event="cassette", version=CASSETTE_VERSION, keep_audio=keep_audio)
@@ -233,9 +245,27 @@ class CassetteWriter:
         self.write(conn, "meta", event="close", code=code, reason=reason, by=by)
 
     def close(self) -> None:
+        """End the file (and, when atomic, put it in place of ``path``)."""
         f, self._file = self._file, None
         if f is not None:
             f.close()
+            if self.atomic:
+                self.partial.replace(self.path)
+
+    def discard(self) -> None:
+        """Drop a failed recording: an atomic writer deletes its partial file and leaves
+        ``path`` as it was; a plain one only closes the file."""
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+            if self.atomic:
+                self.partial.unlink(missing_ok=True)
+
+    def failed(self, conn: int, error: str) -> None:
+        """Record that connection ``conn`` could not reach the upstream (bounded list)."""
+        if len(self.failures) < 16:
+            self.failures.append((conn, error))
+        self.write(conn, "meta", event="connect_failed", error=error)
 
 
 # --------------------------------------------------------------------------- Recorder
@@ -324,7 +354,7 @@ class Recorder:
                 url, _RecordingHandler(handler, self.writer, conn), options
             )
         except ConnectError as exc:
-            self.writer.write(conn, "meta", event="connect_failed", error=str(exc))
+            self.writer.failed(conn, str(exc))
             raise
         return _RecordingTransport(transport, self.writer, conn)
 
@@ -344,6 +374,8 @@ class Step:
     t: float
     units: float = 0.0
     messages: int = 1
+    #: The recorded message (payloads scrubbed), for ``match="strict"``; None for streams.
+    frame: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -547,7 +579,8 @@ def _add_record(conns: dict[int, RecordedConnection], rec: dict[str, Any]) -> No
             last.units += units
             last.messages += 1
         else:
-            conn.steps.append(Step(kind, t, units))
+            kept = frame if isinstance(frame, dict) and kind not in STREAM_KINDS else None
+            conn.steps.append(Step(kind, t, units, frame=kept))
     elif frame is not None:
         if not isinstance(frame, dict):
             raise ValueError(f"a server 'frame' must be a JSON object, got {excerpt(frame, 40)}")
@@ -580,9 +613,31 @@ def _item(
 # --------------------------------------------------------------------------- proxy
 
 
+def upstream_base(upstream: str) -> str:
+    """``scheme://host[:port]`` of an upstream given as a base or as a full Live API URL
+    (``ws://127.0.0.1:PORT/ws/google.ai...BidiGenerateContent``, the URL ``gemini-live
+    fake-server`` prints). ``http(s)`` becomes ``ws(s)``. Raises ``ValueError`` for
+    anything else."""
+    parts = urllib.parse.urlsplit(upstream.strip())
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError(
+            f"upstream must be a ws:// or wss:// URL (a base or the full Live API URL), "
+            f"got {excerpt(upstream, 80)}"
+        )
+    if parts.query:
+        raise ValueError("upstream must not carry a query string (keys go in headers)")
+    return f"{scheme}://{parts.netloc}"
+
+
 class RecordingProxy:
     """A local WebSocket server that forwards every connection to ``upstream`` and records
     both directions into a cassette. Point the app at :attr:`url` instead of Google.
+
+    ``upstream`` is a base (``wss://host``) or a full Live API URL such as the one
+    ``gemini-live fake-server`` prints (its path is dropped: the app's own request path
+    is forwarded). The file is written atomically (``PATH.partial``, renamed when the
+    block exits cleanly, deleted when it raises).
 
     Credentials (``x-goog-api-key`` / ``Authorization`` headers, ``key`` /
     ``access_token`` query parameters) are forwarded, never recorded; their values (and
@@ -600,9 +655,9 @@ class RecordingProxy:
         self.writer = (
             path
             if isinstance(path, CassetteWriter)
-            else CassetteWriter(path, keep_audio=keep_audio)
+            else CassetteWriter(path, keep_audio=keep_audio, atomic=True)
         )
-        self.upstream = upstream.rstrip("/")
+        self.upstream = upstream_base(upstream)
         self._server: Any = None
         self._port: int | None = None
         self.connections = 0
@@ -635,12 +690,19 @@ class RecordingProxy:
         self._port = int(next(iter(self._server.sockets)).getsockname()[1])
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
-            async with asyncio.timeout(5):
-                await self._server.wait_closed()
-        self.writer.close()
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if self._server is not None:
+                self._server.close()
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
+        except BaseException:
+            self.writer.discard()
+            raise
+        if exc_type is None:
+            self.writer.close()
+        else:
+            self.writer.discard()
 
     async def _handler(self, ws: Any) -> None:
         from websockets.asyncio.client import connect
@@ -673,8 +735,10 @@ class RecordingProxy:
                 open_timeout=10,
             )
         except (OSError, InvalidStatus, TimeoutError) as exc:
-            self.writer.write(conn, "meta", event="connect_failed", error=redact(str(exc)))
-            await ws.close(1011, "upstream connection failed")
+            error = redact(str(exc))
+            self.writer.failed(conn, f"{self.upstream}: {error}")
+            cut = f"upstream connection failed: {error}".encode()[:120]
+            await ws.close(1011, cut.decode(errors="ignore"))
             return
 
         async def pump(src: Any, dst: Any, direction: str) -> None:
