@@ -55,15 +55,15 @@ class Topology:
 
 
 @asynccontextmanager
-async def topology(redis_url: str, tmp: Path) -> AsyncIterator[Topology]:
+async def topology(url: str, tmp: Path) -> AsyncIterator[Topology]:
     import redis
 
     binary = _haproxy()
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(url)
     client.flushdb()
     async with AsyncExitStack() as stack:
         service = await stack.enter_async_context(fake_service())
-        workers = [Worker(free_port(), service, redis_url) for _ in range(3)]
+        workers = [Worker(free_port(), service, url) for _ in range(3)]
         for w in workers:
             stack.push_async_callback(w.stop)
         await asyncio.gather(*(w.start() for w in workers))
