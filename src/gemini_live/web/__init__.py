@@ -33,6 +33,7 @@ from gemini_live.web._app import (
 )
 from gemini_live.web._relay import (
     ALLOW_ANYONE,
+    CLOSE_MOVED,
     PROTOCOL_VERSION,
     ConnectionInfo,
     PlaybackReport,
@@ -45,6 +46,7 @@ from gemini_live.web._relay import (
 
 __all__ = [
     "ALLOW_ANYONE",
+    "CLOSE_MOVED",
     "LOOPBACK_HOSTS",
     "PROTOCOL_VERSION",
     "AccessToken",

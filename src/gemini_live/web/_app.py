@@ -540,7 +540,9 @@ def create_app(
     access_token: AccessToken | None = None,
 ) -> Any:
     """A Starlette app: the voice page at ``/``, its files under ``/static``, the relay at
-    ``relay_path``, optionally the token endpoint at ``token_path`` and ``/healthz``.
+    ``relay_path``, optionally the token endpoint at ``token_path``, ``/healthz`` (200
+    while the process runs) and ``/readyz`` (200 while it admits browsers, 503 once
+    :meth:`Relay.drain` began: point a load balancer's health check there).
 
     ``allowed_hosts``: refuse every request (HTTP and WebSocket) whose ``Host`` is not
     one of these names (``"*"``: any); this is what stops DNS rebinding. ``None`` (the
@@ -611,10 +613,16 @@ def create_app(
         s = relay.stats
         return JSONResponse({"ok": True, "active": s.active, "accepted": s.accepted})
 
+    async def readyz(_request: Request) -> Response:
+        if relay.draining:
+            return JSONResponse({"ready": False, "draining": True}, status_code=503)
+        return JSONResponse({"ready": True, "active": relay.stats.active})
+
     routes: list[BaseRoute] = [
         WebSocketRoute(relay_path, relay),
         Route(relay_path, relay),  # plain HTTP gets 426 Upgrade Required
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
     ]
     if page:
         routes += [Route("/", index), Route("/static/{name}", static)]
@@ -623,6 +631,7 @@ def create_app(
     app = Starlette(routes=routes)
     # web.serve/running size the server from these.
     app.state.gemini_live_limits = relay.limits
+    app.state.gemini_live_relay = relay
     if allowed_hosts is not None:
         app.add_middleware(_HostAllowList, hosts=list(allowed_hosts))
     return app
@@ -634,6 +643,11 @@ def create_app(
 _DEFAULT_WS_MAX_SIZE: Final = 1024 * 1024
 #: Connections beyond the relay's own limit (page loads, static files, health checks).
 _HTTP_HEADROOM: Final = 32
+
+
+def _relay_of(app: Any) -> Relay | None:
+    relay = getattr(getattr(app, "state", None), "gemini_live_relay", None)
+    return relay if isinstance(relay, Relay) else None
 
 
 def _limits_of(app: Any) -> RelayLimits | None:
@@ -801,6 +815,32 @@ async def running(
             task.cancel()
 
 
+def _drain_on_sigterm(
+    server: Any, relay: Relay, within: float, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Make uvicorn's first SIGTERM drain ``relay`` before the server stops."""
+    stop = server.handle_exit
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def drain_then_stop(sig: int) -> None:
+        try:
+            moved = await relay.drain(within)
+            logging.getLogger("gemini_live.web").info("drained: %d conversations moved", moved)
+        finally:
+            stop(sig, None)
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        if sig != signal.SIGTERM or relay.draining:
+            stop(sig, frame)
+            return
+        relay.draining = True  # /readyz fails from this instant; drain() starts soon
+        loop.call_soon_threadsafe(
+            lambda: tasks.add(loop.create_task(drain_then_stop(sig), name="gemini-live-drain"))
+        )
+
+    server.handle_exit = handle_exit
+
+
 async def serve(
     app: Any,
     *,
@@ -809,15 +849,23 @@ async def serve(
     log_level: str = "warning",
     ready: Callable[[str], object] | None = None,
     limits: RelayLimits | None = None,
+    drain_timeout: float = 25.0,
 ) -> None:
     """Serve an ASGI app with uvicorn until it is stopped (Ctrl-C / SIGTERM).
 
-    ``ready(url)`` is called once the socket is listening. Ctrl-C ends it with
+    ``ready(url)`` is called once the socket is listening. For an app made by
+    :func:`create_app`, SIGTERM first drains the relay (:meth:`Relay.drain`, at most
+    ``drain_timeout`` seconds: ``/readyz`` turns 503, each conversation is saved at its
+    clean point and its browser told to reconnect elsewhere), then the server stops; a
+    second SIGTERM, or Ctrl-C, stops at once. Ctrl-C ends it with
     ``KeyboardInterrupt`` once uvicorn has shut down, as it does outside an event loop.
     A port that cannot be listened on (in use, not allowed) raises one :class:`OSError`
     carrying the reason. The server is sized as :func:`running` says.
     """
     server = _uvicorn_server(app, host, port, log_level, limits)
+    relay = _relay_of(app)
+    if relay is not None:
+        _drain_on_sigterm(server, relay, drain_timeout, asyncio.get_running_loop())
     task, errors = _start(server, host, port)
     url = await _started(server, task, errors)
     if ready is not None:

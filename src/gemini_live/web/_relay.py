@@ -9,6 +9,7 @@ format and turn detection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALLOW_ANYONE",
+    "CLOSE_MOVED",
     "PROTOCOL_VERSION",
     "ConnectionInfo",
     "PlaybackReport",
@@ -79,6 +81,9 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN_ORIGIN: Final = 4403
 CLOSE_RATE_LIMITED: Final = 4429
 CLOSE_UPSTREAM: Final = 4502
+#: The relay is draining (a deploy): the conversation was saved; reconnect (through the
+#: load balancer) with ``?conversation=ID`` and it goes on elsewhere.
+CLOSE_MOVED: Final = 4012
 
 #: Seconds the upstream session gets to close when a browser connection ends.
 _SESSION_CLOSE_TIMEOUT: Final = 5.0
@@ -273,6 +278,12 @@ class RelayStats:
     audio_dropped_bytes: int = 0
     #: Closes whose frame could not be sent in time (the browser stopped reading).
     aborted: int = 0
+    #: Connections moved away by :meth:`Relay.drain` (closed 4012).
+    moved: int = 0
+    #: Of those, the ones whose turn had not ended when the drain's time ran out.
+    moved_mid_turn: int = 0
+    #: Texts that arrived after the drain began (not forwarded: the page re-sends them).
+    not_forwarded_texts: int = 0
 
 
 # -- browser -> relay messages ---------------------------------------------------------
@@ -470,6 +481,10 @@ class Relay:
         self._notifier = Notifier()
         self._per_address = KeyedCounter()
         self._per_identity = KeyedCounter()
+        #: True once :meth:`drain` began: new connections are refused 4012.
+        self.draining = False
+        self._drain_started = asyncio.Event()
+        self._drain_deadline = 0.0
 
     def __repr__(self) -> str:
         return f"<Relay turn_detection={self.turn_detection!r} active={self.stats.active}>"
@@ -482,6 +497,35 @@ class Relay:
     async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until ``predicate()`` holds (checked after every relay state change)."""
         await self._notifier.wait_for(predicate, within)
+
+    # -- draining ---------------------------------------------------------------------
+
+    async def drain(self, within: float = 30.0) -> int:
+        """Move every conversation off this relay, for a deploy; returns how many moved.
+
+        From now on new browsers are refused with 4012 (and ``create_app``'s ``/readyz``
+        answers 503, so a load balancer sends them elsewhere). Each open connection waits
+        for its clean point (no user turn waiting for its answer), then its session
+        closes (with a store: saved, lease released) and the browser gets close code
+        4012 ``moved``: the page reconnects and resumes with ``?conversation=ID``. A text
+        that arrives after the drain began is not forwarded (the page re-sends what was
+        not answered). A connection whose turn has not ended within ``within`` seconds
+        is moved anyway (counted in ``stats.moved_mid_turn``). Idempotent.
+        """
+        if not within > 0:
+            raise ConfigError("drain timeout must be > 0")
+        if not self._drain_started.is_set():
+            self.draining = True
+            self._drain_deadline = time.monotonic() + within
+            self._drain_started.set()
+            self._notify()
+        moved_before = self.stats.moved
+        # The connections close themselves; wait (bounded) until they have.
+        extra = _SESSION_CLOSE_TIMEOUT + self.limits.close_timeout + 1.0
+        left = self._drain_deadline - time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await self.wait_until(lambda: self.stats.active == 0, within=max(left, 0) + extra)
+        return self.stats.moved - moved_before
 
     # -- ASGI -------------------------------------------------------------------------
 
@@ -556,6 +600,9 @@ class _Connection(PeerSocket):
         self._identity: Hashable | None = None
         #: The page's conversation id (with a store).
         self.conversation: str | None = None
+        #: User turns sent upstream and not answered yet (the drain waits for none).
+        self.open_turns = 0
+        self._moving = False
         self._msgs = Bucket(lim.messages_per_second, lim.message_burst)
         tpm = lim.turns_per_minute
         self._turns = Bucket(tpm / 60.0, tpm) if tpm is not None else None
@@ -579,6 +626,8 @@ class _Connection(PeerSocket):
         info = self.info
         lim = relay.limits
         scheme = str(self.scope.get("scheme", "ws"))
+        if relay.draining:
+            raise PeerClose(CLOSE_MOVED, "moved: this server is draining, reconnect")
         if not relay._origin_ok(info.origin, info.headers, scheme):
             raise PeerClose(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
         if stats.active >= lim.max_connections:
@@ -619,7 +668,29 @@ class _Connection(PeerSocket):
         await self.send_json(ready)
 
     async def serve(self) -> None:
-        await self.serve_tasks(("relay-up", self._upstream()))
+        await self.serve_tasks(("relay-up", self._upstream()), ("relay-drain", self._drain()))
+
+    async def _drain(self) -> None:
+        """Wait for the relay's drain; then, at the clean point, save and move away."""
+        relay = self.relay
+        await relay._drain_started.wait()
+        left = relay._drain_deadline - time.monotonic()
+        mid_turn = False
+        try:
+            await relay.wait_until(lambda: self.open_turns == 0, within=max(left, 0.0))
+        except TimeoutError:
+            mid_turn = True
+        self._moving = True
+        session, self.session = self.session, None
+        if session is not None:
+            # Saved and the lease released before the browser is told to go: the next
+            # worker takes the conversation over at once.
+            await bounded(
+                asyncio.shield(session.close()), _SESSION_CLOSE_TIMEOUT, "closing on drain"
+            )
+        relay.stats.moved += 1
+        relay.stats.moved_mid_turn += mid_turn
+        raise PeerClose(CLOSE_MOVED, "moved: reconnect")
 
     def failed(self, exc: Exception) -> tuple[int, str]:
         if isinstance(exc, RelayRejected):
@@ -720,6 +791,8 @@ class _Connection(PeerSocket):
         """The upstream session, opened at the browser's first action."""
         if self.session is not None:
             return self.session
+        if self._moving:
+            raise PeerClose(CLOSE_MOVED, "moved: reconnect")
         relay = self.relay
         session = self.session = await self._open_session()
         self.info.session_id = session.session_id
@@ -780,7 +853,7 @@ class _Connection(PeerSocket):
             self.relay.stats.audio_dropped_bytes += len(data)
             return
         td = self.relay.turn_detection
-        if td == "manual" and not self.ptt_pressed:
+        if (td == "manual" and not self.ptt_pressed) or self._moving:
             info.audio_not_forwarded_bytes += len(data)
             return
         session = await self._session()
@@ -802,6 +875,7 @@ class _Connection(PeerSocket):
                 await self.send_json({"type": "vad", "speaking": True, "source": "relay"})
                 self.relay._notify()
             elif a.kind == "end":
+                self.open_turns += 1
                 await self.send_json({"type": "vad", "speaking": False, "source": "relay"})
                 self.relay._notify()
             elif a.kind == "silence" and self.relay.turn_detection == "vad":
@@ -820,9 +894,14 @@ class _Connection(PeerSocket):
                 raise PeerClose(CLOSE_UNSUPPORTED, "bad message: empty text")
             if len(msg.text) > self.relay.limits.max_text_chars:
                 raise PeerClose(CLOSE_TOO_BIG, "text too long")
+            if self.relay.draining:
+                # Moving away: not forwarded; the page re-sends it after reconnecting.
+                self.relay.stats.not_forwarded_texts += 1
+                return
             self._count_turn()
             session = await self._session()
             await session.send_text(msg.text)
+            self.open_turns += 1
         elif isinstance(msg, (_ActivityStart, _ActivityEnd)):
             if td != "manual":
                 raise PeerClose(
@@ -837,6 +916,7 @@ class _Connection(PeerSocket):
                 self.ptt_pressed = False
                 if self.session is not None:
                     await self.session.send_activity_end()
+                    self.open_turns += 1
         elif isinstance(msg, _AudioEnd):
             session_open = self.session
             if session_open is None:
@@ -896,6 +976,7 @@ class _Connection(PeerSocket):
                     await self.send_json({"type": "generation_complete"})
                 case ev.TurnComplete():
                     info.turns += 1
+                    self.open_turns = max(0, self.open_turns - 1)
                     await self.send_json({"type": "turn_complete"})
                     self.relay._notify()
                 case ev.ToolCall(calls=calls):
@@ -919,9 +1000,14 @@ class _Connection(PeerSocket):
                     await self.send_json(state)
                 case ev.Lagged(count=count):
                     logger.warning("relay %d: the browser fell behind by %d events", info.id, count)
+                case ev.Closed() if self._moving:
+                    break
                 case ev.Closed(code=code, reason=reason):
                     logger.info("relay %d: upstream closed %s %s", info.id, code, reason)
                     raise PeerClose(CLOSE_UPSTREAM, f"upstream closed: {code} {reason}".strip())
                 case _:
                     pass
+        if self._moving:
+            # The drain closed the session: its task ends the connection.
+            await asyncio.Event().wait()
         raise PeerClose(CLOSE_UPSTREAM, "upstream closed")

@@ -5,7 +5,18 @@
 (() => {
   const params = new URLSearchParams(location.search);
   const relayPath = document.querySelector('meta[name="gl-relay"]').content || "/live";
-  const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + relayPath;
+  const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + relayPath;
+  // The conversation this tab talks in (with a relay store): kept across reloads and
+  // reconnects, so the relay resumes it. ``?conversation=ID`` in the address picks one.
+  const CONVERSATION_KEY = "gl-conversation";
+  const storage = (() => {
+    try { return window.sessionStorage; } catch (e) { return null; }
+  })();
+  let conversation = params.get("conversation") || (storage && storage.getItem(CONVERSATION_KEY)) || null;
+  // Close codes after which the page reconnects by itself: 4012 "moved" (the relay was
+  // drained for a deploy: the conversation was saved) and 1012 "service restart".
+  const MOVED_CODES = [4012, 1012];
+  const MAX_RECONNECTS = 8;
   const rawMic = params.get("raw") === "1"; // no echo cancellation etc. (tests, headsets)
   const $ = (id) => document.getElementById(id);
 
@@ -21,6 +32,7 @@
     status: "idle", detail: "", closeCode: null, closeReason: "",
     framesSent: 0, bytesSent: 0, audioChunks: 0, audioBytes: 0,
     playedMs: 0, interruptions: 0, turns: 0, playing: false, transcript: [],
+    conversation, reconnects: 0, pendingTexts: [],
   });
 
   let ws = null;
@@ -36,6 +48,11 @@
   let replyLine = null; // the transcript line of the reply being played
   let turnDetection = "vad";
   let stoppedByUser = false;
+  let reconnectAttempt = 0; // consecutive automatic reconnects (reset once admitted)
+  let reconnectTimer = null;
+  // Texts sent and not answered yet (turn_complete): re-sent after a move, since a relay
+  // that is draining does not forward a text that reaches it late.
+  const pendingTexts = state.pendingTexts;
 
   function setStatus(s, detail, problem) {
     state.status = s;
@@ -84,6 +101,8 @@
         return { problem: true, text: "The server hit an internal error (its log has the details). " + again };
       case 1012:
         return { problem: true, text: "The server is restarting. Wait a moment, then press Start." };
+      case 4012:
+        return { problem: true, text: "The server moved this conversation and the page could not reconnect. " + again };
       case 1013:
         return { problem: true, text: "The server is busy with other conversations. Try again in a minute." };
       case 4401:
@@ -206,6 +225,14 @@
     switch (msg.type) {
       case "ready":
         turnDetection = msg.turn_detection;
+        reconnectAttempt = 0;
+        if (msg.conversation) {
+          conversation = state.conversation = msg.conversation;
+          if (storage) {
+            try { storage.setItem(CONVERSATION_KEY, msg.conversation); } catch (e) { /* full */ }
+          }
+        }
+        for (const text of pendingTexts) send({ type: "text", text });
         ui.talk.hidden = turnDetection !== "manual";
         setStatus("open", msg.session_id ? "session " + msg.session_id : "connected");
         break;
@@ -240,6 +267,7 @@
         break;
       case "turn_complete":
         state.turns += 1;
+        pendingTexts.shift();
         userLine = null;
         modelLine = null;
         break;
@@ -309,13 +337,37 @@
 
   // ---- connection ------------------------------------------------------------------
 
+  function relayUrl() {
+    return conversation ? wsBase + "?conversation=" + encodeURIComponent(conversation) : wsBase;
+  }
+
+  // A move (4012/1012): reconnect after a growing, jittered pause; the load balancer
+  // picks a server that admits, and the relay resumes the conversation from its store.
+  function scheduleReconnect() {
+    const delay = Math.min(8000, 250 * 2 ** reconnectAttempt) * (0.5 + Math.random() / 2);
+    reconnectAttempt += 1;
+    state.reconnects += 1;
+    setStatus("reconnecting", "The server is moving this conversation. Reconnecting...");
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      start().catch((err) => {
+        setStatus("closed", "The page could not reconnect: " + err + ". Press Start.", true);
+        ui.start.disabled = false;
+      });
+    }, delay);
+  }
+
   async function start() {
     ui.start.disabled = true;
     stoppedByUser = false;
+    if (reconnectTimer !== null) {
+      clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+    }
     setStatus("connecting", "Connecting to the server...");
-    outCtx = new AudioContext({ sampleRate: 24000 });
+    if (!outCtx || outCtx.state === "closed") outCtx = new AudioContext({ sampleRate: 24000 });
     if (outCtx.state === "suspended") await outCtx.resume();
-    const socket = (ws = new WebSocket(wsUrl));
+    const socket = (ws = new WebSocket(relayUrl()));
     socket.binaryType = "arraybuffer";
     socket.onmessage = (e) => {
       if (typeof e.data === "string") onMessage(JSON.parse(e.data));
@@ -328,6 +380,15 @@
     socket.onclose = (e) => {
       state.closeCode = e.code;
       state.closeReason = e.reason;
+      if (!stoppedByUser && MOVED_CODES.includes(e.code) && reconnectAttempt < MAX_RECONNECTS) {
+        stopPlayback();
+        stopMic();
+        resetBadges();
+        ui.stop.disabled = true;
+        ui.text.disabled = ui.send.disabled = true;
+        scheduleReconnect();
+        return;
+      }
       const why = explainClose(e.code, e.reason || "", stoppedByUser);
       // The code and the server's reason stay readable for whoever debugs it.
       const raw = e.reason ? ` (${e.code}: ${e.reason})` : ` (${e.code})`;
@@ -352,6 +413,12 @@
 
   function stop() {
     stoppedByUser = true;
+    if (reconnectTimer !== null) {
+      clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      ui.start.disabled = false;
+      setStatus("stopped", "Stopped. Press Start to talk again.");
+    }
     send({ type: "audio_end" });
     if (ws) ws.close(1000, "user stopped");
   }
@@ -368,6 +435,8 @@
     e.preventDefault();
     const text = ui.text.value.trim();
     if (!text) return;
+    if (pendingTexts.length >= 32) pendingTexts.shift(); // bounded: oldest forgotten
+    pendingTexts.push(text);
     send({ type: "text", text });
     line("user", "You: " + text);
     ui.text.value = "";
