@@ -72,9 +72,11 @@ from gemini_live.tools._registry import (
 from gemini_live.tools._runner import (
     OnCall,
     OnResult,
+    OnTask,
     ToolRunner,
     ToolRunnerStats,
     ToolSession,
+    ToolTask,
     run_tools,
 )
 
@@ -82,6 +84,7 @@ __all__ = [
     "BehaviorLike",
     "OnCall",
     "OnResult",
+    "OnTask",
     "SchedulingLike",
     "ToolArgumentError",
     "ToolContext",
@@ -92,6 +95,7 @@ __all__ = [
     "ToolRunnerStats",
     "ToolSession",
     "ToolSpec",
+    "ToolTask",
     "code_execution",
     "google_search",
     "run_tools",
