@@ -12,7 +12,14 @@ import pytest
 import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live.testing import FakeLiveServer
-from gemini_live.tools import SchedulingLike, ToolContext, ToolRegistry, ToolTask, run_tools
+from gemini_live.tools import (
+    SchedulingLike,
+    ToolContext,
+    ToolRegistry,
+    ToolRunner,
+    ToolTask,
+    run_tools,
+)
 from gemini_live.types import (
     UNSET,
     AudioTranscriptionConfig,
@@ -98,6 +105,9 @@ class _Recorder:
         self.events: list[ev.Event] = []
         self.task_events: list[tuple[str, str]] = []
         self._changed = asyncio.Event()
+        #: Set to record the protocol state at each "delivered".
+        self.session: gl.Session | None = None
+        self.states_at_delivery: list[str] = []
         session.on_event(self._event)
 
     def _event(self, event: ev.Event) -> None:
@@ -106,6 +116,8 @@ class _Recorder:
 
     def on_task(self, task: ToolTask, what: str) -> None:
         self.task_events.append((task.id, what))
+        if what == "delivered" and self.session is not None:
+            self.states_at_delivery.append(self.session.protocol.state.value)
         self._changed.set()
 
     async def until(self, cond: Callable[[], bool]) -> None:
@@ -242,3 +254,193 @@ async def test_late_result_in_the_form_the_family_takes(
             "finished",
             "delivered",
         ]
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+def _progress_registry(go_on: asyncio.Event, release: asyncio.Event) -> ToolRegistry:
+    reg = ToolRegistry()
+
+    @reg.tool(budget=0)
+    async def search(ctx: ToolContext) -> str:
+        """Search everywhere (slow)."""
+        async with asyncio.timeout(TIMEOUT):
+            await go_on.wait()
+            ctx.progress({"found": 3})
+            await release.wait()
+        return "done"
+
+    return reg
+
+
+@pytest.mark.parametrize(("model", "partials"), [(M38, True), (M31, False)])
+async def test_progress(model: str, partials: bool) -> None:
+    go_on, release = asyncio.Event(), asyncio.Event()
+    reg = _progress_registry(go_on, release)
+    async with _live(reg, model) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task) as runner:
+            await server.send_tool_call([("c1", "search", {})], non_blocking=partials)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            go_on.set()
+            await rec.until(lambda: ("T1", "progress") in rec.task_events)
+            (task,) = runner.tasks
+            assert task.progress == [{"found": 3}]
+            assert task.summary() == {
+                "task": "T1",
+                "tool": "search",
+                "state": "running",
+                "progress": {"found": 3},
+            }
+            if partials:
+                await server.wait_until(lambda: len(_responses(server, "c1")) == 2)
+            release.set()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+    sent = [(r.response, r.will_continue) for r in _responses(server, "c1")]
+    started = {"status": "started", "task": "T1", "note": sent[0][0]["note"]}
+    if partials:
+        assert sent == [
+            (started, True),
+            ({"status": "running", "task": "T1", "progress": {"found": 3}}, True),
+            ({"output": "done"}, False),
+        ]
+    else:  # kept on the task and shown to the app; the model gets the result as a turn
+        assert sent == [(started, UNSET)]
+        assert len(_late_turns(server)) == 1
+    assert [w for _, w in rec.task_events] == ["started", "progress", "finished", "delivered"]
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [M38, M25])
+async def test_cancel_from_the_app(model: str) -> None:
+    release = asyncio.Event()
+    reg = _booking_registry(release)
+    async with _live(reg, model) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task) as runner:
+            await server.send_tool_call([("c1", "book", {"room": "7"})], non_blocking=model == M38)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            task = runner.get_task("T1")
+            assert task is not None and task.cancel()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+            assert task.state == "cancelled" and not task.cancel()
+    told = {"status": "cancelled", "task": "T1"}
+    if model == M38:
+        assert _final(_responses(server, "c1"))[0].response == told
+    else:
+        (turn,) = _late_turns(server)
+        assert '"status":"cancelled"' in turn[0]
+    assert [w for _, w in rec.task_events] == ["started", "cancelled", "delivered"]
+
+
+async def test_list_and_cancel_from_the_model() -> None:
+    release = asyncio.Event()
+    reg = _booking_registry(release)
+    rec_tasks: list[tuple[str, str]] = []
+    runner = ToolRunner(reg, on_task=lambda t, w: rec_tasks.append((t.id, w))).add_task_tools()
+    assert {"list_tasks", "cancel_task"} <= set(reg.names)
+    async with _live(reg, M38) as (server, session):
+        rec = _Recorder(session)
+        runner.attach(session)
+        try:
+            await server.send_tool_call([("c1", "book", {"room": "7"})], non_blocking=True)
+            await server.wait_until(lambda: len(_responses(server, "c1")) == 1)
+            await server.send_tool_call([("c2", "list_tasks", {})], non_blocking=True)
+            await server.wait_until(lambda: len(_responses(server, "c2")) == 1)
+            await server.send_tool_call([("c3", "cancel_task", {"task": "T1"})], non_blocking=True)
+            await server.wait_until(lambda: len(_final(_responses(server, "c1"))) == 1)
+            await server.send_tool_call([("c4", "cancel_task", {"task": "T9"})], non_blocking=True)
+            await server.wait_until(lambda: len(_responses(server, "c4")) == 1)
+            await rec.until(lambda: ("T1", "delivered") in rec_tasks)
+        finally:
+            await runner.aclose()
+    (listed,) = _responses(server, "c2")
+    assert listed.response == {"tasks": [{"task": "T1", "tool": "book", "state": "running"}]}
+    (cancelled,) = _responses(server, "c3")
+    assert cancelled.response["cancelled"] is True
+    assert _final(_responses(server, "c1"))[0].response == {"status": "cancelled", "task": "T1"}
+    (unknown,) = _responses(server, "c4")
+    assert unknown.response["error"]["type"] == "ToolError"
+    assert not release.is_set()
+
+
+# -- exactly once across connections --------------------------------------------------------
+
+
+def _deliveries(server: FakeLiveServer, call_id: str) -> list[str]:
+    """How the result reached the service: one entry per delivery."""
+    out = ["response" for r in _final(_responses(server, call_id)) if "booked" in r.response]
+    out += ["context" for t, _ in _late_turns(server) if f"call id {call_id}" in t]
+    return out
+
+
+def _no_1008(server: FakeLiveServer) -> bool:
+    """No session closed 1008 (a resume with an expired handle is refused before setup)."""
+    return all(c.close_code != 1008 for c in server.connections if c.setup_completed)
+
+
+@pytest.mark.parametrize("model", [M38, M25])
+async def test_result_after_a_fresh_restart_is_a_context_turn(model: str) -> None:
+    """The service forgot the call (its handles are gone): the late result goes as a turn
+    naming the call on the new session, never as a response to an unknown id."""
+    release = asyncio.Event()
+    reg = _booking_registry(release)
+    async with _live(reg, model) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task) as runner:
+            await server.send_tool_call([("c1", "book", {"room": "9"})], non_blocking=model == M38)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            server.expire_handles()
+            await server.drop()
+            await rec.until(lambda: any(isinstance(e, ev.Resumed) for e in rec.events))
+            assert [e for e in rec.events if isinstance(e, ev.Resumed)][-1].state_restored is False
+            (task,) = runner.tasks
+            assert task.state == "running"  # a fresh session does not cancel the task
+            release.set()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+            assert task.delivered == "context"
+    assert _deliveries(server, "c1") == ["context"]
+    assert _texts(server.received[-1])[-1][0].startswith("[Result of your earlier call book")
+    assert _no_1008(server)
+
+
+async def test_result_finishing_while_disconnected_waits_for_the_resume() -> None:
+    release = asyncio.Event()
+    reg = _booking_registry(release)
+    async with _live(reg, M38) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task):
+            await server.send_tool_call([("c1", "book", {"room": "9"})], non_blocking=True)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            rec.session = session
+            await server.drop()
+            await rec.until(lambda: session.status == "reconnecting")
+            release.set()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+            # finished while disconnected; delivered only once the service took the setup
+            assert rec.task_events == [("T1", "started"), ("T1", "finished"), ("T1", "delivered")]
+            assert rec.states_at_delivery == ["open"]
+    assert len(server.connections) >= 2
+    assert len(_deliveries(server, "c1")) == 1
+    assert _no_1008(server)
+
+
+@pytest.mark.parametrize("model", [M38, M25])
+async def test_result_during_a_go_away_rotation_is_delivered_once(model: str) -> None:
+    release = asyncio.Event()
+    reg = _booking_registry(release)
+    async with _live(reg, model) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task):
+            await server.send_tool_call([("c1", "book", {"room": "9"})], non_blocking=model == M38)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            await server.send_go_away(time_left=3.0)
+            await rec.until(lambda: any(isinstance(e, ev.GoAway) for e in rec.events))
+            release.set()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+            await rec.until(lambda: any(isinstance(e, ev.Resumed) for e in rec.events))
+    assert len(_deliveries(server, "c1")) == 1
+    assert _no_1008(server)

@@ -297,6 +297,8 @@ class ToolRunner:
         #: Seconds a late result waits for the session to be open (and idle, WHEN_IDLE).
         self.delivery_timeout = delivery_timeout
         self._tasks: dict[str, ToolTask] = {}
+        #: Progress sends in flight (kept referenced until done).
+        self._side: set[asyncio.Task[None]] = set()
         self._task_ids = itertools.count(1)
         #: Set on each connection / turn event; late deliveries wait on it.
         self._wake = asyncio.Event()
@@ -784,9 +786,11 @@ class ToolRunner:
                 scheduling=FunctionResponseScheduling.SILENT,
                 will_continue=True,
             )
-            asyncio.get_running_loop().create_task(
+            side = asyncio.get_running_loop().create_task(
                 self._send(job, response), name=f"gemini-live-tool-progress:{task.id}"
             )
+            self._side.add(side)
+            side.add_done_callback(self._side.discard)
 
     def _late_route(self, spec: ToolSpec) -> str:
         """``"response"`` when the call may get willContinue partials and a late final
@@ -910,7 +914,7 @@ class ToolRunner:
         assert task.result is not None
         try:
             async with asyncio.timeout(self.delivery_timeout):
-                await self._until(lambda: _status(session) == "open")
+                await self._until(lambda: _ready(session))
                 if route == "context" and sched is FunctionResponseScheduling.WHEN_IDLE:
                     await self._until(lambda: not _generating(session))
         except TimeoutError:
@@ -1084,9 +1088,13 @@ def _is_vertex(session: object) -> bool:
     return getattr(protocol, "api", "gemini") == "vertex"
 
 
-def _status(session: object) -> str:
-    status = getattr(session, "status", "open")
-    return status if isinstance(status, str) else "open"
+def _ready(session: object) -> bool:
+    """The service took the setup of the current connection: the ledger knows which calls
+    it still has, and a send goes out (or is queued for the flush that follows)."""
+    state = getattr(getattr(session, "protocol", None), "state", None)
+    if state is not None:
+        return bool(getattr(state, "value", state) == "open")
+    return bool(getattr(session, "status", "open") == "open")
 
 
 def _generating(session: object) -> bool:
