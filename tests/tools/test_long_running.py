@@ -444,3 +444,26 @@ async def test_result_during_a_go_away_rotation_is_delivered_once(model: str) ->
             await rec.until(lambda: any(isinstance(e, ev.Resumed) for e in rec.events))
     assert len(_deliveries(server, "c1")) == 1
     assert _no_1008(server)
+
+
+# -- the fake hears late results ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheduling", ["INTERRUPT", "WHEN_IDLE"])
+async def test_fake_interrupts_its_turn_only_for_interrupt(scheduling: str) -> None:
+    """A NON_BLOCKING result scheduled INTERRUPT cuts the model's current turn short; one
+    scheduled WHEN_IDLE is spoken after it."""
+    reg = ToolRegistry()
+    async with _live(reg, M38, chunk_interval=0.02, reply_chunks=50) as (server, session):
+        rec = _Recorder(session)
+        (cid,) = await server.send_tool_call([("c1", "lookup", {})], non_blocking=True)
+        await session.send_text("tell me a long story")
+        await rec.until(lambda: "You said" in rec.spoken())
+        await session.send_tool_response(
+            FunctionResponse(id=cid, name="lookup", response={"v": 1}, scheduling=scheduling)
+        )
+        await rec.until(lambda: "lookup returned" in rec.spoken() and rec.turns() >= 2)
+    interrupted = any(isinstance(e, ev.Interrupted) for e in rec.events)
+    assert interrupted is (scheduling == "INTERRUPT")
+    story = rec.spoken().split("lookup returned")[0]
+    assert (story == "You said: tell me a long story") is (scheduling == "WHEN_IDLE")
