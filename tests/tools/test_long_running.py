@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -467,3 +468,46 @@ async def test_fake_interrupts_its_turn_only_for_interrupt(scheduling: str) -> N
     assert interrupted is (scheduling == "INTERRUPT")
     story = rec.spoken().split("lookup returned")[0]
     assert (story == "You said: tell me a long story") is (scheduling == "WHEN_IDLE")
+
+
+async def test_server_cancellation_ends_the_task_without_an_answer() -> None:
+    release = asyncio.Event()
+    reg = _booking_registry(release)
+    async with _live(reg, M38) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task) as runner:
+            await server.send_tool_call([("c1", "book", {"room": "7"})], non_blocking=True)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            await server.send_tool_call_cancellation(["c1"])
+            await rec.until(lambda: ("T1", "cancelled") in rec.task_events)
+            async with asyncio.timeout(TIMEOUT):
+                await runner.wait_idle()
+            assert [t.state for t in runner.tasks] == ["cancelled"]
+    assert [w for _, w in rec.task_events] == ["started", "cancelled"]
+    assert _final(_responses(server, "c1")) == []
+
+
+async def test_sync_tool_reports_progress_from_its_thread() -> None:
+    go_on, release = threading.Event(), threading.Event()
+    reg = ToolRegistry()
+
+    @reg.tool(budget=0, timeout=TIMEOUT)
+    def crunch(ctx: ToolContext) -> int:
+        """Crunch numbers (slow, in a thread)."""
+        assert go_on.wait(TIMEOUT)
+        ctx.progress(50)
+        assert release.wait(TIMEOUT)
+        return 7
+
+    async with _live(reg, M31) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task) as runner:
+            await server.send_tool_call([("c1", "crunch", {})])
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            go_on.set()
+            await rec.until(lambda: ("T1", "progress") in rec.task_events)
+            assert runner.tasks[0].progress == [50]
+            release.set()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+    (turn,) = _late_turns(server)
+    assert '{"output":7}' in turn[0] and turn[1] is None

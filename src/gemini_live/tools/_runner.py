@@ -887,6 +887,15 @@ class ToolRunner:
             if job.cancelled:
                 return  # the server cancelled the call: nobody to tell
             await self._deliver(job, spec, task, route)
+        except asyncio.CancelledError:
+            # The server cancelled the call, or the runner stops: the task ends with it.
+            lost = job.tool_task
+            if lost is not None and lost.state == "running":
+                lost.state = "cancelled"
+                self.stats.cancelled += 1
+                self._remember(lost)
+                self._task_event(lost, "cancelled")
+            raise
         finally:
             if not inner.done():
                 inner.cancel()
