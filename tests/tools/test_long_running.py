@@ -511,3 +511,30 @@ async def test_sync_tool_reports_progress_from_its_thread() -> None:
             await rec.until(lambda: ("T1", "delivered") in rec.task_events)
     (turn,) = _late_turns(server)
     assert '{"output":7}' in turn[0] and turn[1] is None
+
+
+async def test_progress_for_a_forgotten_call_is_not_sent() -> None:
+    """After a fresh session the call is gone: progress stays on the task (no response to
+    an unknown id), and the result goes as a turn."""
+    go_on, release = asyncio.Event(), asyncio.Event()
+    reg = _progress_registry(go_on, release)
+    async with _live(reg, M38) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg, on_task=rec.on_task) as runner:
+            await server.send_tool_call([("c1", "search", {})], non_blocking=True)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            server.expire_handles()
+            await server.drop()
+            await rec.until(lambda: any(isinstance(e, ev.Resumed) for e in rec.events))
+            # the unacknowledged "started" partial is not re-sent to the fresh session
+            dropped = session.protocol.stats.stale_tool_responses_dropped
+            go_on.set()
+            await rec.until(lambda: ("T1", "progress") in rec.task_events)
+            release.set()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+            assert runner.tasks[0].delivered == "context"
+            # not even handed to the session (whose ledger would drop it, with a warning)
+            assert session.protocol.stats.stale_tool_responses_dropped == dropped
+    assert [r.response.get("status") for r in _responses(server, "c1")] == ["started"]
+    assert len(_late_turns(server)) == 1
+    assert _no_1008(server)

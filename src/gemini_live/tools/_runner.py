@@ -770,7 +770,13 @@ class ToolRunner:
         del task.progress[:-MAX_PROGRESS]
         self._task_event(task, "progress")
         spec = self.registry.get(job.name)
-        if spec is not None and self._late_route(spec) == "response" and task.state == "running":
+        pending = _pending_ids(self.session)
+        if (
+            spec is not None
+            and self._late_route(spec) == "response"
+            and task.state == "running"
+            and (pending is None or job.id in pending)  # the service still has the call
+        ):
             try:
                 body: JSONObject = {
                     "status": "running",
