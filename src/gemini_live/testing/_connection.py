@@ -378,6 +378,11 @@ class ConnectionBase(abc.ABC):
         """The scripted or triggered response to a user turn, if any (``_replies``)."""
 
     @abc.abstractmethod
+    async def _interrupt(self, pending_calls: list[str]) -> None:
+        """Cut the model's turn short (``interrupted``), cancelling ``pending_calls``
+        (``_input``)."""
+
+    @abc.abstractmethod
     async def _call_tools(self, action: CallTools) -> None:
         """Make the calls of a ``CallTools`` action (``_tool_calls``)."""
 

@@ -1,7 +1,9 @@
 """The tool-calls room of a fake-server connection: call groups, responses, cancellations.
 
 The calls of one ``toolCall`` form a group; when every call of a group is answered (or
-cancelled), the model replies to the results (unless all were ``SILENT``). Responses to
+cancelled), the model replies to the results (unless all were ``SILENT``): after its
+current turn (``WHEN_IDLE``, or no scheduling), or at once, cutting the current turn short
+with ``interrupted`` (``INTERRUPT``). Responses to
 cancelled calls are ignored; a response to an unknown id closes 1008, as the service does.
 """
 
@@ -119,6 +121,10 @@ class ToolCallsRoom(ConnectionBase):
         if actions is None:
             if all(s == "SILENT" for _, _, s in results):
                 return
+            if any(s == "INTERRUPT" for _, _, s in results) and self._generation is not None:
+                # INTERRUPT: the model stops its current turn to speak about the result
+                # (WHEN_IDLE waits: background replies run one after the other).
+                await self._interrupt([])
             text = "; ".join(f"{name} returned {result_json(r)}" for name, r, _ in results)
             actions = [Reply(text)]
         await self._generate(actions)

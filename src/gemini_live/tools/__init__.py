@@ -49,6 +49,15 @@ not make the model speak again; without any partials it keeps the tool's schedul
 ``BLOCKING`` tool (or with ``partial_responses=False``, for Vertex AI) only the last
 yielded item is sent, as the single final answer.
 
+Long-running tools (``@tool(long_running=True)`` or ``budget=seconds``) answer inline
+when they finish within their budget (0.3 s by default); otherwise the model at once gets
+``{"status": "started", "task": "T1", ...}`` and the result follows later: as the call's
+final response (``willContinue`` partials before it) where the family takes
+``willContinue`` on a ``NON_BLOCKING`` call, else as a user turn naming the call, also
+when the service forgot the call after a reconnect. ``ctx.progress(...)``,
+:attr:`ToolRunner.tasks`, :meth:`ToolTask.cancel`, :meth:`ToolRunner.add_task_tools` and
+the ``on_task`` callback follow and steer them (see :class:`ToolRunner`).
+
 The package has three parts: ``_schema`` (type hints and docstrings to JSON Schema),
 ``_registry`` (declaring tools) and ``_runner`` (answering calls).
 """
@@ -72,9 +81,11 @@ from gemini_live.tools._registry import (
 from gemini_live.tools._runner import (
     OnCall,
     OnResult,
+    OnTask,
     ToolRunner,
     ToolRunnerStats,
     ToolSession,
+    ToolTask,
     run_tools,
 )
 
@@ -82,6 +93,7 @@ __all__ = [
     "BehaviorLike",
     "OnCall",
     "OnResult",
+    "OnTask",
     "SchedulingLike",
     "ToolArgumentError",
     "ToolContext",
@@ -92,6 +104,7 @@ __all__ = [
     "ToolRunnerStats",
     "ToolSession",
     "ToolSpec",
+    "ToolTask",
     "code_execution",
     "google_search",
     "run_tools",

@@ -118,6 +118,19 @@ class ToolContext:
     name: str
     args: JSONObject
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
+    #: Where :meth:`progress` reports go (set by the runner; thread-safe).
+    progress_sink: Callable[[Any], None] | None = dataclasses.field(default=None, repr=False)
+
+    def progress(self, value: Any) -> None:
+        """Report progress (any JSON-able value); safe from a sync tool's thread.
+
+        For a long-running tool the runner sends it to the model as a ``willContinue``
+        partial where the family takes them, else keeps it on the task (``task.progress``)
+        and tells the app (``on_task``). Without a runner it is ignored.
+        """
+        sink = self.progress_sink
+        if sink is not None:
+            sink(value)
 
 
 def _is_context(hint: Any) -> bool:
@@ -150,6 +163,12 @@ class _ToolOptions:
     scheduling: SchedulingLike | None = None
     timeout: float | None = None
     parameters_json_schema: JSONObject | None = None
+    long_running: bool = False
+    budget: float | None = None
+
+
+#: Seconds a long-running tool may take and still answer inline.
+DEFAULT_BUDGET: Final = 0.3
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -175,6 +194,11 @@ class ToolSpec:
     kind: ToolKind
     params: tuple[_Param, ...] = dataclasses.field(repr=False)
     var_keyword: bool = dataclasses.field(repr=False, default=False)
+    #: Long-running: answers inline within ``budget`` seconds, else "started" at once and
+    #: the result later (see :class:`~gemini_live.tools.ToolRunner`).
+    long_running: bool = False
+    #: Seconds to answer inline (long-running tools; None when not long-running).
+    budget: float | None = None
 
     @classmethod
     def from_function(
@@ -187,6 +211,8 @@ class ToolSpec:
         scheduling: SchedulingLike | None = None,
         timeout: float | None = None,
         parameters_json_schema: JSONObject | None = None,
+        long_running: bool = False,
+        budget: float | None = None,
     ) -> ToolSpec:
         """Inspect ``fn`` (signature, type hints, docstring) and build its spec.
 
@@ -220,6 +246,12 @@ class ToolSpec:
             sched = FunctionResponseScheduling.WHEN_IDLE
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be positive, got {timeout!r}")
+        if budget is not None:
+            if not isinstance(budget, int | float) or not budget >= 0 or budget != budget:
+                raise ConfigError(f"budget must be a number of seconds >= 0, got {budget!r}")
+            long_running = True
+        if long_running and budget is None:
+            budget = DEFAULT_BUDGET
         if parameters_json_schema is not None and not isinstance(parameters_json_schema, dict):
             raise ConfigError("parameters_json_schema must be a JSON object (dict)")
 
@@ -313,6 +345,8 @@ class ToolSpec:
             kind=kind,
             params=tuple(params),
             var_keyword=var_keyword,
+            long_running=bool(long_running),
+            budget=float(budget) if long_running and budget is not None else None,
         )
 
     def declaration(self) -> FunctionDeclaration:
@@ -392,6 +426,8 @@ def tool(
     scheduling: SchedulingLike | None = None,
     timeout: float | None = None,
     parameters_json_schema: JSONObject | None = None,
+    long_running: bool = False,
+    budget: float | None = None,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -405,6 +441,8 @@ def tool(
     scheduling: SchedulingLike | None = None,
     timeout: float | None = None,
     parameters_json_schema: JSONObject | None = None,
+    long_running: bool = False,
+    budget: float | None = None,
 ) -> Any:
     """Mark a function as a tool and set its options (``@tool`` or ``@tool(...)``).
 
@@ -412,7 +450,16 @@ def tool(
     (explicit arguments to ``add`` win). Inspection happens at ``add`` time, so forward
     references in annotations are fine.
     """
-    options = _ToolOptions(name, description, behavior, scheduling, timeout, parameters_json_schema)
+    options = _ToolOptions(
+        name,
+        description,
+        behavior,
+        scheduling,
+        timeout,
+        parameters_json_schema,
+        long_running,
+        budget,
+    )
 
     def mark(f: _F) -> _F:
         setattr(f, _OPTIONS_ATTR, options)
@@ -444,6 +491,8 @@ class ToolRegistry:
         scheduling: SchedulingLike | None = None,
         timeout: float | None = None,
         parameters_json_schema: JSONObject | None = None,
+        long_running: bool = False,
+        budget: float | None = None,
     ) -> ToolSpec:
         """Register ``fn`` and return its spec.
 
@@ -457,6 +506,9 @@ class ToolRegistry:
             scheduling: Default scheduling of responses (NON_BLOCKING default: WHEN_IDLE).
             timeout: Seconds per call (None: the runner's default; ``math.inf``: none).
             parameters_json_schema: Use this schema instead of generating one.
+            long_running: Answer inline within ``budget``, else "started" at once and the
+                result later (:class:`~gemini_live.tools.ToolRunner`).
+            budget: Seconds to answer inline (implies ``long_running``; default 0.3).
 
         Raises:
             ConfigError: invalid options, unsupported parameter types, duplicate name.
@@ -474,6 +526,8 @@ class ToolRegistry:
                 if parameters_json_schema is not None
                 else base.parameters_json_schema
             ),
+            long_running=long_running or base.long_running,
+            budget=budget if budget is not None else base.budget,
         )
         if spec.name in self._specs:
             raise ConfigError(f"a tool named {spec.name!r} is already registered")
@@ -494,6 +548,8 @@ class ToolRegistry:
         scheduling: SchedulingLike | None = None,
         timeout: float | None = None,
         parameters_json_schema: JSONObject | None = None,
+        long_running: bool = False,
+        budget: float | None = None,
     ) -> Callable[[_F], _F]: ...
 
     def tool(
@@ -507,6 +563,8 @@ class ToolRegistry:
         scheduling: SchedulingLike | None = None,
         timeout: float | None = None,
         parameters_json_schema: JSONObject | None = None,
+        long_running: bool = False,
+        budget: float | None = None,
     ) -> Any:
         """Decorator form of :meth:`add`; returns the function unchanged."""
 
@@ -519,6 +577,8 @@ class ToolRegistry:
                 scheduling=scheduling,
                 timeout=timeout,
                 parameters_json_schema=parameters_json_schema,
+                long_running=long_running,
+                budget=budget,
             )
             return f
 

@@ -29,7 +29,7 @@ import msgspec
 
 from gemini_live import events as ev
 from gemini_live.errors import ConfigError, SessionClosedError, redact
-from gemini_live.models import effective_behavior
+from gemini_live.models import effective_behavior, family_of
 from gemini_live.tools._registry import (
     SchedulingLike,
     ToolArgumentError,
@@ -42,6 +42,7 @@ from gemini_live.tools._registry import (
 from gemini_live.types import (
     UNSET,
     Behavior,
+    Content,
     FunctionCall,
     FunctionResponse,
     FunctionResponseScheduling,
@@ -52,9 +53,11 @@ from gemini_live.types import (
 __all__ = [
     "OnCall",
     "OnResult",
+    "OnTask",
     "ToolRunner",
     "ToolRunnerStats",
     "ToolSession",
+    "ToolTask",
     "run_tools",
 ]
 
@@ -108,8 +111,87 @@ class ToolRunnerStats:
     hook_errors: int = 0
 
 
+#: ``hook(task, what)`` (synchronous, on the event loop) on a long-running task's life:
+#: ``what`` is ``"started"``,
+#: ``"progress"``, ``"finished"``, ``"failed"``, ``"cancelled"`` or ``"delivered"``.
+OnTask: TypeAlias = Callable[["ToolTask", str], object]
+
+#: Finished tasks kept in :attr:`ToolRunner.tasks` (running ones are always kept).
+MAX_FINISHED_TASKS: Final = 64
+#: Progress values kept per task.
+MAX_PROGRESS: Final = 32
+
+
+class ToolTask:
+    """A long-running tool call that did not finish within its budget.
+
+    The model got a ``{"status": "started", "task": id}`` answer at once; the result
+    follows when the tool finishes. ``state`` is ``"running"``, ``"finished"``,
+    ``"failed"`` or ``"cancelled"``; ``delivered`` says how the outcome reached the model:
+    ``"response"`` (the call's final function response), ``"context"`` (a user-side turn
+    naming the call: the family takes no ``willContinue``, or the service forgot the call),
+    or None (not yet, or the call was cancelled by the server).
+    """
+
+    __slots__ = (
+        "_inner",
+        "args",
+        "call_id",
+        "delivered",
+        "id",
+        "name",
+        "progress",
+        "result",
+        "state",
+    )
+
+    def __init__(self, task_id: str, call_id: str | None, name: str, args: JSONObject) -> None:
+        self.id = task_id
+        self.call_id = call_id
+        self.name = name
+        self.args = args
+        self.state = "running"
+        self.delivered: str | None = None
+        #: The last progress values (at most 32).
+        self.progress: list[Any] = []
+        #: The response body sent (or to send) as the outcome.
+        self.result: JSONObject | None = None
+        self._inner: asyncio.Task[Any] | None = None
+
+    def cancel(self) -> bool:
+        """Cancel the running tool; returns False if it already ended. The model is told
+        (``{"status": "cancelled"}``) unless the server itself cancelled the call."""
+        inner = self._inner
+        if self.state != "running" or inner is None or inner.done():
+            return False
+        inner.cancel()
+        return True
+
+    def summary(self) -> JSONObject:
+        """What ``list_tasks`` shows the model."""
+        out: JSONObject = {"task": self.id, "tool": self.name, "state": self.state}
+        if self.progress:
+            out["progress"] = msgspec.to_builtins(self.progress[-1], str_keys=True)
+        return out
+
+    def __repr__(self) -> str:
+        return f"<ToolTask {self.id} {self.name} {self.state} delivered={self.delivered}>"
+
+
 class _Job:
-    __slots__ = ("answered", "call", "cancelled", "ctx", "id", "name", "sending", "t0", "task")
+    __slots__ = (
+        "answered",
+        "call",
+        "cancelled",
+        "ctx",
+        "detached",
+        "id",
+        "name",
+        "sending",
+        "t0",
+        "task",
+        "tool_task",
+    )
 
     def __init__(self, call: FunctionCall) -> None:
         self.call = call
@@ -122,6 +204,9 @@ class _Job:
         self.answered = False
         self.sending = False
         self.t0 = time.perf_counter()
+        #: A long-running call past its budget: its task outlives a fresh session.
+        self.detached = False
+        self.tool_task: ToolTask | None = None
 
     def cancel(self, *, force: bool = False) -> bool:
         """Cancel unless already answered; returns whether this call counted as cancelled."""
@@ -161,6 +246,24 @@ class ToolRunner:
         partial_responses: Send ``willContinue`` partials for NON_BLOCKING generator tools
             (default True). Vertex AI does not support them: pass False there, and every
             generator tool then sends only its last item, as the single final answer.
+        on_task: ``hook(task, what)`` on each step of a long-running task (see
+            :data:`OnTask`).
+        delivery_timeout: Seconds a late result waits for an open (and, for WHEN_IDLE, an
+            idle) session before it is given up (logged; the task keeps its result).
+
+    Long-running tools (``long_running=True`` / ``budget=``) answer inline when they finish
+    within their budget. Otherwise the model at once gets ``{"status": "started", "task":
+    id}`` and the runner lists a :class:`ToolTask` in :attr:`tasks`. The result arrives
+    later, as the family accepts it: on a ``NON_BLOCKING`` call where ``willContinue``
+    applies, "started" and progress are ``willContinue`` partials (``SILENT``) and the
+    result is the call's final response with the tool's scheduling (default
+    ``WHEN_IDLE``); otherwise "started" is the final answer and the result is a user turn
+    that names the call (``WHEN_IDLE`` waits for the model's turn to end; ``SILENT`` adds
+    it without asking for a reply where the family takes mid-session ``clientContent``).
+    A result whose call the service forgot (a fresh session, a resume from an older
+    handle) goes as that turn too, never as a response to an unknown id; a result that
+    finishes while disconnected waits for the session to be open again. Each outcome is
+    delivered once.
     """
 
     def __init__(
@@ -172,6 +275,8 @@ class ToolRunner:
         on_call: OnCall | None = None,
         on_result: OnResult | None = None,
         partial_responses: bool = True,
+        on_task: OnTask | None = None,
+        delivery_timeout: float = 300.0,
     ) -> None:
         if not isinstance(registry, ToolRegistry):
             raise ConfigError(
@@ -188,6 +293,15 @@ class ToolRunner:
         self.on_call = on_call
         self.on_result = on_result
         self.partial_responses = partial_responses
+        self.on_task = on_task
+        #: Seconds a late result waits for the session to be open (and idle, WHEN_IDLE).
+        self.delivery_timeout = delivery_timeout
+        self._tasks: dict[str, ToolTask] = {}
+        #: Progress sends in flight (kept referenced until done).
+        self._side: set[asyncio.Task[None]] = set()
+        self._task_ids = itertools.count(1)
+        #: Set on each connection / turn event; late deliveries wait on it.
+        self._wake = asyncio.Event()
         self.stats = ToolRunnerStats()
         #: Seconds to wait for cancelled tool tasks to finish when stopping.
         self.cancel_grace = 1.0
@@ -277,6 +391,40 @@ class ToolRunner:
         return self.session is not None and not self._stopped.is_set() and not self._closed
 
     @property
+    def tasks(self) -> list[ToolTask]:
+        """Long-running tasks: running ones and the last finished ones, oldest first."""
+        return list(self._tasks.values())
+
+    def get_task(self, task_id: str) -> ToolTask | None:
+        """The task with this id, if the runner still lists it."""
+        return self._tasks.get(task_id)
+
+    def add_task_tools(self) -> ToolRunner:
+        """Offer the model ``list_tasks`` and ``cancel_task`` (added to :attr:`registry`;
+        declare them with ``registry.tools()``). Returns the runner."""
+        runner = self
+
+        async def list_tasks() -> dict[str, Any]:
+            """List the background tasks started by earlier tool calls and their state."""
+            return {"tasks": [t.summary() for t in runner.tasks]}
+
+        async def cancel_task(task: str) -> dict[str, Any]:
+            """Cancel a running background task.
+
+            Args:
+                task: The task id a tool answered with (e.g. "T1").
+            """
+            found = runner.get_task(task)
+            if found is None:
+                raise ToolError(f"no task {task!r}", hint="call list_tasks for the ids")
+            return {"task": task, "cancelled": found.cancel(), "state": found.state}
+
+        for fn in (list_tasks, cancel_task):
+            if fn.__name__ not in self.registry:
+                self.registry.add(fn, behavior=None)
+        return self
+
+    @property
     def pending(self) -> int:
         """Calls running or waiting for their answer to be sent."""
         return len(self._jobs)
@@ -299,6 +447,11 @@ class ToolRunner:
     # -- events (synchronous, on the event loop, in stream order) ---------------------------
 
     def _on_event(self, event: ev.Event) -> None:
+        if isinstance(
+            event,
+            ev.Resumed | ev.SetupComplete | ev.TurnComplete | ev.Interrupted | ev.Closed,
+        ):
+            self._wake.set()
         if isinstance(event, ev.ToolCall):
             if not self._closed:
                 for call in event.calls:
@@ -306,11 +459,13 @@ class ToolRunner:
         elif isinstance(event, ev.ToolCallCancellation):
             self._cancel(event.ids)
         elif isinstance(event, ev.Resumed) and not event.state_restored:
-            if self._jobs:
+            # Long-running tasks past their budget go on: their results go as a turn.
+            ids = [k for k, j in self._jobs.items() if not j.detached]
+            if ids:
                 logger.warning(
-                    "fresh session after a reconnect: cancelling %d tool call(s)", len(self._jobs)
+                    "fresh session after a reconnect: cancelling %d tool call(s)", len(ids)
                 )
-                self._cancel(list(self._jobs))
+                self._cancel(ids)
         elif isinstance(event, ev.Closed):
             self._session_ended()
 
@@ -441,11 +596,23 @@ class ToolRunner:
                 },
             )
             return
+        if spec.long_running:
+            loop = asyncio.get_running_loop()
+            job.ctx = ToolContext(
+                job.id,
+                job.name,
+                job.ctx.args,
+                job.ctx.cancelled,
+                functools.partial(self._progress_from_any_thread, loop, job),
+            )
         try:
             args, kwargs = spec.bind(job.ctx.args, job.ctx)
         except ToolArgumentError as exc:
             self.stats.invalid_args += 1
             await self._send_error(job, spec, _error_body(exc))
+            return
+        if spec.long_running:
+            await self._long(job, spec, args, kwargs)
             return
         timeout = spec.timeout if spec.timeout is not None else self.default_timeout
         if timeout is not None and math.isinf(timeout):
@@ -543,6 +710,264 @@ class ToolRunner:
         ctx = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args, **kwargs))
+
+    # -- long-running calls ---------------------------------------------------------------
+
+    async def _value(
+        self, job: _Job, spec: ToolSpec, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run the tool to its result (a generator's items are progress, the last one the
+        result), within its own timeout (long-running tools have none by default)."""
+        timeout = spec.timeout
+        if timeout is not None and math.isinf(timeout):
+            timeout = None
+        async with asyncio.timeout(timeout):
+            if spec.kind == "async":
+                return await spec.fn(*args, **kwargs)
+            if spec.kind == "sync":
+                value = await self._in_thread(spec.fn, *args, **kwargs)
+                return await value if inspect.isawaitable(value) else value
+            last: Any = None
+            if spec.kind == "async_gen":
+                agen = spec.fn(*args, **kwargs)
+                try:
+                    async for item in agen:
+                        if last is not None:
+                            job.ctx.progress(last)
+                        last = item
+                finally:
+                    await agen.aclose()
+                return last
+            gen = spec.fn(*args, **kwargs)
+            while True:
+                item = await self._in_thread(next, gen, _DONE)
+                if item is _DONE:
+                    return last
+                if last is not None:
+                    job.ctx.progress(last)
+                last = item
+
+    def _progress_from_any_thread(
+        self, loop: asyncio.AbstractEventLoop, job: _Job, value: Any
+    ) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._on_progress(job, value)
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_progress, job, value)
+        except RuntimeError:  # the loop is closed: nobody to tell
+            pass
+
+    def _on_progress(self, job: _Job, value: Any) -> None:
+        task = job.tool_task
+        if task is None:
+            return  # still within the budget: the inline answer says it all
+        task.progress.append(value)
+        del task.progress[:-MAX_PROGRESS]
+        self._task_event(task, "progress")
+        spec = self.registry.get(job.name)
+        pending = _pending_ids(self.session)
+        if (
+            spec is not None
+            and self._late_route(spec) == "response"
+            and task.state == "running"
+            and (pending is None or job.id in pending)  # the service still has the call
+        ):
+            try:
+                body: JSONObject = {
+                    "status": "running",
+                    "task": task.id,
+                    "progress": msgspec.to_builtins(value, str_keys=True),
+                }
+            except (TypeError, ValueError):
+                return
+            response = self._make(
+                job,
+                spec,
+                body,
+                scheduling=FunctionResponseScheduling.SILENT,
+                will_continue=True,
+            )
+            side = asyncio.get_running_loop().create_task(
+                self._send(job, response), name=f"gemini-live-tool-progress:{task.id}"
+            )
+            self._side.add(side)
+            side.add_done_callback(self._side.discard)
+
+    def _late_route(self, spec: ToolSpec) -> str:
+        """``"response"`` when the call may get willContinue partials and a late final
+        response (NON_BLOCKING, and the family and backend take willContinue), else
+        ``"context"``."""
+        if not self.partial_responses or self.behavior(spec) is not Behavior.NON_BLOCKING:
+            return "context"
+        setup = _session_setup(self.session)
+        fam = family_of(setup.model) if setup is not None else None
+        if fam is None:
+            return "context"
+        return (
+            "response" if fam.will_continue_applies(vertex=_is_vertex(self.session)) else "context"
+        )
+
+    def _task_event(self, task: ToolTask, what: str) -> None:
+        hook = self.on_task
+        if hook is None:
+            return
+        try:
+            hook(task, what)
+        except Exception:
+            self.stats.hook_errors += 1
+            logger.exception("on_task hook %r failed", hook)
+
+    def _remember(self, task: ToolTask) -> None:
+        self._tasks[task.id] = task
+        done = [k for k, t in self._tasks.items() if t.state != "running"]
+        for k in done[: max(0, len(done) - MAX_FINISHED_TASKS)]:
+            del self._tasks[k]
+
+    async def _long(
+        self, job: _Job, spec: ToolSpec, args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        inner = asyncio.get_running_loop().create_task(
+            self._value(job, spec, args, kwargs), name=f"gemini-live-tool-task:{job.name}"
+        )
+        try:
+            await asyncio.wait({inner}, timeout=spec.budget)
+            if inner.done():
+                await self._inline(job, spec, inner)
+                return
+            task = ToolTask(f"T{next(self._task_ids)}", job.id, job.name, job.ctx.args)
+            task._inner = inner
+            job.tool_task = task
+            job.detached = True
+            self._remember(task)
+            route = self._late_route(spec)
+            started: JSONObject = {
+                "status": "started",
+                "task": task.id,
+                "note": "still running; the result will follow in a later message",
+            }
+            if route == "response":
+                await self._send(
+                    job,
+                    self._make(
+                        job,
+                        spec,
+                        started,
+                        scheduling=FunctionResponseScheduling.SILENT,
+                        will_continue=True,
+                    ),
+                )
+            else:
+                answer = self._make(job, spec, started)
+                # A BLOCKING call: the model waits for this answer and speaks to it; a
+                # NON_BLOCKING one (no willContinue here) takes it quietly.
+                non_blocking = self.behavior(spec) is Behavior.NON_BLOCKING
+                answer.scheduling = (
+                    str(FunctionResponseScheduling.SILENT) if non_blocking else UNSET
+                )
+                await self._send(job, answer, final=True)
+            self._task_event(task, "started")
+            await asyncio.wait({inner})
+            if inner.cancelled():
+                task.state = "cancelled"
+                task.result = {"status": "cancelled", "task": task.id}
+                self.stats.cancelled += 1
+            else:
+                exc = inner.exception()
+                if exc is None:
+                    try:
+                        task.result = self._response(job, spec, inner.result()).response or {}
+                        task.state = "finished"
+                    except TypeError as bad:
+                        exc = bad
+                if exc is not None:
+                    task.state = "failed"
+                    task.result = {"error": _error_body(exc)}
+                    self.stats.failed += 1
+            self._remember(task)
+            self._task_event(task, task.state)
+            if job.cancelled:
+                return  # the server cancelled the call: nobody to tell
+            await self._deliver(job, spec, task, route)
+        except asyncio.CancelledError:
+            # The server cancelled the call, or the runner stops: the task ends with it.
+            lost = job.tool_task
+            if lost is not None and lost.state == "running":
+                lost.state = "cancelled"
+                self.stats.cancelled += 1
+                self._remember(lost)
+                self._task_event(lost, "cancelled")
+            raise
+        finally:
+            if not inner.done():
+                inner.cancel()
+
+    async def _inline(self, job: _Job, spec: ToolSpec, inner: asyncio.Task[Any]) -> None:
+        if inner.cancelled():
+            await self._send_error(job, spec, _error_body(asyncio.CancelledError("cancelled")))
+            return
+        exc = inner.exception()
+        if exc is None:
+            try:
+                response = self._response(job, spec, inner.result())
+            except TypeError as bad:
+                exc = bad
+            else:
+                await self._send(job, response, final=True)
+                return
+        await self._send_error(job, spec, _error_body(exc))
+
+    async def _deliver(self, job: _Job, spec: ToolSpec, task: ToolTask, route: str) -> None:
+        """Send the outcome once: the call's final response if the service still has the
+        call pending, else a user turn naming the call."""
+        sched = spec.scheduling or FunctionResponseScheduling.WHEN_IDLE
+        session = self.session
+        assert task.result is not None
+        try:
+            async with asyncio.timeout(self.delivery_timeout):
+                await self._until(lambda: _ready(session))
+                if route == "context" and sched is FunctionResponseScheduling.WHEN_IDLE:
+                    await self._until(lambda: not _generating(session))
+        except TimeoutError:
+            logger.warning(
+                "task %s (%s): result not delivered (session not open)", task.id, task.name
+            )
+            return
+        if self._ended or session is None:
+            return
+        pending = _pending_ids(session)
+        if route == "response" and job.id is not None and (pending is None or job.id in pending):
+            response = self._make(job, spec, task.result, scheduling=sched, will_continue=False)
+            await self._send(job, response, final=True)
+            if job.answered:
+                task.delivered = "response"
+        else:
+            job.answered = True
+            body = msgspec.json.encode(task.result).decode()
+            text = (
+                f"[Result of your earlier call {task.name} (call id {task.call_id}, "
+                f"task {task.id}): {body}]"
+            )
+            try:
+                await _send_turn(session, text, silent=sched is FunctionResponseScheduling.SILENT)
+            except Exception as exc:
+                self.stats.send_errors += 1
+                logger.warning("task %s: sending the late result failed: %r", task.id, exc)
+                return
+            task.delivered = "context"
+        if task.delivered is not None:
+            self._task_event(task, "delivered")
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            if self._ended:
+                raise SessionClosedError("the session has ended")
+            self._wake.clear()
+            await self._wake.wait()
 
     # -- responses --------------------------------------------------------------------------
 
@@ -673,6 +1098,45 @@ def _session_setup(session: object) -> Setup | None:
     return setup if isinstance(setup, Setup) else None
 
 
+def _is_vertex(session: object) -> bool:
+    protocol = getattr(session, "protocol", None)
+    return getattr(protocol, "api", "gemini") == "vertex"
+
+
+def _ready(session: object) -> bool:
+    """The service took the setup of the current connection: the ledger knows which calls
+    it still has, and a send goes out (or is queued for the flush that follows)."""
+    state = getattr(getattr(session, "protocol", None), "state", None)
+    if state is not None:
+        return bool(getattr(state, "value", state) == "open")
+    return bool(getattr(session, "status", "open") == "open")
+
+
+def _generating(session: object) -> bool:
+    return getattr(getattr(session, "protocol", None), "generating", False) is True
+
+
+def _pending_ids(session: object) -> dict[str, str] | None:
+    """The call ids the service still has pending (the session's ledger), if known."""
+    pending = getattr(getattr(session, "protocol", None), "pending_tool_calls", None)
+    return pending if isinstance(pending, dict) else None
+
+
+async def _send_turn(session: object, text: str, *, silent: bool) -> None:
+    """A user-side turn: ``clientContent`` where the family takes it mid-session (no
+    ``turnComplete`` when ``silent``), else typed text (which the model answers)."""
+    setup = _session_setup(session)
+    fam = family_of(setup.model) if setup is not None else None
+    send_cc = getattr(session, "send_client_content", None)
+    if send_cc is not None and (fam is None or fam.client_content_mid_session):
+        await send_cc(Content.text(text), turn_complete=not silent)
+        return
+    send_text = getattr(session, "send_text", None)
+    if send_text is None:
+        raise SessionClosedError("the session takes neither clientContent nor text")
+    await send_text(text)
+
+
 def _error_body(exc: BaseException) -> JSONObject:
     if isinstance(exc, ToolError):
         body: JSONObject = {
@@ -702,6 +1166,7 @@ def run_tools(
     on_call: OnCall | None = None,
     on_result: OnResult | None = None,
     partial_responses: bool = True,
+    on_task: OnTask | None = None,
 ) -> ToolRunner:
     """Create a :class:`ToolRunner` and attach it to ``session`` (it answers at once).
 
@@ -715,4 +1180,5 @@ def run_tools(
         on_call=on_call,
         on_result=on_result,
         partial_responses=partial_responses,
+        on_task=on_task,
     ).attach(session)
