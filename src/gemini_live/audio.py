@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import pybase64
 
+from gemini_live._aec import EchoCanceller
 from gemini_live._pcm import (
     _BIG_ENDIAN,
     INPUT_MIME,
@@ -69,6 +70,7 @@ __all__ = [
     "OUTPUT_MIME",
     "OUTPUT_RATE",
     "AudioEncoder",
+    "EchoCanceller",
     "PlaybackBuffer",
     "Quality",
     "ResampleBackend",

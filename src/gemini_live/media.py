@@ -416,6 +416,7 @@ class Speaker:
         device: Any = None,
         max_seconds: float = 60.0,
         block_ms: int = 20,
+        on_played: Callable[[bytes], None] | None = None,
     ) -> None:
         if block_ms <= 0:
             raise ConfigError(f"block_ms must be positive, got {block_ms}")
@@ -423,6 +424,9 @@ class Speaker:
         self.device = device
         self.block_ms = block_ms
         self.buffer = PlaybackBuffer(sample_rate, max_seconds=max_seconds)
+        #: Called on the card's thread with each block handed to it (silence included),
+        #: e.g. :meth:`gemini_live.audio.EchoCanceller.playback` as the echo reference.
+        self.on_played = on_played
         #: Interruptions so far.
         self.interruptions = 0
         #: Seconds of queued audio the last :meth:`interrupt` dropped.
@@ -452,8 +456,11 @@ class Speaker:
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         with self._lock:
-            outdata[:] = self.buffer.pop(frames * 2)
+            block = self.buffer.pop(frames * 2)
             drained = self._drained if not self.buffer.queued_bytes else None
+        outdata[:] = block
+        if self.on_played is not None:
+            self.on_played(block)
         if drained is not None:
             loop, event = drained
             with contextlib.suppress(RuntimeError):  # the loop may be closing

@@ -304,10 +304,79 @@ def test_talk_barge_in_interrupts_the_reply_with_a_fake_sound_card(
     card = _FakeCard(script)
     monkeypatch.setitem(sys.modules, "sounddevice", card.module)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    rc = main(["talk", "--max-turns", "2", "--turn-timeout", "20"])
+    # No echo cancellation here: the fake card has no echo path, and a canceller that has
+    # not converged yet (the first seconds of the first reply) damps a user talking over it.
+    rc = main(["talk", "--max-turns", "2", "--turn-timeout", "20", "--no-aec"])
     out, err = capsys.readouterr()
     assert rc == 0, out + err
     assert "interrupted: heard " in out, out
     assert out.count("you: ") == 2, out  # both utterances reached the service
     assert out.index("interrupted: heard ") < out.rindex("you: "), out  # during reply 1
     assert any(card.played), out
+
+
+# --------------------------------------------------------------------------- echo cancellation
+
+
+def _run_talk(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[str, _FakeCard]:
+    card = _FakeCard(_tone(400))
+    monkeypatch.setitem(sys.modules, "sounddevice", card.module)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    rc = main(["talk", "--max-turns", "1", "--turn-timeout", "20", *argv])
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    assert "model: I heard" in out, out
+    return out, card
+
+
+def test_talk_cancels_echo_by_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("livekit.rtc")
+    from gemini_live.audio import EchoCanceller
+
+    made: list[EchoCanceller] = []
+    references: list[int] = []
+
+    class Recording(EchoCanceller):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            made.append(self)
+
+        def playback(self, pcm: object) -> None:
+            references.append(len(pcm))  # type: ignore[arg-type]
+            super().playback(pcm)
+
+    monkeypatch.setattr("gemini_live.cli._talk.EchoCanceller", Recording)
+    out, card = _run_talk([], monkeypatch, capsys)
+    assert "echo cancellation on (--no-aec turns it off)" in out
+    (aec,) = made
+    assert (aec.rate, aec.far_rate) == (16000, 24000)
+    # Every speaker block is the reference; every microphone chunk went through it.
+    assert references and set(references) == {960}
+    assert aec.frames >= 40  # the 0.4 s of speech alone is 40 frames
+    assert "us CPU per 10 ms frame" in out
+    assert any(card.played)
+
+
+def test_talk_no_aec_sends_the_microphone_as_is(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(*a: Any, **kw: Any) -> None:
+        raise AssertionError("--no-aec made an echo canceller")
+
+    monkeypatch.setattr("gemini_live.cli._talk.EchoCanceller", refuse)
+    out, _ = _run_talk(["--no-aec"], monkeypatch, capsys)
+    assert "echo cancellation off (--no-aec): use headphones" in out
+    assert "us CPU per 10 ms frame" not in out
+
+
+def test_talk_without_the_aec_extra_says_so_and_talks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "livekit", None)
+    out, _ = _run_talk([], monkeypatch, capsys)
+    assert "echo cancellation unavailable (install the aec extra: pip install" in out
+    assert "gemini-live[aec]" in out

@@ -260,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         "live microphone -> model -> speaker with barge-in (needs sounddevice)",
         "Talk with the model: the microphone streams at 16 kHz, the reply plays at 24 kHz,\n"
         "and speaking over the model interrupts it (playback is flushed at once). Needs\n"
-        "pip install 'gemini-live[audio]' and the PortAudio library. Use headphones.\n"
+        "pip install 'gemini-live[audio]' and the PortAudio library. Echo cancellation\n"
+        "(pip install 'gemini-live[aec]') removes the speaker from the microphone, so\n"
+        "loudspeakers work; --no-aec turns it off (headphones need none).\n"
         "A pause of 0.6 s after speech sends audioStreamEnd (offline, the fake server\n"
         "answers each pause).",
     )
@@ -270,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="stop after N model replies (default: until Ctrl-C)",
+    )
+    p.add_argument(
+        "--no-aec",
+        dest="aec",
+        action="store_false",
+        help="no echo cancellation (on by default when the aec extra is installed)",
     )
     from gemini_live.cli._web import add_web_command
 

@@ -7,6 +7,12 @@ the model stops talking as soon as the service hears you) and
 :class:`gemini_live.vad.ActivitySender` in ``stream_end`` mode: the service's own activity
 detection decides the turns, and the client sends ``audioStreamEnd`` after each utterance so
 the service flushes its buffered audio.
+
+Echo cancellation (:class:`gemini_live.audio.EchoCanceller`, the ``aec`` extra) is on by
+default: every block handed to the speaker is the reference, and each microphone chunk is
+cleaned before it is sent, so the model does not hear (and interrupt) itself through
+loudspeakers. ``--no-aec`` turns it off; without the extra, talk says so once and goes on
+without it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from types import ModuleType
 from typing import Any
 
 from gemini_live import events as ev
-from gemini_live.audio import INPUT_RATE
+from gemini_live._aec import AEC_HINT
+from gemini_live.audio import INPUT_RATE, OUTPUT_RATE, EchoCanceller
 from gemini_live.cli._runtime import (
     Conversation,
     Timeline,
@@ -35,6 +42,7 @@ from gemini_live.vad import ActivityDetector, ActivitySender
 __all__ = [
     "NO_AUDIO_MESSAGE",
     "check_devices",
+    "echo_canceller",
     "import_sounddevice",
     "run_talk",
 ]
@@ -86,11 +94,23 @@ def _device_errors(sd: Any) -> Iterator[None]:
         raise UsageError(f"the audio device failed: {_one_line(exc)}") from exc
 
 
+def echo_canceller(wanted: bool) -> tuple[EchoCanceller | None, str]:
+    """The canceller talk uses (or None) and the line that says so."""
+    if not wanted:
+        return None, "echo cancellation off (--no-aec): use headphones"
+    try:
+        aec = EchoCanceller(INPUT_RATE, far_rate=OUTPUT_RATE)
+    except ImportError:
+        return None, f"echo cancellation unavailable ({AEC_HINT}): use headphones"
+    return aec, "echo cancellation on (--no-aec turns it off)"
+
+
 async def run_talk(args: argparse.Namespace) -> int:
     sd: Any = import_sounddevice()
     t = Timeline()
     registry = weather_tools()
-    speaker = Speaker(block_ms=MIC_MS)
+    aec, aec_line = echo_canceller(args.aec)
+    speaker = Speaker(block_ms=MIC_MS, on_played=aec.playback if aec is not None else None)
     max_turns: int | None = args.max_turns
 
     def on_event(event: ev.Event) -> None:
@@ -120,7 +140,8 @@ async def run_talk(args: argparse.Namespace) -> int:
         t.log(f"connected session={session.session_id} — {target.describe()}")
         if target.offline:
             t.log("offline fake server: it answers each pause with a tone, not with speech")
-        t.log("speak (headphones avoid echo); Ctrl-C to stop")
+        t.log(aec_line)
+        t.log("speak; Ctrl-C to stop")
 
         async with Conversation(session, t, keep_audio=False, on_event=on_event) as conv:
             done = asyncio.Event()
@@ -147,7 +168,7 @@ async def run_talk(args: argparse.Namespace) -> int:
                     mode="stream_end",
                 )
                 async for chunk in microphone(sample_rate=INPUT_RATE, chunk_ms=MIC_MS):
-                    await sender.feed(chunk)
+                    await sender.feed(aec.capture(chunk) if aec is not None else chunk)
 
             tasks = [asyncio.ensure_future(report()), asyncio.ensure_future(uplink())]
             try:
@@ -186,4 +207,9 @@ async def run_talk(args: argparse.Namespace) -> int:
                 await asyncio.gather(*tasks, return_exceptions=True)
             for line in conv.usage_lines():
                 t.log(line)
+            if aec is not None:
+                t.log(
+                    f"echo cancellation: {aec.frames} frames,"
+                    f" {aec.cpu_per_frame * 1e6:.0f} us CPU per 10 ms frame"
+                )
     return 0
