@@ -6,7 +6,7 @@ import abc
 import time
 from collections.abc import Callable
 
-from gemini_live.errors import ConfigError
+from gemini_live.errors import ConfigError, ConversationBusy, StaleFenceError
 from gemini_live.store._record import ConversationRecord, Lease, check_id, check_ttl
 
 __all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_RECORD_TTL", "ConversationStore"]
@@ -15,6 +15,29 @@ __all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_RECORD_TTL", "ConversationStore"]
 DEFAULT_LEASE_TTL = 15.0
 #: Seconds a record is kept after its last save (7 days).
 DEFAULT_RECORD_TTL = 7 * 24 * 3600.0
+
+
+# The three refusals every store gives, in one wording.
+
+
+def save_refused(conversation: str, fence: int) -> StaleFenceError:
+    return StaleFenceError(
+        f"conversation {conversation!r}: save refused, fencing token {fence} is not the latest"
+    )
+
+
+def busy(conversation: str, expires_in: float) -> ConversationBusy:
+    return ConversationBusy(
+        f"conversation {conversation!r} is driven by another owner (its lease runs out in "
+        f"{expires_in:.1f} s unless renewed)",
+        expires_in=expires_in,
+    )
+
+
+def taken_over(lease: Lease) -> StaleFenceError:
+    return StaleFenceError(
+        f"conversation {lease.conversation!r}: lease {lease.fence} was taken over"
+    )
 
 
 class ConversationStore(abc.ABC):

@@ -6,8 +6,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gemini_live.errors import ConversationBusy, StaleFenceError
-from gemini_live.store._base import DEFAULT_LEASE_TTL, DEFAULT_RECORD_TTL, ConversationStore
+from gemini_live.store._base import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_RECORD_TTL,
+    ConversationStore,
+    busy,
+    save_refused,
+    taken_over,
+)
 from gemini_live.store._record import (
     ConversationRecord,
     Lease,
@@ -69,9 +75,7 @@ class MemoryStore(ConversationStore):
         cid = record.conversation
         row = self._leases.get(cid)
         if row is None or row.owner is None or row.fence != fence:
-            raise StaleFenceError(
-                f"conversation {cid!r}: save refused, fencing token {fence} is not the latest"
-            )
+            raise save_refused(cid, fence)
         now = self.clock()
         ttl = self.record_ttl
         self._records[cid] = (encode_record(record), None if ttl is None else now + ttl)
@@ -85,11 +89,7 @@ class MemoryStore(ConversationStore):
         row = self._leases.setdefault(cid, _Row())
         if row.owner is not None and row.owner != owner and row.expires_at > now:
             left = row.expires_at - now
-            raise ConversationBusy(
-                f"conversation {cid!r} is driven by another owner (its lease runs out in "
-                f"{left:.1f} s unless renewed)",
-                expires_in=left,
-            )
+            raise busy(cid, left)
         row.seq += 1
         row.owner, row.fence, row.expires_at = owner, row.seq, now + span
         return Lease(cid, owner, row.fence, span, row.expires_at)
@@ -98,9 +98,7 @@ class MemoryStore(ConversationStore):
         lease = self._check_lease(lease)
         row = self._leases.get(lease.conversation)
         if row is None or row.owner is None or row.fence != lease.fence:
-            raise StaleFenceError(
-                f"conversation {lease.conversation!r}: lease {lease.fence} was taken over"
-            )
+            raise taken_over(lease)
         row.expires_at = self.clock() + lease.ttl
         return Lease(lease.conversation, lease.owner, lease.fence, lease.ttl, row.expires_at)
 

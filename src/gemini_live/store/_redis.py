@@ -7,8 +7,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from gemini_live.errors import ConfigError, ConversationBusy, StaleFenceError, StoreError
-from gemini_live.store._base import DEFAULT_LEASE_TTL, DEFAULT_RECORD_TTL, ConversationStore
+from gemini_live.errors import ConfigError, StoreError
+from gemini_live.store._base import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_RECORD_TTL,
+    ConversationStore,
+    busy,
+    save_refused,
+    taken_over,
+)
 from gemini_live.store._record import (
     ConversationRecord,
     Lease,
@@ -166,9 +173,7 @@ class RedisStore(ConversationStore):
             [int(fence), encode_record(record), self._ms(self.record_ttl)],
         )
         if int(ok) != 1:
-            raise StaleFenceError(
-                f"conversation {cid!r}: save refused, fencing token {fence} is not the latest"
-            )
+            raise save_refused(cid, fence)
 
     async def acquire(self, conversation: str, owner: str, *, ttl: float | None = None) -> Lease:
         cid = check_id(conversation)
@@ -182,11 +187,7 @@ class RedisStore(ConversationStore):
         )
         if int(fence) == 0:
             left = int(value) / 1000
-            raise ConversationBusy(
-                f"conversation {cid!r} is driven by another owner (its lease runs out in "
-                f"{left:.1f} s unless renewed)",
-                expires_in=left,
-            )
+            raise busy(cid, left)
         return Lease(cid, owner, int(fence), span, time.time() + span)
 
     async def renew(self, lease: Lease) -> Lease:
@@ -198,9 +199,7 @@ class RedisStore(ConversationStore):
             [lease.fence, self._ms(lease.ttl)],
         )
         if int(ok) != 1:
-            raise StaleFenceError(
-                f"conversation {lease.conversation!r}: lease {lease.fence} was taken over"
-            )
+            raise taken_over(lease)
         return Lease(
             lease.conversation, lease.owner, lease.fence, lease.ttl, time.time() + lease.ttl
         )

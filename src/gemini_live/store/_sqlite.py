@@ -11,8 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gemini_live.errors import ConversationBusy, StaleFenceError, StoreError
-from gemini_live.store._base import DEFAULT_LEASE_TTL, DEFAULT_RECORD_TTL, ConversationStore
+from gemini_live.errors import StoreError
+from gemini_live.store._base import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_RECORD_TTL,
+    ConversationStore,
+    busy,
+    save_refused,
+    taken_over,
+)
 from gemini_live.store._record import (
     ConversationRecord,
     Lease,
@@ -164,9 +171,7 @@ class SqliteStore(ConversationStore):
             return True
 
         if not await self._run("save", op):
-            raise StaleFenceError(
-                f"conversation {cid!r}: save refused, fencing token {fence} is not the latest"
-            )
+            raise save_refused(cid, fence)
 
     async def acquire(self, conversation: str, owner: str, *, ttl: float | None = None) -> Lease:
         cid = check_id(conversation)
@@ -189,11 +194,7 @@ class SqliteStore(ConversationStore):
 
         fence, at = await self._run("acquire", op)
         if fence == 0:
-            raise ConversationBusy(
-                f"conversation {cid!r} is driven by another owner (its lease runs out in "
-                f"{at:.1f} s unless renewed)",
-                expires_in=at,
-            )
+            raise busy(cid, at)
         return Lease(cid, owner, fence, span, at)
 
     async def renew(self, lease: Lease) -> Lease:
@@ -209,9 +210,7 @@ class SqliteStore(ConversationStore):
             return cur.rowcount == 1
 
         if not await self._run("renew", op):
-            raise StaleFenceError(
-                f"conversation {lease.conversation!r}: lease {lease.fence} was taken over"
-            )
+            raise taken_over(lease)
         return Lease(lease.conversation, lease.owner, lease.fence, lease.ttl, at)
 
     async def release(self, lease: Lease) -> None:
