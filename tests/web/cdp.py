@@ -85,13 +85,27 @@ class Page:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, within: float = 20.0) -> Any:
-        """Evaluate until truthy (polled: the page's own state has no push channel here)."""
-        async with asyncio.timeout(within):
-            while True:
-                value = await self.evaluate(expression)
-                if value:
-                    return value
-                await asyncio.sleep(0.05)
+        """Evaluate until truthy (polled: the page's own state has no push channel here).
+
+        An expression that throws counts as "not yet": right after a navigation or a
+        reload the page's scripts may not have defined their globals. The last error is
+        reported if the time runs out.
+        """
+        last: CdpError | None = None
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    try:
+                        value = await self.evaluate(expression)
+                    except CdpError as exc:
+                        last, value = exc, None
+                    if value:
+                        return value
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            if last is not None:
+                raise CdpError(f"{expression}: still failing after {within} s: {last}") from None
+            raise
 
     async def screenshot(self) -> bytes:
         """A PNG of the page as it is now."""
