@@ -280,6 +280,17 @@ async def test_bad_base64_closes_1007() -> None:
         assert (await expect_close(c))[:2] == (1007, INVALID_ARGUMENT)
 
 
+@pytest.mark.parametrize(
+    "mime", ["audio/pcm;rate=0", "audio/pcm;rate=" + "9" * 5000, "audio/pcm;rate=x"]
+)
+async def test_unusable_audio_rate_closes_1007(mime: str) -> None:
+    # Once a ZeroDivisionError (1011) or a slow int() of a huge digit string.
+    async with asyncio.timeout(5), fake() as server, ws(server.url) as c:
+        await do_setup(c)
+        await send_json(c, {"realtimeInput": {"audio": {"data": "AAAA", "mimeType": mime}}})
+        assert (await expect_close(c))[:2] == (1007, INVALID_ARGUMENT)
+
+
 async def test_second_setup_closes_1007() -> None:
     async with asyncio.timeout(5), fake() as server:
         async with ws(server.url) as c:

@@ -168,6 +168,10 @@ def audio_frame(fragment: str | None, pcm: bytes | None = None, mime: str = OUTP
     )
 
 
+#: The highest input sample rate the fake accepts (Hz).
+MAX_INPUT_RATE: Final = 192_000
+
+
 def pcm_rate(mime: object) -> int:
     """The sample rate named in an input ``audio/pcm;rate=N`` MIME type
     (:data:`INPUT_DEFAULT_RATE` when absent).
@@ -177,10 +181,25 @@ def pcm_rate(mime: object) -> int:
     client writing a MIME type only its own parser understands is caught here.
     """
     if isinstance(mime, str):
-        m = re.search(r"rate=(\d+)", mime)
-        if m:
+        m = re.search(r"rate=(\d{1,7})(?!\d)", mime)
+        if m and 0 < int(m.group(1)) <= MAX_INPUT_RATE:
             return int(m.group(1))
     return INPUT_DEFAULT_RATE
+
+
+def bad_input_rate(mime: object) -> str | None:
+    """Why the fake refuses an input audio MIME type's ``rate`` (None: usable or absent).
+
+    A rate of zero, beyond :data:`MAX_INPUT_RATE` or not a number of at most seven digits
+    is an invalid argument (1007) here. Unverified against the service, which documents
+    only that it resamples whatever rate is named.
+    """
+    if not isinstance(mime, str) or "rate=" not in mime:
+        return None
+    m = re.search(r"rate=(\d{1,7})(?![\d])", mime)
+    if m is None or not 0 < int(m.group(1)) <= MAX_INPUT_RATE:
+        return f"unusable sample rate in {mime[:80]!r}"
+    return None
 
 
 def split_fragments(text: str, n: int) -> list[str]:

@@ -25,6 +25,7 @@ import pybase64
 
 from gemini_live.codec import decode_client
 from gemini_live.errors import MalformedMessage
+from gemini_live.testing._canned import bad_input_rate
 from gemini_live.types import UNSET, Blob, ClientMessage, Content, b64decode_any
 
 __all__ = ["FrameError", "decode_client_tolerant", "normalize_keys", "to_camel"]
@@ -89,7 +90,12 @@ def normalize_keys(obj: Any, *, _in_declaration: bool = False) -> Any:
 
 
 def _fix_blob(blob: Blob) -> bytes:
-    """Check that ``blob.data`` is base64 and rewrite it in the standard alphabet."""
+    """Check that ``blob.data`` is base64 (and an audio MIME type's rate usable) and
+    rewrite the data in the standard alphabet."""
+    if isinstance(blob.mime_type, str) and blob.mime_type.startswith("audio/"):
+        why = bad_input_rate(blob.mime_type)
+        if why is not None:
+            raise FrameError(why)
     try:
         raw = b64decode_any(blob.data)
     except ValueError:

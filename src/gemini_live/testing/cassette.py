@@ -40,7 +40,7 @@ import pybase64
 
 from gemini_live.auth import GEMINI_PATH_FMT, is_credential_header, register_header_secrets
 from gemini_live.errors import CassetteError, ConnectError, excerpt, redact, register_secret
-from gemini_live.testing._canned import pcm_rate
+from gemini_live.testing._canned import bad_input_rate, pcm_rate
 from gemini_live.testing._normalize import normalize_keys
 from gemini_live.transport._common import sendable
 from gemini_live.transport.base import Backend, CloseInfo, ConnectOptions, FrameHandler, Transport
@@ -168,9 +168,10 @@ def stream_units(kind: str, frame: Any) -> float:
     blob = _blob(frame)
     if blob is None or not isinstance(blob.get("data"), str):
         return 0.0
+    why = bad_input_rate(blob.get("mimeType"))
+    if why is not None:
+        raise ValueError(f"audio blob with an {why}")
     rate = pcm_rate(blob.get("mimeType"))
-    if rate <= 0:
-        raise ValueError(f"audio blob with sample rate {rate}")
     return _b64_len(blob["data"]) / 2 / rate * 1000
 
 
