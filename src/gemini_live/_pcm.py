@@ -51,7 +51,9 @@ MIN_RATE: Final = 8000
 """Lowest input rate the Live API accepts (Hz)."""
 MAX_RATE: Final = 48000
 """Highest input rate the Live API accepts (Hz)."""
+#: MIME type of the microphone audio the client sends (16 kHz mono PCM16).
 INPUT_MIME: Final = f"audio/pcm;rate={INPUT_RATE}"
+#: MIME type of the model's spoken answers (24 kHz mono PCM16).
 OUTPUT_MIME: Final = f"audio/pcm;rate={OUTPUT_RATE}"
 
 

@@ -95,7 +95,9 @@ __all__ = [
     "write_wav",
 ]
 
+#: Resampling quality, soxr's names from quick (``QQ``) to very high (``VHQ``).
 Quality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
+#: Which resampler to use; ``auto`` takes soxr when installed, else numpy, else pure Python.
 ResampleBackend = Literal["auto", "soxr", "numpy", "python"]
 _b64encode: Final = pybase64.b64encode
 _b64decode: Final = pybase64.b64decode

@@ -367,6 +367,7 @@ class Closed(_Event, frozen=True):
     reason: str = ""
 
 
+#: Any event a session yields (a union of the event classes above; match on the class).
 Event: TypeAlias = (
     SetupComplete
     | ModelText

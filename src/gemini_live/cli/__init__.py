@@ -166,6 +166,7 @@ def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``gemini-live`` command line: every subcommand and its options."""
     parser = _Parser(
         prog="gemini-live",
         description="Talk to the Gemini Live API: a demo, text chat, WAV streaming, voice.",

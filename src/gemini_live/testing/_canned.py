@@ -34,21 +34,30 @@ __all__ = [
 ]
 
 # Close reasons, worded as the real service words them (see docs/protocol.md § close codes).
+#: Close reason with 1007: a frame or setup the service cannot use.
 INVALID_ARGUMENT: Final = "Request contains an invalid argument."
+#: Close reason with 1007: a wrong API key.
 API_KEY_INVALID: Final = "API key not valid. Please pass a valid API key."
+#: Close reason with 1007: a missing or malformed ephemeral token.
 TOKEN_INVALID: Final = (
     "Missing or malformed auth token. Please pass it in an access_token query parameter."
 )
+#: Close reason with 1008: a call that names no API key (e.g. a token sent where a key belongs).
 UNREGISTERED_CALLER: Final = (
     "Method doesn't allow unregistered callers (callers without established identity)."
     " Please use API Key or other form of API consumer identity to call this API."
 )
+#: Close reason with 1007: a rejected OAuth bearer token.
 BEARER_INVALID: Final = "Request had invalid authentication credentials."
+#: Close reason with 1008: a resumption handle the service no longer knows.
 SESSION_NOT_FOUND: Final = "BidiGenerateContent session not found"
+#: Close reason with 1008: a tool response for an unknown or already answered call id.
 ENTITY_NOT_FOUND: Final = "Requested entity was not found."
+#: Close reason with 1000 when the goAway deadline runs out (the fake's default).
 CANCELLED: Final = "The operation was cancelled."
 #: Close reason after the goAway deadline (with code 1011).
 DEADLINE_EXPIRED: Final = "Deadline expired before operation could complete."
+#: Close reason with 1011: a server-side failure (retryable).
 INTERNAL_ERROR: Final = "Internal error encountered."
 #: Close reason (1007) for TEXT responses on a model that only speaks (which models do is
 #: read from :mod:`gemini_live.models`, see ``testing/_families.py``).

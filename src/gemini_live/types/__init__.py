@@ -1,4 +1,8 @@
-"""Typed wire messages of the Gemini Live API (msgspec Structs, camelCase on the wire)."""
+"""Typed wire messages of the Gemini Live API (msgspec Structs, camelCase on the wire).
+
+A field left at ``UNSET`` (msgspec's marker, of type ``UnsetType``) is not sent at all;
+that differs from ``None`` or an empty value, which are sent.
+"""
 
 from gemini_live.types._base import (
     UNSET,

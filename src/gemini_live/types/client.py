@@ -80,6 +80,8 @@ class RealtimeInput(WireStruct):
 
 
 class ToolResponse(WireStruct):
+    """Answers to the model's function calls, each matched to a call by its id."""
+
     function_responses: list[FunctionResponse]
 
 

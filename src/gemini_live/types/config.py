@@ -34,10 +34,14 @@ __all__ = [
 
 
 class PrebuiltVoiceConfig(WireStruct):
+    """One of the service's named voices (``voice_name``)."""
+
     voice_name: str | UnsetType = UNSET
 
 
 class VoiceConsentSignature(WireStruct):
+    """The signature that proves consent for a replicated (cloned) voice."""
+
     signature: str | UnsetType = UNSET
 
 
@@ -63,15 +67,21 @@ class VoiceConfig(WireStruct):
 
 
 class SpeakerVoiceConfig(WireStruct):
+    """The voice of one named speaker in a multi-speaker setup."""
+
     speaker: str | UnsetType = UNSET
     voice_config: VoiceConfig | UnsetType = UNSET
 
 
 class MultiSpeakerVoiceConfig(WireStruct):
+    """Voices for several named speakers."""
+
     speaker_voice_configs: list[SpeakerVoiceConfig] | UnsetType = UNSET
 
 
 class SpeechConfig(WireStruct):
+    """Voice and language of the model's spoken answers."""
+
     voice_config: VoiceConfig | UnsetType = UNSET
     language_code: str | UnsetType = UNSET
     multi_speaker_voice_config: MultiSpeakerVoiceConfig | UnsetType = UNSET
@@ -94,6 +104,8 @@ class ThinkingConfig(WireStruct):
 
 
 class TranslationConfig(WireStruct):
+    """Speech translation: the language to answer in and whether to echo it."""
+
     target_language_code: str | UnsetType = UNSET
     echo_target_language: bool | UnsetType = UNSET
 
@@ -119,6 +131,8 @@ class GenerationConfig(WireStruct):
 
 
 class AutomaticActivityDetection(WireStruct):
+    """The service's voice activity detection: on/off, sensitivities, padding and silence length."""
+
     disabled: bool | UnsetType = UNSET
     start_of_speech_sensitivity: str | UnsetType = UNSET
     end_of_speech_sensitivity: str | UnsetType = UNSET
@@ -127,6 +141,8 @@ class AutomaticActivityDetection(WireStruct):
 
 
 class RealtimeInputConfig(WireStruct):
+    """How realtime input is read: activity detection, interruption and turn coverage."""
+
     automatic_activity_detection: AutomaticActivityDetection | UnsetType = UNSET
     activity_handling: str | UnsetType = UNSET
     turn_coverage: str | UnsetType = UNSET
@@ -141,6 +157,8 @@ class SessionResumptionConfig(WireStruct):
 
 
 class SlidingWindow(WireStruct):
+    """Context compression by dropping the oldest turns down to ``target_tokens``."""
+
     target_tokens: int | UnsetType = UNSET
 
 
@@ -152,6 +170,8 @@ class ContextWindowCompression(WireStruct):
 
 
 class LanguageHints(WireStruct):
+    """Languages the transcriber should expect."""
+
     language_codes: list[str] | UnsetType = UNSET
 
 
@@ -172,20 +192,30 @@ class AudioTranscriptionConfig(WireStruct):
 
 
 class ProactivityConfig(WireStruct):
+    """Lets the model decide for itself whether audio or video input calls for an answer."""
+
     proactive_audio: bool | UnsetType = UNSET
     proactive_video: bool | UnsetType = UNSET
 
 
 class HistoryConfig(WireStruct):
+    """Whether initial history is sent as ``clientContent`` turns before the first realtime
+    input."""
+
     initial_history_in_client_content: bool | UnsetType = UNSET
 
 
 class CustomizedAvatar(WireStruct):
+    """An avatar built from the caller's own image (MIME type and base64 data)."""
+
     image_mime_type: str | UnsetType = UNSET
     image_data: str | UnsetType = UNSET
 
 
 class AvatarConfig(WireStruct):
+    """A video avatar that speaks the model's answers: a named or customized avatar and its
+    bitrates."""
+
     avatar_name: str | UnsetType = UNSET
     customized_avatar: CustomizedAvatar | UnsetType = UNSET
     audio_bitrate_bps: int | UnsetType = UNSET
@@ -193,6 +223,8 @@ class AvatarConfig(WireStruct):
 
 
 class SafetySetting(WireStruct):
+    """A harm category and the threshold at which content in it is blocked."""
+
     category: str | UnsetType = UNSET
     threshold: str | UnsetType = UNSET
 
@@ -210,6 +242,8 @@ class FunctionDeclaration(WireStruct):
 
 
 class GoogleSearch(WireStruct):
+    """Grounding with Google Search, optionally excluding some domains."""
+
     exclude_domains: list[str] | UnsetType = UNSET
 
 

@@ -103,11 +103,15 @@ class FunctionResponse(WireStruct):
 
 
 class ExecutableCode(WireStruct):
+    """Code the model wrote for the code-execution tool, with its language."""
+
     code: str | UnsetType = UNSET
     language: str | UnsetType = UNSET
 
 
 class CodeExecutionResult(WireStruct):
+    """The outcome and output of running the model's code."""
+
     outcome: str | UnsetType = UNSET
     output: str | UnsetType = UNSET
 
@@ -140,6 +144,8 @@ class Content(WireStruct):
 
 
 class TranscriptionWord(WireStruct):
+    """One transcribed word with its start and end offsets (when word timestamps are on)."""
+
     word: str | UnsetType = UNSET
     start_offset: str | UnsetType = UNSET
     end_offset: str | UnsetType = UNSET

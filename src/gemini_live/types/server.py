@@ -24,11 +24,15 @@ __all__ = [
 
 
 class SetupComplete(WireStruct):
+    """The service accepted the setup; the first frame of every connection that opened."""
+
     session_id: str | UnsetType = UNSET
     voice_consent_signature: VoiceConsentSignature | UnsetType = UNSET
 
 
 class ServerContent(WireStruct):
+    """The model's output for the current turn: parts, transcriptions and the turn's end markers."""
+
     model_turn: Content | UnsetType = UNSET
     turn_complete: bool | UnsetType = UNSET
     interrupted: bool | UnsetType = UNSET
@@ -44,10 +48,14 @@ class ServerContent(WireStruct):
 
 
 class ToolCall(WireStruct):
+    """The model asks for one or more function calls; each is answered by its ``id``."""
+
     function_calls: list[FunctionCall] | UnsetType = UNSET
 
 
 class ToolCallCancellation(WireStruct):
+    """Function calls (by id) the model no longer wants answered, e.g. after a barge-in."""
+
     ids: list[str] | UnsetType = UNSET
 
 
@@ -101,6 +109,9 @@ class GoAway(WireStruct):
 
 
 class SessionResumptionUpdate(WireStruct):
+    """A new resumption handle (when ``resumable``) and the index of the last client message it
+    covers."""
+
     new_handle: str | UnsetType = UNSET
     resumable: bool | UnsetType = UNSET
     #: int64: arrives as a number or a numeric string (both accepted).
@@ -115,6 +126,8 @@ class VoiceActivity(WireStruct):
 
 
 class VoiceActivityDetectionSignal(WireStruct):
+    """A voice-activity signal from the service's detector (``vad_signal_type``)."""
+
     vad_signal_type: str | UnsetType = UNSET
 
 
