@@ -11,7 +11,7 @@ from typing import Any, Final, Literal, TypedDict, overload
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.testing._canned import CANCELLED, EndpointKind
-from gemini_live.testing.cassette import Cassette
+from gemini_live.testing._cassette_read import Cassette
 from gemini_live.testing.script import Script
 from gemini_live.types import ClientMessage, Setup
 

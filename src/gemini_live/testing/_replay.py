@@ -20,18 +20,12 @@ from typing import Any
 import msgspec
 
 from gemini_live.errors import CASSETTE_DIVERGED
+from gemini_live.testing._cassette_file import STREAM_KINDS, client_kind, scrub_frame, stream_units
+from gemini_live.testing._cassette_read import Cassette, RecordedConnection
 from gemini_live.testing._connection import ServerConn
 from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
 from gemini_live.testing._normalize import normalize_keys
 from gemini_live.testing._records import ConnectionRecord
-from gemini_live.testing.cassette import (
-    STREAM_KINDS,
-    Cassette,
-    RecordedConnection,
-    client_kind,
-    scrub_frame,
-    stream_units,
-)
 from gemini_live.types import Setup
 
 __all__ = ["DIVERGED"]

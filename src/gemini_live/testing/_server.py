@@ -19,12 +19,14 @@ from websockets.http11 import Request, Response
 from gemini_live.auth import GEMINI_PATH_FMT, VERTEX_PATH_FMT
 from gemini_live.errors import CASSETTE_DIVERGED, CassetteDivergence, CassetteError
 from gemini_live.testing._canned import parse_path
+from gemini_live.testing._cassette_file import GOOGLE_BASE
+from gemini_live.testing._cassette_read import Cassette
+from gemini_live.testing._cassette_record import RecordingProxy
 from gemini_live.testing._connection import ServerConn, ServerConnectionClosed
 from gemini_live.testing._core import LiveServerCore, _ConnectionLogic
 from gemini_live.testing._memory import MemoryBackend
 from gemini_live.testing._records import ConnectionRecord, ServerOptions, ServerOptionsKw
 from gemini_live.testing._replay import _ReplayLogic
-from gemini_live.testing.cassette import GOOGLE_BASE, Cassette, RecordingProxy
 from gemini_live.transport import _library_logger
 
 __all__ = [
