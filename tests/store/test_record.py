@@ -14,9 +14,9 @@ from gemini_live.store._record import MAX_TEXT_IDS
 SETUP = gl.types.Setup(model="models/gemini-3.8-live")
 
 
-def _record(**fields: object) -> ConversationRecord:
+def _record(text_ids: list[str] | None = None) -> ConversationRecord:
     return ConversationRecord(
-        conversation="c1", snapshot=ClientProtocol(SETUP).snapshot(), **fields
+        conversation="c1", snapshot=ClientProtocol(SETUP).snapshot(), text_ids=text_ids or []
     )
 
 
