@@ -224,6 +224,10 @@ class ConversationLink:
             protocol.connection_lost(1006, "the previous owner ended", local=True)
         protocol.direct_writes = False
         protocol.expect_resume = True
+        # The backoff and the fresh restarts in a row go on from the stored counters;
+        # the first connection of this process is still a first one (a failure of it
+        # ends the session unless the policy retries initial connects).
+        protocol.reconnect.first = True
         return protocol
 
     # -- while the session runs ---------------------------------------------------------
