@@ -1031,8 +1031,9 @@ class _Connection(PeerSocket):
                     await self.send_json({"type": "generation_complete"})
                 case ev.TurnComplete():
                     info.turns += 1
-                    self.open_turns = max(0, self.open_turns - 1)
                     await self._turn_saved(session)
+                    # Answered once the page hears so (a drain waits for this point).
+                    self.open_turns = max(0, self.open_turns - 1)
                     await self.send_json({"type": "turn_complete"})
                     self.relay._notify()
                 case ev.ToolCall(calls=calls):
