@@ -113,3 +113,19 @@ async def test_turn_complete_waits_for_a_record_that_covers_the_turn() -> None:
             assert record.handle_at is not None
             assert b"remember the number 7" not in _uncovered(record)
     assert relay.stats.turns_not_covered == 0
+
+
+async def test_without_handles_turn_ends_are_held_once_then_forwarded_at_once() -> None:
+    store = MemoryStore()
+    # A service that never says the session is resumable: no handle follows a turn.
+    async with FakeLiveServer(resumable=False) as server:
+        relay = Relay(fake_config(server), authorize=_by_user, store=store)
+        async with served_relay(relay) as url, client(url + "?user=ada") as ws:
+            box = Inbox(ws)
+            await box.until_type("ready")
+            await _text(box, "one", "a1")
+            await box.until(lambda b: b.types().count("turn_complete") == 1, within=10)
+            await _text(box, "two", "a2")
+            await box.until(lambda b: b.types().count("turn_complete") == 2, within=10)
+    # The first waited out its bound; the connection then stopped holding turn ends.
+    assert relay.stats.turns_not_covered == 2

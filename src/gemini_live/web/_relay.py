@@ -292,8 +292,9 @@ class RelayStats:
     not_forwarded_texts: int = 0
     #: Re-sent texts whose id the conversation had accepted already (not sent again).
     duplicate_texts: int = 0
-    #: Turn ends forwarded before a save held a handle issued after them (no handle
-    #: came within the bound): a crash right then may have the turn answered again.
+    #: Turn ends forwarded before a save held a handle issued after them (no handle was
+    #: saved within 2 s: from then on that connection forwards turn ends at once): a
+    #: crash right then may have the turn answered again.
     turns_not_covered: int = 0
 
 
@@ -617,6 +618,7 @@ class _Connection(PeerSocket):
         #: User turns sent upstream and not answered yet (the drain waits for none).
         self.open_turns = 0
         self._turn_ends = 0
+        self._hold_turns = True
         self._moving = False
         self._msgs = Bucket(lim.messages_per_second, lim.message_burst)
         tpm = lim.turns_per_minute
@@ -987,12 +989,24 @@ class _Connection(PeerSocket):
         if link is None or not session.protocol.resumption_enabled:
             return
         self._turn_ends += 1
+        if not self._hold_turns:
+            self.relay.stats.turns_not_covered += 1
+            return
         turns = min(self._turn_ends, link.turn_ends)  # events dropped by a lag: rebase
         try:
             async with asyncio.timeout(_TURN_SAVE_TIMEOUT):
                 await link.wait_turn_covered(turns)
         except TimeoutError:
+            # No handle after a turn (a service that sends none, a store that is down):
+            # stop holding this connection's turn ends rather than delay each one.
+            self._hold_turns = False
             self.relay.stats.turns_not_covered += 1
+            logger.warning(
+                "relay %d: no saved handle within %.0f s of a turn end; turn ends are "
+                "forwarded at once from now on",
+                self.info.id,
+                _TURN_SAVE_TIMEOUT,
+            )
 
     # -- session -> browser -------------------------------------------------------------
 
