@@ -195,3 +195,12 @@ def test_a_sealed_record_never_looks_like_an_encoded_one() -> None:
     assert not encode_record(record).startswith(b"GLS1")
     sealed = AesGcmCipher({"k": os.urandom(32)}, current="k").seal(b"x", associated=b"c")
     assert sealed.startswith(b"GLS1")
+
+
+def test_open_store_passes_the_cipher_on(tmp_path: object) -> None:
+    from gemini_live.store import open_store
+
+    cipher = AesGcmCipher({"k": K1}, current="k")
+    assert open_store("memory:", cipher=cipher).cipher is cipher
+    assert open_store(f"sqlite:///{tmp_path}/x.db", cipher=cipher).cipher is cipher
+    assert open_store("redis://127.0.0.1:1/0", cipher=cipher).cipher is cipher
