@@ -121,7 +121,9 @@ class Connector:
         self.protocol = protocol
         self.config = config
         self.backend = backend
-        self.reconnect = ReconnectState(config.reconnect)
+        # The counters live in the core, so a snapshot carries them (a restored core
+        # goes on backing off where its old process was).
+        self.reconnect = ReconnectState(config.reconnect, protocol.reconnect)
         #: The current socket (None between connections).
         self.transport: Transport | None = None
         self.handler: _ConnHandler | None = None

@@ -18,16 +18,19 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 
 from gemini_live import events as ev
 from gemini_live.errors import (
+    ConfigError,
     ConversationBusy,
     GeminiLiveError,
     StaleFenceError,
@@ -37,6 +40,7 @@ from gemini_live.protocol import ClientProtocol, ProtocolSnapshot, State
 from gemini_live.store._base import ConversationStore
 from gemini_live.store._memory import MemoryStore
 from gemini_live.store._record import (
+    MAX_TEXT_IDS,
     ConversationRecord,
     Lease,
     check_id,
@@ -47,7 +51,7 @@ if TYPE_CHECKING:
     from gemini_live.config import SessionConfig
     from gemini_live.history import History
 
-__all__ = ["ConversationLink", "default_store"]
+__all__ = ["ConversationLink", "check_text_id", "default_store"]
 
 logger = logging.getLogger("gemini_live.session")
 
@@ -55,6 +59,16 @@ logger = logging.getLogger("gemini_live.session")
 _STORE_TIMEOUT = 10.0
 
 _default: MemoryStore | None = None
+
+#: A client text id: what a page gives each text it sends (1-64 characters).
+TEXT_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def check_text_id(text_id: object) -> str:
+    """``text_id`` if it is a usable client text id."""
+    if not isinstance(text_id, str) or not TEXT_ID.fullmatch(text_id):
+        raise ConfigError("text_id must be 1-64 characters of letters, digits and ._:-")
+    return text_id
 
 
 def default_store() -> MemoryStore:
@@ -100,6 +114,16 @@ class ConversationLink:
         #: The first ``Resumed`` event of a session that continued a stored conversation
         #: (None: a new conversation, or not connected yet).
         self.resumed: ev.Resumed | None = None
+        #: Client ids of the user texts this conversation accepted (the latest
+        #: :data:`~gemini_live.store._record.MAX_TEXT_IDS`), saved with the record.
+        self.text_ids: deque[str] = deque(maxlen=MAX_TEXT_IDS)
+        self._texts_accepted = 0
+        self._texts_saved = 0
+        #: Model turns ended in this session; of those, the ones a later handle covers,
+        #: and the ones covered in a completed save.
+        self.turn_ends = 0
+        self._turns_covered = 0
+        self._turns_covered_saved = 0
         self._frames_at_save = 0
         self._announce = False
         self._dirty = False
@@ -173,6 +197,8 @@ class ConversationLink:
         self.from_store = True
         self._announce = True
         self.handle_at = record.handle_at
+        # The texts are in the stored window or history either way: keep their ids.
+        self.text_ids.extend(record.text_ids)
         config = dataclasses.replace(config, history=tuple(record.history))
         if record.setup_fingerprint != self.fingerprint:
             # Another setup: the stored handle resumes the old one. Start a fresh session
@@ -198,6 +224,10 @@ class ConversationLink:
             protocol.connection_lost(1006, "the previous owner ended", local=True)
         protocol.direct_writes = False
         protocol.expect_resume = True
+        # The backoff and the fresh restarts in a row go on from the stored counters;
+        # the first connection of this process is still a first one (a failure of it
+        # ends the session unless the policy retries initial connects).
+        protocol.reconnect.first = True
         return protocol
 
     # -- while the session runs ---------------------------------------------------------
@@ -220,8 +250,43 @@ class ConversationLink:
         if self._wake is not None:
             self._wake.set()
 
+    def has_text(self, text_id: str) -> bool:
+        """A text with this client id was accepted already (in this conversation's
+        latest :data:`~gemini_live.store._record.MAX_TEXT_IDS`)."""
+        return text_id in self.text_ids
+
+    def accept_text(self, text_id: str) -> None:
+        """Record that the text with ``text_id`` was just queued for the service (call it
+        with no await between the queueing and this call: one save holds both)."""
+        self.text_ids.append(check_text_id(text_id))
+        self._texts_accepted += 1
+        self.mark()
+
+    @property
+    def texts_unsaved(self) -> int:
+        """Accepted text ids not in a completed save yet."""
+        return self._texts_accepted - self._texts_saved
+
+    async def wait_texts_saved(self) -> None:
+        """Wait until every text id accepted so far is in a completed save (the caller
+        bounds the wait)."""
+        target = self._texts_accepted
+        await self.wait_saved(lambda: self._texts_saved >= target)
+
+    def turn_ended(self) -> None:
+        """A model turn completed (the session calls it as it reads the turn end)."""
+        self.turn_ends += 1
+        self.mark()
+
+    async def wait_turn_covered(self, turns: int) -> None:
+        """Wait until a completed save holds a handle issued after the first ``turns``
+        model turns of this session ended: from then on a restore does not re-send the
+        user turns they answered (the caller bounds the wait)."""
+        await self.wait_saved(lambda: self._turns_covered_saved >= turns)
+
     def handle_arrived(self) -> None:
         self.handle_at = time.time()
+        self._turns_covered = self.turn_ends
         self.mark()
 
     def annotate(self, event: ev.Resumed) -> ev.Resumed:
@@ -248,6 +313,7 @@ class ConversationLink:
             epoch=self.lease.fence,
             saved_at=time.time(),
             handle_at=self.handle_at,
+            text_ids=list(self.text_ids),
         )
 
     async def save_now(self) -> None:
@@ -255,6 +321,8 @@ class ConversationLink:
         if self._lost or self.lease is None or self._session is None:
             return
         frames = self._session.protocol.stats.frames_sent
+        texts = self._texts_accepted
+        covered = self._turns_covered
         record = self._record()  # taken synchronously: one consistent state
         self._dirty = False
         try:
@@ -273,6 +341,8 @@ class ConversationLink:
         self.saves += 1
         self.saved_at = record.saved_at
         self._frames_at_save = frames
+        self._texts_saved = texts
+        self._turns_covered_saved = covered
         if self._saved is not None:
             async with self._saved:
                 self._saved.notify_all()

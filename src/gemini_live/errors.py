@@ -82,6 +82,7 @@ __all__ = [
     "StaleFenceError",
     "StoreError",
     "StoreFormatError",
+    "StoreSealError",
     "TransportClosed",
     "TransportError",
     "UnknownToolCallError",
@@ -377,6 +378,13 @@ class StoreError(GeminiLiveError):
 class StoreFormatError(StoreError):
     """A stored conversation record cannot be read by this release: written by another
     record version (the message says which versions), or damaged."""
+
+
+class StoreSealError(StoreFormatError):
+    """A sealed (encrypted) record cannot be opened: a key the store's cipher lacks, the
+    wrong key, a record that was changed or moved to another conversation id, or a
+    record sealed where none was expected (or the other way round). Nothing of the
+    record is returned, and the message never holds a key."""
 
 
 class ConversationError(StoreError):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gemini_live import events as ev
 from gemini_live._connector import Connector, resolve_backend
-from gemini_live._conversation import ConversationLink
+from gemini_live._conversation import ConversationLink, check_text_id
 from gemini_live._observe import SessionRecord
 from gemini_live._stream import _Subscriber
 from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig, check_credentials
@@ -379,6 +379,8 @@ class Session:
                 if isinstance(event, ev.SessionResumptionUpdate):
                     if event.resumable:
                         self.conversation.handle_arrived()
+                elif t is ev.TurnComplete:
+                    self.conversation.turn_ended()
                 else:
                     self.conversation.mark()
             self._emit(event)
@@ -508,11 +510,23 @@ class Session:
             end_of_stream=end_of_stream,
         )
 
-    async def send_text(self, text: str) -> None:
-        """Send typed user text as realtime input (turn end is inferred by the server)."""
+    async def send_text(self, text: str, *, text_id: str | None = None) -> None:
+        """Send typed user text as realtime input (turn end is inferred by the server).
+
+        ``text_id`` (with a stored conversation): the client's id of this text, saved
+        with the conversation in the same record as the text itself, so a client that
+        re-sends it after a crash can be told it arrived
+        (``session.conversation.has_text(text_id)``).
+        """
         self._check_usable()
+        if text_id is not None:
+            check_text_id(text_id)
         now = time.monotonic()
-        await self._submitted(self.protocol.send_text(text, now))
+        frame = self.protocol.send_text(text, now)
+        if text_id is not None and self.conversation is not None:
+            # No await since the text was queued: any save holds both or neither.
+            self.conversation.accept_text(text_id)
+        await self._submitted(frame)
         self._record.user_text(text)
         self._record.user_input(now)
         if self.conversation is not None:

@@ -209,6 +209,10 @@ class Browser:
     sent: list[str] = field(default_factory=list)
     answers: Counter[str] = field(default_factory=Counter)
     pending: list[str] = field(default_factory=list)
+    #: Texts not acknowledged by a relay yet, by id: re-sent after a reconnect (the
+    #: page's rule). A relay acknowledges a re-sent text it already has without sending it.
+    unacked: dict[str, str] = field(default_factory=dict)
+    duplicates_acked: int = 0
     closes: list[int] = field(default_factory=list)
     #: Seconds from a close to the next ``ready``, and to the next answered turn.
     rejoin_s: list[float] = field(default_factory=list)
@@ -231,8 +235,8 @@ class Browser:
                         self.conversation = ready["conversation"]
                         if closed_at is not None:
                             self.rejoin_s.append(time.monotonic() - closed_at)
-                        for text in self.pending:  # not answered: the page re-sends
-                            await ws.send(json.dumps({"type": "text", "text": text}))
+                        for tid, text in self.unacked.items():  # the page re-sends
+                            await ws.send(json.dumps({"type": "text", "text": text, "id": tid}))
                         closed_at = await self._talk(ws, closed_at)
                         if closed_at is None:
                             return
@@ -256,9 +260,11 @@ class Browser:
                     await ws.send(FRAME)
                     await asyncio.sleep(0.02)  # real-time pacing, not synchronization
                 text = f"turn {len(self.sent)} of browser {self.index}"
+                tid = f"b{self.index}-t{len(self.sent)}"
                 self.sent.append(text)
                 self.pending.append(text)
-                await ws.send(json.dumps({"type": "text", "text": text}))
+                self.unacked[tid] = text
+                await ws.send(json.dumps({"type": "text", "text": text, "id": tid}))
             elif not self.pending:
                 await ws.close()
                 return None
@@ -270,7 +276,10 @@ class Browser:
             if not isinstance(msg, str):
                 continue
             m = json.loads(msg)
-            if m["type"] == "output_transcript":
+            if m["type"] == "text_ack":
+                self.unacked.pop(m["id"], None)
+                self.duplicates_acked += bool(m.get("duplicate"))
+            elif m["type"] == "output_transcript":
                 said += m["text"]
             elif m["type"] == "turn_complete":
                 for text in list(self.pending):

@@ -163,7 +163,7 @@ def test_probe_points_survive_a_snapshot() -> None:
     probe.unsent = 0
     p.receive(handle_update("h1"), 1.0)
     snap = p.snapshot()
-    assert snap.version == SNAPSHOT_VERSION == 2
+    assert snap.version == SNAPSHOT_VERSION == 3
     assert snap.outbox.probes == [(1.0, snap.conn.bytes_out if snap.conn else -1)]
     q = ClientProtocol.restore(snap)
     assert q.snapshot() == snap

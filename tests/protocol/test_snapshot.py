@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
@@ -19,8 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gemini_live import errors
-from gemini_live.config import ResendWindow
+from gemini_live.config import ReconnectPolicy, ResendWindow
 from gemini_live.protocol import SNAPSHOT_VERSION, ClientProtocol, ProtocolSnapshot
+from gemini_live.protocol._reconnect import ReconnectCounters, ReconnectState
 from gemini_live.types import FunctionDeclaration, FunctionResponse, Setup, Tool
 from strategies import profile
 
@@ -93,7 +94,11 @@ OPS = st.one_of(
     st.tuples(st.just("request_rotation")),
     st.tuples(st.just("seed")),
     st.tuples(st.just("discard")),
+    st.tuples(st.just("outage"), st.sampled_from(["drop", "rejected", "rotate"]), st.booleans()),
 )
+
+#: The reconnect rules the connection loop applies (no jitter: the same delays twice).
+POLICY = ReconnectPolicy(jitter=0.0, retry_initial=True, max_attempts=4, max_fresh_restarts=2)
 
 
 def make() -> ClientProtocol:
@@ -170,6 +175,16 @@ def step(p: ClientProtocol, op: tuple[Any, ...], now: float) -> object:
                 return None
             case ("discard",):
                 return p.discard_queue()
+            case ("outage", kind, healthy):  # what the connection loop decides
+                rules = ReconnectState(POLICY, p.reconnect)
+                outcome: errors.GeminiLiveError | Literal["rotate"] = (
+                    "rotate"
+                    if kind == "rotate"
+                    else errors.SessionNotFound(1008, "session not found", phase="setup")
+                    if kind == "rejected"
+                    else errors.ConnectionDropped(1006, "", phase="stream")
+                )
+                return repr(rules.after(outcome, healthy=healthy, resuming=kind == "rejected"))
     except errors.GeminiLiveError as exc:
         return type(exc).__name__
     raise AssertionError(op)
@@ -193,6 +208,7 @@ def observe(p: ClientProtocol) -> tuple[object, ...]:
         p.draining,
         p.generating,
         p.stats,
+        p.reconnect,
     )
 
 
@@ -241,7 +257,7 @@ def test_a_snapshot_says_its_version_and_a_wrong_one_is_refused() -> None:
     snap = make().snapshot()
     assert snap.version == SNAPSHOT_VERSION
     data = msgspec.json.encode(snap)
-    assert b'"version":2' in data
+    assert b'"version":3' in data
     with pytest.raises(errors.ConfigError, match="version 1 "):
         ClientProtocol.restore(msgspec.structs.replace(snap, version=1))
     with pytest.raises(errors.ConfigError, match="version 99"):
@@ -250,3 +266,38 @@ def test_a_snapshot_says_its_version_and_a_wrong_one_is_refused() -> None:
         ClientProtocol.restore(msgspec.json.decode(data))
     with pytest.raises(errors.ConfigError, match="unknown api"):
         ClientProtocol.restore(msgspec.structs.replace(snap, api="other"))
+
+
+def test_the_reconnect_counters_travel_in_the_snapshot() -> None:
+    p = make()
+    rules = ReconnectState(POLICY, p.reconnect)
+    rules.opened()
+    for _ in range(3):
+        rules.after(
+            errors.ConnectionDropped(1006, "", phase="stream"), healthy=False, resuming=True
+        )
+    rules.after(
+        errors.SessionNotFound(1008, "session not found", phase="setup"),
+        healthy=False,
+        resuming=True,
+    )
+    data = msgspec.msgpack.encode(p.snapshot())
+    restored = ClientProtocol.restore(msgspec.msgpack.decode(data, type=ProtocolSnapshot))
+    assert restored.reconnect == ReconnectCounters(attempt=3, fresh_in_a_row=1, first=False)
+    # The restored core backs off from where the old process was, not from zero.
+    after = ReconnectState(POLICY, restored.reconnect)
+    decision = after.after(
+        errors.ConnectionDropped(1006, "", phase="stream"), healthy=False, resuming=True
+    )
+    assert repr(decision).startswith("Retry(attempt=4, delay=4.0")
+
+
+def test_a_version_2_snapshot_is_read_with_counters_at_zero() -> None:
+    p = make()
+    p.reconnect.attempt = 2
+    old = msgspec.to_builtins(p.snapshot())
+    del old["reconnect"]
+    old["version"] = 2
+    restored = ClientProtocol.restore(msgspec.convert(old, ProtocolSnapshot))
+    assert restored.reconnect == ReconnectCounters()
+    assert restored.snapshot().version == SNAPSHOT_VERSION

@@ -326,3 +326,43 @@ async def test_audio_is_not_saved_per_chunk_and_is_counted(server: FakeLiveServe
         assert link.unsaved_frames == 10  # what a crash now would lose
         await _turn(s, "and text")
         assert link.unsaved_frames == 0
+
+
+async def test_text_ids_are_saved_with_their_text_and_restored(server: FakeLiveServer) -> None:
+    store = MemoryStore(lease_ttl=0.5)
+    a = await gl.connect(conversation="c-ids", store=store, **_options(server))  # type: ignore[arg-type]
+    with pytest.raises(gl.ConfigError, match="text_id"):
+        await a.send_text("never sent", text_id="not an id!")
+    await a.send_text("first", text_id="t-1")
+    link = a.conversation
+    assert link is not None and link.has_text("t-1") and link.texts_unsaved == 1
+    async with asyncio.timeout(5):
+        await link.wait_texts_saved()
+    record = await store.load("c-ids")
+    assert record is not None and record.text_ids == ["t-1"]
+    await _until(a, ev.SessionResumptionUpdate, handle=True)
+    async with asyncio.timeout(5):
+        await link.wait_saved(lambda: (link.saved_at or 0) >= (link.handle_at or 1e18))
+    sid = a.session_id
+    _crash(a)
+    async with gl.connect(conversation="c-ids", store=store, **_options(server)) as b:  # type: ignore[arg-type]
+        assert b.conversation is not None and b.conversation.has_text("t-1")
+        assert not b.conversation.has_text("t-2")
+        await _turn(b, "second")
+    assert server.conversation(sid).user_texts == ("first", "second")
+
+
+async def test_the_reconnect_counters_come_back_from_the_store(server: FakeLiveServer) -> None:
+    store = MemoryStore(lease_ttl=0.5)
+    a = await gl.connect(conversation="c-backoff", store=store, **_options(server))  # type: ignore[arg-type]
+    await _turn(a, "hello")
+    # As after an outage of three failed attempts and one rejected handle.
+    a.protocol.reconnect.attempt = 3
+    a.protocol.reconnect.fresh_in_a_row = 1
+    assert a.conversation is not None
+    await a.conversation.save_now()
+    _crash(a)
+    async with gl.connect(conversation="c-backoff", store=store, **_options(server)) as b:  # type: ignore[arg-type]
+        counters = b._connector.reconnect.counters
+        assert counters is b.protocol.reconnect
+        assert (counters.attempt, counters.fresh_in_a_row) == (3, 1)

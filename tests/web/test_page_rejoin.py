@@ -128,3 +128,50 @@ async def test_a_drained_relay_moves_the_page_to_the_next_one(tmp_path: Path) ->
         assert first.stats.moved == 1
         texts = _user_texts(server)
         assert texts.count("my name is Ada") == 1 and texts.count("what did I say") == 1
+
+
+async def _only_record_ids(store: SqliteStore) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(store.path) as db:
+        (key,) = [row[0] for row in db.execute("SELECT id FROM gl_records")]
+    record = await store.load(key)
+    assert record is not None
+    return record.text_ids
+
+
+@pytest.mark.timeout(120)
+async def test_the_page_keeps_texts_until_acknowledged_and_a_resent_one_is_not_doubled(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "conversations.db")
+    async with FakeLiveServer(reply_chunks=5) as server:
+        first = Relay(fake_config(server), authorize=_tester, store=store)
+        second = Relay(fake_config(server), authorize=_tester, store=store)
+        switch = _Switch(create_app(first))
+        async with (
+            running(switch, limits=first.limits) as base,
+            chromium_page(
+                base + "/?autostart=1&raw=1", tmp_path / "profile", _flags(tmp_path)
+            ) as page,
+        ):
+            await page.wait_for("window.glState && glState.conversation", within=30)
+            await _say(page, "my name is Ada")
+            await page.wait_for("glState.pendingTexts.length === 0", within=10)
+            (tid,) = await _only_record_ids(store)
+            # As if the relay had saved the text and died before its text_ack arrived:
+            # the page still holds it when it moves to the next relay.
+            await page.evaluate(
+                f"glState.pendingTexts.push({{id: {tid!r}, text: 'my name is Ada'}})"
+            )
+            switch.app = create_app(second)
+            assert await first.drain(within=10) == 1
+            await page.wait_for("glState.reconnects === 1 && glState.status === 'open'", 30)
+            # The re-sent text is acknowledged as a duplicate and leaves the page's list.
+            await page.wait_for("glState.pendingTexts.length === 0", within=10)
+            await _say(page, "what did I say")
+            exceptions = [c for c in page.console if c.startswith("exception")]
+            assert not exceptions, exceptions
+        assert second.stats.duplicate_texts == 1
+        texts = _user_texts(server)
+        assert texts.count("my name is Ada") == 1 and texts.count("what did I say") == 1

@@ -52,6 +52,7 @@ from gemini_live.protocol import _messages
 from gemini_live.protocol._checks import validate_setup
 from gemini_live.protocol._ledger import ToolLedger
 from gemini_live.protocol._outbox import Kind, Outbox, ResendWindow
+from gemini_live.protocol._reconnect import ReconnectCounters
 from gemini_live.protocol._rotation import RotationPlan
 from gemini_live.protocol._snapshot import Snapshots
 from gemini_live.protocol._state import Connection, SessionStats, State
@@ -118,6 +119,9 @@ class ClientProtocol(Snapshots):
         self.resume_handle: str | None = resume_handle
         self.session_id: str | None = None
         self.stats = SessionStats()
+        #: The reconnect decision state (the I/O layer's reconnect rules update it; it is
+        #: here so a snapshot carries it).
+        self.reconnect = ReconnectCounters()
         self._conn: Connection | None = None
         self.ever_open = False
         self._input_rate = input_rate

@@ -18,6 +18,11 @@ Version 2 adds what coverage needs to know whether a frame left this host: each
 record's end offset on its connection, the connection's ``bytes_out``, the outbox's
 probe points and the latest response lag; and the user turn ends not yet answered
 (``unanswered``, replacing ``last_turn_end_seq`` and ``awaiting_response``).
+
+Version 3 adds the reconnect decision state (:class:`ReconnectCounters`: the attempt of
+the current outage and the fresh restarts in a row), so a core restored in another
+process goes on backing off where the old one was. A version-2 snapshot is read (its
+counters at zero).
 """
 
 from __future__ import annotations
@@ -32,14 +37,18 @@ from gemini_live.errors import ConfigError
 from gemini_live.protocol._checks import validate_setup
 from gemini_live.protocol._ledger import ToolLedger
 from gemini_live.protocol._outbox import Outbox, OutboxState, ResendWindow
+from gemini_live.protocol._reconnect import ReconnectCounters
 from gemini_live.protocol._rotation import RotationPlan, RotationState
 from gemini_live.protocol._state import Connection, SessionStats
 from gemini_live.types import Setup
 
 __all__ = ["SNAPSHOT_VERSION", "ProtocolSnapshot", "Snapshots", "checked_copy"]
 
-#: Version of :class:`ProtocolSnapshot`; a snapshot of another version is refused.
-SNAPSHOT_VERSION: Final = 2
+#: Version of :class:`ProtocolSnapshot`; a snapshot of another readable version is
+#: refused.
+SNAPSHOT_VERSION: Final = 3
+#: Versions :meth:`~gemini_live.protocol.ClientProtocol.restore` reads.
+READABLE_SNAPSHOT_VERSIONS: Final = (2, 3)
 
 
 class ProtocolSnapshot(msgspec.Struct, kw_only=True):
@@ -72,6 +81,8 @@ class ProtocolSnapshot(msgspec.Struct, kw_only=True):
     outbox: OutboxState
     ledger: ToolLedger
     rotation: RotationState
+    #: The reconnect decision state (version 3; zero when read from version 2).
+    reconnect: ReconnectCounters = msgspec.field(default_factory=ReconnectCounters)
 
 
 def checked_copy(snapshot: object) -> ProtocolSnapshot:
@@ -79,15 +90,16 @@ def checked_copy(snapshot: object) -> ProtocolSnapshot:
     the type, the version and the field types (a typed error, never a half-built core)."""
     if not isinstance(snapshot, ProtocolSnapshot):
         raise ConfigError(f"expected a ProtocolSnapshot, got {type(snapshot).__name__}")
-    if snapshot.version != SNAPSHOT_VERSION:
+    if snapshot.version not in READABLE_SNAPSHOT_VERSIONS:
         raise ConfigError(
             f"protocol snapshot version {snapshot.version} is not supported "
-            f"(this library reads version {SNAPSHOT_VERSION})"
+            f"(this library reads versions {READABLE_SNAPSHOT_VERSIONS[0]}-{SNAPSHOT_VERSION})"
         )
     try:
         copy = msgspec.convert(msgspec.to_builtins(snapshot), ProtocolSnapshot)  # shares nothing
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid protocol snapshot: {exc}") from None
+    copy.version = SNAPSHOT_VERSION  # an older one is read as the current version
     if copy.api not in ("gemini", "vertex", "custom"):
         raise ConfigError(f"unknown api {copy.api!r} in the protocol snapshot")
     return copy
@@ -109,6 +121,7 @@ class Snapshots:
     unsent_bytes: Callable[[], int | None] | None
     expect_resume: bool
     stats: SessionStats
+    reconnect: ReconnectCounters
     _normalize: Callable[[str], str] | None
     _setup: Setup
     _input_rate: int
@@ -149,6 +162,7 @@ class Snapshots:
             outbox=outbox.snapshot(),
             ledger=self._ledger,
             rotation=self._plan.snapshot(),
+            reconnect=self.reconnect,
         )
         return msgspec.convert(msgspec.to_builtins(saved), ProtocolSnapshot)
 
@@ -178,6 +192,7 @@ class Snapshots:
         p.unsent_bytes = None  # the I/O layer sets it for its connection
         p.expect_resume = False
         p.stats = s.stats
+        p.reconnect = s.reconnect
         p._normalize = normalize_model
         p._setup = s.setup
         p._input_rate = s.input_rate

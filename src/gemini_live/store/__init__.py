@@ -7,7 +7,8 @@ handle update, turn end and tool-call change. One owner at a time: a lease with 
 token (see :class:`ConversationStore`).
 
 Stores: :class:`MemoryStore` (this process; the default), :class:`SqliteStore` (one
-machine, a file) and :class:`RedisStore` (many machines; the ``redis`` extra).
+machine, a file) and :class:`RedisStore` (many machines; the ``redis`` extra). Each
+takes ``cipher=`` (e.g. :class:`AesGcmCipher`) to keep its records encrypted at rest.
 :func:`open_store` builds one from a URL (``memory:``, ``sqlite:///path``,
 ``redis://host:port/db``).
 """
@@ -23,8 +24,10 @@ from gemini_live.errors import (
     StaleFenceError,
     StoreError,
     StoreFormatError,
+    StoreSealError,
 )
 from gemini_live.store._base import DEFAULT_LEASE_TTL, DEFAULT_RECORD_TTL, ConversationStore
+from gemini_live.store._cipher import AesGcmCipher, Cipher
 from gemini_live.store._memory import MemoryStore
 from gemini_live.store._record import (
     RECORD_VERSION,
@@ -41,6 +44,8 @@ __all__ = [
     "DEFAULT_LEASE_TTL",
     "DEFAULT_RECORD_TTL",
     "RECORD_VERSION",
+    "AesGcmCipher",
+    "Cipher",
     "ConversationBusy",
     "ConversationError",
     "ConversationRecord",
@@ -52,6 +57,7 @@ __all__ = [
     "StaleFenceError",
     "StoreError",
     "StoreFormatError",
+    "StoreSealError",
     "decode_record",
     "encode_record",
     "open_store",
@@ -59,19 +65,20 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> ConversationStore:
+def open_store(url: str, *, cipher: Cipher | None = None) -> ConversationStore:
     """A store from a URL: ``memory:``, ``sqlite:///absolute/path.db`` (or
-    ``sqlite:relative.db``), ``redis://...`` / ``rediss://...``."""
+    ``sqlite:relative.db``), ``redis://...`` / ``rediss://...``; ``cipher`` seals its
+    records at rest."""
     if not isinstance(url, str) or not url:
         raise ConfigError("store URL must be a non-empty string")
     if url == "memory:":
-        return MemoryStore()
+        return MemoryStore(cipher=cipher)
     if url.startswith("sqlite:"):
         rest = url[len("sqlite:") :]
         path = rest[2:] if rest.startswith("//") else rest
         if not path:
             raise ConfigError("sqlite store URL needs a path: sqlite:///path/to/file.db")
-        return SqliteStore(Path(path).expanduser())
+        return SqliteStore(Path(path).expanduser(), cipher=cipher)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStore(url)
+        return RedisStore(url, cipher=cipher)
     raise ConfigError("store URL must start with memory:, sqlite: or redis:// (rediss://)")

@@ -6,8 +6,16 @@ import abc
 import time
 from collections.abc import Callable
 
-from gemini_live.errors import ConfigError, ConversationBusy, StaleFenceError
-from gemini_live.store._record import ConversationRecord, Lease, check_id, check_ttl
+from gemini_live.errors import ConfigError, ConversationBusy, StaleFenceError, StoreSealError
+from gemini_live.store._cipher import Cipher, is_sealed
+from gemini_live.store._record import (
+    ConversationRecord,
+    Lease,
+    check_id,
+    check_ttl,
+    decode_record,
+    encode_record,
+)
 
 __all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_RECORD_TTL", "ConversationStore"]
 
@@ -51,6 +59,12 @@ class ConversationStore(abc.ABC):
     crashed process). A record expires ``record_ttl`` seconds after its last save (None:
     never).
 
+    ``cipher`` (a :class:`~gemini_live.store.Cipher`, e.g.
+    :class:`~gemini_live.store.AesGcmCipher`) seals every record before it is written
+    and opens it when it is loaded, with the conversation id as associated data:
+    encryption at rest. A record that does not open raises
+    :class:`~gemini_live.errors.StoreSealError`.
+
     Implementations: :class:`~gemini_live.store.MemoryStore` (one process),
     :class:`~gemini_live.store.SqliteStore` (one machine, survives a restart) and
     :class:`~gemini_live.store.RedisStore` (many machines).
@@ -62,6 +76,7 @@ class ConversationStore(abc.ABC):
         lease_ttl: float = DEFAULT_LEASE_TTL,
         record_ttl: float | None = DEFAULT_RECORD_TTL,
         clock: Callable[[], float] = time.time,
+        cipher: Cipher | None = None,
     ) -> None:
         self.lease_ttl: float = check_ttl("lease_ttl", lease_ttl)  # type: ignore[assignment]
         self.record_ttl = check_ttl("record_ttl", record_ttl, optional=True)
@@ -71,6 +86,10 @@ class ConversationStore(abc.ABC):
             raise ConfigError("clock must be a callable returning Unix seconds")
         #: Wall clock (Unix seconds); stores whose server keeps time ignore it for leases.
         self.clock = clock
+        if cipher is not None and not isinstance(cipher, Cipher):
+            raise ConfigError("cipher must have seal(data, *, associated) and open(...) methods")
+        #: Seals records at rest (None: stored as encoded).
+        self.cipher = cipher
 
     # -- the interface ------------------------------------------------------------------
 
@@ -110,6 +129,38 @@ class ConversationStore(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional for stores that hold nothing
         """Release the store's connections (the stored data stays)."""
+
+    # -- the stored bytes ---------------------------------------------------------------
+
+    def _pack(self, record: ConversationRecord) -> bytes:
+        """The bytes stored for ``record``: encoded, then sealed if there is a cipher."""
+        data = encode_record(record)
+        if self.cipher is None:
+            return data
+        return bytes(self.cipher.seal(data, associated=record.conversation.encode()))
+
+    def _unpack(self, data: bytes, conversation: str, where: str) -> ConversationRecord:
+        """The record stored as ``data`` under ``conversation``: opened, then decoded;
+        a typed error (never a half-read record) when either fails."""
+        cipher = self.cipher
+        if cipher is None:
+            if is_sealed(data):
+                raise StoreSealError(
+                    f"{where}: the stored record is sealed (encrypted) and this store has no cipher"
+                )
+        else:
+            try:
+                data = cipher.open(data, associated=conversation.encode())
+            except StoreSealError as exc:
+                raise StoreSealError(f"{where}: {exc}") from None
+            except Exception as exc:  # a plugged-in cipher's own failure
+                raise StoreSealError(
+                    f"{where}: the cipher could not open the record ({type(exc).__name__})"
+                ) from None
+        record = decode_record(data, where=where)
+        if record.conversation != conversation:
+            raise StoreSealError(f"{where}: the stored record belongs to another conversation")
+        return record
 
     # -- shared checks ------------------------------------------------------------------
 

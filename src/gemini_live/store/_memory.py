@@ -14,12 +14,11 @@ from gemini_live.store._base import (
     save_refused,
     taken_over,
 )
+from gemini_live.store._cipher import Cipher
 from gemini_live.store._record import (
     ConversationRecord,
     Lease,
     check_id,
-    decode_record,
-    encode_record,
 )
 
 __all__ = ["MemoryStore"]
@@ -51,8 +50,9 @@ class MemoryStore(ConversationStore):
         lease_ttl: float = DEFAULT_LEASE_TTL,
         record_ttl: float | None = DEFAULT_RECORD_TTL,
         clock: Callable[[], float] = time.time,
+        cipher: Cipher | None = None,
     ) -> None:
-        super().__init__(lease_ttl=lease_ttl, record_ttl=record_ttl, clock=clock)
+        super().__init__(lease_ttl=lease_ttl, record_ttl=record_ttl, clock=clock, cipher=cipher)
         self._records: dict[str, tuple[bytes, float | None]] = {}
         self._leases: dict[str, _Row] = {}
 
@@ -68,7 +68,7 @@ class MemoryStore(ConversationStore):
         if expires is not None and expires <= self.clock():
             del self._records[conversation]
             return None
-        return decode_record(data, where="memory store")
+        return self._unpack(data, conversation, "memory store")
 
     async def save(self, record: ConversationRecord, *, fence: int) -> None:
         record = self._check_record(record)
@@ -78,7 +78,7 @@ class MemoryStore(ConversationStore):
             raise save_refused(cid, fence)
         now = self.clock()
         ttl = self.record_ttl
-        self._records[cid] = (encode_record(record), None if ttl is None else now + ttl)
+        self._records[cid] = (self._pack(record), None if ttl is None else now + ttl)
         self._purge(now)
 
     async def acquire(self, conversation: str, owner: str, *, ttl: float | None = None) -> Lease:

@@ -17,6 +17,8 @@ from gemini_live.types import UNSET, Setup
 
 __all__ = [
     "MAX_ID_CHARS",
+    "MAX_TEXT_IDS",
+    "READABLE_VERSIONS",
     "RECORD_VERSION",
     "ConversationRecord",
     "Lease",
@@ -27,9 +29,16 @@ __all__ = [
     "setup_fingerprint",
 ]
 
-#: Version of :class:`ConversationRecord`. A record of another version is refused with
+#: Version of :class:`ConversationRecord`. Version 2 added ``text_ids``; a version-1
+#: record is read (with no text ids). A record of any other version is refused with
 #: :class:`~gemini_live.errors.StoreFormatError` (never half-read).
-RECORD_VERSION: Final = 1
+RECORD_VERSION: Final = 2
+
+#: Versions :func:`decode_record` reads (older ones are upgraded as they are read).
+READABLE_VERSIONS: Final = (1, 2)
+
+#: How many accepted client text ids a record keeps (the most recent ones).
+MAX_TEXT_IDS: Final = 64
 
 #: The longest conversation id accepted.
 MAX_ID_CHARS: Final = 200
@@ -61,6 +70,10 @@ class ConversationRecord(msgspec.Struct, kw_only=True):
     #: Wall-clock time (Unix seconds) of the save and of the latest handle (None: none).
     saved_at: float = 0.0
     handle_at: float | None = None
+    #: Client ids of the user texts this conversation accepted, oldest first (at most
+    #: :data:`MAX_TEXT_IDS`): a text re-sent with one of them is not sent again
+    #: (version 2).
+    text_ids: list[str] = msgspec.field(default_factory=list)
 
 
 class _Header(msgspec.Struct):
@@ -86,17 +99,24 @@ def decode_record(data: bytes, *, where: str = "store") -> ConversationRecord:
         version = _header.decode(data).version
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StoreFormatError(f"{where}: the stored record is damaged ({exc})") from None
-    if version != RECORD_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = "a newer" if version > RECORD_VERSION else "an older"
         raise StoreFormatError(
             f"{where}: the stored record has version {version}, written by {newer} release; "
-            f"this release reads version {RECORD_VERSION} (delete the conversation or "
-            "upgrade gemini-live)"
+            f"this release reads versions {READABLE_VERSIONS[0]}-{RECORD_VERSION} "
+            "(delete the conversation or upgrade gemini-live)"
         )
     try:
-        return _decoder.decode(data)
+        record = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StoreFormatError(f"{where}: the stored record is damaged ({exc})") from None
+    if len(record.text_ids) > MAX_TEXT_IDS:
+        raise StoreFormatError(
+            f"{where}: the stored record is damaged (more than {MAX_TEXT_IDS} text ids)"
+        )
+    # An older record is read as the current version (its new fields at their defaults).
+    record.version = RECORD_VERSION
+    return record
 
 
 def setup_fingerprint(setup: Setup) -> str:

@@ -16,12 +16,11 @@ from gemini_live.store._base import (
     save_refused,
     taken_over,
 )
+from gemini_live.store._cipher import Cipher
 from gemini_live.store._record import (
     ConversationRecord,
     Lease,
     check_id,
-    decode_record,
-    encode_record,
 )
 
 __all__ = ["RedisStore"]
@@ -101,8 +100,9 @@ class RedisStore(ConversationStore):
         lease_ttl: float = DEFAULT_LEASE_TTL,
         record_ttl: float | None = DEFAULT_RECORD_TTL,
         client: Any = None,
+        cipher: Cipher | None = None,
     ) -> None:
-        super().__init__(lease_ttl=lease_ttl, record_ttl=record_ttl)
+        super().__init__(lease_ttl=lease_ttl, record_ttl=record_ttl, cipher=cipher)
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("url must be a redis://, rediss:// or unix:// URL")
         if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
@@ -161,7 +161,7 @@ class RedisStore(ConversationStore):
         data = await self._call("load", lambda: self._client.get(key))
         if data is None:
             return None
-        return decode_record(bytes(data), where=f"{self._where} {cid!r}")
+        return self._unpack(bytes(data), cid, f"{self._where} {cid!r}")
 
     async def save(self, record: ConversationRecord, *, fence: int) -> None:
         record = self._check_record(record)
@@ -170,7 +170,7 @@ class RedisStore(ConversationStore):
             "save",
             _SAVE,
             self._keys(cid),
-            [int(fence), encode_record(record), self._ms(self.record_ttl)],
+            [int(fence), self._pack(record), self._ms(self.record_ttl)],
         )
         if int(ok) != 1:
             raise save_refused(cid, fence)

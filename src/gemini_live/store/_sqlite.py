@@ -20,12 +20,11 @@ from gemini_live.store._base import (
     save_refused,
     taken_over,
 )
+from gemini_live.store._cipher import Cipher
 from gemini_live.store._record import (
     ConversationRecord,
     Lease,
     check_id,
-    decode_record,
-    encode_record,
 )
 
 __all__ = ["SqliteStore"]
@@ -66,8 +65,9 @@ class SqliteStore(ConversationStore):
         record_ttl: float | None = DEFAULT_RECORD_TTL,
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 5.0,
+        cipher: Cipher | None = None,
     ) -> None:
-        super().__init__(lease_ttl=lease_ttl, record_ttl=record_ttl, clock=clock)
+        super().__init__(lease_ttl=lease_ttl, record_ttl=record_ttl, clock=clock, cipher=cipher)
         self.path = Path(path)
         self._busy_ms = int(busy_timeout * 1000)
         self._db: sqlite3.Connection | None = None
@@ -145,12 +145,12 @@ class SqliteStore(ConversationStore):
             return bytes(row[0])
 
         data = await self._run("load", op)
-        return None if data is None else decode_record(data, where=f"sqlite store {cid!r}")
+        return None if data is None else self._unpack(data, cid, f"sqlite store {cid!r}")
 
     async def save(self, record: ConversationRecord, *, fence: int) -> None:
         record = self._check_record(record)
         cid = record.conversation
-        data = encode_record(record)
+        data = self._pack(record)
         now = self.clock()
         expires = None if self.record_ttl is None else now + self.record_ttl
 

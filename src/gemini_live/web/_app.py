@@ -26,6 +26,7 @@ from gemini_live._bridge import ABORT_EXTENSION, parse_scope
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
 from gemini_live.types import UNSET, Setup
+from gemini_live.web._drain import SigtermDrain
 from gemini_live.web._relay import (
     ConnectionInfo,
     Relay,
@@ -538,6 +539,7 @@ def create_app(
     token_path: str = "/token",
     allowed_hosts: Sequence[str] | None = None,
     access_token: AccessToken | None = None,
+    drain_timeout: float | None = 25.0,
 ) -> Any:
     """A Starlette app: the voice page at ``/``, its files under ``/static``, the relay at
     ``relay_path``, optionally the token endpoint at ``token_path``, ``/healthz`` (200
@@ -549,6 +551,12 @@ def create_app(
     default) checks nothing: set it, or put the app behind a proxy that does.
     ``access_token``: the page is served only to a browser that brought the token (or
     its cookie); pair it with ``Relay(..., authorize=access_token.authorize)``.
+
+    ``drain_timeout``: served by a server that runs the ASGI lifespan (plain ``uvicorn
+    module:app``, ``uvicorn --workers N``), the first SIGTERM drains the relay
+    (:meth:`Relay.drain`, at most this many seconds) before the server's own shutdown
+    runs; ``None``: SIGTERM stops at once. (:func:`serve` drains with its own
+    ``drain_timeout``.)
 
     Needs the ``web`` extra (``pip install 'gemini-live[web]'``).
     """
@@ -628,7 +636,21 @@ def create_app(
         routes += [Route("/", index), Route("/static/{name}", static)]
     if token_endpoint is not None:
         routes.append(Route(token_path, token_endpoint))
-    app = Starlette(routes=routes)
+    if drain_timeout is not None and not drain_timeout > 0:
+        raise ConfigError("drain_timeout must be > 0 seconds (or None)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        hook = SigtermDrain(relay, drain_timeout) if drain_timeout is not None else None
+        if hook is not None:
+            hook.install()
+        try:
+            yield
+        finally:
+            if hook is not None:
+                hook.uninstall()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     # web.serve/running size the server from these.
     app.state.gemini_live_limits = relay.limits
     app.state.gemini_live_relay = relay

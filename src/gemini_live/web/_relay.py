@@ -89,6 +89,12 @@ CLOSE_MOVED: Final = 4012
 _SESSION_CLOSE_TIMEOUT: Final = 5.0
 #: A page's conversation id (``?conversation=``): what the relay hands out, and no more.
 _CONVERSATION_ID: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
+#: A page's text id (``{"type": "text", "id": ...}``).
+_TEXT_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: Bound on waiting for the save that holds an accepted text (before its ``text_ack``).
+_TEXT_SAVE_TIMEOUT: Final = 5.0
+#: Bound on holding a ``turn_complete`` for the save of the handle that follows it.
+_TURN_SAVE_TIMEOUT: Final = 2.0
 #: Playback reports kept per connection (the totals count them all).
 _RECENT_PLAYBACK: Final = 16
 #: 16 kHz PCM16: bytes of one second of the page's audio.
@@ -284,6 +290,12 @@ class RelayStats:
     moved_mid_turn: int = 0
     #: Texts that arrived after the drain began (not forwarded: the page re-sends them).
     not_forwarded_texts: int = 0
+    #: Re-sent texts whose id the conversation had accepted already (not sent again).
+    duplicate_texts: int = 0
+    #: Turn ends forwarded before a save held a handle issued after them (no handle was
+    #: saved within 2 s: from then on that connection forwards turn ends at once): a
+    #: crash right then may have the turn answered again.
+    turns_not_covered: int = 0
 
 
 # -- browser -> relay messages ---------------------------------------------------------
@@ -291,6 +303,9 @@ class RelayStats:
 
 class _Text(msgspec.Struct, tag="text", forbid_unknown_fields=True):
     text: str
+    #: The page's id for this text: acknowledged (``text_ack``) once accepted, and
+    #: not sent again when re-sent (with a store: across workers and crashes).
+    id: str | None = None
 
 
 class _ActivityStart(msgspec.Struct, tag="activity_start", forbid_unknown_fields=True):
@@ -602,6 +617,8 @@ class _Connection(PeerSocket):
         self.conversation: str | None = None
         #: User turns sent upstream and not answered yet (the drain waits for none).
         self.open_turns = 0
+        self._turn_ends = 0
+        self._hold_turns = True
         self._moving = False
         self._msgs = Bucket(lim.messages_per_second, lim.message_burst)
         tpm = lim.turns_per_minute
@@ -894,14 +911,15 @@ class _Connection(PeerSocket):
                 raise PeerClose(CLOSE_UNSUPPORTED, "bad message: empty text")
             if len(msg.text) > self.relay.limits.max_text_chars:
                 raise PeerClose(CLOSE_TOO_BIG, "text too long")
+            if msg.id is not None and not _TEXT_ID.fullmatch(msg.id):
+                raise PeerClose(CLOSE_UNSUPPORTED, "bad message: bad text id")
             if self.relay.draining:
                 # Moving away: not forwarded; the page re-sends it after reconnecting.
                 self.relay.stats.not_forwarded_texts += 1
                 return
             self._count_turn()
             session = await self._session()
-            await session.send_text(msg.text)
-            self.open_turns += 1
+            await self._send_text(session, msg)
         elif isinstance(msg, (_ActivityStart, _ActivityEnd)):
             if td != "manual":
                 raise PeerClose(
@@ -938,6 +956,57 @@ class _Connection(PeerSocket):
             self.relay._notify()
         else:
             await self.send_json({"type": "pong", "id": msg.id})
+
+    async def _send_text(self, session: gl.Session, msg: _Text) -> None:
+        """Send a page's text once: a text whose id the conversation accepted already (a
+        re-send after a move or a crash) is acknowledged and not sent again; a new one is
+        acknowledged once the record holding it (and its id) is saved."""
+        link = session.conversation
+        if msg.id is not None and link is not None and link.has_text(msg.id):
+            self.relay.stats.duplicate_texts += 1
+            await self.send_json({"type": "text_ack", "id": msg.id, "duplicate": True})
+            return
+        await session.send_text(msg.text, text_id=msg.id)
+        self.open_turns += 1
+        if msg.id is None:
+            return
+        if link is not None:
+            try:
+                async with asyncio.timeout(_TEXT_SAVE_TIMEOUT):
+                    await link.wait_texts_saved()
+            except TimeoutError:
+                # Not acknowledged: the page keeps it and re-sends it after a reconnect,
+                # when the record (saved by then, or not) says whether it arrived.
+                logger.warning("relay %d: text not saved in time; not acknowledged", self.info.id)
+                return
+        await self.send_json({"type": "text_ack", "id": msg.id})
+
+    async def _turn_saved(self, session: gl.Session) -> None:
+        """With a store, hold a ``turn_complete`` until the record holds a handle issued
+        after the turn (bounded): a page that saw an answer end then never gets the same
+        turn answered again by a worker that restored an older record after a crash."""
+        link = session.conversation
+        if link is None or not session.protocol.resumption_enabled:
+            return
+        self._turn_ends += 1
+        if not self._hold_turns:
+            self.relay.stats.turns_not_covered += 1
+            return
+        turns = min(self._turn_ends, link.turn_ends)  # events dropped by a lag: rebase
+        try:
+            async with asyncio.timeout(_TURN_SAVE_TIMEOUT):
+                await link.wait_turn_covered(turns)
+        except TimeoutError:
+            # No handle after a turn (a service that sends none, a store that is down):
+            # stop holding this connection's turn ends rather than delay each one.
+            self._hold_turns = False
+            self.relay.stats.turns_not_covered += 1
+            logger.warning(
+                "relay %d: no saved handle within %.0f s of a turn end; turn ends are "
+                "forwarded at once from now on",
+                self.info.id,
+                _TURN_SAVE_TIMEOUT,
+            )
 
     # -- session -> browser -------------------------------------------------------------
 
@@ -976,6 +1045,8 @@ class _Connection(PeerSocket):
                     await self.send_json({"type": "generation_complete"})
                 case ev.TurnComplete():
                     info.turns += 1
+                    await self._turn_saved(session)
+                    # Answered once the page hears so (a drain waits for this point).
                     self.open_turns = max(0, self.open_turns - 1)
                     await self.send_json({"type": "turn_complete"})
                     self.relay._notify()

@@ -50,9 +50,19 @@
   let stoppedByUser = false;
   let reconnectAttempt = 0; // consecutive automatic reconnects (reset once admitted)
   let reconnectTimer = null;
-  // Texts sent and not answered yet (turn_complete): re-sent after a move, since a relay
-  // that is draining does not forward a text that reaches it late.
+  // Texts sent and not acknowledged yet ({id, text}): re-sent with their ids after a
+  // reconnect. The relay acknowledges a text ("text_ack") once its conversation saved
+  // it, and acknowledges a re-sent one it already has without sending it again, so a
+  // text is answered once even if the relay was killed right after taking it.
   const pendingTexts = state.pendingTexts;
+  const MAX_PENDING_TEXTS = 32;
+  let textSeq = 0;
+  function newTextId() {
+    const c = window.crypto;
+    const rnd = c && c.randomUUID ? c.randomUUID() : Math.random().toString(36).slice(2);
+    textSeq += 1;
+    return "t" + textSeq + "-" + rnd;
+  }
 
   function setStatus(s, detail, problem) {
     state.status = s;
@@ -232,7 +242,7 @@
             try { storage.setItem(CONVERSATION_KEY, msg.conversation); } catch (e) { /* full */ }
           }
         }
-        for (const text of pendingTexts) send({ type: "text", text });
+        for (const p of pendingTexts) send({ type: "text", text: p.text, id: p.id });
         ui.talk.hidden = turnDetection !== "manual";
         setStatus("open", msg.session_id ? "session " + msg.session_id : "connected");
         break;
@@ -267,9 +277,14 @@
         break;
       case "turn_complete":
         state.turns += 1;
-        pendingTexts.shift();
         userLine = null;
         modelLine = null;
+        break;
+      case "text_ack":
+        {
+          const at = pendingTexts.findIndex((p) => p.id === msg.id);
+          if (at >= 0) pendingTexts.splice(at, 1);
+        }
         break;
       case "vad":
         ui.speaking.textContent = msg.speaking ? "speaking" : "silent";
@@ -435,9 +450,11 @@
     e.preventDefault();
     const text = ui.text.value.trim();
     if (!text) return;
-    if (pendingTexts.length >= 32) pendingTexts.shift(); // bounded: oldest forgotten
-    pendingTexts.push(text);
-    send({ type: "text", text });
+    // Bounded: past this many unacknowledged texts the oldest is no longer re-sent.
+    if (pendingTexts.length >= MAX_PENDING_TEXTS) pendingTexts.shift();
+    const id = newTextId();
+    pendingTexts.push({ id, text });
+    send({ type: "text", text, id });
     line("user", "You: " + text);
     ui.text.value = "";
   };
