@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 import math
@@ -159,6 +160,10 @@ class Track:
                 self.probe.socket_ms.append((sent - stamp) * 1000)
 
 
+def _warmup(n: int) -> float:
+    return 1.0 + n * 0.004
+
+
 def _relay_send(track: Track, send: Callable[[Any], Awaitable[None]]) -> Any:
     async def wrapped(message: MutableMapping[str, Any]) -> None:
         if message.get("type") == "websocket.send":
@@ -230,7 +235,9 @@ async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
 # -- clients (child process) --------------------------------------------------------------
 
 
-def _clients(kind: str, url: str, origin: str, n: int, seconds: float, result: Any) -> None:
+def _clients(
+    kind: str, url: str, origin: str, n: int, seconds: float, result: Any, window: Any
+) -> None:
     """Child process: n browsers or phone calls streaming 20 ms frames in real time."""
 
     async def browser(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
@@ -297,7 +304,8 @@ def _clients(kind: str, url: str, origin: str, n: int, seconds: float, result: A
                     print(f"client {i}: {exc!r}", file=sys.stderr, flush=True)
 
         tasks = [asyncio.create_task(guarded(i)) for i in range(n)]
-        await asyncio.sleep(1.0)  # warm-up: every connection open and talking
+        await asyncio.sleep(_warmup(n))  # every connection open and talking
+        window.set()  # the measured process starts its window too
         stats["on"] = 1.0
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
@@ -459,7 +467,7 @@ async def measure(
         try:
             if kind == "floor":
                 work = loop.create_task(_floor(upstream, n, probe, stop))
-                await asyncio.sleep(1.0 + min(n, 1000) * 0.004)  # warm-up
+                await asyncio.sleep(_warmup(n))
                 window = await _window(probe, lags, burner, seconds)
                 stop.set()
                 async with asyncio.timeout(60):
@@ -476,9 +484,14 @@ async def measure(
                     mgr = ctx.Manager()
                     result = mgr.dict()
                     url = base.replace("http", "ws") + path
-                    proc = ctx.Process(target=_clients, args=(kind, url, base, n, seconds, result))
+                    started = ctx.Event()
+                    proc = ctx.Process(
+                        target=_clients, args=(kind, url, base, n, seconds, result, started)
+                    )
                     proc.start()
-                    window_task = loop.create_task(_window_when(probe, lags, burner, seconds))
+                    window_task = loop.create_task(
+                        _window_when(started, probe, lags, burner, seconds)
+                    )
                     await asyncio.to_thread(proc.join, seconds + 90)
                     if proc.is_alive():
                         proc.kill()
@@ -494,6 +507,11 @@ async def measure(
             burn_task.cancel()
     row.update({k: v for k, v in window.items() if k != "audio_events"})
     row["audio_rate"] = round(got / due, 3) if due else float("nan")
+    # CPU of one core per connection, and how many would fill a core at that cost
+    # (without a burner: its spin is wall time, the process's CPU time is not).
+    busy = row["cpu_pct"] if not load else float("nan")
+    row["cpu_pct_per_conn"] = round(busy / n, 4)
+    row["per_core_by_cpu"] = int(100 / (busy / n)) if busy > 0 else None
     row["real_time"] = (
         row["loop_lag_p99_ms"] < LAG_LIMIT_MS
         and row["audio_rate"] >= 0.9
@@ -502,8 +520,11 @@ async def measure(
     return row
 
 
-async def _window_when(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
-    await asyncio.sleep(1.0)  # the clients' warm-up
+async def _window_when(
+    started: Any, probe: Probe, lags: list[float], burner: Burner, seconds: float
+) -> Any:
+    if not await asyncio.to_thread(started.wait, 120):
+        raise RuntimeError("the clients did not start")
     return await _window(probe, lags, burner, seconds)
 
 
@@ -537,12 +558,84 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     }
 
 
+# -- event delivery, in one process --------------------------------------------------------
+
+
+async def delivery(events: int = 20_000, rounds: int = 5) -> dict[str, Any]:
+    """CPU per event from a session to an endpoint's async handler whose send does not
+    wait: ``async for`` in a consumer task (what the relay and the bridge did) against
+    the :class:`~gemini_live._bridge.EventPump` they use now. Events are emitted one per
+    loop iteration, as frames arrive. Best of ``rounds`` (process CPU time)."""
+    from gemini_live._bridge import EventPump
+
+    sent = [0]
+
+    async def handler(event: ev.Event) -> None:
+        sent[0] += 1  # a send into a socket that is not paused completes at once
+
+    audio = ev.ModelAudio(b"\x00" * 1920, 24000)
+
+    async def one(path: str) -> float:
+        session = gl.Session(gl.build_config(url="ws://127.0.0.1:9/", main_stream=path == "iter"))
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        sent[0] = 0
+        if path == "iter":
+
+            async def consume() -> None:
+                async for event in session:
+                    await handler(event)
+                    if sent[0] == events:
+                        done.set_result(None)
+
+            task = loop.create_task(consume())
+        else:
+            pump = EventPump(handler, limit=4096)
+            pump.attach(session)
+            task = loop.create_task(pump.run())
+
+            def check(_e: ev.Event) -> None:
+                if sent[0] == events and not done.done():
+                    done.set_result(None)
+
+            session.on_event(check)
+        await asyncio.sleep(0)
+        left = [events]
+
+        def emit() -> None:
+            session._emit(audio)
+            left[0] -= 1
+            if left[0]:
+                loop.call_soon(emit)
+
+        cpu0 = time.process_time()
+        loop.call_soon(emit)
+        async with asyncio.timeout(60):
+            await done
+        cpu = time.process_time() - cpu0
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        return cpu / events * 1e6
+
+    best = {p: min([await one(p) for _ in range(rounds)]) for p in ("iter", "pump")}
+    return {
+        "events": events,
+        "async_for_us": round(best["iter"], 3),
+        "pump_us": round(best["pump"], 3),
+        "ratio": round(best["iter"] / best["pump"], 2),
+    }
+
+
 # -- the runs ---------------------------------------------------------------------------
 
 
 async def density(
-    kinds: list[str], levels: dict[str, list[int]], seconds: float
+    kinds: list[str], levels: dict[str, list[int]], seconds: float, stop_lag: float = 100.0
 ) -> list[dict[str, Any]]:
+    """Each kind over its levels; a kind stops once it is clearly overloaded (loop lag
+    p99 over ``stop_lag``, audio under 90 %): on a shared machine a level may miss 20 ms
+    because the process was descheduled, and the next ones still give CPU figures."""
     rows: list[dict[str, Any]] = []
     for kind in kinds:
         for n in levels[kind]:
@@ -552,8 +645,8 @@ async def density(
                 row = {"kind": kind, "n": n, "real_time": False, "error": repr(exc)[:200]}
             rows.append(row)
             print(json.dumps({"density": row}), flush=True)
-            if not row["real_time"]:
-                break
+            if "error" in row or row["loop_lag_p99_ms"] > stop_lag or row["audio_rate"] < 0.9:
+                break  # clearly overloaded: larger N only take longer
     return rows
 
 
@@ -579,16 +672,18 @@ def tables(results: dict[str, Any]) -> str:
     dens = results.get("density") or []
     if dens:
         out += [
-            "| kind | N | loop lag p50 / p99 (ms) | CPU % | audio delivered | real time |",
-            "|---|---:|---:|---:|---:|---|",
+            "| kind | N | loop lag p50 / p99 (ms) | CPU % | CPU % per connection "
+            "| N per core by CPU | audio delivered | real time |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in dens:
             if "error" in r:
-                out.append(f"| {r['kind']} | {r['n']} | failed: {r['error'][:60]} | | | no |")
+                out.append(f"| {r['kind']} | {r['n']} | failed: {r['error'][:60]} | | | | | no |")
                 continue
             out.append(
                 f"| {r['kind']} | {r['n']} | {r['loop_lag_p50_ms']:.1f} / "
                 f"{r['loop_lag_p99_ms']:.1f} | {r['cpu_pct']:.0f} | "
+                f"{r['cpu_pct_per_conn']:.3f} | {r['per_core_by_cpu']} | "
                 f"{r['audio_rate'] * 100:.0f} % | {'yes' if r['real_time'] else 'no'} |"
             )
         out.append("")
@@ -598,6 +693,18 @@ def tables(results: dict[str, Any]) -> str:
             + ", ".join(f"{k} {per_core(dens, k)}" for k in kinds)
         )
         out.append("")
+    dl = results.get("delivery")
+    if dl:
+        out += [
+            "| session -> endpoint handler, per event | CPU µs |",
+            "|---|---:|",
+            f"| `async for` in a consumer task (before) | {dl['async_for_us']:.2f} |",
+            f"| `EventPump` (`on_event`, sent inline) | {dl['pump_us']:.2f} |",
+            "",
+            f"`async for` costs {dl['ratio']:.2f}x the pump per event "
+            f"({dl['events']} events, best of 5).",
+            "",
+        ]
     load = results.get("load") or []
     if load:
         out += [
@@ -630,8 +737,12 @@ async def main(argv: list[str]) -> int:
     p.add_argument("--levels", default="100,200,300,400,500,600,800,1000", help="floor, relay")
     p.add_argument("--bridge-levels", default="10,20,30,40,60,80,100,150,200")
     p.add_argument("--seconds", type=float, default=5.0, help="measurement window")
+    p.add_argument("--stop-lag", type=float, default=100.0, help="loop lag p99 ending a ramp")
     p.add_argument("--load", default="10,50,80", help="burner shares for the latency table")
     p.add_argument("--load-n", type=int, default=20, help="connections for the latency table")
+    p.add_argument(
+        "--delivery", type=int, default=20_000, help="events for the delivery part (0: skip)"
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     args = p.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
@@ -642,10 +753,13 @@ async def main(argv: list[str]) -> int:
     levels = {"floor": _ints(args.levels), "relay": _ints(args.levels)}
     levels["bridge"] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
-        results["density"] = await density(kinds, levels, args.seconds)
+        results["density"] = await density(kinds, levels, args.seconds, args.stop_lag)
     loads = [float(x) for x in args.load.split(",") if x.strip()]
     if loads:
         results["load"] = await loaded(kinds, loads, args.load_n, args.seconds)
+    if args.delivery:
+        results["delivery"] = await delivery(args.delivery)
+        print(json.dumps({"delivery": results["delivery"]}), flush=True)
     print(tables(results), flush=True)
     if args.json:
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=2))
