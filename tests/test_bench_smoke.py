@@ -102,6 +102,8 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
             "2",
             "--seconds",
             "1",
+            "--delivery",
+            "2000",
             "--json",
             str(out),
         ],
@@ -123,6 +125,7 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
     assert all(r["events"] > 0 and r["burner_pct"] > 0 for r in loaded.values())
     # The relay and the bridge also timed the first audio of a reply to their socket.
     assert loaded["relay"]["replies_timed"] > 0 and loaded["bridge"]["replies_timed"] > 0
+    assert data["delivery"]["pump_us"] > 0 and data["delivery"]["async_for_us"] > 0
 
 
 def test_w2_real_time_means_p99_under_one_frame() -> None:
