@@ -487,7 +487,8 @@ class EventPump:
     Events that arrive before :meth:`run` starts are held in that queue, so the endpoint
     can announce the session to its peer first. An exception from the handler (a close,
     a vanished peer, a bug) ends the pump: :meth:`run` raises it, and later events are
-    ignored. :meth:`run` also raises when the stream ends without one.
+    ignored. The end of the stream is the handler's to act on (the relay and the bridges
+    raise their close on ``Closed``, the session's last event).
     """
 
     __slots__ = (
