@@ -528,6 +528,10 @@ async def _window_when(
     return await _window(probe, lags, burner, seconds)
 
 
+#: A cProfile.Profile that ``--profile`` turns on for the measurement windows.
+_PROFILE: list[Any] = []
+
+
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
     gc.collect()
     del lags[:]
@@ -538,7 +542,11 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     busy0 = burner.busy
     cpu0, t0 = time.process_time(), time.monotonic()
     probe.on = True
+    if _PROFILE:
+        _PROFILE[0].enable()
     await asyncio.sleep(seconds)  # the measurement window
+    if _PROFILE:
+        _PROFILE[0].disable()
     probe.on = False
     wall = time.monotonic() - t0
     cpu = time.process_time() - cpu0
@@ -744,7 +752,14 @@ async def main(argv: list[str]) -> int:
         "--delivery", type=int, default=20_000, help="events for the delivery part (0: skip)"
     )
     p.add_argument("--json", metavar="FILE", help="also write the results here")
+    p.add_argument(
+        "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
+    )
     args = p.parse_args(argv)
+    if args.profile:
+        import cProfile
+
+        _PROFILE.append(cProfile.Profile())
     kinds = [k for k in args.kinds.split(",") if k]
     for k in kinds:
         if k not in KINDS:
@@ -761,6 +776,8 @@ async def main(argv: list[str]) -> int:
         results["delivery"] = await delivery(args.delivery)
         print(json.dumps({"delivery": results["delivery"]}), flush=True)
     print(tables(results), flush=True)
+    if _PROFILE:
+        _PROFILE[0].dump_stats(args.profile)
     if args.json:
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=2))
     return 0
