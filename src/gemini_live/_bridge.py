@@ -10,7 +10,8 @@ share lives here:
 * the timers every peer gets: idle timeout and maximum age;
 * the meters: a token bucket, inbound audio at most a multiple of real time (the excess
   dropped and counted, then the peer closed), concurrent holders per key;
-* masking for the reprs of what the hooks see (cookies, tokens, signatures).
+* masking for the reprs of what the hooks see (cookies, tokens, signatures);
+* :class:`EventPump`: a session's events to the peer in order, on the cheapest path.
 
 Each endpoint keeps only its peer's message format, turn detection, pacing and marks.
 """
@@ -23,15 +24,23 @@ import inspect
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Coroutine, Hashable, Mapping
-from typing import Any, Final
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
+from gemini_live import events as ev
 from gemini_live._asgi import Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from gemini_live.config import SessionConfig
+    from gemini_live.session import Session
 
 __all__ = [
     "ABORT_EXTENSION",
+    "EVENT_BACKLOG",
     "AudioMeter",
     "Bucket",
+    "EventPump",
     "KeyedCounter",
     "PeerClose",
     "PeerGone",
@@ -47,6 +56,10 @@ logger = logging.getLogger("gemini_live.bridge")
 #: The library's own server (:func:`gemini_live.web.running` / ``serve``) provides it;
 #: under another server a close that times out only stops waiting.
 ABORT_EXTENSION: Final = "gemini_live.abort"
+
+#: Events an :class:`EventPump` holds until its ``limit`` is set from the session's
+#: config (``SessionConfig.subscriber_queue``'s default).
+EVENT_BACKLOG: Final = 4096
 
 CLOSE_NORMAL: Final = 1000
 CLOSE_POLICY: Final = 1008
@@ -422,3 +435,203 @@ async def bounded(awaitable: Awaitable[Any], within: float, what: str) -> None:
         logger.warning("%s did not finish within %.1f s", what, within)
     except Exception:
         logger.exception("%s failed", what)
+
+
+# -- session events -> peer ----------------------------------------------------------------
+
+
+class _Resumed:
+    """The rest of a coroutine that already ran up to its first suspension, as an
+    awaitable: ``await`` hands the Task what the coroutine yielded, then forwards every
+    resumption (value, exception, close) to it, as ``yield from`` would have."""
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        yielded = self._yielded
+        while True:
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = coro.send(value)
+                except StopIteration:
+                    return
+
+
+class EventPump:
+    """A session's events to the peer, in stream order, on the cheapest path.
+
+    Registered with ``session.on_event`` (:meth:`attach`), it runs the endpoint's
+    ``handler(event)`` coroutine for each event right inside the session's frame callback
+    and steps it once: a handler that finishes without waiting (a send into a socket
+    that is not paused, bookkeeping) costs no task wake-up at all. The first handler that
+    has to wait (the peer reads slowly, the send lock is held) is handed to :meth:`run`,
+    the endpoint's task; until it and everything queued behind it are done, new events
+    wait in a queue of at most ``limit`` (beyond it the oldest is dropped and counted, and
+    the handler gets ``Lagged(count)`` before the rest, as a subscriber's consumer would).
+
+    Events that arrive before :meth:`run` starts are held in that queue, so the endpoint
+    can announce the session to its peer first. An exception from the handler (a close,
+    a vanished peer, a bug) ends the pump: :meth:`run` raises it, and later events are
+    ignored. The end of the stream is the handler's to act on (the relay and the bridges
+    raise their close on ``Closed``, the session's last event).
+    """
+
+    __slots__ = (
+        "_busy",
+        "_error",
+        "_handler",
+        "_held",
+        "_lag",
+        "_queue",
+        "_remove",
+        "_stats",
+        "_stuck",
+        "_wake",
+        "deferred",
+        "delivered",
+        "dropped",
+        "ended",
+        "limit",
+    )
+
+    def __init__(
+        self,
+        handler: Callable[[ev.Event], Coroutine[Any, Any, None]],
+        *,
+        limit: int,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._handler = handler
+        self.limit = limit
+        self._queue: deque[ev.Event] = deque()
+        self._held = True
+        self._busy = False
+        self._stuck: _Resumed | None = None
+        self._error: BaseException | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._lag = 0
+        self._remove: Callable[[], None] | None = None
+        self._stats: Any = None
+        #: Events handled (inline or by :meth:`run`), handlers that had to wait, and
+        #: events dropped because the queue was full.
+        self.delivered = 0
+        self.deferred = 0
+        self.dropped = 0
+        self.ended = False
+
+    def attach(self, session: Session) -> None:
+        """Subscribe to ``session``'s events (``session.on_event``)."""
+        self._stats = session.stats
+        self._remove = session.on_event(self.push)
+
+    async def connect(self, config: SessionConfig) -> Session:
+        """``gemini_live.connect(config)`` with the pump subscribed before the first frame
+        (a stored conversation's ``Resumed`` arrives while connecting)."""
+        from gemini_live.session import Session
+
+        session = await Session._create(config)
+        self.attach(session)
+        await session._start()
+        return session
+
+    def detach(self) -> None:
+        """Unsubscribe and forget what is queued (the connection ended)."""
+        remove, self._remove = self._remove, None
+        if remove is not None:
+            remove()
+        self.ended = True
+        self._queue.clear()
+
+    def push(self, event: ev.Event) -> None:
+        """The ``on_event`` callback: handle ``event`` now, or queue it behind the rest."""
+        if self.ended:
+            return
+        if self._held or self._busy or self._queue:
+            queue = self._queue
+            if len(queue) >= self.limit:
+                queue.popleft()
+                self._lag += 1
+                self.dropped += 1
+                if self._stats is not None:
+                    self._stats.lagged_events += 1
+            queue.append(event)
+            return
+        coro = self._handler(event)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            self.delivered += 1
+            return
+        except BaseException as exc:  # a close, a vanished peer, a bug: the pump ends
+            self._end(exc)
+            return
+        self.deferred += 1
+        self._busy = True
+        self._stuck = _Resumed(coro, yielded)
+        self._wakeup()
+
+    def _end(self, exc: BaseException) -> None:
+        self.ended = True
+        self._error = exc
+        self._queue.clear()
+        self._wakeup()
+
+    def _wakeup(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def run(self) -> None:
+        """Release the held events, then finish what had to wait, until the pump ends;
+        raises what ended it."""
+        self._held = False
+        queue = self._queue
+        try:
+            while True:
+                if self._error is not None:
+                    raise self._error
+                stuck = self._stuck
+                if stuck is not None:
+                    await stuck
+                    self._stuck = None
+                    self.delivered += 1
+                elif queue:
+                    self._busy = True
+                    if self._lag:
+                        n, self._lag = self._lag, 0
+                        await self._handler(ev.Lagged(n))
+                    else:
+                        await self._handler(queue.popleft())
+                        self.delivered += 1
+                else:
+                    self._busy = False
+                    if self.ended:
+                        raise RuntimeError("the event pump was detached")
+                    self._wake = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._wake
+                    finally:
+                        self._wake = None
+        except BaseException as exc:
+            self.ended = True
+            if self._error is None:
+                self._error = exc
+            self._stuck = None
+            queue.clear()
+            raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import itertools
 import logging
@@ -20,7 +21,9 @@ import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live._asgi import Notifier, Receive, Scope, Send
 from gemini_live._bridge import (
+    EVENT_BACKLOG,
     AudioMeter,
+    EventPump,
     KeyedCounter,
     PeerClose,
     PeerSocket,
@@ -514,6 +517,7 @@ class _Call(PeerSocket):
         headers, query, client = parse_scope(scope)
         self.info = CallInfo(id=next(bridge._ids), headers=headers, query=query, client=client)
         self.session: gl.Session | None = None
+        self._pump: EventPump | None = None
         self.sender: ActivitySender | None = None
         self._registered = False
         self._address: str | None = None
@@ -592,6 +596,9 @@ class _Call(PeerSocket):
         if self._address is not None:
             bridge._per_address.release(self._address)
             self._address = None
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.detach()
         session, self.session = self.session, None
         if session is not None:
             await bounded(session.close(), _SESSION_CLOSE_TIMEOUT, "closing the upstream session")
@@ -654,16 +661,19 @@ class _Call(PeerSocket):
         if start.client_state:
             info.custom_parameters["client_state"] = start.client_state
 
-    async def _open_session(self) -> gl.Session:
+    async def _open_session(self, pump: EventPump) -> gl.Session:
         bridge = self.bridge
         config = await maybe_await(bridge._config(self.info))
         if not isinstance(config, gl.SessionConfig):
             raise TypeError(f"the bridge's config hook returned {type(config).__name__}")
         if bridge.turn_detection == "vad":
             config = with_client_activity(config)
+        # Events are taken with on_event (an EventPump): no main stream to fill up.
+        config = dataclasses.replace(config, main_stream=False)
+        pump.limit = config.subscriber_queue  # the bound the main stream had
         try:
             async with asyncio.timeout(bridge.connect_timeout):
-                return await gl.connect(config=config)
+                return await pump.connect(config)
         except TimeoutError:
             raise _Close(4502, "upstream connect timed out") from None
         except GeminiLiveError as exc:
@@ -672,7 +682,10 @@ class _Call(PeerSocket):
 
     async def serve(self) -> None:
         bridge = self.bridge
-        session = self.session = await self._open_session()
+        # Subscribed before the first frame: events that arrive while the peer is told
+        # about the session (and the on_session hook runs) are held, then delivered.
+        pump = self._pump = EventPump(self._events, limit=EVENT_BACKLOG)
+        session = self.session = await self._open_session(pump)
         self.info.session_id = session.session_id
         bridge._notify()
         if bridge.turn_detection == "vad":
@@ -688,7 +701,7 @@ class _Call(PeerSocket):
             await maybe_await(bridge._on_session(session, self.info))
         await self.serve_tasks(
             ("twilio-in", self._inbound(session)),
-            ("twilio-events", self._events(session)),
+            ("twilio-events", pump.run()),
             ("twilio-pacer", self._pacer()),
         )
 
@@ -764,46 +777,46 @@ class _Call(PeerSocket):
 
     # -- model -> caller ------------------------------------------------------------------
 
-    async def _events(self, session: gl.Session) -> None:
+    async def _events(self, event: ev.Event) -> None:
+        """One session event (run by the :class:`EventPump`, inline in the session's
+        frame callback unless a send has to wait)."""
         info = self.info
-        async for event in session:
-            match event:
-                case ev.ModelAudio(data=data, sample_rate=rate):
-                    self.touch()  # the model talks
-                    if rate != self._down_rate:
-                        self._down = Resampler(rate, PHONE_RATE, backend=_BACKEND)
-                        self._down_rate = rate
-                    queue = self._queue
-                    if not queue or queue[-1].done:
-                        reply = next(self._replies)
-                        info.sent_ms[reply] = 0
-                        queue.append(_Segment(reply))
-                    pcm8 = self._down.process(data)
-                    if pcm8:
-                        queue[-1].data += self._encode_g711(pcm8)
-                        self._out_event.set()
-                case ev.Interrupted():
-                    info.interruptions += 1
-                    await self._clear()
-                case ev.VoiceActivity() | ev.InputTranscription():
-                    self.touch()  # the service heard the caller (turn_detection="server")
-                case ev.TurnComplete() | ev.GenerationComplete():
-                    if isinstance(event, ev.TurnComplete):
-                        info.turns += 1
-                    queue = self._queue
-                    if queue and not queue[-1].done:
-                        tail = self._down.flush()
-                        self._down.reset()
-                        if tail:
-                            queue[-1].data += self._encode_g711(tail)
-                        queue[-1].done = True
-                        self._out_event.set()
-                    self.bridge._notify()
-                case ev.Closed(code=code, reason=reason):
-                    raise _Close(4502, f"upstream closed: {code} {reason}".strip())
-                case _:
-                    pass
-        raise _Close(4502, "upstream closed")
+        match event:
+            case ev.ModelAudio(data=data, sample_rate=rate):
+                self.touch()  # the model talks
+                if rate != self._down_rate:
+                    self._down = Resampler(rate, PHONE_RATE, backend=_BACKEND)
+                    self._down_rate = rate
+                queue = self._queue
+                if not queue or queue[-1].done:
+                    reply = next(self._replies)
+                    info.sent_ms[reply] = 0
+                    queue.append(_Segment(reply))
+                pcm8 = self._down.process(data)
+                if pcm8:
+                    queue[-1].data += self._encode_g711(pcm8)
+                    self._out_event.set()
+            case ev.Interrupted():
+                info.interruptions += 1
+                await self._clear()
+            case ev.VoiceActivity() | ev.InputTranscription():
+                self.touch()  # the service heard the caller (turn_detection="server")
+            case ev.TurnComplete() | ev.GenerationComplete():
+                if isinstance(event, ev.TurnComplete):
+                    info.turns += 1
+                queue = self._queue
+                if queue and not queue[-1].done:
+                    tail = self._down.flush()
+                    self._down.reset()
+                    if tail:
+                        queue[-1].data += self._encode_g711(tail)
+                    queue[-1].done = True
+                    self._out_event.set()
+                self.bridge._notify()
+            case ev.Closed(code=code, reason=reason):
+                raise _Close(4502, f"upstream closed: {code} {reason}".strip())
+            case _:
+                pass
 
     async def _clear(self) -> None:
         self._queue.clear()

@@ -28,8 +28,10 @@ import gemini_live as gl
 from gemini_live import events as ev
 from gemini_live._asgi import Notifier, Receive, Scope, Send
 from gemini_live._bridge import (
+    EVENT_BACKLOG,
     AudioMeter,
     Bucket,
+    EventPump,
     KeyedCounter,
     PeerClose,
     PeerSocket,
@@ -419,8 +421,9 @@ class Relay:
         detector: Factory for the per-connection :class:`~gemini_live.vad.ActivityDetector`.
         on_session: ``on_session(session, conn)`` (sync or async) runs once the upstream
             session is open, e.g. to start ``session.run_tools(registry)``. The relay
-            reads the session's main event stream; hooks that want events too use
-            ``session.events()`` or ``session.on_event``.
+            takes the session's events with ``session.on_event`` and opens it with
+            ``main_stream=False``; hooks that want events too use ``session.events()``
+            or ``session.on_event``.
         on_close: ``on_close(conn)`` after the browser connection ended.
         limits: See :class:`RelayLimits`.
         store: A :class:`~gemini_live.store.ConversationStore`: each page's conversation
@@ -607,6 +610,7 @@ class _Connection(PeerSocket):
             origin=headers.get("origin"),
         )
         self.session: gl.Session | None = None
+        self._pump: EventPump | None = None
         self.sender: ActivitySender | None = None
         self.ptt_pressed = False
         self._registered = False
@@ -735,6 +739,9 @@ class _Connection(PeerSocket):
         if self._identity is not None:
             relay._per_identity.release(self._identity)
             self._identity = None
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.detach()
         session, self.session = self.session, None
         if session is not None:
             await bounded(session.close(), _SESSION_CLOSE_TIMEOUT, "closing the upstream session")
@@ -774,20 +781,24 @@ class _Connection(PeerSocket):
             raise PeerClose(CLOSE_UNAUTHORIZED, "unauthorized")
         self.info.identity = identity
 
-    async def _open_session(self) -> gl.Session:
+    async def _open_session(self, pump: EventPump) -> gl.Session:
         relay = self.relay
         config = await maybe_await(relay._config(self.info))
         if not isinstance(config, gl.SessionConfig):
             raise TypeError(f"the relay's config hook returned {type(config).__name__}")
         if relay.turn_detection in ("vad", "manual"):
             config = with_client_activity(config)
+        # The relay takes events with on_event (an EventPump): a main stream nobody reads
+        # would only fill up.
+        config = dataclasses.replace(config, main_stream=False)
+        pump.limit = config.subscriber_queue  # the bound the main stream had
         if relay.store is not None and self.conversation is not None:
             config = dataclasses.replace(
                 config, conversation=self._store_key(self.conversation), store=relay.store
             )
         try:
             async with asyncio.timeout(relay.limits.connect_timeout):
-                session = await gl.connect(config=config)
+                session = await pump.connect(config)
         except TimeoutError:
             raise PeerClose(CLOSE_UPSTREAM, "upstream connect timed out") from None
         except GeminiLiveError as exc:
@@ -811,7 +822,10 @@ class _Connection(PeerSocket):
         if self._moving:
             raise PeerClose(CLOSE_MOVED, "moved: reconnect")
         relay = self.relay
-        session = self.session = await self._open_session()
+        # Subscribed before the first frame: events that arrive while the peer is told
+        # about the session (and the on_session hook runs) are held, then delivered.
+        pump = self._pump = EventPump(self._deliver, limit=EVENT_BACKLOG)
+        session = self.session = await self._open_session(pump)
         self.info.session_id = session.session_id
         if relay.turn_detection == "vad" or (
             relay.turn_detection == "server" and relay.stream_end_on_silence
@@ -823,7 +837,7 @@ class _Connection(PeerSocket):
         await self.send_json({"type": "state", "state": "open", "session_id": self.info.session_id})
         if relay._on_session is not None:
             await maybe_await(relay._on_session(session, self.info))
-        self.spawn("relay-down", self._downstream(session))
+        self.spawn("relay-down", pump.run())
         relay._notify()
         return session
 
@@ -993,6 +1007,9 @@ class _Connection(PeerSocket):
             self.relay.stats.turns_not_covered += 1
             return
         turns = min(self._turn_ends, link.turn_ends)  # events dropped by a lag: rebase
+        # The event pump may run this inside the session's frame callback; the bounded
+        # wait below needs a task, so leave the callback first (the pump's task resumes).
+        await asyncio.sleep(0)
         try:
             async with asyncio.timeout(_TURN_SAVE_TIMEOUT):
                 await link.wait_turn_covered(turns)
@@ -1010,75 +1027,71 @@ class _Connection(PeerSocket):
 
     # -- session -> browser -------------------------------------------------------------
 
-    async def _downstream(self, session: gl.Session) -> None:
+    async def _deliver(self, event: ev.Event) -> None:
+        """One session event to the browser (run by the :class:`EventPump`, inline in the
+        session's frame callback when the send does not have to wait)."""
         info = self.info
-        async for event in session:
-            match event:
-                case ev.ModelAudio(data=data, sample_rate=rate):
-                    if rate != OUTPUT_RATE:
-                        if self._resampler is None or self._resampler.from_rate != rate:
-                            self._resampler = Resampler(rate, OUTPUT_RATE)
-                        data = self._resampler.process(data)
-                    if data:
-                        info.audio_out_bytes += len(data)
-                        await self.send_bytes(data)
-                case ev.ModelText(text=text, thought=False):
-                    await self.send_json({"type": "text", "text": text})
-                case ev.InputTranscription(text=text, finished=finished, interim=interim):
-                    await self.send_json(
-                        {
-                            "type": "input_transcript",
-                            "text": text,
-                            "finished": finished,
-                            "interim": interim,
-                        }
-                    )
-                case ev.OutputTranscription(text=text, finished=finished):
-                    await self.send_json(
-                        {"type": "output_transcript", "text": text, "finished": finished}
-                    )
-                case ev.Interrupted():
-                    info.interruptions += 1
-                    await self.send_json({"type": "interrupted"})
-                    self.relay._notify()
-                case ev.GenerationComplete():
-                    await self.send_json({"type": "generation_complete"})
-                case ev.TurnComplete():
-                    info.turns += 1
-                    await self._turn_saved(session)
-                    # Answered once the page hears so (a drain waits for this point).
-                    self.open_turns = max(0, self.open_turns - 1)
-                    await self.send_json({"type": "turn_complete"})
-                    self.relay._notify()
-                case ev.ToolCall(calls=calls):
-                    await self.send_json(
-                        {"type": "tool_call", "names": [str(c.name) for c in calls]}
-                    )
-                case ev.ToolCallCancellation(ids=ids):
-                    await self.send_json({"type": "tool_cancelled", "count": len(ids)})
-                case ev.VoiceActivity(kind=kind):
-                    await self.send_json(
-                        {"type": "vad", "speaking": kind.endswith("START"), "source": "server"}
-                    )
-                case ev.Reconnecting():
-                    await self.send_json({"type": "state", "state": "reconnecting"})
-                case ev.Resumed(state_restored=restored):
-                    state: dict[str, Any] = {"type": "state", "state": "open"}
-                    state["restored"] = restored
-                    if event.from_store:
-                        state["from_store"] = True
-                        state["reseeded"] = event.reseeded
-                    await self.send_json(state)
-                case ev.Lagged(count=count):
-                    logger.warning("relay %d: the browser fell behind by %d events", info.id, count)
-                case ev.Closed() if self._moving:
-                    break
-                case ev.Closed(code=code, reason=reason):
-                    logger.info("relay %d: upstream closed %s %s", info.id, code, reason)
-                    raise PeerClose(CLOSE_UPSTREAM, f"upstream closed: {code} {reason}".strip())
-                case _:
-                    pass
-        if self._moving:
-            # The drain closed the session: its task ends the connection.
-            await asyncio.Event().wait()
-        raise PeerClose(CLOSE_UPSTREAM, "upstream closed")
+        match event:
+            case ev.ModelAudio(data=data, sample_rate=rate):
+                if rate != OUTPUT_RATE:
+                    if self._resampler is None or self._resampler.from_rate != rate:
+                        self._resampler = Resampler(rate, OUTPUT_RATE)
+                    data = self._resampler.process(data)
+                if data:
+                    info.audio_out_bytes += len(data)
+                    await self.send_bytes(data)
+            case ev.ModelText(text=text, thought=False):
+                await self.send_json({"type": "text", "text": text})
+            case ev.InputTranscription(text=text, finished=finished, interim=interim):
+                await self.send_json(
+                    {
+                        "type": "input_transcript",
+                        "text": text,
+                        "finished": finished,
+                        "interim": interim,
+                    }
+                )
+            case ev.OutputTranscription(text=text, finished=finished):
+                await self.send_json(
+                    {"type": "output_transcript", "text": text, "finished": finished}
+                )
+            case ev.Interrupted():
+                info.interruptions += 1
+                await self.send_json({"type": "interrupted"})
+                self.relay._notify()
+            case ev.GenerationComplete():
+                await self.send_json({"type": "generation_complete"})
+            case ev.TurnComplete():
+                info.turns += 1
+                if self.session is not None:
+                    await self._turn_saved(self.session)
+                # Answered once the page hears so (a drain waits for this point).
+                self.open_turns = max(0, self.open_turns - 1)
+                await self.send_json({"type": "turn_complete"})
+                self.relay._notify()
+            case ev.ToolCall(calls=calls):
+                await self.send_json({"type": "tool_call", "names": [str(c.name) for c in calls]})
+            case ev.ToolCallCancellation(ids=ids):
+                await self.send_json({"type": "tool_cancelled", "count": len(ids)})
+            case ev.VoiceActivity(kind=kind):
+                await self.send_json(
+                    {"type": "vad", "speaking": kind.endswith("START"), "source": "server"}
+                )
+            case ev.Reconnecting():
+                await self.send_json({"type": "state", "state": "reconnecting"})
+            case ev.Resumed(state_restored=restored):
+                state: dict[str, Any] = {"type": "state", "state": "open"}
+                state["restored"] = restored
+                if event.from_store:
+                    state["from_store"] = True
+                    state["reseeded"] = event.reseeded
+                await self.send_json(state)
+            case ev.Lagged(count=count):
+                logger.warning("relay %d: the browser fell behind by %d events", info.id, count)
+            case ev.Closed() if self._moving:
+                pass  # the drain closed the session: its task ends the connection
+            case ev.Closed(code=code, reason=reason):
+                logger.info("relay %d: upstream closed %s %s", info.id, code, reason)
+                raise PeerClose(CLOSE_UPSTREAM, f"upstream closed: {code} {reason}".strip())
+            case _:
+                pass

@@ -1,0 +1,787 @@
+"""Density and latency under load: bare sessions, the browser relay, the Twilio bridge.
+
+    python -m bench.density                       # both parts, default sizes
+    python -m bench.density --levels 100,200,300 --load ""   # density only
+    python -m bench.density --levels "" --load 10,50,80      # latency under load only
+
+Three processes per measurement: the benchmark server (``bench.server``, its paced ``w2``
+path: from the first audio chunk on, 25 replies of 40 ms of 24 kHz audio per second per
+session, each stamped ``t=<time.monotonic() at send>`` in its ``outputTranscription``,
+``turnComplete`` after every 25), the process measured (this one: the sessions, the
+relay or the bridge) and, for the relay and the bridge, a child process of clients.
+
+* ``floor``: N bare sessions (``session.on_event``) in the measured process, one clock
+  sending each a 20 ms chunk of 16 kHz PCM every 20 ms (speech and silence).
+* ``relay``: the browser relay (default VAD turn detection) with N synthetic browsers
+  speaking the page's protocol: 20 ms PCM frames in real time (an utterance every
+  300 ms), model audio and transcripts back.
+* ``bridge``: the Twilio bridge (default VAD) with N synthetic calls: 20 ms mu-law media
+  messages in real time; the bridge paces the model's audio out as 20 ms media frames,
+  the caller echoes the marks.
+
+**Density**: for each kind, N grows over ``--levels`` until the measured process falls
+out of real time: its event-loop lag p99 (a 5 ms sleeper) reaches 20 ms, or the clients
+get under 90 % of the audio messages due (or the floor's sessions under 90 % of their
+replies), or a level fails. One process uses one core, so the largest N in real time is
+"per core". Every level is one line of JSON.
+
+**Latency under load**: ``--load-n`` connections of each kind with a CPU burner task on
+the measured loop (every 10 ms it spins ``U`` % of the period; the table shows the share
+it really took). Per kind, p50/p99 of
+
+* *frame -> event*: the server's send stamp to the app's ``on_event`` callback (for the
+  relay and the bridge, a listener their ``on_session`` hook adds), every frame;
+* *first audio -> socket*: the stamp of the first frame of each reply to the moment the
+  endpoint writes that reply's first audio to the browser's (binary message) or the
+  phone's (``media`` message) socket, measured in the ASGI ``send`` the server passes.
+
+The clock is ``time.monotonic`` in both processes (one system clock on Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import gc
+import json
+import math
+import multiprocessing
+import os
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from pathlib import Path
+from typing import Any, Final
+
+import gemini_live as gl
+from bench.common import live_url, parse_stamp
+from bench.procs import ServerProc
+from gemini_live import events as ev
+from gemini_live.audio import pcm16_to_ulaw, resample
+
+KINDS: Final = ("floor", "relay", "bridge")
+RATE: Final = 16000
+FRAME_MS: Final = 20
+LAG_LIMIT_MS: Final = 20.0
+#: Audio messages per second a client gets: the relay forwards the server's 25 replies;
+#: the bridge re-frames them as 50 frames of 20 ms.
+AUDIO_HZ: Final = {"relay": 25.0, "bridge": 50.0, "floor": 25.0}
+AUTH_TOKEN: Final = "bench-auth-token"  # the bridge's upgrade is signed as Twilio signs it
+SID: Final = "MZ" + "0" * 32
+
+
+def _speech(ms: int) -> bytes:
+    n = RATE * ms // 1000
+    return b"".join(
+        struct.pack(
+            "<h", int(6000 * sum(math.sin(2 * math.pi * 180 * k * i / RATE) / k for k in (1, 2, 3)))
+        )
+        for i in range(n)
+    )
+
+
+#: 100 ms of speech and 200 ms of silence: the VAD ends an utterance every 300 ms.
+UTTERANCE: Final = _speech(100) + bytes(RATE * 200 // 1000 * 2)
+FRAMES: Final = [UTTERANCE[i : i + 640] for i in range(0, len(UTTERANCE), 640)]
+_ULAW = pcm16_to_ulaw(resample(UTTERANCE, RATE, 8000))
+ULAW_FRAMES: Final = [_ULAW[i : i + 160] for i in range(0, len(_ULAW), 160)]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+# -- what the measured process records ---------------------------------------------------
+
+
+class Probe:
+    """Latencies of one measurement (recorded while :attr:`on`)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.event_ms: list[float] = []
+        self.socket_ms: list[float] = []
+        self.audio_events = 0
+        self.tracks: dict[str, Track] = {}
+
+    def track(self, key: str) -> Track:
+        t = self.tracks.get(key)
+        if t is None:
+            t = self.tracks[key] = Track(self)
+        return t
+
+
+class Track:
+    """One connection: the reply starts seen as events, paired in order with the first
+    audio the endpoint wrote for each reply."""
+
+    __slots__ = ("new_reply", "probe", "sends", "sock_new_reply", "stamps")
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.new_reply = True
+        self.sock_new_reply = True
+        self.stamps: deque[float] = deque(maxlen=64)
+        self.sends: deque[float] = deque(maxlen=64)
+
+    def on_event(self, event: ev.Event) -> None:
+        now = time.monotonic()
+        probe = self.probe
+        t = type(event)
+        if isinstance(event, ev.OutputTranscription):
+            stamp = parse_stamp(event.text)
+            if probe.on:
+                probe.event_ms.append((now - stamp) * 1000)
+            if self.new_reply:
+                self.new_reply = False
+                self.stamps.append(stamp)
+                self._pair()
+        elif t is ev.ModelAudio:
+            probe.audio_events += 1
+        elif t is ev.TurnComplete:
+            self.new_reply = True
+
+    def first_audio_sent(self) -> None:
+        self.sends.append(time.monotonic())
+        self._pair()
+
+    def _pair(self) -> None:
+        stamps, sends = self.stamps, self.sends
+        while stamps and sends:
+            stamp, sent = stamps.popleft(), sends.popleft()
+            if self.probe.on:
+                self.probe.socket_ms.append((sent - stamp) * 1000)
+
+
+def _warmup(n: int) -> float:
+    return 1.0 + n * 0.004
+
+
+def _relay_send(track: Track, send: Callable[[Any], Awaitable[None]]) -> Any:
+    async def wrapped(message: MutableMapping[str, Any]) -> None:
+        if message.get("type") == "websocket.send":
+            if message.get("bytes") is not None:
+                if track.sock_new_reply:
+                    track.sock_new_reply = False
+                    track.first_audio_sent()
+            elif '"turn_complete"' in (message.get("text") or ""):
+                track.sock_new_reply = True
+        await send(message)
+
+    return wrapped
+
+
+def _bridge_send(track: Track, info: Callable[[], Any], send: Any) -> Any:
+    started = [0]
+
+    async def wrapped(message: MutableMapping[str, Any]) -> None:
+        text = message.get("text")
+        if text is not None and text.startswith('{"event":"media"'):
+            call = info()
+            nxt = started[0] + 1
+            if call is not None and call.sent_ms.get(nxt) == 0:
+                started[0] = nxt  # the first frame of reply nxt
+                track.first_audio_sent()
+        await send(message)
+
+    return wrapped
+
+
+class Burner:
+    """Keeps the loop busy ``share`` of the time: spins that part of every 10 ms."""
+
+    def __init__(self, share: float, period: float = 0.010) -> None:
+        self.share = share
+        self.period = period
+        self.busy = 0.0
+        self._start = time.perf_counter()
+
+    async def run(self) -> None:
+        """Wake every ``period``; spin until the busy time since the start reaches
+        ``share`` of the time elapsed (so the share holds on average, whatever the
+        timer's overshoot and the other work on the loop)."""
+        if self.share <= 0:
+            return
+        self.reset()
+        while True:
+            t0 = time.perf_counter()
+            owed = min(self.share * (t0 - self._start) - self.busy, 2 * self.period)
+            while time.perf_counter() - t0 < owed:
+                pass
+            self.busy += time.perf_counter() - t0
+            await asyncio.sleep(self.period * (1 - self.share))  # the burner's pacing
+
+    def reset(self) -> None:
+        """Count from now (the measurement window)."""
+        self._start = time.perf_counter()
+        self.busy = 0.0
+
+
+async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t = loop.time()
+        await asyncio.sleep(0.005)  # the probe itself: how late a 5 ms timer fires
+        lags.append((loop.time() - t - 0.005) * 1000)
+
+
+# -- clients (child process) --------------------------------------------------------------
+
+
+def _clients(
+    kind: str, url: str, origin: str, n: int, seconds: float, result: Any, window: Any
+) -> None:
+    """Child process: n browsers or phone calls streaming 20 ms frames in real time."""
+
+    async def browser(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.typing import Origin
+
+        async with connect(f"{url}?c={i}", origin=Origin(origin), max_queue=None) as ws:
+            while json.loads(await ws.recv())["type"] != "ready":
+                pass
+
+            async def reader() -> None:
+                async for msg in ws:
+                    if isinstance(msg, bytes) and stats["on"]:
+                        stats["audio"] += 1
+
+            await _paced(ws, [bytes(f) for f in FRAMES], i, stats, reader, stop)
+
+    async def call(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+
+        from gemini_live.telephony import twilio_signature
+
+        full = f"{url}?c={i}"
+        headers = {"X-Twilio-Signature": twilio_signature(AUTH_TOKEN, full)}
+        async with connect(full, additional_headers=headers, max_queue=None) as ws:
+            fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+            start = {"streamSid": SID, "mediaFormat": fmt, "callSid": f"CA{i:032d}"}
+            await ws.send(json.dumps({"event": "start", "streamSid": SID, "start": start}))
+            media = [
+                json.dumps(
+                    {
+                        "event": "media",
+                        "streamSid": SID,
+                        "media": {"payload": base64.b64encode(f).decode()},
+                    }
+                )
+                for f in ULAW_FRAMES
+            ]
+
+            async def reader() -> None:
+                async for msg in ws:
+                    if '"media"' in msg[:20]:
+                        if stats["on"]:
+                            stats["audio"] += 1
+                    elif '"mark"' in msg[:20]:
+                        m = json.loads(msg)
+                        await ws.send(
+                            json.dumps({"event": "mark", "streamSid": SID, "mark": m["mark"]})
+                        )
+
+            await _paced(ws, media, i, stats, reader, stop)
+
+    async def main() -> None:
+        stats = {"on": 0.0, "audio": 0.0, "frames": 0.0, "late_frames": 0.0, "errors": 0.0}
+        stop = asyncio.Event()
+        one = browser if kind == "relay" else call
+
+        async def guarded(i: int) -> None:
+            try:
+                await one(i, stats, stop)
+            except Exception as exc:
+                stats["errors"] += 1
+                if stats["errors"] == 1:
+                    print(f"client {i}: {exc!r}", file=sys.stderr, flush=True)
+
+        tasks = [asyncio.create_task(guarded(i)) for i in range(n)]
+        await asyncio.sleep(_warmup(n))  # every connection open and talking
+        window.set()  # the measured process starts its window too
+        stats["on"] = 1.0
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        stats["on"] = 0.0
+        stats["window_s"] = time.monotonic() - t0
+        stop.set()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
+        result.update(stats)
+
+    asyncio.run(main())
+
+
+async def _paced(
+    ws: Any,
+    frames: list[Any],
+    i: int,
+    stats: dict[str, float],
+    reader: Callable[[], Coroutine[Any, Any, None]],
+    stop: asyncio.Event,
+) -> None:
+    rt = asyncio.create_task(reader())
+    loop = asyncio.get_running_loop()
+    start = loop.time() + (i % 50) * 0.0004
+    k = 0
+    try:
+        while not stop.is_set():
+            due = start + k * FRAME_MS / 1000
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # real-time pacing of the microphone
+            elif stats["on"]:
+                stats["late_frames"] += delay < -FRAME_MS / 1000
+            await ws.send(frames[k % len(frames)])
+            if stats["on"]:
+                stats["frames"] += 1
+            k += 1
+    finally:
+        rt.cancel()
+
+
+# -- the measured process ----------------------------------------------------------------
+
+
+def _relay_app(upstream: str, probe: Probe) -> Any:
+    from gemini_live.web import Relay, RelayLimits, create_app
+
+    def config(_c: Any) -> gl.SessionConfig:
+        return gl.build_config(url=upstream, output_audio_transcription=True)
+
+    def on_session(session: gl.Session, conn: Any) -> None:
+        session.on_event(probe.track(conn.query.get("c", "")).on_event)
+
+    limits = RelayLimits(
+        max_connections=10_000, max_connections_per_address=None, turns_per_minute=None
+    )
+    relay = Relay(config, authorize=Relay.ALLOW_ANYONE, on_session=on_session, limits=limits)
+    app = create_app(relay, page=False)
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            key = _query_c(scope)
+            send = _relay_send(probe.track(key), send)
+        await app(scope, receive, send)
+
+    wrapped.state = app.state  # type: ignore[attr-defined]  # running() sizes uvicorn from it
+    return wrapped
+
+
+def _query_c(scope: Any) -> str:
+    for part in scope.get("query_string", b"").decode().split("&"):
+        if part.startswith("c="):
+            return str(part[2:])
+    return ""
+
+
+def _bridge_app(upstream: str, probe: Probe) -> Any:
+    from gemini_live.telephony import TwilioBridge
+
+    def config(_c: Any) -> gl.SessionConfig:
+        return gl.build_config(url=upstream, output_audio_transcription=True)
+
+    calls: dict[str, Any] = {}
+
+    def on_session(session: gl.Session, call: Any) -> None:
+        key = call.query.get("c", "")
+        calls[key] = call
+        session.on_event(probe.track(key).on_event)
+
+    bridge = TwilioBridge(
+        config,
+        auth_token=AUTH_TOKEN,
+        on_session=on_session,
+        max_calls=10_000,
+        max_calls_per_address=None,
+    )
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            key = _query_c(scope)
+            send = _bridge_send(probe.track(key), lambda: calls.get(key), send)
+            await bridge(scope, receive, send)
+            calls.pop(key, None)
+        elif scope["type"] == "lifespan":
+            return
+
+    return app
+
+
+async def _floor(upstream: str, n: int, probe: Probe, stop: asyncio.Event) -> int:
+    """n bare sessions streaming paced audio from one clock; returns replies/s due."""
+    sessions: list[gl.Session] = []
+    for i in range(n):
+        config = gl.build_config(url=upstream, output_audio_transcription=True, main_stream=False)
+        session = gl.Session(config)
+        session.on_event(probe.track(str(i)).on_event)
+        async with asyncio.timeout(30):
+            await session.__aenter__()
+        sessions.append(session)
+    loop = asyncio.get_running_loop()
+    period = FRAME_MS / 1000
+    phases = 4
+    buckets = [sessions[i::phases] for i in range(phases)]
+    sched = loop.time()
+    k = 0
+    try:
+        while not stop.is_set():
+            delay = sched - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the shared microphone clock
+            frame = FRAMES[(k // phases) % len(FRAMES)]
+            for s in buckets[k % phases]:
+                await s.send_audio(frame, sample_rate=RATE)
+            k += 1
+            sched += period / phases
+    finally:
+        for s in sessions:
+            async with asyncio.timeout(10):
+                await s.close()
+    return 0
+
+
+async def measure(
+    kind: str, n: int, seconds: float, load: float = 0.0, *, framing: str = "service"
+) -> dict[str, Any]:
+    """One measurement: n connections of ``kind`` for ``seconds`` (after 1 s warm-up)."""
+    from gemini_live.web import running
+
+    probe = Probe()
+    lags: list[float] = []
+    stop = asyncio.Event()
+    burner = Burner(load / 100)
+    row: dict[str, Any] = {"kind": kind, "n": n}
+    with ServerProc(framing=framing) as server:
+        upstream = live_url(server.port, "w2")
+        loop = asyncio.get_running_loop()
+        lag_task = loop.create_task(_loop_lag(lags, asyncio.Event()))
+        burn_task = loop.create_task(burner.run())
+        try:
+            if kind == "floor":
+                work = loop.create_task(_floor(upstream, n, probe, stop))
+                await asyncio.sleep(_warmup(n))
+                window = await _window(probe, lags, burner, seconds)
+                stop.set()
+                async with asyncio.timeout(60):
+                    await work
+                due = n * 25.0 * window["window_s"]
+                got = window["audio_events"]
+            else:
+                app = (
+                    _relay_app(upstream, probe) if kind == "relay" else _bridge_app(upstream, probe)
+                )
+                async with running(app) as base:
+                    path = "/live" if kind == "relay" else "/twilio"
+                    ctx = multiprocessing.get_context("spawn")
+                    mgr = ctx.Manager()
+                    result = mgr.dict()
+                    url = base.replace("http", "ws") + path
+                    started = ctx.Event()
+                    proc = ctx.Process(
+                        target=_clients, args=(kind, url, base, n, seconds, result, started)
+                    )
+                    proc.start()
+                    window_task = loop.create_task(
+                        _window_when(started, probe, lags, burner, seconds)
+                    )
+                    await asyncio.to_thread(proc.join, seconds + 90)
+                    if proc.is_alive():
+                        proc.kill()
+                    res = dict(result)
+                    mgr.shutdown()
+                    window = await window_task
+                due = n * AUDIO_HZ[kind] * float(res.get("window_s", seconds))
+                got = res.get("audio", 0.0)
+                row["late_client_frames"] = int(res.get("late_frames", 0))
+                row["client_errors"] = int(res.get("errors", 0))
+        finally:
+            lag_task.cancel()
+            burn_task.cancel()
+    row.update({k: v for k, v in window.items() if k != "audio_events"})
+    row["audio_rate"] = round(got / due, 3) if due else float("nan")
+    # CPU of one core per connection, and how many would fill a core at that cost
+    # (without a burner: its spin is wall time, the process's CPU time is not).
+    busy = row["cpu_pct"] if not load else float("nan")
+    row["cpu_pct_per_conn"] = round(busy / n, 4)
+    row["per_core_by_cpu"] = int(100 / (busy / n)) if busy > 0 else None
+    row["real_time"] = (
+        row["loop_lag_p99_ms"] < LAG_LIMIT_MS
+        and row["audio_rate"] >= 0.9
+        and not row.get("client_errors")
+    )
+    return row
+
+
+async def _window_when(
+    started: Any, probe: Probe, lags: list[float], burner: Burner, seconds: float
+) -> Any:
+    if not await asyncio.to_thread(started.wait, 120):
+        raise RuntimeError("the clients did not start")
+    return await _window(probe, lags, burner, seconds)
+
+
+#: A cProfile.Profile that ``--profile`` turns on for the measurement windows.
+_PROFILE: list[Any] = []
+
+
+async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
+    gc.collect()
+    del lags[:]
+    probe.event_ms.clear()
+    probe.socket_ms.clear()
+    probe.audio_events = 0
+    burner.reset()
+    busy0 = burner.busy
+    cpu0, t0 = time.process_time(), time.monotonic()
+    probe.on = True
+    if _PROFILE:
+        _PROFILE[0].enable()
+    await asyncio.sleep(seconds)  # the measurement window
+    if _PROFILE:
+        _PROFILE[0].disable()
+    probe.on = False
+    wall = time.monotonic() - t0
+    cpu = time.process_time() - cpu0
+    return {
+        "window_s": round(wall, 3),
+        "cpu_pct": round(cpu / wall * 100, 1),
+        "burner_pct": round((burner.busy - busy0) / wall * 100, 1),
+        "loop_lag_p50_ms": round(pct(lags, 0.5), 2),
+        "loop_lag_p99_ms": round(pct(lags, 0.99), 2),
+        "event_p50_ms": round(pct(probe.event_ms, 0.5), 3),
+        "event_p99_ms": round(pct(probe.event_ms, 0.99), 3),
+        "socket_p50_ms": round(pct(probe.socket_ms, 0.5), 3),
+        "socket_p99_ms": round(pct(probe.socket_ms, 0.99), 3),
+        "events": len(probe.event_ms),
+        "replies_timed": len(probe.socket_ms),
+        "audio_events": probe.audio_events,
+    }
+
+
+# -- event delivery, in one process --------------------------------------------------------
+
+
+async def delivery(events: int = 20_000, rounds: int = 5) -> dict[str, Any]:
+    """CPU per event from a session to an endpoint's async handler whose send does not
+    wait: ``async for`` in a consumer task (what the relay and the bridge did) against
+    the :class:`~gemini_live._bridge.EventPump` they use now. Events are emitted one per
+    loop iteration, as frames arrive. Best of ``rounds`` (process CPU time)."""
+    from gemini_live._bridge import EventPump
+
+    sent = [0]
+
+    async def handler(event: ev.Event) -> None:
+        sent[0] += 1  # a send into a socket that is not paused completes at once
+
+    audio = ev.ModelAudio(b"\x00" * 1920, 24000)
+
+    async def one(path: str) -> float:
+        session = gl.Session(gl.build_config(url="ws://127.0.0.1:9/", main_stream=path == "iter"))
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        sent[0] = 0
+        if path == "iter":
+
+            async def consume() -> None:
+                async for event in session:
+                    await handler(event)
+                    if sent[0] == events:
+                        done.set_result(None)
+
+            task = loop.create_task(consume())
+        else:
+            pump = EventPump(handler, limit=4096)
+            pump.attach(session)
+            task = loop.create_task(pump.run())
+
+            def check(_e: ev.Event) -> None:
+                if sent[0] == events and not done.done():
+                    done.set_result(None)
+
+            session.on_event(check)
+        await asyncio.sleep(0)
+        left = [events]
+
+        def emit() -> None:
+            session._emit(audio)
+            left[0] -= 1
+            if left[0]:
+                loop.call_soon(emit)
+
+        cpu0 = time.process_time()
+        loop.call_soon(emit)
+        async with asyncio.timeout(60):
+            await done
+        cpu = time.process_time() - cpu0
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        return cpu / events * 1e6
+
+    best = {p: min([await one(p) for _ in range(rounds)]) for p in ("iter", "pump")}
+    return {
+        "events": events,
+        "async_for_us": round(best["iter"], 3),
+        "pump_us": round(best["pump"], 3),
+        "ratio": round(best["iter"] / best["pump"], 2),
+    }
+
+
+# -- the runs ---------------------------------------------------------------------------
+
+
+async def density(
+    kinds: list[str], levels: dict[str, list[int]], seconds: float, stop_lag: float = 100.0
+) -> list[dict[str, Any]]:
+    """Each kind over its levels; a kind stops once it is clearly overloaded (loop lag
+    p99 over ``stop_lag``, audio under 90 %): on a shared machine a level may miss 20 ms
+    because the process was descheduled, and the next ones still give CPU figures."""
+    rows: list[dict[str, Any]] = []
+    for kind in kinds:
+        for n in levels[kind]:
+            try:
+                row = await measure(kind, n, seconds)
+            except Exception as exc:  # a level that cannot even run is out of real time
+                row = {"kind": kind, "n": n, "real_time": False, "error": repr(exc)[:200]}
+            rows.append(row)
+            print(json.dumps({"density": row}), flush=True)
+            if "error" in row or row["loop_lag_p99_ms"] > stop_lag or row["audio_rate"] < 0.9:
+                break  # clearly overloaded: larger N only take longer
+    return rows
+
+
+async def loaded(kinds: list[str], loads: list[float], n: int, seconds: float) -> Any:
+    rows: list[dict[str, Any]] = []
+    for kind in kinds:
+        for u in loads:
+            row = await measure(kind, n, seconds, load=u)
+            row["load_pct"] = u
+            rows.append(row)
+            print(json.dumps({"load": row}), flush=True)
+    return rows
+
+
+def per_core(rows: list[dict[str, Any]], kind: str) -> int:
+    """The largest N of ``kind`` in real time (0 if none)."""
+    ok = [r["n"] for r in rows if r["kind"] == kind and r.get("real_time")]
+    return max(ok, default=0)
+
+
+def tables(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    dens = results.get("density") or []
+    if dens:
+        out += [
+            "| kind | N | loop lag p50 / p99 (ms) | CPU % | CPU % per connection "
+            "| N per core by CPU | audio delivered | real time |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in dens:
+            if "error" in r:
+                out.append(f"| {r['kind']} | {r['n']} | failed: {r['error'][:60]} | | | | | no |")
+                continue
+            out.append(
+                f"| {r['kind']} | {r['n']} | {r['loop_lag_p50_ms']:.1f} / "
+                f"{r['loop_lag_p99_ms']:.1f} | {r['cpu_pct']:.0f} | "
+                f"{r['cpu_pct_per_conn']:.3f} | {r['per_core_by_cpu']} | "
+                f"{r['audio_rate'] * 100:.0f} % | {'yes' if r['real_time'] else 'no'} |"
+            )
+        out.append("")
+        kinds = list(dict.fromkeys(r["kind"] for r in dens))
+        out.append(
+            "Per core (largest N in real time, this run): "
+            + ", ".join(f"{k} {per_core(dens, k)}" for k in kinds)
+        )
+        out.append("")
+    dl = results.get("delivery")
+    if dl:
+        out += [
+            "| session -> endpoint handler, per event | CPU µs |",
+            "|---|---:|",
+            f"| `async for` in a consumer task (before) | {dl['async_for_us']:.2f} |",
+            f"| `EventPump` (`on_event`, sent inline) | {dl['pump_us']:.2f} |",
+            "",
+            f"`async for` costs {dl['ratio']:.2f}x the pump per event "
+            f"({dl['events']} events, best of 5).",
+            "",
+        ]
+    load = results.get("load") or []
+    if load:
+        out += [
+            "| path | loop busy (burner) | frame -> event p50 / p99 (ms) "
+            "| first audio -> socket p50 / p99 (ms) | loop lag p99 (ms) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in load:
+            name = {"floor": "direct", "relay": "relay", "bridge": "bridge (twilio)"}[r["kind"]]
+            sock = (
+                "n/a"
+                if r["kind"] == "floor"
+                else f"{r['socket_p50_ms']:.2f} / {r['socket_p99_ms']:.2f}"
+            )
+            out.append(
+                f"| {name} | {r['load_pct']:.0f} % ({r['burner_pct']:.0f} %) | "
+                f"{r['event_p50_ms']:.2f} / {r['event_p99_ms']:.2f} | {sock} | "
+                f"{r['loop_lag_p99_ms']:.1f} |"
+            )
+    return "\n".join(out)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+async def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.density")
+    p.add_argument("--kinds", default=",".join(KINDS), help="floor,relay,bridge")
+    p.add_argument("--levels", default="100,200,300,400,500,600,800,1000", help="floor, relay")
+    p.add_argument("--bridge-levels", default="10,20,30,40,60,80,100,150,200")
+    p.add_argument("--seconds", type=float, default=5.0, help="measurement window")
+    p.add_argument("--stop-lag", type=float, default=100.0, help="loop lag p99 ending a ramp")
+    p.add_argument("--load", default="10,50,80", help="burner shares for the latency table")
+    p.add_argument("--load-n", type=int, default=20, help="connections for the latency table")
+    p.add_argument(
+        "--delivery", type=int, default=20_000, help="events for the delivery part (0: skip)"
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the results here")
+    p.add_argument(
+        "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
+    )
+    args = p.parse_args(argv)
+    if args.profile:
+        import cProfile
+
+        _PROFILE.append(cProfile.Profile())
+    kinds = [k for k in args.kinds.split(",") if k]
+    for k in kinds:
+        if k not in KINDS:
+            p.error(f"unknown kind {k!r} (one of {', '.join(KINDS)})")
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
+    levels = {"floor": _ints(args.levels), "relay": _ints(args.levels)}
+    levels["bridge"] = _ints(args.bridge_levels)
+    if any(levels[k] for k in kinds):
+        results["density"] = await density(kinds, levels, args.seconds, args.stop_lag)
+    loads = [float(x) for x in args.load.split(",") if x.strip()]
+    if loads:
+        results["load"] = await loaded(kinds, loads, args.load_n, args.seconds)
+    if args.delivery:
+        results["delivery"] = await delivery(args.delivery)
+        print(json.dumps({"delivery": results["delivery"]}), flush=True)
+    print(tables(results), flush=True)
+    if _PROFILE:
+        _PROFILE[0].dump_stats(args.profile)
+    if args.json:
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
