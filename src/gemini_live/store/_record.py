@@ -17,9 +17,11 @@ from gemini_live.types import UNSET, Setup
 
 __all__ = [
     "MAX_ID_CHARS",
+    "MAX_STORED_TASKS",
     "RECORD_VERSION",
     "ConversationRecord",
     "Lease",
+    "TaskRecord",
     "check_id",
     "check_ttl",
     "decode_record",
@@ -27,14 +29,52 @@ __all__ = [
     "setup_fingerprint",
 ]
 
-#: Version of :class:`ConversationRecord`. A record of another version is refused with
+#: Version of :class:`ConversationRecord`. Version 1 records (no ``tasks``) are read as
+#: version 2 with no tasks; a record of any other version is refused with
 #: :class:`~gemini_live.errors.StoreFormatError` (never half-read).
-RECORD_VERSION: Final = 1
+RECORD_VERSION: Final = 2
+_READABLE: Final = frozenset({1, RECORD_VERSION})
+
+#: Long-running task records kept per conversation (running and undelivered ones first;
+#: the oldest delivered ones make room).
+MAX_STORED_TASKS: Final = 64
 
 #: The longest conversation id accepted.
 MAX_ID_CHARS: Final = 200
 
 _ID = re.compile(r"[A-Za-z0-9._:@=+-]+")
+
+
+class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One long-running tool call as a store keeps it (see :class:`~gemini_live.tools.ToolTask`).
+
+    ``state`` is ``"running"``, ``"finished"``, ``"failed"``, ``"cancelled"``, ``"lost"``
+    (its worker stopped and the tool is not idempotent) or ``"delivered"`` (the outcome
+    reached the model; ``delivered`` says how: ``"response"`` or ``"context"``).
+    """
+
+    #: The task id the model was told ("T1").
+    task: str
+    #: The function call's id (None: the call had none).
+    call_id: str | None = None
+    name: str
+    args: dict[str, object] = msgspec.field(default_factory=dict)
+    state: str = "running"
+    #: The response body of the outcome (finished, failed, cancelled, lost).
+    result: dict[str, object] | None = None
+    #: Media parts sent with the result, and the scheduling it goes with.
+    parts: list[dict[str, object]] | None = None
+    scheduling: str | None = None
+    #: How the late result reaches the model: ``"response"`` or ``"context"``.
+    route: str = "context"
+    delivered: str | None = None
+    #: ``"inline"`` (in the owner's process) or the executor's name, and its job id.
+    executor: str = "inline"
+    job: str | None = None
+    idempotent: bool = False
+    #: Wall-clock times (Unix seconds).
+    started_at: float = 0.0
+    updated_at: float = 0.0
 
 
 class ConversationRecord(msgspec.Struct, kw_only=True):
@@ -61,6 +101,8 @@ class ConversationRecord(msgspec.Struct, kw_only=True):
     #: Wall-clock time (Unix seconds) of the save and of the latest handle (None: none).
     saved_at: float = 0.0
     handle_at: float | None = None
+    #: Long-running tool calls (at most :data:`MAX_STORED_TASKS`; version 2).
+    tasks: list[TaskRecord] = msgspec.field(default_factory=list)
 
 
 class _Header(msgspec.Struct):
@@ -86,17 +128,21 @@ def decode_record(data: bytes, *, where: str = "store") -> ConversationRecord:
         version = _header.decode(data).version
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StoreFormatError(f"{where}: the stored record is damaged ({exc})") from None
-    if version != RECORD_VERSION:
+    if version not in _READABLE:
         newer = "a newer" if version > RECORD_VERSION else "an older"
         raise StoreFormatError(
             f"{where}: the stored record has version {version}, written by {newer} release; "
-            f"this release reads version {RECORD_VERSION} (delete the conversation or "
+            f"this release reads versions 1 to {RECORD_VERSION} (delete the conversation or "
             "upgrade gemini-live)"
         )
     try:
-        return _decoder.decode(data)
+        record = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StoreFormatError(f"{where}: the stored record is damaged ({exc})") from None
+    if version != RECORD_VERSION:
+        # Version 1 is version 2 without tasks: read it as such.
+        record = msgspec.structs.replace(record, version=RECORD_VERSION)
+    return record
 
 
 def setup_fingerprint(setup: Setup) -> str:
