@@ -1501,6 +1501,8 @@ def run_tools(
     on_result: OnResult | None = None,
     partial_responses: bool = True,
     on_task: OnTask | None = None,
+    max_running_tasks: int = DEFAULT_MAX_RUNNING_TASKS,
+    executors: Mapping[str, Executor] | None = None,
 ) -> ToolRunner:
     """Create a :class:`ToolRunner` and attach it to ``session`` (it answers at once).
 
@@ -1515,4 +1517,6 @@ def run_tools(
         on_result=on_result,
         partial_responses=partial_responses,
         on_task=on_task,
+        max_running_tasks=max_running_tasks,
+        executors=executors,
     ).attach(session)
