@@ -147,6 +147,7 @@ class ToolTask:
     """
 
     __slots__ = (
+        "_cancel_requested",
         "_inner",
         "args",
         "call_id",
@@ -191,6 +192,7 @@ class ToolTask:
         self.started_at = time.time()
         self.updated_at = self.started_at
         self._inner: asyncio.Task[Any] | None = None
+        self._cancel_requested = False
 
     def to_record(self) -> TaskRecord:
         """The task as the conversation store keeps it."""
@@ -234,6 +236,7 @@ class ToolTask:
         inner = self._inner
         if self.state != "running" or inner is None or inner.done():
             return False
+        self._cancel_requested = True
         inner.cancel()
         return True
 
@@ -845,7 +848,7 @@ class ToolRunner:
                 task.job = await executor.submit(submitted)
                 if task.id in self._tasks:
                     self._remember(task)  # the job id is saved with the record
-                return await self._collect(executor, task.job)
+                return await self._collect(executor, task.job, task)
             if spec.kind == "async":
                 return await spec.fn(*args, **kwargs)
             if spec.kind == "sync":
@@ -1051,7 +1054,7 @@ class ToolRunner:
             self._task_event(task, "started")
             await self._follow(job, spec, task, inner)
         except asyncio.CancelledError:
-            if task.state == "running" and task.id in self._tasks:
+            if task.state == "running" and task.id in self._tasks and not self._handover(task):
                 task.state = "cancelled"
                 self.stats.cancelled += 1
                 self._remember(task)
@@ -1095,8 +1098,9 @@ class ToolRunner:
                 return  # the server cancelled the call: nobody to tell
             await self._deliver(job, spec, task)
         except asyncio.CancelledError:
-            # The server cancelled the call, or the runner stops: the task ends with it.
-            if task.state == "running":
+            # The server cancelled the call, or the runner stops: the task ends with it
+            # (in the store it stays running for the next owner, see _handover).
+            if task.state == "running" and not self._handover(task):
                 task.state = "cancelled"
                 self.stats.cancelled += 1
                 self._remember(task)
@@ -1173,7 +1177,7 @@ class ToolRunner:
             if executor is not None:
                 self.stats.resumed += 1
                 logger.info("task %s: waiting again for %s job", task.id, task.executor)
-                return loop.create_task(self._collect(executor, task.job))
+                return loop.create_task(self._collect(executor, task.job, task))
         if task.idempotent and spec is not None:
             try:
                 args, kwargs = spec.bind(job.ctx.args, job.ctx)
@@ -1197,13 +1201,22 @@ class ToolRunner:
         self._task_event(task, "lost")
         return None
 
-    async def _collect(self, executor: Executor, job_id: str) -> Any:
+    def _handover(self, task: ToolTask) -> bool:
+        """The session or runner ends with ``task`` running, nobody cancelled it, and the
+        conversation is stored: it stays ``running`` in the record, and the next owner
+        collects it from its executor, re-runs it (idempotent) or reports it lost."""
+        return (
+            self._link is not None and (self._ended or self._closed) and not task._cancel_requested
+        )
+
+    async def _collect(self, executor: Executor, job_id: str, task: ToolTask) -> Any:
         try:
             return await executor.result(job_id)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.cancel_grace):
-                    await executor.cancel(job_id)
+            if not self._handover(task):  # handed over: the job goes on for the next owner
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.cancel_grace):
+                        await executor.cancel(job_id)
             raise
 
     async def _inline(self, job: _Job, spec: ToolSpec, inner: asyncio.Task[Any]) -> None:
