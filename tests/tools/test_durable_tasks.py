@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import gemini_live as gl
+from gemini_live import events as ev
 from gemini_live.store import SqliteStore
 from gemini_live.testing import FakeLiveServer
 from gemini_live.tools import ToolContext, ToolRegistry, ToolResult, run_tools
@@ -309,3 +310,106 @@ async def test_a_late_result_keeps_its_parts_and_scheduling(model: str) -> None:
         (turn,) = cc.turns
         assert turn.parts is not UNSET and turn.parts[1].inline_data is not UNSET
         assert turn.parts[1].inline_data.mime_type == "image/png"
+
+
+# -- the executor seam in one process -------------------------------------------------------
+
+
+class _Queue:
+    """An in-process Executor: jobs by id, outliving the sessions."""
+
+    name = "q"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.jobs: dict[str, asyncio.Task[Any]] = {}
+        self.cancelled: list[str] = []
+
+    async def _run(self, room: str) -> dict[str, str]:
+        async with asyncio.timeout(TIMEOUT):
+            await self.release.wait()
+        return {"booked": room}
+
+    async def submit(self, call: gl.tools.ExecutorCall) -> str:
+        job = f"job-{len(self.jobs) + 1}"
+        self.jobs[job] = asyncio.get_running_loop().create_task(self._run(**call.args))
+        return job
+
+    async def result(self, job: str) -> Any:
+        return await asyncio.shield(self.jobs[job])
+
+    async def cancel(self, job: str) -> bool:
+        self.cancelled.append(job)
+        return self.jobs[job].cancel()
+
+
+def _queued_registry() -> ToolRegistry:
+    reg = ToolRegistry()
+
+    @reg.tool(long_running=True, budget=0.01, executor="q")
+    async def book(room: str) -> dict[str, Any]:
+        """Book a room (slow)."""
+        raise AssertionError("runs on the queue")
+
+    return reg
+
+
+async def test_an_executor_job_is_handed_over_at_the_end_and_cancelled_on_request() -> None:
+    queue = _Queue()
+    reg = _queued_registry()
+    store = gl.store.MemoryStore()
+    async with FakeLiveServer(reply_chunks=1) as server:
+        options: dict[str, Any] = {
+            "url": server.url,
+            "model": M38,
+            "conversation": "q1",
+            "store": store,
+            "tools": reg.tools(),
+        }
+        async with await gl.connect(**options) as session:
+            rec = _Recorder(session)
+            runner = run_tools(session, reg, on_task=rec.on_task, executors={"q": queue})
+            await session.send_text("hello")  # a turn, so the conversation has a handle
+            await rec.until(
+                lambda: any(
+                    isinstance(e, ev.SessionResumptionUpdate) and e.resumable for e in rec.events
+                )
+            )
+            await server.send_tool_call([("c1", "book", {"room": "1"})], non_blocking=True)
+            await rec.until(lambda: ("T1", "started") in rec.task_events)
+            (t1,) = runner.tasks
+            assert (t1.executor, t1.job) == ("q", "job-1")
+        # The session ended with T1 running: its job goes on, the record says running.
+        assert queue.cancelled == [] and not queue.jobs["job-1"].done()
+        record = await store.load("q1")
+        assert record is not None
+        assert [(t.task, t.state, t.job) for t in record.tasks] == [("T1", "running", "job-1")]
+        async with await gl.connect(**options) as session:
+            rec = _Recorder(session)
+            runner = run_tools(session, reg, on_task=rec.on_task, executors={"q": queue})
+            assert runner.stats.resumed == 1
+            queue.release.set()
+            await rec.until(lambda: ("T1", "delivered") in rec.task_events)
+            found = runner.get_task("T1")
+            assert found is not None and found.result == {"booked": "1"}
+            # task ids go on after the stored ones; a cancel asked for cancels the job
+            queue.release.clear()
+            await server.send_tool_call([("c2", "book", {"room": "2"})], non_blocking=True)
+            await rec.until(lambda: ("T2", "started") in rec.task_events)
+            t2 = runner.get_task("T2")
+            assert t2 is not None and t2.cancel()
+            await rec.until(lambda: ("T2", "delivered") in rec.task_events)
+            assert queue.cancelled == ["job-2"] and t2.state == "cancelled"
+    assert all(c.close_code != 1008 for c in server.connections)
+
+
+async def test_an_executor_name_nobody_registered_is_a_config_error() -> None:
+    reg = _queued_registry()
+    async with _live(reg, M38) as (server, session):
+        runner = run_tools(session, reg)
+        await server.send_tool_call([("c1", "book", {"room": "1"})], non_blocking=True)
+        await server.wait_until(lambda: bool(_responses(server, "c1")), within=TIMEOUT)
+        (answer,) = _responses(server, "c1")
+        assert answer.response["error"]["type"] == "ConfigError"
+        assert "no executor named 'q'" in answer.response["error"]["message"]
+        await runner.aclose()

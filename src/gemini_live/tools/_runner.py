@@ -1009,7 +1009,12 @@ class ToolRunner:
             return
         task = ToolTask(f"T{next(self._task_ids)}", job.id, job.name, job.ctx.args)
         task.idempotent = spec.idempotent
-        executor = self._executor_for(spec, job.name)
+        try:
+            executor = self._executor_for(spec, job.name)
+        except ConfigError as exc:
+            logger.error("tool %r: %s", spec.name, exc)
+            await self._send_error(job, spec, _error_body(exc))
+            return
         if executor is not None:
             task.executor = executor.name
         inner = asyncio.get_running_loop().create_task(
@@ -1181,12 +1186,12 @@ class ToolRunner:
         if task.idempotent and spec is not None:
             try:
                 args, kwargs = spec.bind(job.ctx.args, job.ctx)
-            except ToolArgumentError:
-                pass
+                executor = self._executor_for(spec, task.name)
+            except (ToolArgumentError, ConfigError) as exc:
+                logger.warning("task %s (%s): cannot run it again: %s", task.id, task.name, exc)
             else:
                 self.stats.rerun += 1
                 logger.info("task %s (%s): re-running it (idempotent)", task.id, task.name)
-                executor = self._executor_for(spec, task.name)
                 return loop.create_task(self._value(job, spec, args, kwargs, task, executor))
         self.stats.lost += 1
         logger.warning("task %s (%s): lost with its previous owner", task.id, task.name)
@@ -1255,6 +1260,8 @@ class ToolRunner:
                 "task %s (%s): result not delivered (session not open)", task.id, task.name
             )
             return
+        except SessionClosedError:
+            return  # the session ended first: the stored record keeps it undelivered
         if self._ended or session is None:
             return
         pending = _pending_ids(session)
