@@ -413,3 +413,43 @@ async def test_an_executor_name_nobody_registered_is_a_config_error() -> None:
         assert answer.response["error"]["type"] == "ConfigError"
         assert "no executor named 'q'" in answer.response["error"]["message"]
         await runner.aclose()
+
+
+# -- answers the service forgot --------------------------------------------------------------
+
+
+async def test_answers_written_after_the_last_handle_are_not_resent_to_a_fresh_session() -> None:
+    """A call answered (partials and final) after the latest handle, then a fresh session:
+    the service never saw that call, so neither answer may be sent again (1008)."""
+    reg = ToolRegistry()
+
+    @reg.tool(behavior="NON_BLOCKING")
+    async def steps(n: int) -> AsyncIterator[dict[str, int]]:
+        """Report two steps."""
+        yield {"step": 1}
+        yield {"step": n}
+
+    async with _live(reg, M38) as (server, session):
+        rec = _Recorder(session)
+        async with run_tools(session, reg):
+            await session.send_text("hi")
+            await rec.until(
+                lambda: any(
+                    isinstance(e, ev.SessionResumptionUpdate) and e.resumable for e in rec.events
+                )
+            )
+            await server.send_tool_call([("c1", "steps", {"n": 2})], non_blocking=True)
+            await server.wait_until(lambda: len(_responses(server, "c1")) == 3, within=TIMEOUT)
+            server.expire_handles()
+            await server.drop()
+            await rec.until(lambda: any(isinstance(e, ev.Resumed) for e in rec.events))
+            (resumed,) = [e for e in rec.events if isinstance(e, ev.Resumed)]
+            assert resumed.state_restored is False
+            turns = rec.turns()
+            await session.send_text("still there?")
+            await rec.until(lambda: rec.turns() > turns)
+    assert len(_responses(server, "c1")) == 3  # sent once, never again
+    assert all(
+        c.close_code != 1008 or c.close_reason != "Requested entity was not found."
+        for c in server.connections
+    )
