@@ -123,8 +123,10 @@ class ToolRunnerStats:
 
 
 #: ``hook(task, what)`` (synchronous, on the event loop) on a long-running task's life:
-#: ``what`` is ``"started"``,
-#: ``"progress"``, ``"finished"``, ``"failed"``, ``"cancelled"`` or ``"delivered"``.
+#: ``what`` is ``"started"``, ``"progress"``, ``"finished"``, ``"failed"``,
+#: ``"cancelled"``, ``"lost"`` (taken over from a previous owner that stopped while it
+#: ran) or ``"delivered"``. A task taken over from a stored conversation and still running
+#: (re-run, or waited for on its executor) is announced with ``"started"`` again.
 OnTask: TypeAlias = Callable[["ToolTask", str], object]
 
 #: Finished tasks kept in :attr:`ToolRunner.tasks` (running ones are always kept).
@@ -140,10 +142,11 @@ class ToolTask:
 
     The model got a ``{"status": "started", "task": id}`` answer at once; the result
     follows when the tool finishes. ``state`` is ``"running"``, ``"finished"``,
-    ``"failed"`` or ``"cancelled"``; ``delivered`` says how the outcome reached the model:
-    ``"response"`` (the call's final function response), ``"context"`` (a user-side turn
-    naming the call: the family takes no ``willContinue``, or the service forgot the call),
-    or None (not yet, or the call was cancelled by the server).
+    ``"failed"``, ``"cancelled"`` or ``"lost"``; ``delivered`` says how the outcome
+    reached the model: ``"response"`` (the call's final function response), ``"context"``
+    (a user-side turn naming the call: the family takes no ``willContinue``, or the
+    service forgot the call), or None (not yet, or the call was cancelled by the server).
+    With a stored conversation :meth:`to_record` is what the store keeps of it.
     """
 
     __slots__ = (
