@@ -233,6 +233,11 @@ async def test_arq_executor_errors_and_cancel(worker: str) -> None:
         with pytest.raises(RemoteToolError, match="invalid arguments"):
             async with asyncio.timeout(TIMEOUT * 2):
                 await executor.result(bad)
+        slow = await executor.submit(ExecutorCall("render", {"scene": "never"}, "c3", "T3"))
+        assert await executor.cancel(slow) is True
+        with pytest.raises(asyncio.CancelledError):  # arq stores the abort as a cancellation
+            async with asyncio.timeout(TIMEOUT * 2):
+                await executor.result(slow)
     finally:
         await executor.aclose()
 
