@@ -123,11 +123,12 @@ def test_known_gaps_only_shrink() -> None:
 
 def test_subpackages_reexport_the_same_objects() -> None:
     from gemini_live import tools, transport
-    from gemini_live.tools import _registry, _runner
+    from gemini_live.tools import _arq, _executor, _registry, _runner
     from gemini_live.transport import base
 
+    modules = (_registry, _runner, _executor, _arq)
     for name in tools.__all__:
-        source = _registry if name in _registry.__all__ else _runner
+        (source,) = [m for m in modules if name in m.__all__]
         assert getattr(tools, name) is getattr(source, name), name
     for name in base.__all__:
         assert getattr(transport, name) is getattr(base, name), name

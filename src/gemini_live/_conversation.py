@@ -43,6 +43,7 @@ from gemini_live.store._record import (
     MAX_TEXT_IDS,
     ConversationRecord,
     Lease,
+    TaskRecord,
     check_id,
     setup_fingerprint,
 )
@@ -133,6 +134,9 @@ class ConversationLink:
         self._saved: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Task[None] | None = None
+        #: Where the long-running task records come from (set by a ToolRunner); without
+        #: one the loaded record's tasks are kept as they were.
+        self.tasks_source: Callable[[], list[TaskRecord]] | None = None
 
     def __repr__(self) -> str:
         return f"<Conversation {self.id!r} fence={self.fence} saves={self.saves}>"
@@ -314,7 +318,14 @@ class ConversationLink:
             saved_at=time.time(),
             handle_at=self.handle_at,
             text_ids=list(self.text_ids),
+            tasks=self._task_records(),
         )
+
+    def _task_records(self) -> list[TaskRecord]:
+        source = self.tasks_source
+        if source is not None:
+            return source()
+        return list(self.record.tasks) if self.record is not None else []
 
     async def save_now(self) -> None:
         """Save the session's state now (refused: the session ends)."""

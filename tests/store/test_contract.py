@@ -18,6 +18,7 @@ from gemini_live.store import (
     RECORD_VERSION,
     ConversationRecord,
     ConversationStore,
+    TaskRecord,
     decode_record,
     encode_record,
     open_store,
@@ -249,3 +250,20 @@ def test_open_store_urls(make_store: Make, tmp_path: object) -> None:
     assert "s3cretpass" not in repr(r)
     with pytest.raises(gl.ConfigError):
         open_store("ftp://x")
+
+
+def test_a_version_1_record_is_read_as_version_2_without_tasks(make_store: Make) -> None:
+    record = _record("c1", 1, "x")
+    v1 = msgspec.msgpack.decode(encode_record(record))
+    del v1["tasks"]
+    v1["version"] = 1
+    loaded = decode_record(msgspec.msgpack.encode(v1))
+    assert loaded.version == RECORD_VERSION == 2
+    assert loaded.tasks == []
+    assert loaded.snapshot == record.snapshot
+
+
+def test_task_records_round_trip(make_store: Make) -> None:
+    task = TaskRecord(task="T1", call_id="c9", name="book", args={"n": 2}, idempotent=True)
+    record = msgspec.structs.replace(_record("c1", 1, "x"), tasks=[task])
+    assert decode_record(encode_record(record)).tasks == [task]

@@ -98,8 +98,9 @@ class ToolLedger(msgspec.Struct, kw_only=True):
             # Calls made after the handle we resumed from are gone with the rest.
             stale = [i for i, e in self.epochs.items() if e >= self.handle_epoch]
         elif reconnected:
-            # A fresh session after a loss: the server knows nothing of earlier calls.
-            stale = list(self.pending)
+            # A fresh session after a loss: the server knows nothing of earlier calls,
+            # nor of the answered ones no handle covers (their answers would be re-sent).
+            stale = list(self.pending.keys() | self.epochs.keys())
         else:
             stale = []
         for i in stale:

@@ -17,11 +17,13 @@ from gemini_live.types import UNSET, Setup
 
 __all__ = [
     "MAX_ID_CHARS",
+    "MAX_STORED_TASKS",
     "MAX_TEXT_IDS",
     "READABLE_VERSIONS",
     "RECORD_VERSION",
     "ConversationRecord",
     "Lease",
+    "TaskRecord",
     "check_id",
     "check_ttl",
     "decode_record",
@@ -29,8 +31,8 @@ __all__ = [
     "setup_fingerprint",
 ]
 
-#: Version of :class:`ConversationRecord`. Version 2 added ``text_ids``; a version-1
-#: record is read (with no text ids). A record of any other version is refused with
+#: Version of :class:`ConversationRecord`. Version 2 added ``text_ids`` and ``tasks``; a
+#: version-1 record is read (with neither). A record of any other version is refused with
 #: :class:`~gemini_live.errors.StoreFormatError` (never half-read).
 RECORD_VERSION: Final = 2
 
@@ -40,10 +42,46 @@ READABLE_VERSIONS: Final = (1, 2)
 #: How many accepted client text ids a record keeps (the most recent ones).
 MAX_TEXT_IDS: Final = 64
 
+#: Long-running task records kept per conversation (running and undelivered ones first;
+#: the oldest delivered ones make room).
+MAX_STORED_TASKS: Final = 64
+
 #: The longest conversation id accepted.
 MAX_ID_CHARS: Final = 200
 
 _ID = re.compile(r"[A-Za-z0-9._:@=+-]+")
+
+
+class TaskRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One long-running tool call as a store keeps it (see :class:`~gemini_live.tools.ToolTask`).
+
+    ``state`` is ``"running"``, ``"finished"``, ``"failed"``, ``"cancelled"``, ``"lost"``
+    (its worker stopped and the tool is not idempotent) or ``"delivered"`` (the outcome
+    reached the model; ``delivered`` says how: ``"response"`` or ``"context"``).
+    """
+
+    #: The task id the model was told ("T1").
+    task: str
+    #: The function call's id (None: the call had none).
+    call_id: str | None = None
+    name: str
+    args: dict[str, object] = msgspec.field(default_factory=dict)
+    state: str = "running"
+    #: The response body of the outcome (finished, failed, cancelled, lost).
+    result: dict[str, object] | None = None
+    #: Media parts sent with the result, and the scheduling it goes with.
+    parts: list[dict[str, object]] | None = None
+    scheduling: str | None = None
+    #: How the late result reaches the model: ``"response"`` or ``"context"``.
+    route: str = "context"
+    delivered: str | None = None
+    #: ``"inline"`` (in the owner's process) or the executor's name, and its job id.
+    executor: str = "inline"
+    job: str | None = None
+    idempotent: bool = False
+    #: Wall-clock times (Unix seconds).
+    started_at: float = 0.0
+    updated_at: float = 0.0
 
 
 class ConversationRecord(msgspec.Struct, kw_only=True):
@@ -74,6 +112,8 @@ class ConversationRecord(msgspec.Struct, kw_only=True):
     #: :data:`MAX_TEXT_IDS`): a text re-sent with one of them is not sent again
     #: (version 2).
     text_ids: list[str] = msgspec.field(default_factory=list)
+    #: Long-running tool calls (at most :data:`MAX_STORED_TASKS`; version 2).
+    tasks: list[TaskRecord] = msgspec.field(default_factory=list)
 
 
 class _Header(msgspec.Struct):
@@ -110,9 +150,10 @@ def decode_record(data: bytes, *, where: str = "store") -> ConversationRecord:
         record = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StoreFormatError(f"{where}: the stored record is damaged ({exc})") from None
-    if len(record.text_ids) > MAX_TEXT_IDS:
+    if len(record.text_ids) > MAX_TEXT_IDS or len(record.tasks) > MAX_STORED_TASKS:
         raise StoreFormatError(
-            f"{where}: the stored record is damaged (more than {MAX_TEXT_IDS} text ids)"
+            f"{where}: the stored record is damaged (more than {MAX_TEXT_IDS} text ids or "
+            f"{MAX_STORED_TASKS} tasks)"
         )
     # An older record is read as the current version (its new fields at their defaults).
     record.version = RECORD_VERSION

@@ -523,6 +523,10 @@ class _ConnectionLogic(InputRoom, RepliesRoom, ToolCallsRoom):
                 and not self.seeding
             )
             or (rules.refuse_context_update and not isinstance(msg.context_update, UnsetType))
+            or (
+                isinstance(msg.tool_response, ToolResponse)
+                and rules.refuses_tool_response(msg.tool_response)
+            )
         ):
             await self.close(1007, INVALID_ARGUMENT)
             return

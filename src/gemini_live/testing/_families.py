@@ -18,7 +18,14 @@ from typing import Final
 
 from gemini_live.models import ModelFamily, family_of
 from gemini_live.testing._canned import INVALID_ARGUMENT
-from gemini_live.types import UNSET, GenerationConfig, Setup, ThinkingConfig, UnsetType
+from gemini_live.types import (
+    UNSET,
+    GenerationConfig,
+    Setup,
+    ThinkingConfig,
+    ToolResponse,
+    UnsetType,
+)
 
 __all__ = ["MEDIA_CHUNKS_REFUSED", "FamilyRules", "modalities_reason", "setup_refusal"]
 
@@ -51,6 +58,12 @@ class FamilyRules:
     refuse_client_content: bool = False
     #: ``contextUpdate`` closes 1007.
     refuse_context_update: bool = False
+    #: A function response with ``scheduling`` / ``willContinue`` closes 1007: the
+    #: family takes neither on any backend (3.1). How the service answers them there is
+    #: unverified (not documented); the fake refuses them, which is the strict choice
+    #: and shows a client that sends them anyway.
+    refuse_scheduling: bool = False
+    refuse_will_continue: bool = False
 
     @classmethod
     def for_model(cls, model: str) -> FamilyRules:
@@ -63,7 +76,18 @@ class FamilyRules:
             refuse_client_content=not fam.client_content_mid_session
             and _verified(fam, "client_content_mid_session"),
             refuse_context_update=not fam.context_update and _verified(fam, "context_update"),
+            refuse_scheduling=not fam.scheduling and _verified(fam, "scheduling"),
+            refuse_will_continue=not fam.will_continue and _verified(fam, "will_continue"),
         )
+
+    def refuses_tool_response(self, tr: ToolResponse) -> bool:
+        """Whether ``tr`` carries a field this family refuses."""
+        for fr in tr.function_responses:
+            if self.refuse_scheduling and not isinstance(fr.scheduling, UnsetType):
+                return True
+            if self.refuse_will_continue and not isinstance(fr.will_continue, UnsetType):
+                return True
+        return False
 
 
 def setup_refusal(setup: Setup) -> tuple[int, str] | None:

@@ -152,7 +152,9 @@ class FakeLiveServer(LiveServerCore):
       (``NON_BLOCKING`` on 3.1, ``BLOCKING`` on Extended Thinking) and
       ``proactiveAudio: false`` on 3.8 close 1007 "Request contains an invalid
       argument.". After the setup, ``clientContent`` other than initial history (3.1),
-      ``contextUpdate`` (2.5, 3.1) and ``mediaChunks`` (3.1) close 1007 the same way.
+      ``contextUpdate`` (2.5, 3.1), ``mediaChunks`` (3.1) and a function response with
+      ``scheduling`` or ``willContinue`` (3.1; unverified: the service's answer is not
+      documented) close 1007 the same way.
       Facts the table marks unverified are never refused; unknown models never are.
     * ``cassette`` / :meth:`replay`: play a recorded session back (``replay_timing`` keeps
       the recorded gaps, capped at 2 s).

@@ -56,7 +56,10 @@ final response (``willContinue`` partials before it) where the family takes
 ``willContinue`` on a ``NON_BLOCKING`` call, else as a user turn naming the call, also
 when the service forgot the call after a reconnect. ``ctx.progress(...)``,
 :attr:`ToolRunner.tasks`, :meth:`ToolTask.cancel`, :meth:`ToolRunner.add_task_tools` and
-the ``on_task`` callback follow and steer them (see :class:`ToolRunner`).
+the ``on_task`` callback follow and steer them (see :class:`ToolRunner`). With a stored
+conversation their records are saved with it, so a restarted process takes them over
+(lost, re-run when ``idempotent=True``, or delivered). ``executor=`` runs a tool
+elsewhere: an :class:`Executor` (submit, result, cancel), e.g. :class:`ArqExecutor`.
 
 The package has three parts: ``_schema`` (type hints and docstrings to JSON Schema),
 ``_registry`` (declaring tools) and ``_runner`` (answering calls).
@@ -64,6 +67,8 @@ The package has three parts: ``_schema`` (type hints and docstrings to JSON Sche
 
 from __future__ import annotations
 
+from gemini_live.tools._arq import ArqExecutor, arq_function_name, arq_worker_settings
+from gemini_live.tools._executor import Executor, ExecutorCall, ExecutorLike, RemoteToolError
 from gemini_live.tools._registry import (
     BehaviorLike,
     SchedulingLike,
@@ -90,10 +95,15 @@ from gemini_live.tools._runner import (
 )
 
 __all__ = [
+    "ArqExecutor",
     "BehaviorLike",
+    "Executor",
+    "ExecutorCall",
+    "ExecutorLike",
     "OnCall",
     "OnResult",
     "OnTask",
+    "RemoteToolError",
     "SchedulingLike",
     "ToolArgumentError",
     "ToolContext",
@@ -105,6 +115,8 @@ __all__ = [
     "ToolSession",
     "ToolSpec",
     "ToolTask",
+    "arq_function_name",
+    "arq_worker_settings",
     "code_execution",
     "google_search",
     "run_tools",

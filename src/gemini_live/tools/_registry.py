@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar, overload
 import msgspec
 
 from gemini_live.errors import ConfigError
+from gemini_live.tools._executor import ExecutorLike
 from gemini_live.tools._schema import ARG_SECTIONS, SchemaBuilder, jsonable, parse_doc
 from gemini_live.types import (
     UNSET,
@@ -165,6 +166,8 @@ class _ToolOptions:
     parameters_json_schema: JSONObject | None = None
     long_running: bool = False
     budget: float | None = None
+    idempotent: bool = False
+    executor: ExecutorLike | None = None
 
 
 #: Seconds a long-running tool may take and still answer inline.
@@ -199,6 +202,13 @@ class ToolSpec:
     long_running: bool = False
     #: Seconds to answer inline (long-running tools; None when not long-running).
     budget: float | None = None
+    #: Safe to run again with the same arguments: a task its worker lost is re-run after
+    #: a restart instead of being reported lost.
+    idempotent: bool = False
+    #: Where the tool runs: ``"inline"`` (this process, the default), an executor's name
+    #: (resolved by the runner's ``executors=``) or an object implementing
+    #: :class:`~gemini_live.tools.Executor`. Not inline implies ``long_running``.
+    executor: ExecutorLike = "inline"
 
     @classmethod
     def from_function(
@@ -213,6 +223,8 @@ class ToolSpec:
         parameters_json_schema: JSONObject | None = None,
         long_running: bool = False,
         budget: float | None = None,
+        idempotent: bool = False,
+        executor: ExecutorLike | None = None,
     ) -> ToolSpec:
         """Inspect ``fn`` (signature, type hints, docstring) and build its spec.
 
@@ -249,6 +261,20 @@ class ToolSpec:
         if budget is not None:
             if not isinstance(budget, int | float) or not budget >= 0 or budget != budget:
                 raise ConfigError(f"budget must be a number of seconds >= 0, got {budget!r}")
+            long_running = True
+        if executor is None:
+            executor = "inline"
+        if isinstance(executor, str):
+            if not executor:
+                raise ConfigError("executor must be a non-empty name or an Executor")
+        elif not all(
+            callable(getattr(executor, m, None)) for m in ("submit", "result", "cancel")
+        ) or not isinstance(getattr(executor, "name", None), str):
+            raise ConfigError(
+                f"executor must be a name or an object with name, submit(), result() and "
+                f"cancel(), got {type(executor).__name__}"
+            )
+        if executor != "inline":
             long_running = True
         if long_running and budget is None:
             budget = DEFAULT_BUDGET
@@ -347,6 +373,8 @@ class ToolSpec:
             var_keyword=var_keyword,
             long_running=bool(long_running),
             budget=float(budget) if long_running and budget is not None else None,
+            idempotent=bool(idempotent),
+            executor=executor,
         )
 
     def declaration(self) -> FunctionDeclaration:
@@ -428,6 +456,8 @@ def tool(
     parameters_json_schema: JSONObject | None = None,
     long_running: bool = False,
     budget: float | None = None,
+    idempotent: bool = False,
+    executor: ExecutorLike | None = None,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -443,6 +473,8 @@ def tool(
     parameters_json_schema: JSONObject | None = None,
     long_running: bool = False,
     budget: float | None = None,
+    idempotent: bool = False,
+    executor: ExecutorLike | None = None,
 ) -> Any:
     """Mark a function as a tool and set its options (``@tool`` or ``@tool(...)``).
 
@@ -459,6 +491,8 @@ def tool(
         parameters_json_schema,
         long_running,
         budget,
+        idempotent,
+        executor,
     )
 
     def mark(f: _F) -> _F:
@@ -493,6 +527,8 @@ class ToolRegistry:
         parameters_json_schema: JSONObject | None = None,
         long_running: bool = False,
         budget: float | None = None,
+        idempotent: bool = False,
+        executor: ExecutorLike | None = None,
     ) -> ToolSpec:
         """Register ``fn`` and return its spec.
 
@@ -509,6 +545,11 @@ class ToolRegistry:
             long_running: Answer inline within ``budget``, else "started" at once and the
                 result later (:class:`~gemini_live.tools.ToolRunner`).
             budget: Seconds to answer inline (implies ``long_running``; default 0.3).
+            idempotent: A task lost with its worker is re-run after a restart (else the
+                model is told it was lost).
+            executor: ``"inline"`` (default), an executor name the runner resolves
+                (``executors=``), or an :class:`~gemini_live.tools.Executor` such as
+                :class:`~gemini_live.tools.ArqExecutor` (implies ``long_running``).
 
         Raises:
             ConfigError: invalid options, unsupported parameter types, duplicate name.
@@ -528,6 +569,8 @@ class ToolRegistry:
             ),
             long_running=long_running or base.long_running,
             budget=budget if budget is not None else base.budget,
+            idempotent=idempotent or base.idempotent,
+            executor=executor if executor is not None else base.executor,
         )
         if spec.name in self._specs:
             raise ConfigError(f"a tool named {spec.name!r} is already registered")
@@ -550,6 +593,8 @@ class ToolRegistry:
         parameters_json_schema: JSONObject | None = None,
         long_running: bool = False,
         budget: float | None = None,
+        idempotent: bool = False,
+        executor: ExecutorLike | None = None,
     ) -> Callable[[_F], _F]: ...
 
     def tool(
@@ -565,6 +610,8 @@ class ToolRegistry:
         parameters_json_schema: JSONObject | None = None,
         long_running: bool = False,
         budget: float | None = None,
+        idempotent: bool = False,
+        executor: ExecutorLike | None = None,
     ) -> Any:
         """Decorator form of :meth:`add`; returns the function unchanged."""
 
@@ -579,6 +626,8 @@ class ToolRegistry:
                 parameters_json_schema=parameters_json_schema,
                 long_running=long_running,
                 budget=budget,
+                idempotent=idempotent,
+                executor=executor,
             )
             return f
 

@@ -11,6 +11,7 @@ protocol; the runner sends what the tool produced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -20,7 +21,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeAlias
@@ -30,6 +31,8 @@ import msgspec
 from gemini_live import events as ev
 from gemini_live.errors import ConfigError, SessionClosedError, redact
 from gemini_live.models import effective_behavior, family_of
+from gemini_live.store._record import MAX_STORED_TASKS, TaskRecord
+from gemini_live.tools._executor import Executor, ExecutorCall, RemoteToolError
 from gemini_live.tools._registry import (
     SchedulingLike,
     ToolArgumentError,
@@ -47,6 +50,7 @@ from gemini_live.types import (
     FunctionResponse,
     FunctionResponseScheduling,
     JSONObject,
+    Part,
     Setup,
 )
 
@@ -109,17 +113,28 @@ class ToolRunnerStats:
     partials: int = 0
     send_errors: int = 0
     hook_errors: int = 0
+    #: Long-running calls refused at once because ``max_running_tasks`` were running.
+    too_many_tasks: int = 0
+    #: Tasks of a previous owner found running after a restart: reported lost, re-run
+    #: (idempotent), or collected from their executor.
+    lost: int = 0
+    rerun: int = 0
+    resumed: int = 0
 
 
 #: ``hook(task, what)`` (synchronous, on the event loop) on a long-running task's life:
-#: ``what`` is ``"started"``,
-#: ``"progress"``, ``"finished"``, ``"failed"``, ``"cancelled"`` or ``"delivered"``.
+#: ``what`` is ``"started"``, ``"progress"``, ``"finished"``, ``"failed"``,
+#: ``"cancelled"``, ``"lost"`` (taken over from a previous owner that stopped while it
+#: ran) or ``"delivered"``. A task taken over from a stored conversation and still running
+#: (re-run, or waited for on its executor) is announced with ``"started"`` again.
 OnTask: TypeAlias = Callable[["ToolTask", str], object]
 
 #: Finished tasks kept in :attr:`ToolRunner.tasks` (running ones are always kept).
 MAX_FINISHED_TASKS: Final = 64
 #: Progress values kept per task.
 MAX_PROGRESS: Final = 32
+#: Long-running tasks a session may have running at once (``max_running_tasks``).
+DEFAULT_MAX_RUNNING_TASKS: Final = 16
 
 
 class ToolTask:
@@ -127,22 +142,32 @@ class ToolTask:
 
     The model got a ``{"status": "started", "task": id}`` answer at once; the result
     follows when the tool finishes. ``state`` is ``"running"``, ``"finished"``,
-    ``"failed"`` or ``"cancelled"``; ``delivered`` says how the outcome reached the model:
-    ``"response"`` (the call's final function response), ``"context"`` (a user-side turn
-    naming the call: the family takes no ``willContinue``, or the service forgot the call),
-    or None (not yet, or the call was cancelled by the server).
+    ``"failed"``, ``"cancelled"`` or ``"lost"``; ``delivered`` says how the outcome
+    reached the model: ``"response"`` (the call's final function response), ``"context"``
+    (a user-side turn naming the call: the family takes no ``willContinue``, or the
+    service forgot the call), or None (not yet, or the call was cancelled by the server).
+    With a stored conversation :meth:`to_record` is what the store keeps of it.
     """
 
     __slots__ = (
+        "_cancel_requested",
         "_inner",
         "args",
         "call_id",
         "delivered",
+        "executor",
         "id",
+        "idempotent",
+        "job",
         "name",
+        "parts",
         "progress",
         "result",
+        "route",
+        "scheduling",
+        "started_at",
         "state",
+        "updated_at",
     )
 
     def __init__(self, task_id: str, call_id: str | None, name: str, args: JSONObject) -> None:
@@ -150,13 +175,63 @@ class ToolTask:
         self.call_id = call_id
         self.name = name
         self.args = args
+        #: ``"running"``, ``"finished"``, ``"failed"``, ``"cancelled"`` or ``"lost"`` (its
+        #: previous owner stopped while it ran and the tool is not idempotent).
         self.state = "running"
         self.delivered: str | None = None
         #: The last progress values (at most 32).
         self.progress: list[Any] = []
         #: The response body sent (or to send) as the outcome.
         self.result: JSONObject | None = None
+        #: Media parts and scheduling of the outcome (from a :class:`ToolResult`).
+        self.parts: list[JSONObject] | None = None
+        self.scheduling: str | None = None
+        #: ``"response"`` or ``"context"``: how the outcome reaches the model.
+        self.route = "context"
+        #: Where it runs (``"inline"`` or an executor's name) and the executor's job id.
+        self.executor = "inline"
+        self.job: str | None = None
+        self.idempotent = False
+        self.started_at = time.time()
+        self.updated_at = self.started_at
         self._inner: asyncio.Task[Any] | None = None
+        self._cancel_requested = False
+
+    def to_record(self) -> TaskRecord:
+        """The task as the conversation store keeps it."""
+        return TaskRecord(
+            task=self.id,
+            call_id=self.call_id,
+            name=self.name,
+            args=dict(self.args),
+            state="delivered" if self.delivered is not None else self.state,
+            result=self.result,
+            parts=self.parts,
+            scheduling=self.scheduling,
+            route=self.route,
+            delivered=self.delivered,
+            executor=self.executor,
+            job=self.job,
+            idempotent=self.idempotent,
+            started_at=self.started_at,
+            updated_at=self.updated_at,
+        )
+
+    @classmethod
+    def from_record(cls, record: TaskRecord) -> ToolTask:
+        task = cls(record.task, record.call_id, record.name, dict(record.args))
+        task.state = "finished" if record.state == "delivered" else record.state
+        task.delivered = record.delivered
+        task.result = record.result
+        task.parts = record.parts
+        task.scheduling = record.scheduling
+        task.route = record.route
+        task.executor = record.executor
+        task.job = record.job
+        task.idempotent = record.idempotent
+        task.started_at = record.started_at
+        task.updated_at = record.updated_at
+        return task
 
     def cancel(self) -> bool:
         """Cancel the running tool; returns False if it already ended. The model is told
@@ -164,6 +239,7 @@ class ToolTask:
         inner = self._inner
         if self.state != "running" or inner is None or inner.done():
             return False
+        self._cancel_requested = True
         inner.cancel()
         return True
 
@@ -250,6 +326,16 @@ class ToolRunner:
             :data:`OnTask`).
         delivery_timeout: Seconds a late result waits for an open (and, for WHEN_IDLE, an
             idle) session before it is given up (logged; the task keeps its result).
+        max_running_tasks: Long-running tasks allowed to run at once (default 16).
+        executors: Executors by name, for tools declared with ``executor="name"`` and for
+            stored tasks whose executor a restarted process must find again.
+
+    With a stored conversation (``connect(conversation=..., store=...)``) each task's
+    record (call, arguments, state, result, executor job) is saved in the conversation
+    at every state change. A process that resumes the conversation reports the previous
+    owner's in-process tasks that were still running as lost (or re-runs those declared
+    ``idempotent``), waits again for tasks on an executor, and delivers finished but
+    undelivered results, once.
 
     Long-running tools (``long_running=True`` / ``budget=``) answer inline when they finish
     within their budget. Otherwise the model at once gets ``{"status": "started", "task":
@@ -277,6 +363,8 @@ class ToolRunner:
         partial_responses: bool = True,
         on_task: OnTask | None = None,
         delivery_timeout: float = 300.0,
+        max_running_tasks: int = DEFAULT_MAX_RUNNING_TASKS,
+        executors: Mapping[str, Executor] | None = None,
     ) -> None:
         if not isinstance(registry, ToolRegistry):
             raise ConfigError(
@@ -287,6 +375,21 @@ class ToolRunner:
             raise ConfigError("max_workers must be at least 1")
         if default_timeout is not None and not default_timeout > 0:
             raise ConfigError("default_timeout must be positive or None")
+        if (
+            isinstance(max_running_tasks, bool)
+            or not isinstance(max_running_tasks, int)
+            or max_running_tasks < 1
+        ):
+            raise ConfigError(f"max_running_tasks must be an int >= 1, got {max_running_tasks!r}")
+        #: At most this many long-running tasks run at once; a call beyond it is answered
+        #: at once with a ``TooManyTasks`` error (counted in ``stats.too_many_tasks``).
+        self.max_running_tasks = max_running_tasks
+        self.executors: dict[str, Executor] = dict(executors or {})
+        for key, value in self.executors.items():
+            if not isinstance(value, Executor):
+                raise ConfigError(f"executors[{key!r}] is not an Executor")
+        #: The stored conversation the tasks are saved in (None: not stored).
+        self._link: Any = None
         self.registry = registry
         self.session: ToolSession | None = None
         self.default_timeout = default_timeout
@@ -298,7 +401,7 @@ class ToolRunner:
         self.delivery_timeout = delivery_timeout
         self._tasks: dict[str, ToolTask] = {}
         #: Progress sends in flight (kept referenced until done).
-        self._side: set[asyncio.Task[None]] = set()
+        self._side: set[asyncio.Task[bool]] = set()
         self._task_ids = itertools.count(1)
         #: Set on each connection / turn event; late deliveries wait on it.
         self._wake = asyncio.Event()
@@ -343,6 +446,13 @@ class ToolRunner:
             self._stopped.set()
             return self
         self._unsubscribe = session.on_event(self._on_event)
+        link = getattr(session, "conversation", None)
+        if link is not None and hasattr(link, "tasks_source"):
+            self._link = link
+            stored = list(link.record.tasks) if link.record is not None else []
+            link.tasks_source = self._task_records
+            if stored:
+                self._recover(stored)
         return self
 
     def start(self) -> ToolRunner:
@@ -714,14 +824,34 @@ class ToolRunner:
     # -- long-running calls ---------------------------------------------------------------
 
     async def _value(
-        self, job: _Job, spec: ToolSpec, args: list[Any], kwargs: dict[str, Any]
+        self,
+        job: _Job,
+        spec: ToolSpec,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task: ToolTask,
+        executor: Executor | None,
     ) -> Any:
         """Run the tool to its result (a generator's items are progress, the last one the
-        result), within its own timeout (long-running tools have none by default)."""
+        result), within its own timeout (long-running tools have none by default); on an
+        executor, submit it and wait for the job."""
         timeout = spec.timeout
         if timeout is not None and math.isinf(timeout):
             timeout = None
         async with asyncio.timeout(timeout):
+            if executor is not None:
+                link = self._link
+                submitted = ExecutorCall(
+                    tool=spec.name,
+                    args=dict(job.ctx.args),
+                    call_id=job.id,
+                    task=task.id,
+                    conversation=getattr(link, "id", None),
+                )
+                task.job = await executor.submit(submitted)
+                if task.id in self._tasks:
+                    self._remember(task)  # the job id is saved with the record
+                return await self._collect(executor, task.job, task)
             if spec.kind == "async":
                 return await spec.fn(*args, **kwargs)
             if spec.kind == "sync":
@@ -823,28 +953,87 @@ class ToolRunner:
             logger.exception("on_task hook %r failed", hook)
 
     def _remember(self, task: ToolTask) -> None:
+        task.updated_at = time.time()
         self._tasks[task.id] = task
-        done = [k for k, t in self._tasks.items() if t.state != "running"]
+        # Delivered ones go first; an undelivered one only when the list overflows anyway.
+        done = [k for k, t in self._tasks.items() if t.state != "running" and t.delivered]
+        done += [k for k, t in self._tasks.items() if t.state != "running" and not t.delivered]
         for k in done[: max(0, len(done) - MAX_FINISHED_TASKS)]:
             del self._tasks[k]
+        link = self._link
+        if link is not None:
+            link.mark()
+
+    def _task_records(self) -> list[TaskRecord]:
+        """The tasks as the store keeps them: running and undelivered ones first, then
+        the newest delivered ones, at most ``MAX_STORED_TASKS``."""
+        open_ = [t for t in self._tasks.values() if t.delivered is None]
+        done = [t for t in self._tasks.values() if t.delivered is not None]
+        keep = open_[-MAX_STORED_TASKS:]
+        room = MAX_STORED_TASKS - len(keep)
+        keep = (done[-room:] if room > 0 else []) + keep
+        return [t.to_record() for t in keep]
+
+    def _running_tasks(self) -> int:
+        return sum(1 for t in self._tasks.values() if t.state == "running")
+
+    def _executor_for(self, spec: ToolSpec | None, name: str) -> Executor | None:
+        """The executor of ``spec`` (or registered as ``name``); None for inline."""
+        wanted: object = spec.executor if spec is not None else name
+        if isinstance(wanted, str):
+            if wanted == "inline":
+                return None
+            found = self.executors.get(wanted)
+            if found is None:
+                raise ConfigError(
+                    f"no executor named {wanted!r}: pass ToolRunner(executors={{{wanted!r}: ...}})"
+                )
+            return found
+        assert isinstance(wanted, Executor)
+        self.executors.setdefault(wanted.name, wanted)
+        return wanted
 
     async def _long(
         self, job: _Job, spec: ToolSpec, args: list[Any], kwargs: dict[str, Any]
     ) -> None:
+        if self._running_tasks() >= self.max_running_tasks:
+            self.stats.too_many_tasks += 1
+            await self._send_error(
+                job,
+                spec,
+                {
+                    "message": f"too many running tasks ({self.max_running_tasks}); "
+                    f"{spec.name} was not started",
+                    "type": "TooManyTasks",
+                    "retryable": True,
+                    "hint": "wait for a running task to finish, or cancel one (list_tasks)",
+                },
+            )
+            return
+        task = ToolTask(f"T{next(self._task_ids)}", job.id, job.name, job.ctx.args)
+        task.idempotent = spec.idempotent
+        try:
+            executor = self._executor_for(spec, job.name)
+        except ConfigError as exc:
+            logger.error("tool %r: %s", spec.name, exc)
+            await self._send_error(job, spec, _error_body(exc))
+            return
+        if executor is not None:
+            task.executor = executor.name
         inner = asyncio.get_running_loop().create_task(
-            self._value(job, spec, args, kwargs), name=f"gemini-live-tool-task:{job.name}"
+            self._value(job, spec, args, kwargs, task, executor),
+            name=f"gemini-live-tool-task:{job.name}",
         )
         try:
             await asyncio.wait({inner}, timeout=spec.budget)
             if inner.done():
                 await self._inline(job, spec, inner)
                 return
-            task = ToolTask(f"T{next(self._task_ids)}", job.id, job.name, job.ctx.args)
             task._inner = inner
             job.tool_task = task
             job.detached = True
+            route = task.route = self._late_route(spec)
             self._remember(task)
-            route = self._late_route(spec)
             started: JSONObject = {
                 "status": "started",
                 "task": task.id,
@@ -871,6 +1060,23 @@ class ToolRunner:
                 )
                 await self._send(job, answer, final=True)
             self._task_event(task, "started")
+            await self._follow(job, spec, task, inner)
+        except asyncio.CancelledError:
+            if task.state == "running" and task.id in self._tasks and not self._handover(task):
+                task.state = "cancelled"
+                self.stats.cancelled += 1
+                self._remember(task)
+                self._task_event(task, "cancelled")
+            raise
+        finally:
+            if not inner.done():
+                inner.cancel()
+
+    async def _follow(
+        self, job: _Job, spec: ToolSpec | None, task: ToolTask, inner: asyncio.Task[Any]
+    ) -> None:
+        """Wait for a detached task's end, record it, deliver it."""
+        try:
             await asyncio.wait({inner})
             if inner.cancelled():
                 task.state = "cancelled"
@@ -880,10 +1086,16 @@ class ToolRunner:
                 exc = inner.exception()
                 if exc is None:
                     try:
-                        task.result = self._response(job, spec, inner.result()).response or {}
-                        task.state = "finished"
+                        response = self._late_response(job, spec, task, inner.result())
                     except TypeError as bad:
                         exc = bad
+                    else:
+                        task.result = response.response or {}
+                        parts = response.parts
+                        task.parts = list(parts) if isinstance(parts, list) and parts else None
+                        sched = response.scheduling
+                        task.scheduling = sched if isinstance(sched, str) else None
+                        task.state = "finished"
                 if exc is not None:
                     task.state = "failed"
                     task.result = {"error": _error_body(exc)}
@@ -892,19 +1104,128 @@ class ToolRunner:
             self._task_event(task, task.state)
             if job.cancelled:
                 return  # the server cancelled the call: nobody to tell
-            await self._deliver(job, spec, task, route)
+            await self._deliver(job, spec, task)
         except asyncio.CancelledError:
-            # The server cancelled the call, or the runner stops: the task ends with it.
-            lost = job.tool_task
-            if lost is not None and lost.state == "running":
-                lost.state = "cancelled"
+            # The server cancelled the call, or the runner stops: the task ends with it
+            # (in the store it stays running for the next owner, see _handover).
+            if task.state == "running" and not self._handover(task):
+                task.state = "cancelled"
                 self.stats.cancelled += 1
-                self._remember(lost)
-                self._task_event(lost, "cancelled")
+                self._remember(task)
+                self._task_event(task, "cancelled")
             raise
         finally:
             if not inner.done():
                 inner.cancel()
+
+    def _late_response(
+        self, job: _Job, spec: ToolSpec | None, task: ToolTask, value: Any
+    ) -> FunctionResponse:
+        if spec is not None:
+            return self._response(job, spec, value)
+        # A recovered task whose tool is no longer registered (an executor's result).
+        fake = ToolSpec.from_function(lambda: None, name=task.name)
+        return self._response(job, fake, value)
+
+    def _recover(self, stored: list[TaskRecord]) -> None:
+        """Take over the tasks of a previous owner of the stored conversation."""
+        highest = 0
+        for record in stored:
+            number = record.task[1:]
+            if record.task.startswith("T") and number.isdigit():
+                highest = max(highest, int(number))
+        self._task_ids = itertools.count(highest + 1)
+        loop = asyncio.get_running_loop()
+        for record in stored:
+            task = ToolTask.from_record(record)
+            self._tasks[task.id] = task
+            if task.delivered is not None:
+                continue
+            spec = self.registry.get(task.name)
+            call = FunctionCall(
+                name=task.name,
+                args=dict(task.args),
+                id=task.call_id if task.call_id is not None else UNSET,
+            )
+            job = _Job(call)
+            job.detached = True
+            job.tool_task = task
+            inner: asyncio.Task[Any] | None = None
+            if task.state == "running":
+                inner = self._resume_running(job, spec, task, loop)
+            key = job.id if job.id is not None else f"\x00anonymous-{next(self._anon)}"
+            if key in self._jobs:
+                continue
+            self._jobs[key] = job
+            self._idle.clear()
+            if inner is not None:
+                task._inner = inner
+                self._task_event(task, "started")
+                coro = self._follow(job, spec, task, inner)
+            else:
+                coro = self._deliver(job, spec, task)
+            job.task = loop.create_task(coro, name=f"gemini-live-tool-recovered:{task.id}")
+            job.task.add_done_callback(functools.partial(self._job_done, key, job))
+        if self._link is not None:
+            self._link.mark()
+
+    def _resume_running(
+        self,
+        job: _Job,
+        spec: ToolSpec | None,
+        task: ToolTask,
+        loop: asyncio.AbstractEventLoop,
+    ) -> asyncio.Task[Any] | None:
+        """A task that was running when its owner stopped: collect it from its executor,
+        re-run it (idempotent) or mark it lost. Returns the task to follow (None: lost)."""
+        if task.executor != "inline" and task.job is not None:
+            executor = self.executors.get(task.executor)
+            if executor is None and spec is not None and not isinstance(spec.executor, str):
+                executor = spec.executor
+            if executor is not None:
+                self.stats.resumed += 1
+                logger.info("task %s: waiting again for %s job", task.id, task.executor)
+                return loop.create_task(self._collect(executor, task.job, task))
+        if task.idempotent and spec is not None:
+            try:
+                args, kwargs = spec.bind(job.ctx.args, job.ctx)
+                executor = self._executor_for(spec, task.name)
+            except (ToolArgumentError, ConfigError) as exc:
+                logger.warning("task %s (%s): cannot run it again: %s", task.id, task.name, exc)
+            else:
+                self.stats.rerun += 1
+                logger.info("task %s (%s): re-running it (idempotent)", task.id, task.name)
+                return loop.create_task(self._value(job, spec, args, kwargs, task, executor))
+        self.stats.lost += 1
+        logger.warning("task %s (%s): lost with its previous owner", task.id, task.name)
+        task.state = "lost"
+        task.result = {
+            "status": "lost",
+            "task": task.id,
+            "message": f"{task.name} was interrupted by a restart before it finished; "
+            "its outcome is unknown",
+            "retryable": True,
+        }
+        self._task_event(task, "lost")
+        return None
+
+    def _handover(self, task: ToolTask) -> bool:
+        """The session or runner ends with ``task`` running, nobody cancelled it, and the
+        conversation is stored: it stays ``running`` in the record, and the next owner
+        collects it from its executor, re-runs it (idempotent) or reports it lost."""
+        return (
+            self._link is not None and (self._ended or self._closed) and not task._cancel_requested
+        )
+
+    async def _collect(self, executor: Executor, job_id: str, task: ToolTask) -> Any:
+        try:
+            return await executor.result(job_id)
+        except asyncio.CancelledError:
+            if not self._handover(task):  # handed over: the job goes on for the next owner
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.cancel_grace):
+                        await executor.cancel(job_id)
+            raise
 
     async def _inline(self, job: _Job, spec: ToolSpec, inner: asyncio.Task[Any]) -> None:
         if inner.cancelled():
@@ -921,10 +1242,15 @@ class ToolRunner:
                 return
         await self._send_error(job, spec, _error_body(exc))
 
-    async def _deliver(self, job: _Job, spec: ToolSpec, task: ToolTask, route: str) -> None:
+    async def _deliver(self, job: _Job, spec: ToolSpec | None, task: ToolTask) -> None:
         """Send the outcome once: the call's final response if the service still has the
-        call pending, else a user turn naming the call."""
-        sched = spec.scheduling or FunctionResponseScheduling.WHEN_IDLE
+        call pending, else a user turn naming the call (with the result's parts and
+        scheduling, else the tool's)."""
+        route = task.route
+        sched = FunctionResponseScheduling.WHEN_IDLE
+        chosen = task.scheduling or (spec.scheduling if spec is not None else None)
+        if chosen:
+            sched = FunctionResponseScheduling(chosen)
         session = self.session
         assert task.result is not None
         try:
@@ -937,14 +1263,20 @@ class ToolRunner:
                 "task %s (%s): result not delivered (session not open)", task.id, task.name
             )
             return
+        except SessionClosedError:
+            return  # the session ended first: the stored record keeps it undelivered
         if self._ended or session is None:
             return
         pending = _pending_ids(session)
+        # The delivery is recorded before the send goes into the session (synchronously,
+        # with it): a saved record never says "undelivered" for a sent result.
         if route == "response" and job.id is not None and (pending is None or job.id in pending):
-            response = self._make(job, spec, task.result, scheduling=sched, will_continue=False)
-            await self._send(job, response, final=True)
-            if job.answered:
-                task.delivered = "response"
+            response = self._make(
+                job, spec, task.result, scheduling=sched, will_continue=False, parts=task.parts
+            )
+            task.delivered = "response"
+            if not await self._send(job, response, final=True):
+                task.delivered = None
         else:
             job.answered = True
             body = msgspec.json.encode(task.result).decode()
@@ -952,14 +1284,21 @@ class ToolRunner:
                 f"[Result of your earlier call {task.name} (call id {task.call_id}, "
                 f"task {task.id}): {body}]"
             )
+            task.delivered = "context"
             try:
-                await _send_turn(session, text, silent=sched is FunctionResponseScheduling.SILENT)
+                await _send_turn(
+                    session,
+                    text,
+                    silent=sched is FunctionResponseScheduling.SILENT,
+                    parts=task.parts,
+                )
             except Exception as exc:
+                task.delivered = None
                 self.stats.send_errors += 1
                 logger.warning("task %s: sending the late result failed: %r", task.id, exc)
                 return
-            task.delivered = "context"
         if task.delivered is not None:
+            self._remember(task)
             self._task_event(task, "delivered")
 
     async def _until(self, ready: Callable[[], bool]) -> None:
@@ -1046,9 +1385,11 @@ class ToolRunner:
         )
         await self._send(job, response, final=True)
 
-    async def _send(self, job: _Job, response: FunctionResponse, *, final: bool = False) -> None:
+    async def _send(self, job: _Job, response: FunctionResponse, *, final: bool = False) -> bool:
+        """Send ``response`` unless the call was cancelled or answered; returns whether
+        it went out."""
         if job.cancelled or job.answered:
-            return
+            return False
         if final:
             job.answered = True
         job.sending = True
@@ -1059,7 +1400,7 @@ class ToolRunner:
         except Exception as exc:
             self.stats.send_errors += 1
             logger.warning("sending the response to call %r (%s) failed: %r", job.id, job.name, exc)
-            return
+            return False
         finally:
             job.sending = False
         if final:
@@ -1068,6 +1409,7 @@ class ToolRunner:
             self.stats.partials += 1
         if self.on_result is not None:
             await self._hook(self.on_result, job.call, response, time.perf_counter() - job.t0)
+        return True
 
     async def _hook(self, hook: Callable[..., object], *args: Any) -> None:
         try:
@@ -1122,15 +1464,28 @@ def _pending_ids(session: object) -> dict[str, str] | None:
     return pending if isinstance(pending, dict) else None
 
 
-async def _send_turn(session: object, text: str, *, silent: bool) -> None:
+async def _send_turn(
+    session: object, text: str, *, silent: bool, parts: Sequence[JSONObject] | None = None
+) -> None:
     """A user-side turn: ``clientContent`` where the family takes it mid-session (no
-    ``turnComplete`` when ``silent``), else typed text (which the model answers)."""
+    ``turnComplete`` when ``silent``; the result's media ``parts`` after the text), else
+    typed text (which the model answers; media parts cannot go that way and are logged)."""
     setup = _session_setup(session)
     fam = family_of(setup.model) if setup is not None else None
     send_cc = getattr(session, "send_client_content", None)
     if send_cc is not None and (fam is None or fam.client_content_mid_session):
-        await send_cc(Content.text(text), turn_complete=not silent)
+        content = Content.text(text)
+        if parts:
+            extra = [msgspec.convert(p, Part) for p in parts]
+            content = Content(role="user", parts=[Part(text=text), *extra])
+        await send_cc(content, turn_complete=not silent)
         return
+    if parts:
+        logger.warning(
+            "this model takes no clientContent mid-session: %d media part(s) of a late "
+            "result are not sent (the text is)",
+            len(parts),
+        )
     send_text = getattr(session, "send_text", None)
     if send_text is None:
         raise SessionClosedError("the session takes neither clientContent nor text")
@@ -1138,6 +1493,8 @@ async def _send_turn(session: object, text: str, *, silent: bool) -> None:
 
 
 def _error_body(exc: BaseException) -> JSONObject:
+    if isinstance(exc, RemoteToolError):
+        return dict(exc.body)
     if isinstance(exc, ToolError):
         body: JSONObject = {
             "message": redact(exc.message),
@@ -1167,6 +1524,8 @@ def run_tools(
     on_result: OnResult | None = None,
     partial_responses: bool = True,
     on_task: OnTask | None = None,
+    max_running_tasks: int = DEFAULT_MAX_RUNNING_TASKS,
+    executors: Mapping[str, Executor] | None = None,
 ) -> ToolRunner:
     """Create a :class:`ToolRunner` and attach it to ``session`` (it answers at once).
 
@@ -1181,4 +1540,6 @@ def run_tools(
         on_result=on_result,
         partial_responses=partial_responses,
         on_task=on_task,
+        max_running_tasks=max_running_tasks,
+        executors=executors,
     ).attach(session)
