@@ -218,7 +218,7 @@ class WebRTCRelay:
         self.stats.active += 1
         task = asyncio.get_running_loop().create_task(conn.run(), name="webrtc-peer")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         # The connection's own timeouts bound this (authorize + the answer); the margin
         # only guards against a bug.
         within = 2 * self.relay.limits.connect_timeout + 5.0
@@ -238,6 +238,15 @@ class WebRTCRelay:
         except TimeoutError:
             task.cancel()
         raise _Refused(_HTTP_STATUS.get(code, 400), reason, code)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.relay._notify()
+
+    @property
+    def running(self) -> int:
+        """Peer tasks still running (a finished peer's task is gone from here)."""
+        return len(self._tasks)
 
     def _link_closed(self, link: Any) -> None:
         if link in self.peers:

@@ -64,7 +64,7 @@ _CLOSE_GONE: Final = 1001
 PlaybackState = Literal["playing", "stopped", "drained"]
 
 
-class ModelAudioTrack(MediaStreamTrack):  # type: ignore[misc]
+class ModelAudioTrack(MediaStreamTrack):
     """The model's voice as an outbound audio track: 24 kHz PCM16 in 20 ms frames, paced
     in real time from a bounded queue (silence when it is empty); aiortc encodes Opus.
 
@@ -300,6 +300,8 @@ class _RtcLink:
         try:
             while True:
                 frame = await track.recv()
+                if not isinstance(frame, av.AudioFrame):
+                    continue
                 pts = float(frame.time) if frame.time is not None else time.monotonic()
                 for out in resampler.resample(frame):
                     pcm = bytes(out.planes[0])[: out.samples * 2]
