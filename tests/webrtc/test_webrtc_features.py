@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import gemini_live as gl
+from gemini_live.errors import ConfigError
 from gemini_live.store import MemoryStore
 from gemini_live.testing import FakeLiveServer, ToolScript
 from gemini_live.tools import ToolRegistry
@@ -155,3 +156,64 @@ async def test_drain_moves_webrtc_pages_too() -> None:
                 await p.wait_for(lambda: "close" in p.types())
                 assert p.messages[-1]["code"] == 4012
             await relay.wait_until(lambda: rtc.running == 0)
+
+
+def test_turn_credentials_stay_out_of_reprs() -> None:
+    relay = Relay(lambda conn: gl.build_config(api_key="k"), authorize=Relay.ALLOW_ANYONE)
+    turn = {"urls": "turn:turn.example:3478", "username": "u", "credential": "s3cret-pw"}
+    rtc = WebRTCRelay(relay, ice_servers=[turn, "stun:stun.example:3478"])
+    assert repr(rtc) == "<WebRTCRelay ice_servers=2 active=0>"
+    assert "s3cret" not in repr(rtc.stats) and "s3cret" not in str(rtc)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ice_servers": "stun:stun.example"},
+        {"ice_servers": [{"url": "stun:x"}]},
+        {"ice_servers": [3]},
+        {"max_offer_bytes": 0},
+        {"connect_timeout": 0},
+        {"outbound_buffer_seconds": -1},
+    ],
+)
+def test_bad_settings_are_refused(bad: dict[str, Any]) -> None:
+    relay = Relay(lambda conn: gl.build_config(api_key="k"), authorize=Relay.ALLOW_ANYONE)
+    with pytest.raises(ConfigError):
+        WebRTCRelay(relay, **bad)
+
+
+def test_create_app_takes_only_a_webrtc_relay_of_its_own_relay() -> None:
+    def config(conn: ConnectionInfo) -> gl.SessionConfig:
+        return gl.build_config(api_key="k")
+
+    relay = Relay(config, authorize=Relay.ALLOW_ANYONE)
+    other = WebRTCRelay(Relay(config, authorize=Relay.ALLOW_ANYONE))
+    with pytest.raises(ConfigError, match="WebRTCRelay of this relay"):
+        create_app(relay, webrtc=other)
+
+
+@pytest.mark.timeout(120)
+async def test_stopping_the_server_closes_the_peers_with_1012() -> None:
+    async with FakeLiveServer() as server:
+        relay = Relay(lambda conn: gl.build_config(url=server.url), authorize=Relay.ALLOW_ANYONE)
+        rtc = WebRTCRelay(relay)
+        app = create_app(relay, webrtc=rtc)
+        serving = running(app)
+        base = await serving.__aenter__()
+        try:
+            async with peer(base) as p:
+                await p.wait_for(lambda: "ready" in p.types())
+                # The server stops while the page is connected (its peer outlives HTTP).
+                await serving.__aexit__(None, None, None)
+                base = ""
+                assert rtc.running == 0 and not rtc.peers
+                await p.wait_for(lambda: "close" in p.types())
+                assert p.messages[-1] == {
+                    "type": "close",
+                    "code": 1012,
+                    "reason": "service restart",
+                }
+        finally:
+            if base:
+                await serving.__aexit__(None, None, None)

@@ -323,7 +323,7 @@ class _RtcLink:
 
     async def negotiate(self, within: float) -> None:
         """Answer the offer (the HTTP response carries the answer)."""
-        pc = self.pc = RTCPeerConnection(configuration=ice_configuration(self.endpoint.ice))
+        pc = self.pc = RTCPeerConnection(configuration=ice_configuration(self.endpoint._ice))
         pc.on("datachannel", self._on_datachannel)
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_state)
@@ -382,6 +382,11 @@ class _RtcLink:
         pc = self.pc
         if pc is not None and pc.connectionState in ("failed", "closed"):
             self._set_gone()
+
+    def shutdown(self) -> None:
+        """The server is stopping: the connection ends with 1012 (the page reconnects)."""
+        self._fail = PeerClose(1012, "service restart")
+        self._wake.set()
 
     def clear_playback(self) -> int:
         return self.track.clear()
