@@ -453,6 +453,7 @@
       dc.onclose = closePc;
       try { dc.close(); } catch (e) { closePc(); }
       setTimeout(closePc, 1000);
+      stream.getTracks().forEach((t) => t.stop());
       if (remoteAudio.srcObject) remoteAudio.srcObject = null;
     }
     function finish(code, reason) {
