@@ -58,7 +58,10 @@ async def post(
     status = int(head.split(b" ", 2)[1])
     if b"transfer-encoding: chunked" in head.lower():
         payload = _unchunk(payload)
-    return status, json.loads(payload) if payload else {}
+    try:
+        return status, json.loads(payload) if payload else {}
+    except ValueError:
+        return status, {"text": payload.decode(errors="replace")}
 
 
 def _unchunk(data: bytes) -> bytes:
