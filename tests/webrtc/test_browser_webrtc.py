@@ -84,6 +84,8 @@ async def test_page_over_webrtc_heard_answered_played_barge_in(tmp_path: Path) -
                     lambda: any(p.state == "playing" for p in info.playback), within=20
                 )
                 await page.wait_for("glState.rtcEnergy > 0", within=20)
+                # The playing badge follows the arriving voice (getStats' audio level).
+                await page.wait_for("glState.playing === true", within=10)
                 # 3. Barge-in: the second burst while the reply plays; the fake interrupts,
                 # the server empties its outbound queue at once and tells the page.
                 await server.wait_until(lambda: _activity_starts(server) == 2, within=30)
@@ -97,6 +99,7 @@ async def test_page_over_webrtc_heard_answered_played_barge_in(tmp_path: Path) -
                 assert link.track.cleared_bytes > 0
                 assert link.track.queued_bytes == 0 or info.turns >= 1
                 await page.wait_for("glState.interruptions === 1", within=10)
+                await page.wait_for("glState.playing === false", within=5)
                 # The second utterance is answered as well, transcripts on the channel.
                 await relay.wait_until(lambda: info.turns >= 2, within=30)
                 text = await page.wait_for(
