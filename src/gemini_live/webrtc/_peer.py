@@ -41,6 +41,7 @@ from gemini_live.web._relay import (
     PlaybackReport,
     Relay,
     _Connection,
+    _encode,
 )
 
 if TYPE_CHECKING:
@@ -225,8 +226,6 @@ class _RtcLink:
 
     @staticmethod
     def _close_text(code: int, reason: str) -> str:
-        from gemini_live.web._relay import _encode
-
         return _encode({"type": "close", "code": code, "reason": reason}).decode()
 
     def _send_text(self, text: str) -> None:
@@ -272,7 +271,8 @@ class _RtcLink:
 
     def _on_inbound_audio(self, pcm16k: bytes, capture_pts: float) -> None:
         """One decoded microphone chunk (16 kHz PCM16) for the relay; ``capture_pts`` is
-        its media time in seconds (from the RTP timestamps). Measurements wrap this."""
+        its media time in seconds (the RTP clock of the browser's track: its origin is
+        arbitrary, its steps are the capture's). Measurements wrap this."""
         self.audio_in_bytes += len(pcm16k)
         if len(self._inbox) >= _INBOX_MAX:
             # The relay is behind by seconds: the oldest audio goes, counted as dropped.
