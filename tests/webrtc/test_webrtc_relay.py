@@ -275,3 +275,39 @@ async def test_fifty_peer_connections_leave_nothing_behind() -> None:
             # Bounded: the finished-connections deque and similar fixed-size history
             # may fill; nothing grows per connection beyond a few KiB.
             assert growth < 50 * 2 * 1024, growth
+
+
+@pytest.mark.timeout(120)
+async def test_inbound_audio_passes_one_method_per_peer_at_16_khz(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hook a loss measurement wraps: every decoded chunk, 16 kHz PCM16, with its
+    media time (the browser's 48 kHz Opus resampled once)."""
+    from gemini_live.webrtc._peer import _RtcLink
+
+    seen: list[tuple[int, float]] = []
+    original = _RtcLink._on_inbound_audio
+
+    def wrapped(self: _RtcLink, pcm16k: bytes, capture_pts: float) -> None:
+        seen.append((len(pcm16k), capture_pts))
+        original(self, pcm16k, capture_pts)
+
+    monkeypatch.setattr(_RtcLink, "_on_inbound_audio", wrapped)
+    async with FakeLiveServer() as server:
+        relay = Relay(fake_config(server), authorize=ANYONE, turn_detection="server")
+        rtc = WebRTCRelay(relay)
+        async with running(create_app(relay, webrtc=rtc)) as base:
+            async with peer(base, speech(1000)) as p:
+                await p.wait_for(lambda: "ready" in p.types())
+                await server.wait_until(
+                    lambda: bool(server.connections) and len(server.connections[0].audio) >= 32000
+                )
+                info = next(iter(relay.connections.values()))
+        total = sum(n for n, _ in seen)
+        assert total == info.audio_in_bytes  # every byte the relay got came through it
+        assert all(n % 2 == 0 for n, _ in seen)
+        # 20 ms frames: 960 samples at 48 kHz -> 320 at 16 kHz (the resampler's first
+        # output is shorter by its delay).
+        assert [n for n, _ in seen[5:20]] == [640] * 15
+        steps = [b - a for (_, a), (_, b) in zip(seen[5:20], seen[6:21], strict=False)]
+        assert all(abs(s - 0.02) < 1e-6 for s in steps), steps
