@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import os
 import tracemalloc
@@ -296,18 +297,20 @@ async def test_inbound_audio_passes_one_method_per_peer_at_16_khz(
     async with FakeLiveServer() as server:
         relay = Relay(fake_config(server), authorize=ANYONE, turn_detection="server")
         rtc = WebRTCRelay(relay)
-        async with running(create_app(relay, webrtc=rtc)) as base:
-            async with peer(base, speech(1000)) as p:
-                await p.wait_for(lambda: "ready" in p.types())
-                await server.wait_until(
-                    lambda: bool(server.connections) and len(server.connections[0].audio) >= 32000
-                )
-                info = next(iter(relay.connections.values()))
+        async with (
+            running(create_app(relay, webrtc=rtc)) as base,
+            peer(base, speech(1000)) as p,
+        ):
+            await p.wait_for(lambda: "ready" in p.types())
+            await server.wait_until(
+                lambda: bool(server.connections) and len(server.connections[0].audio) >= 32000
+            )
+            info = next(iter(relay.connections.values()))
         total = sum(n for n, _ in seen)
         assert total == info.audio_in_bytes  # every byte the relay got came through it
         assert all(n % 2 == 0 for n, _ in seen)
         # 20 ms frames: 960 samples at 48 kHz -> 320 at 16 kHz (the resampler's first
         # output is shorter by its delay).
         assert [n for n, _ in seen[5:20]] == [640] * 15
-        steps = [b - a for (_, a), (_, b) in zip(seen[5:20], seen[6:21], strict=False)]
+        steps = [b - a for (_, a), (_, b) in itertools.pairwise(seen[5:21])]
         assert all(abs(s - 0.02) < 1e-6 for s in steps), steps
