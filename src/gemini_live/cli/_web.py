@@ -59,6 +59,12 @@ def add_web_command(command: Callable[[str, str, str], argparse.ArgumentParser])
         "(repeatable; needed to reach it by a LAN name or through a proxy)",
     )
     p.add_argument(
+        "--webrtc",
+        action="store_true",
+        help="also offer WebRTC (Opus over UDP; the page prefers it and falls back to the "
+        "WebSocket; needs pip install 'gemini-live[webrtc]'; docs/guide/webrtc.md)",
+    )
+    p.add_argument(
         "--authorize",
         metavar="MODULE:FUNCTION",
         help="the relay's identity check, authorize(conn) -> identity or None (replaces "
@@ -162,6 +168,15 @@ async def run_web(args: argparse.Namespace) -> int:
 
         if args.port < 0 or args.port > 65535:
             raise UsageError(f"bad port {args.port}")
-        app = web.create_app(relay, allowed_hosts=hosts, access_token=token)
+        if args.webrtc:
+            try:
+                import aiortc  # noqa: F401
+            except ImportError as exc:
+                raise UsageError(
+                    "--webrtc needs the webrtc extra: pip install 'gemini-live[webrtc]'"
+                ) from exc
+        app = web.create_app(
+            relay, allowed_hosts=hosts, access_token=token, webrtc=bool(args.webrtc)
+        )
         await web.serve(app, host=args.host, port=args.port, ready=ready)
     return 0

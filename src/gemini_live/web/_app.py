@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -35,6 +35,9 @@ from gemini_live.web._relay import (
     origin_allowed,
     parse_origins,
 )
+
+if TYPE_CHECKING:
+    from gemini_live.webrtc import WebRTCRelay
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -70,13 +73,17 @@ def static_file(name: str) -> bytes:
     return resources.files("gemini_live.web").joinpath("static", name).read_bytes()
 
 
-def page_html(*, relay_path: str = "/live", static_path: str = "/static") -> bytes:
-    """The voice page, wired to a relay at ``relay_path``."""
-    for value in (relay_path, static_path):
+def page_html(
+    *, relay_path: str = "/live", static_path: str = "/static", webrtc_path: str | None = None
+) -> bytes:
+    """The voice page, wired to a relay at ``relay_path`` (and, with ``webrtc_path``, to
+    a WebRTC offer endpoint it prefers)."""
+    for value in (relay_path, static_path, webrtc_path or "/"):
         if not value.startswith("/") or any(c in value for c in "\"'<>&"):
             raise ConfigError(f"path must start with '/' and hold no quotes or markup: {value!r}")
     html = resources.files("gemini_live.web").joinpath("static", "index.html").read_text()
     html = html.replace("__RELAY_PATH__", relay_path).replace("__STATIC__", static_path.rstrip("/"))
+    html = html.replace("__WEBRTC_PATH__", webrtc_path or "")
     return html.encode()
 
 
@@ -540,6 +547,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     access_token: AccessToken | None = None,
     drain_timeout: float | None = 25.0,
+    webrtc: bool | WebRTCRelay = False,
 ) -> Any:
     """A Starlette app: the voice page at ``/``, its files under ``/static``, the relay at
     ``relay_path``, optionally the token endpoint at ``token_path``, ``/healthz`` (200
@@ -551,6 +559,10 @@ def create_app(
     default) checks nothing: set it, or put the app behind a proxy that does.
     ``access_token``: the page is served only to a browser that brought the token (or
     its cookie); pair it with ``Relay(..., authorize=access_token.authorize)``.
+    ``webrtc``: ``True`` (or a :class:`gemini_live.webrtc.WebRTCRelay` of this relay, for
+    ICE servers and its other settings) adds the WebRTC offer endpoint at
+    ``relay_path + "/webrtc/offer"``; the page then prefers WebRTC and falls back to the
+    WebSocket relay (docs/guide/webrtc.md; needs the ``webrtc`` extra).
 
     ``drain_timeout``: served by a server that runs the ASGI lifespan (plain ``uvicorn
     module:app``, ``uvicorn --workers N``), the first SIGTERM drains the relay
@@ -568,7 +580,19 @@ def create_app(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("create_app needs the web extra: pip install 'gemini-live[web]'") from exc
 
-    html = page_html(relay_path=relay_path)
+    rtc: WebRTCRelay | None = None
+    if webrtc is True:
+        from gemini_live.webrtc import WebRTCRelay as _WebRTCRelay
+
+        rtc = _WebRTCRelay(relay)
+    elif webrtc is not False:
+        from gemini_live.webrtc import WebRTCRelay as _WebRTCRelay
+
+        if not isinstance(webrtc, _WebRTCRelay) or webrtc.relay is not relay:
+            raise ConfigError("webrtc must be True, False or a WebRTCRelay of this relay")
+        rtc = webrtc
+    rtc_path = relay_path.rstrip("/") + "/webrtc/offer" if rtc is not None else None
+    html = page_html(relay_path=relay_path, webrtc_path=rtc_path)
     token = access_token
 
     async def index(request: Request) -> Response:
@@ -632,6 +656,8 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
+    if rtc is not None and rtc_path is not None:
+        routes.append(Route(rtc_path, rtc))
     if page:
         routes += [Route("/", index), Route("/static/{name}", static)]
     if token_endpoint is not None:
@@ -654,6 +680,7 @@ def create_app(
     # web.serve/running size the server from these.
     app.state.gemini_live_limits = relay.limits
     app.state.gemini_live_relay = relay
+    app.state.gemini_live_webrtc = rtc
     if allowed_hosts is not None:
         app.add_middleware(_HostAllowList, hosts=list(allowed_hosts))
     return app
@@ -835,6 +862,14 @@ async def running(
                 await task
         except TimeoutError:
             task.cancel()
+        await _close_webrtc(app)
+
+
+async def _close_webrtc(app: Any) -> None:
+    """The server stopped: close the app's WebRTC peers too (they outlive HTTP)."""
+    rtc = getattr(getattr(app, "state", None), "gemini_live_webrtc", None)
+    if rtc is not None:
+        await rtc.aclose()
 
 
 def _drain_on_sigterm(
@@ -892,7 +927,10 @@ async def serve(
     url = await _started(server, task, errors)
     if ready is not None:
         ready(url)
-    await task
+    try:
+        await task
+    finally:
+        await _close_webrtc(app)
     # uvicorn re-raises the signal it caught after its shutdown; should that not reach
     # us (a rare race seen once in CI: exit code 0 after Ctrl-C), end as Ctrl-C does.
     if signal.SIGINT in getattr(server, "_captured_signals", ()):
