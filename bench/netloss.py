@@ -1,0 +1,488 @@
+"""Audio on time under packet loss: WebRTC vs the WebSocket relay, in a network namespace.
+
+    sudo python -m bench.netloss [--seconds 10] [--delay-ms 40] [--losses 0,2,5] [--json]
+
+Needs root, ``ip netns`` and iptables (Linux). What it does:
+
+1. Creates a network namespace with a unique name (deleted at the end, also on failure or
+   timeout, after killing whatever still runs in it), brings ``lo`` up and gives it a
+   second address, 10.77.0.1 (ICE skips 127.0.0.1 when it gathers host candidates).
+2. Inside it starts the fake Live service plus the relay's ASGI app under uvicorn (one
+   process), a user-space delay proxy (a second process) and plays the synthetic browser
+   (this process).
+3. Between browser and proxy: ``iptables -A INPUT -i lo -p tcp|udp -m multiport --ports
+   PROXY_PORT -m statistic --mode random --probability P -j DROP``; both directions of
+   the browser's leg lose packets, the proxy-to-relay and relay-to-fake legs do not. The
+   kernel has no netem, so the delay is the proxy's: every read (TCP) or datagram (UDP)
+   goes on ``--delay-ms`` later, each way. For WebRTC the proxy sits between the two ICE
+   host candidates: the offer's and the answer's candidates are rewritten to it.
+4. Per cell (mode x loss): connect, stream 0.5 s of speech-like audio in 20 ms frames
+   with no loss (the warm-up: ICE, DTLS and the Live session settle, and the first frame
+   maps the relay's pts to the browser's frame index), switch the loss on, stream
+   ``--seconds`` of measured frames and one more second (so late frames can still come
+   and a jitter buffer keeps being fed), switch the loss off.
+
+Measured at the relay process: for each measured 20 ms frame, its arrival minus its
+capture (the time the browser's pacer produced it: a microphone delivers on time, so a
+late sender counts against the path). WebSocket: the n-th binary message the relay app
+received is frame n. WebRTC: the pts of each decoded frame aiortc's remote track hands to
+the relay (48 kHz clock, 960 per frame). A frame that never arrives counts as late.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from bench._netloss_node import HOST
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAME_S = 0.020
+WARMUP_FRAMES = 25
+GRACE_FRAMES = 50
+ON_TIME_S = 0.150
+RATE_WS = 16000
+RATE_RTC = 48000
+MODES = ("webrtc", "websocket")
+
+
+class NamespaceUnavailable(RuntimeError):
+    """No network namespace here (not root, no ``ip``/``iptables``, or the kernel refuses)."""
+
+
+@dataclass
+class Cell:
+    """One mode at one loss rate."""
+
+    mode: str
+    loss_pct: float
+    frames: int
+    on_time: float
+    lost: int
+    p50_ms: float
+    p99_ms: float
+    #: The relay's end of this path: the WebSocket relay, ``gemini_live.webrtc`` or, in a
+    #: checkout without it, a bare aiortc peer standing in.
+    server: str = "gemini_live.web"
+
+    @property
+    def row(self) -> str:
+        def ms(v: float) -> str:
+            return "lost" if math.isinf(v) else f"{v:.0f}"
+
+        return (
+            f"| {self.mode} ({self.server}) | {self.loss_pct:g} % | {self.on_time * 100:.1f} % | "
+            f"{ms(self.p50_ms)} | {ms(self.p99_ms)} | {self.lost} / {self.frames} |"
+        )
+
+
+# -- speech-like audio ------------------------------------------------------------------
+
+
+def speech_frame(k: int, rate: int) -> bytes:
+    """Frame ``k`` (20 ms, s16le mono) of a voiced sound with a 4 Hz syllable envelope."""
+    import numpy as np
+
+    n = int(rate * FRAME_S)
+    t = (k * n + np.arange(n)) / rate
+    envelope = 0.2 + 0.8 * np.abs(np.sin(2 * math.pi * 2.0 * t))
+    pitch = 140.0 + 20.0 * np.sin(2 * math.pi * 0.5 * t)
+    phase = 2 * math.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(h * phase) / h for h in (1, 2, 3, 4, 5))
+    pcm = (0.25 * 32767 / 1.6) * envelope * voice
+    return bytes(pcm.astype("<i2").tobytes())
+
+
+# -- measurement ------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def score(
+    mode: str,
+    loss: float,
+    captured: dict[int, float],
+    arrived: dict[int, float],
+    n: int,
+    server: str = "gemini_live.web",
+) -> Cell:
+    """Score the measured frames ``WARMUP_FRAMES .. WARMUP_FRAMES + n``."""
+    latencies: list[float] = []
+    for k in range(WARMUP_FRAMES, WARMUP_FRAMES + n):
+        at = arrived.get(k)
+        latencies.append(math.inf if at is None else at - captured[k])
+    return Cell(
+        mode=mode,
+        loss_pct=loss,
+        frames=n,
+        on_time=sum(v <= ON_TIME_S for v in latencies) / n,
+        lost=sum(math.isinf(v) for v in latencies),
+        p50_ms=pct(latencies, 0.50) * 1000,
+        p99_ms=pct(latencies, 0.99) * 1000,
+        server=server,
+    )
+
+
+# -- inside the namespace ---------------------------------------------------------------
+
+
+async def _line(proc: asyncio.subprocess.Process, within: float = 20.0) -> str:
+    assert proc.stdout is not None
+    async with asyncio.timeout(within):
+        line = (await proc.stdout.readline()).decode().strip()
+    if not line:
+        raise RuntimeError("a netloss helper process exited early")
+    return line
+
+
+async def _ask(proc: asyncio.subprocess.Process, command: str) -> list[str]:
+    assert proc.stdin is not None
+    proc.stdin.write(command.encode() + b"\n")
+    await proc.stdin.drain()
+    answer = (await _line(proc)).split()
+    if answer[0] != "ok":
+        raise RuntimeError(f"proxy: {' '.join(answer)}")
+    return answer[1:]
+
+
+async def _iptables(action: str, proto: str, port: int, loss: float) -> None:
+    if loss <= 0:
+        return
+    args = [
+        "iptables", action, "INPUT", "-i", "lo", "-p", proto,
+        "-m", "multiport", "--ports", str(port),
+        "-m", "statistic", "--mode", "random", "--probability", f"{loss / 100:.4f}",
+        "-j", "DROP",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(*args)
+    async with asyncio.timeout(10):
+        if await proc.wait() != 0:
+            raise RuntimeError(f"iptables {action} failed")
+
+
+async def _http_get(port: int, path: str) -> Any:
+    async with asyncio.timeout(10):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {HOST}\r\n\r\n".encode())
+        raw = await reader.read()
+        writer.close()
+    return json.loads(raw.split(b"\r\n\r\n", 1)[1])
+
+
+class _Pacer:
+    """Frame ``k`` is captured at ``t0 + k * 20 ms``; switches the loss on after warm-up."""
+
+    def __init__(self, total: int, loss_on: Any) -> None:
+        self.total = total
+        self.t0: float | None = None
+        self.captured: dict[int, float] = {}
+        self.loss_on = loss_on
+        self.loss_task: asyncio.Task[None] | None = None
+
+    async def next(self, k: int) -> float:
+        now = time.monotonic()
+        if self.t0 is None:
+            self.t0 = now
+        due = self.t0 + k * FRAME_S
+        if due > now:
+            await asyncio.sleep(due - now)  # pacing: a microphone's clock
+        if k == WARMUP_FRAMES - 3:
+            self.loss_task = asyncio.get_running_loop().create_task(self.loss_on())
+        self.captured[k] = due
+        return due
+
+
+async def _browser_ws(
+    service_port: int, proxy: asyncio.subprocess.Process, pacer: _Pacer, loss: float
+) -> dict[int, float]:
+    from websockets.asyncio.client import connect
+    from websockets.typing import Origin
+
+    (port,) = await _ask(proxy, f"tcp {service_port}")
+    pacer.loss_on = lambda: _iptables("-A", "tcp", int(port), loss)
+    frames = [speech_frame(k, RATE_WS) for k in range(pacer.total)]
+    base = f"http://{HOST}:{port}"
+    async with (
+        asyncio.timeout(30 + pacer.total * FRAME_S * 3),
+        connect(base.replace("http", "ws") + "/live", origin=Origin(base)) as ws,
+    ):
+        while json.loads(await ws.recv())["type"] != "ready":
+            pass
+
+        async def drain() -> None:
+            async for _ in ws:
+                pass
+
+        reader = asyncio.get_running_loop().create_task(drain())
+        for k in range(pacer.total):
+            await pacer.next(k)
+            await ws.send(frames[k])
+        reader.cancel()
+    await _iptables("-D", "tcp", int(port), loss)
+    took = await _http_get(service_port, "/netloss/take")
+    return dict(enumerate(took["ws"]))
+
+
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ 1 udp \d+ )(\S+) (\d+)( typ host.*)$", re.M)
+
+
+def _only_candidate(sdp: str) -> tuple[str, int]:
+    for m in _CANDIDATE.finditer(sdp):
+        if m.group(2) == HOST:
+            return m.group(2), int(m.group(3))
+    raise RuntimeError("no host candidate on 10.77.0.1 in the SDP")
+
+
+def _rewrite(sdp: str, port: int) -> str:
+    """Keep the one UDP host candidate on HOST, pointing at the proxy's ``port``."""
+    out = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            m = _CANDIDATE.match(line)
+            if m is None or m.group(2) != HOST:
+                continue
+            line = f"{m.group(1)}{HOST} {port}{m.group(4)}"
+        out.append(line)
+    return "\r\n".join(out) + "\r\n"
+
+
+async def _browser_rtc(
+    service_port: int, proxy: asyncio.subprocess.Process, pacer: _Pacer, loss: float
+) -> dict[int, float]:
+    import av
+    from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+
+    frames = [speech_frame(k, RATE_RTC) for k in range(pacer.total)]
+    done = asyncio.Event()
+
+    class Mic(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.k = 0
+
+        async def recv(self) -> av.AudioFrame:
+            k = self.k
+            if k >= pacer.total:
+                done.set()  # the cell is over; keep the sender fed until the peer closes
+            await pacer.next(k)
+            self.k += 1
+            frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+            frame.planes[0].update(frames[min(k, pacer.total - 1)])
+            frame.sample_rate = RATE_RTC
+            frame.pts = k * 960
+            frame.time_base = Fraction(1, RATE_RTC)
+            return frame
+
+    pc = RTCPeerConnection()
+    pc.createDataChannel("events")  # the page's messages travel on it
+    pc.addTrack(Mic())
+    sinks: list[asyncio.Task[None]] = []
+
+    @pc.on("track")  # type: ignore[misc]
+    def on_track(track: Any) -> None:
+        async def sink() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    await track.recv()
+
+        sinks.append(asyncio.get_running_loop().create_task(sink()))
+
+    try:
+        async with asyncio.timeout(30 + pacer.total * FRAME_S * 3):
+            await pc.setLocalDescription(await pc.createOffer())
+            ip, bport = _only_candidate(pc.localDescription.sdp)
+            b_side, r_side = (int(p) for p in await _ask(proxy, f"udp {ip} {bport}"))
+            pacer.loss_on = lambda: _iptables("-A", "udp", b_side, loss)
+            offer = {"type": "offer", "sdp": _rewrite(pc.localDescription.sdp, r_side)}
+            answer = await _post_offer(service_port, offer)
+            rip, rport = _only_candidate(answer["sdp"])
+            await _ask(proxy, f"target {b_side} {rip} {rport}")
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=_rewrite(answer["sdp"], b_side), type="answer")
+            )
+            await done.wait()
+    finally:
+        for task in sinks:
+            task.cancel()
+        await pc.close()
+    await _iptables("-D", "udp", b_side, loss)
+    took = await _http_get(service_port, "/netloss/take")
+    arrived: dict[int, float] = {}
+    for pts, at in took["rtc"]:
+        arrived.setdefault(round(pts / 960), at)
+    return arrived
+
+
+async def _post_offer(port: int, offer: dict[str, str]) -> Any:
+    body = json.dumps(offer).encode()
+    async with asyncio.timeout(20):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(
+            f"POST /live/webrtc/offer HTTP/1.0\r\nHost: {HOST}:{port}\r\n"
+            f"Origin: http://{HOST}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        raw = await reader.read()
+        writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        raise RuntimeError(f"offer refused: {head.splitlines()[0]!r} {payload[:200]!r}")
+    return json.loads(payload)
+
+
+async def inside(seconds: float, delay_ms: float, losses: list[float]) -> list[Cell]:
+    """Run every cell; called in the namespace (``--inside``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    node = [sys.executable, "-m", "bench._netloss_node"]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+    service = await asyncio.create_subprocess_exec(*node, "service", env=env, cwd=ROOT, **pipes)
+    proxy = await asyncio.create_subprocess_exec(
+        *node, "proxy", "--delay-ms", str(delay_ms), env=env, cwd=ROOT, **pipes
+    )
+    try:
+        ready = json.loads((await _line(service, 60)).removeprefix("READY "))
+        url, webrtc_end = ready["url"], ready["webrtc"]
+        service_port = int(url.rsplit(":", 1)[1])
+        await _line(proxy, 60)
+        n = round(seconds / FRAME_S)
+        total = WARMUP_FRAMES + n + GRACE_FRAMES
+        cells = []
+        for loss in losses:
+            for mode in MODES:
+                pacer = _Pacer(total, None)
+                browse = _browser_rtc if mode == "webrtc" else _browser_ws
+                arrived = await browse(service_port, proxy, pacer, loss)
+                server = webrtc_end if mode == "webrtc" else "gemini_live.web"
+                cells.append(score(mode, loss, pacer.captured, arrived, n, server))
+        return cells
+    finally:
+        for proc in (service, proxy):
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+# -- outside: the namespace -------------------------------------------------------------
+
+
+def _run(*args: str) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise NamespaceUnavailable(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
+
+
+def check_available() -> None:
+    """Raise :class:`NamespaceUnavailable` (with the reason) when this host cannot run it."""
+    if sys.platform != "linux":
+        raise NamespaceUnavailable("network namespaces need Linux")
+    if os.geteuid() != 0:
+        raise NamespaceUnavailable("needs root (ip netns add, iptables)")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            raise NamespaceUnavailable(f"{tool!r} is not installed")
+
+
+@contextlib.contextmanager
+def namespace() -> Iterator[str]:
+    """A fresh namespace with ``lo`` up (plus 10.77.0.1), always deleted afterwards."""
+    check_available()
+    name = f"glnetloss-{os.getpid()}-{secrets.token_hex(3)}"
+    _run("ip", "netns", "add", name)
+    try:
+        _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        _run("ip", "netns", "exec", name, "ip", "addr", "add", f"{HOST}/32", "dev", "lo")
+        _run("ip", "netns", "exec", name, "iptables", "-S")
+        yield name
+    finally:
+        pids = subprocess.run(
+            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in pids:  # only what this run started lives in its namespace
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def run(
+    seconds: float = 10.0, delay_ms: float = 40.0, losses: tuple[float, ...] = (0, 2, 5)
+) -> list[Cell]:
+    """Every cell, side by side, in one fresh namespace."""
+    with namespace() as name, tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cells.json"
+        cmd = [
+            "ip", "netns", "exec", name, sys.executable, "-m", "bench.netloss", "--inside",
+            "--seconds", str(seconds), "--delay-ms", str(delay_ms),
+            "--losses", ",".join(f"{v:g}" for v in losses), "--out", str(out),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+        budget = 60 + len(losses) * len(MODES) * (seconds + 8)
+        done = subprocess.run(cmd, cwd=ROOT, env=env, timeout=budget, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the run inside the namespace failed ({done.returncode})")
+        return [Cell(**c) for c in json.loads(out.read_text())]
+
+
+def table(cells: list[Cell], delay_ms: float) -> str:
+    head = (
+        f"one-way delay {delay_ms:g} ms each way; on time = reached the relay within "
+        f"{ON_TIME_S * 1000:.0f} ms of capture\n\n"
+        "| path | loss | on time | added p50 ms | added p99 ms | never arrived |\n"
+        "|---|---|---|---|---|---|"
+    )
+    return "\n".join([head, *(c.row for c in cells)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.netloss", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--delay-ms", type=float, default=40.0)
+    parser.add_argument("--losses", default="0,2,5")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    losses = tuple(float(v) for v in args.losses.split(","))
+    if args.inside:
+        cells = asyncio.run(inside(args.seconds, args.delay_ms, list(losses)))
+        Path(args.out).write_text(json.dumps([asdict(c) for c in cells]))
+        return
+    try:
+        cells = run(args.seconds, args.delay_ms, losses)
+    except NamespaceUnavailable as exc:
+        sys.exit(f"netloss: cannot create a network namespace here: {exc}")
+    if args.json:
+        print(json.dumps([asdict(c) for c in cells], indent=2))
+    else:
+        print(table(cells, args.delay_ms))
+
+
+if __name__ == "__main__":
+    main()
