@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import sys
 import time
@@ -76,11 +77,40 @@ def _patch_remote_track(recorder: Recorder) -> None:
     RemoteStreamTrack.recv = recv  # type: ignore[method-assign]
 
 
+#: (capacity, prefetch) for the audio jitter buffer of aiortc receivers made from now on;
+#: None keeps aiortc's (16, 4). Set by ``GET /netloss/jitter?C,P`` (``?`` alone resets).
+JITTER: list[tuple[int, int] | None] = [None]
+
+
+def _patch_jitter_buffer() -> None:
+    """Let a cell try another audio jitter buffer size (an experiment, not the product)."""
+    try:
+        from aiortc.jitterbuffer import JitterBuffer
+        from aiortc.rtcrtpreceiver import RTCRtpReceiver
+    except ImportError:
+        return
+    original = RTCRtpReceiver.__init__
+
+    def init(self: Any, kind: str, transport: Any) -> None:
+        original(self, kind, transport)
+        size = JITTER[0]
+        if kind == "audio" and size is not None:
+            self._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=size[0], prefetch=size[1])
+
+    RTCRtpReceiver.__init__ = init  # type: ignore[method-assign]
+
+
 Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def _measured(app: Asgi, recorder: Recorder) -> Asgi:
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/netloss/jitter":
+            query = scope["query_string"].decode()
+            JITTER[0] = (int(query.split(",")[0]), int(query.split(",")[1])) if query else None
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
         if scope["type"] == "http" and scope["path"] == "/netloss/take":
             body = json.dumps(recorder.take()).encode()
             await send(
@@ -114,6 +144,7 @@ async def service(args: argparse.Namespace) -> None:
 
     recorder = Recorder()
     _patch_remote_track(recorder)
+    _patch_jitter_buffer()
     async with FakeLiveServer() as fake:
 
         def config(_c: Any) -> gl.SessionConfig:
@@ -136,9 +167,7 @@ async def service(args: argparse.Namespace) -> None:
 def _build_app(relay: Any, create_app: Any) -> tuple[Any, str]:
     """The relay's app with its WebRTC end (``gemini_live.webrtc``) when the package has
     one, else with a bare aiortc stand-in at the same path; and which of the two it is."""
-    try:
-        import gemini_live.webrtc  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("gemini_live.webrtc") is None:
         return _stand_in_webrtc(create_app(relay, page=False)), "aiortc stand-in"
     return create_app(relay, page=False, webrtc=True), "gemini_live.webrtc"
 
@@ -156,7 +185,7 @@ def _stand_in_webrtc(app: Any) -> Any:
         pc = RTCPeerConnection()
         peers.add(pc)
 
-        @pc.on("track")  # type: ignore[misc]
+        @pc.on("track")
         def on_track(track: Any) -> None:
             async def consume() -> None:
                 try:

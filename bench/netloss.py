@@ -61,6 +61,9 @@ ON_TIME_S = 0.150
 RATE_WS = 16000
 RATE_RTC = 48000
 MODES = ("webrtc", "websocket")
+#: An experiment the CLI adds: WebRTC with a 4-packet audio jitter buffer that waits for
+#: 2 frames (aiortc's own: 16 packets, 4 frames).
+JB_MODE = "webrtc-jb4p2"
 
 
 class NamespaceUnavailable(RuntimeError):
@@ -78,6 +81,8 @@ class Cell:
     lost: int
     p50_ms: float
     p99_ms: float
+    #: Packets the loss rule dropped during the cell (both directions of the browser's leg).
+    dropped: int = 0
     #: The relay's end of this path: the WebSocket relay, ``gemini_live.webrtc`` or, in a
     #: checkout without it, a bare aiortc peer standing in.
     server: str = "gemini_live.web"
@@ -89,7 +94,8 @@ class Cell:
 
         return (
             f"| {self.mode} ({self.server}) | {self.loss_pct:g} % | {self.on_time * 100:.1f} % | "
-            f"{ms(self.p50_ms)} | {ms(self.p99_ms)} | {self.lost} / {self.frames} |"
+            f"{ms(self.p50_ms)} | {ms(self.p99_ms)} | {self.lost} / {self.frames} | "
+            f"{self.dropped} |"
         )
 
 
@@ -180,6 +186,20 @@ async def _iptables(action: str, proto: str, port: int, loss: float) -> None:
             raise RuntimeError(f"iptables {action} failed")
 
 
+async def _dropped() -> int:
+    """Packets dropped so far by the loss rules (their iptables counters)."""
+    proc = await asyncio.create_subprocess_exec(
+        "iptables", "-L", "INPUT", "-v", "-x", "-n", stdout=subprocess.PIPE
+    )
+    async with asyncio.timeout(10):
+        out, _ = await proc.communicate()
+    return sum(
+        int(line.split()[0])
+        for line in out.decode().splitlines()
+        if "DROP" in line and "statistic" in line
+    )
+
+
 async def _http_get(port: int, path: str) -> Any:
     async with asyncio.timeout(10):
         reader, writer = await asyncio.open_connection(HOST, port)
@@ -198,6 +218,7 @@ class _Pacer:
         self.captured: dict[int, float] = {}
         self.loss_on = loss_on
         self.loss_task: asyncio.Task[None] | None = None
+        self.dropped = 0
 
     async def next(self, k: int) -> float:
         now = time.monotonic()
@@ -238,6 +259,7 @@ async def _browser_ws(
             await pacer.next(k)
             await ws.send(frames[k])
         reader.cancel()
+    pacer.dropped = await _dropped()
     await _iptables("-D", "tcp", int(port), loss)
     took = await _http_get(service_port, "/netloss/take")
     return dict(enumerate(took["ws"]))
@@ -300,7 +322,7 @@ async def _browser_rtc(
     pc.addTrack(Mic())
     sinks: list[asyncio.Task[None]] = []
 
-    @pc.on("track")  # type: ignore[misc]
+    @pc.on("track")
     def on_track(track: Any) -> None:
         async def sink() -> None:
             with contextlib.suppress(Exception):
@@ -327,6 +349,7 @@ async def _browser_rtc(
         for task in sinks:
             task.cancel()
         await pc.close()
+    pacer.dropped = await _dropped()
     await _iptables("-D", "udp", b_side, loss)
     took = await _http_get(service_port, "/netloss/take")
     arrived: dict[int, float] = {}
@@ -353,14 +376,18 @@ async def _post_offer(port: int, offer: dict[str, str]) -> Any:
     return json.loads(payload)
 
 
-async def inside(seconds: float, delay_ms: float, losses: list[float]) -> list[Cell]:
+async def inside(
+    seconds: float, delay_ms: float, losses: list[float], modes: list[str]
+) -> list[Cell]:
     """Run every cell; called in the namespace (``--inside``)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     node = [sys.executable, "-m", "bench._netloss_node"]
-    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
-    service = await asyncio.create_subprocess_exec(*node, "service", env=env, cwd=ROOT, **pipes)
+    pipe = subprocess.PIPE
+    service = await asyncio.create_subprocess_exec(
+        *node, "service", env=env, cwd=ROOT, stdin=pipe, stdout=pipe
+    )
     proxy = await asyncio.create_subprocess_exec(
-        *node, "proxy", "--delay-ms", str(delay_ms), env=env, cwd=ROOT, **pipes
+        *node, "proxy", "--delay-ms", str(delay_ms), env=env, cwd=ROOT, stdin=pipe, stdout=pipe
     )
     try:
         ready = json.loads((await _line(service, 60)).removeprefix("READY "))
@@ -371,12 +398,16 @@ async def inside(seconds: float, delay_ms: float, losses: list[float]) -> list[C
         total = WARMUP_FRAMES + n + GRACE_FRAMES
         cells = []
         for loss in losses:
-            for mode in MODES:
+            for mode in modes:
                 pacer = _Pacer(total, None)
-                browse = _browser_rtc if mode == "webrtc" else _browser_ws
+                browse = _browser_ws if mode == "websocket" else _browser_rtc
+                jitter = "4,2" if mode == JB_MODE else ""
+                await _http_get(service_port, f"/netloss/jitter?{jitter}")
                 arrived = await browse(service_port, proxy, pacer, loss)
-                server = webrtc_end if mode == "webrtc" else "gemini_live.web"
-                cells.append(score(mode, loss, pacer.captured, arrived, n, server))
+                server = "gemini_live.web" if mode == "websocket" else webrtc_end
+                cell = score(mode, loss, pacer.captured, arrived, n, server)
+                cell.dropped = pacer.dropped
+                cells.append(cell)
         return cells
     finally:
         for proc in (service, proxy):
@@ -432,7 +463,10 @@ def namespace() -> Iterator[str]:
 
 
 def run(
-    seconds: float = 10.0, delay_ms: float = 40.0, losses: tuple[float, ...] = (0, 2, 5)
+    seconds: float = 10.0,
+    delay_ms: float = 40.0,
+    losses: tuple[float, ...] = (0, 2, 5),
+    modes: tuple[str, ...] = MODES,
 ) -> list[Cell]:
     """Every cell, side by side, in one fresh namespace."""
     with namespace() as name, tempfile.TemporaryDirectory() as tmp:
@@ -441,9 +475,10 @@ def run(
             "ip", "netns", "exec", name, sys.executable, "-m", "bench.netloss", "--inside",
             "--seconds", str(seconds), "--delay-ms", str(delay_ms),
             "--losses", ",".join(f"{v:g}" for v in losses), "--out", str(out),
+            "--modes", ",".join(modes),
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-        budget = 60 + len(losses) * len(MODES) * (seconds + 8)
+        budget = 60 + len(losses) * len(modes) * (seconds + 8)
         done = subprocess.run(cmd, cwd=ROOT, env=env, timeout=budget, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"the run inside the namespace failed ({done.returncode})")
@@ -454,8 +489,9 @@ def table(cells: list[Cell], delay_ms: float) -> str:
     head = (
         f"one-way delay {delay_ms:g} ms each way; on time = reached the relay within "
         f"{ON_TIME_S * 1000:.0f} ms of capture\n\n"
-        "| path | loss | on time | added p50 ms | added p99 ms | never arrived |\n"
-        "|---|---|---|---|---|---|"
+        "| path | loss | on time | added p50 ms | added p99 ms | never arrived | "
+        "packets dropped |\n"
+        "|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *(c.row for c in cells)])
 
@@ -465,17 +501,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--delay-ms", type=float, default=40.0)
     parser.add_argument("--losses", default="0,2,5")
+    parser.add_argument(
+        "--modes",
+        default=",".join((*MODES, JB_MODE)),
+        help=f"of {', '.join((*MODES, JB_MODE))}",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     losses = tuple(float(v) for v in args.losses.split(","))
+    modes = tuple(args.modes.split(","))
+    if unknown := set(modes) - {*MODES, JB_MODE}:
+        parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
     if args.inside:
-        cells = asyncio.run(inside(args.seconds, args.delay_ms, list(losses)))
+        cells = asyncio.run(inside(args.seconds, args.delay_ms, list(losses), list(modes)))
         Path(args.out).write_text(json.dumps([asdict(c) for c in cells]))
         return
     try:
-        cells = run(args.seconds, args.delay_ms, losses)
+        cells = run(args.seconds, args.delay_ms, losses, modes)
     except NamespaceUnavailable as exc:
         sys.exit(f"netloss: cannot create a network namespace here: {exc}")
     if args.json:
