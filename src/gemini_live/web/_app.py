@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
@@ -26,6 +26,10 @@ from gemini_live._bridge import ABORT_EXTENSION, parse_scope
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
 from gemini_live.types import UNSET, Setup
+
+if TYPE_CHECKING:
+    from gemini_live.webrtc import WebRTCRelay
+
 from gemini_live.web._relay import (
     ConnectionInfo,
     Relay,
@@ -69,13 +73,17 @@ def static_file(name: str) -> bytes:
     return resources.files("gemini_live.web").joinpath("static", name).read_bytes()
 
 
-def page_html(*, relay_path: str = "/live", static_path: str = "/static") -> bytes:
-    """The voice page, wired to a relay at ``relay_path``."""
-    for value in (relay_path, static_path):
+def page_html(
+    *, relay_path: str = "/live", static_path: str = "/static", webrtc_path: str | None = None
+) -> bytes:
+    """The voice page, wired to a relay at ``relay_path`` (and, with ``webrtc_path``, to
+    a WebRTC offer endpoint it prefers)."""
+    for value in (relay_path, static_path, webrtc_path or "/"):
         if not value.startswith("/") or any(c in value for c in "\"'<>&"):
             raise ConfigError(f"path must start with '/' and hold no quotes or markup: {value!r}")
     html = resources.files("gemini_live.web").joinpath("static", "index.html").read_text()
     html = html.replace("__RELAY_PATH__", relay_path).replace("__STATIC__", static_path.rstrip("/"))
+    html = html.replace("__WEBRTC_PATH__", webrtc_path or "")
     return html.encode()
 
 
@@ -538,6 +546,7 @@ def create_app(
     token_path: str = "/token",
     allowed_hosts: Sequence[str] | None = None,
     access_token: AccessToken | None = None,
+    webrtc: bool | WebRTCRelay = False,
 ) -> Any:
     """A Starlette app: the voice page at ``/``, its files under ``/static``, the relay at
     ``relay_path``, optionally the token endpoint at ``token_path``, ``/healthz`` (200
@@ -549,6 +558,10 @@ def create_app(
     default) checks nothing: set it, or put the app behind a proxy that does.
     ``access_token``: the page is served only to a browser that brought the token (or
     its cookie); pair it with ``Relay(..., authorize=access_token.authorize)``.
+    ``webrtc``: ``True`` (or a :class:`gemini_live.webrtc.WebRTCRelay` of this relay, for
+    ICE servers and its other settings) adds the WebRTC offer endpoint at
+    ``relay_path + "/webrtc/offer"``; the page then prefers WebRTC and falls back to the
+    WebSocket relay (docs/guide/webrtc.md; needs the ``webrtc`` extra).
 
     Needs the ``web`` extra (``pip install 'gemini-live[web]'``).
     """
@@ -560,7 +573,19 @@ def create_app(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("create_app needs the web extra: pip install 'gemini-live[web]'") from exc
 
-    html = page_html(relay_path=relay_path)
+    rtc: WebRTCRelay | None = None
+    if webrtc is True:
+        from gemini_live.webrtc import WebRTCRelay as _WebRTCRelay
+
+        rtc = _WebRTCRelay(relay)
+    elif webrtc is not False:
+        from gemini_live.webrtc import WebRTCRelay as _WebRTCRelay
+
+        if not isinstance(webrtc, _WebRTCRelay) or webrtc.relay is not relay:
+            raise ConfigError("webrtc must be True, False or a WebRTCRelay of this relay")
+        rtc = webrtc
+    rtc_path = relay_path.rstrip("/") + "/webrtc/offer" if rtc is not None else None
+    html = page_html(relay_path=relay_path, webrtc_path=rtc_path)
     token = access_token
 
     async def index(request: Request) -> Response:
@@ -624,6 +649,8 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
+    if rtc is not None and rtc_path is not None:
+        routes.append(Route(rtc_path, rtc))
     if page:
         routes += [Route("/", index), Route("/static/{name}", static)]
     if token_endpoint is not None:
@@ -632,6 +659,7 @@ def create_app(
     # web.serve/running size the server from these.
     app.state.gemini_live_limits = relay.limits
     app.state.gemini_live_relay = relay
+    app.state.gemini_live_webrtc = rtc
     if allowed_hosts is not None:
         app.add_middleware(_HostAllowList, hosts=list(allowed_hosts))
     return app

@@ -1,11 +1,19 @@
-// gemini-live voice page: microphone -> relay (PCM16 16 kHz), relay -> speaker (PCM16 24 kHz).
-// Protocol: docs/web-relay.md. No build step, no dependencies.
+// gemini-live voice page: microphone -> relay, relay -> speaker. Over WebRTC (Opus on
+// audio tracks, the messages on a data channel) when the server offers it, else (or when
+// the peer connection fails) over the WebSocket relay (PCM16 16 kHz up, 24 kHz down).
+// Protocol: docs/web-relay.md, docs/guide/webrtc.md. No build step, no dependencies.
 "use strict";
 
 (() => {
   const params = new URLSearchParams(location.search);
   const relayPath = document.querySelector('meta[name="gl-relay"]').content || "/live";
   const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + relayPath;
+  // The WebRTC offer endpoint (empty: the server has no WebRTC). ``?transport=websocket``
+  // skips WebRTC.
+  const rtcMeta = document.querySelector('meta[name="gl-webrtc"]');
+  const rtcPath = params.get("transport") === "websocket" ? "" : (rtcMeta && rtcMeta.content) || "";
+  // Milliseconds the peer connection gets to open before the page falls back to the WebSocket.
+  const RTC_OPEN_TIMEOUT_MS = Number(params.get("rtc_timeout_ms")) || 10000;
   // The conversation this tab talks in (with a relay store): kept across reloads and
   // reconnects, so the relay resumes it. ``?conversation=ID`` in the address picks one.
   const CONVERSATION_KEY = "gl-conversation";
@@ -24,7 +32,7 @@
     state: $("state"), start: $("start"), stop: $("stop"), talk: $("talk"),
     level: $("level"), speaking: $("speaking"), playing: $("playing"),
     text: $("text"), send: $("send"), form: $("textform"),
-    transcript: $("transcript"), detail: $("detail"),
+    transcript: $("transcript"), detail: $("detail"), transport: $("transport"),
   };
 
   // Everything a test or a curious developer may want to read.
@@ -33,9 +41,16 @@
     framesSent: 0, bytesSent: 0, audioChunks: 0, audioBytes: 0,
     playedMs: 0, interruptions: 0, turns: 0, playing: false, transcript: [],
     conversation, reconnects: 0, pendingTexts: [],
+    // "webrtc" or "websocket" (null before the first connection); why WebRTC was not used.
+    transport: null, rtcError: "",
+    // WebRTC: the inbound audio's energy and samples (getStats), the model's voice arriving.
+    rtcEnergy: 0, rtcSamples: 0,
   });
 
-  let ws = null;
+  // The live connection: { kind, send(obj), sendAudio(buf), isOpen(), close(code, reason) }.
+  let conn = null;
+  const remoteAudio = new Audio(); // plays the model's voice in WebRTC mode
+  remoteAudio.autoplay = true;
   let micCtx = null;
   let micStream = null;
   let outCtx = null;
@@ -146,7 +161,13 @@
   }
 
   function send(obj) {
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+    if (conn && conn.isOpen()) conn.send(obj);
+  }
+
+  function setTransport(kind) {
+    state.transport = kind;
+    ui.transport.textContent = kind === "webrtc" ? "WebRTC" : kind === "websocket" ? "WebSocket" : "-";
+    ui.transport.classList.toggle("on", kind === "webrtc");
   }
 
   // ---- playback --------------------------------------------------------------------
@@ -288,21 +309,25 @@
 
   // True while this page's connection is the live one (a late microphone result from an
   // earlier one is dropped).
-  function live(socket) {
-    return ws === socket && socket.readyState === WebSocket.OPEN;
+  function live(c) {
+    return conn === c && c.isOpen();
   }
 
+  // Echo cancellation, noise suppression and auto gain, in both modes (``?raw=1``: off).
+  function micConstraints() {
+    return {
+      channelCount: 1,
+      echoCancellation: !rawMic,
+      noiseSuppression: !rawMic,
+      autoGainControl: !rawMic,
+    };
+  }
+
+  // The level meter, and in WebSocket mode the PCM frames (WebRTC sends the track).
   async function startMic(socket) {
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: {
-        channelCount: 1,
-        echoCancellation: !rawMic,
-        noiseSuppression: !rawMic,
-        autoGainControl: !rawMic,
-      },
-    });
+    const stream = socket.stream || (await navigator.mediaDevices.getUserMedia({ audio: micConstraints() }));
     if (!live(socket)) {
-      stream.getTracks().forEach((t) => t.stop());
+      if (!socket.stream) stream.getTracks().forEach((t) => t.stop());
       return;
     }
     micStream = stream;
@@ -314,8 +339,8 @@
     node.port.onmessage = (e) => {
       const { pcm, rms } = e.data;
       ui.level.style.width = Math.min(100, Math.round(Math.sqrt(rms) * 180)) + "%";
-      if (ws && ws.readyState === WebSocket.OPEN) {
-        ws.send(pcm);
+      if (socket.kind === "websocket" && live(socket)) {
+        socket.sendAudio(pcm);
         state.framesSent += 1;
         state.bytesSent += pcm.byteLength;
       }
@@ -337,8 +362,171 @@
 
   // ---- connection ------------------------------------------------------------------
 
+  function withConversation(url) {
+    return conversation ? url + "?conversation=" + encodeURIComponent(conversation) : url;
+  }
+
   function relayUrl() {
-    return conversation ? wsBase + "?conversation=" + encodeURIComponent(conversation) : wsBase;
+    return withConversation(wsBase);
+  }
+
+  // What a closed connection means for the page (both transports end here once).
+  function onClosed(c, code, reason) {
+    if (c.ended) return;
+    c.ended = true;
+    if (conn !== c) return; // an earlier connection, replaced already
+    state.closeCode = code;
+    state.closeReason = reason;
+    if (!stoppedByUser && MOVED_CODES.includes(code) && reconnectAttempt < MAX_RECONNECTS) {
+      stopPlayback();
+      stopMic();
+      resetBadges();
+      ui.stop.disabled = true;
+      ui.text.disabled = ui.send.disabled = true;
+      scheduleReconnect();
+      return;
+    }
+    const why = explainClose(code, reason || "", stoppedByUser);
+    // The code and the server's reason stay readable for whoever debugs it.
+    const raw = reason ? ` (${code}: ${reason})` : ` (${code})`;
+    setStatus(why.problem ? "closed" : "stopped", why.text + (why.problem ? raw : ""), why.problem);
+    stopPlayback();
+    stopMic();
+    resetBadges();
+    ui.start.disabled = false;
+    ui.stop.disabled = true;
+    ui.text.disabled = ui.send.disabled = true;
+  }
+
+  function openWebSocket() {
+    const socket = new WebSocket(relayUrl());
+    socket.binaryType = "arraybuffer";
+    const c = {
+      kind: "websocket",
+      send: (obj) => socket.send(JSON.stringify(obj)),
+      sendAudio: (buf) => socket.send(buf),
+      isOpen: () => socket.readyState === WebSocket.OPEN,
+      close: (code, reason) => socket.close(code, reason),
+    };
+    socket.onmessage = (e) => {
+      if (typeof e.data === "string") onMessage(JSON.parse(e.data));
+      else playChunk(e.data);
+    };
+    const opened = new Promise((resolve) => {
+      socket.onopen = () => resolve(true);
+      socket.onerror = () => resolve(false); // onclose follows and says what happened
+    });
+    socket.onclose = (e) => onClosed(c, e.code, e.reason);
+    return { c, opened };
+  }
+
+  function within(ms, what, promise) {
+    let timer = null;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(what + " timed out")), ms);
+    });
+    return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  }
+
+  // WebRTC: the microphone as an Opus track, the messages on a data channel, the model's
+  // voice on the track the server adds. Resolves once the data channel is open; throws
+  // (having closed everything) when it cannot be made: the caller falls back.
+  async function openWebRTC() {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: micConstraints() });
+    const pc = new RTCPeerConnection();
+    const dc = pc.createDataChannel("gemini-live", { ordered: true });
+    let closed = false;
+    const c = {
+      kind: "webrtc",
+      stream,
+      pc,
+      send: (obj) => dc.send(JSON.stringify(obj)),
+      sendAudio: () => {},
+      isOpen: () => !closed && dc.readyState === "open",
+      close: (code, reason) => finish(code, reason),
+    };
+    function teardown() {
+      if (closed) return;
+      closed = true;
+      // The data channel flushes what was sent (audio_end) before it closes.
+      const closePc = () => pc.close();
+      dc.onclose = closePc;
+      try { dc.close(); } catch (e) { closePc(); }
+      setTimeout(closePc, 1000);
+      if (remoteAudio.srcObject) remoteAudio.srcObject = null;
+    }
+    function finish(code, reason) {
+      const was = closed;
+      teardown();
+      if (!was) onClosed(c, code, reason);
+    }
+    for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+    dc.onmessage = (e) => {
+      const msg = JSON.parse(e.data);
+      if (msg.type === "close") finish(msg.code, msg.reason || ""); // the close frame
+      else onMessage(msg);
+    };
+    pc.ontrack = (e) => {
+      remoteAudio.srcObject = e.streams[0] || new MediaStream([e.track]);
+      remoteAudio.play().catch(() => {});
+    };
+    conn = c;
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await within(3000, "gathering ICE candidates", new Promise((resolve) => {
+        if (pc.iceGatheringState === "complete") return resolve();
+        pc.onicegatheringstatechange = () => {
+          if (pc.iceGatheringState === "complete") resolve();
+        };
+      })).catch(() => {}); // what was gathered so far goes
+      const res = await fetch(withConversation(rtcPath), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
+        credentials: "same-origin",
+      });
+      const body = await res.json().catch(() => ({}));
+      if (!res.ok) throw new Error(`offer refused: ${res.status} ${body.error || ""}`.trim());
+      await pc.setRemoteDescription(body);
+      await within(RTC_OPEN_TIMEOUT_MS, "the peer connection", new Promise((resolve, reject) => {
+        if (dc.readyState === "open") return resolve();
+        dc.onopen = () => resolve();
+        pc.onconnectionstatechange = () => {
+          if (pc.connectionState === "failed") reject(new Error("the peer connection failed"));
+        };
+      }));
+    } catch (err) {
+      closed = true;
+      c.ended = true;
+      pc.close();
+      stream.getTracks().forEach((t) => t.stop());
+      if (conn === c) conn = null;
+      throw err;
+    }
+    dc.onclose = () => finish(1006, "");
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed") finish(1006, "the peer connection failed");
+    };
+    watchInbound(c);
+    return c;
+  }
+
+  // WebRTC: whether the model's voice is arriving (the playing badge), from getStats.
+  function watchInbound(c) {
+    const timer = setInterval(() => {
+      if (conn !== c || !c.isOpen()) {
+        clearInterval(timer);
+        return;
+      }
+      c.pc.getStats().then((report) => {
+        report.forEach((r) => {
+          if (r.type !== "inbound-rtp" || r.kind !== "audio") return;
+          state.rtcEnergy = r.totalAudioEnergy || 0;
+          state.rtcSamples = r.totalSamplesReceived || 0;
+          if (conn === c) setPlaying((r.audioLevel || 0) > 0.01);
+        });
+      }).catch(() => {});
+    }, 200);
   }
 
   // A move (4012/1012): reconnect after a growing, jittered pause; the load balancer
@@ -367,40 +555,29 @@
     setStatus("connecting", "Connecting to the server...");
     if (!outCtx || outCtx.state === "closed") outCtx = new AudioContext({ sampleRate: 24000 });
     if (outCtx.state === "suspended") await outCtx.resume();
-    const socket = (ws = new WebSocket(relayUrl()));
-    socket.binaryType = "arraybuffer";
-    socket.onmessage = (e) => {
-      if (typeof e.data === "string") onMessage(JSON.parse(e.data));
-      else playChunk(e.data);
-    };
-    const opened = new Promise((resolve) => {
-      socket.onopen = () => resolve(true);
-      socket.onerror = () => resolve(false); // onclose follows and says what happened
-    });
-    socket.onclose = (e) => {
-      state.closeCode = e.code;
-      state.closeReason = e.reason;
-      if (!stoppedByUser && MOVED_CODES.includes(e.code) && reconnectAttempt < MAX_RECONNECTS) {
-        stopPlayback();
-        stopMic();
-        resetBadges();
-        ui.stop.disabled = true;
-        ui.text.disabled = ui.send.disabled = true;
-        scheduleReconnect();
-        return;
+    let socket = null;
+    if (rtcPath) {
+      try {
+        socket = await openWebRTC();
+        state.rtcError = "";
+      } catch (err) {
+        // No peer connection (blocked UDP, no WebRTC in this browser, refused): the
+        // WebSocket relay carries the conversation instead.
+        state.rtcError = String((err && err.message) || err);
+        socket = null;
       }
-      const why = explainClose(e.code, e.reason || "", stoppedByUser);
-      // The code and the server's reason stay readable for whoever debugs it.
-      const raw = e.reason ? ` (${e.code}: ${e.reason})` : ` (${e.code})`;
-      setStatus(why.problem ? "closed" : "stopped", why.text + (why.problem ? raw : ""), why.problem);
-      stopPlayback();
-      stopMic();
-      resetBadges();
-      ui.start.disabled = false;
-      ui.stop.disabled = true;
-      ui.text.disabled = ui.send.disabled = true;
-    };
-    if (!(await opened) || !live(socket)) return;
+    } else {
+      state.rtcError = "the server offers no WebRTC";
+    }
+    if (socket === null) {
+      const ws = openWebSocket();
+      socket = conn = ws.c;
+      setTransport("websocket");
+      if (!(await ws.opened) || !live(socket)) return;
+    } else {
+      setTransport("webrtc");
+      if (!live(socket)) return;
+    }
     ui.stop.disabled = false;
     ui.text.disabled = ui.send.disabled = false;
     try {
@@ -420,7 +597,7 @@
       setStatus("stopped", "Stopped. Press Start to talk again.");
     }
     send({ type: "audio_end" });
-    if (ws) ws.close(1000, "user stopped");
+    if (conn) conn.close(1000, "user stopped");
   }
 
   ui.start.onclick = () =>
