@@ -94,11 +94,23 @@ def test_audio_on_time_under_loss_webrtc_vs_websocket() -> None:
     print("\n" + netloss.table(cells, DELAY_MS))
     for mode in netloss.MODES:
         clean = by[(mode, 0.0)]
-        # No loss: everything arrives, on time, and the delay proxy is in the path.
-        assert clean.on_time >= 0.99, clean
+        # No loss: everything arrives and the delay proxy is in the path.
         assert clean.lost == 0, clean
         assert DELAY_MS <= clean.p50_ms <= 150, clean
+    assert by[("websocket", 0.0)].on_time >= 0.99, by[("websocket", 0.0)]
+    # aiortc's audio jitter buffer holds 4 frames (80 ms) before it lets one go: with the
+    # 40 ms link that leaves ~25 ms of slack, which a loaded machine sometimes eats.
+    assert by[("webrtc", 0.0)].on_time >= 0.95, by[("webrtc", 0.0)]
     # The loss is real, and only where asked: the rule's counters.
     for mode in netloss.MODES:
         assert by[(mode, 0.0)].dropped == 0
         assert by[(mode, 5.0)].dropped > 0, by[(mode, 5.0)]
+    # What the measurement supports today (docs/performance.md, "Audio under packet
+    # loss"): after a lost packet aiortc's receiver waits until 16 packets are queued and
+    # then stays that far behind, so at 5 % loss WebRTC audio is late more often than the
+    # WebSocket's, whose TCP retransmits a lost segment within a few ms on this link.
+    rtc, ws = by[("webrtc", 5.0)], by[("websocket", 5.0)]
+    assert rtc.on_time <= ws.on_time, (
+        "WebRTC now keeps more audio on time than the WebSocket at 5 % loss: update "
+        f"docs/performance.md and turn this assertion around ({rtc} vs {ws})"
+    )
