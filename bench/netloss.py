@@ -523,7 +523,11 @@ def main() -> None:
     except NamespaceUnavailable as exc:
         sys.exit(f"netloss: cannot create a network namespace here: {exc}")
     if args.json:
-        print(json.dumps([asdict(c) for c in cells], indent=2))
+        rows = [
+            {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in asdict(c).items()}
+            for c in cells
+        ]
+        print(json.dumps(rows, indent=2))  # null: more than 1 % of the frames never came
     else:
         print(table(cells, args.delay_ms))
 
