@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import sys
 import time
@@ -158,50 +157,11 @@ async def service(args: argparse.Namespace) -> None:
             turns_per_minute=None,
         )
         relay = Relay(config, authorize=Relay.ALLOW_ANYONE, limits=limits)
-        app, webrtc = _build_app(relay, create_app)
+        # The relay's app with its WebRTC end (gemini_live.webrtc) at /live/webrtc/offer.
+        app = create_app(relay, page=False, webrtc=True)
         async with running(_measured(app, recorder), host=HOST, limits=limits) as url:
-            print("READY " + json.dumps({"url": url, "webrtc": webrtc}), flush=True)
+            print("READY " + json.dumps({"url": url, "webrtc": "gemini_live.webrtc"}), flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-
-def _build_app(relay: Any, create_app: Any) -> tuple[Any, str]:
-    """The relay's app with its WebRTC end (``gemini_live.webrtc``) when the package has
-    one, else with a bare aiortc stand-in at the same path; and which of the two it is."""
-    if importlib.util.find_spec("gemini_live.webrtc") is None:
-        return _stand_in_webrtc(create_app(relay, page=False)), "aiortc stand-in"
-    return create_app(relay, page=False, webrtc=True), "gemini_live.webrtc"
-
-
-def _stand_in_webrtc(app: Any) -> Any:
-    """Until ``gemini_live.webrtc`` exists: a bare aiortc peer that only consumes audio."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-
-    peers: set[Any] = set()
-
-    async def offer(request: Request) -> JSONResponse:
-        body = await request.json()
-        pc = RTCPeerConnection()
-        peers.add(pc)
-
-        @pc.on("track")
-        def on_track(track: Any) -> None:
-            async def consume() -> None:
-                try:
-                    while True:
-                        await track.recv()
-                except Exception:
-                    peers.discard(pc)
-
-            asyncio.get_running_loop().create_task(consume())
-
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return JSONResponse({"type": "answer", "sdp": pc.localDescription.sdp})
-
-    app.add_route("/live/webrtc/offer", offer, methods=["POST"])
-    return app
 
 
 # -- the delay proxy --------------------------------------------------------------------

@@ -83,8 +83,7 @@ class Cell:
     p99_ms: float
     #: Packets the loss rule dropped during the cell (both directions of the browser's leg).
     dropped: int = 0
-    #: The relay's end of this path: the WebSocket relay, ``gemini_live.webrtc`` or, in a
-    #: checkout without it, a bare aiortc peer standing in.
+    #: The relay's end of this path: the WebSocket relay or ``gemini_live.webrtc``.
     server: str = "gemini_live.web"
 
     @property

@@ -19,8 +19,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench import netloss  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
-
 DELAY_MS = 40.0
 
 
