@@ -26,13 +26,14 @@ async def post(
     content_type: str = "application/json",
     origin: str | None = SAME_ORIGIN,
     headers: dict[str, str] | None = None,
+    method: str = "POST",
 ) -> tuple[int, dict[str, Any]]:
     """POST ``body`` to ``url`` (HTTP/1.1, bounded); the status and the JSON answer."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     lines = [
-        f"POST {target} HTTP/1.1",
+        f"{method} {target} HTTP/1.1",
         f"Host: {host}:{port}",
         f"Content-Type: {content_type}",
         f"Content-Length: {len(body)}",
@@ -72,7 +73,7 @@ def _unchunk(data: bytes) -> bytes:
     return bytes(out)
 
 
-class PcmTrack(MediaStreamTrack):  # type: ignore[misc]
+class PcmTrack(MediaStreamTrack):
     """A microphone: plays 16 kHz PCM16 in 20 ms frames in real time, then silence."""
 
     kind = "audio"
@@ -162,6 +163,7 @@ async def peer(base: str, pcm: bytes = b"", query: str = "") -> AsyncIterator[Pe
             try:
                 while True:
                     frame = await track.recv()
+                    assert isinstance(frame, av.AudioFrame)
                     arr = frame.to_ndarray()
                     p.audio_in_bytes += frame.samples * 2
                     p.audio_energy += float((arr.astype("float64") ** 2).sum())

@@ -19,7 +19,6 @@ from gemini_live.testing import FakeLiveServer
 from gemini_live.types import UNSET
 from gemini_live.web import LOOPBACK_HOSTS, AccessToken, Relay, create_app, running
 from gemini_live.webrtc import WebRTCRelay
-
 from web.cdp import Page, chromium_page, find_chromium
 from web.conftest import fake_config, silence, speech
 
@@ -116,6 +115,17 @@ async def test_page_over_webrtc_heard_answered_played_barge_in(tmp_path: Path) -
             assert rtc.stats.active == 0 and not rtc.peers
 
 
+#: Makes every RTCPeerConnection of the page relay-only (no TURN server: no candidates).
+_RELAY_ONLY = """(() => {
+  const Native = window.RTCPeerConnection;
+  function RelayOnly(config) {
+    return new Native(Object.assign({}, config || {}, { iceTransportPolicy: "relay" }));
+  }
+  RelayOnly.prototype = Native.prototype;
+  window.RTCPeerConnection = RelayOnly;
+})();"""
+
+
 async def _say(page: Page, text: str) -> None:
     turns = await page.evaluate("glState.turns")
     await page.evaluate(
@@ -137,14 +147,19 @@ async def test_page_falls_back_to_the_websocket(tmp_path: Path, blocked: str) ->
             app = create_app(relay)
             rtc = None
         else:
-            # UDP blocked in the browser: ICE never connects; the page gives up on the
-            # peer connection after its timeout, the server closes its end after its own.
+            # The browser may only use relayed (TURN) candidates and has no TURN server:
+            # ICE never connects; the page gives up on the peer connection after its
+            # timeout, the server closes its end after its own.
             rtc = WebRTCRelay(relay, connect_timeout=3.0)
             app = create_app(relay, webrtc=rtc)
-            flags.append("--force-webrtc-ip-handling-policy=disable_non_proxied_udp")
         async with running(app) as base:
-            url = base + "/?autostart=1&raw=1&rtc_timeout_ms=2000"
+            url = base + "/?raw=1&rtc_timeout_ms=2000"
             async with chromium_page(url, tmp_path / "profile", flags) as page:
+                if rtc is not None:
+                    await page.call(
+                        "Page.addScriptToEvaluateOnNewDocument", {"source": _RELAY_ONLY}
+                    )
+                await page.call("Page.navigate", {"url": url + "&autostart=1"})
                 await page.wait_for("glState.status === 'open'", within=40)
                 assert await page.evaluate("glState.transport") == "websocket"
                 assert await page.evaluate("document.getElementById('transport').textContent") == (

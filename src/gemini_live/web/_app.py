@@ -841,6 +841,14 @@ async def running(
                 await task
         except TimeoutError:
             task.cancel()
+        await _close_webrtc(app)
+
+
+async def _close_webrtc(app: Any) -> None:
+    """The server stopped: close the app's WebRTC peers too (they outlive HTTP)."""
+    rtc = getattr(getattr(app, "state", None), "gemini_live_webrtc", None)
+    if rtc is not None:
+        await rtc.aclose()
 
 
 def _drain_on_sigterm(
@@ -898,7 +906,10 @@ async def serve(
     url = await _started(server, task, errors)
     if ready is not None:
         ready(url)
-    await task
+    try:
+        await task
+    finally:
+        await _close_webrtc(app)
     # uvicorn re-raises the signal it caught after its shutdown; should that not reach
     # us (a rare race seen once in CI: exit code 0 after Ctrl-C), end as Ctrl-C does.
     if signal.SIGINT in getattr(server, "_captured_signals", ()):

@@ -129,7 +129,8 @@ class WebRTCRelay:
         if not outbound_buffer_seconds > 0:
             raise ConfigError("outbound_buffer_seconds must be > 0")
         self.relay = relay
-        self.ice: tuple[RTCIceServer, ...] = tuple(_ice_server(s) for s in ice_servers or ())
+        # Private: TURN credentials stay out of reprs.
+        self._ice: tuple[RTCIceServer, ...] = tuple(_ice_server(s) for s in ice_servers or ())
         self.max_offer_bytes = max_offer_bytes
         self.connect_timeout = (
             connect_timeout if connect_timeout is not None else relay.limits.connect_timeout
@@ -141,7 +142,7 @@ class WebRTCRelay:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
-        return f"<WebRTCRelay ice_servers={len(self.ice)} active={self.stats.active}>"
+        return f"<WebRTCRelay ice_servers={len(self._ice)} active={self.stats.active}>"
 
     # -- ASGI -----------------------------------------------------------------------------
 
@@ -218,7 +219,7 @@ class WebRTCRelay:
         self.stats.active += 1
         task = asyncio.get_running_loop().create_task(conn.run(), name="webrtc-peer")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         # The connection's own timeouts bound this (authorize + the answer); the margin
         # only guards against a bug.
         within = 2 * self.relay.limits.connect_timeout + 5.0
@@ -239,18 +240,34 @@ class WebRTCRelay:
             task.cancel()
         raise _Refused(_HTTP_STATUS.get(code, 400), reason, code)
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.relay._notify()
+
+    @property
+    def running(self) -> int:
+        """Peer tasks still running (a finished peer's task is gone from here)."""
+        return len(self._tasks)
+
     def _link_closed(self, link: Any) -> None:
         if link in self.peers:
             self.peers.discard(link)
             self.stats.active -= 1
 
     async def aclose(self, within: float = 10.0) -> None:
-        """Close every peer connection now (a server shutting down)."""
+        """Close every peer connection (a server shutting down): each page is told 1012
+        (it reconnects, like after a WebSocket relay's restart) and its peer connection
+        closed; after ``within`` seconds what is left is cancelled."""
+        for link in list(self.peers):
+            link.shutdown()
         tasks = list(self._tasks)
-        for task in tasks:
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=within)
+        if pending:
+            await asyncio.wait(pending, timeout=within)
 
 
 async def _respond(send: Send, status: int, body: Mapping[str, Any]) -> None:

@@ -64,7 +64,7 @@ _CLOSE_GONE: Final = 1001
 PlaybackState = Literal["playing", "stopped", "drained"]
 
 
-class ModelAudioTrack(MediaStreamTrack):  # type: ignore[misc]
+class ModelAudioTrack(MediaStreamTrack):
     """The model's voice as an outbound audio track: 24 kHz PCM16 in 20 ms frames, paced
     in real time from a bounded queue (silence when it is empty); aiortc encodes Opus.
 
@@ -300,6 +300,8 @@ class _RtcLink:
         try:
             while True:
                 frame = await track.recv()
+                if not isinstance(frame, av.AudioFrame):
+                    continue
                 pts = float(frame.time) if frame.time is not None else time.monotonic()
                 for out in resampler.resample(frame):
                     pcm = bytes(out.planes[0])[: out.samples * 2]
@@ -321,7 +323,7 @@ class _RtcLink:
 
     async def negotiate(self, within: float) -> None:
         """Answer the offer (the HTTP response carries the answer)."""
-        pc = self.pc = RTCPeerConnection(configuration=ice_configuration(self.endpoint.ice))
+        pc = self.pc = RTCPeerConnection(configuration=ice_configuration(self.endpoint._ice))
         pc.on("datachannel", self._on_datachannel)
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_state)
@@ -380,6 +382,11 @@ class _RtcLink:
         pc = self.pc
         if pc is not None and pc.connectionState in ("failed", "closed"):
             self._set_gone()
+
+    def shutdown(self) -> None:
+        """The server is stopping: the connection ends with 1012 (the page reconnects)."""
+        self._fail = PeerClose(1012, "service restart")
+        self._wake.set()
 
     def clear_playback(self) -> int:
         return self.track.clear()
