@@ -1,36 +1,42 @@
-"""The two helper processes of :mod:`bench.netloss`, run inside its network namespace.
+"""The two helper processes of :mod:`bench.netloss`.
 
-    python -m bench._netloss_node service   # fake Live service + relay app (uvicorn)
-    python -m bench._netloss_node proxy     # the user-space delay proxy (TCP and UDP)
+    python -m bench._netloss_node service   # in the relay's namespace
+    python -m bench._netloss_node wire --relay-ns NAME   # started in the browser's
 
-Each prints one ``READY {json}`` line on stdout once it listens. ``service`` serves the
-relay's ASGI app with two measuring wrappers: the time each binary WebSocket message
-reached the app (the WebSocket relay's audio chunks, in order) and the pts and time of
-each decoded audio frame handed out by aiortc's remote track (the WebRTC side). ``GET
-/netloss/take`` returns what was recorded since the last call and clears it.
+``service`` runs the fake Live service and the relay's ASGI app (uvicorn, WebRTC enabled)
+on 10.77.0.2, with two measuring wrappers: the time each binary WebSocket message reached
+the app (the WebSocket relay's audio chunks, in order) and the pts and time of each
+decoded audio frame aiortc's remote track hands to the relay (the WebRTC side). ``GET
+/netloss/take`` returns what was recorded since the last call and clears it;
+``GET /netloss/jitter?C,P`` sizes the audio jitter buffer of later peers (an experiment).
 
-``proxy`` reads commands on stdin, one per line, and answers one line each:
+``wire`` is the link: a TUN device in each namespace (the kernel has no netem) and every
+IP packet copied from one to the other ``--delay-ms`` later, in order. TCP and UDP see a
+real round trip; iptables rules on the two devices drop packets.
 
-* ``tcp PORT`` -> ``ok LISTEN_PORT``: accept on LISTEN_PORT, connect to PORT, forward
-  both ways, each read delivered ``--delay-ms`` later (order kept).
-* ``udp HOST PORT`` -> ``ok BROWSER_SIDE_PORT RELAY_SIDE_PORT``: a datagram pair for one
-  WebRTC peer whose host candidate is HOST:PORT. The browser sends to
-  BROWSER_SIDE_PORT (its answer's candidate is rewritten to it); the relay sends to
-  RELAY_SIDE_PORT (the offer's candidate is rewritten to it). Every datagram is
-  forwarded ``--delay-ms`` later. ``target ID HOST PORT`` sets the relay's address.
+Each prints one ``READY {json}`` line on stdout once it is up and stops when its stdin
+closes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
+import fcntl
 import json
+import os
+import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
-HOST = "10.77.0.1"
+#: The browser's and the relay's address, each end of the point-to-point TUN link.
+BROWSER_HOST = "10.77.0.1"
+HOST = "10.77.0.2"
 #: Records kept per kind between two ``take`` calls (a run streams a few thousand frames).
 MAX_RECORDS = 100_000
 
@@ -164,144 +170,90 @@ async def service(args: argparse.Namespace) -> None:
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
-# -- the delay proxy --------------------------------------------------------------------
+# -- the wire ---------------------------------------------------------------------------
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+CLONE_NEWNET = 0x40000000
 
 
-class _Delayed:
-    """Deliver items ``delay`` seconds after they were put, in order."""
+def _open_tun(name: str) -> int:
+    """A TUN device named ``name`` in this process's current network namespace."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    return fd
 
-    def __init__(self, delay: float, deliver: Callable[[Any], None]) -> None:
-        self.delay = delay
-        self.deliver = deliver
-        self.queue: asyncio.Queue[tuple[float, Any]] = asyncio.Queue(maxsize=10_000)
-        self.task = asyncio.get_running_loop().create_task(self._run())
 
-    def put(self, item: Any) -> None:
-        if self.queue.full():  # bounded: a stuck side loses data instead of growing
-            return
-        self.queue.put_nowait((time.monotonic() + self.delay, item))
+def _enter_namespace(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+    finally:
+        os.close(fd)
 
-    async def _run(self) -> None:
+
+class _Direction:
+    """Packets read from one TUN device, written to the other ``delay`` seconds later."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, src: int, dst: int, delay: float) -> None:
+        self.loop, self.src, self.dst, self.delay = loop, src, dst, delay
+        self.queue: deque[tuple[float, bytes]] = deque(maxlen=10_000)
+        self.timer: asyncio.TimerHandle | None = None
+        self.overflow = 0
+        loop.add_reader(src, self.read)
+
+    def read(self) -> None:
         while True:
-            due, item = await self.queue.get()
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)  # the delay itself, not a synchronization
-            self.deliver(item)
-            self.queue.task_done()
-
-
-async def _tcp_proxy(target: int, delay: float) -> int:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(HOST, target)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            def deliver(data: bytes) -> None:
-                if data:
-                    dst.write(data)
-                elif dst.can_write_eof():
-                    dst.write_eof()
-
-            delayed = _Delayed(delay, deliver)
             try:
-                while data := await src.read(65536):
-                    delayed.put(data)
-                delayed.put(b"")
-                async with asyncio.timeout(10):
-                    await delayed.queue.join()
-            except (OSError, TimeoutError):
-                pass
-            finally:
-                delayed.task.cancel()
+                packet = os.read(self.src, 65536)
+            except BlockingIOError:
+                return
+            if len(self.queue) == self.queue.maxlen:
+                self.overflow += 1  # bounded; reported on exit, never seen at these rates
+            self.queue.append((self.loop.time() + self.delay, packet))
+            if self.timer is None:
+                self.timer = self.loop.call_at(self.queue[0][0], self.flush)
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        for w in (writer, up_writer):
-            w.close()
-
-    server = await asyncio.start_server(handle, HOST, 0)
-    port: int = server.sockets[0].getsockname()[1]
-    return port
-
-
-class _UdpSide(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, tuple[str, int]], None]) -> None:
-        self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.on_datagram(data, addr)
+    def flush(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        while self.queue and self.queue[0][0] <= now:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.dst, self.queue.popleft()[1])
+        if self.queue:
+            self.timer = self.loop.call_at(self.queue[0][0], self.flush)
 
 
-class _UdpPair:
-    def __init__(self, browser: tuple[str, int], delay: float) -> None:
-        self.browser = browser
-        self.relay: tuple[str, int] | None = None
-        self.delay = delay
-
-    async def open(self) -> tuple[int, int]:
-        loop = asyncio.get_running_loop()
-        self.b_side = _UdpSide(self._from_browser)
-        self.r_side = _UdpSide(self._from_relay)
-        await loop.create_datagram_endpoint(lambda: self.b_side, local_addr=(HOST, 0))
-        await loop.create_datagram_endpoint(lambda: self.r_side, local_addr=(HOST, 0))
-        self.to_relay = _Delayed(self.delay, self._send_relay)
-        self.to_browser = _Delayed(self.delay, self._send_browser)
-        assert self.b_side.transport and self.r_side.transport
-        return (
-            self.b_side.transport.get_extra_info("sockname")[1],
-            self.r_side.transport.get_extra_info("sockname")[1],
-        )
-
-    def _from_browser(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.to_relay.put(data)
-
-    def _from_relay(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.relay is None:
-            self.relay = addr
-        self.to_browser.put(data)
-
-    def _send_relay(self, data: bytes) -> None:
-        if self.relay is not None and self.r_side.transport is not None:
-            self.r_side.transport.sendto(data, self.relay)
-
-    def _send_browser(self, data: bytes) -> None:
-        if self.b_side.transport is not None:
-            self.b_side.transport.sendto(data, self.browser)
-
-
-async def proxy(args: argparse.Namespace) -> None:
-    delay = args.delay_ms / 1000
-    pairs: dict[str, _UdpPair] = {}
+async def wire(args: argparse.Namespace) -> None:
+    """Join the two namespaces with two TUN devices and a delay each way."""
+    browser_side = _open_tun(args.browser_dev)
+    _enter_namespace(args.relay_ns)
+    relay_side = _open_tun(args.relay_dev)
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    delay = args.delay_ms / 1000
+    ways = [
+        _Direction(loop, browser_side, relay_side, delay),
+        _Direction(loop, relay_side, browser_side, delay),
+    ]
     print("READY {}", flush=True)
-    while line := (await reader.readline()).decode().split():
-        if line[0] == "tcp":
-            print(f"ok {await _tcp_proxy(int(line[1]), delay)}", flush=True)
-        elif line[0] == "udp":
-            pair = _UdpPair((line[1], int(line[2])), delay)
-            b_port, r_port = await pair.open()
-            pairs[str(b_port)] = pair
-            if len(pairs) > 100:  # bounded: the oldest pair is forgotten
-                pairs.pop(next(iter(pairs)))
-            print(f"ok {b_port} {r_port}", flush=True)
-        elif line[0] == "target":
-            pairs[line[1]].relay = (line[2], int(line[3]))
-            print("ok", flush=True)
-        else:
-            print(f"error unknown command {line[0]!r}", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the run closes our stdin
+    lost = sum(w.overflow for w in ways)
+    if lost:
+        print(f"wire: {lost} packets over the queue bound", file=sys.stderr)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench._netloss_node")
-    parser.add_argument("role", choices=("service", "proxy"))
+    parser.add_argument("role", choices=("service", "wire"))
     parser.add_argument("--delay-ms", type=float, default=40.0)
+    parser.add_argument("--relay-ns", help="wire: the relay's namespace")
+    parser.add_argument("--browser-dev", default="nlbrowser")
+    parser.add_argument("--relay-dev", default="nlrelay")
     args = parser.parse_args()
-    asyncio.run(service(args) if args.role == "service" else proxy(args))
+    asyncio.run(service(args) if args.role == "service" else wire(args))
 
 
 if __name__ == "__main__":

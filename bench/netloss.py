@@ -37,8 +37,8 @@ import contextlib
 import json
 import math
 import os
-import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -51,7 +51,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from bench._netloss_node import HOST
+from bench._netloss_node import BROWSER_HOST, HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME_S = 0.020
@@ -61,6 +61,8 @@ ON_TIME_S = 0.150
 RATE_WS = 16000
 RATE_RTC = 48000
 MODES = ("webrtc", "websocket")
+BROWSER_DEV = "nlbrowser"
+RELAY_DEV = "nlrelay"
 #: An experiment the CLI adds: WebRTC with a 4-packet audio jitter buffer that waits for
 #: 2 frames (aiortc's own: 16 packets, 4 frames).
 JB_MODE = "webrtc-jb4p2"
@@ -160,43 +162,51 @@ async def _line(proc: asyncio.subprocess.Process, within: float = 20.0) -> str:
     return line
 
 
-async def _ask(proc: asyncio.subprocess.Process, command: str) -> list[str]:
-    assert proc.stdin is not None
-    proc.stdin.write(command.encode() + b"\n")
-    await proc.stdin.drain()
-    answer = (await _line(proc)).split()
-    if answer[0] != "ok":
-        raise RuntimeError(f"proxy: {' '.join(answer)}")
-    return answer[1:]
+class _Link:
+    """The loss rules on the link: one per namespace, on its end of the TUN pair."""
 
+    def __init__(self, browser_ns: str, relay_ns: str, loss: float) -> None:
+        self.ends = ((browser_ns, BROWSER_DEV), (relay_ns, RELAY_DEV))
+        self.loss = loss
 
-async def _iptables(action: str, proto: str, port: int, loss: float) -> None:
-    if loss <= 0:
-        return
-    args = [
-        "iptables", action, "INPUT", "-i", "lo", "-p", proto,
-        "-m", "multiport", "--ports", str(port),
-        "-m", "statistic", "--mode", "random", "--probability", f"{loss / 100:.4f}",
-        "-j", "DROP",
-    ]  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(*args)
-    async with asyncio.timeout(10):
-        if await proc.wait() != 0:
-            raise RuntimeError(f"iptables {action} failed")
+    def _rule(self, action: str, ns: str, dev: str) -> list[str]:
+        return [
+            "ip", "netns", "exec", ns, "iptables", action, "INPUT", "-i", dev,
+            "-m", "statistic", "--mode", "random", "--probability", f"{self.loss / 100:.4f}",
+            "-j", "DROP",
+        ]  # fmt: skip
 
+    async def _each(self, action: str) -> None:
+        if self.loss <= 0:
+            return
+        for ns, dev in self.ends:
+            proc = await asyncio.create_subprocess_exec(*self._rule(action, ns, dev))
+            async with asyncio.timeout(10):
+                if await proc.wait() != 0:
+                    raise RuntimeError(f"iptables {action} in {ns} failed")
 
-async def _dropped() -> int:
-    """Packets dropped so far by the loss rules (their iptables counters)."""
-    proc = await asyncio.create_subprocess_exec(
-        "iptables", "-L", "INPUT", "-v", "-x", "-n", stdout=subprocess.PIPE
-    )
-    async with asyncio.timeout(10):
-        out, _ = await proc.communicate()
-    return sum(
-        int(line.split()[0])
-        for line in out.decode().splitlines()
-        if "DROP" in line and "statistic" in line
-    )
+    async def lossy(self) -> None:
+        await self._each("-A")
+
+    async def clean(self) -> None:
+        await self._each("-D")
+
+    async def dropped(self) -> int:
+        """Packets dropped so far by the loss rules (their iptables counters)."""
+        total = 0
+        for ns, _ in self.ends:
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", ns, "iptables", "-L", "INPUT", "-v", "-x", "-n",
+                stdout=subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(10):
+                out, _ = await proc.communicate()
+            total += sum(
+                int(line.split()[0])
+                for line in out.decode().splitlines()
+                if "DROP" in line and "statistic" in line
+            )
+        return total
 
 
 async def _http_get(port: int, path: str) -> Any:
@@ -211,11 +221,11 @@ async def _http_get(port: int, path: str) -> Any:
 class _Pacer:
     """Frame ``k`` is captured at ``t0 + k * 20 ms``; switches the loss on after warm-up."""
 
-    def __init__(self, total: int, loss_on: Any) -> None:
+    def __init__(self, total: int, link: _Link) -> None:
         self.total = total
         self.t0: float | None = None
         self.captured: dict[int, float] = {}
-        self.loss_on = loss_on
+        self.link = link
         self.loss_task: asyncio.Task[None] | None = None
         self.dropped = 0
 
@@ -227,19 +237,15 @@ class _Pacer:
         if due > now:
             await asyncio.sleep(due - now)  # pacing: a microphone's clock
         if k == WARMUP_FRAMES - 3:
-            self.loss_task = asyncio.get_running_loop().create_task(self.loss_on())
+            self.loss_task = asyncio.get_running_loop().create_task(self.link.lossy())
         self.captured[k] = due
         return due
 
 
-async def _browser_ws(
-    service_port: int, proxy: asyncio.subprocess.Process, pacer: _Pacer, loss: float
-) -> dict[int, float]:
+async def _browser_ws(port: int, pacer: _Pacer) -> dict[int, float]:
     from websockets.asyncio.client import connect
     from websockets.typing import Origin
 
-    (port,) = await _ask(proxy, f"tcp {service_port}")
-    pacer.loss_on = lambda: _iptables("-A", "tcp", int(port), loss)
     frames = [speech_frame(k, RATE_WS) for k in range(pacer.total)]
     base = f"http://{HOST}:{port}"
     async with (
@@ -258,38 +264,13 @@ async def _browser_ws(
             await pacer.next(k)
             await ws.send(frames[k])
         reader.cancel()
-    pacer.dropped = await _dropped()
-    await _iptables("-D", "tcp", int(port), loss)
-    took = await _http_get(service_port, "/netloss/take")
+    pacer.dropped = await pacer.link.dropped()
+    await pacer.link.clean()
+    took = await _http_get(port, "/netloss/take")
     return dict(enumerate(took["ws"]))
 
 
-_CANDIDATE = re.compile(r"^(a=candidate:\S+ 1 udp \d+ )(\S+) (\d+)( typ host.*)$", re.M)
-
-
-def _only_candidate(sdp: str) -> tuple[str, int]:
-    for m in _CANDIDATE.finditer(sdp):
-        if m.group(2) == HOST:
-            return m.group(2), int(m.group(3))
-    raise RuntimeError("no host candidate on 10.77.0.1 in the SDP")
-
-
-def _rewrite(sdp: str, port: int) -> str:
-    """Keep the one UDP host candidate on HOST, pointing at the proxy's ``port``."""
-    out = []
-    for line in sdp.splitlines():
-        if line.startswith("a=candidate:"):
-            m = _CANDIDATE.match(line)
-            if m is None or m.group(2) != HOST:
-                continue
-            line = f"{m.group(1)}{HOST} {port}{m.group(4)}"
-        out.append(line)
-    return "\r\n".join(out) + "\r\n"
-
-
-async def _browser_rtc(
-    service_port: int, proxy: asyncio.subprocess.Process, pacer: _Pacer, loss: float
-) -> dict[int, float]:
+async def _browser_rtc(port: int, pacer: _Pacer) -> dict[int, float]:
     import av
     from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
@@ -333,24 +314,17 @@ async def _browser_rtc(
     try:
         async with asyncio.timeout(30 + pacer.total * FRAME_S * 3):
             await pc.setLocalDescription(await pc.createOffer())
-            ip, bport = _only_candidate(pc.localDescription.sdp)
-            b_side, r_side = (int(p) for p in await _ask(proxy, f"udp {ip} {bport}"))
-            pacer.loss_on = lambda: _iptables("-A", "udp", b_side, loss)
-            offer = {"type": "offer", "sdp": _rewrite(pc.localDescription.sdp, r_side)}
-            answer = await _post_offer(service_port, offer)
-            rip, rport = _only_candidate(answer["sdp"])
-            await _ask(proxy, f"target {b_side} {rip} {rport}")
-            await pc.setRemoteDescription(
-                RTCSessionDescription(sdp=_rewrite(answer["sdp"], b_side), type="answer")
-            )
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+            answer = await _post_offer(port, offer)
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
             await done.wait()
     finally:
         for task in sinks:
             task.cancel()
         await pc.close()
-    pacer.dropped = await _dropped()
-    await _iptables("-D", "udp", b_side, loss)
-    took = await _http_get(service_port, "/netloss/take")
+    pacer.dropped = await pacer.link.dropped()
+    await pacer.link.clean()
+    took = await _http_get(port, "/netloss/take")
     arrived: dict[int, float] = {}
     for pts, at in took["rtc"]:
         arrived.setdefault(round(pts / 960), at)
@@ -376,48 +350,45 @@ async def _post_offer(port: int, offer: dict[str, str]) -> Any:
 
 
 async def inside(
-    seconds: float, delay_ms: float, losses: list[float], modes: list[str]
+    browser_ns: str, relay_ns: str, seconds: float, losses: list[float], modes: list[str]
 ) -> list[Cell]:
-    """Run every cell; called in the namespace (``--inside``)."""
+    """Run every cell; called in the browser's namespace (``--inside``)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    node = [sys.executable, "-m", "bench._netloss_node"]
     pipe = subprocess.PIPE
     service = await asyncio.create_subprocess_exec(
-        *node, "service", env=env, cwd=ROOT, stdin=pipe, stdout=pipe
-    )
-    proxy = await asyncio.create_subprocess_exec(
-        *node, "proxy", "--delay-ms", str(delay_ms), env=env, cwd=ROOT, stdin=pipe, stdout=pipe
-    )
+        "ip", "netns", "exec", relay_ns, sys.executable, "-m", "bench._netloss_node", "service",
+        env=env, cwd=ROOT, stdin=pipe, stdout=pipe,
+    )  # fmt: skip
     try:
         ready = json.loads((await _line(service, 60)).removeprefix("READY "))
         url, webrtc_end = ready["url"], ready["webrtc"]
-        service_port = int(url.rsplit(":", 1)[1])
-        await _line(proxy, 60)
+        port = int(url.rsplit(":", 1)[1])
         n = round(seconds / FRAME_S)
         total = WARMUP_FRAMES + n + GRACE_FRAMES
         cells = []
         for loss in losses:
             for mode in modes:
-                pacer = _Pacer(total, None)
-                browse = _browser_ws if mode == "websocket" else _browser_rtc
+                pacer = _Pacer(total, _Link(browser_ns, relay_ns, loss))
                 jitter = "4,2" if mode == JB_MODE else ""
-                await _http_get(service_port, f"/netloss/jitter?{jitter}")
-                arrived = await browse(service_port, proxy, pacer, loss)
+                await _http_get(port, f"/netloss/jitter?{jitter}")
+                if mode == "websocket":
+                    arrived = await _browser_ws(port, pacer)
+                else:
+                    arrived = await _browser_rtc(port, pacer)
                 server = "gemini_live.web" if mode == "websocket" else webrtc_end
                 cell = score(mode, loss, pacer.captured, arrived, n, server)
                 cell.dropped = pacer.dropped
                 cells.append(cell)
         return cells
     finally:
-        for proc in (service, proxy):
-            assert proc.stdin is not None
-            proc.stdin.close()
-            try:
-                async with asyncio.timeout(10):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        assert service.stdin is not None
+        service.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await service.wait()
+        except TimeoutError:
+            service.kill()
+            await service.wait()
 
 
 # -- outside: the namespace -------------------------------------------------------------
@@ -440,25 +411,66 @@ def check_available() -> None:
             raise NamespaceUnavailable(f"{tool!r} is not installed")
 
 
+def _delete(name: str) -> None:
+    pids = subprocess.run(
+        ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+    ).stdout.split()
+    for pid in pids:  # only what this run started lives in its namespaces
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+
+
 @contextlib.contextmanager
-def namespace() -> Iterator[str]:
-    """A fresh namespace with ``lo`` up (plus 10.77.0.1), always deleted afterwards."""
+def link(delay_ms: float = 40.0) -> Iterator[tuple[str, str]]:
+    """Two fresh namespaces, the browser's and the relay's, joined by the wire (a TUN
+    device in each, ``delay_ms`` each way); both deleted afterwards, whatever happens."""
     check_available()
-    name = f"glnetloss-{os.getpid()}-{secrets.token_hex(3)}"
-    _run("ip", "netns", "add", name)
+    base = f"glnetloss-{os.getpid()}-{secrets.token_hex(3)}"
+    browser, relay = f"{base}-b", f"{base}-r"
+    made: list[str] = []
+    wire: subprocess.Popen[bytes] | None = None
     try:
-        _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-        _run("ip", "netns", "exec", name, "ip", "addr", "add", f"{HOST}/32", "dev", "lo")
-        _run("ip", "netns", "exec", name, "iptables", "-S")
-        yield name
+        for name in (browser, relay):
+            _run("ip", "netns", "add", name)
+            made.append(name)
+            _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+            _run("ip", "netns", "exec", name, "iptables", "-S")
+        wire = subprocess.Popen(
+            [
+                "ip", "netns", "exec", browser, sys.executable, "-m", "bench._netloss_node",
+                "wire", "--relay-ns", relay, "--delay-ms", str(delay_ms),
+                "--browser-dev", BROWSER_DEV, "--relay-dev", RELAY_DEV,
+            ],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env(), cwd=ROOT,
+        )  # fmt: skip
+        assert wire.stdout is not None
+        up, _, _ = select.select([wire.stdout], [], [], 30)
+        if not up or not wire.stdout.readline().startswith(b"READY"):
+            raise NamespaceUnavailable("the TUN link between the namespaces did not come up")
+        for ns, dev, me, peer in (
+            (browser, BROWSER_DEV, BROWSER_HOST, HOST),
+            (relay, RELAY_DEV, HOST, BROWSER_HOST),
+        ):
+            _run("ip", "netns", "exec", ns, "ip", "addr", "add", me, "peer", peer, "dev", dev)
+            _run("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+        yield browser, relay
     finally:
-        pids = subprocess.run(
-            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
-        ).stdout.split()
-        for pid in pids:  # only what this run started lives in its namespace
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        if wire is not None:
+            assert wire.stdin is not None and wire.stdout is not None
+            wire.stdin.close()
+            try:
+                wire.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                wire.kill()
+                wire.wait(timeout=10)
+            wire.stdout.close()
+        for name in made:
+            _delete(name)
 
 
 def run(
@@ -467,18 +479,17 @@ def run(
     losses: tuple[float, ...] = (0, 2, 5),
     modes: tuple[str, ...] = MODES,
 ) -> list[Cell]:
-    """Every cell, side by side, in one fresh namespace."""
-    with namespace() as name, tempfile.TemporaryDirectory() as tmp:
+    """Every cell, side by side, in one fresh pair of namespaces."""
+    with link(delay_ms) as (browser, relay), tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cells.json"
         cmd = [
-            "ip", "netns", "exec", name, sys.executable, "-m", "bench.netloss", "--inside",
-            "--seconds", str(seconds), "--delay-ms", str(delay_ms),
+            "ip", "netns", "exec", browser, sys.executable, "-m", "bench.netloss", "--inside",
+            "--browser-ns", browser, "--relay-ns", relay, "--seconds", str(seconds),
             "--losses", ",".join(f"{v:g}" for v in losses), "--out", str(out),
             "--modes", ",".join(modes),
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
         budget = 60 + len(losses) * len(modes) * (seconds + 8)
-        done = subprocess.run(cmd, cwd=ROOT, env=env, timeout=budget, check=False)
+        done = subprocess.run(cmd, cwd=ROOT, env=_env(), timeout=budget, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"the run inside the namespace failed ({done.returncode})")
         return [Cell(**c) for c in json.loads(out.read_text())]
@@ -508,13 +519,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-ns", help=argparse.SUPPRESS)
+    parser.add_argument("--browser-ns", help=argparse.SUPPRESS)
     args = parser.parse_args()
     losses = tuple(float(v) for v in args.losses.split(","))
     modes = tuple(args.modes.split(","))
     if unknown := set(modes) - {*MODES, JB_MODE}:
         parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
     if args.inside:
-        cells = asyncio.run(inside(args.seconds, args.delay_ms, list(losses), list(modes)))
+        cells = asyncio.run(
+            inside(args.browser_ns, args.relay_ns, args.seconds, list(losses), list(modes))
+        )
         Path(args.out).write_text(json.dumps([asdict(c) for c in cells]))
         return
     try:
