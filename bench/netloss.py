@@ -1,22 +1,25 @@
-"""Audio on time under packet loss: WebRTC vs the WebSocket relay, in a network namespace.
+"""Audio on time under packet loss: WebRTC vs the WebSocket relay, in network namespaces.
 
     sudo python -m bench.netloss [--seconds 10] [--delay-ms 40] [--losses 0,2,5] [--json]
 
-Needs root, ``ip netns`` and iptables (Linux). What it does:
+Needs root, ``ip netns``, iptables and ``/dev/net/tun`` (Linux). What it does:
 
-1. Creates a network namespace with a unique name (deleted at the end, also on failure or
-   timeout, after killing whatever still runs in it), brings ``lo`` up and gives it a
-   second address, 10.77.0.1 (ICE skips 127.0.0.1 when it gathers host candidates).
-2. Inside it starts the fake Live service plus the relay's ASGI app under uvicorn (one
-   process), a user-space delay proxy (a second process) and plays the synthetic browser
-   (this process).
-3. Between browser and proxy: ``iptables -A INPUT -i lo -p tcp|udp -m multiport --ports
-   PROXY_PORT -m statistic --mode random --probability P -j DROP``; both directions of
-   the browser's leg lose packets, the proxy-to-relay and relay-to-fake legs do not. The
-   kernel has no netem, so the delay is the proxy's: every read (TCP) or datagram (UDP)
-   goes on ``--delay-ms`` later, each way. For WebRTC the proxy sits between the two ICE
-   host candidates: the offer's and the answer's candidates are rewritten to it.
-4. Per cell (mode x loss): connect, stream 0.5 s of speech-like audio in 20 ms frames
+1. Creates two network namespaces with unique names, the browser's and the relay's (both
+   deleted at the end, also on failure or timeout, after killing what still runs in
+   them), with ``lo`` up in each.
+2. Joins them with the wire (``bench._netloss_node wire``): a TUN device in each,
+   10.77.0.1 (browser) and 10.77.0.2 (relay) at its ends, and every IP packet copied
+   across ``--delay-ms`` later, each way. The kernel has no netem; this puts the delay
+   where netem would, so TCP and ICE see the real round trip and no address is
+   rewritten.
+3. In the relay's namespace: the fake Live service and the relay's ASGI app (uvicorn,
+   WebRTC enabled), one process; over its ``lo`` the relay talks to the fake service,
+   with no loss and no delay. In the browser's: the synthetic browser (this process).
+4. Loss, per cell: ``iptables -A INPUT -i <link device> -m statistic --mode random
+   --probability P -j DROP`` in both namespaces, so both directions of the browser-relay
+   link lose packets (TCP for the WebSocket relay, UDP for WebRTC: the only traffic on
+   the link besides the harness's two HTTP calls between cells).
+5. Per cell (mode x loss): connect, stream 0.5 s of speech-like audio in 20 ms frames
    with no loss (the warm-up: ICE, DTLS and the Live session settle, and the first frame
    maps the relay's pts to the browser's frame index), switch the loss on, stream
    ``--seconds`` of measured frames and one more second (so late frames can still come
@@ -409,6 +412,8 @@ def check_available() -> None:
     for tool in ("ip", "iptables"):
         if shutil.which(tool) is None:
             raise NamespaceUnavailable(f"{tool!r} is not installed")
+    if not os.path.exists("/dev/net/tun"):
+        raise NamespaceUnavailable("no /dev/net/tun (the link between the namespaces)")
 
 
 def _delete(name: str) -> None:

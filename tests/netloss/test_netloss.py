@@ -1,6 +1,6 @@
 """Audio on time under packet loss, WebRTC vs WebSocket (bench/netloss.py, short run).
 
-Needs root, ``ip netns`` and iptables: without them the test skips locally with the
+Needs root, ``ip netns``, iptables and ``/dev/net/tun``: without them the test skips locally with the
 reason and fails in CI (``$CI``), which installs iptables (.ci/install-services).
 """
 
@@ -109,7 +109,7 @@ def test_audio_on_time_under_loss_webrtc_vs_websocket() -> None:
     print("\n" + netloss.table(cells, DELAY_MS))
     for mode in netloss.MODES:
         clean = by[(mode, 0.0)]
-        # No loss: everything arrives and the delay proxy is in the path.
+        # No loss: everything arrives, and the link's delay is in the latency.
         assert clean.lost == 0, clean
         assert DELAY_MS <= clean.p50_ms <= 150, clean
     assert by[("websocket", 0.0)].on_time >= 0.99, by[("websocket", 0.0)]
