@@ -1,7 +1,8 @@
 """Audio on time under packet loss, WebRTC vs WebSocket (bench/netloss.py, short run).
 
-Needs root, ``ip netns``, iptables and ``/dev/net/tun``: without them the test skips locally with the
-reason and fails in CI (``$CI``), which installs iptables (.ci/install-services).
+Needs root, ``ip netns``, iptables and ``/dev/net/tun``: without them the tests skip
+locally with the reason and fail in CI (``$CI``), which installs iptables
+(.ci/install-services).
 """
 
 from __future__ import annotations
