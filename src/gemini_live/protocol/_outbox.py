@@ -167,7 +167,7 @@ class OutboxState(msgspec.Struct, kw_only=True):
     #: Kept as summed at run time (a recomputed float sum could differ in the last bit).
     window_audio_s: float = 0.0
     #: Where each handed-out frame (and ``last_direct``) sits in ``window``, -1 if it is
-    #: not there: at run time they are one object, and unwritten() relies on that.
+    #: not there (matched by submission number: unwritten() requeues only those).
     unconfirmed_in_window: list[int] = []
     last_direct_in_window: int = -1
     #: User turn ends written on this connection and not answered yet: (seq, written at).
@@ -462,20 +462,25 @@ class Outbox:
 
     def unwritten(self, conn: Connection | None) -> None:
         """Frames handed out but not written go back to the head of the queue, in order."""
+        # The frame a send_* returned last is settled by now (written, or given back by
+        # direct_failed just before): it must not be matched again later.
+        self.last_direct = None
         unconfirmed = self.unconfirmed
         if not unconfirmed:
             return
         handed = list(unconfirmed)
         unconfirmed.clear()
         # A frame no longer in the window was acknowledged while its write was pending:
-        # the service has it, so it is not written again.
-        in_window = {id(out) for out in self.window}
-        back = [out for out in handed if id(out) in in_window]
+        # the service has it, so it is not written again. Records are matched by their
+        # submission number (unique per session), never by object identity: a runtime
+        # may copy a tuple.
+        in_window = {out[_SEQ] for out in self.window}
+        back = [out for out in handed if out[_SEQ] in in_window]
         if back:
-            ids = {id(out) for out in back}
+            seqs = {out[_SEQ] for out in back}
             kept: deque[_Rec] = deque()
             for out in self.window:
-                if id(out) in ids:
+                if out[_SEQ] in seqs:
                     self._window_forget(out)
                 else:
                     kept.append(out)
@@ -660,7 +665,7 @@ class Outbox:
 
     def snapshot(self) -> OutboxState:
         """Everything held, as plain data (records become :class:`RecordState`)."""
-        positions = {id(o): i for i, o in enumerate(self.window)}
+        positions = {o[_SEQ]: i for i, o in enumerate(self.window)}
         return OutboxState(
             seq=self.seq,
             pending=[_state_of(o) for o in self.pending],
@@ -669,10 +674,10 @@ class Outbox:
             window=[_state_of(o) for o in self.window],
             seed=[_state_of(o) for o in self.seed],
             window_audio_s=self.window_audio_s,
-            unconfirmed_in_window=[positions.get(id(o), -1) for o in self.unconfirmed],
+            unconfirmed_in_window=[positions.get(o[_SEQ], -1) for o in self.unconfirmed],
             last_direct_in_window=-1
             if self.last_direct is None
-            else positions.get(id(self.last_direct), -1),
+            else positions.get(self.last_direct[_SEQ], -1),
             unanswered=list(self.unanswered),
             responded_seq=self.responded_seq,
             max_setup_rtt=self.max_setup_rtt,
