@@ -290,6 +290,10 @@ def decode_events(data: Frame) -> list[Event]:
     return decode_frame(data)[1]
 
 
+#: What follows the base64 in every audio frame.
+AUDIO_FRAME_SUFFIX: Final = b'"}}}'
+
+
 class AudioFrameEncoder:
     """Encodes PCM16 chunks into complete ``realtimeInput.audio`` frames.
 
@@ -307,9 +311,14 @@ class AudioFrameEncoder:
         self._prefix = (
             b'{"realtimeInput":{"audio":{"mimeType":"' + self.mime_type.encode() + (b'","data":"')
         )
-        self._suffix = b'"}}}'
+        self._suffix = AUDIO_FRAME_SUFFIX
         #: Length of a frame with no audio (to reject empty chunks cheaply).
         self.empty_frame_size = len(self._prefix) + len(self._suffix)
+
+    @property
+    def prefix(self) -> bytes:
+        """The frame's bytes before the base64 payload."""
+        return self._prefix
 
     def encode(self, pcm: object) -> bytes:
         """One frame for ``pcm`` (bytes, memoryview, array('h'), numpy int16/float32)."""

@@ -141,8 +141,9 @@ def test_records_are_matched_by_number_not_by_identity() -> None:
     box.submit(text("a"), Kind.TEXT, 0.0, None, False)
     box.submit(text("b"), Kind.TEXT, 0.0, None, False)
     box.hand_out(conn, 0.1)
-    box.window = collections.deque(tuple(list(o)) for o in box.window)
-    box.unconfirmed = collections.deque(tuple(list(o)) for o in box.unconfirmed)
+    box.window = collections.deque(o[:1] + o[1:] for o in box.window)  # equal copies
+    box.unconfirmed = collections.deque(o[:1] + o[1:] for o in box.unconfirmed)
+    assert all(a is not b for a, b in zip(box.window, box.unconfirmed, strict=True))
     state = box.snapshot()
     assert state.unconfirmed_in_window == [0, 1]
     box.unwritten(conn)

@@ -30,6 +30,7 @@ generating; :meth:`ClientProtocol.snapshot` returns all of it as one versioned v
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -413,6 +414,16 @@ class ClientProtocol(Snapshots):
             and conn.state is _OPEN
             and not self._plan.holding,
         )
+
+    def audio_writer(self, write: Callable[[bytes], bool]) -> Callable[[object, float], bool]:
+        """The audio hot path of the current connection: ``writer(pcm, now)`` encodes a
+        chunk at the input rate, writes it with ``write`` and keeps it for re-sending, in
+        one call (see :meth:`Outbox.write_audio`). True: written; False: queued for
+        :meth:`data_to_send`. Valid while ``write`` writes to the current connection."""
+        conn = self._conn
+        if conn is None:
+            raise ProtocolStateError("no connection to write audio to")
+        return functools.partial(self._outbox.write_audio, conn, self._plan, write)
 
     def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
         """Queue one still frame (JPEG/PNG/WebP)."""
