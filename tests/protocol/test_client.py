@@ -819,3 +819,63 @@ def test_the_audio_writer_refuses_bad_audio_before_anything_changes(
 def test_an_audio_writer_needs_a_connection() -> None:
     with pytest.raises(errors.ProtocolStateError):
         make().audio_writer(lambda f: True)
+
+
+# -- the fused receive path (receive_stream) ----------------------------------------------
+
+_PCM = bytes(range(256)) * 4
+
+
+def _audio_frame(text: str | None = None, *, indent: bool = False) -> bytes:
+    import base64
+
+    content: dict[str, Any] = {
+        "modelTurn": {
+            "parts": [
+                {
+                    "inlineData": {
+                        "mimeType": "audio/pcm;rate=24000",
+                        "data": base64.b64encode(_PCM).decode(),
+                    }
+                }
+            ]
+        }
+    }
+    if text is not None:
+        content["outputTranscription"] = {"text": text}
+    obj = {"serverContent": content}
+    text_ = json.dumps(obj, indent=2) + "\n" if indent else json.dumps(obj, separators=(",", ":"))
+    return text_.encode()
+
+
+@pytest.mark.parametrize("indent", [False, True])
+@pytest.mark.parametrize("text", [None, "", "hello"])
+def test_receive_stream_applies_what_receive_applies(text: str | None, indent: bool) -> None:
+    general, fused = make(), make()
+    connect(general)
+    connect(fused)
+    data = _audio_frame(text, indent=indent)
+    events = general.receive(data, 1.0)
+    parts = fused.receive_stream(data, 1.0)
+    assert parts is not None
+    pcm, words = parts
+    assert events[0] == ev.ModelAudio(pcm)
+    assert list(events[1:]) == ([ev.OutputTranscription(words)] if words else [])
+    assert general.snapshot() == fused.snapshot()
+    assert general.generating and fused.generating
+
+
+def test_receive_stream_declines_other_frames_and_states() -> None:
+    p = make()
+    data = _audio_frame()
+    assert p.receive_stream(data, 0.0) is None  # no connection
+    p.connection_made()
+    p.data_to_send(0.0)
+    assert p.receive_stream(data, 0.0) is None  # setup not complete
+    p.receive(SETUP_COMPLETE, 0.0)
+    before = p.snapshot()
+    for other in (TURN_COMPLETE, MODEL_TEXT, data.replace(b"AAEC", b"AA\\u0045C"), b"{}"):
+        assert p.receive_stream(other, 0.0) is None
+    assert p.snapshot() == before
+    assert p.receive_stream(data, 0.0) is not None
+    assert p.stats.frames_received == before.stats.frames_received + 1

@@ -39,7 +39,7 @@ import msgspec
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.auth import ApiKind
-from gemini_live.codec import decode_frame, encode_client, fast_events
+from gemini_live.codec import _fast_parts, decode_frame, encode_client, fast_events
 from gemini_live.errors import (
     ConfigError,
     Phase,
@@ -566,6 +566,25 @@ class ClientProtocol(Snapshots):
         if msg.setup_complete is not UNSET:
             return self._on_setup_complete(conn, events, now)
         return events
+
+    def receive_stream(
+        self, data: bytes | bytearray | memoryview | str, now: float
+    ) -> tuple[bytes, str | None] | None:
+        """The receive hot path: a frame of model audio (and its output transcript) on an
+        open connection, decoded and applied in one call: ``(pcm, transcript or None)``.
+        None: any other frame or state, nothing done (use :meth:`receive`). The events are
+        what :meth:`receive` returns for the frame (no transcript event for an empty one).
+        """
+        conn = self._conn
+        if conn is None or conn.state is not _OPEN:
+            return None
+        parts = _fast_parts(data)
+        if parts is None:
+            return None
+        self.stats.frames_received += 1
+        if not self._generating:
+            self._model_started(now)
+        return parts
 
     def _model_started(self, now: float) -> None:
         self._generating = True
