@@ -535,7 +535,7 @@ def test_observe_input_inlined_does_what_start_turn_and_mark_user_input_do() -> 
         ev.ModelAudio(b"\x00\x00" * 10),
         ev.OutputTranscription("hi"),
         ev.TurnComplete(),
-        ev.ToolCall([FunctionCall(id="c", name="f")]),
+        ev.ToolCall((FunctionCall(id="c", name="f"),)),
         ev.Interrupted(),
         ev.Usage(UsageMetadata(prompt_token_count=3, total_token_count=5)),
     ]
