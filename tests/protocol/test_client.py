@@ -879,3 +879,18 @@ def test_receive_stream_declines_other_frames_and_states() -> None:
     assert p.snapshot() == before
     assert p.receive_stream(data, 0.0) is not None
     assert p.stats.frames_received == before.stats.frames_received + 1
+
+
+def test_a_writer_that_raises_leaves_the_chunk_queued() -> None:
+    p = make()
+    connect(p)
+
+    def broken(frame: bytes) -> bool:
+        raise OSError("socket gone")
+
+    writer = p.audio_writer(broken)
+    with pytest.raises(OSError):
+        writer(bytes(640), 1.0)
+    assert p.queued == 1 and p.stats.frames_sent == 0
+    (frame,) = p.data_to_send(2.0)
+    assert json.loads(frame)["realtimeInput"]["audio"]["data"]

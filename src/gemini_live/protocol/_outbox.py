@@ -459,10 +459,13 @@ class Outbox:
             self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
             return False
         seq = self.seq = self.seq + 1
-        if not write(frame):
-            # Not written: first in the queue, like a direct frame given back.
-            self.pending.append((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
-            self.pending_bytes += size
+        try:
+            written = write(frame)
+        except BaseException:
+            self._unwritten_audio(frame, seq, seconds)
+            raise
+        if not written:
+            self._unwritten_audio(frame, seq, seconds)
             return False
         idx = conn.next_index
         conn.next_index = idx + 1
@@ -485,6 +488,12 @@ class Outbox:
         if self.window_bytes > self.offline_limit:
             self._evict(None)
         return True
+
+    def _unwritten_audio(self, frame: bytes, seq: int, seconds: float) -> None:
+        """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
+        first in the queue, like a direct frame given back; the next flush writes it."""
+        self.pending.append((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
+        self.pending_bytes += len(frame)
 
     def set_seed(self, frames: list[bytes]) -> None:
         """History frames for the next fresh session (numbered now, released at open)."""
