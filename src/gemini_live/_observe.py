@@ -140,8 +140,9 @@ class SessionRecord:
                 audio = _ModelAudio(pcm, _OUTPUT_RATE)
                 if usage is not None:
                     observe_audio(usage, self.latency, audio, now)
-                if self.watchdog.armed:
-                    self.watchdog.observe(audio, now)
+                watchdog = self.watchdog
+                if watchdog._deadline is not None:  # armed (the property, read inline)
+                    watchdog.observe(audio, now)
                 self._emit(audio)
                 return
             events: list[ev.Event] = [_ModelAudio(pcm, _OUTPUT_RATE)]
