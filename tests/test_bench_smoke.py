@@ -135,3 +135,20 @@ def test_w2_real_time_means_p99_under_one_frame() -> None:
     assert real_time(ok)
     assert not real_time({**ok, "latency_ms_p99": 25.0})
     assert not real_time({**ok, "send_lag_ms_p99": 21.0})
+
+
+def test_bench_memory_runs_and_the_handle_empties_the_window() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--sessions", "5", "--turns", "2", "--chunks", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    row = json.loads(line.removeprefix("RESULT "))
+    assert row["sessions"] == 5
+    assert row["mid_turn_window_records"] == 10  # the user turn, kept until a handle
+    assert row["after_handle_window_records"] == 0  # the handle covered it

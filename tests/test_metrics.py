@@ -523,3 +523,38 @@ def test_observe_audio_matches_observe() -> None:
         results.append((last.time_to_first_audio, last.audio_bytes, meter.current))
     assert results[0] == results[1]
     assert results[0][0] == pytest.approx(0.25)
+
+
+def test_observe_input_inlined_does_what_start_turn_and_mark_user_input_do() -> None:
+    """The per-input shortcut agrees with the methods it stands for, in every state."""
+    import random
+
+    from gemini_live.metrics import LatencyTracker, UsageMeter, observe, observe_input
+
+    kinds: list[ev.Event] = [
+        ev.ModelAudio(b"\x00\x00" * 10),
+        ev.OutputTranscription("hi"),
+        ev.TurnComplete(),
+        ev.ToolCall((FunctionCall(id="c", name="f"),)),
+        ev.Interrupted(),
+        ev.Usage(UsageMetadata(prompt_token_count=3, total_token_count=5)),
+    ]
+    for seed in range(20):
+        rng = random.Random(seed)
+        a = (UsageMeter(), LatencyTracker())
+        b = (UsageMeter(), LatencyTracker())
+        for step in range(200):
+            now = float(step)
+            if rng.random() < 0.4:
+                observe_input(a[0], a[1], now)
+                b[0].start_turn()
+                b[1].mark_user_input(now)
+            else:
+                event = rng.choice(kinds)
+                observe(a[0], a[1], event, now)
+                observe(b[0], b[1], event, now)
+            assert list(a[0].turns) == list(b[0].turns)
+            assert a[0]._grace == b[0]._grace
+            assert list(a[1].turns) == list(b[1].turns)
+            assert a[1]._pending == b[1]._pending
+            assert a[1]._next_input == b[1]._next_input

@@ -42,6 +42,7 @@ from gemini_live.transport.base import (
 __all__ = ["Connector", "Host"]
 
 logger = logging.getLogger("gemini_live.session")
+_monotonic = time.monotonic
 
 
 class Host(Protocol):
@@ -98,7 +99,7 @@ class _ConnHandler:
         self.last_rx = time.monotonic()
 
     def on_frame(self, data: bytes) -> None:
-        self.last_rx = now = time.monotonic()
+        self.last_rx = now = _monotonic()
         if self.info is None:
             self.deliver(data, now)
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gemini_live import events as ev
+from gemini_live._pcm import OUTPUT_RATE
 from gemini_live.config import SessionConfig
 from gemini_live.errors import GeminiLiveError
 from gemini_live.history import History
@@ -42,6 +43,8 @@ from gemini_live.watchdog import InteractionWatchdog
 
 __all__ = ["SessionRecord"]
 
+_ModelAudio = ev.ModelAudio
+_OUTPUT_RATE = OUTPUT_RATE
 #: Event types a frame may hold and still take the stream path.
 _STREAM_TYPES = frozenset((ev.ModelAudio, ev.OutputTranscription))
 
@@ -74,6 +77,7 @@ class SessionRecord:
         "_log",
         "_protocol",
         "_receive",
+        "_receive_stream",
         "_stats",
         "history",
         "input_at",
@@ -95,6 +99,7 @@ class SessionRecord:
         self._config = config
         self._protocol = protocol
         self._receive = protocol.receive
+        self._receive_stream = protocol.receive_stream
         self._stats = protocol.stats
         self._emit = emit
         self._lifecycle = lifecycle
@@ -123,6 +128,31 @@ class SessionRecord:
 
     def on_frame(self, data: bytes, now: float) -> None:
         """One frame of the current connection: apply, count, emit (the three paths)."""
+        parts = self._receive_stream(data, now)
+        if parts is not None:
+            pcm, text = parts
+            usage = self.usage
+            if usage is not None and self.input_at is not None:
+                observe_input(usage, self.latency, self.input_at)
+                self.input_at = None
+            if text is None:
+                # The hot path: a frame that is one audio chunk needs no lifecycle handling.
+                audio = _ModelAudio(pcm, _OUTPUT_RATE)
+                if usage is not None:
+                    observe_audio(usage, self.latency, audio, now)
+                watchdog = self.watchdog
+                if watchdog._deadline is not None:  # armed (the property, read inline)
+                    watchdog.observe(audio, now)
+                self._emit(audio)
+                return
+            events: list[ev.Event] = [_ModelAudio(pcm, _OUTPUT_RATE)]
+            if text:
+                events.append(ev.OutputTranscription(text))
+            if self._debug.debug:
+                kinds = ", ".join(type(e).__name__ for e in events)
+                self._log.debug("received a %d-byte frame: %s", len(data), kinds)
+            self._on_stream(events, usage, now)
+            return
         try:
             events = self._receive(data, now)
         except GeminiLiveError as exc:

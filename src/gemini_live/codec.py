@@ -179,13 +179,20 @@ _b64decode: Final = pybase64.b64decode
 _bad_text: Final = re.compile(rb'[\\"\x00-\x1f]').search
 
 
-def _by_template(data: bytes) -> tuple[int, int, bytes | None] | None:
-    """(payload start, payload end, raw transcript) when ``data`` fills a template."""
+def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
+    """(PCM, transcript or None) of a frame that fills a fast-path template, else None.
+
+    The template match and the decoding in one function (the receive hot path): one dict
+    lookup on the first bytes tells a frame of any other kind apart.
+    """
+    if type(data) is not bytes:
+        return None
     hit = _DISPATCH.get(data[:_KEY_LEN])
     if hit is None:
         return None
     find, startswith = data.find, data.startswith
     audio_first, candidates = hit
+    raw: bytes | None = None
     if audio_first:
         for head, tail, tail_nl, middle, tail2, tail2_nl in candidates:
             if startswith(head):  # the heads of the two key orders exclude each other
@@ -195,45 +202,41 @@ def _by_template(data: bytes) -> tuple[int, int, bytes | None] | None:
                     return None
                 rest = data[stop:]
                 if rest in (tail, tail_nl):
-                    return start, stop, None
-                if startswith(middle, stop):
-                    text_at = stop + len(middle)
-                    text_end = find(b'"', text_at)
-                    rest = data[text_end:]
-                    if text_end >= 0 and rest in (tail2, tail2_nl):
-                        return start, stop, data[text_at:text_end]
-                return None
-        return None
-    head_t, text_first = candidates
-    if not startswith(head_t):
-        return None
-    text_at = len(head_t)
-    text_end = find(b'"', text_at)
-    if text_end < 0:
-        return None
-    for middle, tail, tail_nl in text_first:
-        if startswith(middle, text_end):
-            start = text_end + len(middle)
-            stop = find(b'"', start)
-            rest = data[stop:]
-            if stop >= 0 and rest in (tail, tail_nl):
-                return start, stop, data[text_at:text_end]
+                    break
+                if not startswith(middle, stop):
+                    return None
+                text_at = stop + len(middle)
+                text_end = find(b'"', text_at)
+                rest = data[text_end:]
+                if text_end < 0 or rest not in (tail2, tail2_nl):
+                    return None
+                raw = data[text_at:text_end]
+                break
+        else:
             return None
-    return None
-
-
-def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
-    """(PCM, transcript or None) of a frame that fills a fast-path template, else None."""
-    if type(data) is not bytes:
-        return None
-    hit = _by_template(data)
-    if hit is None:
-        return None
-    start, end, raw = hit
+    else:
+        head_t, text_first = candidates
+        if not startswith(head_t):
+            return None
+        text_at = len(head_t)
+        text_end = find(b'"', text_at)
+        if text_end < 0:
+            return None
+        for middle, tail, tail_nl in text_first:
+            if startswith(middle, text_end):
+                start = text_end + len(middle)
+                stop = find(b'"', start)
+                rest = data[stop:]
+                if stop < 0 or rest not in (tail, tail_nl):
+                    return None
+                raw = data[text_at:text_end]
+                break
+        else:
+            return None
     # Strict base64 validation also rejects a backslash in the payload (an escape), so a
     # frame that merely looks like a template falls back to the general decoder.
     try:
-        pcm = _b64decode(data[start:end], validate=True)
+        pcm = _b64decode(data[start:stop], validate=True)
         if raw is None:
             return pcm, None
         if _bad_text(raw) is not None:
@@ -290,6 +293,10 @@ def decode_events(data: Frame) -> list[Event]:
     return decode_frame(data)[1]
 
 
+#: What follows the base64 in every audio frame.
+AUDIO_FRAME_SUFFIX: Final = b'"}}}'
+
+
 class AudioFrameEncoder:
     """Encodes PCM16 chunks into complete ``realtimeInput.audio`` frames.
 
@@ -307,9 +314,14 @@ class AudioFrameEncoder:
         self._prefix = (
             b'{"realtimeInput":{"audio":{"mimeType":"' + self.mime_type.encode() + (b'","data":"')
         )
-        self._suffix = b'"}}}'
+        self._suffix = AUDIO_FRAME_SUFFIX
         #: Length of a frame with no audio (to reject empty chunks cheaply).
         self.empty_frame_size = len(self._prefix) + len(self._suffix)
+
+    @property
+    def prefix(self) -> bytes:
+        """The frame's bytes before the base64 payload."""
+        return self._prefix
 
     def encode(self, pcm: object) -> bytes:
         """One frame for ``pcm`` (bytes, memoryview, array('h'), numpy int16/float32)."""

@@ -699,11 +699,21 @@ def observe_transcript(
 
 
 def observe_input(meter: UsageMeter | None, tracker: LatencyTracker | None, now: float) -> None:
-    """Record that the user just sent input (call after each send_*)."""
+    """Record that the user just sent input (call after each send_*).
+
+    Runs once per input, so the common case of a streaming conversation (the meter's
+    turn still open, the model already answering) is a few attribute reads, inlined.
+    """
     if meter is not None:
-        meter.start_turn()
+        current = meter._current
+        if current is not None and current.complete:
+            meter.start_turn()
     if tracker is not None:
-        tracker.mark_user_input(now)
+        p = tracker._pending
+        if p is not None and (p.first_audio is not None or p.first_text is not None):
+            tracker._next_input = now  # the model is answering: this input starts the next turn
+        else:
+            tracker.mark_user_input(now)
 
 
 def observe_all(

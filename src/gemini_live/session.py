@@ -153,6 +153,8 @@ class Session:
         # per-event check cheap when there are none.
         self._subscribers: tuple[weakref.ref[_Subscriber], ...] = ()
         self._try_send: Callable[[bytes], bool] | None = None  # set via _set_direct
+        #: The audio hot path of the current connection (set with ``_try_send``).
+        self._write_audio: Callable[[object, float], bool] | None = None
         self._closing = False
         self._closed_event: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -394,6 +396,7 @@ class Session:
     def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
         self._try_send = try_send
         self.protocol.direct_writes = try_send is not None
+        self._write_audio = None if try_send is None else self.protocol.audio_writer(try_send)
 
     def _is_closing(self) -> bool:
         # A method, not the attribute, so mypy does not narrow the flag across awaits.
@@ -461,6 +464,15 @@ class Session:
         if self._closing or self.error is not None or self._runner is None:
             self._check_usable()
         now = _monotonic()
+        write_audio = self._write_audio
+        if write_audio is not None and sample_rate is None:
+            # The hot path: encoded, written and kept for re-sending in one call.
+            written = write_audio(pcm, now)
+            if self.usage is not None:
+                self._record.input_at = now
+            if not written:
+                await self._flush()
+            return
         frame = self.protocol.send_audio(pcm, now, sample_rate)
         if self.usage is not None:
             self._record.input_at = now

@@ -733,3 +733,164 @@ def test_a_first_connection_that_resumes_says_so() -> None:
     plain.connection_made()
     plain.data_to_send(0.0)
     assert not any(isinstance(e, ev.Resumed) for e in plain.receive(SETUP_COMPLETE, 0.0))
+
+
+# -- the fused audio path (audio_writer) --------------------------------------------------
+
+
+def _writer_pair() -> tuple[ClientProtocol, ClientProtocol, list[bytes]]:
+    """Two equal cores: one sends with send_audio + a write, one with audio_writer."""
+    a, b = make(), make()
+    connect(a)
+    connect(b)
+    return a, b, []
+
+
+def test_the_audio_writer_does_what_send_audio_and_a_write_do() -> None:
+    general, fused, wrote = _writer_pair()
+
+    def write(frame: bytes) -> bool:
+        wrote.append(frame)
+        return True
+
+    writer = fused.audio_writer(write)
+    chunks = [bytes([i % 256]) * 640 for i in range(300)] + [bytes(642), bytes(638)]
+    for i, pcm in enumerate(chunks):
+        frame = general.send_audio(pcm, float(i))
+        assert frame is not None
+        assert writer(pcm, float(i)) is True
+        assert wrote[-1] == frame
+    assert general.stats == fused.stats
+    assert general._outbox.window == fused._outbox.window
+    assert general._outbox.window_audio_s == fused._outbox.window_audio_s
+    assert general._outbox.window_bytes == fused._outbox.window_bytes
+    assert general._conn == fused._conn
+
+
+def test_a_refused_write_queues_the_chunk_first_and_nothing_is_lost() -> None:
+    general, fused, _ = _writer_pair()
+    ok = [True, False]
+    writer = fused.audio_writer(lambda f: ok.pop(0))
+    assert general.send_audio(b"\x01\x00" * 320, 1.0) is not None
+    assert general.send_audio(b"\x02\x00" * 320, 2.0) is not None
+    general.direct_failed()
+    assert writer(b"\x01\x00" * 320, 1.0) is True
+    assert writer(b"\x02\x00" * 320, 2.0) is False
+    # A refused chunk waits in the queue; later chunks go behind it, never past it.
+    assert writer(b"\x03\x00" * 320, 3.0) is False
+    assert general.send_audio(b"\x03\x00" * 320, 3.0) is None
+    assert general.data_to_send(4.0) == fused.data_to_send(4.0)
+    assert general.stats == fused.stats
+    assert general._outbox.window == fused._outbox.window
+
+
+def test_the_audio_writer_queues_while_a_rotation_holds_input_or_the_connection_is_down() -> None:
+    p = make()
+    connect(p)
+    writer = p.audio_writer(lambda f: pytest.fail("nothing may be written"))
+    p.begin_rotation()
+    assert writer(bytes(640), 1.0) is False
+    assert p.queued == 1
+    drop(p)
+    assert writer(bytes(640), 2.0) is False
+    assert p.queued == 2 and p.stats.frames_sent == 0
+
+
+@pytest.mark.parametrize(
+    ("pcm", "error"),
+    [
+        (b"", errors.ConfigError),
+        (b"\x00" * 3, errors.AudioFormatError),
+        ("ab", errors.AudioFormatError),
+    ],
+)
+def test_the_audio_writer_refuses_bad_audio_before_anything_changes(
+    pcm: object, error: type[Exception]
+) -> None:
+    p = make()
+    connect(p)
+    writer = p.audio_writer(lambda f: pytest.fail("nothing may be written"))
+    before = p.snapshot()
+    with pytest.raises(error):
+        writer(pcm, 1.0)
+    assert p.snapshot() == before
+
+
+def test_an_audio_writer_needs_a_connection() -> None:
+    with pytest.raises(errors.ProtocolStateError):
+        make().audio_writer(lambda f: True)
+
+
+# -- the fused receive path (receive_stream) ----------------------------------------------
+
+_PCM = bytes(range(256)) * 4
+
+
+def _audio_frame(text: str | None = None, *, indent: bool = False) -> bytes:
+    import base64
+
+    content: dict[str, Any] = {
+        "modelTurn": {
+            "parts": [
+                {
+                    "inlineData": {
+                        "mimeType": "audio/pcm;rate=24000",
+                        "data": base64.b64encode(_PCM).decode(),
+                    }
+                }
+            ]
+        }
+    }
+    if text is not None:
+        content["outputTranscription"] = {"text": text}
+    obj = {"serverContent": content}
+    text_ = json.dumps(obj, indent=2) + "\n" if indent else json.dumps(obj, separators=(",", ":"))
+    return text_.encode()
+
+
+@pytest.mark.parametrize("indent", [False, True])
+@pytest.mark.parametrize("text", [None, "", "hello"])
+def test_receive_stream_applies_what_receive_applies(text: str | None, indent: bool) -> None:
+    general, fused = make(), make()
+    connect(general)
+    connect(fused)
+    data = _audio_frame(text, indent=indent)
+    events = general.receive(data, 1.0)
+    parts = fused.receive_stream(data, 1.0)
+    assert parts is not None
+    pcm, words = parts
+    assert events[0] == ev.ModelAudio(pcm)
+    assert list(events[1:]) == ([ev.OutputTranscription(words)] if words else [])
+    assert general.snapshot() == fused.snapshot()
+    assert general.generating and fused.generating
+
+
+def test_receive_stream_declines_other_frames_and_states() -> None:
+    p = make()
+    data = _audio_frame()
+    assert p.receive_stream(data, 0.0) is None  # no connection
+    p.connection_made()
+    p.data_to_send(0.0)
+    assert p.receive_stream(data, 0.0) is None  # setup not complete
+    p.receive(SETUP_COMPLETE, 0.0)
+    before = p.snapshot()
+    for other in (TURN_COMPLETE, MODEL_TEXT, data.replace(b"AAEC", b"AA\\u0045C"), b"{}"):
+        assert p.receive_stream(other, 0.0) is None
+    assert p.snapshot() == before
+    assert p.receive_stream(data, 0.0) is not None
+    assert p.stats.frames_received == before.stats.frames_received + 1
+
+
+def test_a_writer_that_raises_leaves_the_chunk_queued() -> None:
+    p = make()
+    connect(p)
+
+    def broken(frame: bytes) -> bool:
+        raise OSError("socket gone")
+
+    writer = p.audio_writer(broken)
+    with pytest.raises(OSError):
+        writer(bytes(640), 1.0)
+    assert p.queued == 1 and p.stats.frames_sent == 0
+    (frame,) = p.data_to_send(2.0)
+    assert json.loads(frame)["realtimeInput"]["audio"]["data"]

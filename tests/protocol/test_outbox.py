@@ -6,6 +6,7 @@ a fresh session's seed leaves out (``resend_texts``).
 
 from __future__ import annotations
 
+import collections
 import logging
 
 import msgspec
@@ -131,6 +132,23 @@ def test_a_frame_acknowledged_while_its_write_was_pending_is_not_written_again()
     box.cover_by_handle(1.0)  # older than the guard: covered
     box.unwritten(conn)
     assert box.queued == 0 and box.unacknowledged == 0
+
+
+def test_records_are_matched_by_number_not_by_identity() -> None:
+    # A runtime (or a compiled build) may hand back an equal copy of a tuple: giving the
+    # frames back must still find them in the window and requeue them, none lost.
+    box, conn = make(), open_conn()
+    box.submit(text("a"), Kind.TEXT, 0.0, None, False)
+    box.submit(text("b"), Kind.TEXT, 0.0, None, False)
+    box.hand_out(conn, 0.1)
+    box.window = collections.deque(o[:1] + o[1:] for o in box.window)  # equal copies
+    box.unconfirmed = collections.deque(o[:1] + o[1:] for o in box.unconfirmed)
+    assert all(a is not b for a, b in zip(box.window, box.unconfirmed, strict=True))
+    state = box.snapshot()
+    assert state.unconfirmed_in_window == [0, 1]
+    box.unwritten(conn)
+    assert [o[0] for o in box.pending] == [text("a"), text("b")]
+    assert box.unacknowledged == 0 and conn.next_index == 1
 
 
 def test_direct_failed_puts_the_frame_at_the_head() -> None:

@@ -13,6 +13,7 @@ import pytest
 import gemini_live as gl
 from gemini_live import _observe as frame_paths
 from gemini_live import events as ev
+from gemini_live.protocol import ClientProtocol
 from gemini_live.testing import FakeLiveServer
 
 from .conftest import config_for
@@ -103,6 +104,7 @@ async def test_stream_path_matches_the_general_path(
     frames = script(seed)
     fast = await replay(server, frames)
     monkeypatch.setattr(frame_paths, "_is_stream", lambda events: False)
+    monkeypatch.setattr(ClientProtocol, "receive_stream", lambda self, data, now: None)
     plain = await replay(server, frames)
     assert fast == plain
     if seed % 2:

@@ -30,6 +30,7 @@ generating; :meth:`ClientProtocol.snapshot` returns all of it as one versioned v
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -38,7 +39,7 @@ import msgspec
 
 from gemini_live._limits import MAX_MESSAGE_SIZE
 from gemini_live.auth import ApiKind
-from gemini_live.codec import decode_frame, encode_client, fast_events
+from gemini_live.codec import _fast_parts, decode_frame, encode_client, fast_events
 from gemini_live.errors import (
     ConfigError,
     Phase,
@@ -418,6 +419,16 @@ class ClientProtocol(Snapshots):
             and not self._plan.holding,
         )
 
+    def audio_writer(self, write: Callable[[bytes], bool]) -> Callable[[object, float], bool]:
+        """The audio hot path of the current connection: ``writer(pcm, now)`` encodes a
+        chunk at the input rate, writes it with ``write`` and keeps it for re-sending, in
+        one call (see :meth:`Outbox.write_audio`). True: written; False: queued for
+        :meth:`data_to_send`. Valid while ``write`` writes to the current connection."""
+        conn = self._conn
+        if conn is None:
+            raise ProtocolStateError("no connection to write audio to")
+        return functools.partial(self._outbox.write_audio, conn, self._plan, write)
+
     def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
         """Queue one still frame (JPEG/PNG/WebP)."""
         msg = _messages.video(frame, mime_type)
@@ -559,6 +570,25 @@ class ClientProtocol(Snapshots):
         if msg.setup_complete is not UNSET:
             return self._on_setup_complete(conn, events, now)
         return events
+
+    def receive_stream(
+        self, data: bytes | bytearray | memoryview | str, now: float
+    ) -> tuple[bytes, str | None] | None:
+        """The receive hot path: a frame of model audio (and its output transcript) on an
+        open connection, decoded and applied in one call: ``(pcm, transcript or None)``.
+        None: any other frame or state, nothing done (use :meth:`receive`). The events are
+        what :meth:`receive` returns for the frame (no transcript event for an empty one).
+        """
+        conn = self._conn
+        if conn is None or conn.state is not _OPEN:
+            return None
+        parts = _fast_parts(data)
+        if parts is None:
+            return None
+        self.stats.frames_received += 1
+        if not self._generating:
+            self._model_started(now)
+        return parts
 
     def _model_started(self, now: float) -> None:
         self._generating = True

@@ -44,14 +44,16 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
+import pybase64
 
 from gemini_live._checks import non_negative, non_negative_int
-from gemini_live.codec import AudioFrameEncoder
+from gemini_live._pcm import as_pcm16
+from gemini_live.codec import AUDIO_FRAME_SUFFIX, AudioFrameEncoder
 from gemini_live.errors import ConfigError, MessageTooLargeError, QueueFullError
 from gemini_live.protocol._state import Connection, SessionStats, State
 
@@ -128,10 +130,20 @@ _TEXT: Final = int(Kind.TEXT)
 _TOOL_RESPONSE: Final = int(Kind.TOOL_RESPONSE)
 _SEED: Final = int(Kind.SEED)
 _OPEN: Final = State.OPEN
+_TAIL: Final = AUDIO_FRAME_SUFFIX
+_join: Final = b"".join
+_b64encode: Final = pybase64.b64encode
 #: Unanswered user turn ends remembered per connection.
 _MAX_UNANSWERED: Final = 1024
 #: Probe points kept per connection (older ones only ever matter less).
 _MAX_PROBES: Final = 64
+
+
+class _Holding(Protocol):
+    """Whether a rotation holds new input (the rotation plan's flag)."""
+
+    @property
+    def holding(self) -> bool: ...
 
 
 def _b64_len(frame: bytes, payload: int) -> int:
@@ -167,7 +179,7 @@ class OutboxState(msgspec.Struct, kw_only=True):
     #: Kept as summed at run time (a recomputed float sum could differ in the last bit).
     window_audio_s: float = 0.0
     #: Where each handed-out frame (and ``last_direct``) sits in ``window``, -1 if it is
-    #: not there: at run time they are one object, and unwritten() relies on that.
+    #: not there (matched by submission number: unwritten() requeues only those).
     unconfirmed_in_window: list[int] = []
     last_direct_in_window: int = -1
     #: User turn ends written on this connection and not answered yet: (seq, written at).
@@ -208,6 +220,8 @@ class Outbox:
     __slots__ = (
         "_audio",
         "_audio_by_rate",
+        "_bytes_per_s",
+        "_head",
         "last_direct",
         "max_frame",
         "max_setup_rtt",
@@ -241,6 +255,10 @@ class Outbox:
         self.stats = stats
         self._audio = AudioFrameEncoder(input_rate)
         self._audio_by_rate: dict[int, AudioFrameEncoder] = {input_rate: self._audio}
+        #: The input rate's frame around the base64 and PCM16 bytes per second (the
+        #: audio hot path, :meth:`write_audio`).
+        self._head = self._audio.prefix
+        self._bytes_per_s = 2 * input_rate
         self.offline_limit = offline_buffer_bytes
         self.max_frame = max_frame_bytes
         self.resend = resend
@@ -403,6 +421,80 @@ class Outbox:
             return frame
         return self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
 
+    def write_audio(
+        self,
+        conn: Connection,
+        plan: _Holding,
+        write: Callable[[bytes], bool],
+        pcm: object,
+        now: float,
+    ) -> bool:
+        """The audio hot path in one call: encode one PCM16 chunk at the input rate, write
+        it with ``write`` (a synchronous writer that returns False when it cannot write
+        now) and keep it in the re-send window. True: written. False: queued instead
+        (``conn`` is not open, a rotation holds input, something is queued or unconfirmed
+        before it, or ``write`` refused it); the caller flushes.
+
+        The same checks, numbers, stats and window as :meth:`send_audio` followed by a
+        successful write, without handing the frame out first: it is recorded only once
+        written, so a refused write has nothing to undo (it goes to the head of the queue,
+        as :meth:`direct_failed` would put it). Bad input raises before anything changes.
+        """
+        # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64.
+        raw = pcm if type(pcm) is bytes else as_pcm16(pcm)
+        n = len(raw)
+        if n & 1 or not n:
+            as_pcm16(raw)  # raises for an odd byte count
+            raise ConfigError("audio chunk is empty")
+        frame = _join((self._head, _b64encode(raw), _TAIL))
+        size = len(frame)
+        seconds = n / self._bytes_per_s
+        if (
+            conn.state is not _OPEN
+            or plan.holding
+            or size > self.max_frame
+            or self.pending
+            or self.unconfirmed
+        ):
+            self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
+            return False
+        seq = self.seq = self.seq + 1
+        try:
+            written = write(frame)
+        except BaseException:
+            self._unwritten_audio(frame, seq, seconds)
+            raise
+        if not written:
+            self._unwritten_audio(frame, seq, seconds)
+            return False
+        idx = conn.next_index
+        conn.next_index = idx + 1
+        out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx, conn.bytes_out + size)
+        conn.bytes_out += size
+        self.stats.frames_sent += 1
+        window = self.window
+        window.append(out)
+        self.window_bytes += size
+        held = self.window_audio_s + seconds
+        limit = self.resend.audio_seconds
+        if held > limit and window[0][_K] == _AUDIO:
+            first = window.popleft()
+            held -= first[_AS]
+            self.window_bytes -= len(first[_F])
+            self.stats.frames_at_risk += 1
+        self.window_audio_s = held
+        if held > limit:
+            self._evict(_AUDIO)
+        if self.window_bytes > self.offline_limit:
+            self._evict(None)
+        return True
+
+    def _unwritten_audio(self, frame: bytes, seq: int, seconds: float) -> None:
+        """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
+        first in the queue, like a direct frame given back; the next flush writes it."""
+        self.pending.append((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
+        self.pending_bytes += len(frame)
+
     def set_seed(self, frames: list[bytes]) -> None:
         """History frames for the next fresh session (numbered now, released at open)."""
         self.seed = []
@@ -462,20 +554,25 @@ class Outbox:
 
     def unwritten(self, conn: Connection | None) -> None:
         """Frames handed out but not written go back to the head of the queue, in order."""
+        # The frame a send_* returned last is settled by now (written, or given back by
+        # direct_failed just before): it must not be matched again later.
+        self.last_direct = None
         unconfirmed = self.unconfirmed
         if not unconfirmed:
             return
         handed = list(unconfirmed)
         unconfirmed.clear()
         # A frame no longer in the window was acknowledged while its write was pending:
-        # the service has it, so it is not written again.
-        in_window = {id(out) for out in self.window}
-        back = [out for out in handed if id(out) in in_window]
+        # the service has it, so it is not written again. Records are matched by their
+        # submission number (unique per session), never by object identity: a runtime
+        # may copy a tuple.
+        in_window = {out[_SEQ] for out in self.window}
+        back = [out for out in handed if out[_SEQ] in in_window]
         if back:
-            ids = {id(out) for out in back}
+            seqs = {out[_SEQ] for out in back}
             kept: deque[_Rec] = deque()
             for out in self.window:
-                if id(out) in ids:
+                if out[_SEQ] in seqs:
                     self._window_forget(out)
                 else:
                     kept.append(out)
@@ -660,7 +757,7 @@ class Outbox:
 
     def snapshot(self) -> OutboxState:
         """Everything held, as plain data (records become :class:`RecordState`)."""
-        positions = {id(o): i for i, o in enumerate(self.window)}
+        positions = {o[_SEQ]: i for i, o in enumerate(self.window)}
         return OutboxState(
             seq=self.seq,
             pending=[_state_of(o) for o in self.pending],
@@ -669,10 +766,10 @@ class Outbox:
             window=[_state_of(o) for o in self.window],
             seed=[_state_of(o) for o in self.seed],
             window_audio_s=self.window_audio_s,
-            unconfirmed_in_window=[positions.get(id(o), -1) for o in self.unconfirmed],
+            unconfirmed_in_window=[positions.get(o[_SEQ], -1) for o in self.unconfirmed],
             last_direct_in_window=-1
             if self.last_direct is None
-            else positions.get(id(self.last_direct), -1),
+            else positions.get(self.last_direct[_SEQ], -1),
             unanswered=list(self.unanswered),
             responded_seq=self.responded_seq,
             max_setup_rtt=self.max_setup_rtt,

@@ -1,0 +1,210 @@
+"""Memory per active session above the transport floor, from one run.
+
+``python -m bench.memory`` starts the fake Live server (:class:`gemini_live.testing.
+FakeLiveServer`) in its own process, then, for each N in ``--sessions``:
+
+1. the *floor*: N bare picows connections that wrote a setup and got ``setupComplete``;
+2. gemini-live: N sessions (picows, ``on_event``, the default config) in a spoken
+   conversation: each turn the user streams ``--chunks`` 20 ms chunks of 16 kHz PCM16,
+   then ``audioStreamEnd``; the fake answers, ends the turn and issues a resumable handle
+   (a handle every turn).
+
+Memory is read twice per turn: *mid-turn* (every session has streamed its chunks, none
+answered: the re-send window holds the whole user turn) and *after the handle* (the
+handle covered the turn). Reported per session, above the floor: the Python heap
+(tracemalloc, which sees every object and buffer Python allocates) and the RSS. The
+numbers are differences against the same process before the connections opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+from typing import Any, Final
+
+from bench.common import current_rss_bytes, raise_fd_limit
+
+#: 20 ms of 16 kHz PCM16, not silent.
+CHUNK: Final = (b"\x10\x27\xf0\xd8" * 160)[:640]
+LIMIT: Final = 120.0
+
+
+def serve() -> int:
+    """The fake server's process: prints ``URL <url>`` and runs until stdin closes."""
+    from gemini_live.testing import FakeLiveServer
+
+    async def main() -> None:
+        async with FakeLiveServer(reply_chunks=2, vad=False) as server:
+            sys.stdout.write(f"URL {server.url}\n")
+            sys.stdout.flush()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(main())
+    return 0
+
+
+def _heap() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def _floor(url: str, n: int) -> list[Any]:
+    """N bare picows connections past the setup (what any client holds at least)."""
+    from picows import WSListener, WSMsgType, ws_connect
+
+    class Bare(WSListener):
+        def __init__(self) -> None:
+            self.ready = asyncio.get_running_loop().create_future()
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if not self.ready.done():
+                self.ready.set_result(None)
+
+    setup = json.dumps({"setup": {"model": "models/gemini-3.8-live"}}).encode()
+    conns: list[tuple[Any, Bare]] = []
+    for _ in range(n):
+        transport, listener = await ws_connect(Bare, url, read_buffer_init_size=4096)
+        assert isinstance(listener, Bare)
+        transport.send(WSMsgType.TEXT, setup)
+        conns.append((transport, listener))
+    async with asyncio.timeout(LIMIT):
+        await asyncio.gather(*(listener.ready for _, listener in conns))
+    return conns
+
+
+async def _sessions(url: str, n: int) -> list[Any]:
+    import gemini_live as gl
+
+    out = []
+    for _ in range(n):
+        config = gl.build_config(url=url, model="gemini-3.8-live", main_stream=False)
+        out.append(await asyncio.wait_for(gl.Session.connect(config), 10.0))
+    return out
+
+
+async def _turn(sessions: list[Any], chunks: int) -> tuple[int, int, int]:
+    """One turn of every session; (heap mid-turn, rss mid-turn, window records mid-turn)."""
+    from gemini_live import events as ev
+
+    loop = asyncio.get_running_loop()
+    handled = [loop.create_future() for _ in sessions]
+    removers = []
+    for s, fut in zip(sessions, handled, strict=True):
+
+        def on_event(event: ev.Event, fut: asyncio.Future[None] = fut) -> None:
+            if type(event) is ev.SessionResumptionUpdate and event.resumable and not fut.done():
+                fut.set_result(None)
+
+        removers.append(s.on_event(on_event))
+    for _ in range(chunks):
+        for s in sessions:
+            await s.send_audio(CHUNK)
+        await asyncio.sleep(0)
+    heap, rss = _heap(), current_rss_bytes()
+    records = sum(s.protocol.unacknowledged for s in sessions)
+    for s in sessions:
+        await s.send_audio_stream_end()
+    async with asyncio.timeout(LIMIT):
+        await asyncio.gather(*handled)
+    for remove in removers:
+        remove()
+    return heap, rss, records
+
+
+async def run(url: str, n: int, turns: int, chunks: int) -> dict[str, Any]:
+    gc.collect()
+    heap0, rss0 = _heap(), current_rss_bytes()
+    floor = await _floor(url, n)
+    heap_floor, rss_floor = _heap() - heap0, current_rss_bytes() - rss0
+    for transport, _ in floor:
+        transport.disconnect()
+    del floor
+    await asyncio.sleep(0.5)  # let the sockets close (not a synchronisation)
+    gc.collect()
+    heap0, rss0 = _heap(), current_rss_bytes()
+    sessions = await _sessions(url, n)
+    mid: list[tuple[int, int, int]] = []
+    after: list[tuple[int, int]] = []
+    for _ in range(turns):
+        mid.append(await _turn(sessions, chunks))
+        after.append((_heap(), current_rss_bytes()))
+    result = {
+        "sessions": n,
+        "turns": turns,
+        "chunks_per_turn": chunks,
+        "floor_heap_kib": heap_floor / n / 1024,
+        "floor_rss_kib": rss_floor / n / 1024,
+        "mid_turn_heap_kib": (mid[-1][0] - heap0) / n / 1024 - heap_floor / n / 1024,
+        "mid_turn_rss_kib": (mid[-1][1] - rss0) / n / 1024 - rss_floor / n / 1024,
+        "mid_turn_window_records": mid[-1][2] / n,
+        "after_handle_heap_kib": (after[-1][0] - heap0) / n / 1024 - heap_floor / n / 1024,
+        "after_handle_rss_kib": (after[-1][1] - rss0) / n / 1024 - rss_floor / n / 1024,
+        "after_handle_window_records": sum(s.protocol.unacknowledged for s in sessions) / n,
+    }
+    async with asyncio.timeout(LIMIT):
+        await asyncio.gather(*(s.close() for s in sessions))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
+    ap.add_argument("--sessions", default="300,1000", help="comma-separated N")
+    ap.add_argument("--turns", type=int, default=3)
+    ap.add_argument("--chunks", type=int, default=100, help="20 ms chunks per user turn")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        return serve()
+    raise_fd_limit()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.memory", "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line.startswith("URL "):
+            print("the fake server did not start", file=sys.stderr)
+            return 2
+        url = line.split()[1]
+        tracemalloc.start()
+        rows = []
+        for n in (int(x) for x in args.sessions.split(",") if x):
+            t0 = time.monotonic()
+            row = asyncio.run(run(url, n, args.turns, args.chunks))
+            row["seconds"] = round(time.monotonic() - t0, 1)
+            rows.append(row)
+            print("RESULT " + json.dumps(row), flush=True)
+        print()
+        print(
+            "| N | floor heap KiB | mid-turn heap KiB | mid-turn RSS KiB | records mid-turn "
+            "| after handle heap KiB | after handle RSS KiB |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(
+                f"| {r['sessions']} | {r['floor_heap_kib']:.1f} | {r['mid_turn_heap_kib']:.1f} "
+                f"| {r['mid_turn_rss_kib']:.1f} | {r['mid_turn_window_records']:.0f} "
+                f"| {r['after_handle_heap_kib']:.1f} | {r['after_handle_rss_kib']:.1f} |"
+            )
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
