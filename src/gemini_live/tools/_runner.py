@@ -1062,15 +1062,21 @@ class ToolRunner:
             self._task_event(task, "started")
             await self._follow(job, spec, task, inner)
         except asyncio.CancelledError:
-            if task.state == "running" and task.id in self._tasks and not self._handover(task):
-                task.state = "cancelled"
-                self.stats.cancelled += 1
-                self._remember(task)
-                self._task_event(task, "cancelled")
+            if task.id in self._tasks:
+                self._ended_by_cancel(task)
             raise
         finally:
             if not inner.done():
                 inner.cancel()
+
+    def _ended_by_cancel(self, task: ToolTask) -> None:
+        """The server cancelled the call, or the runner stops: a running task ends with
+        it (with a store it stays running for the next owner, see :meth:`_handover`)."""
+        if task.state == "running" and not self._handover(task):
+            task.state = "cancelled"
+            self.stats.cancelled += 1
+            self._remember(task)
+            self._task_event(task, "cancelled")
 
     async def _follow(
         self, job: _Job, spec: ToolSpec | None, task: ToolTask, inner: asyncio.Task[Any]
@@ -1106,13 +1112,7 @@ class ToolRunner:
                 return  # the server cancelled the call: nobody to tell
             await self._deliver(job, spec, task)
         except asyncio.CancelledError:
-            # The server cancelled the call, or the runner stops: the task ends with it
-            # (in the store it stays running for the next owner, see _handover).
-            if task.state == "running" and not self._handover(task):
-                task.state = "cancelled"
-                self.stats.cancelled += 1
-                self._remember(task)
-                self._task_event(task, "cancelled")
+            self._ended_by_cancel(task)
             raise
         finally:
             if not inner.done():
