@@ -36,7 +36,6 @@ from aiortc.mediastreams import MediaStreamError
 from gemini_live._asgi import Message, Scope
 from gemini_live._bridge import PeerClose
 from gemini_live.audio import INPUT_RATE, OUTPUT_RATE
-from gemini_live.webrtc._playout import MAX_FILL, PlayoutBuffer, Slot
 from gemini_live.web._relay import (
     CLOSE_POLICY,
     CLOSE_RATE_LIMITED,
@@ -46,6 +45,7 @@ from gemini_live.web._relay import (
     _Connection,
     _encode,
 )
+from gemini_live.webrtc._playout import MAX_FILL, PlayoutBuffer, Slot
 
 if TYPE_CHECKING:
     from gemini_live.webrtc._endpoint import WebRTCRelay
@@ -520,9 +520,7 @@ class _RtcLink:
             if not hasattr(receiver, _JITTER_ATTR):
                 logger.warning("webrtc: this aiortc has no per-receiver jitter buffer to replace")
                 return None
-            feed = _ReceiverFeed(
-                transceiver, self.endpoint.jitter_ms / 1000, self._arrived.set
-            )
+            feed = _ReceiverFeed(transceiver, self.endpoint.jitter_ms / 1000, self._arrived.set)
             setattr(receiver, _JITTER_ATTR, feed)
             self.feed = feed
             return feed
