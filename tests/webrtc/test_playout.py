@@ -167,3 +167,90 @@ def test_what_is_held_is_bounded() -> None:
 def test_a_negative_delay_is_refused() -> None:
     with pytest.raises(ValueError, match="delay"):
         PlayoutBuffer(-0.001)
+
+
+def _opus_packets(n: int) -> list[bytes]:
+    """``n`` 20 ms Opus packets of a tone, as a browser would send them."""
+    import fractions
+    import math
+
+    import av
+    from aiortc import RTCRtpCodecParameters
+    from aiortc.codecs import get_encoder
+
+    encoder = get_encoder(
+        RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    )
+    out: list[bytes] = []
+    for k in range(n):
+        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+        pcm = b"".join(
+            int(8000 * math.sin(2 * math.pi * 440 * (k * 960 + i) / 48000)).to_bytes(
+                2, "little", signed=True
+            )
+            for i in range(960)
+        )
+        frame.planes[0].update(pcm)
+        frame.sample_rate = 48000
+        frame.pts = k * 960
+        frame.time_base = fractions.Fraction(1, 48000)
+        payloads, _ts = encoder.encode(frame)
+        out.extend(payloads)
+    return out
+
+
+async def test_the_link_fills_a_gap_with_silence_on_the_sample_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the link makes of released slots: decoded sound, a gap as 20 ms of silence
+    (flagged while it is handed over), an undecodable packet filled and counted."""
+    import av
+    from aiortc import RTCRtpCodecParameters
+
+    import gemini_live as gl
+    from gemini_live.web import Relay
+    from gemini_live.webrtc import WebRTCRelay
+    from gemini_live.webrtc._peer import _ReceiverFeed, _RtcLink
+
+    relay = Relay(lambda conn: gl.build_config(api_key="k"), authorize=Relay.ALLOW_ANYONE)
+    rtc = WebRTCRelay(relay)
+    link = _RtcLink(rtc, "v=0")
+    seen: list[tuple[int, float, bool]] = []
+
+    def record(self: _RtcLink, pcm16k: bytes, capture_pts: float) -> None:
+        seen.append((len(pcm16k), capture_pts, self.inbound_filled))
+
+    monkeypatch.setattr(_RtcLink, "_on_inbound_audio", record)
+
+    class Transceiver:
+        def __init__(self) -> None:
+            self._codecs = [
+                RTCRtpCodecParameters(
+                    mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111
+                )
+            ]
+
+    class Packet:
+        def __init__(self, seq: int, payload: bytes) -> None:
+            self.payload_type = 111
+            self.sequence_number = seq
+            self.timestamp = seq * 960
+            self.payload = payload
+
+    feed = _ReceiverFeed(Transceiver(), 0.040, link._arrived.set)
+    packets = _opus_packets(8)
+    for seq in (0, 1, 2, 3):
+        assert feed.add(Packet(seq, packets[seq])) == (False, None)
+    feed.add(Packet(5, packets[5]))  # 4 is lost
+    feed.add(Packet(6, b"\xff"))  # not Opus
+    link._resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+    assert feed.playout is not None
+    slots = feed.playout.pop(1e9)  # every deadline passed
+    assert [s.payload is None for s in slots] == [False] * 4 + [True, False, False]
+    for slot in slots:
+        link._play(feed, slot)
+    assert seen[-3][2] is True and seen[-2][2] is False and seen[-1][2] is True
+    assert [round(pts * 50) for _, pts, _ in seen[-3:]] == [4, 5, 6]  # 20 ms steps
+    assert all(n == 640 for n, _, _ in seen[2:])  # 20 ms at 16 kHz each, filled or not
+    assert rtc.stats.audio_undecodable_packets == 1
+    assert not link.inbound_filled

@@ -72,6 +72,8 @@ class WebRTCStats:
     audio_reordered_packets: int = 0
     #: Packets held ahead of a gap, dropped when a jump of more than 0.5 s started over.
     audio_discarded_packets: int = 0
+    #: Microphone packets the decoder refused (their 20 ms filled with silence).
+    audio_undecodable_packets: int = 0
 
 
 class _Refused(Exception):

@@ -396,7 +396,8 @@ class _RtcLink:
                 decoded = self._decoder.decode(JitterFrame(slot.payload, slot.pts))
                 frames = [f for f in decoded if isinstance(f, av.AudioFrame)]
             except av.FFmpegError:
-                frames = []
+                self.endpoint.stats.audio_undecodable_packets += 1
+                frames = []  # its 20 ms are filled like a lost packet's
         filled = not frames
         if filled:
             last = self._last_frame
