@@ -6,9 +6,10 @@
 ``service`` runs the fake Live service and the relay's ASGI app (uvicorn, WebRTC enabled)
 on 10.77.0.2, with two measuring wrappers: the time each binary WebSocket message reached
 the app (the WebSocket relay's audio chunks, in order) and the pts and time of each
-decoded audio frame aiortc's remote track hands to the relay (the WebRTC side). ``GET
-/netloss/take`` returns what was recorded since the last call and clears it;
-``GET /netloss/jitter?C,P`` sizes the audio jitter buffer of later peers (an experiment).
+decoded microphone chunk the WebRTC end hands to the relay (``_RtcLink._on_inbound_audio``,
+filled gaps left out). ``GET /netloss/take`` returns what was recorded since the last call
+and clears it; ``GET /netloss/jitter?aiortc`` makes later peers use aiortc's own audio
+jitter buffer instead of the play-out buffer (a comparison; ``?`` alone resets).
 
 ``wire`` is the link: a TUN device in each namespace (the kernel has no netem) and every
 IP packet copied from one to the other ``--delay-ms`` later, in order. TCP and UDP see a
@@ -65,44 +66,42 @@ class Recorder:
         return out
 
 
-def _patch_remote_track(recorder: Recorder) -> None:
-    """Record every audio frame aiortc's remote track hands to its consumer."""
+def _patch_inbound_audio(recorder: Recorder) -> None:
+    """Record every microphone chunk the WebRTC end hands to the relay (the seam
+    ``_RtcLink._on_inbound_audio``), by its pts in 48 kHz samples; silence filling a
+    gap is not the microphone's audio and is not recorded."""
     try:
-        from aiortc.rtcrtpreceiver import RemoteStreamTrack
+        from gemini_live.webrtc._peer import _RtcLink
     except ImportError:  # the WebRTC side is then reported as unavailable
         return
-    original = RemoteStreamTrack.recv
+    original = _RtcLink._on_inbound_audio
 
-    async def recv(self: Any) -> Any:
-        frame = await original(self)
-        if self.kind == "audio" and frame.pts is not None:
-            recorder.rtc_frame(int(frame.pts))
-        return frame
+    def on_inbound_audio(self: Any, pcm16k: bytes, capture_pts: float) -> None:
+        if not self.inbound_filled:
+            recorder.rtc_frame(round(capture_pts * 48000))
+        original(self, pcm16k, capture_pts)
 
-    RemoteStreamTrack.recv = recv  # type: ignore[method-assign]
-
-
-#: (capacity, prefetch) for the audio jitter buffer of aiortc receivers made from now on;
-#: None keeps aiortc's (16, 4). Set by ``GET /netloss/jitter?C,P`` (``?`` alone resets).
-JITTER: list[tuple[int, int] | None] = [None]
+    _RtcLink._on_inbound_audio = on_inbound_audio  # type: ignore[method-assign]
 
 
-def _patch_jitter_buffer() -> None:
-    """Let a cell try another audio jitter buffer size (an experiment, not the product)."""
+#: True: later peers keep aiortc's own audio jitter buffer (16 packets, 4 frames
+#: prefetch), the path before the play-out buffer, for comparison. Set by ``GET
+#: /netloss/jitter?aiortc`` (``?`` alone resets).
+AIORTC_JB: list[bool] = [False]
+
+
+def _patch_feed() -> None:
+    """Let a cell run without the play-out buffer (a comparison, not the product)."""
     try:
-        from aiortc.jitterbuffer import JitterBuffer
-        from aiortc.rtcrtpreceiver import RTCRtpReceiver
+        from gemini_live.webrtc._peer import _RtcLink
     except ImportError:
         return
-    original = RTCRtpReceiver.__init__
+    original = _RtcLink._install_feed
 
-    def init(self: Any, kind: str, transport: Any) -> None:
-        original(self, kind, transport)
-        size = JITTER[0]
-        if kind == "audio" and size is not None:
-            self._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=size[0], prefetch=size[1])
+    def install(self: Any, track: Any) -> Any:
+        return None if AIORTC_JB[0] else original(self, track)
 
-    RTCRtpReceiver.__init__ = init  # type: ignore[method-assign]
+    _RtcLink._install_feed = install  # type: ignore[method-assign]
 
 
 Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -111,8 +110,7 @@ Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 def _measured(app: Asgi, recorder: Recorder) -> Asgi:
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/netloss/jitter":
-            query = scope["query_string"].decode()
-            JITTER[0] = (int(query.split(",")[0]), int(query.split(",")[1])) if query else None
+            AIORTC_JB[0] = scope["query_string"].decode() == "aiortc"
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"{}"})
             return
@@ -148,8 +146,8 @@ async def service(args: argparse.Namespace) -> None:
     from gemini_live.web import Relay, RelayLimits, create_app, running
 
     recorder = Recorder()
-    _patch_remote_track(recorder)
-    _patch_jitter_buffer()
+    _patch_inbound_audio(recorder)
+    _patch_feed()
     async with FakeLiveServer() as fake:
 
         def config(_c: Any) -> gl.SessionConfig:

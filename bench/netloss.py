@@ -28,8 +28,9 @@ Needs root, ``ip netns``, iptables and ``/dev/net/tun`` (Linux). What it does:
 Measured at the relay process: for each measured 20 ms frame, its arrival minus its
 capture (the time the browser's pacer produced it: a microphone delivers on time, so a
 late sender counts against the path). WebSocket: the n-th binary message the relay app
-received is frame n. WebRTC: the pts of each decoded frame aiortc's remote track hands to
-the relay (48 kHz clock, 960 per frame). A frame that never arrives counts as late.
+received is frame n. WebRTC: the pts of each decoded chunk the WebRTC end hands to the
+relay (``_RtcLink._on_inbound_audio``; 48 kHz clock, 960 per frame); silence filling a lost
+frame is not counted as its arrival. A frame that never arrives counts as late.
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ RATE_RTC = 48000
 MODES = ("webrtc", "websocket")
 BROWSER_DEV = "nlbrowser"
 RELAY_DEV = "nlrelay"
-#: An experiment the CLI adds: WebRTC with a 4-packet audio jitter buffer that waits for
-#: 2 frames (aiortc's own: 16 packets, 4 frames).
-JB_MODE = "webrtc-jb4p2"
+#: A comparison the CLI adds: WebRTC through aiortc's own audio jitter buffer (16 packets,
+#: a frame released once 4 more are there), the path before the play-out buffer.
+JB_MODE = "webrtc-aiortc-jb"
 
 
 class NamespaceUnavailable(RuntimeError):
@@ -372,7 +373,7 @@ async def inside(
         for loss in losses:
             for mode in modes:
                 pacer = _Pacer(total, _Link(browser_ns, relay_ns, loss))
-                jitter = "4,2" if mode == JB_MODE else ""
+                jitter = "aiortc" if mode == JB_MODE else ""
                 await _http_get(port, f"/netloss/jitter?{jitter}")
                 if mode == "websocket":
                     arrived = await _browser_ws(port, pacer)

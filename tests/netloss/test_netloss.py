@@ -114,19 +114,30 @@ def test_audio_on_time_under_loss_webrtc_vs_websocket() -> None:
         assert clean.lost == 0, clean
         assert DELAY_MS <= clean.p50_ms <= 150, clean
     assert by[("websocket", 0.0)].on_time >= 0.99, by[("websocket", 0.0)]
-    # aiortc's audio jitter buffer holds 4 frames (80 ms) before it lets one go: with the
-    # 40 ms link that leaves ~25 ms of slack, which a loaded machine sometimes eats.
-    assert by[("webrtc", 0.0)].on_time >= 0.95, by[("webrtc", 0.0)]
+    # The play-out buffer lets a packet that is next in sequence go at once: without loss
+    # WebRTC adds nothing to the link's 40 ms (aiortc's own jitter buffer added 80). A
+    # loaded machine sometimes stalls the Python media path (the wire, DTLS, SRTP) for a
+    # frame or two past 150 ms, hence 97 %, not 100.
+    rtc_clean = by[("webrtc", 0.0)]
+    assert rtc_clean.on_time >= 0.97, rtc_clean
+    assert rtc_clean.p50_ms <= DELAY_MS + 30, rtc_clean
     # The loss is real, and only where asked: the rule's counters.
     for mode in netloss.MODES:
         assert by[(mode, 0.0)].dropped == 0
         assert by[(mode, 5.0)].dropped > 0, by[(mode, 5.0)]
-    # What the measurement supports today (docs/performance.md, "Audio under packet
-    # loss"): after a lost packet aiortc's receiver waits until 16 packets are queued and
-    # then stays that far behind, so at 5 % loss WebRTC audio is late more often than the
-    # WebSocket's, whose TCP retransmits a lost segment about one round trip later.
+    # Under loss (docs/performance.md, "Audio under packet loss"): a lost packet's frame
+    # is given up at its deadline and the frames after it are not held back, so what is
+    # late is about what the network lost, and no more.
+    for loss in (2.0, 5.0):
+        rtc = by[("webrtc", loss)]
+        arrived = 1 - rtc.lost / rtc.frames
+        assert rtc.on_time >= arrived - 0.03, rtc  # a stall may make 2-3 frames late
+        assert rtc.p50_ms <= DELAY_MS + 30, rtc
+    # And so WebRTC keeps about as much audio on time as the WebSocket, whose TCP
+    # retransmits a lost segment a round trip later (and holds what follows it). The
+    # margin is the noise of 125 frames (the count lost at 5 % alone varies by ~2 %
+    # either way); aiortc's own jitter buffer was 60-80 points below.
     rtc, ws = by[("webrtc", 5.0)], by[("websocket", 5.0)]
-    assert rtc.on_time <= ws.on_time, (
-        "WebRTC now keeps more audio on time than the WebSocket at 5 % loss: update "
-        f"docs/performance.md and turn this assertion around ({rtc} vs {ws})"
+    assert rtc.on_time >= ws.on_time - 0.10, (
+        f"WebRTC keeps less audio on time than the WebSocket at 5 % loss ({rtc} vs {ws})"
     )

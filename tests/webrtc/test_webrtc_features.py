@@ -175,6 +175,11 @@ def test_turn_credentials_stay_out_of_reprs() -> None:
         {"max_offer_bytes": 0},
         {"connect_timeout": 0},
         {"outbound_buffer_seconds": -1},
+        {"jitter_ms": -1},
+        {"jitter_ms": 501},
+        {"jitter_ms": "40"},
+        {"jitter_ms": True},
+        {"jitter_ms": float("nan")},
     ],
 )
 def test_bad_settings_are_refused(bad: dict[str, Any]) -> None:

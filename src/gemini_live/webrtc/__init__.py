@@ -15,7 +15,9 @@ when the peer connection cannot be made. Each peer connection is one connection 
 tools hooks, conversation store and counters; the page's messages travel on a data
 channel instead of WebSocket text frames, and one ``{"type": "close", "code", "reason"}``
 message stands for the WebSocket close frame. Audio travels as Opus on two audio tracks:
-the browser's microphone (48 kHz, resampled once to 16 kHz for the Live API) and the
+the browser's microphone (48 kHz, played out by deadline with ``jitter_ms`` of
+reordering tolerance, a lost packet's 20 ms filled with silence, resampled once to 16 kHz
+for the Live API) and the
 model's 24 kHz voice (paced in real time from a bounded queue that barge-in empties).
 
 ICE uses the server's host candidates unless ``ice_servers`` (STUN/TURN) is given; see

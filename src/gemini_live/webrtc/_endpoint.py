@@ -64,6 +64,16 @@ class WebRTCStats:
     refused: int = 0
     #: Peer connections open now.
     active: int = 0
+    #: Microphone RTP packets that came after their frame's play-out deadline (dropped).
+    audio_late_packets: int = 0
+    #: Missing microphone frames given up at their deadline and filled with silence.
+    audio_gaps_filled: int = 0
+    #: Microphone RTP packets that arrived out of order and were put back in order.
+    audio_reordered_packets: int = 0
+    #: Packets held ahead of a gap, dropped when a jump of more than 0.5 s started over.
+    audio_discarded_packets: int = 0
+    #: Microphone packets the decoder refused (their 20 ms filled with silence).
+    audio_undecodable_packets: int = 0
 
 
 class _Refused(Exception):
@@ -107,6 +117,11 @@ class WebRTCRelay:
             ``limits.connect_timeout``).
         outbound_buffer_seconds: Model audio queued for the outbound track at most; the
             relay waits (back-pressure) beyond it. Barge-in empties it.
+        jitter_ms: The microphone's reordering tolerance: packets next in sequence go to
+            the relay as they arrive; a missing one is waited for at most this long after
+            it was due, then its 20 ms are filled with silence and the packets after it
+            go on (a packet later than that is dropped and counted in
+            :class:`WebRTCStats`). 0 to 500; default 40 (two packets).
     """
 
     def __init__(
@@ -117,6 +132,7 @@ class WebRTCRelay:
         max_offer_bytes: int = 32 * 1024,
         connect_timeout: float | None = None,
         outbound_buffer_seconds: float = 60.0,
+        jitter_ms: float = 40.0,
     ) -> None:
         if not isinstance(relay, Relay):
             raise ConfigError("WebRTCRelay needs a gemini_live.web.Relay")
@@ -128,6 +144,12 @@ class WebRTCRelay:
             raise ConfigError("connect_timeout must be > 0")
         if not outbound_buffer_seconds > 0:
             raise ConfigError("outbound_buffer_seconds must be > 0")
+        if (
+            isinstance(jitter_ms, bool)
+            or not isinstance(jitter_ms, (int, float))
+            or not 0 <= jitter_ms <= 500
+        ):
+            raise ConfigError("jitter_ms must be a number of milliseconds from 0 to 500")
         self.relay = relay
         # Private: TURN credentials stay out of reprs.
         self._ice: tuple[RTCIceServer, ...] = tuple(_ice_server(s) for s in ice_servers or ())
@@ -136,6 +158,7 @@ class WebRTCRelay:
             connect_timeout if connect_timeout is not None else relay.limits.connect_timeout
         )
         self.outbound_buffer_seconds = outbound_buffer_seconds
+        self.jitter_ms = float(jitter_ms)
         self.stats = WebRTCStats()
         #: The peers open now (their links), by the relay's connection id.
         self.peers: set[Any] = set()

@@ -29,6 +29,8 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.codecs import get_decoder
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 
 from gemini_live._asgi import Message, Scope
@@ -43,6 +45,7 @@ from gemini_live.web._relay import (
     _Connection,
     _encode,
 )
+from gemini_live.webrtc._playout import MAX_FILL, PlayoutBuffer, Slot
 
 if TYPE_CHECKING:
     from gemini_live.webrtc._endpoint import WebRTCRelay
@@ -61,6 +64,9 @@ _PENDING_MAX: Final = 64
 _CHANNEL_BUFFER_MAX: Final = 1024 * 1024
 #: Close code recorded when the peer connection failed or the page closed it.
 _CLOSE_GONE: Final = 1001
+
+#: aiortc 1.16's ``RTCRtpReceiver`` keeps its jitter buffer in this (name-mangled) attribute.
+_JITTER_ATTR: Final = "_RTCRtpReceiver__jitter_buffer"
 
 PlaybackState = Literal["playing", "stopped", "drained"]
 
@@ -160,6 +166,44 @@ class ModelAudioTrack(MediaStreamTrack):
         return frame
 
 
+class _ReceiverFeed:
+    """Takes the place of aiortc's jitter buffer on one audio receiver (a per-receiver
+    attribute, nothing global): every RTP packet goes to a :class:`PlayoutBuffer` as it
+    arrives and nothing to aiortc's decoder thread; :class:`_RtcLink` decodes what the
+    buffer releases."""
+
+    capacity = MAX_FILL
+
+    def __init__(self, transceiver: Any, delay: float, wake: Callable[[], None]) -> None:
+        self._transceiver = transceiver
+        self._delay = delay
+        self._wake = wake
+        self._loop = asyncio.get_running_loop()
+        #: Created at the first packet, at its codec's clock rate.
+        self.playout: PlayoutBuffer | None = None
+        self.codec: Any = None
+        #: Packets of another payload type than the first one's (not played).
+        self.foreign = 0
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        if self.codec is None:
+            codecs = [c for c in self._transceiver._codecs if c.payloadType == packet.payload_type]
+            if not codecs:
+                self.foreign += 1
+                return False, None
+            self.codec = codecs[0]
+            rate = int(self.codec.clockRate)
+            self.playout = PlayoutBuffer(self._delay, rate, int(rate * _PTIME))
+        elif packet.payload_type != self.codec.payloadType:
+            self.foreign += 1
+            return False, None
+        assert self.playout is not None
+        data = getattr(packet, "_data", packet.payload)
+        self.playout.push(packet.sequence_number, packet.timestamp, bytes(data), self._loop.time())
+        self._wake()
+        return False, None
+
+
 def ice_configuration(servers: Sequence[RTCIceServer]) -> RTCConfiguration:
     return RTCConfiguration(iceServers=list(servers))
 
@@ -187,6 +231,15 @@ class _RtcLink:
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
         self._resampler: av.AudioResampler | None = None
+        #: The play-out of the microphone track (None until the track came, or on an
+        #: aiortc without the per-receiver seam, where its own jitter buffer plays out).
+        self.feed: _ReceiverFeed | None = None
+        self._arrived = asyncio.Event()
+        self._decoder: Any = None
+        self._last_frame: av.AudioFrame | None = None
+        self._counted: dict[str, int] = {}
+        #: True while :meth:`_on_inbound_audio` gets a filled gap (silence), not sound.
+        self.inbound_filled = False
         #: Microphone audio (16 kHz PCM16 bytes) decoded and handed to the relay.
         self.audio_in_bytes = 0
 
@@ -294,6 +347,7 @@ class _RtcLink:
             conn.relay.stats.audio_dropped_bytes += n
 
     async def _read_audio(self, track: MediaStreamTrack) -> None:
+        """aiortc's own path (its jitter buffer, decoder thread and track): the fallback."""
         resampler = self._resampler = av.AudioResampler(
             format="s16", layout="mono", rate=INPUT_RATE
         )
@@ -309,6 +363,82 @@ class _RtcLink:
                         self._on_inbound_audio(pcm, pts)
         except MediaStreamError:
             return
+
+    async def _play_out(self, feed: _ReceiverFeed) -> None:
+        """Decode and hand over what the play-out buffer releases, when it releases it:
+        at once for a packet next in sequence, at its deadline for a gap."""
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=INPUT_RATE)
+        loop = asyncio.get_running_loop()
+        while True:
+            self._arrived.clear()
+            playout = feed.playout
+            due: float | None = None
+            if playout is not None:
+                for slot in playout.pop(loop.time()):
+                    self._play(feed, slot)
+                self._count(playout)
+                due = playout.deadline()
+            try:
+                async with asyncio.timeout_at(due):  # the next gap's deadline: a clock
+                    await self._arrived.wait()
+            except TimeoutError:
+                pass
+
+    def _play(self, feed: _ReceiverFeed, slot: Slot) -> None:
+        codec = feed.codec
+        assert codec is not None and feed.playout is not None
+        rate = feed.playout.clock_rate
+        frames: list[av.AudioFrame] = []
+        if slot.payload is not None:
+            if self._decoder is None:
+                self._decoder = get_decoder(codec)
+            try:
+                decoded = self._decoder.decode(JitterFrame(slot.payload, slot.pts))
+                frames = [f for f in decoded if isinstance(f, av.AudioFrame)]
+            except av.FFmpegError:
+                self.endpoint.stats.audio_undecodable_packets += 1
+                frames = []  # its 20 ms are filled like a lost packet's
+        filled = not frames
+        if filled:
+            last = self._last_frame
+            if last is None:
+                return  # nothing decoded yet: no format to fill with
+            samples = round(feed.playout.step * last.sample_rate / rate)
+            silence = av.AudioFrame(
+                format=last.format.name, layout=last.layout.name, samples=samples
+            )
+            for plane in silence.planes:
+                plane.update(bytes(plane.buffer_size))
+            silence.sample_rate = last.sample_rate
+            frames = [silence]
+        else:
+            self._last_frame = frames[-1]
+        resampler = self._resampler
+        assert resampler is not None
+        self.inbound_filled = filled
+        try:
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    pcm = bytes(out.planes[0])[: out.samples * 2]
+                    if pcm:
+                        self._on_inbound_audio(pcm, slot.pts / rate)
+        finally:
+            self.inbound_filled = False
+
+    def _count(self, playout: PlayoutBuffer) -> None:
+        """Add what the play-out counted since last time to the endpoint's counters."""
+        stats = self.endpoint.stats
+        for name, attr in (
+            ("late", "audio_late_packets"),
+            ("gaps", "audio_gaps_filled"),
+            ("reordered", "audio_reordered_packets"),
+            ("discarded", "audio_discarded_packets"),
+        ):
+            now = int(getattr(playout, name))
+            delta = now - self._counted.get(name, 0)
+            if delta:
+                self._counted[name] = now
+                setattr(stats, attr, getattr(stats, attr) + delta)
 
     def _set_gone(self) -> None:
         if self._gone is None:
@@ -374,9 +504,28 @@ class _RtcLink:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio" or self._reader is not None or self._closed:
             return
-        self._reader = asyncio.get_running_loop().create_task(
-            self._read_audio(track), name="webrtc-audio-in"
-        )
+        feed = self._install_feed(track)
+        reader = self._read_audio(track) if feed is None else self._play_out(feed)
+        self._reader = asyncio.get_running_loop().create_task(reader, name="webrtc-audio-in")
+
+    def _install_feed(self, track: MediaStreamTrack) -> _ReceiverFeed | None:
+        """Put a :class:`_ReceiverFeed` in the place of this track's receiver's jitter
+        buffer (that receiver only). None when this aiortc has no such place."""
+        pc = self.pc
+        if pc is None:
+            return None
+        for transceiver in pc.getTransceivers():
+            receiver = transceiver.receiver
+            if receiver.track is not track:
+                continue
+            if not hasattr(receiver, _JITTER_ATTR):
+                logger.warning("webrtc: this aiortc has no per-receiver jitter buffer to replace")
+                return None
+            feed = _ReceiverFeed(transceiver, self.endpoint.jitter_ms / 1000, self._arrived.set)
+            setattr(receiver, _JITTER_ATTR, feed)
+            self.feed = feed
+            return feed
+        return None
 
     def _on_state(self) -> None:
         pc = self.pc
