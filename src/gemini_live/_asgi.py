@@ -3,15 +3,18 @@
 * The ASGI callable types, spelled as Starlette spells them, so an endpoint type-checks
   where Starlette or FastAPI expects one.
 * :class:`Notifier`: wake every waiter on a state change (for ``wait_until`` helpers).
+* :func:`respond_json`: one JSON HTTP response that no cache keeps.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-__all__ = ["Message", "Notifier", "Receive", "Scope", "Send"]
+import msgspec
+
+__all__ = ["Message", "Notifier", "Receive", "Scope", "Send", "respond_json"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,3 +40,19 @@ class Notifier:
         async with asyncio.timeout(within):
             while not predicate():
                 await self._event.wait()
+
+
+async def respond_json(send: Send, status: int, body: Mapping[str, Any]) -> None:
+    """Answer an HTTP request with ``body`` as JSON (``Cache-Control: no-store``: the
+    endpoints that use it hand out tokens and session descriptions)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": msgspec.json.encode(body)})

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from gemini_live._asgi import Receive, Scope, Send
+from gemini_live._asgi import Receive, Scope, Send, respond_json
 from gemini_live._bridge import ABORT_EXTENSION, parse_scope
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
@@ -302,17 +302,7 @@ class TokenEndpoint:
         if scope["type"] != "http":
             return
         status, body = await self._handle(scope, receive)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": msgspec.json.encode(body)})
+        await respond_json(send, status, body)
 
     def _over_limit(self, address: str, now: float) -> bool:
         """Count this request against ``address``; True if it is one too many."""

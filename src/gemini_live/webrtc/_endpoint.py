@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 import msgspec
 from aiortc import RTCIceServer
 
-from gemini_live._asgi import Receive, Scope, Send
+from gemini_live._asgi import Receive, Scope, Send, respond_json
 from gemini_live.errors import ConfigError
 from gemini_live.web._relay import Relay
 
@@ -180,10 +180,10 @@ class WebRTCRelay:
             body: dict[str, Any] = {"error": exc.message}
             if exc.code is not None:
                 body["code"] = exc.code
-            await _respond(send, exc.status, body)
+            await respond_json(send, exc.status, body)
             return
         self.stats.answered += 1
-        await _respond(send, 200, {"type": "answer", "sdp": answer})
+        await respond_json(send, 200, {"type": "answer", "sdp": answer})
 
     async def _handle(self, scope: Scope, receive: Receive) -> str:
         if scope.get("method") != "POST":
@@ -291,17 +291,3 @@ class WebRTCRelay:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=within)
-
-
-async def _respond(send: Send, status: int, body: Mapping[str, Any]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _encode(body)})
