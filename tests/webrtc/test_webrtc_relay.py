@@ -187,17 +187,19 @@ async def test_barge_in_empties_the_outbound_queue_at_once() -> None:
             assert link.track.cleared_bytes > 24000  # more than 0.5 s was dropped
             stopped = [r for r in info.playback if r.state == "stopped"]
             assert len(stopped) == 1 and 0 < stopped[0].played_ms < 8000, info.playback
-            # What the page receives from now on is silence: skip 0.1 s in flight,
-            # then 0.4 s (the second burst lasts 0.8 s: no new reply can start yet).
+            # What the page receives from now on is (nearly) silence: skip 0.2 s in
+            # flight (the test peer's own jitter buffer holds some, more on a loaded
+            # machine), then 0.4 s (the second burst lasts 0.8 s: no new reply yet).
             second = 48000 * 2  # bytes the test's peer counts per second of audio
             mark = p.audio_in_bytes
-            await p.wait_for(lambda: p.audio_in_bytes >= mark + second // 10)
+            await p.wait_for(lambda: p.audio_in_bytes >= mark + second // 5)
             quiet_from, mark = p.audio_energy, p.audio_in_bytes
             await p.wait_for(lambda: p.audio_in_bytes >= mark + second * 4 // 10)
             # During the reply, 0.4 s carried about 0.4 / played_s of the energy so far;
-            # without the emptied queue the next 0.4 s would carry as much again.
+            # without the emptied queue the next 0.4 s would carry as much again (1.0);
+            # a loaded run measured up to 0.07 with the queue emptied.
             per_04s = quiet_from * 0.4 / (stopped[0].played_ms / 1000)
-            assert p.audio_energy - quiet_from < 0.05 * per_04s, (
+            assert p.audio_energy - quiet_from < 0.2 * per_04s, (
                 p.audio_energy - quiet_from,
                 per_04s,
             )
