@@ -738,14 +738,15 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
 
     class _AbortableWS(WebSocketsSansIOProtocol):
         def connection_made(self, transport: Any) -> None:
-            super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))
+            proxy: Any = CoalescingTransport(transport, asyncio.get_running_loop())
+            super().connection_made(proxy)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             # uvicorn asks to pause after every message it queues; the proxy stops
             # reading only once READ_AHEAD_MESSAGES wait for the app.
             if self.queue.qsize() >= READ_AHEAD_MESSAGES:
-                proxy = self.transport
+                proxy: Any = self.transport
                 if isinstance(proxy, CoalescingTransport):
                     proxy.hold_reading()
 
