@@ -506,6 +506,7 @@ async def measure(
             lag_task.cancel()
             burn_task.cancel()
     row.update({k: v for k, v in window.items() if k != "audio_events"})
+    _PROFILED_CONN_S.append(n * float(window["window_s"]))
     row["audio_rate"] = round(got / due, 3) if due else float("nan")
     # CPU of one core per connection, and how many would fill a core at that cost
     # (without a burner: its spin is wall time, the process's CPU time is not).
@@ -530,6 +531,37 @@ async def _window_when(
 
 #: A cProfile.Profile that ``--profile`` turns on for the measurement windows.
 _PROFILE: list[Any] = []
+#: Connection-seconds measured (for the counts per connection-second of ``--profile``).
+_PROFILED_CONN_S: list[float] = []
+
+#: The system calls counted by ``--profile`` (cProfile's name for the function).
+_SYSCALLS: Final = {
+    "socket.send": "<method 'send' of '_socket.socket' objects>",
+    "socket.recv": "<method 'recv' of '_socket.socket' objects>",
+    "epoll_ctl add": "<method 'register' of 'select.epoll' objects>",
+    "epoll_ctl del": "<method 'unregister' of 'select.epoll' objects>",
+    "epoll_ctl mod": "<method 'modify' of 'select.epoll' objects>",
+    "upstream try_send": "try_send",
+}
+
+
+def profile_counts(profile: Any, conn_seconds: float) -> dict[str, float]:
+    """System calls (by the Python function making each) and all Python calls per
+    connection-second of the profiled windows: call counts, so a shared machine
+    changes them little (``epoll_wait`` is left out: it depends on the load)."""
+    import pstats
+
+    stats: Any = pstats.Stats(profile)
+    counts = dict.fromkeys(_SYSCALLS, 0)
+    for (_file, _line, name), (_cc, nc, *_rest) in stats.stats.items():
+        for label, fn in _SYSCALLS.items():
+            if name == fn:
+                counts[label] += nc
+    per = max(conn_seconds, 1e-9)
+    out = {k: round(v / per, 1) for k, v in counts.items()}
+    out["system calls"] = round(sum(counts.values()) / per, 1)
+    out["python calls"] = round(stats.total_calls / per)
+    return out
 
 
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
@@ -778,6 +810,8 @@ async def main(argv: list[str]) -> int:
     print(tables(results), flush=True)
     if _PROFILE:
         _PROFILE[0].dump_stats(args.profile)
+        counts = profile_counts(_PROFILE[0], sum(_PROFILED_CONN_S))
+        print(json.dumps({"per_connection_second": counts}), flush=True)
     if args.json:
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(results, indent=2))
     return 0

@@ -128,6 +128,43 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
     assert data["delivery"]["pump_us"] > 0 and data["delivery"]["async_for_us"] > 0
 
 
+def test_bench_density_profile_counts_system_calls_per_browser_second(tmp_path: Path) -> None:
+    """``--profile`` prints the system calls per connection-second; through the relay a
+    reply's audio and transcript leave in one write and the socket is not paused and
+    resumed around every inbound frame (numbers of one tiny run: bounds, not values)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.density",
+            "--kinds",
+            "relay",
+            "--levels",
+            "3",
+            "--load",
+            "",
+            "--seconds",
+            "2",
+            "--delivery",
+            "0",
+            "--profile",
+            str(tmp_path / "relay.prof"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith('{"per_connection_second"'))
+    counts = json.loads(line)["per_connection_second"]
+    # 50 upstream chunks a second per browser; 25 replies of audio + transcript down.
+    assert counts["upstream try_send"] > 20 and counts["system calls"] > 0
+    assert counts["socket.send"] < 40, counts  # two writes per reply would be ~50
+    assert counts["epoll_ctl add"] + counts["epoll_ctl del"] < 10, counts  # was ~2 per frame
+
+
 def test_w2_real_time_means_p99_under_one_frame() -> None:
     from bench.run import real_time
 

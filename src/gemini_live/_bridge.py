@@ -370,15 +370,18 @@ class PeerSocket:
     async def send_message(self, message: Message) -> None:
         if self.closed:
             return
-        async with self._send_lock:
-            try:
-                await self._send(message)
-            except Exception:
-                # The peer went away mid-send (each server raises its own error type).
-                if not self.closed:
-                    self.closed = True
-                    self.record_close(1001, self.peer_gone_reason)
-                raise PeerGone() from None
+        lock = self._send_lock
+        await lock.acquire()  # (not ``async with``: two coroutine frames less per message)
+        try:
+            await self._send(message)
+        except Exception:
+            # The peer went away mid-send (each server raises its own error type).
+            if not self.closed:
+                self.closed = True
+                self.record_close(1001, self.peer_gone_reason)
+            raise PeerGone() from None
+        finally:
+            lock.release()
 
     async def close(self, code: int, reason: str) -> None:
         """Send the close frame, waiting at most ``close_timeout``; then abort."""

@@ -845,6 +845,7 @@ class _Call(PeerSocket):
         mark_every = max(1, self.bridge.mark_every_ms // FRAME_MS)
         queue = self._queue
         clock = -1.0  # when the next frame is due to start playing at the caller
+        media_head: str | None = None
         while True:
             seg = queue[0] if queue else None
             if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
@@ -868,11 +869,16 @@ class _Call(PeerSocket):
                 await asyncio.sleep(wait)  # pacing, not synchronisation
                 if generation != self._generation:
                     continue  # interrupted while waiting: this frame is stale
-            await self._send_json(
+            # The bytes msgspec would write for {"event": "media", sid: ..., "media":
+            # {"payload": ...}}, with the constant head encoded once per call.
+            if media_head is None:
+                sid_key = _encode(self._sid_key).decode()
+                sid = _encode(info.stream_sid).decode()
+                media_head = '{"event":"media",' + sid_key + ":" + sid + ',"media":{"payload":"'
+            await self.send_message(
                 {
-                    "event": "media",
-                    self._sid_key: info.stream_sid,
-                    "media": {"payload": pybase64.b64encode(frame).decode()},
+                    "type": "websocket.send",
+                    "text": media_head + pybase64.b64encode_as_string(frame) + '"}}',
                 }
             )
             clock += frame_s

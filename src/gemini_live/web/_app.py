@@ -727,6 +727,19 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 transport.abort()
 
     class _AbortableWS(WebSocketsSansIOProtocol):
+        def connection_made(self, transport: Any) -> None:
+            proxy: Any = CoalescingTransport(transport, asyncio.get_running_loop())
+            super().connection_made(proxy)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # uvicorn asks to pause after every message it queues; the proxy stops
+            # reading only once READ_AHEAD_MESSAGES wait for the app.
+            if self.queue.qsize() >= READ_AHEAD_MESSAGES:
+                proxy: Any = self.transport
+                if isinstance(proxy, CoalescingTransport):
+                    proxy.hold_reading()
+
         def handle_connect(self, event: Any) -> None:
             super().handle_connect(event)
             scope: Any = getattr(self, "scope", None)
@@ -740,6 +753,94 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 self.transport.abort()
 
     return _DeadlineHTTP, _AbortableWS
+
+
+#: Bytes a :class:`CoalescingTransport` holds before it writes without waiting.
+COALESCE_MAX_BYTES: Final = 64 * 1024
+#: Messages a WebSocket connection reads ahead of the app before it stops reading.
+READ_AHEAD_MESSAGES: Final = 16
+
+
+class CoalescingTransport:
+    """A transport proxy that joins the writes made in one event-loop iteration into one
+    write of the real transport (one system call instead of one per WebSocket message:
+    the relay sends a reply's audio and its transcript together, the bridge a media frame
+    and its mark). The bytes and their order are unchanged; they leave at the end of the
+    iteration, or at once when :data:`COALESCE_MAX_BYTES` are pending. ``close`` writes
+    what is pending first; ``abort`` drops it.
+
+    Reading: uvicorn pauses the transport after every message it queues for the app and
+    resumes it once the app took them all (two ``epoll_ctl`` system calls per inbound
+    message). Here ``pause_reading`` is only noted; the protocol calls
+    :meth:`hold_reading` once :data:`READ_AHEAD_MESSAGES` wait, which pauses the real
+    transport until uvicorn's ``resume_reading``. Everything else is the real transport's.
+    """
+
+    __slots__ = ("_held", "_loop", "_parts", "_scheduled", "_size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+        self._held = False
+
+    def pause_reading(self) -> None:
+        pass  # see hold_reading
+
+    def hold_reading(self) -> None:
+        """Stop reading until the next ``resume_reading`` (the app is behind)."""
+        if not self._held and not self.transport.is_closing():
+            self._held = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._held:
+            self._held = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= COALESCE_MAX_BYTES:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending to the real transport now."""
+        parts = self._parts
+        if not parts:
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._parts = []
+        self._size = 0
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._parts = []
+        self._size = 0
+        self.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 def _uvicorn_server(

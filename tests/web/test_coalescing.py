@@ -1,0 +1,149 @@
+"""The WebSocket transport proxy of ``gemini_live.web.serve``/``running``: the messages
+written in one loop iteration leave as one write, in order; reading pauses only once the
+app is behind."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import websockets
+
+from gemini_live.web import _app
+from gemini_live.web._app import COALESCE_MAX_BYTES, CoalescingTransport, running
+
+
+class _Recorder:
+    """The real transport's side: what was written and how reading was switched."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.calls: list[str] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.calls.append("close")
+        self.closing = True
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+def _proxy() -> tuple[CoalescingTransport, _Recorder]:
+    real = _Recorder()
+    return CoalescingTransport(real, asyncio.get_running_loop()), real  # type: ignore[arg-type]
+
+
+async def _next_iteration() -> None:
+    # Callbacks run in the order they were scheduled: this one after the proxy's flush.
+    fut = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(fut.set_result, None)
+    await asyncio.wait_for(fut, 5)
+
+
+async def test_writes_of_one_iteration_leave_as_one_in_order() -> None:
+    proxy, real = _proxy()
+    proxy.write(b"audio")
+    proxy.write(b"")
+    proxy.write(b"transcript")
+    assert real.writes == []
+    await _next_iteration()
+    assert real.writes == [b"audiotranscript"]
+    proxy.write(b"next")
+    await _next_iteration()
+    assert real.writes == [b"audiotranscript", b"next"]
+
+
+async def test_a_large_pending_write_leaves_at_once() -> None:
+    proxy, real = _proxy()
+    proxy.write(b"a")
+    proxy.write(bytes(COALESCE_MAX_BYTES))
+    assert real.writes == [b"a" + bytes(COALESCE_MAX_BYTES)]
+    await _next_iteration()
+    assert len(real.writes) == 1
+
+
+async def test_close_writes_what_is_pending_and_abort_drops_it() -> None:
+    proxy, real = _proxy()
+    proxy.write(b"close frame")
+    proxy.close()
+    assert real.writes == [b"close frame"] and real.calls == ["close"]
+    proxy2, real2 = _proxy()
+    proxy2.write(b"lost")
+    proxy2.abort()
+    await _next_iteration()
+    assert real2.writes == [] and real2.calls == ["abort"]
+
+
+async def test_reading_pauses_only_when_held() -> None:
+    proxy, real = _proxy()
+    proxy.pause_reading()  # what uvicorn does after every message it queues
+    proxy.resume_reading()
+    assert real.calls == []
+    proxy.hold_reading()
+    proxy.hold_reading()
+    assert real.calls == ["pause"]
+    proxy.resume_reading()
+    proxy.resume_reading()
+    assert real.calls == ["pause", "resume"]
+    assert proxy.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the real one
+
+
+async def test_served_messages_keep_boundaries_and_order_and_reading_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through uvicorn: a burst of messages from the app in one iteration arrives as
+    separate messages in order; an app that does not read stops the socket's reading
+    once READ_AHEAD_MESSAGES wait (and resumes when it reads them)."""
+    held = asyncio.Event()
+    original = CoalescingTransport.hold_reading
+
+    def spy(self: CoalescingTransport) -> None:
+        held.set()
+        original(self)
+
+    monkeypatch.setattr(CoalescingTransport, "hold_reading", spy)
+    release = asyncio.Event()
+    got: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "websocket"
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        for i in range(50):  # no await that suspends: one loop iteration
+            await send({"type": "websocket.send", "text": f"m{i}"})
+        await release.wait()
+        while len(got) < 40:
+            msg = await receive()
+            got.append(msg["text"])
+        await send({"type": "websocket.send", "text": "done"})
+
+    async with running(app) as base:
+        url = base.replace("http://", "ws://") + "/ws"
+        async with asyncio.timeout(20):
+            async with websockets.connect(url) as ws:
+                assert [await ws.recv() for _ in range(50)] == [f"m{i}" for i in range(50)]
+                for i in range(40):
+                    await ws.send(f"c{i}")
+                await held.wait()  # the server stops reading: the app is behind
+                release.set()
+                assert await ws.recv() == "done"
+    assert got == [f"c{i}" for i in range(40)]
+    assert _app.READ_AHEAD_MESSAGES <= 40
