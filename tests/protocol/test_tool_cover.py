@@ -8,7 +8,12 @@ from gemini_live.config import ResendWindow
 from gemini_live.protocol import ClientProtocol
 from gemini_live.protocol._ledger import ToolLedger
 from gemini_live.protocol._state import SessionStats
-from gemini_live.types import FunctionCall, FunctionResponse, ToolResponse
+from gemini_live.types import (
+    FunctionCall,
+    FunctionResponse,
+    ToolCallCancellation,
+    ToolResponse,
+)
 
 from .test_client import (
     MODEL,
@@ -17,10 +22,15 @@ from .test_client import (
     connect,
     drop,
     flush,
+    frame,
     handle_update,
     make,
     tool_call,
 )
+
+
+def cancellation(*ids: str) -> bytes:
+    return frame(tool_call_cancellation=ToolCallCancellation(ids=list(ids)))
 
 
 def answer(p: ClientProtocol, call_id: str, now: float, **kw: object) -> None:
@@ -120,4 +130,21 @@ def test_which_answers_the_model_replies_to() -> None:
     assert not sent(fr("g", scheduling="SILENT"))
     ledger.calls([FunctionCall(id="h", name="f"), FunctionCall(id="i", name="f")])
     assert sent(fr("h"), fr("i"))
-    assert ledger.groups == {} and ledger.voiced == set()  # nothing kept once answered
+    assert ledger.groups == {} and ledger.answered == {}  # nothing kept once answered
+
+
+def test_a_cancellation_that_completes_a_batch_makes_its_answer_await_the_reply() -> None:
+    # c1 is answered, "tick" written, then the server cancels c2: the model replies to
+    # c1's result. That reply covers c1's answer, not "tick" (maybe not read yet).
+    p = make(resend=ResendWindow(handle_guard=0.5))
+    connect(p)
+    p.receive(tool_call("c1", "c2"), 0.0)
+    answer(p, "c1", 0.01)  # the model waits for c2 too: no reply yet
+    assert p.send_text("tick", 0.02) is not None
+    p.receive(cancellation("c2"), 0.03)
+    p.receive(MODEL_TEXT, 0.04)  # the reply to c1's result
+    p.receive(handle_update("h1"), 0.04)
+    assert p.unacknowledged == 1  # "tick"
+    drop(p)
+    connect(p, 1.0)
+    assert flush(p, 1.0) == ["tick"]

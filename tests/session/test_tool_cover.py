@@ -129,3 +129,26 @@ async def test_an_answer_nothing_covers_is_sent_again(backend_name: str) -> None
         server.check()
     assert _no_1008(server)
     assert _answers(server.conversation().messages) == ["c1"]  # once: forgotten, re-sent
+
+
+async def test_an_answer_replied_to_after_a_cancellation_is_not_sent_again(
+    backend_name: str,
+) -> None:
+    """The server cancels the other call of the batch: the model replies to the answer
+    given, and a handle after that reply covers it."""
+    async with FakeLiveServer(validate_frames=True) as server:
+        async with await gl.connect(config_for(server, backend_name)) as session:
+            await server.send_tool_call([("c1", "f", {}), ("c2", "f", {})])
+            await _until(session, ev.ToolCall)
+            await session.send_tool_response(FunctionResponse(id="c1", name="f", response={}))
+            await server.wait_until(lambda: _answers(server.received[-1]) == ["c1"])
+            await server.send_tool_call_cancellation(["c2"])
+            await _until(session, ev.TurnComplete)  # the reply to c1's result
+            await _until(session, ev.SessionResumptionUpdate)
+            await _resume(server, session)
+            await session.send_text("still there")
+            await _until(session, ev.TurnComplete)
+        server.check()
+    assert _no_1008(server), [(c.close_code, c.close_reason) for c in server.connections]
+    assert _answers(server.received[-1]) == []
+    assert _answers(server.conversation().messages) == ["c1"]

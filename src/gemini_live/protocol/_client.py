@@ -553,7 +553,9 @@ class ClientProtocol(Snapshots):
             self._ledger.calls(tc.function_calls if tc.function_calls is not UNSET else ())
         tcc = msg.tool_call_cancellation
         if tcc is not UNSET:
-            self._ledger.cancel(tcc.ids if tcc.ids is not UNSET else ())
+            replied = self._ledger.cancel(tcc.ids if tcc.ids is not UNSET else ())
+            if replied:  # the group is complete: the model replies to the answers given
+                self._outbox.reply_due(replied)
         sru = msg.session_resumption_update
         if sru is not UNSET and sru.resumable is True and sru.new_handle:
             self.resume_handle = sru.new_handle

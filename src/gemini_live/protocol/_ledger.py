@@ -55,9 +55,10 @@ class ToolLedger(msgspec.Struct, kw_only=True):
     groups: dict[str, int] = {}
     #: ``toolCall`` messages seen so far.
     tool_calls: int = 0
-    #: ``toolCall`` numbers with a final answer that is not ``SILENT`` (the model speaks
-    #: about the results once the group is complete).
-    voiced: set[int] = set()
+    #: ``toolCall`` numbers with a final answer and calls still pending: whether one of
+    #: the answers was not ``SILENT`` (the model then speaks about the results once the
+    #: group is complete), and the call answered last.
+    answered: dict[int, tuple[bool, str]] = {}
 
     # -- questions ------------------------------------------------------------------------
 
@@ -95,13 +96,27 @@ class ToolLedger(msgspec.Struct, kw_only=True):
                 self.epochs[call.id] = self.handle_epoch
                 self.groups[call.id] = group
 
-    def cancel(self, ids: Iterable[str]) -> None:
-        """A ``toolCallCancellation``: the calls are gone; a late answer is dropped."""
+    def cancel(self, ids: Iterable[str]) -> list[str]:
+        """A ``toolCallCancellation``: the calls are gone; a late answer is dropped.
+
+        Returns the calls whose answers the model now replies to: the call answered last
+        in each group the cancellation completes, when an answer of it was not SILENT.
+        """
+        done: set[int] = set()
         for i in ids:
             if self.pending.pop(i, None) is not None:
                 self.cancelled.add(i)
             self.epochs.pop(i, None)
-            self.groups.pop(i, None)
+            group = self.groups.pop(i, None)
+            if group is not None:
+                done.add(group)
+        left = set(self.groups.values())
+        replied: list[str] = []
+        for group in done - left:
+            voiced, last = self.answered.pop(group, (False, ""))
+            if voiced:
+                replied.append(last)
+        return replied
 
     def handle_arrived(self, held: Collection[str] = ()) -> None:
         """A resumable handle: a new epoch. An answered call no longer needs its epoch
@@ -129,7 +144,7 @@ class ToolLedger(msgspec.Struct, kw_only=True):
             self.stale.add(i)
         if stale:
             live = set(self.groups.values())
-            self.voiced &= live
+            self.answered = {g: a for g, a in self.answered.items() if g in live}
 
     def check_response(
         self, msg: ToolResponse, *, model: str, api: str, stats: SessionStats
@@ -195,6 +210,7 @@ class ToolLedger(msgspec.Struct, kw_only=True):
         without an id, a call not seen): a reply is expected.
         """
         groups = self.groups
+        answered = self.answered
         done: list[int] = []
         unknown = False
         for resp in msg.function_responses:
@@ -202,18 +218,15 @@ class ToolLedger(msgspec.Struct, kw_only=True):
                 continue
             rid = resp.id if resp.id is not UNSET and resp.id else None
             group = groups.pop(rid, None) if rid is not None else None
-            if group is None:
+            if rid is None or group is None:
                 unknown = unknown or resp.scheduling != "SILENT"
                 continue
-            if resp.scheduling != "SILENT":
-                self.voiced.add(group)
+            voiced = answered.get(group, (False, ""))[0] or resp.scheduling != "SILENT"
+            answered[group] = (voiced, rid)
             done.append(group)
-        if not done:
-            return unknown
         left = set(groups.values())
         replied = False
         for group in done:
-            if group not in left and group in self.voiced:
-                self.voiced.discard(group)
-                replied = True
+            if group not in left and group in answered:
+                replied = answered.pop(group)[0] or replied
         return replied or unknown

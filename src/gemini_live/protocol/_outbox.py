@@ -671,6 +671,22 @@ class Outbox:
             if now is not None:
                 self.response_lag = max(0.0, now - written_at)
 
+    def reply_due(self, tool_ids: Collection[str]) -> None:
+        """The server cancelled the last open calls of a batch: the model now replies to
+        the answers written for it. The latest of them (naming one of ``tool_ids``, on
+        this connection) awaits that reply, in its place among the unanswered turns."""
+        for out in reversed(self.window):
+            if out[_K] == _TOOL_RESPONSE and any(i in tool_ids for i in out[_TI]):
+                entry = (out[_SEQ], out[_WA])
+                unanswered = self.unanswered
+                if entry in unanswered or out[_SEQ] <= self.responded_seq:
+                    return
+                at = sum(1 for seq, _ in unanswered if seq < entry[0])
+                unanswered.insert(at, entry)
+                if len(unanswered) > _MAX_UNANSWERED:
+                    unanswered.popleft()
+                return
+
     @property
     def coverage_guard(self) -> float:
         """How long before a handle a frame must have left to be covered by it."""
