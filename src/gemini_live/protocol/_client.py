@@ -504,6 +504,8 @@ class ClientProtocol(Snapshots):
             if checked is not tr:
                 message = ClientMessage(tool_response=checked)
             tool_ids = tuple(r.id for r in checked.function_responses if isinstance(r.id, str))
+            # Awaits the model's reply (which covers it, as an answer covers a user turn)?
+            turn_end = self._ledger.reply_expected(checked)
         return self._submit(encode_client(message), kind, now, turn_end, audio_s, tool_ids)
 
     # -- receiving ------------------------------------------------------------------------
@@ -551,16 +553,19 @@ class ClientProtocol(Snapshots):
             self._ledger.calls(tc.function_calls if tc.function_calls is not UNSET else ())
         tcc = msg.tool_call_cancellation
         if tcc is not UNSET:
-            self._ledger.cancel(tcc.ids if tcc.ids is not UNSET else ())
+            replied = self._ledger.cancel(tcc.ids if tcc.ids is not UNSET else ())
+            if replied:  # the group is complete: the model replies to the answers given
+                self._outbox.reply_due(replied)
         sru = msg.session_resumption_update
         if sru is not UNSET and sru.resumable is True and sru.new_handle:
             self.resume_handle = sru.new_handle
-            self._ledger.handle_arrived()
             idx = sru.last_consumed_client_message_index
             if self.transparent and idx is not UNSET:
                 self._outbox.acknowledge_index(idx)
             elif not self.transparent:
                 self._cover_by_handle(conn, now)
+            # The handle covers an answered call once the outbox no longer holds its answer.
+            self._ledger.handle_arrived(self._outbox.held_tool_ids())
         if msg.go_away is not UNSET:
             for ev in events:
                 left = getattr(ev, "time_left", None)

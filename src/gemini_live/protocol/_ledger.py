@@ -9,6 +9,11 @@ older handle must know the call is gone.
 Answers are checked here, once per message: every id answers a pending call, once; an
 answer to a cancelled or forgotten call is dropped (counted and logged), never sent.
 
+Which answer the model replies to is decided here too (:meth:`ToolLedger.reply_expected`):
+the outbox covers an answer by that reply as it covers a user turn by its answer, and a
+handle covers an answered call only once the outbox no longer holds its answer (one rule:
+the ledger asks the outbox, :meth:`ToolLedger.handle_arrived`).
+
 ``blocking_pending`` is the rotation's question: a call to a function whose effective
 behaviour (:func:`gemini_live.models.effective_behavior`) is not ``NON_BLOCKING``.
 """
@@ -16,7 +21,7 @@ behaviour (:func:`gemini_live.models.effective_behavior`) is not ``NON_BLOCKING`
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import msgspec
 
@@ -45,6 +50,15 @@ class ToolLedger(msgspec.Struct, kw_only=True):
     stale: set[str] = set()
     #: Calls the server cancelled.
     cancelled: set[str] = set()
+    #: The ``toolCall`` each pending call came in (its number): the model replies once
+    #: every call of one ``toolCall`` is answered (or cancelled).
+    groups: dict[str, int] = {}
+    #: ``toolCall`` messages seen so far.
+    tool_calls: int = 0
+    #: ``toolCall`` numbers with a final answer and calls still pending: whether one of
+    #: the answers was not ``SILENT`` (the model then speaks about the results once the
+    #: group is complete), and the call answered last.
+    answered: dict[int, tuple[bool, str]] = {}
 
     # -- questions ------------------------------------------------------------------------
 
@@ -74,23 +88,43 @@ class ToolLedger(msgspec.Struct, kw_only=True):
 
     def calls(self, calls: Iterable[FunctionCall]) -> None:
         """A ``toolCall`` arrived: its calls are pending, in the current handle epoch."""
+        group = self.tool_calls
+        self.tool_calls = group + 1
         for call in calls:
             if call.id is not UNSET:
                 self.pending[call.id] = call.name if call.name is not UNSET else ""
                 self.epochs[call.id] = self.handle_epoch
+                self.groups[call.id] = group
 
-    def cancel(self, ids: Iterable[str]) -> None:
-        """A ``toolCallCancellation``: the calls are gone; a late answer is dropped."""
+    def cancel(self, ids: Iterable[str]) -> list[str]:
+        """A ``toolCallCancellation``: the calls are gone; a late answer is dropped.
+
+        Returns the calls whose answers the model now replies to: the call answered last
+        in each group the cancellation completes, when an answer of it was not SILENT.
+        """
+        done: set[int] = set()
         for i in ids:
             if self.pending.pop(i, None) is not None:
                 self.cancelled.add(i)
             self.epochs.pop(i, None)
+            group = self.groups.pop(i, None)
+            if group is not None:
+                done.add(group)
+        left = set(self.groups.values())
+        replied: list[str] = []
+        for group in done - left:
+            voiced, last = self.answered.pop(group, (False, ""))
+            if voiced:
+                replied.append(last)
+        return replied
 
-    def handle_arrived(self) -> None:
-        """A resumable handle: a new epoch; answered calls no longer need theirs."""
+    def handle_arrived(self, held: Collection[str] = ()) -> None:
+        """A resumable handle: a new epoch. An answered call no longer needs its epoch
+        once the handle covers its answer: ``held`` names the calls whose answers the
+        outbox still keeps to re-send (not covered); those keep theirs."""
         self.handle_epoch += 1
         pending = self.pending
-        self.epochs = {i: e for i, e in self.epochs.items() if i in pending}
+        self.epochs = {i: e for i, e in self.epochs.items() if i in pending or i in held}
 
     def opened(self, *, resuming: bool, reconnected: bool) -> None:
         """A connection opened: forget the calls the service no longer has."""
@@ -106,7 +140,11 @@ class ToolLedger(msgspec.Struct, kw_only=True):
         for i in stale:
             self.pending.pop(i, None)
             self.epochs.pop(i, None)
+            self.groups.pop(i, None)
             self.stale.add(i)
+        if stale:
+            live = set(self.groups.values())
+            self.answered = {g: a for g, a in self.answered.items() if g in live}
 
     def check_response(
         self, msg: ToolResponse, *, model: str, api: str, stats: SessionStats
@@ -161,3 +199,34 @@ class ToolLedger(msgspec.Struct, kw_only=True):
         if not keep:
             return None
         return ToolResponse(function_responses=keep) if changed else msg
+
+    def reply_expected(self, msg: ToolResponse) -> bool:
+        """Whether the model replies to ``msg`` (an answer as sent, after
+        :meth:`check_response`): the message completes the answers to one ``toolCall``
+        and not every final answer of that call group was ``SILENT``. A ``willContinue``
+        answer gets no reply, nor does the first answer of a group answered in several
+        messages. A later model turn answers the message that did complete the group
+        (the outbox covers by it, see ``Outbox.model_started``). Unknown (an answer
+        without an id, a call not seen): a reply is expected.
+        """
+        groups = self.groups
+        answered = self.answered
+        done: list[int] = []
+        unknown = False
+        for resp in msg.function_responses:
+            if resp.will_continue is True:
+                continue
+            rid = resp.id if resp.id is not UNSET and resp.id else None
+            group = groups.pop(rid, None) if rid is not None else None
+            if rid is None or group is None:
+                unknown = unknown or resp.scheduling != "SILENT"
+                continue
+            voiced = answered.get(group, (False, ""))[0] or resp.scheduling != "SILENT"
+            answered[group] = (voiced, rid)
+            done.append(group)
+        left = set(groups.values())
+        replied = False
+        for group in done:
+            if group not in left and group in answered:
+                replied = answered.pop(group)[0] or replied
+        return replied or unknown

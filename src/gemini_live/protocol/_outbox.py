@@ -30,7 +30,11 @@ written; a probe that cannot tell makes frames written a guard time before the h
 covered by the clock alone, each counted in ``frames_at_risk``.
 
 A model turn answers one user turn: the oldest one written on the current connection and
-not answered yet (a late reply to one turn must not cover the next). Answers seen on a
+not answered yet (a late reply to one turn must not cover the next). A tool answer the
+model replies to counts as a user turn (the reply shows the service read it, and every
+frame before it); which answers get a reply is the tool ledger's call (``turn_end``: a
+``willContinue`` answer, a ``SILENT`` one, the first answer of a call group answered in
+pieces get none, and only the guard and probe rule covers them). Answers seen on a
 lost connection are forgotten when the window is re-sent.
 
 Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
@@ -297,7 +301,11 @@ class Outbox:
     @property
     def uncovered_input(self) -> bool:
         """A user turn end or tool answer written and not covered, or a write unconfirmed."""
-        return bool(self.unconfirmed) or any(o[_TE] for o in self.window)
+        return bool(self.unconfirmed) or any(o[_TE] or o[_K] == _TOOL_RESPONSE for o in self.window)
+
+    def held_tool_ids(self) -> set[str]:
+        """The calls whose answers the window still holds (written, not covered)."""
+        return {i for o in self.window if o[_K] == _TOOL_RESPONSE for i in o[_TI]}
 
     @property
     def handle_guard(self) -> float:
@@ -662,6 +670,22 @@ class Outbox:
             self.responded_seq = seq
             if now is not None:
                 self.response_lag = max(0.0, now - written_at)
+
+    def reply_due(self, tool_ids: Collection[str]) -> None:
+        """The server cancelled the last open calls of a batch: the model now replies to
+        the answers written for it. The latest of them (naming one of ``tool_ids``, on
+        this connection) awaits that reply, in its place among the unanswered turns."""
+        for out in reversed(self.window):
+            if out[_K] == _TOOL_RESPONSE and any(i in tool_ids for i in out[_TI]):
+                entry = (out[_SEQ], out[_WA])
+                unanswered = self.unanswered
+                if entry in unanswered or out[_SEQ] <= self.responded_seq:
+                    return
+                at = sum(1 for seq, _ in unanswered if seq < entry[0])
+                unanswered.insert(at, entry)
+                if len(unanswered) > _MAX_UNANSWERED:
+                    unanswered.popleft()
+                return
 
     @property
     def coverage_guard(self) -> float:
