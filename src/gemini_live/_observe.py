@@ -145,9 +145,12 @@ class SessionRecord:
                 input_at = self.input_at
                 if input_at is not None:
                     # observe_input inlined: the meter's turn, then the latency's input.
+                    # start_turn() changes nothing unless the completed turn is still in
+                    # its grace window: the common case (the turn's first input already
+                    # closed it, or the turn is open) makes no call.
                     self.input_at = None
                     current = usage._current
-                    if current is not None and current.complete:
+                    if current is not None and current.complete and usage._grace:
                         usage.start_turn()
                     if latency is not None:
                         p = latency._pending
