@@ -186,6 +186,9 @@ def measure_one(
         dumps = sorted(p.name for p in Path(tmp).iterdir() if p.name.startswith(out.name + "."))
         if dumps != [out.name + ".1"]:
             raise GateError(f"{client} ({loop}): expected one window dump, got {dumps}")
+        keep = os.environ.get("GL_CALLGRIND_KEEP")
+        if keep:  # a copy of the window's dump for callgrind_annotate
+            shutil.copy(Path(tmp) / dumps[0], Path(keep) / f"callgrind.{client}.{loop}.out")
         return Count(client, loop, round_trips, _summary(Path(tmp) / dumps[0]))
 
 

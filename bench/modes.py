@@ -178,6 +178,9 @@ class _GeminiLiveConnBase(Conn):
     def __init__(self, session: Any, sink: Sink) -> None:
         self.session = session
         self.sink = sink
+        # The app's own call: ``await session.send_audio(pcm)``, not a coroutine of this
+        # adapter around it (the other clients' ``send_audio`` is their whole send path).
+        self.send_audio = session.send_audio  # type: ignore[method-assign]
 
     def _dispatcher(self) -> Callable[[Any], bool]:
         """One event -> the sink; returns True for the session's last event (Closed)."""

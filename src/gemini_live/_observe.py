@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from gemini_live import events as ev
 from gemini_live._pcm import OUTPUT_RATE
+from gemini_live.codec import _fast_parts
 from gemini_live.config import SessionConfig
 from gemini_live.errors import GeminiLiveError
 from gemini_live.history import History
@@ -38,6 +39,7 @@ from gemini_live.metrics import (
     observe_transcript,
 )
 from gemini_live.protocol import ClientProtocol
+from gemini_live.protocol._state import State
 from gemini_live.types import UNSET, Content, FunctionResponse
 from gemini_live.watchdog import InteractionWatchdog
 
@@ -45,6 +47,7 @@ __all__ = ["SessionRecord"]
 
 _ModelAudio = ev.ModelAudio
 _OUTPUT_RATE = OUTPUT_RATE
+_OPEN = State.OPEN
 #: Event types a frame may hold and still take the stream path.
 _STREAM_TYPES = frozenset((ev.ModelAudio, ev.OutputTranscription))
 
@@ -77,7 +80,6 @@ class SessionRecord:
         "_log",
         "_protocol",
         "_receive",
-        "_receive_stream",
         "_stats",
         "history",
         "input_at",
@@ -99,7 +101,6 @@ class SessionRecord:
         self._config = config
         self._protocol = protocol
         self._receive = protocol.receive
-        self._receive_stream = protocol.receive_stream
         self._stats = protocol.stats
         self._emit = emit
         self._lifecycle = lifecycle
@@ -128,18 +129,51 @@ class SessionRecord:
 
     def on_frame(self, data: bytes, now: float) -> None:
         """One frame of the current connection: apply, count, emit (the three paths)."""
-        parts = self._receive_stream(data, now)
+        # ClientProtocol.receive_stream inlined (the receive hot path): a frame of model
+        # audio (and its output transcript) on an open connection.
+        protocol = self._protocol
+        conn = protocol._conn
+        parts = _fast_parts(data) if conn is not None and conn.state is _OPEN else None
         if parts is not None:
+            self._stats.frames_received += 1
+            if not protocol._generating:
+                protocol._model_started(now)
             pcm, text = parts
             usage = self.usage
-            if usage is not None and self.input_at is not None:
-                observe_input(usage, self.latency, self.input_at)
-                self.input_at = None
+            latency = self.latency
+            if usage is not None:
+                input_at = self.input_at
+                if input_at is not None:
+                    # observe_input inlined: the meter's turn, then the latency's input.
+                    # start_turn() changes nothing unless the completed turn is still in
+                    # its grace window: the common case (the turn's first input already
+                    # closed it, or the turn is open) makes no call.
+                    self.input_at = None
+                    current = usage._current
+                    if current is not None and current.complete and usage._grace:
+                        usage.start_turn()
+                    if latency is not None:
+                        p = latency._pending
+                        if p is not None and (
+                            p.first_audio is not None or p.first_text is not None
+                        ):
+                            latency._next_input = input_at  # this input starts the next turn
+                        else:
+                            latency.mark_user_input(input_at)
             if text is None:
                 # The hot path: a frame that is one audio chunk needs no lifecycle handling.
                 audio = _ModelAudio(pcm, _OUTPUT_RATE)
                 if usage is not None:
-                    observe_audio(usage, self.latency, audio, now)
+                    # observe_audio inlined: one counter once the turn is answering.
+                    current = usage._current
+                    if current is not None and current.complete and usage._grace:
+                        usage.start_turn()
+                    if latency is not None:
+                        p = latency._pending
+                        if p is not None and p.first_audio is not None:
+                            p.audio_bytes += len(pcm)
+                        else:
+                            latency.on_event(audio, now)
                 watchdog = self.watchdog
                 if watchdog._deadline is not None:  # armed (the property, read inline)
                     watchdog.observe(audio, now)

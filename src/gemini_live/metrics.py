@@ -706,7 +706,8 @@ def observe_input(meter: UsageMeter | None, tracker: LatencyTracker | None, now:
     """
     if meter is not None:
         current = meter._current
-        if current is not None and current.complete:
+        # start_turn() changes nothing once the completed turn left its grace window.
+        if current is not None and current.complete and meter._grace:
             meter.start_turn()
     if tracker is not None:
         p = tracker._pending
