@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gemini_live.errors import StoreError
 from gemini_live.store._base import (
@@ -26,6 +25,9 @@ from gemini_live.store._record import (
     Lease,
     check_id,
 )
+
+if TYPE_CHECKING:  # imported when a store opens: `import gemini_live` stays lighter
+    import sqlite3
 
 __all__ = ["SqliteStore"]
 
@@ -81,6 +83,8 @@ class SqliteStore(ConversationStore):
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
+        import sqlite3
+
         try:
             if not self.path.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +106,8 @@ class SqliteStore(ConversationStore):
         return db
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        import sqlite3
+
         def call() -> _T:
             with self._lock:
                 db = self._connect()
