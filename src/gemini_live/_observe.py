@@ -26,7 +26,6 @@ from typing import Any, Protocol
 
 from gemini_live import events as ev
 from gemini_live._pcm import OUTPUT_RATE
-from gemini_live.codec import _fast_parts
 from gemini_live.config import SessionConfig
 from gemini_live.errors import GeminiLiveError
 from gemini_live.history import History
@@ -39,7 +38,6 @@ from gemini_live.metrics import (
     observe_transcript,
 )
 from gemini_live.protocol import ClientProtocol
-from gemini_live.protocol._state import State
 from gemini_live.types import UNSET, Content, FunctionResponse
 from gemini_live.watchdog import InteractionWatchdog
 
@@ -47,7 +45,6 @@ __all__ = ["SessionRecord"]
 
 _ModelAudio = ev.ModelAudio
 _OUTPUT_RATE = OUTPUT_RATE
-_OPEN = State.OPEN
 #: Event types a frame may hold and still take the stream path.
 _STREAM_TYPES = frozenset((ev.ModelAudio, ev.OutputTranscription))
 
@@ -129,15 +126,11 @@ class SessionRecord:
 
     def on_frame(self, data: bytes, now: float) -> None:
         """One frame of the current connection: apply, count, emit (the three paths)."""
-        # ClientProtocol.receive_stream inlined (the receive hot path): a frame of model
-        # audio (and its output transcript) on an open connection.
+        # The receive hot path: a frame of model audio (and its output transcript) on an
+        # open connection, decoded and applied by the protocol in one call.
         protocol = self._protocol
-        conn = protocol._conn
-        parts = _fast_parts(data) if conn is not None and conn.state is _OPEN else None
+        parts = protocol.receive_stream(data, now)
         if parts is not None:
-            self._stats.frames_received += 1
-            if not protocol._generating:
-                protocol._model_started(now)
             pcm, text = parts
             usage = self.usage
             latency = self.latency

@@ -105,7 +105,6 @@ async def test_stream_path_matches_the_general_path(
     fast = await replay(server, frames)
     monkeypatch.setattr(frame_paths, "_is_stream", lambda events: False)
     monkeypatch.setattr(ClientProtocol, "receive_stream", lambda self, data, now: None)
-    monkeypatch.setattr(frame_paths, "_fast_parts", lambda data: None)  # receive_stream inlined
     plain = await replay(server, frames)
     assert fast == plain
     if seed % 2:

@@ -49,7 +49,6 @@ class _Offer(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_offer: Final = msgspec.json.Decoder(_Offer)
-_encode: Final = msgspec.json.Encoder().encode
 
 
 @dataclass
