@@ -97,9 +97,21 @@ class SqliteStore(ConversationStore):
                 check_same_thread=False,
             )
             db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA)
+            # Switching a new file to WAL can fail at once with "database is locked" while
+            # other connections open it too (the busy handler does not cover it): retry
+            # within the busy timeout.
+            deadline = time.monotonic() + self._busy_ms / 1000
+            while True:
+                try:
+                    db.execute("PRAGMA journal_mode = WAL")
+                    db.execute("PRAGMA synchronous = NORMAL")
+                    db.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        db.close()
+                        raise
+                    time.sleep(0.01)  # a worker thread; the event loop is not blocked
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"sqlite store {str(self.path)!r}: cannot open ({exc})") from None
         self._db = db
