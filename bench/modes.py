@@ -182,8 +182,9 @@ class _GeminiLiveConnBase(Conn):
         # adapter around it (the other clients' ``send_audio`` is their whole send path).
         self.send_audio = session.send_audio  # type: ignore[method-assign]
 
-    def _dispatcher(self) -> Callable[[Any], bool]:
-        """One event -> the sink; returns True for the session's last event (Closed)."""
+    def _dispatcher(self, close_sink: bool = False) -> Callable[[Any], bool]:
+        """One event -> the sink; returns True for the session's last event (Closed), and
+        with ``close_sink`` also tells the sink (an ``on_event`` app's one handler)."""
         from gemini_live import events as ev
 
         audio_t, text_t, turn_t = ev.ModelAudio, ev.OutputTranscription, ev.TurnComplete
@@ -208,6 +209,8 @@ class _GeminiLiveConnBase(Conn):
             elif t is setup_t:
                 sink.on_setup_complete()
             elif t is closed_t:
+                if close_sink:
+                    sink.on_closed()
                 return True
             return False
 
@@ -249,13 +252,8 @@ class _GeminiLiveCallbackConn(_GeminiLiveConnBase):
 
     def __init__(self, session: Any, sink: Sink) -> None:
         super().__init__(session, sink)
-        dispatch = self._dispatcher()
-
-        def on_event(event: Any) -> None:
-            if dispatch(event):
-                sink.on_closed()
-
-        session.on_event(on_event)
+        # The app's one handler, registered as it is (no wrapper around it).
+        session.on_event(self._dispatcher(close_sink=True))
         # Events of the connect itself (setupComplete, a handle right after it) came before
         # this callback existed: replay what the session already knows.
         sink.on_setup_complete()

@@ -1074,7 +1074,8 @@ def test_fast_events_leave_odd_frames_to_the_general_decoder(frame: bytes) -> No
 def test_fast_path_templates_are_frames_the_general_decoder_reads() -> None:
     for layout in codec._LAYOUTS:
         audio_first, head_t, text_first = layout
-        for head, tail, tail_nl, middle, tail2, tail2_nl in audio_first:
+        for head, start, tail_nl, tail, middle, tail2, tail2_nl in audio_first:
+            assert start == len(head)
             for end in (tail, tail_nl):
                 assert codec.decode_events(head + b"AAAA" + end) == [E.ModelAudio(b"\0\0\0")]
             for end in (tail2, tail2_nl):
@@ -1085,6 +1086,23 @@ def test_fast_path_templates_are_frames_the_general_decoder_reads() -> None:
                 frame = head_t + b"hi" + middle + b"AAAA" + end
                 assert codec.decode_events(frame) == _expected(b"\0\0\0", "hi")
                 assert codec.fast_events(frame) == _expected(b"\0\0\0", "hi")
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("newline", [False, True])
+def test_a_frame_that_only_starts_and_ends_like_the_audio_template_is_decoded_in_full(
+    indent: int | None, newline: bool
+) -> None:
+    # Two audio parts: the frame starts with the one-part template's head and ends with
+    # its tail; the fast path must not take the middle for one payload.
+    blob = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "AAAA"}}
+    obj = {"serverContent": {"modelTurn": {"parts": [blob, blob]}}}
+    sep = (",", ":") if indent is None else None
+    frame = (json.dumps(obj, indent=indent, separators=sep) + ("\n" if newline else "")).encode()
+    assert codec.fast_audio(frame) is None
+    assert codec.fast_events(frame) is None
+    audio = [e for e in codec.decode_events(frame) if isinstance(e, E.ModelAudio)]
+    assert b"".join(e.data for e in audio) == b"\0\0\0" * 2
 
 
 def test_fast_path_reads_the_recorded_service_audio_frame(

@@ -31,6 +31,7 @@ from gemini_live.errors import GeminiLiveError
 from gemini_live.history import History
 from gemini_live.metrics import (
     LatencyTracker,
+    TurnLatency,
     UsageMeter,
     observe,
     observe_audio,
@@ -70,6 +71,7 @@ class SessionRecord:
     """
 
     __slots__ = (
+        "_answering",
         "_config",
         "_debug",
         "_emit",
@@ -121,6 +123,8 @@ class SessionRecord:
         self.watchdog = InteractionWatchdog(config.interaction_timeout)
         self.usage: UsageMeter | None = UsageMeter() if config.metrics else None
         self.latency: LatencyTracker | None = LatencyTracker() if config.metrics else None
+        #: The pending turn while the model answers it (see _meters_settled).
+        self._answering: TurnLatency | None = None
 
     # -- received frames ------------------------------------------------------------------
 
@@ -128,49 +132,26 @@ class SessionRecord:
         """One frame of the current connection: apply, count, emit (the three paths)."""
         # The receive hot path: a frame of model audio (and its output transcript) on an
         # open connection, decoded and applied by the protocol in one call.
-        protocol = self._protocol
-        parts = protocol.receive_stream(data, now)
+        parts = self._protocol.receive_stream(data, now)
         if parts is not None:
             pcm, text = parts
-            usage = self.usage
-            latency = self.latency
-            if usage is not None:
-                input_at = self.input_at
-                if input_at is not None:
-                    # observe_input inlined: the meter's turn, then the latency's input.
-                    # start_turn() changes nothing unless the completed turn is still in
-                    # its grace window: the common case (the turn's first input already
-                    # closed it, or the turn is open) makes no call.
-                    self.input_at = None
-                    current = usage._current
-                    if current is not None and current.complete and usage._grace:
-                        usage.start_turn()
-                    if latency is not None:
-                        p = latency._pending
-                        if p is not None and (
-                            p.first_audio is not None or p.first_text is not None
-                        ):
-                            latency._next_input = input_at  # this input starts the next turn
-                        else:
-                            latency.mark_user_input(input_at)
             if text is None:
                 # The hot path: a frame that is one audio chunk needs no lifecycle handling.
                 audio = _ModelAudio(pcm, _OUTPUT_RATE)
-                if usage is not None:
-                    # observe_audio inlined: one counter once the turn is answering.
-                    current = usage._current
-                    if current is not None and current.complete and usage._grace:
-                        usage.start_turn()
-                    if latency is not None:
-                        p = latency._pending
-                        if p is not None and p.first_audio is not None:
-                            p.audio_bytes += len(pcm)
-                        else:
-                            latency.on_event(audio, now)
+                answering = self._answering
+                if answering is not None:
+                    # The turn is answering: the meters' whole work is this counter (an
+                    # input sent meanwhile waits in input_at; see _meters_settled).
+                    answering.audio_bytes += len(pcm)
+                elif self.usage is not None:
+                    self._meter_audio(audio, now)
                 watchdog = self.watchdog
                 if watchdog._deadline is not None:  # armed (the property, read inline)
                     watchdog.observe(audio, now)
-                self._emit(audio)
+                try:
+                    self._emit(audio)
+                except Exception:
+                    self._callback_failed()
                 return
             events: list[ev.Event] = [_ModelAudio(pcm, _OUTPUT_RATE)]
             if text:
@@ -178,7 +159,7 @@ class SessionRecord:
             if self._debug.debug:
                 kinds = ", ".join(type(e).__name__ for e in events)
                 self._log.debug("received a %d-byte frame: %s", len(data), kinds)
-            self._on_stream(events, usage, now)
+            self._on_stream(events, now)
             return
         try:
             events = self._receive(data, now)
@@ -191,22 +172,27 @@ class SessionRecord:
             observe_input(usage, self.latency, self.input_at)
             self.input_at = None
         if len(events) == 1 and type(events[0]) is ev.ModelAudio:
-            # The hot path: a frame that is one audio chunk needs no lifecycle handling.
+            # One audio chunk the stream path did not take: no lifecycle handling.
             if usage is not None:
                 observe_audio(usage, self.latency, events[0], now)
+                self._answering = self._meters_settled()
             if self.watchdog.armed:
                 self.watchdog.observe(events[0], now)
-            self._emit(events[0])
+            try:
+                self._emit(events[0])
+            except Exception:
+                self._callback_failed()
             return
         if self._debug.debug:
             kinds = ", ".join(type(e).__name__ for e in events)
             self._log.debug("received a %d-byte frame: %s", len(data), kinds)
         if _is_stream(events):
-            self._on_stream(events, usage, now)
+            self._on_stream(events, now)
             return
         if usage is not None:
             for event in events:
                 observe(usage, self.latency, event, now)
+            self._answering = self._meters_settled()
         history = self.history
         watchdog = self.watchdog
         for event in events:
@@ -215,25 +201,87 @@ class SessionRecord:
             watchdog.observe(event, now)
         self._lifecycle(events, now)
 
-    def _on_stream(self, events: list[ev.Event], usage: UsageMeter | None, now: float) -> None:
+    def _meters_settled(self) -> TurnLatency | None:
+        """The latency tracker's pending turn when the model is answering it and the usage
+        meter's turn is open (not inside a completed turn's grace window), else None.
+
+        In that state the meters' work for an audio frame is adding its bytes to that turn,
+        a transcript only stamps the turn's first text, and a user input only marks the
+        start of the next turn (``_next_input``, the latest input wins): the hot paths do
+        just that and leave ``input_at`` for the next frame that takes a full path, which
+        applies it first, as it would have been applied at once. Recomputed after every
+        frame that fed the meters a full path.
+        """
+        latency = self.latency
+        usage = self.usage
+        if latency is None or usage is None:
+            return None
+        p = latency._pending
+        if p is None or p.first_audio is None:
+            return None
+        current = usage._current
+        if current is not None and current.complete and usage._grace:
+            return None
+        return p
+
+    def _meter_audio(self, audio: ev.ModelAudio, now: float) -> None:
+        """The meters' full work for one audio frame (not answering yet: a turn starts)."""
+        usage = self.usage
+        assert usage is not None
+        input_at = self.input_at
+        if input_at is not None:
+            self.input_at = None
+            observe_input(usage, self.latency, input_at)
+        observe_audio(usage, self.latency, audio, now)
+        self._answering = self._meters_settled()
+
+    def _callback_failed(self) -> None:
+        """The consumer the hot path handed an event to directly raised (see set_emit)."""
+        self._stats.callback_errors += 1
+        self._log.exception("an on_event callback raised")
+
+    def set_emit(self, emit: Callable[[ev.Event], None]) -> None:
+        """Where events go: the session's fan-out, or its only ``on_event`` callback when
+        that is the only consumer (the paths here then count and log what it raises)."""
+        self._emit = emit
+
+    def _on_stream(self, events: list[ev.Event], now: float) -> None:
         """A frame of audio and output transcription only (most frames of a spoken reply):
         the same bookkeeping as the general path, without its lifecycle checks."""
+        usage = self.usage
+        answering = self._answering
+        if usage is not None and answering is None:
+            input_at = self.input_at
+            if input_at is not None:
+                self.input_at = None
+                observe_input(usage, self.latency, input_at)
         latency = self.latency
         history = self.history
         watchdog = self.watchdog
         emit = self._emit
         for event in events:
             if type(event) is ev.ModelAudio:
-                if usage is not None:
+                if answering is not None:
+                    answering.audio_bytes += len(event.data)
+                elif usage is not None:
                     observe_audio(usage, latency, event, now)
             else:
-                if usage is not None:
-                    observe_transcript(usage, latency, event, now)  # type: ignore[arg-type]
+                words: ev.OutputTranscription = event  # type: ignore[assignment]
+                if answering is not None:
+                    if answering.first_text is None and words.text:
+                        latency.on_event(words, now)  # type: ignore[union-attr]
+                elif usage is not None:
+                    observe_transcript(usage, latency, words, now)
                 if history is not None:
-                    history.observe(event)
-            if watchdog.armed:
+                    history.observe(words)
+            if watchdog._deadline is not None:
                 watchdog.observe(event, now)
-            emit(event)
+            try:
+                emit(event)
+            except Exception:
+                self._callback_failed()
+        if usage is not None and answering is None:
+            self._answering = self._meters_settled()
 
     def timer_fired(self, now: float) -> None:
         """The watchdog's deadline may have passed: emit ``InteractionTimeout`` if so."""
@@ -242,7 +290,10 @@ class SessionRecord:
             self._log.warning("the interaction is still in progress after %.0f s", expired.seconds)
             if self.history is not None:
                 self.history.observe(expired)
-            self._emit(expired)
+            try:
+                self._emit(expired)
+            except Exception:
+                self._callback_failed()
 
     # -- what the app sent ----------------------------------------------------------------
 

@@ -102,14 +102,15 @@ class _Next(Coroutine[Any, Any, ev.Event]):
         if buf and not sub._lag:  # the usual wake-up: one event queued
             sub._waiting = False
             raise StopIteration(buf.popleft())
-        try:
-            event = sub._take()
-        except BaseException:
-            sub._waiting = False
-            raise
-        if event is not None:
-            sub._waiting = False
-            raise StopIteration(event)
+        if buf or sub._lag or sub._ended:
+            try:
+                event = sub._take()
+            except BaseException:
+                sub._waiting = False
+                raise
+            if event is not None:
+                sub._waiting = False
+                raise StopIteration(event)
         if sub._waiting and gate._callback is not None:
             raise _concurrent()  # another task is registered on the gate
         sub._waiting = True

@@ -170,6 +170,7 @@ class Session:
             debug=self._connector,
             log=self.log,
         )
+        self._route_events()
         #: Where the connection loop delivers frames: the bookkeeping's three paths.
         self._on_frame: Callable[[bytes, float], None] = self._record.on_frame
         self._watchdog = self._record.watchdog
@@ -304,8 +305,10 @@ class Session:
             session = this()
             if session is not None:
                 session._subscribers = tuple(r for r in session._subscribers if r is not ref)
+                session._route_events()
 
         self._subscribers = (*self._subscribers, weakref.ref(sub, gone))
+        self._route_events()
         return sub
 
     def _main_stream(self) -> _Subscriber:
@@ -334,11 +337,26 @@ class Session:
         callback stays registered. Returns a function that unregisters it.
         """
         self._listeners = (*self._listeners, callback)
+        self._route_events()
 
         def remove() -> None:
             self._listeners = tuple(cb for cb in self._listeners if cb is not callback)
+            self._route_events()
 
         return remove
+
+    def _route_events(self) -> None:
+        """The frame paths hand events straight to the only consumer (the one ``on_event``
+        callback, or the main stream) when there is one, else to :meth:`_emit`."""
+        listeners = self._listeners
+        main = self._main
+        emit: Callable[[ev.Event], object] = self._emit
+        if not self._subscribers:
+            if main is None and len(listeners) == 1:
+                emit = listeners[0]
+            elif main is not None and not listeners:
+                emit = main.push
+        self._record.set_emit(emit)  # type: ignore[arg-type]
 
     def _emit(self, event: ev.Event) -> None:
         main = self._main

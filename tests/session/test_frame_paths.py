@@ -65,12 +65,39 @@ def script(seed: int) -> list[bytes]:
     return out
 
 
+#: In a script: the user sent input here (a chunk, a text) instead of a server frame.
+USER_INPUT = b""
+
+
+def with_inputs(frames: list[bytes], seed: int, where: str) -> list[bytes]:
+    """The script with user input between frames, ending with a usage frame (a full path
+    applies the last input). ``anywhere``: before replies, during them, between turns;
+    ``replying``: only between two frames of model output (what the hot paths defer)."""
+    rng = random.Random(seed * 7 + 1)
+    out: list[bytes] = []
+    for i, data in enumerate(frames):
+        if where == "anywhere":
+            out.extend([USER_INPUT] * rng.choice((0, 0, 1, 2)))
+        out.append(data)
+        if where == "replying" and i + 1 < len(frames):
+            both = (data, frames[i + 1])
+            if all(b"turnComplete" not in f and b"inputTranscription" not in f for f in both):
+                out.extend([USER_INPUT] * rng.choice((0, 1)))
+    out.append(USER_INPUT)
+    usage = {"promptTokenCount": 3, "responseTokenCount": 1, "totalTokenCount": 4}
+    out.append(frame({"usageMetadata": usage}, rng))
+    return out
+
+
 async def replay(server: FakeLiveServer, frames: list[bytes]) -> tuple[object, ...]:
     seen: list[ev.Event] = []
     async with gl.connect(config_for(server, "memory", main_stream=False)) as session:
         session.on_event(seen.append)
         start = time.monotonic()  # the session's clock: the watchdog's timer runs on it
         for i, data in enumerate(frames):
+            if data == USER_INPUT:
+                session._record.user_input(start + i * 0.001)
+                continue
             session._on_frame(data, start + i * 0.001)
         assert session.history is not None and session.usage is not None
         history = [(e.role, e.kind, e.text) for e in session.history.entries]
@@ -81,10 +108,19 @@ async def replay(server: FakeLiveServer, frames: list[bytes]) -> tuple[object, .
         def rel(t: float | None) -> float | None:
             return None if t is None else round(t - start, 6)
 
-        latency = [
-            (t.index, rel(t.first_audio), rel(t.first_text), t.audio_bytes, rel(t.turn_complete))
-            for t in session.latency.turns
+        latency: list[tuple[object, ...]] = [
+            (
+                t.index,
+                rel(t.input_end),
+                rel(t.first_audio),
+                rel(t.first_text),
+                t.audio_bytes,
+                rel(t.turn_complete),
+            )
+            for t in [*session.latency.turns, session.latency.pending]
+            if t is not None
         ]
+        latency.append((rel(session.latency._next_input),))
         dog = session._watchdog.deadline()
         dog = rel(dog)
     return (
@@ -97,11 +133,14 @@ async def replay(server: FakeLiveServer, frames: list[bytes]) -> tuple[object, .
     )
 
 
+@pytest.mark.parametrize("inputs", ["none", "anywhere", "replying"])
 @pytest.mark.parametrize("seed", range(12))
 async def test_stream_path_matches_the_general_path(
-    server: FakeLiveServer, seed: int, monkeypatch: pytest.MonkeyPatch
+    server: FakeLiveServer, seed: int, inputs: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    frames = script(seed)
+    # With inputs: the hot paths leave an input sent while the model answers for the next
+    # full path (_meters_settled); the meters must end up as if it was applied at once.
+    frames = script(seed) if inputs == "none" else with_inputs(script(seed), seed, inputs)
     fast = await replay(server, frames)
     monkeypatch.setattr(frame_paths, "_is_stream", lambda events: False)
     monkeypatch.setattr(ClientProtocol, "receive_stream", lambda self, data, now: None)

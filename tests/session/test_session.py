@@ -594,6 +594,46 @@ async def test_callbacks_only_session(server: FakeLiveServer, backend_name: str)
     assert isinstance(got[-1], ev.Closed)
 
 
+async def test_the_only_callback_gets_events_directly_and_its_errors_are_counted(
+    server: FakeLiveServer, backend_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One on_event callback and no stream: the frame paths call it without the fan-out
+    # (Session._route_events); what it raises is still counted and logged, and a stream
+    # subscribed later gets its events as well.
+    calls: list[type] = []
+    turn = asyncio.Event()
+
+    def broken(event: ev.Event) -> None:
+        calls.append(type(event))
+        if isinstance(event, ev.TurnComplete):
+            turn.set()
+        raise RuntimeError("bug in the app")
+
+    cfg = config_for(server, backend_name, main_stream=False)
+    async with gl.connect(cfg) as session:
+        session.on_event(broken)
+        await session.send_text("hi")
+        async with asyncio.timeout(5):
+            await turn.wait()
+        assert ev.ModelAudio in calls
+        assert session.stats.callback_errors == len(calls)
+        stream = session.events()
+        turn.clear()
+        await session.send_text("again")
+        extra = await collect_until(stream, is_turn_complete)
+        async with asyncio.timeout(5):
+            await turn.wait()
+        turn.clear()
+        before = len(calls)
+        await session.send_text("third")
+        async with asyncio.timeout(5):
+            await turn.wait()
+        assert ev.ModelAudio in calls[before:]
+    assert any(isinstance(e, ev.ModelAudio) for e in extra)
+    assert session.stats.callback_errors == len(calls)
+    assert "an on_event callback raised" in caplog.text
+
+
 async def test_session_metrics_track_each_turn(server: FakeLiveServer, backend_name: str) -> None:
     async with gl.connect(config_for(server, backend_name)) as session:
         for text in ("one", "two"):
