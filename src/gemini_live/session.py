@@ -414,7 +414,11 @@ class Session:
     def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
         self._try_send = try_send
         self.protocol.direct_writes = try_send is not None
-        self._write_audio = None if try_send is None else self.protocol.audio_writer(try_send)
+        self._write_audio = (
+            None
+            if try_send is None or self._closing or self.error is not None
+            else self.protocol.audio_writer(try_send)
+        )
 
     def _is_closing(self) -> bool:
         # A method, not the attribute, so mypy does not narrow the flag across awaits.
@@ -479,18 +483,19 @@ class Session:
 
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
         """Stream a PCM16 chunk (bytes, memoryview, array('h'), numpy int16/float32)."""
-        if self._closing or self.error is not None or self._runner is None:
-            self._check_usable()
-        now = _monotonic()
         write_audio = self._write_audio
         if write_audio is not None and sample_rate is None:
-            # The hot path: encoded, written and kept for re-sending in one call.
+            # The hot path: encoded, written and kept for re-sending in one call. It is
+            # only set while the session is usable (see _set_direct and close).
+            now = _monotonic()
             written = write_audio(pcm, now)
-            if self.usage is not None:
-                self._record.input_at = now
+            self._record.input_at = now  # read only when the meters are on
             if not written:
                 await self._flush()
             return
+        if self._closing or self.error is not None or self._runner is None:
+            self._check_usable()
+        now = _monotonic()
         frame = self.protocol.send_audio(pcm, now, sample_rate)
         if self.usage is not None:
             self._record.input_at = now
@@ -666,6 +671,7 @@ class Session:
         """Close the connection and end every subscriber. Idempotent; awaits the runner."""
         if not self._is_closing():
             self._closing = True
+            self._write_audio = None  # the audio hot path ends with the session
             self._poke()
         runner = self._tool_runner
         if runner is not None:

@@ -95,6 +95,31 @@ async def test_await_form_and_next_event(server: FakeLiveServer, backend_name: s
         await session.send_text("late")
 
 
+async def test_audio_is_refused_once_close_has_begun(
+    server: FakeLiveServer, backend_name: str
+) -> None:
+    # The audio hot path (Session._write_audio) ends when close() begins, while the
+    # connection may still be open for the closing handshake.
+    pcm = b"\0\0" * 320
+    session = await gl.connect(config_for(server, backend_name))
+    await session.send_audio(pcm)
+    assert session._write_audio is not None or backend_name in ("websockets", "memory")
+    closing = asyncio.create_task(session.close())
+    async with asyncio.timeout(5):
+        # close()'s first step flips the status: yield until the task has taken it.
+        while session.status != "closed":  # noqa: ASYNC110
+            await asyncio.sleep(0)
+    assert session._write_audio is None
+    assert not closing.done()  # the close handshake is still under way
+    with pytest.raises(errors.SessionClosedError):
+        await session.send_audio(pcm)
+    async with asyncio.timeout(5):
+        await closing
+    for rate in (None, 16000):
+        with pytest.raises(errors.SessionClosedError):
+            await session.send_audio(pcm, sample_rate=rate)
+
+
 async def test_setup_is_public_read_only_and_follows_changes(
     server: FakeLiveServer, backend_name: str
 ) -> None:
