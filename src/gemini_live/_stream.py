@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, cast
+from typing import Any
 
 from gemini_live import events as ev
 from gemini_live.errors import ConcurrencyError, GeminiLiveError
@@ -90,7 +90,7 @@ class _Next(Coroutine[Any, Any, ev.Event]):
 
     def __await__(self) -> Generator[Any, None, ev.Event]:
         self._gate._cancelled = None
-        return cast("Generator[Any, None, ev.Event]", self)
+        return self  # a _Next is its own iterator (no cast(): a call per await)
 
     def __iter__(self) -> _Next:
         return self
@@ -188,7 +188,12 @@ class _Subscriber:
             self._stats.lagged_events += 1
         buf.append(event)
         if self._waiting:
-            self._next._gate.open()  # type: ignore[union-attr]  # set whenever _waiting is
+            # _Gate.open inlined (once per event a waiting consumer gets).
+            gate = self._next._gate  # type: ignore[union-attr]  # set whenever _waiting is
+            fn = gate._callback
+            if fn is not None:
+                gate._callback = None
+                gate._loop.call_soon(fn, gate, context=gate._context)
 
     def end(self) -> None:
         self._ended = True
