@@ -153,13 +153,10 @@ class SessionRecord:
                 except Exception:
                     self._callback_failed()
                 return
-            events: list[ev.Event] = [_ModelAudio(pcm, _OUTPUT_RATE)]
-            if text:
-                events.append(ev.OutputTranscription(text))
             if self._debug.debug:
-                kinds = ", ".join(type(e).__name__ for e in events)
+                kinds = "ModelAudio, OutputTranscription" if text else "ModelAudio"
                 self._log.debug("received a %d-byte frame: %s", len(data), kinds)
-            self._on_stream(events, now)
+            self._on_audio_words(pcm, text, now)
             return
         try:
             events = self._receive(data, now)
@@ -200,6 +197,45 @@ class SessionRecord:
                 history.observe(event)
             watchdog.observe(event, now)
         self._lifecycle(events, now)
+
+    def _on_audio_words(self, pcm: bytes, text: str, now: float) -> None:
+        """:meth:`_on_stream` for a frame of audio and its output transcript (an empty
+        transcript gives no event), without the event list: the most frequent frame of a
+        spoken reply after audio alone."""
+        audio = _ModelAudio(pcm, _OUTPUT_RATE)
+        usage = self.usage
+        answering = self._answering
+        if answering is not None:
+            answering.audio_bytes += len(pcm)
+        elif usage is not None:
+            self._meter_audio(audio, now)
+        watchdog = self.watchdog
+        if watchdog._deadline is not None:
+            watchdog.observe(audio, now)
+        emit = self._emit
+        try:
+            emit(audio)
+        except Exception:
+            self._callback_failed()
+        if not text:
+            return
+        words = ev.OutputTranscription(text)
+        answering = self._answering
+        if answering is not None:
+            if answering.first_text is None:
+                self.latency.on_event(words, now)  # type: ignore[union-attr]
+        elif usage is not None:
+            observe_transcript(usage, self.latency, words, now)
+            self._answering = self._meters_settled()
+        history = self.history
+        if history is not None:
+            history.observe_words(text)
+        if watchdog._deadline is not None:
+            watchdog.observe(words, now)
+        try:
+            emit(words)
+        except Exception:
+            self._callback_failed()
 
     def _meters_settled(self) -> TurnLatency | None:
         """The latency tracker's pending turn when the model is answering it and the usage

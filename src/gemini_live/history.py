@@ -312,6 +312,16 @@ class History:
                     self._shrink()
                 return
 
+    def observe_words(self, text: str) -> None:
+        """:meth:`observe` for the text of an ``OutputTranscription`` (the receive hot
+        path: most frames of a spoken reply carry a few words)."""
+        if text:
+            model = self._pending.model
+            model.parts.append(text)
+            model.chars += len(text)
+            if model.chars > self.max_chars:
+                self.cut_chars += model._cut(self.max_chars)
+
     def observe(self, event: ev.Event) -> None:
         """Feed one session event."""
         p = self._pending
