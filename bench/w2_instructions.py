@@ -22,6 +22,15 @@ pessimistic side for every client alike. The clock must keep up (every tick on t
 within one phase); the result says when it did not (``late_ticks``).
 
 Not part of the CI gate and without budgets: a measurement to read as ratios.
+
+To see where a client's instructions go by Python function, run one child without
+valgrind under cProfile, the profiler on for the same window (its numbers are times, not
+instructions, and cProfile's overhead per call inflates call-heavy code; the call counts
+per message are exact)::
+
+    python -m bench.server --pace-scale 10 &   # prints PORT <n>
+    python -m bench.w2_instructions --child gemini-live-picows-cb --port <n> \
+        --slowdown 10 --cprofile w2.prof
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -77,12 +87,15 @@ async def run_window(
     warmup_periods: int,
     periods: int,
     limit: float,
+    marks: tuple[Callable[[], object], Callable[[], object]] = (os.getppid, os.getpgrp),
 ) -> dict[str, Any]:
     """Open ``sessions``, run the stretched W2 clock, count the window's messages.
 
     The measured window is ``periods`` × ``PHASES`` ticks of the audio clock, between the
-    two marker calls. Every wait is bounded by ``limit`` seconds in all.
+    two ``marks`` calls (callgrind's markers; a profiler's enable/disable). Every wait is
+    bounded by ``limit`` seconds in all.
     """
+    start_mark, stop_mark = marks
     from bench.client import W2Recorder, _bounded_close
     from bench.modes import ALL_MODES, Conn
 
@@ -117,7 +130,7 @@ async def run_window(
                 if k == warm:
                     gc.collect()
                     rec.on = True
-                    os.getppid()  # START_MARK: callgrind zeroes its counters here
+                    start_mark()  # START_MARK: callgrind zeroes its counters here
                 delay = sched - loop.time()
                 await asyncio.sleep(delay if delay > 0 else 0)
                 bucket = buckets[k % PHASES]
@@ -131,7 +144,7 @@ async def run_window(
                     worst = max(worst, lag)
                     late += lag > step
                 sched += step
-            os.getpgrp()  # STOP_MARK: callgrind dumps the window here
+            stop_mark()  # STOP_MARK: callgrind dumps the window here
             rec.on = False
     finally:
         await _bounded_close(conns)
@@ -150,6 +163,14 @@ async def run_window(
 
 
 def child_main(args: argparse.Namespace) -> int:
+    marks: tuple[Callable[[], object], Callable[[], object]] = (os.getppid, os.getpgrp)
+    profiler = None
+    if args.cprofile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        marks = (profiler.enable, profiler.disable)
+
     async def go() -> dict[str, Any]:
         return await run_window(
             args.child,
@@ -159,9 +180,12 @@ def child_main(args: argparse.Namespace) -> int:
             warmup_periods=args.warmup_periods,
             periods=args.periods,
             limit=args.timeout,
+            marks=marks,
         )
 
     data = run_loop(go, args.loop)
+    if profiler is not None:
+        profiler.dump_stats(args.cprofile)
     sys.stdout.write("RESULT " + json.dumps(data) + "\n")
     sys.stdout.flush()
     # Hundreds of sockets need no orderly interpreter teardown.
@@ -304,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=CHILD_TIMEOUT, help=argparse.SUPPRESS)
+    ap.add_argument("--cprofile", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.sessions < 1 or args.periods < 1 or args.warmup_periods < 0:
         ap.error("--sessions and --periods must be positive, --warmup-periods not negative")

@@ -65,6 +65,46 @@ def test_w2_instruction_workload_runs_a_fixed_number_of_ticks_end_to_end(client:
     assert stats["frames_in"] >= sessions * (1 + periods + 2)
 
 
+def test_w2_instruction_child_can_profile_the_same_window(tmp_path: Path) -> None:
+    import pstats
+
+    out = tmp_path / "w2.prof"
+    with ServerProc(framing="service", pace_scale=2.0) as server:
+        proc = subprocess.run(
+            [
+                PY,
+                "-m",
+                "bench.w2_instructions",
+                "--child",
+                "ideal-cb",
+                "--port",
+                str(server.port),
+                "--sessions",
+                "2",
+                "--slowdown",
+                "2",
+                "--warmup-periods",
+                "1",
+                "--periods",
+                "3",
+                "--timeout",
+                "30",
+                "--cprofile",
+                str(out),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = pstats.Stats(str(out)).stats  # type: ignore[attr-defined]
+    sends = [v[1] for (_, _, name), v in stats.items() if name == "send_audio"]
+    # The profiler ran for the window only: exactly its 3 periods x 2 sessions of chunks.
+    assert sends == [6]
+
+
 def test_server_pace_scale_stretches_the_reply_clock_and_rejects_nonsense() -> None:
     assert BenchServer().tick_s == pytest.approx(0.005)
     assert BenchServer(pace_scale=100).tick_s == pytest.approx(0.5)
