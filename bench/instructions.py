@@ -143,6 +143,32 @@ def measure_one(
     client: str, loop: str, port: int, round_trips: int = ROUND_TRIPS, valgrind_bin: str = ""
 ) -> Count:
     """One client process under callgrind; the instructions of its measured loop."""
+    child = ["--child", client, "--loop", loop, "--port", str(port)]
+    instructions, _ = callgrind(
+        "bench.instructions",
+        [*child, "--round-trips", str(round_trips)],
+        f"{client} ({loop})",
+        keep_as=f"callgrind.{client}.{loop}.out",
+        valgrind_bin=valgrind_bin,
+    )
+    return Count(client, loop, round_trips, instructions)
+
+
+def callgrind(
+    module: str,
+    args: list[str],
+    name: str,
+    *,
+    keep_as: str,
+    valgrind_bin: str = "",
+    timeout: float = CHILD_TIMEOUT,
+) -> tuple[int, dict[str, Any]]:
+    """``python -m module *args`` under callgrind: the Ir of its window and its RESULT.
+
+    The process must call ``os.getppid()`` where the window starts and ``os.getpgrp()``
+    where it ends (once each), and print one ``RESULT <json>`` line. With
+    ``GL_CALLGRIND_KEEP=DIR`` the window's dump is copied to ``DIR/keep_as``.
+    """
     vg = valgrind_bin or valgrind()
     if vg is None:
         raise GateError("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -156,15 +182,8 @@ def measure_one(
             f"--dump-before={STOP_MARK}",
             sys.executable,
             "-m",
-            "bench.instructions",
-            "--child",
-            client,
-            "--loop",
-            loop,
-            "--port",
-            str(port),
-            "--round-trips",
-            str(round_trips),
+            module,
+            *args,
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         env.pop("PYTHONDEVMODE", None)
@@ -175,21 +194,23 @@ def measure_one(
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=CHILD_TIMEOUT,
+                timeout=timeout,
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise GateError(f"{client} ({loop}): no result in {CHILD_TIMEOUT:g} s") from None
+            raise GateError(f"{name}: no result in {timeout:g} s") from None
         if proc.returncode != 0 or "RESULT " not in proc.stdout:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            raise GateError(f"{client} ({loop}) failed (exit {proc.returncode}):\n{tail}")
+            raise GateError(f"{name} failed (exit {proc.returncode}):\n{tail}")
         dumps = sorted(p.name for p in Path(tmp).iterdir() if p.name.startswith(out.name + "."))
         if dumps != [out.name + ".1"]:
-            raise GateError(f"{client} ({loop}): expected one window dump, got {dumps}")
+            raise GateError(f"{name}: expected one window dump, got {dumps}")
         keep = os.environ.get("GL_CALLGRIND_KEEP")
         if keep:  # a copy of the window's dump for callgrind_annotate
-            shutil.copy(Path(tmp) / dumps[0], Path(keep) / f"callgrind.{client}.{loop}.out")
-        return Count(client, loop, round_trips, _summary(Path(tmp) / dumps[0]))
+            shutil.copy(Path(tmp) / dumps[0], Path(keep) / keep_as)
+        line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT "))
+        data: dict[str, Any] = json.loads(line[len("RESULT ") :])
+        return _summary(Path(tmp) / dumps[0]), data
 
 
 def _summary(path: Path) -> int:

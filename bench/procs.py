@@ -25,9 +25,13 @@ class ServerProc:
         loop: str = "auto",
         framing: str = "service",
         start_timeout: float = 15.0,
+        pace_scale: float = 1.0,
     ):
+        cmd = [PY, "-m", "bench.server", "--impl", impl, "--loop", loop, "--framing", framing]
+        if pace_scale != 1.0:
+            cmd += ["--pace-scale", repr(pace_scale)]
         self.proc = subprocess.Popen(
-            [PY, "-m", "bench.server", "--impl", impl, "--loop", loop, "--framing", framing],
+            cmd,
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -240,6 +240,70 @@ def w2_md(w2: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: The reference of the W2 CPU-per-message comparison (issue 24: ≤ 1.25× at N = 300).
+W2_IDEAL = "ideal-cb"
+
+
+def w2_vs_ideal(w2: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per (N, loop, mode): CPU µs per message over the rounds and the ratio to ``ideal-cb``.
+
+    ``x_ideal`` is the ratio of the medians; ``x_ideal_rounds`` the median of the per-round
+    ratios (each round's runs were interleaved, so a round's pair shares the machine's
+    conditions). Empty without ideal-cb runs.
+    """
+    per: dict[tuple[int, str, str], dict[int, float]] = {}
+    sys_part: dict[tuple[int, str, str], list[float]] = {}
+    for r in w2.get("runs", []):
+        if "cpu_us_per_msg" not in r or "error" in r:
+            continue
+        key = (r["sessions"], r["loop"], r["mode"])
+        per.setdefault(key, {})[r.get("round", 0)] = r["cpu_us_per_msg"]
+        if "sys_us_per_msg" in r:
+            sys_part.setdefault(key, []).append(r["sys_us_per_msg"])
+    rows: list[dict[str, Any]] = []
+    for (n, loop, mode), by_round in per.items():
+        ref = per.get((n, loop, W2_IDEAL))
+        if ref is None:
+            continue
+        med = _med(list(by_round.values()))
+        pairs = [by_round[k] / ref[k] for k in by_round if k in ref]
+        rows.append(
+            {
+                "sessions": n,
+                "loop": loop,
+                "mode": mode,
+                "rounds": len(by_round),
+                "cpu_us_per_msg": med,
+                "cpu_us_min": min(by_round.values()),
+                "x_ideal": med / _med(list(ref.values())),
+                "x_ideal_rounds": _med(pairs) if pairs else None,
+                "sys_us_per_msg": _med(sys_part[(n, loop, mode)])
+                if (n, loop, mode) in sys_part
+                else None,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["sessions"], r["loop"]))
+
+
+def w2_vs_ideal_md(w2: dict[str, Any]) -> str:
+    rows = w2_vs_ideal(w2)
+    if not rows:
+        return ""
+    out = [
+        "| N | loop | client | rounds | CPU µs / msg (median) | min | of it system µs / msg "
+        "| × ideal callback client (medians) | × ideal (median of per-round ratios) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    out.extend(
+        f"| {r['sessions']} | {r['loop']} | {_label(r['mode'])} | {r['rounds']} "
+        f"| {r['cpu_us_per_msg']:.1f} | {r['cpu_us_min']:.1f} "
+        f"| {_f(r['sys_us_per_msg'], '.1f')} | {r['x_ideal']:.2f}× "
+        f"| {_f(r['x_ideal_rounds'], '.2f')}× |"
+        for r in rows
+    )
+    return "\n".join(out)
+
+
 def w3_md(w3: dict[str, Any]) -> str:
     if "error" in w3:
         return _failed(w3["error"])
@@ -309,6 +373,14 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             w2_md(results["w2"]),
         ]
+        vs_ideal = w2_vs_ideal_md(results["w2"])
+        if vs_ideal:
+            parts += [
+                "",
+                "### W2: CPU per message against the ideal callback client",
+                "",
+                vs_ideal,
+            ]
     if "scale" in results:
         parts += [
             "",

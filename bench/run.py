@@ -58,6 +58,8 @@ class Config:
     )
     #: (mode, loop) series for W2.
     w2_series: list[tuple[str, str]] = field(default_factory=list)
+    #: W2 rounds per N: every series once per round, round-robin (interleaved).
+    w2_rounds: int = 1
     w2_warmup: float = 1.0
     w2_window: float = 4.0
     w2_ramp_timeout: float = 45.0
@@ -307,28 +309,45 @@ def _w2_args(cfg: Config, mode: str, loop: str, n: int, server: ServerProc) -> l
 
 
 def run_w2(cfg: Config) -> dict[str, Any]:
-    """Paced sessions in one process, N growing until a series loses real time."""
+    """Paced sessions in one process, N growing until a series loses real time.
+
+    With ``w2_rounds`` > 1 every series runs once per round at each N, the series
+    interleaved (round-robin), so the rounds of all series share the machine's conditions;
+    a series stops after an N where it failed in a round or kept real time in none.
+    """
     runs: list[dict[str, Any]] = []
     stopped: dict[tuple[str, str], str] = {}
+    rounds = max(1, cfg.w2_rounds)
     for n in cfg.w2_ns:
-        for mode, loop in cfg.w2_series:
-            key = (mode, loop)
-            if key in stopped:
-                runs.append({"mode": mode, "loop": loop, "sessions": n, "skipped": stopped[key]})
-                continue
-            timeout = cfg.w2_ramp_timeout + cfg.w2_warmup + cfg.w2_window + cfg.slack
-            with ServerProc(framing=cfg.framing) as server:
-                res = run_client(_w2_args(cfg, mode, loop, n, server), timeout)
-                res["server"] = server.stats()
-            res.update(mode=mode, loop=loop, sessions=n)
-            res["real_time"] = real_time(res)
-            runs.append(res)
-            _log(f"w2 N={n} {mode} ({loop}): {_brief(res)}, real time: {res['real_time']}")
-            if "error" in res:
+        kept: dict[tuple[str, str], bool] = {}
+        failed: set[tuple[str, str]] = set()
+        for rnd in range(rounds):
+            for mode, loop in cfg.w2_series:
+                key = (mode, loop)
+                if key in stopped:
+                    if rnd == 0:
+                        runs.append(
+                            {"mode": mode, "loop": loop, "sessions": n, "skipped": stopped[key]}
+                        )
+                    continue
+                timeout = cfg.w2_ramp_timeout + cfg.w2_warmup + cfg.w2_window + cfg.slack
+                with ServerProc(framing=cfg.framing) as server:
+                    res = run_client(_w2_args(cfg, mode, loop, n, server), timeout)
+                    res["server"] = server.stats()
+                res.update(mode=mode, loop=loop, sessions=n, round=rnd)
+                res["real_time"] = real_time(res)
+                runs.append(res)
+                tag = f" round {rnd + 1}/{rounds}" if rounds > 1 else ""
+                _log(f"w2 N={n}{tag} {mode} ({loop}): {_brief(res)}, real time: {res['real_time']}")
+                if "error" in res:
+                    failed.add(key)
+                kept[key] = kept.get(key, False) or res["real_time"]
+        for key, ok in kept.items():
+            if key in failed:
                 stopped[key] = f"failed at N={n}"
-            elif not res["real_time"]:
+            elif not ok:
                 stopped[key] = f"fell behind at N={n}"
-    return {"runs": runs, "series": [list(s) for s in cfg.w2_series]}
+    return {"runs": runs, "series": [list(s) for s in cfg.w2_series], "rounds": rounds}
 
 
 def run_scale(cfg: Config) -> dict[str, Any]:
@@ -508,6 +527,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     ap.add_argument("--profile-regime", choices=REGIMES, default=None, help="W1 regime to profile")
     ap.add_argument("--w2-n", default="", help="W2 session counts, e.g. 100,250,500")
     ap.add_argument("--w2-window", type=float, default=None, help="W2 measured seconds")
+    ap.add_argument(
+        "--w2-rounds", type=int, default=None, help="W2 runs per series and N, interleaved (1)"
+    )
     ap.add_argument("--out", default="", help="JSON output path")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--note", default="", help="label stored with the results and on the plot")
@@ -565,6 +587,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         cfg.w2_ns = [int(x) for x in args.w2_n.split(",") if x.strip()]
     if args.w2_window is not None:
         cfg.w2_window = args.w2_window
+    if args.w2_rounds is not None:
+        if args.w2_rounds < 1:
+            ap.error("--w2-rounds must be at least 1")
+        cfg.w2_rounds = args.w2_rounds
     return cfg, args
 
 

@@ -24,6 +24,8 @@ Live path is accepted and means ``w1``):
   sends every session 25 audio replies per second (spread over 8 phases), each carrying
   ``outputTranscription.text = "t=<server time.monotonic() at send>"``, plus an
   ``inputTranscription`` at the start and ``turnComplete`` + usage after every 25.
+  ``--pace-scale F`` stretches that clock F times (25/F replies per second per session:
+  the W2 shape for a client slowed down F times, e.g. under valgrind).
 * Any client ``realtimeInput.text`` equal to ``bench:goaway`` is answered with
   ``goAway{timeLeft: "1s"}``; the server closes that connection 1 s later if it is still
   open.
@@ -172,8 +174,13 @@ class Conn:
 
 
 class BenchServer:
-    def __init__(self, framing: str = DEFAULT_FRAMING) -> None:
+    def __init__(self, framing: str = DEFAULT_FRAMING, pace_scale: float = 1.0) -> None:
+        if not pace_scale > 0:
+            raise ValueError(f"pace_scale must be > 0, got {pace_scale!r}")
         self.frames = Frames(framing)
+        #: The W2 ticker's step (5 ms, times ``pace_scale``).
+        self.tick_s = _TICK * pace_scale
+        self.pace_scale = pace_scale
         self.conns: set[Conn] = set()
         self.issued: set[str] = set()
         self.frames_in = 0
@@ -218,8 +225,9 @@ class BenchServer:
         monotonic = time.monotonic
         next_t = loop.time()
         tick = 0
+        step, resync_after = self.tick_s, 0.25 * self.pace_scale
         while True:
-            next_t += _TICK
+            next_t += step
             delay = next_t - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -227,7 +235,7 @@ class BenchServer:
                 lag = -delay
                 self.late_ticks += 1
                 self.max_tick_lag = max(self.max_tick_lag, lag)
-                if lag > 0.25:
+                if lag > resync_after:
                     # Far behind: resynchronise (the missed replies are lost: recv rate drops).
                     self.resyncs += 1
                     next_t = loop.time()
@@ -371,9 +379,9 @@ async def _serve_websockets(server: BenchServer) -> tuple[Any, int]:
 # -- main --------------------------------------------------------------------------------
 
 
-async def _main(impl: str, framing: str) -> None:
+async def _main(impl: str, framing: str, pace_scale: float = 1.0) -> None:
     loop = asyncio.get_running_loop()
-    server = BenchServer(framing)
+    server = BenchServer(framing, pace_scale)
     if impl == "auto":
         try:
             import picows  # noqa: F401
@@ -414,12 +422,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impl", choices=("auto", "picows", "websockets"), default="auto")
     ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     ap.add_argument("--framing", choices=FRAMINGS, default=DEFAULT_FRAMING)
+    ap.add_argument(
+        "--pace-scale", type=float, default=1.0, help="W2: stretch the reply clock this many times"
+    )
     args = ap.parse_args(argv)
+    if not args.pace_scale > 0:
+        ap.error("--pace-scale must be > 0")
     raise_fd_limit()
     loop = args.loop
     if loop == "auto":
         loop = "uvloop" if uvloop_available() else "asyncio"
-    run_loop(lambda: _main(args.impl, args.framing), loop)
+    run_loop(lambda: _main(args.impl, args.framing, args.pace_scale), loop)
     return 0
 
 
