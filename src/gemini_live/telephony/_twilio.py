@@ -50,7 +50,7 @@ from gemini_live.telephony._signature import (
     request_url,
     twilio_signature_valid,
 )
-from gemini_live.vad import ActivityDetector, ActivitySender
+from gemini_live.vad import ActivityDetector, ActivitySender, VadSession
 
 __all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]
 
@@ -496,6 +496,20 @@ class TwilioBridge:
             await send({"type": "websocket.close", "code": 4403, "reason": reason})
 
 
+def _activity_sender(bridge: TwilioBridge, session: VadSession) -> ActivitySender | None:
+    """The caller's turn detection (``turn_detection="vad"``), or ``None``."""
+    if bridge.turn_detection != "vad":
+        return None
+    det = (
+        bridge._detector()
+        if bridge._detector is not None
+        else ActivityDetector(sample_rate=bridge.input_rate)
+    )
+    if det.sample_rate != bridge.input_rate:
+        raise ConfigError("the detector's sample_rate must equal the bridge's input_rate")
+    return ActivitySender(session, det)
+
+
 class _Call(PeerSocket):
     """One call: the carrier's message format, turn detection, pacing and marks on the
     shared peer lifecycle (:mod:`gemini_live._bridge`)."""
@@ -688,15 +702,7 @@ class _Call(PeerSocket):
         session = self.session = await self._open_session(pump)
         self.info.session_id = session.session_id
         bridge._notify()
-        if bridge.turn_detection == "vad":
-            det = (
-                bridge._detector()
-                if bridge._detector is not None
-                else ActivityDetector(sample_rate=bridge.input_rate)
-            )
-            if det.sample_rate != bridge.input_rate:
-                raise ConfigError("the detector's sample_rate must equal the bridge's input_rate")
-            self.sender = ActivitySender(session, det)
+        self.sender = _activity_sender(bridge, session)
         if bridge._on_session is not None:
             await maybe_await(bridge._on_session(session, self.info))
         await self.serve_tasks(
