@@ -286,6 +286,17 @@ def _round_to_pcm16(y: npt.ArrayLike) -> bytes:
     return np.clip(np.rint(y), -32768.0, 32767.0).astype("<i2").tobytes()
 
 
+def _round_to_pcm16_inplace(y: npt.NDArray[np.float64]) -> bytes:
+    """:func:`_round_to_pcm16` of a float64 array it may overwrite (the same bytes, with
+    three ufunc calls instead of ``np.clip``'s Python-level checks: a chunk's worth)."""
+    import numpy as np
+
+    np.rint(y, out=y)
+    np.minimum(y, 32767.0, out=y)
+    np.maximum(y, -32768.0, out=y)
+    return y.astype("<i2").tobytes()
+
+
 def _check_quality(quality: str) -> str:
     q = quality.upper() if isinstance(quality, str) else ""
     if q not in _ZERO_CROSSINGS:
@@ -328,6 +339,8 @@ class _SincStream:
         self._cutoff = _ROLLOFF * min(1.0, self._t / self._f)
         self._half = math.ceil(zero_crossings / self._cutoff)
         self._offsets = np.arange(-self._half + 1, self._half + 1, dtype=np.int64)
+        self._taps = len(self._offsets)
+        self._first_tap = int(self._offsets[0])
         self._table: npt.NDArray[np.float64] | None = None
         if self._t <= _MAX_PHASE_TABLE:
             self._table = self._kernel(np.arange(self._t, dtype=np.float64) / self._t)
@@ -380,23 +393,30 @@ class _SincStream:
         ``f`` samples apart, so each phase is one strided matrix-vector product (no index
         arrays; the per-chunk cost of a phone call's 24 -> 8 kHz and 8 -> 16 kHz steps)."""
         import numpy as np
-        from numpy.lib.stride_tricks import sliding_window_view
 
-        assert self._table is not None
+        table = self._table
+        assert table is not None
         f, t, n_out = self._f, self._t, self._n_out
         count = end - n_out
-        out = np.empty(count, dtype=np.float64)
-        windows = sliding_window_view(self._buf, len(self._offsets))
-        first = self._offsets[0] - self._buf_start  # buffer index of tap 0 at base 0
-        for r in range(min(t, count)):
-            n = n_out + r
-            base, phase = divmod(n * f, t)
-            k = len(range(r, count, t))
-            start = base + first
-            rows = windows[start : start + (k - 1) * f + 1 : f]
-            out[r::t] = rows @ self._table[phase]
+        buf = self._buf  # contiguous float64 (built by concatenate, trimmed by slicing)
+        taps = self._taps
+        item = buf.itemsize
+        first = self._first_tap - self._buf_start  # buffer index of tap 0 at base 0
+        if t == 1:
+            # Decimation (e.g. 24 -> 8 kHz): one phase, one strided product.
+            base = n_out * f + first
+            rows = np.ndarray((count, taps), np.float64, buf, base * item, (f * item, item))
+            out = rows @ table[0]
+        else:
+            out = np.empty(count, dtype=np.float64)
+            for r in range(min(t, count)):
+                base, phase = divmod((n_out + r) * f, t)
+                k = (count - r + t - 1) // t  # outputs of this phase
+                offset = (base + first) * item
+                rows = np.ndarray((k, taps), np.float64, buf, offset, (f * item, item))
+                out[r::t] = rows @ table[phase]
         self._n_out = end
-        return _round_to_pcm16(out)
+        return _round_to_pcm16_inplace(out)
 
     def _trim(self) -> None:
         first = (self._n_out * self._f) // self._t - self._half + 1
