@@ -222,8 +222,11 @@ class TwilioBridge:
     without it the URL is rebuilt from the request. Without ``auth_token`` the bridge
     refuses to start, unless ``insecure_no_signature=True`` (local tests only; logged).
 
-    Caller audio (mu-law 8 kHz) is decoded and resampled to ``input_rate`` (16 kHz); the
-    model's 24 kHz audio is resampled to 8 kHz, mu-law encoded and sent in 20 ms
+    Caller audio (mu-law 8 kHz) is decoded and sent upstream at ``input_rate``: 8 kHz
+    by default (``audio/pcm;rate=8000``, which the service resamples itself; a phone line
+    carries nothing above 4 kHz, so nothing is lost and the bridge does half the work),
+    or resampled to 16 kHz here with ``input_rate=16000``. The model's 24 kHz audio is
+    resampled to 8 kHz, mu-law encoded and sent in 20 ms
     ``media`` frames paced in real time (``lead_ms`` ahead). A ``mark`` follows every
     ``mark_every_ms`` of audio and the end of each reply; Twilio echoes a mark when the
     audio before it has been played, which is how :attr:`CallInfo.heard_ms` knows what
@@ -265,7 +268,7 @@ class TwilioBridge:
         insecure_no_signature: bool = False,
         turn_detection: Literal["vad", "server"] = "vad",
         detector: Callable[[], ActivityDetector] | None = None,
-        input_rate: int = 16000,
+        input_rate: int = 8000,
         lead_ms: int = 60,
         mark_every_ms: int = 200,
         on_session: Callable[[gl.Session, CallInfo], object] | None = None,
