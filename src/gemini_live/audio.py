@@ -323,6 +323,32 @@ def _pick_backend(backend: str) -> str:
     raise ConfigError(f"backend must be auto, soxr, numpy or python, got {backend!r}")
 
 
+def _arange_phases(t: int) -> Any:
+    import numpy as np
+
+    return np.arange(t, dtype=np.float64) / t
+
+
+def _phase_table(stream: Any, f: int, t: int, zero_crossings: int) -> Any:
+    """The filter of every phase for a reduced ratio ``f:t``, built once per ratio and
+    kept (read-only) for the next stream of the same ratio: a phone call's resampler is
+    reset after every reply, and the window function is the costly part."""
+    key = (f, t, zero_crossings)
+    hit = _PHASE_TABLES.get(key)
+    if hit is None:
+        hit = stream._kernel(_arange_phases(t))
+        hit.flags.writeable = False
+        if len(_PHASE_TABLES) >= _PHASE_TABLES_MAX:
+            _PHASE_TABLES.pop(next(iter(_PHASE_TABLES)), None)
+        _PHASE_TABLES[key] = hit
+    return hit
+
+
+#: Phase tables by reduced ratio and filter length (at most ``_PHASE_TABLES_MAX``).
+_PHASE_TABLES: dict[tuple[int, int, int], Any] = {}
+_PHASE_TABLES_MAX: Final = 16
+
+
 class _SincStream:
     """Streaming Kaiser-windowed sinc resampler (numpy).
 
@@ -344,7 +370,7 @@ class _SincStream:
         self._first_tap = int(self._offsets[0])
         self._table: npt.NDArray[np.float64] | None = None
         if self._t <= _MAX_PHASE_TABLE:
-            self._table = self._kernel(np.arange(self._t, dtype=np.float64) / self._t)
+            self._table = _phase_table(self, self._f, self._t, zero_crossings)
         self.reset()
 
     def reset(self) -> None:
