@@ -24,6 +24,9 @@ Live path is accepted and means ``w1``):
   sends every session 25 audio replies per second (spread over 8 phases), each carrying
   ``outputTranscription.text = "t=<server time.monotonic() at send>"``, plus an
   ``inputTranscription`` at the start and ``turnComplete`` + usage after every 25.
+* ``w2t`` (paced, turn by turn): ``w2`` with a pause as long as a turn after every
+  ``turnComplete``, as a model answers a caller, so each reply starts with nothing of the
+  previous one still being played out (what ``bench.density`` times the bridge with).
 * Any client ``realtimeInput.text`` equal to ``bench:goaway`` is answered with
   ``goAway{timeLeft: "1s"}``; the server closes that connection 1 s later if it is still
   open.
@@ -67,7 +70,7 @@ def workload_of(path: str | bytes) -> str:
     if isinstance(path, bytes):
         path = path.decode("latin-1")
     for part in path.split("/"):
-        if part in ("w1", "w2", "w3"):
+        if part in ("w1", "w2", "w2t", "w3"):
             return part
     return "w1"
 
@@ -91,6 +94,7 @@ class Conn:
         "_send",
         "audio_in",
         "phase",
+        "quiet",
         "replies",
         "server",
         "setup_done",
@@ -112,6 +116,7 @@ class Conn:
         self.audio_in = 0
         self.replies = 0
         self.phase = -1
+        self.quiet = 0  # w2t: ticks of this connection's phase left in the pause
 
     def send(self, data: bytes) -> None:
         self.server.frames_out += 1
@@ -126,7 +131,7 @@ class Conn:
         head = bytes(data[:48])
         if b'"audio"' in head:
             self.audio_in += 1
-            if self.workload == "w2":
+            if self.workload in ("w2", "w2t"):
                 if self.audio_in == 1:
                     srv.add_paced(self)  # the model starts talking once the user does
             else:
@@ -237,6 +242,9 @@ class BenchServer:
             tick += 1
             frames = self.frames
             for conn in list(bucket):
+                if conn.quiet:
+                    conn.quiet -= 1
+                    continue
                 conn.replies += 1
                 i = conn.replies % W2_TURN_EVERY
                 if i == 1:
@@ -244,6 +252,8 @@ class BenchServer:
                 conn.send(frames.w2_frame(monotonic()))
                 if i == 0:
                     conn.send(frames.turn)
+                    if conn.workload == "w2t":
+                        conn.quiet = W2_TURN_EVERY  # a pause as long as the turn
 
     # -- control ----------------------------------------------------------------------
 
