@@ -307,3 +307,34 @@ async def test_telnyx_dialect_with_a_law() -> None:
             assert info.custom_parameters == {"client_state": "aGVsbG8="}
             await ws.send(json.dumps({"event": "stop", "stream_id": sid}))
             await bridge.wait_until(lambda: len(bridge.finished) == 1)
+
+
+@pytest.mark.parametrize("input_rate", [None, 16000])
+async def test_caller_audio_goes_upstream_at_8_khz_unless_asked_for_16(
+    input_rate: int | None,
+) -> None:
+    # The phone's 8 kHz goes upstream as it is (the service resamples any declared rate);
+    # input_rate=16000 resamples in the bridge, as before.
+    rate = input_rate or 8000
+    async with FakeLiveServer(reply_chunks=2) as server:
+        kw: dict[str, Any] = {} if input_rate is None else {"input_rate": input_rate}
+        bridge = TwilioBridge(fake_config(server), insecure_no_signature=True, **kw)
+        assert bridge.input_rate == rate
+        async with call(bridge) as (tw, _pump):
+            await tw.start()
+            await bridge.wait_until(lambda: any(c.session_id for c in bridge.calls.values()))
+            info = next(iter(bridge.calls.values()))
+            await tw.speak(ulaw_speech())
+            await bridge.wait_until(lambda: info.heard_ms.get(1) == 80)  # 2 x 40 ms
+            conn = server.connections[0]
+            mimes = {
+                m.realtime_input.audio.mime_type
+                for m in conn.received
+                if m.realtime_input is not UNSET
+                and m.realtime_input.audio is not UNSET
+                and m.realtime_input.audio.data
+            }
+            assert mimes == {f"audio/pcm;rate={rate}"}
+            # PCM16 at that rate: the utterance (pre-roll, 600 ms of speech, hangover).
+            ms = len(conn.audio) / (2 * rate) * 1000
+            assert 600 <= ms <= 300 + 600 + 800
