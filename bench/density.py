@@ -34,8 +34,8 @@ it really took). Per kind, p50/p99 of
 * *first audio -> socket*: the stamp of the first frame of each reply to the moment the
   endpoint writes that reply's first audio to the browser's (binary message) or the
   phone's (``media`` message) socket, measured in the ASGI ``send`` the server passes.
-  The bridge is timed against the server's ``w2t`` workload (turn by turn: a pause as
-  long as a turn after each ``turnComplete``), so a reply never waits behind the
+  The bridge is timed against the server's ``w2t`` workload (turn by turn: a 400 ms
+  pause after each ``turnComplete``), so a reply never waits behind the
   real-time playout of the previous one: the figure is what the bridge adds (decode,
   resample, encode, the pacer's wake-up), not the length of the audio queued ahead.
 
@@ -62,8 +62,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import gemini_live as gl
-from bench.common import live_url, parse_stamp
+from bench.common import W2_TURN_EVERY, live_url, parse_stamp
 from bench.procs import ServerProc
+from bench.server import W2T_PAUSE
 from gemini_live import events as ev
 from gemini_live.audio import pcm16_to_ulaw, resample
 
@@ -463,7 +464,7 @@ async def measure(
 ) -> dict[str, Any]:
     """One measurement: n connections of ``kind`` for ``seconds`` (after 1 s warm-up);
     ``workload`` is the server's: ``w2`` (the model talks all the time) or ``w2t`` (turn
-    by turn, a pause as long as a turn after each)."""
+    by turn, a 400 ms pause after each)."""
     from gemini_live.web import running
 
     probe = Probe()
@@ -512,7 +513,7 @@ async def measure(
                     window = await window_task
                 due = n * AUDIO_HZ[kind] * float(res.get("window_s", seconds))
                 if workload == "w2t":
-                    due /= 2  # the model talks half of the time
+                    due *= W2_TURN_EVERY / (W2_TURN_EVERY + W2T_PAUSE)  # the pauses
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
                 row["client_errors"] = int(res.get("errors", 0))

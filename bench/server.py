@@ -24,9 +24,10 @@ Live path is accepted and means ``w1``):
   sends every session 25 audio replies per second (spread over 8 phases), each carrying
   ``outputTranscription.text = "t=<server time.monotonic() at send>"``, plus an
   ``inputTranscription`` at the start and ``turnComplete`` + usage after every 25.
-* ``w2t`` (paced, turn by turn): ``w2`` with a pause as long as a turn after every
-  ``turnComplete``, as a model answers a caller, so each reply starts with nothing of the
-  previous one still being played out (what ``bench.density`` times the bridge with).
+* ``w2t`` (paced, turn by turn): ``w2`` with a pause of ``W2T_PAUSE`` reply slots
+  (400 ms) after every ``turnComplete``, as a model answers a caller, so each reply starts
+  with nothing of the previous one still being played out (what ``bench.density`` times
+  the bridge with).
 * Any client ``realtimeInput.text`` equal to ``bench:goaway`` is answered with
   ``goAway{timeLeft: "1s"}``; the server closes that connection 1 s later if it is still
   open.
@@ -61,6 +62,8 @@ from bench.common import (
 )
 
 _PHASES = 8
+#: ``w2t``: reply slots of silence after each turn (10 x 40 ms).
+W2T_PAUSE = 10
 _TICK = 1.0 / (W2_REPLY_HZ * _PHASES)  # 5 ms
 _GOAWAY_BYTES = GOAWAY_TRIGGER.encode()
 _handle_ids = itertools.count(1)
@@ -253,7 +256,7 @@ class BenchServer:
                 if i == 0:
                     conn.send(frames.turn)
                     if conn.workload == "w2t":
-                        conn.quiet = W2_TURN_EVERY  # a pause as long as the turn
+                        conn.quiet = W2T_PAUSE  # the pause between turns
 
     # -- control ----------------------------------------------------------------------
 
