@@ -323,13 +323,15 @@ def _pick_backend(backend: str) -> str:
     raise ConfigError(f"backend must be auto, soxr, numpy or python, got {backend!r}")
 
 
-def _arange_phases(t: int) -> Any:
+def _arange_phases(t: int) -> npt.NDArray[np.float64]:
     import numpy as np
 
     return np.arange(t, dtype=np.float64) / t
 
 
-def _phase_table(stream: Any, f: int, t: int, zero_crossings: int) -> Any:
+def _phase_table(
+    stream: _SincStream, f: int, t: int, zero_crossings: int
+) -> npt.NDArray[np.float64]:
     """The filter of every phase for a reduced ratio ``f:t``, built once per ratio and
     kept (read-only) for the next stream of the same ratio: a phone call's resampler is
     reset after every reply, and the window function is the costly part."""
@@ -345,7 +347,7 @@ def _phase_table(stream: Any, f: int, t: int, zero_crossings: int) -> Any:
 
 
 #: Phase tables by reduced ratio and filter length (at most ``_PHASE_TABLES_MAX``).
-_PHASE_TABLES: dict[tuple[int, int, int], Any] = {}
+_PHASE_TABLES: dict[tuple[int, int, int], npt.NDArray[np.float64]] = {}
 _PHASE_TABLES_MAX: Final = 16
 
 
@@ -418,34 +420,48 @@ class _SincStream:
     def _emit_polyphase(self, end: int) -> bytes:
         """:meth:`_emit` for a tabled ratio: the outputs of one phase read input windows
         ``f`` samples apart, so each phase is one strided matrix-vector product (no index
-        arrays; the per-chunk cost of a phone call's 24 -> 8 kHz and 8 -> 16 kHz steps)."""
+        arrays; the per-chunk cost of a phone call's 24 -> 8 kHz and 8 -> 16 kHz steps).
+        At most ``_BLOCK`` outputs at a time (each is copied with its taps, below)."""
+        import numpy as np
+
+        n_out = self._n_out
+        if end - n_out <= _BLOCK:
+            out = self._polyphase_block(n_out, end)
+        else:
+            out = np.concatenate(
+                [self._polyphase_block(n, min(end, n + _BLOCK)) for n in range(n_out, end, _BLOCK)]
+            )
+        self._n_out = end
+        return _round_to_pcm16_inplace(out)
+
+    def _polyphase_block(self, n_out: int, end: int) -> npt.NDArray[np.float64]:
         import numpy as np
 
         table = self._table
         assert table is not None
-        f, t, n_out = self._f, self._t, self._n_out
+        f, t = self._f, self._t
         count = end - n_out
         buf = self._buf  # contiguous float64 (built by concatenate, trimmed by slicing)
         taps = self._taps
         item = buf.itemsize
         first = self._first_tap - self._buf_start  # buffer index of tap 0 at base 0
+        # The windows overlap (a row starts ``f`` samples after the previous one), which
+        # is not a BLAS layout: numpy would multiply them in a plain loop. A contiguous
+        # copy of the rows goes through BLAS and costs less than half of that.
         if t == 1:
-            # Decimation (e.g. 24 -> 8 kHz): one phase, one strided product.
-            base = n_out * f + first
-            rows = np.ndarray((count, taps), np.float64, buf, base * item, (f * item, item))
-            # Overlapping rows are not a BLAS layout: numpy would multiply them in a plain
-            # loop; a contiguous copy goes through BLAS and costs less than half of it.
-            out = np.ascontiguousarray(rows) @ table[0]
-        else:
-            out = np.empty(count, dtype=np.float64)
-            for r in range(min(t, count)):
-                base, phase = divmod((n_out + r) * f, t)
-                k = (count - r + t - 1) // t  # outputs of this phase
-                offset = (base + first) * item
-                rows = np.ndarray((k, taps), np.float64, buf, offset, (f * item, item))
-                out[r::t] = np.ascontiguousarray(rows) @ table[phase]
-        self._n_out = end
-        return _round_to_pcm16_inplace(out)
+            # Decimation (e.g. 24 -> 8 kHz): one phase, one product.
+            offset = (n_out * f + first) * item
+            rows = np.ndarray((count, taps), np.float64, buf, offset, (f * item, item))
+            y: npt.NDArray[np.float64] = np.ascontiguousarray(rows) @ table[0]
+            return y
+        out = np.empty(count, dtype=np.float64)
+        for r in range(min(t, count)):
+            base, phase = divmod((n_out + r) * f, t)
+            k = (count - r + t - 1) // t  # outputs of this phase
+            offset = (base + first) * item
+            rows = np.ndarray((k, taps), np.float64, buf, offset, (f * item, item))
+            out[r::t] = np.ascontiguousarray(rows) @ table[phase]
+        return out
 
     def _trim(self) -> None:
         first = (self._n_out * self._f) // self._t - self._half + 1
