@@ -183,7 +183,7 @@ async def _one_call(
     call = _twilio._Call(bridge, scope, phone.receive, phone.send)
     call.info.stream_sid = SID
     session = StubSession()
-    call.sender = _twilio._activity_sender(bridge, session)
+    call._setup_input(session)
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -364,12 +364,10 @@ def main(argv: list[str]) -> int:
 
 
 def _default_input_rate() -> int:
-    import inspect
-
     from gemini_live.telephony import TwilioBridge
 
-    default: int = inspect.signature(TwilioBridge).parameters["input_rate"].default
-    return default
+    bridge = TwilioBridge(lambda _c: None, insecure_no_signature=True)  # type: ignore[arg-type,return-value]
+    return bridge.input_rate
 
 
 _: Callable[..., Any] = main
