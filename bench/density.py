@@ -34,6 +34,10 @@ it really took). Per kind, p50/p99 of
 * *first audio -> socket*: the stamp of the first frame of each reply to the moment the
   endpoint writes that reply's first audio to the browser's (binary message) or the
   phone's (``media`` message) socket, measured in the ASGI ``send`` the server passes.
+  The bridge is timed against the server's ``w2t`` workload (turn by turn: a 400 ms
+  pause after each ``turnComplete``), so a reply never waits behind the
+  real-time playout of the previous one: the figure is what the bridge adds (decode,
+  resample, encode, the pacer's wake-up), not the length of the audio queued ahead.
 
 The clock is ``time.monotonic`` in both processes (one system clock on Linux).
 """
@@ -58,8 +62,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import gemini_live as gl
-from bench.common import live_url, parse_stamp
+from bench.common import W2_TURN_EVERY, live_url, parse_stamp
 from bench.procs import ServerProc
+from bench.server import W2T_PAUSE
 from gemini_live import events as ev
 from gemini_live.audio import pcm16_to_ulaw, resample
 
@@ -449,18 +454,26 @@ async def _floor(upstream: str, n: int, probe: Probe, stop: asyncio.Event) -> in
 
 
 async def measure(
-    kind: str, n: int, seconds: float, load: float = 0.0, *, framing: str = "service"
+    kind: str,
+    n: int,
+    seconds: float,
+    load: float = 0.0,
+    *,
+    framing: str = "service",
+    workload: str = "w2",
 ) -> dict[str, Any]:
-    """One measurement: n connections of ``kind`` for ``seconds`` (after 1 s warm-up)."""
+    """One measurement: n connections of ``kind`` for ``seconds`` (after 1 s warm-up);
+    ``workload`` is the server's: ``w2`` (the model talks all the time) or ``w2t`` (turn
+    by turn, a 400 ms pause after each)."""
     from gemini_live.web import running
 
     probe = Probe()
     lags: list[float] = []
     stop = asyncio.Event()
     burner = Burner(load / 100)
-    row: dict[str, Any] = {"kind": kind, "n": n}
+    row: dict[str, Any] = {"kind": kind, "n": n, "workload": workload}
     with ServerProc(framing=framing) as server:
-        upstream = live_url(server.port, "w2")
+        upstream = live_url(server.port, workload)
         loop = asyncio.get_running_loop()
         lag_task = loop.create_task(_loop_lag(lags, asyncio.Event()))
         burn_task = loop.create_task(burner.run())
@@ -499,6 +512,8 @@ async def measure(
                     mgr.shutdown()
                     window = await window_task
                 due = n * AUDIO_HZ[kind] * float(res.get("window_s", seconds))
+                if workload == "w2t":
+                    due *= W2_TURN_EVERY / (W2_TURN_EVERY + W2T_PAUSE)  # the pauses
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
                 row["client_errors"] = int(res.get("errors", 0))
@@ -693,8 +708,12 @@ async def density(
 async def loaded(kinds: list[str], loads: list[float], n: int, seconds: float) -> Any:
     rows: list[dict[str, Any]] = []
     for kind in kinds:
+        # The bridge is timed turn by turn: with a model talking without a pause, every
+        # reply would queue behind the previous one's real-time playout, which is the
+        # bench's doing, not the bridge's.
+        workload = "w2t" if kind == "bridge" else "w2"
         for u in loads:
-            row = await measure(kind, n, seconds, load=u)
+            row = await measure(kind, n, seconds, load=u, workload=workload)
             row["load_pct"] = u
             rows.append(row)
             print(json.dumps({"load": row}), flush=True)

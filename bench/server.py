@@ -26,6 +26,10 @@ Live path is accepted and means ``w1``):
   ``inputTranscription`` at the start and ``turnComplete`` + usage after every 25.
   ``--pace-scale F`` stretches that clock F times (25/F replies per second per session:
   the W2 shape for a client slowed down F times, e.g. under valgrind).
+* ``w2t`` (paced, turn by turn): ``w2`` with a pause of ``W2T_PAUSE`` reply slots
+  (400 ms) after every ``turnComplete``, as a model answers a caller, so each reply starts
+  with nothing of the previous one still being played out (what ``bench.density`` times
+  the bridge with).
 * Any client ``realtimeInput.text`` equal to ``bench:goaway`` is answered with
   ``goAway{timeLeft: "1s"}``; the server closes that connection 1 s later if it is still
   open.
@@ -60,6 +64,8 @@ from bench.common import (
 )
 
 _PHASES = 8
+#: ``w2t``: reply slots of silence after each turn (10 x 40 ms).
+W2T_PAUSE = 10
 _TICK = 1.0 / (W2_REPLY_HZ * _PHASES)  # 5 ms
 _GOAWAY_BYTES = GOAWAY_TRIGGER.encode()
 _handle_ids = itertools.count(1)
@@ -69,7 +75,7 @@ def workload_of(path: str | bytes) -> str:
     if isinstance(path, bytes):
         path = path.decode("latin-1")
     for part in path.split("/"):
-        if part in ("w1", "w2", "w3"):
+        if part in ("w1", "w2", "w2t", "w3"):
             return part
     return "w1"
 
@@ -93,6 +99,7 @@ class Conn:
         "_send",
         "audio_in",
         "phase",
+        "quiet",
         "replies",
         "server",
         "setup_done",
@@ -114,6 +121,7 @@ class Conn:
         self.audio_in = 0
         self.replies = 0
         self.phase = -1
+        self.quiet = 0  # w2t: ticks of this connection's phase left in the pause
 
     def send(self, data: bytes) -> None:
         self.server.frames_out += 1
@@ -128,7 +136,7 @@ class Conn:
         head = bytes(data[:48])
         if b'"audio"' in head:
             self.audio_in += 1
-            if self.workload == "w2":
+            if self.workload in ("w2", "w2t"):
                 if self.audio_in == 1:
                     srv.add_paced(self)  # the model starts talking once the user does
             else:
@@ -245,6 +253,9 @@ class BenchServer:
             tick += 1
             frames = self.frames
             for conn in list(bucket):
+                if conn.quiet:
+                    conn.quiet -= 1
+                    continue
                 conn.replies += 1
                 i = conn.replies % W2_TURN_EVERY
                 if i == 1:
@@ -252,6 +263,8 @@ class BenchServer:
                 conn.send(frames.w2_frame(monotonic()))
                 if i == 0:
                     conn.send(frames.turn)
+                    if conn.workload == "w2t":
+                        conn.quiet = W2T_PAUSE  # the pause between turns
 
     # -- control ----------------------------------------------------------------------
 

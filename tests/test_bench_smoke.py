@@ -189,3 +189,19 @@ def test_bench_memory_runs_and_the_handle_empties_the_window() -> None:
     assert row["sessions"] == 5
     assert row["mid_turn_window_records"] == 10  # the user turn, kept until a handle
     assert row["after_handle_window_records"] == 0  # the handle covered it
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_bench_bridge_cost_runs_whole_calls_on_a_virtual_clock(rate: int) -> None:
+    """bench.bridge_cost: every call streams and is paced as in real time (50 media
+    frames a second out, marks, the caller's audio upstream at the bridge's rate)."""
+    from bench import bridge_cost
+
+    res = bridge_cost.run(calls=2, seconds=2.0, warmup=0.5, input_rate=rate, profile=None)
+    per = res["per_call_second"]
+    assert res["input_rate"] == rate and res["cpu_s"] > 0
+    assert 45 <= per["media_out"] <= 50  # 20 ms frames, paced (the first 100 ms is silent)
+    assert 4 <= per["marks"] <= 6  # one every 200 ms and one per reply
+    # Continuous speech (the VAD's hangover spans the pauses): 50 chunks a second.
+    assert 45 <= per["upstream_chunks"] <= 50
+    assert per["upstream_bytes"] == pytest.approx(per["upstream_chunks"] * rate // 25, rel=0.05)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -286,6 +287,17 @@ def _round_to_pcm16(y: npt.ArrayLike) -> bytes:
     return np.clip(np.rint(y), -32768.0, 32767.0).astype("<i2").tobytes()
 
 
+def _round_to_pcm16_inplace(y: npt.NDArray[np.float64]) -> bytes:
+    """:func:`_round_to_pcm16` of a float64 array it may overwrite (the same bytes, with
+    three ufunc calls instead of ``np.clip``'s Python-level checks: a chunk's worth)."""
+    import numpy as np
+
+    np.rint(y, out=y)
+    np.minimum(y, 32767.0, out=y)
+    np.maximum(y, -32768.0, out=y)
+    return y.astype("<i2").tobytes()
+
+
 def _check_quality(quality: str) -> str:
     q = quality.upper() if isinstance(quality, str) else ""
     if q not in _ZERO_CROSSINGS:
@@ -311,6 +323,34 @@ def _pick_backend(backend: str) -> str:
     raise ConfigError(f"backend must be auto, soxr, numpy or python, got {backend!r}")
 
 
+def _arange_phases(t: int) -> npt.NDArray[np.float64]:
+    import numpy as np
+
+    return np.arange(t, dtype=np.float64) / t
+
+
+def _phase_table(
+    stream: _SincStream, f: int, t: int, zero_crossings: int
+) -> npt.NDArray[np.float64]:
+    """The filter of every phase for a reduced ratio ``f:t``, built once per ratio and
+    kept (read-only) for the next stream of the same ratio: a phone call's resampler is
+    reset after every reply, and the window function is the costly part."""
+    key = (f, t, zero_crossings)
+    hit = _PHASE_TABLES.get(key)
+    if hit is None:
+        hit = stream._kernel(_arange_phases(t))
+        hit.flags.writeable = False
+        if len(_PHASE_TABLES) >= _PHASE_TABLES_MAX:
+            _PHASE_TABLES.pop(next(iter(_PHASE_TABLES)), None)
+        _PHASE_TABLES[key] = hit
+    return hit
+
+
+#: Phase tables by reduced ratio and filter length (at most ``_PHASE_TABLES_MAX``).
+_PHASE_TABLES: dict[tuple[int, int, int], npt.NDArray[np.float64]] = {}
+_PHASE_TABLES_MAX: Final = 16
+
+
 class _SincStream:
     """Streaming Kaiser-windowed sinc resampler (numpy).
 
@@ -328,9 +368,11 @@ class _SincStream:
         self._cutoff = _ROLLOFF * min(1.0, self._t / self._f)
         self._half = math.ceil(zero_crossings / self._cutoff)
         self._offsets = np.arange(-self._half + 1, self._half + 1, dtype=np.int64)
+        self._taps = len(self._offsets)
+        self._first_tap = int(self._offsets[0])
         self._table: npt.NDArray[np.float64] | None = None
         if self._t <= _MAX_PHASE_TABLE:
-            self._table = self._kernel(np.arange(self._t, dtype=np.float64) / self._t)
+            self._table = _phase_table(self, self._f, self._t, zero_crossings)
         self.reset()
 
     def reset(self) -> None:
@@ -378,25 +420,48 @@ class _SincStream:
     def _emit_polyphase(self, end: int) -> bytes:
         """:meth:`_emit` for a tabled ratio: the outputs of one phase read input windows
         ``f`` samples apart, so each phase is one strided matrix-vector product (no index
-        arrays; the per-chunk cost of a phone call's 24 -> 8 kHz and 8 -> 16 kHz steps)."""
+        arrays; the per-chunk cost of a phone call's 24 -> 8 kHz and 8 -> 16 kHz steps).
+        At most ``_BLOCK`` outputs at a time (each is copied with its taps, below)."""
         import numpy as np
-        from numpy.lib.stride_tricks import sliding_window_view
 
-        assert self._table is not None
-        f, t, n_out = self._f, self._t, self._n_out
-        count = end - n_out
-        out = np.empty(count, dtype=np.float64)
-        windows = sliding_window_view(self._buf, len(self._offsets))
-        first = self._offsets[0] - self._buf_start  # buffer index of tap 0 at base 0
-        for r in range(min(t, count)):
-            n = n_out + r
-            base, phase = divmod(n * f, t)
-            k = len(range(r, count, t))
-            start = base + first
-            rows = windows[start : start + (k - 1) * f + 1 : f]
-            out[r::t] = rows @ self._table[phase]
+        n_out = self._n_out
+        if end - n_out <= _BLOCK:
+            out = self._polyphase_block(n_out, end)
+        else:
+            out = np.concatenate(
+                [self._polyphase_block(n, min(end, n + _BLOCK)) for n in range(n_out, end, _BLOCK)]
+            )
         self._n_out = end
-        return _round_to_pcm16(out)
+        return _round_to_pcm16_inplace(out)
+
+    def _polyphase_block(self, n_out: int, end: int) -> npt.NDArray[np.float64]:
+        import numpy as np
+
+        table = self._table
+        assert table is not None
+        f, t = self._f, self._t
+        count = end - n_out
+        buf = self._buf  # contiguous float64 (built by concatenate, trimmed by slicing)
+        taps = self._taps
+        item = buf.itemsize
+        first = self._first_tap - self._buf_start  # buffer index of tap 0 at base 0
+        # The windows overlap (a row starts ``f`` samples after the previous one), which
+        # is not a BLAS layout: numpy would multiply them in a plain loop. A contiguous
+        # copy of the rows goes through BLAS and costs less than half of that.
+        if t == 1:
+            # Decimation (e.g. 24 -> 8 kHz): one phase, one product.
+            offset = (n_out * f + first) * item
+            rows = np.ndarray((count, taps), np.float64, buf, offset, (f * item, item))
+            y: npt.NDArray[np.float64] = np.ascontiguousarray(rows) @ table[0]
+            return y
+        out = np.empty(count, dtype=np.float64)
+        for r in range(min(t, count)):
+            base, phase = divmod((n_out + r) * f, t)
+            k = (count - r + t - 1) // t  # outputs of this phase
+            offset = (base + first) * item
+            rows = np.ndarray((k, taps), np.float64, buf, offset, (f * item, item))
+            out[r::t] = np.ascontiguousarray(rows) @ table[phase]
+        return out
 
     def _trim(self) -> None:
         first = (self._n_out * self._f) // self._t - self._half + 1
@@ -964,9 +1029,22 @@ def _g711_decode(data: bytes | bytearray | memoryview, tables: tuple[bytes, byte
     return bytes(out)
 
 
+@functools.cache
+def _np_table(table: bytes) -> Any:
+    import numpy as np
+
+    return np.frombuffer(table, dtype=np.uint8)
+
+
 def _g711_encode(pcm: object, table: bytes) -> bytes:
+    raw = as_pcm16(pcm)
+    if len(raw) >= 64 and "numpy" in sys.modules:
+        # One table lookup for the whole chunk instead of one Python call per sample.
+        import numpy as np
+
+        return bytes(_np_table(table)[np.frombuffer(raw, dtype="<u2")].data)
     samples = array("H")
-    samples.frombytes(as_pcm16(pcm))
+    samples.frombytes(raw)
     if _BIG_ENDIAN:
         samples.byteswap()
     return bytes(map(table.__getitem__, samples))

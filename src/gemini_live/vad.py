@@ -302,9 +302,14 @@ class ActivityDetector:
     def process(self, pcm: object) -> list[VadAction]:
         """Feed PCM16 (any chunk size); returns the actions it completes, in order."""
         raw = as_pcm16(pcm)
-        self._pending += raw
         out: list[VadAction] = []
         fb = self.frame_bytes
+        if not self._pending and len(raw) == fb:
+            # One whole frame and nothing held (a phone bridge's 20 ms chunks): no copy
+            # through the pending buffer.
+            self._frame(raw if type(raw) is bytes else bytes(raw), out)
+            return out
+        self._pending += raw
         n = len(self._pending) // fb * fb
         if not n:
             return out

@@ -153,7 +153,7 @@ async def test_a_call_turn_paced_frames_marks_dtmf_barge_in_and_stop() -> None:
             await tw.speak(ulaw_speech())
             await bridge.wait_until(lambda: info.heard_ms.get(1) == 400)  # 10 x 40 ms
             assert info.sent_ms[1] == 400 and info.utterances == 1
-            heard = len(server.connections[0].audio) / 32  # 16 kHz PCM16
+            heard = len(server.connections[0].audio) / 16  # 8 kHz PCM16 (the default upstream)
             assert 600 <= heard <= 300 + 600 + 800
             setup = server.connections[0].setup
             assert setup is not None and setup.realtime_input_config is not UNSET
@@ -307,3 +307,59 @@ async def test_telnyx_dialect_with_a_law() -> None:
             assert info.custom_parameters == {"client_state": "aGVsbG8="}
             await ws.send(json.dumps({"event": "stop", "stream_id": sid}))
             await bridge.wait_until(lambda: len(bridge.finished) == 1)
+
+
+@pytest.mark.parametrize(
+    ("input_rate", "detector_rate", "rate"),
+    [(None, None, 8000), (16000, None, 16000), (8000, None, 8000), (None, 16000, 16000)],
+)
+async def test_caller_audio_goes_upstream_at_8_khz_unless_asked_for_16(
+    input_rate: int | None, detector_rate: int | None, rate: int
+) -> None:
+    # The phone's 8 kHz goes upstream as it is (the service resamples any declared rate);
+    # input_rate=16000 resamples in the bridge, as before, and so does a detector built
+    # for 16 kHz when no input_rate is given (it was the default).
+    from gemini_live.vad import ActivityDetector
+
+    async with FakeLiveServer(reply_chunks=2) as server:
+        kw: dict[str, Any] = {} if input_rate is None else {"input_rate": input_rate}
+        if detector_rate is not None:
+            kw["detector"] = lambda: ActivityDetector(sample_rate=detector_rate)
+        bridge = TwilioBridge(fake_config(server), insecure_no_signature=True, **kw)
+        assert bridge.input_rate == (input_rate or 8000)
+        async with call(bridge) as (tw, _pump):
+            await tw.start()
+            await bridge.wait_until(lambda: any(c.session_id for c in bridge.calls.values()))
+            info = next(iter(bridge.calls.values()))
+            await tw.speak(ulaw_speech())
+            await bridge.wait_until(lambda: info.heard_ms.get(1) == 80)  # 2 x 40 ms
+            conn = server.connections[0]
+            mimes = {
+                m.realtime_input.audio.mime_type
+                for m in conn.received
+                if m.realtime_input is not UNSET
+                and m.realtime_input.audio is not UNSET
+                and m.realtime_input.audio.data
+            }
+            assert mimes == {f"audio/pcm;rate={rate}"}
+            # PCM16 at that rate: the utterance (pre-roll, 600 ms of speech, hangover).
+            ms = len(conn.audio) / (2 * rate) * 1000
+            assert 600 <= ms <= 300 + 600 + 800
+
+
+async def test_a_detector_at_another_rate_than_the_input_rate_ends_the_call() -> None:
+    from gemini_live.vad import ActivityDetector
+
+    async with FakeLiveServer() as server:
+        bridge = TwilioBridge(
+            fake_config(server),
+            insecure_no_signature=True,
+            input_rate=8000,
+            detector=lambda: ActivityDetector(sample_rate=16000),
+        )
+        async with call(bridge) as (tw, pump):
+            await tw.start()
+            async with asyncio.timeout(10):
+                await pump  # the bridge hangs up
+        await bridge.wait_until(lambda: len(bridge.finished) == 1)
+        assert bridge.finished[0].close == (4502, "upstream error: ConfigError")

@@ -50,7 +50,7 @@ from gemini_live.telephony._signature import (
     request_url,
     twilio_signature_valid,
 )
-from gemini_live.vad import ActivityDetector, ActivitySender
+from gemini_live.vad import ActivityDetector, ActivitySender, VadSession
 
 __all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]
 
@@ -222,8 +222,13 @@ class TwilioBridge:
     without it the URL is rebuilt from the request. Without ``auth_token`` the bridge
     refuses to start, unless ``insecure_no_signature=True`` (local tests only; logged).
 
-    Caller audio (mu-law 8 kHz) is decoded and resampled to ``input_rate`` (16 kHz); the
-    model's 24 kHz audio is resampled to 8 kHz, mu-law encoded and sent in 20 ms
+    Caller audio (mu-law 8 kHz) is decoded and sent upstream at ``input_rate``: 8 kHz
+    by default (``audio/pcm;rate=8000``, which the service resamples itself; a phone line
+    carries nothing above 4 kHz, so nothing is lost and the bridge does half the work),
+    or resampled to 16 kHz here with ``input_rate=16000``; without ``input_rate``, a
+    ``detector`` built for 16 kHz gets 16 kHz (as before 8 kHz was the default). The
+    model's 24 kHz audio is
+    resampled to 8 kHz, mu-law encoded and sent in 20 ms
     ``media`` frames paced in real time (``lead_ms`` ahead). A ``mark`` follows every
     ``mark_every_ms`` of audio and the end of each reply; Twilio echoes a mark when the
     audio before it has been played, which is how :attr:`CallInfo.heard_ms` knows what
@@ -265,7 +270,7 @@ class TwilioBridge:
         insecure_no_signature: bool = False,
         turn_detection: Literal["vad", "server"] = "vad",
         detector: Callable[[], ActivityDetector] | None = None,
-        input_rate: int = 16000,
+        input_rate: int | None = None,
         lead_ms: int = 60,
         mark_every_ms: int = 200,
         on_session: Callable[[gl.Session, CallInfo], object] | None = None,
@@ -285,7 +290,7 @@ class TwilioBridge:
     ) -> None:
         if turn_detection not in ("vad", "server"):
             raise ConfigError(f"turn_detection must be 'vad' or 'server', got {turn_detection!r}")
-        if input_rate not in (8000, 16000):
+        if input_rate is not None and input_rate not in (8000, 16000):
             raise ConfigError(f"input_rate must be 8000 or 16000, got {input_rate}")
         if mark_every_ms < FRAME_MS:
             raise ConfigError(f"mark_every_ms must be at least {FRAME_MS}")
@@ -306,7 +311,9 @@ class TwilioBridge:
         self._check_carrier_settings(auth_token, public_url, stream_tokens, insecure_no_signature)
         self.turn_detection = turn_detection
         self._detector = detector
-        self.input_rate = input_rate
+        #: The rate of the caller's audio sent upstream (8000 unless asked for 16000).
+        self.input_rate: int = PHONE_RATE if input_rate is None else input_rate
+        self._input_rate_given = input_rate is not None
         self.lead_ms = lead_ms
         self.mark_every_ms = mark_every_ms
         self._on_session = on_session
@@ -496,6 +503,26 @@ class TwilioBridge:
             await send({"type": "websocket.close", "code": 4403, "reason": reason})
 
 
+def _activity_sender(
+    bridge: TwilioBridge, session: VadSession
+) -> tuple[ActivitySender | None, int]:
+    """The caller's turn detection (``turn_detection="vad"``, else ``None``) and the rate
+    of the audio sent upstream: the bridge's ``input_rate``, or without one, a detector's
+    16 kHz (a detector built for the former default keeps working)."""
+    rate = bridge.input_rate
+    if bridge.turn_detection != "vad":
+        return None, rate
+    det = bridge._detector() if bridge._detector is not None else ActivityDetector(sample_rate=rate)
+    if det.sample_rate != rate:
+        if bridge._input_rate_given or det.sample_rate != 16000:
+            raise ConfigError(
+                f"the detector's sample_rate ({det.sample_rate}) must equal the bridge's"
+                f" input_rate ({rate})"
+            )
+        rate = det.sample_rate
+    return ActivitySender(session, det), rate
+
+
 class _Call(PeerSocket):
     """One call: the carrier's message format, turn detection, pacing and marks on the
     shared peer lifecycle (:mod:`gemini_live._bridge`)."""
@@ -527,11 +554,9 @@ class _Call(PeerSocket):
             PHONE_RATE * bridge.audio_burst_ms // 1000,
             PHONE_RATE * bridge.audio_burst_ms // 1000,
         )
-        self._up = (
-            Resampler(PHONE_RATE, bridge.input_rate, backend=_BACKEND)
-            if bridge.input_rate != 8000
-            else None
-        )
+        #: The rate sent upstream (see :func:`_activity_sender`).
+        self._rate = bridge.input_rate
+        self._up = self._upsampler()
         self._down = Resampler(OUTPUT_RATE, PHONE_RATE, backend=_BACKEND)
         self._down_rate = OUTPUT_RATE
         # Outbound audio not yet sent, one segment per reply.
@@ -546,6 +571,18 @@ class _Call(PeerSocket):
         self._marks: dict[str, tuple[int, int]] = {}
 
     # -- sending ---------------------------------------------------------------------------
+
+    def _setup_input(self, session: VadSession) -> None:
+        """Turn detection and the upstream rate, once the session is open."""
+        self.sender, rate = _activity_sender(self.bridge, session)
+        if rate != self._rate:
+            self._rate = rate
+            self._up = self._upsampler()
+
+    def _upsampler(self) -> Resampler | None:
+        if self._rate == PHONE_RATE:
+            return None
+        return Resampler(PHONE_RATE, self._rate, backend=_BACKEND)
 
     async def _send_json(self, obj: dict[str, Any]) -> None:
         await self.send_message({"type": "websocket.send", "text": _encode(obj).decode()})
@@ -688,15 +725,7 @@ class _Call(PeerSocket):
         session = self.session = await self._open_session(pump)
         self.info.session_id = session.session_id
         bridge._notify()
-        if bridge.turn_detection == "vad":
-            det = (
-                bridge._detector()
-                if bridge._detector is not None
-                else ActivityDetector(sample_rate=bridge.input_rate)
-            )
-            if det.sample_rate != bridge.input_rate:
-                raise ConfigError("the detector's sample_rate must equal the bridge's input_rate")
-            self.sender = ActivitySender(session, det)
+        self._setup_input(session)
         if bridge._on_session is not None:
             await maybe_await(bridge._on_session(session, self.info))
         await self.serve_tasks(
@@ -742,7 +771,7 @@ class _Call(PeerSocket):
                             info.utterances += 1
                             bridge._notify()
                 else:
-                    await session.send_audio(pcm, sample_rate=bridge.input_rate)
+                    await session.send_audio(pcm, sample_rate=self._rate)
             elif m.event == "mark":
                 if m.mark is not None:
                     self._mark_played(m.mark.name)

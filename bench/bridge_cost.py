@@ -1,0 +1,376 @@
+"""What one Twilio bridge call costs the process, independent of the machine's load.
+
+    python -m bench.bridge_cost                      # CPU seconds per call-second
+    python -m bench.bridge_cost --callgrind          # instructions per call-second (valgrind)
+    python -m bench.bridge_cost --profile FILE       # cProfile of the window
+    python -m bench.bridge_cost --input-rate 16000   # the 8 -> 16 kHz upstream path
+
+``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
+loop with a **virtual clock**: the loop never blocks, it jumps to its next timer, so the
+pacer's sleeps, the caller's 20 ms clock and the model's replies happen exactly as in
+real time but as fast as the CPU goes, and the same run repeats to the instruction.
+Per call and (virtual) second: 50 inbound ``media`` messages (mu-law 8 kHz, 100 ms of
+speech then 200 ms of silence, as ``bench.density`` sends), 25 model replies of 40 ms of
+24 kHz audio (``turnComplete`` after every 25), the bridge's 50 paced ``media`` frames
+and its marks, every mark echoed back by the caller at once.
+
+What is counted: the bridge's own work (JSON decode, base64, G.711, resampling, the
+VAD, pacing, marks, the ASGI messages it builds) and the event loop's work for it. The
+upstream session is a stub that takes the audio and activity signals (a bare session's
+cost is ``bench.density``'s floor), and ``send``/``receive`` are in-memory queues (the
+WebSocket server's cost is not the bridge's).
+
+``--callgrind`` runs the measuring process under ``valgrind --tool=callgrind`` with the
+same window markers as ``bench.instructions`` (``os.getppid()`` before the window,
+``os.getpgrp()`` after it), so only the window's instructions are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import json
+import math
+import os
+import selectors
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+SID: Final = "MZ" + "0" * 32
+FRAME_S: Final = 0.020
+REPLY_S: Final = 0.040  # one model reply chunk
+REPLIES_PER_TURN: Final = 25
+START_MARK: Final = "getppid"
+STOP_MARK: Final = "getpgrp"
+
+
+# -- a loop with a virtual clock ------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+class _JumpingSelector(selectors.SelectSelector):
+    """Never waits: a wait for ``timeout`` seconds moves the clock on by that much."""
+
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            raise RuntimeError("virtual loop: nothing scheduled (a deadlock)")
+        if timeout > 0:
+            self._clock.now += timeout
+        return []
+
+
+class VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__(_JumpingSelector(clock))
+        self._vclock = clock
+
+    def time(self) -> float:
+        return self._vclock.now
+
+
+# -- the workload ----------------------------------------------------------------------------
+
+
+def _tone(rate: int, ms: int, amp: int = 6000) -> bytes:
+    n = rate * ms // 1000
+    return b"".join(
+        struct.pack(
+            "<h", int(amp * sum(math.sin(2 * math.pi * 180 * k * i / rate) / k for k in (1, 2, 3)))
+        )
+        for i in range(n)
+    )
+
+
+def _caller_frames() -> list[str]:
+    from gemini_live.audio import pcm16_to_ulaw
+
+    ulaw = pcm16_to_ulaw(_tone(8000, 100) + bytes(8000 * 200 // 1000 * 2))
+    return [
+        json.dumps(
+            {
+                "event": "media",
+                "streamSid": SID,
+                "media": {"payload": base64.b64encode(ulaw[i : i + 160]).decode()},
+            }
+        )
+        for i in range(0, len(ulaw), 160)
+    ]
+
+
+class StubSession:
+    """Takes what the bridge sends upstream; counts it."""
+
+    def __init__(self) -> None:
+        self.audio_bytes = 0
+        self.chunks = 0
+        self.activity = 0
+
+    async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
+        assert isinstance(pcm, bytes | bytearray)
+        self.audio_bytes += len(pcm)
+        self.chunks += 1
+
+    async def send_activity_start(self) -> None:
+        self.activity += 1
+
+    async def send_activity_end(self) -> None:
+        self.activity += 1
+
+    async def send_audio_stream_end(self) -> None:
+        self.activity += 1
+
+
+class Phone:
+    """The carrier's side of one call: an inbox the bridge receives from, and a send
+    that counts frames and echoes marks."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.media_out = 0
+        self.marks = 0
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        text = message.get("text")
+        if text is None:
+            return
+        if text.startswith('{"event":"media"'):
+            self.media_out += 1
+        elif text.startswith('{"event":"mark"'):
+            self.marks += 1
+            name = json.loads(text)["mark"]["name"]
+            echo = {"event": "mark", "streamSid": SID, "mark": {"name": name}}
+            self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(echo)})
+
+
+async def _one_call(
+    bridge: Any,
+    frames: list[str],
+    reply: bytes,
+    seconds: float,
+    totals: dict[str, int],
+) -> None:
+    from gemini_live import events as ev
+    from gemini_live._bridge import PeerClose
+    from gemini_live.telephony import _twilio
+
+    phone = Phone()
+    scope = {"type": "websocket", "headers": [], "query_string": b"", "client": ("10.0.0.1", 1)}
+    call = _twilio._Call(bridge, scope, phone.receive, phone.send)
+    call.info.stream_sid = SID
+    session = StubSession()
+    call._setup_input(session)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def caller() -> None:
+        for k in range(int(seconds / FRAME_S)):
+            delay = start + k * FRAME_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the caller's 20 ms clock (virtual time)
+            phone.inbox.put_nowait({"type": "websocket.receive", "text": frames[k % len(frames)]})
+        phone.inbox.put_nowait({"type": "websocket.receive", "text": '{"event":"stop"}'})
+        await asyncio.Event().wait()  # the bridge ends the call on the stop
+
+    async def model() -> None:
+        chunk = ev.ModelAudio(data=reply)
+        done = ev.TurnComplete()
+        for k in range(int(seconds / REPLY_S)):
+            delay = start + 0.1 + k * REPLY_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the model's replies (virtual time)
+            await call._events(chunk)
+            if k % REPLIES_PER_TURN == REPLIES_PER_TURN - 1:
+                await call._events(done)
+
+    model_task = asyncio.create_task(model())
+    try:
+        await call.serve_tasks(
+            ("twilio-in", call._inbound(session)),  # type: ignore[arg-type]
+            ("twilio-pacer", call._pacer()),
+            ("caller", caller()),
+        )
+    except PeerClose:
+        pass  # the caller's stop
+    model_task.cancel()
+    totals["media_out"] += phone.media_out
+    totals["marks"] += phone.marks
+    totals["upstream_bytes"] += session.audio_bytes
+    totals["upstream_chunks"] += session.chunks
+
+
+async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -> dict[str, Any]:
+    from gemini_live.audio import resample
+    from gemini_live.telephony import TwilioBridge
+
+    bridge = TwilioBridge(
+        lambda _c: None,  # type: ignore[arg-type,return-value]  # no session is opened
+        insecure_no_signature=True,
+        input_rate=input_rate,
+        max_calls=calls,
+        max_calls_per_address=None,
+        idle_timeout=None,
+        max_call_seconds=None,
+    )
+    frames = _caller_frames()
+    reply = resample(_tone(16000, int(REPLY_S * 1000)), 16000, 24000)
+    totals = dict.fromkeys(("media_out", "marks", "upstream_bytes", "upstream_chunks"), 0)
+    loop = asyncio.get_running_loop()
+    window: dict[str, float] = {}
+
+    async def marks() -> None:
+        await asyncio.sleep(warmup)  # virtual time
+        gc.collect()
+        window["cpu0"] = time.process_time()
+        os.getppid()  # START_MARK: callgrind zeroes its counters here
+        await asyncio.sleep(seconds)  # the window (virtual time)
+        os.getpgrp()  # STOP_MARK: callgrind dumps the window here
+        window["cpu"] = time.process_time() - window["cpu0"]
+
+    t0 = loop.time()
+    mark_task = asyncio.create_task(marks())
+    await asyncio.gather(
+        *(_one_call(bridge, frames, reply, warmup + seconds + 0.5, totals) for _ in range(calls))
+    )
+    await mark_task
+    total_s = loop.time() - t0
+    return {
+        "calls": calls,
+        "input_rate": input_rate,
+        "window_call_seconds": calls * seconds,
+        "cpu_s": window["cpu"],
+        "per_call_second": {k: round(v / (calls * total_s), 1) for k, v in totals.items()},
+    }
+
+
+def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str | None) -> Any:
+    from gemini_live import _bridge
+    from gemini_live.telephony import _twilio
+
+    clock = _Clock()
+    # The bridge's own clock (the inbound rate meter, idle stamps) follows the loop's.
+    fake_time = types.SimpleNamespace(monotonic=clock.time, time=time.time)
+    modules = (_twilio, _bridge)
+    real_time = time
+    for m in modules:
+        setattr(m, "time", fake_time)  # noqa: B010
+    loop = VirtualLoop(clock)
+    prof: Any = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+    try:
+        coro = workload(calls, seconds, warmup, input_rate)
+        if prof is not None:
+            prof.enable()
+        result = loop.run_until_complete(coro)
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(profile)
+    finally:
+        loop.close()
+        for m in modules:
+            setattr(m, "time", real_time)  # noqa: B010
+    result["cpu_pct_per_call"] = round(result["cpu_s"] / result["window_call_seconds"] * 100, 4)
+    return result
+
+
+def callgrind(calls: int, seconds: float, warmup: float, input_rate: int) -> int:
+    """Instructions of the window, counted by callgrind in a child process."""
+    vg = shutil.which("valgrind")
+    if vg is None:
+        raise SystemExit("valgrind is not installed")
+    with tempfile.TemporaryDirectory(prefix="gl-bridge-cg-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = [
+            vg,
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            f"--zero-before={START_MARK}",
+            f"--dump-before={STOP_MARK}",
+            sys.executable,
+            "-m",
+            "bench.bridge_cost",
+            "--calls",
+            str(calls),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            str(warmup),
+            "--input-rate",
+            str(input_rate),
+        ]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"callgrind run failed:\n{proc.stderr[-2000:]}")
+        dumps = sorted(p for p in Path(tmp).iterdir() if p.name.startswith(out.name + "."))
+        if len(dumps) != 1:
+            raise SystemExit(f"expected one window dump, got {[p.name for p in dumps]}")
+        keep = os.environ.get("GL_CALLGRIND_KEEP")
+        if keep:
+            shutil.copy(dumps[0], Path(keep) / f"callgrind.bridge.{input_rate}.out")
+        with dumps[0].open() as f:
+            for line in f:
+                if line.startswith("summary:"):
+                    return int(line.split()[1])
+    raise SystemExit("no summary line in the callgrind dump")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.bridge_cost")
+    p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=10.0, help="window, virtual seconds")
+    p.add_argument("--warmup", type=float, default=2.0, help="virtual seconds before it")
+    p.add_argument("--input-rate", type=int, default=None, help="the bridge's input_rate")
+    p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
+    p.add_argument("--profile", metavar="FILE", help="cProfile the run into FILE")
+    args = p.parse_args(argv)
+    rate: int = args.input_rate if args.input_rate is not None else _default_input_rate()
+    if args.callgrind:
+        ir = callgrind(args.calls, args.seconds, args.warmup, rate)
+        per = ir / (args.calls * args.seconds)
+        print(json.dumps({"input_rate": rate, "instructions_per_call_second": round(per)}))
+        return 0
+    print(json.dumps(run(args.calls, args.seconds, args.warmup, rate, args.profile)))
+    return 0
+
+
+def _default_input_rate() -> int:
+    from gemini_live.telephony import TwilioBridge
+
+    bridge = TwilioBridge(lambda _c: None, insecure_no_signature=True)  # type: ignore[arg-type,return-value]
+    return bridge.input_rate
+
+
+_: Callable[..., Any] = main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
