@@ -124,6 +124,8 @@ class Session:
                 self.protocol.expect_resume = True  # a stored conversation, reseeded
         #: Counters for monitoring (the protocol's, one object).
         self.stats: SessionStats = self.protocol.stats
+        #: The rate of the audio hot path (``send_audio`` at another rate goes the general way).
+        self._input_rate = config.input_rate
         self._init_rest(config)
 
     @staticmethod
@@ -484,7 +486,7 @@ class Session:
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
         """Stream a PCM16 chunk (bytes, memoryview, array('h'), numpy int16/float32)."""
         write_audio = self._write_audio
-        if write_audio is not None and sample_rate is None:
+        if write_audio is not None and (sample_rate is None or sample_rate == self._input_rate):
             # The hot path: encoded, written and kept for re-sending in one call. It is
             # only set while the session is usable (see _set_direct and close).
             now = _monotonic()

@@ -120,6 +120,31 @@ async def test_audio_is_refused_once_close_has_begun(
             await session.send_audio(pcm, sample_rate=rate)
 
 
+async def test_audio_at_the_input_rate_takes_the_hot_path_whatever_says_it(
+    server: FakeLiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # send_audio(pcm) and send_audio(pcm, sample_rate=<the session's input rate>) are the
+    # same frames: both go the fused path; another rate goes the general one.
+    pcm = b"\0\0" * 160
+    config = config_for(server, "picows", input_rate=8000)
+    async with gl.connect(config) as session:
+        general: list[int | None] = []
+        real = session.protocol.send_audio
+
+        def spy(pcm: object, now: float, sample_rate: int | None = None) -> bytes | None:
+            general.append(sample_rate)
+            return real(pcm, now, sample_rate)
+
+        monkeypatch.setattr(session.protocol, "send_audio", spy)
+        assert session._write_audio is not None
+        await session.send_audio(pcm)
+        await session.send_audio(pcm, sample_rate=8000)
+        assert general == []
+        await session.send_audio(pcm, sample_rate=16000)
+        assert general == [16000]
+        assert session.stats.frames_sent >= 3  # the three chunks
+
+
 async def test_setup_is_public_read_only_and_follows_changes(
     server: FakeLiveServer, backend_name: str
 ) -> None:

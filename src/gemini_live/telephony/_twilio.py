@@ -705,8 +705,9 @@ class _Call(PeerSocket):
             raise TypeError(f"the bridge's config hook returned {type(config).__name__}")
         if bridge.turn_detection == "vad":
             config = with_client_activity(config)
-        # Events are taken with on_event (an EventPump): no main stream to fill up.
-        config = dataclasses.replace(config, main_stream=False)
+        # Events are taken with on_event (an EventPump): no main stream to fill up. The
+        # session's input rate is the upstream rate: its audio hot path takes every chunk.
+        config = dataclasses.replace(config, main_stream=False, input_rate=self._rate)
         pump.limit = config.subscriber_queue  # the bound the main stream had
         try:
             async with asyncio.timeout(bridge.connect_timeout):
