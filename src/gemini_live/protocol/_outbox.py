@@ -38,17 +38,21 @@ pieces get none, and only the guard and probe rule covers them). Answers seen on
 lost connection are forgotten when the window is re-sent.
 
 Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
-track them; a full window holds hundreds per session). The tuples and their index
-constants never leave this file: :meth:`Outbox.snapshot` turns them into
-:class:`RecordState` Structs and :meth:`Outbox.restore` back.
+track them). The re-send window holds no object per record: a row of numbers per record
+in one array, and for audio written from PCM only the PCM, in one byte buffer (its frame
+rebuilt, the same bytes, when it is re-sent or snapshotted; see :class:`_Window`); other
+records stay tuples. The tuples, rows and their index constants never leave this file:
+:meth:`Outbox.snapshot` turns them into :class:`RecordState` Structs and
+:meth:`Outbox.restore` back.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from array import array
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -150,11 +154,214 @@ class _Holding(Protocol):
     def holding(self) -> bool: ...
 
 
-def _b64_len(frame: bytes, payload: int) -> int:
-    """Decoded size of the base64 payload that ends 4 bytes before the frame's end."""
-    end = len(frame) - 4
-    pad = (frame[end - 1] == 0x3D) + (frame[end - 2] == 0x3D)  # '='
-    return payload // 4 * 3 - pad
+#: The re-send window's rows: six numbers per record, one array for the whole window.
+_STRIDE: Final = 6
+_R_SEQ: Final = 0  # submission order
+_R_WA: Final = 1  # when it was handed out
+_R_IX: Final = 2  # index on its connection
+_R_END: Final = 3  # end offset in the payload bytes handed out on its connection
+_R_NB: Final = 4  # PCM bytes (compact audio rows)
+_R_HID: Final = 5  # the frame head's number (compact audio rows); -1: kept as a tuple
+#: Frame heads (sample rates) a window can hold compactly; audio at further rates stays
+#: in tuples (correct, only larger).
+_MAX_HEADS: Final = 32
+#: Dead rows / PCM bytes at the front worth moving the live ones down for.
+_TRIM_ROWS: Final = 64 * _STRIDE
+_TRIM_PCM: Final = 16384
+_DATA_KEY: Final = b'","data":"'
+_AUDIO_START: Final = b'{"realtimeInput":{"audio":{"mimeType":"'
+#: What :meth:`_Window.pop` returns about a record: (kind, frame size, seconds of audio).
+_Meta = tuple[int, int, float]
+
+
+class _Window:
+    """The re-send window as compact data (issue 24: memory per active session).
+
+    Each record is one row of six numbers in :attr:`rows` (submission number, time
+    handed out, index and end offset on its connection, PCM bytes, head number), oldest
+    first from element :attr:`lo`. An audio chunk written from PCM (the usual case) keeps
+    only its raw PCM, appended to :attr:`pcm` (from byte :attr:`plo`) in row order: its
+    frame is the head of its sample rate, the base64 of the PCM and the common tail,
+    rebuilt byte for byte when it is re-sent or snapshotted, and its size and seconds
+    follow from the PCM length. Every other record (and audio whose frame is not exactly
+    that) stays a tuple in :attr:`others`, keyed by submission number; its row has head
+    number -1. Rows popped at the front are only skipped; the arrays move down once
+    the dead front is large (no per-chunk object, no per-chunk copy of the whole window).
+    """
+
+    __slots__ = ("bps", "heads", "hids", "lo", "others", "pcm", "plo", "rows", "sizes")
+
+    def __init__(self) -> None:
+        self.rows = array("d")
+        self.lo = 0
+        self.pcm = bytearray()
+        self.plo = 0
+        self.others: dict[int, _Rec] = {}
+        #: Per head number: the head, its frame size without payload, PCM bytes a second.
+        self.heads: list[bytes] = []
+        self.sizes: list[int] = []
+        self.bps: list[int] = []
+        self.hids: dict[bytes, int] = {}
+
+    def register(self, head: bytes, rate: int) -> int:
+        """The head number of ``head`` (PCM16 at ``rate``); -1 when the table is full."""
+        hid = self.hids.get(head)
+        if hid is None:
+            if len(self.heads) >= _MAX_HEADS:
+                return -1
+            hid = self.hids[head] = len(self.heads)
+            self.heads.append(head)
+            self.sizes.append(len(head) + len(_TAIL))
+            self.bps.append(2 * rate)
+        return hid
+
+    def __len__(self) -> int:
+        return (len(self.rows) - self.lo) // _STRIDE
+
+    def add(self, out: _Rec) -> None:
+        """Append a record (audio kept as PCM when its frame rebuilds exactly)."""
+        rows = self.rows
+        if out[_K] == _AUDIO:
+            compact = self._compact(out)
+            if compact is not None:
+                raw, hid = compact
+                rows.extend((out[_SEQ], out[_WA], out[_IX], out[_END], len(raw), hid))
+                self.pcm += raw
+                return
+        rows.extend((out[_SEQ], out[_WA], out[_IX], out[_END], 0, -1))
+        self.others[out[_SEQ]] = out
+
+    def _compact(self, out: _Rec) -> tuple[bytes, int] | None:
+        """(PCM, head number) when ``out``'s frame is a head, base64 and tail that encode
+        back to the same bytes and its seconds are the PCM's; else None."""
+        frame = out[_F]
+        if out[_TE] or out[_TI] or not frame.startswith(_AUDIO_START):
+            return None
+        if not frame.endswith(_TAIL):
+            return None
+        at = frame.find(_DATA_KEY)
+        if at < 0:
+            return None
+        start = at + len(_DATA_KEY)
+        hid = self.hids.get(frame[:start])
+        if hid is None:
+            return None
+        payload = frame[start : len(frame) - len(_TAIL)]
+        try:
+            raw = pybase64.b64decode(payload, validate=True)
+        except ValueError:
+            return None
+        if not raw or _b64encode(raw) != payload or out[_AS] != len(raw) / self.bps[hid]:
+            return None
+        return raw, hid
+
+    def kind(self, p: int) -> int:
+        """The kind of the record whose row starts at element ``p``."""
+        rows = self.rows
+        if rows[p + _R_HID] >= 0:
+            return _AUDIO
+        return self.others[int(rows[p])][_K]
+
+    def meta(self, p: int) -> _Meta:
+        rows = self.rows
+        hid = int(rows[p + _R_HID])
+        if hid >= 0:
+            nb = int(rows[p + _R_NB])
+            return _AUDIO, self.sizes[hid] + (nb + 2) // 3 * 4, nb / self.bps[hid]
+        out = self.others[int(rows[p])]
+        return out[_K], len(out[_F]), out[_AS]
+
+    def pop(self) -> _Meta:
+        """Drop the oldest record."""
+        rows = self.rows
+        lo = self.lo
+        meta = self.meta(lo)
+        if rows[lo + _R_HID] >= 0:
+            self.plo += int(rows[lo + _R_NB])
+        else:
+            del self.others[int(rows[lo])]
+        self.lo = lo + _STRIDE
+        self._trim()
+        return meta
+
+    def _trim(self) -> None:
+        lo = self.lo
+        rows = self.rows
+        if lo >= len(rows):
+            self.clear()
+            return
+        if lo >= _TRIM_ROWS and 2 * lo >= len(rows):
+            del rows[:lo]
+            self.lo = 0
+        plo = self.plo
+        if plo >= _TRIM_PCM and 2 * plo >= len(self.pcm):
+            del self.pcm[:plo]
+            self.plo = 0
+
+    def remove(self, i: int) -> _Meta:
+        """Drop the ``i``-th oldest record."""
+        if i == 0:
+            return self.pop()
+        rows = self.rows
+        lo = self.lo
+        p = lo + i * _STRIDE
+        meta = self.meta(p)
+        if rows[p + _R_HID] >= 0:
+            off = self.plo
+            for q in range(lo, p, _STRIDE):
+                if rows[q + _R_HID] >= 0:
+                    off += int(rows[q + _R_NB])
+            del self.pcm[off : off + int(rows[p + _R_NB])]
+        else:
+            del self.others[int(rows[p])]
+        del rows[p : p + _STRIDE]
+        return meta
+
+    def clear(self) -> None:
+        self.rows = array("d")
+        self.lo = 0
+        self.pcm = bytearray()
+        self.plo = 0
+        if self.others:
+            self.others = {}
+
+    def seqs(self) -> list[int]:
+        """The submission numbers, oldest first."""
+        rows = self.rows
+        return [int(rows[p]) for p in range(self.lo, len(rows), _STRIDE)]
+
+    def tuples(self) -> list[_Rec]:
+        """The records kept as tuples, oldest first (every one that is not compact audio)."""
+        others = self.others
+        rows = self.rows
+        return [
+            others[int(rows[p])] for p in range(self.lo, len(rows), _STRIDE) if rows[p + _R_HID] < 0
+        ]
+
+    def __iter__(self) -> Iterator[_Rec]:
+        """Every record as a tuple, oldest first (audio frames rebuilt)."""
+        rows = self.rows
+        pcm = self.pcm
+        off = self.plo
+        for p in range(self.lo, len(rows), _STRIDE):
+            hid = int(rows[p + _R_HID])
+            if hid < 0:
+                yield self.others[int(rows[p])]
+                continue
+            nb = int(rows[p + _R_NB])
+            frame = _join((self.heads[hid], _b64encode(pcm[off : off + nb]), _TAIL))
+            off += nb
+            yield (
+                frame,
+                _AUDIO,
+                int(rows[p]),
+                False,
+                nb / self.bps[hid],
+                (),
+                rows[p + _R_WA],
+                int(rows[p + _R_IX]),
+                int(rows[p + _R_END]),
+            )
 
 
 class RecordState(msgspec.Struct, array_like=True):
@@ -226,6 +433,7 @@ class Outbox:
         "_audio_by_rate",
         "_bytes_per_s",
         "_head",
+        "_win",
         "last_direct",
         "max_frame",
         "max_setup_rtt",
@@ -241,7 +449,6 @@ class Outbox:
         "stats",
         "unanswered",
         "unconfirmed",
-        "window",
         "window_audio_s",
         "window_bytes",
         "window_video",
@@ -271,7 +478,9 @@ class Outbox:
         self.pending_bytes = 0
         self.unconfirmed: deque[_Rec] = deque()
         self.last_direct: _Rec | None = None
-        self.window: deque[_Rec] = deque()
+        #: The re-send window (compact: see :class:`_Window`; :attr:`window` for tuples).
+        self._win = _Window()
+        self._win.register(self._head, input_rate)  # head number 0: the input rate
         self.window_audio_s = 0.0
         self.window_video = 0
         self.window_bytes = 0
@@ -289,9 +498,22 @@ class Outbox:
     # -- questions ------------------------------------------------------------------------
 
     @property
+    def window(self) -> deque[_Rec]:
+        """The re-send window's records as tuples, oldest first (a copy, audio frames
+        rebuilt: for inspection and tests; assigning one replaces the window)."""
+        return deque(self._win)
+
+    @window.setter
+    def window(self, records: Iterable[_Rec]) -> None:
+        win = self._win
+        win.clear()
+        for out in records:
+            win.add(out)
+
+    @property
     def unacknowledged(self) -> int:
         """Frames written and not yet covered by a handle (kept for re-sending)."""
-        return len(self.window)
+        return len(self._win)
 
     @property
     def queued(self) -> int:
@@ -301,11 +523,13 @@ class Outbox:
     @property
     def uncovered_input(self) -> bool:
         """A user turn end or tool answer written and not covered, or a write unconfirmed."""
-        return bool(self.unconfirmed) or any(o[_TE] or o[_K] == _TOOL_RESPONSE for o in self.window)
+        return bool(self.unconfirmed) or any(
+            o[_TE] or o[_K] == _TOOL_RESPONSE for o in self._win.others.values()
+        )
 
     def held_tool_ids(self) -> set[str]:
         """The calls whose answers the window still holds (written, not covered)."""
-        return {i for o in self.window if o[_K] == _TOOL_RESPONSE for i in o[_TI]}
+        return {i for o in self._win.others.values() if o[_K] == _TOOL_RESPONSE for i in o[_TI]}
 
     @property
     def handle_guard(self) -> float:
@@ -317,7 +541,7 @@ class Outbox:
     def resend_texts(self) -> list[str]:
         """Texts that the next connection writes again (window and queue), oldest first."""
         out = []
-        for item in (*self.window, *self.unconfirmed, *self.pending):
+        for item in (*self._win.tuples(), *self.unconfirmed, *self.pending):
             if item[_K] == _TEXT:
                 obj = msgspec.json.decode(item[_F])
                 text = obj.get("realtimeInput", {}).get("text")
@@ -384,17 +608,23 @@ class Outbox:
         """Encode one PCM16 chunk and take it (the audio hot path, inlined)."""
         if sample_rate is None:
             enc = self._audio
+            hid = 0
         else:
             found = self._audio_by_rate.get(sample_rate)
             if found is None:
                 found = AudioFrameEncoder(sample_rate)  # validates the rate
                 self._audio_by_rate[sample_rate] = found
+                self._win.register(found.prefix, sample_rate)
             enc = found
-        frame = enc.encode(pcm)
-        payload = len(frame) - enc.empty_frame_size
-        if payload == 0:
+            hid = self._win.hids.get(enc.prefix, -1)
+        # The encoder inlined (AudioFrameEncoder.encode), keeping the PCM for the window.
+        raw = pcm if type(pcm) is bytes else as_pcm16(pcm)
+        n = len(raw)
+        if n & 1 or not n:
+            as_pcm16(raw)  # raises for an odd byte count
             raise ConfigError("audio chunk is empty")
-        seconds = _b64_len(frame, payload) / (2 * enc.rate)  # PCM16: 2 bytes per sample
+        frame = _join((enc.prefix, _b64encode(raw), _TAIL))
+        seconds = n / (2 * enc.rate)  # PCM16: 2 bytes per sample
         size = len(frame)
         if (
             direct
@@ -412,14 +642,18 @@ class Outbox:
             out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx, end)
             self.stats.frames_sent += 1
             self.last_direct = out
-            window = self.window
-            window.append(out)
+            win = self._win
+            if hid >= 0:
+                win.rows.extend((seq, now, idx, end, n, hid))
+                win.pcm += raw
+            else:
+                win.add(out)
             self.window_bytes += size
             held = self.window_audio_s + seconds
-            if held > self.resend.audio_seconds and window[0][_K] == _AUDIO:
-                first = window.popleft()
-                held -= first[_AS]
-                self.window_bytes -= len(first[_F])
+            if held > self.resend.audio_seconds and win.kind(win.lo) == _AUDIO:
+                _, dropped, secs = win.pop()
+                held -= secs
+                self.window_bytes -= dropped
                 self.stats.frames_at_risk += 1
             self.window_audio_s = held
             if held > self.resend.audio_seconds:
@@ -477,18 +711,19 @@ class Outbox:
             return False
         idx = conn.next_index
         conn.next_index = idx + 1
-        out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx, conn.bytes_out + size)
-        conn.bytes_out += size
+        end = conn.bytes_out = conn.bytes_out + size
         self.stats.frames_sent += 1
-        window = self.window
-        window.append(out)
+        # The window keeps the PCM and a row of numbers (head 0: the input rate).
+        win = self._win
+        win.rows.extend((seq, now, idx, end, n, 0))
+        win.pcm += raw
         self.window_bytes += size
         held = self.window_audio_s + seconds
         limit = self.resend.audio_seconds
-        if held > limit and window[0][_K] == _AUDIO:
-            first = window.popleft()
-            held -= first[_AS]
-            self.window_bytes -= len(first[_F])
+        if held > limit and win.kind(win.lo) == _AUDIO:
+            _, dropped, secs = win.pop()
+            held -= secs
+            self.window_bytes -= dropped
             self.stats.frames_at_risk += 1
         self.window_audio_s = held
         if held > limit:
@@ -574,17 +809,13 @@ class Outbox:
         # the service has it, so it is not written again. Records are matched by their
         # submission number (unique per session), never by object identity: a runtime
         # may copy a tuple.
-        in_window = {out[_SEQ] for out in self.window}
+        win = self._win
+        in_window = set(win.seqs())
         back = [out for out in handed if out[_SEQ] in in_window]
         if back:
             seqs = {out[_SEQ] for out in back}
-            kept: deque[_Rec] = deque()
-            for out in self.window:
-                if out[_SEQ] in seqs:
-                    self._window_forget(out)
-                else:
-                    kept.append(out)
-            self.window = kept
+            for i in reversed([i for i, seq in enumerate(win.seqs()) if seq in seqs]):
+                self._window_forget(win.remove(i))
         if conn is not None:
             # The requeued frames are the latest handed out: their indices are free again,
             # and none of the handed-out frames reached the transport.
@@ -612,7 +843,7 @@ class Outbox:
         kind = out[_K]
         if kind == _SEED:
             return
-        self.window.append(out)
+        self._win.add(out)
         self.window_bytes += len(out[_F])
         if kind == _AUDIO:
             self.window_audio_s += out[_AS]
@@ -625,39 +856,38 @@ class Outbox:
         if self.window_bytes > self.offline_limit:
             self._evict(None)
 
-    def _window_forget(self, out: _Rec) -> None:
-        self.window_bytes -= len(out[_F])
-        kind = out[_K]
+    def _window_forget(self, meta: _Meta) -> None:
+        kind, size, seconds = meta
+        self.window_bytes -= size
         if kind == _AUDIO:
-            self.window_audio_s -= out[_AS]
+            self.window_audio_s -= seconds
         elif kind == _VIDEO:
             self.window_video -= 1
 
     def _evict(self, kind: int | None) -> None:
         """Drop the oldest frames of ``kind`` (any kind if None) beyond the window's bound."""
-        window = self.window
+        win = self._win
         if kind is None:
-            while window and self.window_bytes > self.offline_limit:
-                out = window.popleft()
-                self._window_forget(out)
+            while win and self.window_bytes > self.offline_limit:
+                meta = win.pop()
+                self._window_forget(meta)
                 self.stats.frames_at_risk += 1
                 logger.warning(
                     "re-send window over %d bytes: dropped a %s frame",
                     self.offline_limit,
-                    Kind(out[_K]).name,
+                    Kind(meta[0]).name,
                 )
             return
-        for i, out in enumerate(window):
-            if out[_K] == kind:
-                del window[i]
-                self._window_forget(out)
+        for i, p in enumerate(range(win.lo, len(win.rows), _STRIDE)):
+            if win.kind(p) == kind:
+                self._window_forget(win.remove(i))
                 self.stats.frames_at_risk += 1
                 return
 
-    def _cover(self, up_to_seq: int) -> None:
-        window = self.window
-        while window and window[0][_SEQ] <= up_to_seq:
-            self._window_forget(window.popleft())
+    def _cover(self, up_to_seq: float) -> None:
+        win = self._win
+        while win and win.rows[win.lo + _R_SEQ] <= up_to_seq:
+            self._window_forget(win.pop())
 
     def model_started(self, now: float | None = None) -> None:
         """A new model turn began: it answers the oldest user turn written and not yet
@@ -675,7 +905,7 @@ class Outbox:
         """The server cancelled the last open calls of a batch: the model now replies to
         the answers written for it. The latest of them (naming one of ``tool_ids``, on
         this connection) awaits that reply, in its place among the unanswered turns."""
-        for out in reversed(self.window):
+        for out in reversed(self._win.tuples()):
             if out[_K] == _TOOL_RESPONSE and any(i in tool_ids for i in out[_TI]):
                 entry = (out[_SEQ], out[_WA])
                 unanswered = self.unanswered
@@ -706,14 +936,15 @@ class Outbox:
         """
         guard = self.coverage_guard
         cutoff = now - guard
-        covered = self.responded_seq
-        window = self.window
+        covered: float = self.responded_seq
+        win = self._win
+        rows = win.rows
         if unsent is None:
             count = conn is not None
-            for out in window:
-                if out[_WA] <= cutoff:
-                    if out[_SEQ] > covered:
-                        covered = out[_SEQ]
+            for p in range(win.lo, len(rows), _STRIDE):
+                if rows[p + _R_WA] <= cutoff:
+                    if rows[p] > covered:
+                        covered = rows[p]
                         if count:
                             self.stats.frames_at_risk += 1
                 else:
@@ -730,18 +961,18 @@ class Outbox:
             probes.popleft()
         first_at, left = probes[0]
         if first_at <= cutoff:
-            for out in window:
-                if out[_END] <= left:
-                    covered = max(covered, out[_SEQ])
+            for p in range(win.lo, len(rows), _STRIDE):
+                if rows[p + _R_END] <= left:
+                    covered = max(covered, rows[p])
                 else:
                     break
         self._cover(covered)
 
     def acknowledge_index(self, index: int) -> None:
         """Transparent resumption: the server consumed every frame up to ``index``."""
-        window = self.window
-        while window and window[0][_IX] <= index:
-            self._window_forget(window.popleft())
+        win = self._win
+        while win and win.rows[win.lo + _R_IX] <= index:
+            self._window_forget(win.pop())
 
     def opened(self, setup_rtt: float | None) -> None:
         """A connection opened: note its setup round trip; no response is awaited."""
@@ -754,7 +985,7 @@ class Outbox:
         """Put every written, uncovered frame back in front of the queue (re-send); a tool
         answer whose calls are all stale is dropped and counted."""
         resend: list[_Rec] = []
-        for out in self.window:
+        for out in self._win:
             if (
                 out[_K] == _TOOL_RESPONSE
                 and out[_TI]
@@ -763,7 +994,7 @@ class Outbox:
                 self.stats.stale_tool_responses_dropped += 1
                 continue
             resend.append(out)
-        self.window.clear()
+        self._win.clear()
         # An answer seen on a lost connection is not in the state resumed from (the
         # handle did not cover its turn, still in the window): the re-sent turn is
         # covered once it is answered again, not before.
@@ -781,13 +1012,13 @@ class Outbox:
 
     def snapshot(self) -> OutboxState:
         """Everything held, as plain data (records become :class:`RecordState`)."""
-        positions = {o[_SEQ]: i for i, o in enumerate(self.window)}
+        positions = {seq: i for i, seq in enumerate(self._win.seqs())}
         return OutboxState(
             seq=self.seq,
             pending=[_state_of(o) for o in self.pending],
             unconfirmed=[_state_of(o) for o in self.unconfirmed],
             last_direct=None if self.last_direct is None else _state_of(self.last_direct),
-            window=[_state_of(o) for o in self.window],
+            window=[_state_of(o) for o in self._win],
             seed=[_state_of(o) for o in self.seed],
             window_audio_s=self.window_audio_s,
             unconfirmed_in_window=[positions.get(o[_SEQ], -1) for o in self.unconfirmed],
@@ -817,7 +1048,7 @@ class Outbox:
         )
         last = state.last_direct
         self.last_direct = None if last is None else shared(last, state.last_direct_in_window)
-        self.window = deque(window)
+        self.window = window
         self.window_bytes = sum(len(o[_F]) for o in window)
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
