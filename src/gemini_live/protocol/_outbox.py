@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from array import array
+import struct
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -154,20 +154,26 @@ class _Holding(Protocol):
     def holding(self) -> bool: ...
 
 
-#: The re-send window's rows: six numbers per record, one array for the whole window.
-_STRIDE: Final = 6
-_R_SEQ: Final = 0  # submission order
-_R_WA: Final = 1  # when it was handed out
-_R_IX: Final = 2  # index on its connection
-_R_END: Final = 3  # end offset in the payload bytes handed out on its connection
-_R_NB: Final = 4  # PCM bytes (compact audio rows)
-_R_HID: Final = 5  # the frame head's number (compact audio rows); -1: kept as a tuple
+#: The re-send window's rows: one per record, packed in one byte buffer (submission
+#: number, time handed out, index and end offset on its connection, PCM bytes of a compact
+#: audio record, its head number or -1 for a record kept as a tuple).
+_ROW: Final = struct.Struct("<qdqqii")
+_STRIDE: Final = _ROW.size
+_pack_row: Final = _ROW.pack
+_row_at: Final = _ROW.unpack_from
+_R_WA: Final = 8
+_R_IX: Final = 16
+_R_END: Final = 24
+_R_NB: Final = 32
+_R_HID: Final = 36
+_int_at: Final = struct.Struct("<q").unpack_from
+_float_at: Final = struct.Struct("<d").unpack_from
+_nb_hid_at: Final = struct.Struct("<ii").unpack_from
 #: Frame heads (sample rates) a window can hold compactly; audio at further rates stays
 #: in tuples (correct, only larger).
 _MAX_HEADS: Final = 32
-#: Dead rows / PCM bytes at the front worth moving the live ones down for.
+#: Dead rows at the front worth moving the live ones down for (when they are as many).
 _TRIM_ROWS: Final = 64 * _STRIDE
-_TRIM_PCM: Final = 16384
 _DATA_KEY: Final = b'","data":"'
 _AUDIO_START: Final = b'{"realtimeInput":{"audio":{"mimeType":"'
 #: What :meth:`_Window.pop` returns about a record: (kind, frame size, seconds of audio).
@@ -177,22 +183,21 @@ _Meta = tuple[int, int, float]
 class _Window:
     """The re-send window as compact data (issue 24: memory per active session).
 
-    Each record is one row of six numbers in :attr:`rows` (submission number, time
-    handed out, index and end offset on its connection, PCM bytes, head number), oldest
-    first from element :attr:`lo`. An audio chunk written from PCM (the usual case) keeps
-    only its raw PCM, appended to :attr:`pcm` (from byte :attr:`plo`) in row order: its
-    frame is the head of its sample rate, the base64 of the PCM and the common tail,
-    rebuilt byte for byte when it is re-sent or snapshotted, and its size and seconds
-    follow from the PCM length. Every other record (and audio whose frame is not exactly
-    that) stays a tuple in :attr:`others`, keyed by submission number; its row has head
-    number -1. Rows popped at the front are only skipped; the arrays move down once
-    the dead front is large (no per-chunk object, no per-chunk copy of the whole window).
+    Each record is one packed row in :attr:`rows` (see ``_ROW``), oldest first from byte
+    :attr:`lo`. An audio chunk written from PCM (the usual case) keeps only its raw PCM,
+    appended to :attr:`pcm` (from byte :attr:`plo`) in row order: its frame is the head
+    of its sample rate, the base64 of the PCM and the common tail, rebuilt byte for byte
+    when it is re-sent or snapshotted, and its size and seconds follow from the PCM
+    length. Every other record (and audio whose frame is not exactly that) stays a tuple
+    in :attr:`others`, keyed by submission number; its row has head number -1. Rows
+    popped at the front are only skipped; both buffers move down once the dead front is
+    as large as the live part (no object per chunk, no per-chunk copy of the window).
     """
 
     __slots__ = ("bps", "heads", "hids", "lo", "others", "pcm", "plo", "rows", "sizes")
 
     def __init__(self) -> None:
-        self.rows = array("d")
+        self.rows = bytearray()
         self.lo = 0
         self.pcm = bytearray()
         self.plo = 0
@@ -220,15 +225,14 @@ class _Window:
 
     def add(self, out: _Rec) -> None:
         """Append a record (audio kept as PCM when its frame rebuilds exactly)."""
-        rows = self.rows
         if out[_K] == _AUDIO:
             compact = self._compact(out)
             if compact is not None:
                 raw, hid = compact
-                rows.extend((out[_SEQ], out[_WA], out[_IX], out[_END], len(raw), hid))
+                self.rows += _pack_row(out[_SEQ], out[_WA], out[_IX], out[_END], len(raw), hid)
                 self.pcm += raw
                 return
-        rows.extend((out[_SEQ], out[_WA], out[_IX], out[_END], 0, -1))
+        self.rows += _pack_row(out[_SEQ], out[_WA], out[_IX], out[_END], 0, -1)
         self.others[out[_SEQ]] = out
 
     def _compact(self, out: _Rec) -> tuple[bytes, int] | None:
@@ -255,20 +259,21 @@ class _Window:
             return None
         return raw, hid
 
+    def seq(self, p: int) -> int:
+        """The submission number of the record whose row starts at byte ``p``."""
+        return int(_int_at(self.rows, p)[0])
+
     def kind(self, p: int) -> int:
-        """The kind of the record whose row starts at element ``p``."""
-        rows = self.rows
-        if rows[p + _R_HID] >= 0:
+        """The kind of the record whose row starts at byte ``p``."""
+        if _nb_hid_at(self.rows, p + _R_NB)[1] >= 0:
             return _AUDIO
-        return self.others[int(rows[p])][_K]
+        return self.others[self.seq(p)][_K]
 
     def meta(self, p: int) -> _Meta:
-        rows = self.rows
-        hid = int(rows[p + _R_HID])
+        nb, hid = _nb_hid_at(self.rows, p + _R_NB)
         if hid >= 0:
-            nb = int(rows[p + _R_NB])
             return _AUDIO, self.sizes[hid] + (nb + 2) // 3 * 4, nb / self.bps[hid]
-        out = self.others[int(rows[p])]
+        out = self.others[self.seq(p)]
         return out[_K], len(out[_F]), out[_AS]
 
     def pop(self) -> _Meta:
@@ -276,27 +281,27 @@ class _Window:
         rows = self.rows
         lo = self.lo
         meta = self.meta(lo)
-        if rows[lo + _R_HID] >= 0:
-            self.plo += int(rows[lo + _R_NB])
+        nb, hid = _nb_hid_at(rows, lo + _R_NB)
+        if hid >= 0:
+            self.plo += nb
         else:
-            del self.others[int(rows[lo])]
-        self.lo = lo + _STRIDE
-        self._trim()
-        return meta
-
-    def _trim(self) -> None:
-        lo = self.lo
-        rows = self.rows
+            del self.others[self.seq(lo)]
+        self.lo = lo = lo + _STRIDE
         if lo >= len(rows):
             self.clear()
+        elif lo >= _TRIM_ROWS and 2 * lo >= len(rows):
+            self.trim()
+        return meta
+
+    def trim(self) -> None:
+        """Move the live rows and PCM to the front (the dead front is as large as they)."""
+        if self.lo >= len(self.rows):
+            self.clear()
             return
-        if lo >= _TRIM_ROWS and 2 * lo >= len(rows):
-            del rows[:lo]
-            self.lo = 0
-        plo = self.plo
-        if plo >= _TRIM_PCM and 2 * plo >= len(self.pcm):
-            del self.pcm[:plo]
-            self.plo = 0
+        del self.rows[: self.lo]
+        self.lo = 0
+        del self.pcm[: self.plo]
+        self.plo = 0
 
     def remove(self, i: int) -> _Meta:
         """Drop the ``i``-th oldest record."""
@@ -306,62 +311,55 @@ class _Window:
         lo = self.lo
         p = lo + i * _STRIDE
         meta = self.meta(p)
-        if rows[p + _R_HID] >= 0:
+        nb, hid = _nb_hid_at(rows, p + _R_NB)
+        if hid >= 0:
             off = self.plo
             for q in range(lo, p, _STRIDE):
-                if rows[q + _R_HID] >= 0:
-                    off += int(rows[q + _R_NB])
-            del self.pcm[off : off + int(rows[p + _R_NB])]
+                qnb, qhid = _nb_hid_at(rows, q + _R_NB)
+                if qhid >= 0:
+                    off += qnb
+            del self.pcm[off : off + nb]
         else:
-            del self.others[int(rows[p])]
+            del self.others[self.seq(p)]
         del rows[p : p + _STRIDE]
         return meta
 
     def clear(self) -> None:
-        self.rows = array("d")
+        self.rows = bytearray()
         self.lo = 0
         self.pcm = bytearray()
         self.plo = 0
         if self.others:
             self.others = {}
 
+    def positions(self) -> range:
+        """Where the rows start, oldest first."""
+        return range(self.lo, len(self.rows), _STRIDE)
+
     def seqs(self) -> list[int]:
         """The submission numbers, oldest first."""
         rows = self.rows
-        return [int(rows[p]) for p in range(self.lo, len(rows), _STRIDE)]
+        return [int(_int_at(rows, p)[0]) for p in self.positions()]
 
     def tuples(self) -> list[_Rec]:
         """The records kept as tuples, oldest first (every one that is not compact audio)."""
         others = self.others
         rows = self.rows
-        return [
-            others[int(rows[p])] for p in range(self.lo, len(rows), _STRIDE) if rows[p + _R_HID] < 0
-        ]
+        return [others[self.seq(p)] for p in self.positions() if _nb_hid_at(rows, p + _R_NB)[1] < 0]
 
     def __iter__(self) -> Iterator[_Rec]:
         """Every record as a tuple, oldest first (audio frames rebuilt)."""
         rows = self.rows
         pcm = self.pcm
         off = self.plo
-        for p in range(self.lo, len(rows), _STRIDE):
-            hid = int(rows[p + _R_HID])
+        for p in self.positions():
+            seq, wa, ix, end, nb, hid = _row_at(rows, p)
             if hid < 0:
-                yield self.others[int(rows[p])]
+                yield self.others[seq]
                 continue
-            nb = int(rows[p + _R_NB])
             frame = _join((self.heads[hid], _b64encode(pcm[off : off + nb]), _TAIL))
             off += nb
-            yield (
-                frame,
-                _AUDIO,
-                int(rows[p]),
-                False,
-                nb / self.bps[hid],
-                (),
-                rows[p + _R_WA],
-                int(rows[p + _R_IX]),
-                int(rows[p + _R_END]),
-            )
+            yield (frame, _AUDIO, seq, False, nb / self.bps[hid], (), wa, ix, end)
 
 
 class RecordState(msgspec.Struct, array_like=True):
@@ -432,6 +430,7 @@ class Outbox:
         "_audio",
         "_audio_by_rate",
         "_bytes_per_s",
+        "_empty",
         "_head",
         "_win",
         "last_direct",
@@ -470,6 +469,7 @@ class Outbox:
         #: audio hot path, :meth:`write_audio`).
         self._head = self._audio.prefix
         self._bytes_per_s = 2 * input_rate
+        self._empty = len(self._head) + len(_TAIL)
         self.offline_limit = offline_buffer_bytes
         self.max_frame = max_frame_bytes
         self.resend = resend
@@ -644,17 +644,14 @@ class Outbox:
             self.last_direct = out
             win = self._win
             if hid >= 0:
-                win.rows.extend((seq, now, idx, end, n, hid))
+                win.rows += _pack_row(seq, now, idx, end, n, hid)
                 win.pcm += raw
             else:
                 win.add(out)
             self.window_bytes += size
             held = self.window_audio_s + seconds
-            if held > self.resend.audio_seconds and win.kind(win.lo) == _AUDIO:
-                _, dropped, secs = win.pop()
-                held -= secs
-                self.window_bytes -= dropped
-                self.stats.frames_at_risk += 1
+            if held > self.resend.audio_seconds:
+                held = self._evict_first_audio(held)
             self.window_audio_s = held
             if held > self.resend.audio_seconds:
                 self._evict(_AUDIO)
@@ -715,22 +712,48 @@ class Outbox:
         self.stats.frames_sent += 1
         # The window keeps the PCM and a row of numbers (head 0: the input rate).
         win = self._win
-        win.rows.extend((seq, now, idx, end, n, 0))
+        win.rows += _pack_row(seq, now, idx, end, n, 0)
         win.pcm += raw
-        self.window_bytes += size
         held = self.window_audio_s + seconds
         limit = self.resend.audio_seconds
-        if held > limit and win.kind(win.lo) == _AUDIO:
-            _, dropped, secs = win.pop()
-            held -= secs
-            self.window_bytes -= dropped
-            self.stats.frames_at_risk += 1
+        if held > limit:
+            # The window is full: the oldest chunk goes (inlined when it is compact).
+            rows = win.rows
+            lo = win.lo
+            nb, hid = _nb_hid_at(rows, lo + _R_NB)
+            if hid == 0:
+                if nb == n:  # as long as the new chunk: the same seconds and frame size
+                    held -= seconds
+                else:
+                    held -= nb / self._bytes_per_s
+                    self.window_bytes += size - self._empty - (nb + 2) // 3 * 4
+                self.stats.frames_at_risk += 1
+                win.plo += nb
+                win.lo = lo = lo + _STRIDE
+                if lo >= _TRIM_ROWS and 2 * lo >= len(rows):
+                    win.trim()
+            else:
+                self.window_bytes += size
+                held = self._evict_first_audio(held)
+        else:
+            self.window_bytes += size
         self.window_audio_s = held
         if held > limit:
             self._evict(_AUDIO)
         if self.window_bytes > self.offline_limit:
             self._evict(None)
         return True
+
+    def _evict_first_audio(self, held: float) -> float:
+        """The window holds more audio than its bound: the oldest record goes if it is
+        audio (the hot paths' first step); returns the seconds still held."""
+        win = self._win
+        if win.kind(win.lo) == _AUDIO:
+            _, dropped, secs = win.pop()
+            held -= secs
+            self.window_bytes -= dropped
+            self.stats.frames_at_risk += 1
+        return held
 
     def _unwritten_audio(self, frame: bytes, seq: int, seconds: float) -> None:
         """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
@@ -878,15 +901,15 @@ class Outbox:
                     Kind(meta[0]).name,
                 )
             return
-        for i, p in enumerate(range(win.lo, len(win.rows), _STRIDE)):
+        for i, p in enumerate(win.positions()):
             if win.kind(p) == kind:
                 self._window_forget(win.remove(i))
                 self.stats.frames_at_risk += 1
                 return
 
-    def _cover(self, up_to_seq: float) -> None:
+    def _cover(self, up_to_seq: int) -> None:
         win = self._win
-        while win and win.rows[win.lo + _R_SEQ] <= up_to_seq:
+        while win and _int_at(win.rows, win.lo)[0] <= up_to_seq:
             self._window_forget(win.pop())
 
     def model_started(self, now: float | None = None) -> None:
@@ -936,15 +959,16 @@ class Outbox:
         """
         guard = self.coverage_guard
         cutoff = now - guard
-        covered: float = self.responded_seq
+        covered = self.responded_seq
         win = self._win
         rows = win.rows
         if unsent is None:
             count = conn is not None
-            for p in range(win.lo, len(rows), _STRIDE):
-                if rows[p + _R_WA] <= cutoff:
-                    if rows[p] > covered:
-                        covered = rows[p]
+            for p in win.positions():
+                if _float_at(rows, p + _R_WA)[0] <= cutoff:
+                    seq = _int_at(rows, p)[0]
+                    if seq > covered:
+                        covered = seq
                         if count:
                             self.stats.frames_at_risk += 1
                 else:
@@ -961,9 +985,9 @@ class Outbox:
             probes.popleft()
         first_at, left = probes[0]
         if first_at <= cutoff:
-            for p in range(win.lo, len(rows), _STRIDE):
-                if rows[p + _R_END] <= left:
-                    covered = max(covered, rows[p])
+            for p in win.positions():
+                if _int_at(rows, p + _R_END)[0] <= left:
+                    covered = max(covered, _int_at(rows, p)[0])
                 else:
                     break
         self._cover(covered)
@@ -971,7 +995,7 @@ class Outbox:
     def acknowledge_index(self, index: int) -> None:
         """Transparent resumption: the server consumed every frame up to ``index``."""
         win = self._win
-        while win and win.rows[win.lo + _R_IX] <= index:
+        while win and _int_at(win.rows, win.lo + _R_IX)[0] <= index:
             self._window_forget(win.pop())
 
     def opened(self, setup_rtt: float | None) -> None:
