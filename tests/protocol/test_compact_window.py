@@ -70,7 +70,7 @@ def test_a_resent_chunk_is_the_written_frame_and_the_window_holds_only_its_pcm()
     win = box._win
     # No record object per chunk: the PCM in one buffer, the numbers in one array.
     assert not win.others
-    assert bytes(win.pcm[win.plo :]) == b"".join(chunks)
+    assert b"".join(win.pcm[win.plo :]) == b"".join(chunks)
     assert len(win) == len(chunks)
     assert box.window_bytes == sum(map(len, wrote))
     assert resent(box) == wrote
@@ -119,7 +119,8 @@ def test_eviction_at_the_bound_keeps_the_newest_chunks_and_the_buffers_stay_boun
     assert box.window_bytes == sum(map(len, wrote[-5:]))
     assert box.window_audio_s == pytest.approx(0.1)
     # The dead front is dropped as it grows: a bounded buffer, not 3000 chunks.
-    assert len(win.pcm) <= 2 * (64 + 5) * 640
+    assert len(win.pcm) <= 2 * (64 + 5)
+    assert not any(win.pcm[: win.plo])  # the PCM of dropped chunks is released
     assert len(win.rows) <= 2 * (64 + 5) * 40
     assert resent(box) == wrote[-5:]
 
@@ -133,7 +134,7 @@ def test_evicting_the_oldest_chunk_behind_a_text_keeps_the_later_chunks_intact()
     # The text stays first; the audio beyond 60 ms went oldest-first from behind it.
     assert [o[0] for o in box.window] == [text("first"), *wrote[-3:]]
     assert box.stats.frames_at_risk == 3
-    assert bytes(box._win.pcm[box._win.plo :]) == b"".join(pcm(i) for i in range(3, 6))
+    assert b"".join(box._win.pcm[box._win.plo :]) == b"".join(pcm(i) for i in range(3, 6))
 
 
 def test_coverage_and_index_acknowledgement_drop_compact_rows_oldest_first() -> None:
@@ -164,7 +165,7 @@ def test_queued_audio_handed_out_is_kept_compactly_and_given_back_unchanged() ->
     box.unwritten(conn)  # three not written: back to the queue, out of the window
     assert [o[0] for o in box.pending] == frames[1:]
     assert [o[0] for o in box.window] == frames[:1]
-    assert bytes(box._win.pcm[box._win.plo :]) == pcm(0)
+    assert b"".join(box._win.pcm[box._win.plo :]) == pcm(0)
     assert box.window_bytes == len(frames[0])
 
 
@@ -208,19 +209,33 @@ def test_an_old_snapshot_restores_compactly_and_snapshots_the_same() -> None:
 def test_the_window_costs_little_more_than_its_pcm() -> None:
     box, conn, wrote = started()
     write = writer(box, conn, wrote)
-    chunks = [pcm(i) for i in range(100)]
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i, chunk in enumerate(chunks):
-            write(chunk, 1000.0 + i / 3)
+        for i in range(100):
+            write(pcm(i), 1000.0 + i / 3)  # a new chunk each time, as from a microphone
         wrote.clear()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    # 640 PCM bytes and a 48-byte row per chunk, plus the buffers' spare room; the
-    # written frame (~0.9 KiB) and a 9-field record (~0.3 KiB) are not kept.
-    assert held <= 100 * (640 + 48) * 1.15, held
+    # Per chunk its 640 PCM bytes (a bytes object: 33 more), a list slot and a 40-byte
+    # row, plus spare room; the written frame (~0.9 KiB) and a 9-field record with its
+    # numbers (~0.3 KiB) are not kept.
+    assert held <= 100 * (640 + 33 + 8 + 40) * 1.1, held
+
+
+def test_a_mutable_chunk_is_copied_so_a_later_change_does_not_reach_the_resend() -> None:
+    box, conn, wrote = started()
+    write = writer(box, conn, wrote)
+    buf = bytearray(pcm(1))
+    view = bytearray(pcm(2))
+    assert write(buf, 0.0) is True
+    assert write(memoryview(view), 0.1) is True
+    frame = box.send_audio(buf, 0.2, 24000, conn, True)
+    assert frame is not None
+    buf[:] = bytes(640)  # the caller reuses its buffers
+    view[:] = bytes(640)
+    assert resent(box) == [*wrote, frame]
 
 
 @settings(max_examples=60, deadline=None)
@@ -278,7 +293,7 @@ def test_every_frame_the_window_gives_back_is_the_one_written(
             sum(o[4] for o in records if o[1] == Kind.AUDIO), abs=1e-9
         )
         win = box._win
-        assert len(win.pcm) - win.plo == sum(
+        assert sum(map(len, win.pcm[win.plo :])) == sum(
             len(pybase64.b64decode(o[0][o[0].index(b'"data":"') + 8 : -4]))
             for o in records
             if o[2] not in win.others

@@ -185,22 +185,37 @@ class _Window:
 
     Each record is one packed row in :attr:`rows` (see ``_ROW``), oldest first from byte
     :attr:`lo`. An audio chunk written from PCM (the usual case) keeps only its raw PCM,
-    appended to :attr:`pcm` (from byte :attr:`plo`) in row order: its frame is the head
-    of its sample rate, the base64 of the PCM and the common tail, rebuilt byte for byte
-    when it is re-sent or snapshotted, and its size and seconds follow from the PCM
-    length. Every other record (and audio whose frame is not exactly that) stays a tuple
-    in :attr:`others`, keyed by submission number; its row has head number -1. Rows
-    popped at the front are only skipped; both buffers move down once the dead front is
-    as large as the live part (no object per chunk, no per-chunk copy of the window).
+    an immutable ``bytes`` (the caller's own when it gave bytes: no copy), in :attr:`pcm`
+    (from item :attr:`plo`) in row order: its frame is the head of its sample rate, the
+    base64 of the PCM and the common tail, rebuilt byte for byte when it is re-sent or
+    snapshotted, and its size and seconds follow from the PCM length. Every other record
+    (and audio whose frame is not exactly that) stays a tuple in :attr:`others`, keyed
+    by submission number; its row has head number -1. :attr:`mixed` counts the rows that
+    are not compact audio at the input rate (head 0): while it is 0 the oldest record is
+    such a chunk (the hot paths evict it without reading its row). Rows popped at the
+    front are only skipped (their PCM released at once); both move down once the dead
+    front is as large as the live part.
     """
 
-    __slots__ = ("bps", "heads", "hids", "lo", "others", "pcm", "plo", "rows", "sizes")
+    __slots__ = (
+        "bps",
+        "heads",
+        "hids",
+        "lo",
+        "mixed",
+        "others",
+        "pcm",
+        "plo",
+        "rows",
+        "sizes",
+    )
 
     def __init__(self) -> None:
         self.rows = bytearray()
         self.lo = 0
-        self.pcm = bytearray()
+        self.pcm: list[bytes] = []
         self.plo = 0
+        self.mixed = 0
         self.others: dict[int, _Rec] = {}
         #: Per head number: the head, its frame size without payload, PCM bytes a second.
         self.heads: list[bytes] = []
@@ -229,11 +244,18 @@ class _Window:
             compact = self._compact(out)
             if compact is not None:
                 raw, hid = compact
-                self.rows += _pack_row(out[_SEQ], out[_WA], out[_IX], out[_END], len(raw), hid)
-                self.pcm += raw
+                self.add_pcm(raw, hid, out[_SEQ], out[_WA], out[_IX], out[_END])
                 return
         self.rows += _pack_row(out[_SEQ], out[_WA], out[_IX], out[_END], 0, -1)
         self.others[out[_SEQ]] = out
+        self.mixed += 1
+
+    def add_pcm(self, raw: bytes, hid: int, seq: int, wa: float, ix: int, end: int) -> None:
+        """Append a compact audio record (``raw``: immutable PCM, kept as it is)."""
+        self.rows += _pack_row(seq, wa, ix, end, len(raw), hid)
+        self.pcm.append(raw)
+        if hid:
+            self.mixed += 1
 
     def _compact(self, out: _Rec) -> tuple[bytes, int] | None:
         """(PCM, head number) when ``out``'s frame is a head, base64 and tail that encode
@@ -281,11 +303,14 @@ class _Window:
         rows = self.rows
         lo = self.lo
         meta = self.meta(lo)
-        nb, hid = _nb_hid_at(rows, lo + _R_NB)
+        hid = _nb_hid_at(rows, lo + _R_NB)[1]
         if hid >= 0:
-            self.plo += nb
+            self.pcm[self.plo] = b""
+            self.plo += 1
         else:
             del self.others[self.seq(lo)]
+        if hid:
+            self.mixed -= 1
         self.lo = lo = lo + _STRIDE
         if lo >= len(rows):
             self.clear()
@@ -311,24 +336,26 @@ class _Window:
         lo = self.lo
         p = lo + i * _STRIDE
         meta = self.meta(p)
-        nb, hid = _nb_hid_at(rows, p + _R_NB)
+        hid = _nb_hid_at(rows, p + _R_NB)[1]
         if hid >= 0:
-            off = self.plo
+            at = self.plo
             for q in range(lo, p, _STRIDE):
-                qnb, qhid = _nb_hid_at(rows, q + _R_NB)
-                if qhid >= 0:
-                    off += qnb
-            del self.pcm[off : off + nb]
+                if _nb_hid_at(rows, q + _R_NB)[1] >= 0:
+                    at += 1
+            del self.pcm[at]
         else:
             del self.others[self.seq(p)]
+        if hid:
+            self.mixed -= 1
         del rows[p : p + _STRIDE]
         return meta
 
     def clear(self) -> None:
         self.rows = bytearray()
         self.lo = 0
-        self.pcm = bytearray()
+        self.pcm = []
         self.plo = 0
+        self.mixed = 0
         if self.others:
             self.others = {}
 
@@ -351,14 +378,14 @@ class _Window:
         """Every record as a tuple, oldest first (audio frames rebuilt)."""
         rows = self.rows
         pcm = self.pcm
-        off = self.plo
+        at = self.plo
         for p in self.positions():
             seq, wa, ix, end, nb, hid = _row_at(rows, p)
             if hid < 0:
                 yield self.others[seq]
                 continue
-            frame = _join((self.heads[hid], _b64encode(pcm[off : off + nb]), _TAIL))
-            off += nb
+            frame = _join((self.heads[hid], _b64encode(pcm[at]), _TAIL))
+            at += 1
             yield (frame, _AUDIO, seq, False, nb / self.bps[hid], (), wa, ix, end)
 
 
@@ -644,8 +671,7 @@ class Outbox:
             self.last_direct = out
             win = self._win
             if hid >= 0:
-                win.rows += _pack_row(seq, now, idx, end, n, hid)
-                win.pcm += raw
+                win.add_pcm(raw if type(raw) is bytes else bytes(raw), hid, seq, now, idx, end)
             else:
                 win.add(out)
             self.window_bytes += size
@@ -679,8 +705,9 @@ class Outbox:
         written, so a refused write has nothing to undo (it goes to the head of the queue,
         as :meth:`direct_failed` would put it). Bad input raises before anything changes.
         """
-        # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64.
-        raw = pcm if type(pcm) is bytes else as_pcm16(pcm)
+        # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64 and
+        # are kept as they are (immutable); other buffers are copied once.
+        raw = pcm if type(pcm) is bytes else bytes(as_pcm16(pcm))
         n = len(raw)
         if n & 1 or not n:
             as_pcm16(raw)  # raises for an odd byte count
@@ -713,24 +740,26 @@ class Outbox:
         # The window keeps the PCM and a row of numbers (head 0: the input rate).
         win = self._win
         win.rows += _pack_row(seq, now, idx, end, n, 0)
-        win.pcm += raw
+        chunks = win.pcm
+        chunks.append(raw)
         held = self.window_audio_s + seconds
         limit = self.resend.audio_seconds
         if held > limit:
-            # The window is full: the oldest chunk goes (inlined when it is compact).
-            rows = win.rows
-            lo = win.lo
-            nb, hid = _nb_hid_at(rows, lo + _R_NB)
-            if hid == 0:
+            if not win.mixed:
+                # The window is full and holds only chunks at the input rate: the
+                # oldest goes (inlined; its PCM is released now, its row skipped).
+                plo = win.plo
+                nb = len(chunks[plo])
+                chunks[plo] = b""
                 if nb == n:  # as long as the new chunk: the same seconds and frame size
                     held -= seconds
                 else:
                     held -= nb / self._bytes_per_s
                     self.window_bytes += size - self._empty - (nb + 2) // 3 * 4
                 self.stats.frames_at_risk += 1
-                win.plo += nb
-                win.lo = lo = lo + _STRIDE
-                if lo >= _TRIM_ROWS and 2 * lo >= len(rows):
+                win.plo = plo + 1
+                win.lo = lo = win.lo + _STRIDE
+                if lo >= _TRIM_ROWS and 2 * lo >= len(win.rows):
                     win.trim()
             else:
                 self.window_bytes += size
