@@ -52,7 +52,7 @@ import enum
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, MutableSequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -501,9 +501,11 @@ class Outbox:
         self.max_frame = max_frame_bytes
         self.resend = resend
         self.seq = 0
-        self.pending: deque[_Rec] = deque()
+        # Lists, not deques: an empty deque holds a 760-byte block, and these are
+        # short and mostly empty (taken whole, given back whole).
+        self.pending: list[_Rec] = []
         self.pending_bytes = 0
-        self.unconfirmed: deque[_Rec] = deque()
+        self.unconfirmed: MutableSequence[_Rec] = []
         self.last_direct: _Rec | None = None
         #: The re-send window (compact: see :class:`_Window`; :attr:`window` for tuples).
         self._win = _Window()
@@ -515,11 +517,11 @@ class Outbox:
         # Conversation tracking for coverage: which user turn the model answered.
         #: User turn ends written on this connection and not answered yet, oldest first:
         #: (seq, written at). A model turn answers the oldest (one per model turn).
-        self.unanswered: deque[tuple[int, float]] = deque()
+        self.unanswered: list[tuple[int, float]] = []  # a list: an empty deque is 760 bytes
         self.responded_seq = 0
         self.max_setup_rtt = 0.0
         #: Probe points of the current connection (see the module docstring), oldest first.
-        self.probes: deque[tuple[float, int]] = deque()
+        self.probes: list[tuple[float, int]] = []
         self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
@@ -807,10 +809,12 @@ class Outbox:
 
     def hand_out(self, conn: Connection, now: float) -> list[bytes]:
         """Every queued frame, in order (to be confirmed with :meth:`written`)."""
-        frames = []
+        frames: list[bytes] = []
         pending = self.pending
-        while pending:
-            out = pending.popleft()
+        if not pending:
+            return frames
+        self.pending = []
+        for out in pending:
             self.pending_bytes -= len(out[_F])
             self._hand_out(conn, out, now)
             frames.append(out[_F])
@@ -830,14 +834,17 @@ class Outbox:
             unanswered = self.unanswered
             unanswered.append((out[_SEQ], now))
             if len(unanswered) > _MAX_UNANSWERED:
-                unanswered.popleft()  # bounded; a session never has this many in flight
+                del unanswered[0]  # bounded; a session never has this many in flight
         self._window_add(out)
 
     def written(self, count: int = 1) -> None:
         """``count`` frames handed out (oldest first) were written to the socket."""
         unconfirmed = self.unconfirmed
-        for _ in range(min(count, len(unconfirmed))):
-            unconfirmed.popleft()
+        if count >= len(unconfirmed):
+            unconfirmed.clear()
+            return
+        for _ in range(count):
+            del unconfirmed[0]
 
     def direct_failed(self, conn: Connection | None) -> None:
         """The frame a ``send_*`` returned was not written: back to the head of the queue."""
@@ -877,9 +884,12 @@ class Outbox:
         self.stats.frames_sent -= len(back)
 
     def _requeue(self, records: list[_Rec]) -> None:
-        for out in reversed(records):
-            self.pending.appendleft(out)
-            self.pending_bytes += len(out[_F])
+        if not records:
+            return
+        queue = list(records)
+        queue.extend(self.pending)
+        self.pending = queue
+        self.pending_bytes += sum(len(out[_F]) for out in records)
 
     def discard(self) -> int:
         """The session is over: forget what was never written; returns how many frames."""
@@ -948,7 +958,7 @@ class Outbox:
         the service answers several at once, the later ones wait for the next answer or
         a handle (never the other way round, which would cover a turn not yet read)."""
         if self.unanswered:
-            seq, written_at = self.unanswered.popleft()
+            seq, written_at = self.unanswered.pop(0)
             self.responded_seq = seq
             if now is not None:
                 self.response_lag = max(0.0, now - written_at)
@@ -966,7 +976,7 @@ class Outbox:
                 at = sum(1 for seq, _ in unanswered if seq < entry[0])
                 unanswered.insert(at, entry)
                 if len(unanswered) > _MAX_UNANSWERED:
-                    unanswered.popleft()
+                    del unanswered[0]
                 return
 
     @property
@@ -1009,9 +1019,9 @@ class Outbox:
         probes = self.probes
         probes.append((now, conn.bytes_out - held - unsent))
         while len(probes) > 1 and probes[1][0] <= cutoff:
-            probes.popleft()
+            del probes[0]
         if len(probes) > _MAX_PROBES:
-            probes.popleft()
+            del probes[0]
         first_at, left = probes[0]
         if first_at <= cutoff:
             for p in win.positions():
@@ -1088,7 +1098,7 @@ class Outbox:
     def restore(self, state: OutboxState) -> None:
         """Take over ``state`` (from :meth:`snapshot`)."""
         self.seq = state.seq
-        self.pending = deque(_rec_of(s) for s in state.pending)
+        self.pending = [_rec_of(s) for s in state.pending]
         self.pending_bytes = sum(len(o[_F]) for o in self.pending)
         window = [_rec_of(s) for s in state.window]
 
@@ -1096,9 +1106,9 @@ class Outbox:
             return window[at] if 0 <= at < len(window) else _rec_of(saved)
 
         where = state.unconfirmed_in_window
-        self.unconfirmed = deque(
+        self.unconfirmed = [
             shared(s, where[i] if i < len(where) else -1) for i, s in enumerate(state.unconfirmed)
-        )
+        ]
         last = state.last_direct
         self.last_direct = None if last is None else shared(last, state.last_direct_in_window)
         self.window = window
@@ -1106,8 +1116,8 @@ class Outbox:
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
         self.seed = [_rec_of(s) for s in state.seed]
-        self.unanswered = deque((q, t) for q, t in state.unanswered)
+        self.unanswered = [(q, t) for q, t in state.unanswered]
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt
-        self.probes = deque((t, o) for t, o in state.probes)
+        self.probes = [(t, o) for t, o in state.probes]
         self.response_lag = state.response_lag
