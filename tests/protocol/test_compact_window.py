@@ -121,6 +121,7 @@ def test_eviction_at_the_bound_keeps_the_newest_chunks_and_the_buffers_stay_boun
     # The dead front is dropped as it grows: a bounded buffer, not 3000 chunks.
     assert len(win.pcm) <= 2 * (64 + 5)
     assert not any(win.pcm[: win.plo])  # the PCM of dropped chunks is released
+    assert len(win.rwa) <= 2 * (64 + 5)
     assert len(win.rows) <= 2 * (64 + 5) * 40
     assert resent(box) == wrote[-5:]
 
@@ -238,34 +239,66 @@ def test_a_mutable_chunk_is_copied_so_a_later_change_does_not_reach_the_resend()
     assert resent(box) == [*wrote, frame]
 
 
-@settings(max_examples=60, deadline=None)
+def _check(
+    box: Outbox, written: dict[int, bytes], where: dict[int, tuple[float, int, int]]
+) -> None:
+    records = list(box.window)  # packs a run into rows
+    for o in records:
+        assert o[0] == written[o[2]]
+        assert (o[6], o[7], o[8]) == where[o[2]]
+    assert box.window_bytes == sum(len(o[0]) for o in records)
+    assert box.window_audio_s == pytest.approx(
+        sum(o[4] for o in records if o[1] == Kind.AUDIO), abs=1e-9
+    )
+    win = box._win
+    assert sum(map(len, win.pcm[win.plo :])) == sum(
+        len(pybase64.b64decode(o[0][o[0].index(b'"data":"') + 8 : -4]))
+        for o in records
+        if o[2] not in win.others
+    )
+
+
+@settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.tuples(st.sampled_from("wsqtcaxu"), st.integers(0, 40)), min_size=1, max_size=80)
+    st.lists(st.tuples(st.sampled_from("wwwsqtcaxuv"), st.integers(0, 40)), min_size=1, max_size=60)
 )
 def test_every_frame_the_window_gives_back_is_the_one_written(
     ops: list[tuple[str, int]],
 ) -> None:
     box, conn = make(audio_seconds=0.2, limit=40_000), Connection(state=State.OPEN)
     written: dict[int, bytes] = {}
+    #: Per submission number: when it was handed out, its index and end offset.
+    where: dict[int, tuple[float, int, int]] = {}
 
     def write(frame: bytes) -> bool:
         written[box.seq] = frame
         return True
 
+    def direct() -> None:
+        o = box.last_direct
+        assert o is not None
+        written[o[2]] = o[0]
+        where[o[2]] = (o[6], o[7], o[8])
+
     now = 0.0
     for op, arg in ops:
         now += 0.01
-        if op == "w":  # the fused writer
-            box.write_audio(conn, _Plan(), write, pcm(arg, 2 * (arg + 1)), now)
+        if op == "w":  # the fused writer, a few chunks in a row
+            for k in range(arg % 7 + 1):
+                now += 0.02
+                size = 2 * ((arg + k) % 9 + 1) if arg % 2 else 640
+                if box.write_audio(conn, _Plan(), write, pcm(arg + k, size), now):
+                    where[box.seq] = (now, conn.next_index - 1, conn.bytes_out)
         elif op == "s":  # send_audio, sometimes at another rate
-            frame = box.send_audio(pcm(arg, 2 * (arg + 1)), now, (None, 24000)[arg % 2], conn, True)
-            if frame is not None:
-                written[box.seq] = frame
+            rate = (None, 24000)[arg % 2]
+            if box.send_audio(pcm(arg, 2 * (arg + 1)), now, rate, conn, True) is not None:
+                direct()
         elif op == "q":  # queued, then handed out
             box.send_audio(pcm(arg), now, None, None, False)
             box.submit(text(f"q{arg}"), Kind.TEXT, now, None, False)
             seqs = [o[2] for o in box.pending]
             written.update(zip(seqs, box.hand_out(conn, now), strict=True))
+            where.update((o[2], (o[6], o[7], o[8])) for o in box.unconfirmed)
             if arg % 3 == 0:
                 box.unwritten(conn)
                 written = {s: f for s, f in written.items() if s not in seqs}
@@ -273,28 +306,18 @@ def test_every_frame_the_window_gives_back_is_the_one_written(
                 box.written(len(seqs))
         elif op == "t":
             if box.submit(text(f"t{arg}"), Kind.TEXT, now, conn, True) is not None:
-                written[box.seq] = text(f"t{arg}")
+                direct()
         elif op == "c":
-            box.cover_by_handle(now - arg * 0.005)
+            box.cover_by_handle(now - arg * 0.01)
         elif op == "a":
-            box.acknowledge_index(arg)
+            box.acknowledge_index(arg * 3)
         elif op == "x":
-            box.cover_by_handle(now, conn, unsent=arg * 100)
+            box.cover_by_handle(now, conn, unsent=arg * 300)
         elif op == "u":
             state = box.snapshot()
             box = make(audio_seconds=0.2, limit=40_000)
             box.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=OutboxState))
-        records = list(box.window)
-        for o in records:
-            assert o[0] == written[o[2]]
-        assert box.window_bytes == sum(len(o[0]) for o in records)
+        elif op == "v":
+            _check(box, written, where)
         assert box.window_bytes <= 40_000
-        assert box.window_audio_s == pytest.approx(
-            sum(o[4] for o in records if o[1] == Kind.AUDIO), abs=1e-9
-        )
-        win = box._win
-        assert sum(map(len, win.pcm[win.plo :])) == sum(
-            len(pybase64.b64decode(o[0][o[0].index(b'"data":"') + 8 : -4]))
-            for o in records
-            if o[2] not in win.others
-        )
+    _check(box, written, where)

@@ -38,12 +38,13 @@ pieces get none, and only the guard and probe rule covers them). Answers seen on
 lost connection are forgotten when the window is re-sent.
 
 Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
-track them). The re-send window holds no object per record: a row of numbers per record
-in one array, and for audio written from PCM only the PCM, in one byte buffer (its frame
-rebuilt, the same bytes, when it is re-sent or snapshotted; see :class:`_Window`); other
-records stay tuples. The tuples, rows and their index constants never leave this file:
-:meth:`Outbox.snapshot` turns them into :class:`RecordState` Structs and
-:meth:`Outbox.restore` back.
+track them). The re-send window holds no record object per audio chunk: its numbers are
+packed rows in one byte buffer (or, for chunks written one after another, only their
+times) and its audio only the PCM, the frame rebuilt (the same bytes) when it is re-sent
+or snapshotted (see :class:`_Window`); other records stay tuples. Records are matched by
+submission number, never by identity. The tuples, rows and their index constants never
+leave this file: :meth:`Outbox.snapshot` turns them into :class:`RecordState` Structs
+and :meth:`Outbox.restore` back.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ _nb_hid_at: Final = struct.Struct("<ii").unpack_from
 _MAX_HEADS: Final = 32
 #: Dead rows at the front worth moving the live ones down for (when they are as many).
 _TRIM_ROWS: Final = 64 * _STRIDE
+_TRIM_RUN: Final = 64
 _DATA_KEY: Final = b'","data":"'
 _AUDIO_START: Final = b'{"realtimeInput":{"audio":{"mimeType":"'
 #: What :meth:`_Window.pop` returns about a record: (kind, frame size, seconds of audio).
@@ -195,18 +197,29 @@ class _Window:
     such a chunk (the hot paths evict it without reading its row). Rows popped at the
     front are only skipped (their PCM released at once); both move down once the dead
     front is as large as the live part.
+
+    The newest chunks written by the fused writer one after another (consecutive
+    submission numbers, indices and offsets) are a *run* without rows yet: only their
+    times in :attr:`rwa` (from item :attr:`rlo`) and the next number, index and the last
+    end offset expected, from which their rows follow. Any other use of the window packs
+    the run into rows first (:meth:`flush`), so the run is always its newest part.
     """
 
     __slots__ = (
         "bps",
         "heads",
         "hids",
+        "lend",
         "lo",
         "mixed",
+        "nix",
+        "nseq",
         "others",
         "pcm",
         "plo",
+        "rlo",
         "rows",
+        "rwa",
         "sizes",
     )
 
@@ -217,6 +230,11 @@ class _Window:
         self.plo = 0
         self.mixed = 0
         self.others: dict[int, _Rec] = {}
+        self.rwa: list[float] = []
+        self.rlo = 0
+        self.nseq = -1
+        self.nix = -1
+        self.lend = -1
         #: Per head number: the head, its frame size without payload, PCM bytes a second.
         self.heads: list[bytes] = []
         self.sizes: list[int] = []
@@ -236,10 +254,45 @@ class _Window:
         return hid
 
     def __len__(self) -> int:
-        return (len(self.rows) - self.lo) // _STRIDE
+        return (len(self.rows) - self.lo) // _STRIDE + len(self.rwa) - self.rlo
+
+    def start(self, raw: bytes, seq: int, wa: float, ix: int, end: int) -> None:
+        """Begin a new run with a chunk at the input rate (the fused writer's)."""
+        self.flush()
+        self.rwa.append(wa)
+        self.pcm.append(raw)
+        self.nseq = seq + 1
+        self.nix = ix + 1
+        self.lend = end
+
+    def flush(self) -> None:
+        """Pack the run into rows (its numbers follow from the last chunk's backwards)."""
+        rwa = self.rwa
+        nseq = self.nseq
+        self.nseq = -1  # the next chunk starts a new run
+        if not rwa:
+            return
+        rlo = self.rlo
+        m = len(rwa) - rlo
+        if m > 0:
+            pcm = self.pcm
+            first = len(pcm) - m
+            empty = self.sizes[0]
+            sizes = [empty + (len(pcm[k]) + 2) // 3 * 4 for k in range(first, len(pcm))]
+            seq = nseq - m
+            ix = self.nix - m
+            end = self.lend - sum(sizes)
+            rows = []
+            for j in range(m):
+                end += sizes[j]
+                rows.append(_pack_row(seq + j, rwa[rlo + j], ix + j, end, len(pcm[first + j]), 0))
+            self.rows += _join(rows)
+        self.rwa = []
+        self.rlo = 0
 
     def add(self, out: _Rec) -> None:
         """Append a record (audio kept as PCM when its frame rebuilds exactly)."""
+        self.flush()
         if out[_K] == _AUDIO:
             compact = self._compact(out)
             if compact is not None:
@@ -252,6 +305,7 @@ class _Window:
 
     def add_pcm(self, raw: bytes, hid: int, seq: int, wa: float, ix: int, end: int) -> None:
         """Append a compact audio record (``raw``: immutable PCM, kept as it is)."""
+        self.flush()
         self.rows += _pack_row(seq, wa, ix, end, len(raw), hid)
         self.pcm.append(raw)
         if hid:
@@ -287,11 +341,13 @@ class _Window:
 
     def kind(self, p: int) -> int:
         """The kind of the record whose row starts at byte ``p``."""
+        self.flush()
         if _nb_hid_at(self.rows, p + _R_NB)[1] >= 0:
             return _AUDIO
         return self.others[self.seq(p)][_K]
 
     def meta(self, p: int) -> _Meta:
+        self.flush()
         nb, hid = _nb_hid_at(self.rows, p + _R_NB)
         if hid >= 0:
             return _AUDIO, self.sizes[hid] + (nb + 2) // 3 * 4, nb / self.bps[hid]
@@ -300,6 +356,7 @@ class _Window:
 
     def pop(self) -> _Meta:
         """Drop the oldest record."""
+        self.flush()
         rows = self.rows
         lo = self.lo
         meta = self.meta(lo)
@@ -319,17 +376,20 @@ class _Window:
         return meta
 
     def trim(self) -> None:
-        """Move the live rows and PCM to the front (the dead front is as large as they)."""
+        """Move the live rows, PCM and run to the front (the dead front is as large)."""
         if self.lo >= len(self.rows):
-            self.clear()
-            return
-        del self.rows[: self.lo]
+            self.rows = bytearray()
+        else:
+            del self.rows[: self.lo]
         self.lo = 0
         del self.pcm[: self.plo]
         self.plo = 0
+        del self.rwa[: self.rlo]
+        self.rlo = 0
 
     def remove(self, i: int) -> _Meta:
         """Drop the ``i``-th oldest record."""
+        self.flush()
         if i == 0:
             return self.pop()
         rows = self.rows
@@ -358,24 +418,31 @@ class _Window:
         self.mixed = 0
         if self.others:
             self.others = {}
+        self.rwa = []
+        self.rlo = 0
+        self.nseq = -1
 
     def positions(self) -> range:
-        """Where the rows start, oldest first."""
+        """Where the rows start, oldest first (after :meth:`flush`)."""
+        self.flush()
         return range(self.lo, len(self.rows), _STRIDE)
 
     def seqs(self) -> list[int]:
         """The submission numbers, oldest first."""
+        self.flush()
         rows = self.rows
         return [int(_int_at(rows, p)[0]) for p in self.positions()]
 
     def tuples(self) -> list[_Rec]:
         """The records kept as tuples, oldest first (every one that is not compact audio)."""
+        self.flush()
         others = self.others
         rows = self.rows
         return [others[self.seq(p)] for p in self.positions() if _nb_hid_at(rows, p + _R_NB)[1] < 0]
 
     def __iter__(self) -> Iterator[_Rec]:
         """Every record as a tuple, oldest first (audio frames rebuilt)."""
+        self.flush()
         rows = self.rows
         pcm = self.pcm
         at = self.plo
@@ -739,11 +806,19 @@ class Outbox:
         conn.next_index = idx + 1
         end = conn.bytes_out = conn.bytes_out + size
         self.stats.frames_sent += 1
-        # The window keeps the PCM and a row of numbers (head 0: the input rate).
+        # The window keeps the PCM and the time, in a run (see _Window) when the chunk
+        # follows the previous one, as it does while nothing else is sent.
         win = self._win
-        win.rows += _pack_row(seq, now, idx, end, n, 0)
-        chunks = win.pcm
-        chunks.append(raw)
+        if seq == win.nseq and idx == win.nix and end - size == win.lend:
+            win.rwa.append(now)
+            chunks = win.pcm
+            chunks.append(raw)
+            win.nseq = seq + 1
+            win.nix = idx + 1
+            win.lend = end
+        else:
+            win.start(raw, seq, now, idx, end)
+            chunks = win.pcm
         held = self.window_audio_s + seconds
         limit = self.resend.audio_seconds
         if held > limit:
@@ -760,9 +835,15 @@ class Outbox:
                     self.window_bytes += size - self._empty - (nb + 2) // 3 * 4
                 self.stats.frames_at_risk += 1
                 win.plo = plo + 1
-                win.lo = lo = win.lo + _STRIDE
-                if lo >= _TRIM_ROWS and 2 * lo >= len(win.rows):
-                    win.trim()
+                lo = win.lo
+                if lo < len(win.rows):  # a row first
+                    win.lo = lo = lo + _STRIDE
+                    if lo >= _TRIM_ROWS and 2 * lo >= len(win.rows):
+                        win.trim()
+                else:  # the run's first
+                    win.rlo = rlo = win.rlo + 1
+                    if rlo >= _TRIM_RUN and 2 * rlo >= len(win.rwa):
+                        win.trim()
             else:
                 self.window_bytes += size
                 held = self._evict_first_audio(held)
@@ -779,6 +860,7 @@ class Outbox:
         """The window holds more audio than its bound: the oldest record goes if it is
         audio (the hot paths' first step); returns the seconds still held."""
         win = self._win
+        win.flush()
         if win.kind(win.lo) == _AUDIO:
             _, dropped, secs = win.pop()
             held -= secs
@@ -948,6 +1030,7 @@ class Outbox:
 
     def _cover(self, up_to_seq: int) -> None:
         win = self._win
+        win.flush()
         while win and _int_at(win.rows, win.lo)[0] <= up_to_seq:
             self._window_forget(win.pop())
 
@@ -1000,6 +1083,7 @@ class Outbox:
         cutoff = now - guard
         covered = self.responded_seq
         win = self._win
+        win.flush()
         rows = win.rows
         if unsent is None:
             count = conn is not None
@@ -1034,6 +1118,7 @@ class Outbox:
     def acknowledge_index(self, index: int) -> None:
         """Transparent resumption: the server consumed every frame up to ``index``."""
         win = self._win
+        win.flush()
         while win and _int_at(win.rows, win.lo + _R_IX)[0] <= index:
             self._window_forget(win.pop())
 
