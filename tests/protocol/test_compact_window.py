@@ -119,9 +119,9 @@ def test_eviction_at_the_bound_keeps_the_newest_chunks_and_the_buffers_stay_boun
     assert box.window_bytes == sum(map(len, wrote[-5:]))
     assert box.window_audio_s == pytest.approx(0.1)
     # The dead front is dropped as it grows: a bounded buffer, not 3000 chunks.
-    assert len(win.pcm) <= 2 * (64 + 5)
+    assert len(win.pcm) <= 128 + 5
     assert not any(win.pcm[: win.plo])  # the PCM of dropped chunks is released
-    assert len(win.rwa) <= 2 * (64 + 5)
+    assert len(win.rwa) <= 128 + 5
     assert len(win.rows) <= 2 * (64 + 5) * 40
     assert resent(box) == wrote[-5:]
 

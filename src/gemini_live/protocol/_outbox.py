@@ -175,7 +175,8 @@ _nb_hid_at: Final = struct.Struct("<ii").unpack_from
 _MAX_HEADS: Final = 32
 #: Dead rows at the front worth moving the live ones down for (when they are as many).
 _TRIM_ROWS: Final = 64 * _STRIDE
-_TRIM_RUN: Final = 64
+#: Chunks dropped from the front of a run before the run moves down.
+_TRIM_RUN: Final = 128
 _DATA_KEY: Final = b'","data":"'
 _AUDIO_START: Final = b'{"realtimeInput":{"audio":{"mimeType":"'
 #: What :meth:`_Window.pop` returns about a record: (kind, frame size, seconds of audio).
@@ -835,14 +836,14 @@ class Outbox:
                     self.window_bytes += size - self._empty - (nb + 2) // 3 * 4
                 self.stats.frames_at_risk += 1
                 win.plo = plo + 1
-                lo = win.lo
-                if lo < len(win.rows):  # a row first
-                    win.lo = lo = lo + _STRIDE
-                    if lo >= _TRIM_ROWS and 2 * lo >= len(win.rows):
+                rows = win.rows
+                if rows and win.lo < len(rows):  # a row first
+                    win.lo = lo = win.lo + _STRIDE
+                    if lo >= _TRIM_ROWS and 2 * lo >= len(rows):
                         win.trim()
                 else:  # the run's first
                     win.rlo = rlo = win.rlo + 1
-                    if rlo >= _TRIM_RUN and 2 * rlo >= len(win.rwa):
+                    if rlo >= _TRIM_RUN:
                         win.trim()
             else:
                 self.window_bytes += size
