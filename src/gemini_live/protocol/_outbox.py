@@ -196,8 +196,8 @@ class _Window:
     by submission number; its row has head number -1. :attr:`mixed` counts the rows that
     are not compact audio at the input rate (head 0): while it is 0 the oldest record is
     such a chunk (the hot paths evict it without reading its row). Rows popped at the
-    front are only skipped (their PCM released at once); both move down once the dead
-    front is as large as the live part.
+    front are only skipped (their PCM released at once); rows and PCM move down once the
+    dead front is as large as the live part, or once 128 chunks left a run's front.
 
     The newest chunks written by the fused writer one after another (consecutive
     submission numbers, indices and offsets) are a *run* without rows yet: only their
