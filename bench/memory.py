@@ -7,7 +7,7 @@ FakeLiveServer`) in its own process, then, for each N in ``--sessions``:
 2. gemini-live: N sessions (picows, ``on_event``, the default config) in a spoken
    conversation: each turn the user streams ``--chunks`` 20 ms chunks of 16 kHz PCM16,
    then ``audioStreamEnd``; the fake answers, ends the turn and issues a resumable handle
-   (a handle every turn).
+   (a handle every turn). Each chunk is a new ``bytes`` object, as from a microphone.
 
 Memory is read twice per turn: *mid-turn* (every session has streamed its chunks, none
 answered: the re-send window holds the whole user turn) and *after the handle* (the
@@ -103,9 +103,13 @@ async def _turn(sessions: list[Any], chunks: int) -> tuple[int, int, int]:
                 fut.set_result(None)
 
         removers.append(s.on_event(on_event))
+    source = bytearray(CHUNK)
     for _ in range(chunks):
         for s in sessions:
-            await s.send_audio(CHUNK)
+            # A new bytes object per chunk, as a microphone delivers them: the re-send
+            # window may keep the caller's (immutable) chunk instead of a copy, so one
+            # shared object would hide what a real session holds.
+            await s.send_audio(bytes(source))
         await asyncio.sleep(0)
     heap, rss = _heap(), current_rss_bytes()
     records = sum(s.protocol.unacknowledged for s in sessions)

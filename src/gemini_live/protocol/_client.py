@@ -207,7 +207,7 @@ class ClientProtocol(Snapshots):
     @property
     def unacknowledged(self) -> int:
         """Frames written and not yet covered by a handle (kept for re-sending)."""
-        return len(self._outbox.window)
+        return self._outbox.unacknowledged
 
     @property
     def queued(self) -> int:

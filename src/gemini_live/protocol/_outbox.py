@@ -38,17 +38,22 @@ pieces get none, and only the guard and probe rule covers them). Answers seen on
 lost connection are forgotten when the window is re-sent.
 
 Records are plain tuples of bytes and numbers (ADR 31: the garbage collector does not
-track them; a full window holds hundreds per session). The tuples and their index
-constants never leave this file: :meth:`Outbox.snapshot` turns them into
-:class:`RecordState` Structs and :meth:`Outbox.restore` back.
+track them). The re-send window holds no record object per audio chunk: its numbers are
+packed rows in one byte buffer (or, for chunks written one after another, only their
+times) and its audio only the PCM, the frame rebuilt (the same bytes) when it is re-sent
+or snapshotted (see :class:`_Window`); other records stay tuples. Records are matched by
+submission number, never by identity. The tuples, rows and their index constants never
+leave this file: :meth:`Outbox.snapshot` turns them into :class:`RecordState` Structs
+and :meth:`Outbox.restore` back.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import struct
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator, MutableSequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -150,11 +155,306 @@ class _Holding(Protocol):
     def holding(self) -> bool: ...
 
 
-def _b64_len(frame: bytes, payload: int) -> int:
-    """Decoded size of the base64 payload that ends 4 bytes before the frame's end."""
-    end = len(frame) - 4
-    pad = (frame[end - 1] == 0x3D) + (frame[end - 2] == 0x3D)  # '='
-    return payload // 4 * 3 - pad
+#: The re-send window's rows: one per record, packed in one byte buffer (submission
+#: number, time handed out, index and end offset on its connection, PCM bytes of a compact
+#: audio record, its head number or -1 for a record kept as a tuple).
+_ROW: Final = struct.Struct("<qdqqii")
+_STRIDE: Final = _ROW.size
+_pack_row: Final = _ROW.pack
+_row_at: Final = _ROW.unpack_from
+_R_WA: Final = 8
+_R_IX: Final = 16
+_R_END: Final = 24
+_R_NB: Final = 32
+_R_HID: Final = 36
+_int_at: Final = struct.Struct("<q").unpack_from
+_float_at: Final = struct.Struct("<d").unpack_from
+_nb_hid_at: Final = struct.Struct("<ii").unpack_from
+#: Frame heads (sample rates) a window can hold compactly; audio at further rates stays
+#: in tuples (correct, only larger).
+_MAX_HEADS: Final = 32
+#: Dead rows at the front worth moving the live ones down for (when they are as many).
+_TRIM_ROWS: Final = 64 * _STRIDE
+#: Chunks dropped from the front of a run before the run moves down.
+_TRIM_RUN: Final = 128
+_DATA_KEY: Final = b'","data":"'
+_AUDIO_START: Final = b'{"realtimeInput":{"audio":{"mimeType":"'
+#: What :meth:`_Window.pop` returns about a record: (kind, frame size, seconds of audio).
+_Meta = tuple[int, int, float]
+
+
+class _Window:
+    """The re-send window as compact data (issue 24: memory per active session).
+
+    Each record is one packed row in :attr:`rows` (see ``_ROW``), oldest first from byte
+    :attr:`lo`. An audio chunk written from PCM (the usual case) keeps only its raw PCM,
+    an immutable ``bytes`` (the caller's own when it gave bytes: no copy), in :attr:`pcm`
+    (from item :attr:`plo`) in row order: its frame is the head of its sample rate, the
+    base64 of the PCM and the common tail, rebuilt byte for byte when it is re-sent or
+    snapshotted, and its size and seconds follow from the PCM length. Every other record
+    (and audio whose frame is not exactly that) stays a tuple in :attr:`others`, keyed
+    by submission number; its row has head number -1. :attr:`mixed` counts the rows that
+    are not compact audio at the input rate (head 0): while it is 0 the oldest record is
+    such a chunk (the hot paths evict it without reading its row). Rows popped at the
+    front are only skipped (their PCM released at once); rows and PCM move down once the
+    dead front is as large as the live part, or once 128 chunks left a run's front.
+
+    The newest chunks written by the fused writer one after another (consecutive
+    submission numbers, indices and offsets) are a *run* without rows yet: only their
+    times in :attr:`rwa` (from item :attr:`rlo`) and the next number, index and the last
+    end offset expected, from which their rows follow. Any other use of the window packs
+    the run into rows first (:meth:`flush`), so the run is always its newest part.
+    """
+
+    __slots__ = (
+        "bps",
+        "heads",
+        "hids",
+        "lend",
+        "lo",
+        "mixed",
+        "nix",
+        "nseq",
+        "others",
+        "pcm",
+        "plo",
+        "rlo",
+        "rows",
+        "rwa",
+        "sizes",
+    )
+
+    def __init__(self) -> None:
+        self.rows = bytearray()
+        self.lo = 0
+        self.pcm: list[bytes] = []
+        self.plo = 0
+        self.mixed = 0
+        self.others: dict[int, _Rec] = {}
+        self.rwa: list[float] = []
+        self.rlo = 0
+        self.nseq = -1
+        self.nix = -1
+        self.lend = -1
+        #: Per head number: the head, its frame size without payload, PCM bytes a second.
+        self.heads: list[bytes] = []
+        self.sizes: list[int] = []
+        self.bps: list[int] = []
+        self.hids: dict[bytes, int] = {}
+
+    def register(self, head: bytes, rate: int) -> int:
+        """The head number of ``head`` (PCM16 at ``rate``); -1 when the table is full."""
+        hid = self.hids.get(head)
+        if hid is None:
+            if len(self.heads) >= _MAX_HEADS:
+                return -1
+            hid = self.hids[head] = len(self.heads)
+            self.heads.append(head)
+            self.sizes.append(len(head) + len(_TAIL))
+            self.bps.append(2 * rate)
+        return hid
+
+    def __len__(self) -> int:
+        return (len(self.rows) - self.lo) // _STRIDE + len(self.rwa) - self.rlo
+
+    def start(self, raw: bytes, seq: int, wa: float, ix: int, end: int) -> None:
+        """Begin a new run with a chunk at the input rate (the fused writer's)."""
+        self.flush()
+        self.rwa.append(wa)
+        self.pcm.append(raw)
+        self.nseq = seq + 1
+        self.nix = ix + 1
+        self.lend = end
+
+    def flush(self) -> None:
+        """Pack the run into rows (its numbers follow from the last chunk's backwards)."""
+        rwa = self.rwa
+        nseq = self.nseq
+        self.nseq = -1  # the next chunk starts a new run
+        if not rwa:
+            return
+        rlo = self.rlo
+        m = len(rwa) - rlo
+        if m > 0:
+            pcm = self.pcm
+            first = len(pcm) - m
+            empty = self.sizes[0]
+            sizes = [empty + (len(pcm[k]) + 2) // 3 * 4 for k in range(first, len(pcm))]
+            seq = nseq - m
+            ix = self.nix - m
+            end = self.lend - sum(sizes)
+            rows = []
+            for j in range(m):
+                end += sizes[j]
+                rows.append(_pack_row(seq + j, rwa[rlo + j], ix + j, end, len(pcm[first + j]), 0))
+            self.rows += _join(rows)
+        self.rwa = []
+        self.rlo = 0
+
+    def add(self, out: _Rec) -> None:
+        """Append a record (audio kept as PCM when its frame rebuilds exactly)."""
+        self.flush()
+        if out[_K] == _AUDIO:
+            compact = self._compact(out)
+            if compact is not None:
+                raw, hid = compact
+                self.add_pcm(raw, hid, out[_SEQ], out[_WA], out[_IX], out[_END])
+                return
+        self.rows += _pack_row(out[_SEQ], out[_WA], out[_IX], out[_END], 0, -1)
+        self.others[out[_SEQ]] = out
+        self.mixed += 1
+
+    def add_pcm(self, raw: bytes, hid: int, seq: int, wa: float, ix: int, end: int) -> None:
+        """Append a compact audio record (``raw``: immutable PCM, kept as it is)."""
+        self.flush()
+        self.rows += _pack_row(seq, wa, ix, end, len(raw), hid)
+        self.pcm.append(raw)
+        if hid:
+            self.mixed += 1
+
+    def _compact(self, out: _Rec) -> tuple[bytes, int] | None:
+        """(PCM, head number) when ``out``'s frame is a head, base64 and tail that encode
+        back to the same bytes and its seconds are the PCM's; else None."""
+        frame = out[_F]
+        if out[_TE] or out[_TI] or not frame.startswith(_AUDIO_START):
+            return None
+        if not frame.endswith(_TAIL):
+            return None
+        at = frame.find(_DATA_KEY)
+        if at < 0:
+            return None
+        start = at + len(_DATA_KEY)
+        hid = self.hids.get(frame[:start])
+        if hid is None:
+            return None
+        payload = frame[start : len(frame) - len(_TAIL)]
+        try:
+            raw = pybase64.b64decode(payload, validate=True)
+        except ValueError:
+            return None
+        if not raw or _b64encode(raw) != payload or out[_AS] != len(raw) / self.bps[hid]:
+            return None
+        return raw, hid
+
+    def seq(self, p: int) -> int:
+        """The submission number of the record whose row starts at byte ``p``."""
+        return int(_int_at(self.rows, p)[0])
+
+    def kind(self, p: int) -> int:
+        """The kind of the record whose row starts at byte ``p``."""
+        self.flush()
+        if _nb_hid_at(self.rows, p + _R_NB)[1] >= 0:
+            return _AUDIO
+        return self.others[self.seq(p)][_K]
+
+    def meta(self, p: int) -> _Meta:
+        self.flush()
+        nb, hid = _nb_hid_at(self.rows, p + _R_NB)
+        if hid >= 0:
+            return _AUDIO, self.sizes[hid] + (nb + 2) // 3 * 4, nb / self.bps[hid]
+        out = self.others[self.seq(p)]
+        return out[_K], len(out[_F]), out[_AS]
+
+    def pop(self) -> _Meta:
+        """Drop the oldest record."""
+        self.flush()
+        rows = self.rows
+        lo = self.lo
+        meta = self.meta(lo)
+        hid = _nb_hid_at(rows, lo + _R_NB)[1]
+        if hid >= 0:
+            self.pcm[self.plo] = b""
+            self.plo += 1
+        else:
+            del self.others[self.seq(lo)]
+        if hid:
+            self.mixed -= 1
+        self.lo = lo = lo + _STRIDE
+        if lo >= len(rows):
+            self.clear()
+        elif lo >= _TRIM_ROWS and 2 * lo >= len(rows):
+            self.trim()
+        return meta
+
+    def trim(self) -> None:
+        """Move the live rows, PCM and run to the front (the dead front is as large)."""
+        if self.lo >= len(self.rows):
+            self.rows = bytearray()
+        else:
+            del self.rows[: self.lo]
+        self.lo = 0
+        del self.pcm[: self.plo]
+        self.plo = 0
+        del self.rwa[: self.rlo]
+        self.rlo = 0
+
+    def remove(self, i: int) -> _Meta:
+        """Drop the ``i``-th oldest record."""
+        self.flush()
+        if i == 0:
+            return self.pop()
+        rows = self.rows
+        lo = self.lo
+        p = lo + i * _STRIDE
+        meta = self.meta(p)
+        hid = _nb_hid_at(rows, p + _R_NB)[1]
+        if hid >= 0:
+            at = self.plo
+            for q in range(lo, p, _STRIDE):
+                if _nb_hid_at(rows, q + _R_NB)[1] >= 0:
+                    at += 1
+            del self.pcm[at]
+        else:
+            del self.others[self.seq(p)]
+        if hid:
+            self.mixed -= 1
+        del rows[p : p + _STRIDE]
+        return meta
+
+    def clear(self) -> None:
+        self.rows = bytearray()
+        self.lo = 0
+        self.pcm = []
+        self.plo = 0
+        self.mixed = 0
+        if self.others:
+            self.others = {}
+        self.rwa = []
+        self.rlo = 0
+        self.nseq = -1
+
+    def positions(self) -> range:
+        """Where the rows start, oldest first (after :meth:`flush`)."""
+        self.flush()
+        return range(self.lo, len(self.rows), _STRIDE)
+
+    def seqs(self) -> list[int]:
+        """The submission numbers, oldest first."""
+        self.flush()
+        rows = self.rows
+        return [int(_int_at(rows, p)[0]) for p in self.positions()]
+
+    def tuples(self) -> list[_Rec]:
+        """The records kept as tuples, oldest first (every one that is not compact audio)."""
+        self.flush()
+        others = self.others
+        rows = self.rows
+        return [others[self.seq(p)] for p in self.positions() if _nb_hid_at(rows, p + _R_NB)[1] < 0]
+
+    def __iter__(self) -> Iterator[_Rec]:
+        """Every record as a tuple, oldest first (audio frames rebuilt)."""
+        self.flush()
+        rows = self.rows
+        pcm = self.pcm
+        at = self.plo
+        for p in self.positions():
+            seq, wa, ix, end, nb, hid = _row_at(rows, p)
+            if hid < 0:
+                yield self.others[seq]
+                continue
+            frame = _join((self.heads[hid], _b64encode(pcm[at]), _TAIL))
+            at += 1
+            yield (frame, _AUDIO, seq, False, nb / self.bps[hid], (), wa, ix, end)
 
 
 class RecordState(msgspec.Struct, array_like=True):
@@ -225,7 +525,9 @@ class Outbox:
         "_audio",
         "_audio_by_rate",
         "_bytes_per_s",
+        "_empty",
         "_head",
+        "_win",
         "last_direct",
         "max_frame",
         "max_setup_rtt",
@@ -241,7 +543,6 @@ class Outbox:
         "stats",
         "unanswered",
         "unconfirmed",
-        "window",
         "window_audio_s",
         "window_bytes",
         "window_video",
@@ -263,15 +564,20 @@ class Outbox:
         #: audio hot path, :meth:`write_audio`).
         self._head = self._audio.prefix
         self._bytes_per_s = 2 * input_rate
+        self._empty = len(self._head) + len(_TAIL)
         self.offline_limit = offline_buffer_bytes
         self.max_frame = max_frame_bytes
         self.resend = resend
         self.seq = 0
-        self.pending: deque[_Rec] = deque()
+        # Lists, not deques: an empty deque holds a 760-byte block, and these are
+        # short and mostly empty (taken whole, given back whole).
+        self.pending: list[_Rec] = []
         self.pending_bytes = 0
-        self.unconfirmed: deque[_Rec] = deque()
+        self.unconfirmed: MutableSequence[_Rec] = []
         self.last_direct: _Rec | None = None
-        self.window: deque[_Rec] = deque()
+        #: The re-send window (compact: see :class:`_Window`; :attr:`window` for tuples).
+        self._win = _Window()
+        self._win.register(self._head, input_rate)  # head number 0: the input rate
         self.window_audio_s = 0.0
         self.window_video = 0
         self.window_bytes = 0
@@ -279,19 +585,32 @@ class Outbox:
         # Conversation tracking for coverage: which user turn the model answered.
         #: User turn ends written on this connection and not answered yet, oldest first:
         #: (seq, written at). A model turn answers the oldest (one per model turn).
-        self.unanswered: deque[tuple[int, float]] = deque()
+        self.unanswered: list[tuple[int, float]] = []  # a list: an empty deque is 760 bytes
         self.responded_seq = 0
         self.max_setup_rtt = 0.0
         #: Probe points of the current connection (see the module docstring), oldest first.
-        self.probes: deque[tuple[float, int]] = deque()
+        self.probes: list[tuple[float, int]] = []
         self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
 
     @property
+    def window(self) -> deque[_Rec]:
+        """The re-send window's records as tuples, oldest first (a copy, audio frames
+        rebuilt: for inspection and tests; assigning one replaces the window)."""
+        return deque(self._win)
+
+    @window.setter
+    def window(self, records: Iterable[_Rec]) -> None:
+        win = self._win
+        win.clear()
+        for out in records:
+            win.add(out)
+
+    @property
     def unacknowledged(self) -> int:
         """Frames written and not yet covered by a handle (kept for re-sending)."""
-        return len(self.window)
+        return len(self._win)
 
     @property
     def queued(self) -> int:
@@ -301,11 +620,13 @@ class Outbox:
     @property
     def uncovered_input(self) -> bool:
         """A user turn end or tool answer written and not covered, or a write unconfirmed."""
-        return bool(self.unconfirmed) or any(o[_TE] or o[_K] == _TOOL_RESPONSE for o in self.window)
+        return bool(self.unconfirmed) or any(
+            o[_TE] or o[_K] == _TOOL_RESPONSE for o in self._win.others.values()
+        )
 
     def held_tool_ids(self) -> set[str]:
         """The calls whose answers the window still holds (written, not covered)."""
-        return {i for o in self.window if o[_K] == _TOOL_RESPONSE for i in o[_TI]}
+        return {i for o in self._win.others.values() if o[_K] == _TOOL_RESPONSE for i in o[_TI]}
 
     @property
     def handle_guard(self) -> float:
@@ -317,7 +638,7 @@ class Outbox:
     def resend_texts(self) -> list[str]:
         """Texts that the next connection writes again (window and queue), oldest first."""
         out = []
-        for item in (*self.window, *self.unconfirmed, *self.pending):
+        for item in (*self._win.tuples(), *self.unconfirmed, *self.pending):
             if item[_K] == _TEXT:
                 obj = msgspec.json.decode(item[_F])
                 text = obj.get("realtimeInput", {}).get("text")
@@ -384,17 +705,23 @@ class Outbox:
         """Encode one PCM16 chunk and take it (the audio hot path, inlined)."""
         if sample_rate is None:
             enc = self._audio
+            hid = 0
         else:
             found = self._audio_by_rate.get(sample_rate)
             if found is None:
                 found = AudioFrameEncoder(sample_rate)  # validates the rate
                 self._audio_by_rate[sample_rate] = found
+                self._win.register(found.prefix, sample_rate)
             enc = found
-        frame = enc.encode(pcm)
-        payload = len(frame) - enc.empty_frame_size
-        if payload == 0:
+            hid = self._win.hids.get(enc.prefix, -1)
+        # The encoder inlined (AudioFrameEncoder.encode), keeping the PCM for the window.
+        raw = pcm if type(pcm) is bytes else as_pcm16(pcm)
+        n = len(raw)
+        if n & 1 or not n:
+            as_pcm16(raw)  # raises for an odd byte count
             raise ConfigError("audio chunk is empty")
-        seconds = _b64_len(frame, payload) / (2 * enc.rate)  # PCM16: 2 bytes per sample
+        frame = _join((enc.prefix, _b64encode(raw), _TAIL))
+        seconds = n / (2 * enc.rate)  # PCM16: 2 bytes per sample
         size = len(frame)
         if (
             direct
@@ -412,15 +739,15 @@ class Outbox:
             out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx, end)
             self.stats.frames_sent += 1
             self.last_direct = out
-            window = self.window
-            window.append(out)
+            win = self._win
+            if hid >= 0:
+                win.add_pcm(raw if type(raw) is bytes else bytes(raw), hid, seq, now, idx, end)
+            else:
+                win.add(out)
             self.window_bytes += size
             held = self.window_audio_s + seconds
-            if held > self.resend.audio_seconds and window[0][_K] == _AUDIO:
-                first = window.popleft()
-                held -= first[_AS]
-                self.window_bytes -= len(first[_F])
-                self.stats.frames_at_risk += 1
+            if held > self.resend.audio_seconds:
+                held = self._evict_first_audio(held)
             self.window_audio_s = held
             if held > self.resend.audio_seconds:
                 self._evict(_AUDIO)
@@ -448,8 +775,9 @@ class Outbox:
         written, so a refused write has nothing to undo (it goes to the head of the queue,
         as :meth:`direct_failed` would put it). Bad input raises before anything changes.
         """
-        # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64.
-        raw = pcm if type(pcm) is bytes else as_pcm16(pcm)
+        # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64 and
+        # are kept as they are (immutable); other buffers are copied once.
+        raw = pcm if type(pcm) is bytes else bytes(as_pcm16(pcm))
         n = len(raw)
         if n & 1 or not n:
             as_pcm16(raw)  # raises for an odd byte count
@@ -477,25 +805,69 @@ class Outbox:
             return False
         idx = conn.next_index
         conn.next_index = idx + 1
-        out: _Rec = (frame, _AUDIO, seq, False, seconds, (), now, idx, conn.bytes_out + size)
-        conn.bytes_out += size
+        end = conn.bytes_out = conn.bytes_out + size
         self.stats.frames_sent += 1
-        window = self.window
-        window.append(out)
-        self.window_bytes += size
+        # The window keeps the PCM and the time, in a run (see _Window) when the chunk
+        # follows the previous one, as it does while nothing else is sent.
+        win = self._win
+        if seq == win.nseq and idx == win.nix and end - size == win.lend:
+            win.rwa.append(now)
+            chunks = win.pcm
+            chunks.append(raw)
+            win.nseq = seq + 1
+            win.nix = idx + 1
+            win.lend = end
+        else:
+            win.start(raw, seq, now, idx, end)
+            chunks = win.pcm
         held = self.window_audio_s + seconds
         limit = self.resend.audio_seconds
-        if held > limit and window[0][_K] == _AUDIO:
-            first = window.popleft()
-            held -= first[_AS]
-            self.window_bytes -= len(first[_F])
-            self.stats.frames_at_risk += 1
+        if held > limit:
+            if not win.mixed:
+                # The window is full and holds only chunks at the input rate: the
+                # oldest goes (inlined; its PCM is released now, its row skipped).
+                plo = win.plo
+                nb = len(chunks[plo])
+                chunks[plo] = b""
+                if nb == n:  # as long as the new chunk: the same seconds and frame size
+                    held -= seconds
+                else:
+                    held -= nb / self._bytes_per_s
+                    self.window_bytes += size - self._empty - (nb + 2) // 3 * 4
+                self.stats.frames_at_risk += 1
+                win.plo = plo + 1
+                rows = win.rows
+                if rows and win.lo < len(rows):  # a row first
+                    win.lo = lo = win.lo + _STRIDE
+                    if lo >= _TRIM_ROWS and 2 * lo >= len(rows):
+                        win.trim()
+                else:  # the run's first
+                    win.rlo = rlo = win.rlo + 1
+                    if rlo >= _TRIM_RUN:
+                        win.trim()
+            else:
+                self.window_bytes += size
+                held = self._evict_first_audio(held)
+        else:
+            self.window_bytes += size
         self.window_audio_s = held
         if held > limit:
             self._evict(_AUDIO)
         if self.window_bytes > self.offline_limit:
             self._evict(None)
         return True
+
+    def _evict_first_audio(self, held: float) -> float:
+        """The window holds more audio than its bound: the oldest record goes if it is
+        audio (the hot paths' first step); returns the seconds still held."""
+        win = self._win
+        win.flush()
+        if win.kind(win.lo) == _AUDIO:
+            _, dropped, secs = win.pop()
+            held -= secs
+            self.window_bytes -= dropped
+            self.stats.frames_at_risk += 1
+        return held
 
     def _unwritten_audio(self, frame: bytes, seq: int, seconds: float) -> None:
         """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
@@ -520,10 +892,12 @@ class Outbox:
 
     def hand_out(self, conn: Connection, now: float) -> list[bytes]:
         """Every queued frame, in order (to be confirmed with :meth:`written`)."""
-        frames = []
+        frames: list[bytes] = []
         pending = self.pending
-        while pending:
-            out = pending.popleft()
+        if not pending:
+            return frames
+        self.pending = []
+        for out in pending:
             self.pending_bytes -= len(out[_F])
             self._hand_out(conn, out, now)
             frames.append(out[_F])
@@ -543,14 +917,17 @@ class Outbox:
             unanswered = self.unanswered
             unanswered.append((out[_SEQ], now))
             if len(unanswered) > _MAX_UNANSWERED:
-                unanswered.popleft()  # bounded; a session never has this many in flight
+                del unanswered[0]  # bounded; a session never has this many in flight
         self._window_add(out)
 
     def written(self, count: int = 1) -> None:
         """``count`` frames handed out (oldest first) were written to the socket."""
         unconfirmed = self.unconfirmed
-        for _ in range(min(count, len(unconfirmed))):
-            unconfirmed.popleft()
+        if count >= len(unconfirmed):
+            unconfirmed.clear()
+            return
+        for _ in range(count):
+            del unconfirmed[0]
 
     def direct_failed(self, conn: Connection | None) -> None:
         """The frame a ``send_*`` returned was not written: back to the head of the queue."""
@@ -574,17 +951,13 @@ class Outbox:
         # the service has it, so it is not written again. Records are matched by their
         # submission number (unique per session), never by object identity: a runtime
         # may copy a tuple.
-        in_window = {out[_SEQ] for out in self.window}
+        win = self._win
+        in_window = set(win.seqs())
         back = [out for out in handed if out[_SEQ] in in_window]
         if back:
             seqs = {out[_SEQ] for out in back}
-            kept: deque[_Rec] = deque()
-            for out in self.window:
-                if out[_SEQ] in seqs:
-                    self._window_forget(out)
-                else:
-                    kept.append(out)
-            self.window = kept
+            for i in reversed([i for i, seq in enumerate(win.seqs()) if seq in seqs]):
+                self._window_forget(win.remove(i))
         if conn is not None:
             # The requeued frames are the latest handed out: their indices are free again,
             # and none of the handed-out frames reached the transport.
@@ -594,9 +967,12 @@ class Outbox:
         self.stats.frames_sent -= len(back)
 
     def _requeue(self, records: list[_Rec]) -> None:
-        for out in reversed(records):
-            self.pending.appendleft(out)
-            self.pending_bytes += len(out[_F])
+        if not records:
+            return
+        queue = list(records)
+        queue.extend(self.pending)
+        self.pending = queue
+        self.pending_bytes += sum(len(out[_F]) for out in records)
 
     def discard(self) -> int:
         """The session is over: forget what was never written; returns how many frames."""
@@ -612,7 +988,7 @@ class Outbox:
         kind = out[_K]
         if kind == _SEED:
             return
-        self.window.append(out)
+        self._win.add(out)
         self.window_bytes += len(out[_F])
         if kind == _AUDIO:
             self.window_audio_s += out[_AS]
@@ -625,39 +1001,39 @@ class Outbox:
         if self.window_bytes > self.offline_limit:
             self._evict(None)
 
-    def _window_forget(self, out: _Rec) -> None:
-        self.window_bytes -= len(out[_F])
-        kind = out[_K]
+    def _window_forget(self, meta: _Meta) -> None:
+        kind, size, seconds = meta
+        self.window_bytes -= size
         if kind == _AUDIO:
-            self.window_audio_s -= out[_AS]
+            self.window_audio_s -= seconds
         elif kind == _VIDEO:
             self.window_video -= 1
 
     def _evict(self, kind: int | None) -> None:
         """Drop the oldest frames of ``kind`` (any kind if None) beyond the window's bound."""
-        window = self.window
+        win = self._win
         if kind is None:
-            while window and self.window_bytes > self.offline_limit:
-                out = window.popleft()
-                self._window_forget(out)
+            while win and self.window_bytes > self.offline_limit:
+                meta = win.pop()
+                self._window_forget(meta)
                 self.stats.frames_at_risk += 1
                 logger.warning(
                     "re-send window over %d bytes: dropped a %s frame",
                     self.offline_limit,
-                    Kind(out[_K]).name,
+                    Kind(meta[0]).name,
                 )
             return
-        for i, out in enumerate(window):
-            if out[_K] == kind:
-                del window[i]
-                self._window_forget(out)
+        for i, p in enumerate(win.positions()):
+            if win.kind(p) == kind:
+                self._window_forget(win.remove(i))
                 self.stats.frames_at_risk += 1
                 return
 
     def _cover(self, up_to_seq: int) -> None:
-        window = self.window
-        while window and window[0][_SEQ] <= up_to_seq:
-            self._window_forget(window.popleft())
+        win = self._win
+        win.flush()
+        while win and _int_at(win.rows, win.lo)[0] <= up_to_seq:
+            self._window_forget(win.pop())
 
     def model_started(self, now: float | None = None) -> None:
         """A new model turn began: it answers the oldest user turn written and not yet
@@ -666,7 +1042,7 @@ class Outbox:
         the service answers several at once, the later ones wait for the next answer or
         a handle (never the other way round, which would cover a turn not yet read)."""
         if self.unanswered:
-            seq, written_at = self.unanswered.popleft()
+            seq, written_at = self.unanswered.pop(0)
             self.responded_seq = seq
             if now is not None:
                 self.response_lag = max(0.0, now - written_at)
@@ -675,7 +1051,7 @@ class Outbox:
         """The server cancelled the last open calls of a batch: the model now replies to
         the answers written for it. The latest of them (naming one of ``tool_ids``, on
         this connection) awaits that reply, in its place among the unanswered turns."""
-        for out in reversed(self.window):
+        for out in reversed(self._win.tuples()):
             if out[_K] == _TOOL_RESPONSE and any(i in tool_ids for i in out[_TI]):
                 entry = (out[_SEQ], out[_WA])
                 unanswered = self.unanswered
@@ -684,7 +1060,7 @@ class Outbox:
                 at = sum(1 for seq, _ in unanswered if seq < entry[0])
                 unanswered.insert(at, entry)
                 if len(unanswered) > _MAX_UNANSWERED:
-                    unanswered.popleft()
+                    del unanswered[0]
                 return
 
     @property
@@ -707,13 +1083,16 @@ class Outbox:
         guard = self.coverage_guard
         cutoff = now - guard
         covered = self.responded_seq
-        window = self.window
+        win = self._win
+        win.flush()
+        rows = win.rows
         if unsent is None:
             count = conn is not None
-            for out in window:
-                if out[_WA] <= cutoff:
-                    if out[_SEQ] > covered:
-                        covered = out[_SEQ]
+            for p in win.positions():
+                if _float_at(rows, p + _R_WA)[0] <= cutoff:
+                    seq = _int_at(rows, p)[0]
+                    if seq > covered:
+                        covered = seq
                         if count:
                             self.stats.frames_at_risk += 1
                 else:
@@ -725,23 +1104,24 @@ class Outbox:
         probes = self.probes
         probes.append((now, conn.bytes_out - held - unsent))
         while len(probes) > 1 and probes[1][0] <= cutoff:
-            probes.popleft()
+            del probes[0]
         if len(probes) > _MAX_PROBES:
-            probes.popleft()
+            del probes[0]
         first_at, left = probes[0]
         if first_at <= cutoff:
-            for out in window:
-                if out[_END] <= left:
-                    covered = max(covered, out[_SEQ])
+            for p in win.positions():
+                if _int_at(rows, p + _R_END)[0] <= left:
+                    covered = max(covered, _int_at(rows, p)[0])
                 else:
                     break
         self._cover(covered)
 
     def acknowledge_index(self, index: int) -> None:
         """Transparent resumption: the server consumed every frame up to ``index``."""
-        window = self.window
-        while window and window[0][_IX] <= index:
-            self._window_forget(window.popleft())
+        win = self._win
+        win.flush()
+        while win and _int_at(win.rows, win.lo + _R_IX)[0] <= index:
+            self._window_forget(win.pop())
 
     def opened(self, setup_rtt: float | None) -> None:
         """A connection opened: note its setup round trip; no response is awaited."""
@@ -754,7 +1134,7 @@ class Outbox:
         """Put every written, uncovered frame back in front of the queue (re-send); a tool
         answer whose calls are all stale is dropped and counted."""
         resend: list[_Rec] = []
-        for out in self.window:
+        for out in self._win:
             if (
                 out[_K] == _TOOL_RESPONSE
                 and out[_TI]
@@ -763,7 +1143,7 @@ class Outbox:
                 self.stats.stale_tool_responses_dropped += 1
                 continue
             resend.append(out)
-        self.window.clear()
+        self._win.clear()
         # An answer seen on a lost connection is not in the state resumed from (the
         # handle did not cover its turn, still in the window): the re-sent turn is
         # covered once it is answered again, not before.
@@ -781,13 +1161,13 @@ class Outbox:
 
     def snapshot(self) -> OutboxState:
         """Everything held, as plain data (records become :class:`RecordState`)."""
-        positions = {o[_SEQ]: i for i, o in enumerate(self.window)}
+        positions = {seq: i for i, seq in enumerate(self._win.seqs())}
         return OutboxState(
             seq=self.seq,
             pending=[_state_of(o) for o in self.pending],
             unconfirmed=[_state_of(o) for o in self.unconfirmed],
             last_direct=None if self.last_direct is None else _state_of(self.last_direct),
-            window=[_state_of(o) for o in self.window],
+            window=[_state_of(o) for o in self._win],
             seed=[_state_of(o) for o in self.seed],
             window_audio_s=self.window_audio_s,
             unconfirmed_in_window=[positions.get(o[_SEQ], -1) for o in self.unconfirmed],
@@ -804,7 +1184,7 @@ class Outbox:
     def restore(self, state: OutboxState) -> None:
         """Take over ``state`` (from :meth:`snapshot`)."""
         self.seq = state.seq
-        self.pending = deque(_rec_of(s) for s in state.pending)
+        self.pending = [_rec_of(s) for s in state.pending]
         self.pending_bytes = sum(len(o[_F]) for o in self.pending)
         window = [_rec_of(s) for s in state.window]
 
@@ -812,18 +1192,18 @@ class Outbox:
             return window[at] if 0 <= at < len(window) else _rec_of(saved)
 
         where = state.unconfirmed_in_window
-        self.unconfirmed = deque(
+        self.unconfirmed = [
             shared(s, where[i] if i < len(where) else -1) for i, s in enumerate(state.unconfirmed)
-        )
+        ]
         last = state.last_direct
         self.last_direct = None if last is None else shared(last, state.last_direct_in_window)
-        self.window = deque(window)
+        self.window = window
         self.window_bytes = sum(len(o[_F]) for o in window)
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
         self.seed = [_rec_of(s) for s in state.seed]
-        self.unanswered = deque((q, t) for q, t in state.unanswered)
+        self.unanswered = [(q, t) for q, t in state.unanswered]
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt
-        self.probes = deque((t, o) for t, o in state.probes)
+        self.probes = [(t, o) for t, o in state.probes]
         self.response_lag = state.response_lag

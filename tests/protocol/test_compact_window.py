@@ -1,0 +1,323 @@
+"""The re-send window as compact data (issue 24, memory per active session).
+
+Audio written from PCM is kept as its PCM plus a row of numbers, not as the written
+frame: every frame the window gives back (re-sent, snapshotted) must be the frame that was
+written, byte for byte, at any sample rate, after evictions, coverage and give-backs.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+
+import msgspec
+import pybase64
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gemini_live.codec import AudioFrameEncoder
+from gemini_live.protocol._outbox import Kind, Outbox, OutboxState, RecordState, ResendWindow
+from gemini_live.protocol._state import Connection, SessionStats, State
+
+
+class _Plan:
+    holding = False
+
+
+def make(*, audio_seconds: float = 5.0, limit: int = 1 << 20, guard: float = 0.0) -> Outbox:
+    return Outbox(
+        SessionStats(),
+        input_rate=16000,
+        offline_buffer_bytes=limit,
+        max_frame_bytes=1 << 20,
+        resend=ResendWindow(audio_seconds, 4, guard),
+    )
+
+
+def pcm(i: int, n: int = 640) -> bytes:
+    return bytes((i * 7 + k) % 256 for k in range(n))
+
+
+def text(name: str) -> bytes:
+    return b'{"realtimeInput":{"text":"%s"}}' % name.encode()
+
+
+def writer(box: Outbox, conn: Connection, wrote: list[bytes]) -> Callable[[object, float], bool]:
+    def write(frame: bytes) -> bool:
+        wrote.append(frame)
+        return True
+
+    return lambda chunk, now: box.write_audio(conn, _Plan(), write, chunk, now)
+
+
+def started(audio_seconds: float = 5.0) -> tuple[Outbox, Connection, list[bytes]]:
+    return make(audio_seconds=audio_seconds), Connection(state=State.OPEN), []
+
+
+def resent(box: Outbox) -> list[bytes]:
+    """What the next connection writes: the window requeued and handed out."""
+    box.requeue_window(set())
+    return box.hand_out(Connection(state=State.OPEN), 100.0)
+
+
+def test_a_resent_chunk_is_the_written_frame_and_the_window_holds_only_its_pcm() -> None:
+    box, conn, wrote = started()
+    write = writer(box, conn, wrote)
+    chunks = [pcm(i) for i in range(50)] + [pcm(99, 2), pcm(98, 642), pcm(97, 638)]
+    for i, chunk in enumerate(chunks):
+        assert write(chunk, float(i)) is True
+    win = box._win
+    # No record object per chunk: the PCM in one buffer, the numbers in one array.
+    assert not win.others
+    assert b"".join(win.pcm[win.plo :]) == b"".join(chunks)
+    assert len(win) == len(chunks)
+    assert box.window_bytes == sum(map(len, wrote))
+    assert resent(box) == wrote
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 44100, 48000])
+def test_send_audio_at_any_rate_is_resent_byte_for_byte(rate: int) -> None:
+    box, conn = make(), Connection(state=State.OPEN)
+    wrote: list[bytes] = []
+    for i in range(20):
+        frame = box.send_audio(pcm(i, 2 * (i + 1)), float(i), rate, conn, True)
+        assert frame is not None
+        assert frame == AudioFrameEncoder(rate).encode(pcm(i, 2 * (i + 1)))
+        wrote.append(frame)
+    assert not box._win.others
+    assert [o[0] for o in box.window] == wrote
+    assert box.window_audio_s == pytest.approx(sum(2 * (i + 1) for i in range(20)) / (2 * rate))
+    assert resent(box) == wrote
+
+
+def test_mixed_rates_and_other_records_keep_their_order() -> None:
+    box, conn = make(), Connection(state=State.OPEN)
+    wrote: list[bytes] = []
+    for i in range(12):
+        if i % 4 == 3:
+            box.submit(text(f"t{i}"), Kind.TEXT, float(i), conn, True)
+            wrote.append(text(f"t{i}"))
+            continue
+        frame = box.send_audio(pcm(i), float(i), (16000, 24000, None)[i % 3], conn, True)
+        assert frame is not None
+        wrote.append(frame)
+    assert len(box._win.others) == 3  # the texts
+    assert [o[0] for o in box.window] == wrote
+    assert box.resend_texts() == ["t3", "t7", "t11"]
+    assert resent(box) == wrote
+
+
+def test_eviction_at_the_bound_keeps_the_newest_chunks_and_the_buffers_stay_bounded() -> None:
+    box, conn, wrote = started(audio_seconds=0.1)
+    write = writer(box, conn, wrote)
+    for i in range(3000):
+        assert write(pcm(i), float(i)) is True
+    win = box._win
+    assert len(win) == 5  # 5 × 20 ms
+    assert box.stats.frames_at_risk == 3000 - 5
+    assert box.window_bytes == sum(map(len, wrote[-5:]))
+    assert box.window_audio_s == pytest.approx(0.1)
+    # The dead front is dropped as it grows: a bounded buffer, not 3000 chunks.
+    assert len(win.pcm) <= 128 + 5
+    assert not any(win.pcm[: win.plo])  # the PCM of dropped chunks is released
+    assert len(win.rwa) <= 128 + 5
+    assert len(win.rows) <= 2 * (64 + 5) * 40
+    assert resent(box) == wrote[-5:]
+
+
+def test_evicting_the_oldest_chunk_behind_a_text_keeps_the_later_chunks_intact() -> None:
+    box, conn, wrote = started(audio_seconds=0.06)
+    box.submit(text("first"), Kind.TEXT, 0.0, conn, True)
+    write = writer(box, conn, wrote)
+    for i in range(6):
+        assert write(pcm(i), float(i)) is True
+    # The text stays first; the audio beyond 60 ms went oldest-first from behind it.
+    assert [o[0] for o in box.window] == [text("first"), *wrote[-3:]]
+    assert box.stats.frames_at_risk == 3
+    assert b"".join(box._win.pcm[box._win.plo :]) == b"".join(pcm(i) for i in range(3, 6))
+
+
+def test_coverage_and_index_acknowledgement_drop_compact_rows_oldest_first() -> None:
+    box, conn, wrote = started()
+    write = writer(box, conn, wrote)
+    for i in range(10):
+        assert write(pcm(i), float(i)) is True
+    box.acknowledge_index(3)  # indices 1..3
+    assert [o[0] for o in box.window] == wrote[3:]
+    box.cover_by_handle(6.0)  # written at 0..6 (guard 0): covered
+    assert [o[0] for o in box.window] == wrote[7:]
+    box.cover_by_handle(20.0, conn, unsent=len(wrote[-1]))  # the last one still held
+    assert [o[0] for o in box.window] == wrote[9:]
+    assert box.window_bytes == len(wrote[9])
+    box.cover_by_handle(21.0, conn, unsent=0)
+    assert box.unacknowledged == 0 and box.window_bytes == 0
+    assert box.window_audio_s == pytest.approx(0.0, abs=1e-12)
+    assert len(box._win.pcm) == 0 and len(box._win.rows) == 0
+
+
+def test_queued_audio_handed_out_is_kept_compactly_and_given_back_unchanged() -> None:
+    box, conn = make(), Connection(state=State.OPEN)
+    queued = [box.send_audio(pcm(i), 0.0, None, None, False) for i in range(4)]
+    assert queued == [None] * 4
+    frames = box.hand_out(conn, 1.0)
+    assert not box._win.others and len(box._win) == 4
+    box.written(1)
+    box.unwritten(conn)  # three not written: back to the queue, out of the window
+    assert [o[0] for o in box.pending] == frames[1:]
+    assert [o[0] for o in box.window] == frames[:1]
+    assert b"".join(box._win.pcm[box._win.plo :]) == pcm(0)
+    assert box.window_bytes == len(frames[0])
+
+
+def test_audio_not_in_the_template_form_stays_a_record_and_is_resent_as_written() -> None:
+    # An audio message sent as a whole ClientMessage may differ from the template (key
+    # order, padding): it is kept as written.
+    odd = [
+        b'{"realtimeInput":{"audio":{"data":"AAA=","mimeType":"audio/pcm;rate=16000"}}}',
+        b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=16000","data":"AAE"}}}',
+        b'{"realtimeInput":{"audio":{"mimeType":"audio/pcm;rate=11025","data":"AAA="}}}',
+    ]
+    box, conn = make(), Connection(state=State.OPEN)
+    for i, frame in enumerate(odd):
+        box.submit(frame, Kind.AUDIO, float(i), conn, True, audio_s=0.001)
+    assert len(box._win.others) == 3
+    assert resent(box) == odd
+
+
+def _old_form_state(frames: list[bytes]) -> OutboxState:
+    """A snapshot as the tuple window wrote it: every record with its frame."""
+    window = [
+        RecordState(f, int(Kind.AUDIO), i + 1, False, 0.02, (), float(i), i + 1, 0)
+        for i, f in enumerate(frames)
+    ]
+    return OutboxState(seq=len(frames), window=window, window_audio_s=0.02 * len(frames))
+
+
+def test_an_old_snapshot_restores_compactly_and_snapshots_the_same() -> None:
+    enc = AudioFrameEncoder(16000)
+    frames = [enc.encode(pcm(i)) for i in range(5)]
+    state = _old_form_state(frames)
+    blob = msgspec.msgpack.encode(state)
+    box = make()
+    box.restore(msgspec.msgpack.decode(blob, type=OutboxState))
+    assert not box._win.others and len(box._win) == 5
+    again = box.snapshot()
+    assert msgspec.msgpack.encode(again) == blob
+    assert resent(box) == frames
+
+
+def test_the_window_costs_little_more_than_its_pcm() -> None:
+    box, conn, wrote = started()
+    write = writer(box, conn, wrote)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100):
+            write(pcm(i), 1000.0 + i / 3)  # a new chunk each time, as from a microphone
+        wrote.clear()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # Per chunk its 640 PCM bytes (a bytes object: 33 more), a list slot and a 40-byte
+    # row, plus spare room; the written frame (~0.9 KiB) and a 9-field record with its
+    # numbers (~0.3 KiB) are not kept.
+    assert held <= 100 * (640 + 33 + 8 + 40) * 1.1, held
+
+
+def test_a_mutable_chunk_is_copied_so_a_later_change_does_not_reach_the_resend() -> None:
+    box, conn, wrote = started()
+    write = writer(box, conn, wrote)
+    buf = bytearray(pcm(1))
+    view = bytearray(pcm(2))
+    assert write(buf, 0.0) is True
+    assert write(memoryview(view), 0.1) is True
+    frame = box.send_audio(buf, 0.2, 24000, conn, True)
+    assert frame is not None
+    buf[:] = bytes(640)  # the caller reuses its buffers
+    view[:] = bytes(640)
+    assert resent(box) == [*wrote, frame]
+
+
+def _check(
+    box: Outbox, written: dict[int, bytes], where: dict[int, tuple[float, int, int]]
+) -> None:
+    records = list(box.window)  # packs a run into rows
+    for o in records:
+        assert o[0] == written[o[2]]
+        assert (o[6], o[7], o[8]) == where[o[2]]
+    assert box.window_bytes == sum(len(o[0]) for o in records)
+    assert box.window_audio_s == pytest.approx(
+        sum(o[4] for o in records if o[1] == Kind.AUDIO), abs=1e-9
+    )
+    win = box._win
+    assert sum(map(len, win.pcm[win.plo :])) == sum(
+        len(pybase64.b64decode(o[0][o[0].index(b'"data":"') + 8 : -4]))
+        for o in records
+        if o[2] not in win.others
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("wwwsqtcaxuv"), st.integers(0, 40)), min_size=1, max_size=60)
+)
+def test_every_frame_the_window_gives_back_is_the_one_written(
+    ops: list[tuple[str, int]],
+) -> None:
+    box, conn = make(audio_seconds=0.2, limit=40_000), Connection(state=State.OPEN)
+    written: dict[int, bytes] = {}
+    #: Per submission number: when it was handed out, its index and end offset.
+    where: dict[int, tuple[float, int, int]] = {}
+
+    def write(frame: bytes) -> bool:
+        written[box.seq] = frame
+        return True
+
+    def direct() -> None:
+        o = box.last_direct
+        assert o is not None
+        written[o[2]] = o[0]
+        where[o[2]] = (o[6], o[7], o[8])
+
+    now = 0.0
+    for op, arg in ops:
+        now += 0.01
+        if op == "w":  # the fused writer, a few chunks in a row
+            for k in range(arg % 7 + 1):
+                now += 0.02
+                size = 2 * ((arg + k) % 9 + 1) if arg % 2 else 640
+                if box.write_audio(conn, _Plan(), write, pcm(arg + k, size), now):
+                    where[box.seq] = (now, conn.next_index - 1, conn.bytes_out)
+        elif op == "s":  # send_audio, sometimes at another rate
+            rate = (None, 24000)[arg % 2]
+            if box.send_audio(pcm(arg, 2 * (arg + 1)), now, rate, conn, True) is not None:
+                direct()
+        elif op == "q":  # queued, then handed out
+            box.send_audio(pcm(arg), now, None, None, False)
+            box.submit(text(f"q{arg}"), Kind.TEXT, now, None, False)
+            seqs = [o[2] for o in box.pending]
+            written.update(zip(seqs, box.hand_out(conn, now), strict=True))
+            where.update((o[2], (o[6], o[7], o[8])) for o in box.unconfirmed)
+            if arg % 3 == 0:
+                box.unwritten(conn)
+                written = {s: f for s, f in written.items() if s not in seqs}
+            else:
+                box.written(len(seqs))
+        elif op == "t":
+            if box.submit(text(f"t{arg}"), Kind.TEXT, now, conn, True) is not None:
+                direct()
+        elif op == "c":
+            box.cover_by_handle(now - arg * 0.01)
+        elif op == "a":
+            box.acknowledge_index(arg * 3)
+        elif op == "x":
+            box.cover_by_handle(now, conn, unsent=arg * 300)
+        elif op == "u":
+            state = box.snapshot()
+            box = make(audio_seconds=0.2, limit=40_000)
+            box.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=OutboxState))
+        elif op == "v":
+            _check(box, written, where)
+        assert box.window_bytes <= 40_000
+    _check(box, written, where)
