@@ -302,9 +302,13 @@ class ActivityDetector:
     def process(self, pcm: object) -> list[VadAction]:
         """Feed PCM16 (any chunk size); returns the actions it completes, in order."""
         raw = as_pcm16(pcm)
-        self._pending += raw
         out: list[VadAction] = []
         fb = self.frame_bytes
+        if type(raw) is bytes and len(raw) == fb and not self._pending:
+            # One whole frame and nothing buffered (a 20 ms microphone chunk): as is.
+            self._frame(raw, out)
+            return out
+        self._pending += raw
         n = len(self._pending) // fb * fb
         if not n:
             return out
