@@ -41,6 +41,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 ROUND_TRIPS: Final = 200
 #: Round trips before the window (the session open, one whole turn and more).
 WARM_UP: Final = 60
+MAX_ROUND_TRIPS: Final = 500
 TIMEOUT: Final = 600.0
 FRAME_BYTES: Final = 640  # 20 ms of 16 kHz PCM16
 
@@ -64,7 +65,16 @@ async def _child(upstream: str, turn_detection: Any) -> None:
     def config(_c: Any) -> gl.SessionConfig:
         return gl.build_config(url=upstream, output_audio_transcription=True)
 
-    limits = RelayLimits(max_connections_per_address=None, turns_per_minute=None)
+    # Lock step runs faster than real time: no rate limit may drop a frame (its reply
+    # would never come).
+    limits = RelayLimits(
+        max_connections_per_address=None,
+        turns_per_minute=None,
+        messages_per_second=1e9,
+        message_burst=10**9,
+        audio_bytes_per_second=1e12,
+        audio_burst_bytes=10**12,
+    )
     relay = Relay(
         config, authorize=Relay.ALLOW_ANYONE, limits=limits, turn_detection=turn_detection
     )
@@ -78,13 +88,24 @@ async def _child(upstream: str, turn_detection: Any) -> None:
 
     async with running(create_app(relay)) as base:
         say("URL " + base.replace("http://", "ws://") + "/live")
+        profile_to = os.environ.get("GL_RELAY_PROFILE")
+        profile: Any = None
+        if profile_to:
+            import cProfile
+
+            profile = cProfile.Profile()
         while line := (await reader.readline()).strip():
             if line == b"S":
                 gc.collect()
+                if profile is not None:
+                    profile.enable()
                 os.getppid()  # START_MARK: callgrind zeroes its counters here
                 say("started")
             elif line == b"E":
                 os.getpgrp()  # STOP_MARK: callgrind dumps the window here
+                if profile is not None:
+                    profile.disable()
+                    profile.dump_stats(profile_to)
                 say("stopped")
             elif line == b"Q":
                 break
@@ -103,7 +124,9 @@ def child_main(args: argparse.Namespace) -> int:
 # -- the harness (drives the browser) -------------------------------------------------------
 
 
-async def _browser(url: str, child: asyncio.subprocess.Process, round_trips: int) -> None:
+async def _browser(
+    url: str, child: asyncio.subprocess.Process, round_trips: int, turn_detection: str
+) -> None:
     import websockets
 
     assert child.stdin is not None and child.stdout is not None
@@ -130,8 +153,9 @@ async def _browser(url: str, child: asyncio.subprocess.Process, round_trips: int
                 await audio_reply()
 
         # The VAD starts an utterance after three frames of speech (one reply for the
-        # pre-roll); from then on every frame gets one reply.
-        for _ in range(3):
+        # pre-roll); from then on (and without the VAD from the first) every frame gets
+        # one reply.
+        for _ in range(3 if turn_detection == "vad" else 1):
             await ws.send(frame)
         await audio_reply()
         await lock_step(WARM_UP)
@@ -143,18 +167,24 @@ async def _browser(url: str, child: asyncio.subprocess.Process, round_trips: int
 
 
 async def _measure(
-    loop_name: str, round_trips: int, turn_detection: str, port: int, vg: str
+    loop_name: str,
+    round_trips: int,
+    turn_detection: str,
+    port: int,
+    vg: str,
+    profile: str | None = None,
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="gl-relay-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         env.pop("PYTHONDEVMODE", None)
+        tool = [vg, "--tool=callgrind", f"--callgrind-out-file={out}"]
+        tool += ["--zero-before=getppid", "--dump-before=getpgrp"]
+        if profile:  # cProfile instead of callgrind (the same window, full speed)
+            tool = []
+            env["GL_RELAY_PROFILE"] = profile  # an absolute path (main)
         child = await asyncio.create_subprocess_exec(
-            vg,
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            "--zero-before=getppid",
-            "--dump-before=getpgrp",
+            *tool,
             sys.executable,
             "-m",
             "bench.relay_instructions",
@@ -178,12 +208,14 @@ async def _measure(
                 if not line.startswith("URL "):
                     err = (await child.stderr.read()).decode() if child.stderr else ""
                     raise RuntimeError(f"the measured process did not start: {err[-2000:]}")
-                await _browser(line[4:], child, round_trips)
+                await _browser(line[4:], child, round_trips, turn_detection)
                 await child.wait()
         finally:
             if child.returncode is None:
                 child.kill()
                 await child.wait()
+        if profile:
+            return 0
         return _window_count(Path(tmp), out, loop_name)
 
 
@@ -205,12 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", default="asyncio", help="asyncio,uvloop")
     parser.add_argument("--round-trips", type=int, default=ROUND_TRIPS)
     parser.add_argument("--turn-detection", default="vad", choices=("vad", "server"))
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the window into FILE (no callgrind)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not 0 < args.round_trips <= MAX_ROUND_TRIPS:
+        # One utterance of a steady tone: the energy VAD's noise floor creeps up during
+        # speech and would end it (no more replies) after about 800 frames.
+        parser.error(f"--round-trips must be 1-{MAX_ROUND_TRIPS}")
     if args.child:
         return child_main(args)
+    if args.profile:
+        args.profile = str(Path(args.profile).resolve())
     vg = shutil.which("valgrind")
     if vg is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -220,8 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     with ServerProc(framing="service") as server:
         for loop_name in args.loops.split(","):
             count = asyncio.run(
-                _measure(loop_name, args.round_trips, args.turn_detection, server.port, vg)
+                _measure(
+                    loop_name,
+                    args.round_trips,
+                    args.turn_detection,
+                    server.port,
+                    vg,
+                    args.profile,
+                )
             )
+            if args.profile:
+                print(f"cProfile of the window: {args.profile}")
+                continue
             print(
                 f"relay ({args.turn_detection}, {loop_name}): {count / args.round_trips:,.0f} "
                 f"instructions per browser round trip ({count:,} / {args.round_trips})"
