@@ -58,7 +58,10 @@ def speech_frame() -> bytes:
 # -- the measured process (runs under valgrind) ---------------------------------------------
 
 
-async def _child(upstream: str, turn_detection: Any) -> None:
+async def _child(upstream: str, turn_detection: Any, numpy: bool) -> None:
+    if numpy:  # as in a process that resamples (the VAD's level then uses it)
+        import numpy as np  # noqa: F401
+
     import gemini_live as gl
     from gemini_live.web import Relay, RelayLimits, create_app, running
 
@@ -115,7 +118,7 @@ def child_main(args: argparse.Namespace) -> int:
     from bench.common import run_loop
 
     async def go() -> None:
-        await _child(args.upstream, args.turn_detection)
+        await _child(args.upstream, args.turn_detection, args.numpy)
 
     run_loop(go, args.loop)
     return 0
@@ -173,6 +176,7 @@ async def _measure(
     port: int,
     vg: str,
     profile: str | None = None,
+    numpy: bool = False,
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="gl-relay-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -193,6 +197,7 @@ async def _measure(
             loop_name,
             "--turn-detection",
             turn_detection,
+            *(["--numpy"] if numpy else []),
             "--upstream",
             f"ws://127.0.0.1:{port}/bench/w1",
             cwd=ROOT,
@@ -240,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", metavar="FILE", help="cProfile the window into FILE (no callgrind)"
     )
+    parser.add_argument(
+        "--numpy", action="store_true", help="import numpy in the relay's process first"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
@@ -268,13 +276,15 @@ def main(argv: list[str] | None = None) -> int:
                     server.port,
                     vg,
                     args.profile,
+                    args.numpy,
                 )
             )
             if args.profile:
                 print(f"cProfile of the window: {args.profile}")
                 continue
+            label = f"{args.turn_detection}{', numpy' if args.numpy else ''}, {loop_name}"
             print(
-                f"relay ({args.turn_detection}, {loop_name}): {count / args.round_trips:,.0f} "
+                f"relay ({label}): {count / args.round_trips:,.0f} "
                 f"instructions per browser round trip ({count:,} / {args.round_trips})"
             )
     return 0
