@@ -66,6 +66,7 @@ from bench.common import W2_TURN_EVERY, live_url, parse_stamp
 from bench.procs import ServerProc
 from bench.server import W2T_PAUSE
 from gemini_live import events as ev
+from gemini_live._bridge import SEND_NOWAIT_EXTENSION
 from gemini_live.audio import pcm16_to_ulaw, resample
 
 KINDS: Final = ("floor", "relay", "bridge")
@@ -169,16 +170,35 @@ def _warmup(n: int) -> float:
     return 1.0 + n * 0.004
 
 
+def _relay_seen(track: Track, data: bytes | str | None, text: str | None) -> None:
+    if data is not None:
+        if track.sock_new_reply:
+            track.sock_new_reply = False
+            track.first_audio_sent()
+    elif '"turn_complete"' in (text or ""):
+        track.sock_new_reply = True
+
+
 def _relay_send(track: Track, send: Callable[[Any], Awaitable[None]]) -> Any:
     async def wrapped(message: MutableMapping[str, Any]) -> None:
         if message.get("type") == "websocket.send":
-            if message.get("bytes") is not None:
-                if track.sock_new_reply:
-                    track.sock_new_reply = False
-                    track.first_audio_sent()
-            elif '"turn_complete"' in (message.get("text") or ""):
-                track.sock_new_reply = True
+            _relay_seen(track, message.get("bytes"), message.get("text"))
         await send(message)
+
+    return wrapped
+
+
+def _relay_nowait(track: Track, nowait: Callable[[bytes | str], bool]) -> Any:
+    """The same observation on the server's no-wait send (the relay's usual path)."""
+
+    def wrapped(data: bytes | str) -> bool:
+        if not nowait(data):
+            return False
+        if isinstance(data, str):
+            _relay_seen(track, None, data)
+        else:
+            _relay_seen(track, data, None)
+        return True
 
     return wrapped
 
@@ -373,7 +393,12 @@ def _relay_app(upstream: str, probe: Probe) -> Any:
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
             key = _query_c(scope)
-            send = _relay_send(probe.track(key), send)
+            track = probe.track(key)
+            send = _relay_send(track, send)
+            extensions = scope.get("extensions") or {}
+            nowait = extensions.get(SEND_NOWAIT_EXTENSION)
+            if nowait is not None:
+                extensions[SEND_NOWAIT_EXTENSION] = _relay_nowait(track, nowait)
         await app(scope, receive, send)
 
     wrapped.state = app.state  # type: ignore[attr-defined]  # running() sizes uvicorn from it
@@ -587,7 +612,7 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     probe.audio_events = 0
     burner.reset()
     busy0 = burner.busy
-    cpu0, t0 = time.process_time(), time.monotonic()
+    cpu0, t0, sys0 = time.process_time(), time.monotonic(), os.times().system
     probe.on = True
     if _PROFILE:
         _PROFILE[0].enable()
@@ -597,9 +622,12 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     probe.on = False
     wall = time.monotonic() - t0
     cpu = time.process_time() - cpu0
+    kernel = os.times().system - sys0
     return {
         "window_s": round(wall, 3),
         "cpu_pct": round(cpu / wall * 100, 1),
+        # The kernel's part of cpu_pct (system calls: the sockets' sends and receives).
+        "sys_pct": round(kernel / wall * 100, 1),
         "burner_pct": round((burner.busy - busy0) / wall * 100, 1),
         "loop_lag_p50_ms": round(pct(lags, 0.5), 2),
         "loop_lag_p99_ms": round(pct(lags, 0.99), 2),

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ABORT_EXTENSION",
     "EVENT_BACKLOG",
+    "SEND_NOWAIT_EXTENSION",
     "AudioMeter",
     "Bucket",
     "EventPump",
@@ -56,6 +57,13 @@ logger = logging.getLogger("gemini_live.bridge")
 #: The library's own server (:func:`gemini_live.web.running` / ``serve``) provides it;
 #: under another server a close that times out only stops waiting.
 ABORT_EXTENSION: Final = "gemini_live.abort"
+#: Key in ``scope["extensions"]`` of a callable ``(data: bytes | str) -> bool`` that writes
+#: one WebSocket message (binary for bytes, text for str) to the transport at once and
+#: returns True, or returns False (nothing written) when the connection cannot take it
+#: without waiting (not open, closing, its writes paused): then the ASGI ``send`` does.
+#: The library's own server provides it; it saves the ASGI message and the coroutines
+#: of ``send`` for every message a relay or bridge sends.
+SEND_NOWAIT_EXTENSION: Final = "gemini_live.send_nowait"
 
 #: Events an :class:`EventPump` holds until its ``limit`` is set from the session's
 #: config (``SessionConfig.subscriber_queue``'s default).
@@ -244,6 +252,10 @@ class PeerSocket:
         self.last_activity = self.started
         self._send_lock = asyncio.Lock()
         self._group: asyncio.TaskGroup | None = None
+        nowait = (scope.get("extensions") or {}).get(SEND_NOWAIT_EXTENSION)
+        self._send_nowait: Callable[[bytes | str], bool] | None = (
+            nowait if callable(nowait) else None
+        )
 
     # -- to override -------------------------------------------------------------------
 
@@ -366,6 +378,21 @@ class PeerSocket:
                 self.record_close(int(msg.get("code", CLOSE_NORMAL)), self.peer_closed_reason)
             return None
         return msg
+
+    async def send_data(self, data: bytes | str) -> None:
+        """Send one message: binary for ``bytes``, text for ``str``. Written at once
+        through the server's :data:`SEND_NOWAIT_EXTENSION` when it offers one and no
+        other send is in progress (the order stays the order of the calls); through the
+        ASGI ``send`` otherwise."""
+        if self.closed:
+            return
+        nowait = self._send_nowait
+        if nowait is not None and not self._send_lock.locked() and nowait(data):
+            return
+        if isinstance(data, str):
+            await self.send_message({"type": "websocket.send", "text": data})
+        else:
+            await self.send_message({"type": "websocket.send", "bytes": data})
 
     async def send_message(self, message: Message) -> None:
         if self.closed:

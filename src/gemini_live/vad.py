@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from gemini_live.audio import INPUT_RATE, as_pcm16
 from gemini_live.errors import ConfigError
@@ -65,6 +65,19 @@ class Vad(Protocol):
     def reset(self) -> None: ...
 
 
+#: ``math.sumprod`` (Python 3.12+): an exact sum of products in C.
+_SUMPROD: Final[Any] = getattr(math, "sumprod", None)
+
+
+def _sum_of_squares(samples: array[int]) -> float:
+    """The sum of the squared samples in C (a generator over the samples costs ~8x):
+    exact with ``math.sumprod``, else ``math.hypot`` squared (within an ulp or two)."""
+    if _SUMPROD is not None:
+        return float(_SUMPROD(samples, samples))
+    root = math.hypot(*samples)
+    return root * root
+
+
 def rms_dbfs(pcm: bytes | bytearray | memoryview) -> float:
     """The RMS level of PCM16 audio in dB relative to full scale (-100 for silence)."""
     raw = as_pcm16(pcm)
@@ -77,10 +90,10 @@ def rms_dbfs(pcm: bytes | bytearray | memoryview) -> float:
         mean_sq = float(np.dot(samples, samples)) / n
     else:
         arr = array("h")
-        arr.frombytes(bytes(raw))
+        arr.frombytes(raw)
         if sys.byteorder == "big":
             arr.byteswap()
-        mean_sq = math.fsum(x * x for x in arr) / n
+        mean_sq = _sum_of_squares(arr) / n
     if mean_sq <= 0.0:
         return _SILENCE_DB
     return max(_SILENCE_DB, 10.0 * math.log10(mean_sq / (32768.0 * 32768.0)))
@@ -305,8 +318,8 @@ class ActivityDetector:
         out: list[VadAction] = []
         fb = self.frame_bytes
         if not self._pending and len(raw) == fb:
-            # One whole frame and nothing held (a phone bridge's 20 ms chunks): no copy
-            # through the pending buffer.
+            # One whole frame and nothing held (a 20 ms microphone or phone chunk): no
+            # copy through the pending buffer.
             self._frame(raw if type(raw) is bytes else bytes(raw), out)
             return out
         self._pending += raw

@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import signal
+import struct
 import time
 import urllib.parse
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import msgspec
 
 from gemini_live._asgi import Receive, Scope, Send, respond_json
-from gemini_live._bridge import ABORT_EXTENSION, parse_scope
+from gemini_live._bridge import ABORT_EXTENSION, SEND_NOWAIT_EXTENSION, parse_scope
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
 from gemini_live.types import UNSET, Setup
@@ -701,6 +702,7 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
     when a close frame cannot be sent in time)."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.protocol import State
 
     http_base: Any = AutoHTTPProtocol
 
@@ -744,7 +746,38 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
             super().handle_connect(event)
             scope: Any = getattr(self, "scope", None)
             if scope is not None:
-                scope.setdefault("extensions", {})[ABORT_EXTENSION] = self._gl_abort
+                extensions = scope.setdefault("extensions", {})
+                extensions[ABORT_EXTENSION] = self._gl_abort
+                extensions[SEND_NOWAIT_EXTENSION] = self._gl_send_nowait
+
+        def _gl_send_nowait(self, data: bytes | str) -> bool:
+            # What uvicorn's ``send`` does for a ``websocket.send`` once the connection
+            # is open (websockets writes the same frame), without the ASGI message and
+            # its coroutines; anything else (not open yet or any more, writes paused,
+            # an extension, a fragmented send, bytes websockets still holds) goes the
+            # ASGI way.
+            conn = self.conn
+            transport = self.transport
+            if (
+                self.close_sent
+                or not self.handshake_complete
+                or self.initial_response is not None
+                or self.disconnected
+                or not self.writable.is_set()
+                or conn.state is not State.OPEN
+                or conn.expect_continuation_frame
+                or conn.extensions
+                or conn.writes
+                or transport is None
+                or transport.is_closing()
+            ):
+                return False
+            if isinstance(data, str):
+                transport.write(frame_header(_OP_TEXT, len(payload := data.encode())))
+            else:
+                transport.write(frame_header(_OP_BINARY, len(payload := data)))
+            transport.write(payload)
+            return True
 
         def _gl_abort(self) -> None:
             if (
@@ -753,6 +786,23 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 self.transport.abort()
 
     return _DeadlineHTTP, _AbortableWS
+
+
+_OP_TEXT: Final = 0x1
+_OP_BINARY: Final = 0x2
+_HEADS: Final = {
+    (op, n): bytes((0x80 | op, n)) for op in (_OP_TEXT, _OP_BINARY) for n in range(126)
+}
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    """The header of an unmasked, final, uncompressed WebSocket frame (RFC 6455 5.2),
+    as a server sends it."""
+    if length < 126:
+        return _HEADS[opcode, length]
+    if length < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, length)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
 
 
 #: Bytes a :class:`CoalescingTransport` holds before it writes without waiting.

@@ -761,10 +761,10 @@ class _Connection(PeerSocket):
     # -- sending -------------------------------------------------------------------------
 
     async def send_json(self, obj: dict[str, Any]) -> None:
-        await self.send_message({"type": "websocket.send", "text": _encode(obj).decode()})
+        await self.send_data(_encode(obj).decode())
 
     async def send_bytes(self, data: bytes) -> None:
-        await self.send_message({"type": "websocket.send", "bytes": data})
+        await self.send_data(data)
 
     # -- identity and the upstream session ------------------------------------------------
 

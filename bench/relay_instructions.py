@@ -1,0 +1,294 @@
+"""Instructions per browser round trip through the relay, counted by callgrind.
+
+``python -m bench.relay_instructions`` serves the browser relay (``gemini_live.web``:
+uvicorn, the relay's VAD turn detection, one upstream session to the benchmark server in
+its W1 mode) in a process that runs under ``valgrind --tool=callgrind``, and drives it
+from this process with one synthetic browser in lock step: send one 20 ms PCM frame
+(speech, so the VAD forwards it), wait for the binary audio message the model's reply
+becomes, repeat. One round trip is one inbound WebSocket message through uvicorn, the
+VAD, one upstream ``send_audio``, one upstream reply frame through the session, and one
+outbound WebSocket message (plus the turns' transcripts and ``turn_complete`` as JSON
+messages: the window holds whole turns). Lock step means one message per read and per
+write: the dearest case, with no batching a loaded loop would find.
+
+The window is cut as in :mod:`bench.instructions`: the measured process calls
+``os.getppid()`` when told the warm-up is over and ``os.getpgrp()`` at the end (over its
+stdin), and callgrind zeroes at the first and dumps at the second. ``PYTHONHASHSEED=0``.
+
+Compare with ``python -m bench.instructions --clients gemini-live-picows-cb``: a bare
+session's W1 round trip (one chunk up, one reply down) on the same server.
+
+``--turn-detection server`` leaves the VAD out (the audio goes up as it comes), which
+prices the VAD by difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import math
+import os
+import shutil
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+#: Round trips in the measured window (whole W1 turns of 50).
+ROUND_TRIPS: Final = 200
+#: Round trips before the window (the session open, one whole turn and more).
+WARM_UP: Final = 60
+MAX_ROUND_TRIPS: Final = 500
+TIMEOUT: Final = 600.0
+FRAME_BYTES: Final = 640  # 20 ms of 16 kHz PCM16
+
+
+def speech_frame() -> bytes:
+    """20 ms of a loud voiced-like tone: the energy VAD calls it speech."""
+    out = [
+        int(12000 * sum(math.sin(2 * math.pi * 180 * k * i / 16000) / k for k in (1, 2, 3)))
+        for i in range(FRAME_BYTES // 2)
+    ]
+    return struct.pack(f"<{len(out)}h", *out)
+
+
+# -- the measured process (runs under valgrind) ---------------------------------------------
+
+
+async def _child(upstream: str, turn_detection: Any, numpy: bool) -> None:
+    if numpy:  # as in a process that resamples (the VAD's level then uses it)
+        import numpy as np  # noqa: F401
+
+    import gemini_live as gl
+    from gemini_live.web import Relay, RelayLimits, create_app, running
+
+    def config(_c: Any) -> gl.SessionConfig:
+        return gl.build_config(url=upstream, output_audio_transcription=True)
+
+    # Lock step runs faster than real time: no rate limit may drop a frame (its reply
+    # would never come).
+    limits = RelayLimits(
+        max_connections_per_address=None,
+        turns_per_minute=None,
+        messages_per_second=1e9,
+        message_burst=10**9,
+        audio_bytes_per_second=1e12,
+        audio_burst_bytes=10**12,
+    )
+    relay = Relay(
+        config, authorize=Relay.ALLOW_ANYONE, limits=limits, turn_detection=turn_detection
+    )
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def say(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    async with running(create_app(relay)) as base:
+        say("URL " + base.replace("http://", "ws://") + "/live")
+        profile_to = os.environ.get("GL_RELAY_PROFILE")
+        profile: Any = None
+        if profile_to:
+            import cProfile
+
+            profile = cProfile.Profile()
+        while line := (await reader.readline()).strip():
+            if line == b"S":
+                gc.collect()
+                if profile is not None:
+                    profile.enable()
+                os.getppid()  # START_MARK: callgrind zeroes its counters here
+                say("started")
+            elif line == b"E":
+                os.getpgrp()  # STOP_MARK: callgrind dumps the window here
+                if profile is not None:
+                    profile.disable()
+                    profile.dump_stats(profile_to)
+                say("stopped")
+            elif line == b"Q":
+                break
+
+
+def child_main(args: argparse.Namespace) -> int:
+    from bench.common import run_loop
+
+    async def go() -> None:
+        await _child(args.upstream, args.turn_detection, args.numpy)
+
+    run_loop(go, args.loop)
+    return 0
+
+
+# -- the harness (drives the browser) -------------------------------------------------------
+
+
+async def _browser(
+    url: str, child: asyncio.subprocess.Process, round_trips: int, turn_detection: str
+) -> None:
+    import websockets
+
+    assert child.stdin is not None and child.stdout is not None
+    stdin, stdout = child.stdin, child.stdout
+    frame = speech_frame()
+
+    async def tell(cmd: bytes, answer: bytes) -> None:
+        stdin.write(cmd + b"\n")
+        await stdin.drain()
+        got = (await stdout.readline()).strip()
+        if got != answer:
+            raise RuntimeError(f"the measured process said {got!r}, expected {answer!r}")
+
+    origin = url.replace("ws://", "http://").rsplit("/", 1)[0]  # the page's own origin
+    async with websockets.connect(url + "?c=0", max_size=None, origin=origin) as ws:  # type: ignore[arg-type]
+
+        async def audio_reply() -> None:
+            while isinstance(await ws.recv(), str):
+                pass  # the JSON messages (state, vad, transcripts, turn_complete)
+
+        async def lock_step(n: int) -> None:
+            for _ in range(n):
+                await ws.send(frame)
+                await audio_reply()
+
+        # The VAD starts an utterance after three frames of speech (one reply for the
+        # pre-roll); from then on (and without the VAD from the first) every frame gets
+        # one reply.
+        for _ in range(3 if turn_detection == "vad" else 1):
+            await ws.send(frame)
+        await audio_reply()
+        await lock_step(WARM_UP)
+        await tell(b"S", b"started")
+        await lock_step(round_trips)
+        await tell(b"E", b"stopped")
+        stdin.write(b"Q\n")
+        await stdin.drain()
+
+
+async def _measure(
+    loop_name: str,
+    round_trips: int,
+    turn_detection: str,
+    port: int,
+    vg: str,
+    profile: str | None = None,
+    numpy: bool = False,
+) -> int:
+    with tempfile.TemporaryDirectory(prefix="gl-relay-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        env.pop("PYTHONDEVMODE", None)
+        tool = [vg, "--tool=callgrind", f"--callgrind-out-file={out}"]
+        tool += ["--zero-before=getppid", "--dump-before=getpgrp"]
+        if profile:  # cProfile instead of callgrind (the same window, full speed)
+            tool = []
+            env["GL_RELAY_PROFILE"] = profile  # an absolute path (main)
+        child = await asyncio.create_subprocess_exec(
+            *tool,
+            sys.executable,
+            "-m",
+            "bench.relay_instructions",
+            "--child",
+            "--loop",
+            loop_name,
+            "--turn-detection",
+            turn_detection,
+            *(["--numpy"] if numpy else []),
+            "--upstream",
+            f"ws://127.0.0.1:{port}/bench/w1",
+            cwd=ROOT,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                assert child.stdout is not None
+                line = (await child.stdout.readline()).decode().strip()
+                if not line.startswith("URL "):
+                    err = (await child.stderr.read()).decode() if child.stderr else ""
+                    raise RuntimeError(f"the measured process did not start: {err[-2000:]}")
+                await _browser(line[4:], child, round_trips, turn_detection)
+                await child.wait()
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+        if profile:
+            return 0
+        return _window_count(Path(tmp), out, loop_name)
+
+
+def _window_count(tmp: Path, out: Path, loop_name: str) -> int:
+    dumps = sorted(p.name for p in tmp.iterdir() if p.name.startswith(out.name + "."))
+    if dumps != [out.name + ".1"]:
+        raise RuntimeError(f"expected one window dump, got {dumps}")
+    keep = os.environ.get("GL_CALLGRIND_KEEP")
+    if keep:
+        shutil.copy(tmp / dumps[0], Path(keep) / f"callgrind.relay.{loop_name}.out")
+    for text in (tmp / dumps[0]).read_text().splitlines():
+        if text.startswith("summary:"):
+            return int(text.split()[1])
+    raise RuntimeError("no summary line in the dump")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay_instructions")
+    parser.add_argument("--loops", default="asyncio", help="asyncio,uvloop")
+    parser.add_argument("--round-trips", type=int, default=ROUND_TRIPS)
+    parser.add_argument("--turn-detection", default="vad", choices=("vad", "server"))
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the window into FILE (no callgrind)"
+    )
+    parser.add_argument(
+        "--numpy", action="store_true", help="import numpy in the relay's process first"
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not 0 < args.round_trips <= MAX_ROUND_TRIPS:
+        # One utterance of a steady tone: the energy VAD's noise floor creeps up during
+        # speech and would end it (no more replies) after about 800 frames.
+        parser.error(f"--round-trips must be 1-{MAX_ROUND_TRIPS}")
+    if args.child:
+        return child_main(args)
+    if args.profile:
+        args.profile = str(Path(args.profile).resolve())
+    vg = shutil.which("valgrind")
+    if vg is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    from bench.procs import ServerProc
+
+    with ServerProc(framing="service") as server:
+        for loop_name in args.loops.split(","):
+            count = asyncio.run(
+                _measure(
+                    loop_name,
+                    args.round_trips,
+                    args.turn_detection,
+                    server.port,
+                    vg,
+                    args.profile,
+                    args.numpy,
+                )
+            )
+            if args.profile:
+                print(f"cProfile of the window: {args.profile}")
+                continue
+            label = f"{args.turn_detection}{', numpy' if args.numpy else ''}, {loop_name}"
+            print(
+                f"relay ({label}): {count / args.round_trips:,.0f} "
+                f"instructions per browser round trip ({count:,} / {args.round_trips})"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
