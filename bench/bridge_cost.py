@@ -35,24 +35,17 @@ import json
 import math
 import os
 import selectors
-import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Callable, MutableMapping
-from pathlib import Path
 from typing import Any, Final
 
-ROOT: Final = Path(__file__).resolve().parent.parent
 SID: Final = "MZ" + "0" * 32
 FRAME_S: Final = 0.020
 REPLY_S: Final = 0.040  # one model reply chunk
 REPLIES_PER_TURN: Final = 25
-START_MARK: Final = "getppid"
-STOP_MARK: Final = "getpgrp"
 
 
 # -- a loop with a virtual clock ------------------------------------------------------------
@@ -246,9 +239,9 @@ async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -
         await asyncio.sleep(warmup)  # virtual time
         gc.collect()
         window["cpu0"] = time.process_time()
-        os.getppid()  # START_MARK: callgrind zeroes its counters here
+        os.getppid()  # bench.instructions.START_MARK: callgrind zeroes its counters here
         await asyncio.sleep(seconds)  # the window (virtual time)
-        os.getpgrp()  # STOP_MARK: callgrind dumps the window here
+        os.getpgrp()  # bench.instructions.STOP_MARK: callgrind dumps the window here
         window["cpu"] = time.process_time() - window["cpu0"]
 
     t0 = loop.time()
@@ -301,47 +294,24 @@ def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str
 
 
 def callgrind(calls: int, seconds: float, warmup: float, input_rate: int) -> int:
-    """Instructions of the window, counted by callgrind in a child process."""
-    vg = shutil.which("valgrind")
-    if vg is None:
-        raise SystemExit("valgrind is not installed")
-    with tempfile.TemporaryDirectory(prefix="gl-bridge-cg-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        cmd = [
-            vg,
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            f"--zero-before={START_MARK}",
-            f"--dump-before={STOP_MARK}",
-            sys.executable,
-            "-m",
+    """Instructions of the window, counted by callgrind in a child process (the runner
+    of the W1 gate, :func:`bench.instructions.callgrind`)."""
+    from bench.instructions import GateError
+    from bench.instructions import callgrind as run_callgrind
+
+    args = ["--calls", str(calls), "--seconds", str(seconds), "--warmup", str(warmup)]
+    args += ["--input-rate", str(input_rate), "--child"]
+    try:
+        ir, _ = run_callgrind(
             "bench.bridge_cost",
-            "--calls",
-            str(calls),
-            "--seconds",
-            str(seconds),
-            "--warmup",
-            str(warmup),
-            "--input-rate",
-            str(input_rate),
-        ]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
+            args,
+            "bridge_cost",
+            keep_as=f"callgrind.bridge.{input_rate}.out",
+            timeout=1800,
         )
-        if proc.returncode != 0:
-            raise SystemExit(f"callgrind run failed:\n{proc.stderr[-2000:]}")
-        dumps = sorted(p for p in Path(tmp).iterdir() if p.name.startswith(out.name + "."))
-        if len(dumps) != 1:
-            raise SystemExit(f"expected one window dump, got {[p.name for p in dumps]}")
-        keep = os.environ.get("GL_CALLGRIND_KEEP")
-        if keep:
-            shutil.copy(dumps[0], Path(keep) / f"callgrind.bridge.{input_rate}.out")
-        with dumps[0].open() as f:
-            for line in f:
-                if line.startswith("summary:"):
-                    return int(line.split()[1])
-    raise SystemExit("no summary line in the callgrind dump")
+    except GateError as exc:
+        raise SystemExit(str(exc)) from None
+    return ir
 
 
 def main(argv: list[str]) -> int:
@@ -352,6 +322,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--input-rate", type=int, default=None, help="the bridge's input_rate")
     p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the run into FILE")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     rate: int = args.input_rate if args.input_rate is not None else _default_input_rate()
     if args.callgrind:
@@ -359,7 +330,8 @@ def main(argv: list[str]) -> int:
         per = ir / (args.calls * args.seconds)
         print(json.dumps({"input_rate": rate, "instructions_per_call_second": round(per)}))
         return 0
-    print(json.dumps(run(args.calls, args.seconds, args.warmup, rate, args.profile)))
+    result = run(args.calls, args.seconds, args.warmup, rate, args.profile)
+    print(("RESULT " if args.child else "") + json.dumps(result))
     return 0
 
 
