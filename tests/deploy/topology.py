@@ -218,6 +218,12 @@ class Browser:
     rejoin_s: list[float] = field(default_factory=list)
     resume_s: list[float] = field(default_factory=list)
     connections: int = 0
+    #: The model's words heard since the last turn end when a connection closed.
+    heard_at_close: str = ""
+    #: Acknowledged texts whose answer was heard when their worker died, before their turn
+    #: end reached the page (the known gap: the relay holds ``turn_complete`` for the save
+    #: that covers the turn; a worker killed in between leaves the page without it).
+    ended_by_crash: list[str] = field(default_factory=list)
 
     async def run(self, within: float) -> None:
         headers = {"Authorization": f"Bearer user{self.index}:{SECRET}"}
@@ -235,6 +241,7 @@ class Browser:
                         self.conversation = ready["conversation"]
                         if closed_at is not None:
                             self.rejoin_s.append(time.monotonic() - closed_at)
+                        self._settle_heard()
                         for tid, text in self.unacked.items():  # the page re-sends
                             await ws.send(json.dumps({"type": "text", "text": text, "id": tid}))
                         closed_at = await self._talk(ws, closed_at)
@@ -248,6 +255,17 @@ class Browser:
                 attempt += 1
                 # Backoff: the page's pacing (0.1 s doubling, jittered).
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
+
+    def _settle_heard(self) -> None:
+        """After a reconnect: a pending text the relay acknowledged and whose answer was
+        heard before the close is answered (its turn end was lost with the worker); one
+        not heard stays pending and must be answered on the new connection."""
+        acked = set(self.pending) - set(self.unacked.values())
+        for text in [t for t in self.pending if t in acked and t in self.heard_at_close]:
+            self.pending.remove(text)
+            self.answers[text] += 1
+            self.ended_by_crash.append(text)
+        self.heard_at_close = ""
 
     async def _talk(self, ws: object, closed_at: float | None) -> float | None:
         from websockets.asyncio.client import ClientConnection
@@ -272,6 +290,7 @@ class Browser:
                 msg = await ws.recv()
             except ConnectionClosed as exc:
                 self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
+                self.heard_at_close = said
                 return time.monotonic()
             if not isinstance(msg, str):
                 continue
