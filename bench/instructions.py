@@ -174,17 +174,7 @@ def callgrind(
         raise GateError("valgrind is not installed (Debian: apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="gl-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        cmd = [
-            vg,
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            f"--zero-before={START_MARK}",
-            f"--dump-before={STOP_MARK}",
-            sys.executable,
-            "-m",
-            module,
-            *args,
-        ]
+        cmd = [*callgrind_command(vg, out), sys.executable, "-m", module, *args]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         env.pop("PYTHONDEVMODE", None)
         try:
@@ -202,15 +192,33 @@ def callgrind(
         if proc.returncode != 0 or "RESULT " not in proc.stdout:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             raise GateError(f"{name} failed (exit {proc.returncode}):\n{tail}")
-        dumps = sorted(p.name for p in Path(tmp).iterdir() if p.name.startswith(out.name + "."))
-        if dumps != [out.name + ".1"]:
-            raise GateError(f"{name}: expected one window dump, got {dumps}")
-        keep = os.environ.get("GL_CALLGRIND_KEEP")
-        if keep:  # a copy of the window's dump for callgrind_annotate
-            shutil.copy(Path(tmp) / dumps[0], Path(keep) / keep_as)
         line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT "))
         data: dict[str, Any] = json.loads(line[len("RESULT ") :])
-        return _summary(Path(tmp) / dumps[0]), data
+        return window_count(out, name, keep_as), data
+
+
+def callgrind_command(vg: str, out: Path) -> list[str]:
+    """valgrind's arguments: callgrind writing to ``out``, counting only the window
+    between the two markers (prefix the program to run with them)."""
+    return [
+        vg,
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        f"--zero-before={START_MARK}",
+        f"--dump-before={STOP_MARK}",
+    ]
+
+
+def window_count(out: Path, name: str, keep_as: str) -> int:
+    """The Ir of the one window dump next to ``out`` (a copy kept in
+    ``$GL_CALLGRIND_KEEP/keep_as`` when that is set, for callgrind_annotate)."""
+    dumps = sorted(p.name for p in out.parent.iterdir() if p.name.startswith(out.name + "."))
+    if dumps != [out.name + ".1"]:
+        raise GateError(f"{name}: expected one window dump, got {dumps}")
+    keep = os.environ.get("GL_CALLGRIND_KEEP")
+    if keep:
+        shutil.copy(out.parent / dumps[0], Path(keep) / keep_as)
+    return _summary(out.parent / dumps[0])
 
 
 def _summary(path: Path) -> int:

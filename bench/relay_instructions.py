@@ -178,12 +178,14 @@ async def _measure(
     profile: str | None = None,
     numpy: bool = False,
 ) -> int:
+    # The gate's runner pieces, imported here: the measured child does not load them.
+    from bench.instructions import callgrind_command, window_count
+
     with tempfile.TemporaryDirectory(prefix="gl-relay-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         env.pop("PYTHONDEVMODE", None)
-        tool = [vg, "--tool=callgrind", f"--callgrind-out-file={out}"]
-        tool += ["--zero-before=getppid", "--dump-before=getpgrp"]
+        tool = callgrind_command(vg, out)
         if profile:  # cProfile instead of callgrind (the same window, full speed)
             tool = []
             env["GL_RELAY_PROFILE"] = profile  # an absolute path (main)
@@ -221,20 +223,7 @@ async def _measure(
                 await child.wait()
         if profile:
             return 0
-        return _window_count(Path(tmp), out, loop_name)
-
-
-def _window_count(tmp: Path, out: Path, loop_name: str) -> int:
-    dumps = sorted(p.name for p in tmp.iterdir() if p.name.startswith(out.name + "."))
-    if dumps != [out.name + ".1"]:
-        raise RuntimeError(f"expected one window dump, got {dumps}")
-    keep = os.environ.get("GL_CALLGRIND_KEEP")
-    if keep:
-        shutil.copy(tmp / dumps[0], Path(keep) / f"callgrind.relay.{loop_name}.out")
-    for text in (tmp / dumps[0]).read_text().splitlines():
-        if text.startswith("summary:"):
-            return int(text.split()[1])
-    raise RuntimeError("no summary line in the dump")
+        return window_count(out, f"relay ({loop_name})", f"callgrind.relay.{loop_name}.out")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,16 @@ def silence(ms: int, rate: int = 16000) -> bytes:
     return bytes(rate * ms // 1000 * 2)
 
 
+def activity_starts(server: FakeLiveServer) -> int:
+    """``activityStart`` messages the fake server received on its first connection."""
+    return sum(
+        1
+        for m in server.received[0]
+        if m.realtime_input is not gl.types.UNSET
+        and m.realtime_input.activity_start is not gl.types.UNSET
+    )
+
+
 def frames(pcm: bytes, ms: int = 20, rate: int = 16000) -> list[bytes]:
     size = rate * ms // 1000 * 2
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]

@@ -19,11 +19,10 @@ import pytest
 
 from gemini_live.audio import write_wav
 from gemini_live.testing import FakeLiveServer
-from gemini_live.types import UNSET
 from gemini_live.web import LOOPBACK_HOSTS, AccessToken, Relay, create_app, running
 
 from .cdp import chromium_page, find_chromium
-from .conftest import fake_config, silence, speech
+from .conftest import activity_starts, fake_config, silence, speech
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None and not os.environ.get("CI"),  # in CI a missing browser fails
@@ -32,14 +31,6 @@ pytestmark = pytest.mark.skipif(
 
 REPLY_CHUNKS = 100  # 100 x 40 ms = 4 s of reply audio
 REPLY_MS = REPLY_CHUNKS * 40
-
-
-def _activity_starts(server: FakeLiveServer) -> int:
-    return sum(
-        1
-        for m in server.received[0]
-        if m.realtime_input is not UNSET and m.realtime_input.activity_start is not UNSET
-    )
 
 
 @pytest.mark.timeout(120)
@@ -78,7 +69,7 @@ async def test_page_in_headless_chromium(tmp_path: Path) -> None:
                 )
                 assert await page.evaluate("glState.playing") is True
                 # 3. Barge-in: the second burst opens an activity while the reply plays.
-                await server.wait_until(lambda: _activity_starts(server) == 2, within=30)
+                await server.wait_until(lambda: activity_starts(server) == 2, within=30)
                 assert any(p.state == "playing" for p in info.playback)
                 assert not any(p.state == "drained" for p in info.playback), info.playback
                 await relay.wait_until(

@@ -16,11 +16,10 @@ import pytest
 
 from gemini_live.audio import write_wav
 from gemini_live.testing import FakeLiveServer
-from gemini_live.types import UNSET
 from gemini_live.web import LOOPBACK_HOSTS, AccessToken, Relay, create_app, running
 from gemini_live.webrtc import WebRTCRelay
 from web.cdp import Page, chromium_page, find_chromium
-from web.conftest import fake_config, silence, speech
+from web.conftest import activity_starts, fake_config, silence, speech
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None and not os.environ.get("CI"),  # in CI a missing browser fails
@@ -40,14 +39,6 @@ def _flags(wav: Path, *extra: str) -> list[str]:
         "--autoplay-policy=no-user-gesture-required",
         *extra,
     ]
-
-
-def _activity_starts(server: FakeLiveServer) -> int:
-    return sum(
-        1
-        for m in server.received[0]
-        if m.realtime_input is not UNSET and m.realtime_input.activity_start is not UNSET
-    )
 
 
 @pytest.mark.timeout(150)
@@ -88,7 +79,7 @@ async def test_page_over_webrtc_heard_answered_played_barge_in(tmp_path: Path) -
                 await page.wait_for("glState.playing === true", within=10)
                 # 3. Barge-in: the second burst while the reply plays; the fake interrupts,
                 # the server empties its outbound queue at once and tells the page.
-                await server.wait_until(lambda: _activity_starts(server) == 2, within=30)
+                await server.wait_until(lambda: activity_starts(server) == 2, within=30)
                 assert not any(p.state == "drained" for p in info.playback), info.playback
                 await relay.wait_until(
                     lambda: any(p.state == "stopped" for p in info.playback), within=10
