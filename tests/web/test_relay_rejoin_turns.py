@@ -39,12 +39,13 @@ class DeadWorkerStore(MemoryStore):
 
 
 class KillAtTurnEnd:
-    """The relay as a worker that is killed -9 as it writes the first ``turn_complete``:
-    the save covering the turn completed (the relay holds the turn end for it), the turn
-    end never reaches the page and nothing the worker does afterwards is stored."""
+    """A worker (``app``: a relay, or an app serving one) that is killed -9 as it writes
+    the first ``turn_complete``: the save covering the turn completed (the relay holds the
+    turn end for it), the turn end never reaches the page and nothing the worker does
+    afterwards is stored."""
 
-    def __init__(self, relay: Relay, store: DeadWorkerStore) -> None:
-        self.relay = relay
+    def __init__(self, app: Any, store: DeadWorkerStore) -> None:
+        self.app = app
         self.store = store
         self.killed = False
 
@@ -63,7 +64,7 @@ class KillAtTurnEnd:
                     raise OSError("the worker is gone")
             await send(message)
 
-        await self.relay(scope, receive, cut)
+        await self.app(scope, receive, cut)
 
 
 async def _sent_and_acked(box: Inbox, text: str, tid: str) -> None:
