@@ -692,6 +692,7 @@ class _Connection(PeerSocket):
                 raise PeerClose(CLOSE_UNSUPPORTED, "bad conversation id")
             self.conversation = asked or secrets.token_urlsafe(18)
             ready["conversation"] = self.conversation
+            ready["await_turns"] = True  # answers ``await_turns`` from the store
         self._admitted = True
         stats.accepted += 1
         relay._notify()

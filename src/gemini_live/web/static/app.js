@@ -76,6 +76,7 @@
   // that took over after a crash sends the turn end the dead one could not write
   // ("turn_complete" with the id), or says the turn is still "open" or "unknown".
   const awaitingTurns = state.awaitingTurns;
+  let canAwaitTurns = false;
   function endAwaited(id) {
     const at = awaitingTurns.indexOf(id);
     if (at >= 0) awaitingTurns.splice(at, 1);
@@ -272,6 +273,10 @@
             try { storage.setItem(CONVERSATION_KEY, msg.conversation); } catch (e) { /* full */ }
           }
         }
+        // A relay with a store answers "await_turns" (and says so); an older one would
+        // refuse the message, one without a store has no record to answer from.
+        canAwaitTurns = msg.await_turns === true;
+        if (!canAwaitTurns) awaitingTurns.length = 0;
         if (awaitingTurns.length) send({ type: "await_turns", ids: awaitingTurns.slice() });
         for (const p of pendingTexts) send({ type: "text", text: p.text, id: p.id });
         ui.talk.hidden = turnDetection !== "manual";
@@ -329,7 +334,7 @@
               if (awaitingTurns.length >= MAX_PENDING_TEXTS) awaitingTurns.shift();
               awaitingTurns.push(p.id);
               // Re-sent after a reconnect and taken before: its turn may be over already.
-              if (msg.duplicate) send({ type: "await_turns", ids: [p.id] });
+              if (msg.duplicate && canAwaitTurns) send({ type: "await_turns", ids: [p.id] });
             }
           }
         }
