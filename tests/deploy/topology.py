@@ -287,10 +287,10 @@ class Browser:
                 continue
             m = json.loads(msg)
             if m["type"] == "text_ack":
-                text = self.unacked.pop(m["id"], None)
+                acked = self.unacked.pop(m["id"], None)
                 self.duplicates_acked += bool(m.get("duplicate"))
-                if text is not None and text in self.pending:
-                    self.awaiting[m["id"]] = text
+                if acked is not None and acked in self.pending:
+                    self.awaiting[m["id"]] = acked
                     if m.get("duplicate"):  # taken before: its turn may be over already
                         await ws.send(json.dumps({"type": "await_turns", "ids": [m["id"]]}))
             elif m["type"] == "turn_status":
@@ -298,11 +298,11 @@ class Browser:
                     self.unknown.append(m["id"])
             elif m["type"] == "turn_complete" and m.get("replayed"):
                 # The turn end its dead worker could not write, from the stored record.
-                text = self.awaiting.pop(m["id"], None)
+                ended = self.awaiting.pop(m["id"], None)
                 self.replayed += 1
-                if text is not None and text in self.pending:
-                    self.pending.remove(text)
-                    self.answers[text] += 1
+                if ended is not None and ended in self.pending:
+                    self.pending.remove(ended)
+                    self.answers[ended] += 1
                     if closed_at is not None:
                         self.resume_s.append(time.monotonic() - closed_at)
                         closed_at = None
