@@ -24,7 +24,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import msgspec
 
@@ -120,6 +120,14 @@ class ConversationLink:
         self.text_ids: deque[str] = deque(maxlen=MAX_TEXT_IDS)
         self._texts_accepted = 0
         self._texts_saved = 0
+        #: Texts with an id in this conversation (the stored ones count), numbered from
+        #: 0; of those, how many had their turn end (each turn end ends the oldest one
+        #: not ended yet), how many of those a handle issued after the turn end covers,
+        #: and how many of those are in a completed save.
+        self._text_seq = 0
+        self._texts_ended = 0
+        self._texts_ended_covered = 0
+        self._texts_ended_saved = 0
         #: Model turns ended in this session; of those, the ones a later handle covers,
         #: and the ones covered in a completed save.
         self.turn_ends = 0
@@ -203,6 +211,9 @@ class ConversationLink:
         self.handle_at = record.handle_at
         # The texts are in the stored window or history either way: keep their ids.
         self.text_ids.extend(record.text_ids)
+        self._text_seq = len(record.text_ids)
+        ended = record.text_ids_ended
+        self._texts_ended = self._texts_ended_covered = self._texts_ended_saved = ended
         config = dataclasses.replace(config, history=tuple(record.history))
         if record.setup_fingerprint != self.fingerprint:
             # Another setup: the stored handle resumes the old one. Start a fresh session
@@ -264,7 +275,22 @@ class ConversationLink:
         with no await between the queueing and this call: one save holds both)."""
         self.text_ids.append(check_text_id(text_id))
         self._texts_accepted += 1
+        self._text_seq += 1
         self.mark()
+
+    def text_state(self, text_id: str) -> Literal["ended", "open", "unknown"]:
+        """Where the text with this client id stands in the latest completed save:
+        ``"ended"`` (its turn ended before the saved handle: over, never answered
+        again), ``"open"`` (accepted, its turn not over in that save) or ``"unknown"``
+        (not among the latest :data:`~gemini_live.store._record.MAX_TEXT_IDS` accepted).
+        A text accepted since the latest save is ``"open"``."""
+        ids = self.text_ids
+        try:
+            at = ids.index(text_id)
+        except ValueError:
+            return "unknown"
+        number = self._text_seq - len(ids) + at
+        return "ended" if number < self._texts_ended_saved else "open"
 
     @property
     def texts_unsaved(self) -> int:
@@ -280,6 +306,7 @@ class ConversationLink:
     def turn_ended(self) -> None:
         """A model turn completed (the session calls it as it reads the turn end)."""
         self.turn_ends += 1
+        self._texts_ended = min(self._texts_ended + 1, self._text_seq)
         self.mark()
 
     async def wait_turn_covered(self, turns: int) -> None:
@@ -291,6 +318,7 @@ class ConversationLink:
     def handle_arrived(self) -> None:
         self.handle_at = time.time()
         self._turns_covered = self.turn_ends
+        self._texts_ended_covered = self._texts_ended
         self.mark()
 
     def annotate(self, event: ev.Resumed) -> ev.Resumed:
@@ -318,8 +346,13 @@ class ConversationLink:
             saved_at=time.time(),
             handle_at=self.handle_at,
             text_ids=list(self.text_ids),
+            text_ids_ended=self._ids_ended(self._texts_ended_covered),
             tasks=self._task_records(),
         )
+
+    def _ids_ended(self, ended: int) -> int:
+        """How many of the kept ``text_ids`` are among the first ``ended`` texts."""
+        return max(0, ended - (self._text_seq - len(self.text_ids)))
 
     def _task_records(self) -> list[TaskRecord]:
         source = self.tasks_source
@@ -334,6 +367,7 @@ class ConversationLink:
         frames = self._session.protocol.stats.frames_sent
         texts = self._texts_accepted
         covered = self._turns_covered
+        ended = self._texts_ended_covered
         record = self._record()  # taken synchronously: one consistent state
         self._dirty = False
         try:
@@ -354,6 +388,7 @@ class ConversationLink:
         self._frames_at_save = frames
         self._texts_saved = texts
         self._turns_covered_saved = covered
+        self._texts_ended_saved = ended
         if self._saved is not None:
             async with self._saved:
                 self._saved.notify_all()

@@ -218,12 +218,13 @@ class Browser:
     rejoin_s: list[float] = field(default_factory=list)
     resume_s: list[float] = field(default_factory=list)
     connections: int = 0
-    #: The model's words heard since the last turn end when a connection closed.
-    heard_at_close: str = ""
-    #: Acknowledged texts whose answer was heard when their worker died, before their turn
-    #: end reached the page (the known gap: the relay holds ``turn_complete`` for the save
-    #: that covers the turn; a worker killed in between leaves the page without it).
-    ended_by_crash: list[str] = field(default_factory=list)
+    #: Acknowledged texts whose turn end has not arrived, by id (oldest first): named in
+    #: ``await_turns`` after a reconnect (the page's rule), so a turn end that died with
+    #: its worker is sent again from the stored record.
+    awaiting: dict[str, str] = field(default_factory=dict)
+    #: Turn ends sent again that way, and ids a relay had no record of.
+    replayed: int = 0
+    unknown: list[str] = field(default_factory=list)
 
     async def run(self, within: float) -> None:
         headers = {"Authorization": f"Bearer user{self.index}:{SECRET}"}
@@ -241,7 +242,9 @@ class Browser:
                         self.conversation = ready["conversation"]
                         if closed_at is not None:
                             self.rejoin_s.append(time.monotonic() - closed_at)
-                        self._settle_heard()
+                        if ready.get("await_turns") and self.awaiting:
+                            ids = list(self.awaiting)
+                            await ws.send(json.dumps({"type": "await_turns", "ids": ids}))
                         for tid, text in self.unacked.items():  # the page re-sends
                             await ws.send(json.dumps({"type": "text", "text": text, "id": tid}))
                         closed_at = await self._talk(ws, closed_at)
@@ -255,17 +258,6 @@ class Browser:
                 attempt += 1
                 # Backoff: the page's pacing (0.1 s doubling, jittered).
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
-
-    def _settle_heard(self) -> None:
-        """After a reconnect: a pending text the relay acknowledged and whose answer was
-        heard before the close is answered (its turn end was lost with the worker); one
-        not heard stays pending and must be answered on the new connection."""
-        acked = set(self.pending) - set(self.unacked.values())
-        for text in [t for t in self.pending if t in acked and t in self.heard_at_close]:
-            self.pending.remove(text)
-            self.answers[text] += 1
-            self.ended_by_crash.append(text)
-        self.heard_at_close = ""
 
     async def _talk(self, ws: object, closed_at: float | None) -> float | None:
         from websockets.asyncio.client import ClientConnection
@@ -290,14 +282,30 @@ class Browser:
                 msg = await ws.recv()
             except ConnectionClosed as exc:
                 self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
-                self.heard_at_close = said
                 return time.monotonic()
             if not isinstance(msg, str):
                 continue
             m = json.loads(msg)
             if m["type"] == "text_ack":
-                self.unacked.pop(m["id"], None)
+                acked = self.unacked.pop(m["id"], None)
                 self.duplicates_acked += bool(m.get("duplicate"))
+                if acked is not None and acked in self.pending:
+                    self.awaiting[m["id"]] = acked
+                    if m.get("duplicate"):  # taken before: its turn may be over already
+                        await ws.send(json.dumps({"type": "await_turns", "ids": [m["id"]]}))
+            elif m["type"] == "turn_status":
+                if m["state"] == "unknown":
+                    self.unknown.append(m["id"])
+            elif m["type"] == "turn_complete" and m.get("replayed"):
+                # The turn end its dead worker could not write, from the stored record.
+                ended = self.awaiting.pop(m["id"], None)
+                self.replayed += 1
+                if ended is not None and ended in self.pending:
+                    self.pending.remove(ended)
+                    self.answers[ended] += 1
+                    if closed_at is not None:
+                        self.resume_s.append(time.monotonic() - closed_at)
+                        closed_at = None
             elif m["type"] == "output_transcript":
                 said += m["text"]
             elif m["type"] == "turn_complete":
@@ -305,6 +313,8 @@ class Browser:
                     if text in said:
                         self.answers[text] += 1
                         self.pending.remove(text)
+                        for tid in [k for k, v in self.awaiting.items() if v == text]:
+                            del self.awaiting[tid]
                         break
                 else:
                     for text in self.sent:

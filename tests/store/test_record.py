@@ -46,3 +46,19 @@ def test_too_many_text_ids_is_a_damaged_record() -> None:
     record = _record(text_ids=[str(i) for i in range(MAX_TEXT_IDS + 1)])
     with pytest.raises(StoreFormatError, match="damaged"):
         decode_record(encode_record(record))
+
+
+def test_ended_text_ids_round_trip_and_out_of_range_is_damaged() -> None:
+    record = _record(text_ids=["a", "b"])
+    record.text_ids_ended = 1
+    assert decode_record(encode_record(record)).text_ids_ended == 1
+    for bad in (-1, 3):
+        record.text_ids_ended = bad
+        with pytest.raises(StoreFormatError, match="text_ids_ended"):
+            decode_record(encode_record(record))
+
+
+def test_a_record_without_ended_text_ids_reads_none_ended() -> None:
+    old = msgspec.to_builtins(_record(text_ids=["a"]))
+    del old["text_ids_ended"]
+    assert decode_record(msgspec.msgpack.encode(old)).text_ids_ended == 0

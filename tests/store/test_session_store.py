@@ -366,3 +366,30 @@ async def test_the_reconnect_counters_come_back_from_the_store(server: FakeLiveS
         counters = b._connector.reconnect.counters
         assert counters is b.protocol.reconnect
         assert (counters.attempt, counters.fresh_in_a_row) == (3, 1)
+
+
+async def test_a_text_ends_with_the_turn_end_a_saved_handle_covers(server: FakeLiveServer) -> None:
+    store = MemoryStore(lease_ttl=0.5)
+    a = await gl.connect(conversation="c-ends", store=store, **_options(server))  # type: ignore[arg-type]
+    link = a.conversation
+    assert link is not None
+    await a.send_text("first", text_id="e-1")
+    assert link.text_state("e-1") == "open" and link.text_state("e-2") == "unknown"
+    await _until(a, ev.TurnComplete)
+    await _until(a, ev.SessionResumptionUpdate, handle=True)
+    async with asyncio.timeout(5):
+        await link.wait_saved(lambda: link.text_state("e-1") == "ended")
+    record = await store.load("c-ends")
+    assert record is not None and (record.text_ids, record.text_ids_ended) == (["e-1"], 1)
+    # Accepted and saved, its turn not over in the record: open, across a crash too.
+    await a.send_text("second", text_id="e-2")
+    async with asyncio.timeout(5):
+        await link.wait_texts_saved()
+    if link.text_state("e-2") == "open":  # (its answer may have been quick)
+        _crash(a)  # no await since: the record is the state just read
+        async with gl.connect(conversation="c-ends", store=store, **_options(server)) as b:  # type: ignore[arg-type]
+            other = b.conversation
+            assert other is not None
+            assert (other.text_state("e-1"), other.text_state("e-2")) == ("ended", "open")
+    else:
+        await a.close()

@@ -112,6 +112,10 @@ class ConversationRecord(msgspec.Struct, kw_only=True):
     #: :data:`MAX_TEXT_IDS`): a text re-sent with one of them is not sent again
     #: (version 2).
     text_ids: list[str] = msgspec.field(default_factory=list)
+    #: How many of the oldest ``text_ids`` had their turn end (each turn end ends the
+    #: oldest text not ended yet) before the handle this record holds: their answers are
+    #: over and a restore never answers them again (version 2).
+    text_ids_ended: int = 0
     #: Long-running tool calls (at most :data:`MAX_STORED_TASKS`; version 2).
     tasks: list[TaskRecord] = msgspec.field(default_factory=list)
 
@@ -154,6 +158,10 @@ def decode_record(data: bytes, *, where: str = "store") -> ConversationRecord:
         raise StoreFormatError(
             f"{where}: the stored record is damaged (more than {MAX_TEXT_IDS} text ids or "
             f"{MAX_STORED_TASKS} tasks)"
+        )
+    if not 0 <= record.text_ids_ended <= len(record.text_ids):
+        raise StoreFormatError(
+            f"{where}: the stored record is damaged (text_ids_ended out of range)"
         )
     # An older record is read as the current version (its new fields at their defaults).
     record.version = RECORD_VERSION

@@ -44,6 +44,7 @@ from gemini_live._bridge import (
 from gemini_live.audio import INPUT_RATE, OUTPUT_RATE, Resampler
 from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, GeminiLiveError
+from gemini_live.store._record import MAX_TEXT_IDS
 from gemini_live.vad import ActivityDetector, ActivitySender, VadAction
 
 if TYPE_CHECKING:
@@ -298,6 +299,10 @@ class RelayStats:
     #: saved within 2 s: from then on that connection forwards turn ends at once): a
     #: crash right then may have the turn answered again.
     turns_not_covered: int = 0
+    #: Turn ends sent again to a page that rejoined and named a text whose turn end it
+    #: had not received (its worker died between the save covering the turn and the
+    #: ``turn_complete``): answered from the stored record, the text not sent again.
+    turn_ends_replayed: int = 0
 
 
 # -- browser -> relay messages ---------------------------------------------------------
@@ -308,6 +313,11 @@ class _Text(msgspec.Struct, tag="text", forbid_unknown_fields=True):
     #: The page's id for this text: acknowledged (``text_ack``) once accepted, and
     #: not sent again when re-sent (with a store: across workers and crashes).
     id: str | None = None
+
+
+class _AwaitTurns(msgspec.Struct, tag="await_turns", forbid_unknown_fields=True):
+    #: Ids of acknowledged texts whose turn end the page has not received.
+    ids: list[str]
 
 
 class _ActivityStart(msgspec.Struct, tag="activity_start", forbid_unknown_fields=True):
@@ -331,7 +341,7 @@ class _Ping(msgspec.Struct, tag="ping", forbid_unknown_fields=True):
     id: int | str | None = None
 
 
-_Inbound = _Text | _ActivityStart | _ActivityEnd | _AudioEnd | _Playback | _Ping
+_Inbound = _Text | _AwaitTurns | _ActivityStart | _ActivityEnd | _AudioEnd | _Playback | _Ping
 _decoder: Final = msgspec.json.Decoder(_Inbound)
 _encode: Final = msgspec.json.Encoder().encode
 
@@ -682,6 +692,7 @@ class _Connection(PeerSocket):
                 raise PeerClose(CLOSE_UNSUPPORTED, "bad conversation id")
             self.conversation = asked or secrets.token_urlsafe(18)
             ready["conversation"] = self.conversation
+            ready["await_turns"] = True  # answers ``await_turns`` from the store
         self._admitted = True
         stats.accepted += 1
         relay._notify()
@@ -934,6 +945,8 @@ class _Connection(PeerSocket):
             self._count_turn()
             session = await self._session()
             await self._send_text(session, msg)
+        elif isinstance(msg, _AwaitTurns):
+            await self._await_turns(msg.ids)
         elif isinstance(msg, (_ActivityStart, _ActivityEnd)):
             if td != "manual":
                 raise PeerClose(
@@ -994,6 +1007,37 @@ class _Connection(PeerSocket):
                 logger.warning("relay %d: text not saved in time; not acknowledged", self.info.id)
                 return
         await self.send_json({"type": "text_ack", "id": msg.id})
+
+    async def _await_turns(self, ids: list[str]) -> None:
+        """A rejoining page names acknowledged texts whose turn end it never got (its
+        worker may have died between the save covering the turn and the
+        ``turn_complete``). Each is answered from the stored record, nothing is sent
+        upstream: ``turn_complete`` (with the id, ``replayed``) when its turn is over
+        there, else ``turn_status`` ``open`` (accepted, the turn not over: a later
+        ``turn_complete`` ends it, or nothing if the service took the text in and the
+        answer died with the worker) or ``unknown`` (no record of that id)."""
+        if len(ids) > MAX_TEXT_IDS:
+            raise PeerClose(CLOSE_UNSUPPORTED, f"bad message: more than {MAX_TEXT_IDS} ids")
+        if not all(_TEXT_ID.fullmatch(i) for i in ids):
+            raise PeerClose(CLOSE_UNSUPPORTED, "bad message: bad text id")
+        if not ids:
+            return
+        relay = self.relay
+        link = None
+        if relay.store is not None:
+            if self.session is None and relay.draining:
+                return  # moving away: the page asks again after reconnecting
+            # The record is read under the lease, as the session opens (a rejoin
+            # resumes the conversation: what the saved handle did not cover is re-sent).
+            link = (await self._session()).conversation
+        for tid in ids:
+            state = "unknown" if link is None else link.text_state(tid)
+            if state == "ended":
+                relay.stats.turn_ends_replayed += 1
+                await self.send_json({"type": "turn_complete", "id": tid, "replayed": True})
+            else:
+                await self.send_json({"type": "turn_status", "id": tid, "state": state})
+        relay._notify()
 
     async def _turn_saved(self, session: gl.Session) -> None:
         """With a store, hold a ``turn_complete`` until the record holds a handle issued

@@ -40,7 +40,7 @@
     status: "idle", detail: "", closeCode: null, closeReason: "",
     framesSent: 0, bytesSent: 0, audioChunks: 0, audioBytes: 0,
     playedMs: 0, interruptions: 0, turns: 0, playing: false, transcript: [],
-    conversation, reconnects: 0, pendingTexts: [],
+    conversation, reconnects: 0, pendingTexts: [], awaitingTurns: [],
     // "webrtc" or "websocket" (null before the first connection); why WebRTC was not used.
     transport: null, rtcError: "",
     // WebRTC: the inbound audio's energy and samples (getStats), the model's voice arriving.
@@ -71,6 +71,16 @@
   // text is answered once even if the relay was killed right after taking it.
   const pendingTexts = state.pendingTexts;
   const MAX_PENDING_TEXTS = 32;
+  // Ids of acknowledged texts whose turn end has not arrived (oldest first). Each turn
+  // end ends the oldest. After a reconnect the page names them ("await_turns"): a relay
+  // that took over after a crash sends the turn end the dead one could not write
+  // ("turn_complete" with the id), or says the turn is still "open" or "unknown".
+  const awaitingTurns = state.awaitingTurns;
+  let canAwaitTurns = false;
+  function endAwaited(id) {
+    const at = awaitingTurns.indexOf(id);
+    if (at >= 0) awaitingTurns.splice(at, 1);
+  }
   let textSeq = 0;
   function newTextId() {
     const c = window.crypto;
@@ -263,6 +273,11 @@
             try { storage.setItem(CONVERSATION_KEY, msg.conversation); } catch (e) { /* full */ }
           }
         }
+        // A relay with a store answers "await_turns" (and says so); an older one would
+        // refuse the message, one without a store has no record to answer from.
+        canAwaitTurns = msg.await_turns === true;
+        if (!canAwaitTurns) awaitingTurns.length = 0;
+        if (awaitingTurns.length) send({ type: "await_turns", ids: awaitingTurns.slice() });
         for (const p of pendingTexts) send({ type: "text", text: p.text, id: p.id });
         ui.talk.hidden = turnDetection !== "manual";
         setStatus("open", msg.session_id ? "session " + msg.session_id : "connected");
@@ -298,14 +313,36 @@
         break;
       case "turn_complete":
         state.turns += 1;
+        if (msg.id) {
+          endAwaited(msg.id); // a turn end a crashed relay could not send ("replayed")
+        } else if (awaitingTurns.length) {
+          awaitingTurns.shift();
+        } else {
+          // Its text_ack is still on the way: that text is answered already.
+          const p = pendingTexts.find((q) => !q.answered);
+          if (p) p.answered = true;
+        }
         userLine = null;
         modelLine = null;
         break;
       case "text_ack":
         {
           const at = pendingTexts.findIndex((p) => p.id === msg.id);
-          if (at >= 0) pendingTexts.splice(at, 1);
+          if (at >= 0) {
+            const [p] = pendingTexts.splice(at, 1);
+            if (!p.answered && !awaitingTurns.includes(p.id)) {
+              if (awaitingTurns.length >= MAX_PENDING_TEXTS) awaitingTurns.shift();
+              awaitingTurns.push(p.id);
+              // Re-sent after a reconnect and taken before: its turn may be over already.
+              if (msg.duplicate && canAwaitTurns) send({ type: "await_turns", ids: [p.id] });
+            }
+          }
         }
+        break;
+      case "turn_status":
+        // "open": accepted, its turn not over in the stored conversation (the next turn
+        // end ends it); "unknown": the conversation has no record of it.
+        if (msg.state !== "open") endAwaited(msg.id);
         break;
       case "vad":
         ui.speaking.textContent = msg.speaking ? "speaking" : "silent";
