@@ -4,6 +4,7 @@
     python -m bench.bridge_cost --callgrind          # instructions per call-second (valgrind)
     python -m bench.bridge_cost --profile FILE       # cProfile of the window
     python -m bench.bridge_cost --input-rate 16000   # the 8 -> 16 kHz upstream path
+    python -m bench.bridge_cost --media-ms 100       # up to 100 ms of audio per message
 
 ``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
 loop with a **virtual clock**: the loop never blocks, it jumps to its next timer, so the
@@ -149,8 +150,14 @@ class Phone:
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         text = message.get("text")
-        if text is None:
-            return
+        if text is not None:
+            self.send_nowait(text)
+
+    def send_nowait(self, text: bytes | str) -> bool:
+        """The server's no-wait send (``SEND_NOWAIT_EXTENSION``), as the library's
+        server offers it: the bridge writes through it when it can."""
+        if not isinstance(text, str):
+            return True
         if text.startswith('{"event":"media"'):
             self.media_out += 1
         elif text.startswith('{"event":"mark"'):
@@ -158,6 +165,7 @@ class Phone:
             name = json.loads(text)["mark"]["name"]
             echo = {"event": "mark", "streamSid": SID, "mark": {"name": name}}
             self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(echo)})
+        return True
 
 
 async def _one_call(
@@ -168,11 +176,17 @@ async def _one_call(
     totals: dict[str, int],
 ) -> None:
     from gemini_live import events as ev
-    from gemini_live._bridge import PeerClose
+    from gemini_live._bridge import SEND_NOWAIT_EXTENSION, PeerClose
     from gemini_live.telephony import _twilio
 
     phone = Phone()
-    scope = {"type": "websocket", "headers": [], "query_string": b"", "client": ("10.0.0.1", 1)}
+    scope = {
+        "type": "websocket",
+        "headers": [],
+        "query_string": b"",
+        "client": ("10.0.0.1", 1),
+        "extensions": {SEND_NOWAIT_EXTENSION: phone.send_nowait},
+    }
     call = _twilio._Call(bridge, scope, phone.receive, phone.send)
     call.info.stream_sid = SID
     session = StubSession()
@@ -216,7 +230,9 @@ async def _one_call(
     totals["upstream_chunks"] += session.chunks
 
 
-async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -> dict[str, Any]:
+async def workload(
+    calls: int, seconds: float, warmup: float, input_rate: int, media_ms: int | None = None
+) -> dict[str, Any]:
     from gemini_live.audio import resample
     from gemini_live.telephony import TwilioBridge
 
@@ -228,6 +244,8 @@ async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -
         max_calls_per_address=None,
         idle_timeout=None,
         max_call_seconds=None,
+        # Only when asked: the bench also runs on a tree without the option.
+        **({} if media_ms is None else {"media_ms": media_ms}),
     )
     frames = _caller_frames()
     reply = resample(_tone(16000, int(REPLY_S * 1000)), 16000, 24000)
@@ -254,13 +272,21 @@ async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -
     return {
         "calls": calls,
         "input_rate": input_rate,
+        "media_ms": media_ms,
         "window_call_seconds": calls * seconds,
         "cpu_s": window["cpu"],
         "per_call_second": {k: round(v / (calls * total_s), 1) for k, v in totals.items()},
     }
 
 
-def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str | None) -> Any:
+def run(
+    calls: int,
+    seconds: float,
+    warmup: float,
+    input_rate: int,
+    profile: str | None,
+    media_ms: int | None = None,
+) -> Any:
     from gemini_live import _bridge
     from gemini_live.telephony import _twilio
 
@@ -278,7 +304,7 @@ def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str
 
         prof = cProfile.Profile()
     try:
-        coro = workload(calls, seconds, warmup, input_rate)
+        coro = workload(calls, seconds, warmup, input_rate, media_ms)
         if prof is not None:
             prof.enable()
         result = loop.run_until_complete(coro)
@@ -293,7 +319,9 @@ def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str
     return result
 
 
-def callgrind(calls: int, seconds: float, warmup: float, input_rate: int) -> int:
+def callgrind(
+    calls: int, seconds: float, warmup: float, input_rate: int, media_ms: int | None = None
+) -> int:
     """Instructions of the window, counted by callgrind in a child process (the runner
     of the W1 gate, :func:`bench.instructions.callgrind`)."""
     from bench.instructions import GateError
@@ -301,12 +329,14 @@ def callgrind(calls: int, seconds: float, warmup: float, input_rate: int) -> int
 
     args = ["--calls", str(calls), "--seconds", str(seconds), "--warmup", str(warmup)]
     args += ["--input-rate", str(input_rate), "--child"]
+    if media_ms is not None:
+        args += ["--media-ms", str(media_ms)]
     try:
         ir, _ = run_callgrind(
             "bench.bridge_cost",
             args,
             "bridge_cost",
-            keep_as=f"callgrind.bridge.{input_rate}.out",
+            keep_as=f"callgrind.bridge.{input_rate}.{media_ms or 'default'}.out",
             timeout=1800,
         )
     except GateError as exc:
@@ -320,17 +350,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="window, virtual seconds")
     p.add_argument("--warmup", type=float, default=2.0, help="virtual seconds before it")
     p.add_argument("--input-rate", type=int, default=None, help="the bridge's input_rate")
+    p.add_argument("--media-ms", type=int, default=None, help="the bridge's media_ms")
     p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the run into FILE")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     rate: int = args.input_rate if args.input_rate is not None else _default_input_rate()
     if args.callgrind:
-        ir = callgrind(args.calls, args.seconds, args.warmup, rate)
+        ir = callgrind(args.calls, args.seconds, args.warmup, rate, args.media_ms)
         per = ir / (args.calls * args.seconds)
-        print(json.dumps({"input_rate": rate, "instructions_per_call_second": round(per)}))
+        out = {"input_rate": rate, "media_ms": args.media_ms}
+        print(json.dumps(out | {"instructions_per_call_second": round(per)}))
         return 0
-    result = run(args.calls, args.seconds, args.warmup, rate, args.profile)
+    result = run(args.calls, args.seconds, args.warmup, rate, args.profile, args.media_ms)
     print(("RESULT " if args.child else "") + json.dumps(result))
     return 0
 
