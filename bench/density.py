@@ -21,7 +21,7 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 
 **Density**: for each kind, N grows over ``--levels`` until the measured process falls
 out of real time: its event-loop lag p99 (a 5 ms sleeper) reaches 20 ms, or the clients
-get under 90 % of the audio messages due (or the floor's sessions under 90 % of their
+get under 90 % of the audio due (or the floor's sessions under 90 % of their
 replies), or a level fails. One process uses one core, so the largest N in real time is
 "per core". Every level is one line of JSON.
 
@@ -327,9 +327,11 @@ def _clients(
 
             async def reader() -> None:
                 async for msg in ws:
+                    assert isinstance(msg, str)  # the bridge sends JSON text
                     if '"media"' in msg[:20]:
-                        if stats["on"]:
-                            stats["audio"] += 1
+                        if stats["on"]:  # 20 ms frames (a message may carry several)
+                            at = msg.find('"payload":"') + 11
+                            stats["audio"] += round((msg.find('"', at) - at) * 3 // 4 / 160)
                     elif '"mark"' in msg[:20]:
                         m = json.loads(msg)
                         await ws.send(

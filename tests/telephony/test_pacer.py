@@ -20,8 +20,7 @@ from gemini_live import events as ev
 from gemini_live._asgi import Message
 from gemini_live._bridge import SEND_NOWAIT_EXTENSION
 from gemini_live.errors import ConfigError
-from gemini_live.telephony import TwilioBridge
-from gemini_live.telephony import _twilio
+from gemini_live.telephony import TwilioBridge, _twilio
 
 from .test_twilio import STREAM, speech
 

@@ -231,11 +231,18 @@ class TwilioBridge:
     ``detector`` built for 16 kHz gets 16 kHz (as before 8 kHz was the default). The
     model's 24 kHz audio is
     resampled to 8 kHz, mu-law encoded and sent in 20 ms
-    ``media`` frames paced in real time (``lead_ms`` ahead). A ``mark`` follows every
-    ``mark_every_ms`` of audio and the end of each reply; Twilio echoes a mark when the
-    audio before it has been played, which is how :attr:`CallInfo.heard_ms` knows what
-    the caller actually heard. On ``interrupted`` the bridge drops what it has not sent
-    and sends ``clear`` so Twilio drops what it buffered.
+    ``media`` frames paced in real time (``lead_ms`` ahead). ``media_ms`` (a multiple of
+    20, at most 1000) lets one ``media`` message carry up to that much audio: the whole
+    frames at hand when it is due (never waiting to fill it), so a reply the model sends
+    in 40 ms chunks goes out in half the messages and a burst in ``media_ms`` pieces;
+    Twilio then holds up to ``media_ms + lead_ms`` of audio ahead of the caller's ear
+    (20 ms, the default, sends one frame per message). A ``mark`` follows the message
+    that reaches each ``mark_every_ms`` of audio and the end of each reply; Twilio echoes
+    a mark when the audio before it has been played, which is how
+    :attr:`CallInfo.heard_ms` knows what the caller actually heard. On ``interrupted``
+    the bridge drops what it has not sent and sends ``clear`` so Twilio drops what it
+    buffered. The media, mark and clear messages go through the server's no-wait send
+    when it offers one (``gemini_live.web``), as the relay's do.
 
     Turn taking: ``turn_detection="vad"`` (default) runs :mod:`gemini_live.vad` on the
     caller's audio and sends ``activityStart``/``activityEnd`` with pre-roll (the setup's
