@@ -12,8 +12,9 @@ pacer's sleeps, the caller's 20 ms clock and the model's replies happen exactly 
 real time but as fast as the CPU goes, and the same run repeats to the instruction.
 Per call and (virtual) second: 50 inbound ``media`` messages (mu-law 8 kHz, 100 ms of
 speech then 200 ms of silence, as ``bench.density`` sends), 25 model replies of 40 ms of
-24 kHz audio (``turnComplete`` after every 25), the bridge's 50 paced ``media`` frames
-and its marks, every mark echoed back by the caller at once.
+24 kHz audio (``turnComplete`` after every 25), the bridge's 50 paced 20 ms frames (in
+``media`` messages of up to ``media_ms``) and its marks, every mark echoed back by the
+caller at once.
 
 What is counted: the bridge's own work (JSON decode, base64, G.711, resampling, the
 VAD, pacing, marks, the ASGI messages it builds) and the event loop's work for it. The
@@ -143,6 +144,7 @@ class Phone:
     def __init__(self) -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.media_out = 0
+        self.media_messages = 0
         self.marks = 0
 
     async def receive(self) -> dict[str, Any]:
@@ -159,7 +161,10 @@ class Phone:
         if not isinstance(text, str):
             return True
         if text.startswith('{"event":"media"'):
-            self.media_out += 1
+            # 20 ms frames (a message may carry several), and messages.
+            at = text.find('"payload":"') + 11
+            self.media_out += round((text.find('"', at) - at) * 3 // 4 / 160)
+            self.media_messages += 1
         elif text.startswith('{"event":"mark"'):
             self.marks += 1
             name = json.loads(text)["mark"]["name"]
@@ -225,6 +230,7 @@ async def _one_call(
         pass  # the caller's stop
     model_task.cancel()
     totals["media_out"] += phone.media_out
+    totals["media_messages"] += phone.media_messages
     totals["marks"] += phone.marks
     totals["upstream_bytes"] += session.audio_bytes
     totals["upstream_chunks"] += session.chunks
@@ -250,7 +256,8 @@ async def workload(
     )
     frames = _caller_frames()
     reply = resample(_tone(16000, int(REPLY_S * 1000)), 16000, 24000)
-    totals = dict.fromkeys(("media_out", "marks", "upstream_bytes", "upstream_chunks"), 0)
+    keys = ("media_out", "media_messages", "marks", "upstream_bytes", "upstream_chunks")
+    totals = dict.fromkeys(keys, 0)
     loop = asyncio.get_running_loop()
     window: dict[str, float] = {}
 

@@ -173,7 +173,7 @@ async def test_media_ms_barge_in_clears_and_sends_nothing_more_of_the_reply() ->
 async def test_the_pacer_writes_through_the_servers_no_wait_send_when_offered(
     nowait: bool,
 ) -> None:
-    async with pacing(nowait=nowait) as (bridge, call, phone):
+    async with pacing(nowait=nowait, media_ms=20) as (bridge, call, phone):
         await _reply(call, 3)
         await _played(bridge, call)
         await call._clear()
@@ -189,6 +189,6 @@ def test_bad_media_ms_is_refused(value: Any) -> None:
         TwilioBridge(lambda _c: None, insecure_no_signature=True, media_ms=value)  # type: ignore[arg-type,return-value]
 
 
-def test_media_ms_defaults_to_one_frame() -> None:
+def test_media_ms_defaults_to_100() -> None:
     bridge = TwilioBridge(lambda _c: None, insecure_no_signature=True)  # type: ignore[arg-type,return-value]
-    assert bridge.media_ms == 20
+    assert bridge.media_ms == 100

@@ -236,7 +236,8 @@ class TwilioBridge:
     frames at hand when it is due (never waiting to fill it), so a reply the model sends
     in 40 ms chunks goes out in half the messages and a burst in ``media_ms`` pieces;
     Twilio then holds up to ``media_ms + lead_ms`` of audio ahead of the caller's ear
-    (20 ms, the default, sends one frame per message). A ``mark`` follows the message
+    (``clear`` still empties it on barge-in; ``media_ms=20`` restores one frame per
+    message, the pacing before 100 became the default). A ``mark`` follows the message
     that reaches each ``mark_every_ms`` of audio and the end of each reply; Twilio echoes
     a mark when the audio before it has been played, which is how
     :attr:`CallInfo.heard_ms` knows what the caller actually heard. On ``interrupted``
@@ -282,7 +283,7 @@ class TwilioBridge:
         input_rate: int | None = None,
         lead_ms: int = 60,
         mark_every_ms: int = 200,
-        media_ms: int = FRAME_MS,
+        media_ms: int = 100,
         on_session: Callable[[gl.Session, CallInfo], object] | None = None,
         on_dtmf: Callable[[CallInfo, str, gl.Session], object] | None = None,
         on_stop: Callable[[CallInfo], object] | None = None,
