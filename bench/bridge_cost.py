@@ -4,6 +4,7 @@
     python -m bench.bridge_cost --callgrind          # instructions per call-second (valgrind)
     python -m bench.bridge_cost --profile FILE       # cProfile of the window
     python -m bench.bridge_cost --input-rate 16000   # the 8 -> 16 kHz upstream path
+    python -m bench.bridge_cost --media-ms 100       # up to 100 ms of audio per message
 
 ``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
 loop with a **virtual clock**: the loop never blocks, it jumps to its next timer, so the
@@ -11,8 +12,9 @@ pacer's sleeps, the caller's 20 ms clock and the model's replies happen exactly 
 real time but as fast as the CPU goes, and the same run repeats to the instruction.
 Per call and (virtual) second: 50 inbound ``media`` messages (mu-law 8 kHz, 100 ms of
 speech then 200 ms of silence, as ``bench.density`` sends), 25 model replies of 40 ms of
-24 kHz audio (``turnComplete`` after every 25), the bridge's 50 paced ``media`` frames
-and its marks, every mark echoed back by the caller at once.
+24 kHz audio (``turnComplete`` after every 25), the bridge's 50 paced 20 ms frames (in
+``media`` messages of up to ``media_ms``) and its marks, every mark echoed back by the
+caller at once.
 
 What is counted: the bridge's own work (JSON decode, base64, G.711, resampling, the
 VAD, pacing, marks, the ASGI messages it builds) and the event loop's work for it. The
@@ -142,6 +144,7 @@ class Phone:
     def __init__(self) -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.media_out = 0
+        self.media_messages = 0
         self.marks = 0
 
     async def receive(self) -> dict[str, Any]:
@@ -149,15 +152,25 @@ class Phone:
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         text = message.get("text")
-        if text is None:
-            return
+        if text is not None:
+            self.send_nowait(text)
+
+    def send_nowait(self, text: bytes | str) -> bool:
+        """The server's no-wait send (``SEND_NOWAIT_EXTENSION``), as the library's
+        server offers it: the bridge writes through it when it can."""
+        if not isinstance(text, str):
+            return True
         if text.startswith('{"event":"media"'):
-            self.media_out += 1
+            # 20 ms frames (a message may carry several), and messages.
+            at = text.find('"payload":"') + 11
+            self.media_out += round((text.find('"', at) - at) * 3 // 4 / 160)
+            self.media_messages += 1
         elif text.startswith('{"event":"mark"'):
             self.marks += 1
             name = json.loads(text)["mark"]["name"]
             echo = {"event": "mark", "streamSid": SID, "mark": {"name": name}}
             self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(echo)})
+        return True
 
 
 async def _one_call(
@@ -168,11 +181,17 @@ async def _one_call(
     totals: dict[str, int],
 ) -> None:
     from gemini_live import events as ev
-    from gemini_live._bridge import PeerClose
+    from gemini_live._bridge import SEND_NOWAIT_EXTENSION, PeerClose
     from gemini_live.telephony import _twilio
 
     phone = Phone()
-    scope = {"type": "websocket", "headers": [], "query_string": b"", "client": ("10.0.0.1", 1)}
+    scope = {
+        "type": "websocket",
+        "headers": [],
+        "query_string": b"",
+        "client": ("10.0.0.1", 1),
+        "extensions": {SEND_NOWAIT_EXTENSION: phone.send_nowait},
+    }
     call = _twilio._Call(bridge, scope, phone.receive, phone.send)
     call.info.stream_sid = SID
     session = StubSession()
@@ -211,15 +230,20 @@ async def _one_call(
         pass  # the caller's stop
     model_task.cancel()
     totals["media_out"] += phone.media_out
+    totals["media_messages"] += phone.media_messages
     totals["marks"] += phone.marks
     totals["upstream_bytes"] += session.audio_bytes
     totals["upstream_chunks"] += session.chunks
 
 
-async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -> dict[str, Any]:
+async def workload(
+    calls: int, seconds: float, warmup: float, input_rate: int, media_ms: int | None = None
+) -> dict[str, Any]:
     from gemini_live.audio import resample
     from gemini_live.telephony import TwilioBridge
 
+    # Only when asked: the bench also runs on a tree without the option.
+    extra: dict[str, Any] = {} if media_ms is None else {"media_ms": media_ms}
     bridge = TwilioBridge(
         lambda _c: None,  # type: ignore[arg-type,return-value]  # no session is opened
         insecure_no_signature=True,
@@ -228,10 +252,12 @@ async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -
         max_calls_per_address=None,
         idle_timeout=None,
         max_call_seconds=None,
+        **extra,
     )
     frames = _caller_frames()
     reply = resample(_tone(16000, int(REPLY_S * 1000)), 16000, 24000)
-    totals = dict.fromkeys(("media_out", "marks", "upstream_bytes", "upstream_chunks"), 0)
+    keys = ("media_out", "media_messages", "marks", "upstream_bytes", "upstream_chunks")
+    totals = dict.fromkeys(keys, 0)
     loop = asyncio.get_running_loop()
     window: dict[str, float] = {}
 
@@ -254,13 +280,21 @@ async def workload(calls: int, seconds: float, warmup: float, input_rate: int) -
     return {
         "calls": calls,
         "input_rate": input_rate,
+        "media_ms": media_ms,
         "window_call_seconds": calls * seconds,
         "cpu_s": window["cpu"],
         "per_call_second": {k: round(v / (calls * total_s), 1) for k, v in totals.items()},
     }
 
 
-def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str | None) -> Any:
+def run(
+    calls: int,
+    seconds: float,
+    warmup: float,
+    input_rate: int,
+    profile: str | None,
+    media_ms: int | None = None,
+) -> Any:
     from gemini_live import _bridge
     from gemini_live.telephony import _twilio
 
@@ -278,7 +312,7 @@ def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str
 
         prof = cProfile.Profile()
     try:
-        coro = workload(calls, seconds, warmup, input_rate)
+        coro = workload(calls, seconds, warmup, input_rate, media_ms)
         if prof is not None:
             prof.enable()
         result = loop.run_until_complete(coro)
@@ -293,7 +327,9 @@ def run(calls: int, seconds: float, warmup: float, input_rate: int, profile: str
     return result
 
 
-def callgrind(calls: int, seconds: float, warmup: float, input_rate: int) -> int:
+def callgrind(
+    calls: int, seconds: float, warmup: float, input_rate: int, media_ms: int | None = None
+) -> int:
     """Instructions of the window, counted by callgrind in a child process (the runner
     of the W1 gate, :func:`bench.instructions.callgrind`)."""
     from bench.instructions import GateError
@@ -301,12 +337,14 @@ def callgrind(calls: int, seconds: float, warmup: float, input_rate: int) -> int
 
     args = ["--calls", str(calls), "--seconds", str(seconds), "--warmup", str(warmup)]
     args += ["--input-rate", str(input_rate), "--child"]
+    if media_ms is not None:
+        args += ["--media-ms", str(media_ms)]
     try:
         ir, _ = run_callgrind(
             "bench.bridge_cost",
             args,
             "bridge_cost",
-            keep_as=f"callgrind.bridge.{input_rate}.out",
+            keep_as=f"callgrind.bridge.{input_rate}.{media_ms or 'default'}.out",
             timeout=1800,
         )
     except GateError as exc:
@@ -320,17 +358,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="window, virtual seconds")
     p.add_argument("--warmup", type=float, default=2.0, help="virtual seconds before it")
     p.add_argument("--input-rate", type=int, default=None, help="the bridge's input_rate")
+    p.add_argument("--media-ms", type=int, default=None, help="the bridge's media_ms")
     p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the run into FILE")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     rate: int = args.input_rate if args.input_rate is not None else _default_input_rate()
     if args.callgrind:
-        ir = callgrind(args.calls, args.seconds, args.warmup, rate)
+        ir = callgrind(args.calls, args.seconds, args.warmup, rate, args.media_ms)
         per = ir / (args.calls * args.seconds)
-        print(json.dumps({"input_rate": rate, "instructions_per_call_second": round(per)}))
+        out = {"input_rate": rate, "media_ms": args.media_ms}
+        print(json.dumps(out | {"instructions_per_call_second": round(per)}))
         return 0
-    result = run(args.calls, args.seconds, args.warmup, rate, args.profile)
+    result = run(args.calls, args.seconds, args.warmup, rate, args.profile, args.media_ms)
     print(("RESULT " if args.child else "") + json.dumps(result))
     return 0
 

@@ -21,7 +21,7 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 
 **Density**: for each kind, N grows over ``--levels`` until the measured process falls
 out of real time: its event-loop lag p99 (a 5 ms sleeper) reaches 20 ms, or the clients
-get under 90 % of the audio messages due (or the floor's sessions under 90 % of their
+get under 90 % of the audio due (or the floor's sessions under 90 % of their
 replies), or a level fails. One process uses one core, so the largest N in real time is
 "per core". Every level is one line of JSON.
 
@@ -203,20 +203,43 @@ def _relay_nowait(track: Track, nowait: Callable[[bytes | str], bool]) -> Any:
     return wrapped
 
 
-def _bridge_send(track: Track, info: Callable[[], Any], send: Any) -> Any:
-    started = [0]
+def _bridge_seen(track: Track, info: Callable[[], Any], started: list[int], text: Any) -> None:
+    if isinstance(text, str) and text.startswith('{"event":"media"'):
+        call = info()
+        nxt = started[0] + 1
+        if call is not None and call.sent_ms.get(nxt) == 0:
+            started[0] = nxt  # the first frame of reply nxt
+            track.first_audio_sent()
+
+
+def _bridge_send(
+    track: Track, info: Callable[[], Any], send: Any, started: list[int] | None = None
+) -> Any:
+    started = [0] if started is None else started
 
     async def wrapped(message: MutableMapping[str, Any]) -> None:
-        text = message.get("text")
-        if text is not None and text.startswith('{"event":"media"'):
-            call = info()
-            nxt = started[0] + 1
-            if call is not None and call.sent_ms.get(nxt) == 0:
-                started[0] = nxt  # the first frame of reply nxt
-                track.first_audio_sent()
+        _bridge_seen(track, info, started, message.get("text"))
         await send(message)
 
     return wrapped
+
+
+def _bridge_nowait(
+    track: Track, info: Callable[[], Any], nowait: Callable[[bytes | str], bool], started: list[int]
+) -> Any:
+    """The same observation on the server's no-wait send (the bridge's usual path)."""
+
+    def wrapped(data: bytes | str) -> bool:
+        if not nowait(data):
+            return False
+        _bridge_seen(track, info, started, data)
+        return True
+
+    return wrapped
+
+
+#: Extra ``TwilioBridge`` arguments (``--bridge-media-ms``).
+BRIDGE_OPTIONS: dict[str, Any] = {}
 
 
 class Burner:
@@ -304,9 +327,11 @@ def _clients(
 
             async def reader() -> None:
                 async for msg in ws:
+                    assert isinstance(msg, str)  # the bridge sends JSON text
                     if '"media"' in msg[:20]:
-                        if stats["on"]:
-                            stats["audio"] += 1
+                        if stats["on"]:  # 20 ms frames (a message may carry several)
+                            at = msg.find('"payload":"') + 11
+                            stats["audio"] += round((msg.find('"', at) - at) * 3 // 4 / 160)
                     elif '"mark"' in msg[:20]:
                         m = json.loads(msg)
                         await ws.send(
@@ -431,12 +456,23 @@ def _bridge_app(upstream: str, probe: Probe) -> Any:
         on_session=on_session,
         max_calls=10_000,
         max_calls_per_address=None,
+        **BRIDGE_OPTIONS,
     )
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
             key = _query_c(scope)
-            send = _bridge_send(probe.track(key), lambda: calls.get(key), send)
+            track = probe.track(key)
+            started = [0]  # replies whose first frame was seen, both paths together
+
+            def info() -> Any:
+                return calls.get(key)
+
+            send = _bridge_send(track, info, send, started)
+            extensions = scope.get("extensions") or {}
+            nowait = extensions.get(SEND_NOWAIT_EXTENSION)
+            if nowait is not None:
+                extensions[SEND_NOWAIT_EXTENSION] = _bridge_nowait(track, info, nowait, started)
             await bridge(scope, receive, send)
             calls.pop(key, None)
         elif scope["type"] == "lifespan":
@@ -823,6 +859,9 @@ async def main(argv: list[str]) -> int:
     p.add_argument("--kinds", default=",".join(KINDS), help="floor,relay,bridge")
     p.add_argument("--levels", default="100,200,300,400,500,600,800,1000", help="floor, relay")
     p.add_argument("--bridge-levels", default="10,20,30,40,60,80,100,150,200")
+    p.add_argument(
+        "--bridge-media-ms", type=int, default=None, help="the bridge's media_ms (default: its own)"
+    )
     p.add_argument("--seconds", type=float, default=5.0, help="measurement window")
     p.add_argument("--stop-lag", type=float, default=100.0, help="loop lag p99 ending a ramp")
     p.add_argument("--load", default="10,50,80", help="burner shares for the latency table")
@@ -835,6 +874,8 @@ async def main(argv: list[str]) -> int:
         "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
     )
     args = p.parse_args(argv)
+    if args.bridge_media_ms is not None:
+        BRIDGE_OPTIONS["media_ms"] = args.bridge_media_ms
     if args.profile:
         import cProfile
 

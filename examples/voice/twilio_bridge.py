@@ -96,8 +96,8 @@ async def scripted_call(url: str, auth_token: str) -> None:
         async with asyncio.timeout(30):
             async for raw in ws:
                 msg = json.loads(raw)
-                if msg["event"] == "media":
-                    frames += 1
+                if msg["event"] == "media":  # whole 20 ms frames, up to media_ms of them
+                    frames += len(base64.b64decode(msg["media"]["payload"])) // 160
                 elif msg["event"] == "mark":
                     await send("mark", mark=msg["mark"])  # played: echo it back
                     if frames and msg["mark"]["name"].startswith("r1-") and frames >= 6:

@@ -142,6 +142,7 @@ async def test_a_call_turn_paced_frames_marks_dtmf_barge_in_and_stop() -> None:
             insecure_no_signature=True,  # tests/telephony/test_signature.py checks carriers
             on_dtmf=lambda c, d, s: digits.append(d),
             on_stop=stopped.append,
+            media_ms=20,  # one 20 ms frame per message (the default before 100)
         )
         async with call(bridge) as (tw, pump):
             await tw.start(caller="+15550100")
@@ -258,7 +259,8 @@ async def test_telnyx_dialect_with_a_law() -> None:
     from gemini_live.telephony import TelnyxBridge
 
     async with FakeLiveServer(reply_chunks=5) as server:
-        bridge = TelnyxBridge(fake_config(server), insecure_no_signature=True)
+        # One 20 ms frame per message (the default before media_ms=100): the frames below.
+        bridge = TelnyxBridge(fake_config(server), insecure_no_signature=True, media_ms=20)
         app = Starlette(routes=[WebSocketRoute("/telnyx", bridge)])
         sid = "32DE0DEA-53CB-4B21-89A4-9E1819C043BC"
         async with running(app) as base, connect(base.replace("http", "ws") + "/telnyx") as ws:

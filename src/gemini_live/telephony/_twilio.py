@@ -60,6 +60,8 @@ logger = logging.getLogger("gemini_live.telephony")
 PHONE_RATE: Final = 8000
 FRAME_MS: Final = 20
 FRAME_BYTES: Final = PHONE_RATE * FRAME_MS // 1000  # one byte per mu-law sample
+#: The most audio one outbound ``media`` message may carry (``media_ms``).
+MAX_MEDIA_MS: Final = 1000
 # Encoding names (Twilio, Telnyx) -> G.711 law.
 _LAWS: Final = {"audio/x-mulaw": "ulaw", "PCMU": "ulaw", "audio/x-alaw": "alaw", "PCMA": "alaw"}
 _CODECS: Final = {
@@ -229,11 +231,19 @@ class TwilioBridge:
     ``detector`` built for 16 kHz gets 16 kHz (as before 8 kHz was the default). The
     model's 24 kHz audio is
     resampled to 8 kHz, mu-law encoded and sent in 20 ms
-    ``media`` frames paced in real time (``lead_ms`` ahead). A ``mark`` follows every
-    ``mark_every_ms`` of audio and the end of each reply; Twilio echoes a mark when the
-    audio before it has been played, which is how :attr:`CallInfo.heard_ms` knows what
-    the caller actually heard. On ``interrupted`` the bridge drops what it has not sent
-    and sends ``clear`` so Twilio drops what it buffered.
+    ``media`` frames paced in real time (``lead_ms`` ahead). ``media_ms`` (a multiple of
+    20, at most 1000) lets one ``media`` message carry up to that much audio: the whole
+    frames at hand when it is due (never waiting to fill it), so a reply the model sends
+    in 40 ms chunks goes out in half the messages and a burst in ``media_ms`` pieces;
+    Twilio then holds up to ``media_ms + lead_ms`` of audio ahead of the caller's ear
+    (``clear`` still empties it on barge-in; ``media_ms=20`` restores one frame per
+    message, the pacing before 100 became the default). A ``mark`` follows the message
+    that reaches each ``mark_every_ms`` of audio and the end of each reply; Twilio echoes
+    a mark when the audio before it has been played, which is how
+    :attr:`CallInfo.heard_ms` knows what the caller actually heard. On ``interrupted``
+    the bridge drops what it has not sent and sends ``clear`` so Twilio drops what it
+    buffered. The media, mark and clear messages go through the server's no-wait send
+    when it offers one (``gemini_live.web``), as the relay's do.
 
     Turn taking: ``turn_detection="vad"`` (default) runs :mod:`gemini_live.vad` on the
     caller's audio and sends ``activityStart``/``activityEnd`` with pre-roll (the setup's
@@ -273,6 +283,7 @@ class TwilioBridge:
         input_rate: int | None = None,
         lead_ms: int = 60,
         mark_every_ms: int = 200,
+        media_ms: int = 100,
         on_session: Callable[[gl.Session, CallInfo], object] | None = None,
         on_dtmf: Callable[[CallInfo, str, gl.Session], object] | None = None,
         on_stop: Callable[[CallInfo], object] | None = None,
@@ -294,6 +305,15 @@ class TwilioBridge:
             raise ConfigError(f"input_rate must be 8000 or 16000, got {input_rate}")
         if mark_every_ms < FRAME_MS:
             raise ConfigError(f"mark_every_ms must be at least {FRAME_MS}")
+        if (
+            isinstance(media_ms, bool)
+            or not isinstance(media_ms, int)
+            or not FRAME_MS <= media_ms <= MAX_MEDIA_MS
+            or media_ms % FRAME_MS
+        ):
+            raise ConfigError(
+                f"media_ms must be a multiple of {FRAME_MS} from {FRAME_MS} to {MAX_MEDIA_MS}"
+            )
         for name, value, optional in (
             ("max_calls_per_address", max_calls_per_address, True),
             ("max_call_seconds", max_call_seconds, True),
@@ -316,6 +336,7 @@ class TwilioBridge:
         self._input_rate_given = input_rate is not None
         self.lead_ms = lead_ms
         self.mark_every_ms = mark_every_ms
+        self.media_ms = media_ms
         self._on_session = on_session
         self._on_dtmf = on_dtmf
         self._on_stop = on_stop
@@ -585,7 +606,7 @@ class _Call(PeerSocket):
         return Resampler(PHONE_RATE, self._rate, backend=_BACKEND)
 
     async def _send_json(self, obj: dict[str, Any]) -> None:
-        await self.send_message({"type": "websocket.send", "text": _encode(obj).decode()})
+        await self.send_data(_encode(obj).decode())
 
     # -- the shared lifecycle's hooks --------------------------------------------------------
 
@@ -867,29 +888,41 @@ class _Call(PeerSocket):
         )
 
     async def _pacer(self) -> None:
-        """Send 20 ms frames in real time, ``lead_ms`` ahead of the caller's ear."""
+        """Send the replies' audio in real time, ``lead_ms`` ahead of the caller's ear:
+        each ``media`` message carries the whole 20 ms frames at hand, at most
+        ``media_ms`` of them (one frame with the default)."""
         loop = asyncio.get_running_loop()
         info = self.info
+        bridge = self.bridge
         frame_s = FRAME_MS / 1000
-        lead = self.bridge.lead_ms / 1000
-        mark_every = max(1, self.bridge.mark_every_ms // FRAME_MS)
+        lead = bridge.lead_ms / 1000
+        mark_every = max(1, bridge.mark_every_ms // FRAME_MS)  # in frames
+        most = bridge.media_ms // FRAME_MS  # frames per message
         queue = self._queue
+        send = self.send_data
+        b64 = pybase64.b64encode_as_string
         clock = -1.0  # when the next frame is due to start playing at the caller
-        media_head: str | None = None
+        # The bytes msgspec would write for {"event": "media", sid: ..., "media":
+        # {"payload": ...}}, with the constant head encoded once per call.
+        sid_key = _encode(self._sid_key).decode()
+        media_head = ""
         while True:
             seg = queue[0] if queue else None
             if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
                 self._out_event.clear()
                 await self._out_event.wait()
                 continue
-            if not seg.data:  # done and fully sent
+            data = seg.data
+            if not data:  # done and fully sent
                 queue.popleft()
                 continue
-            frame = bytes(seg.data[:FRAME_BYTES])
-            del seg.data[:FRAME_BYTES]
-            if len(frame) < FRAME_BYTES:
-                frame += bytes([self._silence]) * (FRAME_BYTES - len(frame))
-            last = seg.done and not seg.data
+            n = min(len(data) // FRAME_BYTES, most) or 1  # or the reply's last partial frame
+            size = n * FRAME_BYTES
+            chunk = bytes(data[:size])
+            del data[:size]
+            if len(chunk) < size:
+                chunk += bytes([self._silence]) * (size - len(chunk))
+            last = seg.done and not data
             generation = self._generation
             now = loop.time()
             if clock < now:
@@ -898,24 +931,18 @@ class _Call(PeerSocket):
             if wait > 0:
                 await asyncio.sleep(wait)  # pacing, not synchronisation
                 if generation != self._generation:
-                    continue  # interrupted while waiting: this frame is stale
-            # The bytes msgspec would write for {"event": "media", sid: ..., "media":
-            # {"payload": ...}}, with the constant head encoded once per call.
-            if media_head is None:
-                sid_key = _encode(self._sid_key).decode()
+                    continue  # interrupted while waiting: this audio is stale
+            if not media_head:
                 sid = _encode(info.stream_sid).decode()
                 media_head = '{"event":"media",' + sid_key + ":" + sid + ',"media":{"payload":"'
-            await self.send_message(
-                {
-                    "type": "websocket.send",
-                    "text": media_head + pybase64.b64encode_as_string(frame) + '"}}',
-                }
-            )
-            clock += frame_s
+            await send(media_head + b64(chunk) + '"}}')
+            clock += n * frame_s
             info.media_out += 1
-            sent = info.sent_ms.get(seg.reply, 0) + FRAME_MS
+            before = info.sent_ms.get(seg.reply, 0)
+            sent = before + n * FRAME_MS
             info.sent_ms[seg.reply] = sent
-            if (sent // FRAME_MS) % mark_every == 0 or last:
+            # A mark after the message that reaches each mark_every_ms of the reply.
+            if last or sent // FRAME_MS // mark_every > before // FRAME_MS // mark_every:
                 await self._send_mark(seg.reply, sent)
             if last and queue and queue[0] is seg:
                 queue.popleft()

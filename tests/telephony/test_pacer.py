@@ -1,0 +1,194 @@
+"""The bridge's outbound pacing, driven in memory: ``media_ms`` (several 20 ms frames per
+``media`` message), its marks and barge-in, and the server's no-wait send.
+
+Each failed before ``media_ms`` existed (every message carried one 20 ms frame, and the
+pacer's messages went through the ASGI ``send`` even where the server offers a no-wait
+send)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from gemini_live import events as ev
+from gemini_live._asgi import Message
+from gemini_live._bridge import SEND_NOWAIT_EXTENSION
+from gemini_live.errors import ConfigError
+from gemini_live.telephony import TwilioBridge, _twilio
+
+from .test_twilio import STREAM, speech
+
+#: 24 kHz PCM16, as the model sends it.
+REPLY = speech(40, rate=24000)
+
+
+class Phone:
+    """The carrier's side: what the bridge wrote, by path; marks echoed at once when
+    ``echo`` (everything before a mark has been played)."""
+
+    def __init__(self, *, nowait: bool) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.via_send: list[str] = []
+        self.via_nowait: list[str] = []
+        self.call: _twilio._Call | None = None
+        self.echo = True
+        self.offer_nowait = nowait
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, predicate: Any, within: float = 10.0) -> None:
+        """Until ``predicate()`` holds, checked after every message the bridge writes."""
+        async with asyncio.timeout(within):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _seen(self, text: str) -> None:
+        msg = json.loads(text)
+        assert msg["streamSid"] == STREAM
+        self.messages.append(msg)
+        self._changed.set()
+        if msg["event"] == "mark" and self.echo:
+            assert self.call is not None
+            self.call._mark_played(msg["mark"]["name"])
+
+    async def send(self, message: Message) -> None:
+        text = message["text"]
+        self.via_send.append(text)
+        self._seen(text)
+
+    def send_nowait(self, data: bytes | str) -> bool:
+        assert isinstance(data, str)
+        self.via_nowait.append(data)
+        self._seen(data)
+        return True
+
+    async def receive(self) -> Message:
+        await asyncio.Event().wait()  # the carrier says nothing here
+        raise AssertionError
+
+    def media(self) -> list[bytes]:
+        return [base64.b64decode(m["media"]["payload"]) for m in self.messages if "media" in m]
+
+    def marks(self) -> list[str]:
+        return [m["mark"]["name"] for m in self.messages if m["event"] == "mark"]
+
+
+@asynccontextmanager
+async def pacing(
+    *, nowait: bool = True, **options: Any
+) -> AsyncIterator[tuple[TwilioBridge, _twilio._Call, Phone]]:
+    bridge = TwilioBridge(
+        lambda _c: None,  # type: ignore[arg-type,return-value]  # no session is opened
+        insecure_no_signature=True,
+        **options,
+    )
+    phone = Phone(nowait=nowait)
+    scope: dict[str, Any] = {"type": "websocket", "headers": [], "query_string": b""}
+    if nowait:
+        scope["extensions"] = {SEND_NOWAIT_EXTENSION: phone.send_nowait}
+    call = _twilio._Call(bridge, scope, phone.receive, phone.send)
+    call.info.stream_sid = STREAM
+    phone.call = call
+    pacer = asyncio.create_task(call._pacer())
+    try:
+        yield bridge, call, phone
+    finally:
+        pacer.cancel()
+        await asyncio.gather(pacer, return_exceptions=True)
+
+
+async def _reply(call: _twilio._Call, chunks: int) -> None:
+    """One reply of ``chunks`` x 40 ms, all at once (a model faster than real time)."""
+    for _ in range(chunks):
+        await call._events(ev.ModelAudio(data=REPLY))
+    await call._events(ev.TurnComplete())
+
+
+async def _played(bridge: TwilioBridge, call: _twilio._Call, reply: int = 1) -> None:
+    info = call.info
+
+    def done() -> bool:
+        return not call._queue and info.sent_ms.get(reply, -1) == info.heard_ms.get(reply)
+
+    await bridge.wait_until(done, within=10)
+
+
+@pytest.mark.parametrize("media_ms", [20, 100, 160])
+async def test_media_ms_sends_whole_frames_up_to_the_limit_with_the_same_audio_and_marks(
+    media_ms: int,
+) -> None:
+    async with pacing(media_ms=20) as (bridge, call, phone):
+        await _reply(call, 8)  # 320 ms
+        await _played(bridge, call)
+        reference, reference_info = phone.media(), call.info
+    async with pacing(media_ms=media_ms, mark_every_ms=200) as (bridge, call, phone):
+        await _reply(call, 8)
+        await _played(bridge, call)
+        media = phone.media()
+        info = call.info
+    assert b"".join(media) == b"".join(reference)  # the same audio, cut differently
+    assert all(len(m) % 160 == 0 and 0 < len(m) <= media_ms * 8 for m in media)
+    assert len(media) == -(-len(b"".join(reference)) // (media_ms * 8))  # as few as fit
+    assert info.media_out == len(media)
+    assert info.sent_ms == reference_info.sent_ms == {1: len(b"".join(reference)) // 8}
+    assert info.heard_ms == info.sent_ms  # every mark came back
+    # A mark after the message that reaches each 200 ms of the reply, and at its end.
+    expected, ms = 0, 0
+    for k, m in enumerate(media):
+        before, ms = ms, ms + len(m) // 8
+        expected += ms // 200 > before // 200 or k == len(media) - 1
+    names = phone.marks()
+    assert len(names) == expected == info.marks_sent and expected >= 1
+    assert all(name.startswith("r1-") for name in names)
+    assert phone.messages[-1]["event"] == "mark"
+
+
+async def test_media_ms_barge_in_clears_and_sends_nothing_more_of_the_reply() -> None:
+    async with pacing(media_ms=200, lead_ms=60) as (bridge, call, phone):
+        phone.echo = False  # nothing is played yet
+        await _reply(call, 100)  # 4 s, all at once
+        await phone.wait_for(lambda: call.info.sent_ms.get(1, 0) >= 200)
+        await call._events(ev.Interrupted())
+        sent = call.info.sent_ms[1]
+        assert phone.messages[-1]["event"] == "clear" and call.info.clears == 1
+        assert not call._queue and not call._marks  # dropped; its marks are not "played"
+        # The next reply is paced from scratch; nothing more of the first one is sent.
+        phone.echo = True
+        n = len(phone.media())
+        await _reply(call, 2)
+        await _played(bridge, call, reply=2)
+        assert call.info.sent_ms[1] == sent and 1 not in call.info.heard_ms
+        assert sum(len(m) for m in phone.media()[n:]) // 8 == call.info.sent_ms[2]
+        # At most media_ms + lead_ms were ahead of the caller's ear when it was cleared.
+        assert sent <= 200 + 60 + 200
+
+
+@pytest.mark.parametrize("nowait", [True, False])
+async def test_the_pacer_writes_through_the_servers_no_wait_send_when_offered(
+    nowait: bool,
+) -> None:
+    async with pacing(nowait=nowait, media_ms=20) as (bridge, call, phone):
+        await _reply(call, 3)
+        await _played(bridge, call)
+        await call._clear()
+    kinds = [json.loads(t)["event"] for t in (phone.via_nowait if nowait else phone.via_send)]
+    assert kinds.count("media") == call.info.media_out == 6
+    assert kinds.count("mark") == call.info.marks_sent >= 1 and kinds[-1] == "clear"
+    assert not (phone.via_send if nowait else phone.via_nowait)
+
+
+@pytest.mark.parametrize("value", [0, 10, 30, 1020, 2000, True, 40.0, "40"])
+def test_bad_media_ms_is_refused(value: Any) -> None:
+    with pytest.raises(ConfigError, match="media_ms"):
+        TwilioBridge(lambda _c: None, insecure_no_signature=True, media_ms=value)  # type: ignore[arg-type,return-value]
+
+
+def test_media_ms_defaults_to_100() -> None:
+    bridge = TwilioBridge(lambda _c: None, insecure_no_signature=True)  # type: ignore[arg-type,return-value]
+    assert bridge.media_ms == 100
