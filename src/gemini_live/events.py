@@ -135,7 +135,7 @@ class ModelText(_Event, frozen=True):
         return f"ModelText({_short(self.text)}{', thought' if self.thought else ''})"
 
 
-class ModelAudio(_Event, frozen=True):
+class ModelAudio(_Event, frozen=True, gc=False):
     """Model speech: PCM16 little-endian mono bytes at ``sample_rate`` (normally 24 kHz)."""
 
     data: bytes
@@ -223,7 +223,7 @@ class InputTranscription(_Event, frozen=True):
         return f"InputTranscription({_short(self.text)}{flags})"
 
 
-class OutputTranscription(_Event, frozen=True):
+class OutputTranscription(_Event, frozen=True, gc=False):
     """Model speech transcript fragment (concatenate fragments); metadata as for input."""
 
     text: str
