@@ -148,7 +148,8 @@ class SessionRecord:
 
         It fuses the connection handler (the clock read, the check) with :meth:`on_frame`'s
         hot path, a frame that is one audio chunk, whose lines it repeats and must equal
-        (the frame path tests feed both); every other frame goes on to :meth:`_on_parts`.
+        (the frame path tests feed both); audio with words goes to :meth:`_on_audio_words`
+        as in :meth:`_on_parts`, every other frame on to :meth:`_on_parts`.
         """
         receive_stream = self._receive_stream
 
@@ -174,6 +175,9 @@ class SessionRecord:
                         self._emit(audio)
                     except Exception:
                         self._callback_failed()
+                    return
+                if not self._debug.debug:  # else _on_parts logs the frame first
+                    self._on_audio_words(pcm, text, now)
                     return
             self._on_parts(data, now, parts)
 
