@@ -15,6 +15,7 @@ from gemini_live import errors
 from gemini_live import events as ev
 from gemini_live.codec import decode_events
 from gemini_live.testing import FakeLiveServer
+from gemini_live.transport._picows import PicowsTransport
 from gemini_live.types import (
     UNSET,
     FunctionCall,
@@ -129,7 +130,8 @@ async def test_the_audio_hot_path_follows_the_transports_backpressure(
     pcm = b"\1\0" * 160
     async with gl.connect(config_for(server, "picows")) as session:
         transport = session._connector.transport
-        assert transport is not None and session._direct is transport
+        assert isinstance(transport, PicowsTransport)
+        assert session._direct is transport
         outbox = session.protocol._outbox
         direct = session._write_audio
         assert direct is not None
