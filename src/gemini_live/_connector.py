@@ -34,6 +34,7 @@ from gemini_live.transport.base import (
     Backend,
     CloseInfo,
     ConnectOptions,
+    DirectWriter,
     SyncSender,
     Transport,
     UnsentBytes,
@@ -42,7 +43,6 @@ from gemini_live.transport.base import (
 __all__ = ["Connector", "Host"]
 
 logger = logging.getLogger("gemini_live.session")
-_monotonic = time.monotonic
 
 
 class Host(Protocol):
@@ -58,8 +58,9 @@ class Host(Protocol):
     def _is_closing(self) -> bool:
         """The session is closing: stop."""
 
-    def _on_frame(self, data: bytes, now: float) -> None:
-        """A frame arrived on the current connection."""
+    def _receiver(self, handler: _ConnHandler) -> Callable[[bytes], None]:
+        """The frame callback of a connection: it sets ``handler.last_rx`` to each frame's
+        arrival time and, while ``handler.info`` is None, handles the frame."""
 
     def _emit(self, event: ev.Event) -> None:
         """Hand an event to every consumer."""
@@ -67,8 +68,11 @@ class Host(Protocol):
     async def _flush(self) -> None:
         """Write what the protocol hands out (the one place for write errors)."""
 
-    def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
-        """Let sends write synchronously with ``try_send`` (None: they queue and flush)."""
+    def _set_direct(
+        self, try_send: Callable[[bytes], bool] | None, direct: DirectWriter | None = None
+    ) -> None:
+        """Let sends write synchronously with ``try_send`` (None: they queue and flush);
+        audio through ``direct``'s writer while it has one."""
 
     def _ready(self) -> None:
         """The first connection is open."""
@@ -89,19 +93,17 @@ class Host(Protocol):
 class _ConnHandler:
     """FrameHandler for one connection: forwards frames while it is the current one."""
 
-    __slots__ = ("closed", "connector", "deliver", "info", "last_rx")
+    __slots__ = ("closed", "connector", "info", "last_rx", "on_frame")
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
-        self.deliver = connector.host._on_frame
         self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
         self.info: CloseInfo | None = None
         self.last_rx = time.monotonic()
-
-    def on_frame(self, data: bytes) -> None:
-        self.last_rx = now = _monotonic()
-        if self.info is None:
-            self.deliver(data, now)
+        #: The session's frame callback for this connection: it stamps ``last_rx`` and
+        #: forwards frames while ``info`` is None, in the same Python call as their
+        #: bookkeeping (:meth:`Host._receiver`).
+        self.on_frame: Callable[[bytes], None] = connector.host._receiver(self)
 
     def on_close(self, info: CloseInfo) -> None:
         if self.info is None:
@@ -299,8 +301,11 @@ class Connector:
         self.open = True
         await host._flush()
         if self.transport is transport and self.open and handler.info is None:
-            sync = transport if isinstance(transport, SyncSender) else None
-            host._set_direct(sync.try_send if sync is not None else None)
+            if isinstance(transport, SyncSender):
+                direct = transport if isinstance(transport, DirectWriter) else None
+                host._set_direct(transport.try_send, direct)
+            else:
+                host._set_direct(None)
 
     async def _serve_connection(self) -> GeminiLiveError | Literal["rotate"]:
         """Serve this connection until it ends or a planned rotation is due."""

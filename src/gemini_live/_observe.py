@@ -21,6 +21,7 @@ history, without the texts the next connection writes again anyway.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -45,6 +46,7 @@ from gemini_live.watchdog import InteractionWatchdog
 __all__ = ["SessionRecord"]
 
 _ModelAudio = ev.ModelAudio
+_monotonic = time.monotonic
 _OUTPUT_RATE = OUTPUT_RATE
 #: Event types a frame may hold and still take the stream path.
 _STREAM_TYPES = frozenset((ev.ModelAudio, ev.OutputTranscription))
@@ -55,6 +57,15 @@ def _is_stream(events: list[ev.Event]) -> bool:
         if type(event) not in _STREAM_TYPES:
             return False
     return bool(events)
+
+
+class _Link(Protocol):
+    """A connection's handler, as its frame callback sees it (:meth:`SessionRecord.receiver`)."""
+
+    last_rx: float
+
+    @property
+    def info(self) -> object | None: ...
 
 
 class _Debug(Protocol):
@@ -79,6 +90,7 @@ class SessionRecord:
         "_log",
         "_protocol",
         "_receive",
+        "_receive_stream",
         "_stats",
         "history",
         "input_at",
@@ -100,6 +112,7 @@ class SessionRecord:
         self._config = config
         self._protocol = protocol
         self._receive = protocol.receive
+        self._receive_stream = protocol.receive_stream
         self._stats = protocol.stats
         self._emit = emit
         self._lifecycle = lifecycle
@@ -128,11 +141,57 @@ class SessionRecord:
 
     # -- received frames ------------------------------------------------------------------
 
+    def receiver(self, link: _Link) -> Callable[[bytes], None]:
+        """The frame callback of one connection, whose handler is ``link``: it stamps
+        ``link.last_rx`` and, while ``link.info`` is None (the connection is current),
+        does :meth:`on_frame` at the arrival time.
+
+        It fuses the connection handler (the clock read, the check) with :meth:`on_frame`'s
+        hot path, a frame that is one audio chunk, whose lines it repeats and must equal
+        (the frame path tests feed both); audio with words goes to :meth:`_on_audio_words`
+        as in :meth:`_on_parts`, every other frame on to :meth:`_on_parts`.
+        """
+        receive_stream = self._receive_stream
+
+        def on_data(data: bytes) -> None:
+            link.last_rx = now = _monotonic()
+            if link.info is not None:
+                return
+            parts = receive_stream(data, now)
+            if parts is not None:
+                pcm, text = parts
+                if text is None:
+                    # The hot path of _on_parts, inlined: keep the two the same.
+                    audio = _ModelAudio(pcm, _OUTPUT_RATE)
+                    answering = self._answering
+                    if answering is not None:
+                        answering.audio_bytes += len(pcm)
+                    elif self.usage is not None:
+                        self._meter_audio(audio, now)
+                    watchdog = self.watchdog
+                    if watchdog._deadline is not None:
+                        watchdog.observe(audio, now)
+                    try:
+                        self._emit(audio)
+                    except Exception:
+                        self._callback_failed()
+                    return
+                if not self._debug.debug:  # else _on_parts logs the frame first
+                    self._on_audio_words(pcm, text, now)
+                    return
+            self._on_parts(data, now, parts)
+
+        return on_data
+
     def on_frame(self, data: bytes, now: float) -> None:
         """One frame of the current connection: apply, count, emit (the three paths)."""
         # The receive hot path: a frame of model audio (and its output transcript) on an
         # open connection, decoded and applied by the protocol in one call.
-        parts = self._protocol.receive_stream(data, now)
+        self._on_parts(data, now, self._receive_stream(data, now))
+
+    def _on_parts(self, data: bytes, now: float, parts: tuple[bytes, str | None] | None) -> None:
+        """:meth:`on_frame` once the protocol's stream path looked at the frame: ``parts``
+        is what :meth:`ClientProtocol.receive_stream` returned for it."""
         if parts is not None:
             pcm, text = parts
             if text is None:

@@ -173,7 +173,11 @@ _LAYOUTS: Final = (_layout(None), _layout(2))
 _KEY_LEN: Final = 31
 _DISPATCH: Final[dict[bytes, tuple[bool, tuple[Any, ...]]]] = {}
 for _audio_first, _head_t, _text_first in _LAYOUTS:
-    _DISPATCH[_audio_first[0][0][:_KEY_LEN]] = (True, _audio_first)
+    # The audio-first pieces with each tail's negative length next to it (a slice end).
+    _DISPATCH[_audio_first[0][0][:_KEY_LEN]] = (
+        True,
+        tuple((h, n, t_nl, -len(t_nl), t, -len(t), *rest) for h, n, t_nl, t, *rest in _audio_first),
+    )
     _DISPATCH[_head_t[:_KEY_LEN]] = (False, (_head_t, _text_first))
 _b64decode: Final = pybase64.b64decode
 _bad_text: Final = re.compile(rb'[\\"\x00-\x1f]').search
@@ -190,24 +194,29 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
     hit = _DISPATCH.get(data[:_KEY_LEN])
     if hit is None:
         return None
-    find, startswith = data.find, data.startswith
     audio_first, candidates = hit
-    raw: bytes | None = None
+    raw: bytes
     if audio_first:
-        for head, start, tail_nl, tail, middle, tail2, tail2_nl in candidates:
-            if startswith(head):  # the heads of the two key orders exclude each other
-                # Audio alone: the payload runs to the fixed tail. No search for its end:
-                # the strict base64 decode below refuses anything but base64 characters,
-                # so a frame that only starts and ends like the template (a quote and more
-                # members in between) falls back to the general decoder.
+        for head, start, tail_nl, cut_nl, tail, cut, middle, tail2, tail2_nl in candidates:
+            if data.startswith(head):  # the heads of the two key orders exclude each other
+                # Audio alone (the most frequent frame, decoded right here): the payload
+                # runs to the fixed tail. No search for its end: the strict base64 decode
+                # refuses anything but base64 characters, so a frame that only starts and
+                # ends like the template (a quote and more members in between) falls back
+                # to the general decoder.
                 if data.endswith(tail_nl):
-                    stop = len(data) - len(tail_nl)
-                    break
+                    try:
+                        return _b64decode(data[start:cut_nl], None, True), None
+                    except ValueError:  # bad base64
+                        return None
                 if data.endswith(tail):
-                    stop = len(data) - len(tail)
-                    break
+                    try:
+                        return _b64decode(data[start:cut], None, True), None
+                    except ValueError:
+                        return None
+                find = data.find
                 stop = find(b'"', start)
-                if stop < 0 or not startswith(middle, stop):
+                if stop < 0 or not data.startswith(middle, stop):
                     return None
                 text_at = stop + len(middle)
                 text_end = find(b'"', text_at)
@@ -219,6 +228,7 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
         else:
             return None
     else:
+        find, startswith = data.find, data.startswith
         head_t, text_first = candidates
         if not startswith(head_t):
             return None
@@ -237,12 +247,11 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
                 break
         else:
             return None
-    # Strict base64 validation also rejects a backslash in the payload (an escape), so a
-    # frame that merely looks like a template falls back to the general decoder.
+    # Audio and a transcript. Strict base64 validation also rejects a backslash in the
+    # payload (an escape), so a frame that merely looks like a template falls back to the
+    # general decoder.
     try:
-        pcm = _b64decode(data[start:stop], validate=True)
-        if raw is None:
-            return pcm, None
+        pcm = _b64decode(data[start:stop], None, True)  # validate=True
         if _bad_text(raw) is not None:
             return None  # an escape or a control character: leave it to the JSON parser
         return pcm, raw.decode()

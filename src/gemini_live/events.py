@@ -135,7 +135,7 @@ class ModelText(_Event, frozen=True):
         return f"ModelText({_short(self.text)}{', thought' if self.thought else ''})"
 
 
-class ModelAudio(_Event, frozen=True):
+class ModelAudio(_Event, frozen=True, gc=False):
     """Model speech: PCM16 little-endian mono bytes at ``sample_rate`` (normally 24 kHz)."""
 
     data: bytes
@@ -223,7 +223,7 @@ class InputTranscription(_Event, frozen=True):
         return f"InputTranscription({_short(self.text)}{flags})"
 
 
-class OutputTranscription(_Event, frozen=True):
+class OutputTranscription(_Event, frozen=True, gc=False):
     """Model speech transcript fragment (concatenate fragments); metadata as for input."""
 
     text: str
@@ -407,7 +407,7 @@ def _audio_event(part: Part) -> ModelAudio | None:
     if not mime.startswith("audio/"):
         return None
     try:
-        data = _b64decode(blob.data, validate=True)
+        data = _b64decode(blob.data, None, True)  # validate=True (positional: cheaper)
     except ValueError:
         try:
             data = blob.decoded()

@@ -44,6 +44,7 @@ from gemini_live.metrics import (
 )
 from gemini_live.models import adapt_setup
 from gemini_live.protocol import ClientProtocol, ProtocolSnapshot, SessionStats
+from gemini_live.transport.base import DirectWriter
 from gemini_live.types import (
     UNSET,
     ClientMessage,
@@ -155,6 +156,9 @@ class Session:
         # per-event check cheap when there are none.
         self._subscribers: tuple[weakref.ref[_Subscriber], ...] = ()
         self._try_send: Callable[[bytes], bool] | None = None  # set via _set_direct
+        #: The transport's writer without a check per write, when it has one (set with
+        #: ``_try_send``; see _writes_changed).
+        self._direct: DirectWriter | None = None
         #: The audio hot path of the current connection (set with ``_try_send``).
         self._write_audio: Callable[[object, float], bool] | None = None
         self._closing = False
@@ -175,6 +179,8 @@ class Session:
         self._route_events()
         #: Where the connection loop delivers frames: the bookkeeping's three paths.
         self._on_frame: Callable[[bytes, float], None] = self._record.on_frame
+        #: The frame callback of one connection (see SessionRecord.receiver).
+        self._receiver = self._record.receiver
         self._watchdog = self._record.watchdog
         #: The conversation so far, bounded (None when ``config.reseed`` is off). A fresh
         #: session after a failed resume is seeded with it.
@@ -413,14 +419,30 @@ class Session:
                 self._set_direct(None)  # rotate at this clean point: new sends wait for it
             self._poke()
 
-    def _set_direct(self, try_send: Callable[[bytes], bool] | None) -> None:
+    def _set_direct(
+        self, try_send: Callable[[bytes], bool] | None, direct: DirectWriter | None = None
+    ) -> None:
+        old = self._direct
+        if old is not None and old is not direct:
+            old.writes_changed = None
         self._try_send = try_send
+        self._direct = direct if try_send is not None else None
         self.protocol.direct_writes = try_send is not None
-        self._write_audio = (
-            None
-            if try_send is None or self._closing or self.error is not None
-            else self.protocol.audio_writer(try_send)
-        )
+        if self._direct is not None:
+            self._direct.writes_changed = self._writes_changed
+        self._writes_changed()
+
+    def _writes_changed(self) -> None:
+        """(Re)build the audio hot path of the current connection: with the transport's
+        direct writer while it offers one (no check per write: the transport calls this
+        when closing or backpressure starts or ends), else with ``try_send``."""
+        try_send = self._try_send
+        if try_send is None or self._closing or self.error is not None:
+            self._write_audio = None
+            return
+        direct = self._direct
+        write = direct.direct_writer() if direct is not None else None
+        self._write_audio = self.protocol.audio_writer(write if write is not None else try_send)
 
     def _is_closing(self) -> bool:
         # A method, not the attribute, so mypy does not narrow the flag across awaits.

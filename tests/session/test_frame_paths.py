@@ -89,16 +89,35 @@ def with_inputs(frames: list[bytes], seed: int, where: str) -> list[bytes]:
     return out
 
 
-async def replay(server: FakeLiveServer, frames: list[bytes]) -> tuple[object, ...]:
+class _Link:
+    """A connection handler as the record's frame callback sees it."""
+
+    def __init__(self) -> None:
+        self.info: object | None = None
+        self.last_rx = 0.0
+
+
+async def replay(
+    server: FakeLiveServer, frames: list[bytes], clock: list[float] | None = None
+) -> tuple[object, ...]:
+    """The outcome of ``frames``; with ``clock`` (the patched ``_monotonic`` of the
+    record reads ``clock[0]``) through a connection's frame callback (the fused path)."""
     seen: list[ev.Event] = []
     async with gl.connect(config_for(server, "memory", main_stream=False)) as session:
         session.on_event(seen.append)
+        link = _Link()
+        deliver = session._receiver(link)
         start = time.monotonic()  # the session's clock: the watchdog's timer runs on it
         for i, data in enumerate(frames):
             if data == USER_INPUT:
                 session._record.user_input(start + i * 0.001)
                 continue
-            session._on_frame(data, start + i * 0.001)
+            if clock is None:
+                session._on_frame(data, start + i * 0.001)
+            else:
+                clock[0] = start + i * 0.001
+                deliver(data)
+                assert link.last_rx == clock[0]
         assert session.history is not None and session.usage is not None
         history = [(e.role, e.kind, e.text) for e in session.history.entries]
         pending = session.history._pending
@@ -148,6 +167,37 @@ async def test_stream_path_matches_the_general_path(
     assert fast == plain
     if seed % 2:
         assert fast[-1] is not None  # ended with the watchdog armed
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_the_connection_callback_matches_on_frame(
+    server: FakeLiveServer, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SessionRecord.receiver fuses the connection handler with on_frame's hot path: the
+    # same events, meters, history and watchdog for the same frames at the same times.
+    frames = with_inputs(script(seed), seed, "anywhere")
+    plain = await replay(server, frames)
+    clock = [0.0]
+    monkeypatch.setattr(frame_paths, "_monotonic", lambda: clock[0])
+    fused = await replay(server, frames, clock)
+    assert fused == plain
+
+
+async def test_the_connection_callback_drops_frames_once_its_connection_ended(
+    server: FakeLiveServer,
+) -> None:
+    seen: list[ev.Event] = []
+    audio = json.dumps({"serverContent": {"modelTurn": {"parts": [_AUDIO]}}}).encode()
+    async with gl.connect(config_for(server, "memory", main_stream=False)) as session:
+        session.on_event(seen.append)
+        link = _Link()
+        deliver = session._receiver(link)
+        deliver(audio)
+        assert [type(e) for e in seen] == [ev.ModelAudio]
+        link.info = "closed"
+        before = link.last_rx
+        deliver(audio)
+        assert len(seen) == 1 and link.last_rx >= before
 
 
 def test_stream_path_takes_only_audio_and_output_words() -> None:

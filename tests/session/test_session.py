@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from gemini_live import errors
 from gemini_live import events as ev
 from gemini_live.codec import decode_events
 from gemini_live.testing import FakeLiveServer
+from gemini_live.transport._picows import PicowsTransport
 from gemini_live.types import (
     UNSET,
     FunctionCall,
@@ -118,6 +120,35 @@ async def test_audio_is_refused_once_close_has_begun(
     for rate in (None, 16000):
         with pytest.raises(errors.SessionClosedError):
             await session.send_audio(pcm, sample_rate=rate)
+
+
+async def test_the_audio_hot_path_follows_the_transports_backpressure(
+    server: FakeLiveServer,
+) -> None:
+    # picows writes audio without a check per write; under backpressure the session's
+    # hot path must go back to try_send (which refuses: the chunk is queued and flushed).
+    pcm = b"\1\0" * 160
+    async with gl.connect(config_for(server, "picows")) as session:
+        transport = session._connector.transport
+        assert isinstance(transport, PicowsTransport)
+        assert session._direct is transport
+        outbox = session.protocol._outbox
+        direct = session._write_audio
+        assert direct is not None
+        transport.pause_writing()  # what asyncio calls above the high-water mark
+        checked = session._write_audio
+        assert checked is not None and checked is not direct
+        assert checked(pcm, time.monotonic()) is False
+        assert len(outbox.pending) == 1
+        sent = session.stats.frames_sent
+        transport.resume_writing()
+        assert session._write_audio is not checked
+        async with asyncio.timeout(5):
+            await session._flush()
+        assert not outbox.pending and session.stats.frames_sent == sent + 1
+        await session.send_audio(pcm)  # the direct writer again
+        assert session.stats.frames_sent == sent + 2
+    assert session._write_audio is None and session._direct is None
 
 
 async def test_audio_at_the_input_rate_takes_the_hot_path_whatever_says_it(

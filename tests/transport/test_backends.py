@@ -38,6 +38,7 @@ from gemini_live.transport import (
     Backend,
     CloseInfo,
     ConnectOptions,
+    DirectWriter,
     Transport,
     TransportClosed,
     available_backends,
@@ -737,6 +738,46 @@ async def test_send_waits_while_the_peer_does_not_read(backend: Backend) -> None
         await peer.wait_payload(count * len(chunk))
         await t.close()
     assert max(after_send) <= WRITE_HIGH_WATER
+
+
+async def test_direct_writer_is_withdrawn_under_backpressure_and_on_close(
+    backend: Backend,
+) -> None:
+    # A DirectWriter's writer has no check per write: the transport withdraws it (and
+    # says so through writes_changed) the moment backpressure starts or closing begins.
+    chunk = b"x" * (256 * 1024)
+    async with RawPeer(upgrade=True, rcvbuf=64 * 1024) as peer:
+        peer.reading.clear()
+        t = await connect(backend, peer.url, Recorder())
+        if not isinstance(t, DirectWriter):
+            await t.close()
+            pytest.skip(f"{backend.name} has no direct writer")
+        seen: list[object] = []
+        changed = asyncio.Event()
+
+        def on_change() -> None:
+            seen.append(t.direct_writer())
+            changed.set()
+
+        t.writes_changed = on_change
+        write = t.direct_writer()
+        assert write is not None
+        written = 0
+        while not seen:  # the first write above the high-water mark pauses writing
+            assert written < 256, "no backpressure"
+            write(chunk)
+            written += 1
+        assert seen == [None]
+        assert t.try_send(b"late") is False
+        changed.clear()
+        peer.reading.set()
+        async with asyncio.timeout(WAIT * 3):
+            await changed.wait()  # resumed: a writer again
+        assert seen[1] is not None
+        await peer.wait_payload(written * len(chunk))
+        await t.close()
+        assert seen[-1] is None
+        assert t.direct_writer() is None
 
 
 # --- keepalive -----------------------------------------------------------------------------

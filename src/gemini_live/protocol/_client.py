@@ -419,11 +419,12 @@ class ClientProtocol(Snapshots):
             and not self._plan.holding,
         )
 
-    def audio_writer(self, write: Callable[[bytes], bool]) -> Callable[[object, float], bool]:
+    def audio_writer(self, write: Callable[[bytes], object]) -> Callable[[object, float], bool]:
         """The audio hot path of the current connection: ``writer(pcm, now)`` encodes a
         chunk at the input rate, writes it with ``write`` and keeps it for re-sending, in
         one call (see :meth:`Outbox.write_audio`). True: written; False: queued for
-        :meth:`data_to_send`. Valid while ``write`` writes to the current connection."""
+        :meth:`data_to_send`. Valid while ``write`` writes to the current connection; it
+        returns False when it cannot write now (anything else: written)."""
         conn = self._conn
         if conn is None:
             raise ProtocolStateError("no connection to write audio to")

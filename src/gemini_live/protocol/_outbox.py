@@ -760,15 +760,16 @@ class Outbox:
         self,
         conn: Connection,
         plan: _Holding,
-        write: Callable[[bytes], bool],
+        write: Callable[[bytes], object],
         pcm: object,
         now: float,
     ) -> bool:
         """The audio hot path in one call: encode one PCM16 chunk at the input rate, write
         it with ``write`` (a synchronous writer that returns False when it cannot write
-        now) and keep it in the re-send window. True: written. False: queued instead
-        (``conn`` is not open, a rotation holds input, something is queued or unconfirmed
-        before it, or ``write`` refused it); the caller flushes.
+        now, anything else once written) and keep it in the re-send window. True:
+        written. False: queued instead (``conn`` is not open, a rotation holds input,
+        something is queued or unconfirmed before it, or ``write`` refused it); the caller
+        flushes.
 
         The same checks, numbers, stats and window as :meth:`send_audio` followed by a
         successful write, without handing the frame out first: it is recorded only once
@@ -800,7 +801,7 @@ class Outbox:
         except BaseException:
             self._unwritten_audio(frame, seq, seconds)
             raise
-        if not written:
+        if written is False:
             self._unwritten_audio(frame, seq, seconds)
             return False
         idx = conn.next_index

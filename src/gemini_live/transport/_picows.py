@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from picows import (
@@ -93,6 +95,8 @@ class PicowsTransport(WSListener):
         self._ping_outstanding = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._reaper: asyncio.Task[None] | None = None
+        #: Called right after closing starts or backpressure starts or ends (DirectWriter).
+        self.writes_changed: Callable[[], None] | None = None
 
     # --- picows callbacks -----------------------------------------------------------
 
@@ -116,6 +120,7 @@ class PicowsTransport(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closing = True
+        self._changed()
         self._fragments = None
         if self._close_timer is not None:
             self._close_timer.cancel()
@@ -157,10 +162,14 @@ class PicowsTransport(WSListener):
         return False
 
     def pause_writing(self) -> None:
-        self._paused = True
+        if not self._paused:
+            self._paused = True
+            self._changed()
 
     def resume_writing(self) -> None:
-        self._paused = False
+        if self._paused:
+            self._paused = False
+            self._changed()
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -181,10 +190,18 @@ class PicowsTransport(WSListener):
         self._ws.send(_TEXT, data)
         return True
 
+    def direct_writer(self) -> Callable[[bytes], object] | None:
+        """``try_send`` without its check (it returns None), while it would write: valid
+        until :attr:`writes_changed` is called (see :class:`DirectWriter`)."""
+        if self._closing or self._paused:
+            return None
+        return functools.partial(self._ws.send, _TEXT)
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         reason = close_args(code, reason)
         if not self._closing:
             self._closing = True
+            self._changed()
             ws = self._ws
             if not ws.is_close_frame_sent:
                 self._pending = CloseInfo(code, reason, local=True)
@@ -202,7 +219,9 @@ class PicowsTransport(WSListener):
             return
         if self._pending is None:
             self._pending = CloseInfo(1006, "", local=True)
-        self._closing = True
+        if not self._closing:
+            self._closing = True
+            self._changed()
         self._ws.disconnect(graceful=False)
 
     @property
@@ -267,6 +286,7 @@ class PicowsTransport(WSListener):
             # The peer starts the closing handshake: answer with its code, then hang up.
             code = frame.get_close_code().value
             self._closing = True
+            self._changed()
             self._pending = CloseInfo(code or 1005, frame.get_close_reason() or "", local=False)
             transport.send_close(WSCloseCode(code if sendable(code) else 1000))
         # Otherwise this is the answer to our CLOSE: the handshake is complete.
@@ -280,12 +300,22 @@ class PicowsTransport(WSListener):
         if self._closing:
             return
         self._closing = True
+        self._changed()
         ws = self._ws
         if not ws.is_close_frame_sent:
             self._pending = CloseInfo(code, reason, local=True)
             ws.send_close(WSCloseCode(code), reason.encode())
         ws.disconnect()
         self._arm_close_timer()
+
+    def _changed(self) -> None:
+        """Closing or backpressure started or ended: tell the direct writer's user."""
+        callback = self.writes_changed
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                logger.exception("writes_changed callback raised")
 
     def _handler_failed(self) -> None:
         logger.exception("frame handler raised; closing the connection with 1011")

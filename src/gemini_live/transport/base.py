@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +38,7 @@ __all__ = [
     "Backend",
     "CloseInfo",
     "ConnectOptions",
+    "DirectWriter",
     "FrameHandler",
     "SyncSender",
     "Transport",
@@ -169,6 +171,23 @@ class SyncSender(Protocol):
     """
 
     def try_send(self, data: bytes) -> bool: ...
+
+
+@runtime_checkable
+class DirectWriter(Protocol):
+    """Optional extra of a :class:`SyncSender`: a writer without the per-write check.
+
+    ``direct_writer()`` returns a callable that writes one text frame at once (its return
+    value means nothing; it is never False), or None when writes must go through
+    ``try_send`` now (closing, or under backpressure). It stays valid until the transport
+    calls ``writes_changed`` (when set), right after either state changed: the caller
+    asks again then. A writer taken before is then what ``try_send`` would do without
+    its check, so the caller must stop using it.
+    """
+
+    writes_changed: Callable[[], None] | None
+
+    def direct_writer(self) -> Callable[[bytes], object] | None: ...
 
 
 @runtime_checkable
