@@ -617,7 +617,7 @@ _SYSCALLS: Final = {
     "epoll_ctl add": "<method 'register' of 'select.epoll' objects>",
     "epoll_ctl del": "<method 'unregister' of 'select.epoll' objects>",
     "epoll_ctl mod": "<method 'modify' of 'select.epoll' objects>",
-    "upstream try_send": "try_send",
+    "upstream writes": "write_audio",  # the fused send path, one per chunk
 }
 
 
