@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import msgspec
 
 from gemini_live._asgi import Receive, Scope, Send, respond_json
-from gemini_live._bridge import ABORT_EXTENSION, SEND_NOWAIT_EXTENSION, parse_scope
+from gemini_live._bridge import (
+    ABORT_EXTENSION,
+    ON_MESSAGE_EXTENSION,
+    SEND_NOWAIT_EXTENSION,
+    parse_scope,
+)
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
 from gemini_live.types import UNSET, Setup
@@ -729,6 +734,12 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 transport.abort()
 
     class _AbortableWS(WebSocketsSansIOProtocol):
+        # The app's synchronous inbound handler (ON_MESSAGE_EXTENSION), whether the app
+        # waits in receive() now, and what a handler raised (for the next receive()).
+        _gl_on_message: Callable[[bytes | str], bool] | None = None
+        _gl_waiting = False
+        _gl_raised: BaseException | None = None
+
         def connection_made(self, transport: Any) -> None:
             proxy: Any = CoalescingTransport(transport, asyncio.get_running_loop())
             super().connection_made(proxy)
@@ -749,6 +760,54 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 extensions = scope.setdefault("extensions", {})
                 extensions[ABORT_EXTENSION] = self._gl_abort
                 extensions[SEND_NOWAIT_EXTENSION] = self._gl_send_nowait
+                extensions[ON_MESSAGE_EXTENSION] = self._gl_set_on_message
+
+        def _gl_set_on_message(self, handler: Callable[[bytes | str], bool] | None) -> None:
+            self._gl_on_message = handler
+
+        def send_receive_event_to_app(self) -> None:
+            # A complete data message. With a handler set, the app waiting in receive()
+            # and nothing queued (so nothing before this message is still unhandled),
+            # the handler may take it here; anything else goes uvicorn's way (queued,
+            # or dropped after our close, or a close for bad UTF-8).
+            handler = self._gl_on_message
+            if (
+                handler is not None
+                and self._gl_waiting
+                and not self.close_sent
+                and not self.queue.qsize()
+            ):
+                frames = self.frames
+                raw: bytes = frames[0] if len(frames) == 1 else b"".join(frames)
+                data: bytes | str = raw
+                if self.curr_msg_data_type == "text":
+                    try:
+                        data = raw.decode()
+                    except UnicodeDecodeError:
+                        super().send_receive_event_to_app()  # uvicorn closes 1007
+                        return
+                try:
+                    handled = handler(data)
+                except Exception as exc:
+                    self._gl_on_message = None
+                    self._gl_raised = exc
+                    handled = False
+                if handled:
+                    self.frames = []
+                    return
+            super().send_receive_event_to_app()
+
+        async def receive(self) -> Any:
+            self._gl_waiting = True
+            try:
+                message = await super().receive()
+            finally:
+                self._gl_waiting = False
+            raised = self._gl_raised
+            if raised is not None:
+                self._gl_raised = None
+                raise raised
+            return message
 
         def _gl_send_nowait(self, data: bytes | str) -> bool:
             # What uvicorn's ``send`` does for a ``websocket.send`` once the connection
