@@ -27,8 +27,8 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 level, every kind at each, so slow drifts of a shared machine hit all alike) until the
 measured process falls out of real time: its event-loop lag p99 (a 5 ms sleeper) reaches
 20 ms, or the clients get under 90 % of the audio messages due (or the floor's sessions
-under 90 % of their replies), or a level fails. One process uses one core, so the largest N in real time is
-"per core". Every level is one line of JSON.
+under 90 % of their replies), or a level fails. One process uses one core, so the
+largest N in real time is "per core". Every level is one line of JSON.
 
 **Latency under load**: ``--load-n`` connections of each kind with a CPU burner task on
 the measured loop (every 10 ms it spins ``U`` % of the period; the table shows the share

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -71,13 +72,20 @@ def _frame(data: bytes | str) -> bytes:
 
 
 @asynccontextmanager
-async def _protocol(app: Any) -> AsyncIterator[tuple[Any, _Transport]]:
-    """The library's WebSocket protocol on a fake transport, upgraded, running ``app``."""
-    config = uvicorn.Config(app, ws_per_message_deflate=False, lifespan="off", log_level="error")
+async def _protocol(
+    app: Any, box: list[Any] | None = None
+) -> AsyncIterator[tuple[Any, _Transport]]:
+    """The library's WebSocket protocol on a fake transport, upgraded, running ``app``
+    (``box`` gets the protocol before the upgrade)."""
+    config = uvicorn.Config(
+        app, ws_per_message_deflate=False, lifespan="off", log_level="error", ws_max_size=1 << 20
+    )
     config.load()
     state = ServerState()
     ws_class: Any = _protocols(10.0)[1]
     protocol = ws_class(config=config, server_state=state, app_state={})
+    if box is not None:
+        box.append(protocol)
     transport = _Transport()
     protocol.connection_made(transport)
     protocol.data_received(_UPGRADE)
@@ -153,6 +161,79 @@ async def test_a_queued_message_keeps_the_order_and_the_queue_drains_first() -> 
         ("asgi", b"a8"),
         ("inline", b"a9"),
     ]
+
+
+async def test_frames_split_anywhere_mixed_with_control_frames_and_fragments() -> None:
+    """The protocol finds frame boundaries itself to hand whole frames to the handler:
+    data cut at random places, pings, fragmented messages, texts and messages the handler
+    declines all reach the app (inline or through the queue) whole, once and in order,
+    and every ping is answered."""
+    rng = random.Random(24)
+    seen: list[bytes | str] = []
+    inline: list[bytes] = []
+    idle = asyncio.Event()
+
+    def handler(data: bytes | str) -> bool:
+        if isinstance(data, str) or data[:1] == b"d":
+            return False  # declined: the app takes it through the queue
+        seen.append(data)
+        inline.append(data)
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        scope["extensions"][ON_MESSAGE_EXTENSION](handler)
+        queue = protocol_box[0].queue
+        while True:
+            if not queue.qsize():
+                idle.set()
+            msg = await receive()
+            idle.clear()
+            if msg["type"] != "websocket.receive":
+                return
+            seen.append(msg.get("bytes", msg.get("text")))
+
+    protocol_box: list[Any] = []
+    want: list[bytes | str] = []
+    wire = bytearray()
+    pings = 0
+    for i in range(400):
+        roll = rng.random()
+        size = rng.choice((0, 1, 7, 125, 126, 640, 1000, 65535 // 8, 70_000))
+        body = bytes([i % 251]) * size
+        if roll < 0.55:
+            data = (b"d" if rng.random() < 0.2 else b"b") + body
+            wire += _frame(data)
+            want.append(data)
+        elif roll < 0.7:
+            text = f"t{i} é✓"
+            wire += _frame(text)
+            want.append(text)
+        elif roll < 0.85:
+            wire += Frame(Opcode.PING, b"p%d" % i).serialize(mask=True)
+            pings += 1
+        else:
+            wire += Frame(Opcode.BINARY, b"f" + body[:300], fin=False).serialize(mask=True)
+            wire += Frame(Opcode.CONT, b"-", fin=False).serialize(mask=True)
+            wire += Frame(Opcode.PING, b"q").serialize(mask=True)  # between fragments
+            pings += 1
+            wire += Frame(Opcode.CONT, b"end", fin=True).serialize(mask=True)
+            want.append(b"f" + body[:300] + b"-end")
+    async with asyncio.timeout(30), _protocol(app, protocol_box) as (protocol, transport):
+        await idle.wait()
+        pos = 0
+        while pos < len(wire):
+            cut = pos + rng.choice((1, 2, 3, 5, 8, 13, 100, 700, 5000, 100_000))
+            protocol.data_received(bytes(wire[pos:cut]))
+            pos = cut
+            if protocol.queue.qsize():
+                idle.clear()
+                await idle.wait()  # the app took what was queued
+        assert seen == want
+        assert len(inline) > 30  # many binary messages were handled inline
+        assert protocol._gl_track  # the boundaries were tracked throughout
+        assert bytes(transport.written).count(b"\x8a") >= pings  # pongs (a rough count)
 
 
 async def test_a_handler_that_raises_ends_in_the_apps_receive() -> None:
