@@ -73,12 +73,12 @@ def _frame(data: bytes | str) -> bytes:
 
 @asynccontextmanager
 async def _protocol(
-    app: Any, box: list[Any] | None = None
+    app: Any, box: list[Any] | None = None, max_size: int = 1 << 20
 ) -> AsyncIterator[tuple[Any, _Transport]]:
     """The library's WebSocket protocol on a fake transport, upgraded, running ``app``
     (``box`` gets the protocol before the upgrade)."""
     config = uvicorn.Config(
-        app, ws_per_message_deflate=False, lifespan="off", log_level="error", ws_max_size=1 << 20
+        app, ws_per_message_deflate=False, lifespan="off", log_level="error", ws_max_size=max_size
     )
     config.load()
     state = ServerState()
@@ -453,3 +453,35 @@ async def test_a_peer_finishes_a_message_it_began_before_the_next() -> None:
     peer._stop_inline()
     assert handler[-1] is None
     assert not _Peer({"type": "websocket"}, receive, send).receive_inline()
+
+
+async def test_a_frame_over_the_size_limit_still_closes_1009() -> None:
+    """A header announcing more than ``ws_max_size``: the frame goes to websockets, which
+    closes the connection 1009 as ever (nothing is held for it); the handler never sees it."""
+    calls: list[bytes | str] = []
+    closed = asyncio.Event()
+    waiting = asyncio.Event()
+
+    def handler(data: bytes | str) -> bool:
+        calls.append(data)
+        return True
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        scope["extensions"][ON_MESSAGE_EXTENSION](handler)
+        waiting.set()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        closed.set()
+
+    async with asyncio.timeout(10), _protocol(app, max_size=1000) as (protocol, transport):
+        await waiting.wait()
+        protocol.data_received(_frame(b"small"))
+        frame = _frame(b"x" * 2000)
+        protocol.data_received(frame[:10])  # the header says too big
+        await closed.wait()
+        assert not protocol._gl_track and protocol._gl_tail == b""
+        assert b"\x88" in bytes(transport.written)  # a close frame
+        assert (1009).to_bytes(2, "big") in bytes(transport.written)
+    assert calls == [b"small"]
