@@ -15,15 +15,20 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 * ``relay``: the browser relay (default VAD turn detection) with N synthetic browsers
   speaking the page's protocol: 20 ms PCM frames in real time (an utterance every
   300 ms), model audio and transcripts back.
+* ``relay-asgi``: the same relay with the server's inline receive
+  (``gemini_live.on_message``) taken out of the scope, so every inbound frame goes
+  through uvicorn's queue and the relay's task, as under another server (and as before
+  the inline path): run both with ``--interleave`` to compare them in one run.
 * ``bridge``: the Twilio bridge (default VAD) with N synthetic calls: 20 ms mu-law media
   messages in real time; the bridge paces the model's audio out as 20 ms media frames,
   the caller echoes the marks.
 
-**Density**: for each kind, N grows over ``--levels`` until the measured process falls
-out of real time: its event-loop lag p99 (a 5 ms sleeper) reaches 20 ms, or the clients
-get under 90 % of the audio due (or the floor's sessions under 90 % of their
-replies), or a level fails. One process uses one core, so the largest N in real time is
-"per core". Every level is one line of JSON.
+**Density**: for each kind, N grows over ``--levels`` (with ``--interleave`` level by
+level, every kind at each, so slow drifts of a shared machine hit all alike) until the
+measured process falls out of real time: its event-loop lag p99 (a 5 ms sleeper) reaches
+20 ms, or the clients get under 90 % of the audio due (or the floor's sessions
+under 90 % of their replies), or a level fails. One process uses one core, so the
+largest N in real time is "per core". Every level is one line of JSON.
 
 **Latency under load**: ``--load-n`` connections of each kind with a CPU burner task on
 the measured loop (every 10 ms it spins ``U`` % of the period; the table shows the share
@@ -66,16 +71,16 @@ from bench.common import W2_TURN_EVERY, live_url, parse_stamp
 from bench.procs import ServerProc
 from bench.server import W2T_PAUSE
 from gemini_live import events as ev
-from gemini_live._bridge import SEND_NOWAIT_EXTENSION
+from gemini_live._bridge import ON_MESSAGE_EXTENSION, SEND_NOWAIT_EXTENSION
 from gemini_live.audio import pcm16_to_ulaw, resample
 
-KINDS: Final = ("floor", "relay", "bridge")
+KINDS: Final = ("floor", "relay", "relay-asgi", "bridge")
 RATE: Final = 16000
 FRAME_MS: Final = 20
 LAG_LIMIT_MS: Final = 20.0
 #: Audio messages per second a client gets: the relay forwards the server's 25 replies;
 #: the bridge re-frames them as 50 frames of 20 ms.
-AUDIO_HZ: Final = {"relay": 25.0, "bridge": 50.0, "floor": 25.0}
+AUDIO_HZ: Final = {"relay": 25.0, "relay-asgi": 25.0, "bridge": 50.0, "floor": 25.0}
 AUTH_TOKEN: Final = "bench-auth-token"  # the bridge's upgrade is signed as Twilio signs it
 SID: Final = "MZ" + "0" * 32
 
@@ -343,7 +348,7 @@ def _clients(
     async def main() -> None:
         stats = {"on": 0.0, "audio": 0.0, "frames": 0.0, "late_frames": 0.0, "errors": 0.0}
         stop = asyncio.Event()
-        one = browser if kind == "relay" else call
+        one = browser if kind.startswith("relay") else call
 
         async def guarded(i: int) -> None:
             try:
@@ -400,7 +405,7 @@ async def _paced(
 # -- the measured process ----------------------------------------------------------------
 
 
-def _relay_app(upstream: str, probe: Probe) -> Any:
+def _relay_app(upstream: str, probe: Probe, inline: bool = True) -> Any:
     from gemini_live.web import Relay, RelayLimits, create_app
 
     def config(_c: Any) -> gl.SessionConfig:
@@ -421,6 +426,8 @@ def _relay_app(upstream: str, probe: Probe) -> Any:
             track = probe.track(key)
             send = _relay_send(track, send)
             extensions = scope.get("extensions") or {}
+            if not inline:  # relay-asgi: inbound frames the ASGI way only
+                extensions.pop(ON_MESSAGE_EXTENSION, None)
             nowait = extensions.get(SEND_NOWAIT_EXTENSION)
             if nowait is not None:
                 extensions[SEND_NOWAIT_EXTENSION] = _relay_nowait(track, nowait)
@@ -549,11 +556,14 @@ async def measure(
                 due = n * 25.0 * window["window_s"]
                 got = window["audio_events"]
             else:
+                relay = kind.startswith("relay")
                 app = (
-                    _relay_app(upstream, probe) if kind == "relay" else _bridge_app(upstream, probe)
+                    _relay_app(upstream, probe, inline=kind == "relay")
+                    if relay
+                    else _bridge_app(upstream, probe)
                 )
                 async with running(app) as base:
-                    path = "/live" if kind == "relay" else "/twilio"
+                    path = "/live" if relay else "/twilio"
                     ctx = multiprocessing.get_context("spawn")
                     mgr = ctx.Manager()
                     result = mgr.dict()
@@ -750,22 +760,37 @@ async def delivery(events: int = 20_000, rounds: int = 5) -> dict[str, Any]:
 
 
 async def density(
-    kinds: list[str], levels: dict[str, list[int]], seconds: float, stop_lag: float = 100.0
+    kinds: list[str],
+    levels: dict[str, list[int]],
+    seconds: float,
+    stop_lag: float = 100.0,
+    *,
+    interleave: bool = False,
 ) -> list[dict[str, Any]]:
-    """Each kind over its levels; a kind stops once it is clearly overloaded (loop lag
-    p99 over ``stop_lag``, audio under 90 %): on a shared machine a level may miss 20 ms
-    because the process was descheduled, and the next ones still give CPU figures."""
+    """Each kind over its levels (``interleave``: level by level, every kind at each);
+    a kind stops once it is clearly overloaded (loop lag p99 over ``stop_lag``, audio
+    under 90 %): on a shared machine a level may miss 20 ms because the process was
+    descheduled, and the next ones still give CPU figures."""
+    if interleave:
+        steps = sorted(
+            ((n, i, kind) for i, kind in enumerate(kinds) for n in levels[kind]),
+        )
+        order = [(kind, n) for n, _, kind in steps]
+    else:
+        order = [(kind, n) for kind in kinds for n in levels[kind]]
     rows: list[dict[str, Any]] = []
-    for kind in kinds:
-        for n in levels[kind]:
-            try:
-                row = await measure(kind, n, seconds)
-            except Exception as exc:  # a level that cannot even run is out of real time
-                row = {"kind": kind, "n": n, "real_time": False, "error": repr(exc)[:200]}
-            rows.append(row)
-            print(json.dumps({"density": row}), flush=True)
-            if "error" in row or row["loop_lag_p99_ms"] > stop_lag or row["audio_rate"] < 0.9:
-                break  # clearly overloaded: larger N only take longer
+    stopped: set[str] = set()
+    for kind, n in order:
+        if kind in stopped:
+            continue
+        try:
+            row = await measure(kind, n, seconds)
+        except Exception as exc:  # a level that cannot even run is out of real time
+            row = {"kind": kind, "n": n, "real_time": False, "error": repr(exc)[:200]}
+        rows.append(row)
+        print(json.dumps({"density": row}), flush=True)
+        if "error" in row or row["loop_lag_p99_ms"] > stop_lag or row["audio_rate"] < 0.9:
+            stopped.add(kind)  # clearly overloaded: larger N only take longer
     return rows
 
 
@@ -836,7 +861,12 @@ def tables(results: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|",
         ]
         for r in load:
-            name = {"floor": "direct", "relay": "relay", "bridge": "bridge (twilio)"}[r["kind"]]
+            name = {
+                "floor": "direct",
+                "relay": "relay",
+                "relay-asgi": "relay (ASGI inbound)",
+                "bridge": "bridge (twilio)",
+            }[r["kind"]]
             sock = (
                 "n/a"
                 if r["kind"] == "floor"
@@ -856,7 +886,8 @@ def _ints(text: str) -> list[int]:
 
 async def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.density")
-    p.add_argument("--kinds", default=",".join(KINDS), help="floor,relay,bridge")
+    p.add_argument("--kinds", default="floor,relay,bridge", help="floor,relay,relay-asgi,bridge")
+    p.add_argument("--interleave", action="store_true", help="level by level, every kind at each")
     p.add_argument("--levels", default="100,200,300,400,500,600,800,1000", help="floor, relay")
     p.add_argument("--bridge-levels", default="10,20,30,40,60,80,100,150,200")
     p.add_argument(
@@ -885,10 +916,12 @@ async def main(argv: list[str]) -> int:
         if k not in KINDS:
             p.error(f"unknown kind {k!r} (one of {', '.join(KINDS)})")
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
-    levels = {"floor": _ints(args.levels), "relay": _ints(args.levels)}
+    levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-asgi")}
     levels["bridge"] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
-        results["density"] = await density(kinds, levels, args.seconds, args.stop_lag)
+        results["density"] = await density(
+            kinds, levels, args.seconds, args.stop_lag, interleave=args.interleave
+        )
     loads = [float(x) for x in args.load.split(",") if x.strip()]
     if loads:
         results["load"] = await loaded(kinds, loads, args.load_n, args.seconds)

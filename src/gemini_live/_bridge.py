@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ABORT_EXTENSION",
     "EVENT_BACKLOG",
+    "ON_MESSAGE_EXTENSION",
     "SEND_NOWAIT_EXTENSION",
     "AudioMeter",
     "Bucket",
@@ -64,6 +65,17 @@ ABORT_EXTENSION: Final = "gemini_live.abort"
 #: The library's own server provides it; it saves the ASGI message and the coroutines
 #: of ``send`` for every message a relay or bridge sends.
 SEND_NOWAIT_EXTENSION: Final = "gemini_live.send_nowait"
+#: Key in ``scope["extensions"]`` of a callable ``(handler | None) -> None`` that sets (or
+#: removes) a synchronous ``handler(data: bytes | str) -> bool`` for inbound messages.
+#: While one is set, a complete data message (bytes for binary, str for text) that
+#: arrives while the app waits in ``receive()`` with nothing queued is passed to it
+#: inside the server's ``data_received``: True means handled (no ASGI message, no queue,
+#: no task wake-up); False means the message is queued for ``receive()`` as usual, and
+#: since the app then has a message to take, every later one queues behind it (order is
+#: kept) until the app waits on an empty queue again. An exception removes the handler
+#: and is raised by the app's next ``receive()`` in place of the message it failed on.
+#: The library's own server provides it; elsewhere every message takes the ASGI way.
+ON_MESSAGE_EXTENSION: Final = "gemini_live.on_message"
 
 #: Events an :class:`EventPump` holds until its ``limit`` is set from the session's
 #: config (``SessionConfig.subscriber_queue``'s default).
@@ -252,10 +264,17 @@ class PeerSocket:
         self.last_activity = self.started
         self._send_lock = asyncio.Lock()
         self._group: asyncio.TaskGroup | None = None
-        nowait = (scope.get("extensions") or {}).get(SEND_NOWAIT_EXTENSION)
+        extensions = scope.get("extensions") or {}
+        nowait = extensions.get(SEND_NOWAIT_EXTENSION)
         self._send_nowait: Callable[[bytes | str], bool] | None = (
             nowait if callable(nowait) else None
         )
+        on_message = extensions.get(ON_MESSAGE_EXTENSION)
+        self._on_message: Callable[[Callable[[bytes | str], bool] | None], None] | None = (
+            on_message if callable(on_message) else None
+        )
+        #: The rest of a message :meth:`inline` began and left to :meth:`receive`.
+        self._rest: Callable[[], Awaitable[None]] | None = None
 
     # -- to override -------------------------------------------------------------------
 
@@ -280,6 +299,42 @@ class PeerSocket:
 
     def record_close(self, code: int, reason: str) -> None:
         """Note how the connection ended (called once)."""
+
+    def inline(self, data: bytes | str) -> bool:
+        """Handle one peer message synchronously, inside the server's read callback
+        (after :meth:`receive_inline`); True if it was handled completely.
+
+        Return False *before changing anything* to have the message arrive through
+        :meth:`receive` as usual, or after calling :meth:`finish_later` with the
+        rest of the work. An exception ends the connection as the same exception
+        raised by the task that calls :meth:`receive` would."""
+        return False
+
+    def finish_later(self, rest: Callable[[], Awaitable[None]]) -> None:
+        """From :meth:`inline` (which then returns False): the message it began is
+        finished by awaiting ``rest()`` in the task that calls :meth:`receive`, before
+        any later message (which waits behind it)."""
+        self._rest = rest
+
+    def receive_inline(self) -> bool:
+        """Have the server pass messages to :meth:`inline` when it can
+        (:data:`ON_MESSAGE_EXTENSION`); False when it cannot (another server)."""
+        on_message = self._on_message
+        if on_message is None:
+            return False
+        on_message(self._inline_entry)
+        return True
+
+    def _inline_entry(self, data: bytes | str) -> bool:
+        if self.closed or self._rest is not None:
+            return False
+        return self.inline(data)
+
+    def _stop_inline(self) -> None:
+        on_message = self._on_message
+        if on_message is not None:
+            with contextlib.suppress(Exception):
+                on_message(None)
 
     #: The reasons recorded when the peer closed, or vanished mid-send.
     peer_closed_reason = "closed by the peer"
@@ -310,6 +365,7 @@ class PeerSocket:
             code, reason = self.failed(exc)
             await self.close(code, reason)
         finally:
+            self._stop_inline()
             try:
                 await self.cleanup()
             finally:
@@ -372,6 +428,13 @@ class PeerSocket:
     async def receive(self) -> Message | None:
         """The next message from the peer (None once it disconnected)."""
         msg = await self._receive()
+        rest = self._rest
+        while rest is not None:
+            # The message :meth:`inline` began (queued first, so this one): finish it.
+            self._rest = None
+            await rest()
+            msg = await self._receive()
+            rest = self._rest
         if msg["type"] == "websocket.disconnect":
             if not self.closed:
                 self.closed = True

@@ -531,6 +531,44 @@ class Session:
             self.protocol.direct_failed()
         await self._flush()
 
+    #: The write a :meth:`send_audio_nowait` chunk that had to queue still waits for.
+    _nowait_flush: asyncio.Task[None] | None = None
+
+    def send_audio_nowait(self, pcm: object, *, sample_rate: int | None = None) -> bool:
+        """Stream a PCM16 chunk, as :meth:`send_audio` does, if that needs no waiting.
+
+        For callers that cannot await (a server's read callback). True: the chunk was
+        taken: written at once by the audio hot path, or, when the connection refused
+        the write just then, queued in order and written by the session itself. False:
+        nothing was done (not connected yet, reconnecting, closed, another rate than the
+        session's ``input_rate``, or an earlier chunk still waits for its write): send
+        it with ``await send_audio(pcm)``. Never drops a chunk; bad input raises as
+        :meth:`send_audio` does.
+        """
+        write_audio = self._write_audio
+        if (
+            write_audio is None
+            or (sample_rate is not None and sample_rate != self._input_rate)
+            or self._nowait_flush is not None
+        ):
+            return False
+        now = _monotonic()
+        written = write_audio(pcm, now)
+        self._record.input_at = now  # read only when the meters are on
+        if not written:
+            # Queued (the transport is under backpressure, or something waits before
+            # it): written by a flush. Until it ends, callers take the awaited path.
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._nowait_flush = task
+            task.add_done_callback(self._nowait_flushed)
+        return True
+
+    def _nowait_flushed(self, task: asyncio.Task[None]) -> None:
+        if self._nowait_flush is task:
+            self._nowait_flush = None
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("writing queued audio failed", exc_info=task.exception())
+
     async def send_video(self, frame: object, *, mime_type: str = "image/jpeg") -> None:
         """Send one still frame, about one per second.
 

@@ -28,7 +28,7 @@ import math
 import sys
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
@@ -431,16 +431,19 @@ class ActivitySender:
     async def feed(self, pcm: object) -> list[VadAction]:
         """Process one chunk and send what it implies; returns the actions."""
         actions = self.detector.process(pcm)
-        await self._send(actions)
+        await self.send_actions(actions)
         return actions
 
     async def finish(self) -> list[VadAction]:
         """The microphone stopped: close an open utterance."""
         actions = self.detector.finish()
-        await self._send(actions)
+        await self.send_actions(actions)
         return actions
 
-    async def _send(self, actions: list[VadAction]) -> None:
+    async def send_actions(self, actions: Sequence[VadAction]) -> None:
+        """Send what ``actions`` (from ``self.detector``) imply, in order: what
+        :meth:`feed` does after detecting. For callers that run the detector themselves
+        and send the plain audio another way when they can."""
         s = self.session
         rate = self.detector.sample_rate
         activity = self.mode == "activity"

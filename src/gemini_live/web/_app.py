@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import msgspec
 
 from gemini_live._asgi import Receive, Scope, Send, respond_json
-from gemini_live._bridge import ABORT_EXTENSION, SEND_NOWAIT_EXTENSION, parse_scope
+from gemini_live._bridge import (
+    ABORT_EXTENSION,
+    ON_MESSAGE_EXTENSION,
+    SEND_NOWAIT_EXTENSION,
+    parse_scope,
+)
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
 from gemini_live.types import UNSET, Setup
@@ -704,6 +709,11 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     from websockets.protocol import State
 
+    try:
+        from websockets.speedups import apply_mask
+    except ImportError:  # pragma: no cover - websockets built without its C helper
+        from websockets.utils import apply_mask
+
     http_base: Any = AutoHTTPProtocol
 
     class _DeadlineHTTP(http_base):  # type: ignore[misc]
@@ -729,12 +739,45 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 transport.abort()
 
     class _AbortableWS(WebSocketsSansIOProtocol):
+        # The app's synchronous inbound handler (ON_MESSAGE_EXTENSION), whether the app
+        # waits in receive() now, and what a handler raised (for the next receive()).
+        _gl_on_message: Callable[[bytes | str], bool] | None = None
+        _gl_waiting = False
+        _gl_raised: BaseException | None = None
+        # Frame boundaries tracked from the upgrade on (see _gl_frames), the bytes of an
+        # incomplete frame held back, and whether data arrived before.
+        _gl_track = False
+        _gl_tail = b""
+        _gl_started = False
+        _gl_seen = False
+
         def connection_made(self, transport: Any) -> None:
             proxy: Any = CoalescingTransport(transport, asyncio.get_running_loop())
             super().connection_made(proxy)
 
         def data_received(self, data: bytes) -> None:
-            super().data_received(data)
+            if self._gl_track:
+                tail = self._gl_tail
+                if tail:
+                    data = tail + data
+                    self._gl_tail = b""
+                data = self._gl_frames(data)
+                if data:
+                    super().data_received(data)
+            else:
+                first = not self._gl_started
+                self._gl_started = True
+                super().data_received(data)
+                # uvicorn's HTTP protocol hands over the upgrade request, whole and
+                # alone, as the first data: what follows starts at a frame boundary.
+                if (
+                    first
+                    and self.handshake_initiated
+                    and not self.close_sent
+                    and data.endswith(b"\r\n\r\n")
+                    and not self.conn.reader.buffer
+                ):
+                    self._gl_track = True
             # uvicorn asks to pause after every message it queues; the proxy stops
             # reading only once READ_AHEAD_MESSAGES wait for the app.
             if self.queue.qsize() >= READ_AHEAD_MESSAGES:
@@ -749,6 +792,134 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 extensions = scope.setdefault("extensions", {})
                 extensions[ABORT_EXTENSION] = self._gl_abort
                 extensions[SEND_NOWAIT_EXTENSION] = self._gl_send_nowait
+                extensions[ON_MESSAGE_EXTENSION] = self._gl_set_on_message
+
+        def _gl_set_on_message(self, handler: Callable[[bytes | str], bool] | None) -> None:
+            self._gl_on_message = handler
+
+        def send_receive_event_to_app(self) -> None:
+            # A complete data message. With a handler set, the app waiting in receive()
+            # and nothing queued (so nothing before this message is still unhandled),
+            # the handler may take it here; anything else goes uvicorn's way (queued,
+            # or dropped after our close, or a close for bad UTF-8).
+            handler = self._gl_on_message
+            if self._gl_seen:  # the handler declined this message already
+                self._gl_seen = False
+                handler = None
+            if (
+                handler is not None
+                and self._gl_waiting
+                and not self.close_sent
+                and not self.queue.qsize()
+            ):
+                frames = self.frames
+                raw: bytes = frames[0] if len(frames) == 1 else b"".join(frames)
+                data: bytes | str = raw
+                if self.curr_msg_data_type == "text":
+                    try:
+                        data = raw.decode()
+                    except UnicodeDecodeError:
+                        super().send_receive_event_to_app()  # uvicorn closes 1007
+                        return
+                try:
+                    handled = handler(data)
+                except Exception as exc:
+                    self._gl_on_message = None
+                    self._gl_raised = exc
+                    handled = False
+                if handled:
+                    self.frames = []
+                    return
+            super().send_receive_event_to_app()
+
+        def _gl_frames(self, data: bytes) -> bytes:
+            # ``data`` starts at a frame boundary. Complete, final, masked binary or
+            # text frames (no extension bits, not too big, valid UTF-8 for text) go to
+            # the handler while it may take them; from the first frame it does not take
+            # (or that is anything else: control frames, fragments, bad frames), the
+            # complete frames go to websockets, which parses and checks them as ever.
+            # An incomplete frame at the end is held for the next data (at most
+            # ``max_size`` + 14 bytes: a bigger frame goes to websockets, which fails
+            # the connection 1009, and tracking stops). So websockets only ever sees
+            # whole frames, and the two parsers never disagree on a boundary.
+            conn = self.conn
+            max_size = conn.max_message_size
+            if conn.max_fragment_size is not None:
+                max_size = min(max_size or conn.max_fragment_size, conn.max_fragment_size)
+            n = len(data)
+            pos = 0
+            start = -1  # where the bytes for websockets begin
+            while n - pos >= 2:
+                b1 = data[pos + 1]
+                length = b1 & 0x7F
+                head = pos + 2
+                if length == 126:
+                    head = pos + 4
+                elif length == 127:
+                    head = pos + 10
+                if b1 & 0x80:
+                    head += 4
+                if head > n:
+                    break
+                if length == 126:
+                    length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+                elif length == 127:
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                if max_size is not None and length > max_size:
+                    self._gl_track = False  # websockets refuses it and closes
+                    return data[pos if start < 0 else start :]
+                end = head + length
+                if end > n:
+                    break
+                if start < 0 and not self._gl_inline(data, pos, head, end):
+                    start = pos  # this frame and the ones after it: websockets's
+                pos = end
+            if pos < n:
+                self._gl_tail = data[pos:]
+            return b"" if start < 0 else data[start:pos]
+
+        def _gl_inline(self, data: bytes, pos: int, head: int, end: int) -> bool:
+            # One complete frame at data[pos:end], payload from ``head``: handled?
+            handler = self._gl_on_message
+            b0 = data[pos]
+            if (
+                handler is None
+                or (b0 != 0x82 and b0 != 0x81)  # FIN, no RSV bits, binary or text
+                or not data[pos + 1] & 0x80  # a client must mask
+                or not self._gl_waiting
+                or self.close_sent
+                or self.queue.qsize()
+                or self.conn.state is not State.OPEN
+                or self.conn.expect_continuation_frame
+            ):
+                return False
+            payload: bytes | str = apply_mask(data[head:end], data[head - 4 : head])
+            if b0 == 0x81:
+                try:
+                    payload = payload.decode()  # type: ignore[union-attr]
+                except UnicodeDecodeError:
+                    return False  # websockets closes 1007
+            try:
+                handled = handler(payload)
+            except Exception as exc:
+                self._gl_on_message = None
+                self._gl_raised = exc
+                return False  # queued by websockets and uvicorn: receive() raises
+            if not handled:
+                self._gl_seen = True  # queued by websockets and uvicorn, not offered again
+            return handled
+
+        async def receive(self) -> Any:
+            self._gl_waiting = True
+            try:
+                message = await super().receive()
+            finally:
+                self._gl_waiting = False
+            raised = self._gl_raised
+            if raised is not None:
+                self._gl_raised = None
+                raise raised
+            return message
 
         def _gl_send_nowait(self, data: bytes | str) -> bool:
             # What uvicorn's ``send`` does for a ``websocket.send`` once the connection

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import itertools
 import logging
@@ -700,6 +701,9 @@ class _Connection(PeerSocket):
         await self.send_json(ready)
 
     async def serve(self) -> None:
+        # Audio while the session is open is handled in the server's read callback
+        # (inline) where the server offers it; everything else arrives in _upstream.
+        self.receive_inline()
         await self.serve_tasks(("relay-up", self._upstream()), ("relay-drain", self._drain()))
 
     async def _drain(self) -> None:
@@ -882,6 +886,68 @@ class _Connection(PeerSocket):
                 await self._audio(data, now)
             elif text is not None:
                 await self._control(text)
+
+    def inline(self, data: bytes | str) -> bool:
+        """One page message inside the server's read callback: audio once the session
+        is open, with what :meth:`_upstream` and :meth:`_audio` do (activity, size and
+        rate limits, the audio meter, the VAD, the upstream write), none of it waiting.
+        Texts, the first audio, a turn edge the VAD found and a write that has to wait
+        go on in :meth:`_upstream`, in order."""
+        session = self.session
+        if session is None or type(data) is not bytes or self._moving:
+            return False
+        relay = self.relay
+        n = len(data)
+        if not n or n & 1 or n > relay.limits.max_message_bytes:
+            return False  # _upstream closes the connection, as it always did
+        self.touch()
+        now = self.last_activity
+        if not self._msgs.take(1, now):
+            raise PeerClose(CLOSE_RATE_LIMITED, "rate limit: too many messages")
+        info = self.info
+        info.audio_in_bytes += n
+        if not self._audio_meter.admit(n, now):
+            info.audio_dropped_bytes += n
+            relay.stats.audio_dropped_bytes += n
+            return True
+        td = relay.turn_detection
+        sender = self.sender
+        if td == "manual" or sender is None:
+            if td == "manual" and not self.ptt_pressed:
+                info.audio_not_forwarded_bytes += n
+                return True
+            if session.send_audio_nowait(data, sample_rate=INPUT_RATE):
+                return True
+            self.finish_later(functools.partial(session.send_audio, data, sample_rate=INPUT_RATE))
+            return False
+        actions = sender.detector.process(data)
+        rate = sender.detector.sample_rate
+        activity = sender.mode == "activity"
+        done = 0
+        for a in actions:
+            kind = a.kind
+            if kind == "start" or kind == "end":
+                break  # a turn edge: sent and reported by _upstream
+            if (
+                a.audio
+                and (kind == "audio" or not activity)
+                and not session.send_audio_nowait(a.audio, sample_rate=rate)
+            ):
+                break  # the write has to wait: _upstream sends it
+            done += 1
+        if done < len(actions):
+            self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
+            return False
+        if td == "vad":
+            for a in actions:
+                if a.kind == "silence":
+                    info.audio_not_forwarded_bytes += len(a.audio)
+        return True
+
+    async def _vad_rest(self, sender: ActivitySender, actions: list[VadAction], done: int) -> None:
+        """What :meth:`inline` left of one message's VAD actions (from ``done`` on)."""
+        await sender.send_actions(actions[done:])
+        await self._report_vad(actions)
 
     async def _audio(self, data: bytes, now: float) -> None:
         if not data:
