@@ -750,8 +750,10 @@ async def test_direct_writer_is_withdrawn_under_backpressure_and_on_close(
         peer.reading.clear()
         t = await connect(backend, peer.url, Recorder())
         if not isinstance(t, DirectWriter):
+            # Only picows offers one; the session keeps try_send on the others.
+            assert backend.name != "picows"
             await t.close()
-            pytest.skip(f"{backend.name} has no direct writer")
+            return
         seen: list[object] = []
         changed = asyncio.Event()
 
