@@ -244,7 +244,10 @@ class TwilioBridge:
     :attr:`CallInfo.heard_ms` knows what the caller actually heard. On ``interrupted``
     the bridge drops what it has not sent and sends ``clear`` so Twilio drops what it
     buffered. The media, mark and clear messages go through the server's no-wait send
-    when it offers one (``gemini_live.web``), as the relay's do.
+    when it offers one (``gemini_live.web``), as the relay's do; the carrier's ``media``
+    and ``mark`` messages are handled inside that server's read callback when they need
+    no waiting (``gemini_live.on_message``), in order with the rest, which arrive the
+    ASGI way as under any other server.
 
     Turn taking: ``turn_detection="vad"`` (default) runs :mod:`gemini_live.vad` on the
     caller's audio and sends ``activityStart``/``activityEnd`` with pre-roll (the setup's
