@@ -5,6 +5,7 @@
     python -m bench.bridge_cost --profile FILE       # cProfile of the window
     python -m bench.bridge_cost --input-rate 16000   # the 8 -> 16 kHz upstream path
     python -m bench.bridge_cost --media-ms 100       # up to 100 ms of audio per message
+    python -m bench.bridge_cost --no-inline          # a server without gemini_live.on_message
 
 ``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
 loop with a **virtual clock**: the loop never blocks, it jumps to its next timer, so the
@@ -20,7 +21,11 @@ What is counted: the bridge's own work (JSON decode, base64, G.711, resampling, 
 VAD, pacing, marks, the ASGI messages it builds) and the event loop's work for it. The
 upstream session is a stub that takes the audio and activity signals (a bare session's
 cost is ``bench.density``'s floor), and ``send``/``receive`` are in-memory queues (the
-WebSocket server's cost is not the bridge's).
+WebSocket server's cost is not the bridge's). The stub server offers the no-wait send
+and, unless ``--no-inline``, the inbound extension (``gemini_live.on_message``) with the
+library's server's rules, so the bridge's inline path is what is measured; the saving
+the real server makes on top (no ASGI message dict, no queue) is not in these counts
+(``bench.density`` measures through uvicorn's protocol).
 
 ``--callgrind`` runs the measuring process under ``valgrind --tool=callgrind`` with the
 same window markers as ``bench.instructions`` (``os.getppid()`` before the window,
@@ -123,9 +128,13 @@ class StubSession:
         self.activity = 0
 
     async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
+        self.send_audio_nowait(pcm, sample_rate=sample_rate)
+
+    def send_audio_nowait(self, pcm: object, *, sample_rate: int | None = None) -> bool:
         assert isinstance(pcm, bytes | bytearray)
         self.audio_bytes += len(pcm)
         self.chunks += 1
+        return True
 
     async def send_activity_start(self) -> None:
         self.activity += 1
@@ -139,16 +148,51 @@ class StubSession:
 
 class Phone:
     """The carrier's side of one call: an inbox the bridge receives from, and a send
-    that counts frames and echoes marks."""
+    that counts frames and echoes marks.
+
+    It offers the inbound extension (``ON_MESSAGE_EXTENSION``) as the library's server
+    does: while the bridge waits in ``receive()`` with nothing queued, a message goes to
+    its handler at once (True: handled; False: queued as usual; an exception comes out
+    of the next ``receive()``)."""
 
     def __init__(self) -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.media_out = 0
         self.media_messages = 0
         self.marks = 0
+        self.inline = 0
+        self._handler: Callable[[bytes | str], bool] | None = None
+        self._waiting = False
+        self._error: BaseException | None = None
+
+    def set_handler(self, handler: Callable[[bytes | str], bool] | None) -> None:
+        self._handler = handler
+
+    def deliver(self, text: str) -> None:
+        """One message from the carrier, as the server's read callback passes it on."""
+        handler = self._handler
+        if handler is not None and self._waiting and self.inbox.empty():
+            try:
+                if handler(text):
+                    self.inline += 1
+                    return
+            except Exception as exc:
+                self._handler = None
+                self._error = exc
+                self.inbox.put_nowait({"type": "error"})
+                return
+        self.inbox.put_nowait({"type": "websocket.receive", "text": text})
 
     async def receive(self) -> dict[str, Any]:
-        return await self.inbox.get()
+        self._waiting = True
+        try:
+            msg = await self.inbox.get()
+        finally:
+            self._waiting = False
+        if msg["type"] == "error" and self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return msg
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         text = message.get("text")
@@ -169,7 +213,7 @@ class Phone:
             self.marks += 1
             name = json.loads(text)["mark"]["name"]
             echo = {"event": "mark", "streamSid": SID, "mark": {"name": name}}
-            self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(echo)})
+            self.deliver(json.dumps(echo))
         return True
 
 
@@ -179,23 +223,33 @@ async def _one_call(
     reply: bytes,
     seconds: float,
     totals: dict[str, int],
+    inline: bool = True,
 ) -> None:
+    from gemini_live import _bridge
     from gemini_live import events as ev
     from gemini_live._bridge import SEND_NOWAIT_EXTENSION, PeerClose
     from gemini_live.telephony import _twilio
 
     phone = Phone()
+    extensions: dict[str, Any] = {SEND_NOWAIT_EXTENSION: phone.send_nowait}
+    on_message = getattr(_bridge, "ON_MESSAGE_EXTENSION", None)
+    if inline and on_message is not None:
+        extensions[on_message] = phone.set_handler
     scope = {
         "type": "websocket",
         "headers": [],
         "query_string": b"",
         "client": ("10.0.0.1", 1),
-        "extensions": {SEND_NOWAIT_EXTENSION: phone.send_nowait},
+        "extensions": extensions,
     }
     call = _twilio._Call(bridge, scope, phone.receive, phone.send)
     call.info.stream_sid = SID
     session = StubSession()
     call._setup_input(session)
+    call.session = session  # type: ignore[assignment]
+    # As _Call.serve does, when this tree's bridge takes messages inline.
+    if type(call).inline is not getattr(_bridge.PeerSocket, "inline", None):
+        call.receive_inline()
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -204,8 +258,8 @@ async def _one_call(
             delay = start + k * FRAME_S - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the caller's 20 ms clock (virtual time)
-            phone.inbox.put_nowait({"type": "websocket.receive", "text": frames[k % len(frames)]})
-        phone.inbox.put_nowait({"type": "websocket.receive", "text": '{"event":"stop"}'})
+            phone.deliver(frames[k % len(frames)])
+        phone.deliver('{"event":"stop"}')
         await asyncio.Event().wait()  # the bridge ends the call on the stop
 
     async def model() -> None:
@@ -234,10 +288,16 @@ async def _one_call(
     totals["marks"] += phone.marks
     totals["upstream_bytes"] += session.audio_bytes
     totals["upstream_chunks"] += session.chunks
+    totals["inline"] += phone.inline
 
 
 async def workload(
-    calls: int, seconds: float, warmup: float, input_rate: int, media_ms: int | None = None
+    calls: int,
+    seconds: float,
+    warmup: float,
+    input_rate: int,
+    media_ms: int | None = None,
+    inline: bool = True,
 ) -> dict[str, Any]:
     from gemini_live.audio import resample
     from gemini_live.telephony import TwilioBridge
@@ -256,7 +316,7 @@ async def workload(
     )
     frames = _caller_frames()
     reply = resample(_tone(16000, int(REPLY_S * 1000)), 16000, 24000)
-    keys = ("media_out", "media_messages", "marks", "upstream_bytes", "upstream_chunks")
+    keys = ("media_out", "media_messages", "marks", "upstream_bytes", "upstream_chunks", "inline")
     totals = dict.fromkeys(keys, 0)
     loop = asyncio.get_running_loop()
     window: dict[str, float] = {}
@@ -273,7 +333,10 @@ async def workload(
     t0 = loop.time()
     mark_task = asyncio.create_task(marks())
     await asyncio.gather(
-        *(_one_call(bridge, frames, reply, warmup + seconds + 0.5, totals) for _ in range(calls))
+        *(
+            _one_call(bridge, frames, reply, warmup + seconds + 0.5, totals, inline)
+            for _ in range(calls)
+        )
     )
     await mark_task
     total_s = loop.time() - t0
@@ -294,6 +357,7 @@ def run(
     input_rate: int,
     profile: str | None,
     media_ms: int | None = None,
+    inline: bool = True,
 ) -> Any:
     from gemini_live import _bridge
     from gemini_live.telephony import _twilio
@@ -312,7 +376,7 @@ def run(
 
         prof = cProfile.Profile()
     try:
-        coro = workload(calls, seconds, warmup, input_rate, media_ms)
+        coro = workload(calls, seconds, warmup, input_rate, media_ms, inline)
         if prof is not None:
             prof.enable()
         result = loop.run_until_complete(coro)
@@ -328,7 +392,12 @@ def run(
 
 
 def callgrind(
-    calls: int, seconds: float, warmup: float, input_rate: int, media_ms: int | None = None
+    calls: int,
+    seconds: float,
+    warmup: float,
+    input_rate: int,
+    media_ms: int | None = None,
+    inline: bool = True,
 ) -> int:
     """Instructions of the window, counted by callgrind in a child process (the runner
     of the W1 gate, :func:`bench.instructions.callgrind`)."""
@@ -339,12 +408,14 @@ def callgrind(
     args += ["--input-rate", str(input_rate), "--child"]
     if media_ms is not None:
         args += ["--media-ms", str(media_ms)]
+    if not inline:
+        args.append("--no-inline")
     try:
         ir, _ = run_callgrind(
             "bench.bridge_cost",
             args,
             "bridge_cost",
-            keep_as=f"callgrind.bridge.{input_rate}.{media_ms or 'default'}.out",
+            keep_as=f"callgrind.bridge.{input_rate}.{media_ms or 'default'}.{int(inline)}.out",
             timeout=1800,
         )
     except GateError as exc:
@@ -359,18 +430,32 @@ def main(argv: list[str]) -> int:
     p.add_argument("--warmup", type=float, default=2.0, help="virtual seconds before it")
     p.add_argument("--input-rate", type=int, default=None, help="the bridge's input_rate")
     p.add_argument("--media-ms", type=int, default=None, help="the bridge's media_ms")
+    p.add_argument(
+        "--no-inline",
+        action="store_true",
+        help="a server without the inbound extension (every message the ASGI way)",
+    )
     p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the run into FILE")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     rate: int = args.input_rate if args.input_rate is not None else _default_input_rate()
     if args.callgrind:
-        ir = callgrind(args.calls, args.seconds, args.warmup, rate, args.media_ms)
+        inline = not args.no_inline
+        ir = callgrind(args.calls, args.seconds, args.warmup, rate, args.media_ms, inline)
         per = ir / (args.calls * args.seconds)
-        out = {"input_rate": rate, "media_ms": args.media_ms}
+        out = {"input_rate": rate, "media_ms": args.media_ms, "inline": inline}
         print(json.dumps(out | {"instructions_per_call_second": round(per)}))
         return 0
-    result = run(args.calls, args.seconds, args.warmup, rate, args.profile, args.media_ms)
+    result = run(
+        args.calls,
+        args.seconds,
+        args.warmup,
+        rate,
+        args.profile,
+        args.media_ms,
+        not args.no_inline,
+    )
     print(("RESULT " if args.child else "") + json.dumps(result))
     return 0
 

@@ -22,6 +22,9 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 * ``bridge``: the Twilio bridge (default VAD) with N synthetic calls: 20 ms mu-law media
   messages in real time; the bridge paces the model's audio out as 20 ms media frames,
   the caller echoes the marks.
+* ``bridge-asgi``: the same bridge with the server's inline receive taken out of the
+  scope (every carrier message through uvicorn's queue and the bridge's task, as under
+  another server and as before the inline path): ``--interleave`` compares the two.
 
 **Density**: for each kind, N grows over ``--levels`` (with ``--interleave`` level by
 level, every kind at each, so slow drifts of a shared machine hit all alike) until the
@@ -74,13 +77,19 @@ from gemini_live import events as ev
 from gemini_live._bridge import ON_MESSAGE_EXTENSION, SEND_NOWAIT_EXTENSION
 from gemini_live.audio import pcm16_to_ulaw, resample
 
-KINDS: Final = ("floor", "relay", "relay-asgi", "bridge")
+KINDS: Final = ("floor", "relay", "relay-asgi", "bridge", "bridge-asgi")
 RATE: Final = 16000
 FRAME_MS: Final = 20
 LAG_LIMIT_MS: Final = 20.0
 #: Audio messages per second a client gets: the relay forwards the server's 25 replies;
 #: the bridge re-frames them as 50 frames of 20 ms.
-AUDIO_HZ: Final = {"relay": 25.0, "relay-asgi": 25.0, "bridge": 50.0, "floor": 25.0}
+AUDIO_HZ: Final = {
+    "relay": 25.0,
+    "relay-asgi": 25.0,
+    "bridge": 50.0,
+    "bridge-asgi": 50.0,
+    "floor": 25.0,
+}
 AUTH_TOKEN: Final = "bench-auth-token"  # the bridge's upgrade is signed as Twilio signs it
 SID: Final = "MZ" + "0" * 32
 
@@ -444,7 +453,7 @@ def _query_c(scope: Any) -> str:
     return ""
 
 
-def _bridge_app(upstream: str, probe: Probe) -> Any:
+def _bridge_app(upstream: str, probe: Probe, inline: bool = True) -> Any:
     from gemini_live.telephony import TwilioBridge
 
     def config(_c: Any) -> gl.SessionConfig:
@@ -477,6 +486,8 @@ def _bridge_app(upstream: str, probe: Probe) -> Any:
 
             send = _bridge_send(track, info, send, started)
             extensions = scope.get("extensions") or {}
+            if not inline:  # bridge-asgi: carrier messages the ASGI way only
+                extensions.pop(ON_MESSAGE_EXTENSION, None)
             nowait = extensions.get(SEND_NOWAIT_EXTENSION)
             if nowait is not None:
                 extensions[SEND_NOWAIT_EXTENSION] = _bridge_nowait(track, info, nowait, started)
@@ -560,7 +571,7 @@ async def measure(
                 app = (
                     _relay_app(upstream, probe, inline=kind == "relay")
                     if relay
-                    else _bridge_app(upstream, probe)
+                    else _bridge_app(upstream, probe, inline=kind == "bridge")
                 )
                 async with running(app) as base:
                     path = "/live" if relay else "/twilio"
@@ -800,7 +811,7 @@ async def loaded(kinds: list[str], loads: list[float], n: int, seconds: float) -
         # The bridge is timed turn by turn: with a model talking without a pause, every
         # reply would queue behind the previous one's real-time playout, which is the
         # bench's doing, not the bridge's.
-        workload = "w2t" if kind == "bridge" else "w2"
+        workload = "w2t" if kind.startswith("bridge") else "w2"
         for u in loads:
             row = await measure(kind, n, seconds, load=u, workload=workload)
             row["load_pct"] = u
@@ -866,6 +877,7 @@ def tables(results: dict[str, Any]) -> str:
                 "relay": "relay",
                 "relay-asgi": "relay (ASGI inbound)",
                 "bridge": "bridge (twilio)",
+                "bridge-asgi": "bridge (twilio, ASGI inbound)",
             }[r["kind"]]
             sock = (
                 "n/a"
@@ -886,7 +898,7 @@ def _ints(text: str) -> list[int]:
 
 async def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.density")
-    p.add_argument("--kinds", default="floor,relay,bridge", help="floor,relay,relay-asgi,bridge")
+    p.add_argument("--kinds", default="floor,relay,bridge", help=",".join(KINDS))
     p.add_argument("--interleave", action="store_true", help="level by level, every kind at each")
     p.add_argument("--levels", default="100,200,300,400,500,600,800,1000", help="floor, relay")
     p.add_argument("--bridge-levels", default="10,20,30,40,60,80,100,150,200")
@@ -917,7 +929,7 @@ async def main(argv: list[str]) -> int:
             p.error(f"unknown kind {k!r} (one of {', '.join(KINDS)})")
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
     levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-asgi")}
-    levels["bridge"] = _ints(args.bridge_levels)
+    levels["bridge"] = levels["bridge-asgi"] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
         results["density"] = await density(
             kinds, levels, args.seconds, args.stop_lag, interleave=args.interleave

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import itertools
 import logging
@@ -50,7 +51,7 @@ from gemini_live.telephony._signature import (
     request_url,
     twilio_signature_valid,
 )
-from gemini_live.vad import ActivityDetector, ActivitySender, VadSession
+from gemini_live.vad import ActivityDetector, ActivitySender, VadAction, VadSession
 
 __all__ = ["CallInfo", "TelnyxBridge", "TwilioBridge"]
 
@@ -243,7 +244,10 @@ class TwilioBridge:
     :attr:`CallInfo.heard_ms` knows what the caller actually heard. On ``interrupted``
     the bridge drops what it has not sent and sends ``clear`` so Twilio drops what it
     buffered. The media, mark and clear messages go through the server's no-wait send
-    when it offers one (``gemini_live.web``), as the relay's do.
+    when it offers one (``gemini_live.web``), as the relay's do; the carrier's ``media``
+    and ``mark`` messages are handled inside that server's read callback when they need
+    no waiting (``gemini_live.on_message``), in order with the rest, which arrive the
+    ASGI way as under any other server.
 
     Turn taking: ``turn_detection="vad"`` (default) runs :mod:`gemini_live.vad` on the
     caller's audio and sends ``activityStart``/``activityEnd`` with pre-roll (the setup's
@@ -750,6 +754,9 @@ class _Call(PeerSocket):
         self._setup_input(session)
         if bridge._on_session is not None:
             await maybe_await(bridge._on_session(session, self.info))
+        # The caller's media and marks are handled in the server's read callback
+        # (inline) where the server offers it; everything else arrives in _inbound.
+        self.receive_inline()
         await self.serve_tasks(
             ("twilio-in", self._inbound(session)),
             ("twilio-events", pump.run()),
@@ -786,12 +793,7 @@ class _Call(PeerSocket):
                     if not pcm:
                         continue
                 if self.sender is not None:
-                    for a in await self.sender.feed(pcm):
-                        if a.kind in ("start", "audio"):
-                            self.touch()  # the caller speaks
-                        if a.kind == "start":
-                            info.utterances += 1
-                            bridge._notify()
+                    self._report_vad(await self.sender.feed(pcm))
                 else:
                     await session.send_audio(pcm, sample_rate=self._rate)
             elif m.event == "mark":
@@ -815,6 +817,92 @@ class _Call(PeerSocket):
                 raise _Close(1000, "call ended")
             else:
                 logger.debug("call %d: ignoring Twilio event %r", info.id, m.event)
+
+    def inline(self, data: bytes | str) -> bool:
+        """One carrier message inside the server's read callback: ``media`` and ``mark``
+        with what :meth:`_next` and :meth:`_inbound` do (size check, decoding, the rate
+        meter, G.711, resampling, the VAD, the upstream write), none of it waiting.
+        Anything else (binary, too big, not valid JSON, ``dtmf``, ``stop``, a payload
+        that is not base64, a turn edge the VAD found, a write that has to wait) goes on
+        in :meth:`_inbound`, in order, which closes on bad input as it always did."""
+        session = self.session
+        if session is None or type(data) is not str or len(data) > self.bridge.max_message_bytes:
+            return False
+        try:
+            m = _decode(data)
+        except msgspec.DecodeError:
+            return False  # _inbound closes with the decoder's reason
+        event = m.event
+        if event == "media":
+            media = m.media
+            if media is None:
+                return False
+            if media.track not in ("inbound", "inbound_track"):
+                return True
+            try:
+                g711 = pybase64.b64decode(media.payload, validate=True)
+            except ValueError:
+                return False
+            if not g711:
+                return True
+            info = self.info
+            info.media_in += 1
+            if not self._audio_meter.admit(len(g711), time.monotonic()):
+                info.media_dropped_bytes += len(g711)
+                return True
+            pcm = self._decode_g711(g711)
+            if self._up is not None:
+                pcm = self._up.process(pcm)
+                if not pcm:
+                    return True
+            sender = self.sender
+            if sender is None:
+                rate = self._rate
+                if session.send_audio_nowait(pcm, sample_rate=rate):
+                    return True
+                self.finish_later(functools.partial(session.send_audio, pcm, sample_rate=rate))
+                return False
+            actions = sender.detector.process(pcm)
+            rate = sender.detector.sample_rate
+            activity = sender.mode == "activity"
+            done = 0
+            for a in actions:
+                kind = a.kind
+                if kind == "start" or kind == "end":
+                    break  # a turn edge: sent and counted by _vad_rest
+                if (
+                    a.audio
+                    and (kind == "audio" or not activity)
+                    and not session.send_audio_nowait(a.audio, sample_rate=rate)
+                ):
+                    break  # the write has to wait: _vad_rest sends it
+                done += 1
+            if done < len(actions):
+                self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
+                return False
+            self._report_vad(actions)
+            return True
+        if event == "mark":
+            if m.mark is not None:
+                self._mark_played(m.mark.name)
+            return True
+        if event in ("dtmf", "stop"):
+            return False
+        logger.debug("call %d: ignoring Twilio event %r", self.info.id, event)
+        return True
+
+    async def _vad_rest(self, sender: ActivitySender, actions: list[VadAction], done: int) -> None:
+        """What :meth:`inline` left of one message's VAD actions (from ``done`` on)."""
+        await sender.send_actions(actions[done:])
+        self._report_vad(actions)
+
+    def _report_vad(self, actions: list[VadAction]) -> None:
+        for a in actions:
+            if a.kind in ("start", "audio"):
+                self.touch()  # the caller speaks
+            if a.kind == "start":
+                self.info.utterances += 1
+                self.bridge._notify()
 
     def _mark_played(self, name: str) -> None:
         entry = self._marks.pop(name, None)
