@@ -185,6 +185,9 @@ for _audio_first, _head_t, _text_first in _LAYOUTS:
     )
 _b64decode: Final = pybase64.b64decode
 _bad_text: Final = re.compile(rb'[\\"\x00-\x1f]').search
+#: A backslash as an int: ``int in bytes`` is a byte search (``bytes in bytes`` first
+#: tries, and fails, to read the operand as an int, at a cost above the search's).
+_BACKSLASH: Final = ord("\\")
 
 
 def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
@@ -268,7 +271,7 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
     # An escape or a control character in the transcript: leave it to the JSON parser.
     # A printable text has no control character, so only the backslash is left to rule
     # out (the pattern runs only for the rare text with other unprintable characters).
-    if b"\\" in raw or (not text.isprintable() and _bad_text(raw) is not None):
+    if _BACKSLASH in raw or (not text.isprintable() and _bad_text(raw) is not None):
         return None
     return pcm, text
 
