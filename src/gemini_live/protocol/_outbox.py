@@ -839,14 +839,12 @@ class Outbox:
             # chunk follows the previous one, as it does while nothing else is sent.
             if seq == win.nseq and idx == win.nix and start == win.lend:
                 win.rwa.append(now)
-                chunks = win.pcm
-                chunks.append(raw)
+                win.pcm.append(raw)
                 win.nseq = seq + 1
                 win.nix = nix
                 win.lend = end
             else:
                 win.start(raw, seq, now, idx, end)
-                chunks = win.pcm
             held = self.window_audio_s + seconds
             if held <= limit:  # the window has room (the usual case without handles)
                 self.window_audio_s = held
@@ -857,6 +855,7 @@ class Outbox:
             if not win.mixed:
                 # The window is full and holds only chunks at the input rate: the
                 # oldest goes (inlined; its PCM is released now, its row skipped).
+                chunks = win.pcm
                 plo = win.plo
                 nb = len(chunks[plo])
                 chunks[plo] = b""
