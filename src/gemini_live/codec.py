@@ -178,9 +178,16 @@ for _audio_first, _head_t, _text_first in _LAYOUTS:
         True,
         tuple((h, n, t_nl, -len(t_nl), t, -len(t), *rest) for h, n, t_nl, t, *rest in _audio_first),
     )
-    _DISPATCH[_head_t[:_KEY_LEN]] = (False, (_head_t, _text_first))
+    # The transcript-first pieces with each tail's negative length next to it.
+    _DISPATCH[_head_t[:_KEY_LEN]] = (
+        False,
+        (_head_t, tuple((m, t_nl, -len(t_nl), t, -len(t)) for m, t, t_nl in _text_first)),
+    )
 _b64decode: Final = pybase64.b64decode
 _bad_text: Final = re.compile(rb'[\\"\x00-\x1f]').search
+#: A backslash as an int: ``int in bytes`` is a byte search (``bytes in bytes`` first
+#: tries, and fails, to read the operand as an int, at a cost above the search's).
+_BACKSLASH: Final = ord("\\")
 
 
 def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
@@ -228,20 +235,26 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
         else:
             return None
     else:
-        find, startswith = data.find, data.startswith
         head_t, text_first = candidates
-        if not startswith(head_t):
+        if not data.startswith(head_t):
             return None
         text_at = len(head_t)
-        text_end = find(b'"', text_at)
+        text_end = data.find(b'"', text_at)
         if text_end < 0:
             return None
-        for middle, tail, tail_nl in text_first:
-            if startswith(middle, text_end):
+        for middle, tail_nl, cut_nl, tail, cut in text_first:
+            if data.startswith(middle, text_end):
                 start = text_end + len(middle)
-                stop = find(b'"', start)
-                rest = data[stop:]
-                if stop < 0 or rest not in (tail, tail_nl):
+                # The payload runs to the fixed tail, as for audio alone: no search for
+                # its end (the strict base64 decode refuses a quote or anything else
+                # that is not base64 in between).
+                if data.endswith(tail_nl):
+                    stop = len(data) + cut_nl
+                elif data.endswith(tail):
+                    stop = len(data) + cut
+                else:
+                    return None
+                if stop < start:  # the tail overlaps the middle: not the template
                     return None
                 raw = data[text_at:text_end]
                 break
@@ -252,11 +265,15 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
     # general decoder.
     try:
         pcm = _b64decode(data[start:stop], None, True)  # validate=True
-        if _bad_text(raw) is not None:
-            return None  # an escape or a control character: leave it to the JSON parser
-        return pcm, raw.decode()
+        text = raw.decode()
     except ValueError:  # bad base64, invalid UTF-8 in the transcript
         return None
+    # An escape or a control character in the transcript: leave it to the JSON parser.
+    # A printable text has no control character, so only the backslash is left to rule
+    # out (the pattern runs only for the rare text with other unprintable characters).
+    if _BACKSLASH in raw or (not text.isprintable() and _bad_text(raw) is not None):
+        return None
+    return pcm, text
 
 
 def fast_audio(data: object) -> bytes | None:

@@ -865,6 +865,57 @@ def test_receive_stream_applies_what_receive_applies(text: str | None, indent: b
     assert general.generating and fused.generating
 
 
+def _text_first_frame(text: str, *, ensure_ascii: bool = True) -> bytes:
+    """The service's frame with the transcript first (as W2's replies), indented."""
+    import base64
+
+    audio = {"mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(_PCM).decode()}
+    obj = {
+        "serverContent": {
+            "outputTranscription": {"text": text},
+            "modelTurn": {"parts": [{"inlineData": audio}]},
+        }
+    }
+    return (json.dumps(obj, indent=2, ensure_ascii=ensure_ascii) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("text", "ensure_ascii", "fast"),
+    [
+        ("t=0000001234.567800", True, True),
+        ("", True, True),
+        ("caf\u00e9 \u00a0 \u2028 \x7f", False, True),  # unprintable yet unescaped: taken
+        ('say "hi"', True, False),  # escapes: the general decoder
+        ("a\nb", True, False),
+        ("caf\u00e9", True, False),
+    ],
+)
+def test_receive_stream_takes_a_transcript_first_frame_as_receive_decodes_it(
+    text: str, ensure_ascii: bool, fast: bool
+) -> None:
+    general, fused = make(), make()
+    connect(general)
+    connect(fused)
+    data = _text_first_frame(text, ensure_ascii=ensure_ascii)
+    events = general.receive(data, 1.0)
+    assert events[0] == ev.ModelAudio(_PCM)
+    assert list(events[1:]) == ([ev.OutputTranscription(text)] if text else [])
+    parts = fused.receive_stream(data, 1.0)
+    if not fast:
+        assert parts is None
+        return
+    assert parts == (_PCM, text)
+    assert general.snapshot() == fused.snapshot()
+    # Not the template: a quote in the payload, a tail cut short, a member after it.
+    for bad in (
+        data.replace(b'"data": "AAEC', b'"data": "A"EC'),
+        data[:-3],
+        data.replace(b"}\n  }\n}\n", b'}\n  },\n  "x": 1\n}\n'),
+    ):
+        assert bad != data
+        assert fused.receive_stream(bad, 1.0) is None
+
+
 def test_receive_stream_declines_other_frames_and_states() -> None:
     p = make()
     data = _audio_frame()

@@ -30,7 +30,6 @@ generating; :meth:`ClientProtocol.snapshot` returns all of it as one versioned v
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -428,7 +427,7 @@ class ClientProtocol(Snapshots):
         conn = self._conn
         if conn is None:
             raise ProtocolStateError("no connection to write audio to")
-        return functools.partial(self._outbox.write_audio, conn, self._plan, write)
+        return self._outbox.audio_writer(conn, self._plan, write)
 
     def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
         """Queue one still frame (JPEG/PNG/WebP)."""
