@@ -108,6 +108,8 @@ Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def _measured(app: Asgi, recorder: Recorder) -> Asgi:
+    from gemini_live._bridge import ON_MESSAGE_EXTENSION
+
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/netloss/jitter":
             AIORTC_JB[0] = scope["query_string"].decode() == "aiortc"
@@ -135,6 +137,26 @@ def _measured(app: Asgi, recorder: Recorder) -> Asgi:
                 recorder.ws_chunk()
             return message
 
+        # A frame the relay takes in the server's read callback (ADR 61) never passes
+        # receive(): time it when the handler took it (a declined one is timed above).
+        extensions = scope.get("extensions") or {}
+        set_handler = extensions.get(ON_MESSAGE_EXTENSION)
+        if callable(set_handler):
+
+            def timed_set(handler: Callable[[bytes | str], bool] | None) -> None:
+                if handler is None:
+                    set_handler(None)
+                    return
+
+                def timed_handler(data: bytes | str) -> bool:
+                    handled = handler(data)
+                    if handled and isinstance(data, bytes):
+                        recorder.ws_chunk()
+                    return handled
+
+                set_handler(timed_handler)
+
+            scope = {**scope, "extensions": {**extensions, ON_MESSAGE_EXTENSION: timed_set}}
         await app(scope, timed, send)
 
     return wrapped
