@@ -107,6 +107,38 @@ def test_detector_max_utterance_and_silence_output() -> None:
         ActivityDetector(end_ms=-1)
 
 
+def test_feed_nowait_stops_at_a_turn_edge_or_a_declined_write() -> None:
+    """The no-wait feed sends plain audio until a turn edge or the first write the
+    session declines, and says how many actions it did; the rest is the caller's."""
+
+    class _NoSession:  # feed_nowait uses only the writer it is given
+        pass
+
+    sent: list[tuple[bytes, int]] = []
+    budget = [3]
+
+    def send_nowait(pcm: bytes, *, sample_rate: int) -> bool:
+        if budget[0] == 0:
+            return False
+        budget[0] -= 1
+        sent.append((pcm, sample_rate))
+        return True
+
+    det = ActivityDetector(emit_silence=True, pre_roll_ms=0, start_ms=20)
+    sender = ActivitySender(_NoSession(), det, mode="stream_end")  # type: ignore[arg-type]
+    actions, done = sender.feed_nowait(quiet(100), send_nowait)
+    assert [a.kind for a in actions] == ["silence"] * 5
+    assert done == 3 and len(sent) == 3  # the 4th write was declined
+    assert all(rate == RATE for _, rate in sent)
+    budget[0] = 100
+    actions, done = sender.feed_nowait(quiet(40) + tone(60), send_nowait)
+    kinds = [a.kind for a in actions]
+    assert kinds[done] == "start" and all(k == "silence" for k in kinds[:done])
+    activity = ActivitySender(_NoSession(), ActivityDetector())  # type: ignore[arg-type]
+    actions, done = activity.feed_nowait(quiet(100), send_nowait)
+    assert done == len(actions)  # silence is not sent in activity mode: nothing declined
+
+
 async def test_activity_sender_drives_the_fake_server() -> None:
     async with FakeLiveServer() as server:
         config = gl.build_config(url=server.url)

@@ -28,7 +28,7 @@ import math
 import sys
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
@@ -439,6 +439,31 @@ class ActivitySender:
         actions = self.detector.finish()
         await self.send_actions(actions)
         return actions
+
+    def feed_nowait(
+        self, pcm: object, send_audio_nowait: Callable[..., bool]
+    ) -> tuple[list[VadAction], int]:
+        """Process one chunk and send, without waiting, the plain audio it implies, up to
+        the first turn edge or the first chunk ``send_audio_nowait`` (a session's
+        :meth:`~gemini_live.Session.send_audio_nowait`) declines. Returns the actions and
+        how many of them are done: the caller sends the rest, in order, with
+        ``await send_actions(actions[done:])``. For a server's read callback."""
+        actions = self.detector.process(pcm)
+        rate = self.detector.sample_rate
+        activity = self.mode == "activity"
+        done = 0
+        for a in actions:
+            kind = a.kind
+            if kind == "start" or kind == "end":
+                break  # a turn edge: send_actions sends it
+            if (
+                a.audio
+                and (kind == "audio" or not activity)
+                and not send_audio_nowait(a.audio, sample_rate=rate)
+            ):
+                break  # the write has to wait
+            done += 1
+        return actions, done
 
     async def send_actions(self, actions: Sequence[VadAction]) -> None:
         """Send what ``actions`` (from ``self.detector``) imply, in order: what

@@ -862,21 +862,8 @@ class _Call(PeerSocket):
                     return True
                 self.finish_later(functools.partial(session.send_audio, pcm, sample_rate=rate))
                 return False
-            actions = sender.detector.process(pcm)
-            rate = sender.detector.sample_rate
-            activity = sender.mode == "activity"
-            done = 0
-            for a in actions:
-                kind = a.kind
-                if kind == "start" or kind == "end":
-                    break  # a turn edge: sent and counted by _vad_rest
-                if (
-                    a.audio
-                    and (kind == "audio" or not activity)
-                    and not session.send_audio_nowait(a.audio, sample_rate=rate)
-                ):
-                    break  # the write has to wait: _vad_rest sends it
-                done += 1
+            # Turn edges and a write that has to wait are sent and counted by _vad_rest.
+            actions, done = sender.feed_nowait(pcm, session.send_audio_nowait)
             if done < len(actions):
                 self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
                 return False

@@ -920,21 +920,8 @@ class _Connection(PeerSocket):
                 return True
             self.finish_later(functools.partial(session.send_audio, data, sample_rate=INPUT_RATE))
             return False
-        actions = sender.detector.process(data)
-        rate = sender.detector.sample_rate
-        activity = sender.mode == "activity"
-        done = 0
-        for a in actions:
-            kind = a.kind
-            if kind == "start" or kind == "end":
-                break  # a turn edge: sent and reported by _upstream
-            if (
-                a.audio
-                and (kind == "audio" or not activity)
-                and not session.send_audio_nowait(a.audio, sample_rate=rate)
-            ):
-                break  # the write has to wait: _upstream sends it
-            done += 1
+        # Turn edges and a write that has to wait are sent and reported by _upstream.
+        actions, done = sender.feed_nowait(data, session.send_audio_nowait)
         if done < len(actions):
             self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
             return False
