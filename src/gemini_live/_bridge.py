@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import time
@@ -315,6 +316,15 @@ class PeerSocket:
         finished by awaiting ``rest()`` in the task that calls :meth:`receive`, before
         any later message (which waits behind it)."""
         self._rest = rest
+
+    def audio_inline(self, session: Session, pcm: bytes, sample_rate: int) -> bool:
+        """For :meth:`inline`: write ``pcm`` upstream now when the session takes it
+        without waiting (True); else finish the message by awaiting ``send_audio``
+        (False, what :meth:`inline` then returns)."""
+        if session.send_audio_nowait(pcm, sample_rate=sample_rate):
+            return True
+        self.finish_later(functools.partial(session.send_audio, pcm, sample_rate=sample_rate))
+        return False
 
     def receive_inline(self) -> bool:
         """Have the server pass messages to :meth:`inline` when it can

@@ -857,11 +857,7 @@ class _Call(PeerSocket):
                     return True
             sender = self.sender
             if sender is None:
-                rate = self._rate
-                if session.send_audio_nowait(pcm, sample_rate=rate):
-                    return True
-                self.finish_later(functools.partial(session.send_audio, pcm, sample_rate=rate))
-                return False
+                return self.audio_inline(session, pcm, self._rate)
             # Turn edges and a write that has to wait are sent and counted by _vad_rest.
             actions, done = sender.feed_nowait(pcm, session.send_audio_nowait)
             if done < len(actions):

@@ -916,10 +916,7 @@ class _Connection(PeerSocket):
             if td == "manual" and not self.ptt_pressed:
                 info.audio_not_forwarded_bytes += n
                 return True
-            if session.send_audio_nowait(data, sample_rate=INPUT_RATE):
-                return True
-            self.finish_later(functools.partial(session.send_audio, data, sample_rate=INPUT_RATE))
-            return False
+            return self.audio_inline(session, data, INPUT_RATE)
         # Turn edges and a write that has to wait are sent and reported by _upstream.
         actions, done = sender.feed_nowait(data, session.send_audio_nowait)
         if done < len(actions):
