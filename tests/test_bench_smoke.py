@@ -47,6 +47,12 @@ def test_bench_smoke_runs_every_workload(tmp_path: Path) -> None:
             "floor-b64",
         } <= ok
     assert data["w2"]["runs"] and data["micro"]["encode"] and data["micro"]["decode"]
+    # The full collection before each W2 window is reported (outside the window), with
+    # the objects the collector tracks, and shown in the W2 table.
+    for r in data["w2"]["runs"]:
+        if "error" not in r and "skipped" not in r:
+            assert r["pre_collect_ms"] >= 0 and r["gc_tracked"] > 0
+    assert "full GC before ms" in proc.stdout
     assert all("error" not in r for r in data["scale"]["runs"])
 
 
