@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import random
+import resource
 import sys
 import time
 import traceback
@@ -327,12 +328,14 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     srv0 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     cpu0, t0, w0 = time.process_time(), time.perf_counter(), loop.time()
     times0 = os.times()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     pauses = GcPauses()
     rec.on = pauses.on = True
     await asyncio.sleep(args.window)
     rec.on = pauses.on = False
     cpu1, t1, w1 = time.process_time(), time.perf_counter(), loop.time()
     times1 = os.times()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     srv1 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     stop.set()
     wall = t1 - t0
@@ -362,6 +365,11 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
         "sys_us_per_msg": (times1.system - times0.system) / handled * 1e6
         if handled
         else float("nan"),
+        # Per message: times the process gave the CPU up waiting (each one a loop
+        # iteration that found nothing to do and slept) or was preempted, and page faults.
+        "vol_switches_per_msg": (ru1.ru_nvcsw - ru0.ru_nvcsw) / handled if handled else None,
+        "invol_switches_per_msg": (ru1.ru_nivcsw - ru0.ru_nivcsw) / handled if handled else None,
+        "minflt_per_msg": (ru1.ru_minflt - ru0.ru_minflt) / handled if handled else None,
         "loadavg_1m": os.getloadavg()[0],
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": current_rss_bytes() / 2**20,

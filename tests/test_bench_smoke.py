@@ -52,6 +52,7 @@ def test_bench_smoke_runs_every_workload(tmp_path: Path) -> None:
     for r in data["w2"]["runs"]:
         if "error" not in r and "skipped" not in r:
             assert r["pre_collect_ms"] >= 0 and r["gc_tracked"] > 0
+            assert r["invol_switches_per_msg"] >= 0 and r["minflt_per_msg"] >= 0
     assert "full GC before ms" in proc.stdout
     assert all("error" not in r for r in data["scale"]["runs"])
 
