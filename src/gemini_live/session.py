@@ -162,7 +162,9 @@ class Session:
         #: The audio hot path of the current connection (set with ``_try_send``).
         self._write_audio: Callable[[object, float], bool] | None = None
         self._closing = False
-        self._closed_event: asyncio.Event | None = None
+        #: None until connect(), then False until _finish ran (a flag: nothing waits on it,
+        #: so no Event per session).
+        self._finished: bool | None = None
         self._runner: asyncio.Task[None] | None = None
         self._first_ready: asyncio.Future[None] | None = None
         self._main: _Subscriber | None = self._new_subscriber() if config.main_stream else None
@@ -228,7 +230,7 @@ class Session:
         loop = asyncio.get_running_loop()
         if self.conversation is not None:
             self.conversation.attach(self)
-        self._closed_event = asyncio.Event()
+        self._finished = False
         self._first_ready = loop.create_future()
         self._connector.start()
         self._runner = self._connector.task
@@ -775,7 +777,7 @@ class Session:
         if error is not None and self.error is None:
             self.error = error
             self.stats.last_error = str(error)
-        if self._closed_event is not None and self._closed_event.is_set():
+        if self._finished:
             return
         self._connector.open = False
         self._set_direct(None)
@@ -793,8 +795,8 @@ class Session:
         unsent = self.protocol.discard_queue()
         if unsent:
             self.log.warning("session closed with %d frames never written", unsent)
-        if self._closed_event is not None:
-            self._closed_event.set()
+        if self._finished is not None:
+            self._finished = True
         if self.conversation is not None:
             self.conversation.close()  # last save and release, in a task (close() awaits it)
         fr = self._first_ready
