@@ -181,6 +181,18 @@ def test_w2_real_time_means_p99_under_one_frame() -> None:
     assert not real_time({**ok, "send_lag_ms_p99": 21.0})
 
 
+def test_w3_import_time_loads_cached_bytecode_whatever_the_environment(tmp_path: Path) -> None:
+    # The import is timed as after an install (bytecode compiled once), even when the
+    # environment says not to write bytecode and the source tree has no __pycache__.
+    from bench.run import import_time
+
+    first = import_time("bench.ideal", str(tmp_path))
+    assert first["s"] > 0, first
+    cached = [p.name for p in tmp_path.rglob("*.pyc")]
+    assert f"ideal.{sys.implementation.cache_tag}.pyc" in cached
+    assert import_time("bench.ideal", str(tmp_path))["s"] > 0
+
+
 def test_bench_memory_runs_and_the_handle_empties_the_window() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--sessions", "5", "--turns", "2", "--chunks", "10"],
