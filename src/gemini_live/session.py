@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gemini_live import events as ev
 from gemini_live._connector import Connector, resolve_backend
-from gemini_live._conversation import ConversationLink, check_text_id
 from gemini_live._observe import SessionRecord
 from gemini_live._stream import _Subscriber
 from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig, check_credentials
@@ -55,6 +54,7 @@ from gemini_live.types import (
 )
 
 if TYPE_CHECKING:
+    from gemini_live._conversation import ConversationLink
     from gemini_live.media import StreamStats
     from gemini_live.tools import ToolRegistry, ToolRunner
 
@@ -118,6 +118,8 @@ class Session:
         self._pending_error: GeminiLiveError | None = None
         self._fail_task: asyncio.Task[None] | None = None
         if _snapshot is not None:
+            from gemini_live._conversation import ConversationLink
+
             self.protocol = ConversationLink.restored(_snapshot, tc.endpoint.model_name)
         else:
             self.protocol = self._new_protocol(config, setup)
@@ -213,6 +215,9 @@ class Session:
         check_credentials(config)  # no key for Google's endpoint: refused, not dialed
         if config.conversation is None:
             return cls(config)
+        # Imported here: the store's modules load only for a stored conversation.
+        from gemini_live._conversation import ConversationLink
+
         link = await ConversationLink.open(config)
         try:
             built, snapshot = link.prepare(config)
@@ -619,6 +624,8 @@ class Session:
         """
         self._check_usable()
         if text_id is not None:
+            from gemini_live._conversation import check_text_id
+
             check_text_id(text_id)
         now = time.monotonic()
         frame = self.protocol.send_text(text, now)
