@@ -312,7 +312,9 @@ def w3_md(w3: dict[str, Any]) -> str:
     if "error" in w3:
         return _failed(w3["error"])
     out = [
-        "Import time (fresh interpreter, `time.perf_counter()` around the import):",
+        "Import time (fresh interpreter, `time.perf_counter()` around the import; every "
+        "module's bytecode cached by an untimed first import, as after an install; the "
+        "modules' runs interleaved):",
         "",
         "| module | median ms | min ms |",
         "|---|---:|---:|",
