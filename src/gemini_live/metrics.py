@@ -324,6 +324,10 @@ class UsageMeter:
             turns = self._turns = deque(maxlen=self._max_turns)
         return turns
 
+    @turns.setter
+    def turns(self, turns: deque[TurnUsage]) -> None:
+        self._turns = turns  # assignable, as the attribute it was
+
     def __repr__(self) -> str:
         n = sum(1 for t in self.turns if t.complete)
         turns = "1 turn" if n == 1 else f"{n} turns"
@@ -543,6 +547,10 @@ class LatencyTracker:
         if turns is None:
             turns = self._turns = deque(maxlen=self._max_turns)
         return turns
+
+    @turns.setter
+    def turns(self, turns: deque[TurnLatency]) -> None:
+        self._turns = turns  # assignable, as the attribute it was
 
     def __repr__(self) -> str:
         n = len(self.turns)

@@ -11,7 +11,7 @@ import pytest
 
 import gemini_live as gl
 from gemini_live.history import History
-from gemini_live.metrics import LatencyTracker, UsageMeter
+from gemini_live.metrics import LatencyTracker, TurnUsage, UsageMeter
 from gemini_live.testing import FakeLiveServer
 
 from .conftest import config_for
@@ -77,6 +77,10 @@ def test_unused_meters_and_history_hold_no_deque() -> None:
         turns = holder.turns  # made at the first use, with the bound asked for
         assert isinstance(turns, deque) and turns.maxlen == 1000 and not turns
         assert holder.turns is turns
+    replaced: deque[TurnUsage] = deque(maxlen=2)
+    meter = UsageMeter()
+    meter.turns = replaced  # still assignable
+    assert meter.turns is replaced
     assert UsageMeter(max_turns=None).turns.maxlen is None
     assert LatencyTracker(max_turns=3).turns.maxlen == 3
     with pytest.raises(ValueError):
