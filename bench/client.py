@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import random
+import resource
 import sys
 import time
 import traceback
@@ -312,17 +313,29 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
     clock = asyncio.get_running_loop().create_task(_audio_clock(conns, rec, stop))
     await asyncio.sleep(args.warmup)
+    # A full collection before the window, so that none of the warm-up's garbage is
+    # collected inside it. It stops the loop for as long as it walks every tracked
+    # object of N sessions (tens of ms at N = 300): the clock falls behind and catches
+    # up afterwards. The window starts once it has (``settle``), or a client's larger
+    # heap would show as send lag that no app pays in steady state (it did until
+    # 2026-12-07: gemini-live's 23-32 ms collection put its first window ticks 30-38 ms
+    # late, the ideal client's 7-13 ms one did not reach the p99).
+    t = time.perf_counter()
     gc.collect()
+    collect_s = time.perf_counter() - t
+    await asyncio.sleep(args.settle)
     loop = asyncio.get_running_loop()
     srv0 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     cpu0, t0, w0 = time.process_time(), time.perf_counter(), loop.time()
     times0 = os.times()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     pauses = GcPauses()
     rec.on = pauses.on = True
     await asyncio.sleep(args.window)
     rec.on = pauses.on = False
     cpu1, t1, w1 = time.process_time(), time.perf_counter(), loop.time()
     times1 = os.times()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     srv1 = proc_cpu_seconds(args.server_pid) if args.server_pid else None
     stop.set()
     wall = t1 - t0
@@ -352,10 +365,19 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
         "sys_us_per_msg": (times1.system - times0.system) / handled * 1e6
         if handled
         else float("nan"),
+        # Per message: times the process gave the CPU up waiting (each one a loop
+        # iteration that found nothing to do and slept) or was preempted, and page faults.
+        "vol_switches_per_msg": (ru1.ru_nvcsw - ru0.ru_nvcsw) / handled if handled else None,
+        "invol_switches_per_msg": (ru1.ru_nivcsw - ru0.ru_nivcsw) / handled if handled else None,
+        "minflt_per_msg": (ru1.ru_minflt - ru0.ru_minflt) / handled if handled else None,
         "loadavg_1m": os.getloadavg()[0],
         "peak_rss_mib": peak_rss_mib(),
         "rss_mib": current_rss_bytes() / 2**20,
         **pauses.result(),
+        # The full collection before the window (outside it): how long one takes over
+        # N sessions' objects, and how many objects the collector tracks.
+        "pre_collect_ms": collect_s * 1000,
+        "gc_tracked": len(gc.get_objects()),
     }
     clock.cancel()
     return out
@@ -499,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--window", type=float, default=5.0)
+    ap.add_argument(
+        "--settle", type=float, default=0.5, help="W2: seconds after gc.collect() before the window"
+    )
     ap.add_argument("--ramp-timeout", type=float, default=60.0)
     ap.add_argument("--connect-concurrency", type=int, default=50)
     ap.add_argument("--server-pid", type=int, default=0)

@@ -199,9 +199,9 @@ def w2_md(w2: dict[str, Any]) -> str:
         return _failed(w2["error"])
     out = [
         "| N | client | loop | client CPU % | CPU µs / msg | server CPU % | send rate "
-        "| recv rate | latency p50 / p99 ms | send lag p99 ms | longest GC pause ms | load 1m "
-        "| real time |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| recv rate | latency p50 / p99 ms | send lag p99 ms | longest GC pause ms "
+        "| full GC before ms | load 1m | real time |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     skipped: dict[tuple[str, str], list[int]] = {}
     reasons: dict[tuple[str, str], str] = {}
@@ -213,7 +213,7 @@ def w2_md(w2: dict[str, Any]) -> str:
             continue
         head = f"| {r['sessions']} | {_label(r['mode'])} | {r['loop']} "
         if "error" in r:
-            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 9 + " no |")
+            out.append(head + f"| {_failed(r['error'])} |" + " – |" * 10 + " no |")
             continue
         out.append(
             head + f"| {r['cpu_pct']:.0f} | {_f(r.get('cpu_us_per_msg'), '.1f')} "
@@ -222,6 +222,7 @@ def w2_md(w2: dict[str, Any]) -> str:
             f"| {r['latency_ms_p50']:.1f} / {r['latency_ms_p99']:.1f} "
             f"| {_f(r['send_lag_ms_p99'], '.1f')} "
             f"| {_f(max(r['gc_longest_ms']) if r.get('gc_longest_ms') else None, '.1f')} "
+            f"| {_f(r.get('pre_collect_ms'), '.1f')} "
             f"| {_f(r.get('loadavg_1m'), '.1f')} | {'yes' if r['real_time'] else 'no'} |"
         )
     out += [
@@ -230,7 +231,10 @@ def w2_md(w2: dict[str, Any]) -> str:
         "lag p99 < 20 ms (one audio frame). CPU % is of one core; CPU µs / msg = client "
         "CPU over the window ÷ "
         "(chunks sent + replies received in it). The server runs on the same machine "
-        "(server CPU %); load 1m is the machine's load average when the run ended.",
+        "(server CPU %); load 1m is the machine's load average when the run ended. "
+        "Longest GC pause: inside the window. Full GC before: the `gc.collect()` that "
+        "precedes the window (0.5 s before it, so the clock has caught up when it starts): "
+        "its length grows with the objects the collector tracks per session.",
     ]
     for (mode, loop), ns in skipped.items():
         out.append(
@@ -308,7 +312,9 @@ def w3_md(w3: dict[str, Any]) -> str:
     if "error" in w3:
         return _failed(w3["error"])
     out = [
-        "Import time (fresh interpreter, `time.perf_counter()` around the import):",
+        "Import time (fresh interpreter, `time.perf_counter()` around the import; every "
+        "module's bytecode cached by an untimed first import, as after an install; the "
+        "modules' runs interleaved):",
         "",
         "| module | median ms | min ms |",
         "|---|---:|---:|",

@@ -136,21 +136,28 @@ class Connector:
         self.lock: asyncio.Lock | None = None
         self.task: asyncio.Task[None] | None = None
         self.close_info: tuple[int | None, str] = (None, "")
-        self._wake: asyncio.Event | None = None
+        #: The runner's current wait for :meth:`poke` (None while it does not wait): a
+        #: future made for each wait, so an idle session holds no Event and no task.
+        self._wake: asyncio.Future[None] | None = None
         self._setup_waiter: asyncio.Future[ev.SetupComplete] | None = None
         #: DEBUG logging of frame kinds and sizes (never payloads), read once per connect.
         self.debug = False
 
     def start(self) -> None:
         """Create the loop's primitives and start the runner task."""
-        self._wake = asyncio.Event()
         self.lock = asyncio.Lock()
         self.task = asyncio.get_running_loop().create_task(self._run(), name="gemini-live-session")
 
     def poke(self) -> None:
         """Wake the runner (something it waits on may have changed)."""
-        if self._wake is not None:
-            self._wake.set()
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _arm(self) -> asyncio.Future[None]:
+        """A new wait for :meth:`poke`; pokes before it are not seen (as a cleared Event)."""
+        wake = self._wake = asyncio.get_running_loop().create_future()
+        return wake
 
     def lost(self) -> None:
         """The current connection cannot be written any more (closed, or a write failed)."""
@@ -227,13 +234,13 @@ class Connector:
     async def _sleep(self, delay: float) -> None:
         if delay <= 0:
             return
-        assert self._wake is not None
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 while not self.host._is_closing():
-                    await self._wake.wait()
-                    self._wake.clear()
+                    try:
+                        await self._arm()
+                    finally:
+                        self._wake = None
 
     async def _open_connection(self) -> None:
         """Connect, write the setup, wait for setupComplete, flush the queue."""
@@ -312,7 +319,7 @@ class Connector:
         host, protocol = self.host, self.protocol
         handler = self.handler
         transport = self.transport
-        assert handler is not None and transport is not None and self._wake is not None
+        assert handler is not None and transport is not None
         idle = self.config.transport.idle_timeout
         told_drain = False
         while True:
@@ -345,16 +352,16 @@ class Connector:
                 if at is not None:
                     left = max(0.0, at - now)
                     timeout = left if timeout is None else min(timeout, left)
-            self._wake.clear()
-            wake_task = asyncio.ensure_future(self._wake.wait())
+            wake = self._arm()
             try:
                 done, _ = await asyncio.wait(
-                    (wake_task, handler.closed),
+                    (wake, handler.closed),
                     timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                wake_task.cancel()
+                self._wake = None
+                wake.cancel()
             host._timer_fired(time.monotonic())
             if (
                 not done

@@ -266,6 +266,16 @@ class TurnUsage(msgspec.Struct, gc=False):
     complete: bool = False
 
 
+def _max_turns(max_turns: int | None) -> int | None:
+    """A meter's ``max_turns``, checked now (its deque is made at the first turn)."""
+    if max_turns is not None:
+        if not isinstance(max_turns, int):
+            raise TypeError("max_turns must be an int or None")
+        if max_turns < 0:
+            raise ValueError("max_turns must be non-negative")
+    return max_turns
+
+
 class UsageMeter:
     """Per-turn and session token totals from cumulative ``usageMetadata`` snapshots.
 
@@ -292,7 +302,8 @@ class UsageMeter:
             raise ValueError("cumulative must be 'turn' or 'session'")
         self.prices = prices
         self.cumulative = cumulative
-        self.turns: deque[TurnUsage] = deque(maxlen=max_turns)
+        self._max_turns = _max_turns(max_turns)
+        self._turns: deque[TurnUsage] | None = None
         self._n = 0
         self._current: TurnUsage | None = None
         #: True between turnComplete and the next activity: trailing snapshots still count.
@@ -303,6 +314,19 @@ class UsageMeter:
         self._last_meta: UsageMetadata | None = None  # the last snapshot counted
         self._session_changes: list[tuple[TokenCounts, TokenCounts]] = []  # (old, new)
         self.snapshots = 0
+
+    @property
+    def turns(self) -> deque[TurnUsage]:
+        """The last ``max_turns`` turns, oldest first (made at the first use: an idle
+        session's meter holds no deque)."""
+        turns = self._turns
+        if turns is None:
+            turns = self._turns = deque(maxlen=self._max_turns)
+        return turns
+
+    @turns.setter
+    def turns(self, turns: deque[TurnUsage]) -> None:
+        self._turns = turns  # assignable, as the attribute it was
 
     def __repr__(self) -> str:
         n = sum(1 for t in self.turns if t.complete)
@@ -509,10 +533,24 @@ class LatencyTracker:
 
     def __init__(self, *, clock: Clock = time.monotonic, max_turns: int | None = 1000) -> None:
         self.clock = clock
-        self.turns: deque[TurnLatency] = deque(maxlen=max_turns)
+        self._max_turns = _max_turns(max_turns)
+        self._turns: deque[TurnLatency] | None = None
         self._n = 0
         self._pending: TurnLatency | None = None
         self._next_input: float | None = None
+
+    @property
+    def turns(self) -> deque[TurnLatency]:
+        """The last ``max_turns`` turns, oldest first (made at the first use: an idle
+        session's meter holds no deque)."""
+        turns = self._turns
+        if turns is None:
+            turns = self._turns = deque(maxlen=self._max_turns)
+        return turns
+
+    @turns.setter
+    def turns(self, turns: deque[TurnLatency]) -> None:
+        self._turns = turns  # assignable, as the attribute it was
 
     def __repr__(self) -> str:
         n = len(self.turns)

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gemini_live import events as ev
 from gemini_live._connector import Connector, resolve_backend
-from gemini_live._conversation import ConversationLink, check_text_id
 from gemini_live._observe import SessionRecord
 from gemini_live._stream import _Subscriber
 from gemini_live.config import ReconnectPolicy, SessionConfig, TransportConfig, check_credentials
@@ -55,6 +54,7 @@ from gemini_live.types import (
 )
 
 if TYPE_CHECKING:
+    from gemini_live._conversation import ConversationLink
     from gemini_live.media import StreamStats
     from gemini_live.tools import ToolRegistry, ToolRunner
 
@@ -118,6 +118,8 @@ class Session:
         self._pending_error: GeminiLiveError | None = None
         self._fail_task: asyncio.Task[None] | None = None
         if _snapshot is not None:
+            from gemini_live._conversation import ConversationLink
+
             self.protocol = ConversationLink.restored(_snapshot, tc.endpoint.model_name)
         else:
             self.protocol = self._new_protocol(config, setup)
@@ -162,7 +164,9 @@ class Session:
         #: The audio hot path of the current connection (set with ``_try_send``).
         self._write_audio: Callable[[object, float], bool] | None = None
         self._closing = False
-        self._closed_event: asyncio.Event | None = None
+        #: None until connect(), then False until _finish ran (a flag: nothing waits on it,
+        #: so no Event per session).
+        self._finished: bool | None = None
         self._runner: asyncio.Task[None] | None = None
         self._first_ready: asyncio.Future[None] | None = None
         self._main: _Subscriber | None = self._new_subscriber() if config.main_stream else None
@@ -211,6 +215,9 @@ class Session:
         check_credentials(config)  # no key for Google's endpoint: refused, not dialed
         if config.conversation is None:
             return cls(config)
+        # Imported here: the store's modules load only for a stored conversation.
+        from gemini_live._conversation import ConversationLink
+
         link = await ConversationLink.open(config)
         try:
             built, snapshot = link.prepare(config)
@@ -228,7 +235,7 @@ class Session:
         loop = asyncio.get_running_loop()
         if self.conversation is not None:
             self.conversation.attach(self)
-        self._closed_event = asyncio.Event()
+        self._finished = False
         self._first_ready = loop.create_future()
         self._connector.start()
         self._runner = self._connector.task
@@ -617,6 +624,8 @@ class Session:
         """
         self._check_usable()
         if text_id is not None:
+            from gemini_live._conversation import check_text_id
+
             check_text_id(text_id)
         now = time.monotonic()
         frame = self.protocol.send_text(text, now)
@@ -775,7 +784,7 @@ class Session:
         if error is not None and self.error is None:
             self.error = error
             self.stats.last_error = str(error)
-        if self._closed_event is not None and self._closed_event.is_set():
+        if self._finished:
             return
         self._connector.open = False
         self._set_direct(None)
@@ -793,8 +802,8 @@ class Session:
         unsent = self.protocol.discard_queue()
         if unsent:
             self.log.warning("session closed with %d frames never written", unsent)
-        if self._closed_event is not None:
-            self._closed_event.set()
+        if self._finished is not None:
+            self._finished = True
         if self.conversation is not None:
             self.conversation.close()  # last save and release, in a task (close() awaits it)
         fr = self._first_ready
