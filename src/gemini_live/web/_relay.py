@@ -848,7 +848,10 @@ class _Connection(PeerSocket):
             mode: Literal["activity", "stream_end"] = (
                 "activity" if relay.turn_detection == "vad" else "stream_end"
             )
-            self.sender = ActivitySender(session, relay._detector(), mode=mode)
+            detector = relay._detector()
+            # One upstream chunk per page message (a 40 ms frame is one chunk, not two).
+            detector.merge = True
+            self.sender = ActivitySender(session, detector, mode=mode)
         await self.send_json({"type": "state", "state": "open", "session_id": self.info.session_id})
         if relay._on_session is not None:
             await maybe_await(relay._on_session(session, self.info))
