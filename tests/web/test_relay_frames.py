@@ -7,6 +7,8 @@ import asyncio
 import base64
 import math
 import struct
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -68,3 +70,23 @@ async def test_a_message_goes_up_as_one_chunk(page_ms: int) -> None:
                     rest = -start % len(frame)
                     whole = (sent - start - rest) // len(frame)
                     assert sizes == [start] + [rest] * (rest > 0) + [len(frame)] * whole
+
+
+@pytest.mark.parametrize("turn_detection", ["vad", "manual"])
+def test_the_vads_numpy_is_imported_when_the_relay_is_built(turn_detection: str) -> None:
+    """Not inside the event loop at the first browser's first frame (an import stalls
+    every connection of the process for a while); not at all without the VAD."""
+    pytest.importorskip("numpy")
+    code = (
+        "import sys\n"
+        "import gemini_live as gl\n"
+        "from gemini_live.web import Relay\n"
+        "assert 'numpy' not in sys.modules\n"
+        f"Relay(lambda c: gl.build_config(), authorize=Relay.ALLOW_ANYONE, "
+        f"turn_detection={turn_detection!r})\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == str(turn_detection == "vad")

@@ -47,6 +47,7 @@ from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.store._record import MAX_TEXT_IDS
 from gemini_live.vad import ActivityDetector, ActivitySender, VadAction
+from gemini_live.vad import _numpy as vad_numpy
 
 if TYPE_CHECKING:
     from gemini_live.store import ConversationStore
@@ -517,6 +518,10 @@ class Relay:
         self.turn_detection: TurnDetection = turn_detection
         self.stream_end_on_silence = stream_end_on_silence
         self._detector = detector or ActivityDetector
+        if turn_detection == "vad" or stream_end_on_silence:
+            # The VAD computes levels with numpy when it is installed: imported now, not
+            # inside the event loop at the first browser's first frame.
+            vad_numpy()
         self._on_session = on_session
         self._on_close = on_close
         self.limits = limits or RelayLimits()
