@@ -13,8 +13,11 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 * ``floor``: N bare sessions (``session.on_event``) in the measured process, one clock
   sending each a 20 ms chunk of 16 kHz PCM every 20 ms (speech and silence).
 * ``relay``: the browser relay (default VAD turn detection) with N synthetic browsers
-  speaking the page's protocol: 20 ms PCM frames in real time (an utterance every
-  300 ms), model audio and transcripts back.
+  speaking the page's protocol: 40 ms PCM frames in real time as the page sends them
+  (``--page-ms 20``: older pages' 20 ms frames), an utterance every 300 ms, model audio
+  and transcripts back.
+* ``relay-20``: the same relay with browsers sending 20 ms frames whatever
+  ``--page-ms`` says (older pages): ``--interleave`` compares the two shapes.
 * ``relay-asgi``: the same relay with the server's inline receive
   (``gemini_live.on_message``) taken out of the scope, so every inbound frame goes
   through uvicorn's queue and the relay's task, as under another server (and as before
@@ -77,14 +80,17 @@ from gemini_live import events as ev
 from gemini_live._bridge import ON_MESSAGE_EXTENSION, SEND_NOWAIT_EXTENSION
 from gemini_live.audio import pcm16_to_ulaw, resample
 
-KINDS: Final = ("floor", "relay", "relay-asgi", "bridge", "bridge-asgi")
+KINDS: Final = ("floor", "relay", "relay-20", "relay-asgi", "bridge", "bridge-asgi")
 RATE: Final = 16000
 FRAME_MS: Final = 20
+#: The frames the relay's synthetic browsers send (``--page-ms``): the page's 40 ms.
+RELAY_OPTIONS: Final[dict[str, int]] = {"page_ms": 40}
 LAG_LIMIT_MS: Final = 20.0
 #: Audio messages per second a client gets: the relay forwards the server's 25 replies;
 #: the bridge re-frames them as 50 frames of 20 ms.
 AUDIO_HZ: Final = {
     "relay": 25.0,
+    "relay-20": 25.0,
     "relay-asgi": 25.0,
     "bridge": 50.0,
     "bridge-asgi": 50.0,
@@ -298,9 +304,17 @@ async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
 
 
 def _clients(
-    kind: str, url: str, origin: str, n: int, seconds: float, result: Any, window: Any
+    kind: str,
+    url: str,
+    origin: str,
+    n: int,
+    seconds: float,
+    result: Any,
+    window: Any,
+    page_ms: int = FRAME_MS,
 ) -> None:
-    """Child process: n browsers or phone calls streaming 20 ms frames in real time."""
+    """Child process: n browsers (``page_ms`` frames) or phone calls (20 ms frames)
+    streaming in real time."""
 
     async def browser(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -315,7 +329,9 @@ def _clients(
                     if isinstance(msg, bytes) and stats["on"]:
                         stats["audio"] += 1
 
-            await _paced(ws, [bytes(f) for f in FRAMES], i, stats, reader, stop)
+            step = RATE * page_ms // 1000 * 2
+            frames = [UTTERANCE[k : k + step] for k in range(0, len(UTTERANCE), step)]
+            await _paced(ws, frames, i, stats, reader, stop, page_ms)
 
     async def call(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -390,6 +406,7 @@ async def _paced(
     stats: dict[str, float],
     reader: Callable[[], Coroutine[Any, Any, None]],
     stop: asyncio.Event,
+    period_ms: int = FRAME_MS,
 ) -> None:
     rt = asyncio.create_task(reader())
     loop = asyncio.get_running_loop()
@@ -397,12 +414,12 @@ async def _paced(
     k = 0
     try:
         while not stop.is_set():
-            due = start + k * FRAME_MS / 1000
+            due = start + k * period_ms / 1000
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # real-time pacing of the microphone
             elif stats["on"]:
-                stats["late_frames"] += delay < -FRAME_MS / 1000
+                stats["late_frames"] += delay < -period_ms / 1000
             await ws.send(frames[k % len(frames)])
             if stats["on"]:
                 stats["frames"] += 1
@@ -568,8 +585,9 @@ async def measure(
                 got = window["audio_events"]
             else:
                 relay = kind.startswith("relay")
+                page_ms = 20 if kind == "relay-20" else RELAY_OPTIONS["page_ms"]
                 app = (
-                    _relay_app(upstream, probe, inline=kind == "relay")
+                    _relay_app(upstream, probe, inline=kind != "relay-asgi")
                     if relay
                     else _bridge_app(upstream, probe, inline=kind == "bridge")
                 )
@@ -581,7 +599,8 @@ async def measure(
                     url = base.replace("http", "ws") + path
                     started = ctx.Event()
                     proc = ctx.Process(
-                        target=_clients, args=(kind, url, base, n, seconds, result, started)
+                        target=_clients,
+                        args=(kind, url, base, n, seconds, result, started, page_ms),
                     )
                     proc.start()
                     window_task = loop.create_task(
@@ -875,6 +894,7 @@ def tables(results: dict[str, Any]) -> str:
             name = {
                 "floor": "direct",
                 "relay": "relay",
+                "relay-20": "relay (20 ms frames)",
                 "relay-asgi": "relay (ASGI inbound)",
                 "bridge": "bridge (twilio)",
                 "bridge-asgi": "bridge (twilio, ASGI inbound)",
@@ -905,6 +925,13 @@ async def main(argv: list[str]) -> int:
     p.add_argument(
         "--bridge-media-ms", type=int, default=None, help="the bridge's media_ms (default: its own)"
     )
+    p.add_argument(
+        "--page-ms",
+        type=int,
+        default=40,
+        choices=(20, 40),
+        help="the relay's browsers' frames: 40 ms (the page's) or 20 ms (older pages)",
+    )
     p.add_argument("--seconds", type=float, default=5.0, help="measurement window")
     p.add_argument("--stop-lag", type=float, default=100.0, help="loop lag p99 ending a ramp")
     p.add_argument("--load", default="10,50,80", help="burner shares for the latency table")
@@ -917,6 +944,7 @@ async def main(argv: list[str]) -> int:
         "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
     )
     args = p.parse_args(argv)
+    RELAY_OPTIONS["page_ms"] = args.page_ms
     if args.bridge_media_ms is not None:
         BRIDGE_OPTIONS["media_ms"] = args.bridge_media_ms
     if args.profile:
@@ -928,7 +956,7 @@ async def main(argv: list[str]) -> int:
         if k not in KINDS:
             p.error(f"unknown kind {k!r} (one of {', '.join(KINDS)})")
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
-    levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-asgi")}
+    levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-20", "relay-asgi")}
     levels["bridge"] = levels["bridge-asgi"] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
         results["density"] = await density(

@@ -3,13 +3,21 @@
 ``python -m bench.relay_instructions`` serves the browser relay (``gemini_live.web``:
 uvicorn, the relay's VAD turn detection, one upstream session to the benchmark server in
 its W1 mode) in a process that runs under ``valgrind --tool=callgrind``, and drives it
-from this process with one synthetic browser in lock step: send one 20 ms PCM frame
-(speech, so the VAD forwards it), wait for the binary audio message the model's reply
-becomes, repeat. One round trip is one inbound WebSocket message through uvicorn, the
-VAD, one upstream ``send_audio``, one upstream reply frame through the session, and one
-outbound WebSocket message (plus the turns' transcripts and ``turn_complete`` as JSON
-messages: the window holds whole turns). Lock step means one message per read and per
-write: the dearest case, with no batching a loaded loop would find.
+from this process with one synthetic browser in lock step: send one PCM frame of what the
+page sends (40 ms; ``--page-ms 20`` for older pages), speech so the VAD forwards it, wait
+for the binary audio message the model's reply becomes, repeat. One round trip is one
+inbound WebSocket message through uvicorn, the VAD (one level per 20 ms of it), one
+upstream ``send_audio`` (the relay forwards a message's audio as one chunk), one upstream
+reply frame through the session, and one outbound WebSocket message (plus the turns'
+transcripts and ``turn_complete`` as JSON messages: the window holds whole turns). Lock
+step means one message per read and per write: the dearest case, with no batching a
+loaded loop would find.
+
+``--paced SECONDS`` counts the density workload instead (``bench.density``'s browser):
+the page's frames on the microphone's clock, the server's W2 replies (25 a second, each
+with its transcript) read as they come, both clocks ``--slowdown`` times slower (the
+process runs under valgrind), and prints instructions per **browser-second**: for 40 ms
+frames 25 messages up and 25 replies (50 messages) down, for 20 ms ones 50 up.
 
 The window is cut as in :mod:`bench.instructions`: the measured process calls
 ``os.getppid()`` when told the warm-up is over and ``os.getpgrp()`` at the end (over its
@@ -33,6 +41,7 @@ import shutil
 import struct
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,14 +52,22 @@ ROUND_TRIPS: Final = 200
 WARM_UP: Final = 60
 MAX_ROUND_TRIPS: Final = 500
 TIMEOUT: Final = 600.0
-FRAME_BYTES: Final = 640  # 20 ms of 16 kHz PCM16
+#: What the page (mic-worklet.js) posts: 40 ms of 16 kHz PCM16 (older pages: 20 ms).
+PAGE_MS: Final = 40
+#: Frames of one utterance before the energy VAD's noise floor, creeping up during a
+#: steady tone, would end it (no more replies).
+MAX_VAD_FRAMES: Final = 800
+#: ``--paced``: how many times slower than real time both clocks run (the browser's
+#: microphone and the server's replies), and the browser-seconds before the window.
+SLOWDOWN: Final = 10.0
+PACED_WARM_UP: Final = 2.0
 
 
-def speech_frame() -> bytes:
-    """20 ms of a loud voiced-like tone: the energy VAD calls it speech."""
+def speech_frame(ms: int = PAGE_MS) -> bytes:
+    """``ms`` of a loud voiced-like tone: the energy VAD calls it speech."""
     out = [
         int(12000 * sum(math.sin(2 * math.pi * 180 * k * i / 16000) / k for k in (1, 2, 3)))
-        for i in range(FRAME_BYTES // 2)
+        for i in range(16 * ms)
     ]
     return struct.pack(f"<{len(out)}h", *out)
 
@@ -58,9 +75,11 @@ def speech_frame() -> bytes:
 # -- the measured process (runs under valgrind) ---------------------------------------------
 
 
-async def _child(upstream: str, turn_detection: Any, numpy: bool) -> None:
+async def _child(upstream: str, turn_detection: Any, numpy: bool, no_numpy: bool) -> None:
     if numpy:  # as in a process that resamples (the VAD's level then uses it)
         import numpy as np  # noqa: F401
+    if no_numpy:  # as where numpy is not installed
+        sys.modules["numpy"] = None  # type: ignore[assignment]
 
     import gemini_live as gl
     from gemini_live.web import Relay, RelayLimits, create_app, running
@@ -118,7 +137,7 @@ def child_main(args: argparse.Namespace) -> int:
     from bench.common import run_loop
 
     async def go() -> None:
-        await _child(args.upstream, args.turn_detection, args.numpy)
+        await _child(args.upstream, args.turn_detection, args.numpy, args.no_numpy)
 
     run_loop(go, args.loop)
     return 0
@@ -127,14 +146,62 @@ def child_main(args: argparse.Namespace) -> int:
 # -- the harness (drives the browser) -------------------------------------------------------
 
 
+async def _paced_window(
+    ws: Any,
+    tell: Callable[[bytes, bytes], Awaitable[None]],
+    seconds: float,
+    page_ms: int,
+    slowdown: float,
+) -> None:
+    """The density workload's browser on a clock ``slowdown`` times slower: the density
+    bench's utterance (100 ms of speech, 200 ms of silence) in ``page_ms`` frames, every
+    reply read; the window is ``seconds`` browser-seconds after a warm-up."""
+    from bench.density import UTTERANCE
+
+    step = 32 * page_ms
+    frames = [UTTERANCE[i : i + step] for i in range(0, len(UTTERANCE), step)]
+    loop = asyncio.get_running_loop()
+
+    async def reader() -> None:
+        async for _ in ws:
+            pass
+
+    async def microphone() -> None:
+        start = loop.time()
+        k = 0
+        while True:
+            delay = start + k * page_ms / 1000 * slowdown - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the microphone's (slowed) clock
+            await ws.send(frames[k % len(frames)])
+            k += 1
+
+    tasks = [asyncio.create_task(reader()), asyncio.create_task(microphone())]
+    try:
+        await asyncio.sleep(PACED_WARM_UP * slowdown)  # the session open, whole turns
+        await tell(b"S", b"started")
+        await asyncio.sleep(seconds * slowdown)
+        await tell(b"E", b"stopped")
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _browser(
-    url: str, child: asyncio.subprocess.Process, round_trips: int, turn_detection: str
+    url: str,
+    child: asyncio.subprocess.Process,
+    round_trips: int,
+    turn_detection: str,
+    page_ms: int = PAGE_MS,
+    paced: float = 0.0,
+    slowdown: float = 1.0,
 ) -> None:
     import websockets
 
     assert child.stdin is not None and child.stdout is not None
     stdin, stdout = child.stdin, child.stdout
-    frame = speech_frame()
+    frame = speech_frame(page_ms)
 
     async def tell(cmd: bytes, answer: bytes) -> None:
         stdin.write(cmd + b"\n")
@@ -155,12 +222,23 @@ async def _browser(
                 await ws.send(frame)
                 await audio_reply()
 
-        # The VAD starts an utterance after three frames of speech (one reply for the
-        # pre-roll); from then on (and without the VAD from the first) every frame gets
-        # one reply.
-        for _ in range(3 if turn_detection == "vad" else 1):
+        # The VAD starts an utterance after three 20 ms frames of speech: with 20 ms
+        # messages one reply for the pre-roll, with 40 ms ones one for the pre-roll (the
+        # first three) and one for the fourth; from then on (and without the VAD from the
+        # first) every message gets one reply.
+        if turn_detection != "vad":
+            sends, replies = 1, 1
+        else:
+            sends, replies = (3, 1) if page_ms == 20 else (2, 2)
+        if paced:
+            await _paced_window(ws, tell, paced, page_ms, slowdown)
+            stdin.write(b"Q\n")
+            await stdin.drain()
+            return
+        for _ in range(sends):
             await ws.send(frame)
-        await audio_reply()
+        for _ in range(replies):
+            await audio_reply()
         await lock_step(WARM_UP)
         await tell(b"S", b"started")
         await lock_step(round_trips)
@@ -177,6 +255,10 @@ async def _measure(
     vg: str,
     profile: str | None = None,
     numpy: bool = False,
+    page_ms: int = PAGE_MS,
+    no_numpy: bool = False,
+    paced: float = 0.0,
+    slowdown: float = SLOWDOWN,
 ) -> int:
     # The gate's runner pieces, imported here: the measured child does not load them.
     from bench.instructions import callgrind_command, window_count
@@ -185,6 +267,10 @@ async def _measure(
         out = Path(tmp) / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         env.pop("PYTHONDEVMODE", None)
+        # numpy's BLAS starts worker threads that spin idle for a while; valgrind's slow
+        # clock makes that "while" the whole window, and their count does not repeat.
+        # The relay makes no BLAS call: one thread (none started) counts what it does.
+        env["OPENBLAS_NUM_THREADS"] = "1"
         tool = callgrind_command(vg, out)
         if profile:  # cProfile instead of callgrind (the same window, full speed)
             tool = []
@@ -200,8 +286,9 @@ async def _measure(
             "--turn-detection",
             turn_detection,
             *(["--numpy"] if numpy else []),
+            *(["--no-numpy"] if no_numpy else []),
             "--upstream",
-            f"ws://127.0.0.1:{port}/bench/w1",
+            f"ws://127.0.0.1:{port}/bench/{'w2' if paced else 'w1'}",
             cwd=ROOT,
             env=env,
             stdin=asyncio.subprocess.PIPE,
@@ -215,7 +302,9 @@ async def _measure(
                 if not line.startswith("URL "):
                     err = (await child.stderr.read()).decode() if child.stderr else ""
                     raise RuntimeError(f"the measured process did not start: {err[-2000:]}")
-                await _browser(line[4:], child, round_trips, turn_detection)
+                await _browser(
+                    line[4:], child, round_trips, turn_detection, page_ms, paced, slowdown
+                )
                 await child.wait()
         finally:
             if child.returncode is None:
@@ -237,14 +326,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--numpy", action="store_true", help="import numpy in the relay's process first"
     )
+    parser.add_argument("--no-numpy", action="store_true", help="as if numpy were not installed")
+    parser.add_argument(
+        "--page-ms",
+        type=int,
+        default=PAGE_MS,
+        choices=(20, 40),
+        help="the browser's frames: 40 ms (the page's) or 20 ms (older pages)",
+    )
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="count SECONDS browser-seconds of the density workload (paced frames up, "
+        "the server's 25 replies a second down) instead of lock-step round trips",
+    )
+    parser.add_argument(
+        "--slowdown", type=float, default=SLOWDOWN, help="--paced: clocks this many times slower"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not 0 < args.round_trips <= MAX_ROUND_TRIPS:
+    most = min(MAX_ROUND_TRIPS, MAX_VAD_FRAMES * 20 // args.page_ms - WARM_UP - 2)
+    if not 0 < args.round_trips <= most:
         # One utterance of a steady tone: the energy VAD's noise floor creeps up during
-        # speech and would end it (no more replies) after about 800 frames.
-        parser.error(f"--round-trips must be 1-{MAX_ROUND_TRIPS}")
+        # speech and would end it (no more replies) after about 800 frames of 20 ms.
+        parser.error(f"--round-trips must be 1-{most} with --page-ms {args.page_ms}")
     if args.child:
         return child_main(args)
     if args.profile:
@@ -255,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bench.procs import ServerProc
 
-    with ServerProc(framing="service") as server:
+    pace = args.slowdown if args.paced else 1.0
+    with ServerProc(framing="service", pace_scale=pace) as server:
         for loop_name in args.loops.split(","):
             count = asyncio.run(
                 _measure(
@@ -266,12 +376,26 @@ def main(argv: list[str] | None = None) -> int:
                     vg,
                     args.profile,
                     args.numpy,
+                    args.page_ms,
+                    args.no_numpy,
+                    args.paced,
+                    args.slowdown,
                 )
             )
             if args.profile:
                 print(f"cProfile of the window: {args.profile}")
                 continue
-            label = f"{args.turn_detection}{', numpy' if args.numpy else ''}, {loop_name}"
+            label = (
+                f"{args.page_ms} ms frames, {args.turn_detection}"
+                f"{', numpy' if args.numpy else ''}{', no numpy' if args.no_numpy else ''}"
+                f", {loop_name}"
+            )
+            if args.paced:
+                print(
+                    f"relay ({label}, paced): {count / args.paced:,.0f} instructions per "
+                    f"browser-second ({count:,} / {args.paced:g})"
+                )
+                continue
             print(
                 f"relay ({label}): {count / args.round_trips:,.0f} "
                 f"instructions per browser round trip ({count:,} / {args.round_trips})"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
+import sys
 
 import pytest
 
@@ -213,3 +215,63 @@ def test_silero_vad_through_the_protocol() -> None:
     assert det.process(quiet(400)) == []
     with pytest.raises(ConfigError):
         SileroVad(sample_rate=44100)
+
+
+def _speech_pattern() -> bytes:
+    # Quiet, a click, speech with a short pause, a long pause, speech, quiet.
+    return (
+        quiet(200) + tone(20) + quiet(100) + tone(300) + quiet(100) + tone(200)
+        + quiet(800) + tone(120) + quiet(700)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("emit_silence", [False, True])
+@pytest.mark.parametrize("chunk_ms", [20, 40, 60, 100])
+def test_merge_gives_one_action_per_run_and_the_same_detection(
+    emit_silence: bool, chunk_ms: int
+) -> None:
+    """With ``merge`` the frames passed through in one call leave as one action per run
+    (a 40 ms chunk of speech is one upstream message), and nothing else changes: the
+    same edges at the same places, the same bytes in the same order."""
+    pcm = _speech_pattern()
+    step = RATE * chunk_ms // 1000 * 2
+
+    def run(merge: bool) -> list[list[tuple[str, bytes]]]:
+        det = ActivityDetector(end_ms=300, emit_silence=emit_silence, merge=merge)
+        return [
+            [(a.kind, a.audio) for a in det.process(pcm[i : i + step])]
+            for i in range(0, len(pcm), step)
+        ]
+
+    plain, merged = run(False), run(True)
+    assert any(a[0] == "start" for call in plain for a in call)
+    for per_frame, per_run in zip(plain, merged, strict=True):
+        # The same edges and bytes in each call ...
+        edges = [k for k, _ in per_frame if k in ("start", "end")]
+        assert [k for k, _ in per_run if k in ("start", "end")] == edges
+        assert b"".join(b for _, b in per_run) == b"".join(b for _, b in per_frame)
+        # ... with no two plain actions in a row, and one per frame without merge.
+        kinds = [k for k, _ in per_run]
+        assert not any(a == b and a in ("audio", "silence") for a, b in itertools.pairwise(kinds))
+        assert all(len(b) == 640 for k, b in per_frame if k in ("audio", "silence"))
+    speaking = [call for call in merged if [k for k, _ in call] == ["audio"]]
+    assert speaking and all(len(call[0][1]) == step for call in speaking)
+
+
+def test_levels_of_the_parts_of_a_chunk_are_each_parts_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gemini_live.vad import _levels_dbfs
+
+    chunk = tone(20, amp=0.5) + quiet(20) + noise(20) + tone(20, amp=0.01)
+    expected = [rms_dbfs(chunk[i : i + 640]) for i in range(0, len(chunk), 640)]
+    assert _levels_dbfs(chunk, 4) == pytest.approx(expected, abs=1e-9)
+    assert _levels_dbfs(chunk, 1) == pytest.approx([rms_dbfs(chunk)], abs=1e-9)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # numpy not installed
+    monkeypatch.setattr("gemini_live.vad._numpy_tried", False)
+    assert _levels_dbfs(chunk, 4) == pytest.approx(expected, abs=1e-9)
+    # One pass of the energy detector over a chunk decides as frame by frame would.
+    one, many = EnergyVad(), EnergyVad()
+    parts = [one.speech_probability(chunk[i : i + 640]) for i in range(0, len(chunk), 640)]
+    assert many.speech_probabilities(chunk, 4) == parts
+    assert one.noise_floor_db == many.noise_floor_db

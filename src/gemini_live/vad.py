@@ -7,7 +7,9 @@ those brackets go:
 
 * :class:`Vad` is the small protocol a detector implements: given one frame of PCM16 it
   returns a speech probability in ``[0, 1]``. :class:`EnergyVad` is the built-in one (an
-  RMS level against an adaptive noise floor; no dependencies, numpy used when present).
+  RMS level against an adaptive noise floor; no dependencies; numpy, when installed, is
+  imported to compute the levels of a chunk's frames in one call: ~28 k instructions per
+  40 ms where Python 3.11, without ``math.sumprod``, needs ~75 k per 20 ms).
 * :class:`ActivityDetector` turns a stream of PCM into actions (start, audio, end) with
   a start delay (a click does not open a turn), a silence hangover (a short pause does not
   end it) and a **pre-roll** buffer: the audio just before the onset is sent right after
@@ -86,17 +88,71 @@ def rms_dbfs(pcm: bytes | bytearray | memoryview) -> float:
         return _SILENCE_DB
     np = sys.modules.get("numpy")
     if np is not None:
-        samples = np.frombuffer(raw, dtype="<i2").astype(np.float64)
-        mean_sq = float(np.dot(samples, samples)) / n
+        # Integers (exact, and no BLAS call: a float dot wakes BLAS's worker threads).
+        samples = np.frombuffer(raw, dtype="<i2").astype(np.int64)
+        mean_sq = int(np.dot(samples, samples)) / n
     else:
         arr = array("h")
         arr.frombytes(raw)
         if sys.byteorder == "big":
             arr.byteswap()
         mean_sq = _sum_of_squares(arr) / n
+    return _db(mean_sq)
+
+
+def _db(mean_sq: float) -> float:
     if mean_sq <= 0.0:
         return _SILENCE_DB
     return max(_SILENCE_DB, 10.0 * math.log10(mean_sq / (32768.0 * 32768.0)))
+
+
+_numpy_tried = False
+
+
+def _numpy() -> Any:
+    """numpy when it is installed (imported on the first call), else None."""
+    global _numpy_tried
+    np = sys.modules.get("numpy")
+    if np is None and not _numpy_tried:
+        _numpy_tried = True
+        try:
+            import numpy as np
+        except ImportError:
+            np = None
+    return np
+
+
+_NP_TYPES: list[Any] = []
+
+
+def _np_types(np: Any) -> list[Any]:
+    """numpy's little-endian int16 and int64 dtypes (made once: parsing costs per call)."""
+    _NP_TYPES[:] = [np.dtype("<i2"), np.dtype(np.int64)]
+    return _NP_TYPES
+
+
+def _levels_dbfs(pcm: bytes, parts: int = 1) -> list[float]:
+    """The RMS level (as :func:`rms_dbfs`) of each of ``parts`` equal parts of PCM16
+    ``pcm`` (its length a multiple of ``2 * parts``), in one pass: one numpy call when
+    numpy is installed (imported on first use), else one C sum per part."""
+    n = len(pcm) // 2 // parts  # samples per part
+    if n == 0:
+        return [_SILENCE_DB] * parts
+    np = _numpy()
+    if np is not None:
+        i16, i64 = _NP_TYPES or _np_types(np)
+        samples = np.frombuffer(pcm, i16, n * parts).astype(i64)
+        if parts == 1:
+            return [_db(int(np.dot(samples, samples)) / n)]
+        grid = samples.reshape(parts, n)
+        return [_db(ss / n) for ss in np.add.reduce(grid * grid, 1).tolist()]
+    arr = array("h")
+    arr.frombytes(pcm[: 2 * n * parts])
+    if sys.byteorder == "big":
+        arr.byteswap()
+    if parts == 1:
+        return [_db(_sum_of_squares(arr) / n)]
+    return [_db(_sum_of_squares(arr[i * n : (i + 1) * n]) / n) for i in range(parts)]
 
 
 class EnergyVad:
@@ -160,7 +216,14 @@ class EnergyVad:
         self._floor = self.initial_floor_db
 
     def speech_probability(self, frame: bytes) -> float:
-        db = rms_dbfs(frame)
+        return self._decide(rms_dbfs(frame))
+
+    def speech_probabilities(self, pcm: bytes, frames: int) -> list[float]:
+        """:meth:`speech_probability` of each of ``frames`` equal frames of ``pcm``, in
+        order, their levels computed in one pass (:func:`_levels_dbfs`)."""
+        return [self._decide(db) for db in _levels_dbfs(pcm, frames)]
+
+    def _decide(self, db: float) -> float:
         decision = max(self.threshold_db, self._floor + self.margin_db)
         p = min(1.0, max(0.0, 0.5 + (db - decision) / self.ramp_db))
         if db < self._floor:
@@ -252,6 +315,9 @@ class ActivityDetector:
         emit_silence: Pass every frame through at once: audio outside utterances comes
             as ``"silence"`` actions and ``"start"`` carries no pre-roll (it was already
             passed). For streaming everything to a service that does its own detection.
+        merge: Consecutive ``audio`` (or ``silence``) frames of one :meth:`process`
+            call leave as one action (a 40 ms chunk is one upstream message, not two
+            of 20 ms); the detection is the same, frame by frame.
     """
 
     def __init__(
@@ -265,6 +331,7 @@ class ActivityDetector:
         pre_roll_ms: int = 300,
         max_utterance_s: float | None = 60.0,
         emit_silence: bool = False,
+        merge: bool = False,
     ) -> None:
         if not 10 <= frame_ms <= 100:
             raise ConfigError(f"frame_ms must be 10–100, got {frame_ms}")
@@ -290,6 +357,7 @@ class ActivityDetector:
             None if max_utterance_s is None else max(1, int(max_utterance_s * 1000 / frame_ms))
         )
         self.emit_silence = emit_silence
+        self.merge = merge
         self._pending = bytearray()
         self._ring: deque[bytes] = deque(maxlen=self._pre_frames + self._start_frames)
         self._speech_run = 0
@@ -317,10 +385,11 @@ class ActivityDetector:
         raw = as_pcm16(pcm)
         out: list[VadAction] = []
         fb = self.frame_bytes
-        if not self._pending and len(raw) == fb:
-            # One whole frame and nothing held (a 20 ms microphone or phone chunk): no
-            # copy through the pending buffer.
-            self._frame(raw if type(raw) is bytes else bytes(raw), out)
+        n = len(raw)
+        if not self._pending and n and not n % fb:
+            # Whole frames and nothing held (a microphone or phone chunk of 20, 40 ms...):
+            # no copy through the pending buffer.
+            self._frames(raw if type(raw) is bytes else bytes(raw), n // fb, out)
             return out
         self._pending += raw
         n = len(self._pending) // fb * fb
@@ -328,8 +397,7 @@ class ActivityDetector:
             return out
         chunk = bytes(self._pending[:n])
         del self._pending[:n]
-        for off in range(0, n, fb):
-            self._frame(chunk[off : off + fb], out)
+        self._frames(chunk, n // fb, out)
         return out
 
     def finish(self) -> list[VadAction]:
@@ -352,40 +420,77 @@ class ActivityDetector:
         self._speech_run = self._silence_run = self._frames_in_utterance = 0
         self._ring.clear()
 
-    def _frame(self, frame: bytes, out: list[VadAction]) -> None:
-        speech = self.vad.speech_probability(frame) >= 0.5
-        if self._speaking:
-            out.append(VadAction("audio", frame))
-            self._frames_in_utterance += 1
-            self._silence_run = 0 if speech else self._silence_run + 1
-            limit = self._max_frames
-            if self._silence_run >= self._end_frames or (
-                limit is not None and self._frames_in_utterance >= limit
-            ):
-                self._end(out)
-            return
-        self._speech_run = self._speech_run + 1 if speech else 0
-        if self.emit_silence:
-            # Pass-through: every frame leaves at once; start/end are markers only.
-            out.append(VadAction("silence", frame))
+    def _probabilities(self, chunk: bytes, frames: int) -> list[float]:
+        vad = self.vad
+        if type(vad) is EnergyVad:
+            return vad.speech_probabilities(chunk, frames)
+        if frames == 1:
+            return [vad.speech_probability(chunk)]
+        fb = self.frame_bytes
+        return [vad.speech_probability(chunk[i * fb : (i + 1) * fb]) for i in range(frames)]
+
+    def _frames(self, chunk: bytes, frames: int, out: list[VadAction]) -> None:
+        """Detect on ``frames`` whole frames of ``chunk``. Frames passed through
+        (``audio``, ``silence``) leave as one action each, or with :attr:`merge` one
+        action per run of them (a slice of ``chunk``, or ``chunk`` itself)."""
+        fb = self.frame_bytes
+        merge = self.merge
+        emit_silence = self.emit_silence
+        begin = -1  # where the run of frames passed through (not yet in ``out``) began
+        kind: Literal["audio", "silence"] = "audio"
+        for i, p in enumerate(self._probabilities(chunk, frames)):
+            speech = p >= 0.5
+            at = i * fb
+            if self._speaking:
+                if begin < 0:
+                    begin, kind = at, "audio"
+                self._frames_in_utterance += 1
+                self._silence_run = 0 if speech else self._silence_run + 1
+                limit = self._max_frames
+                if self._silence_run >= self._end_frames or (
+                    limit is not None and self._frames_in_utterance >= limit
+                ):
+                    out.append(VadAction("audio", _part(chunk, begin, at + fb)))
+                    begin = -1
+                    self._end(out)
+                elif not merge:
+                    out.append(VadAction("audio", _part(chunk, begin, at + fb)))
+                    begin = -1
+                continue
+            self._speech_run = self._speech_run + 1 if speech else 0
+            if emit_silence:
+                # Pass-through: every frame leaves at once; start/end are markers only.
+                if begin < 0:
+                    begin, kind = at, "silence"
+                if self._speech_run >= self._start_frames:
+                    out.append(VadAction("silence", _part(chunk, begin, at + fb)))
+                    begin = -1
+                    self._speaking = True
+                    self._silence_run = 0
+                    self._frames_in_utterance = self._speech_run
+                    self._speech_run = 0
+                    self.utterances += 1
+                    out.append(VadAction("start"))
+                elif not merge:
+                    out.append(VadAction("silence", _part(chunk, begin, at + fb)))
+                    begin = -1
+                continue
+            self._ring.append(_part(chunk, at, at + fb))
             if self._speech_run >= self._start_frames:
+                pre = b"".join(self._ring)
+                self._ring.clear()
                 self._speaking = True
                 self._silence_run = 0
                 self._frames_in_utterance = self._speech_run
                 self._speech_run = 0
                 self.utterances += 1
-                out.append(VadAction("start"))
-            return
-        self._ring.append(frame)
-        if self._speech_run >= self._start_frames:
-            pre = b"".join(self._ring)
-            self._ring.clear()
-            self._speaking = True
-            self._silence_run = 0
-            self._frames_in_utterance = self._speech_run
-            self._speech_run = 0
-            self.utterances += 1
-            out.append(VadAction("start", pre))
+                out.append(VadAction("start", pre))
+        if begin >= 0:
+            out.append(VadAction(kind, _part(chunk, begin, len(chunk))))
+
+
+def _part(chunk: bytes, begin: int, end: int) -> bytes:
+    return chunk if begin == 0 and end == len(chunk) else chunk[begin:end]
 
 
 class VadSession(Protocol):

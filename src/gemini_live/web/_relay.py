@@ -47,6 +47,7 @@ from gemini_live.config import with_client_activity
 from gemini_live.errors import ConfigError, GeminiLiveError
 from gemini_live.store._record import MAX_TEXT_IDS
 from gemini_live.vad import ActivityDetector, ActivitySender, VadAction
+from gemini_live.vad import _numpy as vad_numpy
 
 if TYPE_CHECKING:
     from gemini_live.store import ConversationStore
@@ -347,6 +348,25 @@ _decoder: Final = msgspec.json.Decoder(_Inbound)
 _encode: Final = msgspec.json.Encoder().encode
 
 
+def _json(obj: dict[str, Any]) -> str:
+    return _encode(obj).decode()
+
+
+# -- relay -> browser messages sent per event, pre-encoded around their values (the same
+# text as encoding the dict: keys in this order, compact) -----------------------------------
+
+_OUTPUT_TRANSCRIPT: Final = _json({"type": "output_transcript"})[:-1] + ',"text":'
+_INPUT_TRANSCRIPT: Final = _json({"type": "input_transcript"})[:-1] + ',"text":'
+_TEXT: Final = _json({"type": "text"})[:-1] + ',"text":'
+#: The end of a transcript message by ``finished`` (and an input one's ``interim``).
+_FINISHED: Final = (',"finished":false}', ',"finished":true}')
+_FINISHED_MORE: Final = (',"finished":false', ',"finished":true')
+_INTERIM: Final = (',"interim":false}', ',"interim":true}')
+_INTERRUPTED: Final = _json({"type": "interrupted"})
+_GENERATION_COMPLETE: Final = _json({"type": "generation_complete"})
+_TURN_COMPLETE: Final = _json({"type": "turn_complete"})
+
+
 ConfigHook = Callable[[ConnectionInfo], "gl.SessionConfig | Awaitable[gl.SessionConfig]"]
 AuthorizeHook = Callable[[ConnectionInfo], object]
 SessionHook = Callable[["gl.Session", ConnectionInfo], object]
@@ -498,6 +518,10 @@ class Relay:
         self.turn_detection: TurnDetection = turn_detection
         self.stream_end_on_silence = stream_end_on_silence
         self._detector = detector or ActivityDetector
+        if turn_detection == "vad" or stream_end_on_silence:
+            # The VAD computes levels with numpy when it is installed: imported now, not
+            # inside the event loop at the first browser's first frame.
+            vad_numpy()
         self._on_session = on_session
         self._on_close = on_close
         self.limits = limits or RelayLimits()
@@ -848,7 +872,10 @@ class _Connection(PeerSocket):
             mode: Literal["activity", "stream_end"] = (
                 "activity" if relay.turn_detection == "vad" else "stream_end"
             )
-            self.sender = ActivitySender(session, relay._detector(), mode=mode)
+            detector = relay._detector()
+            # One upstream chunk per page message (a 40 ms frame is one chunk, not two).
+            detector.merge = True
+            self.sender = ActivitySender(session, detector, mode=mode)
         await self.send_json({"type": "state", "state": "open", "session_id": self.info.session_id})
         if relay._on_session is not None:
             await maybe_await(relay._on_session(session, self.info))
@@ -1134,34 +1161,34 @@ class _Connection(PeerSocket):
                 if data:
                     info.audio_out_bytes += len(data)
                     await self.send_bytes(data)
-            case ev.ModelText(text=text, thought=False):
-                await self.send_json({"type": "text", "text": text})
-            case ev.InputTranscription(text=text, finished=finished, interim=interim):
-                await self.send_json(
-                    {
-                        "type": "input_transcript",
-                        "text": text,
-                        "finished": finished,
-                        "interim": interim,
-                    }
-                )
             case ev.OutputTranscription(text=text, finished=finished):
-                await self.send_json(
-                    {"type": "output_transcript", "text": text, "finished": finished}
+                # {"type": "output_transcript", "text": text, "finished": finished}
+                await self.send_data(
+                    _OUTPUT_TRANSCRIPT + _encode(text).decode() + _FINISHED[finished]
+                )
+            case ev.ModelText(text=text, thought=False):
+                await self.send_data(_TEXT + _encode(text).decode() + "}")
+            case ev.InputTranscription(text=text, finished=finished, interim=interim):
+                # {"type": "input_transcript", "text": ..., "finished": ..., "interim": ...}
+                await self.send_data(
+                    _INPUT_TRANSCRIPT
+                    + _encode(text).decode()
+                    + _FINISHED_MORE[finished]
+                    + _INTERIM[interim]
                 )
             case ev.Interrupted():
                 info.interruptions += 1
-                await self.send_json({"type": "interrupted"})
+                await self.send_data(_INTERRUPTED)
                 self.relay._notify()
             case ev.GenerationComplete():
-                await self.send_json({"type": "generation_complete"})
+                await self.send_data(_GENERATION_COMPLETE)
             case ev.TurnComplete():
                 info.turns += 1
                 if self.session is not None:
                     await self._turn_saved(self.session)
                 # Answered once the page hears so (a drain waits for this point).
                 self.open_turns = max(0, self.open_turns - 1)
-                await self.send_json({"type": "turn_complete"})
+                await self.send_data(_TURN_COMPLETE)
                 self.relay._notify()
             case ev.ToolCall(calls=calls):
                 await self.send_json({"type": "tool_call", "names": [str(c.name) for c in calls]})

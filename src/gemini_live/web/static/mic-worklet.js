@@ -1,6 +1,7 @@
-// AudioWorklet: microphone -> 16 kHz mono PCM16, posted in 20 ms frames with their level.
+// AudioWorklet: microphone -> 16 kHz mono PCM16, posted in 40 ms frames with their level.
 // Resamples from the context rate by linear interpolation (the browser's mic runs at
-// 44.1/48 kHz; the Live API takes 16 kHz).
+// 44.1/48 kHz; the Live API takes 16 kHz). 40 ms is the upper end of the Live API's
+// recommended 20-40 ms chunks: half the messages (and relay work) of 20 ms frames.
 class MicCapture extends AudioWorkletProcessor {
   constructor() {
     super();
@@ -8,7 +9,8 @@ class MicCapture extends AudioWorkletProcessor {
     this.step = sampleRate / this.target; // input samples per output sample
     this.pos = 0; // fractional read position into the carried input
     this.carry = new Float32Array(0);
-    this.frame = new Int16Array(320); // 20 ms at 16 kHz
+    this.samples = 640; // 40 ms at 16 kHz
+    this.frame = new Int16Array(this.samples);
     this.fill = 0;
     this.sumSq = 0;
   }
@@ -31,7 +33,7 @@ class MicCapture extends AudioWorkletProcessor {
       if (this.fill === this.frame.length) {
         const rms = Math.sqrt(this.sumSq / this.frame.length);
         this.port.postMessage({ pcm: this.frame.buffer, rms }, [this.frame.buffer]);
-        this.frame = new Int16Array(320);
+        this.frame = new Int16Array(this.samples);
         this.fill = 0;
         this.sumSq = 0;
       }
