@@ -680,8 +680,15 @@ def profile_counts(profile: Any, conn_seconds: float) -> dict[str, float]:
     return out
 
 
+#: Seconds between the collection before a window and the window: a full collection over
+#: hundreds of connections stops the loop for tens of milliseconds, and the clocks it
+#: delayed catch up over the next ones; a window opened at once counted that as lag.
+SETTLE_S: Final = 0.5
+
+
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
     gc.collect()
+    await asyncio.sleep(SETTLE_S)  # not a synchronisation: the measured process settles
     del lags[:]
     probe.event_ms.clear()
     probe.socket_ms.clear()
