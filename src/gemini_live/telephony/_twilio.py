@@ -67,7 +67,12 @@ MAX_MEDIA_MS: Final = 1000
 #: The most caller audio one upstream write may carry (``upstream_ms``).
 MAX_UPSTREAM_MS: Final = 200
 # Encoding names (Twilio, Telnyx) -> G.711 law.
-_LAWS: Final = {"audio/x-mulaw": "ulaw", "PCMU": "ulaw", "audio/x-alaw": "alaw", "PCMA": "alaw"}
+_LAWS: Final[dict[str, Literal["ulaw", "alaw"]]] = {
+    "audio/x-mulaw": "ulaw",
+    "PCMU": "ulaw",
+    "audio/x-alaw": "alaw",
+    "PCMA": "alaw",
+}
 _CODECS: Final = {
     "ulaw": (ulaw_to_pcm16, pcm16_to_ulaw, 0xFF),
     "alaw": (alaw_to_pcm16, pcm16_to_alaw, 0xD5),
@@ -690,6 +695,7 @@ class _Call(PeerSocket):
         self._mark_names = itertools.count(1)
         self._sid_key = bridge.stream_id_field
         self._decode_g711, self._encode_g711, self._silence = _CODECS["ulaw"]
+        self._law: Literal["ulaw", "alaw"] = "ulaw"
         # mark name -> (reply, ms of that reply played once the mark comes back)
         self._marks: dict[str, tuple[int, int]] = {}
         #: The caller's audio on its way upstream (set with the session: _setup_input).
@@ -819,6 +825,7 @@ class _Call(PeerSocket):
         if law is None or rate != PHONE_RATE or fmt.channels != 1:
             raise _Close(1003, f"unsupported media format {fmt.encoding} {rate} Hz x{fmt.channels}")
         self._decode_g711, self._encode_g711, self._silence = _CODECS[law]
+        self._law = law
         info = self.info
         info.stream_sid = start.streamSid or m.streamSid or m.stream_id or ""
         if not info.stream_sid:
@@ -1030,9 +1037,9 @@ class _Call(PeerSocket):
                     reply = next(self._replies)
                     info.sent_ms[reply] = 0
                     queue.append(_Segment(reply))
-                pcm8 = self._down.process(data)
-                if pcm8:
-                    queue[-1].data += self._encode_g711(pcm8)
+                g711 = self._down.process_g711(data, self._law)
+                if g711:
+                    queue[-1].data += g711
                     self._out_event.set()
             case ev.Interrupted():
                 info.interruptions += 1
