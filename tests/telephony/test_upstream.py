@@ -228,3 +228,26 @@ async def test_barge_in_sends_the_held_frame_first() -> None:
 def test_upstream_ms_is_checked(bad: Any) -> None:
     with pytest.raises(ConfigError, match="upstream_ms"):
         TwilioBridge(fake_config(None), insecure_no_signature=True, upstream_ms=bad)  # type: ignore[arg-type]
+
+
+async def test_barge_in_never_lets_a_later_frame_pass_the_held_one() -> None:
+    # The session cannot take the held frame at once: it stays first in the next write.
+    frames = [ulaw_to_pcm16(f) for f in _frames(2)]
+    session = _Session(refuse=(1,))
+
+    async def send(_message: Any) -> None:
+        pass
+
+    bridge = TwilioBridge(fake_config(None), insecure_no_signature=True, turn_detection="server")  # type: ignore[arg-type]
+    scope = {"type": "websocket", "headers": [], "query_string": b""}
+    call = _twilio._Call(bridge, scope, None, send)  # type: ignore[arg-type]
+    call._setup_input(session)
+    call.session = session  # type: ignore[assignment]
+    upstream = call._upstream
+    assert upstream is not None
+    assert upstream.send_audio_nowait(frames[0])
+    async with asyncio.timeout(5):
+        await call._events(ev.Interrupted())
+    assert session.log == []
+    assert upstream.send_audio_nowait(frames[1])
+    assert _audio(session.log) == [frames[0] + frames[1]]

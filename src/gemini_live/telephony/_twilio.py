@@ -1045,7 +1045,10 @@ class _Call(PeerSocket):
                 info.interruptions += 1
                 upstream = self._upstream
                 if upstream is not None:
-                    await upstream.flush()  # barge-in: the caller's audio held back goes now
+                    # Barge-in: the caller's audio held back goes now when it can without
+                    # waiting (a wait here could let a later frame pass it); else it
+                    # stays first in the next write.
+                    upstream.flush_nowait()
                 await self._clear()
             case ev.VoiceActivity() | ev.InputTranscription():
                 self.touch()  # the service heard the caller (turn_detection="server")
