@@ -278,7 +278,7 @@ _KAISER_BETA: Final = 8.0
 _MAX_PHASE_TABLE: Final = 4096
 _BLOCK: Final = 8192  # outputs computed per numpy step (bounds temporary memory)
 #: The least room (samples) a numpy stream keeps for its input (_SincStream._store).
-_STORE_MIN: Final = 2048
+_STORE_MIN: Final = 4096
 #: Up to this many phases (``to / gcd``) a chunk is resampled one strided product per
 #: phase; more phases (e.g. 44.1 -> 16 kHz) gather an index array instead.
 _POLYPHASE_MAX: Final = 8
@@ -424,7 +424,7 @@ class _SincStream:
 
         # _buf (the input still needed, as float64) is a view of _store from _lo on; the
         # room after it takes the next chunks without a new array each time.
-        self._store = np.zeros(max(_STORE_MIN, 4 * self._half), dtype=np.float64)
+        self._store = np.zeros(max(_STORE_MIN, 2 * self._half), dtype=np.float64)
         self._lo = 0
         self._buf = self._store[: self._half]
         self._buf_start = -self._half  # input index of _buf[0]
@@ -441,7 +441,7 @@ class _SincStream:
         hi = lo + len(self._buf)
         if hi + n > len(store):
             keep = hi - lo
-            store = np.empty(max(_STORE_MIN, 4 * (keep + n)), dtype=np.float64)
+            store = np.empty(max(_STORE_MIN, 2 * (keep + n)), dtype=np.float64)
             store[:keep] = self._buf
             self._store = store
             self._lo = lo = 0
