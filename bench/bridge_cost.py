@@ -5,6 +5,7 @@
     python -m bench.bridge_cost --profile FILE       # cProfile of the window
     python -m bench.bridge_cost --input-rate 16000   # the 8 -> 16 kHz upstream path
     python -m bench.bridge_cost --media-ms 100       # up to 100 ms of audio per message
+    python -m bench.bridge_cost --upstream-ms 20     # one upstream write per carrier frame
     python -m bench.bridge_cost --no-inline          # a server without gemini_live.on_message
 
 ``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
@@ -298,12 +299,15 @@ async def workload(
     input_rate: int,
     media_ms: int | None = None,
     inline: bool = True,
+    upstream_ms: int | None = None,
 ) -> dict[str, Any]:
     from gemini_live.audio import resample
     from gemini_live.telephony import TwilioBridge
 
     # Only when asked: the bench also runs on a tree without the option.
     extra: dict[str, Any] = {} if media_ms is None else {"media_ms": media_ms}
+    if upstream_ms is not None:
+        extra["upstream_ms"] = upstream_ms
     bridge = TwilioBridge(
         lambda _c: None,  # type: ignore[arg-type,return-value]  # no session is opened
         insecure_no_signature=True,
@@ -344,6 +348,7 @@ async def workload(
         "calls": calls,
         "input_rate": input_rate,
         "media_ms": media_ms,
+        "upstream_ms": upstream_ms,
         "window_call_seconds": calls * seconds,
         "cpu_s": window["cpu"],
         "per_call_second": {k: round(v / (calls * total_s), 1) for k, v in totals.items()},
@@ -358,6 +363,7 @@ def run(
     profile: str | None,
     media_ms: int | None = None,
     inline: bool = True,
+    upstream_ms: int | None = None,
 ) -> Any:
     from gemini_live import _bridge
     from gemini_live.telephony import _twilio
@@ -376,7 +382,7 @@ def run(
 
         prof = cProfile.Profile()
     try:
-        coro = workload(calls, seconds, warmup, input_rate, media_ms, inline)
+        coro = workload(calls, seconds, warmup, input_rate, media_ms, inline, upstream_ms)
         if prof is not None:
             prof.enable()
         result = loop.run_until_complete(coro)
@@ -398,6 +404,7 @@ def callgrind(
     input_rate: int,
     media_ms: int | None = None,
     inline: bool = True,
+    upstream_ms: int | None = None,
 ) -> int:
     """Instructions of the window, counted by callgrind in a child process (the runner
     of the W1 gate, :func:`bench.instructions.callgrind`)."""
@@ -410,12 +417,17 @@ def callgrind(
         args += ["--media-ms", str(media_ms)]
     if not inline:
         args.append("--no-inline")
+    if upstream_ms is not None:
+        args += ["--upstream-ms", str(upstream_ms)]
     try:
         ir, _ = run_callgrind(
             "bench.bridge_cost",
             args,
             "bridge_cost",
-            keep_as=f"callgrind.bridge.{input_rate}.{media_ms or 'default'}.{int(inline)}.out",
+            keep_as=(
+                f"callgrind.bridge.{input_rate}.{media_ms or 'default'}.{int(inline)}"
+                f".{upstream_ms or 'default'}.out"
+            ),
             timeout=1800,
         )
     except GateError as exc:
@@ -430,6 +442,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--warmup", type=float, default=2.0, help="virtual seconds before it")
     p.add_argument("--input-rate", type=int, default=None, help="the bridge's input_rate")
     p.add_argument("--media-ms", type=int, default=None, help="the bridge's media_ms")
+    p.add_argument("--upstream-ms", type=int, default=None, help="the bridge's upstream_ms")
     p.add_argument(
         "--no-inline",
         action="store_true",
@@ -442,9 +455,12 @@ def main(argv: list[str]) -> int:
     rate: int = args.input_rate if args.input_rate is not None else _default_input_rate()
     if args.callgrind:
         inline = not args.no_inline
-        ir = callgrind(args.calls, args.seconds, args.warmup, rate, args.media_ms, inline)
+        ir = callgrind(
+            args.calls, args.seconds, args.warmup, rate, args.media_ms, inline, args.upstream_ms
+        )
         per = ir / (args.calls * args.seconds)
         out = {"input_rate": rate, "media_ms": args.media_ms, "inline": inline}
+        out["upstream_ms"] = args.upstream_ms
         print(json.dumps(out | {"instructions_per_call_second": round(per)}))
         return 0
     result = run(
@@ -455,6 +471,7 @@ def main(argv: list[str]) -> int:
         args.profile,
         args.media_ms,
         not args.no_inline,
+        args.upstream_ms,
     )
     print(("RESULT " if args.child else "") + json.dumps(result))
     return 0

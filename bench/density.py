@@ -28,6 +28,9 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 * ``bridge-asgi``: the same bridge with the server's inline receive taken out of the
   scope (every carrier message through uvicorn's queue and the bridge's task, as under
   another server and as before the inline path): ``--interleave`` compares the two.
+* ``bridge-up20``: the bridge writing each 20 ms carrier frame upstream at once
+  (``upstream_ms=20``, the behaviour before 40 ms writes became the default):
+  ``--interleave`` with ``bridge`` compares the two.
 
 **Density**: for each kind, N grows over ``--levels`` (with ``--interleave`` level by
 level, every kind at each, so slow drifts of a shared machine hit all alike) until the
@@ -80,12 +83,16 @@ from gemini_live import events as ev
 from gemini_live._bridge import ON_MESSAGE_EXTENSION, SEND_NOWAIT_EXTENSION
 from gemini_live.audio import pcm16_to_ulaw, resample
 
-KINDS: Final = ("floor", "relay", "relay-20", "relay-asgi", "bridge", "bridge-asgi")
+KINDS: Final = ("floor", "relay", "relay-20", "relay-asgi", "bridge", "bridge-asgi", "bridge-up20")
 RATE: Final = 16000
 FRAME_MS: Final = 20
 #: The frames the relay's synthetic browsers send (``--page-ms``): the page's 40 ms.
 RELAY_OPTIONS: Final[dict[str, int]] = {"page_ms": 40}
 LAG_LIMIT_MS: Final = 20.0
+#: Seconds between the collection before a window and the window: a full collection over
+#: hundreds of connections stops the loop for tens of milliseconds, and the clocks it
+#: delayed catch up over the next ones; a window opened at once counted that as lag.
+SETTLE_S: Final = 0.5
 #: Audio messages per second a client gets: the relay forwards the server's 25 replies;
 #: the bridge re-frames them as 50 frames of 20 ms.
 AUDIO_HZ: Final = {
@@ -94,6 +101,7 @@ AUDIO_HZ: Final = {
     "relay-asgi": 25.0,
     "bridge": 50.0,
     "bridge-asgi": 50.0,
+    "bridge-up20": 50.0,
     "floor": 25.0,
 }
 AUTH_TOKEN: Final = "bench-auth-token"  # the bridge's upgrade is signed as Twilio signs it
@@ -385,7 +393,8 @@ def _clients(
 
         tasks = [asyncio.create_task(guarded(i)) for i in range(n)]
         await asyncio.sleep(_warmup(n))  # every connection open and talking
-        window.set()  # the measured process starts its window too
+        window.set()  # the measured process starts its window too, after its settle
+        await asyncio.sleep(SETTLE_S)
         stats["on"] = 1.0
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
@@ -470,7 +479,9 @@ def _query_c(scope: Any) -> str:
     return ""
 
 
-def _bridge_app(upstream: str, probe: Probe, inline: bool = True) -> Any:
+def _bridge_app(
+    upstream: str, probe: Probe, inline: bool = True, options: dict[str, Any] | None = None
+) -> Any:
     from gemini_live.telephony import TwilioBridge
 
     def config(_c: Any) -> gl.SessionConfig:
@@ -489,7 +500,7 @@ def _bridge_app(upstream: str, probe: Probe, inline: bool = True) -> Any:
         on_session=on_session,
         max_calls=10_000,
         max_calls_per_address=None,
-        **BRIDGE_OPTIONS,
+        **(BRIDGE_OPTIONS | (options or {})),
     )
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -589,7 +600,12 @@ async def measure(
                 app = (
                     _relay_app(upstream, probe, inline=kind != "relay-asgi")
                     if relay
-                    else _bridge_app(upstream, probe, inline=kind == "bridge")
+                    else _bridge_app(
+                        upstream,
+                        probe,
+                        inline=kind != "bridge-asgi",
+                        options={"upstream_ms": 20} if kind == "bridge-up20" else None,
+                    )
                 )
                 async with running(app) as base:
                     path = "/live" if relay else "/twilio"
@@ -678,12 +694,6 @@ def profile_counts(profile: Any, conn_seconds: float) -> dict[str, float]:
     out["system calls"] = round(sum(counts.values()) / per, 1)
     out["python calls"] = round(stats.total_calls / per)
     return out
-
-
-#: Seconds between the collection before a window and the window: a full collection over
-#: hundreds of connections stops the loop for tens of milliseconds, and the clocks it
-#: delayed catch up over the next ones; a window opened at once counted that as lag.
-SETTLE_S: Final = 0.5
 
 
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
@@ -905,6 +915,7 @@ def tables(results: dict[str, Any]) -> str:
                 "relay-asgi": "relay (ASGI inbound)",
                 "bridge": "bridge (twilio)",
                 "bridge-asgi": "bridge (twilio, ASGI inbound)",
+                "bridge-up20": "bridge (twilio, 20 ms upstream writes)",
             }[r["kind"]]
             sock = (
                 "n/a"
@@ -964,7 +975,7 @@ async def main(argv: list[str]) -> int:
             p.error(f"unknown kind {k!r} (one of {', '.join(KINDS)})")
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
     levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-20", "relay-asgi")}
-    levels["bridge"] = levels["bridge-asgi"] = _ints(args.bridge_levels)
+    levels["bridge"] = levels["bridge-asgi"] = levels["bridge-up20"] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
         results["density"] = await density(
             kinds, levels, args.seconds, args.stop_lag, interleave=args.interleave

@@ -1207,3 +1207,33 @@ def test_polyphase_stream_equals_the_gathered_one(
     fast = run()
     monkeypatch.setattr(audio_mod, "_POLYPHASE_MAX", 0)
     assert run() == fast
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+@pytest.mark.parametrize(("from_rate", "to_rate"), [(24000, 8000), (16000, 8000), (8000, 16000)])
+def test_process_g711_is_process_then_encode(
+    backend: Any, law: Any, from_rate: int, to_rate: int
+) -> None:
+    # The phone bridge's fused step gives the very bytes of process() + pcm16_to_ulaw /
+    # pcm16_to_alaw, however the input is chunked, clipped peaks and reply resets included.
+    rng = np.random.default_rng(11)
+    n = from_rate  # one second
+    x = np.sin(np.arange(n) * 0.05) * 30000 + rng.normal(0, 3000, n)
+    x[n // 2 : n // 2 + 400] = 32767  # a clipped run: the filter overshoots the range
+    pcm = np.clip(x, -32768, 32767).astype("<i2")
+    cuts = np.sort(rng.choice(np.arange(1, n), size=40, replace=False))
+    chunks = [c.tobytes() for c in np.split(pcm, cuts)]
+    encode = pcm16_to_ulaw if law == "ulaw" else pcm16_to_alaw
+    plain = Resampler(from_rate, to_rate, backend=backend)
+    fused = Resampler(from_rate, to_rate, backend=backend)
+    for k, chunk in enumerate(chunks):
+        assert fused.process_g711(chunk, law) == encode(plain.process(chunk))
+        if k == 20:  # a reply's end: flushed and started afresh
+            assert plain.flush() == fused.flush()
+    assert plain.flush() == fused.flush()
+
+
+def test_process_g711_checks_the_law() -> None:
+    with pytest.raises(ConfigError, match="law"):
+        Resampler(24000, 8000, backend="numpy").process_g711(b"\x00\x00", "mulaw")  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ does there.
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import os
 import sys
@@ -276,6 +277,8 @@ _ROLLOFF: Final = 0.94  # passband edge as a fraction of the lower Nyquist frequ
 _KAISER_BETA: Final = 8.0
 _MAX_PHASE_TABLE: Final = 4096
 _BLOCK: Final = 8192  # outputs computed per numpy step (bounds temporary memory)
+#: The least room (samples) a numpy stream keeps for its input (_SincStream._store).
+_STORE_MIN: Final = 4096
 #: Up to this many phases (``to / gcd``) a chunk is resampled one strided product per
 #: phase; more phases (e.g. 44.1 -> 16 kHz) gather an index array instead.
 _POLYPHASE_MAX: Final = 8
@@ -289,13 +292,50 @@ def _round_to_pcm16(y: npt.ArrayLike) -> bytes:
 
 def _round_to_pcm16_inplace(y: npt.NDArray[np.float64]) -> bytes:
     """:func:`_round_to_pcm16` of a float64 array it may overwrite (the same bytes, with
-    three ufunc calls instead of ``np.clip``'s Python-level checks: a chunk's worth)."""
+    ufunc calls instead of ``np.clip``'s Python-level checks: a chunk's worth)."""
     import numpy as np
 
     np.rint(y, out=y)
+    _clip_pcm16(y)
+    return y.astype("<i2").tobytes()
+
+
+def _round_to_g711_inplace(y: npt.NDArray[np.float64], table: bytes) -> bytes:
+    """``_g711_encode(_round_to_pcm16_inplace(y), table)``: the same bytes, looked up
+    from the rounded samples directly."""
+    import numpy as np
+
+    np.rint(y, out=y)
+    _clip_pcm16(y)
+    codes: bytes = _np_table(table).take(y.astype(np.int16).view(np.uint16)).tobytes()
+    return codes
+
+
+def _clip_pcm16(y: npt.NDArray[np.float64]) -> None:
+    """Clip ``y`` to the PCM16 range in place (the ``clip`` ufunc when numpy has it
+    where we look: one call instead of two)."""
+    clip = _clip_ufunc()
+    if clip is not None:
+        clip(y, -32768.0, 32767.0, out=y)
+        return
+    import numpy as np
+
     np.minimum(y, 32767.0, out=y)
     np.maximum(y, -32768.0, out=y)
-    return y.astype("<i2").tobytes()
+
+
+@functools.cache
+def _clip_ufunc() -> Any:
+    """numpy's ``clip`` ufunc itself (``np.clip`` checks its arguments in Python first)."""
+    for name in ("numpy._core.umath", "numpy.core.umath"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        clip = getattr(module, "clip", None)
+        if clip is not None:
+            return clip
+    return None
 
 
 def _check_quality(quality: str) -> str:
@@ -373,15 +413,41 @@ class _SincStream:
         self._table: npt.NDArray[np.float64] | None = None
         if self._t <= _MAX_PHASE_TABLE:
             self._table = _phase_table(self, self._f, self._t, zero_crossings)
+        # The one filter of a decimation by a whole factor (t == 1), for _process.
+        self._decimate: npt.NDArray[np.float64] | None = None
+        if self._t == 1 and self._table is not None and _POLYPHASE_MAX >= 1:
+            self._decimate = self._table[0]
         self.reset()
 
     def reset(self) -> None:
         import numpy as np
 
-        self._buf = np.zeros(self._half, dtype=np.float64)
+        # _buf (the input still needed, as float64) is a view of _store from _lo on; the
+        # room after it takes the next chunks without a new array each time.
+        self._store = np.zeros(max(_STORE_MIN, 2 * self._half), dtype=np.float64)
+        self._lo = 0
+        self._buf = self._store[: self._half]
         self._buf_start = -self._half  # input index of _buf[0]
         self._n_in = 0
         self._n_out = 0
+
+    def _append(self, x: npt.NDArray[np.int16]) -> None:
+        """Add samples to the end of :attr:`_buf` (converted to float64)."""
+        import numpy as np
+
+        n = len(x)
+        store = self._store
+        lo = self._lo
+        hi = lo + len(self._buf)
+        if hi + n > len(store):
+            keep = hi - lo
+            store = np.empty(max(_STORE_MIN, 2 * (keep + n)), dtype=np.float64)
+            store[:keep] = self._buf
+            self._store = store
+            self._lo = lo = 0
+            hi = keep
+        store[hi : hi + n] = x
+        self._buf = store[lo : hi + n]
 
     def _kernel(self, frac: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         import numpy as np
@@ -393,7 +459,8 @@ class _SincStream:
         w /= w.sum(axis=1, keepdims=True)  # unity gain at DC for every phase
         return w
 
-    def _emit(self, end: int) -> bytes:
+    def _emit(self, end: int) -> npt.NDArray[np.float64] | None:
+        """Outputs up to ``end`` (unrounded; None when there are none)."""
         import numpy as np
 
         if self._t <= _POLYPHASE_MAX and self._table is not None and end > self._n_out:
@@ -414,10 +481,10 @@ class _SincStream:
             n_out = stop
         self._n_out = n_out
         if not parts:
-            return b""
-        return _round_to_pcm16(parts[0] if len(parts) == 1 else np.concatenate(parts))
+            return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _emit_polyphase(self, end: int) -> bytes:
+    def _emit_polyphase(self, end: int) -> npt.NDArray[np.float64]:
         """:meth:`_emit` for a tabled ratio: the outputs of one phase read input windows
         ``f`` samples apart, so each phase is one strided matrix-vector product (no index
         arrays; the per-chunk cost of a phone call's 24 -> 8 kHz and 8 -> 16 kHz steps).
@@ -432,7 +499,7 @@ class _SincStream:
                 [self._polyphase_block(n, min(end, n + _BLOCK)) for n in range(n_out, end, _BLOCK)]
             )
         self._n_out = end
-        return _round_to_pcm16_inplace(out)
+        return out
 
     def _polyphase_block(self, n_out: int, end: int) -> npt.NDArray[np.float64]:
         import numpy as np
@@ -468,29 +535,54 @@ class _SincStream:
         drop = min(max(first - self._buf_start, 0), len(self._buf))
         if drop:
             self._buf = self._buf[drop:]
+            self._lo += drop
             self._buf_start += drop
 
-    def process(self, raw: bytes | bytearray | memoryview) -> bytes:
+    def _process(self, raw: bytes | bytearray | memoryview) -> npt.NDArray[np.float64] | None:
+        """Take a chunk; the outputs it completes (unrounded; None when there are none)."""
         import numpy as np
 
         x = np.frombuffer(raw, dtype="<i2")
-        if not len(x):
-            return b""
-        self._buf = np.concatenate((self._buf, x.astype(np.float64)))
-        self._n_in += len(x)
+        n = len(x)
+        if not n:
+            return None
+        self._append(x)
+        self._n_in += n
         ready = self._n_in - self._half  # outputs whose right-most tap has arrived
-        end = max(self._n_out, -(-ready * self._t // self._f)) if ready > 0 else self._n_out
-        out = self._emit(end)
+        n_out = self._n_out
+        f = self._f
+        end = max(n_out, -(-ready * self._t // f)) if ready > 0 else n_out
+        decimate = self._decimate
+        count = end - n_out
+        if decimate is not None and 0 < count <= _BLOCK:
+            # _polyphase_block's decimation, inline (a phone call's 24 -> 8 kHz chunk).
+            buf = self._buf
+            offset = (n_out * f + self._first_tap - self._buf_start) * 8
+            rows = np.ndarray((count, self._taps), np.float64, buf, offset, (f * 8, 8))
+            out: npt.NDArray[np.float64] | None = np.ascontiguousarray(rows) @ decimate
+            self._n_out = end
+        else:
+            out = self._emit(end)
         self._trim()
         return out
+
+    def process(self, raw: bytes | bytearray | memoryview) -> bytes:
+        out = self._process(raw)
+        return b"" if out is None else _round_to_pcm16_inplace(out)
+
+    def process_g711(self, raw: bytes | bytearray | memoryview, table: bytes) -> bytes:
+        """:func:`_g711_encode` of :meth:`process`'s output with ``table`` (the same
+        bytes), without the PCM16 bytes in between."""
+        out = self._process(raw)
+        return b"" if out is None else _round_to_g711_inplace(out, table)
 
     def flush(self) -> bytes:
         import numpy as np
 
-        self._buf = np.concatenate((self._buf, np.zeros(self._half, dtype=np.float64)))
+        self._append(np.zeros(self._half, dtype=np.int16))
         out = self._emit(-(-self._n_in * self._t // self._f))
         self.reset()
-        return out
+        return b"" if out is None else _round_to_pcm16_inplace(out)
 
 
 class _LinearStream:
@@ -653,6 +745,26 @@ class Resampler:
         if self._stream is not None:
             return self._stream.process(raw)
         return self._soxr_chunk(raw, False)
+
+    def process_g711(self, chunk: object, law: Literal["ulaw", "alaw"] = "ulaw") -> bytes:
+        """:meth:`process` and G.711 encoding in one step: the same bytes as
+        ``pcm16_to_ulaw(self.process(chunk))`` (or ``pcm16_to_alaw``), for the numpy
+        backend without the PCM16 bytes in between (a phone bridge's per-chunk path).
+
+        Raises:
+            AudioFormatError: See :func:`as_pcm16`.
+            ConfigError: ``law`` is not ``"ulaw"`` or ``"alaw"``.
+        """
+        if law == "ulaw":
+            table = _ulaw_encode_table()
+        elif law == "alaw":
+            table = _alaw_encode_table()
+        else:
+            raise ConfigError(f"law must be 'ulaw' or 'alaw', got {law!r}")
+        stream = self._stream
+        if type(stream) is _SincStream:
+            return stream.process_g711(as_pcm16(chunk), table)
+        return _g711_encode(self.process(chunk), table)
 
     def flush(self) -> bytes:
         """Return the audio still held back and start a fresh stream."""

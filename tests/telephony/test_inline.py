@@ -231,6 +231,7 @@ async def test_bad_input_after_inline_media_closes_as_before(
             turn_detection="vad" if bad == "detector" else "server",
             detector=_Broken if bad == "detector" else None,
             audio_burst_ms=200 if bad == "flood" else 3000,
+            upstream_ms=20,  # every frame written at once: the wait below sees all five
         )
         app = _watched(bridge, log, mode)
         async with running(app) as base, connect(base.replace("http", "ws") + "/phone") as ws:
@@ -301,7 +302,12 @@ async def test_a_write_that_has_to_wait_is_finished_before_the_next_message() ->
         "query_string": b"",
         "extensions": {ON_MESSAGE_EXTENSION: handlers.append},
     }
-    bridge = TwilioBridge(fake_config(None), insecure_no_signature=True, turn_detection="server")  # type: ignore[arg-type]
+    bridge = TwilioBridge(
+        fake_config(None),  # type: ignore[arg-type]
+        insecure_no_signature=True,
+        turn_detection="server",
+        upstream_ms=20,  # one write per frame (the 40 ms writes: test_upstream.py)
+    )
     call = _twilio._Call(bridge, scope, inbox.get, send)
     upstream = _Upstream()
     call._setup_input(upstream)  # type: ignore[arg-type]

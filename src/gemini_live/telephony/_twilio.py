@@ -38,6 +38,7 @@ from gemini_live.audio import (
     ResampleBackend,
     Resampler,
     alaw_to_pcm16,
+    as_pcm16,
     pcm16_to_alaw,
     pcm16_to_ulaw,
     ulaw_to_pcm16,
@@ -63,8 +64,15 @@ FRAME_MS: Final = 20
 FRAME_BYTES: Final = PHONE_RATE * FRAME_MS // 1000  # one byte per mu-law sample
 #: The most audio one outbound ``media`` message may carry (``media_ms``).
 MAX_MEDIA_MS: Final = 1000
+#: The most caller audio one upstream write may carry (``upstream_ms``).
+MAX_UPSTREAM_MS: Final = 200
 # Encoding names (Twilio, Telnyx) -> G.711 law.
-_LAWS: Final = {"audio/x-mulaw": "ulaw", "PCMU": "ulaw", "audio/x-alaw": "alaw", "PCMA": "alaw"}
+_LAWS: Final[dict[str, Literal["ulaw", "alaw"]]] = {
+    "audio/x-mulaw": "ulaw",
+    "PCMU": "ulaw",
+    "audio/x-alaw": "alaw",
+    "PCMA": "alaw",
+}
 _CODECS: Final = {
     "ulaw": (ulaw_to_pcm16, pcm16_to_ulaw, 0xFF),
     "alaw": (alaw_to_pcm16, pcm16_to_alaw, 0xD5),
@@ -249,6 +257,14 @@ class TwilioBridge:
     no waiting (``gemini_live.on_message``), in order with the rest, which arrive the
     ASGI way as under any other server.
 
+    The caller's audio goes upstream in writes of ``upstream_ms`` (a multiple of 20, at
+    most 200; 40 by default: two of the carrier's 20 ms frames per ``realtimeInput``,
+    half the writes for 20 ms more on the speech path). Nothing is dropped or
+    reordered: a frame held back goes out with the next one, and before a turn edge
+    (``activityStart``/``activityEnd``), a mark, a key press, barge-in and the end of the
+    call. The VAD still decides on every 20 ms frame. ``upstream_ms=20`` writes each
+    frame as it comes (the behaviour before 40 became the default).
+
     Turn taking: ``turn_detection="vad"`` (default) runs :mod:`gemini_live.vad` on the
     caller's audio and sends ``activityStart``/``activityEnd`` with pre-roll (the setup's
     automatic detection is disabled for you: it is often poor on 8 kHz lines);
@@ -288,6 +304,7 @@ class TwilioBridge:
         lead_ms: int = 60,
         mark_every_ms: int = 200,
         media_ms: int = 100,
+        upstream_ms: int = 40,
         on_session: Callable[[gl.Session, CallInfo], object] | None = None,
         on_dtmf: Callable[[CallInfo, str, gl.Session], object] | None = None,
         on_stop: Callable[[CallInfo], object] | None = None,
@@ -318,6 +335,15 @@ class TwilioBridge:
             raise ConfigError(
                 f"media_ms must be a multiple of {FRAME_MS} from {FRAME_MS} to {MAX_MEDIA_MS}"
             )
+        if (
+            isinstance(upstream_ms, bool)
+            or not isinstance(upstream_ms, int)
+            or not FRAME_MS <= upstream_ms <= MAX_UPSTREAM_MS
+            or upstream_ms % FRAME_MS
+        ):
+            raise ConfigError(
+                f"upstream_ms must be a multiple of {FRAME_MS} from {FRAME_MS} to {MAX_UPSTREAM_MS}"
+            )
         for name, value, optional in (
             ("max_calls_per_address", max_calls_per_address, True),
             ("max_call_seconds", max_call_seconds, True),
@@ -341,6 +367,7 @@ class TwilioBridge:
         self.lead_ms = lead_ms
         self.mark_every_ms = mark_every_ms
         self.media_ms = media_ms
+        self.upstream_ms = upstream_ms
         self._on_session = on_session
         self._on_dtmf = on_dtmf
         self._on_stop = on_stop
@@ -548,6 +575,82 @@ def _activity_sender(
     return ActivitySender(session, det), rate
 
 
+class _Upstream:
+    """The caller's audio on its way to the session, in writes of at least ``size``
+    bytes (``upstream_ms``): a write shorter than that is held and goes out with the
+    next one, so the carrier's 20 ms frames leave two at a time with the default 40.
+    Nothing is dropped or reordered: the held audio goes first in the next write, and
+    :meth:`flush` (a turn edge, a mark, a key press, barge-in, the end of the call) sends
+    it on its own. It stands in for the session in the :class:`ActivitySender`, so the
+    detector still decides on every 20 ms frame and ``activityStart``/``activityEnd``
+    and ``audioStreamEnd`` go out after the audio before them.
+    ``size`` 0 writes every chunk at once (``upstream_ms=20``)."""
+
+    __slots__ = ("_held", "_nowait", "rate", "session", "size")
+
+    def __init__(self, session: VadSession, rate: int, size: int) -> None:
+        self.session = session
+        self.rate = rate
+        self.size = size
+        self._held = b""
+        # A session's no-wait write (gl.Session.send_audio_nowait), if it has one.
+        self._nowait: Callable[..., bool] | None = getattr(session, "send_audio_nowait", None)
+
+    def send_audio_nowait(self, pcm: bytes, *, sample_rate: int | None = None) -> bool:
+        """Hold or write ``pcm`` without waiting (True); False: nothing changed, and
+        :meth:`send_audio` of the same ``pcm`` finishes it."""
+        held = self._held
+        data = held + pcm if held else pcm
+        if len(data) < self.size:
+            self._held = data
+            return True
+        send = self._nowait
+        if send is None or not send(data, sample_rate=self.rate):
+            return False
+        self._held = b""
+        return True
+
+    async def send_audio(self, pcm: object, *, sample_rate: int | None = None) -> None:
+        held = self._held
+        data = pcm if type(pcm) is bytes else bytes(as_pcm16(pcm))
+        if held:
+            data = held + data
+        if len(data) < self.size:
+            self._held = data
+            return
+        self._held = b""
+        await self.session.send_audio(data, sample_rate=self.rate)
+
+    def flush_nowait(self) -> bool:
+        """Write the held audio without waiting (True, or nothing held); False: call
+        :meth:`flush`."""
+        held = self._held
+        if not held:
+            return True
+        send = self._nowait
+        if send is None or not send(held, sample_rate=self.rate):
+            return False
+        self._held = b""
+        return True
+
+    async def flush(self) -> None:
+        held, self._held = self._held, b""
+        if held:
+            await self.session.send_audio(held, sample_rate=self.rate)
+
+    async def send_activity_start(self) -> None:
+        await self.flush()
+        await self.session.send_activity_start()
+
+    async def send_activity_end(self) -> None:
+        await self.flush()
+        await self.session.send_activity_end()
+
+    async def send_audio_stream_end(self) -> None:
+        await self.flush()
+        await self.session.send_audio_stream_end()
+
+
 class _Call(PeerSocket):
     """One call: the carrier's message format, turn detection, pacing and marks on the
     shared peer lifecycle (:mod:`gemini_live._bridge`)."""
@@ -592,17 +695,26 @@ class _Call(PeerSocket):
         self._mark_names = itertools.count(1)
         self._sid_key = bridge.stream_id_field
         self._decode_g711, self._encode_g711, self._silence = _CODECS["ulaw"]
+        self._law: Literal["ulaw", "alaw"] = "ulaw"
         # mark name -> (reply, ms of that reply played once the mark comes back)
         self._marks: dict[str, tuple[int, int]] = {}
+        #: The caller's audio on its way upstream (set with the session: _setup_input).
+        self._upstream: _Upstream | None = None
 
     # -- sending ---------------------------------------------------------------------------
 
     def _setup_input(self, session: VadSession) -> None:
         """Turn detection and the upstream rate, once the session is open."""
-        self.sender, rate = _activity_sender(self.bridge, session)
+        bridge = self.bridge
+        upstream = _Upstream(session, bridge.input_rate, 0)  # the size once the rate is known
+        self.sender, rate = _activity_sender(bridge, upstream)
         if rate != self._rate:
             self._rate = rate
             self._up = self._upsampler()
+        upstream.rate = rate
+        if bridge.upstream_ms > FRAME_MS:
+            upstream.size = rate * bridge.upstream_ms // 1000 * 2  # PCM16
+        self._upstream = upstream
 
     def _upsampler(self) -> Resampler | None:
         if self._rate == PHONE_RATE:
@@ -713,6 +825,7 @@ class _Call(PeerSocket):
         if law is None or rate != PHONE_RATE or fmt.channels != 1:
             raise _Close(1003, f"unsupported media format {fmt.encoding} {rate} Hz x{fmt.channels}")
         self._decode_g711, self._encode_g711, self._silence = _CODECS[law]
+        self._law = law
         info = self.info
         info.stream_sid = start.streamSid or m.streamSid or m.stream_id or ""
         if not info.stream_sid:
@@ -768,6 +881,8 @@ class _Call(PeerSocket):
     async def _inbound(self, session: gl.Session) -> None:
         info = self.info
         bridge = self.bridge
+        upstream = self._upstream
+        assert upstream is not None  # _setup_input ran
         while True:
             m = await self._next()
             if m is None:
@@ -795,13 +910,15 @@ class _Call(PeerSocket):
                 if self.sender is not None:
                     self._report_vad(await self.sender.feed(pcm))
                 else:
-                    await session.send_audio(pcm, sample_rate=self._rate)
+                    await upstream.send_audio(pcm)
             elif m.event == "mark":
+                await upstream.flush()
                 if m.mark is not None:
                     self._mark_played(m.mark.name)
             elif m.event == "dtmf":
                 if m.dtmf is None or len(m.dtmf.digit) != 1:
                     raise _Close(1003, "bad dtmf message")
+                await upstream.flush()
                 self.touch()
                 info.dtmf_count += 1
                 info.dtmf.append(m.dtmf.digit)
@@ -814,6 +931,7 @@ class _Call(PeerSocket):
                 info.stopped = True
                 if self.sender is not None:
                     await self.sender.finish()
+                await upstream.flush()
                 raise _Close(1000, "call ended")
             else:
                 logger.debug("call %d: ignoring Twilio event %r", info.id, m.event)
@@ -825,8 +943,8 @@ class _Call(PeerSocket):
         Anything else (binary, too big, not valid JSON, ``dtmf``, ``stop``, a payload
         that is not base64, a turn edge the VAD found, a write that has to wait) goes on
         in :meth:`_inbound`, in order, which closes on bad input as it always did."""
-        session = self.session
-        if session is None or type(data) is not str or len(data) > self.bridge.max_message_bytes:
+        upstream = self._upstream
+        if upstream is None or type(data) is not str or len(data) > self.bridge.max_message_bytes:
             return False
         try:
             m = _decode(data)
@@ -857,15 +975,20 @@ class _Call(PeerSocket):
                     return True
             sender = self.sender
             if sender is None:
-                return self.audio_inline(session, pcm, self._rate)
+                if upstream.send_audio_nowait(pcm):
+                    return True
+                self.finish_later(functools.partial(upstream.send_audio, pcm))
+                return False
             # Turn edges and a write that has to wait are sent and counted by _vad_rest.
-            actions, done = sender.feed_nowait(pcm, session.send_audio_nowait)
+            actions, done = sender.feed_nowait(pcm, upstream.send_audio_nowait)
             if done < len(actions):
                 self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
                 return False
             self._report_vad(actions)
             return True
         if event == "mark":
+            if not upstream.flush_nowait():
+                return False  # _inbound flushes (waiting) and takes the mark
             if m.mark is not None:
                 self._mark_played(m.mark.name)
             return True
@@ -914,12 +1037,18 @@ class _Call(PeerSocket):
                     reply = next(self._replies)
                     info.sent_ms[reply] = 0
                     queue.append(_Segment(reply))
-                pcm8 = self._down.process(data)
-                if pcm8:
-                    queue[-1].data += self._encode_g711(pcm8)
+                g711 = self._down.process_g711(data, self._law)
+                if g711:
+                    queue[-1].data += g711
                     self._out_event.set()
             case ev.Interrupted():
                 info.interruptions += 1
+                upstream = self._upstream
+                if upstream is not None:
+                    # Barge-in: the caller's audio held back goes now when it can without
+                    # waiting (a wait here could let a later frame pass it); else it
+                    # stays first in the next write.
+                    upstream.flush_nowait()
                 await self._clear()
             case ev.VoiceActivity() | ev.InputTranscription():
                 self.touch()  # the service heard the caller (turn_detection="server")
