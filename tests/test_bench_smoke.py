@@ -107,8 +107,10 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
             "50",
             "--load-n",
             "2",
+            # A turn of the bridge's loaded workload lasts ~1.4 s (25 replies, a 400 ms
+            # pause): a 2 s window holds at least one reply start per call.
             "--seconds",
-            "1",
+            "2",
             "--delivery",
             "2000",
             "--json",
