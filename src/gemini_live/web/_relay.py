@@ -799,6 +799,10 @@ class _Connection(PeerSocket):
 
     # -- sending -------------------------------------------------------------------------
 
+    def interrupted(self) -> None:
+        """Barge-in, before ``interrupted`` goes to the page: a peer that queues the
+        model's audio on its side (WebRTC) drops what is queued. Nothing here."""
+
     async def send_json(self, obj: dict[str, Any]) -> None:
         await self.send_data(_encode(obj).decode())
 
@@ -1178,6 +1182,7 @@ class _Connection(PeerSocket):
                 )
             case ev.Interrupted():
                 info.interruptions += 1
+                self.interrupted()
                 await self.send_data(_INTERRUPTED)
                 self.relay._notify()
             case ev.GenerationComplete():

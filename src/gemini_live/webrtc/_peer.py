@@ -590,11 +590,8 @@ class _RtcConnection(_Connection):
         await self.link.connected(self.link.endpoint.connect_timeout)
         self.touch()
 
-    async def send_json(self, obj: dict[str, Any]) -> None:
-        if obj.get("type") == "interrupted":
-            # Barge-in: nothing queued for the page plays any more.
-            self.link.clear_playback()
-        await super().send_json(obj)
+    def interrupted(self) -> None:
+        self.link.clear_playback()  # barge-in: nothing queued for the page plays any more
 
     async def cleanup(self) -> None:
         try:
