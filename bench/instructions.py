@@ -175,7 +175,9 @@ def callgrind(
     with tempfile.TemporaryDirectory(prefix="gl-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         cmd = [*callgrind_command(vg, out), sys.executable, "-m", module, *args]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        # One BLAS thread: OpenBLAS's workers spin through a slowed window and add
+        # counts that do not repeat (a process that uses numpy, such as the bridge's).
+        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
         env.pop("PYTHONDEVMODE", None)
         try:
             proc = subprocess.run(
