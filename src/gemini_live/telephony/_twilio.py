@@ -326,24 +326,8 @@ class TwilioBridge:
             raise ConfigError(f"input_rate must be 8000 or 16000, got {input_rate}")
         if mark_every_ms < FRAME_MS:
             raise ConfigError(f"mark_every_ms must be at least {FRAME_MS}")
-        if (
-            isinstance(media_ms, bool)
-            or not isinstance(media_ms, int)
-            or not FRAME_MS <= media_ms <= MAX_MEDIA_MS
-            or media_ms % FRAME_MS
-        ):
-            raise ConfigError(
-                f"media_ms must be a multiple of {FRAME_MS} from {FRAME_MS} to {MAX_MEDIA_MS}"
-            )
-        if (
-            isinstance(upstream_ms, bool)
-            or not isinstance(upstream_ms, int)
-            or not FRAME_MS <= upstream_ms <= MAX_UPSTREAM_MS
-            or upstream_ms % FRAME_MS
-        ):
-            raise ConfigError(
-                f"upstream_ms must be a multiple of {FRAME_MS} from {FRAME_MS} to {MAX_UPSTREAM_MS}"
-            )
+        _check_frames_ms("media_ms", media_ms, MAX_MEDIA_MS)
+        _check_frames_ms("upstream_ms", upstream_ms, MAX_UPSTREAM_MS)
         for name, value, optional in (
             ("max_calls_per_address", max_calls_per_address, True),
             ("max_call_seconds", max_call_seconds, True),
@@ -573,6 +557,17 @@ def _activity_sender(
             )
         rate = det.sample_rate
     return ActivitySender(session, det), rate
+
+
+def _check_frames_ms(name: str, value: object, most: int) -> None:
+    """``value`` is a whole number of 20 ms frames, at most ``most`` ms (ConfigError)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not FRAME_MS <= value <= most
+        or value % FRAME_MS
+    ):
+        raise ConfigError(f"{name} must be a multiple of {FRAME_MS} from {FRAME_MS} to {most}")
 
 
 class _Upstream:
@@ -890,23 +885,12 @@ class _Call(PeerSocket):
             if m.event == "media":
                 if m.media is None:
                     raise _Close(1003, "media message without media")
-                if m.media.track not in ("inbound", "inbound_track"):
-                    continue
                 try:
-                    g711 = pybase64.b64decode(m.media.payload, validate=True)
+                    pcm = self._media_pcm(m.media)
                 except ValueError:
                     raise _Close(1003, "media payload is not base64") from None
-                if not g711:
+                if not pcm:
                     continue
-                info.media_in += 1
-                if not self._audio_meter.admit(len(g711), time.monotonic()):
-                    info.media_dropped_bytes += len(g711)
-                    continue
-                pcm = self._decode_g711(g711)
-                if self._up is not None:
-                    pcm = self._up.process(pcm)
-                    if not pcm:
-                        continue
                 if self.sender is not None:
                     self._report_vad(await self.sender.feed(pcm))
                 else:
@@ -955,24 +939,12 @@ class _Call(PeerSocket):
             media = m.media
             if media is None:
                 return False
-            if media.track not in ("inbound", "inbound_track"):
-                return True
             try:
-                g711 = pybase64.b64decode(media.payload, validate=True)
+                pcm = self._media_pcm(media)
             except ValueError:
-                return False
-            if not g711:
+                return False  # _inbound closes: not base64
+            if not pcm:
                 return True
-            info = self.info
-            info.media_in += 1
-            if not self._audio_meter.admit(len(g711), time.monotonic()):
-                info.media_dropped_bytes += len(g711)
-                return True
-            pcm = self._decode_g711(g711)
-            if self._up is not None:
-                pcm = self._up.process(pcm)
-                if not pcm:
-                    return True
             sender = self.sender
             if sender is None:
                 if upstream.send_audio_nowait(pcm):
@@ -996,6 +968,25 @@ class _Call(PeerSocket):
             return False
         logger.debug("call %d: ignoring Twilio event %r", self.info.id, event)
         return True
+
+    def _media_pcm(self, media: _MediaBody) -> bytes:
+        """The caller's PCM in one ``media`` message, for the task's and the inline path
+        alike: empty when there is nothing to send (another track, an empty payload, over
+        the audio rate limit (counted), the resampler still filling). ``ValueError``: the
+        payload is not base64 (nothing counted)."""
+        if media.track not in ("inbound", "inbound_track"):
+            return b""
+        g711 = pybase64.b64decode(media.payload, validate=True)
+        if not g711:
+            return b""
+        info = self.info
+        info.media_in += 1
+        if not self._audio_meter.admit(len(g711), time.monotonic()):
+            info.media_dropped_bytes += len(g711)
+            return b""
+        pcm = self._decode_g711(g711)
+        up = self._up
+        return pcm if up is None else up.process(pcm)
 
     async def _vad_rest(self, sender: ActivitySender, actions: list[VadAction], done: int) -> None:
         """What :meth:`inline` left of one message's VAD actions (from ``done`` on)."""
