@@ -415,7 +415,7 @@ class _SincStream:
             self._table = _phase_table(self, self._f, self._t, zero_crossings)
         # The one filter of a decimation by a whole factor (t == 1), for _process.
         self._decimate: npt.NDArray[np.float64] | None = None
-        if self._t == 1 and self._table is not None and _POLYPHASE_MAX >= 1:
+        if self._t == 1 and self._table is not None:
             self._decimate = self._table[0]
         self.reset()
 
@@ -508,7 +508,7 @@ class _SincStream:
         assert table is not None
         f, t = self._f, self._t
         count = end - n_out
-        buf = self._buf  # contiguous float64 (built by concatenate, trimmed by slicing)
+        buf = self._buf  # contiguous float64 (a view of _store, see _append)
         taps = self._taps
         item = buf.itemsize
         first = self._first_tap - self._buf_start  # buffer index of tap 0 at base 0
