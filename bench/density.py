@@ -300,12 +300,90 @@ class Burner:
         self.busy = 0.0
 
 
+#: When each loop-lag sample ended (``time.monotonic``), beside its lag in ``lags``.
+_LAG_ENDS: list[float] = []
+
+
 async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
+    ends = _LAG_ENDS
     while not stop.is_set():
         t = loop.time()
         await asyncio.sleep(0.005)  # the probe itself: how late a 5 ms timer fires
-        lags.append((loop.time() - t - 0.005) * 1000)
+        now = loop.time()
+        lags.append((now - t - 0.005) * 1000)
+        ends.append(time.monotonic())
+
+
+class GcWatch:
+    """The garbage collections of a window (``gc.callbacks``): per generation how many
+    ran, the longest and the total pause, and when each long one ran (to tell a loop-lag
+    spike a collection caused from a loop that is simply full). Two clock reads and a
+    list append per collection: always on."""
+
+    #: Collections longer than this (ms) are kept with their time, for the lag tail.
+    LONG_MS: Final = 5.0
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.longest_ms = [0.0, 0.0, 0.0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        #: (start, end, generation) of the collections over LONG_MS (bounded).
+        self.long: deque[tuple[float, float, int]] = deque(maxlen=1000)
+        self._start = 0.0
+        self.on = False
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._start = time.monotonic()
+            return
+        end = time.monotonic()
+        gen = info["generation"]
+        ms = (end - self._start) * 1000
+        self.count[gen] += 1
+        self.total_ms[gen] += ms
+        if ms > self.longest_ms[gen]:
+            self.longest_ms[gen] = ms
+        if ms > self.LONG_MS:
+            self.long.append((self._start, end, gen))
+
+    def reset(self) -> None:
+        self.count = [0, 0, 0]
+        self.longest_ms = [0.0, 0.0, 0.0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        self.long.clear()
+
+    def report(self, lags: list[float], ends: list[float], wall: float) -> dict[str, Any]:
+        """The window's collections, and the loop-lag tail: samples over the 20 ms limit,
+        and how many of them overlap a collection over ``LONG_MS`` (the sample spans
+        ``end - 5 ms - lag`` to ``end``)."""
+        over = [(lag, end) for lag, end in zip(lags, ends, strict=False) if lag >= LAG_LIMIT_MS]
+        by_gc = 0
+        for lag, end in over:
+            start = end - (lag + 5.0) / 1000
+            if any(s < end and e > start for s, e, _g in self.long):
+                by_gc += 1
+        ordered = sorted(lags)
+        return {
+            "gc_collections": list(self.count),
+            "gc_longest_ms": [round(x, 2) for x in self.longest_ms],
+            "gc_total_ms": [round(x, 1) for x in self.total_ms],
+            "gc_pause_pct": round(sum(self.total_ms) / max(wall, 1e-9) / 10, 2),
+            "gc_long": len(self.long),
+            "loop_lag_p999_ms": round(pct(lags, 0.999), 2),
+            "loop_lag_max_ms": round(ordered[-1], 2) if ordered else float("nan"),
+            "loop_lag_samples": len(lags),
+            "loop_lag_over_limit": len(over),
+            "loop_lag_over_limit_in_gc": by_gc,
+            # The largest ten lags (ms): a few spikes, or a loop late all the time?
+            "loop_lag_top": [round(x, 1) for x in ordered[-10:][::-1]],
+        }
+
+
+_GC: Final = GcWatch()
+gc.callbacks.append(_GC)
 
 
 # -- clients (child process) --------------------------------------------------------------
@@ -700,6 +778,9 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     gc.collect()
     await asyncio.sleep(SETTLE_S)  # not a synchronisation: the measured process settles
     del lags[:]
+    del _LAG_ENDS[:]
+    _GC.reset()
+    _GC.on = True
     probe.event_ms.clear()
     probe.socket_ms.clear()
     probe.audio_events = 0
@@ -713,9 +794,12 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     if _PROFILE:
         _PROFILE[0].disable()
     probe.on = False
+    _GC.on = False
     wall = time.monotonic() - t0
     cpu = time.process_time() - cpu0
     kernel = os.times().system - sys0
+    n_lags = len(lags)
+    gc_report = _GC.report(lags[:n_lags], _LAG_ENDS[:n_lags], wall)
     return {
         "window_s": round(wall, 3),
         "cpu_pct": round(cpu / wall * 100, 1),
@@ -731,6 +815,7 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
         "events": len(probe.event_ms),
         "replies_timed": len(probe.socket_ms),
         "audio_events": probe.audio_events,
+        **gc_report,
     }
 
 

@@ -71,6 +71,45 @@ async def test_writes_of_one_iteration_leave_as_one_in_order() -> None:
     assert real.writes == [b"audiotranscript", b"next"]
 
 
+async def test_the_connections_of_one_loop_are_flushed_by_one_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writes of many connections in one iteration schedule one flush, not one each; every
+    connection still gets its own write, its bytes in order."""
+    loop = asyncio.get_running_loop()
+    proxies = [_proxy() for _ in range(3)]
+    scheduled: list[Any] = []
+    real_call_soon = loop.call_soon
+
+    def spy(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        scheduled.append(callback)
+        return real_call_soon(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", spy)
+    for i, (proxy, _real) in enumerate(proxies):
+        proxy.write(b"audio%d" % i)
+    for i, (proxy, _real) in enumerate(reversed(proxies)):
+        proxy.write(b"text%d" % i)
+    assert len(scheduled) == 1
+    monkeypatch.undo()
+    await _next_iteration()
+    assert [real.writes for _p, real in proxies] == [
+        [b"audio0text2"],
+        [b"audio1text1"],
+        [b"audio2text0"],
+    ]
+    # A connection flushed early (a large write) or aborted meanwhile writes nothing more.
+    (a, real_a), (b, real_b), _c = proxies
+    a.write(b"x")
+    a.write(bytes(COALESCE_MAX_BYTES))
+    b.write(b"lost")
+    b.abort()
+    a.write(b"y")
+    await _next_iteration()
+    assert real_a.writes[1:] == [b"x" + bytes(COALESCE_MAX_BYTES), b"y"]
+    assert real_b.writes == [b"audio1text1"]
+
+
 async def test_a_large_pending_write_leaves_at_once() -> None:
     proxy, real = _proxy()
     proxy.write(b"a")
