@@ -776,6 +776,9 @@ def profile_counts(profile: Any, conn_seconds: float) -> dict[str, float]:
 
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
     gc.collect()
+    # Objects the collector tracks (what a full collection walks), from a level's rows:
+    # per connection by difference.
+    tracked = len(gc.get_objects())
     await asyncio.sleep(SETTLE_S)  # not a synchronisation: the measured process settles
     del lags[:]
     del _LAG_ENDS[:]
@@ -815,6 +818,7 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
         "events": len(probe.event_ms),
         "replies_timed": len(probe.socket_ms),
         "audio_events": probe.audio_events,
+        "gc_tracked": tracked,
         **gc_report,
     }
 

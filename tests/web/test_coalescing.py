@@ -5,13 +5,14 @@ app is behind."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 import websockets
 
 from gemini_live.web import _app
-from gemini_live.web._app import COALESCE_MAX_BYTES, CoalescingTransport, running
+from gemini_live.web._app import COALESCE_MAX_BYTES, CoalescingTransport, frame_header, running
 
 
 class _Recorder:
@@ -108,6 +109,29 @@ async def test_the_connections_of_one_loop_are_flushed_by_one_callback(
     await _next_iteration()
     assert real_a.writes[1:] == [b"x" + bytes(COALESCE_MAX_BYTES), b"y"]
     assert real_b.writes == [b"audio1text1"]
+
+
+async def test_a_message_is_written_as_its_frame_header_then_its_payload() -> None:
+    """write_message(data) leaves as write(frame_header(...)) then write(payload) would,
+    for text and binary of every header size, also across the size that flushes at once;
+    nothing once the transport is closing."""
+    rng = random.Random(6455)
+    messed, real_messed = _proxy()
+    plain, real_plain = _proxy()
+    sizes = [0, 1, 125, 126, 127, 65535, 65536, 70_000, *rng.sample(range(1, 4000), 20)]
+    for n in sizes:
+        for data in (rng.randbytes(n), "\u00e9" * (n // 2) + "x" * (n % 2)):
+            assert messed.write_message(data) is True
+            payload = data.encode() if isinstance(data, str) else data
+            plain.write(frame_header(0x1 if isinstance(data, str) else 0x2, len(payload)))
+            plain.write(payload)
+            assert real_messed.writes == real_plain.writes
+    await _next_iteration()
+    assert real_messed.writes == real_plain.writes and len(real_messed.writes) > 2
+    real_messed.closing = True
+    assert messed.write_message(b"late") is False
+    await _next_iteration()
+    assert real_messed.writes == real_plain.writes
 
 
 async def test_a_large_pending_write_leaves_at_once() -> None:

@@ -941,8 +941,11 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 or conn.extensions
                 or conn.writes
                 or transport is None
-                or transport.is_closing()
             ):
+                return False
+            if type(transport) is CoalescingTransport:
+                return transport.write_message(data)
+            if transport.is_closing():
                 return False
             if isinstance(data, str):
                 transport.write(frame_header(_OP_TEXT, len(payload := data.encode())))
@@ -1076,6 +1079,32 @@ class CoalescingTransport:
         elif not self._scheduled:
             self._scheduled = True
             self._flusher.add(self)
+
+    def write_message(self, data: bytes | str) -> bool:
+        """One WebSocket message as a server sends it (one final, unmasked frame: text
+        for ``str``, binary for ``bytes``), written as ``write`` writes: its header and
+        its payload, the payload not copied. False (nothing written) once the real
+        transport is closing."""
+        if self.transport.is_closing():
+            return False
+        if isinstance(data, str):
+            data = data.encode()
+            n = len(data)
+            head = _HEADS[_OP_TEXT, n] if n < 126 else frame_header(_OP_TEXT, n)
+        else:
+            n = len(data)
+            head = _HEADS[_OP_BINARY, n] if n < 126 else frame_header(_OP_BINARY, n)
+        parts = self._parts
+        parts.append(head)
+        if n:
+            parts.append(data)
+        self._size += len(head) + n
+        if self._size >= COALESCE_MAX_BYTES:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._flusher.add(self)
+        return True
 
     def flush(self) -> None:
         """Write what is pending to the real transport now."""
