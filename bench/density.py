@@ -658,6 +658,8 @@ async def measure(
     burner = Burner(load / 100)
     row: dict[str, Any] = {"kind": kind, "n": n, "workload": workload}
     with ServerProc(framing=framing) as server:
+        _PEERS.clear()
+        _PEERS["server"] = server.pid
         upstream = live_url(server.port, workload)
         loop = asyncio.get_running_loop()
         lag_task = loop.create_task(_loop_lag(lags, asyncio.Event()))
@@ -697,6 +699,8 @@ async def measure(
                         args=(kind, url, base, n, seconds, result, started, page_ms),
                     )
                     proc.start()
+                    if proc.pid is not None:
+                        _PEERS["clients"] = proc.pid
                     window_task = loop.create_task(
                         _window_when(started, probe, lags, burner, seconds)
                     )
@@ -713,6 +717,7 @@ async def measure(
                 row["late_client_frames"] = int(res.get("late_frames", 0))
                 row["client_errors"] = int(res.get("errors", 0))
         finally:
+            _PEERS.clear()
             lag_task.cancel()
             burn_task.cancel()
     row.update({k: v for k, v in window.items() if k != "audio_events"})
@@ -774,6 +779,33 @@ def profile_counts(profile: Any, conn_seconds: float) -> dict[str, float]:
     return out
 
 
+def _proc_ticks(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used (Linux ``/proc``; NaN else)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _machine_ticks() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, every core (``/proc/stat``)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values) - idle) / hz, sum(values) / hz
+
+
+#: Processes besides the measured one whose CPU a window reports: the benchmark server's
+#: and the clients' (they share the machine: starved, they send in bursts).
+_PEERS: dict[str, int] = {}
+
+
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
     gc.collect()
     # Objects the collector tracks (what a full collection walks), from a level's rows:
@@ -790,6 +822,8 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     burner.reset()
     busy0 = burner.busy
     cpu0, t0, sys0 = time.process_time(), time.monotonic(), os.times().system
+    peers0 = {name: _proc_ticks(pid) for name, pid in _PEERS.items()}
+    mbusy0, mtotal0 = _machine_ticks()
     probe.on = True
     if _PROFILE:
         _PROFILE[0].enable()
@@ -801,6 +835,12 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     wall = time.monotonic() - t0
     cpu = time.process_time() - cpu0
     kernel = os.times().system - sys0
+    mbusy1, mtotal1 = _machine_ticks()
+    # Every core's busy share during the window (100 = the whole machine), and each
+    # peer process's CPU (100 = one core): a machine near 100 % starves someone.
+    machine = {"machine_busy_pct": round((mbusy1 - mbusy0) / max(mtotal1 - mtotal0, 1e-9) * 100, 1)}
+    for name, pid in _PEERS.items():
+        machine[f"{name}_cpu_pct"] = round((_proc_ticks(pid) - peers0[name]) / wall * 100, 1)
     n_lags = len(lags)
     gc_report = _GC.report(lags[:n_lags], _LAG_ENDS[:n_lags], wall)
     return {
@@ -819,6 +859,7 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
         "replies_timed": len(probe.socket_ms),
         "audio_events": probe.audio_events,
         "gc_tracked": tracked,
+        **machine,
         **gc_report,
     }
 
@@ -976,6 +1017,25 @@ def tables(results: dict[str, Any]) -> str:
             "Per core (largest N in real time, this run): "
             + ", ".join(f"{k} {per_core(dens, k)}" for k in kinds)
         )
+        out += [
+            "",
+            "| kind | N | loop lag p99.9 / max (ms) | lag samples >= 20 ms (in a collection) "
+            "| collections gen 0 / 1 / 2 (longest gen 2, ms) | machine busy % "
+            "| server / clients CPU % |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in dens:
+            if "error" in r:
+                continue
+            g = r["gc_collections"]
+            out.append(
+                f"| {r['kind']} | {r['n']} | {r['loop_lag_p999_ms']:.1f} / "
+                f"{r['loop_lag_max_ms']:.1f} | {r['loop_lag_over_limit']} "
+                f"({r['loop_lag_over_limit_in_gc']}) | {g[0]} / {g[1]} / {g[2]} "
+                f"({r['gc_longest_ms'][2]:.1f}) | {r['machine_busy_pct']:.0f} | "
+                f"{r.get('server_cpu_pct', float('nan')):.0f} / "
+                f"{r.get('clients_cpu_pct', float('nan')):.0f} |"
+            )
         out.append("")
     dl = results.get("delivery")
     if dl:
