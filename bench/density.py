@@ -807,7 +807,10 @@ _PEERS: dict[str, int] = {}
 
 
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
+    full = time.perf_counter()
     gc.collect()
+    # What a full collection at this N stops the loop for (before the window, timed).
+    full_ms = (time.perf_counter() - full) * 1000
     # Objects the collector tracks (what a full collection walks), from a level's rows:
     # per connection by difference.
     tracked = len(gc.get_objects())
@@ -859,6 +862,7 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
         "replies_timed": len(probe.socket_ms),
         "audio_events": probe.audio_events,
         "gc_tracked": tracked,
+        "gc_full_ms": round(full_ms, 1),
         **machine,
         **gc_report,
     }
@@ -1020,9 +1024,9 @@ def tables(results: dict[str, Any]) -> str:
         out += [
             "",
             "| kind | N | loop lag p99.9 / max (ms) | lag samples >= 20 ms (in a collection) "
-            "| collections gen 0 / 1 / 2 (longest gen 2, ms) | machine busy % "
+            "| collections gen 0 / 1 / 2 (longest gen 2, ms) | a full one (ms) | machine busy % "
             "| server / clients CPU % |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in dens:
             if "error" in r:
@@ -1032,7 +1036,8 @@ def tables(results: dict[str, Any]) -> str:
                 f"| {r['kind']} | {r['n']} | {r['loop_lag_p999_ms']:.1f} / "
                 f"{r['loop_lag_max_ms']:.1f} | {r['loop_lag_over_limit']} "
                 f"({r['loop_lag_over_limit_in_gc']}) | {g[0]} / {g[1]} / {g[2]} "
-                f"({r['gc_longest_ms'][2]:.1f}) | {r['machine_busy_pct']:.0f} | "
+                f"({r['gc_longest_ms'][2]:.1f}) | {r['gc_full_ms']:.1f} | "
+                f"{r['machine_busy_pct']:.0f} | "
                 f"{r.get('server_cpu_pct', float('nan')):.0f} / "
                 f"{r.get('clients_cpu_pct', float('nan')):.0f} |"
             )

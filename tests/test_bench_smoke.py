@@ -133,7 +133,12 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
     for r in data["density"]:
         assert len(r["gc_collections"]) == len(r["gc_longest_ms"]) == 3
         assert r["loop_lag_samples"] > 0 and r["loop_lag_max_ms"] >= r["loop_lag_p99_ms"]
-        assert r["gc_tracked"] > 0 and r["machine_busy_pct"] >= 0 and r["server_cpu_pct"] >= 0
+        assert (
+            r["gc_tracked"] > 0
+            and r["gc_full_ms"] > 0
+            and r["machine_busy_pct"] >= 0
+            and r["server_cpu_pct"] >= 0
+        )
     assert all(r["clients_cpu_pct"] >= 0 for r in data["density"] if r["kind"] != "floor")
     assert "collections gen 0 / 1 / 2" in proc.stdout
     loaded = {r["kind"]: r for r in data["load"]}
