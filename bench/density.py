@@ -1113,6 +1113,12 @@ async def main(argv: list[str]) -> int:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     p.add_argument(
+        "--loop",
+        default="asyncio",
+        choices=("asyncio", "uvloop"),
+        help="the measured process's event loop (the clients' and the server's stay asyncio)",
+    )
+    p.add_argument(
         "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
     )
     args = p.parse_args(argv)
@@ -1127,7 +1133,10 @@ async def main(argv: list[str]) -> int:
     for k in kinds:
         if k not in KINDS:
             p.error(f"unknown kind {k!r} (one of {', '.join(KINDS)})")
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},
+        "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+    }
     levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-20", "relay-asgi")}
     levels["bridge"] = levels["bridge-asgi"] = levels["bridge-up20"] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
@@ -1150,5 +1159,13 @@ async def main(argv: list[str]) -> int:
     return 0
 
 
+def _loop_of(argv: list[str]) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--loop", default="asyncio")
+    return str(pre.parse_known_args(argv)[0].loop)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1:])))
+    from bench.common import run_loop
+
+    sys.exit(run_loop(lambda: main(sys.argv[1:]), _loop_of(sys.argv[1:])))
