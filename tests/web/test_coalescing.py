@@ -111,6 +111,23 @@ async def test_the_connections_of_one_loop_are_flushed_by_one_callback(
     assert real_b.writes == [b"audio1text1"]
 
 
+def test_a_closed_loop_is_not_kept_alive_by_its_flusher() -> None:
+    """The flushers are kept per loop, weakly: a loop closed with a flush still scheduled
+    goes (and its flusher with it)."""
+    import gc
+    import weakref
+
+    loop = asyncio.new_event_loop()
+    proxy = CoalescingTransport(_Recorder(), loop)  # type: ignore[arg-type]
+    proxy.write(b"never flushed")
+    assert loop in _app._FLUSHERS
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop, proxy
+    gc.collect()
+    assert gone() is None
+
+
 async def test_a_message_is_written_as_its_frame_header_then_its_payload() -> None:
     """write_message(data) leaves as write(frame_header(...)) then write(payload) would,
     for text and binary of every header size, also across the size that flushes at once;

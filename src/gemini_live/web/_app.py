@@ -994,7 +994,8 @@ class _Flusher:
     __slots__ = ("_loop", "_pending", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weakly: the map of flushers holds this one, keyed weakly by the loop.
+        self._loop = weakref.ref(loop)
         self._pending: list[CoalescingTransport] = []
         self._scheduled = False
 
@@ -1002,8 +1003,11 @@ class _Flusher:
         """Flush ``proxy`` at the next run (once per proxy until that run)."""
         self._pending.append(proxy)
         if not self._scheduled:
+            loop = self._loop()
+            if loop is None:  # pragma: no cover - a proxy outliving its loop
+                return
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._scheduled = False
