@@ -111,6 +111,33 @@ async def test_the_connections_of_one_loop_are_flushed_by_one_callback(
     assert real_b.writes == [b"audio1text1"]
 
 
+async def test_a_flush_that_fails_leaves_the_other_connections_flushed() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        broken, real_broken = _proxy()
+        fine, real_fine = _proxy()
+
+        def fail(_data: bytes) -> None:
+            raise RuntimeError("write failed")
+
+        real_broken.write = fail  # type: ignore[method-assign]
+        broken.write(b"lost")
+        fine.write(b"kept")
+        await _next_iteration()
+        assert real_fine.writes == [b"kept"]
+        assert [type(c["exception"]) for c in errors] == [RuntimeError]
+        # Both schedule again afterwards.
+        real_broken.write = real_fine.write  # type: ignore[method-assign]
+        broken.write(b"again")
+        fine.write(b"more")
+        await _next_iteration()
+        assert real_fine.writes == [b"kept", b"again", b"more"]
+    finally:
+        loop.set_exception_handler(None)
+
+
 def test_a_closed_loop_is_not_kept_alive_by_its_flusher() -> None:
     """The flushers are kept per loop, weakly: a loop closed with a flush still scheduled
     goes (and its flusher with it)."""

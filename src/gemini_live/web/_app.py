@@ -1015,7 +1015,14 @@ class _Flusher:
         self._pending = []
         for proxy in pending:
             proxy._scheduled = False
-            proxy.flush()
+            try:
+                proxy.flush()
+            except Exception as exc:  # one connection's failure stays its own
+                loop = self._loop()
+                if loop is not None:
+                    loop.call_exception_handler(
+                        {"message": "coalescing transport flush failed", "exception": exc}
+                    )
 
 
 #: One :class:`_Flusher` per event loop (weakly: a closed loop's goes with it).
