@@ -122,7 +122,7 @@ async def test_a_flush_that_fails_leaves_the_other_connections_flushed() -> None
         def fail(_data: bytes) -> None:
             raise RuntimeError("write failed")
 
-        real_broken.write = fail  # type: ignore[method-assign]
+        real_broken.write = fail  # type: ignore[method-assign,assignment]
         broken.write(b"lost")
         fine.write(b"kept")
         await _next_iteration()

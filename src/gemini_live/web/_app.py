@@ -929,7 +929,7 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
             # an extension, a fragmented send, bytes websockets still holds) goes the
             # ASGI way.
             conn = self.conn
-            transport = self.transport
+            transport: Any = self.transport  # the CoalescingTransport (connection_made)
             if (
                 self.close_sent
                 or not self.handshake_complete
