@@ -474,10 +474,11 @@ def _clients(
         window.set()  # the measured process starts its window too, after its settle
         await asyncio.sleep(SETTLE_S)
         stats["on"] = 1.0
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)
         stats["on"] = 0.0
         stats["window_s"] = time.monotonic() - t0
+        stats["cpu_s"] = time.process_time() - cpu0
         stop.set()
         async with asyncio.timeout(30):
             await asyncio.gather(*tasks)
@@ -699,8 +700,6 @@ async def measure(
                         args=(kind, url, base, n, seconds, result, started, page_ms),
                     )
                     proc.start()
-                    if proc.pid is not None:
-                        _PEERS["clients"] = proc.pid
                     window_task = loop.create_task(
                         _window_when(started, probe, lags, burner, seconds)
                     )
@@ -716,6 +715,13 @@ async def measure(
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
                 row["client_errors"] = int(res.get("errors", 0))
+                # The clients' process (its own window): starved, it sends in bursts.
+                clients_s = float(res.get("window_s", 0.0))
+                row["clients_cpu_pct"] = (
+                    round(float(res.get("cpu_s", 0.0)) / clients_s * 100, 1)
+                    if clients_s > 0
+                    else float("nan")
+                )
         finally:
             _PEERS.clear()
             lag_task.cancel()
@@ -802,7 +808,7 @@ def _machine_ticks() -> tuple[float, float]:
 
 
 #: Processes besides the measured one whose CPU a window reports: the benchmark server's
-#: and the clients' (they share the machine: starved, they send in bursts).
+#: (it shares the machine: starved, it sends in bursts; the clients report their own).
 _PEERS: dict[str, int] = {}
 
 
