@@ -39,6 +39,14 @@ measured process falls out of real time: its event-loop lag p99 (a 5 ms sleeper)
 under 90 % of their replies), or a level fails. One process uses one core, so the
 largest N in real time is "per core". Every level is one line of JSON.
 
+Each window also says why a level fails (cheap, always on): the garbage collections in it
+per generation (count, longest and total pause; ``gc.callbacks``), the loop-lag tail
+(p99.9, max, the largest ten, the samples over 20 ms and how many of those overlap a
+collection over 5 ms), what the full collection before the window took and how many
+objects it walked (``gc_tracked``: per connection by difference between levels), the
+machine's busy share (every core) and the benchmark server's and the clients' CPU (a
+starved peer sends in bursts). ``--loop uvloop`` runs the measured process on uvloop.
+
 **Latency under load**: ``--load-n`` connections of each kind with a CPU burner task on
 the measured loop (every 10 ms it spins ``U`` % of the period; the table shows the share
 it really took). Per kind, p50/p99 of
