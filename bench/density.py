@@ -39,6 +39,14 @@ measured process falls out of real time: its event-loop lag p99 (a 5 ms sleeper)
 under 90 % of their replies), or a level fails. One process uses one core, so the
 largest N in real time is "per core". Every level is one line of JSON.
 
+Each window also says why a level fails (cheap, always on): the garbage collections in it
+per generation (count, longest and total pause; ``gc.callbacks``), the loop-lag tail
+(p99.9, max, the largest ten, the samples over 20 ms and how many of those overlap a
+collection over 5 ms), what the full collection before the window took and how many
+objects it walked (``gc_tracked``: per connection by difference between levels), the
+machine's busy share (every core) and the benchmark server's and the clients' CPU (a
+starved peer sends in bursts). ``--loop uvloop`` runs the measured process on uvloop.
+
 **Latency under load**: ``--load-n`` connections of each kind with a CPU burner task on
 the measured loop (every 10 ms it spins ``U`` % of the period; the table shows the share
 it really took). Per kind, p50/p99 of
@@ -300,12 +308,90 @@ class Burner:
         self.busy = 0.0
 
 
+#: When each loop-lag sample ended (``time.monotonic``), beside its lag in ``lags``.
+_LAG_ENDS: list[float] = []
+
+
 async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
+    ends = _LAG_ENDS
     while not stop.is_set():
         t = loop.time()
         await asyncio.sleep(0.005)  # the probe itself: how late a 5 ms timer fires
-        lags.append((loop.time() - t - 0.005) * 1000)
+        now = loop.time()
+        lags.append((now - t - 0.005) * 1000)
+        ends.append(time.monotonic())
+
+
+class GcWatch:
+    """The garbage collections of a window (``gc.callbacks``): per generation how many
+    ran, the longest and the total pause, and when each long one ran (to tell a loop-lag
+    spike a collection caused from a loop that is simply full). Two clock reads and a
+    list append per collection: always on."""
+
+    #: Collections longer than this (ms) are kept with their time, for the lag tail.
+    LONG_MS: Final = 5.0
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.longest_ms = [0.0, 0.0, 0.0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        #: (start, end, generation) of the collections over LONG_MS (bounded).
+        self.long: deque[tuple[float, float, int]] = deque(maxlen=1000)
+        self._start = 0.0
+        self.on = False
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._start = time.monotonic()
+            return
+        end = time.monotonic()
+        gen = info["generation"]
+        ms = (end - self._start) * 1000
+        self.count[gen] += 1
+        self.total_ms[gen] += ms
+        if ms > self.longest_ms[gen]:
+            self.longest_ms[gen] = ms
+        if ms > self.LONG_MS:
+            self.long.append((self._start, end, gen))
+
+    def reset(self) -> None:
+        self.count = [0, 0, 0]
+        self.longest_ms = [0.0, 0.0, 0.0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        self.long.clear()
+
+    def report(self, lags: list[float], ends: list[float], wall: float) -> dict[str, Any]:
+        """The window's collections, and the loop-lag tail: samples over the 20 ms limit,
+        and how many of them overlap a collection over ``LONG_MS`` (the sample spans
+        ``end - 5 ms - lag`` to ``end``)."""
+        over = [(lag, end) for lag, end in zip(lags, ends, strict=False) if lag >= LAG_LIMIT_MS]
+        by_gc = 0
+        for lag, end in over:
+            start = end - (lag + 5.0) / 1000
+            if any(s < end and e > start for s, e, _g in self.long):
+                by_gc += 1
+        ordered = sorted(lags)
+        return {
+            "gc_collections": list(self.count),
+            "gc_longest_ms": [round(x, 2) for x in self.longest_ms],
+            "gc_total_ms": [round(x, 1) for x in self.total_ms],
+            "gc_pause_pct": round(sum(self.total_ms) / max(wall, 1e-9) / 10, 2),
+            "gc_long": len(self.long),
+            "loop_lag_p999_ms": round(pct(lags, 0.999), 2),
+            "loop_lag_max_ms": round(ordered[-1], 2) if ordered else float("nan"),
+            "loop_lag_samples": len(lags),
+            "loop_lag_over_limit": len(over),
+            "loop_lag_over_limit_in_gc": by_gc,
+            # The largest ten lags (ms): a few spikes, or a loop late all the time?
+            "loop_lag_top": [round(x, 1) for x in ordered[-10:][::-1]],
+        }
+
+
+_GC: Final = GcWatch()
+gc.callbacks.append(_GC)
 
 
 # -- clients (child process) --------------------------------------------------------------
@@ -396,10 +482,11 @@ def _clients(
         window.set()  # the measured process starts its window too, after its settle
         await asyncio.sleep(SETTLE_S)
         stats["on"] = 1.0
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.sleep(seconds)
         stats["on"] = 0.0
         stats["window_s"] = time.monotonic() - t0
+        stats["cpu_s"] = time.process_time() - cpu0
         stop.set()
         async with asyncio.timeout(30):
             await asyncio.gather(*tasks)
@@ -580,6 +667,8 @@ async def measure(
     burner = Burner(load / 100)
     row: dict[str, Any] = {"kind": kind, "n": n, "workload": workload}
     with ServerProc(framing=framing) as server:
+        _PEERS.clear()
+        _PEERS["server"] = server.pid
         upstream = live_url(server.port, workload)
         loop = asyncio.get_running_loop()
         lag_task = loop.create_task(_loop_lag(lags, asyncio.Event()))
@@ -634,7 +723,15 @@ async def measure(
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
                 row["client_errors"] = int(res.get("errors", 0))
+                # The clients' process (its own window): starved, it sends in bursts.
+                clients_s = float(res.get("window_s", 0.0))
+                row["clients_cpu_pct"] = (
+                    round(float(res.get("cpu_s", 0.0)) / clients_s * 100, 1)
+                    if clients_s > 0
+                    else float("nan")
+                )
         finally:
+            _PEERS.clear()
             lag_task.cancel()
             burn_task.cancel()
     row.update({k: v for k, v in window.items() if k != "audio_events"})
@@ -696,16 +793,54 @@ def profile_counts(profile: Any, conn_seconds: float) -> dict[str, float]:
     return out
 
 
+def _proc_ticks(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used (Linux ``/proc``; NaN else)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _machine_ticks() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, every core (``/proc/stat``)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values) - idle) / hz, sum(values) / hz
+
+
+#: Processes besides the measured one whose CPU a window reports: the benchmark server's
+#: (it shares the machine: starved, it sends in bursts; the clients report their own).
+_PEERS: dict[str, int] = {}
+
+
 async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: float) -> Any:
+    full = time.perf_counter()
     gc.collect()
+    # What a full collection at this N stops the loop for (before the window, timed).
+    full_ms = (time.perf_counter() - full) * 1000
+    # Objects the collector tracks (what a full collection walks), from a level's rows:
+    # per connection by difference.
+    tracked = len(gc.get_objects())
     await asyncio.sleep(SETTLE_S)  # not a synchronisation: the measured process settles
     del lags[:]
+    del _LAG_ENDS[:]
+    _GC.reset()
+    _GC.on = True
     probe.event_ms.clear()
     probe.socket_ms.clear()
     probe.audio_events = 0
     burner.reset()
     busy0 = burner.busy
     cpu0, t0, sys0 = time.process_time(), time.monotonic(), os.times().system
+    peers0 = {name: _proc_ticks(pid) for name, pid in _PEERS.items()}
+    mbusy0, mtotal0 = _machine_ticks()
     probe.on = True
     if _PROFILE:
         _PROFILE[0].enable()
@@ -713,9 +848,18 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
     if _PROFILE:
         _PROFILE[0].disable()
     probe.on = False
+    _GC.on = False
     wall = time.monotonic() - t0
     cpu = time.process_time() - cpu0
     kernel = os.times().system - sys0
+    mbusy1, mtotal1 = _machine_ticks()
+    # Every core's busy share during the window (100 = the whole machine), and each
+    # peer process's CPU (100 = one core): a machine near 100 % starves someone.
+    machine = {"machine_busy_pct": round((mbusy1 - mbusy0) / max(mtotal1 - mtotal0, 1e-9) * 100, 1)}
+    for name, pid in _PEERS.items():
+        machine[f"{name}_cpu_pct"] = round((_proc_ticks(pid) - peers0[name]) / wall * 100, 1)
+    n_lags = len(lags)
+    gc_report = _GC.report(lags[:n_lags], _LAG_ENDS[:n_lags], wall)
     return {
         "window_s": round(wall, 3),
         "cpu_pct": round(cpu / wall * 100, 1),
@@ -731,6 +875,10 @@ async def _window(probe: Probe, lags: list[float], burner: Burner, seconds: floa
         "events": len(probe.event_ms),
         "replies_timed": len(probe.socket_ms),
         "audio_events": probe.audio_events,
+        "gc_tracked": tracked,
+        "gc_full_ms": round(full_ms, 1),
+        **machine,
+        **gc_report,
     }
 
 
@@ -887,6 +1035,26 @@ def tables(results: dict[str, Any]) -> str:
             "Per core (largest N in real time, this run): "
             + ", ".join(f"{k} {per_core(dens, k)}" for k in kinds)
         )
+        out += [
+            "",
+            "| kind | N | loop lag p99.9 / max (ms) | lag samples >= 20 ms (in a collection) "
+            "| collections gen 0 / 1 / 2 (longest gen 2, ms) | a full one (ms) | machine busy % "
+            "| server / clients CPU % |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in dens:
+            if "error" in r:
+                continue
+            g = r["gc_collections"]
+            out.append(
+                f"| {r['kind']} | {r['n']} | {r['loop_lag_p999_ms']:.1f} / "
+                f"{r['loop_lag_max_ms']:.1f} | {r['loop_lag_over_limit']} "
+                f"({r['loop_lag_over_limit_in_gc']}) | {g[0]} / {g[1]} / {g[2]} "
+                f"({r['gc_longest_ms'][2]:.1f}) | {r['gc_full_ms']:.1f} | "
+                f"{r['machine_busy_pct']:.0f} | "
+                f"{r.get('server_cpu_pct', float('nan')):.0f} / "
+                f"{r.get('clients_cpu_pct', float('nan')):.0f} |"
+            )
         out.append("")
     dl = results.get("delivery")
     if dl:
@@ -959,6 +1127,12 @@ async def main(argv: list[str]) -> int:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     p.add_argument(
+        "--loop",
+        default="asyncio",
+        choices=("asyncio", "uvloop"),
+        help="the measured process's event loop (the clients' and the server's stay asyncio)",
+    )
+    p.add_argument(
         "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
     )
     args = p.parse_args(argv)
@@ -973,7 +1147,10 @@ async def main(argv: list[str]) -> int:
     for k in kinds:
         if k not in KINDS:
             p.error(f"unknown kind {k!r} (one of {', '.join(KINDS)})")
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},
+        "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+    }
     levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-20", "relay-asgi")}
     levels["bridge"] = levels["bridge-asgi"] = levels["bridge-up20"] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
@@ -996,5 +1173,13 @@ async def main(argv: list[str]) -> int:
     return 0
 
 
+def _loop_of(argv: list[str]) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--loop", default="asyncio")
+    return str(pre.parse_known_args(argv)[0].loop)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1:])))
+    from bench.common import run_loop
+
+    sys.exit(run_loop(lambda: main(sys.argv[1:]), _loop_of(sys.argv[1:])))

@@ -129,6 +129,18 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
     # Every kind ran and its events were timed (numbers are reported, never asserted).
     assert [r["kind"] for r in data["density"]] == list(kinds)
     assert all("error" not in r and r["events"] > 0 for r in data["density"])
+    # Every window reports its collections per generation and its loop-lag tail.
+    for r in data["density"]:
+        assert len(r["gc_collections"]) == len(r["gc_longest_ms"]) == 3
+        assert r["loop_lag_samples"] > 0 and r["loop_lag_max_ms"] >= r["loop_lag_p99_ms"]
+        assert (
+            r["gc_tracked"] > 0
+            and r["gc_full_ms"] > 0
+            and r["machine_busy_pct"] >= 0
+            and r["server_cpu_pct"] >= 0
+        )
+    assert all(r["clients_cpu_pct"] >= 0 for r in data["density"] if r["kind"] != "floor")
+    assert "collections gen 0 / 1 / 2" in proc.stdout
     loaded = {r["kind"]: r for r in data["load"]}
     assert set(loaded) == set(kinds)
     assert all(r["events"] > 0 and r["burner_pct"] > 0 for r in loaded.values())
@@ -227,3 +239,30 @@ def test_bench_bridge_cost_runs_whole_calls_on_a_virtual_clock(rate: int) -> Non
     # 40 ms writes (upstream_ms; a mark's echo may send an odd frame on its own).
     assert 22 <= per["upstream_chunks"] <= 27
     assert per["upstream_bytes"] == pytest.approx(per["upstream_chunks"] * rate // 12.5, rel=0.1)
+
+
+def test_bench_density_gc_watch_counts_collections_and_the_lag_they_caused() -> None:
+    """bench.density.GcWatch: a collection in the window is counted under its generation,
+    and a loop-lag sample over the limit that overlaps a long one is attributed to it."""
+    import gc
+
+    from bench.density import GcWatch
+
+    watch = GcWatch()
+    gc.callbacks.append(watch)
+    try:
+        watch.on = True
+        gc.collect(2)
+        gc.collect(0)
+        watch.on = False
+        gc.collect(2)  # not counted: the window is over
+    finally:
+        gc.callbacks.remove(watch)
+    assert watch.count[2] == 1 and watch.count[0] == 1
+    assert watch.longest_ms[2] > 0
+    watch.long.append((100.0, 100.040, 2))  # a 40 ms collection at t = 100 s
+    # Samples (lag ms, end): one late across the collection, one late elsewhere, one fine.
+    report = watch.report([42.0, 30.0, 0.1], [100.041, 200.0, 300.0], wall=1.0)
+    assert report["loop_lag_over_limit"] == 2
+    assert report["loop_lag_over_limit_in_gc"] == 1
+    assert report["loop_lag_top"][:2] == [42.0, 30.0]

@@ -163,3 +163,72 @@ def test_limit_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="limit"):
         EventPump(handler, limit=0)
+
+
+class _FastPeer(_Peer):
+    """A peer whose plain-function path takes the events with an even number while the
+    socket is open (``fast``), leaving the rest (and everything while paused) to the
+    coroutine handler; ``seen`` records every event ``fast`` was offered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        self.handled_fast: list[str] = []
+
+    def fast(self, event: ev.Event) -> bool:
+        assert isinstance(event, ev.ModelText)
+        self.seen.append(event.text)
+        if event.text == "fast-boom":
+            raise PeerClose(4000, "fast boom")
+        if not self.open.is_set() or int(event.text) % 2:
+            return False  # nothing changed: the handler takes it
+        self.handled_fast.append(event.text)
+        self.got.append(event)
+        return True
+
+
+async def test_a_fast_path_handles_events_without_a_coroutine_in_order() -> None:
+    peer = _FastPeer()
+    handled: list[str] = []
+    real = peer.handler
+
+    async def handler(event: ev.Event) -> None:
+        assert isinstance(event, ev.ModelText)
+        handled.append(event.text)
+        await real(event)
+
+    pump = EventPump(handler, limit=10_000, fast=peer.fast)
+    task = await _started(pump)
+    for i in range(10):
+        pump.push(_text(i))
+    # Inline, no await: evens by the plain function, odds by the handler's coroutine.
+    assert peer.texts() == [str(i) for i in range(10)]
+    assert peer.handled_fast == [str(i) for i in range(0, 10, 2)]
+    assert handled == [str(i) for i in range(1, 10, 2)]
+    # A send that waits: what queues behind it goes to the handler, in order, and the
+    # plain function is not offered the queued events.
+    peer.open.clear()
+    for i in range(10, 20):
+        pump.push(_text(i))
+    assert peer.seen[-1] == "10" and len(peer.seen) == 11
+    peer.open.set()
+    await peer.until(20)
+    assert peer.texts() == [str(i) for i in range(20)]
+    assert (pump.delivered, pump.deferred, pump.dropped) == (20, 1, 0)
+    # Afterwards the plain function is offered events again.
+    pump.push(_text(20))
+    assert peer.handled_fast[-1] == "20" and len(peer.got) == 21
+    await _stop(task)
+
+
+async def test_an_exception_in_the_fast_path_ends_the_pump() -> None:
+    peer = _FastPeer()
+    pump = EventPump(peer.handler, limit=100, fast=peer.fast)
+    task = await _started(pump)
+    pump.push(_text(0))
+    pump.push(ev.ModelText("fast-boom"))
+    pump.push(_text(2))  # ignored: the pump ended
+    async with asyncio.timeout(5):
+        with pytest.raises(PeerClose):
+            await task
+    assert peer.texts() == ["0"] and pump.ended

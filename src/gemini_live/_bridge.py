@@ -467,6 +467,16 @@ class PeerSocket:
         else:
             await self.send_message({"type": "websocket.send", "bytes": data})
 
+    def send_now(self, data: bytes | str) -> bool:
+        """:meth:`send_data` when it would not wait: True once done (written, or
+        dropped as :meth:`send_data` drops it after the close); False, having changed
+        nothing, when only :meth:`send_data` can send it (no server write at hand,
+        another send in progress, the socket paused)."""
+        if self.closed:
+            return True
+        nowait = self._send_nowait
+        return nowait is not None and not self._send_lock.locked() and nowait(data)
+
     async def send_message(self, message: Message) -> None:
         if self.closed:
             return
@@ -587,6 +597,11 @@ class EventPump:
     wait in a queue of at most ``limit`` (beyond it the oldest is dropped and counted, and
     the handler gets ``Lagged(count)`` before the rest, as a subscriber's consumer would).
 
+    ``fast(event)``, when given, is tried first for an event that would run inline: a
+    plain function that handles the event completely without waiting and returns True
+    (no coroutine at all), or returns False *having changed nothing* to have
+    ``handler(event)`` run as above. Whatever it handles, ``handler`` must handle alike.
+
     Events that arrive before :meth:`run` starts are held in that queue, so the endpoint
     can announce the session to its peer first. An exception from the handler (a close,
     a vanished peer, a bug) ends the pump: :meth:`run` raises it, and later events are
@@ -597,6 +612,7 @@ class EventPump:
     __slots__ = (
         "_busy",
         "_error",
+        "_fast",
         "_handler",
         "_held",
         "_lag",
@@ -617,10 +633,12 @@ class EventPump:
         handler: Callable[[ev.Event], Coroutine[Any, Any, None]],
         *,
         limit: int,
+        fast: Callable[[ev.Event], bool] | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self._handler = handler
+        self._fast = fast
         self.limit = limit
         self._queue: deque[ev.Event] = deque()
         self._held = True
@@ -675,6 +693,16 @@ class EventPump:
                     self._stats.lagged_events += 1
             queue.append(event)
             return
+        fast = self._fast
+        if fast is not None:
+            try:
+                done = fast(event)
+            except BaseException as exc:  # as the handler's: the pump ends
+                self._end(exc)
+                return
+            if done:
+                self.delivered += 1
+                return
         coro = self._handler(event)
         try:
             yielded = coro.send(None)

@@ -5,13 +5,14 @@ app is behind."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 import websockets
 
 from gemini_live.web import _app
-from gemini_live.web._app import COALESCE_MAX_BYTES, CoalescingTransport, running
+from gemini_live.web._app import COALESCE_MAX_BYTES, CoalescingTransport, frame_header, running
 
 
 class _Recorder:
@@ -69,6 +70,112 @@ async def test_writes_of_one_iteration_leave_as_one_in_order() -> None:
     proxy.write(b"next")
     await _next_iteration()
     assert real.writes == [b"audiotranscript", b"next"]
+
+
+async def test_the_connections_of_one_loop_are_flushed_by_one_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writes of many connections in one iteration schedule one flush, not one each; every
+    connection still gets its own write, its bytes in order."""
+    loop = asyncio.get_running_loop()
+    proxies = [_proxy() for _ in range(3)]
+    scheduled: list[Any] = []
+    real_call_soon = loop.call_soon
+
+    def spy(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        scheduled.append(callback)
+        return real_call_soon(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", spy)
+    for i, (proxy, _real) in enumerate(proxies):
+        proxy.write(b"audio%d" % i)
+    for i, (proxy, _real) in enumerate(reversed(proxies)):
+        proxy.write(b"text%d" % i)
+    assert len(scheduled) == 1
+    monkeypatch.undo()
+    await _next_iteration()
+    assert [real.writes for _p, real in proxies] == [
+        [b"audio0text2"],
+        [b"audio1text1"],
+        [b"audio2text0"],
+    ]
+    # A connection flushed early (a large write) or aborted meanwhile writes nothing more.
+    (a, real_a), (b, real_b), _c = proxies
+    a.write(b"x")
+    a.write(bytes(COALESCE_MAX_BYTES))
+    b.write(b"lost")
+    b.abort()
+    a.write(b"y")
+    await _next_iteration()
+    assert real_a.writes[1:] == [b"x" + bytes(COALESCE_MAX_BYTES), b"y"]
+    assert real_b.writes == [b"audio1text1"]
+
+
+async def test_a_flush_that_fails_leaves_the_other_connections_flushed() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        broken, real_broken = _proxy()
+        fine, real_fine = _proxy()
+
+        def fail(_data: bytes) -> None:
+            raise RuntimeError("write failed")
+
+        real_broken.write = fail  # type: ignore[method-assign,assignment]
+        broken.write(b"lost")
+        fine.write(b"kept")
+        await _next_iteration()
+        assert real_fine.writes == [b"kept"]
+        assert [type(c["exception"]) for c in errors] == [RuntimeError]
+        # Both schedule again afterwards.
+        real_broken.write = real_fine.write  # type: ignore[method-assign]
+        broken.write(b"again")
+        fine.write(b"more")
+        await _next_iteration()
+        assert real_fine.writes == [b"kept", b"again", b"more"]
+    finally:
+        loop.set_exception_handler(None)
+
+
+def test_a_closed_loop_is_not_kept_alive_by_its_flusher() -> None:
+    """The flushers are kept per loop, weakly: a loop closed with a flush still scheduled
+    goes (and its flusher with it)."""
+    import gc
+    import weakref
+
+    loop = asyncio.new_event_loop()
+    proxy = CoalescingTransport(_Recorder(), loop)  # type: ignore[arg-type]
+    proxy.write(b"never flushed")
+    assert loop in _app._FLUSHERS
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop, proxy
+    gc.collect()
+    assert gone() is None
+
+
+async def test_a_message_is_written_as_its_frame_header_then_its_payload() -> None:
+    """write_message(data) leaves as write(frame_header(...)) then write(payload) would,
+    for text and binary of every header size, also across the size that flushes at once;
+    nothing once the transport is closing."""
+    rng = random.Random(6455)
+    messed, real_messed = _proxy()
+    plain, real_plain = _proxy()
+    sizes = [0, 1, 125, 126, 127, 65535, 65536, 70_000, *rng.sample(range(1, 4000), 20)]
+    for n in sizes:
+        for data in (rng.randbytes(n), "\u00e9" * (n // 2) + "x" * (n % 2)):
+            assert messed.write_message(data) is True
+            payload = data.encode() if isinstance(data, str) else data
+            plain.write(frame_header(0x1 if isinstance(data, str) else 0x2, len(payload)))
+            plain.write(payload)
+            assert real_messed.writes == real_plain.writes
+    await _next_iteration()
+    assert real_messed.writes == real_plain.writes and len(real_messed.writes) > 2
+    real_messed.closing = True
+    assert messed.write_message(b"late") is False
+    await _next_iteration()
+    assert real_messed.writes == real_plain.writes
 
 
 async def test_a_large_pending_write_leaves_at_once() -> None:

@@ -14,6 +14,7 @@ import signal
 import struct
 import time
 import urllib.parse
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -928,7 +929,7 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
             # an extension, a fragmented send, bytes websockets still holds) goes the
             # ASGI way.
             conn = self.conn
-            transport = self.transport
+            transport: Any = self.transport  # the CoalescingTransport (connection_made)
             if (
                 self.close_sent
                 or not self.handshake_complete
@@ -940,8 +941,11 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
                 or conn.extensions
                 or conn.writes
                 or transport is None
-                or transport.is_closing()
             ):
+                return False
+            if type(transport) is CoalescingTransport:
+                return transport.write_message(data)
+            if transport.is_closing():
                 return False
             if isinstance(data, str):
                 transport.write(frame_header(_OP_TEXT, len(payload := data.encode())))
@@ -982,13 +986,66 @@ COALESCE_MAX_BYTES: Final = 64 * 1024
 READ_AHEAD_MESSAGES: Final = 16
 
 
+class _Flusher:
+    """The :class:`CoalescingTransport` s of one event loop with writes pending, flushed
+    together by one callback per loop iteration (not one callback per connection: at
+    hundreds of connections that was a quarter of the loop's callbacks)."""
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weakly: the map of flushers holds this one, keyed weakly by the loop.
+        self._loop = weakref.ref(loop)
+        self._pending: list[CoalescingTransport] = []
+        self._scheduled = False
+
+    def add(self, proxy: CoalescingTransport) -> None:
+        """Flush ``proxy`` at the next run (once per proxy until that run)."""
+        self._pending.append(proxy)
+        if not self._scheduled:
+            loop = self._loop()
+            if loop is None:  # pragma: no cover - a proxy outliving its loop
+                return
+            self._scheduled = True
+            loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        self._pending = []
+        for proxy in pending:
+            proxy._scheduled = False
+            try:
+                proxy.flush()
+            except Exception as exc:  # one connection's failure stays its own
+                loop = self._loop()
+                if loop is not None:
+                    loop.call_exception_handler(
+                        {"message": "coalescing transport flush failed", "exception": exc}
+                    )
+
+
+#: One :class:`_Flusher` per event loop (weakly: a closed loop's goes with it).
+_FLUSHERS: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _FLUSHERS.get(loop)
+    if flusher is None:
+        flusher = _FLUSHERS[loop] = _Flusher(loop)
+    return flusher
+
+
 class CoalescingTransport:
     """A transport proxy that joins the writes made in one event-loop iteration into one
     write of the real transport (one system call instead of one per WebSocket message:
     the relay sends a reply's audio and its transcript together, the bridge a media frame
     and its mark). The bytes and their order are unchanged; they leave at the end of the
-    iteration, or at once when :data:`COALESCE_MAX_BYTES` are pending. ``close`` writes
-    what is pending first; ``abort`` drops it.
+    iteration (one callback flushes every connection of the loop that wrote), or at once
+    when :data:`COALESCE_MAX_BYTES` are pending. ``close`` writes what is pending first;
+    ``abort`` drops it.
 
     Reading: uvicorn pauses the transport after every message it queues for the app and
     resumes it once the app took them all (two ``epoll_ctl`` system calls per inbound
@@ -997,13 +1054,14 @@ class CoalescingTransport:
     transport until uvicorn's ``resume_reading``. Everything else is the real transport's.
     """
 
-    __slots__ = ("_held", "_loop", "_parts", "_scheduled", "_size", "transport")
+    __slots__ = ("_flusher", "_held", "_parts", "_scheduled", "_size", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
-        self._loop = loop
+        self._flusher = _flusher(loop)
         self._parts: list[bytes] = []
         self._size = 0
+        #: True while this proxy waits in its loop's flusher.
         self._scheduled = False
         self._held = False
 
@@ -1031,11 +1089,33 @@ class CoalescingTransport:
             self.flush()
         elif not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._flush_soon)
+            self._flusher.add(self)
 
-    def _flush_soon(self) -> None:
-        self._scheduled = False
-        self.flush()
+    def write_message(self, data: bytes | str) -> bool:
+        """One WebSocket message as a server sends it (one final, unmasked frame: text
+        for ``str``, binary for ``bytes``), written as ``write`` writes: its header and
+        its payload, the payload not copied. False (nothing written) once the real
+        transport is closing."""
+        if self.transport.is_closing():
+            return False
+        if isinstance(data, str):
+            data = data.encode()
+            n = len(data)
+            head = _HEADS[_OP_TEXT, n] if n < 126 else frame_header(_OP_TEXT, n)
+        else:
+            n = len(data)
+            head = _HEADS[_OP_BINARY, n] if n < 126 else frame_header(_OP_BINARY, n)
+        parts = self._parts
+        parts.append(head)
+        if n:
+            parts.append(data)
+        self._size += len(head) + n
+        if self._size >= COALESCE_MAX_BYTES:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._flusher.add(self)
+        return True
 
     def flush(self) -> None:
         """Write what is pending to the real transport now."""

@@ -867,7 +867,7 @@ class _Connection(PeerSocket):
         relay = self.relay
         # Subscribed before the first frame: events that arrive while the peer is told
         # about the session (and the on_session hook runs) are held, then delivered.
-        pump = self._pump = EventPump(self._deliver, limit=EVENT_BACKLOG)
+        pump = self._pump = EventPump(self._deliver, limit=EVENT_BACKLOG, fast=self._deliver_now)
         session = self.session = await self._open_session(pump)
         self.info.session_id = session.session_id
         if relay.turn_detection == "vad" or (
@@ -1151,6 +1151,39 @@ class _Connection(PeerSocket):
             )
 
     # -- session -> browser -------------------------------------------------------------
+
+    def _deliver_now(self, event: ev.Event) -> bool:
+        """The reply's events (audio at the page's rate, transcripts, text, the end of a
+        generation) to the browser as :meth:`_deliver` sends them, when the socket takes
+        them at once: no coroutine per event. False, nothing done, for anything else."""
+        if type(event) is ev.ModelAudio:
+            if event.sample_rate != OUTPUT_RATE:
+                return False  # resampled by _deliver
+            data = event.data
+            if not data:
+                return True
+            if not self.send_now(data):
+                return False
+            self.info.audio_out_bytes += len(data)
+            return True
+        if type(event) is ev.OutputTranscription:
+            return self.send_now(
+                _OUTPUT_TRANSCRIPT + _encode(event.text).decode() + _FINISHED[event.finished]
+            )
+        if type(event) is ev.InputTranscription:
+            return self.send_now(
+                _INPUT_TRANSCRIPT
+                + _encode(event.text).decode()
+                + _FINISHED_MORE[event.finished]
+                + _INTERIM[event.interim]
+            )
+        if type(event) is ev.ModelText:
+            if event.thought is not False:
+                return False  # not sent (_deliver's match)
+            return self.send_now(_TEXT + _encode(event.text).decode() + "}")
+        if type(event) is ev.GenerationComplete:
+            return self.send_now(_GENERATION_COMPLETE)
+        return False
 
     async def _deliver(self, event: ev.Event) -> None:
         """One session event to the browser (run by the :class:`EventPump`, inline in the
