@@ -1,0 +1,111 @@
+"""The lone-frame VAD path (one 20 ms frame per call, as a phone sends) decides exactly
+as the general path: the same level, the same probability, the same actions."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+
+import pytest
+
+from gemini_live.audio import ulaw_to_pcm16
+from gemini_live.vad import ActivityDetector, EnergyVad, VadAction, _level_dbfs, _levels_dbfs
+
+np = pytest.importorskip("numpy")
+
+
+def _reference_level(pcm: bytes) -> float:
+    """The level from the exact integer sum of squares (Python ints), as rms_dbfs says."""
+    n = len(pcm) // 2
+    if n == 0:
+        return -100.0
+    total = sum(s * s for (s,) in struct.iter_unpack("<h", pcm))
+    if total == 0:
+        return -100.0
+    return max(-100.0, 10.0 * math.log10(total / n / (32768.0 * 32768.0)))
+
+
+def _reference_decide(vad: EnergyVad, floor: float, db: float) -> tuple[float, float]:
+    """The decision as written before (builtin max/min): (probability, new floor)."""
+    decision = max(vad.threshold_db, floor + vad.margin_db)
+    p = min(1.0, max(0.0, 0.5 + (db - decision) / vad.ramp_db))
+    if db < floor:
+        floor = db
+    else:
+        floor += (db - floor) * (vad.floor_rise if p < 0.5 else vad.floor_rise_speech)
+    return p, floor
+
+
+def _frame(rng: random.Random, samples: int) -> bytes:
+    kind = rng.randrange(5)
+    if kind == 0:
+        return bytes(2 * samples)  # digital silence
+    if kind == 1:  # full scale, both signs
+        return struct.pack(f"<{samples}h", *(rng.choice((-32768, 32767)) for _ in range(samples)))
+    if kind == 2:  # mu-law decoded, as the phone bridge feeds it
+        return ulaw_to_pcm16(bytes(rng.randrange(256) for _ in range(samples)))
+    amp = rng.choice((1, 3, 30, 300, 3000, 32767))
+    return struct.pack(f"<{samples}h", *(rng.randint(-amp, amp) for _ in range(samples)))
+
+
+def test_lone_frame_level_is_the_exact_level() -> None:
+    rng = random.Random(24)
+    for samples in (1, 2, 80, 160, 320, 800, 1600, 2048, 2049, 4000):
+        for _ in range(30):
+            pcm = _frame(rng, samples)
+            level = _level_dbfs(pcm)
+            assert level == _reference_level(pcm)
+            assert level == _levels_dbfs(pcm, 1)[0]
+            assert type(level) is float
+    assert _level_dbfs(b"") == -100.0
+
+
+def test_decide_matches_the_builtin_min_max_formula() -> None:
+    rng = random.Random(7)
+    for _ in range(20):
+        vad = EnergyVad(
+            threshold_db=rng.uniform(-70, -30),
+            margin_db=rng.uniform(0, 20),
+            ramp_db=rng.uniform(0.5, 10),
+            floor_rise=rng.uniform(0.001, 1.0),
+            floor_rise_speech=rng.uniform(0.0, 0.1),
+        )
+        floor = vad.noise_floor_db
+        for _ in range(300):
+            db = rng.choice((-100.0, 0.0, rng.uniform(-100.0, 0.0)))
+            expected, floor = _reference_decide(vad, floor, db)
+            assert vad._decide(db) == expected
+            assert vad.noise_floor_db == floor
+
+
+class _GeneralEnergyVad(EnergyVad):
+    """An EnergyVad the detector does not recognise: it takes the general path (one
+    speech_probability per frame, rms_dbfs's int64 level)."""
+
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+@pytest.mark.parametrize("emit_silence", [False, True])
+def test_lone_frames_give_the_general_paths_actions(rate: int, emit_silence: bool) -> None:
+    rng = random.Random(rate + emit_silence)
+    fast = ActivityDetector(sample_rate=rate, emit_silence=emit_silence, end_ms=200)
+    general = ActivityDetector(
+        _GeneralEnergyVad(), sample_rate=rate, emit_silence=emit_silence, end_ms=200
+    )
+    samples = rate // 50
+    got: list[VadAction] = []
+    want: list[VadAction] = []
+    loud = False
+    for _ in range(1500):
+        if rng.random() < 0.08:
+            loud = not loud
+        frame = _frame(rng, samples) if loud else bytes(2 * samples)
+        if not loud and rng.random() < 0.3:
+            frame = _frame(rng, samples)
+        got += fast.process(frame)
+        want += general.process(frame)
+    assert got == want
+    assert fast.utterances == general.utterances > 3
+    assert fast.vad.noise_floor_db == general.vad.noise_floor_db  # type: ignore[attr-defined]
