@@ -418,7 +418,8 @@ class ActivityDetector:
 
     def process(self, pcm: object) -> list[VadAction]:
         """Feed PCM16 (any chunk size); returns the actions it completes, in order."""
-        raw = as_pcm16(pcm)
+        # bytes of an even length are as_pcm16's own answer: no call for them.
+        raw = pcm if type(pcm) is bytes and not len(pcm) & 1 else as_pcm16(pcm)
         out: list[VadAction] = []
         fb = self.frame_bytes
         n = len(raw)
@@ -476,7 +477,12 @@ class ActivityDetector:
         emit_silence = self.emit_silence
         begin = -1  # where the run of frames passed through (not yet in ``out``) began
         kind: Literal["audio", "silence"] = "audio"
-        for i, p in enumerate(self._probabilities(chunk, frames)):
+        vad = self.vad
+        if frames == 1 and type(vad) is EnergyVad:  # _probabilities, without its call
+            probabilities = [vad._decide(_level_dbfs(chunk))]
+        else:
+            probabilities = self._probabilities(chunk, frames)
+        for i, p in enumerate(probabilities):
             speech = p >= 0.5
             at = i * fb
             if self._speaking:

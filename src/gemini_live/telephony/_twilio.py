@@ -956,7 +956,10 @@ class _Call(PeerSocket):
             if done < len(actions):
                 self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
                 return False
-            self._report_vad(actions)
+            if done == 1 and actions[0].kind == "audio":
+                self.touch()  # all _report_vad does for one frame of speech
+            elif done:
+                self._report_vad(actions)
             return True
         if event == "mark":
             if not upstream.flush_nowait():
@@ -976,7 +979,7 @@ class _Call(PeerSocket):
         payload is not base64 (nothing counted)."""
         if media.track not in ("inbound", "inbound_track"):
             return b""
-        # A bytearray: G.711's decode takes it without a copy (audio._g711_decode).
+        # A bytearray: G.711's decode takes it without a copy (audio.ulaw_to_pcm16).
         g711 = pybase64.b64decode_as_bytearray(media.payload, validate=True)
         if not g711:
             return b""
