@@ -109,3 +109,54 @@ def test_lone_frames_give_the_general_paths_actions(rate: int, emit_silence: boo
     assert got == want
     assert fast.utterances == general.utterances > 3
     assert fast.vad.noise_floor_db == general.vad.noise_floor_db  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("emit_silence", [False, True])
+@pytest.mark.parametrize("general_vad", [False, True])
+def test_one_frame_at_a_time_gives_the_loops_actions(emit_silence: bool, general_vad: bool) -> None:
+    """The lone-frame step (_one_frame) against the loop over a chunk's frames (the same
+    audio in chunks of 2 to 5 frames, merge off): the same actions and state, with
+    starts, ends by silence and ends by the utterance limit."""
+    rng = random.Random(emit_silence * 2 + general_vad)
+
+    def detector() -> ActivityDetector:
+        return ActivityDetector(
+            _GeneralEnergyVad() if general_vad else None,
+            sample_rate=8000,
+            emit_silence=emit_silence,
+            start_ms=40,
+            end_ms=100,
+            pre_roll_ms=60,
+            max_utterance_s=0.5,
+        )
+
+    lone, chunked = detector(), detector()
+    taken = 0
+    one_frame = lone._one_frame
+
+    def counted(chunk: bytes, p: float, out: list[VadAction]) -> None:
+        nonlocal taken
+        taken += 1
+        one_frame(chunk, p, out)
+
+    lone._one_frame = counted  # type: ignore[method-assign]
+    frames: list[bytes] = []
+    loud = False
+    for _ in range(3000):
+        if rng.random() < 0.1:
+            loud = not loud
+        frames.append(_frame(rng, 160) if loud else bytes(320))
+    got: list[VadAction] = []
+    for f in frames:
+        got += lone.process(f)
+    want: list[VadAction] = []
+    at = 0
+    while at < len(frames):
+        k = rng.randint(2, 5)
+        want += chunked.process(b"".join(frames[at : at + k]))
+        at += k
+    assert got == want
+    assert lone.utterances == chunked.utterances > 20
+    assert [a.kind for a in got].count("end") > 20
+    assert lone.speaking == chunked.speaking
+    assert taken == len(frames)  # every lone frame took the one-frame step
