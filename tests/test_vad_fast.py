@@ -160,3 +160,20 @@ def test_one_frame_at_a_time_gives_the_loops_actions(emit_silence: bool, general
     assert [a.kind for a in got].count("end") > 20
     assert lone.speaking == chunked.speaking
     assert taken == len(frames)  # every lone frame took the one-frame step
+
+
+def test_lone_frame_actions_are_plain_frozen_vad_actions() -> None:
+    import dataclasses
+    from typing import Literal
+
+    from gemini_live.vad import _action
+
+    kinds: tuple[Literal["audio", "silence"], ...] = ("audio", "silence")
+    for kind in kinds:
+        a = _action(kind, b"\x01\x02")
+        assert type(a) is VadAction
+        assert a == VadAction(kind, b"\x01\x02")
+        assert hash(a) == hash(VadAction(kind, b"\x01\x02"))
+        assert repr(a) == repr(VadAction(kind, b"\x01\x02"))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            a.audio = b""  # type: ignore[misc]

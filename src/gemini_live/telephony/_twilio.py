@@ -980,7 +980,9 @@ class _Call(PeerSocket):
         if media.track not in ("inbound", "inbound_track"):
             return b""
         # A bytearray: G.711's decode takes it without a copy (audio.ulaw_to_pcm16).
-        g711 = pybase64.b64decode_as_bytearray(media.payload, validate=True)
+        # validate=True passed by position: a keyword costs the C parser ~2.5k
+        # instructions per message.
+        g711 = pybase64.b64decode_as_bytearray(media.payload, None, True)
         if not g711:
             return b""
         info = self.info
