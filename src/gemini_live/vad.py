@@ -438,6 +438,10 @@ class ActivityDetector:
         out: list[VadAction] = []
         fb = self.frame_bytes
         n = len(raw)
+        if n == fb and type(raw) is bytes and type(self.vad) is EnergyVad and not self._pending:
+            # One whole frame of bytes (a phone's 20 ms): _frames' one-frame step, direct.
+            self._one_frame(raw, self.vad._decide(_level_dbfs(raw)), out)
+            return out
         if not self._pending and n and not n % fb:
             # Whole frames and nothing held (a microphone or phone chunk of 20, 40 ms...):
             # no copy through the pending buffer.
