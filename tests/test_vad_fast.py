@@ -177,3 +177,16 @@ def test_lone_frame_actions_are_plain_frozen_vad_actions() -> None:
         assert repr(a) == repr(VadAction(kind, b"\x01\x02"))
         with pytest.raises(dataclasses.FrozenInstanceError):
             a.audio = b""  # type: ignore[misc]
+
+
+def test_lone_frame_level_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    rng = random.Random(3)
+    frames = [_frame(rng, 160) for _ in range(40)]
+    with_numpy = [_level_dbfs(f) for f in frames]
+    monkeypatch.setitem(sys.modules, "numpy", None)  # numpy not installed
+    monkeypatch.setattr("gemini_live.vad._numpy_tried", False)
+    without = [_level_dbfs(f) for f in frames]
+    assert without == pytest.approx(with_numpy, abs=1e-9)
+    assert [(w > -100.0) for w in without] == [(w > -100.0) for w in with_numpy]
