@@ -956,7 +956,10 @@ class _Call(PeerSocket):
             if done < len(actions):
                 self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
                 return False
-            self._report_vad(actions)
+            if done == 1 and actions[0].kind == "audio":
+                self.touch()  # all _report_vad does for one frame of speech
+            elif done:
+                self._report_vad(actions)
             return True
         if event == "mark":
             if not upstream.flush_nowait():
@@ -976,7 +979,10 @@ class _Call(PeerSocket):
         payload is not base64 (nothing counted)."""
         if media.track not in ("inbound", "inbound_track"):
             return b""
-        g711 = pybase64.b64decode(media.payload, validate=True)
+        # A bytearray: G.711's decode takes it without a copy (audio.ulaw_to_pcm16).
+        # validate=True passed by position: a keyword costs the C parser ~2.5k
+        # instructions per message.
+        g711 = pybase64.b64decode_as_bytearray(media.payload, None, True)
         if not g711:
             return b""
         info = self.info
