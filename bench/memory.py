@@ -157,11 +157,133 @@ async def run(url: str, n: int, turns: int, chunks: int) -> dict[str, Any]:
     return result
 
 
+class _NullSink:
+    """The app of the ``--tracked`` clients: receives and drops every event."""
+
+    def __getattr__(self, name: str) -> Any:
+        return _ignore
+
+
+def _ignore(*args: Any) -> None:
+    pass
+
+
+def _census() -> dict[str, int]:
+    """GC-tracked objects by type name (after a full collection)."""
+    gc.collect()
+    out: dict[str, int] = {}
+    for obj in gc.get_objects():
+        t = type(obj)
+        name = f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__name__
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _collect_ms(repeat: int = 5) -> float:
+    """The median time of a full ``gc.collect()``, in ms."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        gc.collect()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _diff(after: dict[str, int], before: dict[str, int], n: int) -> dict[str, float]:
+    keys = set(after) | set(before)
+    rows = {k: (after.get(k, 0) - before.get(k, 0)) / n for k in keys}
+    return {k: v for k, v in sorted(rows.items(), key=lambda kv: -abs(kv[1])) if abs(v) >= 0.05}
+
+
+async def tracked(url: str, key: str, n: int, chunks: int) -> dict[str, Any]:
+    """Tracked objects per session of one client (``bench.modes`` key), idle and mid-turn."""
+    from bench.modes import ALL_MODES
+
+    mode = ALL_MODES[key]()
+    await mode.prepare()
+    sink: Any = _NullSink()
+    # One connection opened and closed first: lazy imports and caches are not per session.
+    warm = await mode.open(url, sink)
+    for _ in range(3):
+        await warm.send_audio(CHUNK)
+    await warm.close()
+    del warm
+    gc.collect()
+    await asyncio.sleep(0)
+    empty_ms = _collect_ms()
+    base = _census()
+    conns = [await mode.open(url, sink) for _ in range(n)]
+    await asyncio.sleep(0.2)  # let late setup frames land (not a synchronisation)
+    idle = _census()
+    idle_ms = _collect_ms()
+    source = bytearray(CHUNK)
+    for _ in range(chunks):
+        for c in conns:
+            await c.send_audio(bytes(source))
+        await asyncio.sleep(0)
+    mid = _census()
+    mid_ms = _collect_ms()
+    row = {
+        "client": key,
+        "sessions": n,
+        "chunks": chunks,
+        "idle_per_session": sum(idle.values()) / n - sum(base.values()) / n,
+        "mid_turn_per_session": sum(mid.values()) / n - sum(base.values()) / n,
+        "gc_ms_empty": round(empty_ms, 2),
+        "gc_ms_idle": round(idle_ms, 2),
+        "gc_ms_mid_turn": round(mid_ms, 2),
+        "idle_by_type": _diff(idle, base, n),
+        "mid_turn_by_type": _diff(mid, base, n),
+    }
+    async with asyncio.timeout(LIMIT):
+        await asyncio.gather(*(c.close() for c in conns))
+    return row
+
+
+def tracked_main(url: str, sizes: list[int], chunks: int, clients: list[str]) -> None:
+    rows = []
+    for n in sizes:
+        for key in clients:
+            row = asyncio.run(tracked(url, key, n, chunks))
+            rows.append(row)
+            print("RESULT " + json.dumps(row), flush=True)
+    print()
+    print(
+        "| client | N | tracked/session idle | tracked/session mid-turn "
+        "| gc.collect() ms empty | idle | mid-turn |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['client']} | {r['sessions']} | {r['idle_per_session']:.1f} "
+            f"| {r['mid_turn_per_session']:.1f} | {r['gc_ms_empty']:.2f} "
+            f"| {r['gc_ms_idle']:.2f} | {r['gc_ms_mid_turn']:.2f} |"
+        )
+    for r in rows:
+        print(f"\n{r['client']} N={r['sessions']} idle, per session by type:")
+        for name, v in r["idle_by_type"].items():
+            print(f"  {v:7.2f}  {name}")
+        print(f"{r['client']} N={r['sessions']} mid-turn, per session by type:")
+        for name, v in r["mid_turn_by_type"].items():
+            print(f"  {v:7.2f}  {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
     ap.add_argument("--sessions", default="300,1000", help="comma-separated N")
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--chunks", type=int, default=100, help="20 ms chunks per user turn")
+    ap.add_argument(
+        "--tracked",
+        action="store_true",
+        help="count GC-tracked objects per session and time gc.collect() (see above)",
+    )
+    ap.add_argument(
+        "--clients",
+        default="gemini-live-picows-cb,ideal-cb",
+        help="bench.modes keys for --tracked",
+    )
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
@@ -180,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             print("the fake server did not start", file=sys.stderr)
             return 2
         url = line.split()[1]
+        if args.tracked:
+            sizes = [int(x) for x in args.sessions.split(",") if x]
+            tracked_main(url, sizes, args.chunks, [c for c in args.clients.split(",") if c])
+            return 0
         tracemalloc.start()
         rows = []
         for n in (int(x) for x in args.sessions.split(",") if x):

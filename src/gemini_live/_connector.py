@@ -140,6 +140,8 @@ class Connector:
         #: future made for each wait, so an idle session holds no Event and no task.
         self._wake: asyncio.Future[None] | None = None
         self._setup_waiter: asyncio.Future[ev.SetupComplete] | None = None
+        #: The runner's last wait ended by its timer, not by a poke.
+        self._timed_out = False
         #: DEBUG logging of frame kinds and sizes (never payloads), read once per connect.
         self.debug = False
 
@@ -158,6 +160,12 @@ class Connector:
         """A new wait for :meth:`poke`; pokes before it are not seen (as a cleared Event)."""
         wake = self._wake = asyncio.get_running_loop().create_future()
         return wake
+
+    def _time_up(self, wake: asyncio.Future[None]) -> None:
+        """The runner's wait timed out (its timer fired before a poke)."""
+        if not wake.done():
+            self._timed_out = True
+            wake.set_result(None)
 
     def lost(self) -> None:
         """The current connection cannot be written any more (closed, or a write failed)."""
@@ -295,6 +303,8 @@ class Connector:
                 raise SetupTimeout(
                     f"no setupComplete within {self.config.setup_timeout:g} s"
                 ) from None
+            finally:
+                self._setup_waiter = None  # answered or given up: not held while served
             if waiter not in done:
                 info = handler.info or CloseInfo(1006)
                 self.close_info = (info.code, info.reason)
@@ -322,6 +332,7 @@ class Connector:
         assert handler is not None and transport is not None
         idle = self.config.transport.idle_timeout
         told_drain = False
+        loop = asyncio.get_running_loop()
         while True:
             if host._is_closing():
                 return SessionClosedError("closing")
@@ -352,19 +363,23 @@ class Connector:
                 if at is not None:
                     left = max(0.0, at - now)
                     timeout = left if timeout is None else min(timeout, left)
+            # One future to wait on: the socket's close pokes it too (_ConnHandler.on_close
+            # -> lost -> poke, this handler being the current one), and the timeout is a
+            # timer on it. No asyncio.wait: its set, waiter, callbacks and closure would be
+            # objects the garbage collector walks for as long as the session idles.
             wake = self._arm()
+            self._timed_out = False
+            timer = None if timeout is None else loop.call_later(timeout, self._time_up, wake)
             try:
-                done, _ = await asyncio.wait(
-                    (wake, handler.closed),
-                    timeout=timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await wake
             finally:
                 self._wake = None
                 wake.cancel()
+                if timer is not None:
+                    timer.cancel()
             host._timer_fired(time.monotonic())
             if (
-                not done
+                self._timed_out
                 and idle is not None
                 and handler.info is None
                 and time.monotonic() - handler.last_rx >= idle

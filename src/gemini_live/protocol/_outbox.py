@@ -788,21 +788,33 @@ class Outbox:
         bound once, so a chunk pays no attribute load for it and no bound-method call.
         The outbox's changing state (queue, numbers, window sizes) is read from the outbox
         on every call, as before.
+
+        What is bound is bound as the function's defaults, not as a closure: the defaults
+        are one tuple, where a closure holds one cell per name, and every cell is an
+        object the cyclic garbage collector walks for the session's whole life. Callers
+        pass ``pcm`` and ``now`` only.
         """
-        head = self._head
-        bytes_per_s = self._bytes_per_s
-        empty = self._empty
-        max_frame = self.max_frame
-        offline_limit = self.offline_limit
-        limit = self.resend.audio_seconds  # ResendWindow is frozen
-        stats = self.stats
-        win = self._win  # the same object for the outbox's life (see clear)
-        submit = self.submit
-        unwritten = self._unwritten_audio
-        evict = self._evict
 
         # Named as the method: profiles (bench.density) count the chunks written by name.
-        def write_audio(pcm: object, now: float) -> bool:
+        def write_audio(
+            pcm: object,
+            now: float,
+            self: Outbox = self,
+            conn: Connection = conn,
+            plan: _Holding = plan,
+            write: Callable[[bytes], object] = write,
+            head: bytes = self._head,
+            bytes_per_s: int = self._bytes_per_s,
+            empty: int = self._empty,
+            max_frame: int = self.max_frame,
+            offline_limit: int = self.offline_limit,
+            limit: float = self.resend.audio_seconds,  # ResendWindow is frozen
+            stats: SessionStats = self.stats,
+            win: _Window = self._win,  # the same object for the outbox's life (see clear)
+            submit: Callable[..., object] = self.submit,
+            unwritten: Callable[[bytes, int, float], None] = self._unwritten_audio,
+            evict: Callable[[int | None], object] = self._evict,
+        ) -> bool:
             # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64
             # and are kept as they are (immutable); other buffers are copied once.
             raw = pcm if type(pcm) is bytes else bytes(as_pcm16(pcm))

@@ -68,6 +68,28 @@ def _discard(data: bytes) -> None:
 class PicowsTransport(WSListener):
     """One connection: picows listener and :class:`~gemini_live.transport.base.Transport`."""
 
+    # Slots: a Python subclass of picows' extension type would otherwise carry a real
+    # instance dict, one more object per connection for the garbage collector to walk.
+    __slots__ = (
+        "_close_timeout",
+        "_close_timer",
+        "_closing",
+        "_done",
+        "_drain_waiters",
+        "_fragments",
+        "_handler",
+        "_info",
+        "_loop",
+        "_max_size",
+        "_on_frame",
+        "_paused",
+        "_pending",
+        "_ping_outstanding",
+        "_reaper",
+        "_ws",
+        "writes_changed",
+    )
+
     _ws: WSTransport
 
     def __init__(
