@@ -97,7 +97,9 @@ class _ConnHandler:
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
-        self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
+        #: Done at the close; the runner waits on it during the setup only, and drops it
+        #: then (None: a served connection's close pokes the runner instead).
+        self.closed: asyncio.Future[CloseInfo] | None = asyncio.get_running_loop().create_future()
         self.info: CloseInfo | None = None
         self.last_rx = time.monotonic()
         #: The session's frame callback for this connection: it stamps ``last_rx`` and
@@ -110,8 +112,9 @@ class _ConnHandler:
             self.info = info
             if self.connector.handler is self:
                 self.connector.lost()
-            if not self.closed.done():
-                self.closed.set_result(info)
+            closed = self.closed
+            if closed is not None and not closed.done():
+                closed.set_result(info)
 
 
 class Connector:
@@ -293,10 +296,12 @@ class Connector:
             for frame in protocol.data_to_send(time.monotonic()):
                 await transport.send(frame)
             waiter = self._setup_waiter
+            closed = handler.closed
+            assert waiter is not None and closed is not None
             try:
                 async with asyncio.timeout(self.config.setup_timeout):
                     done, _ = await asyncio.wait(
-                        (waiter, handler.closed), return_when=asyncio.FIRST_COMPLETED
+                        (waiter, closed), return_when=asyncio.FIRST_COMPLETED
                     )
             except TimeoutError:
                 protocol.connection_lost(1006, "setup timeout", local=True)
@@ -304,7 +309,10 @@ class Connector:
                     f"no setupComplete within {self.config.setup_timeout:g} s"
                 ) from None
             finally:
-                self._setup_waiter = None  # answered or given up: not held while served
+                # Answered or given up: neither future is held while the connection is
+                # served (fewer objects per session for the garbage collector).
+                self._setup_waiter = None
+                handler.closed = None
             if waiter not in done:
                 info = handler.info or CloseInfo(1006)
                 self.close_info = (info.code, info.reason)

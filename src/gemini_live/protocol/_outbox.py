@@ -237,9 +237,11 @@ class _Window:
         self.nix = -1
         self.lend = -1
         #: Per head number: the head, its frame size without payload, PCM bytes a second.
-        self.heads: list[bytes] = []
-        self.sizes: list[int] = []
-        self.bps: list[int] = []
+        #: Tuples, rebuilt when a head is registered (rarely): a tuple of bytes or ints is
+        #: left untracked by the garbage collector, a list is walked at every collection.
+        self.heads: tuple[bytes, ...] = ()
+        self.sizes: tuple[int, ...] = ()
+        self.bps: tuple[int, ...] = ()
         self.hids: dict[bytes, int] = {}
 
     def register(self, head: bytes, rate: int) -> int:
@@ -249,9 +251,9 @@ class _Window:
             if len(self.heads) >= _MAX_HEADS:
                 return -1
             hid = self.hids[head] = len(self.heads)
-            self.heads.append(head)
-            self.sizes.append(len(head) + len(_TAIL))
-            self.bps.append(2 * rate)
+            self.heads = (*self.heads, head)
+            self.sizes = (*self.sizes, len(head) + len(_TAIL))
+            self.bps = (*self.bps, 2 * rate)
         return hid
 
     def __len__(self) -> int:
@@ -581,7 +583,9 @@ class Outbox:
         self.window_audio_s = 0.0
         self.window_video = 0
         self.window_bytes = 0
-        self.seed: list[_Rec] = []
+        #: History frames for the next fresh session; ``()`` while there are none (no
+        #: list per session for the garbage collector to walk).
+        self.seed: list[_Rec] | tuple[()] = ()
         # Conversation tracking for coverage: which user turn the model answered.
         #: User turn ends written on this connection and not answered yet, oldest first:
         #: (seq, written at). A model turn answers the oldest (one per model turn).
@@ -792,7 +796,8 @@ class Outbox:
         What is bound is bound as the function's defaults, not as a closure: the defaults
         are one tuple, where a closure holds one cell per name, and every cell is an
         object the cyclic garbage collector walks for the session's whole life. Callers
-        pass ``pcm`` and ``now`` only.
+        pass ``pcm`` and ``now`` only. The rare paths (queueing, a refused or failed
+        write, eviction) call the outbox's methods, so no bound method is kept either.
         """
 
         # Named as the method: profiles (bench.density) count the chunks written by name.
@@ -811,9 +816,6 @@ class Outbox:
             limit: float = self.resend.audio_seconds,  # ResendWindow is frozen
             stats: SessionStats = self.stats,
             win: _Window = self._win,  # the same object for the outbox's life (see clear)
-            submit: Callable[..., object] = self.submit,
-            unwritten: Callable[[bytes, int, float], None] = self._unwritten_audio,
-            evict: Callable[[int | None], object] = self._evict,
         ) -> bool:
             # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64
             # and are kept as they are (immutable); other buffers are copied once.
@@ -832,16 +834,16 @@ class Outbox:
                 or self.pending
                 or self.unconfirmed
             ):
-                submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
+                self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
                 return False
             seq = self.seq = self.seq + 1
             try:
                 written = write(frame)
             except BaseException:
-                unwritten(frame, seq, seconds)
+                self._unwritten_audio(frame, seq, seconds)
                 raise
             if written is False:
-                unwritten(frame, seq, seconds)
+                self._unwritten_audio(frame, seq, seconds)
                 return False
             idx = conn.next_index
             nix = conn.next_index = idx + 1
@@ -863,7 +865,7 @@ class Outbox:
                 self.window_audio_s = held
                 wb = self.window_bytes = self.window_bytes + size
                 if wb > offline_limit:
-                    evict(None)
+                    self._evict(None)
                 return True
             if not win.mixed:
                 # The window is full and holds only chunks at the input rate: the
@@ -893,9 +895,9 @@ class Outbox:
                 held = self._evict_first_audio(held)
             self.window_audio_s = held
             if held > limit:
-                evict(_AUDIO)
+                self._evict(_AUDIO)
             if self.window_bytes > offline_limit:
-                evict(None)
+                self._evict(None)
             return True
 
         return write_audio
@@ -920,14 +922,15 @@ class Outbox:
 
     def set_seed(self, frames: list[bytes]) -> None:
         """History frames for the next fresh session (numbered now, released at open)."""
-        self.seed = []
+        seed: list[_Rec] = []
         for frame in frames:
             self.seq += 1
-            self.seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0, 0))
+            seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0, 0))
+        self.seed = seed or ()
 
     def release_seed(self) -> bool:
         """The connection opened: the seed goes to the head of the queue. True if any."""
-        seed, self.seed = self.seed, []
+        seed, self.seed = self.seed, ()
         self._requeue(seed)
         return bool(seed)
 
@@ -1009,7 +1012,7 @@ class Outbox:
         self._requeue(back)
         self.stats.frames_sent -= len(back)
 
-    def _requeue(self, records: list[_Rec]) -> None:
+    def _requeue(self, records: list[_Rec] | tuple[()]) -> None:
         if not records:
             return
         queue = list(records)
@@ -1244,7 +1247,7 @@ class Outbox:
         self.window_bytes = sum(len(o[_F]) for o in window)
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
-        self.seed = [_rec_of(s) for s in state.seed]
+        self.seed = [_rec_of(s) for s in state.seed] or ()
         self.unanswered = [(q, t) for q, t in state.unanswered]
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt

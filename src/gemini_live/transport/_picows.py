@@ -113,7 +113,9 @@ class PicowsTransport(WSListener):
         self._info: CloseInfo | None = None
         self._done: asyncio.Future[None] = loop.create_future()
         self._paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        #: ``()`` until a send waits for the buffer to drain (no list per connection for
+        #: the garbage collector to walk).
+        self._drain_waiters: list[asyncio.Future[None]] | tuple[()] = ()
         self._ping_outstanding = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -354,11 +356,14 @@ class PicowsTransport(WSListener):
 
     async def _drained(self) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()
-        self._drain_waiters.append(waiter)
+        waiters = self._drain_waiters
+        if not isinstance(waiters, list):
+            waiters = self._drain_waiters = []
+        waiters.append(waiter)
         try:
             await waiter
         finally:
-            self._drain_waiters.remove(waiter)
+            waiters.remove(waiter)
         if self._info is not None:
             raise TransportClosed(self._info)
 
