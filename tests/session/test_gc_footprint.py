@@ -88,7 +88,8 @@ async def test_an_idle_session_keeps_no_empty_lists_a_tuple_stands_in_for(
     async with gl.connect(config_for(server, backend_name, metrics=True)) as session:
         await _served(session)
         outbox = session.protocol._outbox
-        assert outbox.seed == ()
+        assert outbox.seed == () and outbox.pending == () and outbox.unconfirmed == ()
+        assert outbox.unanswered == () and outbox.probes == ()
         win = outbox._win
         gc.collect()
         for table in (win.heads, win.sizes, win.bps):
@@ -126,3 +127,34 @@ def test_text_fragments_go_back_to_an_empty_tuple() -> None:
     history.observe_words("three")
     assert "".join(history._pending.model) == "wo three"
     assert history._pending.model.chars == 8 and history.cut_chars == 5
+
+
+def test_the_outbox_queues_go_back_to_an_empty_tuple() -> None:
+    from gemini_live.protocol._outbox import Kind, Outbox, ResendWindow
+    from gemini_live.protocol._state import Connection, SessionStats, State
+
+    # Any: the test reads the queues after each step (mypy would keep the narrowing).
+    box: Any = Outbox(
+        SessionStats(),
+        input_rate=16000,
+        offline_buffer_bytes=1 << 20,
+        max_frame_bytes=1 << 20,
+        resend=ResendWindow(),
+    )
+    assert box.pending == () and box.unconfirmed == ()
+    assert box.submit(b'{"a":1}', Kind.TEXT, 0.0, None, False) is None  # offline: queued
+    assert [o[0] for o in box.pending] == [b'{"a":1}']
+    conn = Connection()
+    conn.state = State.OPEN
+    assert box.hand_out(conn, 1.0) == [b'{"a":1}']
+    assert box.pending == () and len(box.unconfirmed) == 1
+    box.unwritten(conn)  # back to the queue, in order
+    assert box.unconfirmed == () and [o[0] for o in box.pending] == [b'{"a":1}']
+    assert box.hand_out(conn, 2.0) == [b'{"a":1}']
+    box.written(1)
+    assert box.pending == () and box.unconfirmed == ()
+    box.set_seed([])
+    assert box.seed == ()
+    box.set_seed([b'{"seed":1}'])
+    assert box.release_seed() and box.seed == ()
+    assert box.discard() == 1 and box.pending == ()

@@ -573,9 +573,11 @@ class Outbox:
         self.seq = 0
         # Lists, not deques: an empty deque holds a 760-byte block, and these are
         # short and mostly empty (taken whole, given back whole).
-        self.pending: list[_Rec] = []
+        #: ``()`` when empty, as the other lists here that are mostly empty: no list per
+        #: session for the garbage collector to walk (see :meth:`_queue`).
+        self.pending: list[_Rec] | tuple[()] = ()
         self.pending_bytes = 0
-        self.unconfirmed: MutableSequence[_Rec] = []
+        self.unconfirmed: MutableSequence[_Rec] | tuple[()] = ()
         self.last_direct: _Rec | None = None
         #: The re-send window (compact: see :class:`_Window`; :attr:`window` for tuples).
         self._win = _Window()
@@ -589,11 +591,13 @@ class Outbox:
         # Conversation tracking for coverage: which user turn the model answered.
         #: User turn ends written on this connection and not answered yet, oldest first:
         #: (seq, written at). A model turn answers the oldest (one per model turn).
-        self.unanswered: list[tuple[int, float]] = []  # a list: an empty deque is 760 bytes
+        #: A list when not empty (an empty deque is 760 bytes), else ``()`` (no list per
+        #: session for the garbage collector to walk).
+        self.unanswered: list[tuple[int, float]] | tuple[()] = ()
         self.responded_seq = 0
         self.max_setup_rtt = 0.0
         #: Probe points of the current connection (see the module docstring), oldest first.
-        self.probes: list[tuple[float, int]] = []
+        self.probes: list[tuple[float, int]] | tuple[()] = ()  # () when none (as above)
         self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
@@ -692,7 +696,7 @@ class Outbox:
                 f"offline send buffer full ({self.pending_bytes} of {self.offline_limit} "
                 "bytes) while reconnecting; message not queued"
             )
-        self.pending.append(out)
+        self._queue(out)
         self.pending_bytes += size
         if conn is None or conn.state is not _OPEN:
             self.stats.frames_queued_offline += 1
@@ -917,8 +921,24 @@ class Outbox:
     def _unwritten_audio(self, frame: bytes, seq: int, seconds: float) -> None:
         """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
         first in the queue, like a direct frame given back; the next flush writes it."""
-        self.pending.append((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
+        self._queue((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
         self.pending_bytes += len(frame)
+
+    def _queue(self, out: _Rec) -> None:
+        """Append ``out`` to the queue (a new list when it was empty)."""
+        pending = self.pending
+        if isinstance(pending, list):
+            pending.append(out)
+        else:
+            self.pending = [out]
+
+    def _unconfirmed(self, out: _Rec) -> None:
+        """Append ``out`` to the frames handed out and not written yet."""
+        unconfirmed = self.unconfirmed
+        if isinstance(unconfirmed, tuple):
+            self.unconfirmed = [out]
+        else:
+            unconfirmed.append(out)
 
     def set_seed(self, frames: list[bytes]) -> None:
         """History frames for the next fresh session (numbered now, released at open)."""
@@ -942,7 +962,7 @@ class Outbox:
         pending = self.pending
         if not pending:
             return frames
-        self.pending = []
+        self.pending = ()
         for out in pending:
             self.pending_bytes -= len(out[_F])
             self._hand_out(conn, out, now)
@@ -958,9 +978,11 @@ class Outbox:
         if direct:
             self.last_direct = out
         else:
-            self.unconfirmed.append(out)
+            self._unconfirmed(out)
         if out[_TE]:
             unanswered = self.unanswered
+            if not isinstance(unanswered, list):
+                unanswered = self.unanswered = []
             unanswered.append((out[_SEQ], now))
             if len(unanswered) > _MAX_UNANSWERED:
                 del unanswered[0]  # bounded; a session never has this many in flight
@@ -970,8 +992,9 @@ class Outbox:
         """``count`` frames handed out (oldest first) were written to the socket."""
         unconfirmed = self.unconfirmed
         if count >= len(unconfirmed):
-            unconfirmed.clear()
+            self.unconfirmed = ()
             return
+        assert not isinstance(unconfirmed, tuple)  # not empty
         for _ in range(count):
             del unconfirmed[0]
 
@@ -980,7 +1003,7 @@ class Outbox:
         out, self.last_direct = self.last_direct, None
         if out is None:
             return
-        self.unconfirmed.append(out)
+        self._unconfirmed(out)
         self.unwritten(conn)
 
     def unwritten(self, conn: Connection | None) -> None:
@@ -992,7 +1015,7 @@ class Outbox:
         if not unconfirmed:
             return
         handed = list(unconfirmed)
-        unconfirmed.clear()
+        self.unconfirmed = ()
         # A frame no longer in the window was acknowledged while its write was pending:
         # the service has it, so it is not written again. Records are matched by their
         # submission number (unique per session), never by object identity: a runtime
@@ -1023,8 +1046,8 @@ class Outbox:
     def discard(self) -> int:
         """The session is over: forget what was never written; returns how many frames."""
         n = len(self.pending) + len(self.unconfirmed)
-        self.pending.clear()
-        self.unconfirmed.clear()
+        self.pending = ()
+        self.unconfirmed = ()
         self.pending_bytes = 0
         return n
 
@@ -1087,8 +1110,11 @@ class Outbox:
         given, is the latest response lag). One model turn answers one user turn: when
         the service answers several at once, the later ones wait for the next answer or
         a handle (never the other way round, which would cover a turn not yet read)."""
-        if self.unanswered:
-            seq, written_at = self.unanswered.pop(0)
+        unanswered = self.unanswered
+        if unanswered:
+            seq, written_at = unanswered.pop(0)
+            if not unanswered:
+                self.unanswered = ()
             self.responded_seq = seq
             if now is not None:
                 self.response_lag = max(0.0, now - written_at)
@@ -1103,6 +1129,8 @@ class Outbox:
                 unanswered = self.unanswered
                 if entry in unanswered or out[_SEQ] <= self.responded_seq:
                     return
+                if not isinstance(unanswered, list):
+                    unanswered = self.unanswered = []
                 at = sum(1 for seq, _ in unanswered if seq < entry[0])
                 unanswered.insert(at, entry)
                 if len(unanswered) > _MAX_UNANSWERED:
@@ -1148,6 +1176,8 @@ class Outbox:
         assert conn is not None, "unsent bytes count on a connection"
         held = sum(len(out[_F]) for out in self.unconfirmed)
         probes = self.probes
+        if not isinstance(probes, list):
+            probes = self.probes = []
         probes.append((now, conn.bytes_out - held - unsent))
         while len(probes) > 1 and probes[1][0] <= cutoff:
             del probes[0]
@@ -1173,8 +1203,8 @@ class Outbox:
         """A connection opened: note its setup round trip; no response is awaited."""
         if setup_rtt is not None:
             self.max_setup_rtt = max(self.max_setup_rtt, setup_rtt)
-        self.unanswered.clear()  # what is re-sent is written (and awaited) again
-        self.probes.clear()  # offsets count per connection
+        self.unanswered = ()  # what is re-sent is written (and awaited) again
+        self.probes = ()  # offsets count per connection
 
     def requeue_window(self, stale_tool_ids: Collection[str]) -> None:
         """Put every written, uncovered frame back in front of the queue (re-send); a tool
@@ -1230,7 +1260,7 @@ class Outbox:
     def restore(self, state: OutboxState) -> None:
         """Take over ``state`` (from :meth:`snapshot`)."""
         self.seq = state.seq
-        self.pending = [_rec_of(s) for s in state.pending]
+        self.pending = [_rec_of(s) for s in state.pending] or ()
         self.pending_bytes = sum(len(o[_F]) for o in self.pending)
         window = [_rec_of(s) for s in state.window]
 
@@ -1240,7 +1270,7 @@ class Outbox:
         where = state.unconfirmed_in_window
         self.unconfirmed = [
             shared(s, where[i] if i < len(where) else -1) for i, s in enumerate(state.unconfirmed)
-        ]
+        ] or ()
         last = state.last_direct
         self.last_direct = None if last is None else shared(last, state.last_direct_in_window)
         self.window = window
@@ -1248,8 +1278,8 @@ class Outbox:
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
         self.seed = [_rec_of(s) for s in state.seed] or ()
-        self.unanswered = [(q, t) for q, t in state.unanswered]
+        self.unanswered = [(q, t) for q, t in state.unanswered] or ()
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt
-        self.probes = [(t, o) for t, o in state.probes]
+        self.probes = [(t, o) for t, o in state.probes] or ()
         self.response_lag = state.response_lag
