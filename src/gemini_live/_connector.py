@@ -185,9 +185,53 @@ class Connector:
     # -- the runner ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The one reconnect loop: it asks the reconnect rules what to do after each end.
+
+        The loop and the runner's ending in one coroutine: each coroutine a session is
+        suspended in is one more object for the garbage collector to walk.
+        """
         error: GeminiLiveError | None = None
         try:
-            await self._run_connections()
+            host, protocol, stats = self.host, self.protocol, self.protocol.stats
+            policy = self.config.reconnect
+            rules = self.reconnect
+            while not host._is_closing():
+                healthy = False
+                try:
+                    await self._open_connection()
+                    if rules.first:
+                        rules.opened()
+                        host._ready()
+                    outcome = await self._serve_connection()
+                    healthy = protocol.connection_healthy(time.monotonic(), policy.healthy_after)
+                except GeminiLiveError as exc:
+                    outcome = exc
+                if host._is_closing():
+                    return
+                decision = rules.after(
+                    outcome, healthy=healthy, resuming=bool(protocol.resume_handle)
+                )
+                if isinstance(decision, Rotate):
+                    stats.go_away_rotations += 1
+                    host.log.info("rotating the connection (goAway or setup change)")
+                    host._emit(ev.Reconnecting(1, 0.0, "goAway: rotating connection"))
+                    continue
+                stats.last_error = str(decision.error)
+                if isinstance(decision, GiveUp):
+                    raise decision.error
+                if isinstance(decision, FreshStart):
+                    protocol.resume_rejected()
+                    host.log.info("resume rejected (%s); starting a fresh session", decision.error)
+                    continue
+                assert isinstance(decision, Retry)
+                host.log.info(
+                    "reconnecting in %.2f s (attempt %d): %s",
+                    decision.delay,
+                    decision.attempt,
+                    decision.error,
+                )
+                host._emit(ev.Reconnecting(decision.attempt, decision.delay, str(decision.error)))
+                await self._sleep(decision.delay)
         except GeminiLiveError as exc:
             error = exc
             self.host.log.error("session ended: %s", exc)
@@ -200,47 +244,6 @@ class Connector:
         finally:
             await self.drop_transport(graceful=True)
             self.host._finish(error)
-
-    async def _run_connections(self) -> None:
-        """The one reconnect loop: it asks the reconnect rules what to do after each end."""
-        host, protocol, stats = self.host, self.protocol, self.protocol.stats
-        policy = self.config.reconnect
-        rules = self.reconnect
-        while not host._is_closing():
-            healthy = False
-            try:
-                await self._open_connection()
-                if rules.first:
-                    rules.opened()
-                    host._ready()
-                outcome = await self._serve_connection()
-                healthy = protocol.connection_healthy(time.monotonic(), policy.healthy_after)
-            except GeminiLiveError as exc:
-                outcome = exc
-            if host._is_closing():
-                return
-            decision = rules.after(outcome, healthy=healthy, resuming=bool(protocol.resume_handle))
-            if isinstance(decision, Rotate):
-                stats.go_away_rotations += 1
-                host.log.info("rotating the connection (goAway or setup change)")
-                host._emit(ev.Reconnecting(1, 0.0, "goAway: rotating connection"))
-                continue
-            stats.last_error = str(decision.error)
-            if isinstance(decision, GiveUp):
-                raise decision.error
-            if isinstance(decision, FreshStart):
-                protocol.resume_rejected()
-                host.log.info("resume rejected (%s); starting a fresh session", decision.error)
-                continue
-            assert isinstance(decision, Retry)
-            host.log.info(
-                "reconnecting in %.2f s (attempt %d): %s",
-                decision.delay,
-                decision.attempt,
-                decision.error,
-            )
-            host._emit(ev.Reconnecting(decision.attempt, decision.delay, str(decision.error)))
-            await self._sleep(decision.delay)
 
     async def _sleep(self, delay: float) -> None:
         if delay <= 0:
