@@ -212,6 +212,33 @@ def test_bench_memory_runs_and_the_handle_empties_the_window() -> None:
     assert row["after_handle_window_records"] == 0  # the handle covered it
 
 
+def test_bench_memory_tracked_counts_objects_per_session() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--tracked", "--sessions", "4", "--chunks", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [
+        json.loads(x.removeprefix("RESULT "))
+        for x in proc.stdout.splitlines()
+        if x.startswith("RESULT ")
+    ]
+    assert [r["client"] for r in rows] == ["gemini-live-picows-cb", "ideal-cb"]
+    # One connection object per session, counted by its type.
+    own = {
+        "gemini-live-picows-cb": "gemini_live.session.Session",
+        "ideal-cb": "bench.modes._IdealConn",
+    }
+    for r in rows:
+        assert r["sessions"] == 4 and r["idle_per_session"] > 0
+        assert r["idle_by_type"][own[r["client"]]] == 1
+        assert r["gc_ms_idle"] >= 0 and r["gc_ms_mid_turn"] >= 0
+
+
 @pytest.mark.parametrize("rate", [8000, 16000])
 def test_bench_bridge_cost_runs_whole_calls_on_a_virtual_clock(rate: int) -> None:
     """bench.bridge_cost: every call streams and is paced as in real time (50 media
