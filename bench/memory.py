@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -269,6 +270,98 @@ def tracked_main(url: str, sizes: list[int], chunks: int, clients: list[str]) ->
             print(f"  {v:7.2f}  {name}")
 
 
+def _w2_gc_one(key: str, loop: str, n: int, slowdown: float, periods: int) -> dict[str, Any]:
+    from bench.common import run_loop
+    from bench.procs import ServerProc
+    from bench.w2_instructions import run_window
+
+    state: dict[str, Any] = {}
+    pauses = [0.0, 0.0, 0.0]
+    began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]] += time.perf_counter() - began[0]
+
+    def start() -> None:
+        state["census"] = _census()
+        state["counts"] = [g["collections"] for g in gc.get_stats()]
+        gc.callbacks.append(on_gc)
+
+    def stop() -> None:
+        gc.callbacks.remove(on_gc)
+        state["counts"] = [
+            b["collections"] - a for a, b in zip(state["counts"], gc.get_stats(), strict=True)
+        ]
+        state["left"] = _diff(_census(), state["census"], 1)
+
+    with ServerProc(framing="service", pace_scale=slowdown) as server:
+
+        async def go() -> dict[str, Any]:
+            return await run_window(
+                key,
+                server.port,
+                sessions=n,
+                slowdown=slowdown,
+                warmup_periods=20,
+                periods=periods,
+                limit=LIMIT * 3,
+                marks=(start, stop),
+            )
+
+        data = run_loop(go, loop)
+    messages = int(data["messages"])
+    return {
+        "client": key,
+        "loop": loop,
+        "sessions": n,
+        "messages": messages,
+        "collections": state["counts"],
+        "gc_ms": [round(p * 1e3, 2) for p in pauses],
+        "gc_us_per_message": round(sum(pauses) * 1e6 / max(1, messages), 4),
+        "left_by_type": dict(list(state["left"].items())[:12]),
+    }
+
+
+def w2_gc_main(sizes: list[int], clients: list[str], loops: list[str], slowdown: float) -> None:
+    rows = []
+    for n in sizes:
+        for loop in loops:
+            for key in clients:
+                # Its own process each: one client's leftovers do not feed another's counts.
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.memory",
+                        "--w2-gc-child",
+                        f"{key},{loop},{n},{slowdown}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=LIMIT * 5,
+                    check=False,
+                )
+                lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                if proc.returncode != 0 or not lines:
+                    print(proc.stdout[-2000:] + proc.stderr[-2000:], file=sys.stderr)
+                    raise SystemExit(f"{key} ({loop}) failed")
+                row = json.loads(lines[-1].removeprefix("RESULT "))
+                rows.append(row)
+                print(lines[-1], flush=True)
+    print()
+    print("| client | loop | N | messages | collections gen 0/1/2 | GC ms | GC µs / message |")
+    print("|---|---|---:|---:|---|---:|---:|")
+    for r in rows:
+        gens = "/".join(str(c) for c in r["collections"])
+        print(
+            f"| {r['client']} | {r['loop']} | {r['sessions']} | {r['messages']} | {gens} "
+            f"| {sum(r['gc_ms']):.2f} | {r['gc_us_per_message']:.4f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
     ap.add_argument("--sessions", default="300,1000", help="comma-separated N")
@@ -284,10 +377,30 @@ def main(argv: list[str] | None = None) -> int:
         default="gemini-live-picows-cb,ideal-cb",
         help="bench.modes keys for --tracked",
     )
+    ap.add_argument(
+        "--w2-gc",
+        action="store_true",
+        help="count the collector's runs in a W2 window (see above)",
+    )
+    ap.add_argument("--loops", default="asyncio", help="event loops for --w2-gc")
+    ap.add_argument("--slowdown", type=float, default=10.0, help="W2 clock stretch for --w2-gc")
+    ap.add_argument("--w2-gc-child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
         return serve()
+    if args.w2_gc_child or args.w2_gc:
+        raise_fd_limit()
+    if args.w2_gc_child:
+        key, loop, n, slowdown = args.w2_gc_child.split(",")
+        row = _w2_gc_one(key, loop, int(n), float(slowdown), periods=50)
+        print("RESULT " + json.dumps(row), flush=True)
+        os._exit(0)  # hundreds of sockets need no orderly teardown
+    if args.w2_gc:
+        sizes = [int(x) for x in args.sessions.split(",") if x]
+        loops = [x for x in args.loops.split(",") if x]
+        w2_gc_main(sizes, [c for c in args.clients.split(",") if c], loops, args.slowdown)
+        return 0
     raise_fd_limit()
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.memory", "--serve"],
