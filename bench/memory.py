@@ -242,6 +242,55 @@ async def tracked(url: str, key: str, n: int, chunks: int) -> dict[str, Any]:
     return row
 
 
+async def _gc_child(url: str, key: str, n: int, chunks: int) -> dict[str, Any]:
+    """N sessions of one client mid-turn, then one full ``gc.collect()`` between the
+    callgrind markers (``os.getppid()`` / ``os.getpgrp()``, as ``bench.instructions``)."""
+    from bench.modes import ALL_MODES
+
+    mode = ALL_MODES[key]()
+    await mode.prepare()
+    sink: Any = _NullSink()
+    conns = [await mode.open(url, sink) for _ in range(n)]
+    source = bytearray(CHUNK)
+    for _ in range(chunks):
+        for c in conns:
+            await c.send_audio(bytes(source))
+        await asyncio.sleep(0)
+    gc.collect()
+    gc.collect()
+    tracked = len(gc.get_objects())
+    os.getppid()
+    gc.collect()
+    os.getpgrp()
+    return {"client": key, "sessions": n, "tracked": tracked}
+
+
+def gc_callgrind_main(url: str, n: int, chunks: int, clients: list[str]) -> None:
+    """The instructions of one full collection with N sessions open, per client."""
+    from bench.instructions import callgrind
+
+    rows = []
+    for key in clients:
+        instructions, data = callgrind(
+            "bench.memory",
+            ["--gc-child", f"{url},{key},{n},{chunks}"],
+            f"gc.collect() {key}",
+            keep_as=f"callgrind.gc.{key}.out",
+            timeout=LIMIT * 10,
+        )
+        data["collect_instructions"] = instructions
+        rows.append(data)
+        print("RESULT " + json.dumps(data), flush=True)
+    print()
+    print("| client | N | tracked objects in the process | gc.collect() instructions |")
+    print("|---|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['client']} | {r['sessions']} | {r['tracked']:,} "
+            f"| {r['collect_instructions']:,} |"
+        )
+
+
 def tracked_main(url: str, sizes: list[int], chunks: int, clients: list[str]) -> None:
     rows = []
     for n in sizes:
@@ -385,6 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loops", default="asyncio", help="event loops for --w2-gc")
     ap.add_argument("--slowdown", type=float, default=10.0, help="W2 clock stretch for --w2-gc")
     ap.add_argument("--w2-gc-child", default="", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--gc-callgrind",
+        action="store_true",
+        help="callgrind the instructions of one gc.collect() with N sessions mid-turn",
+    )
+    ap.add_argument("--gc-child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
@@ -396,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         row = _w2_gc_one(key, loop, int(n), float(slowdown), periods=50)
         print("RESULT " + json.dumps(row), flush=True)
         os._exit(0)  # hundreds of sockets need no orderly teardown
+    if args.gc_child:
+        url, key, n, chunks = args.gc_child.split(",")
+        raise_fd_limit()
+        row = asyncio.run(_gc_child(url, key, int(n), int(chunks)))
+        print("RESULT " + json.dumps(row), flush=True)
+        os._exit(0)
     if args.w2_gc:
         sizes = [int(x) for x in args.sessions.split(",") if x]
         loops = [x for x in args.loops.split(",") if x]
@@ -415,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
             print("the fake server did not start", file=sys.stderr)
             return 2
         url = line.split()[1]
+        if args.gc_callgrind:
+            for n in (int(x) for x in args.sessions.split(",") if x):
+                gc_callgrind_main(url, n, args.chunks, [c for c in args.clients.split(",") if c])
+            return 0
         if args.tracked:
             sizes = [int(x) for x in args.sessions.split(",") if x]
             tracked_main(url, sizes, args.chunks, [c for c in args.clients.split(",") if c])
