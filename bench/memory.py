@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -157,15 +158,310 @@ async def run(url: str, n: int, turns: int, chunks: int) -> dict[str, Any]:
     return result
 
 
+class _NullSink:
+    """The app of the ``--tracked`` clients: receives and drops every event."""
+
+    def __getattr__(self, name: str) -> Any:
+        return _ignore
+
+
+def _ignore(*args: Any) -> None:
+    pass
+
+
+def _census() -> dict[str, int]:
+    """GC-tracked objects by type name (after a full collection)."""
+    gc.collect()
+    out: dict[str, int] = {}
+    for obj in gc.get_objects():
+        t = type(obj)
+        name = f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__name__
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _collect_ms(repeat: int = 9) -> float:
+    """The shortest of ``repeat`` full ``gc.collect()`` runs, in ms (the least disturbed)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        gc.collect()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[0]
+
+
+def _diff(after: dict[str, int], before: dict[str, int], n: int) -> dict[str, float]:
+    keys = set(after) | set(before)
+    rows = {k: (after.get(k, 0) - before.get(k, 0)) / n for k in keys}
+    return {k: v for k, v in sorted(rows.items(), key=lambda kv: -abs(kv[1])) if abs(v) >= 0.05}
+
+
+async def tracked(url: str, key: str, n: int, chunks: int) -> dict[str, Any]:
+    """Tracked objects per session of one client (``bench.modes`` key), idle and mid-turn."""
+    from bench.modes import ALL_MODES
+
+    mode = ALL_MODES[key]()
+    await mode.prepare()
+    sink: Any = _NullSink()
+    # One connection opened and closed first: lazy imports and caches are not per session.
+    warm = await mode.open(url, sink)
+    for _ in range(3):
+        await warm.send_audio(CHUNK)
+    await warm.close()
+    del warm
+    gc.collect()
+    await asyncio.sleep(0)
+    empty_ms = _collect_ms()
+    base = _census()
+    conns = [await mode.open(url, sink) for _ in range(n)]
+    await asyncio.sleep(0.2)  # let late setup frames land (not a synchronisation)
+    idle = _census()
+    idle_ms = _collect_ms()
+    source = bytearray(CHUNK)
+    for _ in range(chunks):
+        for c in conns:
+            await c.send_audio(bytes(source))
+        await asyncio.sleep(0)
+    mid = _census()
+    mid_ms = _collect_ms()
+    row = {
+        "client": key,
+        "sessions": n,
+        "chunks": chunks,
+        "idle_per_session": sum(idle.values()) / n - sum(base.values()) / n,
+        "mid_turn_per_session": sum(mid.values()) / n - sum(base.values()) / n,
+        "gc_ms_empty": round(empty_ms, 2),
+        "gc_ms_idle": round(idle_ms, 2),
+        "gc_ms_mid_turn": round(mid_ms, 2),
+        "idle_by_type": _diff(idle, base, n),
+        "mid_turn_by_type": _diff(mid, base, n),
+    }
+    async with asyncio.timeout(LIMIT):
+        await asyncio.gather(*(c.close() for c in conns))
+    return row
+
+
+async def _gc_child(url: str, key: str, n: int, chunks: int) -> dict[str, Any]:
+    """N sessions of one client mid-turn, then one full ``gc.collect()`` between the
+    callgrind markers (``os.getppid()`` / ``os.getpgrp()``, as ``bench.instructions``)."""
+    from bench.modes import ALL_MODES
+
+    mode = ALL_MODES[key]()
+    await mode.prepare()
+    sink: Any = _NullSink()
+    conns = [await mode.open(url, sink) for _ in range(n)]
+    source = bytearray(CHUNK)
+    for _ in range(chunks):
+        for c in conns:
+            await c.send_audio(bytes(source))
+        await asyncio.sleep(0)
+    gc.collect()
+    gc.collect()
+    tracked = len(gc.get_objects())
+    os.getppid()
+    gc.collect()
+    os.getpgrp()
+    return {"client": key, "sessions": n, "tracked": tracked}
+
+
+def gc_callgrind_main(url: str, n: int, chunks: int, clients: list[str]) -> None:
+    """The instructions of one full collection with N sessions open, per client."""
+    from bench.instructions import callgrind
+
+    rows = []
+    for key in clients:
+        instructions, data = callgrind(
+            "bench.memory",
+            ["--gc-child", f"{url},{key},{n},{chunks}"],
+            f"gc.collect() {key}",
+            keep_as=f"callgrind.gc.{key}.out",
+            timeout=LIMIT * 10,
+        )
+        data["collect_instructions"] = instructions
+        rows.append(data)
+        print("RESULT " + json.dumps(data), flush=True)
+    print()
+    print("| client | N | tracked objects in the process | gc.collect() instructions |")
+    print("|---|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['client']} | {r['sessions']} | {r['tracked']:,} "
+            f"| {r['collect_instructions']:,} |"
+        )
+
+
+def tracked_main(url: str, sizes: list[int], chunks: int, clients: list[str]) -> None:
+    rows = []
+    for n in sizes:
+        for key in clients:
+            row = asyncio.run(tracked(url, key, n, chunks))
+            rows.append(row)
+            print("RESULT " + json.dumps(row), flush=True)
+    print()
+    print(
+        "| client | N | tracked/session idle | tracked/session mid-turn "
+        "| gc.collect() ms empty | idle | mid-turn |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['client']} | {r['sessions']} | {r['idle_per_session']:.1f} "
+            f"| {r['mid_turn_per_session']:.1f} | {r['gc_ms_empty']:.2f} "
+            f"| {r['gc_ms_idle']:.2f} | {r['gc_ms_mid_turn']:.2f} |"
+        )
+    for r in rows:
+        print(f"\n{r['client']} N={r['sessions']} idle, per session by type:")
+        for name, v in r["idle_by_type"].items():
+            print(f"  {v:7.2f}  {name}")
+        print(f"{r['client']} N={r['sessions']} mid-turn, per session by type:")
+        for name, v in r["mid_turn_by_type"].items():
+            print(f"  {v:7.2f}  {name}")
+
+
+def _w2_gc_one(key: str, loop: str, n: int, slowdown: float, periods: int) -> dict[str, Any]:
+    from bench.common import run_loop
+    from bench.procs import ServerProc
+    from bench.w2_instructions import run_window
+
+    state: dict[str, Any] = {}
+    pauses = [0.0, 0.0, 0.0]
+    began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]] += time.perf_counter() - began[0]
+
+    def start() -> None:
+        state["census"] = _census()
+        state["counts"] = [g["collections"] for g in gc.get_stats()]
+        gc.callbacks.append(on_gc)
+
+    def stop() -> None:
+        gc.callbacks.remove(on_gc)
+        state["counts"] = [
+            b["collections"] - a for a, b in zip(state["counts"], gc.get_stats(), strict=True)
+        ]
+        state["left"] = _diff(_census(), state["census"], 1)
+
+    with ServerProc(framing="service", pace_scale=slowdown) as server:
+
+        async def go() -> dict[str, Any]:
+            return await run_window(
+                key,
+                server.port,
+                sessions=n,
+                slowdown=slowdown,
+                warmup_periods=20,
+                periods=periods,
+                limit=LIMIT * 3,
+                marks=(start, stop),
+            )
+
+        data = run_loop(go, loop)
+    messages = int(data["messages"])
+    return {
+        "client": key,
+        "loop": loop,
+        "sessions": n,
+        "messages": messages,
+        "collections": state["counts"],
+        "gc_ms": [round(p * 1e3, 2) for p in pauses],
+        "gc_us_per_message": round(sum(pauses) * 1e6 / max(1, messages), 4),
+        "left_by_type": dict(list(state["left"].items())[:12]),
+    }
+
+
+def w2_gc_main(sizes: list[int], clients: list[str], loops: list[str], slowdown: float) -> None:
+    rows = []
+    for n in sizes:
+        for loop in loops:
+            for key in clients:
+                # Its own process each: one client's leftovers do not feed another's counts.
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.memory",
+                        "--w2-gc-child",
+                        f"{key},{loop},{n},{slowdown}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=LIMIT * 5,
+                    check=False,
+                )
+                lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                if proc.returncode != 0 or not lines:
+                    print(proc.stdout[-2000:] + proc.stderr[-2000:], file=sys.stderr)
+                    raise SystemExit(f"{key} ({loop}) failed")
+                row = json.loads(lines[-1].removeprefix("RESULT "))
+                rows.append(row)
+                print(lines[-1], flush=True)
+    print()
+    print("| client | loop | N | messages | collections gen 0/1/2 | GC ms | GC µs / message |")
+    print("|---|---|---:|---:|---|---:|---:|")
+    for r in rows:
+        gens = "/".join(str(c) for c in r["collections"])
+        print(
+            f"| {r['client']} | {r['loop']} | {r['sessions']} | {r['messages']} | {gens} "
+            f"| {sum(r['gc_ms']):.2f} | {r['gc_us_per_message']:.4f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
     ap.add_argument("--sessions", default="300,1000", help="comma-separated N")
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--chunks", type=int, default=100, help="20 ms chunks per user turn")
+    ap.add_argument(
+        "--tracked",
+        action="store_true",
+        help="count GC-tracked objects per session and time gc.collect() (see above)",
+    )
+    ap.add_argument(
+        "--clients",
+        default="gemini-live-picows-cb,ideal-cb",
+        help="bench.modes keys for --tracked",
+    )
+    ap.add_argument(
+        "--w2-gc",
+        action="store_true",
+        help="count the collector's runs in a W2 window (see above)",
+    )
+    ap.add_argument("--loops", default="asyncio", help="event loops for --w2-gc")
+    ap.add_argument("--slowdown", type=float, default=10.0, help="W2 clock stretch for --w2-gc")
+    ap.add_argument("--w2-gc-child", default="", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--gc-callgrind",
+        action="store_true",
+        help="callgrind the instructions of one gc.collect() with N sessions mid-turn",
+    )
+    ap.add_argument("--gc-child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
         return serve()
+    if args.w2_gc_child or args.w2_gc:
+        raise_fd_limit()
+    if args.w2_gc_child:
+        key, loop, n, slowdown = args.w2_gc_child.split(",")
+        row = _w2_gc_one(key, loop, int(n), float(slowdown), periods=50)
+        print("RESULT " + json.dumps(row), flush=True)
+        os._exit(0)  # hundreds of sockets need no orderly teardown
+    if args.gc_child:
+        url, key, n, chunks = args.gc_child.split(",")
+        raise_fd_limit()
+        row = asyncio.run(_gc_child(url, key, int(n), int(chunks)))
+        print("RESULT " + json.dumps(row), flush=True)
+        os._exit(0)
+    if args.w2_gc:
+        sizes = [int(x) for x in args.sessions.split(",") if x]
+        loops = [x for x in args.loops.split(",") if x]
+        w2_gc_main(sizes, [c for c in args.clients.split(",") if c], loops, args.slowdown)
+        return 0
     raise_fd_limit()
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.memory", "--serve"],
@@ -180,6 +476,14 @@ def main(argv: list[str] | None = None) -> int:
             print("the fake server did not start", file=sys.stderr)
             return 2
         url = line.split()[1]
+        if args.gc_callgrind:
+            for n in (int(x) for x in args.sessions.split(",") if x):
+                gc_callgrind_main(url, n, args.chunks, [c for c in args.clients.split(",") if c])
+            return 0
+        if args.tracked:
+            sizes = [int(x) for x in args.sessions.split(",") if x]
+            tracked_main(url, sizes, args.chunks, [c for c in args.clients.split(",") if c])
+            return 0
         tracemalloc.start()
         rows = []
         for n in (int(x) for x in args.sessions.split(",") if x):

@@ -224,6 +224,60 @@ def test_bench_memory_runs_and_the_handle_empties_the_window() -> None:
     assert row["after_handle_window_records"] == 0  # the handle covered it
 
 
+def test_bench_memory_tracked_counts_objects_per_session() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--tracked", "--sessions", "4", "--chunks", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [
+        json.loads(x.removeprefix("RESULT "))
+        for x in proc.stdout.splitlines()
+        if x.startswith("RESULT ")
+    ]
+    assert [r["client"] for r in rows] == ["gemini-live-picows-cb", "ideal-cb"]
+    # One connection object per session, counted by its type.
+    own = {
+        "gemini-live-picows-cb": "gemini_live.session.Session",
+        "ideal-cb": "bench.modes._IdealConn",
+    }
+    for r in rows:
+        assert r["sessions"] == 4 and r["idle_per_session"] > 0
+        assert r["idle_by_type"][own[r["client"]]] == 1
+        assert r["gc_ms_idle"] >= 0 and r["gc_ms_mid_turn"] >= 0
+
+
+def test_bench_memory_w2_gc_counts_collections_in_a_w2_window() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.memory",
+            "--w2-gc",
+            "--sessions",
+            "3",
+            "--slowdown",
+            "2",
+            "--clients",
+            "gemini-live-picows-cb",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    row = json.loads(line.removeprefix("RESULT "))
+    assert row["client"] == "gemini-live-picows-cb" and row["sessions"] == 3
+    assert row["messages"] > 0 and len(row["collections"]) == 3 and len(row["gc_ms"]) == 3
+
+
 @pytest.mark.parametrize("rate", [8000, 16000])
 def test_bench_bridge_cost_runs_whole_calls_on_a_virtual_clock(rate: int) -> None:
     """bench.bridge_cost: every call streams and is paced as in real time (50 media

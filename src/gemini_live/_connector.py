@@ -97,7 +97,9 @@ class _ConnHandler:
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
-        self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
+        #: Done at the close; the runner waits on it during the setup only, and drops it
+        #: then (None: a served connection's close pokes the runner instead).
+        self.closed: asyncio.Future[CloseInfo] | None = asyncio.get_running_loop().create_future()
         self.info: CloseInfo | None = None
         self.last_rx = time.monotonic()
         #: The session's frame callback for this connection: it stamps ``last_rx`` and
@@ -110,8 +112,9 @@ class _ConnHandler:
             self.info = info
             if self.connector.handler is self:
                 self.connector.lost()
-            if not self.closed.done():
-                self.closed.set_result(info)
+            closed = self.closed
+            if closed is not None and not closed.done():
+                closed.set_result(info)
 
 
 class Connector:
@@ -140,6 +143,8 @@ class Connector:
         #: future made for each wait, so an idle session holds no Event and no task.
         self._wake: asyncio.Future[None] | None = None
         self._setup_waiter: asyncio.Future[ev.SetupComplete] | None = None
+        #: The runner's last wait ended by its timer, not by a poke.
+        self._timed_out = False
         #: DEBUG logging of frame kinds and sizes (never payloads), read once per connect.
         self.debug = False
 
@@ -159,6 +164,12 @@ class Connector:
         wake = self._wake = asyncio.get_running_loop().create_future()
         return wake
 
+    def _time_up(self, wake: asyncio.Future[None]) -> None:
+        """The runner's wait timed out (its timer fired before a poke)."""
+        if not wake.done():
+            self._timed_out = True
+            wake.set_result(None)
+
     def lost(self) -> None:
         """The current connection cannot be written any more (closed, or a write failed)."""
         self.open = False
@@ -174,9 +185,53 @@ class Connector:
     # -- the runner ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The one reconnect loop: it asks the reconnect rules what to do after each end.
+
+        The loop and the runner's ending in one coroutine: each coroutine a session is
+        suspended in is one more object for the garbage collector to walk.
+        """
         error: GeminiLiveError | None = None
         try:
-            await self._run_connections()
+            host, protocol, stats = self.host, self.protocol, self.protocol.stats
+            policy = self.config.reconnect
+            rules = self.reconnect
+            while not host._is_closing():
+                healthy = False
+                try:
+                    await self._open_connection()
+                    if rules.first:
+                        rules.opened()
+                        host._ready()
+                    outcome = await self._serve_connection()
+                    healthy = protocol.connection_healthy(time.monotonic(), policy.healthy_after)
+                except GeminiLiveError as exc:
+                    outcome = exc
+                if host._is_closing():
+                    return
+                decision = rules.after(
+                    outcome, healthy=healthy, resuming=bool(protocol.resume_handle)
+                )
+                if isinstance(decision, Rotate):
+                    stats.go_away_rotations += 1
+                    host.log.info("rotating the connection (goAway or setup change)")
+                    host._emit(ev.Reconnecting(1, 0.0, "goAway: rotating connection"))
+                    continue
+                stats.last_error = str(decision.error)
+                if isinstance(decision, GiveUp):
+                    raise decision.error
+                if isinstance(decision, FreshStart):
+                    protocol.resume_rejected()
+                    host.log.info("resume rejected (%s); starting a fresh session", decision.error)
+                    continue
+                assert isinstance(decision, Retry)
+                host.log.info(
+                    "reconnecting in %.2f s (attempt %d): %s",
+                    decision.delay,
+                    decision.attempt,
+                    decision.error,
+                )
+                host._emit(ev.Reconnecting(decision.attempt, decision.delay, str(decision.error)))
+                await self._sleep(decision.delay)
         except GeminiLiveError as exc:
             error = exc
             self.host.log.error("session ended: %s", exc)
@@ -189,47 +244,6 @@ class Connector:
         finally:
             await self.drop_transport(graceful=True)
             self.host._finish(error)
-
-    async def _run_connections(self) -> None:
-        """The one reconnect loop: it asks the reconnect rules what to do after each end."""
-        host, protocol, stats = self.host, self.protocol, self.protocol.stats
-        policy = self.config.reconnect
-        rules = self.reconnect
-        while not host._is_closing():
-            healthy = False
-            try:
-                await self._open_connection()
-                if rules.first:
-                    rules.opened()
-                    host._ready()
-                outcome = await self._serve_connection()
-                healthy = protocol.connection_healthy(time.monotonic(), policy.healthy_after)
-            except GeminiLiveError as exc:
-                outcome = exc
-            if host._is_closing():
-                return
-            decision = rules.after(outcome, healthy=healthy, resuming=bool(protocol.resume_handle))
-            if isinstance(decision, Rotate):
-                stats.go_away_rotations += 1
-                host.log.info("rotating the connection (goAway or setup change)")
-                host._emit(ev.Reconnecting(1, 0.0, "goAway: rotating connection"))
-                continue
-            stats.last_error = str(decision.error)
-            if isinstance(decision, GiveUp):
-                raise decision.error
-            if isinstance(decision, FreshStart):
-                protocol.resume_rejected()
-                host.log.info("resume rejected (%s); starting a fresh session", decision.error)
-                continue
-            assert isinstance(decision, Retry)
-            host.log.info(
-                "reconnecting in %.2f s (attempt %d): %s",
-                decision.delay,
-                decision.attempt,
-                decision.error,
-            )
-            host._emit(ev.Reconnecting(decision.attempt, decision.delay, str(decision.error)))
-            await self._sleep(decision.delay)
 
     async def _sleep(self, delay: float) -> None:
         if delay <= 0:
@@ -285,16 +299,23 @@ class Connector:
             for frame in protocol.data_to_send(time.monotonic()):
                 await transport.send(frame)
             waiter = self._setup_waiter
+            closed = handler.closed
+            assert waiter is not None and closed is not None
             try:
                 async with asyncio.timeout(self.config.setup_timeout):
                     done, _ = await asyncio.wait(
-                        (waiter, handler.closed), return_when=asyncio.FIRST_COMPLETED
+                        (waiter, closed), return_when=asyncio.FIRST_COMPLETED
                     )
             except TimeoutError:
                 protocol.connection_lost(1006, "setup timeout", local=True)
                 raise SetupTimeout(
                     f"no setupComplete within {self.config.setup_timeout:g} s"
                 ) from None
+            finally:
+                # Answered or given up: neither future is held while the connection is
+                # served (fewer objects per session for the garbage collector).
+                self._setup_waiter = None
+                handler.closed = None
             if waiter not in done:
                 info = handler.info or CloseInfo(1006)
                 self.close_info = (info.code, info.reason)
@@ -322,6 +343,7 @@ class Connector:
         assert handler is not None and transport is not None
         idle = self.config.transport.idle_timeout
         told_drain = False
+        loop = asyncio.get_running_loop()
         while True:
             if host._is_closing():
                 return SessionClosedError("closing")
@@ -352,19 +374,23 @@ class Connector:
                 if at is not None:
                     left = max(0.0, at - now)
                     timeout = left if timeout is None else min(timeout, left)
+            # One future to wait on: the socket's close pokes it too (_ConnHandler.on_close
+            # -> lost -> poke, this handler being the current one), and the timeout is a
+            # timer on it. No asyncio.wait: its set, waiter, callbacks and closure would be
+            # objects the garbage collector walks for as long as the session idles.
             wake = self._arm()
+            self._timed_out = False
+            timer = None if timeout is None else loop.call_later(timeout, self._time_up, wake)
             try:
-                done, _ = await asyncio.wait(
-                    (wake, handler.closed),
-                    timeout=timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await wake
             finally:
                 self._wake = None
                 wake.cancel()
+                if timer is not None:
+                    timer.cancel()
             host._timer_fired(time.monotonic())
             if (
-                not done
+                self._timed_out
                 and idle is not None
                 and handler.info is None
                 and time.monotonic() - handler.last_rx >= idle

@@ -89,7 +89,6 @@ class SessionRecord:
         "_lifecycle",
         "_log",
         "_protocol",
-        "_receive",
         "_receive_stream",
         "_stats",
         "history",
@@ -111,7 +110,6 @@ class SessionRecord:
     ) -> None:
         self._config = config
         self._protocol = protocol
-        self._receive = protocol.receive
         self._receive_stream = protocol.receive_stream
         self._stats = protocol.stats
         self._emit = emit
@@ -151,9 +149,17 @@ class SessionRecord:
         (the frame path tests feed both); audio with words goes to :meth:`_on_audio_words`
         as in :meth:`_on_parts`, every other frame on to :meth:`_on_parts`.
         """
-        receive_stream = self._receive_stream
 
-        def on_data(data: bytes) -> None:
+        # Bound as defaults, not a closure (one tuple instead of a cell per name: fewer
+        # objects for the garbage collector per connection). Callers pass ``data`` only.
+        def on_data(
+            data: bytes,
+            self: SessionRecord = self,
+            link: _Link = link,
+            receive_stream: Callable[[bytes, float], tuple[bytes, str | None] | None] = (
+                self._receive_stream
+            ),
+        ) -> None:
             link.last_rx = now = _monotonic()
             if link.info is not None:
                 return
@@ -218,7 +224,7 @@ class SessionRecord:
             self._on_audio_words(pcm, text, now)
             return
         try:
-            events = self._receive(data, now)
+            events = self._protocol.receive(data, now)
         except GeminiLiveError as exc:
             self._stats.malformed_frames += 1
             self._log.warning("ignoring a frame from the server: %s", exc)

@@ -123,22 +123,28 @@ class Seed:
 class _Text:
     """Fragments of one speaker's text not yet made an entry, at most ``limit`` chars."""
 
-    #: A list until the first cut, then a deque (drops from the front in O(1)): an empty
-    #: deque is ~0.7 KiB and every session holds two of these.
-    parts: list[str] | deque[str] = field(default_factory=list)
+    #: Empty ``()`` while there is no text (no container per session for the garbage
+    #: collector to walk), a list from the first fragment until the first cut, then a
+    #: deque (drops from the front in O(1)): an empty deque is ~0.7 KiB and every
+    #: session holds two of these.
+    parts: list[str] | deque[str] | tuple[()] = ()
     chars: int = 0
     #: Characters dropped from the front to keep within the limit.
     cut: int = 0
 
     def add(self, text: str, limit: int) -> int:
         """Append ``text``; drop the oldest characters beyond ``limit``; return how many."""
-        self.parts.append(text)
+        parts = self.parts
+        if parts:
+            parts.append(text)
+        else:
+            self.parts = [text]
         self.chars += len(text)
         return 0 if self.chars <= limit else self._cut(limit)
 
     def _cut(self, limit: int) -> int:
         parts = self.parts
-        if isinstance(parts, list):
+        if not isinstance(parts, deque):
             parts = self.parts = deque(parts)
         dropped = 0
         while self.chars > limit:
@@ -158,7 +164,7 @@ class _Text:
     def take(self) -> tuple[str, int]:
         """The text so far and how many characters were cut from it; empties it."""
         text, cut = "".join(self.parts), self.cut
-        self.parts.clear()
+        self.parts = ()
         self.chars = self.cut = 0
         return text, cut
 
@@ -322,7 +328,11 @@ class History:
         path: most frames of a spoken reply carry a few words)."""
         if text:
             model = self._pending.model
-            model.parts.append(text)
+            parts = model.parts
+            if parts:
+                parts.append(text)
+            else:
+                model.parts = [text]
             model.chars += len(text)
             if model.chars > self.max_chars:
                 self.cut_chars += model._cut(self.max_chars)

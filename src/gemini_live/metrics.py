@@ -312,7 +312,9 @@ class UsageMeter:
         self._base = ZERO  # session mode: the previous turn's final snapshot
         self._snapshot = ZERO  # session mode: the latest snapshot (max)
         self._last_meta: UsageMetadata | None = None  # the last snapshot counted
-        self._session_changes: list[tuple[TokenCounts, TokenCounts]] = []  # (old, new)
+        #: (old, new) changes not yet folded into the session total; ``()`` while there
+        #: are none (no list per session for the garbage collector to walk).
+        self._session_changes: list[tuple[TokenCounts, TokenCounts]] | tuple[()] = ()
         self.snapshots = 0
 
     @property
@@ -365,9 +367,12 @@ class UsageMeter:
             new = self._snapshot - self._base
         # The session total is folded when read (or every 64 changes), not per snapshot.
         pending = self._session_changes
-        pending.append((turn.tokens, new))
-        if len(pending) >= 64:
-            self._fold_session()
+        if pending:
+            pending.append((turn.tokens, new))
+            if len(pending) >= 64:
+                self._fold_session()
+        else:
+            self._session_changes = [(turn.tokens, new)]
         turn.tokens = new
         turn.snapshots += 1
         return turn
@@ -405,7 +410,7 @@ class UsageMeter:
         for old, new in self._session_changes:
             total = (total + new) if old is ZERO else (total - old + new)
         self._session = total
-        self._session_changes.clear()
+        self._session_changes = ()
 
     @property
     def session(self) -> TokenCounts:

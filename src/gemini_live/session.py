@@ -55,6 +55,7 @@ from gemini_live.types import (
 
 if TYPE_CHECKING:
     from gemini_live._conversation import ConversationLink
+    from gemini_live._observe import _Link
     from gemini_live.media import StreamStats
     from gemini_live.tools import ToolRegistry, ToolRunner
 
@@ -181,10 +182,6 @@ class Session:
             log=self.log,
         )
         self._route_events()
-        #: Where the connection loop delivers frames: the bookkeeping's three paths.
-        self._on_frame: Callable[[bytes, float], None] = self._record.on_frame
-        #: The frame callback of one connection (see SessionRecord.receiver).
-        self._receiver = self._record.receiver
         self._watchdog = self._record.watchdog
         #: The conversation so far, bounded (None when ``config.reseed`` is off). A fresh
         #: session after a failed resume is seeded with it.
@@ -244,6 +241,7 @@ class Session:
         except BaseException:
             await self.close()
             raise
+        self._first_ready = None  # done: not held for the session's life
 
     async def __aenter__(self) -> Session:
         if self._runner is None:
@@ -454,6 +452,15 @@ class Session:
     def _is_closing(self) -> bool:
         # A method, not the attribute, so mypy does not narrow the flag across awaits.
         return self._closing
+
+    def _on_frame(self, data: bytes, now: float) -> None:
+        """One frame of the current connection (see SessionRecord.on_frame)."""
+        self._record.on_frame(data, now)
+
+    def _receiver(self, handler: _Link) -> Callable[[bytes], None]:
+        """The frame callback of one connection (see SessionRecord.receiver): methods,
+        not attributes holding the record's bound methods (objects for the collector)."""
+        return self._record.receiver(handler)
 
     def _poke(self) -> None:
         self._connector.poke()

@@ -237,9 +237,11 @@ class _Window:
         self.nix = -1
         self.lend = -1
         #: Per head number: the head, its frame size without payload, PCM bytes a second.
-        self.heads: list[bytes] = []
-        self.sizes: list[int] = []
-        self.bps: list[int] = []
+        #: Tuples, rebuilt when a head is registered (rarely): a tuple of bytes or ints is
+        #: left untracked by the garbage collector, a list is walked at every collection.
+        self.heads: tuple[bytes, ...] = ()
+        self.sizes: tuple[int, ...] = ()
+        self.bps: tuple[int, ...] = ()
         self.hids: dict[bytes, int] = {}
 
     def register(self, head: bytes, rate: int) -> int:
@@ -249,9 +251,9 @@ class _Window:
             if len(self.heads) >= _MAX_HEADS:
                 return -1
             hid = self.hids[head] = len(self.heads)
-            self.heads.append(head)
-            self.sizes.append(len(head) + len(_TAIL))
-            self.bps.append(2 * rate)
+            self.heads = (*self.heads, head)
+            self.sizes = (*self.sizes, len(head) + len(_TAIL))
+            self.bps = (*self.bps, 2 * rate)
         return hid
 
     def __len__(self) -> int:
@@ -571,9 +573,11 @@ class Outbox:
         self.seq = 0
         # Lists, not deques: an empty deque holds a 760-byte block, and these are
         # short and mostly empty (taken whole, given back whole).
-        self.pending: list[_Rec] = []
+        #: ``()`` when empty, as the other lists here that are mostly empty: no list per
+        #: session for the garbage collector to walk (see :meth:`_queue`).
+        self.pending: list[_Rec] | tuple[()] = ()
         self.pending_bytes = 0
-        self.unconfirmed: MutableSequence[_Rec] = []
+        self.unconfirmed: MutableSequence[_Rec] | tuple[()] = ()
         self.last_direct: _Rec | None = None
         #: The re-send window (compact: see :class:`_Window`; :attr:`window` for tuples).
         self._win = _Window()
@@ -581,15 +585,19 @@ class Outbox:
         self.window_audio_s = 0.0
         self.window_video = 0
         self.window_bytes = 0
-        self.seed: list[_Rec] = []
+        #: History frames for the next fresh session; ``()`` while there are none (no
+        #: list per session for the garbage collector to walk).
+        self.seed: list[_Rec] | tuple[()] = ()
         # Conversation tracking for coverage: which user turn the model answered.
         #: User turn ends written on this connection and not answered yet, oldest first:
         #: (seq, written at). A model turn answers the oldest (one per model turn).
-        self.unanswered: list[tuple[int, float]] = []  # a list: an empty deque is 760 bytes
+        #: A list when not empty (an empty deque is 760 bytes), else ``()`` (no list per
+        #: session for the garbage collector to walk).
+        self.unanswered: list[tuple[int, float]] | tuple[()] = ()
         self.responded_seq = 0
         self.max_setup_rtt = 0.0
         #: Probe points of the current connection (see the module docstring), oldest first.
-        self.probes: list[tuple[float, int]] = []
+        self.probes: list[tuple[float, int]] | tuple[()] = ()  # () when none (as above)
         self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
@@ -688,7 +696,7 @@ class Outbox:
                 f"offline send buffer full ({self.pending_bytes} of {self.offline_limit} "
                 "bytes) while reconnecting; message not queued"
             )
-        self.pending.append(out)
+        self._queue(out)
         self.pending_bytes += size
         if conn is None or conn.state is not _OPEN:
             self.stats.frames_queued_offline += 1
@@ -788,21 +796,31 @@ class Outbox:
         bound once, so a chunk pays no attribute load for it and no bound-method call.
         The outbox's changing state (queue, numbers, window sizes) is read from the outbox
         on every call, as before.
+
+        What is bound is bound as the function's defaults, not as a closure: the defaults
+        are one tuple, where a closure holds one cell per name, and every cell is an
+        object the cyclic garbage collector walks for the session's whole life. Callers
+        pass ``pcm`` and ``now`` only. The rare paths (queueing, a refused or failed
+        write, eviction) call the outbox's methods, so no bound method is kept either.
         """
-        head = self._head
-        bytes_per_s = self._bytes_per_s
-        empty = self._empty
-        max_frame = self.max_frame
-        offline_limit = self.offline_limit
-        limit = self.resend.audio_seconds  # ResendWindow is frozen
-        stats = self.stats
-        win = self._win  # the same object for the outbox's life (see clear)
-        submit = self.submit
-        unwritten = self._unwritten_audio
-        evict = self._evict
 
         # Named as the method: profiles (bench.density) count the chunks written by name.
-        def write_audio(pcm: object, now: float) -> bool:
+        def write_audio(
+            pcm: object,
+            now: float,
+            self: Outbox = self,
+            conn: Connection = conn,
+            plan: _Holding = plan,
+            write: Callable[[bytes], object] = write,
+            head: bytes = self._head,
+            bytes_per_s: int = self._bytes_per_s,
+            empty: int = self._empty,
+            max_frame: int = self.max_frame,
+            offline_limit: int = self.offline_limit,
+            limit: float = self.resend.audio_seconds,  # ResendWindow is frozen
+            stats: SessionStats = self.stats,
+            win: _Window = self._win,  # the same object for the outbox's life (see clear)
+        ) -> bool:
             # The encoder inlined (AudioFrameEncoder.encode): bytes go straight to base64
             # and are kept as they are (immutable); other buffers are copied once.
             raw = pcm if type(pcm) is bytes else bytes(as_pcm16(pcm))
@@ -820,16 +838,16 @@ class Outbox:
                 or self.pending
                 or self.unconfirmed
             ):
-                submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
+                self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
                 return False
             seq = self.seq = self.seq + 1
             try:
                 written = write(frame)
             except BaseException:
-                unwritten(frame, seq, seconds)
+                self._unwritten_audio(frame, seq, seconds)
                 raise
             if written is False:
-                unwritten(frame, seq, seconds)
+                self._unwritten_audio(frame, seq, seconds)
                 return False
             idx = conn.next_index
             nix = conn.next_index = idx + 1
@@ -851,7 +869,7 @@ class Outbox:
                 self.window_audio_s = held
                 wb = self.window_bytes = self.window_bytes + size
                 if wb > offline_limit:
-                    evict(None)
+                    self._evict(None)
                 return True
             if not win.mixed:
                 # The window is full and holds only chunks at the input rate: the
@@ -881,9 +899,9 @@ class Outbox:
                 held = self._evict_first_audio(held)
             self.window_audio_s = held
             if held > limit:
-                evict(_AUDIO)
+                self._evict(_AUDIO)
             if self.window_bytes > offline_limit:
-                evict(None)
+                self._evict(None)
             return True
 
         return write_audio
@@ -903,19 +921,36 @@ class Outbox:
     def _unwritten_audio(self, frame: bytes, seq: int, seconds: float) -> None:
         """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
         first in the queue, like a direct frame given back; the next flush writes it."""
-        self.pending.append((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
+        self._queue((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
         self.pending_bytes += len(frame)
+
+    def _queue(self, out: _Rec) -> None:
+        """Append ``out`` to the queue (a new list when it was empty)."""
+        pending = self.pending
+        if isinstance(pending, list):
+            pending.append(out)
+        else:
+            self.pending = [out]
+
+    def _unconfirmed(self, out: _Rec) -> None:
+        """Append ``out`` to the frames handed out and not written yet."""
+        unconfirmed = self.unconfirmed
+        if isinstance(unconfirmed, tuple):
+            self.unconfirmed = [out]
+        else:
+            unconfirmed.append(out)
 
     def set_seed(self, frames: list[bytes]) -> None:
         """History frames for the next fresh session (numbered now, released at open)."""
-        self.seed = []
+        seed: list[_Rec] = []
         for frame in frames:
             self.seq += 1
-            self.seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0, 0))
+            seed.append((frame, _SEED, self.seq, False, 0.0, (), 0.0, 0, 0))
+        self.seed = seed or ()
 
     def release_seed(self) -> bool:
         """The connection opened: the seed goes to the head of the queue. True if any."""
-        seed, self.seed = self.seed, []
+        seed, self.seed = self.seed, ()
         self._requeue(seed)
         return bool(seed)
 
@@ -927,7 +962,7 @@ class Outbox:
         pending = self.pending
         if not pending:
             return frames
-        self.pending = []
+        self.pending = ()
         for out in pending:
             self.pending_bytes -= len(out[_F])
             self._hand_out(conn, out, now)
@@ -943,9 +978,11 @@ class Outbox:
         if direct:
             self.last_direct = out
         else:
-            self.unconfirmed.append(out)
+            self._unconfirmed(out)
         if out[_TE]:
             unanswered = self.unanswered
+            if not isinstance(unanswered, list):
+                unanswered = self.unanswered = []
             unanswered.append((out[_SEQ], now))
             if len(unanswered) > _MAX_UNANSWERED:
                 del unanswered[0]  # bounded; a session never has this many in flight
@@ -955,8 +992,9 @@ class Outbox:
         """``count`` frames handed out (oldest first) were written to the socket."""
         unconfirmed = self.unconfirmed
         if count >= len(unconfirmed):
-            unconfirmed.clear()
+            self.unconfirmed = ()
             return
+        assert not isinstance(unconfirmed, tuple)  # not empty
         for _ in range(count):
             del unconfirmed[0]
 
@@ -965,7 +1003,7 @@ class Outbox:
         out, self.last_direct = self.last_direct, None
         if out is None:
             return
-        self.unconfirmed.append(out)
+        self._unconfirmed(out)
         self.unwritten(conn)
 
     def unwritten(self, conn: Connection | None) -> None:
@@ -977,7 +1015,7 @@ class Outbox:
         if not unconfirmed:
             return
         handed = list(unconfirmed)
-        unconfirmed.clear()
+        self.unconfirmed = ()
         # A frame no longer in the window was acknowledged while its write was pending:
         # the service has it, so it is not written again. Records are matched by their
         # submission number (unique per session), never by object identity: a runtime
@@ -997,7 +1035,7 @@ class Outbox:
         self._requeue(back)
         self.stats.frames_sent -= len(back)
 
-    def _requeue(self, records: list[_Rec]) -> None:
+    def _requeue(self, records: list[_Rec] | tuple[()]) -> None:
         if not records:
             return
         queue = list(records)
@@ -1008,8 +1046,8 @@ class Outbox:
     def discard(self) -> int:
         """The session is over: forget what was never written; returns how many frames."""
         n = len(self.pending) + len(self.unconfirmed)
-        self.pending.clear()
-        self.unconfirmed.clear()
+        self.pending = ()
+        self.unconfirmed = ()
         self.pending_bytes = 0
         return n
 
@@ -1072,8 +1110,11 @@ class Outbox:
         given, is the latest response lag). One model turn answers one user turn: when
         the service answers several at once, the later ones wait for the next answer or
         a handle (never the other way round, which would cover a turn not yet read)."""
-        if self.unanswered:
-            seq, written_at = self.unanswered.pop(0)
+        unanswered = self.unanswered
+        if unanswered:
+            seq, written_at = unanswered.pop(0)
+            if not unanswered:
+                self.unanswered = ()
             self.responded_seq = seq
             if now is not None:
                 self.response_lag = max(0.0, now - written_at)
@@ -1088,6 +1129,8 @@ class Outbox:
                 unanswered = self.unanswered
                 if entry in unanswered or out[_SEQ] <= self.responded_seq:
                     return
+                if not isinstance(unanswered, list):
+                    unanswered = self.unanswered = []
                 at = sum(1 for seq, _ in unanswered if seq < entry[0])
                 unanswered.insert(at, entry)
                 if len(unanswered) > _MAX_UNANSWERED:
@@ -1133,6 +1176,8 @@ class Outbox:
         assert conn is not None, "unsent bytes count on a connection"
         held = sum(len(out[_F]) for out in self.unconfirmed)
         probes = self.probes
+        if not isinstance(probes, list):
+            probes = self.probes = []
         probes.append((now, conn.bytes_out - held - unsent))
         while len(probes) > 1 and probes[1][0] <= cutoff:
             del probes[0]
@@ -1158,8 +1203,8 @@ class Outbox:
         """A connection opened: note its setup round trip; no response is awaited."""
         if setup_rtt is not None:
             self.max_setup_rtt = max(self.max_setup_rtt, setup_rtt)
-        self.unanswered.clear()  # what is re-sent is written (and awaited) again
-        self.probes.clear()  # offsets count per connection
+        self.unanswered = ()  # what is re-sent is written (and awaited) again
+        self.probes = ()  # offsets count per connection
 
     def requeue_window(self, stale_tool_ids: Collection[str]) -> None:
         """Put every written, uncovered frame back in front of the queue (re-send); a tool
@@ -1215,7 +1260,7 @@ class Outbox:
     def restore(self, state: OutboxState) -> None:
         """Take over ``state`` (from :meth:`snapshot`)."""
         self.seq = state.seq
-        self.pending = [_rec_of(s) for s in state.pending]
+        self.pending = [_rec_of(s) for s in state.pending] or ()
         self.pending_bytes = sum(len(o[_F]) for o in self.pending)
         window = [_rec_of(s) for s in state.window]
 
@@ -1225,16 +1270,16 @@ class Outbox:
         where = state.unconfirmed_in_window
         self.unconfirmed = [
             shared(s, where[i] if i < len(where) else -1) for i, s in enumerate(state.unconfirmed)
-        ]
+        ] or ()
         last = state.last_direct
         self.last_direct = None if last is None else shared(last, state.last_direct_in_window)
         self.window = window
         self.window_bytes = sum(len(o[_F]) for o in window)
         self.window_audio_s = state.window_audio_s
         self.window_video = sum(1 for o in window if o[_K] == _VIDEO)
-        self.seed = [_rec_of(s) for s in state.seed]
-        self.unanswered = [(q, t) for q, t in state.unanswered]
+        self.seed = [_rec_of(s) for s in state.seed] or ()
+        self.unanswered = [(q, t) for q, t in state.unanswered] or ()
         self.responded_seq = state.responded_seq
         self.max_setup_rtt = state.max_setup_rtt
-        self.probes = [(t, o) for t, o in state.probes]
+        self.probes = [(t, o) for t, o in state.probes] or ()
         self.response_lag = state.response_lag

@@ -68,6 +68,28 @@ def _discard(data: bytes) -> None:
 class PicowsTransport(WSListener):
     """One connection: picows listener and :class:`~gemini_live.transport.base.Transport`."""
 
+    # Slots: a Python subclass of picows' extension type would otherwise carry a real
+    # instance dict, one more object per connection for the garbage collector to walk.
+    __slots__ = (
+        "_close_timeout",
+        "_close_timer",
+        "_closing",
+        "_done",
+        "_drain_waiters",
+        "_fragments",
+        "_handler",
+        "_info",
+        "_loop",
+        "_max_size",
+        "_on_frame",
+        "_paused",
+        "_pending",
+        "_ping_outstanding",
+        "_reaper",
+        "_ws",
+        "writes_changed",
+    )
+
     _ws: WSTransport
 
     def __init__(
@@ -91,7 +113,9 @@ class PicowsTransport(WSListener):
         self._info: CloseInfo | None = None
         self._done: asyncio.Future[None] = loop.create_future()
         self._paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        #: ``()`` until a send waits for the buffer to drain (no list per connection for
+        #: the garbage collector to walk).
+        self._drain_waiters: list[asyncio.Future[None]] | tuple[()] = ()
         self._ping_outstanding = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -332,11 +356,14 @@ class PicowsTransport(WSListener):
 
     async def _drained(self) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()
-        self._drain_waiters.append(waiter)
+        waiters = self._drain_waiters
+        if not isinstance(waiters, list):
+            waiters = self._drain_waiters = []
+        waiters.append(waiter)
         try:
             await waiter
         finally:
-            self._drain_waiters.remove(waiter)
+            waiters.remove(waiter)
         if self._info is not None:
             raise TransportClosed(self._info)
 
