@@ -192,3 +192,151 @@ def test_bad_media_ms_is_refused(value: Any) -> None:
 def test_media_ms_defaults_to_100() -> None:
     bridge = TwilioBridge(lambda _c: None, insecure_no_signature=True)  # type: ignore[arg-type,return-value]
     assert bridge.media_ms == 100
+
+
+class _Refusing(Phone):
+    """A phone whose no-wait send refuses the messages numbered in ``refuse`` (counted
+    over every no-wait attempt): the bridge must send those the waiting way, in order."""
+
+    def __init__(self, refuse: set[int]) -> None:
+        super().__init__(nowait=True)
+        self.refuse = refuse
+        self.attempts = 0
+
+    def send_nowait(self, data: bytes | str) -> bool:
+        self.attempts += 1
+        if self.attempts in self.refuse:
+            return False
+        return super().send_nowait(data)
+
+
+async def _parked(call: _twilio._Call) -> None:
+    """Let the just-created pacer task take its first step (it waits for audio)."""
+    await asyncio.sleep(0)  # one loop iteration: the task's first step runs
+    assert call._parked
+
+
+async def test_whole_messages_due_at_once_go_out_from_the_event_itself() -> None:
+    # With media_ms=20 every frame is a whole message: sent before _events returns,
+    # through the no-wait send, without a wake-up of the pacer task.
+    async with pacing(media_ms=20) as (bridge, call, phone):
+        await _parked(call)
+        await call._events(ev.ModelAudio(data=REPLY))  # 40 ms: 1 whole frame (+ filter delay)
+        assert [m["event"] for m in phone.messages] == ["media"]
+        assert call._parked and not call._out_event.is_set()
+        await call._events(ev.ModelAudio(data=REPLY))
+        assert len(phone.media()) == 3 and call.info.media_out == 3
+        await call._events(ev.TurnComplete())  # the reply's last frame and its mark
+        assert phone.messages[-1]["event"] == "mark" and not call._queue
+        assert call._parked and not call._out_event.is_set()
+        assert not phone.via_send
+        await _played(bridge, call)
+
+
+async def test_short_messages_wait_for_the_rest_of_the_loop_iteration() -> None:
+    # Under media_ms a message could still grow: it goes at the point the pacer's
+    # wake-up would run (after the iteration's other events), from a callback.
+    async with pacing(media_ms=100) as (bridge, call, phone):
+        await _parked(call)
+        for _ in range(2):  # two chunks in one iteration: one message, as the pacer cuts
+            await call._events(ev.ModelAudio(data=REPLY))
+        assert not phone.messages
+        await asyncio.sleep(0)  # the next iteration
+        assert [len(m) for m in phone.media()] == [480]
+        assert call._parked and not call._out_event.is_set()
+        await call._events(ev.TurnComplete())
+        await _played(bridge, call)
+        assert call.info.sent_ms == {1: sum(len(m) for m in phone.media()) // 8}
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_sends_from_events_equal_the_pacers_messages(seed: int) -> None:
+    # Random chunk sizes, loop iterations, reply ends and barge-ins: the messages (their
+    # audio, cut, marks and clears) are the ones the pacer task alone sends (a server
+    # without the no-wait send). A large lead keeps real time out of it.
+    import random
+
+    rng = random.Random(seed)
+    script: list[tuple[str, int]] = []
+    for _ in range(60):
+        r = rng.random()
+        if r < 0.7:
+            script.append(("audio", rng.randrange(1, 120) * 2 * 24))  # 1-119 ms
+        elif r < 0.82:
+            script.append(("yield", 0))
+        elif r < 0.95:
+            script.append(("turn", 0))
+        else:
+            # A barge-in in a later loop iteration than the audio before it (in the same
+            # one, a whole message sent from the event went out first: one iteration
+            # earlier than the pacer task would, and Twilio drops it with the clear).
+            script += [("yield", 0), ("interrupt", 0)]
+    script.append(("turn", 0))
+    pcm = speech(3000, rate=24000)
+
+    async def run(nowait: bool, media_ms: int) -> tuple[list[Any], Any]:
+        async with pacing(nowait=nowait, media_ms=media_ms, lead_ms=600_000) as (
+            bridge,
+            call,
+            phone,
+        ):
+            await _parked(call)
+            at = 0
+            for kind, size in script:
+                if kind == "audio":
+                    chunk = pcm[at : at + size] or pcm[:size]
+                    at = (at + size) % len(pcm)
+                    await call._events(ev.ModelAudio(data=chunk))
+                elif kind == "yield":
+                    await asyncio.sleep(0)
+                elif kind == "turn":
+                    await call._events(ev.TurnComplete())
+                else:
+                    await call._events(ev.Interrupted())
+            await bridge.wait_until(lambda: not call._queue, within=10)
+            info = call.info
+            return phone.messages, (info.sent_ms, info.heard_ms, info.marks_sent)
+
+    for media_ms in (20, 100):
+        fast = await run(True, media_ms)
+        assert fast == await run(False, media_ms)
+        assert any(m["event"] == "media" for m in fast[0])
+
+
+async def test_a_message_the_no_wait_send_refuses_goes_the_waiting_way_in_order() -> None:
+    async with pacing(media_ms=20) as (bridge, call, phone):
+        reference_phone = phone
+        await _parked(call)
+        await _reply(call, 4)
+        await _played(bridge, call)
+    for refuse in ({1}, {2}, {3, 4}):
+        async with pacing(media_ms=20) as (bridge, call, _):
+            phone = _Refusing(refuse)
+            phone.call = call
+            call._send_nowait = phone.send_nowait
+            call._send = phone.send
+            await _parked(call)
+            await _reply(call, 4)
+            await _played(bridge, call)
+        assert phone.messages == reference_phone.messages
+        # Each refused message was sent again by the pacer task (no-wait once more, else
+        # the ASGI send: the case of two refusals in a row).
+        assert phone.attempts == len(phone.via_nowait) + len(refuse)
+        assert len(phone.via_send) == (refuse == {3, 4})
+
+
+async def test_a_held_message_is_dropped_by_a_barge_in() -> None:
+    async with pacing(media_ms=20) as (bridge, call, _):
+        phone = _Refusing({1})
+        phone.call = call
+        call._send_nowait = phone.send_nowait
+        call._send = phone.send
+        await _parked(call)
+        await call._events(ev.ModelAudio(data=REPLY))  # its one frame: refused, held
+        assert call._held is not None and not phone.messages
+        await call._events(ev.Interrupted())  # before the pacer took it
+        await call._events(ev.ModelAudio(data=REPLY))
+        await call._events(ev.TurnComplete())
+        await _played(bridge, call, reply=2)
+        events = [m["event"] for m in phone.messages]
+        assert events[0] == "clear" and call.info.sent_ms[1] == 0  # none of reply 1 went
