@@ -39,6 +39,7 @@ class Phone:
         self.call: _twilio._Call | None = None
         self.echo = True
         self.offer_nowait = nowait
+        self.pacer: asyncio.Task[None] | None = None  # the call's pacer task (pacing)
         self._changed = asyncio.Event()
 
     async def wait_for(self, predicate: Any, within: float = 10.0) -> None:
@@ -95,7 +96,7 @@ async def pacing(
     call = _twilio._Call(bridge, scope, phone.receive, phone.send)
     call.info.stream_sid = STREAM
     phone.call = call
-    pacer = asyncio.create_task(call._pacer())
+    pacer = phone.pacer = asyncio.create_task(call._pacer())
     try:
         yield bridge, call, phone
     finally:
@@ -340,3 +341,21 @@ async def test_a_held_message_is_dropped_by_a_barge_in() -> None:
         await _played(bridge, call, reply=2)
         events = [m["event"] for m in phone.messages]
         assert events[0] == "clear" and call.info.sent_ms[1] == 0  # none of reply 1 went
+
+
+async def test_an_error_in_the_deferred_send_ends_the_pacer_task() -> None:
+    # A short message goes from a loop callback; what goes wrong there comes out of the
+    # pacer task (the call ends on it), not out of the loop's exception handler.
+    async with pacing(media_ms=100) as (_bridge, call, phone):
+        await _parked(call)
+
+        def broken(data: bytes | str) -> bool:
+            raise RuntimeError("socket exploded")
+
+        call._send_nowait = broken
+        await call._events(ev.ModelAudio(data=REPLY))
+        assert phone.pacer is not None
+        async with asyncio.timeout(5):
+            with pytest.raises(RuntimeError, match="socket exploded"):
+                await phone.pacer
+        assert not phone.messages

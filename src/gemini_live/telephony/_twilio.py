@@ -701,6 +701,7 @@ class _Call(PeerSocket):
         self._play_at = -1.0
         self._parked = False
         self._due_soon = False
+        self._due_error: Exception | None = None  # raised by the pacer task
         self._held: tuple[str, _Segment | None, int, bool] | None = None
         self._media_head = ""
         self._mark_head = ""
@@ -1167,8 +1168,12 @@ class _Call(PeerSocket):
 
     def _send_due_soon(self) -> None:
         self._due_soon = False
-        if self._send_due(whole=False) is not _Due.SENT:
-            self._out_event.set()
+        try:
+            if self._send_due(whole=False) is _Due.SENT:
+                return
+        except Exception as exc:  # the call's tasks end on it, not the loop's handler
+            self._due_error = exc
+        self._out_event.set()
 
     def _send_due(self, *, whole: bool) -> _Due:
         """Send what the pacer would send now without waiting, through the server's
@@ -1209,6 +1214,10 @@ class _Call(PeerSocket):
         send = self.send_data
         event = self._out_event
         while True:
+            error = self._due_error
+            if error is not None:
+                self._due_error = None
+                raise error
             held = self._held
             if held is not None:  # what _send_due could not send at once, first
                 self._held = None
