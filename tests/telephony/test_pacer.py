@@ -359,3 +359,24 @@ async def test_an_error_in_the_deferred_send_ends_the_pacer_task() -> None:
             with pytest.raises(RuntimeError, match="socket exploded"):
                 await phone.pacer
         assert not phone.messages
+
+
+@pytest.mark.parametrize("sid_field", ["streamSid", "stream_id", 'odd"key%s'])
+async def test_pre_encoded_messages_are_the_json_encoders_bytes(sid_field: str) -> None:
+    # (The Telnyx bridge names the field its own way: a class attribute.)
+    async with pacing() as (_bridge, call, _phone):
+        call._sid_key = sid_field
+        call.info.stream_sid = 'MZ"\\é1'
+        name_before = call.info.marks_sent
+        text = call._mark_text(3, 240)
+        assert call.info.marks_sent == name_before + 1
+        (name,) = [k for k, v in call._marks.items() if v == (3, 240)]
+        sid = call.info.stream_sid
+        expected = {"event": "mark", sid_field: sid, "mark": {"name": name}}
+        assert text == _twilio._encode(expected).decode()
+        seg = _twilio._Segment(3, bytearray(b"\xff" * 200))
+        media, n, last = call._cut(seg)
+        payload = base64.b64encode(b"\xff" * 160).decode()
+        assert (n, last) == (1, False)
+        expected = {"event": "media", sid_field: sid, "media": {"payload": payload}}
+        assert media == _twilio._encode(expected).decode()
