@@ -701,6 +701,8 @@ class _Call(PeerSocket):
         self._play_at = -1.0
         self._parked = False
         self._due_soon = False
+        #: A whole ``media_ms`` message, in bytes of mu-law.
+        self._whole_bytes = bridge.media_ms // FRAME_MS * FRAME_BYTES
         self._due_error: Exception | None = None  # raised by the pacer task
         self._held: tuple[str, _Segment | None, int, bool] | None = None
         self._media_head = ""
@@ -1156,14 +1158,24 @@ class _Call(PeerSocket):
         messages at the same moments as the pacer's, without the task's wake-up."""
         if self._due_soon:
             return  # the callback is on its way and sends it all
-        if self._parked and self._held is None and not self._out_event.is_set():
-            due = self._send_due(whole=True)
-            if due is _Due.SENT:
-                return
-            if due is _Due.SHORT:
-                self._due_soon = True
-                asyncio.get_running_loop().call_soon(self._send_due_soon)
-                return
+        if (
+            self._parked
+            and self._held is None
+            and not self._out_event.is_set()
+            and self._send_nowait is not None
+            and not self._send_lock.locked()
+        ):
+            queue = self._queue
+            if queue and (queue[0].done or len(queue[0].data) >= self._whole_bytes):
+                due = self._send_due(whole=True)  # (else it would find a short message)
+                if due is _Due.SENT:
+                    return
+                if due is _Due.WAKE:
+                    self._out_event.set()
+                    return
+            self._due_soon = True
+            asyncio.get_running_loop().call_soon(self._send_due_soon)
+            return
         self._out_event.set()
 
     def _send_due_soon(self) -> None:
@@ -1185,13 +1197,12 @@ class _Call(PeerSocket):
             return _Due.WAKE
         now = asyncio.get_running_loop().time()
         lead = self.bridge.lead_ms / 1000
-        whole_size = self.bridge.media_ms // FRAME_MS * FRAME_BYTES
         while (seg := self._ready()) is not None:
             if self._play_at < now:
                 self._play_at = now  # a new run starts now
             if self._play_at - lead - now > 0:
                 return _Due.WAKE  # pacing: the pacer's timer
-            if whole and len(seg.data) < whole_size and not seg.done:
+            if whole and len(seg.data) < self._whole_bytes and not seg.done:
                 return _Due.SHORT
             text, n, last = self._cut(seg)
             if not nowait(text):
