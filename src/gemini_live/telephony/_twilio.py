@@ -703,6 +703,7 @@ class _Call(PeerSocket):
         self._due_soon = False
         #: A whole ``media_ms`` message, in bytes of mu-law.
         self._whole_bytes = bridge.media_ms // FRAME_MS * FRAME_BYTES
+        self._lead = bridge.lead_ms / 1000
         self._due_error: Exception | None = None  # raised by the pacer task
         self._held: tuple[str, _Segment | None, int, bool] | None = None
         self._media_head = ""
@@ -1165,6 +1166,10 @@ class _Call(PeerSocket):
             and self._send_nowait is not None
             and not self._send_lock.locked()
         ):
+            now = asyncio.get_running_loop().time()
+            if self._play_at - self._lead - now > 0:
+                self._out_event.set()  # not due yet: the pacer's timer, as before
+                return
             queue = self._queue
             if queue and (queue[0].done or len(queue[0].data) >= self._whole_bytes):
                 due = self._send_due(whole=True)  # (else it would find a short message)
@@ -1196,7 +1201,7 @@ class _Call(PeerSocket):
         if nowait is None or self.closed or self._send_lock.locked():
             return _Due.WAKE
         now = asyncio.get_running_loop().time()
-        lead = self.bridge.lead_ms / 1000
+        lead = self._lead
         while (seg := self._ready()) is not None:
             if self._play_at < now:
                 self._play_at = now  # a new run starts now
