@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import functools
 import hmac
 import itertools
@@ -63,7 +62,6 @@ logger = logging.getLogger("gemini_live.telephony")
 PHONE_RATE: Final = 8000
 FRAME_MS: Final = 20
 FRAME_BYTES: Final = PHONE_RATE * FRAME_MS // 1000  # one byte per mu-law sample
-_FRAME_S: Final = FRAME_MS / 1000
 #: The most audio one outbound ``media`` message may carry (``media_ms``).
 MAX_MEDIA_MS: Final = 1000
 #: The most caller audio one upstream write may carry (``upstream_ms``).
@@ -695,19 +693,6 @@ class _Call(PeerSocket):
         self._law: Literal["ulaw", "alaw"] = "ulaw"
         # mark name -> (reply, ms of that reply played once the mark comes back)
         self._marks: dict[str, tuple[int, int]] = {}
-        # The pacer's state, shared with the sends made from _events (_send_due): when
-        # the next frame is due to start playing at the caller, whether the pacer task
-        # waits for audio, the message it still has to send, the encoded message heads.
-        self._play_at = -1.0
-        self._parked = False
-        self._due_soon = False
-        #: A whole ``media_ms`` message, in bytes of mu-law.
-        self._whole_bytes = bridge.media_ms // FRAME_MS * FRAME_BYTES
-        self._lead = bridge.lead_ms / 1000
-        self._due_error: Exception | None = None  # raised by the pacer task
-        self._held: tuple[str, _Segment | None, int, bool] | None = None
-        self._media_head = ""
-        self._mark_head = ""
         #: The caller's audio on its way upstream (set with the session: _setup_input).
         self._upstream: _Upstream | None = None
 
@@ -1046,7 +1031,7 @@ class _Call(PeerSocket):
                 g711 = self._down.process_g711(data, self._law)
                 if g711:
                     queue[-1].data += g711
-                    self._kick()
+                    self._out_event.set()
             case ev.Interrupted():
                 info.interruptions += 1
                 upstream = self._upstream
@@ -1068,7 +1053,7 @@ class _Call(PeerSocket):
                     if tail:
                         queue[-1].data += self._encode_g711(tail)
                     queue[-1].done = True
-                    self._kick()
+                    self._out_event.set()
                 self.bridge._notify()
             case ev.Closed(code=code, reason=reason):
                 raise _Close(4502, f"upstream closed: {code} {reason}".strip())
@@ -1077,7 +1062,6 @@ class _Call(PeerSocket):
 
     async def _clear(self) -> None:
         self._queue.clear()
-        self._held = None  # not sent yet: it never will be (stale audio, or its mark)
         self._down.reset()
         self._generation += 1
         # Marks still out belong to audio Twilio now drops (it echoes them on clear).
@@ -1086,196 +1070,74 @@ class _Call(PeerSocket):
         await self._send_json({"event": "clear", self._sid_key: self.info.stream_sid})
         self.bridge._notify()
 
-    def _heads(self) -> None:
-        """The bytes msgspec would write for ``{"event": "media", sid: ..., "media":
-        {"payload": ...}}`` and ``{"event": "mark", sid: ..., "mark": {"name": ...}}`` up
-        to the payload / name, encoded once per call."""
-        sid = "," + _encode(self._sid_key).decode() + ":" + _encode(self.info.stream_sid).decode()
-        self._media_head = '{"event":"media"' + sid + ',"media":{"payload":"'
-        self._mark_head = '{"event":"mark"' + sid + ',"mark":{"name":"'
-
-    def _mark_text(self, reply: int, ms: int) -> str:
-        """Register a mark at ``ms`` of ``reply`` and return its message."""
-        name = f"r{reply}-{next(self._mark_names)}"  # no character JSON escapes
+    async def _send_mark(self, reply: int, ms: int) -> None:
+        name = f"r{reply}-{next(self._mark_names)}"
         self._marks[name] = (reply, ms)
         self.info.marks_sent += 1
-        if not self._mark_head:
-            self._heads()
-        return self._mark_head + name + '"}}'
-
-    def _ready(self) -> _Segment | None:
-        """The reply whose audio goes next when a message of it can go (a whole frame,
-        or the end of a finished reply); None while the pacer waits for audio."""
-        queue = self._queue
-        while queue:
-            seg = queue[0]
-            if len(seg.data) < FRAME_BYTES and not seg.done:
-                return None
-            if seg.data:
-                return seg
-            queue.popleft()  # done and fully sent
-        return None
-
-    def _cut(self, seg: _Segment) -> tuple[str, int, bool]:
-        """The next ``media`` message of ``seg`` (the whole frames at hand, at most
-        ``media_ms`` of them, or the reply's last partial frame padded with silence),
-        its frame count, and whether it ends the reply."""
-        data = seg.data
-        most = self.bridge.media_ms // FRAME_MS  # frames per message
-        n = min(len(data) // FRAME_BYTES, most) or 1
-        size = n * FRAME_BYTES
-        chunk = bytes(data[:size])
-        del data[:size]
-        if len(chunk) < size:
-            chunk += bytes([self._silence]) * (size - len(chunk))
-        if not self._media_head:
-            self._heads()
-        text = self._media_head + pybase64.b64encode_as_string(chunk) + '"}}'
-        return text, n, seg.done and not data
-
-    def _sent(self, seg: _Segment, n: int, last: bool) -> str | None:
-        """The bookkeeping after a ``media`` message of ``n`` frames went out; the mark
-        to send after it, if one is due: each ``mark_every_ms`` of the reply and its end."""
-        self._play_at += n * _FRAME_S
-        info = self.info
-        info.media_out += 1
-        before = info.sent_ms.get(seg.reply, 0)
-        sent = before + n * FRAME_MS
-        info.sent_ms[seg.reply] = sent
-        mark_every = max(1, self.bridge.mark_every_ms // FRAME_MS)  # in frames
-        mark = None
-        if last or sent // FRAME_MS // mark_every > before // FRAME_MS // mark_every:
-            mark = self._mark_text(seg.reply, sent)
-        if last and self._queue and self._queue[0] is seg:
-            self._queue.popleft()
-            self.bridge._notify()
-        return mark
-
-    def _kick(self) -> None:
-        """New audio for the pacer. While the pacer task waits for audio, what is due now
-        goes out from here (:meth:`_send_due`): whole ``media_ms`` messages and a reply's
-        last one at once, a shorter message (more audio may still come in this loop
-        iteration) from a callback at the point the pacer's wake-up would run. The same
-        messages at the same moments as the pacer's, without the task's wake-up."""
-        if self._due_soon:
-            return  # the callback is on its way and sends it all
-        if (
-            self._parked
-            and self._held is None
-            and not self._out_event.is_set()
-            and self._send_nowait is not None
-            and not self._send_lock.locked()
-        ):
-            now = asyncio.get_running_loop().time()
-            if self._play_at - self._lead - now > 0:
-                self._out_event.set()  # not due yet: the pacer's timer, as before
-                return
-            queue = self._queue
-            if queue and (queue[0].done or len(queue[0].data) >= self._whole_bytes):
-                due = self._send_due(whole=True)  # (else it would find a short message)
-                if due is _Due.SENT:
-                    return
-                if due is _Due.WAKE:
-                    self._out_event.set()
-                    return
-            self._due_soon = True
-            asyncio.get_running_loop().call_soon(self._send_due_soon)
-            return
-        self._out_event.set()
-
-    def _send_due_soon(self) -> None:
-        self._due_soon = False
-        try:
-            if self._send_due(whole=False) is _Due.SENT:
-                return
-        except Exception as exc:  # the call's tasks end on it, not the loop's handler
-            self._due_error = exc
-        self._out_event.set()
-
-    def _send_due(self, *, whole: bool) -> _Due:
-        """Send what the pacer would send now without waiting, through the server's
-        no-wait send (with ``whole``, only messages that more audio cannot change)."""
-        if not self._parked or self._out_event.is_set():
-            return _Due.WAKE  # the pacer runs or is woken already: the order is its to keep
-        nowait = self._send_nowait
-        if nowait is None or self.closed or self._send_lock.locked():
-            return _Due.WAKE
-        now = asyncio.get_running_loop().time()
-        lead = self._lead
-        while (seg := self._ready()) is not None:
-            if self._play_at < now:
-                self._play_at = now  # a new run starts now
-            if self._play_at - lead - now > 0:
-                return _Due.WAKE  # pacing: the pacer's timer
-            if whole and len(seg.data) < self._whole_bytes and not seg.done:
-                return _Due.SHORT
-            text, n, last = self._cut(seg)
-            if not nowait(text):
-                self._held = (text, seg, n, last)
-                return _Due.WAKE
-            mark = self._sent(seg, n, last)
-            if mark is not None and not nowait(mark):
-                self._held = (mark, None, 0, False)
-                return _Due.WAKE
-        return _Due.SENT
+        await self._send_json(
+            {"event": "mark", self._sid_key: self.info.stream_sid, "mark": {"name": name}}
+        )
 
     async def _pacer(self) -> None:
         """Send the replies' audio in real time, ``lead_ms`` ahead of the caller's ear:
         each ``media`` message carries the whole 20 ms frames at hand, at most
-        ``media_ms`` of them (one frame with the default). Audio that is due at once
-        when it arrives is sent from :meth:`_events` instead (:meth:`_send_due`) while
-        this task waits for audio."""
+        ``media_ms`` of them (one frame with the default)."""
         loop = asyncio.get_running_loop()
-        lead = self.bridge.lead_ms / 1000
+        info = self.info
+        bridge = self.bridge
+        frame_s = FRAME_MS / 1000
+        lead = bridge.lead_ms / 1000
+        mark_every = max(1, bridge.mark_every_ms // FRAME_MS)  # in frames
+        most = bridge.media_ms // FRAME_MS  # frames per message
+        queue = self._queue
         send = self.send_data
-        event = self._out_event
+        b64 = pybase64.b64encode_as_string
+        clock = -1.0  # when the next frame is due to start playing at the caller
+        # The bytes msgspec would write for {"event": "media", sid: ..., "media":
+        # {"payload": ...}}, with the constant head encoded once per call.
+        sid_key = _encode(self._sid_key).decode()
+        media_head = ""
         while True:
-            error = self._due_error
-            if error is not None:
-                self._due_error = None
-                raise error
-            held = self._held
-            if held is not None:  # what _send_due could not send at once, first
-                self._held = None
-                text, held_seg, n, last = held
-                await send(text)
-                if held_seg is not None:
-                    mark = self._sent(held_seg, n, last)
-                    if mark is not None:
-                        await send(mark)
+            seg = queue[0] if queue else None
+            if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
+                self._out_event.clear()
+                await self._out_event.wait()
                 continue
-            seg = self._ready()
-            if seg is None:
-                event.clear()
-                self._parked = True
-                try:
-                    await event.wait()
-                finally:
-                    self._parked = False
+            data = seg.data
+            if not data:  # done and fully sent
+                queue.popleft()
                 continue
-            text, n, last = self._cut(seg)
+            n = min(len(data) // FRAME_BYTES, most) or 1  # or the reply's last partial frame
+            size = n * FRAME_BYTES
+            chunk = bytes(data[:size])
+            del data[:size]
+            if len(chunk) < size:
+                chunk += bytes([self._silence]) * (size - len(chunk))
+            last = seg.done and not data
             generation = self._generation
             now = loop.time()
-            if self._play_at < now:
-                self._play_at = now  # a new run starts now
-            wait = self._play_at - lead - now
+            if clock < now:
+                clock = now  # a new run starts now
+            wait = clock - lead - now
             if wait > 0:
                 await asyncio.sleep(wait)  # pacing, not synchronisation
                 if generation != self._generation:
                     continue  # interrupted while waiting: this audio is stale
-            await send(text)
-            mark = self._sent(seg, n, last)
-            if mark is not None:
-                await send(mark)
-
-
-class _Due(enum.Enum):
-    """What :meth:`_Call._send_due` left: nothing, a message that may still grow, or
-    work for the pacer task."""
-
-    SENT = 1
-    SHORT = 2
-    WAKE = 3
+            if not media_head:
+                sid = _encode(info.stream_sid).decode()
+                media_head = '{"event":"media",' + sid_key + ":" + sid + ',"media":{"payload":"'
+            await send(media_head + b64(chunk) + '"}}')
+            clock += n * frame_s
+            info.media_out += 1
+            before = info.sent_ms.get(seg.reply, 0)
+            sent = before + n * FRAME_MS
+            info.sent_ms[seg.reply] = sent
+            # A mark after the message that reaches each mark_every_ms of the reply.
+            if last or sent // FRAME_MS // mark_every > before // FRAME_MS // mark_every:
+                await self._send_mark(seg.reply, sent)
+            if last and queue and queue[0] is seg:
+                queue.popleft()
+                self.bridge._notify()
 
 
 @dataclass
