@@ -7,6 +7,8 @@
     python -m bench.bridge_cost --media-ms 100       # up to 100 ms of audio per message
     python -m bench.bridge_cost --upstream-ms 20     # one upstream write per carrier frame
     python -m bench.bridge_cost --no-inline          # a server without gemini_live.on_message
+    python -m bench.bridge_cost --model-speed 4      # each turn's audio at 4x real time
+    python -m bench.bridge_cost --model-chunk-ms 120 # the model's audio in 120 ms chunks
 
 ``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
 loop with a **virtual clock**: the loop never blocks, it jumps to its next timer, so the
@@ -27,6 +29,12 @@ and, unless ``--no-inline``, the inbound extension (``gemini_live.on_message``) 
 library's server's rules, so the bridge's inline path is what is measured; the saving
 the real server makes on top (no ASGI message dict, no queue) is not in these counts
 (``bench.density`` measures through uvicorn's protocol).
+
+The model is paced in real time by default (each 40 ms chunk when its audio would start
+playing: the worst case for batching). The Live API sends its audio faster than real
+time: ``--model-speed S`` delivers each turn's chunks ``S`` times faster than they play
+(the turns still start a second apart, so a call gets the same audio per second) and
+``--model-chunk-ms N`` makes the chunks ``N`` ms long (one turn is a second of audio).
 
 ``--callgrind`` runs the measuring process under ``valgrind --tool=callgrind`` with the
 same window markers as ``bench.instructions`` (``os.getppid()`` before the window,
@@ -54,6 +62,7 @@ SID: Final = "MZ" + "0" * 32
 FRAME_S: Final = 0.020
 REPLY_S: Final = 0.040  # one model reply chunk
 REPLIES_PER_TURN: Final = 25
+TURN_S: Final = REPLY_S * REPLIES_PER_TURN  # one model turn's audio
 
 
 # -- a loop with a virtual clock ------------------------------------------------------------
@@ -225,6 +234,8 @@ async def _one_call(
     seconds: float,
     totals: dict[str, int],
     inline: bool = True,
+    model_speed: float = 1.0,
+    model_chunk_ms: int = 40,
 ) -> None:
     from gemini_live import _bridge
     from gemini_live import events as ev
@@ -266,12 +277,18 @@ async def _one_call(
     async def model() -> None:
         chunk = ev.ModelAudio(data=reply)
         done = ev.TurnComplete()
-        for k in range(int(seconds / REPLY_S)):
-            delay = start + 0.1 + k * REPLY_S - loop.time()
+        chunk_s = model_chunk_ms / 1000
+        per_turn = max(1, round(TURN_S / chunk_s))
+        for k in range(int(seconds / chunk_s)):
+            # Turns a second apart; within one, chunks model_speed times faster than
+            # they play (1: each when its audio would start playing).
+            turn, j = divmod(k, per_turn)
+            at = start + 0.1 + turn * per_turn * chunk_s + j * chunk_s / model_speed
+            delay = at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the model's replies (virtual time)
             await call._events(chunk)
-            if k % REPLIES_PER_TURN == REPLIES_PER_TURN - 1:
+            if j == per_turn - 1:
                 await call._events(done)
 
     model_task = asyncio.create_task(model())
@@ -300,6 +317,8 @@ async def workload(
     media_ms: int | None = None,
     inline: bool = True,
     upstream_ms: int | None = None,
+    model_speed: float = 1.0,
+    model_chunk_ms: int = 40,
 ) -> dict[str, Any]:
     from gemini_live.audio import resample
     from gemini_live.telephony import TwilioBridge
@@ -319,7 +338,7 @@ async def workload(
         **extra,
     )
     frames = _caller_frames()
-    reply = resample(_tone(16000, int(REPLY_S * 1000)), 16000, 24000)
+    reply = resample(_tone(16000, model_chunk_ms), 16000, 24000)
     keys = ("media_out", "media_messages", "marks", "upstream_bytes", "upstream_chunks", "inline")
     totals = dict.fromkeys(keys, 0)
     loop = asyncio.get_running_loop()
@@ -338,7 +357,16 @@ async def workload(
     mark_task = asyncio.create_task(marks())
     await asyncio.gather(
         *(
-            _one_call(bridge, frames, reply, warmup + seconds + 0.5, totals, inline)
+            _one_call(
+                bridge,
+                frames,
+                reply,
+                warmup + seconds + 0.5,
+                totals,
+                inline,
+                model_speed,
+                model_chunk_ms,
+            )
             for _ in range(calls)
         )
     )
@@ -349,6 +377,8 @@ async def workload(
         "input_rate": input_rate,
         "media_ms": media_ms,
         "upstream_ms": upstream_ms,
+        "model_speed": model_speed,
+        "model_chunk_ms": model_chunk_ms,
         "window_call_seconds": calls * seconds,
         "cpu_s": window["cpu"],
         "per_call_second": {k: round(v / (calls * total_s), 1) for k, v in totals.items()},
@@ -364,6 +394,8 @@ def run(
     media_ms: int | None = None,
     inline: bool = True,
     upstream_ms: int | None = None,
+    model_speed: float = 1.0,
+    model_chunk_ms: int = 40,
 ) -> Any:
     from gemini_live import _bridge
     from gemini_live.telephony import _twilio
@@ -382,7 +414,17 @@ def run(
 
         prof = cProfile.Profile()
     try:
-        coro = workload(calls, seconds, warmup, input_rate, media_ms, inline, upstream_ms)
+        coro = workload(
+            calls,
+            seconds,
+            warmup,
+            input_rate,
+            media_ms,
+            inline,
+            upstream_ms,
+            model_speed,
+            model_chunk_ms,
+        )
         if prof is not None:
             prof.enable()
         result = loop.run_until_complete(coro)
@@ -405,6 +447,8 @@ def callgrind(
     media_ms: int | None = None,
     inline: bool = True,
     upstream_ms: int | None = None,
+    model_speed: float = 1.0,
+    model_chunk_ms: int = 40,
 ) -> int:
     """Instructions of the window, counted by callgrind in a child process (the runner
     of the W1 gate, :func:`bench.instructions.callgrind`)."""
@@ -419,6 +463,10 @@ def callgrind(
         args.append("--no-inline")
     if upstream_ms is not None:
         args += ["--upstream-ms", str(upstream_ms)]
+    model = ""
+    if model_speed != 1.0 or model_chunk_ms != 40:
+        args += ["--model-speed", str(model_speed), "--model-chunk-ms", str(model_chunk_ms)]
+        model = f".model{model_speed:g}x{model_chunk_ms}"
     try:
         ir, _ = run_callgrind(
             "bench.bridge_cost",
@@ -426,7 +474,7 @@ def callgrind(
             "bridge_cost",
             keep_as=(
                 f"callgrind.bridge.{input_rate}.{media_ms or 'default'}.{int(inline)}"
-                f".{upstream_ms or 'default'}.out"
+                f".{upstream_ms or 'default'}{model}.out"
             ),
             timeout=1800,
         )
@@ -448,19 +496,42 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="a server without the inbound extension (every message the ASGI way)",
     )
+    p.add_argument(
+        "--model-speed",
+        type=float,
+        default=1.0,
+        help="each turn's audio this many times faster than real time (default 1: paced)",
+    )
+    p.add_argument(
+        "--model-chunk-ms", type=int, default=40, help="the model's audio chunks (ms, default 40)"
+    )
     p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the run into FILE")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if not args.model_speed >= 1.0:
+        p.error("--model-speed must be at least 1 (real time)")
+    if not 10 <= args.model_chunk_ms <= 1000:
+        p.error("--model-chunk-ms must be between 10 and 1000")
     rate: int = args.input_rate if args.input_rate is not None else _default_input_rate()
     if args.callgrind:
         inline = not args.no_inline
         ir = callgrind(
-            args.calls, args.seconds, args.warmup, rate, args.media_ms, inline, args.upstream_ms
+            args.calls,
+            args.seconds,
+            args.warmup,
+            rate,
+            args.media_ms,
+            inline,
+            args.upstream_ms,
+            args.model_speed,
+            args.model_chunk_ms,
         )
         per = ir / (args.calls * args.seconds)
         out = {"input_rate": rate, "media_ms": args.media_ms, "inline": inline}
         out["upstream_ms"] = args.upstream_ms
+        if args.model_speed != 1.0 or args.model_chunk_ms != 40:
+            out |= {"model_speed": args.model_speed, "model_chunk_ms": args.model_chunk_ms}
         print(json.dumps(out | {"instructions_per_call_second": round(per)}))
         return 0
     result = run(
@@ -472,6 +543,8 @@ def main(argv: list[str]) -> int:
         args.media_ms,
         not args.no_inline,
         args.upstream_ms,
+        args.model_speed,
+        args.model_chunk_ms,
     )
     print(("RESULT " if args.child else "") + json.dumps(result))
     return 0

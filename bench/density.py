@@ -31,6 +31,10 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 * ``bridge-up20``: the bridge writing each 20 ms carrier frame upstream at once
   (``upstream_ms=20``, the behaviour before 40 ms writes became the default):
   ``--interleave`` with ``bridge`` compares the two.
+* ``bridge-fast``: the bridge against the server's ``w2f`` workload: the model's audio
+  in turns delivered 4x faster than real time (as the Live API sends it), with ``w2t``'s
+  pauses, instead of ``w2``'s real-time 40 ms chunks (the worst case for batching):
+  ``--interleave`` with ``bridge`` compares the two regimes.
 
 **Density**: for each kind, N grows over ``--levels`` (with ``--interleave`` level by
 level, every kind at each, so slow drifts of a shared machine hit all alike) until the
@@ -91,7 +95,16 @@ from gemini_live import events as ev
 from gemini_live._bridge import ON_MESSAGE_EXTENSION, SEND_NOWAIT_EXTENSION
 from gemini_live.audio import pcm16_to_ulaw, resample
 
-KINDS: Final = ("floor", "relay", "relay-20", "relay-asgi", "bridge", "bridge-asgi", "bridge-up20")
+KINDS: Final = (
+    "floor",
+    "relay",
+    "relay-20",
+    "relay-asgi",
+    "bridge",
+    "bridge-asgi",
+    "bridge-up20",
+    "bridge-fast",
+)
 RATE: Final = 16000
 FRAME_MS: Final = 20
 #: The frames the relay's synthetic browsers send (``--page-ms``): the page's 40 ms.
@@ -110,6 +123,7 @@ AUDIO_HZ: Final = {
     "bridge": 50.0,
     "bridge-asgi": 50.0,
     "bridge-up20": 50.0,
+    "bridge-fast": 50.0,
     "floor": 25.0,
 }
 AUTH_TOKEN: Final = "bench-auth-token"  # the bridge's upgrade is signed as Twilio signs it
@@ -718,7 +732,7 @@ async def measure(
                     mgr.shutdown()
                     window = await window_task
                 due = n * AUDIO_HZ[kind] * float(res.get("window_s", seconds))
-                if workload == "w2t":
+                if workload in ("w2t", "w2f"):
                     due *= W2_TURN_EVERY / (W2_TURN_EVERY + W2T_PAUSE)  # the pauses
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
@@ -954,6 +968,12 @@ async def delivery(events: int = 20_000, rounds: int = 5) -> dict[str, Any]:
 # -- the runs ---------------------------------------------------------------------------
 
 
+def _ramp_workload(kind: str) -> str:
+    """The server's workload for a density level of ``kind``: ``w2`` (the model talks all
+    the time, in real time), ``w2f`` for ``bridge-fast`` (turns 4x faster than real time)."""
+    return "w2f" if kind == "bridge-fast" else "w2"
+
+
 async def density(
     kinds: list[str],
     levels: dict[str, list[int]],
@@ -979,7 +999,7 @@ async def density(
         if kind in stopped:
             continue
         try:
-            row = await measure(kind, n, seconds)
+            row = await measure(kind, n, seconds, workload=_ramp_workload(kind))
         except Exception as exc:  # a level that cannot even run is out of real time
             row = {"kind": kind, "n": n, "real_time": False, "error": repr(exc)[:200]}
         rows.append(row)
@@ -995,7 +1015,7 @@ async def loaded(kinds: list[str], loads: list[float], n: int, seconds: float) -
         # The bridge is timed turn by turn: with a model talking without a pause, every
         # reply would queue behind the previous one's real-time playout, which is the
         # bench's doing, not the bridge's.
-        workload = "w2t" if kind.startswith("bridge") else "w2"
+        workload = "w2f" if kind == "bridge-fast" else "w2t" if kind.startswith("bridge") else "w2"
         for u in loads:
             row = await measure(kind, n, seconds, load=u, workload=workload)
             row["load_pct"] = u
@@ -1084,6 +1104,7 @@ def tables(results: dict[str, Any]) -> str:
                 "bridge": "bridge (twilio)",
                 "bridge-asgi": "bridge (twilio, ASGI inbound)",
                 "bridge-up20": "bridge (twilio, 20 ms upstream writes)",
+                "bridge-fast": "bridge (twilio, model 4x real time)",
             }[r["kind"]]
             sock = (
                 "n/a"
@@ -1152,7 +1173,8 @@ async def main(argv: list[str]) -> int:
         "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
     levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-20", "relay-asgi")}
-    levels["bridge"] = levels["bridge-asgi"] = levels["bridge-up20"] = _ints(args.bridge_levels)
+    for k in ("bridge", "bridge-asgi", "bridge-up20", "bridge-fast"):
+        levels[k] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
         results["density"] = await density(
             kinds, levels, args.seconds, args.stop_lag, interleave=args.interleave

@@ -30,6 +30,11 @@ Live path is accepted and means ``w1``):
   (400 ms) after every ``turnComplete``, as a model answers a caller, so each reply starts
   with nothing of the previous one still being played out (what ``bench.density`` times
   the bridge with).
+* ``w2f`` (turn by turn, faster than real time): ``w2t``'s turns, replies and pauses on
+  the same 1.4 s cycle, but each turn's 25 replies go out ``W2F_SPEED`` (4) per tick of
+  the session's phase (4x real time, as the Live API sends audio faster than it plays),
+  then the session is quiet for the rest of the cycle: the same audio per second as
+  ``w2t`` in bursts (``bench.density``'s ``bridge-fast`` kind).
 * Any client ``realtimeInput.text`` equal to ``bench:goaway`` is answered with
   ``goAway{timeLeft: "1s"}``; the server closes that connection 1 s later if it is still
   open.
@@ -66,6 +71,10 @@ from bench.common import (
 _PHASES = 8
 #: ``w2t``: reply slots of silence after each turn (10 x 40 ms).
 W2T_PAUSE = 10
+#: ``w2f``: replies per tick of a session's phase (times real time).
+W2F_SPEED = 4
+#: ``w2f``: quiet ticks after a turn, so a turn's cycle is as long as ``w2t``'s.
+W2F_PAUSE = W2_TURN_EVERY + W2T_PAUSE - -(-W2_TURN_EVERY // W2F_SPEED)
 _TICK = 1.0 / (W2_REPLY_HZ * _PHASES)  # 5 ms
 _GOAWAY_BYTES = GOAWAY_TRIGGER.encode()
 _handle_ids = itertools.count(1)
@@ -75,7 +84,7 @@ def workload_of(path: str | bytes) -> str:
     if isinstance(path, bytes):
         path = path.decode("latin-1")
     for part in path.split("/"):
-        if part in ("w1", "w2", "w2t", "w3"):
+        if part in ("w1", "w2", "w2t", "w2f", "w3"):
             return part
     return "w1"
 
@@ -136,7 +145,7 @@ class Conn:
         head = bytes(data[:48])
         if b'"audio"' in head:
             self.audio_in += 1
-            if self.workload in ("w2", "w2t"):
+            if self.workload in ("w2", "w2t", "w2f"):
                 if self.audio_in == 1:
                     srv.add_paced(self)  # the model starts talking once the user does
             else:
@@ -256,15 +265,19 @@ class BenchServer:
                 if conn.quiet:
                     conn.quiet -= 1
                     continue
-                conn.replies += 1
-                i = conn.replies % W2_TURN_EVERY
-                if i == 1:
-                    conn.send(frames.input_transcript)
-                conn.send(frames.w2_frame(monotonic()))
-                if i == 0:
-                    conn.send(frames.turn)
-                    if conn.workload == "w2t":
-                        conn.quiet = W2T_PAUSE  # the pause between turns
+                for _ in range(W2F_SPEED if conn.workload == "w2f" else 1):
+                    conn.replies += 1
+                    i = conn.replies % W2_TURN_EVERY
+                    if i == 1:
+                        conn.send(frames.input_transcript)
+                    conn.send(frames.w2_frame(monotonic()))
+                    if i == 0:
+                        conn.send(frames.turn)
+                        if conn.workload == "w2t":
+                            conn.quiet = W2T_PAUSE  # the pause between turns
+                        elif conn.workload == "w2f":
+                            conn.quiet = W2F_PAUSE  # the rest of the turn's cycle
+                        break
 
     # -- control ----------------------------------------------------------------------
 

@@ -320,3 +320,65 @@ def test_bench_density_gc_watch_counts_collections_and_the_lag_they_caused() -> 
     assert report["loop_lag_over_limit"] == 2
     assert report["loop_lag_over_limit_in_gc"] == 1
     assert report["loop_lag_top"][:2] == [42.0, 30.0]
+
+
+def test_bench_bridge_cost_model_faster_than_real_time() -> None:
+    """--model-speed: each turn's audio arrives 4x faster than it plays (the Live API's
+    way); the caller still gets every 20 ms frame in real time, in fuller messages."""
+    from bench import bridge_cost
+
+    paced = bridge_cost.run(calls=2, seconds=2.0, warmup=0.5, input_rate=8000, profile=None)
+    fast = bridge_cost.run(
+        calls=2, seconds=2.0, warmup=0.5, input_rate=8000, profile=None, model_speed=4.0
+    )
+    p, f = paced["per_call_second"], fast["per_call_second"]
+    assert fast["model_speed"] == 4.0 and fast["model_chunk_ms"] == 40
+    assert 45 <= f["media_out"] <= 50 and f["media_out"] == pytest.approx(p["media_out"], abs=2)
+    assert 4 <= f["marks"] <= 6
+    # Paced 40 ms chunks go out as they come (2 frames a message); bursts fill media_ms.
+    assert p["media_messages"] >= 23 and f["media_messages"] <= 15
+    for bad in (["--model-speed", "0.5"], ["--model-chunk-ms", "5"]):
+        with pytest.raises(SystemExit):
+            bridge_cost.main(bad)
+
+
+async def test_bench_server_w2f_sends_each_turn_in_bursts_on_w2ts_cycle() -> None:
+    """The ``w2f`` workload: a turn's 25 replies go W2F_SPEED per tick of the session's
+    phase, then the session is quiet until the turn's ``w2t`` cycle (35 slots) ends."""
+    import asyncio
+
+    from bench.common import W2_TURN_EVERY
+    from bench.server import W2F_PAUSE, W2F_SPEED, W2T_PAUSE, BenchServer, Conn, workload_of
+
+    assert workload_of("/bench/w2f") == "w2f"
+    server = BenchServer(pace_scale=0.2)  # 1 ms ticks
+    audio_ticks: list[int] = []
+    turn_ticks: list[int] = []
+    done = asyncio.Event()
+
+    def send(data: bytes) -> None:
+        if data == server.frames.turn:
+            turn_ticks.append(server.ticks)
+            if len(turn_ticks) == 2:
+                done.set()
+        elif b'"inlineData"' in data:
+            audio_ticks.append(server.ticks)
+
+    conn = Conn(server, "w2f", send, lambda: None)
+    conn.setup_done = True
+    server.add_paced(conn)
+    try:
+        async with asyncio.timeout(30):
+            await done.wait()
+    finally:
+        server.remove_paced(conn)
+        assert server._ticker is not None
+        server._ticker.cancel()
+    first = audio_ticks[:W2_TURN_EVERY]
+    slots = sorted(set(first))
+    assert len(slots) == -(-W2_TURN_EVERY // W2F_SPEED)  # 7 ticks of the phase
+    assert all(first.count(t) <= W2F_SPEED for t in slots)
+    # The next turn starts a whole w2t cycle (25 + 10 slots of 8 ticks) after the first.
+    period = (W2_TURN_EVERY + W2T_PAUSE) * 8
+    assert audio_ticks[W2_TURN_EVERY] - first[0] == period
+    assert W2_TURN_EVERY + W2T_PAUSE - len(slots) == W2F_PAUSE
