@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,25 @@ sys.path.insert(0, str(ROOT))
 from bench.common import FRAMINGS, OUT_CHUNK_BYTES, PCM_OUT, Frames  # noqa: E402
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
+
+
+def _bench_results(*args: str) -> list[dict[str, Any]]:
+    """``python -m <args>`` from the repository root: the rows it printed as ``RESULT``
+    lines (it must exit 0 within 100 s)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return [
+        json.loads(x.removeprefix("RESULT "))
+        for x in proc.stdout.splitlines()
+        if x.startswith("RESULT ")
+    ]
 
 
 def test_bench_smoke_runs_every_workload(tmp_path: Path) -> None:
@@ -208,37 +228,14 @@ def test_w3_import_time_loads_cached_bytecode_whatever_the_environment(tmp_path:
 
 
 def test_bench_memory_runs_and_the_handle_empties_the_window() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.memory", "--sessions", "5", "--turns", "2", "--chunks", "10"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    row = json.loads(line.removeprefix("RESULT "))
+    (row,) = _bench_results("bench.memory", "--sessions", "5", "--turns", "2", "--chunks", "10")
     assert row["sessions"] == 5
     assert row["mid_turn_window_records"] == 10  # the user turn, kept until a handle
     assert row["after_handle_window_records"] == 0  # the handle covered it
 
 
 def test_bench_memory_tracked_counts_objects_per_session() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.memory", "--tracked", "--sessions", "4", "--chunks", "5"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = [
-        json.loads(x.removeprefix("RESULT "))
-        for x in proc.stdout.splitlines()
-        if x.startswith("RESULT ")
-    ]
+    rows = _bench_results("bench.memory", "--tracked", "--sessions", "4", "--chunks", "5")
     assert [r["client"] for r in rows] == ["gemini-live-picows-cb", "ideal-cb"]
     # One connection object per session, counted by its type.
     own = {
@@ -252,28 +249,16 @@ def test_bench_memory_tracked_counts_objects_per_session() -> None:
 
 
 def test_bench_memory_w2_gc_counts_collections_in_a_w2_window() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.memory",
-            "--w2-gc",
-            "--sessions",
-            "3",
-            "--slowdown",
-            "2",
-            "--clients",
-            "gemini-live-picows-cb",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
+    (row,) = _bench_results(
+        "bench.memory",
+        "--w2-gc",
+        "--sessions",
+        "3",
+        "--slowdown",
+        "2",
+        "--clients",
+        "gemini-live-picows-cb",
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    row = json.loads(line.removeprefix("RESULT "))
     assert row["client"] == "gemini-live-picows-cb" and row["sessions"] == 3
     assert row["messages"] > 0 and len(row["collections"]) == 3 and len(row["gc_ms"]) == 3
 
