@@ -22,38 +22,35 @@ from bench.common import FRAMINGS, OUT_CHUNK_BYTES, PCM_OUT, Frames  # noqa: E40
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
 
 
-def _bench_results(*args: str) -> list[dict[str, Any]]:
-    """``python -m <args>`` from the repository root: the rows it printed as ``RESULT``
-    lines (it must exit 0 within 100 s)."""
+def _bench(*args: str, timeout: float = 100) -> str:
+    """``python -m <args>`` from the repository root; what it printed (it must exit 0
+    within ``timeout`` seconds)."""
     proc = subprocess.run(
         [sys.executable, "-m", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _bench_results(*args: str) -> list[dict[str, Any]]:
+    """:func:`_bench`: the rows it printed as ``RESULT`` lines."""
     return [
         json.loads(x.removeprefix("RESULT "))
-        for x in proc.stdout.splitlines()
+        for x in _bench(*args).splitlines()
         if x.startswith("RESULT ")
     ]
 
 
 def test_bench_smoke_runs_every_workload(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--no-plot", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    stdout = _bench("bench", "--smoke", "--no-plot", "--out", str(out))
     for title in ("W1", "W2", "W3", "Scale-out"):
-        assert title in proc.stdout
+        assert title in stdout
     data = json.loads(out.read_text())
     rows = data["w1"]["summary"]
     # Every client ran every regime without failing (numbers are reported, never asserted).
@@ -73,7 +70,7 @@ def test_bench_smoke_runs_every_workload(tmp_path: Path) -> None:
         if "error" not in r and "skipped" not in r:
             assert r["pre_collect_ms"] >= 0 and r["gc_tracked"] > 0
             assert r["invol_switches_per_msg"] >= 0 and r["minflt_per_msg"] >= 0
-    assert "full GC before ms" in proc.stdout
+    assert "full GC before ms" in stdout
     assert all("error" not in r for r in data["scale"]["runs"])
 
 
@@ -114,36 +111,27 @@ def test_bench_w1_turn_mixes_every_frame_kind() -> None:
 def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
     """bench.density: a tiny density level of each kind and one loaded latency row each."""
     out = tmp_path / "density.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.density",
-            "--levels",
-            "3",
-            "--bridge-levels",
-            "2",
-            "--load",
-            "50",
-            "--load-n",
-            "2",
-            # A turn of the bridge's loaded workload lasts ~1.4 s (25 replies, a 400 ms
-            # pause): a 2 s window holds at least one reply start per call.
-            "--seconds",
-            "2",
-            "--delivery",
-            "2000",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    stdout = _bench(
+        "bench.density",
+        "--levels",
+        "3",
+        "--bridge-levels",
+        "2",
+        "--load",
+        "50",
+        "--load-n",
+        "2",
+        # A turn of the bridge's loaded workload lasts ~1.4 s (25 replies, a 400 ms
+        # pause): a 2 s window holds at least one reply start per call.
+        "--seconds",
+        "2",
+        "--delivery",
+        "2000",
+        "--json",
+        str(out),
         timeout=110,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "| kind | N |" in proc.stdout and "frame -> event" in proc.stdout
+    assert "| kind | N |" in stdout and "frame -> event" in stdout
     data = json.loads(out.read_text())
     kinds = ("floor", "relay", "bridge")
     # Every kind ran and its events were timed (numbers are reported, never asserted).
@@ -160,7 +148,7 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
             and r["server_cpu_pct"] >= 0
         )
     assert all(r["clients_cpu_pct"] >= 0 for r in data["density"] if r["kind"] != "floor")
-    assert "collections gen 0 / 1 / 2" in proc.stdout
+    assert "collections gen 0 / 1 / 2" in stdout
     loaded = {r["kind"]: r for r in data["load"]}
     assert set(loaded) == set(kinds)
     assert all(r["events"] > 0 and r["burner_pct"] > 0 for r in loaded.values())
@@ -173,32 +161,23 @@ def test_bench_density_profile_counts_system_calls_per_browser_second(tmp_path: 
     """``--profile`` prints the system calls per connection-second; through the relay a
     reply's audio and transcript leave in one write and the socket is not paused and
     resumed around every inbound frame (numbers of one tiny run: bounds, not values)."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.density",
-            "--kinds",
-            "relay",
-            "--levels",
-            "3",
-            "--load",
-            "",
-            "--seconds",
-            "2",
-            "--delivery",
-            "0",
-            "--profile",
-            str(tmp_path / "relay.prof"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    stdout = _bench(
+        "bench.density",
+        "--kinds",
+        "relay",
+        "--levels",
+        "3",
+        "--load",
+        "",
+        "--seconds",
+        "2",
+        "--delivery",
+        "0",
+        "--profile",
+        str(tmp_path / "relay.prof"),
         timeout=110,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith('{"per_connection_second"'))
+    line = next(x for x in stdout.splitlines() if x.startswith('{"per_connection_second"'))
     counts = json.loads(line)["per_connection_second"]
     # 50 upstream chunks a second per browser; 25 replies of audio + transcript down.
     assert counts["upstream writes"] > 20 and counts["system calls"] > 0

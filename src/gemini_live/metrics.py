@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -276,6 +276,13 @@ def _max_turns(max_turns: int | None) -> int | None:
     return max_turns
 
 
+def _first_turns(meter: UsageMeter | LatencyTracker) -> deque[Any]:
+    """A meter's ``turns`` deque, made at its first use (bounded by ``max_turns``)."""
+    turns: deque[Any] = deque(maxlen=meter._max_turns)
+    meter._turns = turns
+    return turns
+
+
 class UsageMeter:
     """Per-turn and session token totals from cumulative ``usageMetadata`` snapshots.
 
@@ -322,9 +329,7 @@ class UsageMeter:
         """The last ``max_turns`` turns, oldest first (made at the first use: an idle
         session's meter holds no deque)."""
         turns = self._turns
-        if turns is None:
-            turns = self._turns = deque(maxlen=self._max_turns)
-        return turns
+        return turns if turns is not None else _first_turns(self)
 
     @turns.setter
     def turns(self, turns: deque[TurnUsage]) -> None:
@@ -549,9 +554,7 @@ class LatencyTracker:
         """The last ``max_turns`` turns, oldest first (made at the first use: an idle
         session's meter holds no deque)."""
         turns = self._turns
-        if turns is None:
-            turns = self._turns = deque(maxlen=self._max_turns)
-        return turns
+        return turns if turns is not None else _first_turns(self)
 
     @turns.setter
     def turns(self, turns: deque[TurnLatency]) -> None:

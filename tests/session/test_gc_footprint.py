@@ -34,7 +34,12 @@ async def _served(session: gl.Session) -> None:
     async with asyncio.timeout(5):
         first = await session.next_event()
     assert isinstance(first, gl.events.SetupComplete)
-    await asyncio.sleep(0)  # the runner takes up its wait
+    connector = session._connector
+    for _ in range(100):  # loop steps until the runner takes up its wait (no time passes)
+        if connector._wake is not None and not connector._wake.done():
+            break
+        await asyncio.sleep(0)
+    assert connector._wake is not None and not connector._wake.done()
 
 
 async def test_a_served_session_waits_on_one_future_and_keeps_no_setup_futures(

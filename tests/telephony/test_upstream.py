@@ -201,6 +201,19 @@ async def test_turn_edges_see_the_same_audio_before_them() -> None:
             assert len(pcm) >= 640
 
 
+def _held_call(session: _Session, send: Any) -> tuple[_twilio._Call, _twilio._Upstream]:
+    """A call (server turn detection) writing to ``session``, its upstream buffer, and
+    ``send`` for what goes to the carrier: for the barge-in tests."""
+    bridge = TwilioBridge(fake_config(None), insecure_no_signature=True, turn_detection="server")  # type: ignore[arg-type]
+    scope = {"type": "websocket", "headers": [], "query_string": b""}
+    call = _twilio._Call(bridge, scope, None, send)  # type: ignore[arg-type]
+    call._setup_input(session)
+    call.session = session  # type: ignore[assignment]
+    upstream = call._upstream
+    assert upstream is not None
+    return call, upstream
+
+
 async def test_barge_in_sends_the_held_frame_first() -> None:
     frames = _frames(1)
     session = _Session()
@@ -209,13 +222,7 @@ async def test_barge_in_sends_the_held_frame_first() -> None:
     async def send(message: Any) -> None:
         sent.append(message.get("text", ""))
 
-    bridge = TwilioBridge(fake_config(None), insecure_no_signature=True, turn_detection="server")  # type: ignore[arg-type]
-    scope = {"type": "websocket", "headers": [], "query_string": b""}
-    call = _twilio._Call(bridge, scope, None, send)  # type: ignore[arg-type]
-    call._setup_input(session)
-    call.session = session  # type: ignore[assignment]
-    upstream = call._upstream
-    assert upstream is not None
+    call, upstream = _held_call(session, send)
     assert upstream.send_audio_nowait(ulaw_to_pcm16(frames[0]))
     assert session.log == []  # held: half of a 40 ms write
     async with asyncio.timeout(5):
@@ -238,13 +245,7 @@ async def test_barge_in_never_lets_a_later_frame_pass_the_held_one() -> None:
     async def send(_message: Any) -> None:
         pass
 
-    bridge = TwilioBridge(fake_config(None), insecure_no_signature=True, turn_detection="server")  # type: ignore[arg-type]
-    scope = {"type": "websocket", "headers": [], "query_string": b""}
-    call = _twilio._Call(bridge, scope, None, send)  # type: ignore[arg-type]
-    call._setup_input(session)
-    call.session = session  # type: ignore[assignment]
-    upstream = call._upstream
-    assert upstream is not None
+    call, upstream = _held_call(session, send)
     assert upstream.send_audio_nowait(frames[0])
     async with asyncio.timeout(5):
         await call._events(ev.Interrupted())

@@ -367,6 +367,21 @@ _GENERATION_COMPLETE: Final = _json({"type": "generation_complete"})
 _TURN_COMPLETE: Final = _json({"type": "turn_complete"})
 
 
+def _output_transcript(text: str, finished: bool) -> str:
+    """``{"type": "output_transcript", "text": text, "finished": finished}``."""
+    return _OUTPUT_TRANSCRIPT + _encode(text).decode() + _FINISHED[finished]
+
+
+def _input_transcript(text: str, finished: bool, interim: bool) -> str:
+    """``{"type": "input_transcript", "text": ..., "finished": ..., "interim": ...}``."""
+    return _INPUT_TRANSCRIPT + _encode(text).decode() + _FINISHED_MORE[finished] + _INTERIM[interim]
+
+
+def _model_text(text: str) -> str:
+    """``{"type": "text", "text": text}``."""
+    return _TEXT + _encode(text).decode() + "}"
+
+
 ConfigHook = Callable[[ConnectionInfo], "gl.SessionConfig | Awaitable[gl.SessionConfig]"]
 AuthorizeHook = Callable[[ConnectionInfo], object]
 SessionHook = Callable[["gl.Session", ConnectionInfo], object]
@@ -1167,20 +1182,13 @@ class _Connection(PeerSocket):
             self.info.audio_out_bytes += len(data)
             return True
         if type(event) is ev.OutputTranscription:
-            return self.send_now(
-                _OUTPUT_TRANSCRIPT + _encode(event.text).decode() + _FINISHED[event.finished]
-            )
+            return self.send_now(_output_transcript(event.text, event.finished))
         if type(event) is ev.InputTranscription:
-            return self.send_now(
-                _INPUT_TRANSCRIPT
-                + _encode(event.text).decode()
-                + _FINISHED_MORE[event.finished]
-                + _INTERIM[event.interim]
-            )
+            return self.send_now(_input_transcript(event.text, event.finished, event.interim))
         if type(event) is ev.ModelText:
             if event.thought is not False:
                 return False  # not sent (_deliver's match)
-            return self.send_now(_TEXT + _encode(event.text).decode() + "}")
+            return self.send_now(_model_text(event.text))
         if type(event) is ev.GenerationComplete:
             return self.send_now(_GENERATION_COMPLETE)
         return False
@@ -1199,20 +1207,11 @@ class _Connection(PeerSocket):
                     info.audio_out_bytes += len(data)
                     await self.send_bytes(data)
             case ev.OutputTranscription(text=text, finished=finished):
-                # {"type": "output_transcript", "text": text, "finished": finished}
-                await self.send_data(
-                    _OUTPUT_TRANSCRIPT + _encode(text).decode() + _FINISHED[finished]
-                )
+                await self.send_data(_output_transcript(text, finished))
             case ev.ModelText(text=text, thought=False):
-                await self.send_data(_TEXT + _encode(text).decode() + "}")
+                await self.send_data(_model_text(text))
             case ev.InputTranscription(text=text, finished=finished, interim=interim):
-                # {"type": "input_transcript", "text": ..., "finished": ..., "interim": ...}
-                await self.send_data(
-                    _INPUT_TRANSCRIPT
-                    + _encode(text).decode()
-                    + _FINISHED_MORE[finished]
-                    + _INTERIM[interim]
-                )
+                await self.send_data(_input_transcript(text, finished, interim))
             case ev.Interrupted():
                 info.interruptions += 1
                 self.interrupted()
