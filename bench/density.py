@@ -107,6 +107,8 @@ KINDS: Final = (
 )
 RATE: Final = 16000
 FRAME_MS: Final = 20
+#: The synthetic clients (``--clients``) and the CPU placement (``--pin``) of a run.
+RUN_OPTIONS: Final[dict[str, Any]] = {"clients": "loadgen", "pin": False}
 #: The frames the relay's synthetic browsers send (``--page-ms``): the page's 40 ms.
 RELAY_OPTIONS: Final[dict[str, int]] = {"page_ms": 40}
 LAG_LIMIT_MS: Final = 20.0
@@ -411,6 +413,38 @@ gc.callbacks.append(_GC)
 # -- clients (child process) --------------------------------------------------------------
 
 
+#: The synthetic clients (``--clients``): ``loadgen`` (:mod:`bench.loadgen`, the default)
+#: or ``websockets`` (a task per connection, as before: for comparison).
+CLIENTS: Final = ("loadgen", "websockets")
+
+
+def _call_start(i: int) -> str:
+    """A synthetic call's Twilio ``start`` message."""
+    fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+    start = {"streamSid": SID, "mediaFormat": fmt, "callSid": f"CA{i:032d}"}
+    return json.dumps({"event": "start", "streamSid": SID, "start": start})
+
+
+def _media_messages() -> list[str]:
+    """The calls' 20 ms ``media`` messages (the utterance in mu-law)."""
+    return [
+        json.dumps(
+            {
+                "event": "media",
+                "streamSid": SID,
+                "media": {"payload": base64.b64encode(f).decode()},
+            }
+        )
+        for f in ULAW_FRAMES
+    ]
+
+
+def _page_frames(page_ms: int) -> list[bytes]:
+    """The page's PCM frames of ``page_ms`` (the utterance)."""
+    step = RATE * page_ms // 1000 * 2
+    return [UTTERANCE[k : k + step] for k in range(0, len(UTTERANCE), step)]
+
+
 def _clients(
     kind: str,
     url: str,
@@ -420,9 +454,13 @@ def _clients(
     result: Any,
     window: Any,
     page_ms: int = FRAME_MS,
+    impl: str = "loadgen",
 ) -> None:
     """Child process: n browsers (``page_ms`` frames) or phone calls (20 ms frames)
-    streaming in real time."""
+    streaming in real time (``impl``: one of :data:`CLIENTS`)."""
+    if impl == "loadgen":
+        result.update(_loadgen_clients(kind, url, origin, n, seconds, window, page_ms))
+        return
 
     async def browser(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -437,9 +475,7 @@ def _clients(
                     if isinstance(msg, bytes) and stats["on"]:
                         stats["audio"] += 1
 
-            step = RATE * page_ms // 1000 * 2
-            frames = [UTTERANCE[k : k + step] for k in range(0, len(UTTERANCE), step)]
-            await _paced(ws, frames, i, stats, reader, stop, page_ms)
+            await _paced(ws, _page_frames(page_ms), i, stats, reader, stop, page_ms)
 
     async def call(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -449,19 +485,8 @@ def _clients(
         full = f"{url}?c={i}"
         headers = {"X-Twilio-Signature": twilio_signature(AUTH_TOKEN, full)}
         async with connect(full, additional_headers=headers, max_queue=None) as ws:
-            fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
-            start = {"streamSid": SID, "mediaFormat": fmt, "callSid": f"CA{i:032d}"}
-            await ws.send(json.dumps({"event": "start", "streamSid": SID, "start": start}))
-            media = [
-                json.dumps(
-                    {
-                        "event": "media",
-                        "streamSid": SID,
-                        "media": {"payload": base64.b64encode(f).decode()},
-                    }
-                )
-                for f in ULAW_FRAMES
-            ]
+            await ws.send(_call_start(i))
+            media = _media_messages()
 
             async def reader() -> None:
                 async for msg in ws:
@@ -507,6 +532,31 @@ def _clients(
         result.update(stats)
 
     asyncio.run(main())
+
+
+def _loadgen_clients(
+    kind: str, url: str, origin: str, n: int, seconds: float, window: Any, page_ms: int
+) -> dict[str, float]:
+    """:func:`_clients` on :mod:`bench.loadgen`: the same connections, frames and
+    statistics, at a fraction of the CPU."""
+    from bench import loadgen
+    from gemini_live.telephony import twilio_signature
+
+    def signed(full: str) -> list[tuple[str, str]]:
+        return [("X-Twilio-Signature", twilio_signature(AUTH_TOKEN, full))]
+
+    if kind.startswith("relay"):
+        plan = loadgen.Plan(url, n, _page_frames(page_ms), page_ms, browser=True, origin=origin)
+    else:
+        media = [m.encode() for m in _media_messages()]
+        plan = loadgen.Plan(
+            url, n, media, FRAME_MS, browser=False, headers=signed, start=_call_start, sid=SID
+        )
+
+    async def main() -> loadgen.Stats:
+        return await loadgen.run(plan, seconds, _warmup(n), SETTLE_S, window)
+
+    return loadgen.report(asyncio.run(main()))
 
 
 async def _paced(
@@ -669,10 +719,13 @@ async def measure(
     *,
     framing: str = "service",
     workload: str = "w2",
+    clients: str | None = None,
 ) -> dict[str, Any]:
     """One measurement: n connections of ``kind`` for ``seconds`` (after 1 s warm-up);
     ``workload`` is the server's: ``w2`` (the model talks all the time) or ``w2t`` (turn
-    by turn, a 400 ms pause after each)."""
+    by turn, a 400 ms pause after each); ``clients``: one of :data:`CLIENTS` (default
+    ``RUN_OPTIONS["clients"]``)."""
+    clients = clients or RUN_OPTIONS["clients"]
     from gemini_live.web import running
 
     probe = Probe()
@@ -680,6 +733,8 @@ async def measure(
     stop = asyncio.Event()
     burner = Burner(load / 100)
     row: dict[str, Any] = {"kind": kind, "n": n, "workload": workload}
+    if kind != "floor":
+        row["clients"] = clients
     with ServerProc(framing=framing) as server:
         _PEERS.clear()
         _PEERS["server"] = server.pid
@@ -719,7 +774,7 @@ async def measure(
                     started = ctx.Event()
                     proc = ctx.Process(
                         target=_clients,
-                        args=(kind, url, base, n, seconds, result, started, page_ms),
+                        args=(kind, url, base, n, seconds, result, started, page_ms, clients),
                     )
                     proc.start()
                     window_task = loop.create_task(
@@ -737,6 +792,10 @@ async def measure(
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
                 row["client_errors"] = int(res.get("errors", 0))
+                # Frames a client could not write: the measured process stopped reading.
+                row["blocked_client_frames"] = int(res.get("blocked_frames", 0))
+                if "marks" in res:
+                    row["marks_echoed"] = int(res["marks"])
                 # The clients' process (its own window): starved, it sends in bursts.
                 clients_s = float(res.get("window_s", 0.0))
                 row["clients_cpu_pct"] = (
@@ -1148,6 +1207,12 @@ async def main(argv: list[str]) -> int:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     p.add_argument(
+        "--clients",
+        default="loadgen",
+        choices=CLIENTS,
+        help="the synthetic browsers and calls: bench.loadgen (cheap) or websockets (as before)",
+    )
+    p.add_argument(
         "--loop",
         default="asyncio",
         choices=("asyncio", "uvloop"),
@@ -1158,6 +1223,7 @@ async def main(argv: list[str]) -> int:
     )
     args = p.parse_args(argv)
     RELAY_OPTIONS["page_ms"] = args.page_ms
+    RUN_OPTIONS["clients"] = args.clients
     if args.bridge_media_ms is not None:
         BRIDGE_OPTIONS["media_ms"] = args.bridge_media_ms
     if args.profile:
