@@ -66,6 +66,20 @@ it really took). Per kind, p50/p99 of
   resample, encode, the pacer's wake-up), not the length of the audio queued ahead.
 
 The clock is ``time.monotonic`` in both processes (one system clock on Linux).
+
+**The clients and the placement.** The synthetic browsers and calls are
+:mod:`bench.loadgen`'s (``--clients loadgen``, the default): raw protocol connections,
+frames masked once and reused, one timer per time slot for all the connections in it;
+``--clients websockets`` runs the previous clients (the ``websockets`` client, a task and
+a sleep per connection and frame) for comparison. ``--pin`` (the default with two CPUs
+or more; ``--no-pin`` turns it off) puts the measured process alone on the last CPU
+(``os.sched_setaffinity``, every thread) and the benchmark server and the clients on
+the others: "per core" means what one core holds when the browsers, the phones and the
+model are elsewhere, as in a deployment, and not what is left of a core that the load
+generator shares. Each row records its ``placement`` (pinned or not, the CPUs of the
+measured process and of its peers), the server's and the clients' CPU % (100 = one
+core), their sum (``peers_cpu_pct``) and ``peers_starved`` (pinned, and the peers used
+90 % or more of their CPUs: they sent late, the level says little).
 """
 
 from __future__ import annotations
@@ -83,7 +97,7 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -735,9 +749,12 @@ async def measure(
     row: dict[str, Any] = {"kind": kind, "n": n, "workload": workload}
     if kind != "floor":
         row["clients"] = clients
+    place = _placement(RUN_OPTIONS["pin"])
+    row["placement"] = place
     with ServerProc(framing=framing) as server:
         _PEERS.clear()
         _PEERS["server"] = server.pid
+        _pin(place, server=server.pid)
         upstream = live_url(server.port, workload)
         loop = asyncio.get_running_loop()
         lag_task = loop.create_task(_loop_lag(lags, asyncio.Event()))
@@ -777,6 +794,10 @@ async def measure(
                         args=(kind, url, base, n, seconds, result, started, page_ms, clients),
                     )
                     proc.start()
+                    # The clients and the manager holding their result (started here:
+                    # they inherited this process's CPU).
+                    children = multiprocessing.active_children()
+                    _pin(place, clients=[c.pid for c in children if c.pid is not None])
                     window_task = loop.create_task(
                         _window_when(started, probe, lags, burner, seconds)
                     )
@@ -807,6 +828,7 @@ async def measure(
             _PEERS.clear()
             lag_task.cancel()
             burn_task.cancel()
+            _unpin(place)
     row.update({k: v for k, v in window.items() if k != "audio_events"})
     _PROFILED_CONN_S.append(n * float(window["window_s"]))
     row["audio_rate"] = round(got / due, 3) if due else float("nan")
@@ -820,7 +842,51 @@ async def measure(
         and row["audio_rate"] >= 0.9
         and not row.get("client_errors")
     )
+    # The peers' CPU (the benchmark server and the clients, 100 = one core) against the
+    # cores they had: near full, they were starved and sent in bursts.
+    peers = float(row.get("server_cpu_pct", 0.0)) + float(row.get("clients_cpu_pct", 0.0))
+    row["peers_cpu_pct"] = round(peers, 1)
+    cores = len(place["peers"]) if place["pinned"] else len(_CPUS)
+    row["peers_starved"] = bool(place["pinned"]) and peers >= 90.0 * cores
     return row
+
+
+#: The CPUs this process may run on, as it started (``--pin`` narrows them per level).
+_CPUS: Final = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _placement(pin: bool) -> dict[str, Any]:
+    """Where a level runs: with ``pin`` and two CPUs or more, the measured process alone
+    on the last CPU, the benchmark server and the clients on the others."""
+    if not pin or len(_CPUS) < 2:
+        return {"pinned": False, "cpus": len(_CPUS) or os.cpu_count()}
+    return {"pinned": True, "measured": _CPUS[-1:], "peers": _CPUS[:-1]}
+
+
+def _pin(place: dict[str, Any], *, server: int | None = None, clients: Sequence[int] = ()) -> None:
+    """Apply ``place`` to this process (the measured one) and to the peers named."""
+    if not place["pinned"]:
+        return
+    _affinity(os.getpid(), place["measured"])
+    for pid in [*([server] if server is not None else []), *clients]:
+        _affinity(pid, place["peers"])
+
+
+def _unpin(place: dict[str, Any]) -> None:
+    if place["pinned"]:
+        _affinity(os.getpid(), _CPUS)
+
+
+def _affinity(pid: int, cpus: Sequence[int]) -> None:
+    """Every thread of process ``pid`` on ``cpus`` (an affinity is per thread: the
+    threads a thread starts later inherit it)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(tid, cpus)
 
 
 async def _window_when(
@@ -1207,6 +1273,13 @@ async def main(argv: list[str]) -> int:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     p.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the measured process alone on one CPU, the server and the clients on the "
+        "others (default: on with 2 CPUs or more)",
+    )
+    p.add_argument(
         "--clients",
         default="loadgen",
         choices=CLIENTS,
@@ -1224,6 +1297,7 @@ async def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     RELAY_OPTIONS["page_ms"] = args.page_ms
     RUN_OPTIONS["clients"] = args.clients
+    RUN_OPTIONS["pin"] = len(_CPUS) >= 2 if args.pin is None else args.pin
     if args.bridge_media_ms is not None:
         BRIDGE_OPTIONS["media_ms"] = args.bridge_media_ms
     if args.profile:
