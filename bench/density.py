@@ -548,23 +548,33 @@ def _clients(
     asyncio.run(main())
 
 
+def _loadgen_signed(full: str) -> list[tuple[str, str]]:
+    """A call's upgrade headers: the signature Twilio computes for ``full`` (its URL)."""
+    from gemini_live.telephony import twilio_signature
+
+    return [("X-Twilio-Signature", twilio_signature(AUTH_TOKEN, full))]
+
+
 def _loadgen_clients(
     kind: str, url: str, origin: str, n: int, seconds: float, window: Any, page_ms: int
 ) -> dict[str, float]:
     """:func:`_clients` on :mod:`bench.loadgen`: the same connections, frames and
     statistics, at a fraction of the CPU."""
     from bench import loadgen
-    from gemini_live.telephony import twilio_signature
-
-    def signed(full: str) -> list[tuple[str, str]]:
-        return [("X-Twilio-Signature", twilio_signature(AUTH_TOKEN, full))]
 
     if kind.startswith("relay"):
         plan = loadgen.Plan(url, n, _page_frames(page_ms), page_ms, browser=True, origin=origin)
     else:
         media = [m.encode() for m in _media_messages()]
         plan = loadgen.Plan(
-            url, n, media, FRAME_MS, browser=False, headers=signed, start=_call_start, sid=SID
+            url,
+            n,
+            media,
+            FRAME_MS,
+            browser=False,
+            headers=_loadgen_signed,
+            start=_call_start,
+            sid=SID,
         )
 
     async def main() -> loadgen.Stats:

@@ -181,7 +181,6 @@ class Clock:
         self._stopped = True
         for h in self.handles:
             h.cancel()
-        self.handles = []
 
     def _tick(self, s: int, due: float, k: int) -> None:
         """Slot ``s``'s frame ``k``, due at ``due`` (and any later ones already due)."""
