@@ -122,7 +122,7 @@ KINDS: Final = (
 RATE: Final = 16000
 FRAME_MS: Final = 20
 #: The synthetic clients (``--clients``) and the CPU placement (``--pin``) of a run.
-RUN_OPTIONS: Final[dict[str, Any]] = {"clients": "loadgen", "pin": False}
+RUN_OPTIONS: Final[dict[str, Any]] = {"clients": "loadgen", "pin": False, "clients_loop": "asyncio"}
 #: The frames the relay's synthetic browsers send (``--page-ms``): the page's 40 ms.
 RELAY_OPTIONS: Final[dict[str, int]] = {"page_ms": 40}
 LAG_LIMIT_MS: Final = 20.0
@@ -469,11 +469,15 @@ def _clients(
     window: Any,
     page_ms: int = FRAME_MS,
     impl: str = "loadgen",
+    loop: str = "asyncio",
 ) -> None:
     """Child process: n browsers (``page_ms`` frames) or phone calls (20 ms frames)
-    streaming in real time (``impl``: one of :data:`CLIENTS`)."""
+    streaming in real time (``impl``: one of :data:`CLIENTS`; ``loop``: ``asyncio`` or
+    ``uvloop``)."""
+    from bench.common import run_loop
+
     if impl == "loadgen":
-        result.update(_loadgen_clients(kind, url, origin, n, seconds, window, page_ms))
+        result.update(_loadgen_clients(kind, url, origin, n, seconds, window, page_ms, loop))
         return
 
     async def browser(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
@@ -545,7 +549,7 @@ def _clients(
             await asyncio.gather(*tasks)
         result.update(stats)
 
-    asyncio.run(main())
+    run_loop(main, loop)
 
 
 def _loadgen_signed(full: str) -> list[tuple[str, str]]:
@@ -556,11 +560,19 @@ def _loadgen_signed(full: str) -> list[tuple[str, str]]:
 
 
 def _loadgen_clients(
-    kind: str, url: str, origin: str, n: int, seconds: float, window: Any, page_ms: int
+    kind: str,
+    url: str,
+    origin: str,
+    n: int,
+    seconds: float,
+    window: Any,
+    page_ms: int,
+    loop: str = "asyncio",
 ) -> dict[str, float]:
     """:func:`_clients` on :mod:`bench.loadgen`: the same connections, frames and
     statistics, at a fraction of the CPU."""
     from bench import loadgen
+    from bench.common import run_loop
 
     if kind.startswith("relay"):
         plan = loadgen.Plan(url, n, _page_frames(page_ms), page_ms, browser=True, origin=origin)
@@ -580,7 +592,7 @@ def _loadgen_clients(
     async def main() -> loadgen.Stats:
         return await loadgen.run(plan, seconds, _warmup(n), SETTLE_S, window)
 
-    return loadgen.report(asyncio.run(main()))
+    return loadgen.report(run_loop(main, loop))
 
 
 async def _paced(
@@ -759,6 +771,7 @@ async def measure(
     row: dict[str, Any] = {"kind": kind, "n": n, "workload": workload}
     if kind != "floor":
         row["clients"] = clients
+        row["clients_loop"] = RUN_OPTIONS["clients_loop"]
     place = _placement(RUN_OPTIONS["pin"])
     row["placement"] = place
     with ServerProc(framing=framing) as server:
@@ -799,9 +812,21 @@ async def measure(
                     result = mgr.dict()
                     url = base.replace("http", "ws") + path
                     started = ctx.Event()
+                    cloop = RUN_OPTIONS["clients_loop"]
                     proc = ctx.Process(
                         target=_clients,
-                        args=(kind, url, base, n, seconds, result, started, page_ms, clients),
+                        args=(
+                            kind,
+                            url,
+                            base,
+                            n,
+                            seconds,
+                            result,
+                            started,
+                            page_ms,
+                            clients,
+                            cloop,
+                        ),
                     )
                     proc.start()
                     # The clients and the manager holding their result (started here:
@@ -1290,6 +1315,12 @@ async def main(argv: list[str]) -> int:
         "others (default: on with 2 CPUs or more)",
     )
     p.add_argument(
+        "--clients-loop",
+        default="asyncio",
+        choices=("asyncio", "uvloop"),
+        help="the clients' event loop",
+    )
+    p.add_argument(
         "--clients",
         default="loadgen",
         choices=CLIENTS,
@@ -1299,7 +1330,8 @@ async def main(argv: list[str]) -> int:
         "--loop",
         default="asyncio",
         choices=("asyncio", "uvloop"),
-        help="the measured process's event loop (the clients' and the server's stay asyncio)",
+        help="the measured process's event loop (the server's stays asyncio; the clients': "
+        "--clients-loop)",
     )
     p.add_argument(
         "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
@@ -1307,6 +1339,7 @@ async def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     RELAY_OPTIONS["page_ms"] = args.page_ms
     RUN_OPTIONS["clients"] = args.clients
+    RUN_OPTIONS["clients_loop"] = args.clients_loop
     RUN_OPTIONS["pin"] = len(_CPUS) >= 2 if args.pin is None else args.pin
     if args.bridge_media_ms is not None:
         BRIDGE_OPTIONS["media_ms"] = args.bridge_media_ms

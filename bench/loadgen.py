@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -251,10 +251,9 @@ class Conn(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.write = transport.write
-        transport.write(self.request)
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
+        self.write = self.transport.write
+        self.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.clock.leave(self)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import density, loadgen  # noqa: E402
-from bench.common import live_url  # noqa: E402
+from bench.common import live_url, run_loop, uvloop_available  # noqa: E402
 from bench.procs import ServerProc  # noqa: E402
 
 import gemini_live as gl  # noqa: E402
@@ -355,13 +355,29 @@ def _recorded(app: Any, inline: bool, seen: dict[str, list[bytes | str]]) -> Any
     return wrapped
 
 
-@pytest.mark.parametrize("kind", ["relay", "relay-asgi", "bridge", "bridge-asgi"])
-async def test_loadgen_browsers_and_calls_through_the_real_app(
-    kind: str, model: ServerProc
+@pytest.mark.parametrize(
+    ("kind", "loop"),
+    [
+        ("relay", "asyncio"),
+        ("relay-asgi", "asyncio"),
+        ("bridge", "asyncio"),
+        ("bridge-asgi", "asyncio"),
+        ("relay", "uvloop"),
+        ("bridge", "uvloop"),
+    ],
+)
+def test_loadgen_browsers_and_calls_through_the_real_app(
+    kind: str, loop: str, model: ServerProc
 ) -> None:
-    """A few browsers or calls for about a second: the app unmasks the very frames the
-    generator built (every inbound message is one of them), model audio comes back,
-    the bridge's marks are echoed and played, and nobody sees an error."""
+    """A few browsers or calls for about a second (on either loop): the app unmasks the
+    very frames the generator built (every inbound message is one of them), model audio
+    comes back, the bridge's marks are echoed and played, and nobody sees an error."""
+    if loop == "uvloop" and not uvloop_available():
+        pytest.skip("uvloop is not installed")
+    run_loop(lambda: _through_the_app(kind, model), loop)
+
+
+async def _through_the_app(kind: str, model: ServerProc) -> None:
     from gemini_live.telephony import TwilioBridge
     from gemini_live.web import running
 
