@@ -859,6 +859,15 @@ async def measure(
                     if clients_s > 0
                     else float("nan")
                 )
+                # What the clients did in their window, and their CPU per frame (sent
+                # or received): comparable between the two clients even when the
+                # measured process falls behind and sends them less.
+                row["client_frames"] = int(res.get("frames", 0))
+                row["client_audio_frames"] = int(got)
+                moved = row["client_frames"] + row["client_audio_frames"]
+                row["clients_cpu_us_per_frame"] = (
+                    round(float(res.get("cpu_s", 0.0)) / moved * 1e6, 2) if moved else float("nan")
+                )
         finally:
             _PEERS.clear()
             lag_task.cancel()
@@ -1215,6 +1224,15 @@ def tables(results: dict[str, Any]) -> str:
             "Per core (largest N in real time, this run): "
             + ", ".join(f"{k} {per_core(dens, k)}" for k in kinds)
         )
+        place = next((r["placement"] for r in dens if "placement" in r), None)
+        if place is not None:
+            out.append("")
+            out.append(
+                f"Placement: the measured process alone on CPU {place['measured']}, the "
+                f"benchmark server and the clients on CPU {place['peers']}."
+                if place["pinned"]
+                else "Placement: not pinned (every process on any CPU)."
+            )
         out += [
             "",
             "| kind | N | loop lag p99.9 / max (ms) | lag samples >= 20 ms (in a collection) "

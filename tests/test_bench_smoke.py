@@ -158,8 +158,9 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
             assert not set(r["placement"]["measured"]) & set(r["placement"]["peers"])
         if r["kind"] != "floor":
             assert r["clients"] == "loadgen" and r["client_errors"] == 0
+            assert r["client_frames"] > 0 and r["clients_cpu_us_per_frame"] > 0
     assert next(r for r in data["density"] if r["kind"] == "bridge")["marks_echoed"] > 0
-    assert "collections gen 0 / 1 / 2" in stdout
+    assert "collections gen 0 / 1 / 2" in stdout and "Placement: " in stdout
     loaded = {r["kind"]: r for r in data["load"]}
     assert set(loaded) == set(kinds)
     assert all(r["events"] > 0 and r["burner_pct"] > 0 for r in loaded.values())
