@@ -303,7 +303,13 @@ class Conn(asyncio.Protocol):
             end = head + length
             if end > n:
                 break
-            self._frame(data[pos], data, head, end)
+            b0 = data[pos]
+            if b0 == 0x82 and self.frag is None:  # the usual: a whole binary message
+                self.on_binary(data, head, end)
+            elif b0 == 0x81 and self.frag is None:  # or a whole text message
+                self.on_text(data, head, end)
+            else:
+                self._frame(b0, data, head, end)
             pos = end
         if pos < n:
             self.buf = data[pos:]
