@@ -71,7 +71,8 @@ The clock is ``time.monotonic`` in both processes (one system clock on Linux).
 :mod:`bench.loadgen`'s (``--clients loadgen``, the default): raw protocol connections,
 frames masked once and reused, one timer per time slot for all the connections in it;
 ``--clients websockets`` runs the previous clients (the ``websockets`` client, a task and
-a sleep per connection and frame) for comparison. ``--pin`` (the default with two CPUs
+a sleep per connection and frame) for comparison. The clients run on uvloop where it is
+installed (``--clients-loop``). ``--pin`` (the default with two CPUs
 or more; ``--no-pin`` turns it off) puts the measured process alone on the last CPU
 (``os.sched_setaffinity``, every thread) and the benchmark server and the clients on
 the others: "per core" means what one core holds when the browsers, the phones and the
@@ -102,7 +103,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import gemini_live as gl
-from bench.common import W2_TURN_EVERY, live_url, parse_stamp
+from bench.common import W2_TURN_EVERY, live_url, parse_stamp, uvloop_available
 from bench.procs import ServerProc
 from bench.server import W2T_PAUSE
 from gemini_live import events as ev
@@ -575,7 +576,9 @@ def _loadgen_clients(
     from bench.common import run_loop
 
     if kind.startswith("relay"):
-        plan = loadgen.Plan(url, n, _page_frames(page_ms), page_ms, browser=True, origin=origin)
+        plan = loadgen.Plan(
+            url, n, _page_frames(page_ms), page_ms, browser=True, origin=origin, gc_freeze=True
+        )
     else:
         media = [m.encode() for m in _media_messages()]
         plan = loadgen.Plan(
@@ -587,6 +590,7 @@ def _loadgen_clients(
             headers=_loadgen_signed,
             start=_call_start,
             sid=SID,
+            gc_freeze=True,
         )
 
     async def main() -> loadgen.Stats:
@@ -859,6 +863,8 @@ async def measure(
                     if clients_s > 0
                     else float("nan")
                 )
+                if "sys_s" in res and clients_s > 0:  # the kernel's part (loadgen's)
+                    row["clients_sys_pct"] = round(float(res["sys_s"]) / clients_s * 100, 1)
                 # What the clients did in their window, and their CPU per frame (sent
                 # or received): comparable between the two clients even when the
                 # measured process falls behind and sends them less.
@@ -1334,9 +1340,9 @@ async def main(argv: list[str]) -> int:
     )
     p.add_argument(
         "--clients-loop",
-        default="asyncio",
+        default=None,
         choices=("asyncio", "uvloop"),
-        help="the clients' event loop",
+        help="the clients' event loop (default: uvloop where installed: the cheaper)",
     )
     p.add_argument(
         "--clients",
@@ -1357,7 +1363,9 @@ async def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     RELAY_OPTIONS["page_ms"] = args.page_ms
     RUN_OPTIONS["clients"] = args.clients
-    RUN_OPTIONS["clients_loop"] = args.clients_loop
+    RUN_OPTIONS["clients_loop"] = args.clients_loop or (
+        "uvloop" if uvloop_available() else "asyncio"
+    )
     RUN_OPTIONS["pin"] = len(_CPUS) >= 2 if args.pin is None else args.pin
     if args.bridge_media_ms is not None:
         BRIDGE_OPTIONS["media_ms"] = args.bridge_media_ms

@@ -182,7 +182,7 @@ async def test_browser_counts_binary_messages_and_answers_pings_however_split(se
     assert conn.stats.errors == 0, conn.stats.first_error
     assert conn.stats.audio == len(audio) + 1
     assert conn.opened.done() and conn.slot >= 0  # joined the clock on "ready"
-    assert conn.buf == b""
+    assert conn.filled == 0 and len(conn.rbuf) > loadgen.READ_BUFFER  # grown for 70000
     pongs = _server_reads(b"".join(transport.written[1:]))
     assert [(f.opcode, f.data) for f in pongs] == [(Opcode.PONG, p) for p in pings]
 
@@ -257,6 +257,24 @@ async def test_closing_sends_a_close_and_ends_without_an_error() -> None:
     conn.connection_lost(None)
     assert conn.closed.done() and conn.stats.errors == 0
     assert len(transport.written) == 2  # the request and one close: nothing after it
+
+
+async def test_a_frame_over_the_message_limit_is_an_error_before_it_is_buffered() -> None:
+    conn, transport = _conn(loadgen.Browser)
+    head = bytes((0x82, 127)) + (loadgen.MAX_MESSAGE + 1).to_bytes(8, "big")
+    conn.data_received(_answer(conn.key) + head + b"x" * 100)
+    assert conn.stats.errors == 1 and "bytes" in conn.stats.first_error and transport.aborted
+    assert len(conn.rbuf) == loadgen.READ_BUFFER
+
+
+async def test_a_fragmented_message_over_the_limit_is_an_error() -> None:
+    conn, transport = _conn(loadgen.Browser)
+    part = b"x" * (loadgen.MAX_MESSAGE // 2)
+    calls: list[tuple[str, Any]] = [("send_binary", (part, False))]
+    calls += [("send_continuation", (part, False))] * 2
+    conn.data_received(_answer(conn.key) + _server_sends(*calls))
+    assert conn.stats.errors == 1 and "fragmented" in conn.stats.first_error
+    assert transport.aborted and conn.stats.audio == 0
 
 
 async def test_a_masked_server_frame_is_an_error() -> None:
