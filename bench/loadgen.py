@@ -439,9 +439,12 @@ class Conn(asyncio.BufferedProtocol):
             self.stats.error(what)
         if not self.opened.done():
             self.opened.set_exception(LoadError(what))
+            self.opened.exception()  # counted above: whoever waits sees it, nobody must
         self.clock.leave(self)
         if self.transport is not None:
             self.transport.abort()
+        elif not self.closed.done():  # it never connected
+            self.closed.set_result(None)
 
     def close(self) -> None:
         """End the connection (a close frame, 1000): the server's close or the loss of the

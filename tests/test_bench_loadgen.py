@@ -241,6 +241,19 @@ async def test_a_refused_or_wrong_upgrade_is_an_error() -> None:
     conn.opened.exception()
 
 
+async def test_a_connection_that_cannot_open_is_one_error_and_ends_at_once() -> None:
+    """No server on the port: counted once, and the run does not wait for it to close."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        plan = loadgen.Plan(f"ws://127.0.0.1:{port}/live", 2, [b"x"], 40, browser=True)
+        async with asyncio.timeout(5):
+            stats = await loadgen.run(plan, 0.05, 0.05, 0.0, asyncio.Event())
+    assert stats.errors == 2 and stats.opened == 0 and "client" in stats.first_error
+
+
 async def test_a_server_close_before_the_end_is_an_error() -> None:
     conn, transport = _conn(loadgen.Browser)
     conn.data_received(_answer(conn.key) + _server_sends(("send_close", (1011, "bye"))))
