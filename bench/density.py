@@ -66,6 +66,21 @@ it really took). Per kind, p50/p99 of
   resample, encode, the pacer's wake-up), not the length of the audio queued ahead.
 
 The clock is ``time.monotonic`` in both processes (one system clock on Linux).
+
+**The clients and the placement.** The synthetic browsers and calls are
+:mod:`bench.loadgen`'s (``--clients loadgen``, the default): raw protocol connections,
+frames masked once and reused, one timer per time slot for all the connections in it;
+``--clients websockets`` runs the previous clients (the ``websockets`` client, a task and
+a sleep per connection and frame) for comparison. The clients run on uvloop where it is
+installed (``--clients-loop``). ``--pin`` (the default with two CPUs
+or more; ``--no-pin`` turns it off) puts the measured process alone on the last CPU
+(``os.sched_setaffinity``, every thread) and the benchmark server and the clients on
+the others: "per core" means what one core holds when the browsers, the phones and the
+model are elsewhere, as in a deployment, and not what is left of a core that the load
+generator shares. Each row records its ``placement`` (pinned or not, the CPUs of the
+measured process and of its peers), the server's and the clients' CPU % (100 = one
+core), their sum (``peers_cpu_pct``) and ``peers_starved`` (pinned, and the peers used
+90 % or more of their CPUs: they sent late, the level says little).
 """
 
 from __future__ import annotations
@@ -83,12 +98,12 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import gemini_live as gl
-from bench.common import W2_TURN_EVERY, live_url, parse_stamp
+from bench.common import W2_TURN_EVERY, live_url, parse_stamp, uvloop_available
 from bench.procs import ServerProc
 from bench.server import W2T_PAUSE
 from gemini_live import events as ev
@@ -107,6 +122,8 @@ KINDS: Final = (
 )
 RATE: Final = 16000
 FRAME_MS: Final = 20
+#: The synthetic clients (``--clients``) and the CPU placement (``--pin``) of a run.
+RUN_OPTIONS: Final[dict[str, Any]] = {"clients": "loadgen", "pin": False, "clients_loop": "asyncio"}
 #: The frames the relay's synthetic browsers send (``--page-ms``): the page's 40 ms.
 RELAY_OPTIONS: Final[dict[str, int]] = {"page_ms": 40}
 LAG_LIMIT_MS: Final = 20.0
@@ -411,6 +428,38 @@ gc.callbacks.append(_GC)
 # -- clients (child process) --------------------------------------------------------------
 
 
+#: The synthetic clients (``--clients``): ``loadgen`` (:mod:`bench.loadgen`, the default)
+#: or ``websockets`` (a task per connection, as before: for comparison).
+CLIENTS: Final = ("loadgen", "websockets")
+
+
+def _call_start(i: int) -> str:
+    """A synthetic call's Twilio ``start`` message."""
+    fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+    start = {"streamSid": SID, "mediaFormat": fmt, "callSid": f"CA{i:032d}"}
+    return json.dumps({"event": "start", "streamSid": SID, "start": start})
+
+
+def _media_messages() -> list[str]:
+    """The calls' 20 ms ``media`` messages (the utterance in mu-law)."""
+    return [
+        json.dumps(
+            {
+                "event": "media",
+                "streamSid": SID,
+                "media": {"payload": base64.b64encode(f).decode()},
+            }
+        )
+        for f in ULAW_FRAMES
+    ]
+
+
+def _page_frames(page_ms: int) -> list[bytes]:
+    """The page's PCM frames of ``page_ms`` (the utterance)."""
+    step = RATE * page_ms // 1000 * 2
+    return [UTTERANCE[k : k + step] for k in range(0, len(UTTERANCE), step)]
+
+
 def _clients(
     kind: str,
     url: str,
@@ -420,9 +469,17 @@ def _clients(
     result: Any,
     window: Any,
     page_ms: int = FRAME_MS,
+    impl: str = "loadgen",
+    loop: str = "asyncio",
 ) -> None:
     """Child process: n browsers (``page_ms`` frames) or phone calls (20 ms frames)
-    streaming in real time."""
+    streaming in real time (``impl``: one of :data:`CLIENTS`; ``loop``: ``asyncio`` or
+    ``uvloop``)."""
+    from bench.common import run_loop
+
+    if impl == "loadgen":
+        result.update(_loadgen_clients(kind, url, origin, n, seconds, window, page_ms, loop))
+        return
 
     async def browser(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -437,9 +494,7 @@ def _clients(
                     if isinstance(msg, bytes) and stats["on"]:
                         stats["audio"] += 1
 
-            step = RATE * page_ms // 1000 * 2
-            frames = [UTTERANCE[k : k + step] for k in range(0, len(UTTERANCE), step)]
-            await _paced(ws, frames, i, stats, reader, stop, page_ms)
+            await _paced(ws, _page_frames(page_ms), i, stats, reader, stop, page_ms)
 
     async def call(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
@@ -449,19 +504,8 @@ def _clients(
         full = f"{url}?c={i}"
         headers = {"X-Twilio-Signature": twilio_signature(AUTH_TOKEN, full)}
         async with connect(full, additional_headers=headers, max_queue=None) as ws:
-            fmt = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
-            start = {"streamSid": SID, "mediaFormat": fmt, "callSid": f"CA{i:032d}"}
-            await ws.send(json.dumps({"event": "start", "streamSid": SID, "start": start}))
-            media = [
-                json.dumps(
-                    {
-                        "event": "media",
-                        "streamSid": SID,
-                        "media": {"payload": base64.b64encode(f).decode()},
-                    }
-                )
-                for f in ULAW_FRAMES
-            ]
+            await ws.send(_call_start(i))
+            media = _media_messages()
 
             async def reader() -> None:
                 async for msg in ws:
@@ -506,7 +550,53 @@ def _clients(
             await asyncio.gather(*tasks)
         result.update(stats)
 
-    asyncio.run(main())
+    run_loop(main, loop)
+
+
+def _loadgen_signed(full: str) -> list[tuple[str, str]]:
+    """A call's upgrade headers: the signature Twilio computes for ``full`` (its URL)."""
+    from gemini_live.telephony import twilio_signature
+
+    return [("X-Twilio-Signature", twilio_signature(AUTH_TOKEN, full))]
+
+
+def _loadgen_clients(
+    kind: str,
+    url: str,
+    origin: str,
+    n: int,
+    seconds: float,
+    window: Any,
+    page_ms: int,
+    loop: str = "asyncio",
+) -> dict[str, float]:
+    """:func:`_clients` on :mod:`bench.loadgen`: the same connections, frames and
+    statistics, at a fraction of the CPU."""
+    from bench import loadgen
+    from bench.common import run_loop
+
+    if kind.startswith("relay"):
+        plan = loadgen.Plan(
+            url, n, _page_frames(page_ms), page_ms, browser=True, origin=origin, gc_freeze=True
+        )
+    else:
+        media = [m.encode() for m in _media_messages()]
+        plan = loadgen.Plan(
+            url,
+            n,
+            media,
+            FRAME_MS,
+            browser=False,
+            headers=_loadgen_signed,
+            start=_call_start,
+            sid=SID,
+            gc_freeze=True,
+        )
+
+    async def main() -> loadgen.Stats:
+        return await loadgen.run(plan, seconds, _warmup(n), SETTLE_S, window)
+
+    return loadgen.report(run_loop(main, loop))
 
 
 async def _paced(
@@ -669,10 +759,13 @@ async def measure(
     *,
     framing: str = "service",
     workload: str = "w2",
+    clients: str | None = None,
 ) -> dict[str, Any]:
     """One measurement: n connections of ``kind`` for ``seconds`` (after 1 s warm-up);
     ``workload`` is the server's: ``w2`` (the model talks all the time) or ``w2t`` (turn
-    by turn, a 400 ms pause after each)."""
+    by turn, a 400 ms pause after each); ``clients``: one of :data:`CLIENTS` (default
+    ``RUN_OPTIONS["clients"]``)."""
+    clients = clients or RUN_OPTIONS["clients"]
     from gemini_live.web import running
 
     probe = Probe()
@@ -680,9 +773,15 @@ async def measure(
     stop = asyncio.Event()
     burner = Burner(load / 100)
     row: dict[str, Any] = {"kind": kind, "n": n, "workload": workload}
+    if kind != "floor":
+        row["clients"] = clients
+        row["clients_loop"] = RUN_OPTIONS["clients_loop"]
+    place = _placement(RUN_OPTIONS["pin"])
+    row["placement"] = place
     with ServerProc(framing=framing) as server:
         _PEERS.clear()
         _PEERS["server"] = server.pid
+        _pin(place, server=server.pid)
         upstream = live_url(server.port, workload)
         loop = asyncio.get_running_loop()
         lag_task = loop.create_task(_loop_lag(lags, asyncio.Event()))
@@ -717,11 +816,27 @@ async def measure(
                     result = mgr.dict()
                     url = base.replace("http", "ws") + path
                     started = ctx.Event()
+                    cloop = RUN_OPTIONS["clients_loop"]
                     proc = ctx.Process(
                         target=_clients,
-                        args=(kind, url, base, n, seconds, result, started, page_ms),
+                        args=(
+                            kind,
+                            url,
+                            base,
+                            n,
+                            seconds,
+                            result,
+                            started,
+                            page_ms,
+                            clients,
+                            cloop,
+                        ),
                     )
                     proc.start()
+                    # The clients and the manager holding their result (started here:
+                    # they inherited this process's CPU).
+                    children = multiprocessing.active_children()
+                    _pin(place, clients=[c.pid for c in children if c.pid is not None])
                     window_task = loop.create_task(
                         _window_when(started, probe, lags, burner, seconds)
                     )
@@ -737,6 +852,10 @@ async def measure(
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
                 row["client_errors"] = int(res.get("errors", 0))
+                # Frames a client could not write: the measured process stopped reading.
+                row["blocked_client_frames"] = int(res.get("blocked_frames", 0))
+                if "marks" in res:
+                    row["marks_echoed"] = int(res["marks"])
                 # The clients' process (its own window): starved, it sends in bursts.
                 clients_s = float(res.get("window_s", 0.0))
                 row["clients_cpu_pct"] = (
@@ -744,10 +863,22 @@ async def measure(
                     if clients_s > 0
                     else float("nan")
                 )
+                if "sys_s" in res and clients_s > 0:  # the kernel's part (loadgen's)
+                    row["clients_sys_pct"] = round(float(res["sys_s"]) / clients_s * 100, 1)
+                # What the clients did in their window, and their CPU per frame (sent
+                # or received): comparable between the two clients even when the
+                # measured process falls behind and sends them less.
+                row["client_frames"] = int(res.get("frames", 0))
+                row["client_audio_frames"] = int(got)
+                moved = row["client_frames"] + row["client_audio_frames"]
+                row["clients_cpu_us_per_frame"] = (
+                    round(float(res.get("cpu_s", 0.0)) / moved * 1e6, 2) if moved else float("nan")
+                )
         finally:
             _PEERS.clear()
             lag_task.cancel()
             burn_task.cancel()
+            _unpin(place)
     row.update({k: v for k, v in window.items() if k != "audio_events"})
     _PROFILED_CONN_S.append(n * float(window["window_s"]))
     row["audio_rate"] = round(got / due, 3) if due else float("nan")
@@ -761,7 +892,51 @@ async def measure(
         and row["audio_rate"] >= 0.9
         and not row.get("client_errors")
     )
+    # The peers' CPU (the benchmark server and the clients, 100 = one core) against the
+    # cores they had: near full, they were starved and sent in bursts.
+    peers = float(row.get("server_cpu_pct", 0.0)) + float(row.get("clients_cpu_pct", 0.0))
+    row["peers_cpu_pct"] = round(peers, 1)
+    cores = len(place["peers"]) if place["pinned"] else len(_CPUS)
+    row["peers_starved"] = bool(place["pinned"]) and peers >= 90.0 * cores
     return row
+
+
+#: The CPUs this process may run on, as it started (``--pin`` narrows them per level).
+_CPUS: Final = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _placement(pin: bool) -> dict[str, Any]:
+    """Where a level runs: with ``pin`` and two CPUs or more, the measured process alone
+    on the last CPU, the benchmark server and the clients on the others."""
+    if not pin or len(_CPUS) < 2:
+        return {"pinned": False, "cpus": len(_CPUS) or os.cpu_count()}
+    return {"pinned": True, "measured": _CPUS[-1:], "peers": _CPUS[:-1]}
+
+
+def _pin(place: dict[str, Any], *, server: int | None = None, clients: Sequence[int] = ()) -> None:
+    """Apply ``place`` to this process (the measured one) and to the peers named."""
+    if not place["pinned"]:
+        return
+    _affinity(os.getpid(), place["measured"])
+    for pid in [*([server] if server is not None else []), *clients]:
+        _affinity(pid, place["peers"])
+
+
+def _unpin(place: dict[str, Any]) -> None:
+    if place["pinned"]:
+        _affinity(os.getpid(), _CPUS)
+
+
+def _affinity(pid: int, cpus: Sequence[int]) -> None:
+    """Every thread of process ``pid`` on ``cpus`` (an affinity is per thread: the
+    threads a thread starts later inherit it)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(tid, cpus)
 
 
 async def _window_when(
@@ -1055,6 +1230,15 @@ def tables(results: dict[str, Any]) -> str:
             "Per core (largest N in real time, this run): "
             + ", ".join(f"{k} {per_core(dens, k)}" for k in kinds)
         )
+        place = next((r["placement"] for r in dens if "placement" in r), None)
+        if place is not None:
+            out.append("")
+            out.append(
+                f"Placement: the measured process alone on CPU {place['measured']}, the "
+                f"benchmark server and the clients on CPU {place['peers']}."
+                if place["pinned"]
+                else "Placement: not pinned (every process on any CPU)."
+            )
         out += [
             "",
             "| kind | N | loop lag p99.9 / max (ms) | lag samples >= 20 ms (in a collection) "
@@ -1148,16 +1332,41 @@ async def main(argv: list[str]) -> int:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     p.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the measured process alone on one CPU, the server and the clients on the "
+        "others (default: on with 2 CPUs or more)",
+    )
+    p.add_argument(
+        "--clients-loop",
+        default=None,
+        choices=("asyncio", "uvloop"),
+        help="the clients' event loop (default: uvloop where installed: the cheaper)",
+    )
+    p.add_argument(
+        "--clients",
+        default="loadgen",
+        choices=CLIENTS,
+        help="the synthetic browsers and calls: bench.loadgen (cheap) or websockets (as before)",
+    )
+    p.add_argument(
         "--loop",
         default="asyncio",
         choices=("asyncio", "uvloop"),
-        help="the measured process's event loop (the clients' and the server's stay asyncio)",
+        help="the measured process's event loop (the server's stays asyncio; the clients': "
+        "--clients-loop)",
     )
     p.add_argument(
         "--profile", metavar="FILE", help="cProfile the measured process's windows into FILE"
     )
     args = p.parse_args(argv)
     RELAY_OPTIONS["page_ms"] = args.page_ms
+    RUN_OPTIONS["clients"] = args.clients
+    RUN_OPTIONS["clients_loop"] = args.clients_loop or (
+        "uvloop" if uvloop_available() else "asyncio"
+    )
+    RUN_OPTIONS["pin"] = len(_CPUS) >= 2 if args.pin is None else args.pin
     if args.bridge_media_ms is not None:
         BRIDGE_OPTIONS["media_ms"] = args.bridge_media_ms
     if args.profile:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,13 +149,58 @@ def test_bench_density_and_latency_under_load_smoke(tmp_path: Path) -> None:
             and r["server_cpu_pct"] >= 0
         )
     assert all(r["clients_cpu_pct"] >= 0 for r in data["density"] if r["kind"] != "floor")
-    assert "collections gen 0 / 1 / 2" in stdout
+    # bench.loadgen's clients by default; with two CPUs the measured process alone on one.
+    pinned = len(os.sched_getaffinity(0)) >= 2
+    for r in data["density"]:
+        assert r["placement"]["pinned"] is pinned and r["peers_cpu_pct"] >= 0
+        if pinned:
+            assert r["placement"]["measured"] and r["placement"]["peers"]
+            assert not set(r["placement"]["measured"]) & set(r["placement"]["peers"])
+        if r["kind"] != "floor":
+            assert r["clients"] == "loadgen" and r["client_errors"] == 0
+            assert r["client_frames"] > 0 and r["clients_cpu_us_per_frame"] > 0
+    assert next(r for r in data["density"] if r["kind"] == "bridge")["marks_echoed"] > 0
+    assert "collections gen 0 / 1 / 2" in stdout and "Placement: " in stdout
     loaded = {r["kind"]: r for r in data["load"]}
     assert set(loaded) == set(kinds)
     assert all(r["events"] > 0 and r["burner_pct"] > 0 for r in loaded.values())
     # The relay and the bridge also timed the first audio of a reply to their socket.
     assert loaded["relay"]["replies_timed"] > 0 and loaded["bridge"]["replies_timed"] > 0
     assert data["delivery"]["pump_us"] > 0 and data["delivery"]["async_for_us"] > 0
+
+
+def test_bench_density_runs_the_websockets_clients_unpinned_for_comparison(
+    tmp_path: Path,
+) -> None:
+    """``--clients websockets --no-pin``: the previous clients, on any CPU, still run
+    (here through the ASGI inbound path of both endpoints)."""
+    out = tmp_path / "density.json"
+    _bench(
+        "bench.density",
+        "--kinds",
+        "relay-asgi,bridge-asgi",
+        "--clients",
+        "websockets",
+        "--no-pin",
+        "--levels",
+        "2",
+        "--bridge-levels",
+        "2",
+        "--load",
+        "",
+        "--seconds",
+        "1",
+        "--delivery",
+        "0",
+        "--json",
+        str(out),
+        timeout=110,
+    )
+    rows = json.loads(out.read_text())["density"]
+    assert [r["kind"] for r in rows] == ["relay-asgi", "bridge-asgi"]
+    for r in rows:
+        assert "error" not in r and r["clients"] == "websockets" and r["client_errors"] == 0
+        assert r["placement"]["pinned"] is False and r["audio_rate"] > 0
 
 
 def test_bench_density_profile_counts_system_calls_per_browser_second(tmp_path: Path) -> None:
