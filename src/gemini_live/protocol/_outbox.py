@@ -204,9 +204,15 @@ class _Window:
     times in :attr:`rwa` (from item :attr:`rlo`) and the next number, index and the last
     end offset expected, from which their rows follow. Any other use of the window packs
     the run into rows first (:meth:`flush`), so the run is always its newest part.
+
+    :attr:`aud` is a byte offset such that no row in ``[lo, aud)`` is audio: the records
+    no audio bound ever drops (activity markers, texts, tool answers: a window that no
+    handle covers collects one pair of markers per turn) are walked past once, not at
+    every chunk that drops the oldest audio behind them (:meth:`drop_audio`).
     """
 
     __slots__ = (
+        "aud",
         "bps",
         "heads",
         "hids",
@@ -227,6 +233,7 @@ class _Window:
     def __init__(self) -> None:
         self.rows = bytearray()
         self.lo = 0
+        self.aud = 0
         self.pcm: list[bytes] = []
         self.plo = 0
         self.mixed = 0
@@ -378,8 +385,47 @@ class _Window:
             self.trim()
         return meta
 
+    def drop_audio(self) -> _Meta | None:
+        """Drop the oldest audio record (the first row of kind audio, after the records of
+        other kinds before it); None when the window holds no audio."""
+        self.flush()
+        rows = self.rows
+        lo = self.lo
+        n = len(rows)
+        others = self.others
+        p = self.aud
+        if p < lo:
+            p = lo
+        while p < n:
+            hid = _nb_hid_at(rows, p + _R_NB)[1]
+            if hid >= 0 or others[_int_at(rows, p)[0]][_K] == _AUDIO:
+                break
+            p += _STRIDE
+        else:
+            self.aud = p
+            return None
+        if p == lo:
+            return self.pop()
+        meta = self.meta(p)
+        # Only other kinds before it: a compact chunk's PCM is the first one held.
+        if hid >= 0:
+            self.pcm[self.plo] = b""
+            self.plo += 1
+        else:
+            del others[_int_at(rows, p)[0]]
+        if hid:
+            self.mixed -= 1
+        # The rows before it move up one row (over it): the front grows dead, as pop's.
+        rows[lo + _STRIDE : p + _STRIDE] = rows[lo:p]
+        self.lo = lo = lo + _STRIDE
+        self.aud = p + _STRIDE
+        if lo >= _TRIM_ROWS and 2 * lo >= n:
+            self.trim()
+        return meta
+
     def trim(self) -> None:
         """Move the live rows, PCM and run to the front (the dead front is as large)."""
+        self.aud = max(0, self.aud - self.lo)
         if self.lo >= len(self.rows):
             self.rows = bytearray()
         else:
@@ -411,11 +457,14 @@ class _Window:
         if hid:
             self.mixed -= 1
         del rows[p : p + _STRIDE]
+        if p < self.aud:
+            self.aud -= _STRIDE  # the rows after it moved down
         return meta
 
     def clear(self) -> None:
         self.rows = bytearray()
         self.lo = 0
+        self.aud = 0
         self.pcm = []
         self.plo = 0
         self.mixed = 0
@@ -1091,6 +1140,12 @@ class Outbox:
                     self.offline_limit,
                     Kind(meta[0]).name,
                 )
+            return
+        if kind == _AUDIO:
+            dropped = win.drop_audio()
+            if dropped is not None:
+                self._window_forget(dropped)
+                self.stats.frames_at_risk += 1
             return
         for i, p in enumerate(win.positions()):
             if win.kind(p) == kind:
