@@ -343,8 +343,28 @@ class _WalkingWindow(_Window):
         return None
 
 
-def _walking(box: Outbox) -> Outbox:
-    """``box`` (empty) with the walking window."""
+class _WalkingOutbox(Outbox):
+    """The outbox as it dropped audio from a mixed window before one pass did it: the
+    oldest record if it is audio, then (still over the bound) the oldest audio."""
+
+    __slots__ = ()
+
+    def _evict_mixed(self, held: float, limit: float) -> float:
+        self.window_audio_s = self._evict_first_audio(held)
+        if self.window_audio_s > limit:
+            self._evict(Kind.AUDIO)
+        return self.window_audio_s
+
+
+def _walking(audio_seconds: float, limit: int) -> Outbox:
+    """An empty outbox that drops audio as before, with the walking window."""
+    box = _WalkingOutbox(
+        SessionStats(),
+        input_rate=16000,
+        offline_buffer_bytes=limit,
+        max_frame_bytes=1 << 20,
+        resend=ResendWindow(audio_seconds, 4, 0.0),
+    )
     box._win = _WalkingWindow()
     box._win.register(box._audio.prefix, 16000)
     return box
@@ -362,7 +382,7 @@ def test_dropping_audio_behind_markers_matches_walking_the_window(
     def pair() -> list[Outbox]:
         return [
             make(audio_seconds=0.2, limit=30_000),
-            _walking(make(audio_seconds=0.2, limit=30_000)),
+            _walking(0.2, 30_000),
         ]
 
     boxes = pair()

@@ -406,13 +406,17 @@ class _Window:
             return None
         if p == lo:
             return self.pop()
-        meta = self.meta(p)
         # Only other kinds before it: a compact chunk's PCM is the first one held.
+        meta: _Meta
         if hid >= 0:
-            self.pcm[self.plo] = b""
-            self.plo += 1
+            plo = self.plo
+            nb = len(self.pcm[plo])
+            meta = (_AUDIO, self.sizes[hid] + (nb + 2) // 3 * 4, nb / self.bps[hid])
+            self.pcm[plo] = b""
+            self.plo = plo + 1
         else:
-            del others[_int_at(rows, p)[0]]
+            out = others.pop(_int_at(rows, p)[0])
+            meta = (_AUDIO, len(out[_F]), out[_AS])
         if hid:
             self.mixed -= 1
         # The rows before it move up one row (over it): the front grows dead, as pop's.
@@ -943,17 +947,40 @@ class Outbox:
                     win.rlo = rlo = win.rlo + 1
                     if rlo >= _TRIM_RUN:
                         win.trim()
+                self.window_audio_s = held
+                if held > limit:
+                    self._evict(_AUDIO)
             else:
                 self.window_bytes += size
-                held = self._evict_first_audio(held)
-            self.window_audio_s = held
-            if held > limit:
-                self._evict(_AUDIO)
+                self.window_audio_s = self._evict_mixed(held, limit)
             if self.window_bytes > offline_limit:
                 self._evict(None)
             return True
 
         return write_audio
+
+    def _evict_mixed(self, held: float, limit: float) -> float:
+        """The window (holding records of other kinds or rates too) holds ``held``
+        seconds of audio, more than ``limit``: what :meth:`_evict_first_audio` and then
+        ``_evict(AUDIO)`` drop, in one pass; returns the seconds still held."""
+        win = self._win
+        win.flush()
+        rows = win.rows
+        lo = win.lo
+        stats = self.stats
+        if _nb_hid_at(rows, lo + _R_NB)[1] >= 0 or win.others[_int_at(rows, lo)[0]][_K] == _AUDIO:
+            _, dropped, secs = win.pop()
+            held -= secs
+            self.window_bytes -= dropped
+            stats.frames_at_risk += 1
+            if held <= limit:
+                return held
+        meta = win.drop_audio()
+        if meta is not None:
+            held -= meta[2]
+            self.window_bytes -= meta[1]
+            stats.frames_at_risk += 1
+        return held
 
     def _evict_first_audio(self, held: float) -> float:
         """The window holds more audio than its bound: the oldest record goes if it is
