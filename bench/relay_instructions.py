@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import math
 import os
@@ -154,7 +155,7 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 async def _paced_window(
-    ws: Any,
+    sockets: list[Any],
     tell: Callable[[bytes, bytes], Awaitable[None]],
     seconds: float,
     page_ms: int,
@@ -163,19 +164,20 @@ async def _paced_window(
 ) -> None:
     """The density workload's browser on a clock ``slowdown`` times slower: the density
     bench's utterance (100 ms of speech, 200 ms of silence) in ``page_ms`` frames, every
-    reply read; the window is ``seconds`` browser-seconds after a warm-up."""
+    reply read; the window is ``seconds`` browser-seconds after a warm-up. Several
+    browsers (``sockets``) send with their frames' phases spread over one frame."""
     from bench.density import UTTERANCE
 
     step = 32 * page_ms
     frames = [UTTERANCE[i : i + step] for i in range(0, len(UTTERANCE), step)]
     loop = asyncio.get_running_loop()
 
-    async def reader() -> None:
+    async def reader(ws: Any) -> None:
         async for _ in ws:
             pass
 
-    async def microphone() -> None:
-        start = loop.time()
+    async def microphone(ws: Any, phase: float) -> None:
+        start = loop.time() + phase * page_ms / 1000 * slowdown
         k = 0
         while True:
             delay = start + k * page_ms / 1000 * slowdown - loop.time()
@@ -184,7 +186,8 @@ async def _paced_window(
             await ws.send(frames[k % len(frames)])
             k += 1
 
-    tasks = [asyncio.create_task(reader()), asyncio.create_task(microphone())]
+    tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
+    tasks += [asyncio.create_task(microphone(ws, i / len(sockets))) for i, ws in enumerate(sockets)]
     try:
         await asyncio.sleep(warm_up * slowdown)  # the session open, whole turns
         await tell(b"S", b"started")
@@ -206,6 +209,7 @@ async def _browser(
     slowdown: float = 1.0,
     idle: bool = False,
     warm_up: float = PACED_WARM_UP,
+    browsers: int = 1,
 ) -> None:
     import websockets
 
@@ -249,7 +253,12 @@ async def _browser(
         else:
             sends, replies = (3, 1) if page_ms == 20 else (2, 2)
         if paced:
-            await _paced_window(ws, tell, paced, page_ms, slowdown, warm_up)
+            async with contextlib.AsyncExitStack() as more:
+                sockets = [ws]
+                for i in range(1, browsers):
+                    other = websockets.connect(f"{url}?c={i}", max_size=None, origin=origin)  # type: ignore[arg-type]
+                    sockets.append(await more.enter_async_context(other))
+                await _paced_window(sockets, tell, paced, page_ms, slowdown, warm_up)
             stdin.write(b"Q\n")
             await stdin.drain()
             return
@@ -279,6 +288,7 @@ async def _measure(
     slowdown: float = SLOWDOWN,
     idle: bool = False,
     warm_up: float = PACED_WARM_UP,
+    browsers: int = 1,
 ) -> int:
     # The gate's runner pieces, imported here: the measured child does not load them.
     from bench.instructions import callgrind_command, window_count
@@ -332,6 +342,7 @@ async def _measure(
                     slowdown,
                     idle,
                     warm_up,
+                    browsers,
                 )
                 await child.wait()
         finally:
@@ -383,6 +394,14 @@ def main(argv: list[str] | None = None) -> int:
         "whose service sends no handles)",
     )
     parser.add_argument(
+        "--browsers",
+        type=int,
+        default=1,
+        help="--paced: this many browsers at once (their frames' phases spread), the "
+        "count divided among them: loop passes and the process's fixed cost shared as "
+        "in a loaded process",
+    )
+    parser.add_argument(
         "--idle",
         action="store_true",
         help="--paced: also count the same wall-clock window with no browser (the "
@@ -397,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         # One utterance of a steady tone: the energy VAD's noise floor creeps up during
         # speech and would end it (no more replies) after about 800 frames of 20 ms.
         parser.error(f"--round-trips must be 1-{most} with --page-ms {args.page_ms}")
+    if args.browsers < 1:
+        parser.error("--browsers must be at least 1")
     if args.child:
         return child_main(args)
     if args.profile:
@@ -424,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.paced,
                     args.slowdown,
                     warm_up=args.warm_up,
+                    browsers=args.browsers,
                 )
             )
             if args.profile:
@@ -432,12 +454,14 @@ def main(argv: list[str] | None = None) -> int:
             label = (
                 f"{args.page_ms} ms frames, {args.turn_detection}"
                 f"{', numpy' if args.numpy else ''}{', no numpy' if args.no_numpy else ''}"
+                f"{f', {args.browsers} browsers' if args.browsers > 1 else ''}"
                 f", {loop_name}"
             )
             if args.paced:
+                bs = args.paced * args.browsers  # browser-seconds in the window
                 print(
-                    f"relay ({label}, paced): {count / args.paced:,.0f} instructions per "
-                    f"browser-second ({count:,} / {args.paced:g})"
+                    f"relay ({label}, paced): {count / bs:,.0f} instructions per "
+                    f"browser-second ({count:,} / {bs:g})"
                 )
                 if args.idle:
                     idle = asyncio.run(
@@ -460,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"relay ({label}, idle): {idle:,} instructions in the same "
                         f"{args.paced * args.slowdown:g} s with no browser; net "
-                        f"{(count - idle) / args.paced:,.0f} per browser-second"
+                        f"{(count - idle) / bs:,.0f} per browser-second"
                     )
                 continue
             print(
