@@ -462,3 +462,28 @@ def test_a_full_window_behind_many_markers_does_not_walk_them_at_every_chunk(
         assert box.write_audio(conn, _Plan(), lambda f: True, pcm(7), now)
     assert 0.9 < box.window_audio_s <= 1.0
     assert reads <= 100 * 4
+
+
+def test_chunks_written_into_a_full_mixed_window_keep_their_numbers() -> None:
+    """Each chunk the fused writer adds to a full window that holds a marker (written as
+    a row at once, not as a run) is resent with its time, index and end offset, and its
+    frame, byte for byte."""
+    box, conn, _ = started(audio_seconds=0.2)
+    box.submit(b'{"realtimeInput":{"activityStart":{}}}', Kind.ACTIVITY_START, 0.0, conn, True)
+    frames: dict[int, bytes] = {}
+    where: dict[int, tuple[float, int, int]] = {}
+
+    def write(frame: bytes) -> bool:
+        frames[box.seq] = frame
+        return True
+
+    for i in range(40):
+        now = 0.02 * (i + 1)
+        assert box.write_audio(conn, _Plan(), write, pcm(i, 640 if i % 3 else 320), now)
+        where[box.seq] = (now, conn.next_index - 1, conn.bytes_out)
+    records = list(box.window)
+    assert records[0][1] == Kind.ACTIVITY_START
+    for o in records[1:]:
+        assert (o[6], o[7], o[8]) == where[o[2]]
+        assert o[0] == frames[o[2]]
+    assert [o[2] for o in records[1:]] == sorted(where)[-len(records) + 1 :]

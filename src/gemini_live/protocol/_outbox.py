@@ -909,15 +909,19 @@ class Outbox:
             stats.frames_sent += 1
             # The window keeps the PCM and the time, in a run (see _Window) when the
             # chunk follows the previous one, as it does while nothing else is sent.
+            held = self.window_audio_s + seconds
             if seq == win.nseq and idx == win.nix and start == win.lend:
                 win.rwa.append(now)
                 win.pcm.append(raw)
                 win.nseq = seq + 1
                 win.nix = nix
                 win.lend = end
+            elif held > limit and win.mixed:
+                # A full mixed window: the eviction below packs any run into rows
+                # anyway, so the chunk goes straight into a row (the same row).
+                win.add_pcm(raw, 0, seq, now, idx, end)
             else:
                 win.start(raw, seq, now, idx, end)
-            held = self.window_audio_s + seconds
             if held <= limit:  # the window has room (the usual case without handles)
                 self.window_audio_s = held
                 wb = self.window_bytes = self.window_bytes + size
