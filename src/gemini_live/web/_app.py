@@ -971,14 +971,19 @@ _HEADS: Final = {
 }
 
 
+#: A header with a 16-bit length (126 to 65535 bytes: a reply's audio) and a 64-bit one.
+_HEAD16: Final = struct.Struct("!BBH").pack
+_HEAD64: Final = struct.Struct("!BBQ").pack
+
+
 def frame_header(opcode: int, length: int) -> bytes:
     """The header of an unmasked, final, uncompressed WebSocket frame (RFC 6455 5.2),
     as a server sends it."""
     if length < 126:
         return _HEADS[opcode, length]
     if length < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, length)
-    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
+        return _HEAD16(0x80 | opcode, 126, length)
+    return _HEAD64(0x80 | opcode, 127, length)
 
 
 #: Bytes a :class:`CoalescingTransport` holds before it writes without waiting.
@@ -1105,7 +1110,12 @@ class CoalescingTransport:
             head = _HEADS[_OP_TEXT, n] if n < 126 else frame_header(_OP_TEXT, n)
         else:
             n = len(data)
-            head = _HEADS[_OP_BINARY, n] if n < 126 else frame_header(_OP_BINARY, n)
+            if n < 126:
+                head = _HEADS[_OP_BINARY, n]
+            elif n < 65536:  # a reply's audio (frame_header inlined)
+                head = _HEAD16(0x82, 126, n)
+            else:
+                head = frame_header(_OP_BINARY, n)
         parts = self._parts
         parts.append(head)
         if n:
