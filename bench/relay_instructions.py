@@ -26,6 +26,13 @@ stdin), and callgrind zeroes at the first and dumps at the second. ``PYTHONHASHS
 Compare with ``python -m bench.instructions --clients gemini-live-picows-cb``: a bare
 session's W1 round trip (one chunk up, one reply down) on the same server.
 
+``--idle`` counts the same wall-clock window with no browser at all: what the process
+spends whoever is connected (uvicorn's 10 Hz tick, the loop's own timers). Under
+``--paced`` that window is ``--slowdown`` times longer than the browser-seconds it
+stands for, so a fixed cost weighs ``slowdown`` times more per browser-second here than
+in a process that serves hundreds of browsers in real time; ``--paced`` with
+``--idle`` prints the count net of it as well.
+
 ``--turn-detection server`` leaves the VAD out (the audio goes up as it comes), which
 prices the VAD by difference.
 """
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import math
 import os
@@ -147,27 +155,29 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 async def _paced_window(
-    ws: Any,
+    sockets: list[Any],
     tell: Callable[[bytes, bytes], Awaitable[None]],
     seconds: float,
     page_ms: int,
     slowdown: float,
+    warm_up: float = PACED_WARM_UP,
 ) -> None:
     """The density workload's browser on a clock ``slowdown`` times slower: the density
     bench's utterance (100 ms of speech, 200 ms of silence) in ``page_ms`` frames, every
-    reply read; the window is ``seconds`` browser-seconds after a warm-up."""
+    reply read; the window is ``seconds`` browser-seconds after a warm-up. Several
+    browsers (``sockets``) send with their frames' phases spread over one frame."""
     from bench.density import UTTERANCE
 
     step = 32 * page_ms
     frames = [UTTERANCE[i : i + step] for i in range(0, len(UTTERANCE), step)]
     loop = asyncio.get_running_loop()
 
-    async def reader() -> None:
+    async def reader(ws: Any) -> None:
         async for _ in ws:
             pass
 
-    async def microphone() -> None:
-        start = loop.time()
+    async def microphone(ws: Any, phase: float) -> None:
+        start = loop.time() + phase * page_ms / 1000 * slowdown
         k = 0
         while True:
             delay = start + k * page_ms / 1000 * slowdown - loop.time()
@@ -176,9 +186,10 @@ async def _paced_window(
             await ws.send(frames[k % len(frames)])
             k += 1
 
-    tasks = [asyncio.create_task(reader()), asyncio.create_task(microphone())]
+    tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
+    tasks += [asyncio.create_task(microphone(ws, i / len(sockets))) for i, ws in enumerate(sockets)]
     try:
-        await asyncio.sleep(PACED_WARM_UP * slowdown)  # the session open, whole turns
+        await asyncio.sleep(warm_up * slowdown)  # the session open, whole turns
         await tell(b"S", b"started")
         await asyncio.sleep(seconds * slowdown)
         await tell(b"E", b"stopped")
@@ -196,6 +207,9 @@ async def _browser(
     page_ms: int = PAGE_MS,
     paced: float = 0.0,
     slowdown: float = 1.0,
+    idle: bool = False,
+    warm_up: float = PACED_WARM_UP,
+    browsers: int = 1,
 ) -> None:
     import websockets
 
@@ -210,6 +224,14 @@ async def _browser(
         if got != answer:
             raise RuntimeError(f"the measured process said {got!r}, expected {answer!r}")
 
+    if idle:  # no browser: the process's fixed cost over the same wall-clock window
+        await asyncio.sleep(warm_up * slowdown)
+        await tell(b"S", b"started")
+        await asyncio.sleep((paced or 1.0) * slowdown)
+        await tell(b"E", b"stopped")
+        stdin.write(b"Q\n")
+        await stdin.drain()
+        return
     origin = url.replace("ws://", "http://").rsplit("/", 1)[0]  # the page's own origin
     async with websockets.connect(url + "?c=0", max_size=None, origin=origin) as ws:  # type: ignore[arg-type]
 
@@ -231,7 +253,12 @@ async def _browser(
         else:
             sends, replies = (3, 1) if page_ms == 20 else (2, 2)
         if paced:
-            await _paced_window(ws, tell, paced, page_ms, slowdown)
+            async with contextlib.AsyncExitStack() as more:
+                sockets = [ws]
+                for i in range(1, browsers):
+                    other = websockets.connect(f"{url}?c={i}", max_size=None, origin=origin)  # type: ignore[arg-type]
+                    sockets.append(await more.enter_async_context(other))
+                await _paced_window(sockets, tell, paced, page_ms, slowdown, warm_up)
             stdin.write(b"Q\n")
             await stdin.drain()
             return
@@ -259,6 +286,9 @@ async def _measure(
     no_numpy: bool = False,
     paced: float = 0.0,
     slowdown: float = SLOWDOWN,
+    idle: bool = False,
+    warm_up: float = PACED_WARM_UP,
+    browsers: int = 1,
 ) -> int:
     # The gate's runner pieces, imported here: the measured child does not load them.
     from bench.instructions import callgrind_command, window_count
@@ -303,7 +333,16 @@ async def _measure(
                     err = (await child.stderr.read()).decode() if child.stderr else ""
                     raise RuntimeError(f"the measured process did not start: {err[-2000:]}")
                 await _browser(
-                    line[4:], child, round_trips, turn_detection, page_ms, paced, slowdown
+                    line[4:],
+                    child,
+                    round_trips,
+                    turn_detection,
+                    page_ms,
+                    paced,
+                    slowdown,
+                    idle,
+                    warm_up,
+                    browsers,
                 )
                 await child.wait()
         finally:
@@ -345,6 +384,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slowdown", type=float, default=SLOWDOWN, help="--paced: clocks this many times slower"
     )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=PACED_WARM_UP,
+        metavar="SECONDS",
+        help="--paced: browser-seconds before the window (from about 5.5 the re-send "
+        "window is full: every chunk written evicts the oldest, as in a long call "
+        "whose service sends no handles)",
+    )
+    parser.add_argument(
+        "--browsers",
+        type=int,
+        default=1,
+        help="--paced: this many browsers at once (their frames' phases spread), the "
+        "count divided among them: loop passes and the process's fixed cost shared as "
+        "in a loaded process",
+    )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="--paced: also count the same wall-clock window with no browser (the "
+        "process's fixed cost) and print the browser-second net of it",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
@@ -354,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         # One utterance of a steady tone: the energy VAD's noise floor creeps up during
         # speech and would end it (no more replies) after about 800 frames of 20 ms.
         parser.error(f"--round-trips must be 1-{most} with --page-ms {args.page_ms}")
+    if args.browsers < 1:
+        parser.error("--browsers must be at least 1")
     if args.child:
         return child_main(args)
     if args.profile:
@@ -380,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.no_numpy,
                     args.paced,
                     args.slowdown,
+                    warm_up=args.warm_up,
+                    browsers=args.browsers,
                 )
             )
             if args.profile:
@@ -388,13 +454,38 @@ def main(argv: list[str] | None = None) -> int:
             label = (
                 f"{args.page_ms} ms frames, {args.turn_detection}"
                 f"{', numpy' if args.numpy else ''}{', no numpy' if args.no_numpy else ''}"
+                f"{f', {args.browsers} browsers' if args.browsers > 1 else ''}"
                 f", {loop_name}"
             )
             if args.paced:
+                bs = args.paced * args.browsers  # browser-seconds in the window
                 print(
-                    f"relay ({label}, paced): {count / args.paced:,.0f} instructions per "
-                    f"browser-second ({count:,} / {args.paced:g})"
+                    f"relay ({label}, paced): {count / bs:,.0f} instructions per "
+                    f"browser-second ({count:,} / {bs:g})"
                 )
+                if args.idle:
+                    idle = asyncio.run(
+                        _measure(
+                            loop_name,
+                            args.round_trips,
+                            args.turn_detection,
+                            server.port,
+                            vg,
+                            None,
+                            args.numpy,
+                            args.page_ms,
+                            args.no_numpy,
+                            args.paced,
+                            args.slowdown,
+                            idle=True,
+                            warm_up=args.warm_up,
+                        )
+                    )
+                    print(
+                        f"relay ({label}, idle): {idle:,} instructions in the same "
+                        f"{args.paced * args.slowdown:g} s with no browser; net "
+                        f"{(count - idle) / bs:,.0f} per browser-second"
+                    )
                 continue
             print(
                 f"relay ({label}): {count / args.round_trips:,.0f} "

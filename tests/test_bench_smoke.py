@@ -392,3 +392,31 @@ async def test_bench_server_w2f_sends_each_turn_in_bursts_on_w2ts_cycle() -> Non
     period = (W2_TURN_EVERY + W2T_PAUSE) * 8
     assert audio_ticks[W2_TURN_EVERY] - first[0] == period
     assert W2_TURN_EVERY + W2T_PAUSE - len(slots) == W2F_PAUSE
+
+
+def test_bench_relay_instructions_paced_browsers_profile(tmp_path: Path) -> None:
+    """``bench.relay_instructions --paced`` with several browsers and a warm-up of its
+    own (cProfile, real time: no valgrind needed): every browser's frames go upstream."""
+    import pstats
+
+    out = tmp_path / "relay.prof"
+    printed = _bench(
+        "bench.relay_instructions",
+        "--paced",
+        "1",
+        "--slowdown",
+        "1",
+        "--warm-up",
+        "1",
+        "--browsers",
+        "2",
+        "--profile",
+        str(out),
+    )
+    assert "cProfile of the window" in printed
+    calls = {
+        name: stat[1]
+        for (_f, _l, name), stat in pstats.Stats(str(out)).stats.items()  # type: ignore[attr-defined]
+    }
+    # Two browsers' 40 ms frames for a second, inline in the server's read callback.
+    assert 40 <= calls.get("inline", 0) <= 60

@@ -17,7 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gemini_live.codec import AudioFrameEncoder
-from gemini_live.protocol._outbox import Kind, Outbox, OutboxState, RecordState, ResendWindow
+from gemini_live.protocol._outbox import (
+    Kind,
+    Outbox,
+    OutboxState,
+    RecordState,
+    ResendWindow,
+    _Window,
+)
 from gemini_live.protocol._state import Connection, SessionStats, State
 
 
@@ -321,3 +328,162 @@ def test_every_frame_the_window_gives_back_is_the_one_written(
             _check(box, written, where)
         assert box.window_bytes <= 40_000
     _check(box, written, where)
+
+
+class _WalkingWindow(_Window):
+    """The window as it dropped the oldest audio before the marker cursor: every row
+    from the front walked, the row deleted in place."""
+
+    __slots__ = ()
+
+    def drop_audio(self) -> tuple[int, int, float] | None:
+        for i, p in enumerate(self.positions()):
+            if self.kind(p) == Kind.AUDIO:
+                return self.remove(i)
+        return None
+
+
+class _WalkingOutbox(Outbox):
+    """The outbox as it dropped audio from a mixed window before one pass did it: the
+    oldest record if it is audio, then (still over the bound) the oldest audio."""
+
+    __slots__ = ()
+
+    def _evict_mixed(self, held: float, limit: float) -> float:
+        self.window_audio_s = self._evict_first_audio(held)
+        if self.window_audio_s > limit:
+            self._evict(Kind.AUDIO)
+        return self.window_audio_s
+
+
+def _walking(audio_seconds: float, limit: int) -> Outbox:
+    """An empty outbox that drops audio as before, with the walking window."""
+    box = _WalkingOutbox(
+        SessionStats(),
+        input_rate=16000,
+        offline_buffer_bytes=limit,
+        max_frame_bytes=1 << 20,
+        resend=ResendWindow(audio_seconds, 4, 0.0),
+    )
+    box._win = _WalkingWindow()
+    box._win.register(box._audio.prefix, 16000)
+    return box
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("wwwwsmmetvcqu"), st.integers(0, 40)), max_size=80))
+def test_dropping_audio_behind_markers_matches_walking_the_window(
+    ops: list[tuple[str, int]],
+) -> None:
+    """Equal windows, numbers and stats, operation by operation, with and without the
+    cursor past the markers (random writes, markers, texts, video, covers, queues and
+    restores)."""
+
+    def pair() -> list[Outbox]:
+        return [
+            make(audio_seconds=0.2, limit=30_000),
+            _walking(0.2, 30_000),
+        ]
+
+    boxes = pair()
+    conns = [Connection(state=State.OPEN), Connection(state=State.OPEN)]
+    now = 0.0
+    for op, arg in ops:
+        now += 0.01
+        for box, conn in zip(boxes, conns, strict=True):
+            if op == "w":
+                for k in range(arg % 5 + 1):
+                    size = 2 * ((arg + k) % 9 + 1) if arg % 3 == 0 else 640
+                    box.write_audio(conn, _Plan(), lambda f: True, pcm(arg + k, size), now + k)
+            elif op == "s":
+                box.send_audio(pcm(arg, 2 * (arg + 1)), now, (None, 24000)[arg % 2], conn, True)
+            elif op in "me":
+                kind = Kind.ACTIVITY_START if op == "m" else Kind.ACTIVITY_END
+                box.submit(b'{"realtimeInput":{"activityStart":{}}}', kind, now, conn, True)
+            elif op == "t":
+                box.submit(text(f"t{arg}"), Kind.TEXT, now, conn, True)
+            elif op == "v":
+                box.submit(b"v" * (arg + 1), Kind.VIDEO, now, conn, True)
+            elif op == "c":
+                box.cover_by_handle(now - arg * 0.01)
+            elif op == "q":
+                box.send_audio(pcm(arg), now, None, None, False)
+                box.hand_out(conn, now)
+                if arg % 2:
+                    box.unwritten(conn)
+                else:
+                    box.written(1)
+        if op == "u":
+            states = [b.snapshot() for b in boxes]
+            boxes = pair()
+            for box, state in zip(boxes, states, strict=True):
+                box.restore(state)
+        a, b = boxes
+        assert a.snapshot() == b.snapshot()
+        assert (a.window_bytes, a.window_video, a.stats.frames_at_risk) == (
+            b.window_bytes,
+            b.window_video,
+            b.stats.frames_at_risk,
+        )
+        assert a._win.mixed == b._win.mixed
+        assert a._win.pcm[a._win.plo :] == b._win.pcm[b._win.plo :]
+
+
+def test_a_full_window_behind_many_markers_does_not_walk_them_at_every_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long call whose service sends no handles keeps every turn's markers; the chunk
+    that drops the oldest audio behind them reads a few rows, not all of them."""
+    box, conn, _ = started(audio_seconds=1.0)
+    now = 0.0
+    for turn in range(200):  # 200 turns of 4 chunks (the audio goes, the markers stay)
+        kind = Kind.ACTIVITY_START if turn % 2 == 0 else Kind.ACTIVITY_END
+        box.submit(b'{"realtimeInput":{"activityStart":{}}}', kind, now, conn, True)
+        for _ in range(4):
+            now += 0.04
+            assert box.write_audio(conn, _Plan(), lambda f: True, pcm(turn), now)
+    reads = 0
+    kind_of, meta_of = _Window.kind, _Window.meta
+
+    def counted_kind(self: _Window, p: int) -> int:
+        nonlocal reads
+        reads += 1
+        return kind_of(self, p)
+
+    def counted_meta(self: _Window, p: int) -> tuple[int, int, float]:
+        nonlocal reads
+        reads += 1
+        return meta_of(self, p)
+
+    monkeypatch.setattr(_Window, "kind", counted_kind)
+    monkeypatch.setattr(_Window, "meta", counted_meta)
+    for _ in range(100):
+        now += 0.04
+        assert box.write_audio(conn, _Plan(), lambda f: True, pcm(7), now)
+    assert 0.9 < box.window_audio_s <= 1.0
+    assert reads <= 100 * 4
+
+
+def test_chunks_written_into_a_full_mixed_window_keep_their_numbers() -> None:
+    """Each chunk the fused writer adds to a full window that holds a marker (written as
+    a row at once, not as a run) is resent with its time, index and end offset, and its
+    frame, byte for byte."""
+    box, conn, _ = started(audio_seconds=0.2)
+    box.submit(b'{"realtimeInput":{"activityStart":{}}}', Kind.ACTIVITY_START, 0.0, conn, True)
+    frames: dict[int, bytes] = {}
+    where: dict[int, tuple[float, int, int]] = {}
+
+    def write(frame: bytes) -> bool:
+        frames[box.seq] = frame
+        return True
+
+    for i in range(40):
+        now = 0.02 * (i + 1)
+        assert box.write_audio(conn, _Plan(), write, pcm(i, 640 if i % 3 else 320), now)
+        where[box.seq] = (now, conn.next_index - 1, conn.bytes_out)
+    records = list(box.window)
+    assert records[0][1] == Kind.ACTIVITY_START
+    for o in records[1:]:
+        assert (o[6], o[7], o[8]) == where[o[2]]
+        assert o[0] == frames[o[2]]
+    assert [o[2] for o in records[1:]] == sorted(where)[-len(records) + 1 :]

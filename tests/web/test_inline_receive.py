@@ -485,3 +485,53 @@ async def test_a_frame_over_the_size_limit_still_closes_1009() -> None:
         assert b"\x88" in bytes(transport.written)  # a close frame
         assert (1009).to_bytes(2, "big") in bytes(transport.written)
     assert calls == [b"small"]
+
+
+class _NowaitSession:
+    """What the relay's inline path uses of a session (turn detection by the service)."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send_audio_nowait(self, pcm: bytes, *, sample_rate: int | None = None) -> bool:
+        self.sent.append(pcm)
+        return True
+
+
+async def test_the_relay_registers_inline_itself_with_the_entry_checks() -> None:
+    """The server calls the relay's ``inline`` with no wrapper in between; it declines
+    (changing nothing) once the connection is closed or a message it began waits in
+    ``receive``, as the wrapper made it."""
+    from gemini_live.web._relay import _Connection
+
+    handler: list[Handler | None] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("not called")
+
+    async def send(_message: Any) -> None:
+        pass
+
+    relay = Relay(fake_config_none, authorize=Relay.ALLOW_ANYONE, turn_detection="server")
+    scope = {"type": "websocket", "path": "/live", "headers": [], "extensions": {}}
+    scope["extensions"] = {ON_MESSAGE_EXTENSION: handler.append}
+    conn = _Connection(relay, scope, receive, send)
+    session = _NowaitSession()
+    conn.session = session  # type: ignore[assignment]
+    assert conn.receive_inline()
+    assert handler == [conn.inline]
+    entry = handler[0]
+    assert entry is not None
+    chunk = _numbered(1)
+    assert entry(chunk) is True
+    conn._rest = conn._drain  # a message it began waits in receive()
+    assert entry(chunk) is False
+    conn._rest = None
+    conn.closed = True
+    assert entry(chunk) is False
+    assert session.sent == [chunk]
+    assert conn.info.audio_in_bytes == len(chunk)
+
+
+def fake_config_none(_conn: Any) -> Any:
+    raise AssertionError("no session is opened here")

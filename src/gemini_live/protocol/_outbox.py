@@ -204,9 +204,15 @@ class _Window:
     times in :attr:`rwa` (from item :attr:`rlo`) and the next number, index and the last
     end offset expected, from which their rows follow. Any other use of the window packs
     the run into rows first (:meth:`flush`), so the run is always its newest part.
+
+    :attr:`aud` is a byte offset such that no row in ``[lo, aud)`` is audio: the records
+    no audio bound ever drops (activity markers, texts, tool answers: a window that no
+    handle covers collects one pair of markers per turn) are walked past once, not at
+    every chunk that drops the oldest audio behind them (:meth:`drop_audio`).
     """
 
     __slots__ = (
+        "aud",
         "bps",
         "heads",
         "hids",
@@ -227,6 +233,7 @@ class _Window:
     def __init__(self) -> None:
         self.rows = bytearray()
         self.lo = 0
+        self.aud = 0
         self.pcm: list[bytes] = []
         self.plo = 0
         self.mixed = 0
@@ -378,8 +385,51 @@ class _Window:
             self.trim()
         return meta
 
+    def drop_audio(self) -> _Meta | None:
+        """Drop the oldest audio record (the first row of kind audio, after the records of
+        other kinds before it); None when the window holds no audio."""
+        self.flush()
+        rows = self.rows
+        lo = self.lo
+        n = len(rows)
+        others = self.others
+        p = self.aud
+        if p < lo:
+            p = lo
+        while p < n:
+            hid = _nb_hid_at(rows, p + _R_NB)[1]
+            if hid >= 0 or others[_int_at(rows, p)[0]][_K] == _AUDIO:
+                break
+            p += _STRIDE
+        else:
+            self.aud = p
+            return None
+        if p == lo:
+            return self.pop()
+        # Only other kinds before it: a compact chunk's PCM is the first one held.
+        meta: _Meta
+        if hid >= 0:
+            plo = self.plo
+            nb = len(self.pcm[plo])
+            meta = (_AUDIO, self.sizes[hid] + (nb + 2) // 3 * 4, nb / self.bps[hid])
+            self.pcm[plo] = b""
+            self.plo = plo + 1
+        else:
+            out = others.pop(_int_at(rows, p)[0])
+            meta = (_AUDIO, len(out[_F]), out[_AS])
+        if hid:
+            self.mixed -= 1
+        # The rows before it move up one row (over it): the front grows dead, as pop's.
+        rows[lo + _STRIDE : p + _STRIDE] = rows[lo:p]
+        self.lo = lo = lo + _STRIDE
+        self.aud = p + _STRIDE
+        if lo >= _TRIM_ROWS and 2 * lo >= n:
+            self.trim()
+        return meta
+
     def trim(self) -> None:
         """Move the live rows, PCM and run to the front (the dead front is as large)."""
+        self.aud = max(0, self.aud - self.lo)
         if self.lo >= len(self.rows):
             self.rows = bytearray()
         else:
@@ -411,11 +461,14 @@ class _Window:
         if hid:
             self.mixed -= 1
         del rows[p : p + _STRIDE]
+        if p < self.aud:
+            self.aud -= _STRIDE  # the rows after it moved down
         return meta
 
     def clear(self) -> None:
         self.rows = bytearray()
         self.lo = 0
+        self.aud = 0
         self.pcm = []
         self.plo = 0
         self.mixed = 0
@@ -856,15 +909,19 @@ class Outbox:
             stats.frames_sent += 1
             # The window keeps the PCM and the time, in a run (see _Window) when the
             # chunk follows the previous one, as it does while nothing else is sent.
+            held = self.window_audio_s + seconds
             if seq == win.nseq and idx == win.nix and start == win.lend:
                 win.rwa.append(now)
                 win.pcm.append(raw)
                 win.nseq = seq + 1
                 win.nix = nix
                 win.lend = end
+            elif held > limit and win.mixed:
+                # A full mixed window: the eviction below packs any run into rows
+                # anyway, so the chunk goes straight into a row (the same row).
+                win.add_pcm(raw, 0, seq, now, idx, end)
             else:
                 win.start(raw, seq, now, idx, end)
-            held = self.window_audio_s + seconds
             if held <= limit:  # the window has room (the usual case without handles)
                 self.window_audio_s = held
                 wb = self.window_bytes = self.window_bytes + size
@@ -894,17 +951,40 @@ class Outbox:
                     win.rlo = rlo = win.rlo + 1
                     if rlo >= _TRIM_RUN:
                         win.trim()
+                self.window_audio_s = held
+                if held > limit:
+                    self._evict(_AUDIO)
             else:
                 self.window_bytes += size
-                held = self._evict_first_audio(held)
-            self.window_audio_s = held
-            if held > limit:
-                self._evict(_AUDIO)
+                self.window_audio_s = self._evict_mixed(held, limit)
             if self.window_bytes > offline_limit:
                 self._evict(None)
             return True
 
         return write_audio
+
+    def _evict_mixed(self, held: float, limit: float) -> float:
+        """The window (holding records of other kinds or rates too) holds ``held``
+        seconds of audio, more than ``limit``: what :meth:`_evict_first_audio` and then
+        ``_evict(AUDIO)`` drop, in one pass; returns the seconds still held."""
+        win = self._win
+        win.flush()
+        rows = win.rows
+        lo = win.lo
+        stats = self.stats
+        if _nb_hid_at(rows, lo + _R_NB)[1] >= 0 or win.others[_int_at(rows, lo)[0]][_K] == _AUDIO:
+            _, dropped, secs = win.pop()
+            held -= secs
+            self.window_bytes -= dropped
+            stats.frames_at_risk += 1
+            if held <= limit:
+                return held
+        meta = win.drop_audio()
+        if meta is not None:
+            held -= meta[2]
+            self.window_bytes -= meta[1]
+            stats.frames_at_risk += 1
+        return held
 
     def _evict_first_audio(self, held: float) -> float:
         """The window holds more audio than its bound: the oldest record goes if it is
@@ -1091,6 +1171,12 @@ class Outbox:
                     self.offline_limit,
                     Kind(meta[0]).name,
                 )
+            return
+        if kind == _AUDIO:
+            dropped = win.drop_audio()
+            if dropped is not None:
+                self._window_forget(dropped)
+                self.stats.frames_at_risk += 1
             return
         for i, p in enumerate(win.positions()):
             if win.kind(p) == kind:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import inspect
 import ipaddress
@@ -970,14 +971,19 @@ _HEADS: Final = {
 }
 
 
+#: A header with a 16-bit length (126 to 65535 bytes: a reply's audio) and a 64-bit one.
+_HEAD16: Final = struct.Struct("!BBH").pack
+_HEAD64: Final = struct.Struct("!BBQ").pack
+
+
 def frame_header(opcode: int, length: int) -> bytes:
     """The header of an unmasked, final, uncompressed WebSocket frame (RFC 6455 5.2),
     as a server sends it."""
     if length < 126:
         return _HEADS[opcode, length]
     if length < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, length)
-    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
+        return _HEAD16(0x80 | opcode, 126, length)
+    return _HEAD64(0x80 | opcode, 127, length)
 
 
 #: Bytes a :class:`CoalescingTransport` holds before it writes without waiting.
@@ -1104,7 +1110,12 @@ class CoalescingTransport:
             head = _HEADS[_OP_TEXT, n] if n < 126 else frame_header(_OP_TEXT, n)
         else:
             n = len(data)
-            head = _HEADS[_OP_BINARY, n] if n < 126 else frame_header(_OP_BINARY, n)
+            if n < 126:
+                head = _HEADS[_OP_BINARY, n]
+            elif n < 65536:  # a reply's audio (frame_header inlined)
+                head = _HEAD16(0x82, 126, n)
+            else:
+                head = frame_header(_OP_BINARY, n)
         parts = self._parts
         parts.append(head)
         if n:
@@ -1168,7 +1179,68 @@ def _uvicorn_server(
         lifespan="off",
         access_log=False,
     )
-    return uvicorn.Server(config)
+    return _server_class()(config)
+
+
+#: Seconds between two ticks of the library's uvicorn server (uvicorn's own: 0.1).
+SERVER_TICK: Final = 1.0
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+@functools.cache
+def _server_class() -> type[Any]:
+    """``uvicorn.Server`` with its main loop ticking once a second instead of ten times,
+    and woken at once when ``should_exit`` is set (a signal, :func:`running`'s exit).
+
+    uvicorn's tick only refreshes the ``date`` header (once a second: here at every
+    tick) and checks whether to stop; ten wake-ups a second are ten passes of the event
+    loop for every process however idle, and a stop is seen sooner here than there."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        _gl_should_exit = False
+        #: The running main loop's wait: (its loop, the future a stop completes).
+        _gl_wait: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+
+        @property
+        def should_exit(self) -> bool:
+            return self._gl_should_exit
+
+        @should_exit.setter
+        def should_exit(self, value: bool) -> None:
+            self._gl_should_exit = value
+            wait = self._gl_wait
+            if value and wait is not None:
+                loop, fut = wait
+                # From the loop, another thread or a signal handler alike.
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    loop.call_soon_threadsafe(_wake, fut)
+
+        async def main_loop(self) -> None:
+            # uvicorn's main_loop with SERVER_TICK; ``counter`` counts uvicorn's 0.1 s
+            # ticks, so on_tick refreshes the date header at every tick, as every 10th.
+            per_tick = round(SERVER_TICK * 10)
+            counter = 0
+            should_exit = await self.on_tick(counter)
+            loop = asyncio.get_running_loop()
+            while not should_exit:
+                counter = (counter + per_tick) % 864000
+                fut = loop.create_future()
+                timer = loop.call_later(SERVER_TICK, _wake, fut)
+                self._gl_wait = (loop, fut)
+                try:
+                    if not self._gl_should_exit:
+                        await fut
+                finally:
+                    self._gl_wait = None
+                    timer.cancel()
+                should_exit = await self.on_tick(counter)
+
+    return _Server
 
 
 class _StartupErrors(logging.Filter):

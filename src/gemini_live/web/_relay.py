@@ -938,16 +938,22 @@ class _Connection(PeerSocket):
         is open, with what :meth:`_upstream` and :meth:`_audio` do (activity, size and
         rate limits, the audio meter, the VAD, the upstream write), none of it waiting.
         Texts, the first audio, a turn edge the VAD found and a write that has to wait
-        go on in :meth:`_upstream`, in order."""
+        go on in :meth:`_upstream`, in order. The server calls it directly
+        (:meth:`receive_inline`): it makes the checks of ``_inline_entry`` itself."""
         session = self.session
-        if session is None or type(data) is not bytes or self._moving:
+        if (
+            session is None
+            or type(data) is not bytes
+            or self._moving
+            or self.closed
+            or self._rest is not None
+        ):
             return False
         relay = self.relay
         n = len(data)
         if not n or n & 1 or n > relay.limits.max_message_bytes:
             return False  # _upstream closes the connection, as it always did
-        self.touch()
-        now = self.last_activity
+        now = self.last_activity = time.monotonic()  # touch(), inlined
         if not self._msgs.take(1, now):
             raise PeerClose(CLOSE_RATE_LIMITED, "rate limit: too many messages")
         info = self.info
@@ -972,6 +978,14 @@ class _Connection(PeerSocket):
             for a in actions:
                 if a.kind == "silence":
                     info.audio_not_forwarded_bytes += len(a.audio)
+        return True
+
+    def receive_inline(self) -> bool:
+        # The server calls inline directly (it makes _inline_entry's checks itself).
+        on_message = self._on_message
+        if on_message is None:
+            return False
+        on_message(self.inline)
         return True
 
     async def _vad_rest(self, sender: ActivitySender, actions: list[VadAction], done: int) -> None:
