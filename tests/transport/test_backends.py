@@ -921,3 +921,25 @@ async def test_unsent_bytes_counts_the_write_buffer_and_the_kernel_queue(
         resume.set()
         await t.close()
     assert t.unsent_bytes() is None  # closed: it cannot tell
+
+
+async def test_websockets_backend_reads_in_small_pieces() -> None:
+    # asyncio's 256 KiB recv costs an mmap and munmap per read under glibc.
+    from gemini_live.transport._common import READ_BYTES
+
+    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
+        pytest.skip("uvloop's transports read into their own buffer")  # pragma: no cover
+    big = b"y" * (3 * READ_BYTES + 17)
+
+    async def script(ws: ServerConnection) -> None:
+        await ws.send(big)
+        await drain(ws)
+
+    rec = Recorder()
+    async with ws_server(script) as url:
+        t = await connect(get_backend("websockets"), url, rec)
+        assert isinstance(t, WebsocketsTransport)
+        raw: Any = t._ws.transport
+        assert raw.max_size == READ_BYTES
+        assert (await rec.wait_frames(1)) == [big]
+        await t.close()

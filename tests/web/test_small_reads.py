@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from gemini_live._bridge import ABORT_EXTENSION
+from gemini_live.transport._common import READ_BYTES, small_reads
 from gemini_live.web import running
-from gemini_live.web._app import READ_BYTES, CoalescingTransport, _small_reads
+from gemini_live.web._app import CoalescingTransport
 
 
 def test_small_reads_caps_asyncio_transports_only() -> None:
@@ -25,9 +26,9 @@ def test_small_reads_caps_asyncio_transports_only() -> None:
         pass
 
     big, small, other = Selector(), Small(), Other()
-    _small_reads(big)
-    _small_reads(small)
-    _small_reads(other)
+    small_reads(big)
+    small_reads(small)
+    small_reads(other)
     assert big.max_size == READ_BYTES < 128 * 1024
     assert small.max_size == 4096
     assert not hasattr(other, "max_size")

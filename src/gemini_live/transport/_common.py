@@ -269,3 +269,21 @@ def map_connect_errors(
         raise ConnectError(
             scrub(f"cannot connect to {where(url)}: {type(exc).__name__}: {exc}", options)
         ) from None
+
+
+#: Bytes a connection reads at once on asyncio's own event loop (served connections of
+#: :mod:`gemini_live.web`, the ``websockets`` backend). asyncio's socket transport reads
+#: with ``recv(256 KiB)``, for which CPython allocates the full size before shrinking it
+#: to what arrived: above glibc's mmap threshold (128 KiB) that is an mmap, a page fault
+#: and an munmap per read, ~13 µs of kernel time against ~1 µs below it (measured on this
+#: project's machines). Live API frames and the voice edge's messages are a few KiB; a
+#: larger burst takes more reads. uvloop and picows read into their own buffers.
+READ_BYTES: Final = 64 * 1024
+
+
+def small_reads(transport: object) -> None:
+    """Caps ``transport``'s read size at :data:`READ_BYTES` where it has asyncio's
+    ``max_size`` (selector socket transports); other transports are left alone."""
+    size = getattr(transport, "max_size", None)
+    if isinstance(size, int) and size > READ_BYTES:
+        transport.max_size = READ_BYTES  # type: ignore[attr-defined]

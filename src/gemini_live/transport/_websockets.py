@@ -26,6 +26,7 @@ from gemini_live.transport._common import (
     kernel_unsent,
     library_logger,
     map_connect_errors,
+    small_reads,
     ssl_raw_buffer,
 )
 from gemini_live.transport.base import CloseInfo, ConnectOptions, FrameHandler, Transport
@@ -166,6 +167,7 @@ class WebsocketsBackend:
                 logger=library_logger("websockets.client"),
                 **kwargs,
             )
+        small_reads(ws.transport)
         return WebsocketsTransport(ws, handler, close_timeout)
 
 

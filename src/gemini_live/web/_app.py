@@ -33,6 +33,7 @@ from gemini_live._bridge import (
 )
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
 from gemini_live.errors import ConfigError, ConnectError
+from gemini_live.transport._common import small_reads
 from gemini_live.types import UNSET, Setup
 from gemini_live.web._drain import SigtermDrain
 from gemini_live.web._relay import (
@@ -690,21 +691,6 @@ def create_app(
 _DEFAULT_WS_MAX_SIZE: Final = 1024 * 1024
 #: Connections beyond the relay's own limit (page loads, static files, health checks).
 _HTTP_HEADROOM: Final = 32
-#: Bytes a served connection reads at once on asyncio's own event loop. Its socket
-#: transport reads with ``recv(256 KiB)``, for which CPython allocates the full size
-#: before shrinking it to what arrived: above glibc's mmap threshold (128 KiB) that is an
-#: mmap, a page fault and an munmap per read, ~13 µs of kernel time against ~1 µs below
-#: it (measured on this project's machines). The page's and the carriers' messages are
-#: 1–4 KiB; a larger burst takes more reads. uvloop reads into its own buffer.
-READ_BYTES: Final = 64 * 1024
-
-
-def _small_reads(transport: Any) -> None:
-    """Caps ``transport``'s read size at :data:`READ_BYTES` where it has asyncio's
-    ``max_size`` (selector socket transports); other transports are left alone."""
-    size = getattr(transport, "max_size", None)
-    if isinstance(size, int) and size > READ_BYTES:
-        transport.max_size = READ_BYTES
 
 
 def _relay_of(app: Any) -> Relay | None:
@@ -737,7 +723,7 @@ def _protocols(handshake_timeout: float) -> tuple[type[asyncio.Protocol], type[a
         _gl_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
-            _small_reads(transport)  # kept when the connection upgrades
+            small_reads(transport)  # kept when the connection upgrades
             super().connection_made(transport)
             self._gl_timer = self.loop.call_later(handshake_timeout, self._gl_expired)
 
