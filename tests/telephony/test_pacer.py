@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from gemini_live import audio
 from gemini_live import events as ev
 from gemini_live._asgi import Message
 from gemini_live._bridge import SEND_NOWAIT_EXTENSION
@@ -147,6 +148,25 @@ async def test_media_ms_sends_whole_frames_up_to_the_limit_with_the_same_audio_a
     assert len(names) == expected == info.marks_sent and expected >= 1
     assert all(name.startswith("r1-") for name in names)
     assert phone.messages[-1]["event"] == "mark"
+
+
+async def test_the_reply_goes_through_the_float32_decimator_with_the_streams_timing() -> None:
+    # The model's 24 kHz goes down to 8 kHz through audio._Decimator (one BLAS product per
+    # chunk, G.711 by lookup): the very codes it gives, 20 ms frames as the float64 sinc
+    # stream cuts them (the same filter and timing), the tail flushed at the reply's end.
+    async with pacing(media_ms=20) as (bridge, call, phone):
+        assert isinstance(call._down, audio._Decimator)
+        await _reply(call, 8)
+        await _played(bridge, call)
+        media = b"".join(phone.media())
+    decimator = audio._Decimator.create(24000, 8000)
+    assert decimator is not None
+    codes = b"".join(decimator.process_g711(REPLY) for _ in range(8))
+    codes += audio.pcm16_to_ulaw(decimator.flush())
+    plain = audio.Resampler(24000, 8000, backend="numpy")
+    reference = b"".join(plain.process(REPLY) for _ in range(8)) + plain.flush()
+    assert len(codes) == len(reference) // 2
+    assert media == codes + bytes([0xFF]) * (-len(codes) % 160)  # the last frame padded
 
 
 async def test_media_ms_barge_in_clears_and_sends_nothing_more_of_the_reply() -> None:

@@ -37,6 +37,7 @@ from gemini_live.audio import (
     OUTPUT_RATE,
     ResampleBackend,
     Resampler,
+    _Decimator,
     alaw_to_pcm16,
     as_pcm16,
     pcm16_to_alaw,
@@ -90,6 +91,17 @@ def _low_latency_backend() -> ResampleBackend:
 
 
 _BACKEND: Final = _low_latency_backend()
+
+
+def _downsampler(rate: int) -> Resampler | _Decimator:
+    """The model's audio at ``rate`` down to the phone's rate: with numpy and a whole
+    factor (24 kHz), the float32 decimator straight to G.711 (the sinc stream's filter
+    and timing); else the low-latency stream."""
+    if _BACKEND == "numpy":
+        decimator = _Decimator.create(rate, PHONE_RATE)
+        if decimator is not None:
+            return decimator
+    return Resampler(rate, PHONE_RATE, backend=_BACKEND)
 
 
 # The shared lifecycle's exceptions, under this module's old names.
@@ -680,7 +692,7 @@ class _Call(PeerSocket):
         #: The rate sent upstream (see :func:`_activity_sender`).
         self._rate = bridge.input_rate
         self._up = self._upsampler()
-        self._down = Resampler(OUTPUT_RATE, PHONE_RATE, backend=_BACKEND)
+        self._down = _downsampler(OUTPUT_RATE)
         self._down_rate = OUTPUT_RATE
         # Outbound audio not yet sent, one segment per reply.
         self._queue: deque[_Segment] = deque()
@@ -1027,7 +1039,7 @@ class _Call(PeerSocket):
             case ev.ModelAudio(data=data, sample_rate=rate):
                 self.touch()  # the model talks
                 if rate != self._down_rate:
-                    self._down = Resampler(rate, PHONE_RATE, backend=_BACKEND)
+                    self._down = _downsampler(rate)
                     self._down_rate = rate
                 queue = self._queue
                 if not queue or queue[-1].done:
