@@ -696,7 +696,9 @@ class _Call(PeerSocket):
         self._down_rate = OUTPUT_RATE
         # Outbound audio not yet sent, one segment per reply.
         self._queue: deque[_Segment] = deque()
-        self._out_event = asyncio.Event()
+        # The pacer's wake-up while it waits for audio (a bare future: an Event's wait
+        # makes one anyway, and more).
+        self._wake: asyncio.Future[None] | None = None
         self._replies = itertools.count(1)
         self._generation = 0
         self._mark_names = itertools.count(1)
@@ -1049,7 +1051,7 @@ class _Call(PeerSocket):
                 g711 = self._down.process_g711(data, self._law)
                 if g711:
                     queue[-1].data += g711
-                    self._out_event.set()
+                    self._wake_pacer()
             case ev.Interrupted():
                 info.interruptions += 1
                 upstream = self._upstream
@@ -1071,12 +1073,19 @@ class _Call(PeerSocket):
                     if tail:
                         queue[-1].data += self._encode_g711(tail)
                     queue[-1].done = True
-                    self._out_event.set()
+                    self._wake_pacer()
                 self.bridge._notify()
             case ev.Closed(code=code, reason=reason):
                 raise _Close(4502, f"upstream closed: {code} {reason}".strip())
             case _:
                 pass
+
+    def _wake_pacer(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():  # not cancelled with the pacer
+                wake.set_result(None)
 
     async def _clear(self) -> None:
         self._queue.clear()
@@ -1109,6 +1118,7 @@ class _Call(PeerSocket):
         most = bridge.media_ms // FRAME_MS  # frames per message
         queue = self._queue
         send = self.send_data
+        send_now = self.send_now
         b64 = pybase64.b64encode_as_string
         clock = -1.0  # when the next frame is due to start playing at the caller
         # The bytes msgspec would write for {"event": "media", sid: ..., "media":
@@ -1118,8 +1128,8 @@ class _Call(PeerSocket):
         while True:
             seg = queue[0] if queue else None
             if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
-                self._out_event.clear()
-                await self._out_event.wait()
+                wake = self._wake = loop.create_future()
+                await wake
                 continue
             data = seg.data
             if not data:  # done and fully sent
@@ -1127,7 +1137,7 @@ class _Call(PeerSocket):
                 continue
             n = min(len(data) // FRAME_BYTES, most) or 1  # or the reply's last partial frame
             size = n * FRAME_BYTES
-            chunk = bytes(data[:size])
+            chunk = data[:size]  # a bytearray: base64 takes it as it is
             del data[:size]
             if len(chunk) < size:
                 chunk += bytes([self._silence]) * (size - len(chunk))
@@ -1144,7 +1154,9 @@ class _Call(PeerSocket):
             if not media_head:
                 sid = _encode(info.stream_sid).decode()
                 media_head = '{"event":"media",' + sid_key + ":" + sid + ',"media":{"payload":"'
-            await send(media_head + b64(chunk) + '"}}')
+            text = media_head + b64(chunk) + '"}}'
+            if not send_now(text):
+                await send(text)
             clock += n * frame_s
             info.media_out += 1
             before = info.sent_ms.get(seg.reply, 0)
