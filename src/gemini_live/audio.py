@@ -780,6 +780,9 @@ class Resampler:
 #: Outputs per row of :class:`_Decimator`'s product: one row of input serves this many
 #: outputs (a window per output made the copy that gives BLAS its matrix ~16x larger).
 _DECIMATE_BLOCK: Final = 16
+#: Rows of :class:`_Decimator`'s product kept in a reused buffer (1,024 outputs: a
+#: chunk of up to 128 ms at 8 kHz); a larger chunk's product gets its own array.
+_DECIMATE_ROWS: Final = 64
 
 
 @functools.cache
@@ -850,10 +853,12 @@ class _Decimator:
         "_first",
         "_half",
         "_hi",
+        "_ints",
         "_lo",
         "_matrix",
         "_n_in",
         "_n_out",
+        "_out",
         "_room",
         "_span",
         "_start",
@@ -873,6 +878,12 @@ class _Decimator:
         # What a row may read past the last input (outputs of the last row not ready
         # yet: their results are dropped) and more.
         self._room = self._f * _DECIMATE_BLOCK
+        import numpy as np
+
+        # The product's rows, and their bits as int32 (the G.711 lookup's index).
+        self._out = np.empty((_DECIMATE_ROWS, _DECIMATE_BLOCK), np.float32)
+        self._ints = self._out.reshape(-1).view(np.int32)
+        self._store = np.zeros(max(_STORE_MIN, 4 * (self._span + self._room)), np.float32)
         self.reset()
 
     @classmethod
@@ -890,10 +901,10 @@ class _Decimator:
 
     def reset(self) -> None:
         """Drop buffered state without producing output (e.g. after a barge-in)."""
-        import numpy as np
-
-        # Input before the start counts as zero: ``half`` zeros before input 0.
-        self._store = np.zeros(max(_STORE_MIN, 4 * (self._span + self._room)), np.float32)
+        # Input before the start counts as zero: ``half`` zeros before input 0 (what
+        # lies after them is overwritten before it is read, or only read by outputs
+        # that are dropped).
+        self._store[: self._half] = 0.0
         self._lo = 0  # store index of input self._start
         self._hi = self._half  # store index after the last input
         self._start = -self._half
@@ -981,22 +992,25 @@ class _Decimator:
         # _outputs, inline.
         lo = self._lo
         at = lo + n_out * f + self._first - self._start  # store index of the first tap
+        rows = -(-count // _DECIMATE_BLOCK)
         windows = np.ndarray(
-            (-(-count // _DECIMATE_BLOCK), self._span),
-            np.float32,
-            self._store,
-            at * 4,
-            (f * _DECIMATE_BLOCK * 4, 4),
+            (rows, self._span), np.float32, self._store, at * 4, (f * _DECIMATE_BLOCK * 4, 4)
         )
-        # np.dot copies the overlapping windows into one matrix itself (cheaper than
-        # ascontiguousarray and @).
-        y = np.dot(windows, self._matrix)
         self._n_out = end
         drop = end * f + self._first - self._start
         self._lo = lo + drop
         self._start += drop
-        y += round_f32
-        index = np.bitwise_and(y.reshape(-1).view(i32)[:count], 0x1FFFF)
+        # np.dot copies the overlapping windows into one matrix itself (cheaper than
+        # ascontiguousarray and @).
+        if rows <= _DECIMATE_ROWS:
+            y = np.dot(windows, self._matrix, out=self._out[:rows])
+            y += round_f32
+            index = self._ints[:count]
+            np.bitwise_and(index, 0x1FFFF, out=index)
+        else:
+            y = np.dot(windows, self._matrix)
+            y += round_f32
+            index = np.bitwise_and(y.reshape(-1).view(i32)[:count], 0x1FFFF)
         codes: bytes = table.take(index).tobytes()
         return codes
 
