@@ -1319,3 +1319,19 @@ def test_decimator_bad_input() -> None:
     # Not a whole factor, or upsampling: no decimator (the bridge keeps the sinc stream).
     assert audio._Decimator.create(44100, 8000) is None
     assert audio._Decimator.create(8000, 16000) is None
+
+
+def test_decimator_after_reset_is_a_fresh_one() -> None:
+    # Barge-in resets mid-reply: what follows is exactly a new decimator's output (the
+    # lead-in zeroed again; stale input left in the store is never used).
+    chunks = _decimator_chunks(17, 24000, 50)
+    used = audio._Decimator.create(24000, 8000)
+    assert used is not None
+    for chunk in chunks[:25]:
+        used.process_g711(chunk)
+    used.reset()
+    fresh = audio._Decimator.create(24000, 8000)
+    assert fresh is not None
+    for chunk in chunks[25:]:
+        assert used.process_g711(chunk) == fresh.process_g711(chunk)
+    assert used.flush() == fresh.flush()
