@@ -109,6 +109,9 @@ _Close = PeerClose
 
 #: DTMF digits kept per call (the latest; ``CallInfo.dtmf_count`` counts them all).
 DTMF_KEEP: Final = 64
+#: The most model audio (bytes of PCM16) a reply holds before it is resampled: the
+#: chunks that arrive while the pacer waits go down in one step, up to this much.
+_PENDING_MOST: Final = 24000
 #: Seconds the upstream session gets to close when a call ends.
 _SESSION_CLOSE_TIMEOUT: Final = 5.0
 
@@ -1040,18 +1043,36 @@ class _Call(PeerSocket):
         match event:
             case ev.ModelAudio(data=data, sample_rate=rate):
                 self.touch()  # the model talks
+                queue = self._queue
                 if rate != self._down_rate:
+                    if queue and queue[-1].pending:
+                        self._resample(queue[-1])  # the audio before, at its own rate
                     self._down = _downsampler(rate)
                     self._down_rate = rate
-                queue = self._queue
                 if not queue or queue[-1].done:
                     reply = next(self._replies)
                     info.sent_ms[reply] = 0
                     queue.append(_Segment(reply))
-                g711 = self._down.process_g711(data, self._law)
-                if g711:
-                    queue[-1].data += g711
-                    self._wake_pacer()
+                seg = queue[-1]
+                if self._wake is None and type(data) is bytes and not len(data) & 1:
+                    # The pacer is busy or ahead of the caller (a model faster than
+                    # real time): held, the chunks that come until it takes them go
+                    # down to 8 kHz in one step, not one each.
+                    if data:
+                        seg.pending.append(data)
+                        seg.pending_bytes += len(data)
+                        if seg.pending_bytes >= _PENDING_MOST:
+                            self._resample(seg)
+                else:
+                    # The pacer waits for audio (or it is not whole PCM16 samples: the
+                    # resampler's own check raises its typed error, after the audio
+                    # before it): resampled now.
+                    if seg.pending:
+                        self._resample(seg)
+                    g711 = self._down.process_g711(data, self._law)
+                    if g711:
+                        seg.data += g711
+                        self._wake_pacer()
             case ev.Interrupted():
                 info.interruptions += 1
                 upstream = self._upstream
@@ -1068,6 +1089,8 @@ class _Call(PeerSocket):
                     info.turns += 1
                 queue = self._queue
                 if queue and not queue[-1].done:
+                    if queue[-1].pending:
+                        self._resample(queue[-1])
                     tail = self._down.flush()
                     self._down.reset()
                     if tail:
@@ -1079,6 +1102,15 @@ class _Call(PeerSocket):
                 raise _Close(4502, f"upstream closed: {code} {reason}".strip())
             case _:
                 pass
+
+    def _resample(self, seg: _Segment) -> None:
+        """The model's audio ``seg`` holds as it came (the reply being received, the
+        resampler's stream), down to the phone's rate and law, in one step."""
+        pending = seg.pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        seg.pending_bytes = 0
+        seg.data += self._down.process_g711(data, self._law)
 
     def _wake_pacer(self) -> None:
         wake = self._wake
@@ -1127,6 +1159,8 @@ class _Call(PeerSocket):
         media_head = ""
         while True:
             seg = queue[0] if queue else None
+            if seg is not None and seg.pending:
+                self._resample(seg)  # only the last reply has any: the resampler's
             if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
                 wake = self._wake = loop.create_future()
                 await wake
@@ -1172,11 +1206,14 @@ class _Call(PeerSocket):
 
 @dataclass
 class _Segment:
-    """The mu-law audio of one reply, waiting to be paced out."""
+    """The mu-law audio of one reply, waiting to be paced out (``pending``: the model's
+    audio of the reply being received, not resampled yet)."""
 
     reply: int
     data: bytearray = field(default_factory=bytearray)
     done: bool = False
+    pending: list[bytes] = field(default_factory=list)
+    pending_bytes: int = 0
 
 
 class TelnyxBridge(TwilioBridge):
