@@ -9,6 +9,7 @@
     python -m bench.bridge_cost --no-inline          # a server without gemini_live.on_message
     python -m bench.bridge_cost --model-speed 4      # each turn's audio at 4x real time
     python -m bench.bridge_cost --model-chunk-ms 120 # the model's audio in 120 ms chunks
+    python -m bench.bridge_cost --shared-clock       # one timer per tick for all calls
 
 ``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
 loop with a **virtual clock**: the loop never blocks, it jumps to its next timer, so the
@@ -35,6 +36,11 @@ playing: the worst case for batching). The Live API sends its audio faster than 
 time: ``--model-speed S`` delivers each turn's chunks ``S`` times faster than they play
 (the turns still start a second apart, so a call gets the same audio per second) and
 ``--model-chunk-ms N`` makes the chunks ``N`` ms long (one turn is a second of audio).
+
+``--shared-clock`` drives every call's carrier and model from one timer per tick (a
+real server reads all its carriers on one loop) instead of a timer per call per frame
+and per model chunk, which were about a quarter of a call-second's instructions and
+are the bench's own cost, not the bridge's; the traffic is the same.
 
 ``--callgrind`` runs the measuring process under ``valgrind --tool=callgrind`` with the
 same window markers as ``bench.instructions`` (``os.getppid()`` before the window,
