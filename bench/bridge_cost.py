@@ -9,6 +9,7 @@
     python -m bench.bridge_cost --no-inline          # a server without gemini_live.on_message
     python -m bench.bridge_cost --model-speed 4      # each turn's audio at 4x real time
     python -m bench.bridge_cost --model-chunk-ms 120 # the model's audio in 120 ms chunks
+    python -m bench.bridge_cost --shared-clock       # one timer per tick for all calls
 
 ``--calls`` calls of the real ``_Call`` (the bridge's per-call object) run on an event
 loop with a **virtual clock**: the loop never blocks, it jumps to its next timer, so the
@@ -35,6 +36,11 @@ playing: the worst case for batching). The Live API sends its audio faster than 
 time: ``--model-speed S`` delivers each turn's chunks ``S`` times faster than they play
 (the turns still start a second apart, so a call gets the same audio per second) and
 ``--model-chunk-ms N`` makes the chunks ``N`` ms long (one turn is a second of audio).
+
+``--shared-clock`` drives every call's carrier and model from one timer per tick (a
+real server reads all its carriers on one loop) instead of a timer per call per frame
+and per model chunk, which were about a quarter of a call-second's instructions and
+are the bench's own cost, not the bridge's; the traffic is the same.
 
 ``--callgrind`` runs the measuring process under ``valgrind --tool=callgrind`` with the
 same window markers as ``bench.instructions`` (``os.getppid()`` before the window,
@@ -227,6 +233,50 @@ class Phone:
         return True
 
 
+class SharedClock:
+    """``--shared-clock``: one timer per tick for every call of the process, as a server
+    that reads all its carriers' sockets on one loop sees them (a frame per call per
+    tick), instead of a timer per call per frame and per model chunk (the bench's own
+    cost, not the bridge's: ~20 % of a call-second's instructions with 20 calls). The
+    frames, chunks and their virtual times are the same."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Phone, Any]] = []
+
+    async def caller(self, frames: list[str], seconds: float, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        for k in range(int(seconds / FRAME_S)):
+            delay = start + k * FRAME_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the carriers' 20 ms clock (virtual time)
+            frame = frames[k % len(frames)]
+            for phone, _ in self.calls:
+                phone.deliver(frame)
+        for phone, _ in self.calls:
+            phone.deliver('{"event":"stop"}')
+
+    async def model(
+        self, reply: bytes, seconds: float, start: float, model_speed: float, model_chunk_ms: int
+    ) -> None:
+        from gemini_live import events as ev
+
+        loop = asyncio.get_running_loop()
+        chunk = ev.ModelAudio(data=reply)
+        done = ev.TurnComplete()
+        chunk_s = model_chunk_ms / 1000
+        per_turn = max(1, round(TURN_S / chunk_s))
+        for k in range(int(seconds / chunk_s)):
+            turn, j = divmod(k, per_turn)
+            at = start + 0.1 + turn * per_turn * chunk_s + j * chunk_s / model_speed
+            delay = at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the model's replies (virtual time)
+            for _, call in self.calls:
+                await call._events(chunk)
+                if j == per_turn - 1:
+                    await call._events(done)
+
+
 async def _one_call(
     bridge: Any,
     frames: list[str],
@@ -236,6 +286,7 @@ async def _one_call(
     inline: bool = True,
     model_speed: float = 1.0,
     model_chunk_ms: int = 40,
+    shared: SharedClock | None = None,
 ) -> None:
     from gemini_live import _bridge
     from gemini_live import events as ev
@@ -291,16 +342,26 @@ async def _one_call(
             if j == per_turn - 1:
                 await call._events(done)
 
-    model_task = asyncio.create_task(model())
-    try:
-        await call.serve_tasks(
-            ("twilio-in", call._inbound(session)),  # type: ignore[arg-type]
-            ("twilio-pacer", call._pacer()),
-            ("caller", caller()),
-        )
-    except PeerClose:
-        pass  # the caller's stop
-    model_task.cancel()
+    if shared is not None:
+        shared.calls.append((phone, call))
+        try:
+            await call.serve_tasks(
+                ("twilio-in", call._inbound(session)),  # type: ignore[arg-type]
+                ("twilio-pacer", call._pacer()),
+            )
+        except PeerClose:
+            pass  # the caller's stop
+    else:
+        model_task = asyncio.create_task(model())
+        try:
+            await call.serve_tasks(
+                ("twilio-in", call._inbound(session)),  # type: ignore[arg-type]
+                ("twilio-pacer", call._pacer()),
+                ("caller", caller()),
+            )
+        except PeerClose:
+            pass  # the caller's stop
+        model_task.cancel()
     totals["media_out"] += phone.media_out
     totals["media_messages"] += phone.media_messages
     totals["marks"] += phone.marks
@@ -319,6 +380,7 @@ async def workload(
     upstream_ms: int | None = None,
     model_speed: float = 1.0,
     model_chunk_ms: int = 40,
+    shared_clock: bool = False,
 ) -> dict[str, Any]:
     from gemini_live.audio import resample
     from gemini_live.telephony import TwilioBridge
@@ -355,6 +417,14 @@ async def workload(
 
     t0 = loop.time()
     mark_task = asyncio.create_task(marks())
+    shared = SharedClock() if shared_clock else None
+    clocks: list[asyncio.Task[None]] = []
+    if shared is not None:
+        span = warmup + seconds + 0.5
+        clocks.append(asyncio.create_task(shared.caller(frames, span, t0)))
+        clocks.append(
+            asyncio.create_task(shared.model(reply, span, t0, model_speed, model_chunk_ms))
+        )
     await asyncio.gather(
         *(
             _one_call(
@@ -366,10 +436,14 @@ async def workload(
                 inline,
                 model_speed,
                 model_chunk_ms,
+                shared,
             )
             for _ in range(calls)
         )
     )
+    for task in clocks:
+        task.cancel()
+    await asyncio.gather(*clocks, return_exceptions=True)
     await mark_task
     total_s = loop.time() - t0
     return {
@@ -379,6 +453,7 @@ async def workload(
         "upstream_ms": upstream_ms,
         "model_speed": model_speed,
         "model_chunk_ms": model_chunk_ms,
+        "shared_clock": shared_clock,
         "window_call_seconds": calls * seconds,
         "cpu_s": window["cpu"],
         "per_call_second": {k: round(v / (calls * total_s), 1) for k, v in totals.items()},
@@ -396,6 +471,7 @@ def run(
     upstream_ms: int | None = None,
     model_speed: float = 1.0,
     model_chunk_ms: int = 40,
+    shared_clock: bool = False,
 ) -> Any:
     from gemini_live import _bridge
     from gemini_live.telephony import _twilio
@@ -424,6 +500,7 @@ def run(
             upstream_ms,
             model_speed,
             model_chunk_ms,
+            shared_clock,
         )
         if prof is not None:
             prof.enable()
@@ -449,6 +526,7 @@ def callgrind(
     upstream_ms: int | None = None,
     model_speed: float = 1.0,
     model_chunk_ms: int = 40,
+    shared_clock: bool = False,
 ) -> int:
     """Instructions of the window, counted by callgrind in a child process (the runner
     of the W1 gate, :func:`bench.instructions.callgrind`)."""
@@ -467,6 +545,9 @@ def callgrind(
     if model_speed != 1.0 or model_chunk_ms != 40:
         args += ["--model-speed", str(model_speed), "--model-chunk-ms", str(model_chunk_ms)]
         model = f".model{model_speed:g}x{model_chunk_ms}"
+    if shared_clock:
+        args.append("--shared-clock")
+        model += ".shared"
     try:
         ir, _ = run_callgrind(
             "bench.bridge_cost",
@@ -505,6 +586,11 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--model-chunk-ms", type=int, default=40, help="the model's audio chunks (ms, default 40)"
     )
+    p.add_argument(
+        "--shared-clock",
+        action="store_true",
+        help="one timer per tick for all calls' carriers and model (not one per call)",
+    )
     p.add_argument("--callgrind", action="store_true", help="count instructions (valgrind)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the run into FILE")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -526,12 +612,15 @@ def main(argv: list[str]) -> int:
             args.upstream_ms,
             args.model_speed,
             args.model_chunk_ms,
+            args.shared_clock,
         )
         per = ir / (args.calls * args.seconds)
         out = {"input_rate": rate, "media_ms": args.media_ms, "inline": inline}
         out["upstream_ms"] = args.upstream_ms
         if args.model_speed != 1.0 or args.model_chunk_ms != 40:
             out |= {"model_speed": args.model_speed, "model_chunk_ms": args.model_chunk_ms}
+        if args.shared_clock:
+            out["shared_clock"] = True
         print(json.dumps(out | {"instructions_per_call_second": round(per)}))
         return 0
     result = run(
@@ -545,6 +634,7 @@ def main(argv: list[str]) -> int:
         args.upstream_ms,
         args.model_speed,
         args.model_chunk_ms,
+        args.shared_clock,
     )
     print(("RESULT " if args.child else "") + json.dumps(result))
     return 0

@@ -1237,3 +1237,101 @@ def test_process_g711_is_process_then_encode(
 def test_process_g711_checks_the_law() -> None:
     with pytest.raises(ConfigError, match="law"):
         Resampler(24000, 8000, backend="numpy").process_g711(b"\x00\x00", "mulaw")  # type: ignore[arg-type]
+
+
+# -- the phone bridge's decimator (float32, block product, G.711 by lookup) ------------------
+
+
+def _decimator_chunks(seed: int, n: int, pieces: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    x = np.sin(np.arange(n) * 0.05) * 30000 + rng.normal(0, 3000, n)
+    x[n // 2 : n // 2 + 400] = 32767  # a clipped run: the filter overshoots the range
+    x[n // 3 : n // 3 + 400] = -32768
+    pcm = np.clip(x, -32768, 32767).astype("<i2")
+    cuts = np.sort(rng.choice(np.arange(1, n), size=pieces, replace=False))
+    return [c.tobytes() for c in np.split(pcm, cuts)]
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+@pytest.mark.parametrize("from_rate", [24000, 16000, 48000])
+def test_decimator_keeps_the_sinc_streams_timing_and_samples(law: Any, from_rate: int) -> None:
+    # Per chunk the same number of outputs as the float64 sinc stream (the same filter,
+    # so no added latency), however the input is chunked and with reply resets; the
+    # samples the float32 product rounds may differ by one PCM16 step, rarely.
+    encode = pcm16_to_ulaw if law == "ulaw" else pcm16_to_alaw
+    decimator = audio._Decimator.create(from_rate, 8000)
+    assert decimator is not None
+    plain = Resampler(from_rate, 8000, backend="numpy")
+    codes: list[bytes] = []
+    expected: list[bytes] = []
+    chunks = _decimator_chunks(5, from_rate, 60)
+    chunks.append(b"".join(chunks))  # one chunk larger than the decimator's store
+    for k, chunk in enumerate(chunks):
+        mine = decimator.process_g711(chunk, law)
+        pcm = plain.process(chunk)
+        assert len(mine) == len(pcm) // 2
+        codes.append(mine)
+        expected.append(encode(pcm))
+        if k in (20, 41, 60):  # a reply's end: flushed and started afresh
+            tail = decimator.flush()
+            plain_tail = plain.flush()
+            assert len(tail) == len(plain_tail)
+            codes.append(encode(tail))
+            expected.append(encode(plain_tail))
+    got, want = b"".join(codes), b"".join(expected)
+    assert len(got) == len(want)
+    assert sum(a != b for a, b in zip(got, want, strict=True)) <= len(want) // 1000
+
+
+def test_decimator_g711_is_its_pcm_encoded() -> None:
+    # process_g711's lookup (rounding in the float32 sum's low bits, clipping in the
+    # table) gives the codes of process()'s PCM16, clipped peaks included.
+    for law, encode in (("ulaw", pcm16_to_ulaw), ("alaw", pcm16_to_alaw)):
+        a = audio._Decimator.create(24000, 8000)
+        b = audio._Decimator.create(24000, 8000)
+        assert a is not None and b is not None
+        for chunk in _decimator_chunks(9, 24000, 40):
+            assert a.process_g711(chunk, law) == encode(b.process(chunk))  # type: ignore[arg-type]
+        assert encode(a.flush()) == encode(b.flush())
+
+
+def test_decimator_output_equals_the_float64_filter_closely() -> None:
+    # Against the float64 stream's unrounded outputs: within float32 rounding.
+    decimator = audio._Decimator.create(24000, 8000)
+    assert decimator is not None
+    chunks = _decimator_chunks(13, 24000, 30)
+    ours = np.frombuffer(b"".join(decimator.process(c) for c in chunks), "<i2")
+    stream = audio._SincStream(24000, 8000, 16)
+    exact = np.concatenate([y for c in chunks if (y := stream._process(c)) is not None])
+    assert len(ours) == len(exact)
+    assert np.abs(ours - np.clip(np.rint(exact), -32768, 32767)).max() <= 1
+
+
+def test_decimator_bad_input() -> None:
+    decimator = audio._Decimator.create(24000, 8000)
+    assert decimator is not None
+    with pytest.raises(AudioFormatError):
+        decimator.process_g711(b"\x00\x00\x00")
+    with pytest.raises(ConfigError, match="law"):
+        decimator.process_g711(b"\x00\x00", "mulaw")  # type: ignore[arg-type]
+    assert decimator.process_g711(b"") == b""
+    assert decimator.flush() == b""
+    # Not a whole factor, or upsampling: no decimator (the bridge keeps the sinc stream).
+    assert audio._Decimator.create(44100, 8000) is None
+    assert audio._Decimator.create(8000, 16000) is None
+
+
+def test_decimator_after_reset_is_a_fresh_one() -> None:
+    # Barge-in resets mid-reply: what follows is exactly a new decimator's output (the
+    # lead-in zeroed again; stale input left in the store is never used).
+    chunks = _decimator_chunks(17, 24000, 50)
+    used = audio._Decimator.create(24000, 8000)
+    assert used is not None
+    for chunk in chunks[:25]:
+        used.process_g711(chunk)
+    used.reset()
+    fresh = audio._Decimator.create(24000, 8000)
+    assert fresh is not None
+    for chunk in chunks[25:]:
+        assert used.process_g711(chunk) == fresh.process_g711(chunk)
+    assert used.flush() == fresh.flush()

@@ -305,6 +305,22 @@ def test_bench_bridge_cost_runs_whole_calls_on_a_virtual_clock(rate: int) -> Non
     assert per["upstream_bytes"] == pytest.approx(per["upstream_chunks"] * rate // 12.5, rel=0.1)
 
 
+def test_bench_bridge_cost_shared_clock_sends_the_same_traffic() -> None:
+    """--shared-clock: one timer per tick for all calls' carriers and model, the same
+    frames, replies and marks per call-second as one timer per call."""
+    from bench import bridge_cost
+
+    own = bridge_cost.run(calls=3, seconds=2.0, warmup=0.5, input_rate=8000, profile=None)
+    shared = bridge_cost.run(
+        calls=3, seconds=2.0, warmup=0.5, input_rate=8000, profile=None, shared_clock=True
+    )
+    assert shared["shared_clock"] is True and own["shared_clock"] is False
+    o, s = own["per_call_second"], shared["per_call_second"]
+    for key in ("media_out", "media_messages", "marks", "inline"):
+        assert s[key] == pytest.approx(o[key], rel=0.02), key
+    assert s["upstream_bytes"] == pytest.approx(o["upstream_bytes"], rel=0.02)
+
+
 def test_bench_density_gc_watch_counts_collections_and_the_lag_they_caused() -> None:
     """bench.density.GcWatch: a collection in the window is counted under its generation,
     and a loop-lag sample over the limit that overlaps a long one is attributed to it."""

@@ -777,6 +777,291 @@ class Resampler:
         return out
 
 
+#: Outputs per row of :class:`_Decimator`'s product: one row of input serves this many
+#: outputs (a window per output made the copy that gives BLAS its matrix ~16x larger).
+_DECIMATE_BLOCK: Final = 16
+#: Rows of :class:`_Decimator`'s product kept in a reused buffer (1,024 outputs: a
+#: chunk of up to 128 ms at 8 kHz); a larger chunk's product gets its own array.
+_DECIMATE_ROWS: Final = 64
+
+
+@functools.cache
+def _decimate_matrix(factor: int, zero_crossings: int) -> tuple[Any, int] | None:
+    """The numpy sinc stream's filter for a decimation by ``factor`` (the same taps, as
+    float32), one column per output of a row of :class:`_Decimator`'s product: column
+    ``b`` holds the taps ``b * factor`` samples on. Returns the matrix and the filter's
+    half length, or None when an output could leave the range :func:`_g711_wide_table`
+    covers (the sum of the taps' magnitudes must stay below 2)."""
+    import numpy as np
+
+    h = _SincStream(factor, 1, zero_crossings)._decimate
+    if h is None or float(np.abs(h).sum()) >= 1.99:
+        return None
+    taps = len(h)
+    block = _DECIMATE_BLOCK
+    matrix = np.zeros((taps + factor * (block - 1), block), dtype=np.float32)
+    for b in range(block):
+        matrix[factor * b : factor * b + taps, b] = h
+    matrix.flags.writeable = False
+    return matrix, taps // 2
+
+
+@functools.cache
+def _g711_wide_table(law: str) -> Any:
+    """G.711 codes by the low 17 bits of a rounded sample ``r`` in ``[-65536, 65535]``
+    (two's complement): the code of ``r`` clipped to PCM16, as :func:`_g711_encode`
+    gives for the clipped sample."""
+    import numpy as np
+
+    table = _ulaw_encode_table() if law == "ulaw" else _alaw_encode_table()
+    r = np.arange(1 << 17, dtype=np.int64)
+    r[r >= 1 << 16] -= 1 << 17
+    clipped = np.clip(r, -32768, 32767).astype(np.int16).view(np.uint16)
+    wide = np.frombuffer(table, dtype=np.uint8)[clipped]
+    wide.flags.writeable = False
+    return wide
+
+
+#: float32 1.5 * 2**23: added to a float32 of magnitude below 2**22, it leaves the value
+#: rounded half to even (as ``np.rint``) in the low bits of the sum's int32 view.
+_ROUND_F32: Final = 12582912.0
+#: :func:`_g711_wide_table` by law, once built.
+_WIDE_TABLES: dict[str, Any] = {}
+#: numpy, its int16 (little-endian) and int32 dtypes and ``_ROUND_F32`` as a float32
+#: (made once: a dtype string is parsed on every call).
+_DECIMATE_NP: tuple[Any, Any, Any, Any] | None = None
+
+
+def _decimate_np() -> tuple[Any, Any, Any, Any]:
+    global _DECIMATE_NP
+    import numpy as np
+
+    _DECIMATE_NP = (np, np.dtype("<i2"), np.dtype(np.int32), np.float32(_ROUND_F32))
+    return _DECIMATE_NP
+
+
+class _Decimator:
+    """A phone bridge's model audio (24 kHz, or another whole multiple of the phone's
+    rate) down to G.711 at 8 kHz: the numpy sinc stream's filter and timing (the same
+    taps, the same outputs per chunk, each once ``half`` inputs to its right arrived),
+    computed in float32 with :data:`_DECIMATE_BLOCK` outputs per row of one BLAS
+    product, and rounded and encoded by one table lookup. Its samples differ from the
+    float64 stream's by float32 rounding (now and then one step of PCM16 before G.711)."""
+
+    __slots__ = (
+        "_f",
+        "_first",
+        "_half",
+        "_hi",
+        "_ints",
+        "_lo",
+        "_matrix",
+        "_n_in",
+        "_n_out",
+        "_out",
+        "_room",
+        "_span",
+        "_start",
+        "_store",
+        "from_rate",
+        "to_rate",
+    )
+
+    def __init__(self, from_rate: int, to_rate: int, matrix: Any, half: int) -> None:
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self._f = from_rate // to_rate
+        self._matrix = matrix
+        self._half = half
+        self._first = 1 - half  # the first tap's offset from an output's position
+        self._span = matrix.shape[0]  # the input one row of the product reads
+        # What a row may read past the last input (outputs of the last row not ready
+        # yet: their results are dropped) and more.
+        self._room = self._f * _DECIMATE_BLOCK
+        import numpy as np
+
+        # The product's rows, and their bits as int32 (the G.711 lookup's index).
+        self._out = np.empty((_DECIMATE_ROWS, _DECIMATE_BLOCK), np.float32)
+        self._ints = self._out.reshape(-1).view(np.int32)
+        self._store = np.zeros(max(_STORE_MIN, 4 * (self._span + self._room)), np.float32)
+        self.reset()
+
+    @classmethod
+    def create(cls, from_rate: int, to_rate: int) -> _Decimator | None:
+        """A decimator for these rates, or None (not a whole factor, no numpy)."""
+        if from_rate <= to_rate or from_rate % to_rate or not _has_numpy():
+            return None
+        spec = _decimate_matrix(from_rate // to_rate, _ZERO_CROSSINGS["HQ"])
+        if spec is None:
+            return None
+        return cls(from_rate, to_rate, *spec)
+
+    def __repr__(self) -> str:
+        return f"_Decimator({self.from_rate} -> {self.to_rate})"
+
+    def reset(self) -> None:
+        """Drop buffered state without producing output (e.g. after a barge-in)."""
+        # Input before the start counts as zero: ``half`` zeros before input 0 (what
+        # lies after them is overwritten before it is read, or only read by outputs
+        # that are dropped).
+        self._store[: self._half] = 0.0
+        self._lo = 0  # store index of input self._start
+        self._hi = self._half  # store index after the last input
+        self._start = -self._half
+        self._n_in = 0
+        self._n_out = 0
+
+    def _append(self, x: Any) -> None:
+        n = len(x)
+        hi = self._hi
+        store = self._store
+        if hi + n + self._room > len(store):
+            import numpy as np
+
+            lo = self._lo
+            keep = hi - lo
+            size = max(len(store), 2 * (keep + n + self._room))
+            if size > len(store):
+                fresh = np.zeros(size, np.float32)
+                fresh[:keep] = store[lo:hi]
+                self._store = store = fresh
+            else:
+                store[:keep] = store[lo:hi]  # numpy copies an overlapping move safely
+            self._lo = 0
+            self._hi = hi = keep
+        store[hi : hi + n] = x
+        self._hi = hi + n
+        self._n_in += n
+
+    def _outputs(self, end: int) -> Any:
+        """The unrounded outputs from ``_n_out`` to ``end`` (float32, a whole number of
+        rows: the first ``end - _n_out`` are the ones asked for); forgets the input no
+        later output needs."""
+        import numpy as np
+
+        n_out = self._n_out
+        f = self._f
+        rows = -(-(end - n_out) // _DECIMATE_BLOCK)
+        lo = self._lo
+        at = lo + n_out * f + self._first - self._start  # store index of the first tap
+        windows = np.ndarray(
+            (rows, self._span), np.float32, self._store, at * 4, (f * _DECIMATE_BLOCK * 4, 4)
+        )
+        y = np.dot(windows, self._matrix).reshape(-1)
+        self._n_out = end
+        # The first input the next output needs.
+        drop = end * f + self._first - self._start
+        self._lo = lo + drop
+        self._start += drop
+        return y
+
+    def process_g711(self, chunk: object, law: Literal["ulaw", "alaw"] = "ulaw") -> bytes:
+        """The G.711 codes of the outputs this chunk completes (as
+        :meth:`Resampler.process_g711`).
+
+        Raises:
+            AudioFormatError: See :func:`as_pcm16`.
+            ConfigError: ``law`` is not ``"ulaw"`` or ``"alaw"``.
+        """
+        table = _WIDE_TABLES.get(law)
+        if table is None:
+            if law != "ulaw" and law != "alaw":
+                raise ConfigError(f"law must be 'ulaw' or 'alaw', got {law!r}")
+            table = _WIDE_TABLES[law] = _g711_wide_table(law)
+        raw = chunk if type(chunk) is bytes and not len(chunk) & 1 else as_pcm16(chunk)
+        np, i16, i32, round_f32 = _DECIMATE_NP or _decimate_np()
+        x = np.frombuffer(raw, i16)
+        n = len(x)
+        if not n:
+            return b""
+        # _append, inline (room after the last input: the usual case).
+        hi = self._hi
+        if hi + n + self._room > len(self._store):
+            self._append(x)
+        else:
+            self._store[hi : hi + n] = x
+            self._hi = hi + n
+            self._n_in += n
+        ready = self._n_in - self._half  # inputs past the last output's right-most tap
+        f = self._f
+        end = -(-ready // f) if ready > 0 else 0
+        n_out = self._n_out
+        count = end - n_out
+        if count <= 0:
+            return b""
+        # _outputs, inline.
+        lo = self._lo
+        at = lo + n_out * f + self._first - self._start  # store index of the first tap
+        rows = -(-count // _DECIMATE_BLOCK)
+        windows = np.ndarray(
+            (rows, self._span), np.float32, self._store, at * 4, (f * _DECIMATE_BLOCK * 4, 4)
+        )
+        self._n_out = end
+        drop = end * f + self._first - self._start
+        self._lo = lo + drop
+        self._start += drop
+        # np.dot copies the overlapping windows into one matrix itself (cheaper than
+        # ascontiguousarray and @).
+        if rows <= _DECIMATE_ROWS:
+            y = np.dot(windows, self._matrix, out=self._out[:rows])
+            y += round_f32
+            index = self._ints[:count]
+            np.bitwise_and(index, 0x1FFFF, out=index)
+        else:
+            y = np.dot(windows, self._matrix)
+            y += round_f32
+            index = np.bitwise_and(y.reshape(-1).view(i32)[:count], 0x1FFFF)
+        codes: bytes = table.take(index).tobytes()
+        return codes
+
+    def process(self, chunk: object) -> bytes:
+        """The outputs this chunk completes as PCM16 (the samples :meth:`process_g711`
+        encodes).
+
+        Raises:
+            AudioFormatError: See :func:`as_pcm16`.
+        """
+        import numpy as np
+
+        x = np.frombuffer(as_pcm16(chunk), dtype="<i2")
+        if not len(x):
+            return b""
+        self._append(x)
+        ready = self._n_in - self._half
+        end = -(-ready // self._f) if ready > 0 else 0
+        count = end - self._n_out
+        if count <= 0:
+            return b""
+        return _round_f32_to_pcm16(self._outputs(end)[:count])
+
+    def flush(self) -> bytes:
+        """The outputs still held back, as PCM16 (input after the end counts as zero),
+        and a fresh stream."""
+        import numpy as np
+
+        end = -(-self._n_in // self._f)
+        count = end - self._n_out
+        if count <= 0:
+            self.reset()
+            return b""
+        self._append(np.zeros(self._half, np.float32))
+        y = self._outputs(end)[:count]
+        self.reset()
+        return _round_f32_to_pcm16(y)
+
+
+def _round_f32_to_pcm16(y: Any) -> bytes:
+    """float32 samples rounded half to even and clipped to PCM16 (the samples whose
+    codes :meth:`_Decimator.process_g711` looks up)."""
+    import numpy as np
+
+    np.rint(y, out=y)
+    np.minimum(y, 32767.0, out=y)
+    np.maximum(y, -32768.0, out=y)
+    out: bytes = y.astype("<i2").tobytes()
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # WAV files
 # --------------------------------------------------------------------------------------

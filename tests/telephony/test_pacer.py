@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from gemini_live import audio
 from gemini_live import events as ev
 from gemini_live._asgi import Message
 from gemini_live._bridge import SEND_NOWAIT_EXTENSION
-from gemini_live.errors import ConfigError
+from gemini_live.errors import AudioFormatError, ConfigError
 from gemini_live.telephony import TwilioBridge, _twilio
 
 from .test_twilio import STREAM, speech
@@ -147,6 +148,76 @@ async def test_media_ms_sends_whole_frames_up_to_the_limit_with_the_same_audio_a
     assert len(names) == expected == info.marks_sent and expected >= 1
     assert all(name.startswith("r1-") for name in names)
     assert phone.messages[-1]["event"] == "mark"
+
+
+async def test_the_reply_goes_through_the_float32_decimator_with_the_streams_timing() -> None:
+    # The model's 24 kHz goes down to 8 kHz through audio._Decimator (one BLAS product per
+    # chunk, G.711 by lookup): the very codes it gives, 20 ms frames as the float64 sinc
+    # stream cuts them (the same filter and timing), the tail flushed at the reply's end.
+    async with pacing(media_ms=20) as (bridge, call, phone):
+        assert isinstance(call._down, audio._Decimator)
+        await _reply(call, 8)
+        await _played(bridge, call)
+        media = b"".join(phone.media())
+    decimator = audio._Decimator.create(24000, 8000)
+    assert decimator is not None
+    codes = b"".join(decimator.process_g711(REPLY) for _ in range(8))
+    codes += audio.pcm16_to_ulaw(decimator.flush())
+    plain = audio.Resampler(24000, 8000, backend="numpy")
+    reference = b"".join(plain.process(REPLY) for _ in range(8)) + plain.flush()
+    assert len(codes) == len(reference) // 2
+    assert media == codes + bytes([0xFF]) * (-len(codes) % 160)  # the last frame padded
+
+
+async def test_chunks_that_come_while_the_pacer_waits_are_resampled_in_one_step() -> None:
+    # A model faster than real time: the chunks that arrive before the pacer runs go down
+    # to 8 kHz in one decimator call (one per message, not one per chunk), with the codes
+    # chunk by chunk would give; a rate change resamples the audio before it at its rate,
+    # and audio that is not whole PCM16 samples still fails in the event, typed.
+    async with pacing(media_ms=100) as (bridge, call, phone):
+        calls: list[int] = []
+        down = call._down
+
+        class Counted:
+            def process_g711(self, chunk: Any, law: Any = "ulaw") -> bytes:
+                calls.append(len(chunk))
+                return down.process_g711(chunk, law)
+
+            def flush(self) -> bytes:
+                return down.flush()
+
+            def reset(self) -> None:
+                down.reset()
+
+        call._down = Counted()  # type: ignore[assignment]
+        for _ in range(5):
+            await call._events(ev.ModelAudio(data=REPLY))
+        assert calls == []  # held until the pacer takes it
+        await call._events(ev.TurnComplete())
+        assert calls == [5 * len(REPLY)]  # the reply's end: resampled, then flushed
+        await _played(bridge, call)
+        media = b"".join(phone.media())
+        with pytest.raises(AudioFormatError):
+            await call._events(ev.ModelAudio(data=REPLY[:-1]))
+    decimator = audio._Decimator.create(24000, 8000)
+    assert decimator is not None
+    codes = b"".join(decimator.process_g711(REPLY) for _ in range(5))
+    codes += audio.pcm16_to_ulaw(decimator.flush())
+    assert media == codes + bytes([0xFF]) * (-len(codes) % 160)
+    # A rate change mid-reply: the audio held before it goes down at its own rate.
+    async with pacing(media_ms=100) as (bridge, call, phone):
+        await call._events(ev.ModelAudio(data=REPLY))  # 40 ms at 24 kHz, held
+        slow = speech(40, rate=16000)
+        await call._events(ev.ModelAudio(data=slow, sample_rate=16000))
+        await call._events(ev.TurnComplete())
+        await _played(bridge, call)
+        media = b"".join(phone.media())
+    first = audio._Decimator.create(24000, 8000)
+    second = audio._Decimator.create(16000, 8000)
+    assert first is not None and second is not None
+    codes = first.process_g711(REPLY) + second.process_g711(slow)
+    codes += audio.pcm16_to_ulaw(second.flush())
+    assert media == codes + bytes([0xFF]) * (-len(codes) % 160)
 
 
 async def test_media_ms_barge_in_clears_and_sends_nothing_more_of_the_reply() -> None:

@@ -37,6 +37,7 @@ from gemini_live.audio import (
     OUTPUT_RATE,
     ResampleBackend,
     Resampler,
+    _Decimator,
     alaw_to_pcm16,
     as_pcm16,
     pcm16_to_alaw,
@@ -92,11 +93,25 @@ def _low_latency_backend() -> ResampleBackend:
 _BACKEND: Final = _low_latency_backend()
 
 
+def _downsampler(rate: int) -> Resampler | _Decimator:
+    """The model's audio at ``rate`` down to the phone's rate: with numpy and a whole
+    factor (24 kHz), the float32 decimator straight to G.711 (the sinc stream's filter
+    and timing); else the low-latency stream."""
+    if _BACKEND == "numpy":
+        decimator = _Decimator.create(rate, PHONE_RATE)
+        if decimator is not None:
+            return decimator
+    return Resampler(rate, PHONE_RATE, backend=_BACKEND)
+
+
 # The shared lifecycle's exceptions, under this module's old names.
 _Close = PeerClose
 
 #: DTMF digits kept per call (the latest; ``CallInfo.dtmf_count`` counts them all).
 DTMF_KEEP: Final = 64
+#: The most model audio (bytes of PCM16) a reply holds before it is resampled: the
+#: chunks that arrive while the pacer waits go down in one step, up to this much.
+_PENDING_MOST: Final = 24000
 #: Seconds the upstream session gets to close when a call ends.
 _SESSION_CLOSE_TIMEOUT: Final = 5.0
 
@@ -680,11 +695,13 @@ class _Call(PeerSocket):
         #: The rate sent upstream (see :func:`_activity_sender`).
         self._rate = bridge.input_rate
         self._up = self._upsampler()
-        self._down = Resampler(OUTPUT_RATE, PHONE_RATE, backend=_BACKEND)
+        self._down = _downsampler(OUTPUT_RATE)
         self._down_rate = OUTPUT_RATE
         # Outbound audio not yet sent, one segment per reply.
         self._queue: deque[_Segment] = deque()
-        self._out_event = asyncio.Event()
+        # The pacer's wake-up while it waits for audio (a bare future: an Event's wait
+        # makes one anyway, and more).
+        self._wake: asyncio.Future[None] | None = None
         self._replies = itertools.count(1)
         self._generation = 0
         self._mark_names = itertools.count(1)
@@ -1026,18 +1043,36 @@ class _Call(PeerSocket):
         match event:
             case ev.ModelAudio(data=data, sample_rate=rate):
                 self.touch()  # the model talks
-                if rate != self._down_rate:
-                    self._down = Resampler(rate, PHONE_RATE, backend=_BACKEND)
-                    self._down_rate = rate
                 queue = self._queue
+                if rate != self._down_rate:
+                    if queue and queue[-1].pending:
+                        self._resample(queue[-1])  # the audio before, at its own rate
+                    self._down = _downsampler(rate)
+                    self._down_rate = rate
                 if not queue or queue[-1].done:
                     reply = next(self._replies)
                     info.sent_ms[reply] = 0
                     queue.append(_Segment(reply))
-                g711 = self._down.process_g711(data, self._law)
-                if g711:
-                    queue[-1].data += g711
-                    self._out_event.set()
+                seg = queue[-1]
+                if self._wake is None and type(data) is bytes and not len(data) & 1:
+                    # The pacer is busy or ahead of the caller (a model faster than
+                    # real time): held, the chunks that come until it takes them go
+                    # down to 8 kHz in one step, not one each.
+                    if data:
+                        seg.pending.append(data)
+                        seg.pending_bytes += len(data)
+                        if seg.pending_bytes >= _PENDING_MOST:
+                            self._resample(seg)
+                else:
+                    # The pacer waits for audio (or it is not whole PCM16 samples: the
+                    # resampler's own check raises its typed error, after the audio
+                    # before it): resampled now.
+                    if seg.pending:
+                        self._resample(seg)
+                    g711 = self._down.process_g711(data, self._law)
+                    if g711:
+                        seg.data += g711
+                        self._wake_pacer()
             case ev.Interrupted():
                 info.interruptions += 1
                 upstream = self._upstream
@@ -1054,17 +1089,35 @@ class _Call(PeerSocket):
                     info.turns += 1
                 queue = self._queue
                 if queue and not queue[-1].done:
+                    if queue[-1].pending:
+                        self._resample(queue[-1])
                     tail = self._down.flush()
                     self._down.reset()
                     if tail:
                         queue[-1].data += self._encode_g711(tail)
                     queue[-1].done = True
-                    self._out_event.set()
+                    self._wake_pacer()
                 self.bridge._notify()
             case ev.Closed(code=code, reason=reason):
                 raise _Close(4502, f"upstream closed: {code} {reason}".strip())
             case _:
                 pass
+
+    def _resample(self, seg: _Segment) -> None:
+        """The model's audio ``seg`` holds as it came (the reply being received, the
+        resampler's stream), down to the phone's rate and law, in one step."""
+        pending = seg.pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        seg.pending_bytes = 0
+        seg.data += self._down.process_g711(data, self._law)
+
+    def _wake_pacer(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():  # not cancelled with the pacer
+                wake.set_result(None)
 
     async def _clear(self) -> None:
         self._queue.clear()
@@ -1097,6 +1150,7 @@ class _Call(PeerSocket):
         most = bridge.media_ms // FRAME_MS  # frames per message
         queue = self._queue
         send = self.send_data
+        send_now = self.send_now
         b64 = pybase64.b64encode_as_string
         clock = -1.0  # when the next frame is due to start playing at the caller
         # The bytes msgspec would write for {"event": "media", sid: ..., "media":
@@ -1105,9 +1159,11 @@ class _Call(PeerSocket):
         media_head = ""
         while True:
             seg = queue[0] if queue else None
+            if seg is not None and seg.pending:
+                self._resample(seg)  # only the last reply has any: the resampler's
             if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
-                self._out_event.clear()
-                await self._out_event.wait()
+                wake = self._wake = loop.create_future()
+                await wake
                 continue
             data = seg.data
             if not data:  # done and fully sent
@@ -1115,7 +1171,7 @@ class _Call(PeerSocket):
                 continue
             n = min(len(data) // FRAME_BYTES, most) or 1  # or the reply's last partial frame
             size = n * FRAME_BYTES
-            chunk = bytes(data[:size])
+            chunk = data[:size]  # a bytearray: base64 takes it as it is
             del data[:size]
             if len(chunk) < size:
                 chunk += bytes([self._silence]) * (size - len(chunk))
@@ -1132,7 +1188,9 @@ class _Call(PeerSocket):
             if not media_head:
                 sid = _encode(info.stream_sid).decode()
                 media_head = '{"event":"media",' + sid_key + ":" + sid + ',"media":{"payload":"'
-            await send(media_head + b64(chunk) + '"}}')
+            text = media_head + b64(chunk) + '"}}'
+            if not send_now(text):
+                await send(text)
             clock += n * frame_s
             info.media_out += 1
             before = info.sent_ms.get(seg.reply, 0)
@@ -1148,11 +1206,14 @@ class _Call(PeerSocket):
 
 @dataclass
 class _Segment:
-    """The mu-law audio of one reply, waiting to be paced out."""
+    """The mu-law audio of one reply, waiting to be paced out (``pending``: the model's
+    audio of the reply being received, not resampled yet)."""
 
     reply: int
     data: bytearray = field(default_factory=bytearray)
     done: bool = False
+    pending: list[bytes] = field(default_factory=list)
+    pending_bytes: int = 0
 
 
 class TelnyxBridge(TwilioBridge):
