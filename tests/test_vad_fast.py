@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+from typing import Final
 
 import pytest
 
@@ -190,3 +191,103 @@ def test_lone_frame_level_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None
     without = [_level_dbfs(f) for f in frames]
     assert without == pytest.approx(with_numpy, abs=1e-9)
     assert [(w > -100.0) for w in without] == [(w > -100.0) for w in with_numpy]
+
+
+#: The amplitude of a square wave whose level is some runs' absolute threshold, exactly.
+_EDGE_AMP: Final = 150
+
+
+def _edge_frame(rng: random.Random, samples: int) -> bytes:
+    """A frame whose level is at or near a decision point: the absolute threshold
+    (-50 dBFS, about 104, or exactly :data:`_EDGE_AMP`'s level), a learned floor plus
+    the margin (a repeated level: exactly the floor with no margin), or the quietest
+    level above digital silence."""
+    kind = rng.randrange(4)
+    if kind == 0:  # one sample of 1
+        pcm = bytearray(2 * samples)
+        pcm[0] = 1
+        return bytes(pcm)
+    amp = rng.choice((_EDGE_AMP, rng.randint(60, 180), rng.randint(1, 12), rng.randint(300, 1200)))
+    return struct.pack(f"<{samples}h", *(amp if i & 1 else -amp for i in range(samples)))
+
+
+def _stream(rng: random.Random, samples: int, count: int) -> list[bytes]:
+    """``count`` frames of speech, silence and edge levels, in runs."""
+    frames: list[bytes] = []
+    kind = 0
+    for _ in range(count):
+        if rng.random() < 0.12:
+            kind = rng.randrange(3)
+        if kind == 0:
+            frames.append(bytes(2 * samples) if rng.random() < 0.8 else _frame(rng, samples))
+        elif kind == 1:
+            frames.append(_frame(rng, samples))
+        else:
+            frames.append(_edge_frame(rng, samples))
+    return frames
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+@pytest.mark.parametrize("emit_silence", [False, True])
+@pytest.mark.parametrize("merge", [False, True])
+def test_one_and_two_frame_chunks_give_the_general_paths_actions(
+    rate: int, emit_silence: bool, merge: bool
+) -> None:
+    """process()'s one-call step for one or two whole frames (a phone's 20 ms, a page's
+    40 ms) against the general path (a detector it does not recognise: one
+    speech_probability per frame, the int64 level): every action, in order, and the
+    state after each chunk, with starts, ends by silence and ends by the utterance
+    limit. The fast detector never reaches the general probabilities."""
+    rng = random.Random(rate * 4 + emit_silence * 2 + merge)
+
+    def detector(general_vad: bool) -> ActivityDetector:
+        edge = _reference_level(struct.pack("<2h", _EDGE_AMP, -_EDGE_AMP))
+        vad = (_GeneralEnergyVad if general_vad else EnergyVad)(
+            threshold_db=rng.choice((-50.0, edge)),
+            margin_db=rng.choice((12.0, 6.0, 0.0)),
+        )
+        return ActivityDetector(
+            vad,
+            sample_rate=rate,
+            emit_silence=emit_silence,
+            merge=merge,
+            start_ms=rng.choice((20, 40, 60)),
+            end_ms=rng.choice((20, 40, 100, 200)),
+            pre_roll_ms=rng.choice((0, 20, 100)),
+            max_utterance_s=rng.choice((None, 0.06, 0.5)),
+        )
+
+    for _ in range(8):
+        settings = rng.getstate()
+        fast = detector(False)
+        rng.setstate(settings)
+        general = detector(True)
+
+        def refused(chunk: bytes, frames: int) -> list[float]:
+            raise AssertionError("the one-call step took the general probabilities")
+
+        fast._probabilities = refused  # type: ignore[method-assign]
+        samples = rate // 50
+        frames = _stream(rng, samples, 1000)
+        at = 0
+        ends = 0
+        while at < len(frames):
+            k = rng.choice((1, 2, 2, 2))
+            chunk = b"".join(frames[at : at + k])
+            at += k
+            got = fast.process(chunk)
+            want = general.process(chunk)
+            assert got == want
+            assert all(type(a) is VadAction for a in got)
+            ends += [a.kind for a in got].count("end")
+            assert (fast.speaking, fast._speech_run, fast._silence_run) == (
+                general.speaking,
+                general._speech_run,
+                general._silence_run,
+            )
+            assert fast._frames_in_utterance == general._frames_in_utterance
+            assert list(fast._ring) == list(general._ring)
+            assert fast.vad.noise_floor_db == general.vad.noise_floor_db  # type: ignore[attr-defined]
+        assert fast.utterances == general.utterances > 5
+        assert ends > 5
+        assert fast.finish() == general.finish()

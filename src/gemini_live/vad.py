@@ -142,6 +142,12 @@ def _np_types(np: Any) -> list[Any]:
 _FLOAT_DOT_MOST: Final = 2048
 
 
+#: The longest frame :meth:`ActivityDetector.process` decides in its one-call step
+#: (the float64 sum of :data:`_FLOAT_DOT_MOST` samples, as :func:`_level_dbfs`).
+_FAST_FRAME_BYTES: Final = 2 * _FLOAT_DOT_MOST
+_log10: Final = math.log10
+
+
 def _level_dbfs(pcm: bytes) -> float:
     """The RMS level of one frame of PCM16 (``_levels_dbfs(pcm, 1)[0]``, the same float)
     in the fewest numpy calls: a frame of up to :data:`_FLOAT_DOT_MOST` samples is
@@ -438,10 +444,113 @@ class ActivityDetector:
         out: list[VadAction] = []
         fb = self.frame_bytes
         n = len(raw)
-        if n == fb and type(raw) is bytes and type(self.vad) is EnergyVad and not self._pending:
-            # One whole frame of bytes (a phone's 20 ms): _frames' one-frame step, direct.
-            self._one_frame(raw, self.vad._decide(_level_dbfs(raw)), out)
-            return out
+        vad = self.vad
+        if (
+            (n == fb or n == fb + fb)
+            and type(raw) is bytes
+            and type(vad) is EnergyVad
+            and fb <= _FAST_FRAME_BYTES
+            and not self._pending
+        ):
+            np = sys.modules.get("numpy")
+            if np is not None:
+                # One or two whole frames (a phone's 20 ms, a page's 40 ms), the
+                # common case in one call: _level_dbfs, EnergyVad._decide and the
+                # steps of _frames / _one_frame written out (the same floats, the same
+                # actions). A step that starts or ends an utterance goes to the
+                # general code with the probabilities decided here.
+                i16, _, f64 = _NP_TYPES or _np_types(np)
+                m = fb >> 1
+                x = np.frombuffer(raw, i16).astype(f64)
+                if n == fb:
+                    ss = float(x.dot(x))
+                else:
+                    x1 = x[m:]
+                    x = x[:m]
+                    ss = float(x.dot(x))
+                # The level (_db), then the decision (EnergyVad._decide).
+                ms = ss / m
+                if ms <= 0.0:
+                    db = _SILENCE_DB
+                else:
+                    db = 10.0 * _log10(ms / (32768.0 * 32768.0))
+                    if not db > _SILENCE_DB:
+                        db = _SILENCE_DB
+                floor = vad._floor
+                decision = floor + vad.margin_db
+                threshold = vad.threshold_db
+                if not decision > threshold:
+                    decision = threshold
+                p = 0.5 + (db - decision) / vad.ramp_db
+                p = 0.0 if not p > 0.0 else (1.0 if p > 1.0 else p)
+                if db < floor:
+                    vad._floor = db
+                else:
+                    rise = vad.floor_rise if p < 0.5 else vad.floor_rise_speech
+                    vad._floor = floor + (db - floor) * rise
+                if n == fb:
+                    self._one_frame(raw, p, out)
+                    return out
+                p0 = p
+                ss = float(x1.dot(x1))
+                ms = ss / m
+                if ms <= 0.0:
+                    db = _SILENCE_DB
+                else:
+                    db = 10.0 * _log10(ms / (32768.0 * 32768.0))
+                    if not db > _SILENCE_DB:
+                        db = _SILENCE_DB
+                floor = vad._floor
+                decision = floor + vad.margin_db
+                threshold = vad.threshold_db
+                if not decision > threshold:
+                    decision = threshold
+                p = 0.5 + (db - decision) / vad.ramp_db
+                p = 0.0 if not p > 0.0 else (1.0 if p > 1.0 else p)
+                if db < floor:
+                    vad._floor = db
+                else:
+                    rise = vad.floor_rise if p < 0.5 else vad.floor_rise_speech
+                    vad._floor = floor + (db - floor) * rise
+                # _frames' loop over the two frames when neither starts nor ends an
+                # utterance; else that loop itself, with these probabilities.
+                if self._speaking:
+                    silence = 0 if p0 >= 0.5 else self._silence_run + 1
+                    silence = 0 if p >= 0.5 else silence + 1
+                    limit = self._max_frames
+                    count = self._frames_in_utterance + 2
+                    if (
+                        silence < self._end_frames
+                        and (p0 >= 0.5 or self._silence_run + 1 < self._end_frames)
+                        and (limit is None or count < limit)
+                    ):
+                        self._silence_run = silence
+                        self._frames_in_utterance = count
+                        if self.merge:
+                            out.append(_action("audio", raw))
+                        else:
+                            out.append(_action("audio", raw[:fb]))
+                            out.append(_action("audio", raw[fb:]))
+                        return out
+                else:
+                    run = self._speech_run + 1 if p0 >= 0.5 else 0
+                    start = self._start_frames
+                    if run < start:
+                        run = run + 1 if p >= 0.5 else 0
+                        if run < start:
+                            self._speech_run = run
+                            if not self.emit_silence:
+                                ring = self._ring
+                                ring.append(raw[:fb])
+                                ring.append(raw[fb:])
+                            elif self.merge:
+                                out.append(_action("silence", raw))
+                            else:
+                                out.append(_action("silence", raw[:fb]))
+                                out.append(_action("silence", raw[fb:]))
+                            return out
+                self._frames(raw, 2, out, [p0, p])
+                return out
         if not self._pending and n and not n % fb:
             # Whole frames and nothing held (a microphone or phone chunk of 20, 40 ms...):
             # no copy through the pending buffer.
@@ -487,11 +596,18 @@ class ActivityDetector:
         fb = self.frame_bytes
         return [vad.speech_probability(chunk[i * fb : (i + 1) * fb]) for i in range(frames)]
 
-    def _frames(self, chunk: bytes, frames: int, out: list[VadAction]) -> None:
-        """Detect on ``frames`` whole frames of ``chunk``. Frames passed through
-        (``audio``, ``silence``) leave as one action each, or with :attr:`merge` one
-        action per run of them (a slice of ``chunk``, or ``chunk`` itself)."""
-        if frames == 1:
+    def _frames(
+        self,
+        chunk: bytes,
+        frames: int,
+        out: list[VadAction],
+        probabilities: list[float] | None = None,
+    ) -> None:
+        """Detect on ``frames`` whole frames of ``chunk`` (their ``probabilities`` when
+        already decided). Frames passed through (``audio``, ``silence``) leave as one
+        action each, or with :attr:`merge` one action per run of them (a slice of
+        ``chunk``, or ``chunk`` itself)."""
+        if frames == 1 and probabilities is None:
             vad = self.vad
             if type(vad) is EnergyVad:  # _probabilities, without its call
                 self._one_frame(chunk, vad._decide(_level_dbfs(chunk)), out)
@@ -503,7 +619,9 @@ class ActivityDetector:
         emit_silence = self.emit_silence
         begin = -1  # where the run of frames passed through (not yet in ``out``) began
         kind: Literal["audio", "silence"] = "audio"
-        for i, p in enumerate(self._probabilities(chunk, frames)):
+        if probabilities is None:
+            probabilities = self._probabilities(chunk, frames)
+        for i, p in enumerate(probabilities):
             speech = p >= 0.5
             at = i * fb
             if self._speaking:
