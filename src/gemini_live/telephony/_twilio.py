@@ -1129,14 +1129,6 @@ class _Call(PeerSocket):
         await self._send_json({"event": "clear", self._sid_key: self.info.stream_sid})
         self.bridge._notify()
 
-    async def _send_mark(self, reply: int, ms: int) -> None:
-        name = f"r{reply}-{next(self._mark_names)}"
-        self._marks[name] = (reply, ms)
-        self.info.marks_sent += 1
-        await self._send_json(
-            {"event": "mark", self._sid_key: self.info.stream_sid, "mark": {"name": name}}
-        )
-
     async def _pacer(self) -> None:
         """Send the replies' audio in real time, ``lead_ms`` ahead of the caller's ear:
         each ``media`` message carries the whole 20 ms frames at hand, at most
@@ -1153,10 +1145,11 @@ class _Call(PeerSocket):
         send_now = self.send_now
         b64 = pybase64.b64encode_as_string
         clock = -1.0  # when the next frame is due to start playing at the caller
-        # The bytes msgspec would write for {"event": "media", sid: ..., "media":
-        # {"payload": ...}}, with the constant head encoded once per call.
-        sid_key = _encode(self._sid_key).decode()
-        media_head = ""
+        marks = self._marks
+        mark_names = self._mark_names
+        # The bytes msgspec would write for the media and mark messages, with their
+        # constant heads encoded once per call (when the stream id is known).
+        media_head = mark_head = ""
         while True:
             seg = queue[0] if queue else None
             if seg is not None and seg.pending:
@@ -1186,8 +1179,7 @@ class _Call(PeerSocket):
                 if generation != self._generation:
                     continue  # interrupted while waiting: this audio is stale
             if not media_head:
-                sid = _encode(info.stream_sid).decode()
-                media_head = '{"event":"media",' + sid_key + ":" + sid + ',"media":{"payload":"'
+                media_head, mark_head = _heads(self._sid_key, info.stream_sid)
             text = media_head + b64(chunk) + '"}}'
             if not send_now(text):
                 await send(text)
@@ -1198,10 +1190,26 @@ class _Call(PeerSocket):
             info.sent_ms[seg.reply] = sent
             # A mark after the message that reaches each mark_every_ms of the reply.
             if last or sent // FRAME_MS // mark_every > before // FRAME_MS // mark_every:
-                await self._send_mark(seg.reply, sent)
+                name = f"r{seg.reply}-{next(mark_names)}"
+                marks[name] = (seg.reply, sent)
+                info.marks_sent += 1
+                text = mark_head + name + '"}}'  # the name is JSON-safe: r, digits and -
+                if not send_now(text):
+                    await send(text)
             if last and queue and queue[0] is seg:
                 queue.popleft()
                 self.bridge._notify()
+
+
+def _heads(sid_key: str, stream_sid: str) -> tuple[str, str]:
+    """The text msgspec writes for ``{"event": "media", sid_key: stream_sid, "media":
+    {"payload": P}}`` and ``{"event": "mark", sid_key: stream_sid, "mark": {"name": N}}``
+    up to ``P`` and ``N`` (each message ends with ``'"}}'``), encoded once per call."""
+    sid = _encode(sid_key).decode() + ":" + _encode(stream_sid).decode()
+    return (
+        '{"event":"media",' + sid + ',"media":{"payload":"',
+        '{"event":"mark",' + sid + ',"mark":{"name":"',
+    )
 
 
 @dataclass
