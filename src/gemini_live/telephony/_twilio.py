@@ -974,7 +974,8 @@ class _Call(PeerSocket):
                 self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
                 return False
             if done == 1 and actions[0].kind == "audio":
-                self.touch()  # all _report_vad does for one frame of speech
+                # All _report_vad does for one frame of speech: touch(), inlined.
+                self.last_activity = time.monotonic()
             elif done:
                 self._report_vad(actions)
             return True
@@ -1175,7 +1176,15 @@ class _Call(PeerSocket):
                 clock = now  # a new run starts now
             wait = clock - lead - now
             if wait > 0:
-                await asyncio.sleep(wait)  # pacing, not synchronisation
+                # Pacing, not synchronisation: asyncio.sleep(wait) without its coroutine,
+                # its loop.time() and its handle's cancel after the wake-up.
+                due = loop.create_future()
+                timer = loop.call_at(now + wait, _wake_up, due)
+                try:
+                    await due
+                except BaseException:
+                    timer.cancel()
+                    raise
                 if generation != self._generation:
                     continue  # interrupted while waiting: this audio is stale
             if not media_head:
@@ -1199,6 +1208,12 @@ class _Call(PeerSocket):
             if last and queue and queue[0] is seg:
                 queue.popleft()
                 self.bridge._notify()
+
+
+def _wake_up(due: asyncio.Future[None]) -> None:
+    """The pacer's timer (the pacer may have been cancelled meanwhile)."""
+    if not due.done():
+        due.set_result(None)
 
 
 def _heads(sid_key: str, stream_sid: str) -> tuple[str, str]:
