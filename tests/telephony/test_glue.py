@@ -5,13 +5,20 @@ meter (the decisions and level of :class:`~gemini_live._bridge.Bucket`)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import random
+from typing import Any
 
 import msgspec
 import pytest
 
-from gemini_live._bridge import AudioMeter, Bucket, PeerClose
-from gemini_live.telephony import _twilio
+from gemini_live._bridge import ON_MESSAGE_EXTENSION, AudioMeter, Bucket, PeerClose
+from gemini_live.telephony import TwilioBridge, _twilio
+
+from .test_twilio import fake_config
+from .test_upstream import _mark, _media, _run, _Session
 
 _SIDS = [
     "MZ18ad3ab5a668481ce02b83e7395059f0",
@@ -63,6 +70,18 @@ def test_the_audio_meter_decides_as_the_token_bucket(seed: int) -> None:
         assert meter.dropped == dropped
 
 
+async def test_the_pacers_timer_wakes_it_once_and_not_once_cancelled() -> None:
+    loop = asyncio.get_running_loop()
+    due = loop.create_future()
+    _twilio._wake_up(due)
+    assert due.done() and due.result() is None
+    _twilio._wake_up(due)  # (a second call changes nothing)
+    cancelled: asyncio.Future[None] = loop.create_future()
+    cancelled.cancel()
+    _twilio._wake_up(cancelled)  # the pacer was cancelled while it waited
+    assert cancelled.cancelled()
+
+
 def test_the_audio_meter_still_closes_a_flood() -> None:
     meter = AudioMeter(8000, 160, 480)
     now = meter._stamp
@@ -72,3 +91,87 @@ def test_the_audio_meter_still_closes_a_flood() -> None:
     with pytest.raises(PeerClose) as caught:
         meter.admit(160, now)
     assert caught.value.code == 4429
+
+
+def _other_track(frame: bytes) -> str:
+    payload = base64.b64encode(frame).decode()
+    return json.dumps({"event": "media", "media": {"payload": payload, "track": "outbound"}})
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("input_rate", [8000, 16000])
+@pytest.mark.parametrize("turn_detection", ["server", "vad"])
+async def test_inline_media_sends_and_counts_as_the_awaited_path(
+    seed: int, input_rate: int, turn_detection: str
+) -> None:
+    """The media decode inlined in ``inline`` against ``_media_pcm`` (the awaited path) on
+    random frames, other tracks, empty payloads, marks and audio over the rate limit."""
+    rng = random.Random(seed)
+    messages: list[str] = []
+    total = 0
+    for i in range(rng.randrange(8, 14)):
+        frame = bytes(rng.randrange(256) for _ in range(rng.choice([160, 320])))
+        kind = rng.random()
+        if kind < 0.15:
+            messages.append(_other_track(frame))
+        elif kind < 0.25:
+            messages.append(_media(b""))
+        elif kind < 0.35:
+            messages.append(_mark(f"x{i}"))
+        elif total + len(frame) <= 1900:  # at most 900 bytes dropped: no 4429
+            total += len(frame)
+            messages.append(_media(frame))
+    messages.append('{"event":"stop"}')
+    # 125 ms of burst (1000 bytes): the later frames are dropped (and counted).
+    options: dict[str, Any] = {
+        "turn_detection": turn_detection,
+        "input_rate": input_rate,
+        "audio_burst_ms": 125,
+        "max_audio_speed": 1.0,
+    }
+    results = []
+    for inline in (True, False):
+        session = _Session()
+        call = await _run(messages, session, inline, **options)
+        info = call.info
+        results.append((session.log, info.media_in, info.media_dropped_bytes, info.utterances))
+    assert results[0] == results[1]
+    assert results[0][1] > 0
+    if total >= 1200:  # over the 1000 bytes of burst (by more than any refill)
+        assert results[0][2] > 0
+
+
+async def test_inline_refuses_once_closed_or_behind_a_message_being_finished() -> None:
+    """The server calls ``inline`` directly: it makes ``_inline_entry``'s checks."""
+    handlers: list[Any] = []
+    scope = {
+        "type": "websocket",
+        "headers": [],
+        "query_string": b"",
+        "extensions": {ON_MESSAGE_EXTENSION: handlers.append},
+    }
+
+    async def receive() -> Any:
+        raise AssertionError
+
+    async def send(_message: Any) -> None:
+        pass
+
+    bridge = TwilioBridge(fake_config(None), insecure_no_signature=True)  # type: ignore[arg-type]
+    call = _twilio._Call(bridge, scope, receive, send)
+    session = _Session()
+    call._setup_input(session)
+    assert call.receive_inline()
+    entry = handlers[0]
+    assert entry == call.inline  # no _inline_entry call in between
+    text = _media(bytes(160))
+    assert entry(text) is True
+
+    async def rest() -> None:
+        pass
+
+    call.finish_later(rest)
+    assert entry(text) is False
+    call._rest = None
+    call.closed = True
+    assert entry(text) is False
