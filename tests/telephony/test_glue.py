@@ -17,6 +17,7 @@ import pytest
 from gemini_live._bridge import ON_MESSAGE_EXTENSION, AudioMeter, Bucket, PeerClose
 from gemini_live.telephony import TwilioBridge, _twilio
 
+from .test_pacer import _played, _reply, pacing
 from .test_twilio import fake_config
 from .test_upstream import _mark, _media, _run, _Session
 
@@ -175,3 +176,25 @@ async def test_inline_refuses_once_closed_or_behind_a_message_being_finished() -
     call._rest = None
     call.closed = True
     assert entry(text) is False
+
+
+async def test_the_pacer_waits_behind_a_send_in_progress_and_sends_nothing_once_closed() -> None:
+    """The pacer's inlined ``send_now``: with another send in progress its message goes
+    the ASGI way, after it, in order; once the call is closed, nowhere."""
+    async with pacing(media_ms=20) as (bridge, call, phone):
+        lock = call._send_lock
+        await lock.acquire()  # as a send that has to wait
+        await _reply(call, 1)
+        await asyncio.sleep(0)  # (one turn of the loop: the pacer may run)
+        assert not phone.via_nowait and not phone.via_send
+        lock.release()
+        await _played(bridge, call)
+        # The message that waited went the ASGI way, first; the rest without waiting.
+        assert [json.loads(t)["event"] for t in phone.via_send] == ["media"]
+        assert phone.messages[0]["event"] == "media" and len(phone.via_send) == 1
+        assert "mark" in [json.loads(t)["event"] for t in phone.via_nowait]
+        before = len(phone.messages)
+        call.closed = True
+        await _reply(call, 1)
+        await bridge.wait_until(lambda: not call._queue, within=10)
+        assert len(phone.messages) == before and call.info.media_out == 4

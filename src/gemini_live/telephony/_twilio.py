@@ -1174,7 +1174,10 @@ class _Call(PeerSocket):
         most = bridge.media_ms // FRAME_MS  # frames per message
         queue = self._queue
         send = self.send_data
-        send_now = self.send_now
+        # send_now(text), inlined: True when the call is closed (dropped, as send_data
+        # drops it) or the server's no-wait send wrote it with no other send going on.
+        nowait = self._send_nowait
+        locked = self._send_lock.locked
         b64 = pybase64.b64encode_as_string
         clock = -1.0  # when the next frame is due to start playing at the caller
         marks = self._marks
@@ -1221,7 +1224,7 @@ class _Call(PeerSocket):
             if not media_head:
                 media_head, mark_head = _heads(self._sid_key, info.stream_sid)
             text = media_head + b64(chunk) + '"}}'
-            if not send_now(text):
+            if not (self.closed or (nowait is not None and not locked() and nowait(text))):
                 await send(text)
             clock += n * frame_s
             info.media_out += 1
@@ -1234,7 +1237,7 @@ class _Call(PeerSocket):
                 marks[name] = (seg.reply, sent)
                 info.marks_sent += 1
                 text = mark_head + name + '"}}'  # the name is JSON-safe: r, digits and -
-                if not send_now(text):
+                if not (self.closed or (nowait is not None and not locked() and nowait(text))):
                     await send(text)
             if last and queue and queue[0] is seg:
                 queue.popleft()
