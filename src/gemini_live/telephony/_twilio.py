@@ -1074,7 +1074,7 @@ class _Call(PeerSocket):
         info = self.info
         match event:
             case ev.ModelAudio(data=data, sample_rate=rate):
-                self.touch()  # the model talks
+                self.last_activity = time.monotonic()  # touch(), inlined: the model talks
                 queue = self._queue
                 if rate != self._down_rate:
                     if queue and queue[-1].pending:
@@ -1104,7 +1104,11 @@ class _Call(PeerSocket):
                     g711 = self._down.process_g711(data, self._law)
                     if g711:
                         seg.data += g711
-                        self._wake_pacer()
+                        wake = self._wake  # _wake_pacer(), inlined
+                        if wake is not None:
+                            self._wake = None
+                            if not wake.done():  # not cancelled with the pacer
+                                wake.set_result(None)
             case ev.Interrupted():
                 info.interruptions += 1
                 upstream = self._upstream
