@@ -176,18 +176,31 @@ class AudioMeter:
     little audio; one that keeps flooding is ended).
     """
 
-    __slots__ = ("_bucket", "close_after_bytes", "dropped")
+    # The token bucket's state kept here (Bucket.take's arithmetic inlined): one Python
+    # call less per inbound audio message.
+    __slots__ = ("_burst", "_level", "_rate", "_stamp", "close_after_bytes", "dropped")
 
     def __init__(
         self, bytes_per_second: float, burst_bytes: float, close_after_bytes: int | None
     ) -> None:
-        self._bucket = Bucket(bytes_per_second, burst_bytes)
+        self._rate = bytes_per_second
+        self._burst = burst_bytes
+        self._level = burst_bytes
+        self._stamp = time.monotonic()
         self.close_after_bytes = close_after_bytes
         self.dropped = 0
 
     def admit(self, n: int, now: float) -> bool:
-        if self._bucket.take(n, now):
+        # Bucket.take, the same arithmetic in the same order.
+        level = self._level + (now - self._stamp) * self._rate
+        burst = self._burst
+        if level > burst:
+            level = burst
+        self._stamp = now
+        if level >= n:
+            self._level = level - n
             return True
+        self._level = level
         self.dropped += n
         limit = self.close_after_bytes
         if limit is not None and self.dropped > limit:

@@ -943,9 +943,17 @@ class _Call(PeerSocket):
         meter, G.711, resampling, the VAD, the upstream write), none of it waiting.
         Anything else (binary, too big, not valid JSON, ``dtmf``, ``stop``, a payload
         that is not base64, a turn edge the VAD found, a write that has to wait) goes on
-        in :meth:`_inbound`, in order, which closes on bad input as it always did."""
+        in :meth:`_inbound`, in order, which closes on bad input as it always did. The
+        server calls it directly (:meth:`receive_inline`): it makes the checks of
+        ``_inline_entry`` itself."""
         upstream = self._upstream
-        if upstream is None or type(data) is not str or len(data) > self.bridge.max_message_bytes:
+        if (
+            upstream is None
+            or type(data) is not str
+            or len(data) > self.bridge.max_message_bytes
+            or self.closed
+            or self._rest is not None
+        ):
             return False
         try:
             m = _decode(data)
@@ -956,12 +964,26 @@ class _Call(PeerSocket):
             media = m.media
             if media is None:
                 return False
+            # What _media_pcm does, inlined (one Python call less per message).
+            if media.track not in ("inbound", "inbound_track"):
+                return True
             try:
-                pcm = self._media_pcm(media)
+                g711 = pybase64.b64decode_as_bytearray(media.payload, None, True)
             except ValueError:
                 return False  # _inbound closes: not base64
-            if not pcm:
+            if not g711:
                 return True
+            info = self.info
+            info.media_in += 1
+            if not self._audio_meter.admit(len(g711), time.monotonic()):
+                info.media_dropped_bytes += len(g711)
+                return True
+            pcm = self._decode_g711(g711)
+            up = self._up
+            if up is not None:
+                pcm = up.process(pcm)
+                if not pcm:
+                    return True
             sender = self.sender
             if sender is None:
                 if upstream.send_audio_nowait(pcm):
@@ -974,7 +996,8 @@ class _Call(PeerSocket):
                 self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
                 return False
             if done == 1 and actions[0].kind == "audio":
-                self.touch()  # all _report_vad does for one frame of speech
+                # All _report_vad does for one frame of speech: touch(), inlined.
+                self.last_activity = time.monotonic()
             elif done:
                 self._report_vad(actions)
             return True
@@ -989,11 +1012,20 @@ class _Call(PeerSocket):
         logger.debug("call %d: ignoring Twilio event %r", self.info.id, event)
         return True
 
+    def receive_inline(self) -> bool:
+        # The server calls inline directly (it makes _inline_entry's checks itself).
+        on_message = self._on_message
+        if on_message is None:
+            return False
+        on_message(self.inline)
+        return True
+
     def _media_pcm(self, media: _MediaBody) -> bytes:
-        """The caller's PCM in one ``media`` message, for the task's and the inline path
-        alike: empty when there is nothing to send (another track, an empty payload, over
-        the audio rate limit (counted), the resampler still filling). ``ValueError``: the
-        payload is not base64 (nothing counted)."""
+        """The caller's PCM in one ``media`` message, for the task's path (:meth:`inline`
+        does the same inline; tests/telephony/test_glue.py holds them equal): empty when
+        there is nothing to send (another track, an empty payload, over the audio rate
+        limit (counted), the resampler still filling). ``ValueError``: the payload is
+        not base64 (nothing counted)."""
         if media.track not in ("inbound", "inbound_track"):
             return b""
         # A bytearray: G.711's decode takes it without a copy (audio.ulaw_to_pcm16).
@@ -1042,7 +1074,7 @@ class _Call(PeerSocket):
         info = self.info
         match event:
             case ev.ModelAudio(data=data, sample_rate=rate):
-                self.touch()  # the model talks
+                self.last_activity = time.monotonic()  # touch(), inlined: the model talks
                 queue = self._queue
                 if rate != self._down_rate:
                     if queue and queue[-1].pending:
@@ -1072,7 +1104,11 @@ class _Call(PeerSocket):
                     g711 = self._down.process_g711(data, self._law)
                     if g711:
                         seg.data += g711
-                        self._wake_pacer()
+                        wake = self._wake  # _wake_pacer(), inlined
+                        if wake is not None:
+                            self._wake = None
+                            if not wake.done():  # not cancelled with the pacer
+                                wake.set_result(None)
             case ev.Interrupted():
                 info.interruptions += 1
                 upstream = self._upstream
@@ -1129,14 +1165,6 @@ class _Call(PeerSocket):
         await self._send_json({"event": "clear", self._sid_key: self.info.stream_sid})
         self.bridge._notify()
 
-    async def _send_mark(self, reply: int, ms: int) -> None:
-        name = f"r{reply}-{next(self._mark_names)}"
-        self._marks[name] = (reply, ms)
-        self.info.marks_sent += 1
-        await self._send_json(
-            {"event": "mark", self._sid_key: self.info.stream_sid, "mark": {"name": name}}
-        )
-
     async def _pacer(self) -> None:
         """Send the replies' audio in real time, ``lead_ms`` ahead of the caller's ear:
         each ``media`` message carries the whole 20 ms frames at hand, at most
@@ -1150,13 +1178,17 @@ class _Call(PeerSocket):
         most = bridge.media_ms // FRAME_MS  # frames per message
         queue = self._queue
         send = self.send_data
-        send_now = self.send_now
+        # send_now(text), inlined: True when the call is closed (dropped, as send_data
+        # drops it) or the server's no-wait send wrote it with no other send going on.
+        nowait = self._send_nowait
+        locked = self._send_lock.locked
         b64 = pybase64.b64encode_as_string
         clock = -1.0  # when the next frame is due to start playing at the caller
-        # The bytes msgspec would write for {"event": "media", sid: ..., "media":
-        # {"payload": ...}}, with the constant head encoded once per call.
-        sid_key = _encode(self._sid_key).decode()
-        media_head = ""
+        marks = self._marks
+        mark_names = self._mark_names
+        # The bytes msgspec would write for the media and mark messages, with their
+        # constant heads encoded once per call (when the stream id is known).
+        media_head = mark_head = ""
         while True:
             seg = queue[0] if queue else None
             if seg is not None and seg.pending:
@@ -1182,14 +1214,21 @@ class _Call(PeerSocket):
                 clock = now  # a new run starts now
             wait = clock - lead - now
             if wait > 0:
-                await asyncio.sleep(wait)  # pacing, not synchronisation
+                # Pacing, not synchronisation: asyncio.sleep(wait) without its coroutine,
+                # its loop.time() and its handle's cancel after the wake-up.
+                due = loop.create_future()
+                timer = loop.call_at(now + wait, _wake_up, due)
+                try:
+                    await due
+                except BaseException:
+                    timer.cancel()
+                    raise
                 if generation != self._generation:
                     continue  # interrupted while waiting: this audio is stale
             if not media_head:
-                sid = _encode(info.stream_sid).decode()
-                media_head = '{"event":"media",' + sid_key + ":" + sid + ',"media":{"payload":"'
+                media_head, mark_head = _heads(self._sid_key, info.stream_sid)
             text = media_head + b64(chunk) + '"}}'
-            if not send_now(text):
+            if not (self.closed or (nowait is not None and not locked() and nowait(text))):
                 await send(text)
             clock += n * frame_s
             info.media_out += 1
@@ -1198,10 +1237,32 @@ class _Call(PeerSocket):
             info.sent_ms[seg.reply] = sent
             # A mark after the message that reaches each mark_every_ms of the reply.
             if last or sent // FRAME_MS // mark_every > before // FRAME_MS // mark_every:
-                await self._send_mark(seg.reply, sent)
+                name = f"r{seg.reply}-{next(mark_names)}"
+                marks[name] = (seg.reply, sent)
+                info.marks_sent += 1
+                text = mark_head + name + '"}}'  # the name is JSON-safe: r, digits and -
+                if not (self.closed or (nowait is not None and not locked() and nowait(text))):
+                    await send(text)
             if last and queue and queue[0] is seg:
                 queue.popleft()
                 self.bridge._notify()
+
+
+def _wake_up(due: asyncio.Future[None]) -> None:
+    """The pacer's timer (the pacer may have been cancelled meanwhile)."""
+    if not due.done():
+        due.set_result(None)
+
+
+def _heads(sid_key: str, stream_sid: str) -> tuple[str, str]:
+    """The text msgspec writes for ``{"event": "media", sid_key: stream_sid, "media":
+    {"payload": P}}`` and ``{"event": "mark", sid_key: stream_sid, "mark": {"name": N}}``
+    up to ``P`` and ``N`` (each message ends with ``'"}}'``), encoded once per call."""
+    sid = _encode(sid_key).decode() + ":" + _encode(stream_sid).decode()
+    return (
+        '{"event":"media",' + sid + ',"media":{"payload":"',
+        '{"event":"mark",' + sid + ',"mark":{"name":"',
+    )
 
 
 @dataclass
