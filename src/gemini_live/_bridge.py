@@ -27,7 +27,7 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from gemini_live import events as ev
 from gemini_live._asgi import Message, Receive, Scope, Send
@@ -339,13 +339,18 @@ class PeerSocket:
         self.finish_later(functools.partial(session.send_audio, pcm, sample_rate=sample_rate))
         return False
 
+    #: True when :meth:`inline` itself declines (returns False) while the connection is
+    #: closed or a message it began is still being finished: the server then calls it
+    #: directly, without :meth:`_inline_entry`'s checks in between.
+    inline_checks_itself: ClassVar[bool] = False
+
     def receive_inline(self) -> bool:
         """Have the server pass messages to :meth:`inline` when it can
         (:data:`ON_MESSAGE_EXTENSION`); False when it cannot (another server)."""
         on_message = self._on_message
         if on_message is None:
             return False
-        on_message(self._inline_entry)
+        on_message(self.inline if self.inline_checks_itself else self._inline_entry)
         return True
 
     def _inline_entry(self, data: bytes | str) -> bool:

@@ -462,56 +462,32 @@ class ActivityDetector:
                 i16, _, f64 = _NP_TYPES or _np_types(np)
                 m = fb >> 1
                 x = np.frombuffer(raw, i16).astype(f64)
-                if n == fb:
-                    ss = float(x.dot(x))
-                else:
-                    x1 = x[m:]
-                    x = x[:m]
-                    ss = float(x.dot(x))
-                # The level (_db), then the decision (EnergyVad._decide).
-                ms = ss / m
-                if ms <= 0.0:
-                    db = _SILENCE_DB
-                else:
-                    db = 10.0 * _log10(ms / (32768.0 * 32768.0))
-                    if not db > _SILENCE_DB:
+                p0 = p = 0.0
+                for half in (x,) if n == fb else (x[:m], x[m:]):
+                    p0 = p  # the first frame's, after the second
+                    # The level (_db), then the decision (EnergyVad._decide).
+                    ms = float(half.dot(half)) / m
+                    if ms <= 0.0:
                         db = _SILENCE_DB
-                floor = vad._floor
-                decision = floor + vad.margin_db
-                threshold = vad.threshold_db
-                if not decision > threshold:
-                    decision = threshold
-                p = 0.5 + (db - decision) / vad.ramp_db
-                p = 0.0 if not p > 0.0 else (1.0 if p > 1.0 else p)
-                if db < floor:
-                    vad._floor = db
-                else:
-                    rise = vad.floor_rise if p < 0.5 else vad.floor_rise_speech
-                    vad._floor = floor + (db - floor) * rise
+                    else:
+                        db = 10.0 * _log10(ms / (32768.0 * 32768.0))
+                        if not db > _SILENCE_DB:
+                            db = _SILENCE_DB
+                    floor = vad._floor
+                    decision = floor + vad.margin_db
+                    threshold = vad.threshold_db
+                    if not decision > threshold:
+                        decision = threshold
+                    p = 0.5 + (db - decision) / vad.ramp_db
+                    p = 0.0 if not p > 0.0 else (1.0 if p > 1.0 else p)
+                    if db < floor:
+                        vad._floor = db
+                    else:
+                        rise = vad.floor_rise if p < 0.5 else vad.floor_rise_speech
+                        vad._floor = floor + (db - floor) * rise
                 if n == fb:
                     self._one_frame(raw, p, out)
                     return out
-                p0 = p
-                ss = float(x1.dot(x1))
-                ms = ss / m
-                if ms <= 0.0:
-                    db = _SILENCE_DB
-                else:
-                    db = 10.0 * _log10(ms / (32768.0 * 32768.0))
-                    if not db > _SILENCE_DB:
-                        db = _SILENCE_DB
-                floor = vad._floor
-                decision = floor + vad.margin_db
-                threshold = vad.threshold_db
-                if not decision > threshold:
-                    decision = threshold
-                p = 0.5 + (db - decision) / vad.ramp_db
-                p = 0.0 if not p > 0.0 else (1.0 if p > 1.0 else p)
-                if db < floor:
-                    vad._floor = db
-                else:
-                    rise = vad.floor_rise if p < 0.5 else vad.floor_rise_speech
-                    vad._floor = floor + (db - floor) * rise
                 # _frames' loop over the two frames when neither starts nor ends an
                 # utterance; else that loop itself, with these probabilities.
                 if self._speaking:

@@ -665,6 +665,8 @@ class _Call(PeerSocket):
     """One call: the carrier's message format, turn detection, pacing and marks on the
     shared peer lifecycle (:mod:`gemini_live._bridge`)."""
 
+    inline_checks_itself = True  # see inline
+
     normal_reason = "call ended"
     peer_closed_reason = "closed by Twilio"
     peer_gone_reason = "Twilio disconnected"
@@ -1010,14 +1012,6 @@ class _Call(PeerSocket):
         if event in ("dtmf", "stop"):
             return False
         logger.debug("call %d: ignoring Twilio event %r", self.info.id, event)
-        return True
-
-    def receive_inline(self) -> bool:
-        # The server calls inline directly (it makes _inline_entry's checks itself).
-        on_message = self._on_message
-        if on_message is None:
-            return False
-        on_message(self.inline)
         return True
 
     def _media_pcm(self, media: _MediaBody) -> bytes:

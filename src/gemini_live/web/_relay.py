@@ -631,6 +631,8 @@ class Relay:
 class _Connection(PeerSocket):
     """One browser: the page's message format and turn detection on the shared lifecycle."""
 
+    inline_checks_itself = True  # see inline
+
     normal_reason = "bye"
 
     def __init__(
@@ -978,14 +980,6 @@ class _Connection(PeerSocket):
             for a in actions:
                 if a.kind == "silence":
                     info.audio_not_forwarded_bytes += len(a.audio)
-        return True
-
-    def receive_inline(self) -> bool:
-        # The server calls inline directly (it makes _inline_entry's checks itself).
-        on_message = self._on_message
-        if on_message is None:
-            return False
-        on_message(self.inline)
         return True
 
     async def _vad_rest(self, sender: ActivitySender, actions: list[VadAction], done: int) -> None:
