@@ -61,7 +61,7 @@ import struct
 import sys
 import time
 import types
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Final
 
 SID: Final = "MZ" + "0" * 32
@@ -263,18 +263,30 @@ class SharedClock:
         loop = asyncio.get_running_loop()
         chunk = ev.ModelAudio(data=reply)
         done = ev.TurnComplete()
-        chunk_s = model_chunk_ms / 1000
-        per_turn = max(1, round(TURN_S / chunk_s))
-        for k in range(int(seconds / chunk_s)):
-            turn, j = divmod(k, per_turn)
-            at = start + 0.1 + turn * per_turn * chunk_s + j * chunk_s / model_speed
+        for at, turn_end in _model_schedule(seconds, start, model_speed, model_chunk_ms):
             delay = at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the model's replies (virtual time)
             for _, call in self.calls:
                 await call._events(chunk)
-                if j == per_turn - 1:
+                if turn_end:
                     await call._events(done)
+
+
+def _model_schedule(
+    seconds: float, start: float, model_speed: float, model_chunk_ms: int
+) -> Iterator[tuple[float, bool]]:
+    """When each model chunk is due, and whether it ends a turn: turns a second apart;
+    within one, chunks ``model_speed`` times faster than they play (1: each when its
+    audio would start playing)."""
+    chunk_s = model_chunk_ms / 1000
+    per_turn = max(1, round(TURN_S / chunk_s))
+    for k in range(int(seconds / chunk_s)):
+        turn, j = divmod(k, per_turn)
+        yield (
+            start + 0.1 + turn * per_turn * chunk_s + j * chunk_s / model_speed,
+            (j == per_turn - 1),
+        )
 
 
 async def _one_call(
@@ -328,18 +340,12 @@ async def _one_call(
     async def model() -> None:
         chunk = ev.ModelAudio(data=reply)
         done = ev.TurnComplete()
-        chunk_s = model_chunk_ms / 1000
-        per_turn = max(1, round(TURN_S / chunk_s))
-        for k in range(int(seconds / chunk_s)):
-            # Turns a second apart; within one, chunks model_speed times faster than
-            # they play (1: each when its audio would start playing).
-            turn, j = divmod(k, per_turn)
-            at = start + 0.1 + turn * per_turn * chunk_s + j * chunk_s / model_speed
+        for at, turn_end in _model_schedule(seconds, start, model_speed, model_chunk_ms):
             delay = at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)  # the model's replies (virtual time)
             await call._events(chunk)
-            if j == per_turn - 1:
+            if turn_end:
                 await call._events(done)
 
     if shared is not None:
