@@ -93,9 +93,9 @@ PARTS: Final = (
             "{json}",
         ),
         "file",
-        1200,
+        900,
         300,
-        240,
+        180,
         _needs_valgrind,
     ),
     Part(
@@ -118,7 +118,7 @@ PARTS: Final = (
             "{json}",
         ),
         "file",
-        1200,
+        900,
         300,
         240,
         _needs_valgrind,
@@ -131,17 +131,17 @@ PARTS: Final = (
             "--loops",
             "asyncio,uvloop",
             "--paced",
-            "4",
+            "2",
             "--warm-up",
-            "7",
+            "6",
             "--json",
             "{json}",
         ),
         ("bench.relay_instructions", "--paced", "0.5", "--warm-up", "0.5", "--json", "{json}"),
         "file",
-        900,
+        600,
         300,
-        260,
+        220,
         _needs_valgrind,
     ),
     Part(
@@ -150,9 +150,9 @@ PARTS: Final = (
         ("bench.bridge_cost", "--callgrind"),
         ("bench.bridge_cost", "--callgrind", "--calls", "2", "--seconds", "1", "--warmup", "0.5"),
         "stdout",
-        900,
+        600,
         300,
-        90,
+        75,
         _needs_valgrind,
     ),
     Part(
@@ -171,9 +171,9 @@ PARTS: Final = (
             "0.5",
         ),
         "stdout",
-        900,
+        600,
         300,
-        90,
+        75,
         _needs_valgrind,
     ),
     Part(
@@ -184,7 +184,7 @@ PARTS: Final = (
         "file",
         1200,
         120,
-        540,
+        460,
     ),
     Part(
         "w2_ideal",
@@ -221,9 +221,9 @@ PARTS: Final = (
             "{json}",
         ),
         "file",
-        900,
+        600,
         120,
-        200,
+        180,
     ),
     Part(
         "memory",
@@ -231,9 +231,9 @@ PARTS: Final = (
         ("bench.memory", "--sessions", "300,1000"),
         ("bench.memory", "--sessions", "20", "--turns", "2", "--chunks", "10"),
         "results",
-        600,
+        400,
         120,
-        90,
+        80,
     ),
     Part(
         "density",
@@ -248,7 +248,7 @@ PARTS: Final = (
             "--bridge-levels",
             "160,200,240,300",
             "--seconds",
-            "5",
+            "4",
             "--json",
             "{json}",
         ),
@@ -274,17 +274,17 @@ PARTS: Final = (
         "file",
         900,
         120,
-        330,
+        215,
     ),
     Part(
         "netloss",
         "Audio under packet loss",
-        ("bench.netloss", "--json"),
+        ("bench.netloss", "--seconds", "5", "--json"),
         ("bench.netloss", "--seconds", "1", "--losses", "0", "--json"),
         "stdout",
-        600,
+        400,
         120,
-        130,
+        80,
         _needs_netns,
     ),
 )
@@ -896,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--smoke", action="store_true", help="every part in tiny sizes")
     r.add_argument("--only", default="", help=f"comma list of {', '.join(PART_KEYS)}")
     r.add_argument("--render", action="store_true", help="then write docs/performance.md")
+    sub.add_parser("list", help="the parts, their commands and estimated times")
     d = sub.add_parser("render", help="the page from the JSON")
     d.add_argument("json", nargs="?", type=Path, default=RESULTS)
     d.add_argument("--write", action="store_true", help="write docs/performance.md")
@@ -915,6 +916,11 @@ def main(argv: list[str] | None = None) -> int:
             PAGE.write_text(render(data))
             print(f"written: {PAGE.relative_to(ROOT)}")
         return 1 if failed else 0
+    if args.cmd == "list":
+        for part in PARTS:
+            print(f"{part.key:20} ~{part.estimate / 60:4.1f} min  {' '.join(command(part, False))}")
+        print(f"{'total':20} ~{sum(p.estimate for p in PARTS) / 60:4.1f} min (estimated)")
+        return 0
     data = json.loads(args.json.read_text())
     page = render(data)
     if args.write:
