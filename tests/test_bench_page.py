@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -91,6 +92,15 @@ def test_a_failed_part_is_named_with_its_reason_and_the_rest_renders() -> None:
     # The parts that ran show their tables.
     assert "| transport floor" in _section(text, SECTIONS[0])
     assert "| N | floor heap KiB |" in _section(text, SECTIONS[7])
+
+
+def test_a_partial_part_renders_its_result_and_says_how_it_ended() -> None:
+    d = _data()
+    d["parts"]["memory"]["status"] = "partial"
+    d["parts"]["memory"]["reason"] = "exit status 1, its result kept"
+    text = _section(page.render(d), SECTIONS[7])
+    assert "ended with exit status 1, its result kept" in text
+    assert "| N | floor heap KiB |" in text
 
 
 def test_render_is_deterministic() -> None:
@@ -202,7 +212,15 @@ def test_the_committed_page_is_the_render_of_the_committed_run() -> None:
         assert "smoke run" in head and "not a measurement" in head
 
 
-def test_the_runner_records_a_failure_a_timeout_and_a_skip_and_goes_on() -> None:
+def test_the_runner_records_a_failure_a_timeout_and_a_skip_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module that prints its result and exits 1 (as `python -m bench` does when one of
+    # its workloads broke): the result is kept, the part marked partial.
+    (tmp_path / "half_broken.py").write_text(
+        'import json, sys\nprint(json.dumps({"w1": {"error": "boom"}}))\nsys.exit(1)\n'
+    )
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}")
     parts = (
         page.Part("broken", "t", ("bench.no_such_module",), (), "file", 30, 30, 1),
         page.Part(
@@ -210,6 +228,7 @@ def test_the_runner_records_a_failure_a_timeout_and_a_skip_and_goes_on() -> None
         ),
         page.Part("absent", "t", ("bench.page",), (), "file", 30, 30, 1, lambda: "no tool"),
         page.Part("fine", "t", ("bench.page", "--help"), (), "stdout", 30, 30, 1),
+        page.Part("half", "t", ("half_broken",), (), "stdout", 30, 30, 1),
     )
     logged: list[str] = []
     data = page.run(log=logged.append, parts_run=parts)
@@ -226,7 +245,10 @@ def test_the_runner_records_a_failure_a_timeout_and_a_skip_and_goes_on() -> None
     }
     # --help prints no JSON: the part ran but its output is unreadable.
     assert p["fine"]["status"] == "failed" and "unreadable output" in p["fine"]["reason"]
-    assert list(data["meta"]["part_seconds"]) == ["broken", "slow", "absent", "fine"]
+    assert p["half"]["status"] == "partial"
+    assert p["half"]["reason"] == "exit status 1, its result kept"
+    assert p["half"]["result"] == {"w1": {"error": "boom"}}
+    assert list(data["meta"]["part_seconds"]) == ["broken", "slow", "absent", "fine", "half"]
     for key in ("commit", "dirty", "start", "end", "loadavg_before", "loadavg_after"):
         assert key in data["meta"]
 
