@@ -6,6 +6,7 @@
     python3 dev.py test     # create .venv, install dev extras, run the whole test suite
     python3 dev.py lint     # ruff check, ruff format --check, mypy --strict (src and tests)
     python3 dev.py bench    # the benchmarks (see docs/performance.md)
+    python3 dev.py bench --page  # every benchmark of docs/performance.md, then the page
     python3 dev.py docs     # build the user guide + API reference into site/ (strict)
 
 Extra arguments after the command go to the underlying tool
@@ -86,6 +87,9 @@ def main(argv: list[str]) -> int:
         rc |= _run(PY, "-m", "mypy", "--strict", "src", "tests")
         return rc
     if command == "bench":
+        if "--page" in rest:  # python -m bench.page run, then render --write
+            rest = [a for a in rest if a != "--page"]
+            return _run(PY, "-m", "bench.page", "run", "--render", *rest)
         return _run(PY, "-m", "bench", *rest)
     if command == "docs":
         os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # a banner, not a warning

@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import math
 import os
 import shutil
@@ -407,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         help="--paced: also count the same wall-clock window with no browser (the "
         "process's fixed cost) and print the browser-second net of it",
     )
+    parser.add_argument("--json", metavar="FILE", help="also write the counts here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
@@ -429,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.procs import ServerProc
 
     pace = args.slowdown if args.paced else 1.0
+    rows: list[dict[str, object]] = []
     with ServerProc(framing="service", pace_scale=pace) as server:
         for loop_name in args.loops.split(","):
             count = asyncio.run(
@@ -457,8 +460,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f', {args.browsers} browsers' if args.browsers > 1 else ''}"
                 f", {loop_name}"
             )
+            row: dict[str, object] = {
+                "loop": loop_name,
+                "page_ms": args.page_ms,
+                "turn_detection": args.turn_detection,
+                "browsers": args.browsers,
+                "instructions": count,
+            }
+            rows.append(row)
             if args.paced:
                 bs = args.paced * args.browsers  # browser-seconds in the window
+                row |= {"paced": args.paced, "warm_up": args.warm_up}
+                row["per_browser_second"] = count / bs
                 print(
                     f"relay ({label}, paced): {count / bs:,.0f} instructions per "
                     f"browser-second ({count:,} / {bs:g})"
@@ -481,16 +494,22 @@ def main(argv: list[str] | None = None) -> int:
                             warm_up=args.warm_up,
                         )
                     )
+                    row["idle"] = idle
+                    row["net_per_browser_second"] = (count - idle) / bs
                     print(
                         f"relay ({label}, idle): {idle:,} instructions in the same "
                         f"{args.paced * args.slowdown:g} s with no browser; net "
                         f"{(count - idle) / bs:,.0f} per browser-second"
                     )
                 continue
+            row |= {"round_trips": args.round_trips}
+            row["per_round_trip"] = count / args.round_trips
             print(
                 f"relay ({label}): {count / args.round_trips:,.0f} "
                 f"instructions per browser round trip ({count:,} / {args.round_trips})"
             )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
