@@ -299,7 +299,7 @@ def cache_sim(
         except subprocess.TimeoutExpired:
             raise GateError(f"{name}: no result in {timeout:g} s") from None
         if proc.returncode != 0 or "RESULT " not in proc.stdout:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            tail = "\n".join(proc.stderr.strip().splitlines()[-60:])
             raise GateError(f"{name} failed (exit {proc.returncode}):\n{tail}")
         line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT "))
         data: dict[str, Any] = json.loads(line[len("RESULT ") :])
