@@ -23,6 +23,15 @@ within one phase); the result says when it did not (``late_ticks``).
 
 Not part of the CI gate and without budgets: a measurement to read as ratios.
 
+``--cache-sim`` (alias ``--cachegrind``) also has callgrind simulate the caches
+(``--cache-sim=yes``, this VM's per-core caches: 32 KiB first-level instruction and data
+caches and the 1 MiB second level as the last level, see ``CACHES``) in the same window, and
+adds a table of misses per message and cachegrind's rough cycle estimate (Ir + 10 × L1
+misses + 100 × LL misses), the part of the wall clock instruction counts do not see: with
+hundreds of sessions taking turns, each cache line of a session a message touches is
+usually a miss. With ``GL_CALLGRIND_KEEP=DIR`` the dumps (``cachesim.w2.*.out``) show the
+misses per function: ``callgrind_annotate --show=DLmr,DLmw,D1mr,D1mw,I1mr --sort=DLmw``.
+
 To see where a client's instructions go by Python function, run one child without
 valgrind under cProfile, the profiler on for the same window (its numbers are times, not
 instructions, and cProfile's overhead per call inflates call-heavy code; the call counts
@@ -42,14 +51,18 @@ import gc
 import json
 import os
 import random
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from bench.common import PCM_IN, W2_SEND_HZ, Frames, live_url, run_loop
-from bench.instructions import LOOPS, GateError, callgrind, valgrind
+from bench.instructions import LOOPS, ROOT, GateError, callgrind, callgrind_command, valgrind
 
 #: Clients (``bench.modes`` keys) in table order, with their labels in the table.
 CLIENTS: Final = {
@@ -69,6 +82,12 @@ PERIODS: Final = 10
 PHASES: Final = 4
 CONNECT_CONCURRENCY: Final = 50
 CHILD_TIMEOUT: Final = 900.0
+
+#: The caches simulated with ``--cache-sim``: this VM's per-core first-level caches and its
+#: per-core second level as the "last level" (valgrind's own detection reported a 256 MiB
+#: direct-mapped LL here, which nothing misses; the shared 32 MiB L3 is shared with the
+#: other processes on the host too). A miss in this LL costs the trip to L3 or memory.
+CACHES: Final = ("--I1=32768,8,64", "--D1=32768,8,64", "--LL=1048576,16,64")
 
 #: The marker functions (libc) that bound the measured window (as ``bench.instructions``).
 START_MARK: Final = "getppid"
@@ -204,10 +223,94 @@ class W2Count:
     sent: int
     replies: int
     late_ticks: int
+    #: With ``--cache-sim``: the window's simulated cache events (callgrind's names:
+    #: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw), else empty.
+    events: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_message(self) -> float:
         return self.instructions / self.messages
+
+    def event_per_message(self, name: str) -> float:
+        return self.events.get(name, 0) / self.messages
+
+    @property
+    def l1_misses(self) -> int:
+        """First-level misses, instruction and data."""
+        return sum(self.events.get(k, 0) for k in ("I1mr", "D1mr", "D1mw"))
+
+    @property
+    def ll_misses(self) -> int:
+        """Last-level misses, instruction and data."""
+        return sum(self.events.get(k, 0) for k in ("ILmr", "DLmr", "DLmw"))
+
+    @property
+    def cycle_estimate(self) -> int:
+        """cachegrind's rough cycle estimate: Ir + 10 × L1 misses + 100 × LL misses."""
+        return self.instructions + 10 * self.l1_misses + 100 * self.ll_misses
+
+
+def dump_events(path: Path, name: str) -> dict[str, int]:
+    """A callgrind dump's totals by event name (its ``events:`` and ``summary:`` lines)."""
+    names: list[str] = []
+    values: list[int] = []
+    with path.open() as f:
+        for ln in f:
+            if ln.startswith("events:"):
+                names = ln.split()[1:]
+            elif ln.startswith("summary:"):
+                values = [int(v) for v in ln.split()[1:]]
+    if not names or len(values) != len(names):
+        raise GateError(f"{name}: no events/summary lines in the dump")
+    return dict(zip(names, values, strict=True))
+
+
+def cache_sim(
+    module: str,
+    args: list[str],
+    name: str,
+    *,
+    keep_as: str,
+    valgrind_bin: str,
+    timeout: float,
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """``python -m module *args`` under callgrind with its cache simulation
+    (``--cache-sim=yes``, the caches of :data:`CACHES`), counted in the
+    same marker window as :func:`bench.instructions.callgrind`: the window's events by name
+    and the process's RESULT. ``GL_CALLGRIND_KEEP=DIR`` keeps the dump (``callgrind_annotate
+    --show=D1mr,DLmr ...`` shows the misses per function)."""
+    with tempfile.TemporaryDirectory(prefix="gl-cachesim-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = [
+            *callgrind_command(valgrind_bin, out),
+            "--cache-sim=yes",
+            *CACHES,
+            sys.executable,
+            "-m",
+            module,
+            *args,
+        ]
+        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
+        env.pop("PYTHONDEVMODE", None)
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise GateError(f"{name}: no result in {timeout:g} s") from None
+        if proc.returncode != 0 or "RESULT " not in proc.stdout:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-60:])
+            raise GateError(f"{name} failed (exit {proc.returncode}):\n{tail}")
+        line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT "))
+        data: dict[str, Any] = json.loads(line[len("RESULT ") :])
+        dumps = sorted(p.name for p in out.parent.iterdir() if p.name.startswith(out.name + "."))
+        if dumps != [out.name + ".1"]:
+            raise GateError(f"{name}: expected one window dump, got {dumps}")
+        dump = out.parent / dumps[0]
+        keep = os.environ.get("GL_CALLGRIND_KEEP")
+        if keep:
+            shutil.copy(dump, Path(keep) / keep_as)
+        return dump_events(dump, name), data
 
 
 def measure_one(
@@ -219,36 +322,52 @@ def measure_one(
     warmup_periods: int = WARMUP_PERIODS,
     periods: int = PERIODS,
     valgrind_bin: str = "",
+    cache: bool = False,
 ) -> W2Count:
-    """One W2 client process under callgrind against its own server (clock stretched alike)."""
+    """One W2 client process under callgrind against its own server (clock stretched alike);
+    with ``cache`` callgrind also simulates the caches (:func:`cache_sim`)."""
     from bench.procs import ServerProc
 
+    events: dict[str, int] = {}
     with ServerProc(framing="service", pace_scale=slowdown) as server:
-        instructions, data = callgrind(
-            "bench.w2_instructions",
-            [
-                "--child",
-                client,
-                "--loop",
-                loop,
-                "--port",
-                str(server.port),
-                "--sessions",
-                str(sessions),
-                "--slowdown",
-                repr(slowdown),
-                "--warmup-periods",
-                str(warmup_periods),
-                "--periods",
-                str(periods),
-                "--timeout",
-                str(CHILD_TIMEOUT * 0.9),
-            ],
-            f"W2 {client} ({loop})",
-            keep_as=f"callgrind.w2.{client}.{loop}.out",
-            valgrind_bin=valgrind_bin,
-            timeout=CHILD_TIMEOUT,
-        )
+        child = [
+            "--child",
+            client,
+            "--loop",
+            loop,
+            "--port",
+            str(server.port),
+            "--sessions",
+            str(sessions),
+            "--slowdown",
+            repr(slowdown),
+            "--warmup-periods",
+            str(warmup_periods),
+            "--periods",
+            str(periods),
+            "--timeout",
+            str(CHILD_TIMEOUT * 0.9),
+        ]
+        name = f"W2 {client} ({loop})"
+        if cache:
+            events, data = cache_sim(
+                "bench.w2_instructions",
+                child,
+                name,
+                keep_as=f"cachesim.w2.{client}.{loop}.out",
+                valgrind_bin=valgrind_bin or valgrind() or "valgrind",
+                timeout=CHILD_TIMEOUT * 2,
+            )
+            instructions = events["Ir"]
+        else:
+            instructions, data = callgrind(
+                "bench.w2_instructions",
+                child,
+                name,
+                keep_as=f"callgrind.w2.{client}.{loop}.out",
+                valgrind_bin=valgrind_bin,
+                timeout=CHILD_TIMEOUT,
+            )
     if not data.get("messages"):
         raise GateError(f"W2 {client} ({loop}): no message in the window: {data}")
     return W2Count(
@@ -259,6 +378,7 @@ def measure_one(
         int(data["sent"]),
         int(data["replies"]),
         int(data["late_ticks"]),
+        events,
     )
 
 
@@ -313,6 +433,26 @@ def table(counts: list[W2Count]) -> str:
     return "\n".join(lines)
 
 
+def cache_table(counts: list[W2Count]) -> str:
+    """A markdown table of the simulated cache misses per message (and the ratio of
+    gemini-live's to its ideal client's), one row per client and loop."""
+    by = {(c.client, c.loop): c for c in counts}
+    cols = ["Ir", "D1mr", "D1mw", "I1mr", "DLmr", "DLmw", "ILmr"]
+    head = ["client", "loop", *cols, "L1 miss", "LL miss", "est. cycles", "× ideal (cycles)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---" + "|---:" * (len(head) - 2) + "|"]
+    for c in counts:
+        ideal = IDEAL_OF.get(c.client)
+        ref = by.get((ideal, c.loop)) if ideal else None
+        row = [CLIENTS[c.client], c.loop]
+        row += [f"{c.event_per_message(k):,.1f}" for k in cols]
+        row += [f"{c.l1_misses / c.messages:,.1f}", f"{c.ll_misses / c.messages:,.2f}"]
+        row.append(f"{c.cycle_estimate / c.messages:,.0f}")
+        ratio = (c.cycle_estimate / c.messages) / (ref.cycle_estimate / ref.messages) if ref else 0
+        row.append(f"{ratio:.2f}×" if ref else "")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.w2_instructions", description=__doc__)
     ap.add_argument("--clients", default=",".join(DEFAULT_CLIENTS), help="comma-separated")
@@ -323,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--periods", type=int, default=PERIODS, help="20 ms periods measured")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--json", help="also write the counts here")
+    ap.add_argument(
+        "--cache-sim",
+        "--cachegrind",
+        action="store_true",
+        help="also simulate the caches (callgrind --cache-sim=yes): misses per message",
+    )
     # The measured process (internal).
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -351,12 +497,16 @@ def main(argv: list[str] | None = None) -> int:
             slowdown=args.slowdown,
             warmup_periods=args.warmup_periods,
             periods=args.periods,
+            cache=args.cache_sim,
         )
     except GateError as exc:
         print(f"W2 instructions: {exc}", file=sys.stderr)
         return 2
     print(f"\n{len(counts)} runs in {time.monotonic() - t0:.0f} s\n")
     print(table(counts))
+    if args.cache_sim:
+        print()
+        print(cache_table(counts))
     if args.json:
         rows = [c.__dict__ | {"per_message": c.per_message} for c in counts]
         with open(args.json, "w") as f:

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report, run, w2_instructions  # noqa: E402
+from bench.instructions import GateError  # noqa: E402
 from bench.procs import PY, ServerProc  # noqa: E402
 from bench.server import BenchServer  # noqa: E402
 
@@ -128,6 +129,36 @@ def test_w2_instruction_table_compares_each_consumer_with_its_ideal_client() -> 
     table = w2_instructions.table(counts)
     assert "| gemini-live `on_event` | 50.0 k | 1.25× | 1,000 | 0 |" in table
     assert "| transport floor (picows, no JSON, no events) | 30.0 k |  | 1,000 | 2 |" in table
+
+
+def test_w2_cache_sim_reads_the_dump_and_tables_misses_per_message(tmp_path: Path) -> None:
+    dump = tmp_path / "callgrind.out.1"
+    dump.write_text(
+        "version: 1\nevents: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\n"
+        "summary: 40000000 1 2 600000 300000 100000 1000 30000 20000\n"
+    )
+    events = w2_instructions.dump_events(dump, "x")
+    assert events["Ir"] == 40_000_000 and events["DLmw"] == 20_000
+    ideal = w2_instructions.W2Count("ideal-cb", "uvloop", 40_000_000, 1000, 600, 400, 0, events)
+    mine = w2_instructions.W2Count(
+        "gemini-live-picows-cb",
+        "uvloop",
+        44_000_000,
+        1000,
+        600,
+        400,
+        0,
+        events | {"Ir": 44_000_000},
+    )
+    assert ideal.l1_misses == 1_000_000 and ideal.ll_misses == 51_000
+    # Ir + 10 x L1 + 100 x LL, per message: 40,000 + 10,000 + 5,100.
+    assert ideal.cycle_estimate / ideal.messages == 55_100
+    table = w2_instructions.cache_table([ideal, mine])
+    assert "| ideal client, callback | uvloop | 40,000.0 | 300.0 | 100.0 | 600.0 |" in table
+    assert table.splitlines()[-1].endswith("| 1.07× |")
+    (tmp_path / "empty").write_text("version: 1\n")
+    with pytest.raises(GateError):
+        w2_instructions.dump_events(tmp_path / "empty", "x")
 
 
 def _w2_run(mode: str, loop: str, rnd: int, cpu: float) -> dict[str, Any]:

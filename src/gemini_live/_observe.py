@@ -81,21 +81,24 @@ class SessionRecord:
     session's handling of a general-path frame (it emits those events itself).
     """
 
-    __slots__ = (
+    # Not sorted: what a reply's hot path reads (and ``input_at``, which every chunk sent
+    # writes) first, next to the object's header: fewer cache lines per message where
+    # hundreds of sessions take turns (issue 24).
+    __slots__ = (  # noqa: RUF023
         "_answering",
-        "_config",
-        "_debug",
+        "usage",
+        "watchdog",
         "_emit",
+        "input_at",
+        "history",
+        "_debug",
+        "latency",
+        "_config",
         "_lifecycle",
         "_log",
         "_protocol",
         "_receive_stream",
         "_stats",
-        "history",
-        "input_at",
-        "latency",
-        "usage",
-        "watchdog",
     )
 
     def __init__(

@@ -55,7 +55,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableSequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 import pybase64
@@ -148,6 +148,33 @@ _MAX_UNANSWERED: Final = 1024
 _MAX_PROBES: Final = 64
 
 
+#: One object per distinct value for what every session's fused writer binds (see
+#: :func:`_shared`); bounded: values past the bound stay each session's own.
+_SHARED: Final[dict[tuple[type, object], object]] = {}
+_SHARED_MAX: Final = 256
+_T = TypeVar("_T")
+
+
+def _shared(value: _T) -> _T:
+    """An object equal to ``value`` (an int, float or bytes), the same one for every
+    caller that passes an equal value (up to ``_SHARED_MAX`` distinct values, then
+    ``value`` itself).
+
+    A function that binds values as its defaults takes a reference to every one at each
+    call: with a writer per session, per-session objects of equal values are as many
+    objects whose headers a chunk writes to, each a cache line of its own among hundreds
+    of sessions. Shared, they stay in cache (issue 24: cache misses per W2 message).
+    """
+    # A float by its hex form: -0.0 and 0.0 (equal) stay apart, and so do NaNs.
+    key = (type(value), value.hex() if type(value) is float else value)  # type: ignore[attr-defined]
+    got = _SHARED.get(key)
+    if got is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            return value
+        _SHARED[key] = got = value
+    return got  # type: ignore[return-value]
+
+
 class _Holding(Protocol):
     """Whether a rotation holds new input (the rotation plan's flag)."""
 
@@ -211,22 +238,24 @@ class _Window:
     every chunk that drops the oldest audio behind them (:meth:`drop_audio`).
     """
 
-    __slots__ = (
+    # Not sorted: what the fused writer reads and writes per chunk first, next to the
+    # object's header (fewer cache lines per chunk; see Outbox.__slots__).
+    __slots__ = (  # noqa: RUF023
+        "nseq",
+        "nix",
+        "lend",
+        "rwa",
+        "pcm",
+        "mixed",
+        "plo",
+        "lo",
+        "rows",
+        "rlo",
         "aud",
         "bps",
         "heads",
         "hids",
-        "lend",
-        "lo",
-        "mixed",
-        "nix",
-        "nseq",
         "others",
-        "pcm",
-        "plo",
-        "rlo",
-        "rows",
-        "rwa",
         "sizes",
     )
 
@@ -576,7 +605,15 @@ class Outbox:
     outbox adds its own condition (nothing queued or unconfirmed before it).
     """
 
-    __slots__ = (
+    # Not sorted: the slots the fused writer reads and writes per chunk come first, next
+    # to the object's header, so a chunk touches one or two cache lines of the outbox, not
+    # four (issue 24: cache misses per W2 message, where hundreds of sessions take turns).
+    __slots__ = (  # noqa: RUF023
+        "pending",
+        "unconfirmed",
+        "seq",
+        "window_audio_s",
+        "window_bytes",
         "_audio",
         "_audio_by_rate",
         "_bytes_per_s",
@@ -587,19 +624,14 @@ class Outbox:
         "max_frame",
         "max_setup_rtt",
         "offline_limit",
-        "pending",
         "pending_bytes",
         "probes",
         "resend",
         "responded_seq",
         "response_lag",
         "seed",
-        "seq",
         "stats",
         "unanswered",
-        "unconfirmed",
-        "window_audio_s",
-        "window_bytes",
         "window_video",
     )
 
@@ -865,12 +897,12 @@ class Outbox:
             conn: Connection = conn,
             plan: _Holding = plan,
             write: Callable[[bytes], object] = write,
-            head: bytes = self._head,
-            bytes_per_s: int = self._bytes_per_s,
-            empty: int = self._empty,
-            max_frame: int = self.max_frame,
-            offline_limit: int = self.offline_limit,
-            limit: float = self.resend.audio_seconds,  # ResendWindow is frozen
+            head: bytes = _shared(self._head),
+            bytes_per_s: int = _shared(self._bytes_per_s),
+            empty: int = _shared(self._empty),
+            max_frame: int = _shared(self.max_frame),
+            offline_limit: int = _shared(self.offline_limit),
+            limit: float = _shared(self.resend.audio_seconds),  # ResendWindow is frozen
             stats: SessionStats = self.stats,
             win: _Window = self._win,  # the same object for the outbox's life (see clear)
         ) -> bool:
