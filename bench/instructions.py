@@ -175,28 +175,31 @@ def callgrind(
     with tempfile.TemporaryDirectory(prefix="gl-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         cmd = [*callgrind_command(vg, out), sys.executable, "-m", module, *args]
-        # One BLAS thread: OpenBLAS's workers spin through a slowed window and add
-        # counts that do not repeat (a process that uses numpy, such as the bridge's).
-        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
-        env.pop("PYTHONDEVMODE", None)
-        try:
-            proc = subprocess.run(
-                cmd,
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise GateError(f"{name}: no result in {timeout:g} s") from None
-        if proc.returncode != 0 or "RESULT " not in proc.stdout:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            raise GateError(f"{name} failed (exit {proc.returncode}):\n{tail}")
-        line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT "))
-        data: dict[str, Any] = json.loads(line[len("RESULT ") :])
+        data = run_child(cmd, name, timeout)
         return window_count(out, name, keep_as), data
+
+
+def run_child(cmd: list[str], name: str, timeout: float) -> dict[str, Any]:
+    """Run ``cmd`` (a Python process under valgrind) from the repository's root with
+    stable hashing and one BLAS thread, and return the object of its last ``RESULT <json>``
+    line; a timeout, a non-zero exit or no RESULT raise :class:`GateError` with the end of
+    its stderr (valgrind's own summary can hide the Python error above it)."""
+    # One BLAS thread: OpenBLAS's workers spin through a slowed window and add counts that
+    # do not repeat (a process that uses numpy, such as the bridge's).
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("PYTHONDEVMODE", None)
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise GateError(f"{name}: no result in {timeout:g} s") from None
+    if proc.returncode != 0 or "RESULT " not in proc.stdout:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-60:])
+        raise GateError(f"{name} failed (exit {proc.returncode}):\n{tail}")
+    line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT "))
+    data: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return data
 
 
 def callgrind_command(vg: str, out: Path) -> list[str]:

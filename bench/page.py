@@ -75,6 +75,9 @@ def _needs_netns() -> str | None:
 
 W2_IDEAL_MODES: Final = "ideal-cb,gemini-live-picows-cb,floor"
 
+#: A two-call, one-second bridge_cost for the smoke run.
+_BRIDGE_SMOKE: Final = ("--calls", "2", "--seconds", "1", "--warmup", "0.5")
+
 #: In page order. Full-run settings are named on the page (Reproducing).
 PARTS: Final = (
     Part(
@@ -148,7 +151,7 @@ PARTS: Final = (
         "bridge_cost",
         "Instructions per call-second (Twilio bridge)",
         ("bench.bridge_cost", "--callgrind"),
-        ("bench.bridge_cost", "--callgrind", "--calls", "2", "--seconds", "1", "--warmup", "0.5"),
+        ("bench.bridge_cost", "--callgrind", *_BRIDGE_SMOKE),
         "stdout",
         600,
         300,
@@ -159,17 +162,7 @@ PARTS: Final = (
         "bridge_cost_shared",
         "Instructions per call-second, one shared clock",
         ("bench.bridge_cost", "--callgrind", "--shared-clock"),
-        (
-            "bench.bridge_cost",
-            "--callgrind",
-            "--shared-clock",
-            "--calls",
-            "2",
-            "--seconds",
-            "1",
-            "--warmup",
-            "0.5",
-        ),
+        ("bench.bridge_cost", "--callgrind", "--shared-clock", *_BRIDGE_SMOKE),
         "stdout",
         600,
         300,

@@ -52,7 +52,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.common import PCM_IN, W2_SEND_HZ, Frames, live_url, run_loop
-from bench.instructions import LOOPS, ROOT, GateError, callgrind, callgrind_command, valgrind
+from bench.instructions import (
+    LOOPS,
+    GateError,
+    callgrind,
+    callgrind_command,
+    run_child,
+    valgrind,
+)
 
 #: Clients (``bench.modes`` keys) in table order, with their labels in the table.
 CLIENTS: Final = {
@@ -290,19 +296,7 @@ def cache_sim(
             module,
             *args,
         ]
-        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
-        env.pop("PYTHONDEVMODE", None)
-        try:
-            proc = subprocess.run(
-                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise GateError(f"{name}: no result in {timeout:g} s") from None
-        if proc.returncode != 0 or "RESULT " not in proc.stdout:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-60:])
-            raise GateError(f"{name} failed (exit {proc.returncode}):\n{tail}")
-        line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT "))
-        data: dict[str, Any] = json.loads(line[len("RESULT ") :])
+        data = run_child(cmd, name, timeout)
         dumps = sorted(p.name for p in out.parent.iterdir() if p.name.startswith(out.name + "."))
         if dumps != [out.name + ".1"]:
             raise GateError(f"{name}: expected one window dump, got {dumps}")
