@@ -34,7 +34,10 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
 * ``bridge-fast``: the bridge against the server's ``w2f`` workload: the model's audio
   in turns delivered 4x faster than real time (as the Live API sends it), with ``w2t``'s
   pauses, instead of ``w2``'s real-time 40 ms chunks (the worst case for batching):
-  ``--interleave`` with ``bridge`` compares the two regimes.
+  ``--interleave`` with ``bridge`` compares the two regimes. The calls' turns are spread
+  over the turn cycle, as independent calls' are.
+* ``bridge-fast-aligned``: ``bridge-fast`` with every call's turns starting in the same
+  40 ms (the server's ``w2fa``): all bursts at once, the worst case.
 
 **Density**: for each kind, N grows over ``--levels`` (with ``--interleave`` level by
 level, every kind at each, so slow drifts of a shared machine hit all alike) until the
@@ -119,6 +122,7 @@ KINDS: Final = (
     "bridge-asgi",
     "bridge-up20",
     "bridge-fast",
+    "bridge-fast-aligned",
 )
 RATE: Final = 16000
 FRAME_MS: Final = 20
@@ -141,6 +145,7 @@ AUDIO_HZ: Final = {
     "bridge-asgi": 50.0,
     "bridge-up20": 50.0,
     "bridge-fast": 50.0,
+    "bridge-fast-aligned": 50.0,
     "floor": 25.0,
 }
 AUTH_TOKEN: Final = "bench-auth-token"  # the bridge's upgrade is signed as Twilio signs it
@@ -847,7 +852,7 @@ async def measure(
                     mgr.shutdown()
                     window = await window_task
                 due = n * AUDIO_HZ[kind] * float(res.get("window_s", seconds))
-                if workload in ("w2t", "w2f"):
+                if workload in ("w2t", "w2f", "w2fa"):
                     due *= W2_TURN_EVERY / (W2_TURN_EVERY + W2T_PAUSE)  # the pauses
                 got = res.get("audio", 0.0)
                 row["late_client_frames"] = int(res.get("late_frames", 0))
@@ -1142,11 +1147,15 @@ async def delivery(events: int = 20_000, rounds: int = 5) -> dict[str, Any]:
 
 # -- the runs ---------------------------------------------------------------------------
 
+#: The server's workload for the kinds whose model sends turns faster than real time.
+_FAST_WORKLOAD: Final = {"bridge-fast": "w2f", "bridge-fast-aligned": "w2fa"}
+
 
 def _ramp_workload(kind: str) -> str:
     """The server's workload for a density level of ``kind``: ``w2`` (the model talks all
-    the time, in real time), ``w2f`` for ``bridge-fast`` (turns 4x faster than real time)."""
-    return "w2f" if kind == "bridge-fast" else "w2"
+    the time, in real time), ``w2f`` for ``bridge-fast`` (turns 4x faster than real time),
+    ``w2fa`` for ``bridge-fast-aligned`` (the same with every call's turns at once)."""
+    return _FAST_WORKLOAD.get(kind, "w2")
 
 
 async def density(
@@ -1190,7 +1199,7 @@ async def loaded(kinds: list[str], loads: list[float], n: int, seconds: float) -
         # The bridge is timed turn by turn: with a model talking without a pause, every
         # reply would queue behind the previous one's real-time playout, which is the
         # bench's doing, not the bridge's.
-        workload = "w2f" if kind == "bridge-fast" else "w2t" if kind.startswith("bridge") else "w2"
+        workload = _FAST_WORKLOAD.get(kind) or ("w2t" if kind.startswith("bridge") else "w2")
         for u in loads:
             row = await measure(kind, n, seconds, load=u, workload=workload)
             row["load_pct"] = u
@@ -1289,6 +1298,7 @@ def tables(results: dict[str, Any]) -> str:
                 "bridge-asgi": "bridge (twilio, ASGI inbound)",
                 "bridge-up20": "bridge (twilio, 20 ms upstream writes)",
                 "bridge-fast": "bridge (twilio, model 4x real time)",
+                "bridge-fast-aligned": "bridge (twilio, model 4x real time, turns aligned)",
             }[r["kind"]]
             sock = (
                 "n/a"
@@ -1382,7 +1392,7 @@ async def main(argv: list[str]) -> int:
         "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
     levels = {k: _ints(args.levels) for k in ("floor", "relay", "relay-20", "relay-asgi")}
-    for k in ("bridge", "bridge-asgi", "bridge-up20", "bridge-fast"):
+    for k in ("bridge", "bridge-asgi", "bridge-up20", "bridge-fast", "bridge-fast-aligned"):
         levels[k] = _ints(args.bridge_levels)
     if any(levels[k] for k in kinds):
         results["density"] = await density(

@@ -34,7 +34,12 @@ Live path is accepted and means ``w1``):
   the same 1.4 s cycle, but each turn's 25 replies go out ``W2F_SPEED`` (4) per tick of
   the session's phase (4x real time, as the Live API sends audio faster than it plays),
   then the session is quiet for the rest of the cycle: the same audio per second as
-  ``w2t`` in bursts (``bench.density``'s ``bridge-fast`` kind).
+  ``w2t`` in bursts (``bench.density``'s ``bridge-fast`` kind). The sessions' turns are
+  spread evenly over the cycle (the k-th paced session of a phase waits k ticks of the
+  phase, modulo the cycle, before its first turn), as independent calls are: a server
+  that starts every session's turn in the same 40 ms sends all their bursts at once.
+* ``w2fa``: ``w2f`` with every session's first turn at once (all bursts aligned: the
+  worst case, ``bench.density``'s ``bridge-fast-aligned`` kind).
 * Any client ``realtimeInput.text`` equal to ``bench:goaway`` is answered with
   ``goAway{timeLeft: "1s"}``; the server closes that connection 1 s later if it is still
   open.
@@ -54,7 +59,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from bench.common import (
     DEFAULT_FRAMING,
@@ -75,6 +80,10 @@ W2T_PAUSE = 10
 W2F_SPEED = 4
 #: ``w2f``: quiet ticks after a turn, so a turn's cycle is as long as ``w2t``'s.
 W2F_PAUSE = W2_TURN_EVERY + W2T_PAUSE - -(-W2_TURN_EVERY // W2F_SPEED)
+#: ``w2f``: a turn's cycle in ticks of the session's phase (its burst and its pause).
+W2F_CYCLE = -(-W2_TURN_EVERY // W2F_SPEED) + W2F_PAUSE
+#: The workloads whose turns come faster than real time.
+_FAST: Final = ("w2f", "w2fa")
 _TICK = 1.0 / (W2_REPLY_HZ * _PHASES)  # 5 ms
 _GOAWAY_BYTES = GOAWAY_TRIGGER.encode()
 _handle_ids = itertools.count(1)
@@ -84,7 +93,7 @@ def workload_of(path: str | bytes) -> str:
     if isinstance(path, bytes):
         path = path.decode("latin-1")
     for part in path.split("/"):
-        if part in ("w1", "w2", "w2t", "w2f", "w3"):
+        if part in ("w1", "w2", "w2t", "w2f", "w2fa", "w3"):
             return part
     return "w1"
 
@@ -145,7 +154,7 @@ class Conn:
         head = bytes(data[:48])
         if b'"audio"' in head:
             self.audio_in += 1
-            if self.workload in ("w2", "w2t", "w2f"):
+            if self.workload in ("w2", "w2t", "w2f", "w2fa"):
                 if self.audio_in == 1:
                     srv.add_paced(self)  # the model starts talking once the user does
             else:
@@ -209,6 +218,7 @@ class BenchServer:
         self.accepted = 0
         self._phases: list[dict[Conn, None]] = [{} for _ in range(_PHASES)]
         self._next_phase = 0
+        self._fast_joined = 0  # w2f sessions paced so far (their turns' offsets)
         self._ticker: asyncio.Task[None] | None = None
         self.ticks = 0
         self.late_ticks = 0
@@ -226,6 +236,9 @@ class BenchServer:
     # -- W2 pacing --------------------------------------------------------------------
 
     def add_paced(self, conn: Conn) -> None:
+        if conn.workload == "w2f":  # turns spread over the cycle (see the module's doc)
+            conn.quiet = self._fast_joined // _PHASES % W2F_CYCLE
+            self._fast_joined += 1
         conn.phase = self._next_phase
         self._next_phase = (self._next_phase + 1) % _PHASES
         self._phases[conn.phase][conn] = None
@@ -265,7 +278,7 @@ class BenchServer:
                 if conn.quiet:
                     conn.quiet -= 1
                     continue
-                for _ in range(W2F_SPEED if conn.workload == "w2f" else 1):
+                for _ in range(W2F_SPEED if conn.workload in _FAST else 1):
                     conn.replies += 1
                     i = conn.replies % W2_TURN_EVERY
                     if i == 1:
@@ -275,7 +288,7 @@ class BenchServer:
                         conn.send(frames.turn)
                         if conn.workload == "w2t":
                             conn.quiet = W2T_PAUSE  # the pause between turns
-                        elif conn.workload == "w2f":
+                        elif conn.workload in _FAST:
                             conn.quiet = W2F_PAUSE  # the rest of the turn's cycle
                         break
 

@@ -410,6 +410,30 @@ async def test_bench_server_w2f_sends_each_turn_in_bursts_on_w2ts_cycle() -> Non
     assert W2_TURN_EVERY + W2T_PAUSE - len(slots) == W2F_PAUSE
 
 
+async def test_bench_server_w2f_spreads_the_sessions_turns_and_w2fa_aligns_them() -> None:
+    """``w2f`` sessions wait a growing number of their phase's ticks before their first
+    turn (independent calls' turns are spread over the cycle); ``w2fa`` sessions all start
+    at once (the aligned worst case), with the same bursts."""
+    from bench.server import _PHASES, W2F_CYCLE, BenchServer, Conn, workload_of
+
+    assert workload_of("/bench/w2fa") == "w2fa"
+    server = BenchServer()
+    n = _PHASES * (W2F_CYCLE + 2)
+    spread = [Conn(server, "w2f", lambda _d: None, lambda: None) for _ in range(n)]
+    aligned = [Conn(server, "w2fa", lambda _d: None, lambda: None) for _ in range(_PHASES)]
+    for conn in spread + aligned:
+        server.add_paced(conn)  # before the ticker's first step: nothing was sent yet
+    try:
+        assert [c.quiet for c in spread] == [i // _PHASES % W2F_CYCLE for i in range(n)]
+        assert sorted({c.quiet for c in spread}) == list(range(W2F_CYCLE))
+        assert [c.quiet for c in aligned] == [0] * _PHASES
+    finally:
+        for conn in spread + aligned:
+            server.remove_paced(conn)
+        assert server._ticker is not None
+        server._ticker.cancel()
+
+
 def test_bench_relay_instructions_paced_browsers_profile(tmp_path: Path) -> None:
     """``bench.relay_instructions --paced`` with several browsers and a warm-up of its
     own (cProfile, real time: no valgrind needed): every browser's frames go upstream."""
