@@ -275,6 +275,12 @@ def per_config(counts: list[Count]) -> dict[tuple[str, str], list[float]]:
     return out
 
 
+def medians(counts: list[Count]) -> dict[tuple[str, str], float]:
+    """(client, loop) -> the median per round trip over the repeats (the upper one of an
+    even number)."""
+    return {k: sorted(v)[len(v) // 2] for k, v in per_config(counts).items()}
+
+
 def environment() -> dict[str, str]:
     """What the counts depend on besides the code."""
     env = {"python": platform.python_version(), "machine": platform.machine()}
@@ -301,8 +307,8 @@ def load_budgets(path: Path = BUDGETS) -> dict[str, Any]:
 def write_budgets(counts: list[Count], path: Path = BUDGETS) -> None:
     """The measured counts (the median of repeats) as the new budgets."""
     budgets: dict[str, dict[str, int]] = {}
-    for (client, loop), values in per_config(counts).items():
-        budgets.setdefault(client, {})[loop] = round(sorted(values)[len(values) // 2])
+    for (client, loop), value in medians(counts).items():
+        budgets.setdefault(client, {})[loop] = round(value)
     data = {
         "about": (
             "User-space instructions (callgrind Ir) per W1 ping-pong round trip; "
@@ -362,7 +368,7 @@ def table(counts: list[Count], budgets: dict[str, Any] | None = None) -> str:
     """A markdown table: per round trip, the ratio to the matching ideal client, the spread."""
     cfg = per_config(counts)
     loops = [lp for lp in LOOPS if any(k[1] == lp for k in cfg)]
-    med = {k: sorted(v)[len(v) // 2] for k, v in cfg.items()}
+    med = medians(counts)
     head = ["client", *(f"{lp}" for lp in loops), *(f"× ideal ({lp})" for lp in loops)]
     repeats = max((len(v) for v in cfg.values()), default=1)
     if repeats > 1:

@@ -481,10 +481,9 @@ def _instruction_counts(rows: list[dict[str, Any]]) -> list[Any]:
 
 def instruction_medians(rows: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     """(client, loop) -> median instructions per round trip over the repeats."""
-    per: dict[tuple[str, str], list[float]] = {}
-    for r in rows:
-        per.setdefault((r["client"], r["loop"]), []).append(r["instructions"] / r["round_trips"])
-    return {k: sorted(v)[len(v) // 2] for k, v in per.items()}
+    from bench.instructions import medians
+
+    return medians(_instruction_counts(rows))
 
 
 def _w2_counts(rows: list[dict[str, Any]]) -> list[Any]:
@@ -507,7 +506,6 @@ def w2_instruction_ratios(rows: list[dict[str, Any]]) -> dict[tuple[str, str], f
     return out
 
 
-LOOPS: Final = ("asyncio", "uvloop")
 GOAL_W1: Final = 1.15
 GOAL_W2: Final = 1.25
 GOAL_W2_N: Final = 300
@@ -531,6 +529,8 @@ W1_CONSUMERS: Final = (
 
 def goals(data: dict[str, Any]) -> list[dict[str, str]]:
     """Issue 24's goals against this run: goal, target, measured, verdict."""
+    from bench.instructions import LOOPS
+
     rows: list[dict[str, str]] = []
 
     def add(goal: str, target: str, measured: str | None, met: bool | str | None) -> None:
