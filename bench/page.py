@@ -177,6 +177,41 @@ PARTS: Final = (
         _needs_valgrind,
     ),
     Part(
+        "bridge_instructions",
+        "Instructions per call-second through the server, the bridge and the session",
+        (
+            "bench.relay_instructions",
+            "--endpoint",
+            "twilio",
+            "--loops",
+            "asyncio,uvloop",
+            "--paced",
+            "2",
+            "--warm-up",
+            "6",
+            "--browsers",
+            "4",
+            "--json",
+            "{json}",
+        ),
+        (
+            "bench.relay_instructions",
+            "--endpoint",
+            "twilio",
+            "--paced",
+            "0.5",
+            "--warm-up",
+            "0.5",
+            "--json",
+            "{json}",
+        ),
+        "file",
+        600,
+        300,
+        210,
+        _needs_valgrind,
+    ),
+    Part(
         "bench",
         "W1, W2, scale-out, W3, codec (python -m bench)",
         ("bench", "--out", "{json}"),
@@ -772,6 +807,23 @@ def _relay_md(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _bridge_whole_md(rows: list[dict[str, Any]]) -> str:
+    out = ["| loop | calls | per call-second | instructions (window) |", "|---|---:|---:|---:|"]
+    out += [
+        f"| {r['loop']} | {r['browsers']} | {float(r['per_browser_second']) / 1e6:.2f} M "
+        f"| {r['instructions']:,} |"
+        for r in rows
+    ]
+    w = next(iter(rows), None)
+    if w is not None:
+        out += [
+            "",
+            f"Window: {w['paced']:g} s of {w['browsers']} calls (call-seconds: their "
+            f"product) after {w['warm_up']:g} s of warm-up.",
+        ]
+    return "\n".join(out)
+
+
 def _bridge_md(data: dict[str, Any]) -> str:
     out = ["| clock | input rate | inline | per call-second |", "|---|---:|---|---:|"]
     for key, clock in (("bridge_cost", "one timer per call"), ("bridge_cost_shared", "shared")):
@@ -930,6 +982,7 @@ def blocks(data: dict[str, Any]) -> dict[str, str]:
         "density": _section(data, "density", _density_md),
         "density_uvloop": _section(data, "density_uvloop", _density_md),
         "bridge": _bridge_md(data),
+        "bridge_whole": _section(data, "bridge_instructions", _bridge_whole_md),
         "relay": _section(data, "relay_instructions", _relay_md),
         "netloss": _section(data, "netloss", _netloss_md),
         "parts": _parts_md(data),

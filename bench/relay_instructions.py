@@ -84,7 +84,9 @@ def speech_frame(ms: int = PAGE_MS) -> bytes:
 # -- the measured process (runs under valgrind) ---------------------------------------------
 
 
-async def _child(upstream: str, turn_detection: Any, numpy: bool, no_numpy: bool) -> None:
+async def _child(
+    upstream: str, turn_detection: Any, numpy: bool, no_numpy: bool, endpoint: str = "relay"
+) -> None:
     if numpy:  # as in a process that resamples (the VAD's level then uses it)
         import numpy as np  # noqa: F401
     if no_numpy:  # as where numpy is not installed
@@ -106,9 +108,25 @@ async def _child(upstream: str, turn_detection: Any, numpy: bool, no_numpy: bool
         audio_bytes_per_second=1e12,
         audio_burst_bytes=10**12,
     )
-    relay = Relay(
-        config, authorize=Relay.ALLOW_ANYONE, limits=limits, turn_detection=turn_detection
-    )
+    app: Any
+    if endpoint == "twilio":
+        from bench.density import AUTH_TOKEN
+        from gemini_live.telephony import TwilioBridge
+
+        app = TwilioBridge(
+            config,
+            auth_token=AUTH_TOKEN,
+            turn_detection=turn_detection,
+            max_calls=10_000,
+            max_calls_per_address=None,
+        )
+        path = "/twilio"
+    else:
+        relay = Relay(
+            config, authorize=Relay.ALLOW_ANYONE, limits=limits, turn_detection=turn_detection
+        )
+        app = create_app(relay)
+        path = "/live"
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -117,8 +135,8 @@ async def _child(upstream: str, turn_detection: Any, numpy: bool, no_numpy: bool
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    async with running(create_app(relay)) as base:
-        say("URL " + base.replace("http://", "ws://") + "/live")
+    async with running(app) as base:
+        say("URL " + base.replace("http://", "ws://") + path)
         profile_to = os.environ.get("GL_RELAY_PROFILE")
         profile: Any = None
         if profile_to:
@@ -146,7 +164,7 @@ def child_main(args: argparse.Namespace) -> int:
     from bench.common import run_loop
 
     async def go() -> None:
-        await _child(args.upstream, args.turn_detection, args.numpy, args.no_numpy)
+        await _child(args.upstream, args.turn_detection, args.numpy, args.no_numpy, args.endpoint)
 
     run_loop(go, args.loop)
     return 0
@@ -200,6 +218,67 @@ async def _paced_window(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _paced_calls(
+    url: str,
+    tell: Callable[[bytes, bytes], Awaitable[None]],
+    seconds: float,
+    slowdown: float,
+    warm_up: float,
+    calls: int,
+) -> None:
+    """The density workload's phone calls on a clock ``slowdown`` times slower: each a
+    Twilio media stream (signed upgrade, ``start``, then the utterance's 20 ms ``media``
+    messages, the bridge's marks echoed at once), their phases spread over one frame;
+    the window is ``seconds`` call-seconds after a warm-up."""
+    import websockets
+
+    from bench.density import SID, _call_start, _loadgen_signed, _media_messages
+
+    media = _media_messages()
+    period = 0.020 * slowdown
+    loop = asyncio.get_running_loop()
+
+    async def call(i: int) -> None:
+        full = f"{url}?c={i}"
+        async with websockets.connect(
+            full, additional_headers=_loadgen_signed(full), max_size=None
+        ) as ws:
+            await ws.send(_call_start(i))
+
+            async def reader() -> None:
+                async for msg in ws:
+                    if isinstance(msg, str) and '"mark"' in msg[:20]:
+                        mark = json.loads(msg)["mark"]
+                        await ws.send(json.dumps({"event": "mark", "streamSid": SID, "mark": mark}))
+
+            read = asyncio.create_task(reader())
+            try:
+                start = loop.time() + i / calls * period
+                k = 0
+                while True:
+                    delay = start + k * period - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)  # the carrier's (slowed) 20 ms clock
+                    await ws.send(media[k % len(media)])
+                    k += 1
+            finally:
+                read.cancel()
+
+    tasks = [asyncio.create_task(call(i)) for i in range(calls)]
+    try:
+        await asyncio.sleep(warm_up * slowdown)  # the sessions open, whole turns
+        for t in tasks:
+            if t.done():
+                t.result()  # a call that failed: say why
+        await tell(b"S", b"started")
+        await asyncio.sleep(seconds * slowdown)
+        await tell(b"E", b"stopped")
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _browser(
     url: str,
     child: asyncio.subprocess.Process,
@@ -230,6 +309,11 @@ async def _browser(
         await tell(b"S", b"started")
         await asyncio.sleep((paced or 1.0) * slowdown)
         await tell(b"E", b"stopped")
+        stdin.write(b"Q\n")
+        await stdin.drain()
+        return
+    if url.endswith("/twilio"):  # phone calls (--endpoint twilio; --paced only)
+        await _paced_calls(url, tell, paced, slowdown, warm_up, browsers)
         stdin.write(b"Q\n")
         await stdin.drain()
         return
@@ -290,6 +374,7 @@ async def _measure(
     idle: bool = False,
     warm_up: float = PACED_WARM_UP,
     browsers: int = 1,
+    endpoint: str = "relay",
 ) -> int:
     # The gate's runner pieces, imported here: the measured child does not load them.
     from bench.instructions import callgrind_command, window_count
@@ -316,6 +401,8 @@ async def _measure(
             loop_name,
             "--turn-detection",
             turn_detection,
+            "--endpoint",
+            endpoint,
             *(["--numpy"] if numpy else []),
             *(["--no-numpy"] if no_numpy else []),
             "--upstream",
@@ -352,7 +439,9 @@ async def _measure(
                 await child.wait()
         if profile:
             return 0
-        return window_count(out, f"relay ({loop_name})", f"callgrind.relay.{loop_name}.out")
+        return window_count(
+            out, f"{endpoint} ({loop_name})", f"callgrind.{endpoint}.{loop_name}.out"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,6 +497,13 @@ def main(argv: list[str] | None = None) -> int:
         help="--paced: also count the same wall-clock window with no browser (the "
         "process's fixed cost) and print the browser-second net of it",
     )
+    parser.add_argument(
+        "--endpoint",
+        default="relay",
+        choices=("relay", "twilio"),
+        help="the endpoint measured: the browser relay, or the Twilio bridge with phone "
+        "calls (--paced only; --browsers counts the calls)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the counts here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
@@ -422,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--browsers must be at least 1")
     if args.child:
         return child_main(args)
+    if args.endpoint == "twilio" and not args.paced:
+        parser.error("--endpoint twilio needs --paced (calls are paced, never in lock step)")
     if args.profile:
         args.profile = str(Path(args.profile).resolve())
     vg = shutil.which("valgrind")
@@ -449,18 +547,23 @@ def main(argv: list[str] | None = None) -> int:
                     args.slowdown,
                     warm_up=args.warm_up,
                     browsers=args.browsers,
+                    endpoint=args.endpoint,
                 )
             )
             if args.profile:
                 print(f"cProfile of the window: {args.profile}")
                 continue
+            phone = args.endpoint == "twilio"
+            who = "call" if phone else "browser"
+            frames = "20 ms media" if phone else f"{args.page_ms} ms frames"
             label = (
-                f"{args.page_ms} ms frames, {args.turn_detection}"
+                f"{frames}, {args.turn_detection}"
                 f"{', numpy' if args.numpy else ''}{', no numpy' if args.no_numpy else ''}"
-                f"{f', {args.browsers} browsers' if args.browsers > 1 else ''}"
+                f"{f', {args.browsers} {who}s' if args.browsers > 1 else ''}"
                 f", {loop_name}"
             )
             row: dict[str, object] = {
+                "endpoint": args.endpoint,
                 "loop": loop_name,
                 "page_ms": args.page_ms,
                 "turn_detection": args.turn_detection,
@@ -473,8 +576,8 @@ def main(argv: list[str] | None = None) -> int:
                 row |= {"paced": args.paced, "warm_up": args.warm_up}
                 row["per_browser_second"] = count / bs
                 print(
-                    f"relay ({label}, paced): {count / bs:,.0f} instructions per "
-                    f"browser-second ({count:,} / {bs:g})"
+                    f"{args.endpoint} ({label}, paced): {count / bs:,.0f} instructions per "
+                    f"{who}-second ({count:,} / {bs:g})"
                 )
                 if args.idle:
                     idle = asyncio.run(
@@ -492,14 +595,15 @@ def main(argv: list[str] | None = None) -> int:
                             args.slowdown,
                             idle=True,
                             warm_up=args.warm_up,
+                            endpoint=args.endpoint,
                         )
                     )
                     row["idle"] = idle
                     row["net_per_browser_second"] = (count - idle) / bs
                     print(
-                        f"relay ({label}, idle): {idle:,} instructions in the same "
-                        f"{args.paced * args.slowdown:g} s with no browser; net "
-                        f"{(count - idle) / bs:,.0f} per browser-second"
+                        f"{args.endpoint} ({label}, idle): {idle:,} instructions in the "
+                        f"same {args.paced * args.slowdown:g} s with no {who}; net "
+                        f"{(count - idle) / bs:,.0f} per {who}-second"
                     )
                 continue
             row |= {"round_trips": args.round_trips}

@@ -460,3 +460,36 @@ def test_bench_relay_instructions_paced_browsers_profile(tmp_path: Path) -> None
     }
     # Two browsers' 40 ms frames for a second, inline in the server's read callback.
     assert 40 <= calls.get("inline", 0) <= 60
+
+
+def test_bench_relay_instructions_phone_calls_profile(tmp_path: Path) -> None:
+    """``bench.relay_instructions --endpoint twilio --paced``: synthetic Twilio calls
+    through the real server, bridge and session (cProfile, real time): every call's 20 ms
+    media messages go inline and upstream, the model's audio goes back out paced."""
+    import pstats
+
+    out = tmp_path / "twilio.prof"
+    printed = _bench(
+        "bench.relay_instructions",
+        "--endpoint",
+        "twilio",
+        "--paced",
+        "1",
+        "--slowdown",
+        "1",
+        "--warm-up",
+        "1",
+        "--browsers",
+        "2",
+        "--profile",
+        str(out),
+    )
+    assert "cProfile of the window" in printed
+    calls: dict[str, int] = {}
+    for (_f, _l, name), stat in pstats.Stats(str(out)).stats.items():  # type: ignore[attr-defined]
+        calls[name] = calls.get(name, 0) + stat[1]
+    # Two calls' 20 ms media messages for a second (50 each), handled in the read callback.
+    assert 80 <= calls.get("feed_nowait", 0) <= 120
+    # The model's 25 replies a second per call, decimated to the phone's rate and sent.
+    assert 30 <= calls.get("process_g711", 0) <= 70
+    assert calls.get("_pacer", 0) >= 20
