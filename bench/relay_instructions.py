@@ -85,7 +85,12 @@ def speech_frame(ms: int = PAGE_MS) -> bytes:
 
 
 async def _child(
-    upstream: str, turn_detection: Any, numpy: bool, no_numpy: bool, endpoint: str = "relay"
+    upstream: str,
+    turn_detection: Any,
+    numpy: bool,
+    no_numpy: bool,
+    endpoint: str = "relay",
+    upstream_ms: int | None = None,
 ) -> None:
     if numpy:  # as in a process that resamples (the VAD's level then uses it)
         import numpy as np  # noqa: F401
@@ -109,6 +114,7 @@ async def _child(
         audio_burst_bytes=10**12,
     )
     app: Any
+    options: dict[str, Any] = {} if upstream_ms is None else {"upstream_ms": upstream_ms}
     if endpoint == "twilio":
         from bench.density import AUTH_TOKEN
         from gemini_live.telephony import TwilioBridge
@@ -119,6 +125,7 @@ async def _child(
             turn_detection=turn_detection,
             max_calls=10_000,
             max_calls_per_address=None,
+            **options,
         )
         path = "/twilio"
     else:
@@ -164,7 +171,14 @@ def child_main(args: argparse.Namespace) -> int:
     from bench.common import run_loop
 
     async def go() -> None:
-        await _child(args.upstream, args.turn_detection, args.numpy, args.no_numpy, args.endpoint)
+        await _child(
+            args.upstream,
+            args.turn_detection,
+            args.numpy,
+            args.no_numpy,
+            args.endpoint,
+            args.upstream_ms,
+        )
 
     run_loop(go, args.loop)
     return 0
@@ -375,6 +389,7 @@ async def _measure(
     warm_up: float = PACED_WARM_UP,
     browsers: int = 1,
     endpoint: str = "relay",
+    upstream_ms: int | None = None,
 ) -> int:
     # The gate's runner pieces, imported here: the measured child does not load them.
     from bench.instructions import callgrind_command, window_count
@@ -403,6 +418,7 @@ async def _measure(
             turn_detection,
             "--endpoint",
             endpoint,
+            *([] if upstream_ms is None else ["--upstream-ms", str(upstream_ms)]),
             *(["--numpy"] if numpy else []),
             *(["--no-numpy"] if no_numpy else []),
             "--upstream",
@@ -504,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the endpoint measured: the browser relay, or the Twilio bridge with phone "
         "calls (--paced only; --browsers counts the calls)",
     )
+    parser.add_argument(
+        "--upstream-ms",
+        type=int,
+        default=None,
+        help="--endpoint twilio: the bridge's upstream_ms (default: its own)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the counts here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
@@ -548,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
                     warm_up=args.warm_up,
                     browsers=args.browsers,
                     endpoint=args.endpoint,
+                    upstream_ms=args.upstream_ms,
                 )
             )
             if args.profile:
@@ -596,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
                             idle=True,
                             warm_up=args.warm_up,
                             endpoint=args.endpoint,
+                            upstream_ms=args.upstream_ms,
                         )
                     )
                     row["idle"] = idle
