@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from gemini_live import events as ev
 from gemini_live._pcm import OUTPUT_RATE
+from gemini_live.codec import _fast_parts
 from gemini_live.config import SessionConfig
 from gemini_live.errors import GeminiLiveError
 from gemini_live.history import History
@@ -40,12 +41,15 @@ from gemini_live.metrics import (
     observe_transcript,
 )
 from gemini_live.protocol import ClientProtocol
+from gemini_live.protocol._state import SessionStats, State
 from gemini_live.types import UNSET, Content, FunctionResponse
 from gemini_live.watchdog import InteractionWatchdog
 
 __all__ = ["SessionRecord"]
 
 _ModelAudio = ev.ModelAudio
+_OutputTranscription = ev.OutputTranscription
+_OPEN = State.OPEN
 _monotonic = time.monotonic
 _OUTPUT_RATE = OUTPUT_RATE
 #: Event types a frame may hold and still take the stream path.
@@ -159,36 +163,63 @@ class SessionRecord:
             data: bytes,
             self: SessionRecord = self,
             link: _Link = link,
-            receive_stream: Callable[[bytes, float], tuple[bytes, str | None] | None] = (
-                self._receive_stream
-            ),
+            protocol: ClientProtocol = self._protocol,
+            stats: SessionStats = self._stats,
         ) -> None:
             link.last_rx = now = _monotonic()
             if link.info is not None:
                 return
-            parts = receive_stream(data, now)
-            if parts is not None:
-                pcm, text = parts
-                if text is None:
-                    # The hot path of _on_parts, inlined: keep the two the same.
-                    audio = _ModelAudio(pcm, _OUTPUT_RATE)
-                    answering = self._answering
-                    if answering is not None:
-                        answering.audio_bytes += len(pcm)
-                    elif self.usage is not None:
-                        self._meter_audio(audio, now)
-                    watchdog = self.watchdog
-                    if watchdog._deadline is not None:
-                        watchdog.observe(audio, now)
-                    try:
-                        self._emit(audio)
-                    except Exception:
-                        self._callback_failed()
-                    return
-                if not self._debug.debug:  # else _on_parts logs the frame first
-                    self._on_audio_words(pcm, text, now)
-                    return
-            self._on_parts(data, now, parts)
+            # ClientProtocol.receive_stream, inlined: keep the two the same.
+            conn = protocol._conn
+            if conn is None or conn.state is not _OPEN:
+                self._on_parts(data, now, None)
+                return
+            parts = _fast_parts(data)
+            if parts is None:
+                self._on_parts(data, now, None)
+                return
+            stats.frames_received += 1
+            if not protocol._generating:
+                protocol._model_started(now)
+            pcm, text = parts
+            if text is not None and self._debug.debug:  # _on_parts logs the frame first
+                self._on_parts(data, now, parts)
+                return
+            # The hot paths of _on_parts (audio alone) and _on_audio_words (audio and its
+            # transcript), inlined: keep them the same.
+            audio = _ModelAudio(pcm, _OUTPUT_RATE)
+            answering = self._answering
+            if answering is not None:
+                answering.audio_bytes += len(pcm)
+            elif self.usage is not None:
+                self._meter_audio(audio, now)
+            watchdog = self.watchdog
+            if watchdog._deadline is not None:
+                watchdog.observe(audio, now)
+            emit = self._emit
+            try:
+                emit(audio)
+            except Exception:
+                self._callback_failed()
+            if not text:
+                return
+            words = _OutputTranscription(text)
+            answering = self._answering
+            if answering is not None:
+                if answering.first_text is None:
+                    self.latency.on_event(words, now)  # type: ignore[union-attr]
+            elif self.usage is not None:
+                observe_transcript(self.usage, self.latency, words, now)
+                self._answering = self._meters_settled()
+            history = self.history
+            if history is not None:
+                history.observe_words(text)
+            if watchdog._deadline is not None:
+                watchdog.observe(words, now)
+            try:
+                emit(words)
+            except Exception:
+                self._callback_failed()
 
         return on_data
 
