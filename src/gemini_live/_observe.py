@@ -151,10 +151,12 @@ class SessionRecord:
         ``link.last_rx`` and, while ``link.info`` is None (the connection is current),
         does :meth:`on_frame` at the arrival time.
 
-        It fuses the connection handler (the clock read, the check) with :meth:`on_frame`'s
-        hot path, a frame that is one audio chunk, whose lines it repeats and must equal
-        (the frame path tests feed both); audio with words goes to :meth:`_on_audio_words`
-        as in :meth:`_on_parts`, every other frame on to :meth:`_on_parts`.
+        It fuses the connection handler (the clock read, the check), the protocol's
+        :meth:`~ClientProtocol.receive_stream` and :meth:`on_frame`'s hot paths (a frame
+        that is one audio chunk, or audio and its transcript as :meth:`_on_audio_words`),
+        whose lines it repeats and must equal (the frame path tests feed both); every other
+        frame goes on to :meth:`_on_parts`. Whether frames are logged is read once, when
+        the callback is made: the connection's owner sets it before (see ``_Debug``).
         """
 
         # Bound as defaults, not a closure (one tuple instead of a cell per name: fewer
@@ -165,6 +167,7 @@ class SessionRecord:
             link: _Link = link,
             protocol: ClientProtocol = self._protocol,
             stats: SessionStats = self._stats,
+            debug: bool = self._debug.debug,  # fixed per connection (set before it)
         ) -> None:
             link.last_rx = now = _monotonic()
             if link.info is not None:
@@ -182,7 +185,7 @@ class SessionRecord:
             if not protocol._generating:
                 protocol._model_started(now)
             pcm, text = parts
-            if text is not None and self._debug.debug:  # _on_parts logs the frame first
+            if text is not None and debug:  # _on_parts logs the frame first
                 self._on_parts(data, now, parts)
                 return
             # The hot paths of _on_parts (audio alone) and _on_audio_words (audio and its
