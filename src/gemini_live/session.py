@@ -43,7 +43,7 @@ from gemini_live.metrics import (
 )
 from gemini_live.models import adapt_setup
 from gemini_live.protocol import ClientProtocol, ProtocolSnapshot, SessionStats
-from gemini_live.transport.base import DirectWriter
+from gemini_live.transport.base import DirectSend, DirectWriter
 from gemini_live.types import (
     UNSET,
     ClientMessage,
@@ -448,6 +448,11 @@ class Session:
             self._write_audio = None
             return
         direct = self._direct
+        if isinstance(direct, DirectSend):
+            send = direct.direct_send()
+            if send is not None:
+                self._write_audio = self.protocol.audio_writer(*send)
+                return
         write = direct.direct_writer() if direct is not None else None
         self._write_audio = self.protocol.audio_writer(write if write is not None else try_send)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from typing import Any
 
 import pytest
@@ -765,6 +766,33 @@ def test_the_audio_writer_does_what_send_audio_and_a_write_do() -> None:
     assert general._outbox.window_audio_s == fused._outbox.window_audio_s
     assert general._outbox.window_bytes == fused._outbox.window_bytes
     assert general._conn == fused._conn
+
+
+def test_an_audio_writer_with_a_kind_writes_what_one_without_writes() -> None:
+    # writer(write, kind) calls write(kind, frame) (a transport's direct_send): the same
+    # frames, numbers, stats and window as the one-argument writer, on random chunks.
+    rng = random.Random(24)
+    one, two, wrote = _writer_pair()
+    kinds: list[object] = []
+    got: list[bytes] = []
+    marker = object()
+
+    def send(kind: object, frame: bytes) -> None:
+        kinds.append(kind)
+        got.append(frame)
+
+    plain = one.audio_writer(lambda frame: wrote.append(frame))
+    with_kind = two.audio_writer(send, marker)
+    for i in range(400):
+        pcm = rng.randbytes(2 * rng.randint(1, 960))
+        assert plain(pcm, i * 0.02) is True
+        assert with_kind(pcm, i * 0.02) is True
+    assert got == wrote and len(got) == 400
+    assert all(kind is marker for kind in kinds)
+    assert one.stats == two.stats
+    assert one._outbox.window == two._outbox.window
+    assert one._outbox.window_audio_s == two._outbox.window_audio_s
+    assert one._conn == two._conn
 
 
 def test_a_refused_write_queues_the_chunk_first_and_nothing_is_lost() -> None:

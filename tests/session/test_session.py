@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterable, Callable
@@ -135,6 +136,10 @@ async def test_the_audio_hot_path_follows_the_transports_backpressure(
         outbox = session.protocol._outbox
         direct = session._write_audio
         assert direct is not None
+        # It calls the backend's own send (DirectSend), with no wrapper object around it.
+        defaults = direct.__defaults__ or ()
+        assert any(d == transport._ws.send for d in defaults if callable(d))
+        assert not any(isinstance(d, functools.partial) for d in defaults)
         transport.pause_writing()  # what asyncio calls above the high-water mark
         checked = session._write_audio
         assert checked is not None and checked is not direct

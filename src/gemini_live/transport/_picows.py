@@ -224,6 +224,12 @@ class PicowsTransport(WSListener):
             return None
         return functools.partial(self._ws.send, _TEXT)
 
+    def direct_send(self) -> tuple[Callable[[WSMsgType, bytes], object], object] | None:
+        """:meth:`direct_writer` as ``(send, kind)``: ``send(kind, data)`` (DirectSend)."""
+        if self._closing or self._paused:
+            return None
+        return self._ws.send, _TEXT
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         reason = close_args(code, reason)
         if not self._closing:
