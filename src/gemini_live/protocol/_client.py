@@ -134,6 +134,7 @@ class ClientProtocol(Snapshots):
         )
         self._ledger = ToolLedger()
         self._plan = RotationPlan(margin=go_away_margin, hold_while_draining=hold_while_draining)
+        self._plan.mirror_to(self._outbox)  # the audio writer reads the outbox's copy
         #: The model's turn (or interaction) is in progress.
         self._generating = False
         self._seed_setup: Setup | None = None
@@ -430,7 +431,9 @@ class ClientProtocol(Snapshots):
         conn = self._conn
         if conn is None:
             raise ProtocolStateError("no connection to write audio to")
-        return self._outbox.audio_writer(conn, self._plan, write, kind)
+        # The outbox as the plan: its ``holding`` mirrors the plan's (one object fewer
+        # for each chunk to touch).
+        return self._outbox.audio_writer(conn, self._outbox, write, kind)
 
     def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
         """Queue one still frame (JPEG/PNG/WebP)."""

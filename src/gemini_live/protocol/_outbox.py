@@ -614,6 +614,7 @@ class Outbox:
         "seq",
         "window_audio_s",
         "window_bytes",
+        "holding",
         "_audio",
         "_audio_by_rate",
         "_bytes_per_s",
@@ -656,6 +657,10 @@ class Outbox:
         self.max_frame = max_frame_bytes
         self.resend = resend
         self.seq = 0
+        #: A rotation holds new input: kept equal to the protocol's rotation plan's flag
+        #: (RotationPlan.mirror_to), so that the audio writer the protocol makes with the
+        #: outbox as its ``plan`` reads it from the object it touches anyway.
+        self.holding = False
         # Lists, not deques: an empty deque holds a 760-byte block, and these are
         # short and mostly empty (taken whole, given back whole).
         #: ``()`` when empty, as the other lists here that are mostly empty: no list per
