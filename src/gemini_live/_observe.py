@@ -85,7 +85,7 @@ class SessionRecord:
     session's handling of a general-path frame (it emits those events itself).
     """
 
-    # Not sorted: what a reply's hot path reads (and ``input_at``, which every chunk sent
+    # Not sorted: what a reply's hot path reads (and ``input_at``, which every input sent
     # writes) first, next to the object's header: fewer cache lines per message where
     # hundreds of sessions take turns (issue 24).
     __slots__ = (  # noqa: RUF023
@@ -103,6 +103,7 @@ class SessionRecord:
         "_protocol",
         "_receive_stream",
         "_stats",
+        "_outbox",
     )
 
     def __init__(
@@ -124,8 +125,11 @@ class SessionRecord:
         self._debug = debug
         self._log = log
         #: When the latest user input was sent; the meters get it just before the next
-        #: server frame is counted.
+        #: server frame is counted. Audio chunks written by the protocol's audio writer
+        #: leave their time in the outbox's ``input_at`` instead (the object that chunk
+        #: touches anyway): the later of the two is the latest input (:meth:`_take_input`).
         self.input_at: float | None = None
+        self._outbox = protocol._outbox
         self.history: History | None = None
         if config.reseed or config.history:
             options: dict[str, Any] = {
@@ -267,9 +271,10 @@ class SessionRecord:
             self._log.warning("ignoring a frame from the server: %s", exc)
             return
         usage = self.usage
-        if usage is not None and self.input_at is not None:
-            observe_input(usage, self.latency, self.input_at)
-            self.input_at = None
+        if usage is not None:
+            input_at = self._take_input()
+            if input_at is not None:
+                observe_input(usage, self.latency, input_at)
         if len(events) == 1 and type(events[0]) is ev.ModelAudio:
             # One audio chunk the stream path did not take: no lifecycle handling.
             if usage is not None:
@@ -362,13 +367,25 @@ class SessionRecord:
             return None
         return p
 
+    def _take_input(self) -> float | None:
+        """The latest user input not applied yet (None: none), now applied: the later of
+        :attr:`input_at` and the outbox's (the audio writer's chunks)."""
+        input_at = self.input_at
+        outbox = self._outbox
+        written = outbox.input_at
+        if written is not None:
+            outbox.input_at = None
+            if input_at is None or written > input_at:
+                input_at = written
+        self.input_at = None
+        return input_at
+
     def _meter_audio(self, audio: ev.ModelAudio, now: float) -> None:
         """The meters' full work for one audio frame (not answering yet: a turn starts)."""
         usage = self.usage
         assert usage is not None
-        input_at = self.input_at
+        input_at = self._take_input()
         if input_at is not None:
-            self.input_at = None
             observe_input(usage, self.latency, input_at)
         observe_audio(usage, self.latency, audio, now)
         self._answering = self._meters_settled()
@@ -389,9 +406,8 @@ class SessionRecord:
         usage = self.usage
         answering = self._answering
         if usage is not None and answering is None:
-            input_at = self.input_at
+            input_at = self._take_input()
             if input_at is not None:
-                self.input_at = None
                 observe_input(usage, self.latency, input_at)
         latency = self.latency
         history = self.history

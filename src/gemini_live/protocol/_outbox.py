@@ -615,6 +615,7 @@ class Outbox:
         "window_audio_s",
         "window_bytes",
         "holding",
+        "input_at",
         "_audio",
         "_audio_by_rate",
         "_bytes_per_s",
@@ -661,6 +662,10 @@ class Outbox:
         #: (RotationPlan.mirror_to), so that the audio writer the protocol makes with the
         #: outbox as its ``plan`` reads it from the object it touches anyway.
         self.holding = False
+        #: When the audio writer last took a chunk (None once the session's meters read
+        #: it as their latest input: SessionRecord._take_input). Set on every call that
+        #: does not raise, as the session set its own before.
+        self.input_at: float | None = None
         # Lists, not deques: an empty deque holds a 760-byte block, and these are
         # short and mostly empty (taken whole, given back whole).
         #: ``()`` when empty, as the other lists here that are mostly empty: no list per
@@ -938,6 +943,7 @@ class Outbox:
                 or self.unconfirmed
             ):
                 self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
+                self.input_at = now
                 return False
             seq = self.seq = self.seq + 1
             try:
@@ -945,6 +951,7 @@ class Outbox:
             except BaseException:
                 self._unwritten_audio(frame, seq, seconds)
                 raise
+            self.input_at = now
             if written is False:
                 self._unwritten_audio(frame, seq, seconds)
                 return False
