@@ -133,14 +133,18 @@ async def test_a_chunk_on_the_audio_hot_path_is_the_meters_latest_input(
     async with gl.connect(config_for(server, "picows", metrics=True)) as session:
         assert session._write_audio is not None
         record, outbox = session._record, session.protocol._outbox
+
+        def inputs() -> tuple[float | None, float | None]:
+            return outbox.input_at, record.input_at
+
         await session.send_audio(b"\1\0" * 160)
-        assert outbox.input_at == 100.0 and record.input_at is None
+        assert inputs() == (100.0, None)
         assert session.send_audio_nowait(b"\1\0" * 160)
         clock[0] = 101.0
         record.user_input(100.5)  # a text, say
         await session.send_audio(b"\1\0" * 160)
         assert record._take_input() == 101.0  # the latest of the two
-        assert outbox.input_at is None and record.input_at is None
+        assert inputs() == (None, None)
         record.user_input(102.0)
         await session.send_audio(b"\1\0" * 160)  # at 101.0: earlier than the text
         assert record._take_input() == 102.0

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from picows import (
     WSAutoPingStrategy,
@@ -224,7 +224,7 @@ class PicowsTransport(WSListener):
             return None
         return functools.partial(self._ws.send, _TEXT)
 
-    def direct_send(self) -> tuple[Callable[[WSMsgType, bytes], object], object] | None:
+    def direct_send(self) -> tuple[Callable[[Any, bytes], object], object] | None:
         """:meth:`direct_writer` as ``(send, kind)``: ``send(kind, data)`` (DirectSend)."""
         if self._closing or self._paused:
             return None

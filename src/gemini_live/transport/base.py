@@ -191,7 +191,7 @@ class DirectWriter(Protocol):
 
 
 @runtime_checkable
-class DirectSend(Protocol):
+class DirectSend(DirectWriter, Protocol):
     """Optional extra of a :class:`DirectWriter`: its writer as the backend's own call
     (internal for now: the picows transport has it; the session uses it when present).
 
