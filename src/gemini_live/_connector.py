@@ -273,9 +273,10 @@ class Connector:
             close_timeout=tc.close_timeout,
         )
         loop = asyncio.get_running_loop()
+        # Before the handler: its frame callback reads the flag once (SessionRecord.receiver).
+        self.debug = logger.isEnabledFor(logging.DEBUG)
         handler = _ConnHandler(self)
         self._setup_waiter = loop.create_future()
-        self.debug = logger.isEnabledFor(logging.DEBUG)
         protocol.connection_made()
         host.log.info(
             "connecting to the %s endpoint (%s)",

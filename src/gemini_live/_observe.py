@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from gemini_live import events as ev
 from gemini_live._pcm import OUTPUT_RATE
+from gemini_live.codec import _fast_parts
 from gemini_live.config import SessionConfig
 from gemini_live.errors import GeminiLiveError
 from gemini_live.history import History
@@ -40,12 +41,15 @@ from gemini_live.metrics import (
     observe_transcript,
 )
 from gemini_live.protocol import ClientProtocol
+from gemini_live.protocol._state import SessionStats, State
 from gemini_live.types import UNSET, Content, FunctionResponse
 from gemini_live.watchdog import InteractionWatchdog
 
 __all__ = ["SessionRecord"]
 
 _ModelAudio = ev.ModelAudio
+_OutputTranscription = ev.OutputTranscription
+_OPEN = State.OPEN
 _monotonic = time.monotonic
 _OUTPUT_RATE = OUTPUT_RATE
 #: Event types a frame may hold and still take the stream path.
@@ -81,7 +85,7 @@ class SessionRecord:
     session's handling of a general-path frame (it emits those events itself).
     """
 
-    # Not sorted: what a reply's hot path reads (and ``input_at``, which every chunk sent
+    # Not sorted: what a reply's hot path reads (and ``input_at``, which every input sent
     # writes) first, next to the object's header: fewer cache lines per message where
     # hundreds of sessions take turns (issue 24).
     __slots__ = (  # noqa: RUF023
@@ -99,6 +103,7 @@ class SessionRecord:
         "_protocol",
         "_receive_stream",
         "_stats",
+        "_outbox",
     )
 
     def __init__(
@@ -120,8 +125,11 @@ class SessionRecord:
         self._debug = debug
         self._log = log
         #: When the latest user input was sent; the meters get it just before the next
-        #: server frame is counted.
+        #: server frame is counted. Audio chunks written by the protocol's audio writer
+        #: leave their time in the outbox's ``input_at`` instead (the object that chunk
+        #: touches anyway): the later of the two is the latest input (:meth:`_take_input`).
         self.input_at: float | None = None
+        self._outbox = protocol._outbox
         self.history: History | None = None
         if config.reseed or config.history:
             options: dict[str, Any] = {
@@ -147,10 +155,12 @@ class SessionRecord:
         ``link.last_rx`` and, while ``link.info`` is None (the connection is current),
         does :meth:`on_frame` at the arrival time.
 
-        It fuses the connection handler (the clock read, the check) with :meth:`on_frame`'s
-        hot path, a frame that is one audio chunk, whose lines it repeats and must equal
-        (the frame path tests feed both); audio with words goes to :meth:`_on_audio_words`
-        as in :meth:`_on_parts`, every other frame on to :meth:`_on_parts`.
+        It fuses the connection handler (the clock read, the check), the protocol's
+        :meth:`~ClientProtocol.receive_stream` and :meth:`on_frame`'s hot paths (a frame
+        that is one audio chunk, or audio and its transcript as :meth:`_on_audio_words`),
+        whose lines it repeats and must equal (the frame path tests feed both); every other
+        frame goes on to :meth:`_on_parts`. Whether frames are logged is read once, when
+        the callback is made: the connection's owner sets it before (see ``_Debug``).
         """
 
         # Bound as defaults, not a closure (one tuple instead of a cell per name: fewer
@@ -159,36 +169,64 @@ class SessionRecord:
             data: bytes,
             self: SessionRecord = self,
             link: _Link = link,
-            receive_stream: Callable[[bytes, float], tuple[bytes, str | None] | None] = (
-                self._receive_stream
-            ),
+            protocol: ClientProtocol = self._protocol,
+            stats: SessionStats = self._stats,
+            debug: bool = self._debug.debug,  # fixed per connection (set before it)
         ) -> None:
             link.last_rx = now = _monotonic()
             if link.info is not None:
                 return
-            parts = receive_stream(data, now)
-            if parts is not None:
-                pcm, text = parts
-                if text is None:
-                    # The hot path of _on_parts, inlined: keep the two the same.
-                    audio = _ModelAudio(pcm, _OUTPUT_RATE)
-                    answering = self._answering
-                    if answering is not None:
-                        answering.audio_bytes += len(pcm)
-                    elif self.usage is not None:
-                        self._meter_audio(audio, now)
-                    watchdog = self.watchdog
-                    if watchdog._deadline is not None:
-                        watchdog.observe(audio, now)
-                    try:
-                        self._emit(audio)
-                    except Exception:
-                        self._callback_failed()
-                    return
-                if not self._debug.debug:  # else _on_parts logs the frame first
-                    self._on_audio_words(pcm, text, now)
-                    return
-            self._on_parts(data, now, parts)
+            # ClientProtocol.receive_stream, inlined: keep the two the same.
+            conn = protocol._conn
+            if conn is None or conn.state is not _OPEN:
+                self._on_parts(data, now, None)
+                return
+            parts = _fast_parts(data)
+            if parts is None:
+                self._on_parts(data, now, None)
+                return
+            stats.frames_received += 1
+            if not protocol._generating:
+                protocol._model_started(now)
+            pcm, text = parts
+            if text is not None and debug:  # _on_parts logs the frame first
+                self._on_parts(data, now, parts)
+                return
+            # The hot paths of _on_parts (audio alone) and _on_audio_words (audio and its
+            # transcript), inlined: keep them the same.
+            audio = _ModelAudio(pcm, _OUTPUT_RATE)
+            answering = self._answering
+            if answering is not None:
+                answering.audio_bytes += len(pcm)
+            elif self.usage is not None:
+                self._meter_audio(audio, now)
+            watchdog = self.watchdog
+            if watchdog._deadline is not None:
+                watchdog.observe(audio, now)
+            emit = self._emit
+            try:
+                emit(audio)
+            except Exception:
+                self._callback_failed()
+            if not text:
+                return
+            words = _OutputTranscription(text)
+            answering = self._answering
+            if answering is not None:
+                if answering.first_text is None:
+                    self.latency.on_event(words, now)  # type: ignore[union-attr]
+            elif self.usage is not None:
+                observe_transcript(self.usage, self.latency, words, now)
+                self._answering = self._meters_settled()
+            history = self.history
+            if history is not None:
+                history.observe_words(text)
+            if watchdog._deadline is not None:
+                watchdog.observe(words, now)
+            try:
+                emit(words)
+            except Exception:
+                self._callback_failed()
 
         return on_data
 
@@ -233,9 +271,10 @@ class SessionRecord:
             self._log.warning("ignoring a frame from the server: %s", exc)
             return
         usage = self.usage
-        if usage is not None and self.input_at is not None:
-            observe_input(usage, self.latency, self.input_at)
-            self.input_at = None
+        if usage is not None:
+            input_at = self._take_input()
+            if input_at is not None:
+                observe_input(usage, self.latency, input_at)
         if len(events) == 1 and type(events[0]) is ev.ModelAudio:
             # One audio chunk the stream path did not take: no lifecycle handling.
             if usage is not None:
@@ -328,13 +367,25 @@ class SessionRecord:
             return None
         return p
 
+    def _take_input(self) -> float | None:
+        """The latest user input not applied yet (None: none), now applied: the later of
+        :attr:`input_at` and the outbox's (the audio writer's chunks)."""
+        input_at = self.input_at
+        outbox = self._outbox
+        written = outbox.input_at
+        if written is not None:
+            outbox.input_at = None
+            if input_at is None or written > input_at:
+                input_at = written
+        self.input_at = None
+        return input_at
+
     def _meter_audio(self, audio: ev.ModelAudio, now: float) -> None:
         """The meters' full work for one audio frame (not answering yet: a turn starts)."""
         usage = self.usage
         assert usage is not None
-        input_at = self.input_at
+        input_at = self._take_input()
         if input_at is not None:
-            self.input_at = None
             observe_input(usage, self.latency, input_at)
         observe_audio(usage, self.latency, audio, now)
         self._answering = self._meters_settled()
@@ -355,9 +406,8 @@ class SessionRecord:
         usage = self.usage
         answering = self._answering
         if usage is not None and answering is None:
-            input_at = self.input_at
+            input_at = self._take_input()
             if input_at is not None:
-                self.input_at = None
                 observe_input(usage, self.latency, input_at)
         latency = self.latency
         history = self.history

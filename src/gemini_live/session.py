@@ -43,7 +43,7 @@ from gemini_live.metrics import (
 )
 from gemini_live.models import adapt_setup
 from gemini_live.protocol import ClientProtocol, ProtocolSnapshot, SessionStats
-from gemini_live.transport.base import DirectWriter
+from gemini_live.transport.base import DirectSend, DirectWriter
 from gemini_live.types import (
     UNSET,
     ClientMessage,
@@ -448,6 +448,11 @@ class Session:
             self._write_audio = None
             return
         direct = self._direct
+        if isinstance(direct, DirectSend):
+            send = direct.direct_send()
+            if send is not None:
+                self._write_audio = self.protocol.audio_writer(*send)
+                return
         write = direct.direct_writer() if direct is not None else None
         self._write_audio = self.protocol.audio_writer(write if write is not None else try_send)
 
@@ -528,9 +533,9 @@ class Session:
             # The hot path: encoded, written and kept for re-sending in one call. It is
             # only set while the session is usable (see _set_direct and close).
             now = _monotonic()
-            written = write_audio(pcm, now)
-            self._record.input_at = now  # read only when the meters are on
-            if not written:
+            # The writer also leaves ``now`` as the latest input for the meters (in the
+            # outbox, which it touches anyway; SessionRecord._take_input).
+            if not write_audio(pcm, now):
                 await self._flush()
             return
         if self._closing or self.error is not None or self._runner is None:
@@ -569,8 +574,7 @@ class Session:
         ):
             return False
         now = _monotonic()
-        written = write_audio(pcm, now)
-        self._record.input_at = now  # read only when the meters are on
+        written = write_audio(pcm, now)  # and the latest input for the meters (as above)
         if not written:
             # Queued (the transport is under backpressure, or something waits before
             # it): written by a flush. Until it ends, callers take the awaited path.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from typing import Any
 
 import pytest
@@ -767,6 +768,33 @@ def test_the_audio_writer_does_what_send_audio_and_a_write_do() -> None:
     assert general._conn == fused._conn
 
 
+def test_an_audio_writer_with_a_kind_writes_what_one_without_writes() -> None:
+    # writer(write, kind) calls write(kind, frame) (a transport's direct_send): the same
+    # frames, numbers, stats and window as the one-argument writer, on random chunks.
+    rng = random.Random(24)
+    one, two, wrote = _writer_pair()
+    kinds: list[object] = []
+    got: list[bytes] = []
+    marker = object()
+
+    def send(kind: object, frame: bytes) -> None:
+        kinds.append(kind)
+        got.append(frame)
+
+    plain = one.audio_writer(lambda frame: wrote.append(frame))
+    with_kind = two.audio_writer(send, marker)
+    for i in range(400):
+        pcm = rng.randbytes(2 * rng.randint(1, 960))
+        assert plain(pcm, i * 0.02) is True
+        assert with_kind(pcm, i * 0.02) is True
+    assert got == wrote and len(got) == 400
+    assert all(kind is marker for kind in kinds)
+    assert one.stats == two.stats
+    assert one._outbox.window == two._outbox.window
+    assert one._outbox.window_audio_s == two._outbox.window_audio_s
+    assert one._conn == two._conn
+
+
 def test_a_refused_write_queues_the_chunk_first_and_nothing_is_lost() -> None:
     general, fused, _ = _writer_pair()
     ok = [True, False]
@@ -794,6 +822,36 @@ def test_the_audio_writer_queues_while_a_rotation_holds_input_or_the_connection_
     drop(p)
     assert writer(bytes(640), 2.0) is False
     assert p.queued == 2 and p.stats.frames_sent == 0
+
+
+def test_the_audio_writer_follows_the_plans_hold_through_go_away_reset_and_restore() -> None:
+    # The writer reads the hold from the outbox (RotationPlan.mirror_to): it must queue
+    # exactly while the plan holds, also in a core restored from a snapshot taken then.
+    p = make(hold_while_draining=True)
+    connect(p)
+    writer = p.audio_writer(lambda f: True)
+    assert plan_of(writer) is not p._plan
+    assert writer(bytes(640), 1.0) is True
+    go_away(p, 1.5)  # drain_input="hold": input waits for the next connection
+    assert p._plan.holding and p._outbox.holding
+    assert writer(bytes(640), 2.0) is False and p.queued == 1
+    restored = ClientProtocol.restore(p.snapshot())
+    assert restored._outbox.holding and restored._plan.holding
+    assert restored.audio_writer(lambda f: True)(bytes(640), 2.5) is False
+    drop(p)
+    restored.connection_lost(1006, "gone", local=True)
+    for core, now in ((p, 3.0), (restored, 5.0)):
+        connect(core, now)  # a new connection: the plan is reset, the hold ends
+        assert not core._plan.holding and not core._outbox.holding
+        resent = core.data_to_send(now)  # the window and the held chunk go out first
+        core.written(len(resent))
+        assert not core.queued
+        assert core.audio_writer(lambda f: True)(bytes(640), now + 1) is True
+
+
+def plan_of(writer: Any) -> object:
+    """What a fused audio writer binds as its ``plan`` (the third default)."""
+    return writer.__defaults__[2]
 
 
 @pytest.mark.parametrize(

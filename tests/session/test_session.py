@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterable, Callable
@@ -122,6 +123,36 @@ async def test_audio_is_refused_once_close_has_begun(
             await session.send_audio(pcm, sample_rate=rate)
 
 
+async def test_a_chunk_on_the_audio_hot_path_is_the_meters_latest_input(
+    server: FakeLiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fused writer leaves each chunk's time in the outbox (not the session record):
+    # the meters take the later of it and the record's own input time, then neither.
+    clock = [100.0]
+    monkeypatch.setattr("gemini_live.session._monotonic", lambda: clock[0])
+    async with gl.connect(config_for(server, "picows", metrics=True)) as session:
+        assert session._write_audio is not None
+        record, outbox = session._record, session.protocol._outbox
+
+        def inputs() -> tuple[float | None, float | None]:
+            return outbox.input_at, record.input_at
+
+        await session.send_audio(b"\1\0" * 160)
+        assert inputs() == (100.0, None)
+        assert session.send_audio_nowait(b"\1\0" * 160)
+        clock[0] = 101.0
+        record.user_input(100.5)  # a text, say
+        await session.send_audio(b"\1\0" * 160)
+        assert record._take_input() == 101.0  # the latest of the two
+        assert inputs() == (None, None)
+        record.user_input(102.0)
+        await session.send_audio(b"\1\0" * 160)  # at 101.0: earlier than the text
+        assert record._take_input() == 102.0
+        with pytest.raises(errors.AudioFormatError):
+            await session.send_audio(b"\1")  # refused before anything changes
+        assert record._take_input() is None
+
+
 async def test_the_audio_hot_path_follows_the_transports_backpressure(
     server: FakeLiveServer,
 ) -> None:
@@ -135,6 +166,10 @@ async def test_the_audio_hot_path_follows_the_transports_backpressure(
         outbox = session.protocol._outbox
         direct = session._write_audio
         assert direct is not None
+        # It calls the backend's own send (DirectSend), with no wrapper object around it.
+        defaults = direct.__defaults__ or ()
+        assert any(d == transport._ws.send for d in defaults if callable(d))
+        assert not any(isinstance(d, functools.partial) for d in defaults)
         transport.pause_writing()  # what asyncio calls above the high-water mark
         checked = session._write_audio
         assert checked is not None and checked is not direct

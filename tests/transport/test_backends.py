@@ -46,6 +46,7 @@ from gemini_live.transport import (
 )
 from gemini_live.transport._picows import PicowsTransport
 from gemini_live.transport._websockets import WebsocketsTransport
+from gemini_live.transport.base import DirectSend
 
 BACKENDS = ("picows", "websockets")
 #: Bound for every single wait in this module.
@@ -754,11 +755,15 @@ async def test_direct_writer_is_withdrawn_under_backpressure_and_on_close(
             assert backend.name != "picows"
             await t.close()
             return
+        assert isinstance(t, DirectSend) == (backend.name == "picows")
         seen: list[object] = []
+        sends: list[object] = []
         changed = asyncio.Event()
 
         def on_change() -> None:
             seen.append(t.direct_writer())
+            # DirectSend (the backend's own call) is withdrawn and offered in step.
+            sends.append(t.direct_send() if isinstance(t, DirectSend) else seen[-1])
             changed.set()
 
         t.writes_changed = on_change
@@ -769,17 +774,25 @@ async def test_direct_writer_is_withdrawn_under_backpressure_and_on_close(
             assert written < 256, "no backpressure"
             write(chunk)
             written += 1
-        assert seen == [None]
+        assert seen == [None] and sends == [None]
         assert t.try_send(b"late") is False
         changed.clear()
         peer.reading.set()
         async with asyncio.timeout(WAIT * 3):
             await changed.wait()  # resumed: a writer again
-        assert seen[1] is not None
+        assert seen[1] is not None and sends[1] is not None
+        if isinstance(t, DirectSend):
+            # The same frame through the backend's own call as through the writer.
+            offered = t.direct_send()
+            assert offered is not None
+            send, kind = offered
+            send(kind, chunk)
+            written += 1
         await peer.wait_payload(written * len(chunk))
         await t.close()
-        assert seen[-1] is None
+        assert seen[-1] is None and sends[-1] is None
         assert t.direct_writer() is None
+        assert not isinstance(t, DirectSend) or t.direct_send() is None
 
 
 # --- keepalive -----------------------------------------------------------------------------

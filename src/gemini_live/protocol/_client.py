@@ -134,6 +134,7 @@ class ClientProtocol(Snapshots):
         )
         self._ledger = ToolLedger()
         self._plan = RotationPlan(margin=go_away_margin, hold_while_draining=hold_while_draining)
+        self._plan.mirror_to(self._outbox)  # the audio writer reads the outbox's copy
         #: The model's turn (or interaction) is in progress.
         self._generating = False
         self._seed_setup: Setup | None = None
@@ -418,16 +419,21 @@ class ClientProtocol(Snapshots):
             and not self._plan.holding,
         )
 
-    def audio_writer(self, write: Callable[[bytes], object]) -> Callable[[object, float], bool]:
+    def audio_writer(
+        self, write: Callable[..., object], kind: object = None
+    ) -> Callable[[object, float], bool]:
         """The audio hot path of the current connection: ``writer(pcm, now)`` encodes a
         chunk at the input rate, writes it with ``write`` and keeps it for re-sending, in
         one call (see :meth:`Outbox.write_audio`). True: written; False: queued for
         :meth:`data_to_send`. Valid while ``write`` writes to the current connection; it
-        returns False when it cannot write now (anything else: written)."""
+        returns False when it cannot write now (anything else: written). With ``kind``
+        (not None) a frame is written as ``write(kind, frame)``."""
         conn = self._conn
         if conn is None:
             raise ProtocolStateError("no connection to write audio to")
-        return self._outbox.audio_writer(conn, self._plan, write)
+        # The outbox as the plan: its ``holding`` mirrors the plan's (one object fewer
+        # for each chunk to touch).
+        return self._outbox.audio_writer(conn, self._outbox, write, kind)
 
     def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
         """Queue one still frame (JPEG/PNG/WebP)."""

@@ -14,6 +14,8 @@ handed out on this connection, so the clean point cannot slip away. Like
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 
 from gemini_live.protocol._ledger import ToolLedger
@@ -32,10 +34,24 @@ class RotationState(msgspec.Struct, kw_only=True):
     rotating: bool = False
 
 
+class _HoldFlag(Protocol):
+    """Where a plan mirrors its ``holding`` flag (:meth:`RotationPlan.mirror_to`)."""
+
+    holding: bool
+
+
 class RotationPlan:
     """The drain and rotation decision of the current connection (reset per connection)."""
 
-    __slots__ = ("_rotating", "deadline", "hold_while_draining", "holding", "margin", "requested")
+    __slots__ = (
+        "_rotating",
+        "deadline",
+        "hold_while_draining",
+        "holding",
+        "margin",
+        "mirror",
+        "requested",
+    )
 
     def __init__(self, *, margin: float = 0.25, hold_while_draining: bool = False) -> None:
         self.margin = margin
@@ -48,6 +64,8 @@ class RotationPlan:
         #: New input waits for the next connection (the rotation is decided, or
         #: ``drain_input="hold"`` while draining). Kept in step by the methods below.
         self.holding = False
+        #: An object whose ``holding`` is kept equal to :attr:`holding` (see :meth:`mirror_to`).
+        self.mirror: _HoldFlag | None = None
 
     @property
     def draining(self) -> bool:
@@ -59,8 +77,16 @@ class RotationPlan:
         """The rotation is decided (:meth:`begin` was called on this connection)."""
         return self._rotating
 
+    def mirror_to(self, target: _HoldFlag) -> None:
+        """Keep ``target.holding`` equal to :attr:`holding` from now on (the outbox, whose
+        audio writer then reads the flag from its own object: one object fewer per chunk)."""
+        self.mirror = target
+        target.holding = self.holding
+
     def _update(self) -> None:
         self.holding = self._rotating or (self.hold_while_draining and self.deadline is not None)
+        if self.mirror is not None:
+            self.mirror.holding = self.holding
 
     def reset(self) -> None:
         """A new connection: nothing planned."""
@@ -68,6 +94,8 @@ class RotationPlan:
         self.requested = False
         self._rotating = False
         self.holding = False
+        if self.mirror is not None:
+            self.mirror.holding = False
 
     def go_away(self, now: float, time_left: float) -> None:
         """The service ends this connection in ``time_left`` seconds."""

@@ -210,4 +210,5 @@ class Snapshots:
         p._outbox.restore(s.outbox)
         p._ledger = s.ledger
         p._plan = RotationPlan.restore(s.rotation)
+        p._plan.mirror_to(p._outbox)
         return p

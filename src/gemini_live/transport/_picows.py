@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from picows import (
     WSAutoPingStrategy,
@@ -223,6 +223,12 @@ class PicowsTransport(WSListener):
         if self._closing or self._paused:
             return None
         return functools.partial(self._ws.send, _TEXT)
+
+    def direct_send(self) -> tuple[Callable[[Any, bytes], object], object] | None:
+        """:meth:`direct_writer` as ``(send, kind)``: ``send(kind, data)`` (DirectSend)."""
+        if self._closing or self._paused:
+            return None
+        return self._ws.send, _TEXT
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         reason = close_args(code, reason)
