@@ -862,7 +862,9 @@ class _Decimator:
         "_room",
         "_span",
         "_start",
+        "_starts",
         "_store",
+        "_views",
         "from_rate",
         "to_rate",
     )
@@ -883,7 +885,11 @@ class _Decimator:
         # The product's rows, and their bits as int32 (the G.711 lookup's index).
         self._out = np.empty((_DECIMATE_ROWS, _DECIMATE_BLOCK), np.float32)
         self._ints = self._out.reshape(-1).view(np.int32)
+        # The last call's row and index views of those (count, rows, indices): the same
+        # count (a steady stream's 40 ms chunks) takes them again, not two new slices.
+        self._views: tuple[int, Any, Any] = (0, None, None)
         self._store = np.zeros(max(_STORE_MIN, 4 * (self._span + self._room)), np.float32)
+        self._starts = self._windows_view(self._store)
         self.reset()
 
     @classmethod
@@ -911,6 +917,14 @@ class _Decimator:
         self._n_in = 0
         self._n_out = 0
 
+    def _windows_view(self, store: Any) -> Any:
+        """Every window of ``span`` inputs of ``store``, one row per start (stride one
+        sample): a row slice of it with step ``f * _DECIMATE_BLOCK`` is the product's
+        rows (one slice, cheaper than building the strided view each call)."""
+        import numpy as np
+
+        return np.ndarray((len(store) - self._span + 1, self._span), np.float32, store, 0, (4, 4))
+
     def _append(self, x: Any) -> None:
         n = len(x)
         hi = self._hi
@@ -925,6 +939,7 @@ class _Decimator:
                 fresh = np.zeros(size, np.float32)
                 fresh[:keep] = store[lo:hi]
                 self._store = store = fresh
+                self._starts = self._windows_view(fresh)
             else:
                 store[:keep] = store[lo:hi]  # numpy copies an overlapping move safely
             self._lo = 0
@@ -993,9 +1008,12 @@ class _Decimator:
         lo = self._lo
         at = lo + n_out * f + self._first - self._start  # store index of the first tap
         rows = -(-count // _DECIMATE_BLOCK)
-        windows = np.ndarray(
-            (rows, self._span), np.float32, self._store, at * 4, (f * _DECIMATE_BLOCK * 4, 4)
-        )
+        step = f * _DECIMATE_BLOCK
+        # The rows' windows (np.ndarray((rows, span), float32, store, at * 4, (step * 4,
+        # 4)), the same view, by one slice of every window's view).
+        windows = self._starts[at : at + rows * step : step]
+        if len(windows) != rows:  # (never: the store keeps room) the view's own error
+            windows = np.ndarray((rows, self._span), np.float32, self._store, at * 4, (step * 4, 4))
         self._n_out = end
         drop = end * f + self._first - self._start
         self._lo = lo + drop
@@ -1003,9 +1021,12 @@ class _Decimator:
         # np.dot copies the overlapping windows into one matrix itself (cheaper than
         # ascontiguousarray and @).
         if rows <= _DECIMATE_ROWS:
-            y = np.dot(windows, self._matrix, out=self._out[:rows])
+            views = self._views
+            if views[0] != count:
+                views = self._views = (count, self._out[:rows], self._ints[:count])
+            y = np.dot(windows, self._matrix, out=views[1])
             y += round_f32
-            index = self._ints[:count]
+            index = views[2]
             np.bitwise_and(index, 0x1FFFF, out=index)
         else:
             y = np.dot(windows, self._matrix)
