@@ -829,14 +829,16 @@ _ROUND_F32: Final = 12582912.0
 _WIDE_TABLES: dict[str, Any] = {}
 #: numpy, its int16 (little-endian) and int32 dtypes and ``_ROUND_F32`` as a float32
 #: (made once: a dtype string is parsed on every call).
-_DECIMATE_NP: tuple[Any, Any, Any, Any] | None = None
+_DECIMATE_NP: tuple[Any, Any, Any, Any, Any] | None = None
 
 
-def _decimate_np() -> tuple[Any, Any, Any, Any]:
+def _decimate_np() -> tuple[Any, Any, Any, Any, Any]:
     global _DECIMATE_NP
     import numpy as np
 
-    _DECIMATE_NP = (np, np.dtype("<i2"), np.dtype(np.int32), np.float32(_ROUND_F32))
+    # The index mask as an int32 scalar: a Python int is converted on every call.
+    mask = np.int32(0x1FFFF)
+    _DECIMATE_NP = (np, np.dtype("<i2"), np.dtype(np.int32), np.float32(_ROUND_F32), mask)
     return _DECIMATE_NP
 
 
@@ -984,7 +986,7 @@ class _Decimator:
                 raise ConfigError(f"law must be 'ulaw' or 'alaw', got {law!r}")
             table = _WIDE_TABLES[law] = _g711_wide_table(law)
         raw = chunk if type(chunk) is bytes and not len(chunk) & 1 else as_pcm16(chunk)
-        np, i16, i32, round_f32 = _DECIMATE_NP or _decimate_np()
+        np, i16, i32, round_f32, mask = _DECIMATE_NP or _decimate_np()
         x = np.frombuffer(raw, i16)
         n = len(x)
         if not n:
@@ -1027,11 +1029,11 @@ class _Decimator:
             y = np.dot(windows, self._matrix, out=views[1])
             y += round_f32
             index = views[2]
-            np.bitwise_and(index, 0x1FFFF, out=index)
+            np.bitwise_and(index, mask, out=index)
         else:
             y = np.dot(windows, self._matrix)
             y += round_f32
-            index = np.bitwise_and(y.reshape(-1).view(i32)[:count], 0x1FFFF)
+            index = np.bitwise_and(y.reshape(-1).view(i32)[:count], mask)
         codes: bytes = table.take(index).tobytes()
         return codes
 
