@@ -1335,3 +1335,22 @@ def test_decimator_after_reset_is_a_fresh_one() -> None:
     for chunk in chunks[25:]:
         assert used.process_g711(chunk) == fresh.process_g711(chunk)
     assert used.flush() == fresh.flush()
+
+
+def test_decimator_g711_steady_chunks_reuse_their_views_with_the_same_codes() -> None:
+    # A steady stream (the model's 40 ms chunks) takes the product's rows by one slice
+    # of the store's every-window view and reuses the last call's output views; codes
+    # equal process()'s (its strided view built per call) through size changes, store
+    # moves and a reallocation (a chunk larger than the store).
+    rng = np.random.default_rng(75)
+    for law, encode in (("ulaw", pcm16_to_ulaw), ("alaw", pcm16_to_alaw)):
+        a = audio._Decimator.create(24000, 8000)
+        b = audio._Decimator.create(24000, 8000)
+        assert a is not None and b is not None
+        sizes = [960] * 40 + [int(s) for s in rng.integers(1, 3000, 30)] + [960] * 10
+        sizes.insert(55, 24000 * 3)  # larger than the store: a new one
+        for size in sizes:
+            x = np.clip(rng.normal(0, 9000, size), -32768, 32767).astype("<i2").tobytes()
+            assert a.process_g711(x, law) == encode(b.process(x))  # type: ignore[arg-type]
+        assert a._views[0] == 320  # the steady 40 ms chunk's outputs: its views kept
+        assert encode(a.flush()) == encode(b.flush())

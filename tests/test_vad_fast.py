@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 import struct
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
@@ -160,7 +160,11 @@ def test_one_frame_at_a_time_gives_the_loops_actions(emit_silence: bool, general
     assert lone.utterances == chunked.utterances > 20
     assert [a.kind for a in got].count("end") > 20
     assert lone.speaking == chunked.speaking
-    assert taken == len(frames)  # every lone frame took the one-frame step
+    if general_vad:
+        assert taken == len(frames)  # every lone frame took the one-frame step
+    else:
+        # process()'s steady step (no edge) takes the others without _one_frame.
+        assert 0 < taken < len(frames)
 
 
 def test_lone_frame_actions_are_plain_frozen_vad_actions() -> None:
@@ -291,3 +295,63 @@ def test_one_and_two_frame_chunks_give_the_general_paths_actions(
         assert fast.utterances == general.utterances > 5
         assert ends > 5
         assert fast.finish() == general.finish()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+@pytest.mark.parametrize("emit_silence", [False, True])
+def test_lone_frames_steady_step_is_one_frames(rate: int, emit_silence: bool) -> None:
+    """process()'s steady step for a lone frame (inside an utterance with no end, or
+    silence before a start) against _one_frame on the same probability: the same
+    actions and state after every frame, on random levels at and near the decision
+    points and random detector settings; _one_frame runs only for the frames that
+    start or end an utterance (or pass silence through)."""
+    rng = random.Random(rate + 7 * emit_silence)
+    edges = total = 0
+    for _ in range(6):
+        edge = _reference_level(struct.pack("<2h", _EDGE_AMP, -_EDGE_AMP))
+        settings = {
+            "threshold_db": rng.choice((-50.0, edge)),
+            "margin_db": rng.choice((12.0, 6.0, 0.0)),
+        }
+        shape = {
+            "sample_rate": rate,
+            "emit_silence": emit_silence,
+            "start_ms": rng.choice((20, 40, 60)),
+            "end_ms": rng.choice((20, 40, 100, 200)),
+            "pre_roll_ms": rng.choice((0, 20, 100)),
+            "max_utterance_s": rng.choice((None, 0.06, 0.5)),
+        }
+        fast = ActivityDetector(EnergyVad(**settings), **shape)  # type: ignore[arg-type]
+        general = ActivityDetector(_GeneralEnergyVad(**settings), **shape)  # type: ignore[arg-type]
+
+        def counted(
+            chunk: bytes,
+            p: float,
+            out: list[VadAction],
+            det: ActivityDetector = fast,
+            one_frame: Any = fast._one_frame,
+        ) -> None:
+            nonlocal edges
+            before = (det.speaking, det.utterances)
+            one_frame(chunk, p, out)
+            # Only an edge, or emit_silence's pass-through before a start, gets here.
+            assert (emit_silence and not before[0]) or (det.speaking, det.utterances) != before
+            edges += 1
+
+        fast._one_frame = counted  # type: ignore[method-assign]
+        frames = _stream(rng, rate // 50, 800)
+        for frame in frames:
+            got = fast.process(frame)
+            assert got == general.process(frame)
+            assert all(type(a) is VadAction for a in got)
+            assert (fast.speaking, fast._speech_run, fast._silence_run) == (
+                general.speaking,
+                general._speech_run,
+                general._silence_run,
+            )
+            assert fast._frames_in_utterance == general._frames_in_utterance
+            assert list(fast._ring) == list(general._ring)
+            assert fast.vad.noise_floor_db == general.vad.noise_floor_db  # type: ignore[attr-defined]
+        assert fast.utterances == general.utterances > 3
+        total += len(frames)
+    assert 0 < edges < total  # the others took the steady step

@@ -486,6 +486,27 @@ class ActivityDetector:
                         rise = vad.floor_rise if p < 0.5 else vad.floor_rise_speech
                         vad._floor = floor + (db - floor) * rise
                 if n == fb:
+                    # _one_frame's steady steps (no start, no end: a frame of an
+                    # utterance, or one of silence before any start), written out; an
+                    # edge (or emit_silence) goes to _one_frame itself.
+                    if self._speaking:
+                        silence = 0 if p >= 0.5 else self._silence_run + 1
+                        count = self._frames_in_utterance + 1
+                        limit = self._max_frames
+                        if silence < self._end_frames and (limit is None or count < limit):
+                            self._silence_run = silence
+                            self._frames_in_utterance = count
+                            action: VadAction = _new_action(VadAction)  # _action, inlined
+                            _set_kind(action, "audio")
+                            _set_audio(action, raw)
+                            out.append(action)
+                            return out
+                    elif not self.emit_silence:
+                        run = self._speech_run + 1 if p >= 0.5 else 0
+                        if run < self._start_frames:
+                            self._speech_run = run
+                            self._ring.append(raw)
+                            return out
                     self._one_frame(raw, p, out)
                     return out
                 # _frames' loop over the two frames when neither starts nor ends an
@@ -750,6 +771,12 @@ class ActivitySender:
         how many of them are done: the caller sends the rest, in order, with
         ``await send_actions(actions[done:])``. For a server's read callback."""
         actions = self.detector.process(pcm)
+        return actions, self.send_nowait(actions, send_audio_nowait)
+
+    def send_nowait(self, actions: list[VadAction], send_audio_nowait: Callable[..., bool]) -> int:
+        """What :meth:`feed_nowait` does with ``actions`` once detected (``self.detector``'s):
+        the plain audio up to the first turn edge or declined write, sent without waiting;
+        returns how many of them are done."""
         rate = self.detector.sample_rate
         activity = self.mode == "activity"
         done = 0
@@ -764,7 +791,7 @@ class ActivitySender:
             ):
                 break  # the write has to wait
             done += 1
-        return actions, done
+        return done
 
     async def send_actions(self, actions: Sequence[VadAction]) -> None:
         """Send what ``actions`` (from ``self.detector``) imply, in order: what

@@ -992,15 +992,26 @@ class _Call(PeerSocket):
                     return True
                 self.finish_later(functools.partial(upstream.send_audio, pcm))
                 return False
-            # Turn edges and a write that has to wait are sent and counted by _vad_rest.
-            actions, done = sender.feed_nowait(pcm, upstream.send_audio_nowait)
+            # sender.feed_nowait(pcm, upstream.send_audio_nowait), with its two common
+            # outcomes written out: a frame of speech (one "audio" action: written, then
+            # all _report_vad does for it, touch(), inlined), or none (silence before an
+            # utterance). Turn edges and a write that has to wait are sent and counted
+            # by _vad_rest.
+            actions = sender.detector.process(pcm)
+            if len(actions) == 1 and actions[0].kind == "audio":
+                audio = actions[0].audio
+                if not audio or upstream.send_audio_nowait(audio):
+                    self.last_activity = time.monotonic()
+                    return True
+                done = 0
+            elif not actions:
+                return True
+            else:
+                done = sender.send_nowait(actions, upstream.send_audio_nowait)
             if done < len(actions):
                 self.finish_later(functools.partial(self._vad_rest, sender, actions, done))
                 return False
-            if done == 1 and actions[0].kind == "audio":
-                # All _report_vad does for one frame of speech: touch(), inlined.
-                self.last_activity = time.monotonic()
-            elif done:
+            if done:
                 self._report_vad(actions)
             return True
         if event == "mark":
