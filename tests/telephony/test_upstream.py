@@ -1,6 +1,7 @@
-"""The caller's audio goes upstream in writes of ``upstream_ms`` (40 by default: two
-carrier frames a write): nothing dropped or reordered, the odd frame held back goes out
-before a turn edge, a mark, a key press, barge-in and the end of the call."""
+"""The caller's audio goes upstream in writes of ``upstream_ms`` (by default 100 with the
+bridge's VAD, 40 with the service's turn detection: two carrier frames a write):
+nothing dropped or reordered, the frames held back go out before a turn edge, a mark, a
+key press, barge-in and the end of the call."""
 
 from __future__ import annotations
 
@@ -177,10 +178,13 @@ async def test_turn_edges_see_the_same_audio_before_them() -> None:
 
     messages = [*map(_media, _speech_frames()), '{"event":"stop"}']
     logs: dict[int, Log] = {}
-    for ms in (20, 40):
+    for ms in (20, 40, 100):
         session = _Session()
         await _run(messages, session, detector=detector, upstream_ms=ms)
         logs[ms] = session.log
+    session = _Session()
+    await _run(messages, session, detector=detector)  # the VAD's default: 100
+    assert session.log == logs[100]
 
     def turns(log: Log) -> list[tuple[str, bytes]]:
         out: list[tuple[str, bytes]] = []
@@ -192,13 +196,23 @@ async def test_turn_edges_see_the_same_audio_before_them() -> None:
         return out
 
     assert [k for k, _ in turns(logs[20])] == ["start", "audio", "end"] * 2
-    assert turns(logs[40]) == turns(logs[20])
-    assert len(_audio(logs[40])) < len(_audio(logs[20]))
-    # Only the write just before an edge (or the call's end) may be a single frame.
-    for i, (kind, pcm) in enumerate(logs[40]):
-        nxt = logs[40][i + 1][0] if i + 1 < len(logs[40]) else "end"
-        if kind == "audio" and nxt == "audio":
-            assert len(pcm) >= 640
+    for ms in (40, 100):
+        assert turns(logs[ms]) == turns(logs[20])
+    assert len(_audio(logs[100])) < len(_audio(logs[40])) < len(_audio(logs[20]))
+    # Only the write just before an edge (or the call's end) may be shorter.
+    for ms in (40, 100):
+        for i, (kind, pcm) in enumerate(logs[ms]):
+            nxt = logs[ms][i + 1][0] if i + 1 < len(logs[ms]) else "end"
+            if kind == "audio" and nxt == "audio":
+                assert len(pcm) >= 16 * ms  # 8 kHz PCM16
+
+
+def test_upstream_ms_defaults_to_100_with_the_vad_and_40_with_the_service() -> None:
+    vad = TwilioBridge(fake_config(None), insecure_no_signature=True)  # type: ignore[arg-type]
+    server = TwilioBridge(fake_config(None), insecure_no_signature=True, turn_detection="server")  # type: ignore[arg-type]
+    assert (vad.upstream_ms, server.upstream_ms) == (100, 40)
+    given = TwilioBridge(fake_config(None), insecure_no_signature=True, upstream_ms=60)  # type: ignore[arg-type]
+    assert given.upstream_ms == 60
 
 
 def _held_call(session: _Session, send: Any) -> tuple[_twilio._Call, _twilio._Upstream]:

@@ -67,6 +67,10 @@ FRAME_BYTES: Final = PHONE_RATE * FRAME_MS // 1000  # one byte per mu-law sample
 MAX_MEDIA_MS: Final = 1000
 #: The most caller audio one upstream write may carry (``upstream_ms``).
 MAX_UPSTREAM_MS: Final = 200
+#: ``upstream_ms`` by default with the bridge's VAD (turn edges flush what is held) and
+#: with the service's turn detection (which hears held audio late).
+UPSTREAM_MS_VAD: Final = 100
+UPSTREAM_MS_SERVER: Final = 40
 # Encoding names (Twilio, Telnyx) -> G.711 law.
 _LAWS: Final[dict[str, Literal["ulaw", "alaw"]]] = {
     "audio/x-mulaw": "ulaw",
@@ -273,12 +277,15 @@ class TwilioBridge:
     ASGI way as under any other server.
 
     The caller's audio goes upstream in writes of ``upstream_ms`` (a multiple of 20, at
-    most 200; 40 by default: two of the carrier's 20 ms frames per ``realtimeInput``,
-    half the writes for 20 ms more on the speech path). Nothing is dropped or
+    most 200). By default 100 with the bridge's VAD (five of the carrier's 20 ms frames
+    per ``realtimeInput``, a fifth of the writes; the turn edges that time the model's
+    answer flush what is held, so only audio in the middle of an utterance reaches the
+    service up to 80 ms later) and 40 with ``turn_detection="server"`` (the service's
+    own detection hears the audio at most 20 ms later). Nothing is dropped or
     reordered: a frame held back goes out with the next one, and before a turn edge
     (``activityStart``/``activityEnd``), a mark, a key press, barge-in and the end of the
     call. The VAD still decides on every 20 ms frame. ``upstream_ms=20`` writes each
-    frame as it comes (the behaviour before 40 became the default).
+    frame as it comes.
 
     Turn taking: ``turn_detection="vad"`` (default) runs :mod:`gemini_live.vad` on the
     caller's audio and sends ``activityStart``/``activityEnd`` with pre-roll (the setup's
@@ -319,7 +326,7 @@ class TwilioBridge:
         lead_ms: int = 60,
         mark_every_ms: int = 200,
         media_ms: int = 100,
-        upstream_ms: int = 40,
+        upstream_ms: int | None = None,
         on_session: Callable[[gl.Session, CallInfo], object] | None = None,
         on_dtmf: Callable[[CallInfo, str, gl.Session], object] | None = None,
         on_stop: Callable[[CallInfo], object] | None = None,
@@ -342,6 +349,8 @@ class TwilioBridge:
         if mark_every_ms < FRAME_MS:
             raise ConfigError(f"mark_every_ms must be at least {FRAME_MS}")
         _check_frames_ms("media_ms", media_ms, MAX_MEDIA_MS)
+        if upstream_ms is None:
+            upstream_ms = UPSTREAM_MS_VAD if turn_detection == "vad" else UPSTREAM_MS_SERVER
         _check_frames_ms("upstream_ms", upstream_ms, MAX_UPSTREAM_MS)
         for name, value, optional in (
             ("max_calls_per_address", max_calls_per_address, True),
