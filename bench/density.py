@@ -29,7 +29,7 @@ relay or the bridge) and, for the relay and the bridge, a child process of clien
   scope (every carrier message through uvicorn's queue and the bridge's task, as under
   another server and as before the inline path): ``--interleave`` compares the two.
 * ``bridge-up20``: the bridge writing each 20 ms carrier frame upstream at once
-  (``upstream_ms=20``, the behaviour before 40 ms writes became the default):
+  (``upstream_ms=20``, the behaviour before larger writes became the default):
   ``--interleave`` with ``bridge`` compares the two.
 * ``bridge-fast``: the bridge against the server's ``w2f`` workload: the model's audio
   in turns delivered 4x faster than real time (as the Live API sends it), with ``w2t``'s

@@ -9,11 +9,13 @@ import asyncio
 import base64
 import json
 import random
+import time
 from typing import Any
 
 import msgspec
 import pytest
 
+import gemini_live._bridge
 from gemini_live._bridge import ON_MESSAGE_EXTENSION, AudioMeter, Bucket, PeerClose
 from gemini_live.telephony import TwilioBridge, _twilio
 
@@ -99,14 +101,28 @@ def _other_track(frame: bytes) -> str:
     return json.dumps({"event": "media", "media": {"payload": payload, "track": "outbound"}})
 
 
+class _FrozenClock:
+    """The ``time`` module with ``monotonic`` standing still: the audio meter's refill
+    then does not depend on how fast the machine runs the two paths."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def monotonic() -> float:
+        return 1000.0
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("input_rate", [8000, 16000])
 @pytest.mark.parametrize("turn_detection", ["server", "vad"])
 async def test_inline_media_sends_and_counts_as_the_awaited_path(
-    seed: int, input_rate: int, turn_detection: str
+    seed: int, input_rate: int, turn_detection: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The media decode inlined in ``inline`` against ``_media_pcm`` (the awaited path) on
     random frames, other tracks, empty payloads, marks and audio over the rate limit."""
+    monkeypatch.setattr(_twilio, "time", _FrozenClock())
+    monkeypatch.setattr(gemini_live._bridge, "time", _FrozenClock())
     rng = random.Random(seed)
     messages: list[str] = []
     total = 0
