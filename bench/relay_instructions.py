@@ -187,6 +187,43 @@ def child_main(args: argparse.Namespace) -> int:
 # -- the harness (drives the browser) -------------------------------------------------------
 
 
+async def _send_paced(ws: Any, frames: list[Any], period: float, phase: float) -> None:
+    """Send ``frames`` round and round, one every ``period`` seconds from ``phase``
+    seconds on: a microphone's or a carrier's (slowed) clock."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() + phase
+    k = 0
+    while True:
+        delay = start + k * period - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the (slowed) clock
+        await ws.send(frames[k % len(frames)])
+        k += 1
+
+
+async def _window(
+    tasks: list[asyncio.Task[None]],
+    tell: Callable[[bytes, bytes], Awaitable[None]],
+    seconds: float,
+    slowdown: float,
+    warm_up: float,
+) -> None:
+    """Let ``tasks`` (the clients) run ``warm_up`` then ``seconds`` (slowed) seconds, the
+    measured window between the two marks; a client that failed in the warm-up says why."""
+    try:
+        await asyncio.sleep(warm_up * slowdown)  # the sessions open, whole turns
+        for t in tasks:
+            if t.done():
+                t.result()
+        await tell(b"S", b"started")
+        await asyncio.sleep(seconds * slowdown)
+        await tell(b"E", b"stopped")
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _paced_window(
     sockets: list[Any],
     tell: Callable[[bytes, bytes], Awaitable[None]],
@@ -203,33 +240,18 @@ async def _paced_window(
 
     step = 32 * page_ms
     frames = [UTTERANCE[i : i + step] for i in range(0, len(UTTERANCE), step)]
-    loop = asyncio.get_running_loop()
+    period = page_ms / 1000 * slowdown
 
     async def reader(ws: Any) -> None:
         async for _ in ws:
             pass
 
-    async def microphone(ws: Any, phase: float) -> None:
-        start = loop.time() + phase * page_ms / 1000 * slowdown
-        k = 0
-        while True:
-            delay = start + k * page_ms / 1000 * slowdown - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)  # the microphone's (slowed) clock
-            await ws.send(frames[k % len(frames)])
-            k += 1
-
     tasks = [asyncio.create_task(reader(ws)) for ws in sockets]
-    tasks += [asyncio.create_task(microphone(ws, i / len(sockets))) for i, ws in enumerate(sockets)]
-    try:
-        await asyncio.sleep(warm_up * slowdown)  # the session open, whole turns
-        await tell(b"S", b"started")
-        await asyncio.sleep(seconds * slowdown)
-        await tell(b"E", b"stopped")
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    tasks += [
+        asyncio.create_task(_send_paced(ws, frames, period, i / len(sockets) * period))
+        for i, ws in enumerate(sockets)
+    ]
+    await _window(tasks, tell, seconds, slowdown, warm_up)
 
 
 async def _paced_calls(
@@ -248,9 +270,8 @@ async def _paced_calls(
 
     from bench.density import SID, _call_start, _loadgen_signed, _media_messages
 
-    media = _media_messages()
+    media: list[Any] = list(_media_messages())
     period = 0.020 * slowdown
-    loop = asyncio.get_running_loop()
 
     async def call(i: int) -> None:
         full = f"{url}?c={i}"
@@ -267,30 +288,13 @@ async def _paced_calls(
 
             read = asyncio.create_task(reader())
             try:
-                start = loop.time() + i / calls * period
-                k = 0
-                while True:
-                    delay = start + k * period - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)  # the carrier's (slowed) 20 ms clock
-                    await ws.send(media[k % len(media)])
-                    k += 1
+                await _send_paced(ws, media, period, i / calls * period)
             finally:
                 read.cancel()
 
-    tasks = [asyncio.create_task(call(i)) for i in range(calls)]
-    try:
-        await asyncio.sleep(warm_up * slowdown)  # the sessions open, whole turns
-        for t in tasks:
-            if t.done():
-                t.result()  # a call that failed: say why
-        await tell(b"S", b"started")
-        await asyncio.sleep(seconds * slowdown)
-        await tell(b"E", b"stopped")
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await _window(
+        [asyncio.create_task(call(i)) for i in range(calls)], tell, seconds, slowdown, warm_up
+    )
 
 
 async def _browser(

@@ -435,45 +435,15 @@ async def test_bench_server_w2f_spreads_the_sessions_turns_and_w2fa_aligns_them(
         server._ticker.cancel()
 
 
-def test_bench_relay_instructions_paced_browsers_profile(tmp_path: Path) -> None:
-    """``bench.relay_instructions --paced`` with several browsers and a warm-up of its
-    own (cProfile, real time: no valgrind needed): every browser's frames go upstream."""
+def _paced_profile_calls(tmp_path: Path, *options: str) -> dict[str, int]:
+    """``bench.relay_instructions --paced 1`` with two clients, a warm-up of its own and
+    its cProfile (real time: no valgrind needed): calls per function name in the window."""
     import pstats
 
-    out = tmp_path / "relay.prof"
+    out = tmp_path / "window.prof"
     printed = _bench(
         "bench.relay_instructions",
-        "--paced",
-        "1",
-        "--slowdown",
-        "1",
-        "--warm-up",
-        "1",
-        "--browsers",
-        "2",
-        "--profile",
-        str(out),
-    )
-    assert "cProfile of the window" in printed
-    calls = {
-        name: stat[1]
-        for (_f, _l, name), stat in pstats.Stats(str(out)).stats.items()  # type: ignore[attr-defined]
-    }
-    # Two browsers' 40 ms frames for a second, inline in the server's read callback.
-    assert 40 <= calls.get("inline", 0) <= 60
-
-
-def test_bench_relay_instructions_phone_calls_profile(tmp_path: Path) -> None:
-    """``bench.relay_instructions --endpoint twilio --paced``: synthetic Twilio calls
-    through the real server, bridge and session (cProfile, real time): every call's 20 ms
-    media messages go inline and upstream, the model's audio goes back out paced."""
-    import pstats
-
-    out = tmp_path / "twilio.prof"
-    printed = _bench(
-        "bench.relay_instructions",
-        "--endpoint",
-        "twilio",
+        *options,
         "--paced",
         "1",
         "--slowdown",
@@ -489,6 +459,22 @@ def test_bench_relay_instructions_phone_calls_profile(tmp_path: Path) -> None:
     calls: dict[str, int] = {}
     for (_f, _l, name), stat in pstats.Stats(str(out)).stats.items():  # type: ignore[attr-defined]
         calls[name] = calls.get(name, 0) + stat[1]
+    return calls
+
+
+def test_bench_relay_instructions_paced_browsers_profile(tmp_path: Path) -> None:
+    """``bench.relay_instructions --paced`` with several browsers: every browser's
+    frames go upstream."""
+    calls = _paced_profile_calls(tmp_path)
+    # Two browsers' 40 ms frames for a second, inline in the server's read callback.
+    assert 40 <= calls.get("inline", 0) <= 60
+
+
+def test_bench_relay_instructions_phone_calls_profile(tmp_path: Path) -> None:
+    """``bench.relay_instructions --endpoint twilio --paced``: synthetic Twilio calls
+    through the real server, bridge and session: every call's 20 ms media messages go
+    inline and upstream, the model's audio goes back out paced."""
+    calls = _paced_profile_calls(tmp_path, "--endpoint", "twilio")
     # Two calls' 20 ms media messages for a second (50 each) and their marks' echoes
     # (about 5 each), handled in the server's read callback.
     assert 90 <= calls.get("inline", 0) <= 130
