@@ -192,8 +192,8 @@ class SessionRecord:
             if text is not None and debug:  # _on_parts logs the frame first
                 self._on_parts(data, now, parts)
                 return
-            # The hot paths of _on_parts (audio alone) and _on_audio_words (audio and its
-            # transcript), inlined: keep them the same.
+            # The audio half of _on_parts' hot path and of _on_audio_words, inlined: keep
+            # them the same (the transcript, if any, goes to _on_words as there).
             audio = _ModelAudio(pcm, _OUTPUT_RATE)
             answering = self._answering
             if answering is not None:
@@ -203,30 +203,12 @@ class SessionRecord:
             watchdog = self.watchdog
             if watchdog._deadline is not None:
                 watchdog.observe(audio, now)
-            emit = self._emit
             try:
-                emit(audio)
+                self._emit(audio)
             except Exception:
                 self._callback_failed()
-            if not text:
-                return
-            words = _OutputTranscription(text)
-            answering = self._answering
-            if answering is not None:
-                if answering.first_text is None:
-                    self.latency.on_event(words, now)  # type: ignore[union-attr]
-            elif self.usage is not None:
-                observe_transcript(self.usage, self.latency, words, now)
-                self._answering = self._meters_settled()
-            history = self.history
-            if history is not None:
-                history.observe_words(text)
-            if watchdog._deadline is not None:
-                watchdog.observe(words, now)
-            try:
-                emit(words)
-            except Exception:
-                self._callback_failed()
+            if text:
+                self._on_words(text, now)
 
         return on_data
 
@@ -319,28 +301,32 @@ class SessionRecord:
         watchdog = self.watchdog
         if watchdog._deadline is not None:
             watchdog.observe(audio, now)
-        emit = self._emit
         try:
-            emit(audio)
+            self._emit(audio)
         except Exception:
             self._callback_failed()
-        if not text:
-            return
-        words = ev.OutputTranscription(text)
+        if text:
+            self._on_words(text, now)
+
+    def _on_words(self, text: str, now: float) -> None:
+        """The output transcript that came with a frame's audio (after the audio's event):
+        the meters, the history, the watchdog, then its event."""
+        words = _OutputTranscription(text)
         answering = self._answering
         if answering is not None:
             if answering.first_text is None:
                 self.latency.on_event(words, now)  # type: ignore[union-attr]
-        elif usage is not None:
-            observe_transcript(usage, self.latency, words, now)
+        elif self.usage is not None:
+            observe_transcript(self.usage, self.latency, words, now)
             self._answering = self._meters_settled()
         history = self.history
         if history is not None:
             history.observe_words(text)
+        watchdog = self.watchdog
         if watchdog._deadline is not None:
             watchdog.observe(words, now)
         try:
-            emit(words)
+            self._emit(words)
         except Exception:
             self._callback_failed()
 

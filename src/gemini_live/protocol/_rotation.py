@@ -93,9 +93,7 @@ class RotationPlan:
         self.deadline = None
         self.requested = False
         self._rotating = False
-        self.holding = False
-        if self.mirror is not None:
-            self.mirror.holding = False
+        self._update()  # not holding (and the mirror with it)
 
     def go_away(self, now: float, time_left: float) -> None:
         """The service ends this connection in ``time_left`` seconds."""

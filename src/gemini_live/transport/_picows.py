@@ -220,9 +220,11 @@ class PicowsTransport(WSListener):
     def direct_writer(self) -> Callable[[bytes], object] | None:
         """``try_send`` without its check (it returns None), while it would write: valid
         until :attr:`writes_changed` is called (see :class:`DirectWriter`)."""
-        if self._closing or self._paused:
+        pair = self.direct_send()
+        if pair is None:
             return None
-        return functools.partial(self._ws.send, _TEXT)
+        send, kind = pair
+        return functools.partial(send, kind)
 
     def direct_send(self) -> tuple[Callable[[Any, bytes], object], object] | None:
         """:meth:`direct_writer` as ``(send, kind)``: ``send(kind, data)`` (DirectSend)."""
