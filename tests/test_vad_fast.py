@@ -50,6 +50,18 @@ def _frame(rng: random.Random, samples: int) -> bytes:
     return struct.pack(f"<{samples}h", *(rng.randint(-amp, amp) for _ in range(samples)))
 
 
+def _assert_same_state(fast: ActivityDetector, general: ActivityDetector) -> None:
+    """The two detectors' turn state, pre-roll and noise floor are equal."""
+    assert (fast.speaking, fast._speech_run, fast._silence_run) == (
+        general.speaking,
+        general._speech_run,
+        general._silence_run,
+    )
+    assert fast._frames_in_utterance == general._frames_in_utterance
+    assert list(fast._ring) == list(general._ring)
+    assert fast.vad.noise_floor_db == general.vad.noise_floor_db  # type: ignore[attr-defined]
+
+
 def test_lone_frame_level_is_the_exact_level() -> None:
     rng = random.Random(24)
     for samples in (1, 2, 80, 160, 320, 800, 1600, 2048, 2049, 4000):
@@ -284,14 +296,7 @@ def test_one_and_two_frame_chunks_give_the_general_paths_actions(
             assert got == want
             assert all(type(a) is VadAction for a in got)
             ends += [a.kind for a in got].count("end")
-            assert (fast.speaking, fast._speech_run, fast._silence_run) == (
-                general.speaking,
-                general._speech_run,
-                general._silence_run,
-            )
-            assert fast._frames_in_utterance == general._frames_in_utterance
-            assert list(fast._ring) == list(general._ring)
-            assert fast.vad.noise_floor_db == general.vad.noise_floor_db  # type: ignore[attr-defined]
+            _assert_same_state(fast, general)
         assert fast.utterances == general.utterances > 5
         assert ends > 5
         assert fast.finish() == general.finish()
@@ -344,14 +349,7 @@ def test_lone_frames_steady_step_is_one_frames(rate: int, emit_silence: bool) ->
             got = fast.process(frame)
             assert got == general.process(frame)
             assert all(type(a) is VadAction for a in got)
-            assert (fast.speaking, fast._speech_run, fast._silence_run) == (
-                general.speaking,
-                general._speech_run,
-                general._silence_run,
-            )
-            assert fast._frames_in_utterance == general._frames_in_utterance
-            assert list(fast._ring) == list(general._ring)
-            assert fast.vad.noise_floor_db == general.vad.noise_floor_db  # type: ignore[attr-defined]
+            _assert_same_state(fast, general)
         assert fast.utterances == general.utterances > 3
         total += len(frames)
     assert 0 < edges < total  # the others took the steady step
