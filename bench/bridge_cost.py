@@ -319,6 +319,7 @@ async def _one_call(
     }
     call = _twilio._Call(bridge, scope, phone.receive, phone.send)
     call.info.stream_sid = SID
+    bridge.calls[call.info.id] = call.info  # admitted, as _Call.admit does: a bridge of N calls
     session = StubSession()
     call._setup_input(session)
     call.session = session  # type: ignore[assignment]

@@ -1283,6 +1283,55 @@ def test_decimator_keeps_the_sinc_streams_timing_and_samples(law: Any, from_rate
     assert sum(a != b for a, b in zip(got, want, strict=True)) <= len(want) // 1000
 
 
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_decimate_batch_gives_each_decimators_own_codes(law: Any) -> None:
+    # Several calls' chunks in one product: each job's codes are exactly those of its
+    # decimator's own process_g711 (the same rows, matrix, rounding and lookup),
+    # whatever the chunk sizes (empty, too short for an output, larger than the
+    # workspace), with a decimator of another factor in the batch (alone) and resets.
+    rng = np.random.default_rng(3)
+    rates = [24000] * 6 + [48000, 16000]
+    solo = [audio._Decimator.create(r, 8000) for r in rates]
+    mine = [audio._Decimator.create(r, 8000) for r in rates]
+    assert all(d is not None for d in solo + mine)
+    streams = [_decimator_chunks(k, 6 * r, 30) for k, r in enumerate(rates)]
+    batch = audio._DecimateBatch()
+    for step in range(30):
+        jobs = []
+        for k, d in enumerate(mine):
+            chunk = streams[k][step]
+            if step % 7 == k % 7:
+                chunk = b""
+            elif step % 11 == k:
+                chunk = chunk[:2]  # one sample: no output yet
+            elif step == 17 and k == 0:
+                chunk = b"".join(streams[0])  # more rows than the workspace holds
+            jobs.append((d, chunk))
+        jobs = [jobs[i] for i in rng.permutation(len(jobs))]
+        want = [solo[mine.index(d)].process_g711(c, law) for d, c in jobs]  # type: ignore[union-attr]
+        assert batch.process_g711(jobs, law) == want  # type: ignore[arg-type]
+        if step == 12:
+            for d in solo + mine:
+                assert d is not None
+                d.reset()
+    assert batch.process_g711([], law) == []
+
+
+def test_decimate_batch_refuses_bad_chunks_before_consuming_any() -> None:
+    good, other = audio._Decimator.create(24000, 8000), audio._Decimator.create(24000, 8000)
+    twin = audio._Decimator.create(24000, 8000)
+    assert good is not None and other is not None and twin is not None
+    chunk = _decimator_chunks(4, 2400, 1)[0]
+    batch = audio._DecimateBatch()
+    for bad in (chunk[:-1], bytearray(chunk), "pcm"):
+        with pytest.raises(AudioFormatError):
+            batch.process_g711([(good, chunk), (other, bad)])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="law"):
+        batch.process_g711([(good, chunk)], "mulaw")  # type: ignore[arg-type]
+    # Nothing of the refused batches was consumed: good still matches a fresh twin.
+    assert batch.process_g711([(good, chunk)]) == [twin.process_g711(chunk)]
+
+
 def test_decimator_g711_is_its_pcm_encoded() -> None:
     # process_g711's lookup (rounding in the float32 sum's low bits, clipping in the
     # table) gives the codes of process()'s PCM16, clipped peaks included.

@@ -735,6 +735,12 @@ class EventPump:
         self._stuck = _Resumed(coro, yielded)
         self._wakeup()
 
+    def end_with(self, exc: BaseException) -> None:
+        """End the pump as if the handler had raised ``exc`` (work the endpoint does for
+        its handler outside it): :meth:`run` raises it."""
+        if not self.ended:
+            self._end(exc)
+
     def _end(self, exc: BaseException) -> None:
         self.ended = True
         self._error = exc

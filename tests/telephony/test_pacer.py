@@ -19,7 +19,7 @@ import pytest
 from gemini_live import audio
 from gemini_live import events as ev
 from gemini_live._asgi import Message
-from gemini_live._bridge import SEND_NOWAIT_EXTENSION
+from gemini_live._bridge import SEND_NOWAIT_EXTENSION, EventPump
 from gemini_live.errors import AudioFormatError, ConfigError
 from gemini_live.telephony import TwilioBridge, _twilio
 
@@ -218,6 +218,86 @@ async def test_chunks_that_come_while_the_pacer_waits_are_resampled_in_one_step(
     codes = first.process_g711(REPLY) + second.process_g711(slow)
     codes += audio.pcm16_to_ulaw(second.flush())
     assert media == codes + bytes([0xFF]) * (-len(codes) % 160)
+
+
+async def _waiting(*calls: _twilio._Call) -> None:
+    """Until every call's pacer waits for audio (its batch ran, it sent what it had):
+    the pacer's own state, which no event announces; one loop iteration per check."""
+    async with asyncio.timeout(5):
+        while any(c._wake is None or c._batched for c in calls):  # noqa: ASYNC110
+            await asyncio.sleep(0)
+
+
+async def test_a_busy_bridge_resamples_one_iterations_chunks_of_all_calls_in_one_product(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # From _BATCH_FROM_CALLS calls (here: always) the chunks that reach waiting pacers in
+    # one loop iteration go down to 8 kHz in one product for all calls, then wake them:
+    # each call's caller hears the very codes its own decimator gives chunk by chunk. A
+    # barge-in between a chunk and the batch drops that chunk with the reply.
+    monkeypatch.setattr(_twilio, "_BATCH_FROM_CALLS", 0)
+    sizes: list[int] = []
+    product = audio._DecimateBatch.process_g711
+
+    def counted(self: audio._DecimateBatch, jobs: Any, law: Any = "ulaw") -> list[bytes]:
+        sizes.append(len(jobs))
+        return product(self, jobs, law)
+
+    monkeypatch.setattr(audio._DecimateBatch, "process_g711", counted)
+    other = speech(40, rate=24000, freq=240.0)
+    async with pacing(media_ms=20) as (bridge, a, pa), pacing(media_ms=20) as (_, b, pb):
+        for _ in range(6):
+            await _waiting(a, b)
+            await a._events(ev.ModelAudio(data=REPLY))
+            await b._events(ev.ModelAudio(data=other))
+            assert a._batched and b._batched  # held for the loop's batch, not resampled
+        await a._events(ev.TurnComplete())
+        await b._events(ev.TurnComplete())
+        await _played(bridge, a)
+        await _played(b.bridge, b)
+        assert 2 in sizes and max(sizes) == 2
+        for phone, chunk in ((pa, REPLY), (pb, other)):
+            decimator = audio._Decimator.create(24000, 8000)
+            assert decimator is not None
+            codes = b"".join(decimator.process_g711(chunk) for _ in range(6))
+            codes += audio.pcm16_to_ulaw(decimator.flush())
+            assert b"".join(phone.media()) == codes + bytes([0xFF]) * (-len(codes) % 160)
+        # A barge-in before the batch runs: the held chunk goes with the reply.
+        await _waiting(a)
+        n, runs = len(pa.media()), len(sizes)
+        await a._events(ev.ModelAudio(data=REPLY))
+        await a._events(ev.Interrupted())
+        assert not a._queue
+        await a._events(ev.ModelAudio(data=REPLY))  # the next reply, from scratch
+        await a._events(ev.TurnComplete())
+        await _played(bridge, a, reply=3)
+        # The batch found nothing held: the cleared chunk was dropped, the next reply's
+        # resampled at its end.
+        assert len(sizes) == runs and not a._batched
+        decimator = audio._Decimator.create(24000, 8000)
+        assert decimator is not None
+        codes = decimator.process_g711(REPLY) + audio.pcm16_to_ulaw(decimator.flush())
+        assert b"".join(pa.media()[n:]) == codes + bytes([0xFF]) * (-len(codes) % 160)
+
+
+async def test_a_failed_batch_ends_the_calls_as_their_event_handler_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (Never seen: the chunks were checked.) The calls in the failed product end with the
+    # error, as when their event handler raises it: the pump's run raises it.
+    monkeypatch.setattr(_twilio, "_BATCH_FROM_CALLS", 0)
+
+    def broken(self: audio._DecimateBatch, jobs: Any, law: Any = "ulaw") -> list[bytes]:
+        raise RuntimeError("no product")
+
+    monkeypatch.setattr(audio._DecimateBatch, "process_g711", broken)
+    async with pacing() as (_, call, _phone):
+        pump = call._pump = EventPump(call._events, limit=8)
+        await _waiting(call)
+        await call._events(ev.ModelAudio(data=REPLY))
+        with pytest.raises(RuntimeError, match="no product"):
+            await asyncio.wait_for(pump.run(), 5)
+        assert pump.ended
 
 
 async def test_media_ms_barge_in_clears_and_sends_nothing_more_of_the_reply() -> None:

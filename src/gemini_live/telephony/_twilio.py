@@ -10,6 +10,7 @@ import itertools
 import logging
 import time
 import urllib.parse
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -37,6 +38,7 @@ from gemini_live.audio import (
     OUTPUT_RATE,
     ResampleBackend,
     Resampler,
+    _DecimateBatch,
     _Decimator,
     alaw_to_pcm16,
     as_pcm16,
@@ -116,6 +118,11 @@ DTMF_KEEP: Final = 64
 #: The most model audio (bytes of PCM16) a reply holds before it is resampled: the
 #: chunks that arrive while the pacer waits go down in one step, up to this much.
 _PENDING_MOST: Final = 24000
+#: Calls in a bridge from which the model's audio that arrives while a pacer waits goes
+#: down to the phone's rate in one product per loop iteration for all calls
+#: (:class:`_DownBatch`); with fewer, a loop iteration rarely holds two calls' chunks
+#: and a batch of one costs more than resampling at once.
+_BATCH_FROM_CALLS: Final = 16
 #: Seconds the upstream session gets to close when a call ends.
 _SESSION_CLOSE_TIMEOUT: Final = 5.0
 
@@ -708,6 +715,8 @@ class _Call(PeerSocket):
         self._up = self._upsampler()
         self._down = _downsampler(OUTPUT_RATE)
         self._down_rate = OUTPUT_RATE
+        #: Waiting in the loop's :class:`_DownBatch` (the model's audio held for it).
+        self._batched = False
         # Outbound audio not yet sent, one segment per reply.
         self._queue: deque[_Segment] = deque()
         # The pacer's wake-up while it waits for audio (a bare future: an Event's wait
@@ -1100,29 +1109,45 @@ class _Call(PeerSocket):
                     info.sent_ms[reply] = 0
                     queue.append(_Segment(reply))
                 seg = queue[-1]
-                if self._wake is None and type(data) is bytes and not len(data) & 1:
-                    # The pacer is busy or ahead of the caller (a model faster than
-                    # real time): held, the chunks that come until it takes them go
-                    # down to 8 kHz in one step, not one each.
-                    if data:
+                if type(data) is bytes and not len(data) & 1:
+                    if self._wake is None:
+                        # The pacer is busy or ahead of the caller (a model faster than
+                        # real time): held, the chunks that come until it takes them go
+                        # down to 8 kHz in one step, not one each.
+                        if data:
+                            seg.pending.append(data)
+                            seg.pending_bytes += len(data)
+                            if seg.pending_bytes >= _PENDING_MOST:
+                                self._resample(seg)
+                    elif len(self.bridge.calls) < _BATCH_FROM_CALLS:
+                        # The pacer waits for audio: resampled now.
+                        if seg.pending:
+                            self._resample(seg)
+                        g711 = self._down.process_g711(data, self._law)
+                        if g711:
+                            seg.data += g711
+                            self._wake_pacer()
+                    elif data:
+                        # The pacer waits, in a busy bridge: held for the loop's batch,
+                        # which resamples the chunks of every call of this loop iteration
+                        # in one product and wakes the pacers (_DownBatch).
                         seg.pending.append(data)
                         seg.pending_bytes += len(data)
                         if seg.pending_bytes >= _PENDING_MOST:
                             self._resample(seg)
+                            self._wake_pacer()
+                        elif not self._batched:
+                            self._batched = True
+                            _down_batch(asyncio.get_running_loop()).add(self)
                 else:
-                    # The pacer waits for audio (or it is not whole PCM16 samples: the
-                    # resampler's own check raises its typed error, after the audio
-                    # before it): resampled now.
+                    # Not bytes of whole PCM16 samples: the audio before it first, then
+                    # this (a bytes-like) or the resampler's own typed error.
                     if seg.pending:
                         self._resample(seg)
                     g711 = self._down.process_g711(data, self._law)
                     if g711:
                         seg.data += g711
-                        wake = self._wake  # _wake_pacer(), inlined
-                        if wake is not None:
-                            self._wake = None
-                            if not wake.done():  # not cancelled with the pacer
-                                wake.set_result(None)
+                        self._wake_pacer()
             case ev.Interrupted():
                 info.interruptions += 1
                 upstream = self._upstream
@@ -1169,6 +1194,13 @@ class _Call(PeerSocket):
             if not wake.done():  # not cancelled with the pacer
                 wake.set_result(None)
 
+    def _fail(self, exc: Exception) -> None:
+        """End the call with ``exc`` as if its event handler had raised it (work done
+        for the handler outside it: :class:`_DownBatch`)."""
+        pump = self._pump
+        if pump is not None:
+            pump.end_with(exc)
+
     async def _clear(self) -> None:
         self._queue.clear()
         self._down.reset()
@@ -1182,7 +1214,7 @@ class _Call(PeerSocket):
     async def _pacer(self) -> None:
         """Send the replies' audio in real time, ``lead_ms`` ahead of the caller's ear:
         each ``media`` message carries the whole 20 ms frames at hand, at most
-        ``media_ms`` of them (one frame with the default)."""
+        ``media_ms`` of them (five frames with the default)."""
         loop = asyncio.get_running_loop()
         info = self.info
         bridge = self.bridge
@@ -1260,6 +1292,91 @@ class _Call(PeerSocket):
             if last and queue and queue[0] is seg:
                 queue.popleft()
                 self.bridge._notify()
+
+
+class _DownBatch:
+    """The calls of one event loop whose pacers wait for the model's audio held for
+    them: at the next loop iteration, every such call's held audio goes down to the
+    phone's rate in one product (:class:`~gemini_live.audio._DecimateBatch`: the
+    numpy and BLAS overheads once per iteration, not once per call and chunk) and its
+    pacer is woken. A call that resampled, cleared or closed meanwhile has nothing held
+    and is skipped; the order of each call's audio is unchanged."""
+
+    __slots__ = ("_calls", "_loop", "_scheduled", "_work")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weakly: the map of batches holds this one, keyed weakly by the loop.
+        self._loop = weakref.ref(loop)
+        self._calls: list[_Call] = []
+        self._scheduled = False
+        self._work = _DecimateBatch()
+
+    def add(self, call: _Call) -> None:
+        """Resample ``call``'s held audio and wake its pacer at the next run (the call
+        sets its ``_batched`` flag: once until that run)."""
+        self._calls.append(call)
+        if not self._scheduled:
+            loop = self._loop()
+            if loop is None:  # pragma: no cover - a call outliving its loop
+                return
+            self._scheduled = True
+            loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        calls = self._calls
+        self._calls = []
+        jobs: dict[str, list[tuple[_Decimator, bytes]]] = {}
+        held: dict[str, list[tuple[_Call, _Segment]]] = {}
+        for call in calls:
+            call._batched = False
+            queue = call._queue
+            seg = queue[-1] if queue else None
+            if seg is None or not seg.pending:
+                continue  # resampled, cleared or closed meanwhile
+            down = call._down
+            if type(down) is not _Decimator:
+                self._alone(call, seg)
+                continue
+            pending = seg.pending
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            seg.pending_bytes = 0
+            jobs.setdefault(call._law, []).append((down, data))
+            held.setdefault(call._law, []).append((call, seg))
+        for law, group in jobs.items():
+            try:
+                codes = self._work.process_g711(group, law)  # type: ignore[arg-type]
+            except Exception as exc:  # (never: the chunks were checked) the calls end
+                for call, _ in held[law]:
+                    call._fail(exc)
+                continue
+            for (call, seg), g711 in zip(held[law], codes, strict=True):
+                if g711:
+                    seg.data += g711
+                call._wake_pacer()
+
+    @staticmethod
+    def _alone(call: _Call, seg: _Segment) -> None:
+        try:
+            call._resample(seg)
+        except Exception as exc:
+            call._fail(exc)
+            return
+        call._wake_pacer()
+
+
+#: One :class:`_DownBatch` per event loop (weakly: a closed loop's goes with it).
+_DOWN_BATCHES: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DownBatch]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _down_batch(loop: asyncio.AbstractEventLoop) -> _DownBatch:
+    batch = _DOWN_BATCHES.get(loop)
+    if batch is None:
+        batch = _DOWN_BATCHES[loop] = _DownBatch(loop)
+    return batch
 
 
 def _wake_up(due: asyncio.Future[None]) -> None:
