@@ -1284,11 +1284,14 @@ def test_decimator_keeps_the_sinc_streams_timing_and_samples(law: Any, from_rate
 
 
 @pytest.mark.parametrize("law", ["ulaw", "alaw"])
-def test_decimate_batch_gives_each_decimators_own_codes(law: Any) -> None:
+def test_decimate_batch_gives_each_decimators_own_codes(
+    law: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Several calls' chunks in one product: each job's codes are exactly those of its
     # decimator's own process_g711 (the same rows, matrix, rounding and lookup),
-    # whatever the chunk sizes (empty, too short for an output, larger than the
-    # workspace), with a decimator of another factor in the batch (alone) and resets.
+    # whatever the chunk sizes (empty, too short for an output, more rows than one
+    # product takes: alone), split over several products (~100 rows a job), with a
+    # decimator of another factor in the batch (alone) and resets.
     rng = np.random.default_rng(3)
     rates = [24000] * 6 + [48000, 16000]
     solo = [audio._Decimator.create(r, 8000) for r in rates]
@@ -1296,6 +1299,14 @@ def test_decimate_batch_gives_each_decimators_own_codes(law: Any) -> None:
     assert all(d is not None for d in solo + mine)
     streams = [_decimator_chunks(k, 6 * r, 30) for k, r in enumerate(rates)]
     batch = audio._DecimateBatch()
+    products: list[tuple[int, int]] = []  # (rows, jobs)
+    product = audio._DecimateBatch._product
+
+    def counted(self: audio._DecimateBatch, group: Any, total: int, *rest: Any) -> None:
+        products.append((total, len(group)))
+        product(self, group, total, *rest)
+
+    monkeypatch.setattr(audio._DecimateBatch, "_product", counted)
     for step in range(30):
         jobs = []
         for k, d in enumerate(mine):
@@ -1315,6 +1326,11 @@ def test_decimate_batch_gives_each_decimators_own_codes(law: Any) -> None:
                 assert d is not None
                 d.reset()
     assert batch.process_g711([], law) == []
+    # A product over _BATCH_ROWS rows holds one job (the big chunk among them); several
+    # jobs share the others.
+    assert max(rows for rows, _ in products) >= 3000
+    assert all(rows <= audio._BATCH_ROWS or n == 1 for rows, n in products)
+    assert max(n for _, n in products) > 1
 
 
 def test_decimate_batch_refuses_bad_chunks_before_consuming_any() -> None:

@@ -825,6 +825,9 @@ def _g711_wide_table(law: str) -> Any:
 #: float32 1.5 * 2**23: added to a float32 of magnitude below 2**22, it leaves the value
 #: rounded half to even (as ``np.rint``) in the low bits of the sum's int32 view.
 _ROUND_F32: Final = 12582912.0
+#: The most rows of one :class:`_DecimateBatch` product (~26 calls' 40 ms chunks; its
+#: input rows ~300 KB of float32, within a core's L2 cache).
+_BATCH_ROWS: Final = 512
 #: :func:`_g711_wide_table` by law, once built.
 _WIDE_TABLES: dict[str, Any] = {}
 #: numpy, its int16 (little-endian) and int32 dtypes and ``_ROUND_F32`` as a float32
@@ -1116,8 +1119,8 @@ class _DecimateBatch:
         self, jobs: Sequence[tuple[_Decimator, bytes]], law: Literal["ulaw", "alaw"] = "ulaw"
     ) -> list[bytes]:
         """Each job's ``decimator.process_g711(chunk, law)``, in order. A decimator
-        appears at most once; ``chunk`` is whole PCM16 samples (bytes). Jobs whose
-        decimator divides by another factor than the first job's go one by one.
+        appears at most once; ``chunk`` is whole PCM16 samples (bytes). Decimators of
+        different factors go in separate products.
 
         Raises:
             AudioFormatError: A chunk is not whole PCM16 samples (nothing of the batch
@@ -1134,31 +1137,57 @@ class _DecimateBatch:
         out: list[bytes] = [b""] * len(jobs)
         if not jobs:
             return out
-        np, i16, _, round_f32, mask = _DECIMATE_NP or _decimate_np()
-        first = jobs[0][0]
-        f, span, matrix = first._f, first._span, first._matrix
-        taken: list[tuple[int, Any, int, int]] = []  # (job, windows, rows, count)
-        total = 0
+        np, i16, _, _, _ = _DECIMATE_NP or _decimate_np()
+        # Per factor (the matrix): (job, rows of input, their number, outputs wanted).
+        taken: dict[int, list[tuple[int, Any, int, int]]] = {}
+        matrices: dict[int, Any] = {}
         for k, (dec, chunk) in enumerate(jobs):
-            if dec._f != f:
-                out[k] = dec.process_g711(chunk, law)
-                continue
             step = dec._take(np.frombuffer(chunk, i16))
             if step is not None:
-                taken.append((k, *step))
-                total += step[1]
-        if not taken:
-            return out
+                f = dec._f
+                if f not in matrices:
+                    matrices[f] = dec._matrix
+                    taken[f] = []
+                taken[f].append((k, *step))
+        # Products of at most _BATCH_ROWS rows (a job with more: alone), so the
+        # workspace stays small enough for the cache (the copy and the product read it
+        # back at once); each decimator's view stays valid until its next append.
+        for f, jobs_f in taken.items():
+            matrix = matrices[f]
+            group: list[tuple[int, Any, int, int]] = []
+            total = 0
+            for job in jobs_f:
+                rows = job[2]
+                if group and total + rows > _BATCH_ROWS:
+                    self._product(group, total, matrix, table, out)
+                    group = []
+                    total = 0
+                group.append(job)
+                total += rows
+            if group:
+                self._product(group, total, matrix, table, out)
+        return out
+
+    def _product(
+        self,
+        group: list[tuple[int, Any, int, int]],
+        total: int,
+        matrix: Any,
+        table: Any,
+        out: list[bytes],
+    ) -> None:
+        """One product for ``group``'s jobs (``total`` rows), their codes into ``out``."""
+        np, _, _, round_f32, mask = _DECIMATE_NP or _decimate_np()
+        span = matrix.shape[0]
         a = self._a
         if a is None or len(a) < total or a.shape[1] != span:
-            size = max(total, 2 * (0 if a is None else len(a)), _DECIMATE_ROWS)
+            size = max(total, _BATCH_ROWS)
             a = self._a = np.empty((size, span), np.float32)
             self._y = np.empty((size, _DECIMATE_BLOCK), np.float32)
             self._ints = self._y.reshape(-1).view(np.int32)
-        # Each job's rows of input into one matrix (what np.dot copies for one chunk);
-        # each decimator's view stays valid until its next append, after the product.
+        # Each job's rows of input into one matrix (what np.dot copies for one chunk).
         r = 0
-        for _, windows, rows, _ in taken:
+        for _, windows, rows, _ in group:
             a[r : r + rows] = windows
             r += rows
         y = np.dot(a[:total], matrix, out=self._y[:total])
@@ -1167,11 +1196,10 @@ class _DecimateBatch:
         np.bitwise_and(index, mask, out=index)
         codes: bytes = table.take(index).tobytes()
         r = 0
-        for k, _, rows, count in taken:
+        for k, _, rows, count in group:
             at = r * _DECIMATE_BLOCK
             out[k] = codes[at : at + count]
             r += rows
-        return out
 
 
 def _round_f32_to_pcm16(y: Any) -> bytes:
