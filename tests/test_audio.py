@@ -1299,12 +1299,14 @@ def test_decimate_batch_gives_each_decimators_own_codes(
     assert all(d is not None for d in solo + mine)
     streams = [_decimator_chunks(k, 6 * r, 30) for k, r in enumerate(rates)]
     batch = audio._DecimateBatch()
-    products: list[tuple[int, int]] = []  # (rows, jobs)
+    products: list[tuple[int, int, int]] = []  # (rows, jobs, most rows on one thread)
     product = audio._DecimateBatch._product
 
-    def counted(self: audio._DecimateBatch, group: Any, total: int, *rest: Any) -> None:
-        products.append((total, len(group)))
-        product(self, group, total, *rest)
+    def counted(
+        self: audio._DecimateBatch, group: Any, total: int, matrix: Any, *rest: Any
+    ) -> None:
+        products.append((total, len(group), audio._most_rows(matrix.shape[0])))
+        product(self, group, total, matrix, *rest)
 
     monkeypatch.setattr(audio._DecimateBatch, "_product", counted)
     for step in range(30):
@@ -1326,11 +1328,40 @@ def test_decimate_batch_gives_each_decimators_own_codes(
                 assert d is not None
                 d.reset()
     assert batch.process_g711([], law) == []
-    # A product over _BATCH_ROWS rows holds one job (the big chunk among them); several
-    # jobs share the others.
-    assert max(rows for rows, _ in products) >= 3000
-    assert all(rows <= audio._BATCH_ROWS or n == 1 for rows, n in products)
-    assert max(n for _, n in products) > 1
+    # A group over one BLAS thread's rows holds one job (the big chunk among them,
+    # multiplied in slices); several jobs share the others.
+    assert max(rows for rows, _, _ in products) >= 3000
+    assert all(rows <= most or n == 1 for rows, n, most in products)
+    assert max(n for _, n, _ in products) > 1
+
+
+def test_decimator_products_stay_on_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # numpy's OpenBLAS multiplies a float32 product from ~1 M multiply-adds on several
+    # threads, whose workers then spin for milliseconds: every product the decimators
+    # hand to np.dot stays below audio._BLAS_ONE_THREAD, however large the chunk or the
+    # batch, with the very codes of small chunks.
+    sizes: list[int] = []
+    dot = np.dot
+
+    def counted(a: Any, b: Any, out: Any = None) -> Any:
+        sizes.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return dot(a, b) if out is None else dot(a, b, out=out)
+
+    monkeypatch.setattr(np, "dot", counted)
+    pcm = _decimator_chunks(2, 48000 * 3, 1)[0]
+    for rate in (48000, 24000, 16000):
+        big, small = audio._Decimator.create(rate, 8000), audio._Decimator.create(rate, 8000)
+        assert big is not None and small is not None
+        step = 2 * rate // 25  # 40 ms
+        want = b"".join(small.process_g711(pcm[k : k + step]) for k in range(0, len(pcm), step))
+        want += pcm16_to_ulaw(small.flush())
+        assert big.process_g711(pcm) + pcm16_to_ulaw(big.flush()) == want
+    calls = [audio._Decimator.create(24000, 8000) for _ in range(40)]
+    jobs = [(d, pcm[: 2 * 960]) for d in calls if d is not None]
+    codes = audio._DecimateBatch().process_g711(jobs)
+    assert len(set(codes)) == 1 and len(codes[0]) > 300
+    assert max(sizes) <= audio._BLAS_ONE_THREAD
+    assert max(sizes) > audio._BLAS_ONE_THREAD // 2  # the big ones were cut to size
 
 
 def test_decimate_batch_refuses_bad_chunks_before_consuming_any() -> None:

@@ -806,6 +806,27 @@ def _decimate_matrix(factor: int, zero_crossings: int) -> tuple[Any, int] | None
     return matrix, taps // 2
 
 
+def _most_rows(span: int) -> int:
+    """Rows of one decimator product of ``span`` inputs per row that stay on one
+    BLAS thread (:data:`_BLAS_ONE_THREAD`)."""
+    return max(1, _BLAS_ONE_THREAD // (span * _DECIMATE_BLOCK))
+
+
+def _dot_rows(windows: Any, matrix: Any, most: int, out: Any = None) -> Any:
+    """``np.dot(windows, matrix, out=out)`` in slices of at most ``most`` rows (each on
+    one BLAS thread; the same sums, row by row)."""
+    import numpy as np
+
+    rows = len(windows)
+    if rows <= most:
+        return np.dot(windows, matrix) if out is None else np.dot(windows, matrix, out=out)
+    if out is None:
+        out = np.empty((rows, matrix.shape[1]), np.float32)
+    for r in range(0, rows, most):
+        np.dot(windows[r : r + most], matrix, out=out[r : r + most])
+    return out
+
+
 @functools.cache
 def _g711_wide_table(law: str) -> Any:
     """G.711 codes by the low 17 bits of a rounded sample ``r`` in ``[-65536, 65535]``
@@ -825,9 +846,12 @@ def _g711_wide_table(law: str) -> Any:
 #: float32 1.5 * 2**23: added to a float32 of magnitude below 2**22, it leaves the value
 #: rounded half to even (as ``np.rint``) in the low bits of the sum's int32 view.
 _ROUND_F32: Final = 12582912.0
-#: The most rows of one :class:`_DecimateBatch` product (~26 calls' 40 ms chunks; its
-#: input rows ~300 KB of float32, within a core's L2 cache).
-_BATCH_ROWS: Final = 512
+#: The largest float32 matrix product (rows x columns x inner length) the decimators
+#: hand to BLAS at once. numpy's OpenBLAS runs a product from ~1 M of those on several
+#: threads, whose workers then spin ~2 ms after each (measured: +2.2 ms of CPU per
+#: product, and on a process pinned to one CPU the spinning worker and the waiting
+#: caller share it); half that keeps every product on the caller's thread.
+_BLAS_ONE_THREAD: Final = 1 << 19
 #: :func:`_g711_wide_table` by law, once built.
 _WIDE_TABLES: dict[str, Any] = {}
 #: numpy, its int16 (little-endian) and int32 dtypes and ``_ROUND_F32`` as a float32
@@ -873,6 +897,7 @@ class _Decimator:
         "_ints",
         "_lo",
         "_matrix",
+        "_most",
         "_n_in",
         "_n_out",
         "_out",
@@ -894,6 +919,7 @@ class _Decimator:
         self._half = half
         self._first = 1 - half  # the first tap's offset from an output's position
         self._span = matrix.shape[0]  # the input one row of the product reads
+        self._most = _most_rows(self._span)  # rows of one product on one BLAS thread
         # What a row may read past the last input (outputs of the last row not ready
         # yet: their results are dropped) and more.
         self._room = self._f * _DECIMATE_BLOCK
@@ -979,7 +1005,7 @@ class _Decimator:
         windows = np.ndarray(
             (rows, self._span), np.float32, self._store, at * 4, (f * _DECIMATE_BLOCK * 4, 4)
         )
-        y = np.dot(windows, self._matrix).reshape(-1)
+        y = _dot_rows(windows, self._matrix, self._most).reshape(-1)
         self._n_out = end
         # The first input the next output needs.
         drop = end * f + self._first - self._start
@@ -1006,7 +1032,7 @@ class _Decimator:
         windows, rows, count = step
         # np.dot copies the overlapping windows into one matrix itself (cheaper than
         # ascontiguousarray and @).
-        if rows <= _DECIMATE_ROWS:
+        if rows <= _DECIMATE_ROWS and rows <= self._most:
             views = self._views
             if views[0] != count:
                 views = self._views = (count, self._out[:rows], self._ints[:count])
@@ -1015,7 +1041,7 @@ class _Decimator:
             index = views[2]
             np.bitwise_and(index, mask, out=index)
         else:
-            y = np.dot(windows, self._matrix)
+            y = _dot_rows(windows, self._matrix, self._most)
             y += round_f32
             index = np.bitwise_and(y.reshape(-1).view(i32)[:count], mask)
         codes: bytes = table.take(index).tobytes()
@@ -1149,16 +1175,16 @@ class _DecimateBatch:
                     matrices[f] = dec._matrix
                     taken[f] = []
                 taken[f].append((k, *step))
-        # Products of at most _BATCH_ROWS rows (a job with more: alone), so the
-        # workspace stays small enough for the cache (the copy and the product read it
-        # back at once); each decimator's view stays valid until its next append.
+        # Products that stay on one BLAS thread (a job with more rows: alone, in
+        # slices); each decimator's view stays valid until its next append.
         for f, jobs_f in taken.items():
             matrix = matrices[f]
+            most = _most_rows(matrix.shape[0])
             group: list[tuple[int, Any, int, int]] = []
             total = 0
             for job in jobs_f:
                 rows = job[2]
-                if group and total + rows > _BATCH_ROWS:
+                if group and total + rows > most:
                     self._product(group, total, matrix, table, out)
                     group = []
                     total = 0
@@ -1181,7 +1207,7 @@ class _DecimateBatch:
         span = matrix.shape[0]
         a = self._a
         if a is None or len(a) < total or a.shape[1] != span:
-            size = max(total, _BATCH_ROWS)
+            size = max(total, _most_rows(span))
             a = self._a = np.empty((size, span), np.float32)
             self._y = np.empty((size, _DECIMATE_BLOCK), np.float32)
             self._ints = self._y.reshape(-1).view(np.int32)
@@ -1190,7 +1216,7 @@ class _DecimateBatch:
         for _, windows, rows, _ in group:
             a[r : r + rows] = windows
             r += rows
-        y = np.dot(a[:total], matrix, out=self._y[:total])
+        y = _dot_rows(a[:total], matrix, _most_rows(span), self._y[:total])
         y += round_f32
         index = self._ints[: total * _DECIMATE_BLOCK]
         np.bitwise_and(index, mask, out=index)

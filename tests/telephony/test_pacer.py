@@ -232,8 +232,9 @@ async def test_a_busy_bridge_resamples_one_iterations_chunks_of_all_calls_in_one
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # From _BATCH_FROM_CALLS calls (here: always) the chunks that reach waiting pacers in
-    # one loop iteration go down to 8 kHz in one product for all calls, then wake them:
-    # each call's caller hears the very codes its own decimator gives chunk by chunk. A
+    # one loop iteration go down to 8 kHz in one product for all calls, and the messages
+    # due are written right there (the pacers' tasks go on waiting: no wake-up): each
+    # call's caller hears the very codes its own decimator gives chunk by chunk. A
     # barge-in between a chunk and the batch drops that chunk with the reply.
     monkeypatch.setattr(_twilio, "_BATCH_FROM_CALLS", 0)
     sizes: list[int] = []
@@ -245,12 +246,21 @@ async def test_a_busy_bridge_resamples_one_iterations_chunks_of_all_calls_in_one
 
     monkeypatch.setattr(audio._DecimateBatch, "process_g711", counted)
     other = speech(40, rate=24000, freq=240.0)
-    async with pacing(media_ms=20) as (bridge, a, pa), pacing(media_ms=20) as (_, b, pb):
+    # A lead of a second: every message is due at once (no pacing wait in the test).
+    async with (
+        pacing(media_ms=20, lead_ms=1000) as (bridge, a, pa),
+        pacing(media_ms=20, lead_ms=1000) as (_, b, pb),
+    ):
+        await _waiting(a, b)
+        waits = a._wake, b._wake
         for _ in range(6):
-            await _waiting(a, b)
+            had = len(pa.media()), len(pb.media())
             await a._events(ev.ModelAudio(data=REPLY))
             await b._events(ev.ModelAudio(data=other))
             assert a._batched and b._batched  # held for the loop's batch, not resampled
+            await _waiting(a, b)
+            assert len(pa.media()) > had[0] and len(pb.media()) > had[1]  # by the batch
+        assert (a._wake, b._wake) == waits and not any(w.done() for w in waits if w)
         await a._events(ev.TurnComplete())
         await b._events(ev.TurnComplete())
         await _played(bridge, a)

@@ -717,6 +717,14 @@ class _Call(PeerSocket):
         self._down_rate = OUTPUT_RATE
         #: Waiting in the loop's :class:`_DownBatch` (the model's audio held for it).
         self._batched = False
+        #: The pacer's state (:meth:`_pace`): when the next frame is due to start playing
+        #: at the caller (loop time), the messages made but not written yet (the task
+        #: writes them, waiting), the constant heads of the media and mark messages
+        #: (encoded once the stream id is known) and the loop's clock.
+        self._clock = -1.0
+        self._unsent: deque[str] = deque()
+        self._media_head = self._mark_head = ""
+        self._loop_time: Callable[[], float] | None = None
         # Outbound audio not yet sent, one segment per reply.
         self._queue: deque[_Segment] = deque()
         # The pacer's wake-up while it waits for audio (a bare future: an Event's wait
@@ -1194,6 +1202,20 @@ class _Call(PeerSocket):
             if not wake.done():  # not cancelled with the pacer
                 wake.set_result(None)
 
+    def _pace_waiting(self) -> None:
+        """The pacer's step for a pacer that waits for audio, here (no task wake-up):
+        the messages due now written; its task woken only when it has to wait for
+        something else (the next message's time, a write)."""
+        if self._wake is None:
+            return  # busy or asleep: it takes the audio itself
+        try:
+            due = self._pace()
+        except Exception as exc:  # as the pacer's own: the call ends
+            self._fail(exc)
+            return
+        if due is not None or self._unsent:
+            self._wake_pacer()
+
     def _fail(self, exc: Exception) -> None:
         """End the call with ``exc`` as if its event handler had raised it (work done
         for the handler outside it: :class:`_DownBatch`)."""
@@ -1203,6 +1225,8 @@ class _Call(PeerSocket):
 
     async def _clear(self) -> None:
         self._queue.clear()
+        # Made, not written yet: the caller would hear them after the clear.
+        self._unsent.clear()
         self._down.reset()
         self._generation += 1
         # Marks still out belong to audio Twilio now drops (it echoes them on clear).
@@ -1214,39 +1238,68 @@ class _Call(PeerSocket):
     async def _pacer(self) -> None:
         """Send the replies' audio in real time, ``lead_ms`` ahead of the caller's ear:
         each ``media`` message carries the whole 20 ms frames at hand, at most
-        ``media_ms`` of them (five frames with the default)."""
+        ``media_ms`` of them (five frames with the default). The messages are made and
+        written by :meth:`_pace` (also called by the loop's :class:`_DownBatch` while
+        this task waits for audio); this task waits: for audio, for the next message's
+        time, or for a write :meth:`_pace` could not make without waiting."""
         loop = asyncio.get_running_loop()
-        info = self.info
-        bridge = self.bridge
-        frame_s = FRAME_MS / 1000
-        lead = bridge.lead_ms / 1000
-        mark_every = max(1, bridge.mark_every_ms // FRAME_MS)  # in frames
-        most = bridge.media_ms // FRAME_MS  # frames per message
-        queue = self._queue
+        unsent = self._unsent
         send = self.send_data
-        # send_now(text), inlined: True when the call is closed (dropped, as send_data
-        # drops it) or the server's no-wait send wrote it with no other send going on.
+        while True:
+            while unsent:
+                await send(unsent.popleft())  # dropped after the close, as ever
+            due = self._pace()
+            if unsent:
+                continue
+            if due is None:
+                wake = self._wake = loop.create_future()
+                await wake
+                continue
+            # Pacing, not synchronisation: asyncio.sleep(wait) without its coroutine,
+            # its loop.time() and its handle's cancel after the wake-up.
+            timer_due = loop.create_future()
+            timer = loop.call_at(due, _wake_up, timer_due)
+            try:
+                await timer_due
+            except BaseException:
+                timer.cancel()
+                raise
+
+    def _pace(self) -> float | None:
+        """Make and write every message due now (written at once when the server's
+        no-wait send can; the rest, in order, left in ``_unsent`` for the pacer's
+        task). Returns None when it waits for audio, or the loop time the next message
+        is due."""
+        unsent = self._unsent
+        if unsent:
+            return None  # the task writes those first (it is awake: it left them)
+        bridge = self.bridge
+        queue = self._queue
+        info = self.info
+        loop_time = self._loop_time
+        if loop_time is None:
+            loop_time = self._loop_time = asyncio.get_running_loop().time
         nowait = self._send_nowait
         locked = self._send_lock.locked
         b64 = pybase64.b64encode_as_string
-        clock = -1.0  # when the next frame is due to start playing at the caller
-        marks = self._marks
-        mark_names = self._mark_names
-        # The bytes msgspec would write for the media and mark messages, with their
-        # constant heads encoded once per call (when the stream id is known).
-        media_head = mark_head = ""
         while True:
             seg = queue[0] if queue else None
             if seg is not None and seg.pending:
                 self._resample(seg)  # only the last reply has any: the resampler's
             if seg is None or (len(seg.data) < FRAME_BYTES and not seg.done):
-                wake = self._wake = loop.create_future()
-                await wake
-                continue
+                return None
             data = seg.data
             if not data:  # done and fully sent
                 queue.popleft()
                 continue
+            now = loop_time()
+            clock = self._clock  # when the next frame is due to start playing
+            if clock < now:
+                clock = now  # a new run starts now
+            if clock - bridge.lead_ms / 1000 > now:
+                self._clock = clock
+                return clock - bridge.lead_ms / 1000
+            most = bridge.media_ms // FRAME_MS  # frames per message
             n = min(len(data) // FRAME_BYTES, most) or 1  # or the reply's last partial frame
             size = n * FRAME_BYTES
             chunk = data[:size]  # a bytearray: base64 takes it as it is
@@ -1254,44 +1307,35 @@ class _Call(PeerSocket):
             if len(chunk) < size:
                 chunk += bytes([self._silence]) * (size - len(chunk))
             last = seg.done and not data
-            generation = self._generation
-            now = loop.time()
-            if clock < now:
-                clock = now  # a new run starts now
-            wait = clock - lead - now
-            if wait > 0:
-                # Pacing, not synchronisation: asyncio.sleep(wait) without its coroutine,
-                # its loop.time() and its handle's cancel after the wake-up.
-                due = loop.create_future()
-                timer = loop.call_at(now + wait, _wake_up, due)
-                try:
-                    await due
-                except BaseException:
-                    timer.cancel()
-                    raise
-                if generation != self._generation:
-                    continue  # interrupted while waiting: this audio is stale
-            if not media_head:
-                media_head, mark_head = _heads(self._sid_key, info.stream_sid)
-            text = media_head + b64(chunk) + '"}}'
-            if not (self.closed or (nowait is not None and not locked() and nowait(text))):
-                await send(text)
-            clock += n * frame_s
+            if not self._media_head:
+                self._media_head, self._mark_head = _heads(self._sid_key, info.stream_sid)
+            text = self._media_head + b64(chunk) + '"}}'
+            if not (
+                self.closed or (not unsent and nowait is not None and not locked() and nowait(text))
+            ):
+                unsent.append(text)
+            self._clock = clock + n * FRAME_MS / 1000
             info.media_out += 1
             before = info.sent_ms.get(seg.reply, 0)
             sent = before + n * FRAME_MS
             info.sent_ms[seg.reply] = sent
             # A mark after the message that reaches each mark_every_ms of the reply.
+            mark_every = max(1, bridge.mark_every_ms // FRAME_MS)  # in frames
             if last or sent // FRAME_MS // mark_every > before // FRAME_MS // mark_every:
-                name = f"r{seg.reply}-{next(mark_names)}"
-                marks[name] = (seg.reply, sent)
+                name = f"r{seg.reply}-{next(self._mark_names)}"
+                self._marks[name] = (seg.reply, sent)
                 info.marks_sent += 1
-                text = mark_head + name + '"}}'  # the name is JSON-safe: r, digits and -
-                if not (self.closed or (nowait is not None and not locked() and nowait(text))):
-                    await send(text)
+                text = self._mark_head + name + '"}}'  # JSON-safe: r, digits and -
+                if not (
+                    self.closed
+                    or (not unsent and nowait is not None and not locked() and nowait(text))
+                ):
+                    unsent.append(text)
             if last and queue and queue[0] is seg:
                 queue.popleft()
-                self.bridge._notify()
+                bridge._notify()
+            if unsent:
+                return None  # the task writes them, then comes back here
 
 
 class _DownBatch:
@@ -1354,7 +1398,7 @@ class _DownBatch:
             for (call, seg), g711 in zip(held[law], codes, strict=True):
                 if g711:
                     seg.data += g711
-                call._wake_pacer()
+                call._pace_waiting()
 
     @staticmethod
     def _alone(call: _Call, seg: _Segment) -> None:
@@ -1363,7 +1407,7 @@ class _DownBatch:
         except Exception as exc:
             call._fail(exc)
             return
-        call._wake_pacer()
+        call._pace_waiting()
 
 
 #: One :class:`_DownBatch` per event loop (weakly: a closed loop's goes with it).
