@@ -731,7 +731,6 @@ class _Call(PeerSocket):
         # makes one anyway, and more).
         self._wake: asyncio.Future[None] | None = None
         self._replies = itertools.count(1)
-        self._generation = 0
         self._mark_names = itertools.count(1)
         self._sid_key = bridge.stream_id_field
         self._decode_g711, self._encode_g711, self._silence = _CODECS["ulaw"]
@@ -1228,7 +1227,6 @@ class _Call(PeerSocket):
         # Made, not written yet: the caller would hear them after the clear.
         self._unsent.clear()
         self._down.reset()
-        self._generation += 1
         # Marks still out belong to audio Twilio now drops (it echoes them on clear).
         self._marks.clear()
         self.info.clears += 1
@@ -1343,8 +1341,9 @@ class _DownBatch:
     them: at the next loop iteration, every such call's held audio goes down to the
     phone's rate in one product (:class:`~gemini_live.audio._DecimateBatch`: the
     numpy and BLAS overheads once per iteration, not once per call and chunk) and its
-    pacer is woken. A call that resampled, cleared or closed meanwhile has nothing held
-    and is skipped; the order of each call's audio is unchanged."""
+    pacer's step runs here (:meth:`_Call._pace_waiting`). A call that resampled,
+    cleared or closed meanwhile has nothing held and is skipped; the order of each
+    call's audio is unchanged."""
 
     __slots__ = ("_calls", "_loop", "_scheduled", "_work")
 
@@ -1356,7 +1355,7 @@ class _DownBatch:
         self._work = _DecimateBatch()
 
     def add(self, call: _Call) -> None:
-        """Resample ``call``'s held audio and wake its pacer at the next run (the call
+        """Resample ``call``'s held audio and step its pacer at the next run (the call
         sets its ``_batched`` flag: once until that run)."""
         self._calls.append(call)
         if not self._scheduled:
