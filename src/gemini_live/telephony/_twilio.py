@@ -1116,39 +1116,32 @@ class _Call(PeerSocket):
                     info.sent_ms[reply] = 0
                     queue.append(_Segment(reply))
                 seg = queue[-1]
-                if type(data) is bytes and not len(data) & 1:
-                    if self._wake is None:
-                        # The pacer is busy or ahead of the caller (a model faster than
-                        # real time): held, the chunks that come until it takes them go
-                        # down to 8 kHz in one step, not one each.
-                        if data:
-                            seg.pending.append(data)
-                            seg.pending_bytes += len(data)
-                            if seg.pending_bytes >= _PENDING_MOST:
-                                self._resample(seg)
-                    elif len(self.bridge.calls) < _BATCH_FROM_CALLS:
-                        # The pacer waits for audio: resampled now.
-                        if seg.pending:
-                            self._resample(seg)
-                        g711 = self._down.process_g711(data, self._law)
-                        if g711:
-                            seg.data += g711
-                            self._wake_pacer()
-                    elif data:
-                        # The pacer waits, in a busy bridge: held for the loop's batch,
-                        # which resamples the chunks of every call of this loop iteration
-                        # in one product and wakes the pacers (_DownBatch).
+                whole = type(data) is bytes and not len(data) & 1
+                if whole and self._wake is None:
+                    # The pacer is busy or ahead of the caller (a model faster than real
+                    # time): held, the chunks that come until it takes them go down to
+                    # 8 kHz in one step, not one each.
+                    if data:
                         seg.pending.append(data)
                         seg.pending_bytes += len(data)
                         if seg.pending_bytes >= _PENDING_MOST:
                             self._resample(seg)
-                            self._wake_pacer()
-                        elif not self._batched:
-                            self._batched = True
-                            _down_batch(asyncio.get_running_loop()).add(self)
+                elif whole and data and len(self.bridge.calls) >= _BATCH_FROM_CALLS:
+                    # The pacer waits, in a busy bridge: held for the loop's batch, which
+                    # resamples the chunks of every call of this loop iteration in one
+                    # product and steps the pacers (_DownBatch).
+                    seg.pending.append(data)
+                    seg.pending_bytes += len(data)
+                    if seg.pending_bytes >= _PENDING_MOST:
+                        self._resample(seg)
+                        self._wake_pacer()
+                    elif not self._batched:
+                        self._batched = True
+                        _down_batch(asyncio.get_running_loop()).add(self)
                 else:
-                    # Not bytes of whole PCM16 samples: the audio before it first, then
-                    # this (a bytes-like) or the resampler's own typed error.
+                    # The pacer waits, in a quiet bridge, or this is not bytes of whole
+                    # PCM16 samples (a bytes-like, or the resampler's own typed error
+                    # after the audio before it): resampled now.
                     if seg.pending:
                         self._resample(seg)
                     g711 = self._down.process_g711(data, self._law)
