@@ -25,9 +25,10 @@ import inspect
 import logging
 import time
 import urllib.parse
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 from gemini_live import events as ev
 from gemini_live._asgi import Message, Receive, Scope, Send
@@ -242,6 +243,44 @@ def identity_key(identity: object) -> Hashable:
 
 
 # -- the lifecycle ---------------------------------------------------------------------
+
+
+_Item = TypeVar("_Item")
+
+
+class LoopBatch(Generic[_Item]):
+    """Items of one event loop handled together by one callback at the next loop
+    iteration (not one callback per item: at hundreds of connections that was a quarter
+    of the loop's callbacks). Subclasses handle them in :meth:`run`; each caller adds an
+    item at most once until that run (its own flag)."""
+
+    __slots__ = ("_items", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Weakly: the module's map of batches holds this one, keyed weakly by the loop.
+        self._loop = weakref.ref(loop)
+        self._items: list[_Item] = []
+        self._scheduled = False
+
+    def add(self, item: _Item) -> None:
+        """Handle ``item`` at the next run."""
+        self._items.append(item)
+        if not self._scheduled:
+            loop = self._loop()
+            if loop is None:  # pragma: no cover - an item outliving its loop
+                return
+            self._scheduled = True
+            loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        items = self._items
+        self._items = []
+        self.run(items)
+
+    def run(self, items: list[_Item]) -> None:
+        """Handle the items added since the last run, in order."""
+        raise NotImplementedError
 
 
 class PeerSocket:

@@ -27,6 +27,7 @@ from gemini_live._bridge import (
     AudioMeter,
     EventPump,
     KeyedCounter,
+    LoopBatch,
     PeerClose,
     PeerSocket,
     bounded,
@@ -1329,7 +1330,7 @@ class _Call(PeerSocket):
                 return None  # the task writes them, then comes back here
 
 
-class _DownBatch:
+class _DownBatch(LoopBatch["_Call"]):
     """The calls of one event loop whose pacers wait for the model's audio held for
     them: at the next loop iteration, every such call's held audio goes down to the
     phone's rate in one product (:class:`~gemini_live.audio._DecimateBatch`: the
@@ -1338,33 +1339,18 @@ class _DownBatch:
     cleared or closed meanwhile has nothing held and is skipped; the order of each
     call's audio is unchanged."""
 
-    __slots__ = ("_calls", "_loop", "_scheduled", "_work")
+    __slots__ = ("_work",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Weakly: the map of batches holds this one, keyed weakly by the loop.
-        self._loop = weakref.ref(loop)
-        self._calls: list[_Call] = []
-        self._scheduled = False
+        super().__init__(loop)
         self._work = _DecimateBatch()
 
-    def add(self, call: _Call) -> None:
-        """Resample ``call``'s held audio and step its pacer at the next run (the call
-        sets its ``_batched`` flag: once until that run)."""
-        self._calls.append(call)
-        if not self._scheduled:
-            loop = self._loop()
-            if loop is None:  # pragma: no cover - a call outliving its loop
-                return
-            self._scheduled = True
-            loop.call_soon(self._run)
-
-    def _run(self) -> None:
-        self._scheduled = False
-        calls = self._calls
-        self._calls = []
+    def run(self, items: list[_Call]) -> None:
+        """Resample each call's held audio and step its pacer (a call is added once
+        until this run: it sets its ``_batched`` flag)."""
         jobs: dict[str, list[tuple[_Decimator, bytes]]] = {}
         held: dict[str, list[tuple[_Call, _Segment]]] = {}
-        for call in calls:
+        for call in items:
             call._batched = False
             queue = call._queue
             seg = queue[-1] if queue else None

@@ -29,6 +29,7 @@ from gemini_live._bridge import (
     ABORT_EXTENSION,
     ON_MESSAGE_EXTENSION,
     SEND_NOWAIT_EXTENSION,
+    LoopBatch,
     parse_scope,
 )
 from gemini_live.auth import GEMINI_HOST, MAX_TOKEN_LIFETIME, Endpoint, create_ephemeral_token
@@ -994,34 +995,15 @@ COALESCE_MAX_BYTES: Final = 64 * 1024
 READ_AHEAD_MESSAGES: Final = 16
 
 
-class _Flusher:
+class _Flusher(LoopBatch["CoalescingTransport"]):
     """The :class:`CoalescingTransport` s of one event loop with writes pending, flushed
     together by one callback per loop iteration (not one callback per connection: at
     hundreds of connections that was a quarter of the loop's callbacks)."""
 
-    __slots__ = ("_loop", "_pending", "_scheduled")
+    __slots__ = ()
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Weakly: the map of flushers holds this one, keyed weakly by the loop.
-        self._loop = weakref.ref(loop)
-        self._pending: list[CoalescingTransport] = []
-        self._scheduled = False
-
-    def add(self, proxy: CoalescingTransport) -> None:
-        """Flush ``proxy`` at the next run (once per proxy until that run)."""
-        self._pending.append(proxy)
-        if not self._scheduled:
-            loop = self._loop()
-            if loop is None:  # pragma: no cover - a proxy outliving its loop
-                return
-            self._scheduled = True
-            loop.call_soon(self._run)
-
-    def _run(self) -> None:
-        self._scheduled = False
-        pending = self._pending
-        self._pending = []
-        for proxy in pending:
+    def run(self, items: list[CoalescingTransport]) -> None:
+        for proxy in items:
             proxy._scheduled = False
             try:
                 proxy.flush()
