@@ -476,14 +476,18 @@ def _clients(
     page_ms: int = FRAME_MS,
     impl: str = "loadgen",
     loop: str = "asyncio",
+    ended: Any = None,
 ) -> None:
     """Child process: n browsers (``page_ms`` frames) or phone calls (20 ms frames)
     streaming in real time (``impl``: one of :data:`CLIENTS`; ``loop``: ``asyncio`` or
-    ``uvloop``)."""
+    ``uvloop``) until after the measured process's window (``ended``, which it sets:
+    that window starts later than the clients' own, after a full collection and the
+    settle, so connections closed at the end of the clients' window would close in
+    it)."""
     from bench.common import run_loop
 
     if impl == "loadgen":
-        result.update(_loadgen_clients(kind, url, origin, n, seconds, window, page_ms, loop))
+        result.update(_loadgen_clients(kind, url, origin, n, seconds, window, page_ms, loop, ended))
         return
 
     async def browser(i: int, stats: dict[str, float], stop: asyncio.Event) -> None:
@@ -550,6 +554,10 @@ def _clients(
         stats["on"] = 0.0
         stats["window_s"] = time.monotonic() - t0
         stats["cpu_s"] = time.process_time() - cpu0
+        if ended is not None:
+            from bench.loadgen import HOLD_S
+
+            await asyncio.to_thread(ended.wait, HOLD_S)
         stop.set()
         async with asyncio.timeout(30):
             await asyncio.gather(*tasks)
@@ -574,6 +582,7 @@ def _loadgen_clients(
     window: Any,
     page_ms: int,
     loop: str = "asyncio",
+    ended: Any = None,
 ) -> dict[str, float]:
     """:func:`_clients` on :mod:`bench.loadgen`: the same connections, frames and
     statistics, at a fraction of the CPU."""
@@ -599,7 +608,7 @@ def _loadgen_clients(
         )
 
     async def main() -> loadgen.Stats:
-        return await loadgen.run(plan, seconds, _warmup(n), SETTLE_S, window)
+        return await loadgen.run(plan, seconds, _warmup(n), SETTLE_S, window, ended)
 
     return loadgen.report(run_loop(main, loop))
 
@@ -821,6 +830,7 @@ async def measure(
                     result = mgr.dict()
                     url = base.replace("http", "ws") + path
                     started = ctx.Event()
+                    ended = ctx.Event()  # set when this process's window is over
                     cloop = RUN_OPTIONS["clients_loop"]
                     proc = ctx.Process(
                         target=_clients,
@@ -835,6 +845,7 @@ async def measure(
                             page_ms,
                             clients,
                             cloop,
+                            ended,
                         ),
                     )
                     proc.start()
@@ -843,7 +854,7 @@ async def measure(
                     children = multiprocessing.active_children()
                     _pin(place, clients=[c.pid for c in children if c.pid is not None])
                     window_task = loop.create_task(
-                        _window_when(started, probe, lags, burner, seconds)
+                        _window_when(started, probe, lags, burner, seconds, ended)
                     )
                     await asyncio.to_thread(proc.join, seconds + 90)
                     if proc.is_alive():
@@ -945,11 +956,14 @@ def _affinity(pid: int, cpus: Sequence[int]) -> None:
 
 
 async def _window_when(
-    started: Any, probe: Probe, lags: list[float], burner: Burner, seconds: float
+    started: Any, probe: Probe, lags: list[float], burner: Burner, seconds: float, ended: Any
 ) -> Any:
-    if not await asyncio.to_thread(started.wait, 120):
-        raise RuntimeError("the clients did not start")
-    return await _window(probe, lags, burner, seconds)
+    try:
+        if not await asyncio.to_thread(started.wait, 120):
+            raise RuntimeError("the clients did not start")
+        return await _window(probe, lags, burner, seconds)
+    finally:
+        ended.set()  # the clients close their connections only now
 
 
 #: A cProfile.Profile that ``--profile`` turns on for the measurement windows.

@@ -560,9 +560,21 @@ class Plan:
     gc_freeze: bool = False
 
 
-async def run(plan: Plan, seconds: float, warmup: float, settle: float, window: Any) -> Stats:
+#: The longest the connections go on streaming after their window for the measured
+#: process's window to end (``run``'s ``ended``).
+HOLD_S: Final = 30.0
+
+
+async def run(
+    plan: Plan, seconds: float, warmup: float, settle: float, window: Any, ended: Any = None
+) -> Stats:
     """Open every connection, stream for ``warmup`` s, call ``window.set()``, wait
-    ``settle`` s, count for ``seconds`` (the window), then close every connection."""
+    ``settle`` s, count for ``seconds`` (the window), go on streaming until
+    ``ended.wait()`` returns (a ``multiprocessing.Event`` the measured process sets when
+    its own window, which starts later, is over: at most :data:`HOLD_S`), then close
+    every connection. Without ``ended`` the connections close at once: the closing
+    handshakes of every connection would then fall into the end of the measured
+    process's window."""
     loop = asyncio.get_running_loop()
     stats = Stats()
     opcode = OP_BINARY if plan.browser else OP_TEXT
@@ -613,6 +625,8 @@ async def run(plan: Plan, seconds: float, warmup: float, settle: float, window: 
         stats.window_s = time.monotonic() - t0
         stats.cpu_s = time.process_time() - cpu0
         stats.sys_s = os.times().system - sys0
+        if ended is not None:
+            await asyncio.to_thread(ended.wait, HOLD_S)
     finally:
         if plan.gc_freeze:
             gc.unfreeze()

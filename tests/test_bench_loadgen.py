@@ -9,6 +9,7 @@ import base64
 import json
 import random
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,34 @@ async def test_a_connection_that_cannot_open_is_one_error_and_ends_at_once() -> 
         async with asyncio.timeout(5):
             stats = await loadgen.run(plan, 0.05, 0.05, 0.0, asyncio.Event())
     assert stats.errors == 2 and stats.opened == 0 and "client" in stats.first_error
+
+
+async def test_connections_stream_until_the_measured_window_is_over() -> None:
+    """bench.density's clients: after their own window the connections go on streaming
+    until the measured process says its window (which starts later) is over, and only
+    then close, so no closing handshake falls into the measured window."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+    closes: list[float] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({"type": "ready"}))  # the relay's: the page starts
+        arrivals.extend([loop.time() async for _message in ws])
+        closes.append(loop.time())
+
+    ended = threading.Event()
+    async with asyncio.timeout(20), serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        plan = loadgen.Plan(f"ws://127.0.0.1:{port}/live", 2, [b"x" * 64], 20, browser=True)
+        # The measured window ends well after the clients' own (0.05 s + 0.05 s).
+        set_at = loop.time() + 0.6
+        loop.call_at(set_at, ended.set)
+        stats = await loadgen.run(plan, 0.05, 0.05, 0.0, asyncio.Event(), ended)
+    assert stats.errors == 0, stats.first_error
+    assert len(closes) == 2 and min(closes) >= set_at
+    assert max(arrivals) >= set_at - 0.1  # still streaming just before it ended
 
 
 async def test_a_server_close_before_the_end_is_an_error() -> None:
