@@ -28,7 +28,7 @@ import urllib.parse
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Hashable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Self, TypeVar
 
 from gemini_live import events as ev
 from gemini_live._asgi import Message, Receive, Scope, Send
@@ -252,12 +252,28 @@ class LoopBatch(Generic[_Item]):
     """Items of one event loop handled together by one callback at the next loop
     iteration (not one callback per item: at hundreds of connections that was a quarter
     of the loop's callbacks). Subclasses handle them in :meth:`run`; each caller adds an
-    item at most once until that run (its own flag)."""
+    item at most once until that run (its own flag). :meth:`of` gives the one batch of a
+    subclass per event loop."""
 
     __slots__ = ("_items", "_loop", "_scheduled")
 
+    #: Each subclass's batches, one per event loop (weakly: a closed loop's goes with it).
+    per_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.per_loop = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Self:
+        """This subclass's batch for ``loop`` (made on first use)."""
+        batch: Self | None = cls.per_loop.get(loop)
+        if batch is None:
+            batch = cls.per_loop[loop] = cls(loop)
+        return batch
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Weakly: the module's map of batches holds this one, keyed weakly by the loop.
+        # Weakly: the class map (per_loop) holds this one, keyed weakly by the loop.
         self._loop = weakref.ref(loop)
         self._items: list[_Item] = []
         self._scheduled = False

@@ -155,6 +155,19 @@ def test_a_closed_loop_is_not_kept_alive_by_its_flusher() -> None:
     assert gone() is None
 
 
+async def test_each_kind_of_loop_batch_has_one_batch_per_loop() -> None:
+    """LoopBatch.of: the same batch for one loop and one subclass, a batch of its own for
+    each subclass (the flusher and the bridge's decimation batch do not share items)."""
+    from gemini_live.telephony._twilio import _DownBatch
+
+    loop = asyncio.get_running_loop()
+    flusher = _app._Flusher.of(loop)
+    assert _app._Flusher.of(loop) is flusher and _app._FLUSHERS[loop] is flusher
+    down = _DownBatch.of(loop)
+    assert _DownBatch.of(loop) is down and type(down) is _DownBatch
+    assert _DownBatch.per_loop is not _app._Flusher.per_loop
+
+
 async def test_a_message_is_written_as_its_frame_header_then_its_payload() -> None:
     """write_message(data) leaves as write(frame_header(...)) then write(payload) would,
     for text and binary of every header size, also across the size that flushes at once;

@@ -10,7 +10,6 @@ import itertools
 import logging
 import time
 import urllib.parse
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -1138,7 +1137,7 @@ class _Call(PeerSocket):
                         self._wake_pacer()
                     elif not self._batched:
                         self._batched = True
-                        _down_batch(asyncio.get_running_loop()).add(self)
+                        _DownBatch.of(asyncio.get_running_loop()).add(self)
                 else:
                     # The pacer waits, in a quiet bridge, or this is not bytes of whole
                     # PCM16 samples (a bytes-like, or the resampler's own typed error
@@ -1386,19 +1385,6 @@ class _DownBatch(LoopBatch["_Call"]):
             call._fail(exc)
             return
         call._pace_waiting()
-
-
-#: One :class:`_DownBatch` per event loop (weakly: a closed loop's goes with it).
-_DOWN_BATCHES: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _DownBatch]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _down_batch(loop: asyncio.AbstractEventLoop) -> _DownBatch:
-    batch = _DOWN_BATCHES.get(loop)
-    if batch is None:
-        batch = _DOWN_BATCHES[loop] = _DownBatch(loop)
-    return batch
 
 
 def _wake_up(due: asyncio.Future[None]) -> None:

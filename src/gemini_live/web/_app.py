@@ -15,7 +15,6 @@ import signal
 import struct
 import time
 import urllib.parse
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1015,17 +1014,8 @@ class _Flusher(LoopBatch["CoalescingTransport"]):
                     )
 
 
-#: One :class:`_Flusher` per event loop (weakly: a closed loop's goes with it).
-_FLUSHERS: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
-    flusher = _FLUSHERS.get(loop)
-    if flusher is None:
-        flusher = _FLUSHERS[loop] = _Flusher(loop)
-    return flusher
+#: The :class:`_Flusher` of each event loop (weakly: a closed loop's goes with it).
+_FLUSHERS: Final = _Flusher.per_loop
 
 
 class CoalescingTransport:
@@ -1048,7 +1038,7 @@ class CoalescingTransport:
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
-        self._flusher = _flusher(loop)
+        self._flusher = _Flusher.of(loop)
         self._parts: list[bytes] = []
         self._size = 0
         #: True while this proxy waits in its loop's flusher.
