@@ -147,7 +147,7 @@ def test_a_closed_loop_is_not_kept_alive_by_its_flusher() -> None:
     loop = asyncio.new_event_loop()
     proxy = CoalescingTransport(_Recorder(), loop)  # type: ignore[arg-type]
     proxy.write(b"never flushed")
-    assert loop in _app._FLUSHERS
+    assert loop in _app._Flusher.per_loop
     loop.close()
     gone = weakref.ref(loop)
     del loop, proxy
@@ -162,7 +162,7 @@ async def test_each_kind_of_loop_batch_has_one_batch_per_loop() -> None:
 
     loop = asyncio.get_running_loop()
     flusher = _app._Flusher.of(loop)
-    assert _app._Flusher.of(loop) is flusher and _app._FLUSHERS[loop] is flusher
+    assert _app._Flusher.of(loop) is flusher and _app._Flusher.per_loop[loop] is flusher
     down = _DownBatch.of(loop)
     assert _DownBatch.of(loop) is down and type(down) is _DownBatch
     assert _DownBatch.per_loop is not _app._Flusher.per_loop

@@ -1014,10 +1014,6 @@ class _Flusher(LoopBatch["CoalescingTransport"]):
                     )
 
 
-#: The :class:`_Flusher` of each event loop (weakly: a closed loop's goes with it).
-_FLUSHERS: Final = _Flusher.per_loop
-
-
 class CoalescingTransport:
     """A transport proxy that joins the writes made in one event-loop iteration into one
     write of the real transport (one system call instead of one per WebSocket message:
