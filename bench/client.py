@@ -31,7 +31,7 @@ import resource
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bench.common import (
@@ -282,6 +282,16 @@ async def _audio_clock(conns: list[Conn], rec: W2Recorder, stop: asyncio.Event) 
         sched += step
 
 
+async def fill_windows(conns: Sequence[Conn], chunks: int) -> None:
+    """Every session sends ``chunks`` chunks, one round over all sessions at a time with a
+    loop pass between rounds (so the writes drain and the server reads along)."""
+    pcm = PCM_IN
+    for _ in range(chunks):
+        for c in conns:
+            await c.send_audio(pcm)
+        await asyncio.sleep(0)
+
+
 async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     await mode.prepare()
     url = live_url(args.port, "w2")
@@ -307,6 +317,7 @@ async def run_w2(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
             {"error": f"only {len(conns)}/{n} sessions opened: {first}", "ramp_s": ramp_s}
         )
     random.Random(n).shuffle(conns)
+    await fill_windows(conns, args.fill)
     if args.start_at:
         # Several client processes (scale-out) start their clocks together.
         await asyncio.sleep(max(0.0, args.start_at - time.time()))
@@ -524,6 +535,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--settle", type=float, default=0.5, help="W2: seconds after gc.collect() before the window"
     )
+    ap.add_argument(
+        "--fill",
+        type=int,
+        default=0,
+        help="W2: chunks each session sends back to back before the clock starts",
+    )
     ap.add_argument("--ramp-timeout", type=float, default=60.0)
     ap.add_argument("--connect-concurrency", type=int, default=50)
     ap.add_argument("--server-pid", type=int, default=0)
@@ -535,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if any(n % W1_TURN_EVERY for n in (args.chunks, args.ping_pong, args.paced)):
         ap.error(f"W1 chunk counts must be multiples of {W1_TURN_EVERY}")
+    if args.fill < 0:
+        ap.error("--fill must not be negative")
     if any(r not in REGIMES for r in args.regimes.split(",")):
         ap.error(f"--regimes: choose from {', '.join(REGIMES)}")
     raise_fd_limit()

@@ -868,7 +868,8 @@ def _bench_settings(res: dict[str, Any]) -> str:
     return (
         f"W1: {cfg.get('rounds')} interleaved rounds of {cfg.get('chunks')} pipelined, "
         f"{cfg.get('ping_pong')} ping-pong and {cfg.get('paced')} paced chunks; W2: "
-        f"{cfg.get('w2_window')} s measured after {cfg.get('w2_warmup')} s of warm-up at N = "
+        f"{cfg.get('w2_window')} s measured after {cfg.get('w2_fill', 0)} chunks per session "
+        f"sent back to back and {cfg.get('w2_warmup')} s of warm-up at N = "
         f"{', '.join(map(str, cfg.get('w2_ns', [])))}; scale-out: N = "
         f"{', '.join(map(str, cfg.get('scale_ns', [])))} over {cfg.get('scale_procs')} "
         f"processes; server framing: {cfg.get('framing')}."

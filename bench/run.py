@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import FRAMINGS, median, uvloop_available
+from bench.common import FRAMINGS, W2_FILL, median, uvloop_available
 from bench.modes import ALL_MODES, BASELINE_GENAI, MODES
 from bench.procs import PY, ROOT, ServerProc, run_client, run_json
 
@@ -63,6 +63,8 @@ class Config:
     w2_rounds: int = 1
     w2_warmup: float = 1.0
     w2_window: float = 4.0
+    #: Chunks each session sends before its clock starts (``bench.common.W2_FILL``).
+    w2_fill: int = W2_FILL
     w2_ramp_timeout: float = 45.0
     #: Scale-out: client processes, and total session counts split over them.
     scale_procs: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
@@ -92,6 +94,7 @@ class Config:
             scale_ns=[20],
             w2_warmup=0.3,
             w2_window=0.6,
+            w2_fill=3,
             w2_ramp_timeout=10.0,
             w3_connects=3,
             w3_idle=5,
@@ -300,6 +303,8 @@ def _w2_args(cfg: Config, mode: str, loop: str, n: int, server: ServerProc) -> l
         str(cfg.w2_warmup),
         "--window",
         str(cfg.w2_window),
+        "--fill",
+        str(cfg.w2_fill),
         "--ramp-timeout",
         str(cfg.w2_ramp_timeout),
         "--server-pid",
@@ -546,6 +551,12 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     ap.add_argument("--w2-n", default="", help="W2 session counts, e.g. 100,250,500")
     ap.add_argument("--w2-window", type=float, default=None, help="W2 measured seconds")
     ap.add_argument(
+        "--w2-fill",
+        type=int,
+        default=None,
+        help=f"W2 chunks per session sent before the clock ({W2_FILL}: a full re-send window)",
+    )
+    ap.add_argument(
         "--w2-rounds", type=int, default=None, help="W2 runs per series and N, interleaved (1)"
     )
     ap.add_argument("--out", default="", help="JSON output path")
@@ -605,6 +616,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         cfg.w2_ns = [int(x) for x in args.w2_n.split(",") if x.strip()]
     if args.w2_window is not None:
         cfg.w2_window = args.w2_window
+    if args.w2_fill is not None:
+        if args.w2_fill < 0:
+            ap.error("--w2-fill must not be negative")
+        cfg.w2_fill = args.w2_fill
     if args.w2_rounds is not None:
         if args.w2_rounds < 1:
             ap.error("--w2-rounds must be at least 1")

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bench.common import PCM_IN, W2_SEND_HZ, Frames, live_url, run_loop
+from bench.common import PCM_IN, W2_FILL, W2_SEND_HZ, Frames, live_url, run_loop
 from bench.instructions import (
     LOOPS,
     GateError,
@@ -84,6 +84,9 @@ SESSIONS: Final = 300
 SLOWDOWN: Final = 100.0
 WARMUP_PERIODS: Final = 4
 PERIODS: Final = 10
+#: Chunks every session sends back to back before the clock starts (``--fill``): as the
+#: wall-clock W2 (``bench.common.W2_FILL``, why there).
+FILL_CHUNKS: Final = W2_FILL
 #: Phases of the audio clock (as ``bench.client``'s W2 clock).
 PHASES: Final = 4
 CONNECT_CONCURRENCY: Final = 50
@@ -113,15 +116,18 @@ async def run_window(
     periods: int,
     limit: float,
     marks: tuple[Callable[[], object], Callable[[], object]] = (os.getppid, os.getpgrp),
+    fill: int = 0,
 ) -> dict[str, Any]:
     """Open ``sessions``, run the stretched W2 clock, count the window's messages.
 
-    The measured window is ``periods`` × ``PHASES`` ticks of the audio clock, between the
-    two ``marks`` calls (callgrind's markers; a profiler's enable/disable). Every wait is
-    bounded by ``limit`` seconds in all.
+    First every session sends ``fill`` chunks (:func:`bench.client.fill_windows`): what a
+    client keeps per chunk sent (a re-send window) is at its steady state when the clock
+    starts. The measured window is ``periods`` × ``PHASES`` ticks of the audio clock,
+    between the two ``marks`` calls (callgrind's markers; a profiler's enable/disable).
+    Every wait is bounded by ``limit`` seconds in all.
     """
     start_mark, stop_mark = marks
-    from bench.client import W2Recorder, _bounded_close
+    from bench.client import W2Recorder, _bounded_close, fill_windows
     from bench.modes import ALL_MODES, Conn
 
     mode = ALL_MODES[mode_key]()
@@ -142,6 +148,7 @@ async def run_window(
             conns = list(await asyncio.gather(*(open_one() for _ in range(sessions))))
             ramp_s = time.perf_counter() - t
             random.Random(sessions).shuffle(conns)
+            await fill_windows(conns, fill)
             step = slowdown / W2_SEND_HZ / PHASES
             buckets = [conns[i::PHASES] for i in range(PHASES)]
             pcm = PCM_IN
@@ -206,6 +213,7 @@ def child_main(args: argparse.Namespace) -> int:
             periods=args.periods,
             limit=args.timeout,
             marks=marks,
+            fill=args.fill,
         )
 
     data = run_loop(go, args.loop)
@@ -315,6 +323,7 @@ def measure_one(
     slowdown: float = SLOWDOWN,
     warmup_periods: int = WARMUP_PERIODS,
     periods: int = PERIODS,
+    fill: int = FILL_CHUNKS,
     valgrind_bin: str = "",
     cache: bool = False,
 ) -> W2Count:
@@ -339,6 +348,8 @@ def measure_one(
             str(warmup_periods),
             "--periods",
             str(periods),
+            "--fill",
+            str(fill),
             "--timeout",
             str(CHILD_TIMEOUT * 0.9),
         ]
@@ -455,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slowdown", type=float, default=SLOWDOWN, help="clock stretch factor")
     ap.add_argument("--warmup-periods", type=int, default=WARMUP_PERIODS)
     ap.add_argument("--periods", type=int, default=PERIODS, help="20 ms periods measured")
+    ap.add_argument(
+        "--fill",
+        type=int,
+        default=FILL_CHUNKS,
+        help="chunks each session sends before the clock starts (fills the re-send window)",
+    )
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--json", help="also write the counts here")
     ap.add_argument(
@@ -470,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=CHILD_TIMEOUT, help=argparse.SUPPRESS)
     ap.add_argument("--cprofile", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.sessions < 1 or args.periods < 1 or args.warmup_periods < 0:
-        ap.error("--sessions and --periods must be positive, --warmup-periods not negative")
+    if args.sessions < 1 or args.periods < 1 or args.warmup_periods < 0 or args.fill < 0:
+        ap.error("--sessions and --periods must be positive, --warmup-periods, --fill not negative")
     if not args.slowdown > 0:
         ap.error("--slowdown must be > 0")
     if args.child:
@@ -491,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             slowdown=args.slowdown,
             warmup_periods=args.warmup_periods,
             periods=args.periods,
+            fill=args.fill,
             cache=args.cache_sim,
         )
     except GateError as exc:

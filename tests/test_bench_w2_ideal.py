@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
 
 @pytest.mark.parametrize("client", ["ideal-cb", "gemini-live-picows-cb", "floor"])
 def test_w2_instruction_workload_runs_a_fixed_number_of_ticks_end_to_end(client: str) -> None:
-    periods, sessions = 6, 3
+    periods, sessions, fill = 6, 3, 9
     with ServerProc(framing="service") as server:
         proc = subprocess.run(
             [
@@ -44,6 +44,8 @@ def test_w2_instruction_workload_runs_a_fixed_number_of_ticks_end_to_end(client:
                 "2",
                 "--periods",
                 str(periods),
+                "--fill",
+                str(fill),
                 "--timeout",
                 "30",
             ],
@@ -62,8 +64,9 @@ def test_w2_instruction_workload_runs_a_fixed_number_of_ticks_end_to_end(client:
     assert data["messages"] == data["sent"] + data["replies"]
     assert data["replies"] > 0
     assert stats["setups"] == sessions
-    # The warm-up's chunks went out too (2 periods), and every chunk reached the server.
-    assert stats["frames_in"] >= sessions * (1 + periods + 2)
+    # The fill's and the warm-up's chunks went out too (before the window), and every
+    # chunk reached the server: the setup, the fill, 2 warm-up periods, the window.
+    assert stats["frames_in"] >= sessions * (1 + fill + 2 + periods)
 
 
 def test_w2_instruction_child_can_profile_the_same_window(tmp_path: Path) -> None:
@@ -115,7 +118,7 @@ def test_server_pace_scale_stretches_the_reply_clock_and_rejects_nonsense() -> N
 
 
 def test_w2_instruction_options_are_checked() -> None:
-    for bad in (["--sessions", "0"], ["--slowdown", "0"], ["--clients", "nope"]):
+    for bad in (["--sessions", "0"], ["--slowdown", "0"], ["--clients", "nope"], ["--fill", "-1"]):
         with pytest.raises(SystemExit):
             w2_instructions.main(bad)
 
