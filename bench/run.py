@@ -372,7 +372,9 @@ def run_scale(cfg: Config) -> dict[str, Any]:
         for mode in modes:
             per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
             timeout = cfg.w2_ramp_timeout + cfg.w2_warmup + cfg.w2_window + cfg.slack
-            start_at = time.time() + 2.0 + n / 250
+            # Time to start, connect and fill every session (~10 µs per chunk sent, the
+            # server's reading included) before the processes' clocks start together.
+            start_at = time.time() + 2.0 + n / 250 + n * cfg.w2_fill * 10e-6
             with ServerProc(framing=cfg.framing) as server, ThreadPoolExecutor(procs) as pool:
                 futures = [
                     pool.submit(
