@@ -84,9 +84,6 @@ SESSIONS: Final = 300
 SLOWDOWN: Final = 100.0
 WARMUP_PERIODS: Final = 4
 PERIODS: Final = 10
-#: Chunks every session sends back to back before the clock starts (``--fill``): as the
-#: wall-clock W2 (``bench.common.W2_FILL``, why there).
-FILL_CHUNKS: Final = W2_FILL
 #: Phases of the audio clock (as ``bench.client``'s W2 clock).
 PHASES: Final = 4
 CONNECT_CONCURRENCY: Final = 50
@@ -323,7 +320,7 @@ def measure_one(
     slowdown: float = SLOWDOWN,
     warmup_periods: int = WARMUP_PERIODS,
     periods: int = PERIODS,
-    fill: int = FILL_CHUNKS,
+    fill: int = W2_FILL,
     valgrind_bin: str = "",
     cache: bool = False,
 ) -> W2Count:
@@ -469,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--fill",
         type=int,
-        default=FILL_CHUNKS,
+        default=W2_FILL,
         help="chunks each session sends before the clock starts (fills the re-send window)",
     )
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))

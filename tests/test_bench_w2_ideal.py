@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report, run, w2_instructions  # noqa: E402
+from bench.common import W2_FILL  # noqa: E402
 from bench.instructions import GateError  # noqa: E402
 from bench.procs import PY, ServerProc  # noqa: E402
 from bench.server import BenchServer  # noqa: E402
@@ -258,3 +259,35 @@ def test_w2_rounds_option() -> None:
     assert cfg.w2_rounds == 3
     with pytest.raises(SystemExit):
         run.parse_args(["--w2-rounds", "0"])
+
+
+def test_w2_fill_option_defaults_to_a_full_window_and_refuses_negative() -> None:
+    cfg, _ = run.parse_args(["--only", "w2", "--modes", "ideal-cb"])
+    assert cfg.w2_fill == W2_FILL
+    cfg, _ = run.parse_args(["--only", "w2", "--w2-fill", "7", "--modes", "ideal-cb"])
+    assert cfg.w2_fill == 7
+    with pytest.raises(SystemExit):
+        run.parse_args(["--w2-fill", "-1"])
+
+
+def test_wall_clock_w2_sends_the_fill_before_its_clock() -> None:
+    sessions, fill = 2, 60
+    with ServerProc(framing="service") as server:
+        proc = subprocess.run(
+            [
+                *(PY, "-m", "bench.client", "w2", "--mode", "ideal-cb"),
+                *("--port", str(server.port), "--sessions", str(sessions)),
+                *("--warmup", "0.1", "--window", "0.2", "--settle", "0"),
+                *("--fill", str(fill), "--timeout", "30"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        stats = server.stats()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # The clock sends ~50 chunks per second per session for the 0.3 s it runs (~15); the
+    # fill's 60 per session come on top, before it: the setup, the fill, the clock's.
+    assert stats["frames_in"] >= sessions * (1 + fill)
