@@ -24,39 +24,33 @@ from bench.server import BenchServer  # noqa: E402
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(120)]
 
 
-@pytest.mark.parametrize("client", ["ideal-cb", "gemini-live-picows-cb", "floor"])
-def test_w2_instruction_workload_runs_a_fixed_number_of_ticks_end_to_end(client: str) -> None:
-    periods, sessions, fill = 6, 3, 9
-    with ServerProc(framing="service") as server:
+def _run_with_server(
+    args: list[str], **server: Any
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m <args>`` against its own bench server (port appended); the process and
+    the server's counters once it ended."""
+    with ServerProc(framing="service", **server) as srv:
         proc = subprocess.run(
-            [
-                PY,
-                "-m",
-                "bench.w2_instructions",
-                "--child",
-                client,
-                "--port",
-                str(server.port),
-                "--sessions",
-                str(sessions),
-                "--slowdown",
-                "1",
-                "--warmup-periods",
-                "2",
-                "--periods",
-                str(periods),
-                "--fill",
-                str(fill),
-                "--timeout",
-                "30",
-            ],
+            [PY, "-m", *args, "--port", str(srv.port)],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
-        stats = server.stats()
+        return proc, srv.stats()
+
+
+@pytest.mark.parametrize("client", ["ideal-cb", "gemini-live-picows-cb", "floor"])
+def test_w2_instruction_workload_runs_a_fixed_number_of_ticks_end_to_end(client: str) -> None:
+    periods, sessions, fill = 6, 3, 9
+    proc, stats = _run_with_server(
+        [
+            *("bench.w2_instructions", "--child", client, "--sessions", str(sessions)),
+            *("--slowdown", "1", "--warmup-periods", "2", "--periods", str(periods)),
+            *("--fill", str(fill), "--timeout", "30"),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     data: dict[str, Any] = json.loads(line[len("RESULT ") :])
@@ -272,21 +266,13 @@ def test_w2_fill_option_defaults_to_a_full_window_and_refuses_negative() -> None
 
 def test_wall_clock_w2_sends_the_fill_before_its_clock() -> None:
     sessions, fill = 2, 60
-    with ServerProc(framing="service") as server:
-        proc = subprocess.run(
-            [
-                *(PY, "-m", "bench.client", "w2", "--mode", "ideal-cb"),
-                *("--port", str(server.port), "--sessions", str(sessions)),
-                *("--warmup", "0.1", "--window", "0.2", "--settle", "0"),
-                *("--fill", str(fill), "--timeout", "30"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        stats = server.stats()
+    proc, stats = _run_with_server(
+        [
+            *("bench.client", "w2", "--mode", "ideal-cb", "--sessions", str(sessions)),
+            *("--warmup", "0.1", "--window", "0.2", "--settle", "0"),
+            *("--fill", str(fill), "--timeout", "30"),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # The clock sends ~50 chunks per second per session for the 0.3 s it runs (~15); the
     # fill's 60 per session come on top, before it: the setup, the fill, the clock's.
