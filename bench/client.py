@@ -45,6 +45,7 @@ from bench.common import (
     W2_SEND_HZ,
     Frames,
     current_rss_bytes,
+    fill_spread,
     live_url,
     peak_rss_mib,
     percentile,
@@ -283,12 +284,15 @@ async def _audio_clock(conns: list[Conn], rec: W2Recorder, stop: asyncio.Event) 
 
 
 async def fill_windows(conns: Sequence[Conn], chunks: int) -> None:
-    """Every session sends ``chunks`` chunks, one round over all sessions at a time with a
-    loop pass between rounds (so the writes drain and the server reads along)."""
+    """Every session sends its share of :func:`bench.common.fill_spread` (``chunks`` and
+    up to half as many again), one round over the sessions at a time with a loop pass
+    between rounds (so the writes drain and the server reads along)."""
     pcm = PCM_IN
-    for _ in range(chunks):
-        for c in conns:
-            await c.send_audio(pcm)
+    counts = fill_spread(chunks, len(conns))
+    for r in range(max(counts, default=0)):
+        for c, k in zip(conns, counts, strict=True):
+            if r < k:
+                await c.send_audio(pcm)
         await asyncio.sleep(0)
 
 

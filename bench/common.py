@@ -36,13 +36,25 @@ W1_TURN_EVERY: Final = 50
 W2_REPLY_HZ: Final = 25
 W2_TURN_EVERY: Final = 25
 W2_SEND_HZ: Final = 50
-#: Chunks each W2 session sends back to back before its clock starts (the harnesses'
-#: ``--fill``; ``bench.client.fill_windows``): 6 s of 20 ms chunks, more than
-#: gemini-live's default 5 s re-send window holds, so what is measured is the steady
-#: state of a long conversation without handles (each chunk written also drops the
-#: oldest from a full window), not a session's first seconds, where a client that keeps
-#: chunks only adds to what it keeps.
-W2_FILL: Final = 300
+#: Chunks each W2 session sends back to back before its clock starts, at the least (the
+#: harnesses' ``--fill``; ``bench.client.fill_windows``): 10 s of 20 ms chunks, twice
+#: gemini-live's default 5 s re-send window, so what is measured is the steady state of a
+#: long conversation without handles (each chunk written also drops the oldest from a
+#: full window, and what a client keeps per chunk has been through its housekeeping
+#: cycle once), not a session's first seconds, where a client that keeps chunks only
+#: adds to what it keeps. The sessions' fills are spread (see :func:`fill_spread`).
+W2_FILL: Final = 500
+
+
+def fill_spread(chunks: int, sessions: int) -> list[int]:
+    """How many chunks each of ``sessions`` sends before the W2 clock: ``chunks`` for the
+    first, up to half as many again for the last, evenly spread. Sessions of a real
+    gateway started at different times; sessions that all sent the same count would do
+    any periodic work of a client (compacting what it keeps, a list growing its storage)
+    in the same 20 ms periods, and a window of a few periods would count it for every
+    session or for none."""
+    return [chunks + chunks // 2 * i // sessions for i in range(sessions)]
+
 
 #: Text a client sends (as realtimeInput.text) to make the server answer with goAway.
 GOAWAY_TRIGGER: Final = "bench:goaway"

@@ -59,6 +59,10 @@ class Part:
     needs: Callable[[], str | None] = lambda: None
 
 
+#: How the page words the W2 fill of a run that spread it (``RunConfig.w2_fill_spread``).
+_SPREAD: Final = "(up to half as many again, spread over the sessions) "
+
+
 def _needs_valgrind() -> str | None:
     return None if shutil.which("valgrind") else "valgrind is not installed"
 
@@ -869,7 +873,8 @@ def _bench_settings(res: dict[str, Any]) -> str:
         f"W1: {cfg.get('rounds')} interleaved rounds of {cfg.get('chunks')} pipelined, "
         f"{cfg.get('ping_pong')} ping-pong and {cfg.get('paced')} paced chunks; W2: "
         f"{cfg.get('w2_window')} s measured after {cfg.get('w2_fill', 0)} chunks per session "
-        f"sent back to back and {cfg.get('w2_warmup')} s of warm-up at N = "
+        f"{_SPREAD if cfg.get('w2_fill_spread') else ''}sent back to back and "
+        f"{cfg.get('w2_warmup')} s of warm-up at N = "
         f"{', '.join(map(str, cfg.get('w2_ns', [])))}; scale-out: N = "
         f"{', '.join(map(str, cfg.get('scale_ns', [])))} over {cfg.get('scale_procs')} "
         f"processes; server framing: {cfg.get('framing')}."

@@ -374,7 +374,9 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"## W2: N concurrent real-time sessions in one process "
             f"({cfg.get('w2_window')} s measured after {cfg.get('w2_fill', 0)} chunks per "
-            f"session sent back to back and {cfg.get('w2_warmup')} s warm-up)",
+            f"session{', up to half as many again,' if cfg.get('w2_fill_spread') else ''} "
+            "sent back to back and "
+            f"{cfg.get('w2_warmup')} s warm-up)",
             "",
             w2_summary_md(results["w2"]),
             "",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import FRAMINGS, W2_FILL, median, uvloop_available
+from bench.common import FRAMINGS, W2_FILL, fill_spread, median, uvloop_available
 from bench.modes import ALL_MODES, BASELINE_GENAI, MODES
 from bench.procs import PY, ROOT, ServerProc, run_client, run_json
 
@@ -65,6 +65,9 @@ class Config:
     w2_window: float = 4.0
     #: Chunks each session sends before its clock starts (``bench.common.W2_FILL``).
     w2_fill: int = W2_FILL
+    #: The sessions' fills are spread (``bench.common.fill_spread``): runs before it
+    #: sent the same count per session (their pages say so).
+    w2_fill_spread: bool = True
     w2_ramp_timeout: float = 45.0
     #: Scale-out: client processes, and total session counts split over them.
     scale_procs: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
@@ -374,7 +377,7 @@ def run_scale(cfg: Config) -> dict[str, Any]:
             timeout = cfg.w2_ramp_timeout + cfg.w2_warmup + cfg.w2_window + cfg.slack
             # Time to start, connect and fill every session (~10 µs per chunk sent, the
             # server's reading included) before the processes' clocks start together.
-            start_at = time.time() + 2.0 + n / 250 + n * cfg.w2_fill * 10e-6
+            start_at = time.time() + 2.0 + n / 250 + sum(fill_spread(cfg.w2_fill, n)) * 10e-6
             with ServerProc(framing=cfg.framing) as server, ThreadPoolExecutor(procs) as pool:
                 futures = [
                     pool.submit(
@@ -556,7 +559,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         "--w2-fill",
         type=int,
         default=None,
-        help=f"W2 chunks per session sent before the clock ({W2_FILL}: a full re-send window)",
+        help=f"W2 chunks per session before the clock, at the least ({W2_FILL}: 2 re-send windows)",
     )
     ap.add_argument(
         "--w2-rounds", type=int, default=None, help="W2 runs per series and N, interleaved (1)"

@@ -23,7 +23,11 @@ Live path is accepted and means ``w1``):
 * ``w2`` (paced): incoming audio is only counted; from the first audio chunk on, a ticker
   sends every session 25 audio replies per second (spread over 8 phases), each carrying
   ``outputTranscription.text = "t=<server time.monotonic() at send>"``, plus an
-  ``inputTranscription`` at the start and ``turnComplete`` + usage after every 25.
+  ``inputTranscription`` at the start and ``turnComplete`` + usage after every 25. The
+  sessions' turn ends are spread over the 25 replies (the k-th paced session of a phase
+  starts k replies, modulo 25, into its first turn), as independent conversations'
+  are: in lockstep, every session's turn would end in the same 40 ms, and a window of a
+  few replies (``bench.w2_instructions``) would count a turn's end for all or for none.
   ``--pace-scale F`` stretches that clock F times (25/F replies per second per session:
   the W2 shape for a client slowed down F times, e.g. under valgrind).
 * ``w2t`` (paced, turn by turn): ``w2`` with a pause of ``W2T_PAUSE`` reply slots
@@ -219,6 +223,7 @@ class BenchServer:
         self._phases: list[dict[Conn, None]] = [{} for _ in range(_PHASES)]
         self._next_phase = 0
         self._fast_joined = 0  # w2f sessions paced so far (their turns' offsets)
+        self._w2_joined = 0  # w2 sessions paced so far (their turn ends' offsets)
         self._ticker: asyncio.Task[None] | None = None
         self.ticks = 0
         self.late_ticks = 0
@@ -239,6 +244,9 @@ class BenchServer:
         if conn.workload == "w2f":  # turns spread over the cycle (see the module's doc)
             conn.quiet = self._fast_joined // _PHASES % W2F_CYCLE
             self._fast_joined += 1
+        elif conn.workload == "w2":  # turn ends spread over a turn (the module's doc)
+            conn.replies = self._w2_joined // _PHASES % W2_TURN_EVERY
+            self._w2_joined += 1
         conn.phase = self._next_phase
         self._next_phase = (self._next_phase + 1) % _PHASES
         self._phases[conn.phase][conn] = None

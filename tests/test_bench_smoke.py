@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -433,6 +434,56 @@ async def test_bench_server_w2f_spreads_the_sessions_turns_and_w2fa_aligns_them(
             server.remove_paced(conn)
         assert server._ticker is not None
         server._ticker.cancel()
+
+
+async def test_bench_server_w2_spreads_the_sessions_turn_ends() -> None:
+    """``w2`` sessions start a growing number of replies into their first turn (modulo a
+    turn's 25), so their turn ends are spread over the turn as independent
+    conversations' are; the first session still starts a turn with its first reply."""
+    import asyncio
+
+    from bench.common import W2_TURN_EVERY
+    from bench.server import _PHASES, BenchServer, Conn
+
+    server = BenchServer(pace_scale=0.2)  # 1 ms ticks
+    n = _PHASES * (W2_TURN_EVERY + 2)
+    turn_ends: list[int] = []  # per turn end: the session's place in the join order
+    done = asyncio.Event()
+
+    def sender(i: int) -> Callable[[bytes], None]:
+        def send(data: bytes) -> None:
+            if data == server.frames.turn:
+                turn_ends.append(i)
+                if len(turn_ends) >= n:
+                    done.set()
+
+        return send
+
+    conns = [Conn(server, "w2", sender(i), lambda: None) for i in range(n)]
+    for conn in conns:
+        server.add_paced(conn)  # before the ticker's first step: nothing was sent yet
+    assert [c.replies for c in conns] == [i // _PHASES % W2_TURN_EVERY for i in range(n)]
+    try:
+        async with asyncio.timeout(30):
+            await done.wait()
+    finally:
+        for conn in conns:
+            server.remove_paced(conn)
+        assert server._ticker is not None
+        server._ticker.cancel()
+    # The first turn ends come from the sessions furthest into their turn, in order: the
+    # last 8 joined (24 replies in) first, then the 8 before them, ...
+    first = turn_ends[:_PHASES]
+    assert {i // _PHASES % W2_TURN_EVERY for i in first} == {W2_TURN_EVERY - 1}
+
+
+def test_w2_fills_are_spread_over_half_a_fill_again() -> None:
+    from bench.common import fill_spread
+
+    counts = fill_spread(500, 300)
+    assert counts[0] == 500 and max(counts) < 750 and counts == sorted(counts)
+    assert len(set(counts)) > 200  # evenly spread, not a few steps
+    assert fill_spread(0, 5) == [0] * 5 and fill_spread(3, 1) == [3]
 
 
 def _paced_profile_calls(tmp_path: Path, *options: str) -> dict[str, int]:
