@@ -60,7 +60,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bench.common import PCM_IN, W2_FILL, W2_SEND_HZ, Frames, live_url, run_loop
+from bench.common import (
+    PCM_IN,
+    W2_FILL,
+    W2_REPLY_HZ,
+    W2_SEND_HZ,
+    W2_TURN_EVERY,
+    Frames,
+    live_url,
+    run_loop,
+)
 from bench.instructions import (
     LOOPS,
     GateError,
@@ -83,7 +92,11 @@ IDEAL_OF: Final = {"gemini-live-picows-cb": "ideal-cb", "gemini-live-picows": "i
 SESSIONS: Final = 300
 SLOWDOWN: Final = 100.0
 WARMUP_PERIODS: Final = 4
-PERIODS: Final = 10
+#: One whole turn of every session: 50 periods of 20 ms are 1 s, the server's 25 replies
+#: of a turn (W2_TURN_EVERY at W2_REPLY_HZ), so each session's turn end (spread over the
+#: turn, see bench.server) falls in the window once, whatever the window's phase (a
+#: shorter window counts anywhere from none to all of some sessions' turn ends).
+PERIODS: Final = W2_TURN_EVERY * W2_SEND_HZ // W2_REPLY_HZ
 #: Phases of the audio clock (as ``bench.client``'s W2 clock).
 PHASES: Final = 4
 CONNECT_CONCURRENCY: Final = 50
