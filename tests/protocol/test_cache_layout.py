@@ -95,8 +95,8 @@ def test_shared_is_bounded() -> None:
 @pytest.mark.parametrize(
     ("cls", "hot"),
     [
-        (Outbox, {"pending", "unconfirmed", "seq", "window_audio_s", "window_bytes"}),
-        (_Window, {"nseq", "nix", "lend", "rwa", "pcm", "mixed"}),
+        (Outbox, {"pending", "unconfirmed", "holding", "input_at", "window_audio_s"}),
+        (_Window, {"rn", "rwa", "pcm", "mixed", "plo", "lo"}),
         (SessionRecord, {"_answering", "usage", "watchdog", "_emit", "input_at"}),
         (PicowsTransport, {"_fragments", "_on_frame"}),
     ],

@@ -7,6 +7,7 @@ written, byte for byte, at any sample rate, after evictions, coverage and give-b
 
 from __future__ import annotations
 
+import copy
 import tracemalloc
 from collections.abc import Callable
 
@@ -246,6 +247,15 @@ def test_a_mutable_chunk_is_copied_so_a_later_change_does_not_reach_the_resend()
     assert resent(box) == [*wrote, frame]
 
 
+def counted(box: Outbox, conn: Connection) -> tuple[int, int, int]:
+    """The submission number and the connection's next index and offset as they read once
+    the open run is counted, read from a copy (the run stays open, as it does between the
+    writer's chunks)."""
+    box2, conn2 = copy.deepcopy((box, conn))
+    box2._settle()
+    return box2.seq, conn2.next_index, conn2.bytes_out
+
+
 def _check(
     box: Outbox, written: dict[int, bytes], where: dict[int, tuple[float, int, int]]
 ) -> None:
@@ -277,8 +287,10 @@ def test_every_frame_the_window_gives_back_is_the_one_written(
     #: Per submission number: when it was handed out, its index and end offset.
     where: dict[int, tuple[float, int, int]] = {}
 
+    wrote: list[bytes] = []
+
     def write(frame: bytes) -> bool:
-        written[box.seq] = frame
+        wrote.append(frame)
         return True
 
     def direct() -> None:
@@ -295,7 +307,9 @@ def test_every_frame_the_window_gives_back_is_the_one_written(
                 now += 0.02
                 size = 2 * ((arg + k) % 9 + 1) if arg % 2 else 640
                 if box.write_audio(conn, _Plan(), write, pcm(arg + k, size), now):
-                    where[box.seq] = (now, conn.next_index - 1, conn.bytes_out)
+                    seq, nix, out = counted(box, conn)
+                    written[seq] = wrote.pop()
+                    where[seq] = (now, nix - 1, out)
         elif op == "s":  # send_audio, sometimes at another rate
             rate = (None, 24000)[arg % 2]
             if box.send_audio(pcm(arg, 2 * (arg + 1)), now, rate, conn, True) is not None:

@@ -226,11 +226,20 @@ class _Window:
     front are only skipped (their PCM released at once); rows and PCM move down once the
     dead front is as large as the live part, or once 128 chunks left a run's front.
 
-    The newest chunks written by the fused writer one after another (consecutive
-    submission numbers, indices and offsets) are a *run* without rows yet: only their
-    times in :attr:`rwa` (from item :attr:`rlo`) and the next number, index and the last
-    end offset expected, from which their rows follow. Any other use of the window packs
-    the run into rows first (:meth:`flush`), so the run is always its newest part.
+    The newest chunks written by the fused writer one after another, all of one length
+    (:attr:`rn` PCM bytes, frames of :attr:`rsize` bytes), are a *run* without rows yet:
+    only their times in :attr:`rwa` (from item :attr:`rlo`) and the submission number,
+    connection index and end offset of ``rwa[0]`` (:attr:`rseq`, :attr:`rix`,
+    :attr:`rend`), from which every row follows (item ``j``: ``rseq + j``, ``rix + j``,
+    ``rend + j * rsize``). Any other use of the window packs the run into rows first
+    (:meth:`flush`), so the run is always its newest part.
+
+    While a run is *open* (:attr:`rn` not 0) the writer does not count its chunks in the
+    outbox's submission number, the connection's index and offset (on :attr:`rconn`):
+    those follow from the run when they are read. The chunks not counted yet are
+    :meth:`owing`: ``rwa[rmark:]`` and :attr:`owed` (chunks of runs packed or cleared
+    since); :meth:`Outbox._settle` counts them and closes the run, and everything that
+    reads or takes those numbers settles first (issue 24: three counters fewer per chunk).
 
     :attr:`aud` is a byte offset such that no row in ``[lo, aud)`` is audio: the records
     no audio bound ever drops (activity markers, texts, tool answers: a window that no
@@ -241,9 +250,7 @@ class _Window:
     # Not sorted: what the fused writer reads and writes per chunk first, next to the
     # object's header (fewer cache lines per chunk; see Outbox.__slots__).
     __slots__ = (  # noqa: RUF023
-        "nseq",
-        "nix",
-        "lend",
+        "rn",
         "rwa",
         "pcm",
         "mixed",
@@ -251,6 +258,13 @@ class _Window:
         "lo",
         "rows",
         "rlo",
+        "rseq",
+        "rix",
+        "rend",
+        "rsize",
+        "rmark",
+        "owed",
+        "rconn",
         "aud",
         "bps",
         "heads",
@@ -269,9 +283,14 @@ class _Window:
         self.others: dict[int, _Rec] = {}
         self.rwa: list[float] = []
         self.rlo = 0
-        self.nseq = -1
-        self.nix = -1
-        self.lend = -1
+        self.rn = 0
+        self.rseq = 0
+        self.rix = 0
+        self.rend = 0
+        self.rsize = 0
+        self.rmark = 0
+        self.owed = 0
+        self.rconn: Connection | None = None
         #: Per head number: the head, its frame size without payload, PCM bytes a second.
         #: Tuples, rebuilt when a head is registered (rarely): a tuple of bytes or ints is
         #: left untracked by the garbage collector, a list is walked at every collection.
@@ -295,36 +314,47 @@ class _Window:
     def __len__(self) -> int:
         return (len(self.rows) - self.lo) // _STRIDE + len(self.rwa) - self.rlo
 
-    def start(self, raw: bytes, seq: int, wa: float, ix: int, end: int) -> None:
-        """Begin a new run with a chunk at the input rate (the fused writer's)."""
+    def owing(self) -> int:
+        """Chunks written that the outbox's and connection's counters do not count yet."""
+        return self.owed + len(self.rwa) - self.rmark
+
+    def start(
+        self, raw: bytes, seq: int, wa: float, ix: int, end: int, size: int, conn: Connection
+    ) -> None:
+        """Begin a new open run with a chunk at the input rate (the fused writer's; its
+        numbers counted already, as :meth:`Outbox._settle` left the rest)."""
         self.flush()
         self.rwa.append(wa)
         self.pcm.append(raw)
-        self.nseq = seq + 1
-        self.nix = ix + 1
-        self.lend = end
+        self.rseq = seq
+        self.rix = ix
+        self.rend = end
+        self.rsize = size
+        self.rmark = 1
+        self.rconn = conn
+        self.rn = len(raw)
 
     def flush(self) -> None:
-        """Pack the run into rows (its numbers follow from the last chunk's backwards)."""
+        """Pack the run into rows and close it (what it owes stays in :attr:`owed`)."""
+        self.rn = 0  # the next chunk starts a new run
         rwa = self.rwa
-        nseq = self.nseq
-        self.nseq = -1  # the next chunk starts a new run
         if not rwa:
             return
+        self.owed += len(rwa) - self.rmark
+        self.rmark = 0
         rlo = self.rlo
         m = len(rwa) - rlo
         if m > 0:
             pcm = self.pcm
             first = len(pcm) - m
-            empty = self.sizes[0]
-            sizes = [empty + (len(pcm[k]) + 2) // 3 * 4 for k in range(first, len(pcm))]
-            seq = nseq - m
-            ix = self.nix - m
-            end = self.lend - sum(sizes)
-            rows = []
-            for j in range(m):
-                end += sizes[j]
-                rows.append(_pack_row(seq + j, rwa[rlo + j], ix + j, end, len(pcm[first + j]), 0))
+            nb = len(pcm[first])  # a live chunk: every chunk of a run is as long
+            seq = self.rseq + rlo
+            ix = self.rix + rlo
+            size = self.rsize
+            end = self.rend + rlo * size
+            rows = [
+                _pack_row(seq + j, rwa[rlo + j], ix + j, end + j * size, nb, 0) for j in range(m)
+            ]
             self.rows += _join(rows)
         self.rwa = []
         self.rlo = 0
@@ -466,8 +496,15 @@ class _Window:
         self.lo = 0
         del self.pcm[: self.plo]
         self.plo = 0
-        del self.rwa[: self.rlo]
-        self.rlo = 0
+        rlo = self.rlo
+        if rlo:
+            # The run's numbers are those of rwa[0]: they move on with it.
+            del self.rwa[:rlo]
+            self.rlo = 0
+            self.rseq += rlo
+            self.rix += rlo
+            self.rend += rlo * self.rsize
+            self.rmark -= rlo
 
     def remove(self, i: int) -> _Meta:
         """Drop the ``i``-th oldest record."""
@@ -495,6 +532,9 @@ class _Window:
         return meta
 
     def clear(self) -> None:
+        self.owed = self.owing()  # the chunks stay written: counted at the next settle
+        self.rmark = 0
+        self.rn = 0
         self.rows = bytearray()
         self.lo = 0
         self.aud = 0
@@ -505,7 +545,6 @@ class _Window:
             self.others = {}
         self.rwa = []
         self.rlo = 0
-        self.nseq = -1
 
     def positions(self) -> range:
         """Where the rows start, oldest first (after :meth:`flush`)."""
@@ -611,11 +650,11 @@ class Outbox:
     __slots__ = (  # noqa: RUF023
         "pending",
         "unconfirmed",
-        "seq",
-        "window_audio_s",
-        "window_bytes",
         "holding",
         "input_at",
+        "window_audio_s",
+        "window_bytes",
+        "seq",
         "_audio",
         "_audio_by_rate",
         "_bytes_per_s",
@@ -768,6 +807,7 @@ class Outbox:
                 f"a {kind.name.lower()} message of {len(frame)} bytes is above the "
                 f"{self.max_frame}-byte message limit; nothing was sent"
             )
+        self._settle()
         self.seq += 1
         out: _Rec = (
             frame,
@@ -835,7 +875,7 @@ class Outbox:
         ):
             # The hot path (one chunk, open connection, nothing queued): submit, _hand_out
             # and _window_add inlined for audio.
-            seq = self.seq = self.seq + 1
+            seq = self._take_seq()
             idx = conn.next_index
             conn.next_index = idx + 1
             end = conn.bytes_out = conn.bytes_out + size
@@ -945,36 +985,47 @@ class Outbox:
                 self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
                 self.input_at = now
                 return False
-            seq = self.seq = self.seq + 1
-            try:
-                written = write(frame) if kind is None else write(kind, frame)
-            except BaseException:
-                self._unwritten_audio(frame, seq, seconds)
-                raise
-            self.input_at = now
-            if written is False:
-                self._unwritten_audio(frame, seq, seconds)
-                return False
-            idx = conn.next_index
-            nix = conn.next_index = idx + 1
-            start = conn.bytes_out
-            end = conn.bytes_out = start + size
-            stats.frames_sent += 1
-            # The window keeps the PCM and the time, in a run (see _Window) when the
-            # chunk follows the previous one, as it does while nothing else is sent.
-            held = self.window_audio_s + seconds
-            if seq == win.nseq and idx == win.nix and start == win.lend:
-                win.rwa.append(now)
-                win.pcm.append(raw)
-                win.nseq = seq + 1
-                win.nix = nix
-                win.lend = end
-            elif held > limit and win.mixed:
-                # A full mixed window: the eviction below packs any run into rows
-                # anyway, so the chunk goes straight into a row (the same row).
-                win.add_pcm(raw, 0, seq, now, idx, end)
+            if n == win.rn:
+                # The open run goes on (see _Window): nothing was numbered or written
+                # since its last chunk, so this chunk's submission number, index and
+                # offset follow from the run; they are counted when read (_settle).
+                try:
+                    written = write(frame) if kind is None else write(kind, frame)
+                except BaseException:
+                    self._unwritten_audio(frame, seconds)
+                    raise
+                self.input_at = now
+                if written is False:
+                    self._unwritten_audio(frame, seconds)
+                    return False
+                if n == win.rn:  # still open (the write did not re-enter the outbox)
+                    win.rwa.append(now)
+                    win.pcm.append(raw)
+                else:
+                    self._written_audio(raw, size, now, conn, self._take_seq())
+                held = self.window_audio_s + seconds
             else:
-                win.start(raw, seq, now, idx, end)
+                seq = self._take_seq()
+                try:
+                    written = write(frame) if kind is None else write(kind, frame)
+                except BaseException:
+                    self._unwritten_audio(frame, seconds, seq)
+                    raise
+                self.input_at = now
+                if written is False:
+                    self._unwritten_audio(frame, seconds, seq)
+                    return False
+                held = self.window_audio_s + seconds
+                if held > limit and win.mixed:
+                    # A full mixed window: the eviction below packs any run into rows
+                    # anyway, so the chunk goes straight into a row (the same row).
+                    idx = conn.next_index
+                    conn.next_index = idx + 1
+                    end = conn.bytes_out = conn.bytes_out + size
+                    win.add_pcm(raw, 0, seq, now, idx, end)
+                else:
+                    self._written_audio(raw, size, now, conn, seq)
+            stats.frames_sent += 1
             if held <= limit:  # the window has room (the usual case without handles)
                 self.window_audio_s = held
                 wb = self.window_bytes = self.window_bytes + size
@@ -988,11 +1039,6 @@ class Outbox:
                 plo = win.plo
                 nb = len(chunks[plo])
                 chunks[plo] = b""
-                if nb == n:  # as long as the new chunk: the same seconds and frame size
-                    held -= seconds
-                else:
-                    held -= nb / bytes_per_s
-                    self.window_bytes += size - empty - (nb + 2) // 3 * 4
                 stats.frames_at_risk += 1
                 win.plo = plo + 1
                 rows = win.rows
@@ -1004,9 +1050,11 @@ class Outbox:
                     win.rlo = rlo = win.rlo + 1
                     if rlo >= _TRIM_RUN:
                         win.trim()
-                self.window_audio_s = held
-                if held > limit:
-                    self._evict(_AUDIO)
+                if nb != n:  # else as long as the new chunk: the seconds and bytes held stay
+                    self.window_audio_s = held = held - nb / bytes_per_s
+                    self.window_bytes += size - empty - (nb + 2) // 3 * 4
+                    if held > limit:
+                        self._evict(_AUDIO)
             else:
                 self.window_bytes += size
                 self.window_audio_s = self._evict_mixed(held, limit)
@@ -1051,9 +1099,41 @@ class Outbox:
             self.stats.frames_at_risk += 1
         return held
 
-    def _unwritten_audio(self, frame: bytes, seq: int, seconds: float) -> None:
+    def _settle(self) -> None:
+        """Count what the open run owes (see :class:`_Window`) in the submission number
+        and the run's connection's index and offset, and close the run. Everything that
+        reads or takes those numbers calls it first."""
+        win = self._win
+        win.rn = 0
+        owing = win.owed + len(win.rwa) - win.rmark
+        if owing:
+            win.owed = 0
+            win.rmark = len(win.rwa)
+            self.seq += owing
+            conn = win.rconn
+            assert conn is not None, "a run is written on a connection"
+            conn.next_index += owing
+            conn.bytes_out += owing * win.rsize
+
+    def _take_seq(self) -> int:
+        """The next submission number, taken (after :meth:`_settle`)."""
+        self._settle()
+        seq = self.seq = self.seq + 1
+        return seq
+
+    def _written_audio(self, raw: bytes, size: int, now: float, conn: Connection, seq: int) -> None:
+        """The writer's chunk number ``seq`` was written: it begins a new open run."""
+        idx = conn.next_index
+        conn.next_index = idx + 1
+        end = conn.bytes_out = conn.bytes_out + size
+        self._win.start(raw, seq, now, idx, end, size, conn)
+
+    def _unwritten_audio(self, frame: bytes, seconds: float, seq: int | None = None) -> None:
         """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
-        first in the queue, like a direct frame given back; the next flush writes it."""
+        first in the queue, like a direct frame given back; the next flush writes it.
+        ``seq``: its number, if it took one before the write."""
+        if seq is None:
+            seq = self._take_seq()
         self._queue((frame, _AUDIO, seq, False, seconds, (), 0.0, 0, 0))
         self.pending_bytes += len(frame)
 
@@ -1075,6 +1155,7 @@ class Outbox:
 
     def set_seed(self, frames: list[bytes]) -> None:
         """History frames for the next fresh session (numbered now, released at open)."""
+        self._settle()
         seed: list[_Rec] = []
         for frame in frames:
             self.seq += 1
@@ -1095,6 +1176,7 @@ class Outbox:
         pending = self.pending
         if not pending:
             return frames
+        self._settle()
         self.pending = ()
         for out in pending:
             self.pending_bytes -= len(out[_F])
@@ -1147,6 +1229,7 @@ class Outbox:
         unconfirmed = self.unconfirmed
         if not unconfirmed:
             return
+        self._settle()
         handed = list(unconfirmed)
         self.unconfirmed = ()
         # A frame no longer in the window was acknowledged while its write was pending:
@@ -1293,6 +1376,7 @@ class Outbox:
         tell) the same clock rule applies and each frame it covers is counted in
         ``frames_at_risk``.
         """
+        self._settle()
         guard = self.coverage_guard
         cutoff = now - guard
         covered = self.responded_seq
@@ -1340,6 +1424,7 @@ class Outbox:
 
     def opened(self, setup_rtt: float | None) -> None:
         """A connection opened: note its setup round trip; no response is awaited."""
+        self._settle()  # the next chunk is numbered on the new connection
         if setup_rtt is not None:
             self.max_setup_rtt = max(self.max_setup_rtt, setup_rtt)
         self.unanswered = ()  # what is re-sent is written (and awaited) again
@@ -1348,6 +1433,7 @@ class Outbox:
     def requeue_window(self, stale_tool_ids: Collection[str]) -> None:
         """Put every written, uncovered frame back in front of the queue (re-send); a tool
         answer whose calls are all stale is dropped and counted."""
+        self._settle()
         resend: list[_Rec] = []
         for out in self._win:
             if (
@@ -1375,7 +1461,9 @@ class Outbox:
     # -- plain data -----------------------------------------------------------------------
 
     def snapshot(self) -> OutboxState:
-        """Everything held, as plain data (records become :class:`RecordState`)."""
+        """Everything held, as plain data (records become :class:`RecordState`); the
+        connection's counters are up to date after it (see :meth:`_settle`)."""
+        self._settle()
         positions = {seq: i for i, seq in enumerate(self._win.seqs())}
         return OutboxState(
             seq=self.seq,

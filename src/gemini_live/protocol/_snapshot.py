@@ -141,6 +141,7 @@ class Snapshots:
         equal core with :meth:`restore`.
         """
         outbox = self._outbox
+        held = outbox.snapshot()  # first: it brings the connection's counters up to date
         saved = ProtocolSnapshot(
             api=self.api,
             setup=self._setup,
@@ -159,7 +160,7 @@ class Snapshots:
             seed_turns=self._seed_turns,
             conn=self._conn,
             stats=self.stats,
-            outbox=outbox.snapshot(),
+            outbox=held,
             ledger=self._ledger,
             rotation=self._plan.snapshot(),
             reconnect=self.reconnect,
