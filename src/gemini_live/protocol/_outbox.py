@@ -1016,15 +1016,9 @@ class Outbox:
                     self._unwritten_audio(frame, seconds, seq)
                     return False
                 held = self.window_audio_s + seconds
-                if held > limit and win.mixed:
-                    # A full mixed window: the eviction below packs any run into rows
-                    # anyway, so the chunk goes straight into a row (the same row).
-                    idx = conn.next_index
-                    conn.next_index = idx + 1
-                    end = conn.bytes_out = conn.bytes_out + size
-                    win.add_pcm(raw, 0, seq, now, idx, end)
-                else:
-                    self._written_audio(raw, size, now, conn, seq)
+                # A full mixed window: the eviction below packs any run into rows anyway,
+                # so the chunk goes straight into a row (the same row).
+                self._written_audio(raw, size, now, conn, seq, row=held > limit and win.mixed > 0)
             stats.frames_sent += 1
             if held <= limit:  # the window has room (the usual case without handles)
                 self.window_audio_s = held
@@ -1105,7 +1099,7 @@ class Outbox:
         reads or takes those numbers calls it first."""
         win = self._win
         win.rn = 0
-        owing = win.owed + len(win.rwa) - win.rmark
+        owing = win.owing()
         if owing:
             win.owed = 0
             win.rmark = len(win.rwa)
@@ -1121,12 +1115,18 @@ class Outbox:
         seq = self.seq = self.seq + 1
         return seq
 
-    def _written_audio(self, raw: bytes, size: int, now: float, conn: Connection, seq: int) -> None:
-        """The writer's chunk number ``seq`` was written: it begins a new open run."""
+    def _written_audio(
+        self, raw: bytes, size: int, now: float, conn: Connection, seq: int, row: bool = False
+    ) -> None:
+        """The writer's chunk number ``seq`` was written: numbered on ``conn``, it begins a
+        new open run (``row``: it goes into a row of its own instead)."""
         idx = conn.next_index
         conn.next_index = idx + 1
         end = conn.bytes_out = conn.bytes_out + size
-        self._win.start(raw, seq, now, idx, end, size, conn)
+        if row:
+            self._win.add_pcm(raw, 0, seq, now, idx, end)
+        else:
+            self._win.start(raw, seq, now, idx, end, size, conn)
 
     def _unwritten_audio(self, frame: bytes, seconds: float, seq: int | None = None) -> None:
         """A chunk :meth:`write_audio` could not write (refused, or the writer raised):
