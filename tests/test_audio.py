@@ -1287,11 +1287,25 @@ def test_decimator_keeps_the_sinc_streams_timing_and_samples(law: Any, from_rate
 def test_decimate_batch_gives_each_decimators_own_codes(
     law: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Several calls' chunks in one product: each job's codes are exactly those of its
+    # Several calls' chunks in one product: each job's codes are those of its
     # decimator's own process_g711 (the same rows, matrix, rounding and lookup),
     # whatever the chunk sizes (empty, too short for an output, more rows than one
     # product takes: alone), split over several products (~100 rows a job), with a
-    # decimator of another factor in the batch (alone) and resets.
+    # decimator of another factor in the batch (alone) and resets. Up to the BLAS
+    # kernel: OpenBLAS picks its kernel by CPU and by the product's shape, and one
+    # kernel may round a row's sum differently from another, so a sample on a
+    # quantizer's boundary may land on the neighbouring code (seen once in 332 k A-law
+    # codes on an AMD EPYC; none on the machines before). Only that is allowed.
+    to_pcm = audio.ulaw_to_pcm16 if law == "ulaw" else audio.alaw_to_pcm16
+    flips = 0
+
+    def neighbours(a: int, b: int) -> bool:
+        x, y = (int.from_bytes(to_pcm(bytes([c])), "little", signed=True) for c in (a, b))
+        levels = sorted(
+            {int.from_bytes(to_pcm(bytes([c])), "little", signed=True) for c in range(256)}
+        )
+        return abs(levels.index(x) - levels.index(y)) == 1
+
     rng = np.random.default_rng(3)
     rates = [24000] * 6 + [48000, 16000]
     solo = [audio._Decimator.create(r, 8000) for r in rates]
@@ -1322,11 +1336,18 @@ def test_decimate_batch_gives_each_decimators_own_codes(
             jobs.append((d, chunk))
         jobs = [jobs[i] for i in rng.permutation(len(jobs))]
         want = [solo[mine.index(d)].process_g711(c, law) for d, c in jobs]  # type: ignore[union-attr]
-        assert batch.process_g711(jobs, law) == want  # type: ignore[arg-type]
+        got = batch.process_g711(jobs, law)  # type: ignore[arg-type]
+        assert [len(g) for g in got] == [len(w) for w in want]
+        for g, w in zip(got, want, strict=True):
+            for a, b in zip(g, w, strict=True):
+                if a != b:
+                    assert neighbours(a, b), (a, b)
+                    flips += 1
         if step == 12:
             for d in solo + mine:
                 assert d is not None
                 d.reset()
+    assert flips <= 3  # of ~332 k codes
     assert batch.process_g711([], law) == []
     # A group over one BLAS thread's rows holds one job (the big chunk among them,
     # multiplied in slices); several jobs share the others.

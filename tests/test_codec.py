@@ -1054,6 +1054,8 @@ def test_fast_events_never_disagree_on_mangled_frames(
         # transcript with more fields
         b'{"serverContent":{"outputTranscription":{"text":"ab","finished":true},"modelTurn":{"parts":'
         b'[{"inlineData":{"mimeType":"audio/pcm;rate=24000","data":"AAAA"}}]}}}',
+        b'{"serverContent":{"outputTranscription":{"text":"a","x":"b"},"modelTurn":{"parts":'
+        b'[{"inlineData":{"mimeType":"audio/pcm;rate=24000","data":"AAAA"}}]}}}',
         # two newlines after the frame, a second frame glued on
         b'{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm;rate=24000",'
         b'"data":"AAAA"}}]}}}\n\n',

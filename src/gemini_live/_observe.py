@@ -192,8 +192,8 @@ class SessionRecord:
             if text is not None and debug:  # _on_parts logs the frame first
                 self._on_parts(data, now, parts)
                 return
-            # The audio half of _on_parts' hot path and of _on_audio_words, inlined: keep
-            # them the same (the transcript, if any, goes to _on_words as there).
+            # _on_parts' hot path and _on_audio_words, inlined (the transcript's half as
+            # _on_words): keep them the same.
             audio = _ModelAudio(pcm, _OUTPUT_RATE)
             answering = self._answering
             if answering is not None:
@@ -207,8 +207,24 @@ class SessionRecord:
                 self._emit(audio)
             except Exception:
                 self._callback_failed()
-            if text:
-                self._on_words(text, now)
+            if not text:
+                return
+            words = _OutputTranscription(text)
+            answering = self._answering  # the callback may have moved the meters on
+            if answering is not None:
+                if answering.first_text is None:
+                    self.latency.on_event(words, now)  # type: ignore[union-attr]
+            elif self.usage is not None:
+                self._meter_words(words, now)
+            history = self.history
+            if history is not None:
+                history.observe_words(text)
+            if watchdog._deadline is not None:
+                watchdog.observe(words, now)
+            try:
+                self._emit(words)
+            except Exception:
+                self._callback_failed()
 
         return on_data
 
@@ -317,8 +333,7 @@ class SessionRecord:
             if answering.first_text is None:
                 self.latency.on_event(words, now)  # type: ignore[union-attr]
         elif self.usage is not None:
-            observe_transcript(self.usage, self.latency, words, now)
-            self._answering = self._meters_settled()
+            self._meter_words(words, now)
         history = self.history
         if history is not None:
             history.observe_words(text)
@@ -329,6 +344,13 @@ class SessionRecord:
             self._emit(words)
         except Exception:
             self._callback_failed()
+
+    def _meter_words(self, words: ev.OutputTranscription, now: float) -> None:
+        """The meters' full work for an output transcript (not answering yet)."""
+        usage = self.usage
+        assert usage is not None
+        observe_transcript(usage, self.latency, words, now)
+        self._answering = self._meters_settled()
 
     def _meters_settled(self) -> TurnLatency | None:
         """The latency tracker's pending turn when the model is answering it and the usage

@@ -173,15 +173,24 @@ _LAYOUTS: Final = (_layout(None), _layout(2))
 _KEY_LEN: Final = 31
 _DISPATCH: Final[dict[bytes, tuple[bool, tuple[Any, ...]]]] = {}
 for _audio_first, _head_t, _text_first in _LAYOUTS:
-    # The audio-first pieces with each tail's negative length next to it (a slice end).
+    # The audio-first pieces with each tail's negative length (a slice start) and the
+    # middle's length next to them.
     _DISPATCH[_audio_first[0][0][:_KEY_LEN]] = (
         True,
-        tuple((h, n, t_nl, -len(t_nl), t, -len(t), *rest) for h, n, t_nl, t, *rest in _audio_first),
+        tuple(
+            (h, n, t_nl, -len(t_nl), t, -len(t), m, len(m), t2, t2_nl)
+            for h, n, t_nl, t, m, t2, t2_nl in _audio_first
+        ),
     )
-    # The transcript-first pieces with each tail's negative length next to it.
+    # The transcript-first pieces with the middle's length and each tail's negative
+    # length next to them.
     _DISPATCH[_head_t[:_KEY_LEN]] = (
         False,
-        (_head_t, tuple((m, t_nl, -len(t_nl), t, -len(t)) for m, t, t_nl in _text_first)),
+        (
+            _head_t,
+            len(_head_t),
+            tuple((m, len(m), t_nl, -len(t_nl), t, -len(t)) for m, t, t_nl in _text_first),
+        ),
     )
 _b64decode: Final = pybase64.b64decode
 _bad_text: Final = re.compile(rb'[\\"\x00-\x1f]').search
@@ -194,7 +203,11 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
     """(PCM, transcript or None) of a frame that fills a fast-path template, else None.
 
     The template match and the decoding in one function (the receive hot path): one dict
-    lookup on the first bytes tells a frame of any other kind apart.
+    lookup on the first bytes tells a frame of any other kind apart. The fixed pieces are
+    compared as slices: ``startswith``, ``endswith`` and ``find`` with a start parse their
+    arguments with the generic parser, a few hundred instructions per call (issue 24).
+    The one search is for a quote (one byte, a plain ``memchr``): a long needle in a
+    frame of some kilobytes takes a search with a costly set-up.
     """
     if type(data) is not bytes:
         return None
@@ -204,28 +217,28 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
     audio_first, candidates = hit
     raw: bytes
     if audio_first:
-        for head, start, tail_nl, cut_nl, tail, cut, middle, tail2, tail2_nl in candidates:
-            if data.startswith(head):  # the heads of the two key orders exclude each other
+        for head, start, tail_nl, cut_nl, tail, cut, middle, mlen, tail2, tail2_nl in candidates:
+            if data[:start] == head:  # the heads of the two key orders exclude each other
                 # Audio alone (the most frequent frame, decoded right here): the payload
                 # runs to the fixed tail. No search for its end: the strict base64 decode
                 # refuses anything but base64 characters, so a frame that only starts and
                 # ends like the template (a quote and more members in between) falls back
                 # to the general decoder.
-                if data.endswith(tail_nl):
+                if data[cut_nl:] == tail_nl:
                     try:
                         return _b64decode(data[start:cut_nl], None, True), None
                     except ValueError:  # bad base64
                         return None
-                if data.endswith(tail):
+                if data[cut:] == tail:
                     try:
                         return _b64decode(data[start:cut], None, True), None
                     except ValueError:
                         return None
                 find = data.find
                 stop = find(b'"', start)
-                if stop < 0 or not data.startswith(middle, stop):
+                text_at = stop + mlen
+                if stop < 0 or data[stop:text_at] != middle:
                     return None
-                text_at = stop + len(middle)
                 text_end = find(b'"', text_at)
                 rest = data[text_end:]
                 if text_end < 0 or rest not in (tail2, tail2_nl):
@@ -235,22 +248,21 @@ def _fast_parts(data: object) -> tuple[bytes, str | None] | None:
         else:
             return None
     else:
-        head_t, text_first = candidates
-        if not data.startswith(head_t):
+        head_t, text_at, text_first = candidates
+        if data[:text_at] != head_t:
             return None
-        text_at = len(head_t)
         text_end = data.find(b'"', text_at)
         if text_end < 0:
             return None
-        for middle, tail_nl, cut_nl, tail, cut in text_first:
-            if data.startswith(middle, text_end):
-                start = text_end + len(middle)
+        for middle, mlen, tail_nl, cut_nl, tail, cut in text_first:
+            start = text_end + mlen
+            if data[text_end:start] == middle:
                 # The payload runs to the fixed tail, as for audio alone: no search for
                 # its end (the strict base64 decode refuses a quote or anything else
                 # that is not base64 in between).
-                if data.endswith(tail_nl):
+                if data[cut_nl:] == tail_nl:
                     stop = len(data) + cut_nl
-                elif data.endswith(tail):
+                elif data[cut:] == tail:
                     stop = len(data) + cut
                 else:
                     return None

@@ -326,16 +326,17 @@ class History:
     def observe_words(self, text: str) -> None:
         """:meth:`observe` for the text of an ``OutputTranscription`` (the receive hot
         path: most frames of a spoken reply carry a few words)."""
-        if text:
-            model = self._pending.model
-            parts = model.parts
-            if parts:
-                parts.append(text)
-            else:
-                model.parts = [text]
-            model.chars += len(text)
-            if model.chars > self.max_chars:
-                self.cut_chars += model._cut(self.max_chars)
+        model = self._pending.model
+        parts = model.parts
+        if parts:
+            parts.append(text)  # an empty text adds nothing to the words
+        elif text:
+            model.parts = [text]
+        else:
+            return
+        chars = model.chars = model.chars + len(text)
+        if chars > self.max_chars:
+            self.cut_chars += model._cut(self.max_chars)
 
     def observe(self, event: ev.Event) -> None:
         """Feed one session event."""

@@ -27,10 +27,6 @@ from gemini_live.protocol._state import Connection, SessionStats, State
 from gemini_live.transport._picows import PicowsTransport
 
 
-class _Plan:
-    holding = False
-
-
 def _outbox(rate: int = 16000, limit: int = 123_457, seconds: float = 5.25) -> Outbox:
     # Values computed at run time, as a session's config gives them: equal, not identical.
     return Outbox(
@@ -43,11 +39,11 @@ def _outbox(rate: int = 16000, limit: int = 123_457, seconds: float = 5.25) -> O
 
 
 def _writer_constants(box: Outbox) -> tuple[object, ...]:
-    writer = box.audio_writer(Connection(state=State.OPEN), _Plan(), lambda frame: None)
+    writer = box.audio_writer(Connection(state=State.OPEN), lambda frame: None)
     defaults = writer.__defaults__
     assert defaults is not None
-    # head, bytes per second, empty size, max frame, offline limit, audio seconds.
-    return defaults[4:10]
+    # head, bytes per second, offline limit, audio seconds.
+    return defaults[3:7]
 
 
 def test_the_writers_of_two_sessions_bind_the_same_constant_objects() -> None:
@@ -63,8 +59,8 @@ def test_the_writers_keep_their_own_values() -> None:
     a = _writer_constants(_outbox(rate=16000, limit=123_457, seconds=5.25))
     b = _writer_constants(_outbox(rate=24000, limit=99_999, seconds=0.0))
     assert a[0] != b[0] and a[1] == 32000 and b[1] == 48000
-    assert a[4] == 123_457 and b[4] == 99_999
-    assert a[5] == 5.25 and b[5] == 0.0
+    assert a[2] == 123_457 and b[2] == 99_999
+    assert a[3] == 5.25 and b[3] == 0.0
 
 
 def test_shared_keeps_equal_values_of_other_types_and_signs_apart() -> None:
@@ -95,8 +91,8 @@ def test_shared_is_bounded() -> None:
 @pytest.mark.parametrize(
     ("cls", "hot"),
     [
-        (Outbox, {"pending", "unconfirmed", "holding", "input_at", "window_audio_s"}),
-        (_Window, {"rn", "rwa", "pcm", "mixed", "plo", "lo"}),
+        (Outbox, {"input_at", "window_audio_s", "window_bytes"}),
+        (_Window, {"rn", "rconn", "rwa", "pcm", "mixed", "plo", "lo"}),
         (SessionRecord, {"_answering", "usage", "watchdog", "_emit", "input_at"}),
         (PicowsTransport, {"_fragments", "_on_frame"}),
     ],

@@ -824,14 +824,58 @@ def test_the_audio_writer_queues_while_a_rotation_holds_input_or_the_connection_
     assert p.queued == 2 and p.stats.frames_sent == 0
 
 
+@pytest.mark.parametrize("stop", ["rotation", "closing", "lost", "queued", "unwritten"])
+def test_an_open_run_ends_when_its_next_chunk_could_not_be_written_at_once(stop: str) -> None:
+    # A chunk as long as the open run's is checked by that comparison alone: everything
+    # that makes a chunk wait must end the run first (else the chunk is written anyway).
+    p = make()
+    connect(p)
+    wrote: list[bytes] = []
+    writer = p.audio_writer(lambda f: wrote.append(f))
+    for i in range(3):
+        assert writer(bytes([i]) * 640, 1.0 + i) is True
+    assert p._outbox._win.rn == 640  # the run is open
+    if stop == "rotation":
+        p.begin_rotation()
+    elif stop == "closing":
+        p.start_closing()
+    elif stop == "lost":
+        p.connection_lost(1006, "gone", local=True)
+    elif stop == "queued":
+        p._outbox._unwritten_audio(b"x", 0.0)  # a refused chunk waits at the head
+    else:
+        assert p.send_text("hi", 4.0) is not None  # handed out, its write not confirmed
+        p._outbox._unconfirmed(p._outbox.last_direct)  # type: ignore[arg-type]
+    before = len(wrote)
+    assert writer(bytes([9]) * 640, 5.0) is False
+    assert len(wrote) == before
+    assert p.queued >= 1
+
+
+def test_a_writer_of_an_older_connection_never_writes_into_the_new_connections_run() -> None:
+    p = make()
+    connect(p)
+    old: list[bytes] = []
+    stale = p.audio_writer(lambda f: old.append(f))
+    assert stale(bytes(640), 1.0) is True
+    drop(p)
+    connect(p, 2.0)
+    p.written(len(p.data_to_send(2.0)))
+    new: list[bytes] = []
+    writer = p.audio_writer(lambda f: new.append(f))
+    assert writer(bytes(640), 3.0) is True and writer(bytes(640), 3.02) is True
+    assert stale(bytes(640), 3.04) is False  # its connection is closed: queued, not written
+    assert len(old) == 1 and p.queued == 1
+
+
 def test_the_audio_writer_follows_the_plans_hold_through_go_away_reset_and_restore() -> None:
     # The writer reads the hold from the outbox (RotationPlan.mirror_to): it must queue
     # exactly while the plan holds, also in a core restored from a snapshot taken then.
     p = make(hold_while_draining=True)
     connect(p)
     writer = p.audio_writer(lambda f: True)
-    assert plan_of(writer) is not p._plan
-    assert writer(bytes(640), 1.0) is True
+    assert p._plan not in writer.__defaults__  # type: ignore[operator]
+    assert writer(bytes(640), 1.0) is True and writer(bytes(640), 1.02) is True
     go_away(p, 1.5)  # drain_input="hold": input waits for the next connection
     assert p._plan.holding and p._outbox.holding
     assert writer(bytes(640), 2.0) is False and p.queued == 1
@@ -847,11 +891,6 @@ def test_the_audio_writer_follows_the_plans_hold_through_go_away_reset_and_resto
         core.written(len(resent))
         assert not core.queued
         assert core.audio_writer(lambda f: True)(bytes(640), now + 1) is True
-
-
-def plan_of(writer: Any) -> object:
-    """What a fused audio writer binds as its ``plan`` (the third default)."""
-    return writer.__defaults__[2]
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,6 @@ from gemini_live.protocol._outbox import Kind, Outbox, OutboxState, ResendWindow
 from gemini_live.protocol._state import Connection, SessionStats, State
 
 
-class _Plan:
-    holding = False
-
-
 def _box(audio_seconds: float = 0.2) -> Outbox:
     return Outbox(
         SessionStats(),
@@ -60,15 +56,16 @@ class _Side:
         return True
 
     def chunk(self, pcm: bytes, now: float) -> bool:
-        ok = self.box.write_audio(self.conn, _Plan(), self.write, pcm, now)
+        ok = self.box.write_audio(self.conn, self.write, pcm, now)
         if self.eager:
             self.box._settle()
         return ok
 
-    def seen(self) -> tuple[bytes, int, int, int, int, int]:
+    def seen(self) -> tuple[bytes, int, int, int, int, int, int, int, int]:
         """Snapshot and counters as they read now, from a copy (this side's run stays
-        as it is, open or not)."""
+        as it is, open or not); the two lazy stats also as read before anything settles."""
         box, conn = copy.deepcopy((self.box, self.conn))
+        sent, at_risk = box.stats.frames_sent, box.stats.frames_at_risk
         state = msgspec.msgpack.encode(box.snapshot())
         stats = box.stats
         return (
@@ -76,7 +73,10 @@ class _Side:
             box.seq,
             conn.next_index,
             conn.bytes_out,
+            sent,
             stats.frames_sent,
+            at_risk,
+            stats.frames_at_risk,
             box.unacknowledged,
         )
 
@@ -157,6 +157,88 @@ def test_a_long_run_counts_every_chunk_through_drops_and_compaction() -> None:
     assert [r.end for r in state.window] == ends
 
 
+def test_the_stats_object_counts_an_open_runs_chunks_without_closing_it() -> None:
+    # frames_sent is public and a reader may hold the stats object: it reads every
+    # chunk written, while the run stays open (reading settles nothing).
+    side = _Side(eager=False)
+    box = side.box
+    stats = box.stats
+    assert type(stats) is SessionStats
+    for i in range(7):
+        side.chunk(_pcm(i), i * 0.02)
+        assert stats.frames_sent == i + 1
+    assert box._win.rn == 640 and box.seq == 1  # still open, nothing settled
+    assert stats == copy.deepcopy(stats) and repr(stats).count("frames_sent=7") == 1
+    assert msgspec.to_builtins(stats)["frames_sent"] == 7
+    frozen, deep = copy.copy(stats), copy.deepcopy(stats)
+    box._settle()
+    assert stats.frames_sent == 7 and box.seq == 7
+    assert frozen.frames_sent == 7 and deep.frames_sent == 7  # copies keep what they read
+    stats.frames_sent += 2  # a store keeps the sum it was given, run or not
+    side.chunk(_pcm(8), 0.2)
+    side.chunk(_pcm(9), 0.22)
+    assert stats.frames_sent == 11
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("wwwwwwcau"), st.integers(0, 200)), max_size=40))
+def test_every_chunk_is_in_the_window_covered_or_at_risk(ops: list[tuple[str, int]]) -> None:
+    # The writer's drops are counted when read (_Window.dropped): whatever else moves the
+    # window (coverage, acknowledgement, compaction, a restore), every chunk written is
+    # still held, was covered, or is counted at risk.
+    side = _Side(eager=False)
+    written = covered = 0
+    now = 0.0
+    for op, arg in ops:
+        box = side.box
+        if op == "w":
+            for _ in range(arg):
+                now += 0.02
+                assert side.chunk(_pcm(written), now)
+                written += 1
+        else:
+            before = len(box._win)
+            if op == "c":
+                box.cover_by_handle(now - arg * 0.002)
+            elif op == "a":
+                box.acknowledge_index(box._win.seqs()[0] + arg % 5 if len(box._win) else 0)
+            else:  # saved and restored: the stats as read, a new window
+                state = box.snapshot()
+                stats = msgspec.convert(msgspec.to_builtins(box.stats), SessionStats)
+                side.box = Outbox(
+                    stats,
+                    input_rate=16000,
+                    offline_buffer_bytes=60_000,
+                    max_frame_bytes=1 << 20,
+                    resend=ResendWindow(0.2, 4, 0.0),
+                )
+                side.box.restore(state)
+            covered += before - len(side.box._win)
+        stats = side.box.stats
+        assert stats.frames_at_risk == written - covered - len(side.box._win), (op, arg)
+        assert stats.frames_sent == written
+
+
+def test_a_restored_outbox_counts_on_from_the_saved_stats() -> None:
+    side = _Side(eager=False)
+    for i in range(5):
+        side.chunk(_pcm(i), i * 0.02)
+    saved = msgspec.convert(msgspec.to_builtins(side.box.stats), SessionStats)
+    assert type(saved) is SessionStats and saved.frames_sent == 5
+    again = Outbox(
+        saved,
+        input_rate=16000,
+        offline_buffer_bytes=60_000,
+        max_frame_bytes=1 << 20,
+        resend=ResendWindow(0.2, 4, 0.0),
+    )
+    assert again.stats is saved and saved.frames_sent == 5
+    conn = Connection(state=State.OPEN)
+    for i in range(3):
+        assert again.write_audio(conn, lambda f: True, _pcm(i), 1 + i * 0.02)
+    assert saved.frames_sent == 8
+
+
 def test_a_text_after_a_run_takes_the_next_number_index_and_offset() -> None:
     side = _Side(eager=False)
     box, conn = side.box, side.conn
@@ -215,7 +297,7 @@ def test_a_write_that_reenters_the_outbox_keeps_the_numbers_in_order() -> None:
         side.written.append(frame)
         return True
 
-    assert box.write_audio(conn, _Plan(), write, _pcm(1), 0.02)
+    assert box.write_audio(conn, write, _pcm(1), 0.02)
     state = box.snapshot()
     assert [r.seq for r in state.window] == [1, 2, 3]
     assert box.seq == 3 and conn.next_index == 4

@@ -362,6 +362,7 @@ class ClientProtocol(Snapshots):
         """We are closing the current connection on purpose (rotation or close())."""
         if self._conn is not None and self._conn.state is not State.CLOSED:
             self._conn.state = State.CLOSING
+        self._outbox.close_run()  # no chunk is written to a closing connection
 
     def connection_lost(self, code: int, reason: str, *, local: bool = False) -> ServiceError:
         """The socket ended. Returns the typed error describing why (never raises it).
@@ -372,6 +373,7 @@ class ClientProtocol(Snapshots):
         self._outbox.unwritten(self._conn)
         if self._conn is not None:
             self._conn.state = State.CLOSED
+        self._outbox.close_run()
         return classify_close(code, reason, phase=phase, session_id=self.session_id, local=local)
 
     def discard_queue(self) -> int:
@@ -431,9 +433,9 @@ class ClientProtocol(Snapshots):
         conn = self._conn
         if conn is None:
             raise ProtocolStateError("no connection to write audio to")
-        # The outbox as the plan: its ``holding`` mirrors the plan's (one object fewer
+        # The outbox reads the rotation's ``holding`` from its own copy (one object fewer
         # for each chunk to touch).
-        return self._outbox.audio_writer(conn, self._outbox, write, kind)
+        return self._outbox.audio_writer(conn, write, kind)
 
     def send_video(self, frame: object, now: float, mime_type: str = "image/jpeg") -> bytes | None:
         """Queue one still frame (JPEG/PNG/WebP)."""

@@ -55,7 +55,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableSequence
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 import pybase64
@@ -175,13 +175,6 @@ def _shared(value: _T) -> _T:
     return got  # type: ignore[return-value]
 
 
-class _Holding(Protocol):
-    """Whether a rotation holds new input (the rotation plan's flag)."""
-
-    @property
-    def holding(self) -> bool: ...
-
-
 #: The re-send window's rows: one per record, packed in one byte buffer (submission
 #: number, time handed out, index and end offset on its connection, PCM bytes of a compact
 #: audio record, its head number or -1 for a record kept as a tuple).
@@ -240,6 +233,12 @@ class _Window:
     :meth:`owing`: ``rwa[rmark:]`` and :attr:`owed` (chunks of runs packed or cleared
     since); :meth:`Outbox._settle` counts them and closes the run, and everything that
     reads or takes those numbers settles first (issue 24: three counters fewer per chunk).
+    A run is open only while its next chunk could be written at once: nothing queued
+    (:meth:`Outbox._queue`, :meth:`Outbox._requeue`) or handed out unwritten
+    (:meth:`Outbox._unconfirmed`), no rotation holding input (:attr:`Outbox.holding`), its
+    connection (:attr:`rconn`) open (:meth:`Outbox.close_run`); each of these sets
+    :attr:`rn` to 0, so the writer checks a chunk of the run's length on the run's
+    connection by that comparison alone.
 
     :attr:`aud` is a byte offset such that no row in ``[lo, aud)`` is audio: the records
     no audio bound ever drops (activity markers, texts, tool answers: a window that no
@@ -251,6 +250,7 @@ class _Window:
     # object's header (fewer cache lines per chunk; see Outbox.__slots__).
     __slots__ = (  # noqa: RUF023
         "rn",
+        "rconn",
         "rwa",
         "pcm",
         "mixed",
@@ -264,7 +264,7 @@ class _Window:
         "rsize",
         "rmark",
         "owed",
-        "rconn",
+        "pmark",
         "aud",
         "bps",
         "heads",
@@ -279,6 +279,7 @@ class _Window:
         self.aud = 0
         self.pcm: list[bytes] = []
         self.plo = 0
+        self.pmark = 0
         self.mixed = 0
         self.others: dict[int, _Rec] = {}
         self.rwa: list[float] = []
@@ -317,6 +318,13 @@ class _Window:
     def owing(self) -> int:
         """Chunks written that the outbox's and connection's counters do not count yet."""
         return self.owed + len(self.rwa) - self.rmark
+
+    def dropped(self) -> int:
+        """Chunks the fused writer dropped from a full window (``frames_at_risk`` counts
+        them when read): every step of :attr:`plo` but those of :meth:`pop` and
+        :meth:`drop_audio`, which move :attr:`pmark` along, and of :meth:`trim` and
+        :meth:`clear`, which move it back as far."""
+        return self.plo - self.pmark
 
     def start(
         self, raw: bytes, seq: int, wa: float, ix: int, end: int, size: int, conn: Connection
@@ -433,6 +441,7 @@ class _Window:
         if hid >= 0:
             self.pcm[self.plo] = b""
             self.plo += 1
+            self.pmark += 1  # not the writer's drop (see dropped)
         else:
             del self.others[self.seq(lo)]
         if hid:
@@ -473,6 +482,7 @@ class _Window:
             meta = (_AUDIO, self.sizes[hid] + (nb + 2) // 3 * 4, nb / self.bps[hid])
             self.pcm[plo] = b""
             self.plo = plo + 1
+            self.pmark += 1  # not the writer's drop (see dropped)
         else:
             out = others.pop(_int_at(rows, p)[0])
             meta = (_AUDIO, len(out[_F]), out[_AS])
@@ -495,6 +505,7 @@ class _Window:
             del self.rows[: self.lo]
         self.lo = 0
         del self.pcm[: self.plo]
+        self.pmark -= self.plo  # the writer's drops stay owed (see dropped)
         self.plo = 0
         rlo = self.rlo
         if rlo:
@@ -539,6 +550,7 @@ class _Window:
         self.lo = 0
         self.aud = 0
         self.pcm = []
+        self.pmark -= self.plo  # as trim
         self.plo = 0
         self.mixed = 0
         if self.others:
@@ -648,12 +660,12 @@ class Outbox:
     # to the object's header, so a chunk touches one or two cache lines of the outbox, not
     # four (issue 24: cache misses per W2 message, where hundreds of sessions take turns).
     __slots__ = (  # noqa: RUF023
-        "pending",
-        "unconfirmed",
-        "holding",
         "input_at",
         "window_audio_s",
         "window_bytes",
+        "pending",
+        "unconfirmed",
+        "_holding",
         "seq",
         "_audio",
         "_audio_by_rate",
@@ -685,7 +697,6 @@ class Outbox:
         max_frame_bytes: int,
         resend: ResendWindow,
     ) -> None:
-        self.stats = stats
         self._audio = AudioFrameEncoder(input_rate)
         self._audio_by_rate: dict[int, AudioFrameEncoder] = {input_rate: self._audio}
         #: The input rate's frame around the base64 and PCM16 bytes per second (the
@@ -697,10 +708,7 @@ class Outbox:
         self.max_frame = max_frame_bytes
         self.resend = resend
         self.seq = 0
-        #: A rotation holds new input: kept equal to the protocol's rotation plan's flag
-        #: (RotationPlan.mirror_to), so that the audio writer the protocol makes with the
-        #: outbox as its ``plan`` reads it from the object it touches anyway.
-        self.holding = False
+        self._holding = False
         #: When the audio writer last took a chunk (None once the session's meters read
         #: it as their latest input: SessionRecord._take_input). Set on every call that
         #: does not raise, as the session set its own before.
@@ -716,6 +724,11 @@ class Outbox:
         #: The re-send window (compact: see :class:`_Window`; :attr:`window` for tuples).
         self._win = _Window()
         self._win.register(self._head, input_rate)  # head number 0: the input rate
+        # frames_sent and frames_at_risk count the open run's chunks and the writer's
+        # drops when read (SessionStats._owe_from): the same object, shared with
+        # everything else that counts in it.
+        stats._owe_from(self._win.owing, self._win.dropped)
+        self.stats = stats
         self.window_audio_s = 0.0
         self.window_video = 0
         self.window_bytes = 0
@@ -735,6 +748,24 @@ class Outbox:
         self.response_lag = 0.0
 
     # -- questions ------------------------------------------------------------------------
+
+    @property
+    def holding(self) -> bool:
+        """A rotation holds new input: kept equal to the protocol's rotation plan's flag
+        (:meth:`RotationPlan.mirror_to`), so that the audio writer reads it from the
+        object it touches anyway. Setting it closes the open run (see :class:`_Window`)."""
+        return self._holding
+
+    @holding.setter
+    def holding(self, value: bool) -> None:
+        self._holding = value
+        if value:
+            self._win.rn = 0
+
+    def close_run(self) -> None:
+        """The open run's connection stops being writable (it is closing or closed): the
+        next chunk takes the writer's checks (see :class:`_Window`)."""
+        self._win.rn = 0
 
     @property
     def window(self) -> deque[_Rec]:
@@ -902,7 +933,6 @@ class Outbox:
     def write_audio(
         self,
         conn: Connection,
-        plan: _Holding,
         write: Callable[[bytes], object],
         pcm: object,
         now: float,
@@ -920,16 +950,15 @@ class Outbox:
         as :meth:`direct_failed` would put it). Bad input raises before anything changes.
         The work is :meth:`audio_writer`'s (a writer made for this one call).
         """
-        return self.audio_writer(conn, plan, write)(pcm, now)
+        return self.audio_writer(conn, write)(pcm, now)
 
     def audio_writer(
         self,
         conn: Connection,
-        plan: _Holding,
         write: Callable[..., object],
         kind: object = None,
     ) -> Callable[[object, float], bool]:
-        """:meth:`write_audio` for one connection, ``plan`` and ``write``, as a function
+        """:meth:`write_audio` for one connection and ``write``, as a function
         ``writer(pcm, now)``: what stays the same for the outbox's whole life (the input
         rate's head and bytes per second, the bounds, the window object, the stats) is
         bound once, so a chunk pays no attribute load for it and no bound-method call.
@@ -945,6 +974,11 @@ class Outbox:
         With ``kind`` (not None), a frame is written as ``write(kind, frame)``: the
         backend's own method and its first argument (a transport's ``direct_send``), not a
         wrapper around them (one object fewer, and its cache lines, per chunk).
+
+        A chunk as long as the open run's, on the run's connection, is checked by that
+        comparison alone: the run's first chunk passed every check (its length, its
+        frame's size) and the run stays open only while a chunk could be written at once
+        (see :class:`_Window`).
         """
 
         # Named as the method: profiles (bench.density) count the chunks written by name.
@@ -953,12 +987,9 @@ class Outbox:
             now: float,
             self: Outbox = self,
             conn: Connection = conn,
-            plan: _Holding = plan,
             write: Callable[..., object] = write,
             head: bytes = _shared(self._head),
             bytes_per_s: int = _shared(self._bytes_per_s),
-            empty: int = _shared(self._empty),
-            max_frame: int = _shared(self.max_frame),
             offline_limit: int = _shared(self.offline_limit),
             limit: float = _shared(self.resend.audio_seconds),  # ResendWindow is frozen
             stats: SessionStats = self.stats,
@@ -969,60 +1000,63 @@ class Outbox:
             # and are kept as they are (immutable); other buffers are copied once.
             raw = pcm if type(pcm) is bytes else bytes(as_pcm16(pcm))
             n = len(raw)
-            if n & 1 or not n:
-                as_pcm16(raw)  # raises for an odd byte count
-                raise ConfigError("audio chunk is empty")
             frame = _join((head, _b64encode(raw), _TAIL))
-            size = len(frame)
-            seconds = n / bytes_per_s
-            if (
-                conn.state is not _OPEN
-                or plan.holding
-                or size > max_frame
-                or self.pending
-                or self.unconfirmed
-            ):
-                self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=seconds)
-                self.input_at = now
-                return False
-            if n == win.rn:
-                # The open run goes on (see _Window): nothing was numbered or written
-                # since its last chunk, so this chunk's submission number, index and
-                # offset follow from the run; they are counted when read (_settle).
+            if n == win.rn and conn is win.rconn:
+                # The open run goes on (see _Window): the chunk is as long as the run's
+                # first, which passed every check, and nothing was numbered, queued or
+                # held since; its submission number, index and offset follow from the
+                # run and are counted when read (_settle).
                 try:
                     written = write(frame) if kind is None else write(kind, frame)
                 except BaseException:
-                    self._unwritten_audio(frame, seconds)
+                    self._unwritten_audio(frame, n / bytes_per_s)
                     raise
                 self.input_at = now
                 if written is False:
-                    self._unwritten_audio(frame, seconds)
+                    self._unwritten_audio(frame, n / bytes_per_s)
                     return False
                 if n == win.rn:  # still open (the write did not re-enter the outbox)
+                    # Counted in frames_sent when read, as in the numbers (SessionStats).
                     win.rwa.append(now)
                     win.pcm.append(raw)
                 else:
-                    self._written_audio(raw, size, now, conn, self._take_seq())
-                held = self.window_audio_s + seconds
+                    self._written_audio(raw, len(frame), now, conn, self._take_seq())
+                    stats.frames_sent += 1
             else:
+                if n & 1 or not n:
+                    as_pcm16(raw)  # raises for an odd byte count
+                    raise ConfigError("audio chunk is empty")
+                size = len(frame)
+                if (
+                    conn.state is not _OPEN
+                    or self._holding
+                    or size > self.max_frame
+                    or self.pending
+                    or self.unconfirmed
+                ):
+                    self.submit(frame, Kind.AUDIO, now, conn, False, audio_s=n / bytes_per_s)
+                    self.input_at = now
+                    return False
                 seq = self._take_seq()
                 try:
                     written = write(frame) if kind is None else write(kind, frame)
                 except BaseException:
-                    self._unwritten_audio(frame, seconds, seq)
+                    self._unwritten_audio(frame, n / bytes_per_s, seq)
                     raise
                 self.input_at = now
                 if written is False:
-                    self._unwritten_audio(frame, seconds, seq)
+                    self._unwritten_audio(frame, n / bytes_per_s, seq)
                     return False
-                held = self.window_audio_s + seconds
                 # A full mixed window: the eviction below packs any run into rows anyway,
                 # so the chunk goes straight into a row (the same row).
-                self._written_audio(raw, size, now, conn, seq, row=held > limit and win.mixed > 0)
-            stats.frames_sent += 1
+                row = self.window_audio_s + n / bytes_per_s > limit and win.mixed > 0
+                self._written_audio(raw, size, now, conn, seq, row=row)
+                stats.frames_sent += 1
+            seconds = n / bytes_per_s
+            held = self.window_audio_s + seconds
             if held <= limit:  # the window has room (the usual case without handles)
                 self.window_audio_s = held
-                wb = self.window_bytes = self.window_bytes + size
+                wb = self.window_bytes = self.window_bytes + len(frame)
                 if wb > offline_limit:
                     self._evict(None)
                 return True
@@ -1033,8 +1067,7 @@ class Outbox:
                 plo = win.plo
                 nb = len(chunks[plo])
                 chunks[plo] = b""
-                stats.frames_at_risk += 1
-                win.plo = plo + 1
+                win.plo = plo + 1  # counted in frames_at_risk when read (_Window.dropped)
                 rows = win.rows
                 if rows and win.lo < len(rows):  # a row first
                     win.lo = lo = win.lo + _STRIDE
@@ -1046,11 +1079,11 @@ class Outbox:
                         win.trim()
                 if nb != n:  # else as long as the new chunk: the seconds and bytes held stay
                     self.window_audio_s = held = held - nb / bytes_per_s
-                    self.window_bytes += size - empty - (nb + 2) // 3 * 4
+                    self.window_bytes += len(frame) - self._empty - (nb + 2) // 3 * 4
                     if held > limit:
                         self._evict(_AUDIO)
             else:
-                self.window_bytes += size
+                self.window_bytes += len(frame)
                 self.window_audio_s = self._evict_mixed(held, limit)
             if self.window_bytes > offline_limit:
                 self._evict(None)
@@ -1103,6 +1136,7 @@ class Outbox:
         if owing:
             win.owed = 0
             win.rmark = len(win.rwa)
+            self.stats._absorb(owing)
             self.seq += owing
             conn = win.rconn
             assert conn is not None, "a run is written on a connection"
@@ -1139,6 +1173,7 @@ class Outbox:
 
     def _queue(self, out: _Rec) -> None:
         """Append ``out`` to the queue (a new list when it was empty)."""
+        self._win.rn = 0  # something waits: the open run ends (see _Window)
         pending = self.pending
         if isinstance(pending, list):
             pending.append(out)
@@ -1147,6 +1182,7 @@ class Outbox:
 
     def _unconfirmed(self, out: _Rec) -> None:
         """Append ``out`` to the frames handed out and not written yet."""
+        self._win.rn = 0  # something waits: the open run ends (see _Window)
         unconfirmed = self.unconfirmed
         if isinstance(unconfirmed, tuple):
             self.unconfirmed = [out]
@@ -1254,6 +1290,7 @@ class Outbox:
     def _requeue(self, records: list[_Rec] | tuple[()]) -> None:
         if not records:
             return
+        self._win.rn = 0  # something waits: the open run ends (see _Window)
         queue = list(records)
         queue.extend(self.pending)
         self.pending = queue

@@ -7,7 +7,9 @@ shared by every part and by the session).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Connection", "SessionStats", "State"]
@@ -55,6 +57,14 @@ class SessionStats:
     and frames a handle covered while the transport could not tell whether they had left
     this host (a custom transport without ``unsent_bytes``, or an OS without a send-queue
     query). Everything else the app sent is either acknowledged or kept for re-sending.
+
+    ``frames_sent`` and ``frames_at_risk`` are properties over what was counted (``_sent``,
+    ``_risk``) and what the outbox's fused audio writer did and did not count yet (the
+    chunks of its open run, the chunks it dropped from a full window: issue 24, an int
+    object less per chunk each). They read every frame, also from a reader that holds
+    this object; a store keeps the sum it was given. Encoders and ``dataclasses`` read
+    them as the fields they are (msgspec asks the property for a field that is not in
+    the instance's ``__dict__``); a copy holds the counts as they read.
     """
 
     connections: int = 0
@@ -75,3 +85,49 @@ class SessionStats:
     lagged_events: int = 0
     callback_errors: int = 0
     last_error: str | None = None
+
+    # The hidden attributes are set and read by name (setattr/getattr), never through
+    # ``__dict__``: touching ``__dict__`` turns the instance's inline attribute values into
+    # a dict, and every counter's update then takes a slower path (~2x per update).
+
+    def _absorb(self, owed: int) -> None:
+        """``owed`` frames the outbox's open run owed are counted now (Outbox._settle)."""
+        setattr(self, "_sent", getattr(self, "_sent") + owed)  # noqa: B009, B010
+
+    def _owe_from(self, sent: Callable[[], int], at_risk: Callable[[], int]) -> None:
+        """Count what ``sent()`` and ``at_risk()`` return in ``frames_sent`` and
+        ``frames_at_risk`` too (the outbox's open run and its writer's drops)."""
+        setattr(self, "_owing", sent)  # noqa: B010
+        setattr(self, "_risking", at_risk)  # noqa: B010
+
+    def __copy__(self) -> SessionStats:
+        # The counts as they read now, on their own (a plain copy would share the
+        # outbox's run and lose what it owes once the outbox counts it). A deep copy
+        # copies the outbox's window with it, and stays as it reads.
+        return dataclasses.replace(self)
+
+
+def _owe_nothing() -> int:
+    return 0
+
+
+def _frames_sent(self: SessionStats) -> int:
+    return int(getattr(self, "_sent") + getattr(self, "_owing", _owe_nothing)())  # noqa: B009
+
+
+def _set_frames_sent(self: SessionStats, value: int) -> None:
+    setattr(self, "_sent", value - getattr(self, "_owing", _owe_nothing)())  # noqa: B010
+
+
+def _frames_at_risk(self: SessionStats) -> int:
+    return int(getattr(self, "_risk") + getattr(self, "_risking", _owe_nothing)())  # noqa: B009
+
+
+def _set_frames_at_risk(self: SessionStats, value: int) -> None:
+    setattr(self, "_risk", value - getattr(self, "_risking", _owe_nothing)())  # noqa: B010
+
+
+# After the dataclass is made, so that the fields keep their defaults and their places
+# (in __init__, repr, eq and the snapshot) and every read and store goes through these.
+SessionStats.frames_sent = property(_frames_sent, _set_frames_sent)  # type: ignore[assignment]
+SessionStats.frames_at_risk = property(_frames_at_risk, _set_frames_at_risk)  # type: ignore[assignment]
