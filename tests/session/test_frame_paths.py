@@ -31,7 +31,8 @@ def frame(obj: object, rng: random.Random) -> bytes:
 
 def script(seed: int) -> list[bytes]:
     """A random conversation: turns of audio, audio + words, words alone, user words,
-    turn ends (some IN_PROGRESS, which arm the watchdog) with usage."""
+    turn ends (some IN_PROGRESS, which arm the watchdog) with usage, late output after
+    some turn ends."""
     rng = random.Random(seed)
     out: list[bytes] = []
     for turn in range(rng.randint(1, 6)):
@@ -53,6 +54,11 @@ def script(seed: int) -> list[bytes]:
             end["interactionStatus"] = "IN_PROGRESS"
         usage = {"promptTokenCount": 10 + turn, "responseTokenCount": 5, "totalTokenCount": 15}
         out.append(frame({"serverContent": end, "usageMetadata": usage}, rng))
+        if rng.random() < 0.3:
+            # Late model output right after the turn end: the meters' grace window (no
+            # turn is answering, the meters take the full path for audio and words).
+            late = {"modelTurn": {"parts": [_AUDIO]}, "outputTranscription": {"text": " late"}}
+            out.append(frame({"serverContent": late}, rng))
     # End mid-answer after an IN_PROGRESS turn end half of the time: the watchdog's
     # deadline then depends on the last frames of model output.
     if seed % 2:
