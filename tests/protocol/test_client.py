@@ -852,6 +852,26 @@ def test_an_open_run_ends_when_its_next_chunk_could_not_be_written_at_once(stop:
     assert p.queued >= 1
 
 
+@pytest.mark.parametrize("pcm", [b"", b"\x00" * 3])
+def test_bad_chunks_raise_with_a_run_open_or_closed(pcm: bytes) -> None:
+    # A closed run's length is no chunk's length: an empty chunk after a run is not
+    # taken for the run's next one.
+    p = make()
+    connect(p)
+    wrote: list[bytes] = []
+    writer = p.audio_writer(lambda f: wrote.append(f))
+    for i in range(3):
+        assert writer(bytes([i]) * 640, 1.0 + i) is True
+    for close in (False, True):
+        if close:
+            assert p.send_text("hi", 4.0) is not None  # numbered: the run is closed
+        before = len(wrote)
+        with pytest.raises((errors.ConfigError, errors.AudioFormatError)):
+            writer(pcm, 5.0)
+        assert len(wrote) == before and p.stats.frames_sent == 3 + close
+    assert writer(bytes(640), 6.0) is True
+
+
 def test_a_writer_of_an_older_connection_never_writes_into_the_new_connections_run() -> None:
     p = make()
     connect(p)

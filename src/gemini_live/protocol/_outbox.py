@@ -195,6 +195,8 @@ _nb_hid_at: Final = struct.Struct("<ii").unpack_from
 _MAX_HEADS: Final = 32
 #: Dead rows at the front worth moving the live ones down for (when they are as many).
 _TRIM_ROWS: Final = 64 * _STRIDE
+#: ``_Window.rn`` when no run is open: no chunk's length (0 is the empty chunk's).
+_CLOSED: Final = -1
 #: Chunks dropped from the front of a run before the run moves down.
 _TRIM_RUN: Final = 128
 _DATA_KEY: Final = b'","data":"'
@@ -227,17 +229,18 @@ class _Window:
     ``rend + j * rsize``). Any other use of the window packs the run into rows first
     (:meth:`flush`), so the run is always its newest part.
 
-    While a run is *open* (:attr:`rn` not 0) the writer does not count its chunks in the
-    outbox's submission number, the connection's index and offset (on :attr:`rconn`):
+    While a run is *open* (:attr:`rn` not ``_CLOSED``) the writer does not count its chunks
+    in the outbox's submission number, the connection's index and offset (on :attr:`rconn`):
     those follow from the run when they are read. The chunks not counted yet are
     :meth:`owing`: ``rwa[rmark:]`` and :attr:`owed` (chunks of runs packed or cleared
-    since); :meth:`Outbox._settle` counts them and closes the run, and everything that
-    reads or takes those numbers settles first (issue 24: three counters fewer per chunk).
-    A run is open only while its next chunk could be written at once: nothing queued
+    since); :meth:`Outbox._settle` counts them and closes the run, and everything that reads
+    or takes those numbers settles first (issue 24: three counters fewer per chunk). A run
+    is open only while its next chunk could be written at once: nothing queued
     (:meth:`Outbox._queue`, :meth:`Outbox._requeue`) or handed out unwritten
     (:meth:`Outbox._unconfirmed`), no rotation holding input (:attr:`Outbox.holding`), its
     connection (:attr:`rconn`) open (:meth:`Outbox.close_run`); each of these sets
-    :attr:`rn` to 0, so the writer checks a chunk of the run's length on the run's
+    :attr:`rn` to ``_CLOSED`` (-1, a length no chunk has: an empty chunk after a run takes
+    the checks and raises), so the writer checks a chunk of the run's length on the run's
     connection by that comparison alone.
 
     :attr:`aud` is a byte offset such that no row in ``[lo, aud)`` is audio: the records
@@ -284,7 +287,7 @@ class _Window:
         self.others: dict[int, _Rec] = {}
         self.rwa: list[float] = []
         self.rlo = 0
-        self.rn = 0
+        self.rn = _CLOSED
         self.rseq = 0
         self.rix = 0
         self.rend = 0
@@ -344,7 +347,7 @@ class _Window:
 
     def flush(self) -> None:
         """Pack the run into rows and close it (what it owes stays in :attr:`owed`)."""
-        self.rn = 0  # the next chunk starts a new run
+        self.rn = _CLOSED  # the next chunk starts a new run
         rwa = self.rwa
         if not rwa:
             return
@@ -545,7 +548,7 @@ class _Window:
     def clear(self) -> None:
         self.owed = self.owing()  # the chunks stay written: counted at the next settle
         self.rmark = 0
-        self.rn = 0
+        self.rn = _CLOSED
         self.rows = bytearray()
         self.lo = 0
         self.aud = 0
@@ -760,12 +763,12 @@ class Outbox:
     def holding(self, value: bool) -> None:
         self._holding = value
         if value:
-            self._win.rn = 0
+            self._win.rn = _CLOSED
 
     def close_run(self) -> None:
         """The open run's connection stops being writable (it is closing or closed): the
         next chunk takes the writer's checks (see :class:`_Window`)."""
-        self._win.rn = 0
+        self._win.rn = _CLOSED
 
     @property
     def window(self) -> deque[_Rec]:
@@ -1131,7 +1134,7 @@ class Outbox:
         and the run's connection's index and offset, and close the run. Everything that
         reads or takes those numbers calls it first."""
         win = self._win
-        win.rn = 0
+        win.rn = _CLOSED
         owing = win.owing()
         if owing:
             win.owed = 0
@@ -1173,7 +1176,7 @@ class Outbox:
 
     def _queue(self, out: _Rec) -> None:
         """Append ``out`` to the queue (a new list when it was empty)."""
-        self._win.rn = 0  # something waits: the open run ends (see _Window)
+        self._win.rn = _CLOSED  # something waits: the open run ends (see _Window)
         pending = self.pending
         if isinstance(pending, list):
             pending.append(out)
@@ -1182,7 +1185,7 @@ class Outbox:
 
     def _unconfirmed(self, out: _Rec) -> None:
         """Append ``out`` to the frames handed out and not written yet."""
-        self._win.rn = 0  # something waits: the open run ends (see _Window)
+        self._win.rn = _CLOSED  # something waits: the open run ends (see _Window)
         unconfirmed = self.unconfirmed
         if isinstance(unconfirmed, tuple):
             self.unconfirmed = [out]
@@ -1290,7 +1293,7 @@ class Outbox:
     def _requeue(self, records: list[_Rec] | tuple[()]) -> None:
         if not records:
             return
-        self._win.rn = 0  # something waits: the open run ends (see _Window)
+        self._win.rn = _CLOSED  # something waits: the open run ends (see _Window)
         queue = list(records)
         queue.extend(self.pending)
         self.pending = queue
