@@ -824,16 +824,22 @@ def test_the_audio_writer_queues_while_a_rotation_holds_input_or_the_connection_
     assert p.queued == 2 and p.stats.frames_sent == 0
 
 
-@pytest.mark.parametrize("stop", ["rotation", "closing", "lost", "queued", "unwritten"])
-def test_an_open_run_ends_when_its_next_chunk_could_not_be_written_at_once(stop: str) -> None:
-    # A chunk as long as the open run's is checked by that comparison alone: everything
-    # that makes a chunk wait must end the run first (else the chunk is written anyway).
+def _with_open_run() -> tuple[ClientProtocol, Any, list[bytes]]:
+    """A connected core whose audio writer wrote three chunks: its run is open."""
     p = make()
     connect(p)
     wrote: list[bytes] = []
     writer = p.audio_writer(lambda f: wrote.append(f))
     for i in range(3):
         assert writer(bytes([i]) * 640, 1.0 + i) is True
+    return p, writer, wrote
+
+
+@pytest.mark.parametrize("stop", ["rotation", "closing", "lost", "queued", "unwritten"])
+def test_an_open_run_ends_when_its_next_chunk_could_not_be_written_at_once(stop: str) -> None:
+    # A chunk as long as the open run's is checked by that comparison alone: everything
+    # that makes a chunk wait must end the run first (else the chunk is written anyway).
+    p, writer, wrote = _with_open_run()
     assert p._outbox._win.rn == 640  # the run is open
     if stop == "rotation":
         p.begin_rotation()
@@ -856,12 +862,7 @@ def test_an_open_run_ends_when_its_next_chunk_could_not_be_written_at_once(stop:
 def test_bad_chunks_raise_with_a_run_open_or_closed(pcm: bytes) -> None:
     # A closed run's length is no chunk's length: an empty chunk after a run is not
     # taken for the run's next one.
-    p = make()
-    connect(p)
-    wrote: list[bytes] = []
-    writer = p.audio_writer(lambda f: wrote.append(f))
-    for i in range(3):
-        assert writer(bytes([i]) * 640, 1.0 + i) is True
+    p, writer, wrote = _with_open_run()
     for close in (False, True):
         if close:
             assert p.send_text("hi", 4.0) is not None  # numbered: the run is closed
